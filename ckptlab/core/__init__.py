@@ -1,0 +1,87 @@
+"""Pure checkpoint semantics: object graph, key grammar, document, matching, status rules.
+
+Standard library only: no numpy, no zarr, no UI, no file I/O.  Results are data; nothing here
+raises on a mismatch.
+"""
+
+from ckptlab.core._document import (
+    FORMAT_VERSION,
+    ITEMSIZE,
+    CheckpointDocument,
+    PackInfo,
+    StoredValue,
+    parse_document,
+)
+from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
+from ckptlab.core._keys import (
+    ParsedKey,
+    escape_local_name,
+    object_prefix,
+    parse_key,
+    pretty_path,
+    unescape_local_name,
+    value_key,
+)
+from ckptlab.core._plan import (
+    Assignment,
+    Deferral,
+    Inconsistency,
+    PendingSlot,
+    RestorePlan,
+    SlotRestore,
+    plan_restore,
+)
+from ckptlab.core._report import STATES, MatchReport, MatchState, ReportEntry, RestoreState, build_report
+from ckptlab.core._statefile import CheckpointState, format_state, parse_state
+from ckptlab.core._status import (
+    consumed_failure,
+    existing_objects_failure,
+    nontrivial_failure,
+    unused_warning,
+)
+from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ITEMSIZE",
+    "STATES",
+    "Assignment",
+    "Attribute",
+    "CheckpointDocument",
+    "CheckpointState",
+    "Deferral",
+    "GraphNode",
+    "Inconsistency",
+    "MatchReport",
+    "MatchState",
+    "NodePath",
+    "ObjectGraph",
+    "PackInfo",
+    "ParsedKey",
+    "PendingSlot",
+    "ProgramGraph",
+    "ProgramView",
+    "ReportEntry",
+    "RestorePlan",
+    "RestoreState",
+    "SlotRef",
+    "SlotRestore",
+    "StoredValue",
+    "ValueSpec",
+    "build_graph",
+    "build_report",
+    "consumed_failure",
+    "escape_local_name",
+    "existing_objects_failure",
+    "format_state",
+    "nontrivial_failure",
+    "object_prefix",
+    "parse_document",
+    "parse_key",
+    "parse_state",
+    "plan_restore",
+    "pretty_path",
+    "unescape_local_name",
+    "unused_warning",
+    "value_key",
+]

@@ -1,0 +1,357 @@
+"""The checkpoint document: one versioned JSON object describing a checkpoint (internal).
+
+It holds the object graph, and for every stored value its key, shape, dtype, byte size, checksum
+and where its bytes are.  ``parse_document`` validates untrusted JSON and names the offending
+field; nothing from a document is trusted before it passes here.  See FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ckptlab.core._graph import Attribute, GraphNode, ObjectGraph, SlotRef
+from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
+
+FORMAT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
+MAX_NAME = 65536
+MAX_ELEMENTS = 2**48
+ITEMSIZE = {
+    "bool": 1,
+    "int8": 1,
+    "int16": 2,
+    "int32": 4,
+    "int64": 8,
+    "uint8": 1,
+    "uint16": 2,
+    "uint32": 4,
+    "uint64": 8,
+    "float16": 2,
+    "bfloat16": 2,
+    "float32": 4,
+    "float64": 8,
+    "complex64": 8,
+    "complex128": 16,
+}
+_ARRAY_PATH = re.compile(r"^values/[0-9]{1,9}$")
+_PACK_PATH = re.compile(r"^packed/[a-z0-9]{1,16}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredValue:
+    """A stored value: its spec, its checksum and where its bytes are."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+    crc32c: tuple[int, ...]
+    """One checksum per chunk for own arrays, one for the value when packed."""
+    array: str
+    """Path of the Zarr array holding the bytes (``values/3`` or ``packed/float32``)."""
+    offset: int | None = None
+    """Element offset inside a packed array; ``None`` for a value with its own array."""
+    chunks: tuple[int, ...] | None = None
+    """Chunk shape of an own array; ``None`` when packed."""
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the value in bytes."""
+        return math.prod(self.shape) * ITEMSIZE[self.dtype]
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackInfo:
+    """A packed array: a flat 1-D array of one dtype holding many small values."""
+
+    path: str
+    dtype: str
+    length: int
+    chunk: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class CheckpointDocument:
+    """Everything a reader needs to list and locate a checkpoint's contents."""
+
+    format_version: int
+    kind: Literal["object", "name"]
+    """``object``: an object graph; ``name``: keys are variable names (``Saver``)."""
+    graph: ObjectGraph | None
+    values: Mapping[str, StoredValue]
+    packs: Mapping[str, PackInfo] = field(default_factory=dict)
+    writer: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready data (see FORMAT.md)."""
+        out: dict[str, Any] = {"format_version": self.format_version, "kind": self.kind}
+        if self.graph is not None:
+            out["graph"] = {"nodes": [_node_to_json(n) for n in self.graph.nodes]}
+        out["values"] = {k: _value_to_json(v) for k, v in self.values.items()}
+        out["packs"] = {
+            p.path: {"dtype": p.dtype, "length": p.length, "chunk": p.chunk}
+            for p in self.packs.values()
+        }
+        out["writer"] = dict(self.writer)
+        return out
+
+
+def _node_to_json(node: GraphNode) -> dict[str, Any]:
+    out: dict[str, Any] = {"children": [[n, i] for n, i in node.children.items()]}
+    if node.attributes:
+        out["attributes"] = [
+            {"name": a.name, "key": a.key, "full_name": a.full_name} for a in node.attributes
+        ]
+    if node.slot_variables:
+        out["slot_variables"] = [[s.original, s.slot, s.node] for s in node.slot_variables]
+    if node.type_name:
+        out["type"] = node.type_name
+    if node.is_optimizer:
+        out["optimizer"] = True
+    return out
+
+
+def _value_to_json(value: StoredValue) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "shape": list(value.shape),
+        "dtype": value.dtype,
+        "crc32c": list(value.crc32c),
+        "array": value.array,
+    }
+    if value.offset is not None:
+        out["offset"] = value.offset
+    if value.chunks is not None:
+        out["chunks"] = list(value.chunks)
+    return out
+
+
+# --- parsing (untrusted input) -----------------------------------------------------------------
+
+
+class _Where:
+    """Builds error messages naming the document and the JSON field."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field_path: str, expected: str, found: object) -> CorruptCheckpointError:
+        shown = repr(found)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return CorruptCheckpointError(
+            f"Checkpoint document of {self.source} is invalid at {field_path}: expected "
+            f"{expected}, found {shown}. The checkpoint is damaged or was not written by "
+            "ckptlab; restore from another checkpoint or re-save it."
+        )
+
+
+def _get(where: _Where, data: Mapping[str, Any], name: str, path: str, kind: type) -> Any:
+    if name not in data:
+        raise where.fail(f"{path}.{name}", f"a {kind.__name__}", "nothing")
+    value = data[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise where.fail(f"{path}.{name}", f"a {kind.__name__}", value)
+    return value
+
+
+def _int(where: _Where, value: object, path: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+        raise where.fail(path, f"an integer in [{low}, {high})", value)
+    return value
+
+
+def _name(where: _Where, value: object, path: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_NAME:
+        raise where.fail(path, f"a string of at most {MAX_NAME} characters", value)
+    return value
+
+
+def parse_document(data: object, source: str) -> CheckpointDocument:
+    """Validate untrusted JSON and build a :class:`CheckpointDocument`.
+
+    Parameters
+    ----------
+    data
+        The parsed JSON (the ``ckptlab`` attribute of the root group).
+    source
+        Where it came from, for error messages (a path or URL).
+
+    Raises
+    ------
+    CorruptCheckpointError
+        The document is malformed; the message names the field.
+    UnsupportedFormatError
+        ``format_version`` is one this version of ckptlab cannot read.
+    """
+    where = _Where(source)
+    if not isinstance(data, Mapping):
+        raise where.fail("(top level)", "a JSON object", data)
+    version = _get(where, data, "format_version", "document", int)
+    if version not in READABLE_VERSIONS:
+        raise UnsupportedFormatError(
+            f"{source} has format_version {version}; this ckptlab reads versions "
+            f"{sorted(READABLE_VERSIONS)}. Upgrade ckptlab (pip install -U ckptlab)."
+        )
+    kind = _get(where, data, "kind", "document", str)
+    if kind not in ("object", "name"):
+        raise where.fail("document.kind", "'object' or 'name'", kind)
+    packs = _parse_packs(where, data.get("packs", {}))
+    values = _parse_values(where, _get(where, data, "values", "document", dict), packs)
+    graph = None
+    if kind == "object":
+        graph_data = _get(where, data, "graph", "document", dict)
+        graph = _parse_graph(where, _get(where, graph_data, "nodes", "graph", list), values)
+    writer = data.get("writer", {})
+    if not isinstance(writer, Mapping):
+        raise where.fail("document.writer", "a JSON object", writer)
+    return CheckpointDocument(
+        format_version=version,
+        kind=kind,
+        graph=graph,
+        values=values,
+        packs=packs,
+        writer=dict(writer),
+    )
+
+
+def _parse_packs(where: _Where, data: object) -> dict[str, PackInfo]:
+    if not isinstance(data, Mapping):
+        raise where.fail("document.packs", "a JSON object", data)
+    packs: dict[str, PackInfo] = {}
+    for path, entry in data.items():
+        at = f"packs[{path!r}]"
+        if not isinstance(path, str) or not _PACK_PATH.match(path):
+            raise where.fail(at, "a path like 'packed/float32'", path)
+        if not isinstance(entry, Mapping):
+            raise where.fail(at, "a JSON object", entry)
+        dtype = _get(where, entry, "dtype", at, str)
+        if dtype not in ITEMSIZE:
+            raise where.fail(f"{at}.dtype", f"one of {sorted(ITEMSIZE)}", dtype)
+        length = _int(where, entry.get("length"), f"{at}.length", 0, MAX_ELEMENTS)
+        chunk = _int(where, entry.get("chunk"), f"{at}.chunk", 1, MAX_ELEMENTS)
+        packs[path] = PackInfo(path=path, dtype=dtype, length=length, chunk=chunk)
+    return packs
+
+
+def _parse_values(
+    where: _Where, data: Mapping[str, Any], packs: Mapping[str, PackInfo]
+) -> dict[str, StoredValue]:
+    values: dict[str, StoredValue] = {}
+    for key, entry in data.items():
+        at = f"values[{key!r}]"
+        _name(where, key, at)
+        if not isinstance(entry, Mapping):
+            raise where.fail(at, "a JSON object", entry)
+        values[key] = _parse_value(where, key, entry, at, packs)
+    return values
+
+
+def _parse_value(
+    where: _Where, key: str, entry: Mapping[str, Any], at: str, packs: Mapping[str, PackInfo]
+) -> StoredValue:
+    shape_data = _get(where, entry, "shape", at, list)
+    shape = tuple(_int(where, d, f"{at}.shape", 0, MAX_ELEMENTS) for d in shape_data)
+    if len(shape) > 32 or math.prod(shape) >= MAX_ELEMENTS:
+        raise where.fail(f"{at}.shape", f"at most 32 dims and fewer than 2**48 elements", shape)
+    dtype = _get(where, entry, "dtype", at, str)
+    if dtype not in ITEMSIZE:
+        raise where.fail(f"{at}.dtype", f"one of {sorted(ITEMSIZE)}", dtype)
+    crcs = tuple(
+        _int(where, c, f"{at}.crc32c", 0, 2**32) for c in _get(where, entry, "crc32c", at, list)
+    )
+    array = _get(where, entry, "array", at, str)
+    size = math.prod(shape)
+    if "offset" in entry:
+        pack = packs.get(array)
+        if pack is None:
+            raise where.fail(f"{at}.array", f"one of the packs {sorted(packs)}", array)
+        if pack.dtype != dtype:
+            raise where.fail(f"{at}.dtype", f"{pack.dtype} (the dtype of {array})", dtype)
+        offset = _int(where, entry["offset"], f"{at}.offset", 0, MAX_ELEMENTS)
+        if offset + size > pack.length:
+            raise where.fail(f"{at}.offset", f"a range inside {array} ({pack.length})", offset)
+        if len(crcs) != 1:
+            raise where.fail(f"{at}.crc32c", "one checksum for a packed value", list(crcs))
+        return StoredValue(key=key, shape=shape, dtype=dtype, crc32c=crcs, array=array, offset=offset)
+    if not _ARRAY_PATH.match(array):
+        raise where.fail(f"{at}.array", "a path like 'values/12'", array)
+    chunk_data = _get(where, entry, "chunks", at, list)
+    chunks = tuple(_int(where, c, f"{at}.chunks", 1, MAX_ELEMENTS) for c in chunk_data)
+    if len(chunks) != len(shape):
+        raise where.fail(f"{at}.chunks", f"{len(shape)} chunk dims", list(chunks))
+    expected = math.prod(-(-d // c) for d, c in zip(shape, chunks, strict=True)) if size else 0
+    if len(crcs) != expected:
+        raise where.fail(f"{at}.crc32c", f"{expected} checksums (one per chunk)", len(crcs))
+    return StoredValue(key=key, shape=shape, dtype=dtype, crc32c=crcs, array=array, chunks=chunks)
+
+
+def _parse_graph(
+    where: _Where, nodes_data: list[Any], values: Mapping[str, StoredValue]
+) -> ObjectGraph:
+    count = len(nodes_data)
+    if count == 0:
+        raise where.fail("graph.nodes", "at least the root node", nodes_data)
+    nodes: list[GraphNode] = []
+    for node_id, entry in enumerate(nodes_data):
+        at = f"graph.nodes[{node_id}]"
+        if not isinstance(entry, Mapping):
+            raise where.fail(at, "a JSON object", entry)
+        nodes.append(_parse_node(where, entry, at, count, values))
+    return ObjectGraph(nodes=tuple(nodes))
+
+
+def _parse_node(
+    where: _Where, entry: Mapping[str, Any], at: str, count: int, values: Mapping[str, StoredValue]
+) -> GraphNode:
+    children: dict[str, int] = {}
+    for index, pair in enumerate(_get(where, entry, "children", at, list)):
+        here = f"{at}.children[{index}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise where.fail(here, "a [name, node id] pair", pair)
+        name = _name(where, pair[0], here)
+        if name in children:
+            raise where.fail(here, "unique child names", name)
+        children[name] = _int(where, pair[1], here, 0, count)
+    attributes = []
+    for index, item in enumerate(entry.get("attributes", [])):
+        here = f"{at}.attributes[{index}]"
+        if not isinstance(item, Mapping):
+            raise where.fail(here, "a JSON object", item)
+        key = _name(where, item.get("key"), f"{here}.key")
+        if key not in values:
+            raise where.fail(f"{here}.key", "a key listed in document.values", key)
+        attributes.append(
+            Attribute(
+                name=_name(where, item.get("name"), f"{here}.name"),
+                key=key,
+                full_name=_name(where, item.get("full_name", ""), f"{here}.full_name"),
+            )
+        )
+    slots = []
+    for index, triple in enumerate(entry.get("slot_variables", [])):
+        here = f"{at}.slot_variables[{index}]"
+        if not isinstance(triple, list) or len(triple) != 3:
+            raise where.fail(here, "an [original, slot name, slot node] triple", triple)
+        slots.append(
+            SlotRef(
+                original=_int(where, triple[0], here, 0, count),
+                slot=_name(where, triple[1], here),
+                node=_int(where, triple[2], here, 0, count),
+            )
+        )
+    type_name = entry.get("type", "")
+    return GraphNode(
+        children=children,
+        attributes=tuple(attributes),
+        slot_variables=tuple(slots),
+        type_name=_name(where, type_name, f"{at}.type"),
+        is_optimizer=bool(entry.get("optimizer", False)),
+    )

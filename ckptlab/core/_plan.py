@@ -1,0 +1,241 @@
+"""Matching a checkpoint graph against live objects, as a plan (internal, pure).
+
+``plan_restore`` walks the checkpoint graph breadth-first from one or more (node, object) starts
+and pairs each checkpoint child with the program dependency of the same local name (SEMANTICS
+36).  It returns what should happen (bindings, assignments, deferred restorations, optimizer slot
+restorations) and every problem it found (shape/dtype conflicts, inconsistent shared references,
+attributes the program cannot take).  It never raises on a mismatch and never mutates anything:
+the executor turns a plan into effects.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+from ckptlab.core._graph import ObjectGraph, ValueSpec
+from ckptlab.core._walk import ProgramView
+
+T = TypeVar("T")
+ConflictKind = Literal["shape", "dtype"]
+
+
+def conflict_kind(expected: ValueSpec, stored: ValueSpec) -> ConflictKind | None:
+    """Classify a stored value against a program value: shape beats dtype.
+
+    Examples
+    --------
+    >>> conflict_kind(ValueSpec(shape=(3,), dtype="float32"), ValueSpec(shape=(2,), dtype="float32"))
+    'shape'
+    """
+    if not expected.shape_accepts(stored.shape):
+        return "shape"
+    if expected.dtype != stored.dtype:
+        return "dtype"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Assignment(Generic[T]):
+    """Write the stored value of ``key`` (checkpoint node ``node``) into ``target``."""
+
+    node: int
+    key: str
+    target: T
+    expected: ValueSpec
+    stored: ValueSpec
+
+    @property
+    def conflict(self) -> ConflictKind | None:
+        """``"shape"`` or ``"dtype"`` when the value cannot be written."""
+        return conflict_kind(self.expected, self.stored)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class SlotRestore(Generic[T]):
+    """Create (or fill) ``optimizer``'s slot ``slot`` for ``variable`` from node ``node``."""
+
+    node: int
+    key: str
+    optimizer: T
+    variable: T
+    slot: str
+    expected: ValueSpec
+    stored: ValueSpec
+
+    @property
+    def conflict(self) -> ConflictKind | None:
+        """``"shape"`` or ``"dtype"`` when the value cannot be written."""
+        return conflict_kind(self.expected, self.stored)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Deferral(Generic[T]):
+    """``parent`` has no dependency ``name`` yet: restore node ``node`` when it appears."""
+
+    parent: T
+    name: str
+    node: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class PendingSlot(Generic[T]):
+    """A slot value waiting for its variable (node ``variable_node``) to be bound."""
+
+    variable_node: int
+    optimizer: T
+    slot: str
+    node: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Inconsistency(Generic[T]):
+    """Node ``node`` is already bound to ``bound`` but a second path leads to ``other``."""
+
+    node: int
+    bound: T
+    other: T
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class RestorePlan(Generic[T]):
+    """Everything one restore step should do, and every problem it found."""
+
+    bindings: tuple[tuple[int, T], ...] = ()
+    assignments: tuple[Assignment[T], ...] = ()
+    slot_restores: tuple[SlotRestore[T], ...] = ()
+    deferrals: tuple[Deferral[T], ...] = ()
+    pending_slots: tuple[PendingSlot[T], ...] = ()
+    inconsistencies: tuple[Inconsistency[T], ...] = ()
+    unused_attributes: tuple[int, ...] = ()
+    """Bound nodes holding a value whose object cannot take one."""
+
+    def conflicts(self) -> list[Assignment[T] | SlotRestore[T]]:
+        """Assignments and slot restorations that cannot be written."""
+        return [a for a in (*self.assignments, *self.slot_restores) if a.conflict is not None]
+
+
+def plan_restore(  # noqa: C901 (one breadth-first walk; splitting it obscures the rule)
+    graph: ObjectGraph,
+    stored: Mapping[str, ValueSpec],
+    view: ProgramView[T],
+    starts: Sequence[tuple[int, T]],
+    bound: Mapping[int, T],
+    pending_slots: Mapping[int, Sequence[PendingSlot[T]]],
+) -> RestorePlan[T]:
+    """Match the checkpoint graph against live objects, starting from ``starts``.
+
+    Parameters
+    ----------
+    graph, stored
+        The checkpoint's object graph and the spec of every stored value by key.
+    view
+        Answers questions about live objects.
+    starts
+        ``(checkpoint node, object)`` pairs to walk from (the root, or an object attached later).
+    bound
+        Bindings made earlier by the same restore; they are kept, never re-done.
+    pending_slots
+        Slot restorations waiting for a variable, by the variable's node id.
+    """
+    has_values = graph.has_values_below()
+    new: dict[int, T] = {}
+    assigned: set[int] = set()
+    assignments: list[Assignment[T]] = []
+    deferrals: list[Deferral[T]] = []
+    inconsistencies: list[Inconsistency[T]] = []
+    unused: list[int] = []
+    queue = deque(starts)
+    while queue:
+        node_id, obj = queue.popleft()
+        prior = new.get(node_id, bound.get(node_id))
+        if prior is not None:
+            if prior is not obj:
+                inconsistencies.append(Inconsistency(node=node_id, bound=prior, other=obj))
+            continue
+        new[node_id] = obj
+        node = graph.nodes[node_id]
+        key = node.value_key
+        if key is not None:
+            spec = view.value_spec(obj)
+            if spec is None:
+                unused.append(node_id)
+            elif id(obj) not in assigned:  # an object shared by two saved values: first wins
+                assigned.add(id(obj))
+                assignments.append(
+                    Assignment(node=node_id, key=key, target=obj, expected=spec, stored=stored[key])
+                )
+        for name, child_id in node.children.items():
+            child = view.child(obj, name)
+            if child is not None:
+                queue.append((child_id, child))
+            elif has_values[child_id] and view.can_defer(obj):
+                deferrals.append(Deferral(parent=obj, name=name, node=child_id))
+    slots, pending = _plan_slots(graph, stored, view, new, bound, pending_slots)
+    slot_bindings = [(s.node, s.target) for s in slots if isinstance(s, Assignment)]
+    return RestorePlan(
+        bindings=(*new.items(), *slot_bindings),
+        assignments=(*assignments, *(s for s in slots if isinstance(s, Assignment))),
+        slot_restores=tuple(s for s in slots if isinstance(s, SlotRestore)),
+        deferrals=tuple(deferrals),
+        pending_slots=tuple(pending),
+        inconsistencies=tuple(inconsistencies),
+        unused_attributes=tuple(unused),
+    )
+
+
+def _plan_slots(
+    graph: ObjectGraph,
+    stored: Mapping[str, ValueSpec],
+    view: ProgramView[T],
+    new: Mapping[int, T],
+    bound: Mapping[int, T],
+    pending_slots: Mapping[int, Sequence[PendingSlot[T]]],
+) -> tuple[list[Assignment[T] | SlotRestore[T]], list[PendingSlot[T]]]:
+    """Slot restorations become possible once both the variable and the optimizer are bound."""
+    everything = {**bound, **new}
+    ready: dict[int, tuple[T, T, str]] = {}
+    pending: list[PendingSlot[T]] = []
+    for node_id, obj in new.items():
+        for ref in graph.nodes[node_id].slot_variables:
+            variable = everything.get(ref.original)
+            if ref.node in everything:
+                continue
+            if variable is None:
+                pending.append(
+                    PendingSlot(variable_node=ref.original, optimizer=obj, slot=ref.slot, node=ref.node)
+                )
+            else:
+                ready[ref.node] = (obj, variable, ref.slot)
+        for waiting in pending_slots.get(node_id, ()):
+            if waiting.node not in everything:
+                ready[waiting.node] = (waiting.optimizer, obj, waiting.slot)
+    out: list[Assignment[T] | SlotRestore[T]] = []
+    for slot_node, (optimizer, variable, slot) in ready.items():
+        key = graph.nodes[slot_node].value_key
+        expected = view.value_spec(variable)
+        if key is None or expected is None:
+            continue
+        existing = next(
+            (s for v, name, s in view.slots(optimizer) if v is variable and name == slot), None
+        )
+        if existing is not None:
+            spec = view.value_spec(existing) or expected
+            out.append(
+                Assignment(node=slot_node, key=key, target=existing, expected=spec, stored=stored[key])
+            )
+        else:
+            out.append(
+                SlotRestore(
+                    node=slot_node,
+                    key=key,
+                    optimizer=optimizer,
+                    variable=variable,
+                    slot=slot,
+                    expected=expected,
+                    stored=stored[key],
+                )
+            )
+    return out, pending

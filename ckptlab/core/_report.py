@@ -1,0 +1,305 @@
+"""Match reports: every checkpoint value and every program value, with its state (internal, pure).
+
+States (DESIGN.md §4): ``restored``; ``bound`` (lazy: bound but not yet written); ``pending``
+(its parent exists, the object does not yet: it is restored when created); ``checkpoint_only``
+(unused); ``program_only`` (missing from the checkpoint); ``shape_conflict``; ``dtype_conflict``;
+``inconsistent`` (a shared object whose references resolved to different objects).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ckptlab.core._graph import NodePath, ObjectGraph, ValueSpec
+
+MatchState = Literal[
+    "restored",
+    "bound",
+    "pending",
+    "checkpoint_only",
+    "program_only",
+    "shape_conflict",
+    "dtype_conflict",
+    "inconsistent",
+]
+UNUSED_ATTRIBUTE = "the program object here holds no value"
+STATES: tuple[MatchState, ...] = (
+    "restored",
+    "bound",
+    "pending",
+    "checkpoint_only",
+    "program_only",
+    "shape_conflict",
+    "dtype_conflict",
+    "inconsistent",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportEntry:
+    """One value (checkpoint side, program side, or both) and its match state."""
+
+    path: str
+    """Object path as in the keys, without ``/.ATTRIBUTES/...`` (``model/dense/kernel``)."""
+    pretty: str
+    """TensorFlow-style path (``(root).model.dense.kernel``)."""
+    key: str
+    state: MatchState
+    stored: ValueSpec | None = None
+    program: ValueSpec | None = None
+    node: int | None = None
+    """Checkpoint node id (``None`` for program-only values)."""
+    optimizer: bool = False
+    """Whether the value belongs to an optimizer (slots, iterations)."""
+    type_name: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "path": self.path,
+            "pretty": self.pretty,
+            "key": self.key,
+            "state": self.state,
+            "stored": _spec_dict(self.stored),
+            "program": _spec_dict(self.program),
+            "node": self.node,
+            "optimizer": self.optimizer,
+            "type": self.type_name,
+            "reason": self.reason,
+        }
+
+
+def _spec_dict(spec: ValueSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {"shape": list(spec.shape), "dtype": spec.dtype}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchReport:
+    """A frozen snapshot of how a checkpoint matched the program.
+
+    Examples
+    --------
+    >>> MatchReport(checkpoint="ckpt-1", entries=()).summary()
+    'nothing to compare'
+    """
+
+    checkpoint: str
+    entries: tuple[ReportEntry, ...]
+    bound_nodes: frozenset[int] = frozenset()
+    lazy: bool = False
+
+    def by_state(self, *states: MatchState) -> tuple[ReportEntry, ...]:
+        """Entries in any of ``states``."""
+        return tuple(e for e in self.entries if e.state in states)
+
+    @property
+    def matched(self) -> tuple[ReportEntry, ...]:
+        """Values paired on both sides (restored, or bound and waiting in lazy mode)."""
+        return self.by_state("restored", "bound")
+
+    @property
+    def restored(self) -> tuple[ReportEntry, ...]:
+        """Values written into the program."""
+        return self.by_state("restored")
+
+    @property
+    def bound_not_written(self) -> tuple[ReportEntry, ...]:
+        """Lazy mode: values bound but not yet written (``run_restore_ops`` writes them)."""
+        return self.by_state("bound")
+
+    @property
+    def pending(self) -> tuple[ReportEntry, ...]:
+        """Values waiting for their object to be created (deferred restoration)."""
+        return self.by_state("pending")
+
+    @property
+    def unused(self) -> tuple[ReportEntry, ...]:
+        """Checkpoint values nothing in the program took."""
+        return self.by_state("checkpoint_only")
+
+    @property
+    def missing(self) -> tuple[ReportEntry, ...]:
+        """Program values the checkpoint does not have."""
+        return self.by_state("program_only")
+
+    @property
+    def conflicts(self) -> tuple[ReportEntry, ...]:
+        """Shape and dtype conflicts."""
+        return self.by_state("shape_conflict", "dtype_conflict")
+
+    @property
+    def inconsistent(self) -> tuple[ReportEntry, ...]:
+        """Shared objects whose references resolved to different objects."""
+        return self.by_state("inconsistent")
+
+    def counts(self) -> dict[str, int]:
+        """Number of entries per state."""
+        counted = Counter(e.state for e in self.entries)
+        return {state: counted.get(state, 0) for state in STATES}
+
+    def summary(self) -> str:
+        """One line such as ``412 matched, 3 missing in checkpoint, 1 shape conflict``."""
+        n = self.counts()
+        unused_opt = sum(1 for e in self.unused if e.optimizer)
+        parts = [
+            (n["restored"] + n["bound"], "matched"),
+            (n["bound"], "not yet written"),
+            (n["pending"], "pending"),
+            (n["program_only"], "missing in checkpoint"),
+            (len(self.unused) - unused_opt, "unused checkpoint value"),
+            (unused_opt, "unused optimizer value"),
+            (n["shape_conflict"], "shape conflict"),
+            (n["dtype_conflict"], "dtype conflict"),
+            (n["inconsistent"], "inconsistent reference"),
+        ]
+        text = [_plural(count, label) for count, label in parts if count]
+        return ", ".join(text) if text else "nothing to compare"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable data."""
+        return {
+            "checkpoint": self.checkpoint,
+            "lazy": self.lazy,
+            "summary": self.summary(),
+            "counts": self.counts(),
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    def __str__(self) -> str:
+        lines = [f"MatchReport for {self.checkpoint}: {self.summary()}"]
+        for state in STATES:
+            group = self.by_state(state)
+            if group and state not in ("restored", "bound"):
+                lines.append(f"  {state} ({len(group)}):")
+                lines.extend(f"    {e.pretty}  {_describe(e)}" for e in group[:50])
+                if len(group) > 50:
+                    lines.append(f"    ... and {len(group) - 50} more")
+        return "\n".join(lines)
+
+
+def _plural(count: int, label: str) -> str:
+    if count == 1 or label.endswith("written") or label == "pending" or label == "matched":
+        return f"{count} {label}"
+    if label.endswith("missing in checkpoint"):
+        return f"{count} {label}"
+    return f"{count} {label}s"
+
+
+def _describe(entry: ReportEntry) -> str:
+    if entry.state in ("shape_conflict", "dtype_conflict") and entry.stored and entry.program:
+        return f"program {entry.program.describe()} vs checkpoint {entry.stored.describe()}"
+    spec = entry.stored or entry.program
+    text = spec.describe() if spec else ""
+    return f"{text}  {entry.reason}".rstrip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreState:
+    """What one restore has done so far, as plain data (node ids only)."""
+
+    bound: frozenset[int]
+    written: frozenset[int]
+    queued: frozenset[int]
+    conflicts: Mapping[int, tuple[str, ValueSpec]]
+    """Node -> (conflict kind, program spec) for values that could not be written."""
+    pending_slots: frozenset[int]
+    inconsistent: frozenset[int]
+    unused_attributes: frozenset[int]
+    bound_program_ids: frozenset[int]
+    """``id()`` of every program object bound by this restore."""
+
+
+def build_report(
+    *,
+    checkpoint: str,
+    graph: ObjectGraph,
+    stored: Mapping[str, ValueSpec],
+    state: RestoreState,
+    program_graph: ObjectGraph,
+    program_specs: Iterable[ValueSpec | None],
+    program_ids: Iterable[int],
+    lazy: bool,
+) -> MatchReport:
+    """Classify every checkpoint value and every program value (see the module docstring)."""
+    entries = _checkpoint_entries(graph, stored, state)
+    paths = program_graph.paths()
+    for node_id, (spec, obj_id) in enumerate(zip(program_specs, program_ids, strict=True)):
+        path = paths[node_id]
+        if spec is None or path is None or obj_id in state.bound_program_ids:
+            continue
+        node = program_graph.nodes[node_id]
+        entries.append(
+            ReportEntry(
+                path=path.prefix,
+                pretty=path.pretty,
+                key=node.value_key or "",
+                state="program_only",
+                program=spec,
+                optimizer=path.slot is not None or node_id in program_graph.optimizer_nodes(),
+                type_name=node.type_name,
+                reason="not in the checkpoint",
+            )
+        )
+    return MatchReport(
+        checkpoint=checkpoint, entries=tuple(entries), bound_nodes=state.bound, lazy=lazy
+    )
+
+
+def _checkpoint_entries(
+    graph: ObjectGraph, stored: Mapping[str, ValueSpec], state: RestoreState
+) -> list[ReportEntry]:
+    paths = graph.paths()
+    optimizer = graph.optimizer_nodes()
+    parents: dict[int, list[int]] = {}
+    for node_id, node in enumerate(graph.nodes):
+        for child in node.children.values():
+            parents.setdefault(child, []).append(node_id)
+    entries = []
+    for node_id, node in enumerate(graph.nodes):
+        key = node.value_key
+        if key is None:
+            continue
+        state_name, reason, program = _classify(node_id, parents, state)
+        path = paths[node_id] or NodePath(path=(f"<unreachable node {node_id}>",))
+        entries.append(
+            ReportEntry(
+                path=path.prefix,
+                pretty=path.pretty,
+                key=key,
+                state=state_name,
+                stored=stored[key],
+                program=program,
+                node=node_id,
+                optimizer=node_id in optimizer,
+                type_name=node.type_name,
+                reason=reason,
+            )
+        )
+    return entries
+
+
+def _classify(
+    node_id: int, parents: Mapping[int, list[int]], state: RestoreState
+) -> tuple[MatchState, str, ValueSpec | None]:
+    if node_id in state.conflicts:
+        kind, program = state.conflicts[node_id]
+        return ("shape_conflict" if kind == "shape" else "dtype_conflict"), "", program
+    if node_id in state.unused_attributes:
+        return "checkpoint_only", UNUSED_ATTRIBUTE, None
+    if node_id in state.bound:
+        if node_id in state.queued:
+            return "bound", "run_restore_ops() writes it", None
+        return "restored", "", None
+    if node_id in state.inconsistent:
+        return "inconsistent", "a shared object resolved to different program objects", None
+    if node_id in state.pending_slots:
+        return "pending", "restored when the optimizer's variable is bound", None
+    if any(p in state.bound for p in parents.get(node_id, ())):
+        return "pending", "restored when the object is created or attached", None
+    return "checkpoint_only", "nothing in the program at this path", None

@@ -1,0 +1,322 @@
+"""Byte stores: the only code that reads and writes bytes (internal).
+
+A :class:`ByteStore` maps ``/``-separated keys to byte strings.  Checkpoint writers and readers
+are written against this small protocol, so the local file system, memory and object stores
+(any fsspec URL) share one implementation of the format.  ``supports_rename`` tells the commit
+protocol whether it can publish with a rename (local) or must write a commit object last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from ckptlab.errors import NotFoundError
+
+Buffer = bytes | bytearray | memoryview
+
+
+class ByteStore(Protocol):
+    """A key -> bytes store; keys are ``/``-separated paths."""
+
+    supports_rename: bool
+    """Whether ``rename`` is atomic and cheap (then commits publish with a rename)."""
+
+    def display(self, key: str) -> str:
+        """A user-facing path or URL for ``key``."""
+        ...
+
+    def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
+        """Write the concatenation of ``parts`` at ``key``, replacing it."""
+        ...
+
+    def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
+        """Write ``data`` only if ``key`` does not exist; return whether it was written."""
+        ...
+
+    def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
+        """Replace the object at ``key`` atomically (readers see the old or the new bytes)."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """Read a whole object; raise :class:`NotFoundError` when absent."""
+        ...
+
+    def read_into(self, key: str, out: memoryview, offset: int) -> int:
+        """Read up to ``len(out)`` bytes from byte ``offset``; return how many were read."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """Size of the object at ``key``, or ``None`` when absent."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key``."""
+        ...
+
+    def is_dir(self, key: str) -> bool:
+        """Whether ``key`` is a prefix of other keys (a directory)."""
+        ...
+
+    def list_dir(self, key: str) -> list[str]:
+        """Names directly below ``key`` (empty when it is not a directory)."""
+        ...
+
+    def delete_tree(self, key: str) -> None:
+        """Delete ``key`` and everything below it (no error when absent)."""
+        ...
+
+    def rename(self, source: str, target: str, *, durable: bool) -> None:
+        """Atomically move ``source`` (a tree) to ``target``, which must not exist."""
+        ...
+
+    def sync_tree(self, key: str) -> None:
+        """Make everything below ``key`` durable (fsync files and directories)."""
+        ...
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """Files on a local (or network-mounted) file system; keys are absolute paths."""
+
+    supports_rename = True
+
+    def display(self, key: str) -> str:
+        """Return the path itself."""
+        return key
+
+    def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
+        """Write a file (parent directories are created)."""
+        os.makedirs(os.path.dirname(key), exist_ok=True)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, parts)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
+        """Create a file exclusively (``O_EXCL``)."""
+        os.makedirs(os.path.dirname(key), exist_ok=True)
+        try:
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            _write_all(fd, [data])
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+
+    def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
+        """Write a temporary sibling, fsync it, rename it over ``key``, fsync the directory."""
+        temporary = f"{key}.tmp-{uuid.uuid4().hex}"
+        try:
+            self.write(temporary, [data], durable=durable)
+            os.replace(temporary, key)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        if durable:
+            _fsync_dir(os.path.dirname(key) or ".")
+
+    def read(self, key: str) -> bytes:
+        """Read a whole file."""
+        try:
+            with open(key, "rb") as handle:
+                return handle.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFoundError(f"No file at {key}.") from None
+
+    def read_into(self, key: str, out: memoryview, offset: int) -> int:
+        """Read straight into ``out`` with ``preadv`` (no intermediate copy)."""
+        try:
+            fd = os.open(key, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"No file at {key}.") from None
+        try:
+            done = 0
+            while done < len(out):
+                count = os.preadv(fd, [out[done:]], offset + done)
+                if count == 0:
+                    break
+                done += count
+            return done
+        finally:
+            os.close(fd)
+
+    def size(self, key: str) -> int | None:
+        """Return the file size."""
+        try:
+            return os.stat(key).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def exists(self, key: str) -> bool:
+        """Return whether a file exists."""
+        return os.path.isfile(key)
+
+    def is_dir(self, key: str) -> bool:
+        """Return whether a directory exists."""
+        return os.path.isdir(key)
+
+    def list_dir(self, key: str) -> list[str]:
+        """List a directory."""
+        try:
+            return sorted(os.listdir(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def delete_tree(self, key: str) -> None:
+        """Remove a file or a directory tree."""
+        if os.path.isdir(key) and not os.path.islink(key):
+            shutil.rmtree(key, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(key)
+
+    def rename(self, source: str, target: str, *, durable: bool) -> None:
+        """``os.rename`` then fsync the parent directories."""
+        os.rename(source, target)
+        if durable:
+            _fsync_dir(os.path.dirname(target) or ".")
+            if os.path.dirname(source) != os.path.dirname(target):
+                _fsync_dir(os.path.dirname(source) or ".")
+
+    def sync_tree(self, key: str) -> None:
+        """Fsync every directory below ``key`` (files were fsynced when written)."""
+        for directory in _walk_dirs(key):
+            _fsync_dir(directory)
+
+
+def _walk_dirs(top: str) -> Iterator[str]:
+    for root, _dirs, _files in os.walk(top, topdown=False):
+        yield root
+
+
+def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
+    views = [memoryview(p).cast("B") for p in parts if len(memoryview(p).cast("B"))]
+    while views:
+        written = os.writev(fd, views[:1024])
+        while written and views:
+            head = views[0]
+            if written >= len(head):
+                written -= len(head)
+                views.pop(0)
+            else:
+                views[0] = head[written:]
+                written = 0
+
+
+class FsspecStore:
+    """Any fsspec file system (``s3://``, ``memory://``, ...); publishes with a commit object."""
+
+    supports_rename = False
+
+    def __init__(self, fs: Any, protocol: str) -> None:
+        self.fs = fs
+        self.protocol = protocol
+
+    def display(self, key: str) -> str:
+        """Return the URL."""
+        return f"{self.protocol}://{key}"
+
+    def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
+        """Upload one object."""
+        self.fs.pipe_file(key, b"".join(bytes(p) for p in parts))
+
+    def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
+        """Upload only if absent (a conditional create where the file system supports one)."""
+        if self.fs.exists(key):
+            return False
+        try:
+            self.fs.pipe_file(key, bytes(data), mode="create")
+        except TypeError:  # file systems without create-only writes
+            self.fs.pipe_file(key, bytes(data))
+        except FileExistsError:
+            return False
+        return True
+
+    def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
+        """Single-object uploads are atomic on object stores."""
+        self.fs.pipe_file(key, bytes(data))
+
+    def read(self, key: str) -> bytes:
+        """Download one object."""
+        try:
+            data: bytes = self.fs.cat_file(key)
+        except FileNotFoundError:
+            raise NotFoundError(f"No object at {self.display(key)}.") from None
+        return data
+
+    def read_into(self, key: str, out: memoryview, offset: int) -> int:
+        """Ranged read into ``out``."""
+        try:
+            data = self.fs.cat_file(key, start=offset, end=offset + len(out))
+        except FileNotFoundError:
+            raise NotFoundError(f"No object at {self.display(key)}.") from None
+        out[: len(data)] = data
+        return len(data)
+
+    def size(self, key: str) -> int | None:
+        """Object size, or ``None``."""
+        try:
+            info = self.fs.info(key)
+        except FileNotFoundError:
+            return None
+        return int(info["size"]) if info.get("type") == "file" else None
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists."""
+        return bool(self.fs.isfile(key))
+
+    def is_dir(self, key: str) -> bool:
+        """Whether the prefix has objects below it."""
+        return bool(self.fs.isdir(key))
+
+    def list_dir(self, key: str) -> list[str]:
+        """Names below a prefix."""
+        try:
+            entries = self.fs.ls(key, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def delete_tree(self, key: str) -> None:
+        """Delete a prefix."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(key, recursive=True)
+
+    def rename(self, source: str, target: str, *, durable: bool) -> None:
+        """Object stores have no atomic rename."""
+        raise NotImplementedError("object stores have no atomic rename")
+
+    def sync_tree(self, key: str) -> None:
+        """Uploads are durable once acknowledged."""
+
+
+def resolve(path: str | os.PathLike[str]) -> tuple[ByteStore, str]:
+    """The store holding ``path`` and the key of ``path`` inside it."""
+    text = os.fspath(path)
+    if "://" in text:
+        import fsspec
+
+        protocol, rest = text.split("://", 1)
+        fs = fsspec.filesystem(protocol)
+        return FsspecStore(fs, protocol), rest.rstrip("/") if rest != "/" else rest
+    return LocalStore(), os.path.abspath(text)

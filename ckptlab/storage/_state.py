@@ -1,0 +1,56 @@
+"""Reading and replacing a directory's state file (internal)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+
+from ckptlab.core import CheckpointState, format_state, parse_state
+from ckptlab.storage._commit import is_committed
+from ckptlab.storage._kv import ByteStore, resolve
+
+STATE_FILENAME = "checkpoint"
+logger = logging.getLogger("ckptlab")
+
+
+def _join(directory: str, relative: str) -> str:
+    return relative if posixpath.isabs(relative) or "://" in relative else posixpath.join(directory, relative)
+
+
+def read_state(store: ByteStore, directory: str, filename: str | None = None) -> CheckpointState | None:
+    """The parsed state file of ``directory``, or ``None`` when there is none."""
+    key = posixpath.join(directory, filename or STATE_FILENAME)
+    if not store.exists(key):
+        return None
+    raw = store.read(key)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\ufffd"
+    return parse_state(text, store.display(key))
+
+
+def write_state(store: ByteStore, directory: str, state: CheckpointState, *, durable: bool) -> None:
+    """Replace the state file atomically (temporary file, fsync, rename)."""
+    store.replace(posixpath.join(directory, STATE_FILENAME), format_state(state).encode(), durable=durable)
+
+
+def relative_to(directory: str, path: str) -> str:
+    """``path`` relative to ``directory`` when it lies inside it (as TF writes state files)."""
+    if path.startswith(directory.rstrip("/") + "/"):
+        return path[len(directory.rstrip("/")) + 1 :]
+    return path
+
+
+def latest_checkpoint(checkpoint_dir: str | os.PathLike[str], latest_filename: str | None = None) -> str | None:
+    """The newest complete checkpoint listed in the directory's state file, or ``None``."""
+    store, directory = resolve(checkpoint_dir)
+    state = read_state(store, directory, latest_filename)
+    if state is None:
+        return None
+    path = _join(directory, state.latest)
+    if not is_committed(store, path):
+        logger.error("Couldn't match files for checkpoint %s", store.display(path))
+        return None
+    return store.display(path) if "://" in os.fspath(checkpoint_dir) else path
