@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 from ckptlab.core._keys import (
@@ -120,20 +121,18 @@ class NodePath:
         return pretty_slot(self.path, self.slot[0], self.slot[1])
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class ObjectGraph:
-    """The saved object graph: ``nodes[0]`` is the root."""
+    """The saved object graph: ``nodes[0]`` is the root (derived views are cached)."""
 
     nodes: tuple[GraphNode, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_paths", None)
-
     def paths(self) -> tuple[NodePath | None, ...]:
         """First breadth-first path of every node (``None`` if unreachable)."""
-        cached: tuple[NodePath | None, ...] | None = getattr(self, "_paths", None)
-        if cached is not None:
-            return cached
+        return self._paths
+
+    @cached_property
+    def _paths(self) -> tuple[NodePath | None, ...]:
         found: list[NodePath | None] = [None] * len(self.nodes)
         if self.nodes:
             found[0] = NodePath(path=())
@@ -152,12 +151,14 @@ class ObjectGraph:
                     variable = found[ref.original]
                     if found[ref.node] is None and owner is not None and variable is not None:
                         found[ref.node] = NodePath(path=variable.path, slot=(owner.path, ref.slot))
-        result = tuple(found)
-        object.__setattr__(self, "_paths", result)
-        return result
+        return tuple(found)
 
     def has_values_below(self) -> tuple[bool, ...]:
         """For every node, whether it or anything reachable from it holds a value."""
+        return self._has_values
+
+    @cached_property
+    def _has_values(self) -> tuple[bool, ...]:
         has = [bool(node.attributes) for node in self.nodes]
         changed = True
         while changed:  # fixed point: cycles are fine
@@ -170,6 +171,10 @@ class ObjectGraph:
 
     def optimizer_nodes(self) -> frozenset[int]:
         """Optimizers, everything below them, and slot variables."""
+        return self._optimizer_nodes
+
+    @cached_property
+    def _optimizer_nodes(self) -> frozenset[int]:
         marked = {i for i, n in enumerate(self.nodes) if n.is_optimizer or n.slot_variables}
         queue = deque(marked)
         while queue:

@@ -1,0 +1,242 @@
+"""``ck.Checkpoint``: save, write, restore and read object graphs (public class, re-exported)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import posixpath
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ckptlab import _execute
+from ckptlab._restore import NameBasedRestore, RestoreCoordinator
+from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
+from ckptlab._trackable import Module, Variable, is_trackable, wrap
+from ckptlab._version import __version__
+from ckptlab._view import LiveView
+from ckptlab.core import CheckpointState, ProgramGraph
+from ckptlab.storage import (
+    WriteOptions,
+    open_checkpoint,
+    relative_to,
+    resolve,
+    write_checkpoint,
+    write_state,
+)
+
+__all__ = ["Checkpoint"]
+
+logger = logging.getLogger("ckptlab")
+_RESERVED = frozenset({"save", "write", "restore", "read", "save_counter", "sync", "options"})
+
+
+def _writer_info() -> dict[str, Any]:
+    return {
+        "library": "ckptlab",
+        "version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }
+
+
+def save_values(program: ProgramGraph[Any], overrides: dict[int, np.ndarray[Any, Any]] | None = None) -> list[tuple[str, np.ndarray[Any, Any]]]:
+    """``(key, live array)`` for every value in a program snapshot, refusing unsaveable objects."""
+    values = []
+    for node_id, obj in enumerate(program.objects):
+        check = getattr(obj, "_ck_check_saveable", None)
+        if check is not None:
+            check()
+        key = program.graph.nodes[node_id].value_key
+        if key is not None:
+            array = (overrides or {}).get(id(obj))
+            values.append((key, array if array is not None else np.asarray(obj._ck_value())))
+    return values
+
+
+class Checkpoint(Module):
+    """Groups trackable objects; saves and restores them as one object graph.
+
+    Parameters
+    ----------
+    root
+        Optional object to use as the root of the graph (its dependencies become top-level).
+    **kwargs
+        Trackable objects (or lists/tuples/dicts of them) to save, by name.
+
+    Examples
+    --------
+    >>> import ckptlab as ck, tempfile, os
+    >>> model = ck.Module(); model.w = ck.Variable([1.0, 2.0])
+    >>> path = ck.Checkpoint(model=model).save(os.path.join(tempfile.mkdtemp(), "ckpt"))
+    >>> os.path.basename(path)
+    'ckpt-1'
+    >>> fresh = ck.Module(); fresh.w = ck.Variable([0.0, 0.0])
+    >>> ck.Checkpoint(model=fresh).restore(path).assert_consumed().report().summary()
+    '2 matched'
+    """
+
+    def __init__(self, root: Any = None, **kwargs: Any) -> None:
+        object.__setattr__(self, "_ck_root", None)
+        object.__setattr__(self, "_ck_attached", {})
+        object.__setattr__(self, "_ck_counter", None)
+        root = wrap(root)
+        if root is not None and not is_trackable(root):
+            raise ValueError(_not_trackable("root", root))
+        children = {}
+        for name in sorted(kwargs):
+            if name in _RESERVED:
+                raise ValueError(
+                    f"Checkpoint keyword argument {name!r} would shadow Checkpoint.{name}; "
+                    "choose another name (e.g. model_save or my_counter)."
+                )
+            value = wrap(kwargs[name])
+            if not is_trackable(value):
+                raise ValueError(_not_trackable(name, value))
+            if root is not None:
+                existing = LiveView(root).child(root, name)
+                if existing is not None and existing is not value:
+                    raise ValueError(
+                        f"Cannot create a Checkpoint with keyword argument {name} if root.{name} "
+                        "already exists (and is a different object). Rename the keyword argument."
+                    )
+            children[name] = value
+        object.__setattr__(self, "_ck_root", root)
+        for name, value in children.items():
+            if root is None:
+                setattr(self, name, value)
+            else:
+                self._ck_attached[name] = value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _RESERVED:
+            raise ValueError(f"Cannot assign to Checkpoint.{name}; choose another attribute name.")
+        super().__setattr__(name, value)
+
+    # -- the graph --------------------------------------------------------------------------
+
+    @property
+    def _ck_graph_root(self) -> Any:
+        return self if self._ck_root is None else self._ck_root
+
+    def _ck_view(self) -> LiveView:
+        return LiveView(self._ck_graph_root, self._ck_attached if self._ck_root is not None else None)
+
+    @property
+    def save_counter(self) -> Variable:
+        """Number of ``save()`` calls (int64 scalar, saved); created on first access."""
+        counter: Variable | None = self._ck_counter
+        if counter is not None:
+            return counter
+        if self._ck_root is None:
+            counter = _execute.create_variable(
+                self,
+                "save_counter",
+                shape=(),
+                dtype=np.int64,
+                initializer=lambda s, d: 0,
+                trainable=False,
+                set_attribute=False,
+            )
+        else:
+            counter = Variable(0, name="save_counter", dtype=np.int64, trainable=False)
+            self._ck_attached["save_counter"] = counter
+            try:
+                _execute.on_attach(self._ck_root, "save_counter", counter)
+            except BaseException:
+                del self._ck_attached["save_counter"]
+                raise
+        object.__setattr__(self, "_ck_counter", counter)
+        return counter
+
+    # -- saving -----------------------------------------------------------------------------
+
+    def write(self, file_prefix: str | os.PathLike[str], *, options: WriteOptions | None = None) -> str:
+        """Write a checkpoint exactly at ``file_prefix``; no numbering, no state file."""
+        path = os.fspath(file_prefix)
+        self._write(path, options, overrides=None)
+        return path
+
+    def save(self, file_prefix: str | os.PathLike[str], *, options: WriteOptions | None = None) -> str:
+        """Increment ``save_counter``, write ``f"{file_prefix}-{n}"``, update the state file."""
+        prefix = os.fspath(file_prefix)
+        counter = self.save_counter
+        number = int(counter.numpy()) + 1
+        path = f"{prefix}-{number}"
+        self._write(path, options, overrides={id(counter): np.asarray(number, dtype=np.int64)})
+        counter.assign(number)
+        store, key = resolve(path)
+        directory = posixpath.dirname(key)
+        relative = relative_to(directory, key)
+        write_state(
+            store,
+            directory,
+            CheckpointState(latest=relative, all_paths=(relative,)),
+            durable=(options or WriteOptions()).durable,
+        )
+        return path
+
+    def _write(self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None) -> None:
+        program = self._ck_view().walk()
+        values = save_values(program, overrides)
+        store, key = resolve(path)
+        write_checkpoint(
+            store,
+            key,
+            values,
+            kind="object",
+            graph=program.graph,
+            writer=_writer_info(),
+            options=options or WriteOptions(),
+        )
+
+    # -- restoring --------------------------------------------------------------------------
+
+    def restore(self, save_path: str | os.PathLike[str] | None, *, lazy: bool = False) -> Any:
+        """Restore from ``save_path`` (``None``: initialize only), then create ``save_counter``.
+
+        Returns a :class:`CheckpointLoadStatus`, :class:`NameBasedSaverStatus` or
+        :class:`InitializationOnlyStatus`.  Eagerly, values are written before this returns;
+        objects created later are restored when attached.  With ``lazy=True`` matching happens
+        now and values are written by ``status.run_restore_ops()``.
+        """
+        status = self.read(save_path, lazy=lazy)
+        self.save_counter  # noqa: B018 (creating it restores it: TF's restore behaviour)
+        if isinstance(status, NameBasedSaverStatus):
+            status._exempt.append(self.save_counter)
+        return status
+
+    def read(self, save_path: str | os.PathLike[str] | None, *, lazy: bool = False) -> Any:
+        """Like :meth:`restore` but never creates ``save_counter``."""
+        view = self._ck_view()
+        if save_path is None:
+            return InitializationOnlyStatus(view)
+        store, key = resolve(save_path)
+        source = open_checkpoint(store, key)
+        if source.document.kind == "name":
+            logger.warning(
+                "Restoring a name-based checkpoint (%s): values are matched by Variable.name, "
+                "not by object path.",
+                source.display_path,
+            )
+            restore = NameBasedRestore(source, view, lazy=lazy)
+            restore.restore_subtree(view.root)
+            return NameBasedSaverStatus(restore, [])
+        coordinator = RestoreCoordinator(source, view, lazy=lazy)
+        coordinator.restore([(0, view.root)])
+        return CheckpointLoadStatus(coordinator)
+
+    def __repr__(self) -> str:
+        names = [name for name, _ in self._ck_view().children(self._ck_graph_root)]
+        return f"<ck.Checkpoint {', '.join(names) or '(empty)'}>"
+
+
+def _not_trackable(name: str, value: Any) -> str:
+    return (
+        f"`Checkpoint` was expecting {name} to be a trackable object (an object derived from "
+        f"`ck.Trackable`), got {value!r} of type {type(value).__name__}. Wrap plain arrays in "
+        "ck.Variable(...), or register your class with ck.register_trackable."
+    )

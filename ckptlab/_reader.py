@@ -1,0 +1,139 @@
+"""Reading checkpoints without program objects: ``list_variables``, ``load_checkpoint``.
+
+A directory argument resolves to its latest checkpoint (SEMANTICS 91).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import GraphNode, ObjectGraph
+from ckptlab.errors import NotFoundError
+from ckptlab.storage import (
+    STATE_FILENAME,
+    StoredCheckpoint,
+    latest_checkpoint,
+    numpy_dtype,
+    open_checkpoint,
+    resolve,
+)
+
+__all__ = ["CheckpointReader", "list_variables", "load_checkpoint"]
+
+
+def open_path(path_or_dir: str | os.PathLike[str]) -> StoredCheckpoint:
+    """Open a checkpoint, resolving a checkpoint directory to its latest checkpoint."""
+    store, key = resolve(path_or_dir)
+    if store.exists(f"{key}/{STATE_FILENAME}") and not store.exists(f"{key}/zarr.json"):
+        latest = latest_checkpoint(path_or_dir)
+        if latest is None:
+            raise NotFoundError(
+                f"{store.display(key)} is a checkpoint directory whose state file names no "
+                "complete checkpoint. Save one first, or pass a checkpoint path."
+            )
+        store, key = resolve(latest)
+    return open_checkpoint(store, key)
+
+
+class ObjectGraphView:
+    """The saved object graph: ``nodes[i].children``, ``.attributes``, ``.slot_variables``.
+
+    Node 0 is the root; ids follow breadth-first discovery order.
+    """
+
+    def __init__(self, graph: ObjectGraph) -> None:
+        self._graph = graph
+        self.nodes: tuple[NodeView, ...] = tuple(NodeView(n) for n in graph.nodes)
+
+    def children(self, node_id: int) -> Mapping[str, int]:
+        """Local name -> node id of ``node_id``'s children."""
+        return self.nodes[node_id].children
+
+    def descendants(self) -> list[int]:
+        """Every node id reachable from the root, breadth-first."""
+        return [i for i, path in enumerate(self._graph.paths()) if path is not None]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+class NodeView:
+    """One node of an :class:`ObjectGraphView`."""
+
+    def __init__(self, node: GraphNode) -> None:
+        self.children: Mapping[str, int] = dict(node.children)
+        self.attributes: Mapping[str, str] = {a.name: a.key for a in node.attributes}
+        self.slot_variables: tuple[tuple[int, str, int], ...] = tuple(
+            (s.original, s.slot, s.node) for s in node.slot_variables
+        )
+        self.type_name = node.type_name
+
+    def __repr__(self) -> str:
+        return f"<node {self.type_name or 'object'} children={dict(self.children)} attributes={dict(self.attributes)}>"
+
+
+class CheckpointReader:
+    """Reads a checkpoint's values by key; no program objects needed.
+
+    Examples
+    --------
+    >>> import ckptlab as ck, tempfile, os
+    >>> path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(os.path.join(tempfile.mkdtemp(), "c"))
+    >>> reader = ck.load_checkpoint(path)
+    >>> reader.get_variable_to_shape_map()
+    {'w/.ATTRIBUTES/VARIABLE_VALUE': [2]}
+    >>> reader.get_tensor('w/.ATTRIBUTES/VARIABLE_VALUE')
+    array([1., 2.])
+    """
+
+    def __init__(self, source: StoredCheckpoint) -> None:
+        self._source = source
+        graph = source.document.graph
+        self.object_graph: ObjectGraphView | None = ObjectGraphView(graph) if graph is not None else None
+
+    @property
+    def path(self) -> str:
+        """The checkpoint's path or URL."""
+        return self._source.display_path
+
+    def get_variable_to_shape_map(self) -> dict[str, list[int]]:
+        """Key -> shape of every stored value."""
+        return {k: list(v.shape) for k, v in self._source.document.values.items()}
+
+    def get_variable_to_dtype_map(self) -> dict[str, np.dtype[Any]]:
+        """Key -> numpy dtype of every stored value."""
+        return {k: numpy_dtype(v.dtype) for k, v in self._source.document.values.items()}
+
+    def has_tensor(self, key: str) -> bool:
+        """Whether ``key`` (a full key) is stored."""
+        return key in self._source.document.values
+
+    def get_tensor(self, key: str) -> np.ndarray[Any, Any]:
+        """Read one value (only that value's bytes), verified against its checksum."""
+        return self._source.read(key)
+
+    def __repr__(self) -> str:
+        return f"<ck.CheckpointReader {self.path}: {len(self._source.document.values)} values>"
+
+
+def list_variables(path_or_dir: str | os.PathLike[str]) -> list[tuple[str, list[int]]]:
+    """Sorted ``(key, shape)`` of every stored value.
+
+    Examples
+    --------
+    >>> import ckptlab as ck, tempfile, os
+    >>> path = ck.Checkpoint(w=ck.Variable(1.0)).write(os.path.join(tempfile.mkdtemp(), "c"))
+    >>> ck.list_variables(path)
+    [('w/.ATTRIBUTES/VARIABLE_VALUE', [])]
+    """
+    source = open_path(path_or_dir)
+    return sorted((k, list(v.shape)) for k, v in source.document.values.items())
+
+
+def load_checkpoint(path_or_dir: str | os.PathLike[str]) -> CheckpointReader:
+    """A :class:`CheckpointReader` for a checkpoint (or a directory's latest checkpoint)."""
+    return CheckpointReader(open_path(path_or_dir))

@@ -1,0 +1,342 @@
+"""Restore coordinators: the state of one restore, from planning to writing (internal).
+
+A coordinator owns what one ``restore()`` call has bound, written, queued (lazy mode) and left
+pending.  Planning is pure (``ckptlab.core.plan_restore``); every mutation goes through
+``ckptlab._execute``.  Eager restores validate everything and read every value before writing
+anything, so a conflict or a damaged value leaves the program untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ckptlab import _execute
+from ckptlab._view import LiveView
+from ckptlab.core import (
+    Assignment,
+    MatchReport,
+    ObjectGraph,
+    RestorePlan,
+    ReportEntry,
+    RestoreState,
+    SlotRestore,
+    ValueSpec,
+    build_report,
+    plan_restore,
+    unused_warning,
+)
+from ckptlab.core._plan import conflict_kind
+from ckptlab.errors import RestoreConflictError, UnknownPathError
+from ckptlab.storage import StoredCheckpoint
+
+logger = logging.getLogger("ckptlab")
+_UIDS = itertools.count(1)
+
+
+def next_uid() -> int:
+    """A new restore id; later restores win over earlier ones (SEMANTICS 41)."""
+    return next(_UIDS)
+Write = Assignment[Any] | SlotRestore[Any]
+
+
+def conflict_error(conflicts: Sequence[Write], source: str, paths: Sequence[str]) -> RestoreConflictError:
+    """One error listing every conflict (path, program side vs checkpoint side)."""
+    lines = []
+    for item, path in zip(conflicts, paths, strict=True):
+        kind = item.conflict
+        if kind == "shape":
+            what = (
+                f"Received incompatible tensor with shape {item.stored.shape} when attempting to "
+                f"restore variable with shape {item.expected.shape}"
+            )
+        else:
+            what = f"expected dtype {item.expected.dtype} does not equal original dtype {item.stored.dtype}"
+        lines.append(f"  {path} ({item.key}): {what}")
+    return RestoreConflictError(
+        f"Restoring from {source} found {len(conflicts)} conflict(s); nothing was written:\n"
+        + "\n".join(lines)
+        + "\nFix the program (shapes and dtypes must match exactly; ckptlab never casts), or "
+        "restore lazily (restore(path, lazy=True)) and pick a conflict-free part with "
+        "status.run_restore_ops(only=[...]).",
+        tuple(conflicts),
+    )
+
+
+class RestoreCoordinator:
+    """The state of one object-based restore."""
+
+    def __init__(self, source: StoredCheckpoint, view: LiveView, *, lazy: bool) -> None:
+        assert source.document.graph is not None
+        self.uid = next_uid()
+        self.source = source
+        self.graph: ObjectGraph = source.document.graph
+        self.stored = source.specs()
+        self.view = view
+        self.lazy = lazy
+        self.bound: dict[int, Any] = {}
+        self.written: set[int] = set()
+        self.queued: dict[int, Write] = {}
+        self.pending_slots: dict[int, list[Any]] = {}
+        self.inconsistent: set[int] = set()
+        self.unused_attributes: set[int] = set()
+        self.expect_partial = False
+        self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
+
+    # -- restoring --------------------------------------------------------------------------
+
+    def restore(self, starts: list[tuple[int, Any]]) -> None:
+        """Match from ``starts``; eagerly write (all or nothing) or, lazily, queue."""
+        plan = plan_restore(self.graph, self.stored, self.view, starts, self.bound, self.pending_slots)
+        writes: list[Write] = [*plan.assignments, *plan.slot_restores]
+        if self.lazy:
+            self._record(plan)
+            self.queued.update((w.node, w) for w in writes)
+            return
+        conflicts = plan.conflicts()
+        if conflicts:
+            raise self._conflict_error(conflicts)
+        arrays = self._read(writes)
+        self._record(plan)
+        self._write(writes, arrays)
+
+    def value_for_creation(self, node: int, shape: tuple[int | None, ...], dtype: str) -> np.ndarray[Any, Any] | None:
+        """Restore-on-create: the stored value for a variable about to be created."""
+        key = self.graph.nodes[node].value_key
+        if key is None:
+            return None
+        stored = self.stored[key]
+        expected = ValueSpec(shape=shape, dtype=dtype)
+        kind = conflict_kind(expected, stored)
+        if kind is not None:
+            probe = Assignment(node=node, key=key, target=None, expected=expected, stored=stored)
+            raise self._conflict_error([probe])
+        array = self.source.read(key)
+        self._preloaded[node] = array
+        return array
+
+    def restore_subtree(self, obj: Any) -> None:
+        """Object-based restores do not restore by name."""
+
+    def run_queued(self, only: Iterable[str] | None) -> None:
+        """Lazy mode: write queued values (those under ``only``), all or nothing."""
+        selected = list(self.queued.values())
+        if only is not None:
+            prefixes = self._check_paths(only)
+            paths = self.graph.paths()
+            selected = [
+                w for w in selected if _under(paths[w.node].prefix if paths[w.node] else "", prefixes)
+            ]
+        conflicts = [w for w in selected if w.conflict is not None]
+        if conflicts:
+            raise self._conflict_error(conflicts)
+        arrays = self._read(selected)
+        self._write(selected, arrays)
+
+    def _check_paths(self, only: Iterable[str]) -> list[str]:
+        if isinstance(only, str):
+            only = [only]
+        prefixes = [p.strip("/") for p in only]
+        known = {path.prefix for path in self.graph.paths() if path is not None}
+        unknown = [p for p in prefixes if p and not any(k == p or k.startswith(p + "/") for k in known)]
+        if unknown:
+            close = sorted(k for k in known if k and "/" not in k)
+            raise UnknownPathError(
+                f"run_restore_ops(only=...) got {unknown}, which name nothing in "
+                f"{self.source.display_path}. Paths are '/'-separated local names as in the keys "
+                f"(e.g. 'model/dense'); top-level names here: {close[:20]}."
+            )
+        return prefixes
+
+    def _conflict_error(self, conflicts: Sequence[Write]) -> RestoreConflictError:
+        paths = self.graph.paths()
+        shown = [paths[c.node].pretty if paths[c.node] else f"node {c.node}" for c in conflicts]
+        return conflict_error(conflicts, self.source.display_path, shown)
+
+    def _read(self, writes: Sequence[Write]) -> dict[int, np.ndarray[Any, Any]]:
+        arrays = {}
+        for write in writes:
+            preloaded = self._preloaded.pop(write.node, None)
+            arrays[write.node] = preloaded if preloaded is not None else self.source.read(write.key)
+        return arrays
+
+    def _record(self, plan: RestorePlan[Any]) -> None:
+        self.bound.update(plan.bindings)
+        for deferral in plan.deferrals:
+            _execute.arm_deferral(deferral.parent, deferral.name, (self, deferral.node))
+        for waiting in plan.pending_slots:
+            self.pending_slots.setdefault(waiting.variable_node, []).append(waiting)
+        done = {w.node for w in (*plan.assignments, *plan.slot_restores)}
+        for variable_node, entries in list(self.pending_slots.items()):
+            self.pending_slots[variable_node] = [p for p in entries if p.node not in done]
+        if plan.inconsistencies:
+            paths = self.graph.paths()
+            for item in plan.inconsistencies:
+                self.inconsistent.add(item.node)
+                logger.warning(
+                    "Inconsistent references when loading the checkpoint into this object graph. "
+                    "Either the Trackable object references in the Python program have changed in "
+                    "an incompatible way, or the checkpoint was generated in an incompatible "
+                    "program. Two checkpoint references (to %s) resolved to different objects "
+                    "(%r and %r).",
+                    paths[item.node].pretty if paths[item.node] else item.node,
+                    item.bound,
+                    item.other,
+                )
+        self.unused_attributes.update(plan.unused_attributes)
+
+    def _write(self, writes: Sequence[Write], arrays: dict[int, np.ndarray[Any, Any]]) -> None:
+        for write in writes:
+            if isinstance(write, SlotRestore):
+                slot = _execute.create_slot(write.optimizer, write.variable, write.slot, arrays[write.node], self.uid)
+                self.bound[write.node] = slot
+            else:
+                _execute.write_value(write.target, arrays[write.node], self.uid)
+            self.written.add(write.node)
+            self.queued.pop(write.node, None)
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def state(self) -> RestoreState:
+        """What this restore has done, as data."""
+        conflicts = {
+            node: (kind, w.expected) for node, w in self.queued.items() if (kind := w.conflict) is not None
+        }
+        pending_slot_nodes = {p.node for entries in self.pending_slots.values() for p in entries}
+        return RestoreState(
+            bound=frozenset(self.bound) | frozenset(self.queued),
+            written=frozenset(self.written),
+            queued=frozenset(self.queued),
+            conflicts=conflicts,
+            pending_slots=frozenset(pending_slot_nodes),
+            inconsistent=frozenset(self.inconsistent),
+            unused_attributes=frozenset(self.unused_attributes),
+            bound_program_ids=frozenset(id(o) for o in self.bound.values())
+            | frozenset(id(w.target) for w in self.queued.values() if isinstance(w, Assignment)),
+        )
+
+    def report(self, *, with_program: bool = True) -> MatchReport:
+        """A snapshot of the match, re-walking the live program."""
+        program = self.view.walk() if with_program else None
+        return build_report(
+            checkpoint=self.source.display_path,
+            graph=self.graph,
+            stored=self.stored,
+            state=self.state(),
+            program_graph=program.graph if program else ObjectGraph(nodes=()),
+            program_specs=program.specs if program else (),
+            program_ids=[id(o) for o in program.objects] if program else (),
+            lazy=self.lazy,
+        )
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # never raise from a finalizer
+            if not self.expect_partial:
+                for line in unused_warning(self.report(with_program=False)):
+                    logger.warning("%s", line)
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    return any(not p or path == p or path.startswith(p + "/") for p in prefixes)
+
+
+class NameBasedRestore:
+    """A restore from a name-based checkpoint: variables match by ``Variable.name`` (SEMANTICS 77).
+
+    Variables attached later below a restored object are restored when attached, by name.
+    """
+
+    def __init__(self, source: StoredCheckpoint, view: LiveView, *, lazy: bool) -> None:
+        self.uid = next_uid()
+        self.source = source
+        self.stored = source.specs()
+        self.view = view
+        self.lazy = lazy
+        self.matched: dict[int, tuple[Any, str]] = {}
+        """``id(variable)`` -> (variable, key) for every variable whose name matched."""
+        self.queued: dict[int, Assignment[Any]] = {}
+        self.written: set[int] = set()
+        self.expect_partial = False
+
+    def restore(self, starts: list[tuple[int, Any]]) -> None:
+        """Name-based restores have no checkpoint nodes to wait on."""
+
+    def value_for_creation(self, node: int, shape: tuple[int | None, ...], dtype: str) -> np.ndarray[Any, Any] | None:
+        """Name-based restores fill variables when they are attached."""
+        return None
+
+    def restore_subtree(self, obj: Any) -> None:
+        """Restore every variable below ``obj`` whose name is a stored key (all or nothing)."""
+        program = self.view.walk() if obj is self.view.root else LiveView(obj).walk()
+        writes: list[Assignment[Any]] = []
+        for index, (target, spec) in enumerate(zip(program.objects, program.specs, strict=True)):
+            name = self.view.describe(target)[1]
+            if spec is not None and name in self.stored and id(target) not in self.matched:
+                writes.append(
+                    Assignment(node=index, key=name, target=target, expected=spec, stored=self.stored[name])
+                )
+        conflicts = [w for w in writes if w.conflict is not None]
+        if conflicts and not self.lazy:
+            shown = [f"variable {w.key!r}" for w in conflicts]
+            raise conflict_error(conflicts, self.source.display_path, shown)
+        arrays = {} if self.lazy else {id(w.target): self.source.read(w.key) for w in writes}
+        for candidate in program.objects:
+            if self.view.can_defer(candidate):
+                _execute.arm_name_based(candidate, self)
+        for write in writes:
+            self.matched[id(write.target)] = (write.target, write.key)
+            if self.lazy:
+                self.queued[id(write.target)] = write
+            else:
+                _execute.write_value(write.target, arrays[id(write.target)], self.uid)
+                self.written.add(id(write.target))
+
+    def run_queued(self, only: Iterable[str] | None) -> None:
+        """Lazy mode: write the queued values (``only`` selects variable names)."""
+        selected = [w for w in self.queued.values() if only is None or w.key in set(only)]
+        conflicts = [w for w in selected if w.conflict is not None]
+        if conflicts:
+            raise conflict_error(conflicts, self.source.display_path, [w.key for w in conflicts])
+        arrays = {id(w.target): self.source.read(w.key) for w in selected}
+        for write in selected:
+            _execute.write_value(write.target, arrays[id(write.target)], self.uid)
+            self.written.add(id(write.target))
+            del self.queued[id(write.target)]
+
+    def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
+        """Every program variable and every stored name, with its state."""
+        entries: list[ReportEntry] = []
+        used = {key for _, key in self.matched.values()}
+        skip = {id(o) for o in exempt}
+        if with_program:
+            program = self.view.walk()
+            paths = program.graph.paths()
+            for node_id, (obj, spec) in enumerate(zip(program.objects, program.specs, strict=True)):
+                path = paths[node_id]
+                if spec is None or path is None or id(obj) in skip:
+                    continue
+                match = self.matched.get(id(obj))
+                entries.append(
+                    ReportEntry(
+                        path=path.prefix,
+                        pretty=f"{path.pretty} (name {self.view.describe(obj)[1]!r})",
+                        key=match[1] if match else self.view.describe(obj)[1],
+                        state=("bound" if id(obj) in self.queued else "restored") if match else "program_only",
+                        program=spec,
+                        stored=self.stored.get(match[1]) if match else None,
+                        type_name=type(obj).__name__,
+                        reason="" if match else "no stored value has this variable's name",
+                    )
+                )
+        for key, spec in self.stored.items():
+            if key not in used:
+                entries.append(
+                    ReportEntry(path=key, pretty=key, key=key, state="checkpoint_only", stored=spec,
+                                reason="no program variable has this name")
+                )
+        return MatchReport(checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy)

@@ -1,0 +1,85 @@
+"""``ck.Saver``: name-based checkpoints keyed by ``Variable.name`` (TF1 ``Saver`` analogue)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ckptlab._checkpoint import _writer_info
+from ckptlab._execute import write_value
+from ckptlab._restore import conflict_error, next_uid
+from ckptlab._trackable import Variable
+from ckptlab.core import Assignment
+from ckptlab.errors import NotFoundError
+from ckptlab.storage import WriteOptions, open_checkpoint, resolve, write_checkpoint
+
+__all__ = ["Saver"]
+
+
+class Saver:
+    """Saves and restores variables by name; its files restore by name into any program.
+
+    Parameters
+    ----------
+    var_list
+        Variables (keyed by their ``.name``) or a mapping ``name -> Variable``.
+
+    Examples
+    --------
+    >>> import ckptlab as ck, tempfile, os
+    >>> w = ck.Variable([1.0], name="dense/kernel")
+    >>> path = ck.Saver([w]).save(os.path.join(tempfile.mkdtemp(), "model.ckpt"))
+    >>> ck.list_variables(path)
+    [('dense/kernel', [1])]
+    """
+
+    def __init__(self, var_list: Sequence[Variable] | Mapping[str, Variable]) -> None:
+        if isinstance(var_list, Mapping):
+            items = list(var_list.items())
+        else:
+            items = [(v.name, v) for v in var_list]
+        names = [name for name, _ in items]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"Saver got several variables named {duplicates}; names are the keys of a "
+                "name-based checkpoint. Pass a dict {name: variable} with unique names."
+            )
+        bad = [name for name, v in items if not isinstance(v, Variable)]
+        if bad:
+            raise ValueError(f"Saver expects ck.Variable values; {bad} are not variables.")
+        self._variables: dict[str, Variable] = dict(items)
+
+    def save(self, save_path: str | os.PathLike[str], *, options: WriteOptions | None = None) -> str:
+        """Write a name-based checkpoint at ``save_path``; return the path."""
+        path = os.fspath(save_path)
+        store, key = resolve(path)
+        values = [(name, v._ck_value()) for name, v in self._variables.items()]
+        write_checkpoint(
+            store, key, values, kind="name", graph=None, writer=_writer_info(), options=options or WriteOptions()
+        )
+        return path
+
+    def restore(self, save_path: str | os.PathLike[str]) -> None:
+        """Assign every variable the stored value of its name (all validated first)."""
+        store, key = resolve(save_path)
+        source = open_checkpoint(store, key)
+        specs = source.specs()
+        missing = sorted(n for n in self._variables if n not in specs)
+        if missing:
+            raise NotFoundError(
+                f"Key {missing[0]!r} not found in checkpoint {source.display_path} "
+                f"({len(missing)} missing: {missing[:10]}). ck.list_variables(path) lists its keys."
+            )
+        writes = [
+            Assignment(node=i, key=n, target=v, expected=v._ck_value_spec(), stored=specs[n])
+            for i, (n, v) in enumerate(self._variables.items())
+        ]
+        conflicts = [w for w in writes if w.conflict is not None]
+        if conflicts:
+            raise conflict_error(conflicts, source.display_path, [w.key for w in conflicts])
+        arrays: dict[str, Any] = {w.key: source.read(w.key) for w in writes}
+        uid = next_uid()
+        for w in writes:
+            write_value(w.target, arrays[w.key], uid)

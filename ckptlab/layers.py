@@ -1,0 +1,144 @@
+"""Tiny numpy layers for examples, tests and teaching (public module ``ck.layers``).
+
+Layers create their variables lazily, on the first call, through the restore-on-create path:
+when a restore is waiting for ``kernel``, the stored value becomes the initial value and the
+initializer is not called (SEMANTICS 39).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from ckptlab._execute import create_variable
+from ckptlab._trackable import Module, Variable
+
+__all__ = ["Dense", "Sequential", "get_initializer"]
+
+Initializer = Callable[[tuple[int, ...], np.dtype[Any]], Any]
+_RNG = np.random.default_rng()
+
+
+def _glorot_uniform(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    fan_in, fan_out = (shape[0], shape[-1]) if len(shape) >= 2 else (shape[0] if shape else 1, 1)
+    limit = np.sqrt(6.0 / max(1, fan_in + fan_out))
+    return _RNG.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+_INITIALIZERS: dict[str, Initializer] = {
+    "glorot_uniform": _glorot_uniform,
+    "zeros": lambda shape, dtype: np.zeros(shape, dtype),
+    "ones": lambda shape, dtype: np.ones(shape, dtype),
+    "random_normal": lambda shape, dtype: (_RNG.standard_normal(shape) * 0.05).astype(dtype),
+}
+
+
+def get_initializer(initializer: str | Initializer) -> Initializer:
+    """Look up an initializer by name, or return a callable ``init(shape, dtype)`` as is.
+
+    Examples
+    --------
+    >>> get_initializer("zeros")((2,), np.dtype("float32"))
+    array([0., 0.], dtype=float32)
+    """
+    if callable(initializer):
+        return initializer
+    try:
+        return _INITIALIZERS[initializer]
+    except KeyError:
+        raise ValueError(
+            f"Unknown initializer {initializer!r}; use one of {sorted(_INITIALIZERS)} or a "
+            "callable init(shape, dtype)."
+        ) from None
+
+
+class Dense(Module):
+    """A fully connected layer: ``y = x @ kernel + bias``.
+
+    ``kernel`` ``(in, units)`` and ``bias`` ``(units,)`` (float32) are created on the first call.
+
+    Examples
+    --------
+    >>> import ckptlab as ck
+    >>> layer = ck.layers.Dense(2, kernel_initializer="ones")
+    >>> layer(np.ones((1, 3), "float32"))
+    array([[3., 3.]], dtype=float32)
+    """
+
+    kernel: Variable
+    bias: Variable
+
+    def __init__(
+        self,
+        units: int,
+        *,
+        use_bias: bool = True,
+        kernel_initializer: str | Initializer = "glorot_uniform",
+        name: str | None = None,
+    ) -> None:
+        self.units = int(units)
+        self.use_bias = use_bias
+        self._kernel_initializer = get_initializer(kernel_initializer)
+        self.name = name or "dense"
+        self.built = False
+
+    def build(self, input_dim: int) -> None:
+        """Create ``kernel`` and ``bias`` (restored from a waiting checkpoint if there is one)."""
+        create_variable(
+            self,
+            "kernel",
+            shape=(input_dim, self.units),
+            dtype=np.float32,
+            initializer=self._kernel_initializer,
+            variable_name=f"{self.name}/kernel",
+        )
+        if self.use_bias:
+            create_variable(
+                self,
+                "bias",
+                shape=(self.units,),
+                dtype=np.float32,
+                initializer=_INITIALIZERS["zeros"],
+                variable_name=f"{self.name}/bias",
+            )
+        self.built = True
+
+    def __call__(self, x: Any) -> np.ndarray[Any, Any]:
+        """Apply the layer (building it on first use)."""
+        inputs = np.asarray(x, dtype=np.float32)
+        if not self.built:
+            self.build(inputs.shape[-1])
+        out: np.ndarray[Any, Any] = inputs @ self.kernel._ck_value()
+        if self.use_bias:
+            out = out + self.bias._ck_value()
+        return out
+
+    def __repr__(self) -> str:
+        return f"<ck.layers.Dense {self.name!r} units={self.units} built={self.built}>"
+
+
+class Sequential(Module):
+    """Layers applied in order, tracked as ``layers/0``, ``layers/1``, ...
+
+    Examples
+    --------
+    >>> import ckptlab as ck
+    >>> model = ck.layers.Sequential([ck.layers.Dense(4), ck.layers.Dense(1)])
+    >>> model(np.ones((2, 3))).shape
+    (2, 1)
+    """
+
+    def __init__(self, layers: Iterable[Any] = ()) -> None:
+        self.layers = list(layers)
+
+    def add(self, layer: Any) -> None:
+        """Append a layer."""
+        self.layers.append(layer)
+
+    def __call__(self, x: Any) -> Any:
+        """Apply every layer in order."""
+        for layer in self.layers:
+            x = layer(x)
+        return x
