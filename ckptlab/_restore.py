@@ -84,7 +84,7 @@ class RestoreCoordinator:
         self.queued: dict[int, Write] = {}
         self.pending_slots: dict[int, list[Any]] = {}
         self.inconsistent: set[int] = set()
-        self.unused_attributes: set[int] = set()
+        self.unused_attributes: dict[int, str] = {}
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
 
@@ -188,7 +188,8 @@ class RestoreCoordinator:
                     item.bound,
                     item.other,
                 )
-        self.unused_attributes.update(plan.unused_attributes)
+        for node in plan.unused_attributes:
+            self.unused_attributes[node] = type(self.bound[node]).__name__
 
     def _write(self, writes: Sequence[Write], arrays: dict[int, np.ndarray[Any, Any]]) -> None:
         for write in writes:
@@ -215,7 +216,7 @@ class RestoreCoordinator:
             conflicts=conflicts,
             pending_slots=frozenset(pending_slot_nodes),
             inconsistent=frozenset(self.inconsistent),
-            unused_attributes=frozenset(self.unused_attributes),
+            unused_attributes=dict(self.unused_attributes),
             bound_program_ids=frozenset(id(o) for o in self.bound.values())
             | frozenset(id(w.target) for w in self.queued.values() if isinstance(w, Assignment)),
         )

@@ -210,7 +210,8 @@ class RestoreState:
     """Node -> (conflict kind, program spec) for values that could not be written."""
     pending_slots: frozenset[int]
     inconsistent: frozenset[int]
-    unused_attributes: frozenset[int]
+    unused_attributes: Mapping[int, str]
+    """Bound nodes holding a value whose program object holds none -> that object's type name."""
     bound_program_ids: frozenset[int]
     """``id()`` of every program object bound by this restore."""
 
@@ -277,7 +278,7 @@ def _checkpoint_entries(
                 program=program,
                 node=node_id,
                 optimizer=node_id in optimizer,
-                type_name=node.type_name,
+                type_name=state.unused_attributes.get(node_id, node.type_name),
                 reason=reason,
             )
         )

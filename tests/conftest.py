@@ -1,0 +1,40 @@
+"""Shared fixtures: small programs built from ckptlab objects."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+
+@pytest.fixture
+def ckpt_dir(tmp_path):
+    """A fresh directory for checkpoints."""
+    return tmp_path
+
+
+@pytest.fixture
+def ck_log(caplog):
+    """Capture WARNING+ records of the ckptlab logger."""
+    caplog.set_level(logging.WARNING, logger="ckptlab")
+    return caplog
+
+
+@pytest.fixture
+def trained_model():
+    """Factory: a built Sequential model and an Adam optimizer that has taken one step."""
+    return _trained_model
+
+
+def _trained_model(units=(4, 2), inputs=3, seed=0):
+    """A built Sequential model and an Adam optimizer that has taken one step."""
+    rng = np.random.default_rng(seed)
+    model = ck.layers.Sequential([ck.layers.Dense(u) for u in units])
+    model(rng.standard_normal((2, inputs)).astype("float32"))
+    optimizer = ck.optimizers.Adam(0.1)
+    params = [v for layer in model.layers for v in (layer.kernel, layer.bias)]
+    optimizer.apply_gradients([(rng.standard_normal(p.shape), p) for p in params])
+    return model, optimizer

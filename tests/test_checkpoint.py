@@ -1,0 +1,278 @@
+"""Checkpoint construction, save/write, save_counter, state file, entry points.
+
+Behaviour numbers refer to research/tf_semantics/SEMANTICS.md (sections A-E).
+"""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+KEY = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+# --- A. constructor ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [1, "s", None, np.zeros(2), object()])
+def test_non_trackable_kwarg_raises_naming_it(bad):
+    """A1: non-trackable kwargs raise ValueError naming the kwarg and the type."""
+    with pytest.raises(ValueError, match="was expecting x to be a trackable object"):
+        ck.Checkpoint(x=bad)
+
+
+def test_non_trackable_root_raises():
+    """A2: a non-trackable positional root raises, naming `root`."""
+    with pytest.raises(ValueError, match="was expecting root to be a trackable"):
+        ck.Checkpoint(3)
+
+
+def test_nested_structures_are_wrapped(ckpt_dir):
+    """A4: lists/dicts/tuples are wrapped and accepted, even with only plain values."""
+    ckpt = ck.Checkpoint(lst=[ck.Variable(1.0), 2], dct={"k": ck.Variable(2.0)}, empty=[], plain={"lr": 1})
+    path = ckpt.write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["dct/k" + KEY, "lst/0" + KEY]
+
+
+@pytest.mark.parametrize("name", ["save", "write", "restore", "read", "save_counter", "sync"])
+def test_method_names_are_refused(name):
+    """A5-A6 (stricter, API.md): kwargs that would shadow a method raise ValueError."""
+    with pytest.raises(ValueError, match=f"would shadow Checkpoint.{name}"):
+        ck.Checkpoint(**{name: ck.Variable(1.0)})
+
+
+def test_root_variable_saves_under_empty_path(ckpt_dir):
+    """A7: root= is the graph root; a root variable's key is /.ATTRIBUTES/VARIABLE_VALUE."""
+    path = ck.Checkpoint(root=ck.Variable(3.0)).write(ckpt_dir / "c")
+    assert ck.list_variables(path) == [(KEY, [])]
+
+
+def test_root_plus_kwargs_and_conflict(ckpt_dir):
+    """A8, 20: kwargs sit next to root's children; a clash with a different child raises."""
+    root = ck.Module()
+    root.a = ck.Variable(1.0)
+    ckpt = ck.Checkpoint(root, extra=ck.Variable(2.0), a=root.a)  # the identical object is fine
+    path = ckpt.save(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["a" + KEY, "extra" + KEY, "save_counter" + KEY]
+    with pytest.raises(ValueError, match="Cannot create a Checkpoint with keyword argument a if root.a"):
+        ck.Checkpoint(root, a=ck.Variable(5.0))
+
+
+def test_attribute_assignment_after_construction(ckpt_dir):
+    """A10: a Checkpoint auto-tracks; plain values are untracked; del removes (API: re-assigning
+    a plain value drops the dependency, unlike TF)."""
+    ckpt = ck.Checkpoint()
+    ckpt.v = ck.Variable(3.0)
+    ckpt.n = 7
+    ckpt.w = ck.Variable(1.0)
+    ckpt.w = 7
+    ckpt.gone = ck.Variable(1.0)
+    del ckpt.gone
+    assert [k for k, _ in ck.list_variables(ckpt.write(ckpt_dir / "c"))] == ["v" + KEY]
+
+
+# --- B. keys ----------------------------------------------------------------------------------
+
+
+def test_keys_escape_and_nest(ckpt_dir):
+    """B12, 15, 63: '/'-joined local names, escaping, nested containers compose."""
+    inner = ck.Module()
+    inner.deep = ck.Variable(1.0)
+    ckpt = ck.Checkpoint(model=ck.Module())
+    ckpt.model.cfg = {"dec": [ck.Variable(0.0), inner], "a.b/c": ck.Variable(2.0), "": ck.Variable(3.0)}
+    keys = [k for k, _ in ck.list_variables(ckpt.write(ckpt_dir / "c"))]
+    assert keys == [
+        "model/cfg/" + KEY,
+        "model/cfg/a..b.Sc" + KEY,
+        "model/cfg/dec/0" + KEY,
+        "model/cfg/dec/1/deep" + KEY,
+    ]
+
+
+def test_full_names_recorded_but_not_matched(ckpt_dir):
+    """B13: Variable.name is recorded but object-based matching ignores it."""
+    path = ck.Checkpoint(w=ck.Variable(1.0, name="first")).write(ckpt_dir / "c")
+    reader = ck.load_checkpoint(path)
+    assert reader.object_graph is not None
+    target = ck.Variable(0.0, name="completely-different")
+    ck.Checkpoint(w=target).read(path).assert_consumed()
+    assert target.numpy() == 1.0
+
+
+def test_objects_without_values_are_nodes_without_keys(ckpt_dir):
+    """B16: empty modules and lists are graph nodes but produce no keys."""
+    path = ck.Checkpoint(m=ck.Module(), lst=[]).write(ckpt_dir / "c")
+    graph = ck.load_checkpoint(path).object_graph
+    assert ck.list_variables(path) == []
+    assert set(graph.children(0)) == {"lst", "m"}
+
+
+# --- C. save vs write -------------------------------------------------------------------------
+
+
+def test_write_exact_path_no_counter_no_state(ckpt_dir):
+    """C18, 21: write() returns the prefix as str, creates parents, no numbering/state/counter."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    path = ckpt.write(pathlib.Path(ckpt_dir) / "sub" / "dir" / "w")
+    assert path == str(ckpt_dir / "sub" / "dir" / "w")
+    assert ck.latest_checkpoint(ckpt_dir / "sub" / "dir") is None
+    assert "_ck_counter" in vars(ckpt) and vars(ckpt)["_ck_counter"] is None
+    ckpt.v.assign(2.0)
+    ckpt.write(path)  # overwrites silently
+    assert ck.load_checkpoint(path).get_tensor("v" + KEY) == 2.0
+
+
+def test_save_numbers_and_updates_state(ckpt_dir):
+    """C19-20, D26: save increments save_counter, writes prefix-N, the state file lists only it."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    first = ckpt.save(ckpt_dir / "ckpt")
+    second = ckpt.save(os.fspath(ckpt_dir / "ckpt"))
+    assert (first, second) == (str(ckpt_dir / "ckpt-1"), str(ckpt_dir / "ckpt-2"))
+    assert ckpt.save_counter.dtype == np.int64 and int(ckpt.save_counter.numpy()) == 2
+    assert ck.load_checkpoint(second).get_tensor("save_counter" + KEY) == 2
+    assert ck.latest_checkpoint(ckpt_dir) == second
+    state = (ckpt_dir / "checkpoint").read_text()
+    assert state == 'model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n'
+
+
+def test_save_counter_lazy_creation(ckpt_dir):
+    """C21: accessing save_counter creates it (0); write() then includes it."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    assert int(ckpt.save_counter.numpy()) == 0
+    keys = [k for k, _ in ck.list_variables(ckpt.write(ckpt_dir / "c"))]
+    assert keys == ["save_counter" + KEY, "v" + KEY]
+
+
+def test_counter_belongs_to_checkpoint_not_prefix(ckpt_dir):
+    """C22: saving to a second prefix continues the numbering."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    ckpt.save(ckpt_dir / "model.ckpt")
+    assert ckpt.save(ckpt_dir / "pl") == str(ckpt_dir / "pl-2")
+
+
+def test_numbering_continues_after_restore_and_fresh_overwrites(ckpt_dir):
+    """C23: after restore numbering continues; a fresh Checkpoint starts at 1 again."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    for _ in range(3):
+        path = ckpt.save(ckpt_dir / "ckpt")
+    restored = ck.Checkpoint(v=ck.Variable(0.0))
+    restored.restore(path).assert_consumed()
+    assert int(restored.save_counter.numpy()) == 3
+    assert restored.save(ckpt_dir / "ckpt").endswith("ckpt-4")
+    assert ck.Checkpoint(v=ck.Variable(9.0)).save(ckpt_dir / "ckpt").endswith("ckpt-1")
+    assert ck.latest_checkpoint(ckpt_dir).endswith("ckpt-1")
+
+
+def test_trailing_slash_prefix(ckpt_dir):
+    """C25: save('dir/') writes dir/-N and the state file inside dir."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    path = ckpt.save(f"{ckpt_dir}/d/")
+    assert path == f"{ckpt_dir}/d/-1"
+    assert ck.latest_checkpoint(ckpt_dir / "d") == path
+
+
+def test_failed_save_leaves_counter_and_files(ckpt_dir):
+    """A failed save leaves the user's objects and files as they were."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    ckpt.save(ckpt_dir / "ckpt")
+    ckpt.lst = [ck.Variable(1.0)]
+    ckpt.lst[0] = ck.Variable(2.0)  # replacing a trackable element breaks saving (J64)
+    with pytest.raises(ck.NotSaveableError, match="append-only"):
+        ckpt.save(ckpt_dir / "ckpt")
+    assert int(ckpt.save_counter.numpy()) == 1
+    assert sorted(os.listdir(ckpt_dir)) == ["checkpoint", "ckpt-1"]
+
+
+# --- D. state file ----------------------------------------------------------------------------
+
+
+def test_latest_checkpoint_none_cases(ckpt_dir):
+    """D27: None for a missing directory, no state file, or an incomplete checkpoint."""
+    assert ck.latest_checkpoint(ckpt_dir / "missing") is None
+    assert ck.latest_checkpoint(ckpt_dir) is None
+    (ckpt_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-9"\n')
+    assert ck.latest_checkpoint(ckpt_dir) is None
+
+
+@pytest.mark.parametrize("text", ["", "garbage here\n", "model_checkpoint_path: 3\n"])
+def test_bad_state_file_raises(ckpt_dir, text):
+    """D27 (stricter, API.md): an empty or unparsable state file raises CorruptCheckpointError."""
+    (ckpt_dir / "checkpoint").write_text(text)
+    with pytest.raises(ck.CorruptCheckpointError, match="checkpoint"):
+        ck.latest_checkpoint(ckpt_dir)
+
+
+def test_hand_written_state_file_and_latest_filename(ckpt_dir):
+    """D28: a hand-written state file is honoured; latest_filename selects another name."""
+    path = ck.Checkpoint(v=ck.Variable(1.0)).write(ckpt_dir / "mine")
+    (ckpt_dir / "other").write_text('model_checkpoint_path: "mine"\n')
+    assert ck.latest_checkpoint(ckpt_dir, latest_filename="other") == path
+    assert ck.latest_checkpoint(ckpt_dir) is None
+
+
+# --- E. entry points --------------------------------------------------------------------------
+
+
+def test_restore_none_is_initialization_only():
+    """E29: restore(None) gives InitializationOnlyStatus; assertions and run_restore_ops raise."""
+    ckpt = ck.Checkpoint(v=ck.Variable(4.0))
+    status = ckpt.restore(None)
+    assert isinstance(status, ck.InitializationOnlyStatus)
+    for method in (status.assert_consumed, status.assert_existing_objects_matched, status.assert_nontrivial_match):
+        with pytest.raises(AssertionError, match=r"No checkpoint specified \(save_path=None\)"):
+            method()
+    with pytest.raises(AssertionError, match="no restore ops are available"):
+        status.run_restore_ops()
+    assert status.initialize_or_restore() is None
+    assert status.expect_partial() is status
+    assert int(ckpt.save_counter.numpy()) == 0 and ckpt.v.numpy() == 4.0
+
+
+def test_missing_path_hints_at_suffix(ckpt_dir):
+    """E30: a missing prefix raises NotFoundError with the '-1' suffix hint."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    ckpt.save(ckpt_dir / "ckpt")
+    with pytest.raises(ck.NotFoundError, match=r"missing the checkpoint suffix.*ckpt-1") as info:
+        ck.Checkpoint(v=ck.Variable(0.0)).restore(ckpt_dir / "ckpt")
+    assert isinstance(info.value, FileNotFoundError)
+    assert str(ckpt_dir / "ckpt") in str(info.value)
+
+
+def test_directory_paths_get_clear_errors(ckpt_dir):
+    """E31 (clearer than TF): a checkpoint directory suggests latest_checkpoint; a plain one says
+    it is not a checkpoint."""
+    ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "ckpt")
+    with pytest.raises(ck.NotFoundError, match="latest_checkpoint"):
+        ck.Checkpoint(v=ck.Variable(0.0)).restore(ckpt_dir)
+    (ckpt_dir / "plain").mkdir()
+    with pytest.raises(ck.NotFoundError, match="not a ckptlab checkpoint"):
+        ck.Checkpoint(v=ck.Variable(0.0)).read(ckpt_dir / "plain")
+
+
+def test_restore_vs_read_save_counter(ckpt_dir):
+    """E33: restore creates save_counter afterwards, read does not (the four combinations)."""
+    saved = ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "s")
+    written = ck.Checkpoint(v=ck.Variable(1.0)).write(ckpt_dir / "w")
+    status = ck.Checkpoint(v=ck.Variable(0.0)).restore(written)
+    with pytest.raises(AssertionError, match=r"Found 1 Python objects.*\n.*save_counter"):
+        status.assert_existing_objects_matched()
+    ck.Checkpoint(v=ck.Variable(0.0)).restore(saved).assert_consumed()
+    ck.Checkpoint(v=ck.Variable(0.0)).read(written).assert_consumed()
+    status = ck.Checkpoint(v=ck.Variable(0.0)).read(saved).expect_partial()
+    status.assert_existing_objects_matched()
+    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\).save_counter"):
+        status.assert_consumed()
+
+
+def test_eager_restore_assigns_copies(ckpt_dir):
+    """E34: values are assigned before restore returns; later changes do not touch the file."""
+    v = ck.Variable([1.0, 2.0])
+    path = ck.Checkpoint(v=v).write(ckpt_dir / "c")
+    target = ck.Variable([0.0, 0.0])
+    ck.Checkpoint(v=target).read(path)
+    np.testing.assert_array_equal(target.numpy(), [1.0, 2.0])
+    target.assign([5.0, 5.0])
+    np.testing.assert_array_equal(ck.load_checkpoint(path).get_tensor("v" + KEY), [1.0, 2.0])

@@ -1,0 +1,115 @@
+"""Lazy restore: graph-mode meaning of run_restore_ops / initialize_or_restore (SEMANTICS R 99-101).
+"""
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+
+def saved(ckpt_dir):
+    model = ck.Module()
+    model.encoder = ck.Module()
+    model.encoder.w = ck.Variable([1.0, 2.0])
+    model.head = ck.Module()
+    model.head.w = ck.Variable([3.0])
+    return ck.Checkpoint(model=model, step=ck.Variable(7)).write(ckpt_dir / "c")
+
+
+def program(head_shape=(1,)):
+    model = ck.Module()
+    model.encoder = ck.Module()
+    model.encoder.w = ck.Variable([0.0, 0.0])
+    model.head = ck.Module()
+    model.head.w = ck.Variable(np.zeros(head_shape))
+    return model
+
+
+def test_nothing_written_until_run_restore_ops(ckpt_dir):
+    """R99: matching happens at restore; values change only on run_restore_ops; assertions are
+    binding-based so they already pass."""
+    path = saved(ckpt_dir)
+    model, step = program(), ck.Variable(0)
+    status = ck.Checkpoint(model=model, step=step).read(path, lazy=True)
+    assert model.encoder.w.numpy().tolist() == [0.0, 0.0]
+    status.assert_consumed()
+    report = status.report()
+    assert {e.state for e in report.entries} == {"bound"}
+    assert report.summary() == "3 matched, 3 not yet written"
+    status.run_restore_ops()
+    assert model.encoder.w.numpy().tolist() == [1.0, 2.0] and int(step.numpy()) == 7
+    assert {e.state for e in status.report().entries} == {"restored"}
+
+
+def test_objects_attached_later_queue_new_ops(ckpt_dir):
+    """R100: an object attached after the first run_restore_ops waits for the next call."""
+    path = saved(ckpt_dir)
+    ckpt = ck.Checkpoint(model=program())
+    status = ckpt.read(path, lazy=True)
+    status.run_restore_ops()
+    ckpt.step = ck.Variable(0)
+    assert int(ckpt.step.numpy()) == 0
+    status.run_restore_ops()
+    assert int(ckpt.step.numpy()) == 7
+    status.assert_consumed()
+
+
+def test_initialize_or_restore(ckpt_dir):
+    """R101: restores queued values; unmatched variables keep their initial values."""
+    path = saved(ckpt_dir)
+    model, extra = program(), ck.Variable(3.0)
+    ckpt = ck.Checkpoint(model=model, step=ck.Variable(0), extra=extra)
+    ckpt.restore(path, lazy=True).initialize_or_restore()
+    assert model.head.w.numpy().tolist() == [3.0] and extra.numpy() == 3.0
+
+
+def test_conflicts_recorded_not_raised(ckpt_dir):
+    """API: lazy restore never raises on conflicts; they are in report()."""
+    path = saved(ckpt_dir)
+    model = program(head_shape=(2,))
+    status = ck.Checkpoint(model=model, step=ck.Variable(0)).read(path, lazy=True)
+    conflict = status.report().conflicts
+    assert [(e.path, e.state) for e in conflict] == [("model/head/w", "shape_conflict")]
+    with pytest.raises(ck.RestoreConflictError, match=r"\(root\).model.head.w"):
+        status.run_restore_ops()
+    assert model.encoder.w.numpy().tolist() == [0.0, 0.0]  # nothing written
+    with pytest.raises(AssertionError, match="shape conflict"):
+        status.assert_existing_objects_matched()
+
+
+def test_only_restores_a_conflict_free_subgraph(ckpt_dir):
+    """API run_restore_ops(only=...): partial-subgraph restore even when other parts conflict."""
+    path = saved(ckpt_dir)
+    model = program(head_shape=(2,))
+    step = ck.Variable(0)
+    status = ck.Checkpoint(model=model, step=step).read(path, lazy=True)
+    status.run_restore_ops(only=["model/encoder"])
+    assert model.encoder.w.numpy().tolist() == [1.0, 2.0]
+    assert int(step.numpy()) == 0 and model.head.w.numpy().tolist() == [0.0, 0.0]
+    states = {e.path: e.state for e in status.report().entries}
+    assert states == {"model/encoder/w": "restored", "model/head/w": "shape_conflict", "step": "bound"}
+    status.run_restore_ops(only=["step"])
+    assert int(step.numpy()) == 7
+    with pytest.raises(ck.RestoreConflictError):
+        status.run_restore_ops(only=["model"])
+
+
+def test_only_with_unknown_path(ckpt_dir):
+    """An unknown path is a typed error naming what exists."""
+    path = saved(ckpt_dir)
+    status = ck.Checkpoint(model=program(), step=ck.Variable(0)).read(path, lazy=True)
+    with pytest.raises(ck.UnknownPathError, match=r"\['modle/encoder'\].*'model'"):
+        status.run_restore_ops(only=["modle/encoder"])
+
+
+def test_lazy_restore_on_create_uses_initializer_then_queue(ckpt_dir):
+    """Lazy mode writes nothing at creation: layers initialize, the value waits in the queue."""
+    layer = ck.layers.Dense(2, kernel_initializer="ones")
+    layer(np.ones((1, 3), "float32"))
+    path = ck.Checkpoint(layer=layer).write(ckpt_dir / "c")
+    fresh = ck.layers.Dense(2, kernel_initializer="zeros")
+    status = ck.Checkpoint(layer=fresh).read(path, lazy=True)
+    fresh(np.ones((1, 3), "float32"))
+    assert fresh.kernel.numpy().sum() == 0
+    status.run_restore_ops()
+    assert fresh.kernel.numpy().sum() == 6

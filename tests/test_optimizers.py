@@ -1,0 +1,79 @@
+"""Optimizer slots: keys, deferred slot restoration, continued training (SEMANTICS K 67-71)."""
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+KEY = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def test_slot_key_layout_and_graph(ckpt_dir, trained_model):
+    """B17: slot keys and (original, slot, slot node) triples on the optimizer node."""
+    model, optimizer = trained_model(units=(2,))
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
+    keys = [k for k, _ in ck.list_variables(path)]
+    assert "model/layers/0/kernel/.OPTIMIZER_SLOT/optimizer/m" + KEY in keys
+    assert "optimizer/iter" + KEY in keys
+    graph = ck.load_checkpoint(path).object_graph
+    opt_node = graph.children(0)["optimizer"]
+    slots = graph.nodes[opt_node].slot_variables
+    assert sorted(name for _, name, _ in slots) == ["m", "m", "v", "v"]
+    kernel = graph.children(graph.children(graph.children(graph.children(0)["model"])["layers"])["0"])["kernel"]
+    assert kernel in {original for original, _, _ in slots}
+
+
+def test_slots_restored_as_soon_as_variable_and_optimizer_bound(ckpt_dir):
+    """K67-68: the variable attached after restore gets its slot immediately (v1 behaviour)."""
+    w = ck.Variable([1.0, 2.0])
+    optimizer = ck.optimizers.SGD(0.1, momentum=0.9)
+    holder = ck.Module()
+    holder.w = w
+    optimizer.apply_gradients([(np.array([1.0, 1.0]), w)])
+    saved_momentum = optimizer.get_slot(w, "momentum").numpy()
+    path = ck.Checkpoint(model=holder, optimizer=optimizer).write(ckpt_dir / "c")
+
+    model, fresh_opt = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+    status = ck.Checkpoint(model=model, optimizer=fresh_opt).read(path)
+    with pytest.raises(AssertionError, match=r"\(root\).model.w"):
+        status.assert_consumed()
+    assert [e.state for e in status.report().entries if "OPTIMIZER_SLOT" in e.path] == ["pending"]
+    model.w = ck.Variable([0.0, 0.0])
+    np.testing.assert_array_equal(fresh_opt.get_slot(model.w, "momentum").numpy(), saved_momentum)
+    status.assert_consumed()
+
+
+def test_training_continues_from_restored_state(ckpt_dir, trained_model):
+    """K69: iterations and slots carry on from the saved values."""
+    model, optimizer = trained_model()
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
+    fresh_model, fresh_opt = trained_model(seed=1)
+    ck.Checkpoint(model=fresh_model, optimizer=fresh_opt).read(path).assert_consumed()
+    assert int(fresh_opt.iterations.numpy()) == 1
+    grads = [(np.zeros(v.shape), v) for layer in fresh_model.layers for v in (layer.kernel, layer.bias)]
+    before = fresh_opt.get_slot(fresh_model.layers[0].kernel, "m").numpy()
+    fresh_opt.apply_gradients(grads)
+    np.testing.assert_allclose(fresh_opt.get_slot(fresh_model.layers[0].kernel, "m").numpy(), 0.9 * before)
+    assert int(fresh_opt.iterations.numpy()) == 2
+
+
+def test_model_only_program_restoring_training_checkpoint(ckpt_dir, trained_model):
+    """K70: existing_objects_matched passes, consumed fails on the optimizer values."""
+    model, optimizer = trained_model()
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
+    fresh, _ = trained_model(seed=2)
+    status = ck.Checkpoint(model=fresh).read(path).expect_partial()
+    status.assert_existing_objects_matched()
+    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\).optimizer.iter"):
+        status.assert_consumed()
+    unused = status.report().unused
+    assert unused and all(e.optimizer for e in unused)
+    assert status.report().summary() == "4 matched, 9 unused optimizer values"
+
+
+def test_get_slot_errors_and_names():
+    optimizer = ck.optimizers.Adam()
+    assert optimizer.get_slot_names() == ["m", "v"]
+    assert ck.optimizers.SGD().get_slot_names() == []
+    with pytest.raises(KeyError, match="No slot 'm'"):
+        optimizer.get_slot(ck.Variable(1.0), "m")

@@ -1,0 +1,257 @@
+"""Matching, deferred restoration, sharing, atomic restore, partial restore (SEMANTICS F, I, L, N)."""
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+KEY = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def module(**children):
+    m = ck.Module()
+    for name, value in children.items():
+        setattr(m, name, value)
+    return m
+
+
+def test_restore_into_empty_root_then_attach(ckpt_dir):
+    """F37-38, CONFORMANCE deferred_restore_dependency_added_later."""
+    path = ck.Checkpoint(w=ck.Variable(20.0), child=module(v=ck.Variable(10.0)), empty=module(v=ck.Variable(30.0))).write(
+        ckpt_dir / "c"
+    )
+    ckpt = ck.Checkpoint()
+    status = ckpt.read(path)
+    status.assert_existing_objects_matched()
+    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\)\.(w|child|empty)"):
+        status.assert_consumed()
+    with pytest.raises(AssertionError, match="Nothing to load. No dependencies have been added"):
+        status.assert_nontrivial_match()
+    ckpt.w = ck.Variable(0.0)  # restored during the attach
+    assert ckpt.w.numpy() == 20.0
+    ckpt.child = module(v=ck.Variable(0.0))  # a child that already holds v
+    assert ckpt.child.v.numpy() == 10.0
+    ckpt.empty = ck.Module()  # an empty child, then its variable
+    ckpt.empty.v = ck.Variable(0.0)
+    assert ckpt.empty.v.numpy() == 30.0
+    status.assert_consumed().assert_nontrivial_match()
+
+
+def test_renamed_attribute_receives_nothing(ckpt_dir):
+    """F40: a renamed attribute silently receives nothing; assertions notice."""
+    path = ck.Checkpoint(w=ck.Variable(20.0)).write(ckpt_dir / "c")
+    ckpt = ck.Checkpoint()
+    status = ckpt.read(path)
+    ckpt.renamed = ck.Variable(0.0)
+    assert ckpt.renamed.numpy() == 0.0
+    with pytest.raises(AssertionError, match=r"Found 1 Python objects.*\n  \(root\).renamed"):
+        status.assert_existing_objects_matched()
+    with pytest.raises(AssertionError, match="Nothing except the root object matched"):
+        status.assert_nontrivial_match()
+    status.expect_partial()
+
+
+def test_restore_on_create_skips_initializer(ckpt_dir):
+    """F39: the stored value becomes the initial value; the initializer is never called."""
+    layer = ck.layers.Dense(3)
+    layer(np.ones((1, 2), "float32"))
+    path = ck.Checkpoint(layer=layer).write(ckpt_dir / "c")
+    calls = []
+
+    def init(shape, dtype):
+        calls.append(shape)
+        return np.zeros(shape, dtype)
+
+    fresh = ck.layers.Dense(3, kernel_initializer=init)
+    status = ck.Checkpoint(layer=fresh).read(path)
+    status.assert_existing_objects_matched()
+    with pytest.raises(AssertionError, match=r"\(root\).layer.kernel"):
+        status.assert_consumed()
+    fresh(np.ones((1, 2), "float32"))
+    assert calls == []
+    np.testing.assert_array_equal(fresh.kernel.numpy(), layer.kernel.numpy())
+    status.assert_consumed()  # assertions are live (G45)
+
+
+def test_sibling_without_saved_value_is_initialized_once(ckpt_dir):
+    """F39: a sibling with no saved value is initialized normally, exactly once."""
+    holder = ck.Module()
+    holder.kernel = ck.Variable(np.ones((2, 3), "float32"))
+    path = ck.Checkpoint(layer=holder).write(ckpt_dir / "c")
+    calls = []
+
+    def init(shape, dtype):
+        calls.append(shape)
+        return np.full(shape, 7, dtype)
+
+    fresh = ck.layers.Dense(3, use_bias=True, kernel_initializer=init)
+    ck.Checkpoint(layer=fresh).read(path).expect_partial()
+    fresh(np.ones((1, 2), "float32"))
+    assert calls == [] and fresh.bias.numpy().tolist() == [0, 0, 0]
+
+
+def test_most_recent_restore_wins(ckpt_dir):
+    """F41: pending restores: the newest wins on creation; existing objects: the last call wins."""
+    a = ck.Checkpoint(w=ck.Variable(1.0)).write(ckpt_dir / "a")
+    b = ck.Checkpoint(w=ck.Variable(2.0)).write(ckpt_dir / "b")
+    ckpt = ck.Checkpoint()
+    sa, sb = ckpt.read(a), ckpt.read(b)
+    ckpt.w = ck.Variable(0.0)
+    assert ckpt.w.numpy() == 2.0
+    sa.assert_consumed()
+    sb.assert_consumed()
+    ckpt.read(b)
+    ckpt.read(a)
+    assert ckpt.w.numpy() == 1.0
+
+
+def test_list_elements_match_by_index(ckpt_dir):
+    """F42, CONFORMANCE list_append_after_restore."""
+    m = module(layers=[ck.Variable(0.0), ck.Variable(1.0), ck.Variable(2.0)])
+    path = ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    target = module(layers=[])
+    status = ck.Checkpoint(m=target).read(path)
+    target.layers.append(ck.Variable(-1.0))
+    target.layers.append(ck.Variable(-1.0))
+    assert [v.numpy() for v in target.layers] == [0.0, 1.0]
+    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\).m.layers.2"):
+        status.assert_consumed()
+    target.layers.append(ck.Variable(-1.0))
+    target.layers.append(ck.Variable(-1.0))
+    with pytest.raises(AssertionError, match=r"\(root\).m.layers.3"):
+        status.assert_existing_objects_matched()
+
+
+def test_shared_object_restored_into_same_sharing(ckpt_dir):
+    """I57-58: stored once, restored into the same sharing: all assertions pass."""
+    v = ck.Variable(5.0)
+    path = ck.Checkpoint(a=module(v=v), b=module(v=v)).write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["a/v" + KEY]
+    shared = ck.Variable(0.0)
+    ck.Checkpoint(a=module(v=shared), b=module(v=shared)).read(path).assert_consumed()
+    assert shared.numpy() == 5.0
+
+
+def test_shared_object_restored_into_two_objects(ckpt_dir, ck_log):
+    """I59-60: the first path gets the value; the second stays unbound (deferred: a warning)."""
+    v = ck.Variable(5.0)
+    path = ck.Checkpoint(a=module(v=v), b=module(v=v)).write(ckpt_dir / "c")
+    first, second = ck.Variable(0.0), ck.Variable(0.0)
+    status = ck.Checkpoint(a=module(v=first), b=module(v=second)).read(path)
+    assert (first.numpy(), second.numpy()) == (5.0, 0.0)
+    with pytest.raises(AssertionError, match=r"Found 1 Python objects.*\n  \(root\).b.v"):
+        status.assert_existing_objects_matched()
+    assert "Inconsistent references" in ck_log.text
+    assert status.report().inconsistent == ()  # the checkpoint node itself was restored
+
+
+def test_saved_distinct_restored_shared(ckpt_dir):
+    """I61: one object on both paths takes the value found first; all assertions pass."""
+    path = ck.Checkpoint(a=module(v=ck.Variable(1.0)), b=module(v=ck.Variable(2.0))).write(ckpt_dir / "c")
+    shared = ck.Variable(0.0)
+    ck.Checkpoint(a=module(v=shared), b=module(v=shared)).read(path).assert_consumed()
+    assert shared.numpy() == 1.0
+
+
+def test_cycles_save_and_deferred_restore(ckpt_dir):
+    """I62: cycles save once per object under the shortest path; deferred restore works."""
+    a, b = ck.Module(), ck.Module()
+    a.partner, b.partner, a.me = b, a, a
+    a.v, b.v = ck.Variable(1.0), ck.Variable(2.0)
+    path = ck.Checkpoint(a=a).write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["a/partner/v" + KEY, "a/v" + KEY]
+    assert len(ck.load_checkpoint(path).object_graph) == 5
+    ckpt = ck.Checkpoint(a=ck.Module())
+    status = ckpt.read(path)
+    ckpt.a.partner = ck.Module()
+    ckpt.a.partner.partner = ckpt.a
+    ckpt.a.me = ckpt.a
+    ckpt.a.v, ckpt.a.partner.v = ck.Variable(0.0), ck.Variable(0.0)
+    assert (ckpt.a.v.numpy(), ckpt.a.partner.v.numpy()) == (1.0, 2.0)
+    status.assert_consumed()
+
+
+def test_conflicts_found_before_anything_is_written(ckpt_dir):
+    """L72, 75 (stricter): one RestoreConflictError lists all conflicts; nothing is modified."""
+    path = ck.Checkpoint(a=ck.Variable(1.0), b=ck.Variable([1.0, 2.0]), c=ck.Variable(np.float32(3)), m=module(d=ck.Variable(4.0))).write(
+        ckpt_dir / "c"
+    )
+    a, b, c, d = ck.Variable(0.0), ck.Variable([0.0, 0.0, 0.0]), ck.Variable(0.0), ck.Variable(0.0)
+    with pytest.raises(ck.RestoreConflictError) as info:
+        ck.Checkpoint(a=a, b=b, c=c, m=module(d=d)).read(path)
+    message = str(info.value)
+    assert "Received incompatible tensor with shape (2,) when attempting to restore variable with shape (3,)" in message
+    assert "expected dtype float64 does not equal original dtype float32" in message
+    assert "(root).b" in message and "(root).c" in message and "nothing was written" in message
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+    assert len(info.value.conflicts) == 2
+    assert [v.numpy() for v in (a, c, d)] == [0.0, 0.0, 0.0]
+
+
+def test_conflict_on_attach_undoes_the_attach(ckpt_dir):
+    """L72: a variable attached later with the wrong shape: the attach raises and is undone."""
+    path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(ckpt_dir / "c")
+    ckpt = ck.Checkpoint()
+    ckpt.read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match="shape"):
+        ckpt.w = ck.Variable([0.0, 0.0, 0.0])
+    assert not hasattr(ckpt, "w")
+    ckpt.w = ck.Variable([0.0, 0.0])  # the restore is still armed
+    assert ckpt.w.numpy().tolist() == [1.0, 2.0]
+
+
+def test_conflict_on_create_raises_before_creating(ckpt_dir):
+    """L73: restore-on-create with the wrong shape fails inside creation; nothing is created."""
+    layer = ck.layers.Dense(3)
+    layer(np.ones((1, 2), "float32"))
+    path = ck.Checkpoint(layer=layer).write(ckpt_dir / "c")
+    fresh = ck.layers.Dense(3)
+    ck.Checkpoint(layer=fresh).read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match="shape"):
+        fresh(np.ones((1, 5), "float32"))
+    assert "kernel" not in vars(fresh)
+
+
+@pytest.mark.parametrize(("saved", "target"), [("float32", "float64"), ("float32", "float16"), ("float32", "int32"), ("int32", "int64"), ("int32", "float32")])
+def test_no_dtype_casting(ckpt_dir, saved, target):
+    """L75: no casting in any direction."""
+    path = ck.Checkpoint(f=ck.Variable(np.zeros(2, saved))).write(ckpt_dir / "c")
+    with pytest.raises(ck.RestoreConflictError, match=f"expected dtype {target} does not equal original dtype {saved}"):
+        ck.Checkpoint(f=ck.Variable(np.ones(2, target))).read(path)
+
+
+def test_unknown_shape_accepts_any_saved_shape(ckpt_dir):
+    """L74: a variable declared with None dims accepts any saved shape."""
+    path = ck.Checkpoint(v=ck.Variable(np.arange(6.0).reshape(2, 3))).write(ckpt_dir / "c")
+    target = ck.Variable(np.zeros((1, 3)), shape=(None, 3))
+    ck.Checkpoint(v=target).read(path).assert_consumed()
+    assert target.shape == (2, 3)
+
+
+def test_partial_restore_with_stand_ins(ckpt_dir):
+    """N79-80: a Checkpoint rooted at a sub-object matches nothing; stand-ins rebuild the path."""
+    model = module(l1=module(bias=ck.Variable(3.0), kernel=ck.Variable(1.0)))
+    path = ck.Checkpoint(model=model, step=ck.Variable(7)).write(ckpt_dir / "c")
+    sub = module(bias=ck.Variable(0.0))
+    status = ck.Checkpoint(root=sub).read(path)
+    assert sub.bias.numpy() == 0.0
+    for method in (status.assert_consumed, status.assert_existing_objects_matched):
+        with pytest.raises(AssertionError):
+            method()
+    with pytest.raises(AssertionError, match="Nothing except the root object matched"):
+        status.assert_nontrivial_match()
+    status.expect_partial()
+    bias = ck.Variable(0.0)
+    status = ck.Checkpoint(model=ck.Checkpoint(l1=ck.Checkpoint(bias=bias))).read(path)
+    assert bias.numpy() == 3.0
+    status.assert_existing_objects_matched().assert_nontrivial_match().expect_partial()
+    with pytest.raises(AssertionError, match=r"\(root\).step"):
+        status.assert_consumed()
+
+
+def test_subobject_root_round_trip(ckpt_dir):
+    """N81: a checkpoint written from a sub-object root restores into another model's sub-object."""
+    path = ck.Checkpoint(root=module(w=ck.Variable(4.0))).write(ckpt_dir / "c")
+    other = module(w=ck.Variable(0.0))
+    ck.Checkpoint(root=other).read(path).assert_consumed()
+    assert other.w.numpy() == 4.0

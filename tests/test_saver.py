@@ -1,0 +1,65 @@
+"""Name-based checkpoints: ck.Saver and Checkpoint.restore by Variable.name (SEMANTICS M 76-78)."""
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+
+def saver_file(ckpt_dir):
+    kernel = ck.Variable(np.ones((2, 2), "float32"), name="dense/kernel")
+    bias = ck.Variable(np.full(2, 5.0, "float32"), name="dense/bias")
+    return ck.Saver([kernel, bias]).save(ckpt_dir / "model.ckpt")
+
+
+def test_keys_are_variable_names(ckpt_dir):
+    """M76: keys equal variable names; no object graph."""
+    path = saver_file(ckpt_dir)
+    assert ck.list_variables(path) == [("dense/bias", [2]), ("dense/kernel", [2, 2])]
+    assert ck.load_checkpoint(path).object_graph is None
+
+
+def test_checkpoint_restore_matches_by_name(ckpt_dir, ck_log):
+    """M77: NameBasedSaverStatus, a warning, values assigned during restore regardless of path."""
+    path = saver_file(ckpt_dir)
+    holder = ck.Module()
+    holder.somewhere = ck.Module()
+    holder.somewhere.k = ck.Variable(np.zeros((2, 2), "float32"), name="dense/kernel")
+    status = ck.Checkpoint(anything=holder).restore(path)
+    assert isinstance(status, ck.NameBasedSaverStatus)
+    assert "name-based checkpoint" in ck_log.text
+    assert holder.somewhere.k.numpy().sum() == 4
+    holder.later = ck.Variable(np.zeros(2, "float32"), name="dense/bias")  # restored on attach
+    assert holder.later.numpy().tolist() == [5.0, 5.0]
+    status.assert_consumed().assert_existing_objects_matched().assert_nontrivial_match()
+    assert status.run_restore_ops() is None and status.initialize_or_restore() is None
+
+
+def test_unmatched_names_fail_every_assertion(ckpt_dir):
+    """G52: all three assertions behave like assert_consumed; save_counter is exempt."""
+    path = saver_file(ckpt_dir)
+    status = ck.Checkpoint(v=ck.Variable(1.0, name="not_in_ckpt")).restore(path)
+    for method in (status.assert_consumed, status.assert_existing_objects_matched, status.assert_nontrivial_match):
+        with pytest.raises(AssertionError, match=r"Some objects had attributes which were not restored.*\n.*\['not_in_ckpt'\]"):
+            method()
+
+
+def test_wrong_shape_by_name_raises_and_writes_nothing(ckpt_dir):
+    """M78 (atomic): a name match with the wrong shape raises from restore; nothing written."""
+    path = saver_file(ckpt_dir)
+    kernel = ck.Variable(np.zeros((3, 2), "float32"), name="dense/kernel")
+    bias = ck.Variable(np.zeros(2, "float32"), name="dense/bias")
+    with pytest.raises(ck.RestoreConflictError, match="Received incompatible tensor with shape"):
+        ck.Checkpoint(k=kernel, b=bias).restore(path)
+    assert bias.numpy().sum() == 0
+
+
+def test_saver_round_trip_and_errors(ckpt_dir):
+    path = saver_file(ckpt_dir)
+    kernel = ck.Variable(np.zeros((2, 2), "float32"), name="dense/kernel")
+    ck.Saver({"dense/kernel": kernel}).restore(path)
+    assert kernel.numpy().sum() == 4
+    with pytest.raises(ck.NotFoundError, match="'x' not found"):
+        ck.Saver({"x": kernel}).restore(path)
+    with pytest.raises(ValueError, match="several variables named"):
+        ck.Saver([ck.Variable(1.0), ck.Variable(2.0)])

@@ -1,0 +1,128 @@
+"""Trackables: Variable, Module auto-tracking, tracked containers (SEMANTICS J 63-66, API.md)."""
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+
+def test_variable_contract():
+    v = ck.Variable(1.0)
+    assert v.dtype == np.float64 and v.name == "Variable" and v.shape == () and v.trainable
+    copy = v.numpy()
+    copy += 1
+    assert v.numpy() == 1.0
+    view = np.asarray(v)
+    assert not view.flags.writeable
+    v.assign(np.float32(2))  # same_kind cast
+    assert v.numpy() == 2.0
+    with pytest.raises(ck.AssignmentError, match="not 'same_kind'"):
+        ck.Variable(1).assign(1.5)
+    with pytest.raises(ck.AssignmentError, match=r"shape \(2,\)"):
+        v.assign([1.0, 2.0])
+
+
+def test_variable_unknown_dims():
+    v = ck.Variable(np.zeros((1, 3)), shape=(None, 3))
+    v.assign(np.ones((4, 3)))
+    assert v.shape == (4, 3) and v.declared_shape == (None, 3)
+    with pytest.raises(ck.AssignmentError, match="declare the variable with None dims"):
+        v.assign(np.ones((4, 2)))
+    with pytest.raises(ck.AssignmentError, match="does not fit the declared shape"):
+        ck.Variable(np.zeros(3), shape=(4,))
+
+
+def test_variable_refuses_unstorable_dtypes():
+    with pytest.raises(ck.UnsupportedFormatError, match="cannot store"):
+        ck.Variable(np.array(["a"], dtype=object))
+    with pytest.raises(ck.UnsupportedFormatError):
+        ck.Variable(np.zeros(2, dtype=[("a", "f4")]))
+
+
+def test_module_tracking_rules():
+    m = ck.Module()
+    m.v = ck.Variable(1.0)
+    m.plain = 3
+    m.items = [ck.Variable(1.0), 2]
+    m.table = {"k": ck.Variable(1.0)}
+    m.pair = (ck.Variable(1.0), 2)
+    assert [n for n, _ in m._ck_children()] == ["v", "items", "table", "pair"]
+    assert isinstance(m.items, ck.TrackedList) and m.items == [m.items[0], 2]
+    assert isinstance(m.pair, tuple)
+    m.v = 5  # re-assigning a plain value drops the dependency (unlike TF)
+    del m.table
+    assert [n for n, _ in m._ck_children()] == ["items", "pair"]
+    assert isinstance(m, ck.Trackable) and isinstance(m.items, ck.Trackable)
+
+
+def test_container_element_names(ckpt_dir):
+    """J63: lists/tuples by index, dicts by key, nesting composes."""
+    m = ck.Module()
+    m.cfg = {"enc": ck.Variable(1.0), "dec": [ck.Variable(2.0), {"deep": ck.Variable(3.0)}]}
+    m.pair = (ck.Variable(4.0), ck.Variable(5.0))
+    keys = [k for k, _ in ck.list_variables(ck.Checkpoint(m=m).write(ckpt_dir / "c"))]
+    assert [k.split("/.ATTRIBUTES")[0] for k in keys] == ["m/cfg/dec/0", "m/cfg/dec/1/deep", "m/cfg/enc", "m/pair/0", "m/pair/1"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda lst: lst.__setitem__(0, ck.Variable(9.0)), "replaced"),
+        (lambda lst: lst.__delitem__(0), "deleted"),
+        (lambda lst: lst.pop(), "deleted"),
+        (lambda lst: lst.sort(key=id), "moved"),
+        (lambda lst: lst.insert(0, ck.Variable(0.0)), "moved"),
+    ],
+)
+def test_list_is_append_only_for_saving(ckpt_dir, mutate, reason):
+    """J64: replacing/deleting/moving a trackable element blocks saving."""
+    m = ck.Module()
+    m.items = [ck.Variable(1.0), ck.Variable(2.0)]
+    mutate(m.items)
+    with pytest.raises(ck.NotSaveableError, match=f"{reason}.*append-only"):
+        ck.Checkpoint(m=m).write(ckpt_dir / "c")
+
+
+def test_list_changes_that_stay_saveable(ckpt_dir):
+    """J64: appends and changes to plain elements are fine."""
+    m = ck.Module()
+    m.items = [ck.Variable(1.0), 2]
+    m.items.append(ck.Variable(3.0))
+    m.items[1] = 7
+    ck.Checkpoint(m=m).write(ckpt_dir / "c")
+
+
+def test_list_modified_outside_wrapper(ckpt_dir):
+    """J65: the wrapped list changed behind the wrapper's back."""
+    raw = [ck.Variable(1.0)]
+    m = ck.Module()
+    m.items = raw
+    raw.append(ck.Variable(2.0))
+    with pytest.raises(ck.NotSaveableError, match="modified outside the wrapper"):
+        ck.Checkpoint(m=m).write(ckpt_dir / "c")
+
+
+def test_dict_non_string_key(ckpt_dir):
+    """J66: a non-string key mapping to a trackable blocks saving; plain values are fine."""
+    m = ck.Module()
+    m.table = {1: "plain", "k": ck.Variable(1.0)}
+    del m.table["k"]
+    m.table["k"] = ck.Variable(2.0)
+    ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    m.table[2] = ck.Variable(1.0)
+    with pytest.raises(ck.NotSaveableError, match="non-string key"):
+        ck.Checkpoint(m=m).write(ckpt_dir / "c")
+
+
+def test_register_trackable(ckpt_dir):
+    """Third-party classes opt in without subclassing."""
+
+    class Pair:
+        def __init__(self, a, b):
+            self.a, self.b = ck.Variable(a), ck.Variable(b)
+
+    ck.register_trackable(Pair, lambda p: {"a": p.a, "b": p.b})
+    path = ck.Checkpoint(pair=Pair(1.0, 2.0)).write(ckpt_dir / "c")
+    target = Pair(0.0, 0.0)
+    ck.Checkpoint(pair=target).read(path).assert_consumed()
+    assert (target.a.numpy(), target.b.numpy()) == (1.0, 2.0)
