@@ -1,0 +1,174 @@
+"""``ckptlab diff A B``: which values were added, removed, reshaped or changed, and by how much."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
+from ckptlab.cli._style import describe_shape
+from ckptlab.core import StoredValue
+from ckptlab.storage import StoredCheckpoint
+
+MARKS = {"removed": "-", "added": "+", "spec": "!", "changed": "~"}
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Register ``diff`` on the ``commands`` subparsers object."""
+    parser = commands.add_parser(
+        "diff",
+        parents=parents,
+        help="compare two checkpoints (structure and values)",
+        description="Compare two checkpoints key by key: values only in A (-), only in B (+), "
+        "with a different shape or dtype (!), or with different contents (~, with the maximum "
+        "absolute difference). Exit status 0 when they are equal, 1 when they differ.",
+    )
+    parser.add_argument("a", help="first checkpoint (or checkpoint directory)")
+    parser.add_argument("b", help="second checkpoint (or checkpoint directory)")
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=0.0,
+        help="treat values whose maximum absolute difference is at most ATOL as equal (default 0)",
+    )
+    parser.add_argument(
+        "--structure-only",
+        action="store_true",
+        help="compare keys, shapes and dtypes; read no values",
+    )
+    parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One key that differs between A and B."""
+
+    key: str
+    kind: str
+    """``removed`` (only in A), ``added`` (only in B), ``spec`` (shape/dtype) or ``changed``."""
+    a: StoredValue | None
+    b: StoredValue | None
+    differing: int = 0
+    """Number of elements that differ (``changed`` only)."""
+    max_abs_diff: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (non-finite differences as strings, so the JSON stays strict)."""
+        out: dict[str, Any] = {"key": self.key, "kind": self.kind}
+        for side, value in (("a", self.a), ("b", self.b)):
+            if value is not None:
+                out[side] = {"shape": list(value.shape), "dtype": value.dtype}
+        if self.kind == "changed":
+            out["differing_elements"] = self.differing
+            diff = self.max_abs_diff
+            out["max_abs_diff"] = diff if math.isfinite(diff) else str(diff)
+        return out
+
+
+def compare(
+    a: StoredCheckpoint, b: StoredCheckpoint, *, atol: float, read: bool
+) -> tuple[list[Difference], int]:
+    """Every difference between two checkpoints, and the number of keys found equal."""
+    values_a, values_b = a.document.values, b.document.values
+    found: list[Difference] = []
+    equal = 0
+    for key in sorted(set(values_a) | set(values_b)):
+        va, vb = values_a.get(key), values_b.get(key)
+        if va is None or vb is None:
+            found.append(Difference(key, "removed" if vb is None else "added", va, vb))
+        elif va.shape != vb.shape or va.dtype != vb.dtype:
+            found.append(Difference(key, "spec", va, vb))
+        elif not read:
+            equal += 1
+        else:
+            differing, largest = value_difference(a.read(key), b.read(key))
+            if differing and not largest <= atol:
+                found.append(Difference(key, "changed", va, vb, differing, largest))
+            else:
+                equal += 1
+    return found, equal
+
+
+def value_difference(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> tuple[int, float]:
+    """Count differing elements and find the largest absolute difference (NaN equals NaN).
+
+    Examples
+    --------
+    >>> value_difference(np.array([1.0, np.nan, 3.0]), np.array([1.5, np.nan, 3.0]))
+    (1, 0.5)
+    >>> value_difference(np.array([True, False]), np.array([True, True]))
+    (1, 1.0)
+    """
+    wide = np.complex128 if np.iscomplexobj(x) else np.float64
+    xs, ys = x.astype(wide), y.astype(wide)
+    same = (xs == ys) | (np.isnan(xs) & np.isnan(ys))
+    differing = int(same.size - np.count_nonzero(same))
+    if not differing:
+        return 0, 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        gaps = np.abs(xs[~same] - ys[~same])
+    largest = math.inf if np.isnan(gaps).any() else float(gaps.max())
+    return differing, largest
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    """Compare ``args.a`` and ``args.b``."""
+    a, _ = open_target(args.a)
+    b, _ = open_target(args.b)
+    found, equal = compare(a, b, atol=args.atol, read=not args.structure_only)
+    counts = {kind: sum(d.kind == kind for d in found) for kind in MARKS}
+    if out.json:
+        out.emit_json(
+            {
+                "a": a.display_path,
+                "b": b.display_path,
+                "equal": not found,
+                "equal_values": equal,
+                "counts": counts,
+                "differences": [d.to_json() for d in found],
+            }
+        )
+        return EXIT_PROBLEMS if found else EXIT_OK
+    style = out.style
+    out.line(style.bold(f"--- {a.display_path}"))
+    out.line(style.bold(f"+++ {b.display_path}"))
+    for difference in found:
+        out.line(_describe(difference, out))
+    summary = (
+        f"{equal} equal, {counts['changed']} changed, {counts['spec']} reshaped or retyped, "
+        f"{counts['added']} added, {counts['removed']} removed"
+    )
+    out.line(
+        style.green("identical: " + summary) if not found else style.yellow("differ: " + summary)
+    )
+    return EXIT_PROBLEMS if found else EXIT_OK
+
+
+def _spec(value: StoredValue | None) -> str:
+    return "" if value is None else f"{describe_shape(value.shape)} {value.dtype}"
+
+
+def _describe(difference: Difference, out: Output) -> str:
+    style = out.style
+    mark = MARKS[difference.kind]
+    if difference.kind == "removed":
+        return style.red(f"{mark} {difference.key}  {_spec(difference.a)}")
+    if difference.kind == "added":
+        return style.green(f"{mark} {difference.key}  {_spec(difference.b)}")
+    if difference.kind == "spec":
+        return style.yellow(
+            f"{mark} {difference.key}  {_spec(difference.a)} -> {_spec(difference.b)}"
+        )
+    assert difference.a is not None
+    total = difference.a.size
+    detail = (
+        f"max |a-b| = {difference.max_abs_diff:.6g} "
+        f"({difference.differing} of {total} elements differ)"
+    )
+    return (
+        f"{style.yellow(mark + ' ' + difference.key)}  {style.cyan(_spec(difference.a))}  {detail}"
+    )

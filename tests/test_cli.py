@@ -1,0 +1,383 @@
+"""The ``ckptlab`` command line, run as a real subprocess on real checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage import open_checkpoint, resolve
+
+ANSI = "\x1b["
+SCRIPT = Path(sys.executable).with_name("ckptlab")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "ckptlab.cli"]
+
+
+def cli(*args, env=None):
+    """Run ``ckptlab`` with ``args``; output is piped (not a terminal)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [*COMMAND, *map(str, args)], capture_output=True, text=True, env=full_env, timeout=120
+    )
+
+
+def model_checkpoint(directory, saves=1):
+    """A model (two Dense layers) and an Adam optimizer saved ``saves`` times with ``save()``."""
+    rng = np.random.default_rng(0)
+    model = ck.Module()
+    model.encoder = ck.layers.Dense(4)
+    model.head = ck.layers.Dense(2)
+    x = rng.standard_normal((3, 5)).astype("float32")
+    model.head(model.encoder(x))
+    optimizer = ck.optimizers.Adam(0.1)
+    params = [model.encoder.kernel, model.encoder.bias, model.head.kernel, model.head.bias]
+    optimizer.apply_gradients([(np.ones(p.shape, "float32"), p) for p in params])
+    ckpt = ck.Checkpoint(model=model, optimizer=optimizer)
+    paths = [ckpt.save(directory / "ckpt") for _ in range(saves)]
+    return ckpt, paths
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return model_checkpoint(tmp_path / "run", saves=2)
+
+
+def stored_document(path):
+    return open_checkpoint(*resolve(str(path))).document
+
+
+# --- ls --------------------------------------------------------------------------------------
+
+
+def test_ls_prints_the_tree_with_shapes_dtypes_and_sizes(saved):
+    _, paths = saved
+    done = cli("ls", paths[0])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == paths[0]
+    assert "object-based, format" in lines[1]
+    assert "(root)" in lines
+    assert any("encoder" in line and "Dense" in line for line in lines)
+    assert any("kernel" in line and "(5, 4) float32" in line and "80 B" in line for line in lines)
+    assert any("save_counter" in line and "() int64" in line for line in lines)
+    assert ANSI not in done.stdout  # piped: plain text
+
+
+def test_ls_of_a_directory_resolves_to_the_latest_checkpoint(saved, tmp_path):
+    _, paths = saved
+    done = cli("ls", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == paths[1]
+    assert f"latest checkpoint of {tmp_path / 'run'}" in done.stdout
+
+
+def test_ls_json_lists_every_value_like_list_variables(saved):
+    _, paths = saved
+    done = cli("ls", "--json", paths[1])
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["path"] == paths[1]
+    assert data["kind"] == "object"
+    listed = [(v["key"], v["shape"]) for v in data["values"]]
+    assert listed == [(k, s) for k, s in ck.list_variables(paths[1])]
+    assert data["total_bytes"] == sum(v["nbytes"] for v in data["values"])
+    names = [c["name"] for c in data["tree"]["children"]]
+    assert names == ["model", "optimizer", "save_counter"]
+
+
+def test_ls_slots_and_keys_modes(saved):
+    _, paths = saved
+    collapsed = cli("ls", paths[0]).stdout
+    assert "model.encoder.kernel" not in collapsed
+    assert "optimizer slot, 4 values" in collapsed
+    expanded = cli("ls", "--slots", paths[0]).stdout
+    assert any(
+        "(root).model.encoder.kernel" in line and "(5, 4) float32" in line
+        for line in expanded.splitlines()
+    )
+    keys = cli("ls", "--keys", paths[0]).stdout
+    assert "model/encoder/kernel/.OPTIMIZER_SLOT/optimizer/m/.ATTRIBUTES/VARIABLE_VALUE" in keys
+
+
+def test_ls_marks_shared_objects_and_lists_name_based_checkpoints(tmp_path):
+    shared = ck.Variable([1.0, 2.0])
+    holder = ck.Module()
+    holder.first = shared
+    path = ck.Checkpoint(a=holder, b=ck.Module(), z=shared).write(tmp_path / "shared")
+    done = cli("ls", path)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "-> (root).a.first (shared object)" in done.stdout
+        or "-> (root).z (shared object)" in done.stdout
+    )
+    name_based = ck.Saver({"layer/w": ck.Variable(np.zeros((2, 3), "float32"))}).save(
+        str(tmp_path / "tf1")
+    )
+    done = cli("ls", name_based)
+    assert done.returncode == 0, done.stderr
+    assert "name-based" in done.stdout
+    assert any("w" in line and "(2, 3) float32" in line for line in done.stdout.splitlines())
+
+
+# --- colour ----------------------------------------------------------------------------------
+
+
+def run_in_terminal(args, env_extra=None):
+    """Run ``ckptlab`` with its standard output on a real pseudo-terminal; return the output."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update({"TERM": "xterm-256color", **(env_extra or {})})
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [*COMMAND, *map(str, args)], stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    return b"".join(chunks).decode()
+
+
+def test_colour_on_a_terminal_plain_with_no_color_or_when_piped(saved):
+    _, paths = saved
+    assert ANSI in run_in_terminal(["ls", paths[0]])
+    assert ANSI not in run_in_terminal(["ls", paths[0]], {"NO_COLOR": "1"})
+    assert ANSI not in run_in_terminal(["ls", "--color", "never", paths[0]])
+    assert ANSI in cli("ls", "--color", "always", paths[0]).stdout
+    assert ANSI not in cli("ls", paths[0]).stdout
+
+
+# --- diff ------------------------------------------------------------------------------------
+
+
+def test_diff_of_identical_checkpoints_exits_zero(saved):
+    _, paths = saved
+    done = cli("diff", paths[0], paths[1])
+    # save() numbers the counter, so the two saves differ exactly in save_counter
+    data = json.loads(cli("diff", "--json", paths[0], paths[1]).stdout)
+    assert [d["key"] for d in data["differences"]] == ["save_counter/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert done.returncode == 1
+    same = cli("diff", paths[0], paths[0])
+    assert same.returncode == 0, same.stderr
+    assert "identical" in same.stdout
+
+
+def test_diff_reports_added_removed_reshaped_and_changed_values(tmp_path):
+    w = np.arange(6.0).reshape(2, 3)
+    a = ck.Checkpoint(w=ck.Variable(w), gone=ck.Variable(1), s=ck.Variable(np.zeros(3, "float32")))
+    path_a = a.write(tmp_path / "a")
+    changed = w.copy()
+    changed[1, 2] += 0.25
+    b = ck.Checkpoint(
+        w=ck.Variable(changed), new=ck.Variable(2.0), s=ck.Variable(np.zeros(4, "float32"))
+    )
+    path_b = b.write(tmp_path / "b")
+    done = cli("diff", "--json", path_a, path_b)
+    assert done.returncode == 1
+    data = json.loads(done.stdout)
+    kinds = {d["key"].split("/")[0]: d for d in data["differences"]}
+    assert kinds["gone"]["kind"] == "removed"
+    assert kinds["new"]["kind"] == "added"
+    assert kinds["s"]["kind"] == "spec"
+    assert kinds["s"]["a"]["shape"] == [3]
+    assert kinds["s"]["b"]["shape"] == [4]
+    assert kinds["w"]["kind"] == "changed"
+    assert kinds["w"]["max_abs_diff"] == 0.25
+    assert kinds["w"]["differing_elements"] == 1
+    text = cli("diff", path_a, path_b).stdout
+    assert "max |a-b| = 0.25 (1 of 6 elements differ)" in text
+    assert "- gone/.ATTRIBUTES/VARIABLE_VALUE" in text
+    assert "+ new/.ATTRIBUTES/VARIABLE_VALUE" in text
+    assert "! s/.ATTRIBUTES/VARIABLE_VALUE  (3,) float32 -> (4,) float32" in text
+    tolerant = json.loads(cli("diff", "--json", "--atol", "0.5", path_a, path_b).stdout)
+    assert "w" not in {d["key"].split("/")[0] for d in tolerant["differences"]}
+    structure = json.loads(cli("diff", "--json", "--structure-only", path_a, path_b).stdout)
+    assert {d["kind"] for d in structure["differences"]} == {"removed", "added", "spec"}
+
+
+def test_diff_treats_matching_nans_as_equal(tmp_path):
+    values = np.array([np.nan, 1.0, -0.0])
+    path_a = ck.Checkpoint(v=ck.Variable(values)).write(tmp_path / "a")
+    path_b = ck.Checkpoint(v=ck.Variable(values.copy())).write(tmp_path / "b")
+    assert cli("diff", path_a, path_b).returncode == 0
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+
+def flip_byte(path, offset=0):
+    data = bytearray(Path(path).read_bytes())
+    data[offset] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+
+
+def test_verify_an_intact_checkpoint(saved):
+    _, paths = saved
+    done = cli("verify", paths[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"OK {paths[1]}: ")
+    data = json.loads(cli("verify", "--json", paths[1]).stdout)
+    assert data["ok"] is True
+    assert data["checkpoints"][0]["values_checked"] == len(ck.list_variables(paths[1]))
+
+
+def test_verify_finds_every_corrupted_value(tmp_path):
+    big = np.arange(400_000, dtype="float32")  # 1.6 MB: stored in its own array
+    small = np.arange(10, dtype="float64")  # packed with other small values
+    path = ck.Checkpoint(
+        big=ck.Variable(big), small=ck.Variable(small), ok=ck.Variable(np.ones(3, "int32"))
+    ).write(tmp_path / "c")
+    document = stored_document(path)
+    big_value = document.values["big/.ATTRIBUTES/VARIABLE_VALUE"]
+    small_value = document.values["small/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert big_value.offset is None
+    assert small_value.offset is not None
+    flip_byte(Path(path) / big_value.array / "c" / "0", offset=1000)
+    flip_byte(Path(path) / small_value.array / "c" / "0", offset=small_value.offset * 8 + 3)
+    done = cli("verify", path)
+    assert done.returncode == 1
+    assert "DAMAGED big/.ATTRIBUTES/VARIABLE_VALUE" in done.stdout
+    assert "DAMAGED small/.ATTRIBUTES/VARIABLE_VALUE" in done.stdout
+    assert "ok/.ATTRIBUTES" not in done.stdout
+    assert "FAILED" in done.stdout
+    assert "2 damaged" in done.stdout
+    data = json.loads(cli("verify", "--json", path).stdout)
+    assert data["ok"] is False
+    assert sorted(d["key"] for d in data["checkpoints"][0]["damaged"]) == [
+        "big/.ATTRIBUTES/VARIABLE_VALUE",
+        "small/.ATTRIBUTES/VARIABLE_VALUE",
+    ]
+
+
+def test_verify_truncated_chunk_and_all_checkpoints_of_a_directory(saved, tmp_path):
+    _, paths = saved
+    chunk = next(
+        p for p in sorted(Path(paths[0]).rglob("*")) if p.is_file() and p.parent.name == "c"
+    )
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    # save() lists only the newest checkpoint in the state file; a manager lists every kept one
+    (tmp_path / "run" / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-1"\n'
+        'all_model_checkpoint_paths: "ckpt-2"\n'
+    )
+    assert cli("verify", tmp_path / "run").returncode == 0  # the latest (ckpt-2) is intact
+    done = cli("verify", "--all", "--json", tmp_path / "run")
+    assert done.returncode == 1
+    results = {c["path"]: c["ok"] for c in json.loads(done.stdout)["checkpoints"]}
+    assert results == {paths[0]: False, paths[1]: True}
+
+
+def test_verify_a_damaged_document_exits_one(saved):
+    _, paths = saved
+    (Path(paths[0]) / "zarr.json").write_text('{"zarr_format": 3, "node_type": "gr')
+    done = cli("verify", paths[0])
+    assert done.returncode == 1
+    assert "not valid JSON" in done.stderr
+
+
+# --- missing paths and usage ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["ls"], ["verify"], ["export"], ["diff", "{ok}"]])
+def test_missing_path_exits_two_with_a_hint(saved, tmp_path, command):
+    _, paths = saved
+    missing = tmp_path / "run" / "ckpt"  # forgot the -N suffix
+    args = [a.format(ok=paths[0]) for a in command]
+    done = cli(*args, missing)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("ckptlab: error: ")
+    assert str(missing) in done.stderr
+    assert "ckpt-1" in done.stderr  # the hint names the numbered checkpoints next to it
+
+
+def test_usage_errors_and_help():
+    assert cli().returncode == 2
+    assert cli("ls").returncode == 2
+    assert cli("frobnicate", "x").returncode == 2
+    helped = cli("--help")
+    assert helped.returncode == 0
+    assert "exit status:" in helped.stdout
+    assert "NO_COLOR" in helped.stdout
+    for command in ("ls", "diff", "verify", "export"):
+        assert cli(command, "--help").returncode == 0
+    assert cli("--version").stdout.startswith("ckptlab ")
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def test_export_json_holds_nodes_and_edges(saved):
+    _, paths = saved
+    done = cli("export", paths[0], "--format", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["format"] == "ckptlab.graph"
+    graph = ck.load_checkpoint(paths[0]).object_graph
+    assert len(data["nodes"]) == len(graph.nodes)
+    child_edges = {
+        (e["source"], e["name"], e["target"]) for e in data["edges"] if e["kind"] == "child"
+    }
+    assert (0, "model", graph.nodes[0].children["model"]) in child_edges
+    slots = [e for e in data["edges"] if e["kind"] == "slot"]
+    assert len(slots) == 8  # m and v for four variables
+    kernel = next(n for n in data["nodes"] if n["path"] == "(root).model.encoder.kernel")
+    assert kernel["values"][0]["shape"] == [5, 4]
+
+
+def hostile_checkpoint(tmp_path):
+    module = ck.Module()
+    setattr(module, 'a"b\\c', ck.Variable([1.0]))
+    setattr(module, "<img src=x onerror=alert(1)>", ck.Variable([2.0]))
+    return ck.Checkpoint(evil=module).write(tmp_path / "hostile")
+
+
+def test_export_dot_escapes_names(tmp_path):
+    path = hostile_checkpoint(tmp_path)
+    output = tmp_path / "graph.dot"
+    done = cli("export", path, "--format", "dot", "-o", output)
+    assert done.returncode == 0, done.stderr
+    dot = output.read_text()
+    assert dot.startswith("digraph checkpoint {")
+    assert 'label="a\\"b\\\\c\\n(1,) float64"' in dot
+    if shutil.which("dot"):
+        svg = subprocess.run(
+            ["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True
+        )
+        assert ">a&quot;b\\c</text>" in svg.stdout
+
+
+def test_export_svg_without_graphviz_says_what_to_install(saved, tmp_path):
+    _, paths = saved
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    done = cli("export", paths[0], "--format", "svg", env={"PATH": str(bare)})
+    assert done.returncode == 3
+    assert "Graphviz's 'dot' program, which is not installed" in done.stderr
+    assert "apt-get install graphviz" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_export_svg_with_graphviz(tmp_path):
+    path = hostile_checkpoint(tmp_path)
+    done = cli("export", path, "--format", "svg")
+    assert done.returncode == 0, done.stderr
+    assert "<svg" in done.stdout
+    assert "<img" not in done.stdout  # the hostile name is escaped text, not markup
+    assert "&lt;img src=x onerror=alert(1)&gt;" in done.stdout
