@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import posixpath
 import socket
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from ckptlab import _execute
+from ckptlab._async import SaveHandle, settle, start
 from ckptlab._restore import NameBasedRestore, RestoreCoordinator
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
 from ckptlab._trackable import Module, Variable, is_trackable, wrap
@@ -43,7 +45,9 @@ def _writer_info() -> dict[str, Any]:
     }
 
 
-def save_values(program: ProgramGraph[Any], overrides: dict[int, np.ndarray[Any, Any]] | None = None) -> list[tuple[str, np.ndarray[Any, Any]]]:
+def save_values(
+    program: ProgramGraph[Any], overrides: dict[int, np.ndarray[Any, Any]] | None = None
+) -> list[tuple[str, np.ndarray[Any, Any]]]:
     """``(key, live array)`` for every value in a program snapshot, refusing unsaveable objects."""
     values = []
     for node_id, obj in enumerate(program.objects):
@@ -123,7 +127,9 @@ class Checkpoint(Module):
         return self if self._ck_root is None else self._ck_root
 
     def _ck_view(self) -> LiveView:
-        return LiveView(self._ck_graph_root, self._ck_attached if self._ck_root is not None else None)
+        return LiveView(
+            self._ck_graph_root, self._ck_attached if self._ck_root is not None else None
+        )
 
     @property
     def save_counter(self) -> Variable:
@@ -154,20 +160,65 @@ class Checkpoint(Module):
 
     # -- saving -----------------------------------------------------------------------------
 
-    def write(self, file_prefix: str | os.PathLike[str], *, options: WriteOptions | None = None) -> str:
+    def write(
+        self, file_prefix: str | os.PathLike[str], *, options: WriteOptions | None = None
+    ) -> str:
         """Write a checkpoint exactly at ``file_prefix``; no numbering, no state file."""
         path = os.fspath(file_prefix)
+        settle(self)
         self._write(path, options, overrides=None)
         return path
 
-    def save(self, file_prefix: str | os.PathLike[str], *, options: WriteOptions | None = None) -> str:
-        """Increment ``save_counter``, write ``f"{file_prefix}-{n}"``, update the state file."""
+    @overload
+    def save(
+        self,
+        file_prefix: str | os.PathLike[str],
+        *,
+        options: WriteOptions | None = None,
+        blocking: Literal[True] = True,
+    ) -> str: ...
+    @overload
+    def save(
+        self,
+        file_prefix: str | os.PathLike[str],
+        *,
+        options: WriteOptions | None = None,
+        blocking: Literal[False],
+    ) -> SaveHandle: ...
+    def save(
+        self,
+        file_prefix: str | os.PathLike[str],
+        *,
+        options: WriteOptions | None = None,
+        blocking: bool = True,
+    ) -> str | SaveHandle:
+        """Increment ``save_counter``, write ``f"{file_prefix}-{n}"``, update the state file.
+
+        ``blocking=False`` copies the values now, writes them on a background thread and
+        returns a :class:`~ckptlab.SaveHandle`; the state file moves once the checkpoint is
+        committed.  The next save waits for it (and raises its error if nobody saw it).
+        """
         prefix = os.fspath(file_prefix)
+        settle(self)
         counter = self.save_counter
         number = int(counter.numpy()) + 1
         path = f"{prefix}-{number}"
-        self._write(path, options, overrides={id(counter): np.asarray(number, dtype=np.int64)})
+        overrides = {id(counter): np.asarray(number, dtype=np.int64)}
+        write = self._prepare(path, options, overrides, snapshot=not blocking)
+
+        def finish() -> str:
+            write()
+            self._record_latest(path, options)
+            return path
+
+        if not blocking:
+            counter.assign(number)
+            return start(self, path, finish)
+        finish()
         counter.assign(number)
+        return path
+
+    def _record_latest(self, path: str, options: WriteOptions | None) -> None:
         store, key = resolve(path)
         directory = posixpath.dirname(key)
         relative = relative_to(directory, key)
@@ -177,13 +228,28 @@ class Checkpoint(Module):
             CheckpointState(latest=relative, all_paths=(relative,)),
             durable=(options or WriteOptions()).durable,
         )
-        return path
 
-    def _write(self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None) -> None:
+    def _write(
+        self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None
+    ) -> None:
+        self._prepare(path, options, overrides, snapshot=False)()
+
+    def _prepare(
+        self,
+        path: str,
+        options: WriteOptions | None,
+        overrides: dict[int, Any] | None,
+        *,
+        snapshot: bool,
+    ) -> Callable[[], object]:
+        """Walk the program now; return the write.  ``snapshot`` copies the values first."""
         program = self._ck_view().walk()
         values = save_values(program, overrides)
+        if snapshot:
+            values = [(key, np.array(array, order="C")) for key, array in values]
         store, key = resolve(path)
-        write_checkpoint(
+        return functools.partial(
+            write_checkpoint,
             store,
             key,
             values,

@@ -1,0 +1,114 @@
+"""Asynchronous saves: :class:`SaveHandle` and the one-save-in-flight rule (public handle).
+
+``Checkpoint.save(..., blocking=False)`` and ``CheckpointManager.save(..., blocking=False)``
+copy every value on the calling thread (one host copy), then write on a background thread and
+return a :class:`SaveHandle`.  Per :class:`~ckptlab.Checkpoint` at most one save is in flight:
+the next ``save``/``write`` (blocking or not) first waits for it, and if it failed and nobody
+has seen the error through :meth:`SaveHandle.result`/:meth:`SaveHandle.exception`, the next
+call raises it instead of saving.  The thread is not a daemon, so interpreter exit waits for
+an in-flight save; if the process is killed instead, the previous checkpoint stays the latest
+(the state file is only updated after the new checkpoint is committed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ckptlab.errors import CkptlabError
+
+__all__ = ["SaveHandle"]
+
+
+class SaveHandle:
+    """A checkpoint being written in the background.
+
+    Returned by ``save(..., blocking=False)``; ``result()`` waits and returns the saved path
+    (or raises the save's error).
+
+    Examples
+    --------
+    >>> import ckptlab as ck, tempfile, os
+    >>> ckpt = ck.Checkpoint(w=ck.Variable([1.0, 2.0]))
+    >>> handle = ckpt.save(os.path.join(tempfile.mkdtemp(), "ckpt"), blocking=False)
+    >>> ckpt.w.assign([9.0, 9.0])  # does not affect what is being saved  # doctest: +ELLIPSIS
+    <ck.Variable ...>
+    >>> os.path.basename(handle.result())
+    'ckpt-1'
+    >>> handle.done()
+    True
+    """
+
+    def __init__(self, path: str, work: Callable[[], str]) -> None:
+        self.path = path
+        """The path being written."""
+        self._work: Callable[[], str] | None = work
+        self._finished = threading.Event()
+        self._result: str | None = None
+        self._error: BaseException | None = None
+        self._observed = False
+        self._thread = threading.Thread(target=self._run, name=f"ckptlab save {path}")
+
+    def _run(self) -> None:
+        work, self._work = self._work, None  # the snapshot is freed when the write ends
+        try:
+            if work is not None:
+                self._result = work()
+        except BaseException as error:  # surfaced by result() and by the next save
+            self._error = error
+        finally:
+            del work
+            self._finished.set()
+
+    def done(self) -> bool:
+        """Whether the save has finished (successfully or not)."""
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the save finishes; return whether it did within ``timeout`` seconds."""
+        return self._finished.wait(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait, then return the save's error (``None`` on success); marks the error seen."""
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"The save to {self.path} did not finish within {timeout} s.")
+        self._observed = True
+        return self._error
+
+    def result(self, timeout: float | None = None) -> str:
+        """Wait, then return the saved path or raise the save's error."""
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        assert self._result is not None
+        return self._result
+
+    def __repr__(self) -> str:
+        state = "running" if not self.done() else ("failed" if self._error else "done")
+        return f"<ck.SaveHandle {self.path!r} {state}>"
+
+
+def start(owner: Any, path: str, work: Callable[[], str]) -> SaveHandle:
+    """Run ``work`` on a background thread as ``owner``'s save in flight."""
+    handle = SaveHandle(path, work)
+    object.__setattr__(owner, "_ck_pending", handle)
+    handle._thread.start()
+    return handle
+
+
+def settle(owner: Any) -> None:
+    """Wait for ``owner``'s save in flight; raise its error if nobody has seen it."""
+    handle: SaveHandle | None = owner.__dict__.get("_ck_pending")
+    if handle is None:
+        return
+    handle.wait()
+    object.__setattr__(owner, "_ck_pending", None)
+    if handle._error is not None and not handle._observed:
+        handle._observed = True
+        raise CkptlabError(
+            f"The previous asynchronous save to {handle.path} failed, so this call saved "
+            f"nothing: {type(handle._error).__name__}: {handle._error}. That checkpoint was "
+            "not committed and the state file still names the one before it; fix the cause "
+            "and save again (call handle.result() to handle such errors yourself)."
+        ) from handle._error

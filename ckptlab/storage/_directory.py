@@ -1,0 +1,188 @@
+"""A managed checkpoint directory: its exclusive lock and its trash (internal).
+
+Only one :class:`~ckptlab.CheckpointManager` may save into a directory at a time: it holds
+``<directory>/.ckptlab.lock``.  Locally the lock is an ``flock`` on that file, so the kernel
+releases it when the holder dies (a stale lock is simply taken over; the file still names the
+dead holder, which is logged).  The file's content names the holder (pid, host) so that the
+second manager's :class:`~ckptlab.LockedError` can say who holds it.  On object stores the
+lock is a create-only object; a lock left by a dead process on the same host is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import posixpath
+import socket
+import uuid
+from typing import Any
+
+from ckptlab.errors import LockedError
+from ckptlab.storage._kv import ByteStore, LocalStore
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILENAME = ".ckptlab.lock"
+logger = logging.getLogger("ckptlab")
+
+
+def _holder_record() -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "token": uuid.uuid4().hex,
+    }
+
+
+def _parse_holder(raw: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    if holder is None:
+        return "an unknown holder (the lock file is being written or is not ckptlab's)"
+    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        return f"another CheckpointManager in this process (pid {holder['pid']})"
+    return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
+
+
+def _pid_is_gone(holder: dict[str, Any]) -> bool:
+    """Whether ``holder`` is a process on this host that no longer runs."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class DirectoryLock:
+    """The exclusive save lock of one checkpoint directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ckptlab.storage import LocalStore
+    >>> lock = DirectoryLock(LocalStore(), tempfile.mkdtemp())
+    >>> lock.acquire(); lock.held
+    True
+    >>> lock.release(); lock.held
+    False
+    """
+
+    def __init__(self, store: ByteStore, directory: str) -> None:
+        self.store = store
+        self.key = posixpath.join(directory, LOCK_FILENAME)
+        self._fd: int | None = None
+        self._token: str | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None or self._token is not None
+
+    def acquire(self) -> None:
+        """Take the lock (no-op when held); raise :class:`LockedError` naming the holder."""
+        if self.held:
+            return
+        if isinstance(self.store, LocalStore) and fcntl is not None:
+            self._fd = self._acquire_flock()
+        else:
+            self._token = self._acquire_object()
+
+    def release(self) -> None:
+        """Give the lock up (no-op when not held)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the descriptor releases the flock
+        token, self._token = self._token, None
+        if token is not None:
+            holder = self._read_object()
+            if holder is not None and holder.get("token") == token:
+                self.store.delete_tree(self.key)
+
+    def _locked_error(self, holder: dict[str, Any] | None) -> LockedError:
+        directory = self.store.display(posixpath.dirname(self.key))
+        return LockedError(
+            f"Checkpoint directory {directory} is locked by {_describe(holder)}: only one "
+            "CheckpointManager may save into a directory at a time. Close the other manager "
+            "(manager.close()) or let its process finish, or save into another directory. "
+            f"Lock file: {self.store.display(self.key)}."
+        )
+
+    def _acquire_flock(self) -> int:
+        os.makedirs(posixpath.dirname(self.key), exist_ok=True)
+        fd = os.open(self.key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _parse_holder(os.pread(fd, 4096, 0))
+            os.close(fd)
+            raise self._locked_error(holder) from None
+        previous = _parse_holder(os.pread(fd, 4096, 0))
+        if previous is not None:
+            logger.warning(
+                "Took over the lock of %s left by pid %s on host %s, which ended without "
+                "releasing it.",
+                posixpath.dirname(self.key),
+                previous.get("pid"),
+                previous.get("host"),
+            )
+        record = json.dumps(_holder_record()).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        return fd
+
+    def _read_object(self) -> dict[str, Any] | None:
+        try:
+            return _parse_holder(self.store.read(self.key))
+        except FileNotFoundError:
+            return None
+
+    def _acquire_object(self) -> str:
+        record = _holder_record()
+        data = json.dumps(record).encode()
+        if self.store.write_new(self.key, data, durable=True):
+            return str(record["token"])
+        holder = self._read_object()
+        if holder is None or not _pid_is_gone(holder):
+            raise self._locked_error(holder)
+        logger.warning(
+            "Taking over the lock of %s left by pid %s, which is no longer running.",
+            self.store.display(posixpath.dirname(self.key)),
+            holder.get("pid"),
+        )
+        again = self._read_object()
+        if again is not None and again.get("token") == holder.get("token"):
+            self.store.delete_tree(self.key)
+        if not self.store.write_new(self.key, data, durable=True):
+            raise self._locked_error(self._read_object())
+        return str(record["token"])
+
+
+def remove_retracted(store: ByteStore, directory: str) -> None:
+    """Delete what interrupted deletes left: hidden ``.<name>.old-<uuid>`` trees.
+
+    They are never valid checkpoints (``retract`` renamed them away before deleting), so
+    removing them is always safe.
+    """
+    for entry in store.list_dir(directory):
+        if entry.startswith(".") and ".old-" in entry:
+            store.delete_tree(posixpath.join(directory, entry))

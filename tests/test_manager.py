@@ -1,0 +1,404 @@
+"""CheckpointManager on real directories (SEMANTICS 82-90, CONFORMANCE manager_*)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.core import parse_state
+from ckptlab.storage import is_committed
+
+FAST = ck.WriteOptions(durable=False, progress=False)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now=1_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, hours):
+        self.now += hours * 3600.0
+
+
+def state_of(directory):
+    path = os.path.join(directory, "checkpoint")
+    with open(path) as handle:
+        return parse_state(handle.read(), path)
+
+
+def names(paths):
+    return [os.path.basename(p) for p in paths]
+
+
+def new_checkpoint(value=0.0):
+    return ck.Checkpoint(v=ck.Variable(value))
+
+
+# -- constructor ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_to_keep_must_be_positive_or_none(tmp_path, bad):
+    """SEMANTICS 82."""
+    with pytest.raises(ValueError, match="Expected a positive integer or `None` for `max_to_keep`"):
+        ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=bad)
+
+
+def test_interval_needs_step_counter(tmp_path):
+    """SEMANTICS 82."""
+    with pytest.raises(
+        ValueError, match="`step_counter` should be passed if `checkpoint_interval`"
+    ):
+        ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1, checkpoint_interval=5)
+
+
+def test_checkpoint_argument_must_be_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match=r"expects a ck.Checkpoint, got Module"):
+        ck.CheckpointManager(ck.Module(), tmp_path, max_to_keep=1)
+
+
+def test_properties(tmp_path):
+    ckpt = new_checkpoint()
+    manager = ck.CheckpointManager(ckpt, str(tmp_path), max_to_keep=1)
+    assert manager.directory == str(tmp_path)
+    assert manager.checkpoint is ckpt
+    assert manager.checkpoints == []
+    assert manager.latest_checkpoint is None
+    assert "max_to_keep=1" in repr(manager)
+
+
+# -- max_to_keep, state file, recovery ----------------------------------------------------------
+
+
+def test_max_to_keep_scenario(tmp_path):
+    """CONFORMANCE manager_max_to_keep; SEMANTICS 84, 85, 26."""
+    clock = FakeClock()
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=2, clock=clock)
+    saved = []
+    for _ in range(4):
+        clock.advance(0.01)
+        saved.append(manager.save(options=FAST))
+    assert names(saved) == ["ckpt-1", "ckpt-2", "ckpt-3", "ckpt-4"]
+    assert saved[0] == os.path.join(str(tmp_path), "ckpt-1")
+    assert names(manager.checkpoints) == ["ckpt-3", "ckpt-4"]
+    assert manager.latest_checkpoint == saved[-1]
+    assert not os.path.exists(saved[0])
+    assert not os.path.exists(saved[1])
+    assert all(is_committed(ck.storage.LocalStore(), p) for p in saved[2:])
+    state = state_of(tmp_path)
+    assert state.latest == "ckpt-4"
+    assert state.all_paths == ("ckpt-3", "ckpt-4")
+    assert state.timestamps == (clock.now - 36.0, clock.now)
+    assert state.last_preserved == 1_000_000.0 - 1.0  # construction time minus 1 s
+    assert ck.latest_checkpoint(tmp_path) == saved[-1]
+    # deletes leave nothing behind: no renamed-away trash either
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-3", "ckpt-4"]
+
+
+def test_max_to_keep_none_keeps_everything(tmp_path):
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=None)
+    for _ in range(3):
+        manager.save(options=FAST)
+    assert names(manager.checkpoints) == ["ckpt-1", "ckpt-2", "ckpt-3"]
+
+
+def test_recovery_and_trim_at_next_save(tmp_path):
+    """SEMANTICS 83: recovered list longer than the new max_to_keep is trimmed at the next save."""
+    first = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=2)
+    for _ in range(4):
+        first.save(options=FAST)
+    first.close()
+    again = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=2)
+    assert names(again.checkpoints) == ["ckpt-3", "ckpt-4"]
+    assert again.latest_checkpoint == os.path.join(str(tmp_path), "ckpt-4")
+    smaller = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    assert names(smaller.checkpoints) == ["ckpt-3", "ckpt-4"]
+    # a fresh Checkpoint's counter starts at 0, so this save is ckpt-1 again (as in TF)
+    smaller.checkpoint.save_counter.assign(4)
+    smaller.save(options=FAST)
+    assert names(smaller.checkpoints) == ["ckpt-5"]
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-5"]
+
+
+def test_recovered_timestamps_and_last_preserved(tmp_path):
+    """SEMANTICS 83: timestamps and the last preserved time come back from the state file."""
+    clock = FakeClock()
+    first = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3, clock=clock)
+    for _ in range(2):
+        clock.advance(1)
+        first.save(options=FAST)
+    first.close()
+    before = state_of(tmp_path)
+    clock.advance(1)
+    again = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3, clock=clock)
+    again.checkpoint.save_counter.assign(2)
+    again.save(options=FAST)
+    after = state_of(tmp_path)
+    assert after.timestamps[:2] == before.timestamps
+    assert after.last_preserved == before.last_preserved
+
+
+def test_foreign_save_does_not_move_manager_latest(tmp_path):
+    """SEMANTICS 90."""
+    ckpt = new_checkpoint()
+    manager = ck.CheckpointManager(ckpt, tmp_path, max_to_keep=2)
+    path = manager.save(options=FAST)
+    other = ck.Checkpoint(x=ck.Variable(1.0)).save(os.path.join(tmp_path, "other"), options=FAST)
+    assert ck.latest_checkpoint(tmp_path) == other
+    assert manager.latest_checkpoint == path
+
+
+def test_checkpoints_saved_by_checkpoint_save_are_not_managed(tmp_path):
+    """A state file without timestamps (Checkpoint.save) gives an empty managed list (TF)."""
+    ck.Checkpoint(x=ck.Variable(1.0)).save(os.path.join(tmp_path, "ckpt"), options=FAST)
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    assert manager.checkpoints == []
+    assert names([manager.latest_checkpoint]) == ["ckpt-1"]
+    manager.checkpoint.save_counter.assign(1)
+    manager.save(options=FAST)
+    assert os.path.isdir(os.path.join(tmp_path, "ckpt-1"))  # never deleted by the manager
+
+
+def test_clock_going_back_is_logged_and_deletes_nothing(tmp_path, ck_log):
+    clock = FakeClock()
+    first = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1, clock=clock)
+    clock.advance(1)
+    first.save(options=FAST)
+    first.close()
+    clock.advance(-10)
+    again = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1, clock=clock)
+    assert "behind the last preserved checkpoint timestamp" in ck_log.text
+    again.checkpoint.save_counter.assign(1)
+    again.save(options=FAST)
+    assert os.path.isdir(os.path.join(tmp_path, "ckpt-1"))
+
+
+# -- keep_checkpoint_every_n_hours ----------------------------------------------------------------
+
+
+def test_keep_every_n_hours_scenario(tmp_path):
+    """CONFORMANCE manager_keep_every_n_hours; SEMANTICS 87."""
+    clock = FakeClock(now=0.0)
+    manager = ck.CheckpointManager(
+        new_checkpoint(), tmp_path, max_to_keep=2, keep_checkpoint_every_n_hours=1, clock=clock
+    )
+    for _ in range(8):
+        clock.advance(0.4)
+        manager.save(options=FAST)
+    assert names(manager.checkpoints) == ["ckpt-7", "ckpt-8"]
+    on_disk = sorted(n for n in os.listdir(tmp_path) if n.startswith("ckpt-"))
+    assert on_disk == ["ckpt-3", "ckpt-6", "ckpt-7", "ckpt-8"]
+    state = state_of(tmp_path)
+    assert state.all_paths == ("ckpt-7", "ckpt-8")
+    assert state.last_preserved == pytest.approx(2.4 * 3600)
+
+
+# -- checkpoint_interval and step_counter --------------------------------------------------------
+
+
+def test_checkpoint_interval_scenario(tmp_path):
+    """CONFORMANCE manager_checkpoint_interval; SEMANTICS 88."""
+    step = ck.Variable(0, dtype="int64")
+    manager = ck.CheckpointManager(
+        ck.Checkpoint(step=step),
+        tmp_path,
+        max_to_keep=None,
+        step_counter=step,
+        checkpoint_interval=5,
+    )
+    results = []
+    for value in range(13):
+        step.assign(value)
+        results.append(manager.save(options=FAST))
+    saved = {value: os.path.basename(r) for value, r in enumerate(results) if r is not None}
+    assert saved == {0: "ckpt-1", 5: "ckpt-2", 10: "ckpt-3"}
+    step.assign(12)
+    manager.save(check_interval=False, options=FAST)  # forced at 12
+    assert manager.save(check_interval=False, options=FAST) is None  # same step: never
+    step.assign(13)
+    assert manager.save(options=FAST) is None
+    assert os.path.basename(manager.save(check_interval=False, options=FAST)) == "ckpt-5"
+
+
+def test_step_counter_must_be_an_integer(tmp_path):
+    manager = ck.CheckpointManager(
+        new_checkpoint(), tmp_path, 1, step_counter=ck.Variable(1.5), checkpoint_interval=2
+    )
+    with pytest.raises(TypeError, match="step_counter must be an int or an integer scalar"):
+        manager.save()
+
+
+# -- checkpoint_number --------------------------------------------------------------------------
+
+
+def test_checkpoint_number_scenario(tmp_path):
+    """CONFORMANCE manager_checkpoint_number; SEMANTICS 84, 86."""
+    ckpt = new_checkpoint()
+    manager = ck.CheckpointManager(ckpt, tmp_path, max_to_keep=None, checkpoint_name="model")
+    assert os.path.basename(manager.save(checkpoint_number=100, options=FAST)) == "model-100"
+    assert int(ckpt.save_counter.numpy()) == 1
+    assert os.path.basename(manager.save(options=FAST)) == "model-2"
+    number = ck.Variable(500, dtype="int64")
+    assert os.path.basename(manager.save(checkpoint_number=number, options=FAST)) == "model-500"
+    assert int(number.numpy()) == 500  # read, not incremented
+    manager.save(checkpoint_number=100, options=FAST)
+    assert names(manager.checkpoints) == ["model-2", "model-500", "model-100"]
+    assert int(ckpt.save_counter.numpy()) == 4
+    assert state_of(tmp_path).all_paths == ("model-2", "model-500", "model-100")
+
+
+def test_checkpoint_number_must_be_an_integer(tmp_path):
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 1)
+    with pytest.raises(TypeError, match="checkpoint_number must be an int"):
+        manager.save(checkpoint_number=1.5)
+    assert not os.path.exists(os.path.join(tmp_path, "checkpoint"))
+
+
+# -- restore_or_initialize ----------------------------------------------------------------------
+
+
+def test_restore_or_initialize_empty_directory_calls_init_fn(tmp_path):
+    """CONFORMANCE manager_restore_or_initialize; SEMANTICS 89."""
+    calls = []
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 1, init_fn=lambda: calls.append(1))
+    assert manager.restore_or_initialize() is None
+    assert calls == [1]
+    assert manager.restore_status is None
+    assert ck.CheckpointManager(new_checkpoint(), tmp_path, 1).restore_or_initialize() is None
+
+
+def test_restore_or_initialize_restores_latest(tmp_path):
+    """CONFORMANCE manager_restore_or_initialize; SEMANTICS 89."""
+    ckpt = new_checkpoint()
+    manager = ck.CheckpointManager(ckpt, tmp_path, max_to_keep=3)
+    for value in (5.0, 6.0):
+        ckpt.v.assign(value)
+        manager.save(options=FAST)
+    manager.close()
+    calls = []
+    fresh = new_checkpoint()
+    again = ck.CheckpointManager(fresh, tmp_path, 3, init_fn=lambda: calls.append(1))
+    assert again.restore_or_initialize() == os.path.join(str(tmp_path), "ckpt-2")
+    assert calls == []
+    assert float(fresh.v.numpy()) == 6.0
+    assert int(fresh.save_counter.numpy()) == 2
+    assert isinstance(again.restore_status, ck.CheckpointLoadStatus)
+    again.restore_status.assert_consumed()
+    assert os.path.basename(again.save(options=FAST)) == "ckpt-3"
+
+
+def test_restore_status_can_silence_the_unused_values_warning(tmp_path, ck_log):
+    """The status TF throws away (SEMANTICS 55) is kept as manager.restore_status."""
+    full = ck.Checkpoint(v=ck.Variable(1.0), extra=ck.Variable(2.0))
+    ck.CheckpointManager(full, tmp_path, 1).save(options=FAST)
+    partial = ck.CheckpointManager(new_checkpoint(), tmp_path, 1)
+    partial.restore_or_initialize()
+    partial.restore_status.expect_partial()
+    partial.restore_status = None
+    assert "could not be found" not in ck_log.text
+    loud = ck.CheckpointManager(new_checkpoint(), tmp_path, 1)
+    loud.restore_or_initialize()
+    loud.restore_status = None  # dropped without expect_partial(): the warning is logged
+    del loud
+    gc.collect()
+    assert "expect_partial" in ck_log.text
+
+
+def test_restore_or_initialize_sets_last_step(tmp_path):
+    step = ck.Variable(7, dtype="int64")
+    ckpt = ck.Checkpoint(step=step)
+    manager = ck.CheckpointManager(ckpt, tmp_path, 2, step_counter=step, checkpoint_interval=5)
+    manager.save(options=FAST)
+    manager.close()
+    again = ck.CheckpointManager(ckpt, tmp_path, 2, step_counter=step, checkpoint_interval=5)
+    again.restore_or_initialize()
+    assert again.save(options=FAST) is None  # step 7 was just restored
+
+
+# -- lock -----------------------------------------------------------------------------------------
+
+
+def test_second_manager_in_the_same_directory_is_refused(tmp_path):
+    first = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
+    first.save(options=FAST)
+    second = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
+    with pytest.raises(
+        ck.LockedError, match=rf"another CheckpointManager in this process \(pid {os.getpid()}\)"
+    ):
+        second.save(options=FAST)
+    assert names(first.checkpoints) == ["ckpt-1"]
+    first.close()
+    second.save(options=FAST)
+    assert names(second.checkpoints) == ["ckpt-1"]
+
+
+def test_lock_is_released_when_the_manager_goes_away(tmp_path):
+    """Re-running a notebook cell replaces the manager; the old one's lock goes with it."""
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
+    manager.save(options=FAST)
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
+    manager.checkpoint.save_counter.assign(1)
+    manager.save(options=FAST)
+    with ck.CheckpointManager(new_checkpoint(), tmp_path / "other", 1) as scoped:
+        scoped.save(options=FAST)
+    ck.CheckpointManager(new_checkpoint(), tmp_path / "other", 1).save(options=FAST)
+
+
+def test_locked_error_is_a_runtime_error(tmp_path):
+    first = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
+    first.save(options=FAST)
+    with pytest.raises(RuntimeError, match="only one CheckpointManager may save"):
+        ck.CheckpointManager(new_checkpoint(), tmp_path, 2).save(options=FAST)
+
+
+def test_lock_file_names_the_holder(tmp_path):
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
+    manager.save(options=FAST)
+    import json
+    import socket
+
+    holder = json.loads((tmp_path / ".ckptlab.lock").read_text())
+    assert holder["pid"] == os.getpid()
+    assert holder["host"] == socket.gethostname()
+    manager.close()
+    assert (tmp_path / ".ckptlab.lock").read_text() == ""
+
+
+def test_logs_nothing_in_the_normal_case(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="ckptlab")
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 1)
+    manager.save(options=FAST)
+    manager.save(options=FAST)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_values_round_trip(tmp_path):
+    model, optimizer = _model()
+    ckpt = ck.Checkpoint(model=model, optimizer=optimizer)
+    manager = ck.CheckpointManager(ckpt, tmp_path, 1)
+    path = manager.save(options=FAST)
+    restored_model, restored_optimizer = _model(seed=1)
+    ck.Checkpoint(model=restored_model, optimizer=restored_optimizer).restore(
+        path
+    ).assert_consumed()
+    for a, b in zip(model.layers, restored_model.layers, strict=True):
+        np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
+
+
+def _model(seed=0):
+    rng = np.random.default_rng(seed)
+    model = ck.layers.Sequential([ck.layers.Dense(4), ck.layers.Dense(2)])
+    model(rng.standard_normal((2, 3)).astype("float32"))
+    optimizer = ck.optimizers.Adam(0.1)
+    params = [v for layer in model.layers for v in (layer.kernel, layer.bias)]
+    optimizer.apply_gradients([(rng.standard_normal(p.shape), p) for p in params])
+    return model, optimizer
