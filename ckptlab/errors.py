@@ -22,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "RestoreConflictError",
     "UnknownPathError",
+    "UnsafePickleError",
     "UnsupportedFormatError",
 ]
 
@@ -51,6 +52,17 @@ class RestoreConflictError(CkptlabError, ValueError, TypeError):
 
 class UnsupportedFormatError(CkptlabError, ValueError):
     """An unknown ``format_version``, or a value type that cannot be stored."""
+
+
+class UnsafePickleError(UnsupportedFormatError):
+    """A pickle (``torch.save`` file) references a global outside ckptlab's allow-list.
+
+    ``global_name`` is the refused ``module.name``; nothing named in the file was imported or run.
+    """
+
+    def __init__(self, message: str, global_name: str = "") -> None:
+        super().__init__(message)
+        self.global_name = global_name
 
 
 class AssignmentError(CkptlabError, ValueError, TypeError):

@@ -5,9 +5,11 @@ raises on a mismatch.
 """
 
 from ckptlab.core._document import (
+    FOREIGN_ITEMSIZE,
     FORMAT_VERSION,
     ITEMSIZE,
     CheckpointDocument,
+    ForeignLocation,
     PackInfo,
     StoredValue,
     parse_document,
@@ -31,7 +33,14 @@ from ckptlab.core._plan import (
     SlotRestore,
     plan_restore,
 )
-from ckptlab.core._report import STATES, MatchReport, MatchState, ReportEntry, RestoreState, build_report
+from ckptlab.core._report import (
+    STATES,
+    MatchReport,
+    MatchState,
+    ReportEntry,
+    RestoreState,
+    build_report,
+)
 from ckptlab.core._statefile import CheckpointState, format_state, parse_state
 from ckptlab.core._status import (
     consumed_failure,
@@ -42,6 +51,7 @@ from ckptlab.core._status import (
 from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
 
 __all__ = [
+    "FOREIGN_ITEMSIZE",
     "FORMAT_VERSION",
     "ITEMSIZE",
     "STATES",
@@ -50,6 +60,7 @@ __all__ = [
     "CheckpointDocument",
     "CheckpointState",
     "Deferral",
+    "ForeignLocation",
     "GraphNode",
     "Inconsistency",
     "MatchReport",

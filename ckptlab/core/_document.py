@@ -37,8 +37,43 @@ ITEMSIZE = {
     "complex64": 8,
     "complex128": 16,
 }
+FOREIGN_ITEMSIZE = {
+    "float8_e4m3fn": 1,
+    "float8_e5m2": 1,
+    "float8_e4m3fnuz": 1,
+    "float8_e4m3b11fnuz": 1,
+    "float8_e5m2fnuz": 1,
+    "float4_e2m1fn": 1,
+    "int4": 1,
+    "uint4": 1,
+    "int2": 1,
+    "uint2": 1,
+    "string": 0,
+}
+"""Dtypes that only foreign checkpoints hold: ckptlab reads them (``string`` values are arrays
+of ``bytes`` of any length) but its own format does not store them."""
 _ARRAY_PATH = re.compile(r"^values/[0-9]{1,9}$")
 _PACK_PATH = re.compile(r"^packed/[a-z0-9]{1,16}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForeignLocation:
+    """Where a value of a foreign checkpoint (TensorFlow, PyTorch, safetensors) is stored.
+
+    Descriptive data for listings and the explorer; the foreign reader that produced it is the
+    only code that interprets it.
+    """
+
+    format: str
+    """``tf-bundle``, ``tf-v1``, ``torch-zip``, ``torch-legacy`` or ``safetensors``."""
+    file: str
+    """File (or zip member) holding the bytes; the first one for a value stored in slices."""
+    offset: int
+    """Byte offset of the value in that file."""
+    length: int
+    """Stored bytes (for strings: including the length header)."""
+    detail: str = ""
+    """Anything else worth showing: slices, strides, the kind of checksum."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,19 +83,24 @@ class StoredValue:
     key: str
     shape: tuple[int, ...]
     dtype: str
-    crc32c: tuple[int, ...]
+    crc32c: tuple[int, ...] = ()
     """One checksum per chunk for own arrays, one for the value when packed."""
-    array: str
+    array: str = ""
     """Path of the Zarr array holding the bytes (``values/3`` or ``packed/float32``)."""
     offset: int | None = None
     """Element offset inside a packed array; ``None`` for a value with its own array."""
     chunks: tuple[int, ...] | None = None
     """Chunk shape of an own array; ``None`` when packed."""
+    foreign: ForeignLocation | None = None
+    """Set (instead of ``array``) for a value read from a foreign checkpoint."""
 
     @property
     def nbytes(self) -> int:
-        """Size of the value in bytes."""
-        return math.prod(self.shape) * ITEMSIZE[self.dtype]
+        """Size of the value in bytes (for strings: the stored bytes)."""
+        if self.dtype == "string":
+            return self.foreign.length if self.foreign is not None else 0
+        itemsize = ITEMSIZE.get(self.dtype) or FOREIGN_ITEMSIZE[self.dtype]
+        return math.prod(self.shape) * itemsize
 
     @property
     def size(self) -> int:
@@ -260,7 +300,7 @@ def _parse_value(
     shape_data = _get(where, entry, "shape", at, list)
     shape = tuple(_int(where, d, f"{at}.shape", 0, MAX_ELEMENTS) for d in shape_data)
     if len(shape) > 32 or math.prod(shape) >= MAX_ELEMENTS:
-        raise where.fail(f"{at}.shape", f"at most 32 dims and fewer than 2**48 elements", shape)
+        raise where.fail(f"{at}.shape", "at most 32 dims and fewer than 2**48 elements", shape)
     dtype = _get(where, entry, "dtype", at, str)
     if dtype not in ITEMSIZE:
         raise where.fail(f"{at}.dtype", f"one of {sorted(ITEMSIZE)}", dtype)
@@ -280,7 +320,9 @@ def _parse_value(
             raise where.fail(f"{at}.offset", f"a range inside {array} ({pack.length})", offset)
         if len(crcs) != 1:
             raise where.fail(f"{at}.crc32c", "one checksum for a packed value", list(crcs))
-        return StoredValue(key=key, shape=shape, dtype=dtype, crc32c=crcs, array=array, offset=offset)
+        return StoredValue(
+            key=key, shape=shape, dtype=dtype, crc32c=crcs, array=array, offset=offset
+        )
     if not _ARRAY_PATH.match(array):
         raise where.fail(f"{at}.array", "a path like 'values/12'", array)
     chunk_data = _get(where, entry, "chunks", at, list)

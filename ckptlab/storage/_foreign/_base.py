@@ -1,0 +1,87 @@
+"""What every foreign reader shares: the ``StoredCheckpoint`` surface over foreign bytes (internal).
+
+A foreign reader builds a :class:`~ckptlab.core.CheckpointDocument` (kind ``object`` with an
+object graph for TF2 checkpoints, kind ``name`` for flat name spaces) whose values carry a
+:class:`~ckptlab.core.ForeignLocation`, and implements ``_load``.  Restore, the readers and the
+explorer then work unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import CheckpointDocument, StoredValue
+from ckptlab.errors import CorruptCheckpointError, NotFoundError
+from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._layout import numpy_dtype
+from ckptlab.storage._reader import StoredCheckpoint
+
+MAX_RANK = 64
+MAX_ELEMENTS = 2**48
+
+
+def check_shape(shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """Refuse negative dims, absurd ranks and absurd element counts before allocating."""
+    if len(shape) > MAX_RANK or any(d < 0 for d in shape) or math.prod(shape) >= MAX_ELEMENTS:
+        raise CorruptCheckpointError(
+            f"{where} declares shape {list(shape)}; expected at most {MAX_RANK} non-negative "
+            f"dims and fewer than 2**48 elements. The file is damaged or hostile."
+        )
+    return shape
+
+
+class ForeignCheckpoint(StoredCheckpoint):
+    """A checkpoint written by another framework, opened read-only.
+
+    Subclasses set ``format_name`` and implement :meth:`_load`.
+    """
+
+    format_name = "foreign checkpoint"
+
+    def __init__(self, store: ByteStore, path: str, document: CheckpointDocument) -> None:
+        super().__init__(store, path, document)
+
+    def read(self, key: str, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+        """Read one value (verified where the format has checksums) into ``out`` or a new array."""
+        value = self.stored(key)
+        dtype = numpy_dtype(value.dtype)
+        if out is not None and (
+            out.shape != value.shape
+            or out.dtype != dtype
+            or not out.flags.c_contiguous
+            or dtype.kind == "O"
+        ):
+            raise ValueError(f"out must be a C-contiguous {value.shape} {value.dtype} array")
+        return self._load(value, out)
+
+    def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        raise NotImplementedError
+
+    def file(self, name: str) -> str:
+        """Return the store key of a file next to the checkpoint (``name`` is a basename)."""
+        return posixpath.join(posixpath.dirname(self.path), name)
+
+    def read_bytes(self, name: str, offset: int, out: memoryview, key: str) -> None:
+        """Fill ``out`` from file ``name`` at ``offset``; a short read names the key."""
+        if not len(out):
+            return
+        try:
+            count = self.store.read_into(self.file(name), out, offset)
+        except NotFoundError:
+            raise NotFoundError(
+                f"{self.store.display(self.file(name))} is missing; it holds {key!r} of "
+                f"{self.display_path}. Copy every file of the checkpoint."
+            ) from None
+        if count != len(out):
+            raise self.damaged(key, f"{name} ends before byte {offset + len(out)}")
+
+    def damaged(self, key: str, what: str) -> CorruptCheckpointError:
+        """Build the error for a value whose bytes are missing or wrong."""
+        return CorruptCheckpointError(
+            f"Value {key!r} in {self.format_name} {self.display_path} is damaged: {what}. "
+            "Copy the checkpoint again from its source."
+        )

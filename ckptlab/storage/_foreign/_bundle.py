@@ -1,0 +1,333 @@
+"""TensorFlow TensorBundle checkpoints (``P.index`` + ``P.data-KKKKK-of-NNNNN``) (internal).
+
+TF2 object-based checkpoints (kind ``object``: the ``_CHECKPOINTABLE_OBJECT_GRAPH`` proto
+becomes the :class:`~ckptlab.core.ObjectGraph`) and TF1 ``Saver`` V2 checkpoints (kind ``name``).
+Every entry is checked against the data files when the checkpoint is opened; values are read
+on demand and verified against their masked crc32c (FORMATS.md sections 2-6).
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from typing import Any
+
+import crc32c
+import numpy as np
+
+from ckptlab.core import (
+    Attribute,
+    CheckpointDocument,
+    ForeignLocation,
+    GraphNode,
+    ObjectGraph,
+    SlotRef,
+    StoredValue,
+)
+from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._slicekey import decode_slice_key
+from ckptlab.storage._foreign._strings import read_string_tensor
+from ckptlab.storage._foreign._table import Table, mask
+from ckptlab.storage._foreign._tfproto import (
+    DTYPES,
+    Entry,
+    Extent,
+    Header,
+    parse_entry,
+    parse_header,
+    parse_object_graph,
+)
+from ckptlab.storage._foreign._wire import WireError
+from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._layout import numpy_dtype
+
+GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+MAX_INDEX_BYTES = 1 << 31
+Region = tuple[tuple[int, int], ...]
+
+
+def data_file(prefix: str, shard: int, shards: int) -> str:
+    """``ckpt.data-00000-of-00001``: the basename of one data shard."""
+    return f"{posixpath.basename(prefix)}.data-{shard:05d}-of-{shards:05d}"
+
+
+class TensorBundle(ForeignCheckpoint):
+    """An open TensorBundle: TF2 object-based (with its graph) or TF1 ``Saver`` V2."""
+
+    def __init__(self, store: ByteStore, prefix: str) -> None:
+        self.store = store
+        self.path = prefix
+        index = f"{prefix}.index"
+        where = store.display(index)
+        size = store.size(index) or 0
+        if size > MAX_INDEX_BYTES:
+            raise CorruptCheckpointError(
+                f"{where} is {size} bytes; ckptlab refuses indexes over 2 GiB."
+            )
+        header, entries, slices = _read_index(Table(store.read(index), where))
+        self.header = header
+        self.entries = entries
+        self.slices = slices
+        self.format_name = "TensorFlow checkpoint"
+        self._check_header(where)
+        self._shard_sizes = [self._shard_size(k) for k in range(header.num_shards)]
+        values = {k: self._describe(k, e) for k, e in entries.items() if k != GRAPH_KEY}
+        graph = self._object_graph(values) if GRAPH_KEY in entries else None
+        self.format_name = (
+            "TensorFlow 2 object-based checkpoint" if graph else "TensorFlow 1 Saver checkpoint"
+        )
+        document = CheckpointDocument(
+            format_version=0,
+            kind="object" if graph is not None else "name",
+            graph=graph,
+            values=values,
+            writer={"format": self.format_name, "num_shards": header.num_shards},
+        )
+        super().__init__(store, prefix, document)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _check_header(self, where: str) -> None:
+        header = self.header
+        if header.big_endian:
+            raise UnsupportedFormatError(
+                f"{where} was written on a big-endian machine; ckptlab reads little-endian bundles."
+            )
+        if header.min_consumer > 1 or 1 in header.bad_consumers:
+            raise UnsupportedFormatError(
+                f"{where} needs a newer bundle reader (min_consumer {header.min_consumer}, "
+                f"bad consumers {list(header.bad_consumers)}); upgrade ckptlab."
+            )
+        if not 1 <= header.num_shards <= 1 << 20:
+            raise CorruptCheckpointError(f"{where} declares {header.num_shards} data shards.")
+
+    def _shard_size(self, shard: int) -> int:
+        name = self.file(data_file(self.path, shard, self.header.num_shards))
+        size = self.store.size(name)
+        if size is None:
+            raise NotFoundError(
+                f"{self.store.display(name)} is missing: {self.store.display(self.path)}.index "
+                f"lists {self.header.num_shards} data file(s). Copy every file of the checkpoint."
+            )
+        return size
+
+    def _describe(self, key: str, entry: Entry) -> StoredValue:
+        where = f"Entry {key!r} of {self.store.display(self.path)}.index"
+        dtype = DTYPES.get(entry.dtype)
+        if dtype is None:
+            raise UnsupportedFormatError(
+                f"{where} has TensorFlow dtype {entry.dtype}, which ckptlab cannot represent."
+            )
+        shape = check_shape(entry.shape, where)
+        if entry.slices:
+            for extents in entry.slices:
+                self._check_slice(key, entry, _region(extents, shape, where), where)
+            return StoredValue(
+                key=key,
+                shape=shape,
+                dtype=dtype,
+                foreign=ForeignLocation(
+                    format="tf-bundle",
+                    file=data_file(self.path, 0, self.header.num_shards),
+                    offset=0,
+                    length=0,
+                    detail=f"saved in {len(entry.slices)} slices",
+                ),
+            )
+        self._check_entry(entry, dtype, shape, where)
+        return StoredValue(key=key, shape=shape, dtype=dtype, foreign=self._location(entry))
+
+    def _location(self, entry: Entry) -> ForeignLocation:
+        shards = self.header.num_shards
+        return ForeignLocation(
+            format="tf-bundle",
+            file=data_file(self.path, entry.shard_id, shards),
+            offset=entry.offset,
+            length=entry.size,
+            detail=f"masked crc32c {entry.crc32c:#010x}; shard {entry.shard_id + 1} of {shards}",
+        )
+
+    def _check_entry(self, entry: Entry, dtype: str, shape: tuple[int, ...], where: str) -> None:
+        if not 0 <= entry.shard_id < self.header.num_shards:
+            raise CorruptCheckpointError(
+                f"{where} names data shard {entry.shard_id}; there are {self.header.num_shards}."
+            )
+        limit = self._shard_sizes[entry.shard_id]
+        if entry.offset < 0 or entry.size < 0 or entry.offset + entry.size > limit:
+            raise CorruptCheckpointError(
+                f"{where} points at bytes [{entry.offset}, {entry.offset + entry.size}) of "
+                f"{data_file(self.path, entry.shard_id, self.header.num_shards)}, which has "
+                f"{limit}."
+            )
+        count = math.prod(shape)
+        itemsize = numpy_dtype(dtype).itemsize
+        if dtype != "string" and entry.size != count * itemsize:
+            raise CorruptCheckpointError(
+                f"{where} holds {entry.size} bytes; shape {list(shape)} of {dtype} needs "
+                f"{count * itemsize}."
+            )
+        if dtype == "string" and count and entry.size < count + 4:
+            raise CorruptCheckpointError(
+                f"{where} holds {entry.size} bytes, too few for {count} strings."
+            )
+
+    def _check_slice(self, key: str, full: Entry, region: Region, where: str) -> None:
+        entry = self.slices.get((key, tuple((s, n) for s, n in region)))
+        if entry is None:
+            raise CorruptCheckpointError(
+                f"{where} lists slice {_show(region)}, which is not in the index."
+            )
+        dtype = DTYPES.get(full.dtype, "")
+        if entry.dtype != full.dtype or tuple(n for _, n in region) != entry.shape:
+            raise CorruptCheckpointError(
+                f"{where}: slice {_show(region)} has another dtype or shape."
+            )
+        self._check_entry(entry, dtype, entry.shape, f"{where} (slice {_show(region)})")
+
+    def _object_graph(self, values: dict[str, StoredValue]) -> ObjectGraph:
+        entry = self.entries[GRAPH_KEY]
+        where = f"{self.store.display(self.path)}.index: {GRAPH_KEY}"
+        self._check_entry(entry, "string", entry.shape, where)
+        raw = self.raw_object_graph()
+        try:
+            nodes = parse_object_graph(raw)
+        except WireError as error:
+            raise CorruptCheckpointError(f"{where} does not parse ({error}).") from None
+        return build_object_graph(nodes, values, where)
+
+    def raw_object_graph(self) -> bytes:
+        """Return the serialized ``TrackableObjectGraph`` (verified) as TensorFlow stored it."""
+        entry = self.entries[GRAPH_KEY]
+        array = self._read_entry(GRAPH_KEY, entry, "string", ())
+        return bytes(array.reshape(-1)[0])
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        entry = self.entries[value.key]
+        if not entry.slices:
+            return self._read_entry(value.key, entry, value.dtype, value.shape, out)
+        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        for extents in entry.slices:
+            region = _region(extents, value.shape, value.key)
+            piece = self.slices[(value.key, region)]
+            target[tuple(slice(s, s + n) for s, n in region)] = self._read_entry(
+                value.key, piece, value.dtype, piece.shape
+            )
+        return target
+
+    def _read_entry(
+        self,
+        key: str,
+        entry: Entry,
+        dtype: str,
+        shape: tuple[int, ...],
+        out: np.ndarray[Any, Any] | None = None,
+    ) -> np.ndarray[Any, Any]:
+        name = data_file(self.path, entry.shard_id, self.header.num_shards)
+        if dtype == "string":
+            raw = bytearray(entry.size)
+            self.read_bytes(name, entry.offset, memoryview(raw), key)
+            try:
+                array, crc = read_string_tensor(bytes(raw), math.prod(shape))
+            except WireError as error:
+                raise self.damaged(key, f"string tensor does not parse ({error})") from None
+            self._check_crc(key, crc, entry)
+            return array.reshape(shape)
+        target = out if out is not None else np.empty(shape, numpy_dtype(dtype))
+        raw_out = target.reshape(-1).view(np.uint8).data
+        self.read_bytes(name, entry.offset, raw_out, key)
+        self._check_crc(key, crc32c.crc32c(raw_out), entry)
+        return target
+
+    def _check_crc(self, key: str, crc: int, entry: Entry) -> None:
+        if mask(crc) != entry.crc32c:
+            raise self.damaged(
+                key,
+                f"checksum mismatch (stored {entry.crc32c:#010x}, computed {mask(crc):#010x}) in "
+                f"{data_file(self.path, entry.shard_id, self.header.num_shards)}",
+            )
+
+
+def _read_index(table: Table) -> tuple[Header, dict[str, Entry], dict[tuple[str, Region], Entry]]:
+    header: Header | None = None
+    entries: dict[str, Entry] = {}
+    pieces: list[tuple[str, tuple[Extent, ...], Entry]] = []
+    try:
+        for raw_key, value in table:
+            if raw_key == b"":
+                header = parse_header(value)
+            elif raw_key.startswith(b"\x00"):
+                name, extents = decode_slice_key(raw_key)
+                pieces.append((name, extents, parse_entry(value)))
+            else:
+                entries[raw_key.decode("utf-8", errors="replace")] = parse_entry(value)
+    except WireError as error:
+        raise table.fail(f"an entry does not parse ({error})") from None
+    if header is None:
+        raise table.fail("there is no header entry (key '')")
+    slices = {}
+    for name, extents, entry in pieces:
+        full = entries.get(name)
+        if full is None:
+            raise table.fail(f"slice of {name!r} without an entry for the whole tensor")
+        slices[(name, _region(extents, full.shape, name))] = entry
+    return header, entries, slices
+
+
+def _region(extents: tuple[Extent, ...], shape: tuple[int, ...], where: str) -> Region:
+    """(start, length) per dimension with 'whole dimension' (-1) resolved and bounds checked."""
+    if len(extents) != len(shape):
+        raise CorruptCheckpointError(
+            f"{where}: a slice of rank {len(extents)} for shape {list(shape)}."
+        )
+    region = []
+    for (start, length), dim in zip(extents, shape, strict=True):
+        if length == -1:
+            start, length = 0, dim
+        if start < 0 or length < 0 or start + length > dim:
+            raise CorruptCheckpointError(
+                f"{where}: slice {start}+{length} outside dimension {dim}."
+            )
+        region.append((start, length))
+    return tuple(region)
+
+
+def _show(region: Region) -> str:
+    return ":".join(f"{s},{n}" for s, n in region)
+
+
+def build_object_graph(nodes: list[Any], values: dict[str, StoredValue], where: str) -> ObjectGraph:
+    """Build an :class:`ObjectGraph` from decoded ``TrackableObject`` nodes, ids checked."""
+    count = len(nodes)
+    if not count:
+        raise CorruptCheckpointError(f"{where} has no nodes.")
+    built = []
+    for node_id, node in enumerate(nodes):
+        ids = [c for _, c in node.children] + [i for s in node.slot_variables for i in (s[0], s[2])]
+        if any(not 0 <= i < count for i in ids):
+            raise CorruptCheckpointError(
+                f"{where}: node {node_id} references a node outside 0..{count - 1}."
+            )
+        missing = [a[2] for a in node.attributes if a[2] not in values]
+        if missing:
+            raise CorruptCheckpointError(
+                f"{where}: node {node_id} names keys not in the index: {missing}."
+            )
+        children: dict[str, int] = {}
+        for name, child in node.children:
+            children.setdefault(name, child)
+        built.append(
+            GraphNode(
+                children=children,
+                attributes=tuple(
+                    Attribute(name=n, key=k, full_name=f) for n, f, k in node.attributes
+                ),
+                slot_variables=tuple(
+                    SlotRef(original=o, slot=s, node=n) for o, s, n in node.slot_variables
+                ),
+                is_optimizer=bool(node.slot_variables),
+            )
+        )
+    return ObjectGraph(nodes=tuple(built))

@@ -1,0 +1,139 @@
+"""safetensors files: ``u64`` header length, a JSON header, then raw little-endian bytes (internal).
+
+No checksums exist in the format; every offset is checked against the file and every size
+against its shape before anything is read (FORMATS.md section 10).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._layout import numpy_dtype
+
+MAX_HEADER = 100 * 2**20
+DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "C64": "complex64",
+}
+
+
+def looks_like_safetensors(head: bytes, size: int) -> bool:
+    """Whether a file starts like safetensors (a plausible header length, then ``{``)."""
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 2 <= length <= min(MAX_HEADER, size - 8)
+
+
+class SafetensorsFile(ForeignCheckpoint):
+    """An open safetensors file (kind ``name``; ``metadata`` holds ``__metadata__``)."""
+
+    format_name = "safetensors file"
+
+    def __init__(self, store: ByteStore, path: str) -> None:
+        self.store = store
+        self.path = path
+        size = store.size(path) or 0
+        head = bytearray(8)
+        self.read_bytes(posixpath.basename(path), 0, memoryview(head), "(header)")
+        length = int.from_bytes(head, "little")
+        if not 2 <= length <= min(MAX_HEADER, size - 8):
+            raise self._bad_file(f"header length {length} for a file of {size} bytes")
+        raw = bytearray(length)
+        self.read_bytes(posixpath.basename(path), 8, memoryview(raw), "(header)")
+        try:
+            header = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise self._bad_file(f"the header is not JSON ({error})") from None
+        if not isinstance(header, dict):
+            raise self._bad_file("the header is not a JSON object")
+        metadata = header.pop("__metadata__", {})
+        self.metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
+        self._start = 8 + length
+        values = {k: self._describe(k, v, size) for k, v in header.items()}
+        document = CheckpointDocument(
+            format_version=0,
+            kind="name",
+            graph=None,
+            values=values,
+            writer={"format": self.format_name, "metadata": self.metadata},
+        )
+        super().__init__(store, path, document)
+
+    def _bad_file(self, what: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f"{self.store.display(self.path)} is not a readable safetensors file: {what}. The "
+            "file is damaged or truncated; download it again."
+        )
+
+    def _describe(self, key: str, info: Any, size: int) -> StoredValue:
+        if not isinstance(info, dict):
+            raise self._bad_file(
+                f"tensor {key!r} is described by {type(info).__name__}, not an object"
+            )
+        dtype = DTYPES.get(str(info.get("dtype")))
+        if dtype is None:
+            raise UnsupportedFormatError(
+                f"Tensor {key!r} of {self.store.display(self.path)} has dtype "
+                f"{info.get('dtype')!r}; "
+                f"ckptlab reads {', '.join(DTYPES)}."
+            )
+        shape_data, offsets = info.get("shape"), info.get("data_offsets")
+        if not isinstance(shape_data, list) or not all(type(d) is int for d in shape_data):
+            raise self._bad_file(f"tensor {key!r} has shape {shape_data!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int for o in offsets)
+        ):
+            raise self._bad_file(f"tensor {key!r} has data_offsets {offsets!r}")
+        shape = check_shape(tuple(shape_data), f"Tensor {key!r} of {self.store.display(self.path)}")
+        begin, end = offsets
+        needed = math.prod(shape) * numpy_dtype(dtype).itemsize
+        if not 0 <= begin <= end <= size - self._start or end - begin != needed:
+            raise self._bad_file(
+                f"tensor {key!r} at data_offsets [{begin}, {end}) (data holds {size - self._start} "
+                f"bytes; shape {list(shape)} of {dtype} needs {needed})"
+            )
+        return StoredValue(
+            key=key,
+            shape=shape,
+            dtype=dtype,
+            foreign=ForeignLocation(
+                format="safetensors",
+                file=posixpath.basename(self.path),
+                offset=self._start + begin,
+                length=needed,
+                detail="no checksum in this format",
+            ),
+        )
+
+    def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        assert value.foreign is not None
+        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        raw = target.reshape(-1).view(np.uint8).data
+        self.read_bytes(value.foreign.file, value.foreign.offset, raw, value.key)
+        return target

@@ -1,0 +1,141 @@
+"""Every framework fixture reads through ckptlab's public readers and matches manifest.json."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage import open_checkpoint, resolve
+
+TF = [
+    "tf1_saver",
+    "tf1_saver_v1",
+    "tf2_dtypes",
+    "tf2_keras3",
+    "tf2_keras3_model_only",
+    "tf2_keras_adam",
+    "tf2_keras_legacy_adam",
+    "tf2_module",
+    "tf2_sharded",
+]
+TORCH = {
+    "torch_state_dict": "torch/state_dict.pt",
+    "torch_state_dict_legacy": "torch/state_dict_legacy.pt",
+    "torch_checkpoint": "torch/checkpoint.pt",
+    "torch_extras": "torch/extras.pt",
+    "torch_model_safetensors": "torch/model.safetensors",
+}
+GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+def _path(fixtures_dir: Path, manifest: dict[str, Any], name: str) -> str:
+    return str(fixtures_dir / (manifest[name]["prefix"] if name in TF else TORCH[name]))
+
+
+def _check_tensor(array: np.ndarray[Any, Any], expected: dict[str, Any]) -> None:
+    assert list(array.shape) == expected["shape"]
+    if expected["dtype"] == "string":
+        assert [bytes(v).hex() for v in array.reshape(-1)] == expected["values_hex"]
+        return
+    assert array.dtype.name == expected["dtype"]
+    assert hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() == expected["sha256"]
+
+
+@pytest.mark.parametrize("name", TF + list(TORCH))
+def test_every_tensor_matches_the_manifest(fixtures_dir, manifest, name):
+    expected = {k: v for k, v in manifest[name]["tensors"].items() if k != GRAPH}
+    reader = ck.load_checkpoint(_path(fixtures_dir, manifest, name))
+    shapes = reader.get_variable_to_shape_map()
+    assert sorted(shapes) == sorted(expected)
+    dtypes = reader.get_variable_to_dtype_map()
+    for key, spec in expected.items():
+        assert shapes[key] == spec["shape"]
+        assert dtypes[key].name == ("object" if spec["dtype"] == "string" else spec["dtype"])
+        _check_tensor(reader.get_tensor(key), spec)
+
+
+def test_the_5400_key_index_with_two_data_blocks(fixtures_dir, manifest):
+    summary = manifest["tf1_many_keys"]["tensor_summary"]
+    path = str(fixtures_dir / manifest["tf1_many_keys"]["prefix"])
+    listed = ck.list_variables(path)
+    assert len(listed) == summary["count"] == 5400
+    reader = ck.load_checkpoint(path)
+    digest = hashlib.sha256()
+    for key in sorted(k.encode() for k, _ in listed):
+        array = reader.get_tensor(key.decode())
+        digest.update(key + b"\x00" + hashlib.sha256(array.tobytes()).digest())
+    assert digest.hexdigest() == summary["aggregate_sha256"]
+    for key, spec in summary["samples"].items():
+        _check_tensor(reader.get_tensor(key), spec)
+
+
+@pytest.mark.parametrize("name", [n for n in TF if n.startswith("tf2")])
+def test_object_graph_matches_the_manifest(fixtures_dir, manifest, name):
+    graph = ck.load_checkpoint(_path(fixtures_dir, manifest, name)).object_graph
+    assert graph is not None
+    nodes = manifest[name]["object_graph"]
+    assert len(graph.nodes) == len(nodes)
+    for node, expected in zip(graph.nodes, nodes, strict=True):
+        assert list(node.children.items()) == [tuple(c) for c in expected["children"]]
+        assert dict(node.attributes) == {
+            a["name"]: a["checkpoint_key"] for a in expected["attributes"]
+        }
+        slots = [
+            (s["original_variable_node_id"], s["slot_name"], s["slot_variable_node_id"])
+            for s in expected.get("slot_variables", [])
+        ]
+        assert list(node.slot_variables) == slots
+
+
+def test_legacy_adam_slot_variables_are_in_the_graph(fixtures_dir):
+    graph = ck.load_checkpoint(str(fixtures_dir / "tf2_keras_legacy_adam" / "ckpt")).object_graph
+    slots = [s for node in graph.nodes for s in node.slot_variables]
+    assert len(slots) == 8
+    assert {name for _, name, _ in slots} == {"m", "v"}
+    slot_keys = {graph.nodes[node].attributes["VARIABLE_VALUE"] for _, _, node in slots}
+    assert all("/.OPTIMIZER_SLOT/optimizer/" in key for key in slot_keys)
+
+
+@pytest.mark.parametrize("name", TF)
+def test_raw_object_graph_and_kind(fixtures_dir, manifest, name):
+    source = open_checkpoint(*resolve(_path(fixtures_dir, manifest, name)))
+    expected = manifest[name]["tensors"].get(GRAPH)
+    assert source.document.kind == ("object" if expected else "name")
+    if expected:
+        assert hashlib.sha256(source.raw_object_graph()).hexdigest() == expected["sha256"]
+
+
+@pytest.mark.parametrize("name", ["torch_checkpoint", "torch_extras", "torch_state_dict"])
+def test_torch_literals_and_metadata(fixtures_dir, manifest, name):
+    source = open_checkpoint(*resolve(_path(fixtures_dir, manifest, name)))
+    literals = manifest[name].get("literals", {})
+    assert sorted(source.literals) == sorted(literals)
+    for key, spec in literals.items():
+        value = source.literals[key]
+        if spec["type"] == "bytes":
+            assert value.hex() == spec["value_hex"]
+        elif spec["type"] == "dtype":
+            assert repr(value) == spec["value"]
+        elif spec["type"] in ("tuple", "Size"):
+            assert list(value) == spec["value"]
+        else:
+            assert value == spec["value"]
+    if "state_dict_metadata" in manifest[name]:
+        where = "model" if name == "torch_checkpoint" else ""
+        assert source.metadata[where] == manifest[name]["state_dict_metadata"]
+
+
+@pytest.mark.parametrize("suffix", ["", ".index", ".data-00000-of-00003", ".data-00002-of-00003"])
+def test_every_path_spelling_opens_the_same_bundle(fixtures_dir, suffix):
+    path = str(fixtures_dir / "tf2_sharded" / "ckpt") + suffix
+    assert len(ck.list_variables(path)) == 5
+
+
+def test_safetensors_metadata(fixtures_dir, manifest):
+    source = open_checkpoint(*resolve(str(fixtures_dir / "torch" / "model.safetensors")))
+    assert source.metadata == manifest["torch_model_safetensors"]["metadata"]
