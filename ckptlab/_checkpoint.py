@@ -83,6 +83,10 @@ class Checkpoint(Module):
     '2 matched'
     """
 
+    _ck_root: Any
+    _ck_attached: dict[str, Any]
+    _ck_counter: Variable | None
+
     def __init__(self, root: Any = None, **kwargs: Any) -> None:
         object.__setattr__(self, "_ck_root", None)
         object.__setattr__(self, "_ck_attached", {})

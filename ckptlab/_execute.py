@@ -28,7 +28,9 @@ class Restorer(Protocol):
         """Restore the subtree of checkpoint node ``node`` into the given object."""
         ...
 
-    def value_for_creation(self, node: int, shape: tuple[int | None, ...], dtype: str) -> np.ndarray[Any, Any] | None:
+    def value_for_creation(
+        self, node: int, shape: tuple[int | None, ...], dtype: str
+    ) -> np.ndarray[Any, Any] | None:
         """The stored value to create a variable with, checked against its spec."""
         ...
 
@@ -99,7 +101,9 @@ def write_value(target: Any, array: np.ndarray[Any, Any], uid: int) -> None:
         target._ck_restore_value(array)
 
 
-def create_slot(optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any], uid: int) -> Any:
+def create_slot(
+    optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any], uid: int
+) -> Any:
     """Ask ``optimizer`` to create its ``slot`` for ``variable`` holding ``array``."""
     slot_variable = optimizer._ck_create_slot(variable, slot, array)
     slot_variable._ck_restore_uid = uid
@@ -132,6 +136,8 @@ def create_variable(
     if value is None:
         concrete = tuple(d if d is not None else 0 for d in shape)
         value = np.asarray(initializer(concrete, resolved), dtype=resolved)
-    variable = Variable(value, name=variable_name or name, dtype=resolved, shape=shape, trainable=trainable)
+    variable = Variable(
+        value, name=variable_name or name, dtype=resolved, shape=shape, trainable=trainable
+    )
     owner._ck_track(name, variable, set_attribute=set_attribute)
     return variable

@@ -73,7 +73,8 @@ class NodeView:
         self.type_name = node.type_name
 
     def __repr__(self) -> str:
-        return f"<node {self.type_name or 'object'} children={dict(self.children)} attributes={dict(self.attributes)}>"
+        kind = self.type_name or "object"
+        return f"<node {kind} children={dict(self.children)} attributes={dict(self.attributes)}>"
 
 
 class CheckpointReader:
@@ -93,7 +94,9 @@ class CheckpointReader:
     def __init__(self, source: StoredCheckpoint) -> None:
         self._source = source
         graph = source.document.graph
-        self.object_graph: ObjectGraphView | None = ObjectGraphView(graph) if graph is not None else None
+        self.object_graph: ObjectGraphView | None = (
+            ObjectGraphView(graph) if graph is not None else None
+        )
 
     @property
     def path(self) -> str:

@@ -21,9 +21,10 @@ from ckptlab._view import LiveView
 from ckptlab.core import (
     Assignment,
     MatchReport,
+    NodePath,
     ObjectGraph,
-    RestorePlan,
     ReportEntry,
+    RestorePlan,
     RestoreState,
     SlotRestore,
     ValueSpec,
@@ -42,10 +43,14 @@ _UIDS = itertools.count(1)
 def next_uid() -> int:
     """A new restore id; later restores win over earlier ones (SEMANTICS 41)."""
     return next(_UIDS)
+
+
 Write = Assignment[Any] | SlotRestore[Any]
 
 
-def conflict_error(conflicts: Sequence[Write], source: str, paths: Sequence[str]) -> RestoreConflictError:
+def conflict_error(
+    conflicts: Sequence[Write], source: str, paths: Sequence[str]
+) -> RestoreConflictError:
     """One error listing every conflict (path, program side vs checkpoint side)."""
     lines = []
     for item, path in zip(conflicts, paths, strict=True):
@@ -56,7 +61,10 @@ def conflict_error(conflicts: Sequence[Write], source: str, paths: Sequence[str]
                 f"restore variable with shape {item.expected.shape}"
             )
         else:
-            what = f"expected dtype {item.expected.dtype} does not equal original dtype {item.stored.dtype}"
+            what = (
+                f"expected dtype {item.expected.dtype} does not equal original dtype "
+                f"{item.stored.dtype}"
+            )
         lines.append(f"  {path} ({item.key}): {what}")
     return RestoreConflictError(
         f"Restoring from {source} found {len(conflicts)} conflict(s); nothing was written:\n"
@@ -92,7 +100,9 @@ class RestoreCoordinator:
 
     def restore(self, starts: list[tuple[int, Any]]) -> None:
         """Match from ``starts``; eagerly write (all or nothing) or, lazily, queue."""
-        plan = plan_restore(self.graph, self.stored, self.view, starts, self.bound, self.pending_slots)
+        plan = plan_restore(
+            self.graph, self.stored, self.view, starts, self.bound, self.pending_slots
+        )
         writes: list[Write] = [*plan.assignments, *plan.slot_restores]
         if self.lazy:
             self._record(plan)
@@ -105,7 +115,9 @@ class RestoreCoordinator:
         self._record(plan)
         self._write(writes, arrays)
 
-    def value_for_creation(self, node: int, shape: tuple[int | None, ...], dtype: str) -> np.ndarray[Any, Any] | None:
+    def value_for_creation(
+        self, node: int, shape: tuple[int | None, ...], dtype: str
+    ) -> np.ndarray[Any, Any] | None:
         """Restore-on-create: the stored value for a variable about to be created."""
         key = self.graph.nodes[node].value_key
         if key is None:
@@ -128,10 +140,7 @@ class RestoreCoordinator:
         selected = list(self.queued.values())
         if only is not None:
             prefixes = self._check_paths(only)
-            paths = self.graph.paths()
-            selected = [
-                w for w in selected if _under(paths[w.node].prefix if paths[w.node] else "", prefixes)
-            ]
+            selected = [w for w in selected if _under(self._path(w.node).prefix, prefixes)]
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:
             raise self._conflict_error(conflicts)
@@ -143,7 +152,9 @@ class RestoreCoordinator:
             only = [only]
         prefixes = [p.strip("/") for p in only]
         known = {path.prefix for path in self.graph.paths() if path is not None}
-        unknown = [p for p in prefixes if p and not any(k == p or k.startswith(p + "/") for k in known)]
+        unknown = [
+            p for p in prefixes if p and not any(k == p or k.startswith(p + "/") for k in known)
+        ]
         if unknown:
             close = sorted(k for k in known if k and "/" not in k)
             raise UnknownPathError(
@@ -153,9 +164,12 @@ class RestoreCoordinator:
             )
         return prefixes
 
+    def _path(self, node: int) -> NodePath:
+        """Where a checkpoint node sits (unreachable nodes get a placeholder)."""
+        return self.graph.paths()[node] or NodePath(path=(f"<unreachable node {node}>",))
+
     def _conflict_error(self, conflicts: Sequence[Write]) -> RestoreConflictError:
-        paths = self.graph.paths()
-        shown = [paths[c.node].pretty if paths[c.node] else f"node {c.node}" for c in conflicts]
+        shown = [self._path(c.node).pretty for c in conflicts]
         return conflict_error(conflicts, self.source.display_path, shown)
 
     def _read(self, writes: Sequence[Write]) -> dict[int, np.ndarray[Any, Any]]:
@@ -171,11 +185,10 @@ class RestoreCoordinator:
             _execute.arm_deferral(deferral.parent, deferral.name, (self, deferral.node))
         for waiting in plan.pending_slots:
             self.pending_slots.setdefault(waiting.variable_node, []).append(waiting)
-        done = {w.node for w in (*plan.assignments, *plan.slot_restores)}
+        done = {a.node for a in plan.assignments} | {s.node for s in plan.slot_restores}
         for variable_node, entries in list(self.pending_slots.items()):
             self.pending_slots[variable_node] = [p for p in entries if p.node not in done]
         if plan.inconsistencies:
-            paths = self.graph.paths()
             for item in plan.inconsistencies:
                 self.inconsistent.add(item.node)
                 logger.warning(
@@ -184,7 +197,7 @@ class RestoreCoordinator:
                     "an incompatible way, or the checkpoint was generated in an incompatible "
                     "program. Two checkpoint references (to %s) resolved to different objects "
                     "(%r and %r).",
-                    paths[item.node].pretty if paths[item.node] else item.node,
+                    self._path(item.node).pretty,
                     item.bound,
                     item.other,
                 )
@@ -194,7 +207,9 @@ class RestoreCoordinator:
     def _write(self, writes: Sequence[Write], arrays: dict[int, np.ndarray[Any, Any]]) -> None:
         for write in writes:
             if isinstance(write, SlotRestore):
-                slot = _execute.create_slot(write.optimizer, write.variable, write.slot, arrays[write.node], self.uid)
+                slot = _execute.create_slot(
+                    write.optimizer, write.variable, write.slot, arrays[write.node], self.uid
+                )
                 self.bound[write.node] = slot
             else:
                 _execute.write_value(write.target, arrays[write.node], self.uid)
@@ -206,7 +221,9 @@ class RestoreCoordinator:
     def state(self) -> RestoreState:
         """What this restore has done, as data."""
         conflicts = {
-            node: (kind, w.expected) for node, w in self.queued.items() if (kind := w.conflict) is not None
+            node: (kind, w.expected)
+            for node, w in self.queued.items()
+            if (kind := w.conflict) is not None
         }
         pending_slot_nodes = {p.node for entries in self.pending_slots.values() for p in entries}
         return RestoreState(
@@ -267,7 +284,9 @@ class NameBasedRestore:
     def restore(self, starts: list[tuple[int, Any]]) -> None:
         """Name-based restores have no checkpoint nodes to wait on."""
 
-    def value_for_creation(self, node: int, shape: tuple[int | None, ...], dtype: str) -> np.ndarray[Any, Any] | None:
+    def value_for_creation(
+        self, node: int, shape: tuple[int | None, ...], dtype: str
+    ) -> np.ndarray[Any, Any] | None:
         """Name-based restores fill variables when they are attached."""
         return None
 
@@ -279,7 +298,9 @@ class NameBasedRestore:
             name = self.view.describe(target)[1]
             if spec is not None and name in self.stored and id(target) not in self.matched:
                 writes.append(
-                    Assignment(node=index, key=name, target=target, expected=spec, stored=self.stored[name])
+                    Assignment(
+                        node=index, key=name, target=target, expected=spec, stored=self.stored[name]
+                    )
                 )
         conflicts = [w for w in writes if w.conflict is not None]
         if conflicts and not self.lazy:
@@ -327,7 +348,9 @@ class NameBasedRestore:
                         path=path.prefix,
                         pretty=f"{path.pretty} (name {self.view.describe(obj)[1]!r})",
                         key=match[1] if match else self.view.describe(obj)[1],
-                        state=("bound" if id(obj) in self.queued else "restored") if match else "program_only",
+                        state=("bound" if id(obj) in self.queued else "restored")
+                        if match
+                        else "program_only",
                         program=spec,
                         stored=self.stored.get(match[1]) if match else None,
                         type_name=type(obj).__name__,
@@ -337,7 +360,15 @@ class NameBasedRestore:
         for key, spec in self.stored.items():
             if key not in used:
                 entries.append(
-                    ReportEntry(path=key, pretty=key, key=key, state="checkpoint_only", stored=spec,
-                                reason="no program variable has this name")
+                    ReportEntry(
+                        path=key,
+                        pretty=key,
+                        key=key,
+                        state="checkpoint_only",
+                        stored=spec,
+                        reason="no program variable has this name",
+                    )
                 )
-        return MatchReport(checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy)
+        return MatchReport(
+            checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy
+        )

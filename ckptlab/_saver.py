@@ -51,13 +51,21 @@ class Saver:
             raise ValueError(f"Saver expects ck.Variable values; {bad} are not variables.")
         self._variables: dict[str, Variable] = dict(items)
 
-    def save(self, save_path: str | os.PathLike[str], *, options: WriteOptions | None = None) -> str:
+    def save(
+        self, save_path: str | os.PathLike[str], *, options: WriteOptions | None = None
+    ) -> str:
         """Write a name-based checkpoint at ``save_path``; return the path."""
         path = os.fspath(save_path)
         store, key = resolve(path)
         values = [(name, v._ck_value()) for name, v in self._variables.items()]
         write_checkpoint(
-            store, key, values, kind="name", graph=None, writer=_writer_info(), options=options or WriteOptions()
+            store,
+            key,
+            values,
+            kind="name",
+            graph=None,
+            writer=_writer_info(),
+            options=options or WriteOptions(),
         )
         return path
 

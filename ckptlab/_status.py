@@ -203,4 +203,3 @@ class NameBasedSaverStatus(_StatusDisplay):
     def report(self) -> MatchReport:
         """Every program variable and stored name, with its state."""
         return self._restore.report(exempt=self._exempt)
-

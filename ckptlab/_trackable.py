@@ -71,7 +71,7 @@ class Trackable(abc.ABC):  # noqa: B024 (a marker base; every method has a defau
         """Shape and dtype of the owned value (``None``: this object owns no value)."""
         return None
 
-    def _ck_check_saveable(self) -> None:
+    def _ck_check_saveable(self) -> None:  # noqa: B027 (optional hook, empty by default)
         """Raise :class:`NotSaveableError` if this object cannot be saved as it is."""
 
 
@@ -166,7 +166,7 @@ class Variable(Trackable):
     ) -> None:
         value = initial_value() if callable(initial_value) else initial_value
         if isinstance(value, Variable):
-            value = value._value
+            value = value.numpy()
         array = np.array(value, dtype=dtype)
         if array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("="))
@@ -242,7 +242,9 @@ class Variable(Trackable):
         """Subtract ``delta`` in place; return self."""
         return self.assign(self._value - np.asarray(delta))
 
-    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
+    def __array__(
+        self, dtype: DTypeLike | None = None, copy: bool | None = None
+    ) -> np.ndarray[Any, Any]:
         if copy or dtype is not None:
             return np.array(self._value, dtype=dtype, copy=True)
         view = self._value.view()
@@ -250,7 +252,10 @@ class Variable(Trackable):
         return view
 
     def __repr__(self) -> str:
-        return f"<ck.Variable {self._name!r} shape={self.shape} dtype={self.dtype.name} numpy={self._value!r}>"
+        return (
+            f"<ck.Variable {self._name!r} shape={self.shape} dtype={self.dtype.name} "
+            f"numpy={self._value!r}>"
+        )
 
     def _ck_value_spec(self) -> ValueSpec:
         return ValueSpec(shape=self._declared_shape, dtype=self.dtype.name)
@@ -411,7 +416,10 @@ class TrackedList(Trackable, MutableSequence[Any]):
 
     def __delitem__(self, index: Any) -> None:
         old = self._ck_storage[index]
-        self._ck_mark(old if isinstance(index, slice) else [old], "A list element was deleted (__delitem__, __delslice__)")
+        self._ck_mark(
+            old if isinstance(index, slice) else [old],
+            "A list element was deleted (__delitem__, __delslice__)",
+        )
         del self._ck_storage[index]
         self._ck_sync()
 
@@ -428,7 +436,7 @@ class TrackedList(Trackable, MutableSequence[Any]):
         self._ck_sync()
 
     def append(self, value: Any) -> None:
-        """Append ``value``; a trackable is tracked as ``str(index)`` (and restored if waited for)."""
+        """Append ``value``; a trackable is tracked as ``str(index)`` (restored if awaited)."""
         item = wrap(value)
         self._ck_storage.append(item)
         self._ck_sync()
@@ -448,7 +456,7 @@ class TrackedList(Trackable, MutableSequence[Any]):
     def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
         """Sort in place; moving trackable elements makes the list unsaveable."""
         self._ck_mark(self._ck_storage, "A list element was moved (sort)")
-        self._ck_storage.sort(key=key, reverse=reverse)  # type: ignore[arg-type]
+        self._ck_storage.sort(key=key, reverse=reverse)
         self._ck_sync()
 
     def reverse(self) -> None:
@@ -487,7 +495,9 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
             self._ck_storage[key] = wrap(value)
 
     def _ck_children(self) -> list[tuple[str, Any]]:
-        return [(k, v) for k, v in self._ck_storage.items() if isinstance(k, str) and is_trackable(v)]
+        return [
+            (k, v) for k, v in self._ck_storage.items() if isinstance(k, str) and is_trackable(v)
+        ]
 
     def _ck_child(self, name: str) -> Any | None:
         value = self._ck_storage.get(name)
@@ -498,7 +508,8 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
         if bad:
             raise NotSaveableError(
                 f"Unable to save the object {self!r} (a dictionary wrapper constructed "
-                f"automatically on attribute assignment). It contains a non-string key ({bad[0]!r}) "
+                "automatically on attribute assignment). It contains a non-string key "
+                f"({bad[0]!r}) "
                 "which maps to a trackable object or mutable data structure. Use string keys for "
                 "trackable values."
             )

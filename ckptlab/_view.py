@@ -52,7 +52,11 @@ class LiveView:
 
     def can_defer(self, obj: Any) -> bool:
         """Whether restore-on-attach can work for children of ``obj``."""
-        return isinstance(obj, Trackable) and hasattr(obj, "_ck_children") and obj._ck_accepts_dependencies
+        return (
+            isinstance(obj, Trackable)
+            and hasattr(obj, "_ck_children")
+            and obj._ck_accepts_dependencies
+        )
 
     def is_optimizer(self, obj: Any) -> bool:
         """Whether ``obj`` is an optimizer."""

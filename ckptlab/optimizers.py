@@ -29,7 +29,9 @@ class Optimizer(Module):
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = float(learning_rate)
         self._ck_slot_table: dict[int, tuple[Variable, dict[str, Variable]]] = {}
-        create_variable(self, "iter", shape=(), dtype=np.int64, initializer=lambda s, d: 0, trainable=False)
+        create_variable(
+            self, "iter", shape=(), dtype=np.int64, initializer=lambda s, d: 0, trainable=False
+        )
 
     @property
     def iterations(self) -> Variable:
@@ -46,7 +48,8 @@ class Optimizer(Module):
         if entry is None or slot_name not in entry[1]:
             raise KeyError(
                 f"No slot {slot_name!r} for variable {var.name!r} yet; slots are created by the "
-                f"first apply_gradients for that variable (or by a restore). Slots: {self.slot_names}."
+                "first apply_gradients for that variable (or by a restore). "
+                f"Slots: {self.slot_names}."
             )
         return entry[1][slot_name]
 
@@ -65,7 +68,9 @@ class Optimizer(Module):
             for name, slot in slots.items()
         ]
 
-    def _ck_create_slot(self, var: Variable, slot_name: str, value: np.ndarray[Any, Any]) -> Variable:
+    def _ck_create_slot(
+        self, var: Variable, slot_name: str, value: np.ndarray[Any, Any]
+    ) -> Variable:
         slots = self._ck_slot_table.setdefault(id(var), (var, {}))[1]
         if slot_name in slots:
             slots[slot_name].assign(value)

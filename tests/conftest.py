@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -38,3 +43,36 @@ def _trained_model(units=(4, 2), inputs=3, seed=0):
     params = [v for layer in model.layers for v in (layer.kernel, layer.bias)]
     optimizer.apply_gradients([(rng.standard_normal(p.shape), p) for p in params])
     return model, optimizer
+
+
+@pytest.fixture
+def kill_at_marker():
+    """Factory: run Python ``script`` in a child process; ``kill -9`` it when it prints ``marker``.
+
+    Returns the child's output up to the kill.  The child must print ``marker`` (flushed) at the
+    point to crash; ending without printing it fails the test with the child's stderr.
+    """
+
+    def run(script, *args, marker="KILL ME"):
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines = []
+        for line in child.stdout:
+            lines.append(line)
+            if marker in line:
+                os.kill(child.pid, signal.SIGKILL)
+                break
+        else:
+            child.wait()
+            raise AssertionError(f"child ended without printing {marker!r}: {child.stderr.read()}")
+        child.wait(timeout=60)
+        child.stdout.close()
+        child.stderr.close()
+        assert child.returncode == -signal.SIGKILL
+        return "".join(lines)
+
+    return run

@@ -7,7 +7,10 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "ckptlab"
-PURE = {"core": {"ckptlab.core", "ckptlab.errors"}, "inspect": {"ckptlab.core", "ckptlab.errors", "ckptlab.inspect"}}
+PURE = {
+    "core": {"ckptlab.core", "ckptlab.errors"},
+    "inspect": {"ckptlab.core", "ckptlab.errors", "ckptlab.inspect"},
+}
 
 
 def imported_modules(path):

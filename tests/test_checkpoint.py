@@ -32,7 +32,9 @@ def test_non_trackable_root_raises():
 
 def test_nested_structures_are_wrapped(ckpt_dir):
     """A4: lists/dicts/tuples are wrapped and accepted, even with only plain values."""
-    ckpt = ck.Checkpoint(lst=[ck.Variable(1.0), 2], dct={"k": ck.Variable(2.0)}, empty=[], plain={"lr": 1})
+    ckpt = ck.Checkpoint(
+        lst=[ck.Variable(1.0), 2], dct={"k": ck.Variable(2.0)}, empty=[], plain={"lr": 1}
+    )
     path = ckpt.write(ckpt_dir / "c")
     assert [k for k, _ in ck.list_variables(path)] == ["dct/k" + KEY, "lst/0" + KEY]
 
@@ -56,8 +58,14 @@ def test_root_plus_kwargs_and_conflict(ckpt_dir):
     root.a = ck.Variable(1.0)
     ckpt = ck.Checkpoint(root, extra=ck.Variable(2.0), a=root.a)  # the identical object is fine
     path = ckpt.save(ckpt_dir / "c")
-    assert [k for k, _ in ck.list_variables(path)] == ["a" + KEY, "extra" + KEY, "save_counter" + KEY]
-    with pytest.raises(ValueError, match="Cannot create a Checkpoint with keyword argument a if root.a"):
+    assert [k for k, _ in ck.list_variables(path)] == [
+        "a" + KEY,
+        "extra" + KEY,
+        "save_counter" + KEY,
+    ]
+    with pytest.raises(
+        ValueError, match="Cannot create a Checkpoint with keyword argument a if root.a"
+    ):
         ck.Checkpoint(root, a=ck.Variable(5.0))
 
 
@@ -82,7 +90,11 @@ def test_keys_escape_and_nest(ckpt_dir):
     inner = ck.Module()
     inner.deep = ck.Variable(1.0)
     ckpt = ck.Checkpoint(model=ck.Module())
-    ckpt.model.cfg = {"dec": [ck.Variable(0.0), inner], "a.b/c": ck.Variable(2.0), "": ck.Variable(3.0)}
+    ckpt.model.cfg = {
+        "dec": [ck.Variable(0.0), inner],
+        "a.b/c": ck.Variable(2.0),
+        "": ck.Variable(3.0),
+    }
     keys = [k for k, _ in ck.list_variables(ckpt.write(ckpt_dir / "c"))]
     assert keys == [
         "model/cfg/" + KEY,
@@ -221,7 +233,11 @@ def test_restore_none_is_initialization_only():
     ckpt = ck.Checkpoint(v=ck.Variable(4.0))
     status = ckpt.restore(None)
     assert isinstance(status, ck.InitializationOnlyStatus)
-    for method in (status.assert_consumed, status.assert_existing_objects_matched, status.assert_nontrivial_match):
+    for method in (
+        status.assert_consumed,
+        status.assert_existing_objects_matched,
+        status.assert_nontrivial_match,
+    ):
         with pytest.raises(AssertionError, match=r"No checkpoint specified \(save_path=None\)"):
             method()
     with pytest.raises(AssertionError, match="no restore ops are available"):
@@ -263,7 +279,9 @@ def test_restore_vs_read_save_counter(ckpt_dir):
     ck.Checkpoint(v=ck.Variable(0.0)).read(written).assert_consumed()
     status = ck.Checkpoint(v=ck.Variable(0.0)).read(saved).expect_partial()
     status.assert_existing_objects_matched()
-    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\).save_counter"):
+    with pytest.raises(
+        AssertionError, match=r"Unresolved object in checkpoint \(root\).save_counter"
+    ):
         status.assert_consumed()
 
 

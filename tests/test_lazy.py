@@ -1,5 +1,4 @@
-"""Lazy restore: graph-mode meaning of run_restore_ops / initialize_or_restore (SEMANTICS R 99-101).
-"""
+"""Lazy restore: graph-mode run_restore_ops / initialize_or_restore (SEMANTICS R 99-101)."""
 
 import numpy as np
 import pytest
@@ -87,7 +86,11 @@ def test_only_restores_a_conflict_free_subgraph(ckpt_dir):
     assert model.encoder.w.numpy().tolist() == [1.0, 2.0]
     assert int(step.numpy()) == 0 and model.head.w.numpy().tolist() == [0.0, 0.0]
     states = {e.path: e.state for e in status.report().entries}
-    assert states == {"model/encoder/w": "restored", "model/head/w": "shape_conflict", "step": "bound"}
+    assert states == {
+        "model/encoder/w": "restored",
+        "model/head/w": "shape_conflict",
+        "step": "bound",
+    }
     status.run_restore_ops(only=["step"])
     assert int(step.numpy()) == 7
     with pytest.raises(ck.RestoreConflictError):

@@ -19,7 +19,9 @@ def test_slot_key_layout_and_graph(ckpt_dir, trained_model):
     opt_node = graph.children(0)["optimizer"]
     slots = graph.nodes[opt_node].slot_variables
     assert sorted(name for _, name, _ in slots) == ["m", "m", "v", "v"]
-    kernel = graph.children(graph.children(graph.children(graph.children(0)["model"])["layers"])["0"])["kernel"]
+    kernel = graph.children(
+        graph.children(graph.children(graph.children(0)["model"])["layers"])["0"]
+    )["kernel"]
     assert kernel in {original for original, _, _ in slots}
 
 
@@ -50,10 +52,14 @@ def test_training_continues_from_restored_state(ckpt_dir, trained_model):
     fresh_model, fresh_opt = trained_model(seed=1)
     ck.Checkpoint(model=fresh_model, optimizer=fresh_opt).read(path).assert_consumed()
     assert int(fresh_opt.iterations.numpy()) == 1
-    grads = [(np.zeros(v.shape), v) for layer in fresh_model.layers for v in (layer.kernel, layer.bias)]
+    grads = [
+        (np.zeros(v.shape), v) for layer in fresh_model.layers for v in (layer.kernel, layer.bias)
+    ]
     before = fresh_opt.get_slot(fresh_model.layers[0].kernel, "m").numpy()
     fresh_opt.apply_gradients(grads)
-    np.testing.assert_allclose(fresh_opt.get_slot(fresh_model.layers[0].kernel, "m").numpy(), 0.9 * before)
+    np.testing.assert_allclose(
+        fresh_opt.get_slot(fresh_model.layers[0].kernel, "m").numpy(), 0.9 * before
+    )
     assert int(fresh_opt.iterations.numpy()) == 2
 
 
@@ -64,7 +70,9 @@ def test_model_only_program_restoring_training_checkpoint(ckpt_dir, trained_mode
     fresh, _ = trained_model(seed=2)
     status = ck.Checkpoint(model=fresh).read(path).expect_partial()
     status.assert_existing_objects_matched()
-    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\).optimizer.iter"):
+    with pytest.raises(
+        AssertionError, match=r"Unresolved object in checkpoint \(root\).optimizer.iter"
+    ):
         status.assert_consumed()
     unused = status.report().unused
     assert unused and all(e.optimizer for e in unused)

@@ -19,8 +19,22 @@ import ckptlab as ck
 
 DTYPES = [
     np.dtype(d)
-    for d in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-              "float16", "float32", "float64", "complex64", "complex128")
+    for d in (
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
 ] + [np.dtype(ml_dtypes.bfloat16)]
 NAMES = st.text(alphabet="ab./S_", max_size=4).filter(lambda n: not n.startswith("__"))
 
@@ -38,7 +52,9 @@ def var_specs(draw):
     shape = tuple(draw(st.lists(st.integers(0, 3), max_size=3)))
     count = int(np.prod(shape, dtype=np.int64))
     if dtype == np.bool_:
-        data = np.array(draw(st.lists(st.booleans(), min_size=count, max_size=count)), dtype=bool).tobytes()
+        data = np.array(
+            draw(st.lists(st.booleans(), min_size=count, max_size=count)), dtype=bool
+        ).tobytes()
     else:
         data = draw(st.binary(min_size=count * dtype.itemsize, max_size=count * dtype.itemsize))
     return VarSpec(dtype, shape, data)
@@ -46,7 +62,10 @@ def var_specs(draw):
 
 # A target is ("var", i), ("mod", j), ("list", [targets]) or ("dict", {name: target}).
 def targets(n_vars, n_mods):
-    leaf = st.one_of(st.tuples(st.just("var"), st.integers(0, n_vars - 1)), st.tuples(st.just("mod"), st.integers(0, n_mods - 1)))
+    leaf = st.one_of(
+        st.tuples(st.just("var"), st.integers(0, n_vars - 1)),
+        st.tuples(st.just("mod"), st.integers(0, n_mods - 1)),
+    )
     return st.recursive(
         leaf,
         lambda inner: st.one_of(
@@ -62,7 +81,8 @@ def programs(draw):
     variables = draw(st.lists(var_specs(), min_size=1, max_size=6))
     n_mods = draw(st.integers(1, 4))
     edges = [
-        draw(st.dictionaries(NAMES, targets(len(variables), n_mods), max_size=3)) for _ in range(n_mods)
+        draw(st.dictionaries(NAMES, targets(len(variables), n_mods), max_size=3))
+        for _ in range(n_mods)
     ]
     return variables, edges
 
@@ -70,7 +90,11 @@ def programs(draw):
 def build(program, zero):
     variables, edges = program
     vs = [
-        ck.Variable(np.zeros(s.shape, s.dtype) if zero else np.frombuffer(s.data, s.dtype).reshape(s.shape).copy())
+        ck.Variable(
+            np.zeros(s.shape, s.dtype)
+            if zero
+            else np.frombuffer(s.data, s.dtype).reshape(s.shape).copy()
+        )
         for s in variables
     ]
     mods = [ck.Module() for _ in edges]
@@ -85,7 +109,7 @@ def build(program, zero):
             return [make(t) for t in value]
         return {k: make(t) for k, t in value.items()}
 
-    for module, children in zip(mods, edges):
+    for module, children in zip(mods, edges, strict=True):
         for name, target in children.items():
             setattr(module, name, make(target))
     return mods[0], vs
@@ -101,7 +125,7 @@ def test_save_restore_is_identity(program):
         status = ck.Checkpoint(root=target_root).read(path)
         status.assert_consumed()
     reachable = {id(o) for o in ck.Checkpoint(root=target_root)._ck_view().walk().objects}
-    for source, target in zip(source_vars, target_vars):
+    for source, target in zip(source_vars, target_vars, strict=True):
         if id(target) in reachable:
             assert target.dtype == source.dtype and target.shape == source.shape
             assert target.numpy().tobytes() == source.numpy().tobytes()

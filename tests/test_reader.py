@@ -23,7 +23,9 @@ def test_list_variables_and_directory(ckpt_dir):
 
 def test_reader_methods(ckpt_dir):
     """P92: shape/dtype maps, has_tensor, get_tensor; a partial key is not found."""
-    path = ck.Checkpoint(model=ck.Checkpoint(w=ck.Variable(np.arange(3, dtype="int16")))).write(ckpt_dir / "c")
+    path = ck.Checkpoint(model=ck.Checkpoint(w=ck.Variable(np.arange(3, dtype="int16")))).write(
+        ckpt_dir / "c"
+    )
     reader = ck.load_checkpoint(path)
     key = "model/w/.ATTRIBUTES/VARIABLE_VALUE"
     assert reader.get_variable_to_shape_map() == {key: [3]}
@@ -37,7 +39,9 @@ def test_reader_methods(ckpt_dir):
 def test_object_graph_view(ckpt_dir):
     """P93: node 0 is the root; children map local names to ids in BFS order."""
     shared = ck.Variable(1.0)
-    path = ck.Checkpoint(a=ck.Checkpoint(v=shared), b=ck.Checkpoint(v=shared, u=ck.Variable(2.0))).write(ckpt_dir / "c")
+    path = ck.Checkpoint(
+        a=ck.Checkpoint(v=shared), b=ck.Checkpoint(v=shared, u=ck.Variable(2.0))
+    ).write(ckpt_dir / "c")
     graph = ck.load_checkpoint(path).object_graph
     assert graph.children(0) == {"a": 1, "b": 2}
     assert graph.children(1) == {"v": 3} and graph.children(2) == {"v": 3, "u": 4}

@@ -1,4 +1,4 @@
-"""Matching, deferred restoration, sharing, atomic restore, partial restore (SEMANTICS F, I, L, N)."""
+"""Matching, deferred restoration, sharing, atomic and partial restore (SEMANTICS F, I, L, N)."""
 
 import numpy as np
 import pytest
@@ -17,13 +17,15 @@ def module(**children):
 
 def test_restore_into_empty_root_then_attach(ckpt_dir):
     """F37-38, CONFORMANCE deferred_restore_dependency_added_later."""
-    path = ck.Checkpoint(w=ck.Variable(20.0), child=module(v=ck.Variable(10.0)), empty=module(v=ck.Variable(30.0))).write(
-        ckpt_dir / "c"
-    )
+    path = ck.Checkpoint(
+        w=ck.Variable(20.0), child=module(v=ck.Variable(10.0)), empty=module(v=ck.Variable(30.0))
+    ).write(ckpt_dir / "c")
     ckpt = ck.Checkpoint()
     status = ckpt.read(path)
     status.assert_existing_objects_matched()
-    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\)\.(w|child|empty)"):
+    with pytest.raises(
+        AssertionError, match=r"Unresolved object in checkpoint \(root\)\.(w|child|empty)"
+    ):
         status.assert_consumed()
     with pytest.raises(AssertionError, match="Nothing to load. No dependencies have been added"):
         status.assert_nontrivial_match()
@@ -114,7 +116,9 @@ def test_list_elements_match_by_index(ckpt_dir):
     target.layers.append(ck.Variable(-1.0))
     target.layers.append(ck.Variable(-1.0))
     assert [v.numpy() for v in target.layers] == [0.0, 1.0]
-    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\).m.layers.2"):
+    with pytest.raises(
+        AssertionError, match=r"Unresolved object in checkpoint \(root\).m.layers.2"
+    ):
         status.assert_consumed()
     target.layers.append(ck.Variable(-1.0))
     target.layers.append(ck.Variable(-1.0))
@@ -147,7 +151,9 @@ def test_shared_object_restored_into_two_objects(ckpt_dir, ck_log):
 
 def test_saved_distinct_restored_shared(ckpt_dir):
     """I61: one object on both paths takes the value found first; all assertions pass."""
-    path = ck.Checkpoint(a=module(v=ck.Variable(1.0)), b=module(v=ck.Variable(2.0))).write(ckpt_dir / "c")
+    path = ck.Checkpoint(a=module(v=ck.Variable(1.0)), b=module(v=ck.Variable(2.0))).write(
+        ckpt_dir / "c"
+    )
     shared = ck.Variable(0.0)
     ck.Checkpoint(a=module(v=shared), b=module(v=shared)).read(path).assert_consumed()
     assert shared.numpy() == 1.0
@@ -173,14 +179,20 @@ def test_cycles_save_and_deferred_restore(ckpt_dir):
 
 def test_conflicts_found_before_anything_is_written(ckpt_dir):
     """L72, 75 (stricter): one RestoreConflictError lists all conflicts; nothing is modified."""
-    path = ck.Checkpoint(a=ck.Variable(1.0), b=ck.Variable([1.0, 2.0]), c=ck.Variable(np.float32(3)), m=module(d=ck.Variable(4.0))).write(
-        ckpt_dir / "c"
-    )
+    path = ck.Checkpoint(
+        a=ck.Variable(1.0),
+        b=ck.Variable([1.0, 2.0]),
+        c=ck.Variable(np.float32(3)),
+        m=module(d=ck.Variable(4.0)),
+    ).write(ckpt_dir / "c")
     a, b, c, d = ck.Variable(0.0), ck.Variable([0.0, 0.0, 0.0]), ck.Variable(0.0), ck.Variable(0.0)
     with pytest.raises(ck.RestoreConflictError) as info:
         ck.Checkpoint(a=a, b=b, c=c, m=module(d=d)).read(path)
     message = str(info.value)
-    assert "Received incompatible tensor with shape (2,) when attempting to restore variable with shape (3,)" in message
+    assert (
+        "Received incompatible tensor with shape (2,) when attempting to restore variable "
+        "with shape (3,)" in message
+    )
     assert "expected dtype float64 does not equal original dtype float32" in message
     assert "(root).b" in message and "(root).c" in message and "nothing was written" in message
     assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
@@ -212,11 +224,23 @@ def test_conflict_on_create_raises_before_creating(ckpt_dir):
     assert "kernel" not in vars(fresh)
 
 
-@pytest.mark.parametrize(("saved", "target"), [("float32", "float64"), ("float32", "float16"), ("float32", "int32"), ("int32", "int64"), ("int32", "float32")])
+@pytest.mark.parametrize(
+    ("saved", "target"),
+    [
+        ("float32", "float64"),
+        ("float32", "float16"),
+        ("float32", "int32"),
+        ("int32", "int64"),
+        ("int32", "float32"),
+    ],
+)
 def test_no_dtype_casting(ckpt_dir, saved, target):
     """L75: no casting in any direction."""
     path = ck.Checkpoint(f=ck.Variable(np.zeros(2, saved))).write(ckpt_dir / "c")
-    with pytest.raises(ck.RestoreConflictError, match=f"expected dtype {target} does not equal original dtype {saved}"):
+    with pytest.raises(
+        ck.RestoreConflictError,
+        match=f"expected dtype {target} does not equal original dtype {saved}",
+    ):
         ck.Checkpoint(f=ck.Variable(np.ones(2, target))).read(path)
 
 

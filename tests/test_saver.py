@@ -39,8 +39,15 @@ def test_unmatched_names_fail_every_assertion(ckpt_dir):
     """G52: all three assertions behave like assert_consumed; save_counter is exempt."""
     path = saver_file(ckpt_dir)
     status = ck.Checkpoint(v=ck.Variable(1.0, name="not_in_ckpt")).restore(path)
-    for method in (status.assert_consumed, status.assert_existing_objects_matched, status.assert_nontrivial_match):
-        with pytest.raises(AssertionError, match=r"Some objects had attributes which were not restored.*\n.*\['not_in_ckpt'\]"):
+    for method in (
+        status.assert_consumed,
+        status.assert_existing_objects_matched,
+        status.assert_nontrivial_match,
+    ):
+        with pytest.raises(
+            AssertionError,
+            match=r"Some objects had attributes which were not restored.*\n.*\['not_in_ckpt'\]",
+        ):
             method()
 
 

@@ -18,7 +18,12 @@ def test_chaining_and_return_values(ckpt_dir):
     path = saved_with(ckpt_dir, a=1.0)
     status = ck.Checkpoint(a=ck.Variable(0.0)).read(path)
     assert isinstance(status, ck.CheckpointLoadStatus)
-    chained = status.assert_consumed().assert_existing_objects_matched().assert_nontrivial_match().expect_partial()
+    chained = (
+        status.assert_consumed()
+        .assert_existing_objects_matched()
+        .assert_nontrivial_match()
+        .expect_partial()
+    )
     assert chained is status
     assert status.run_restore_ops() is None
     assert status.initialize_or_restore() is None
@@ -55,7 +60,11 @@ def test_consumed_lists_every_unresolved_value(ckpt_dir):
         status.assert_consumed()
     lines = str(info.value).splitlines()
     assert lines[0].startswith("Unresolved object in checkpoint (root).extra1: 3 checkpoint values")
-    assert [line.split()[0] for line in lines[1:4]] == ["(root).extra1", "(root).extra2", "(root).extra3"]
+    assert [line.split()[0] for line in lines[1:4]] == [
+        "(root).extra1",
+        "(root).extra2",
+        "(root).extra3",
+    ]
     assert "expect_partial()" in lines[-1]
 
 
@@ -64,11 +73,18 @@ def test_unused_attributes(ckpt_dir, ck_log):
     path = saved_with(ckpt_dir, x=1.0)
     status = ck.Checkpoint(x=ck.Module()).read(path)
     status.assert_existing_objects_matched().assert_nontrivial_match()
-    with pytest.raises(AssertionError, match=r"Unused attributes in these objects .*\n  \(root\).x \(Module\): \['VARIABLE_VALUE'\]"):
+    with pytest.raises(
+        AssertionError,
+        match=r"Unused attributes in these objects .*\n  \(root\).x \(Module\): "
+        r"\['VARIABLE_VALUE'\]",
+    ):
         status.assert_consumed()
     del status
     gc.collect()
-    assert "An attribute in the restored object could not be found in the checkpoint. Object: (root).x" in ck_log.text
+    assert (
+        "An attribute in the restored object could not be found in the checkpoint. Object: (root).x"
+        in ck_log.text
+    )
 
 
 def test_saved_container_restored_into_variable_passes(ckpt_dir):
@@ -91,7 +107,9 @@ def test_nontrivial_match_cases(ckpt_dir):
         empty.assert_nontrivial_match()
     ck.Checkpoint(a=ck.Variable(0.0)).read(path).expect_partial().assert_nontrivial_match()
     restored = ck.Checkpoint().restore(path).expect_partial()  # the new counter is unbound
-    with pytest.raises(AssertionError, match=r"Nothing except the root object matched.*\n  \(root\).save_counter"):
+    with pytest.raises(
+        AssertionError, match=r"Nothing except the root object matched.*\n  \(root\).save_counter"
+    ):
         restored.assert_nontrivial_match()
 
 
@@ -105,7 +123,9 @@ def test_expect_partial_changes_no_assertion(ckpt_dir):
 
 def test_warning_at_collection_lists_every_unused_value(ckpt_dir, ck_log):
     """H54-55: collected without expect_partial(): one header, one line per unused value."""
-    path = ck.Checkpoint(a=ck.Variable(1.0), extra=ck.Variable(2.0), nested=[ck.Variable(3.0)]).write(ckpt_dir / "c")
+    path = ck.Checkpoint(
+        a=ck.Variable(1.0), extra=ck.Variable(2.0), nested=[ck.Variable(3.0)]
+    ).write(ckpt_dir / "c")
     status = ck.Checkpoint(a=ck.Variable(0.0)).read(path)
     assert ck_log.records == []  # nothing at restore time
     del status
@@ -113,7 +133,9 @@ def test_warning_at_collection_lists_every_unused_value(ckpt_dir, ck_log):
     messages = [r.getMessage() for r in ck_log.records if r.levelno == logging.WARNING]
     start = next(i for i, m in enumerate(messages) if str(ckpt_dir) in m)
     messages = messages[start : start + 3]
-    assert "being deleted with unrestored values" in messages[0] and "expect_partial()" in messages[0]
+    assert (
+        "being deleted with unrestored values" in messages[0] and "expect_partial()" in messages[0]
+    )
     assert messages[1:] == [
         "Value in checkpoint could not be found in the restored object: (root).extra",
         "Value in checkpoint could not be found in the restored object: (root).nested.0",
@@ -135,7 +157,11 @@ def test_report_is_a_frozen_snapshot(ckpt_dir):
     ckpt = ck.Checkpoint(a=ck.Variable(0.0), new=ck.Variable(0.0))
     status = ckpt.read(path)
     before = status.report()
-    assert {e.path: e.state for e in before.entries} == {"a": "restored", "gone": "pending", "new": "program_only"}
+    assert {e.path: e.state for e in before.entries} == {
+        "a": "restored",
+        "gone": "pending",
+        "new": "program_only",
+    }
     ckpt.gone = ck.Variable(0.0)
     after = status.report()
     assert {e.path: e.state for e in after.entries}["gone"] == "restored"

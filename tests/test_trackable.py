@@ -61,7 +61,13 @@ def test_container_element_names(ckpt_dir):
     m.cfg = {"enc": ck.Variable(1.0), "dec": [ck.Variable(2.0), {"deep": ck.Variable(3.0)}]}
     m.pair = (ck.Variable(4.0), ck.Variable(5.0))
     keys = [k for k, _ in ck.list_variables(ck.Checkpoint(m=m).write(ckpt_dir / "c"))]
-    assert [k.split("/.ATTRIBUTES")[0] for k in keys] == ["m/cfg/dec/0", "m/cfg/dec/1/deep", "m/cfg/enc", "m/pair/0", "m/pair/1"]
+    assert [k.split("/.ATTRIBUTES")[0] for k in keys] == [
+        "m/cfg/dec/0",
+        "m/cfg/dec/1/deep",
+        "m/cfg/enc",
+        "m/pair/0",
+        "m/pair/1",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,8 @@ class ValueSpec:
 
         Examples
         --------
-        >>> ValueSpec(shape=(None, 3), dtype="float32").accepts(ValueSpec(shape=(7, 3), dtype="float32"))
+        >>> wanted = ValueSpec(shape=(None, 3), dtype="float32")
+        >>> wanted.accepts(ValueSpec(shape=(7, 3), dtype="float32"))
         True
         """
         return self.dtype == stored.dtype and self.shape_accepts(stored.shape)

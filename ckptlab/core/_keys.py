@@ -123,7 +123,8 @@ def split_key(key: str) -> tuple[str, str]:
     if index < 0:
         raise CorruptCheckpointError(
             f"Key {key!r} has no '/{ATTRIBUTES}/' segment; expected "
-            "'<path>/.ATTRIBUTES/<attribute>' as in 'model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE'."
+            "'<path>/.ATTRIBUTES/<attribute>', as in "
+            "'model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE'."
         )
     return key[:index], key[index + len(marker) :]
 

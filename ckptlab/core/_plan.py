@@ -27,7 +27,8 @@ def conflict_kind(expected: ValueSpec, stored: ValueSpec) -> ConflictKind | None
 
     Examples
     --------
-    >>> conflict_kind(ValueSpec(shape=(3,), dtype="float32"), ValueSpec(shape=(2,), dtype="float32"))
+    >>> program = ValueSpec(shape=(3,), dtype="float32")
+    >>> conflict_kind(program, ValueSpec(shape=(2,), dtype="float32"))
     'shape'
     """
     if not expected.shape_accepts(stored.shape):
@@ -114,10 +115,11 @@ class RestorePlan(Generic[T]):
 
     def conflicts(self) -> list[Assignment[T] | SlotRestore[T]]:
         """Assignments and slot restorations that cannot be written."""
-        return [a for a in (*self.assignments, *self.slot_restores) if a.conflict is not None]
+        writes: list[Assignment[T] | SlotRestore[T]] = [*self.assignments, *self.slot_restores]
+        return [w for w in writes if w.conflict is not None]
 
 
-def plan_restore(  # noqa: C901 (one breadth-first walk; splitting it obscures the rule)
+def plan_restore(
     graph: ObjectGraph,
     stored: Mapping[str, ValueSpec],
     view: ProgramView[T],
@@ -205,7 +207,9 @@ def _plan_slots(
                 continue
             if variable is None:
                 pending.append(
-                    PendingSlot(variable_node=ref.original, optimizer=obj, slot=ref.slot, node=ref.node)
+                    PendingSlot(
+                        variable_node=ref.original, optimizer=obj, slot=ref.slot, node=ref.node
+                    )
                 )
             else:
                 ready[ref.node] = (obj, variable, ref.slot)
@@ -224,7 +228,9 @@ def _plan_slots(
         if existing is not None:
             spec = view.value_spec(existing) or expected
             out.append(
-                Assignment(node=slot_node, key=key, target=existing, expected=spec, stored=stored[key])
+                Assignment(
+                    node=slot_node, key=key, target=existing, expected=spec, stored=stored[key]
+                )
             )
         else:
             out.append(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ckptlab.errors import CorruptCheckpointError
 
-_LINE = re.compile(r'^\s*([a-z_]+)\s*:\s*(.*?)\s*$')
+_LINE = re.compile(r"^\s*([a-z_]+)\s*:\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

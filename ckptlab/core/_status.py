@@ -60,13 +60,18 @@ def consumed_failure(report: MatchReport) -> str | None:
     unused_attributes = [e for e in report.unused if e.reason == UNUSED_ATTRIBUTE]
     if unresolved:
         first = unresolved[0]
-        listed = [f"{line}  [{e.state}]" for line, e in zip(_lines(unresolved), unresolved, strict=True)]
+        listed = [
+            f"{line}  [{e.state}]" for line, e in zip(_lines(unresolved), unresolved, strict=True)
+        ]
         sections.append(
             f"Unresolved object in checkpoint {first.pretty}: {len(unresolved)} checkpoint "
             f"values were not restored (checkpoint: {report.checkpoint}):\n" + "\n".join(listed)
         )
     if unused_attributes:
-        listed = [f"  {e.pretty} ({e.type_name or 'object'}): ['VARIABLE_VALUE']" for e in unused_attributes]
+        listed = [
+            f"  {e.pretty} ({e.type_name or 'object'}): ['VARIABLE_VALUE']"
+            for e in unused_attributes
+        ]
         sections.append(
             "Unused attributes in these objects (the attributes exist in the checkpoint but were "
             "not restored):\n" + "\n".join(listed)
@@ -115,5 +120,7 @@ def unused_warning(report: MatchReport) -> list[str]:
                 f"Object: {entry.pretty}, attribute: ['VARIABLE_VALUE']"
             )
         else:
-            lines.append(f"Value in checkpoint could not be found in the restored object: {entry.pretty}")
+            lines.append(
+                f"Value in checkpoint could not be found in the restored object: {entry.pretty}"
+            )
     return lines

@@ -68,7 +68,10 @@ def saved(root):
 def test_breadth_first_first_path_and_sharing():
     """SEMANTICS 14, 57: a shared object is stored once under its first breadth-first path."""
     shared = var("v")
-    root = Obj("root", children={"a": Obj("a", children={"v": shared}), "b": Obj("b", children={"v": shared})})
+    root = Obj(
+        "root",
+        children={"a": Obj("a", children={"v": shared}), "b": Obj("b", children={"v": shared})},
+    )
     graph, stored = saved(root)
     assert list(stored) == ["a/v/.ATTRIBUTES/VARIABLE_VALUE"]
     assert graph.nodes[1].children["v"] == graph.nodes[2].children["v"]
@@ -80,13 +83,18 @@ def test_cycles_terminate():
     a.deps = {"partner": b, "v": var("va"), "self": a}
     b.deps = {"partner": a, "v": var("vb")}
     graph, stored = saved(Obj("root", children={"a": a}))
-    assert sorted(stored) == ["a/partner/v/.ATTRIBUTES/VARIABLE_VALUE", "a/v/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert sorted(stored) == [
+        "a/partner/v/.ATTRIBUTES/VARIABLE_VALUE",
+        "a/v/.ATTRIBUTES/VARIABLE_VALUE",
+    ]
     assert len(graph.nodes) == 5
 
 
 def test_structural_match_and_deferral():
     """SEMANTICS 36-37: children pair by local name; a missing one is deferred on its parent."""
-    graph, stored = saved(Obj("root", children={"w": var("w"), "m": Obj("m", children={"v": var("v")})}))
+    graph, stored = saved(
+        Obj("root", children={"w": var("w"), "m": Obj("m", children={"v": var("v")})})
+    )
     target = Obj("root2", children={"w": var("other-name")})
     plan = plan_restore(graph, stored, View(), [(0, target)], {}, {})
     assert [a.target for a in plan.assignments] == [target.deps["w"]]
@@ -113,10 +121,15 @@ def test_inconsistent_shared_reference():
     """SEMANTICS 59: saved shared, restored into two objects: the second is an inconsistency."""
     shared = var("v")
     graph, stored = saved(
-        Obj("root", children={"a": Obj("a", children={"v": shared}), "b": Obj("b", children={"v": shared})})
+        Obj(
+            "root",
+            children={"a": Obj("a", children={"v": shared}), "b": Obj("b", children={"v": shared})},
+        )
     )
     first, second = var("v1"), var("v2")
-    target = Obj("r", children={"a": Obj("a", children={"v": first}), "b": Obj("b", children={"v": second})})
+    target = Obj(
+        "r", children={"a": Obj("a", children={"v": first}), "b": Obj("b", children={"v": second})}
+    )
     plan = plan_restore(graph, stored, View(), [(0, target)], {}, {})
     assert [a.target for a in plan.assignments] == [first]
     assert [(i.bound, i.other) for i in plan.inconsistencies] == [(first, second)]
@@ -126,7 +139,9 @@ def test_saved_distinct_restored_shared_first_wins():
     """SEMANTICS 61: one object on two saved paths takes the value found first."""
     graph, stored = saved(Obj("root", children={"a": var("a"), "b": var("b")}))
     shared = var("s")
-    plan = plan_restore(graph, stored, View(), [(0, Obj("r", children={"a": shared, "b": shared}))], {}, {})
+    plan = plan_restore(
+        graph, stored, View(), [(0, Obj("r", children={"a": shared, "b": shared}))], {}, {}
+    )
     assert [a.key for a in plan.assignments] == ["a/.ATTRIBUTES/VARIABLE_VALUE"]
     assert len(plan.bindings) == 3
 
@@ -155,15 +170,21 @@ def test_slots_wait_for_variable_then_restore():
     new_model.deps["w"] = new_w
     bound = dict(plan.bindings)
     waiting = {p.variable_node: [p] for p in plan.pending_slots}
-    later = plan_restore(graph, stored, View(), [(graph.nodes[1].children["w"], new_w)], bound, waiting)
-    assert [(s.optimizer, s.variable, s.slot) for s in later.slot_restores] == [(new_opt, new_w, "m")]
+    later = plan_restore(
+        graph, stored, View(), [(graph.nodes[1].children["w"], new_w)], bound, waiting
+    )
+    assert [(s.optimizer, s.variable, s.slot) for s in later.slot_restores] == [
+        (new_opt, new_w, "m")
+    ]
 
 
 def test_graph_paths_of_slots():
     graph = ObjectGraph(
         nodes=(
             GraphNode(children={"w": 1, "opt": 2}),
-            GraphNode(attributes=(Attribute(name="VARIABLE_VALUE", key="w/.ATTRIBUTES/VARIABLE_VALUE"),)),
+            GraphNode(
+                attributes=(Attribute(name="VARIABLE_VALUE", key="w/.ATTRIBUTES/VARIABLE_VALUE"),)
+            ),
             GraphNode(slot_variables=()),
         )
     )
