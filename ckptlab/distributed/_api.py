@@ -1,0 +1,241 @@
+"""``save``, ``write``, ``read_region`` and ``plan``: the multi-worker front door (public)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ckptlab._checkpoint import _writer_info
+from ckptlab._reader import open_path
+from ckptlab._trackable import is_trackable
+from ckptlab.core import CheckpointState
+from ckptlab.distributed._coordinator import SaveStats, WorkerError, begin, timed_finish
+from ckptlab.distributed._engines import Engine, LocalEngine
+from ckptlab.distributed._plan import SavePlan
+from ckptlab.distributed._worker import PartManifest, SaveJob, plan_for, write_part
+from ckptlab.storage import WriteOptions, read_state, relative_to, resolve, write_state
+from ckptlab.storage._parts import read_rows
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds a save waits for its workers before giving up (``timeout=``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    path: str | None
+    error: str | None = None
+
+
+def write(
+    path: str | os.PathLike[str],
+    state: Any,
+    *,
+    engine: Engine | None = None,
+    assign: Mapping[str, int] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    options: WriteOptions | None = None,
+) -> str:
+    """Write one checkpoint at ``path`` from several workers; each writes only its own values.
+
+    Parameters
+    ----------
+    path
+        The checkpoint path (a local/NFS path or an fsspec URL such as ``s3://bucket/ckpt``) that
+        every worker can reach.
+    state
+        A function ``state(rank)`` that returns the worker's trackable root (a
+        ``ck.Checkpoint``, a ``ck.Module``, ...); it runs on the worker, so array bytes never
+        travel through the engine.  With an SPMD engine (``TorchEngine``) pass the root itself.
+        Every worker must build the same object graph; a variable split across workers is a
+        :class:`ShardedVariable` holding only that worker's rows.
+    engine
+        :class:`LocalEngine` (default, 2 processes), :class:`DaskEngine` or :class:`TorchEngine`.
+    assign
+        Which worker writes which value, by value key or object path (``{"model/big": 1}``);
+        values not named are balanced by bytes.
+    timeout
+        Seconds to wait for the workers; a worker that raises, dies or does not report in time
+        fails the save with a :class:`WorkerError` naming it, and nothing is committed.
+    options
+        ``durable`` and ``pack_threshold`` of :class:`ckptlab.WriteOptions` apply.
+
+    Returns
+    -------
+    str
+        ``path``, committed; an ordinary checkpoint any reader opens.
+    """
+    text = os.fspath(path)
+    return _run(text, state, engine, assign, timeout, options, counter=None)
+
+
+def save(
+    file_prefix: str | os.PathLike[str],
+    state: Any,
+    *,
+    engine: Engine | None = None,
+    assign: Mapping[str, int] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    options: WriteOptions | None = None,
+) -> str:
+    """Save ``f"{file_prefix}-{n}"`` from several workers and make it the directory's latest.
+
+    ``n`` is one more than the highest number already saved under ``file_prefix`` (in the
+    state file or on disk).  When a worker's state is a ``ck.Checkpoint`` its stored
+    ``save_counter`` is ``n`` (the workers' live counters are not changed, except on SPMD
+    engines, where each rank's is set to ``n`` after the commit).  Arguments as for :func:`write`.
+
+    Examples
+    --------
+    >>> import ckptlab as ck, numpy as np, tempfile
+    >>> from ckptlab import distributed as ckd
+    >>> def state(rank):
+    ...     model = ck.Module()
+    ...     model.a = ck.Variable(np.full((4, 3), 1.0))
+    ...     model.b = ck.Variable(np.arange(5))
+    ...     return ck.Checkpoint(model=model)
+    >>> prefix = tempfile.mkdtemp() + "/ckpt"
+    >>> path = ckd.save(prefix, state, engine=ckd.LocalEngine(2))  # doctest: +SKIP
+    >>> ck.list_variables(path)[0]  # doctest: +SKIP
+    ('model/a/.ATTRIBUTES/VARIABLE_VALUE', [4, 3])
+    """
+    prefix = os.fspath(file_prefix)
+    chosen = engine or LocalEngine()
+    number = chosen.broadcast(_next_number(prefix, options) if chosen.is_coordinator else None)
+    path = _run(f"{prefix}-{number}", state, chosen, assign, timeout, options, counter=number)
+    if chosen.is_coordinator:
+        store, key = resolve(path, (options or WriteOptions()).storage_options or None)
+        directory = posixpath.dirname(key)
+        relative = relative_to(directory, key)
+        write_state(
+            store,
+            directory,
+            CheckpointState(latest=relative, all_paths=(relative,)),
+            durable=(options or WriteOptions()).durable,
+        )
+    if not chosen.ships_tasks and hasattr(state, "save_counter"):
+        state.save_counter.assign(number)
+    return path
+
+
+def _next_number(prefix: str, options: WriteOptions | None) -> int:
+    store, key = resolve(prefix, (options or WriteOptions()).storage_options or None)
+    directory, name = posixpath.split(key)
+    pattern = re.compile(rf"^{re.escape(name)}-(\d+)$")
+    state = read_state(store, directory)
+    names = [*store.list_dir(directory), *((state.latest, *state.all_paths) if state else ())]
+    numbers = [int(m.group(1)) for n in names if (m := pattern.match(posixpath.basename(n)))]
+    return max(numbers, default=0) + 1
+
+
+def _run(
+    path: str,
+    state: Any,
+    engine: Engine | None,
+    assign: Mapping[str, int] | None,
+    timeout: float,
+    options: WriteOptions | None,
+    counter: int | None,
+) -> str:
+    chosen = engine or LocalEngine()
+    if chosen.ships_tasks and is_trackable(state):
+        raise TypeError(
+            f"{type(chosen).__name__} runs the save on other processes, so `state` must be a "
+            "function state(rank) that builds or fetches the worker's objects there (passing the "
+            "objects would send every array through the engine)."
+        )
+    job = _start(path, chosen, assign, counter, options or WriteOptions())
+    outcomes = chosen.run(functools.partial(write_part, job, state), timeout)
+    verdict = _Verdict(path)
+    local_error: BaseException | None = None
+    if outcomes is not None:
+        writer = {**_writer_info(), "workers": chosen.world_size, "engine": type(chosen).__name__}
+        try:
+            _, seconds = timed_finish(job, outcomes, writer)
+            chosen.last_stats = _stats(job, chosen, outcomes, seconds)
+        except BaseException as error:
+            local_error, verdict = error, _Verdict(None, str(error))
+    verdict = chosen.broadcast(verdict)
+    if local_error is not None:
+        raise local_error
+    if verdict.error is not None:
+        raise WorkerError(verdict.error)
+    return path
+
+
+def _start(
+    path: str,
+    engine: Engine,
+    assign: Mapping[str, int] | None,
+    counter: int | None,
+    options: WriteOptions,
+) -> SaveJob:
+    """Stage the save on the coordinator and tell every worker (or every rank its failure)."""
+    message: SaveJob | _Verdict | None = None
+    if engine.is_coordinator:
+        try:
+            message = begin(
+                path, engine.world_size, assign=assign, counter=counter, options=options
+            )
+        except Exception as error:
+            engine.broadcast(_Verdict(None, f"{type(error).__name__}: {error}"))
+            raise
+    received: SaveJob | _Verdict = engine.broadcast(message)
+    if isinstance(received, _Verdict):
+        raise WorkerError(
+            f"Multi-worker save of {path} failed on the coordinator: {received.error}"
+        )
+    return received
+
+
+def _stats(job: SaveJob, engine: Engine, outcomes: list[Any], commit_seconds: float) -> SaveStats:
+    manifests = [o for o in outcomes if isinstance(o, PartManifest)]
+    return SaveStats(
+        path=job.path,
+        world_size=job.world_size,
+        bytes_per_worker=tuple(m.nbytes for m in manifests),
+        write_seconds=max(m.finished for m in manifests) - min(m.started for m in manifests),
+        commit_seconds=commit_seconds,
+        sent_bytes=engine.sent_bytes,
+        received_bytes=engine.received_bytes,
+        workers=tuple(m.worker for m in manifests),
+    )
+
+
+def read_region(
+    path_or_dir: str | os.PathLike[str], key: str, rows: tuple[int, int]
+) -> np.ndarray[Any, Any]:
+    """Rows ``[start, stop)`` of one stored value, reading only the chunks that hold them.
+
+    This is how a value saved by N workers is loaded by M workers (resharding): each reads its
+    own rows.  ``key`` is a value key or an object path (``"model/embedding"``); a checkpoint
+    directory means its latest checkpoint.
+
+    Examples
+    --------
+    >>> import ckptlab as ck, numpy as np, tempfile
+    >>> from ckptlab.distributed import read_region
+    >>> ckpt = ck.Checkpoint(w=ck.Variable(np.arange(12).reshape(6, 2)))
+    >>> path = ckpt.write(tempfile.mkdtemp() + "/c")
+    >>> read_region(path, "w", (2, 4))
+    array([[4, 5],
+           [6, 7]])
+    """
+    checkpoint = open_path(path_or_dir)
+    values = checkpoint.document.values
+    full = key if key in values else f"{key}/.ATTRIBUTES/VARIABLE_VALUE"
+    return read_rows(checkpoint, full if full in values else key, int(rows[0]), int(rows[1]))
+
+
+def plan(root: Any, world_size: int, assign: Mapping[str, int] | None = None) -> SavePlan:
+    """The plan a multi-worker save of ``root`` would follow: who writes which value and rows.
+
+    Use it to check the balance (``plan(...).bytes_per_worker()``) before saving.
+    """
+    return plan_for(root, world_size, assign)

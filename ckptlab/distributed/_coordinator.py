@@ -1,0 +1,192 @@
+"""The coordinator's side of a multi-worker save: stage, merge manifests, commit once (internal)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptlab.core import FORMAT_VERSION, CheckpointDocument, PackInfo, StoredValue, parse_document
+from ckptlab.distributed._plan import SavePlan, plan_save
+from ckptlab.distributed._worker import PartManifest, SaveJob, WorkerFailure
+from ckptlab.errors import CkptlabError
+from ckptlab.storage import WriteOptions, resolve, storage_options_for
+from ckptlab.storage._parts import begin_staging, discard_staged, publish_staged
+
+
+class WorkerError(CkptlabError, RuntimeError):
+    """A multi-worker save failed because a worker raised, died or never reported.
+
+    Nothing was committed: the checkpoint directory's latest checkpoint is unchanged.
+    ``failures`` holds one :class:`WorkerFailure` per worker that did not deliver its part.
+    """
+
+    def __init__(self, message: str, failures: Sequence[WorkerFailure] = ()) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaveStats:
+    """Measurements of the last multi-worker save (see ``benchmarks/bench_distributed.py``)."""
+
+    path: str
+    world_size: int
+    bytes_per_worker: tuple[int, ...]
+    write_seconds: float
+    """From the first worker starting to the last one finishing its part."""
+    commit_seconds: float
+    """Merging the manifests, writing the document and publishing."""
+    sent_bytes: int
+    """Pickled size of everything the engine sent to workers."""
+    received_bytes: int
+    """Pickled size of everything it brought back (the manifests)."""
+    workers: tuple[str, ...] = field(default_factory=tuple)
+
+
+def begin(
+    path: str,
+    world_size: int,
+    *,
+    assign: Mapping[str, int] | None,
+    counter: int | None,
+    options: WriteOptions,
+) -> SaveJob:
+    """Stage the checkpoint ``path`` and describe the job every worker receives."""
+    storage_options = (
+        {**storage_options_for(path), **options.storage_options} if "://" in path else None
+    )
+    store, key = resolve(path, storage_options)
+    staged = begin_staging(store, key, durable=options.durable)
+    return SaveJob(
+        path=path,
+        staged=staged,
+        world_size=world_size,
+        assign=dict(assign) if assign else None,
+        counter=counter,
+        durable=options.durable,
+        pack_threshold=options.pack_threshold,
+        storage_options=storage_options,
+    )
+
+
+def failure_message(job: SaveJob, failures: Sequence[WorkerFailure]) -> str:
+    """One message naming every failed worker and its exception."""
+    lines = [
+        f"Multi-worker save of {job.path} failed; nothing was committed and the previous "
+        f"checkpoint is still the latest. {len(failures)} of {job.world_size} workers did not "
+        "deliver their part:"
+    ]
+    for failure in sorted(failures, key=lambda f: f.rank):
+        lines.append(
+            f"  worker {failure.rank} ({failure.worker}) {failure.reason}: {failure.error}"
+        )
+        if failure.traceback:
+            tail = failure.traceback.strip().splitlines()[-6:]
+            lines.extend(f"    | {line}" for line in tail)
+    lines.append("Fix the cause and save again; re-running a worker's part is safe.")
+    return "\n".join(lines)
+
+
+def finish(
+    job: SaveJob, outcomes: Sequence[PartManifest | WorkerFailure], writer: Mapping[str, Any]
+) -> CheckpointDocument:
+    """Merge the workers' manifests and commit once; on any failure discard the parts and raise."""
+    store, key = resolve(job.path, job.storage_options)
+    try:
+        failures = [o for o in outcomes if isinstance(o, WorkerFailure)]
+        if failures:
+            raise WorkerError(failure_message(job, failures), failures)
+        manifests = sorted(
+            (o for o in outcomes if isinstance(o, PartManifest)), key=lambda m: m.rank
+        )
+        document = merge(job, manifests, writer)
+        publish_staged(store, job.staged, key, document.to_json(), durable=job.durable)
+    except BaseException:
+        discard_staged(store, job.staged, key)
+        raise
+    return document
+
+
+def merge(
+    job: SaveJob, manifests: Sequence[PartManifest], writer: Mapping[str, Any]
+) -> CheckpointDocument:
+    """Build the checkpoint document from the manifests; every chunk must be reported once."""
+    if [m.rank for m in manifests] != list(range(job.world_size)) or manifests[0].entries is None:
+        raise CkptlabError(
+            f"Expected one manifest per worker 0..{job.world_size - 1}, "
+            f"got ranks {[m.rank for m in manifests]}."
+        )
+    options = {} if job.pack_threshold is None else {"pack_threshold": job.pack_threshold}
+    plan = plan_save(manifests[0].entries, job.world_size, job.assign, **options)
+    differing = [m.rank for m in manifests if m.digest != plan.digest]
+    if differing:
+        raise CkptlabError(
+            f"Workers {differing} planned a different save than worker 0 (their programs differ in "
+            "keys, shapes, dtypes or partitions). Every worker must build the same object graph."
+        )
+    values = _stored_values(plan, manifests)
+    packs = {
+        path: PackInfo(path=path, dtype=dtype, length=length, chunk=chunk)
+        for m in manifests
+        for path, (dtype, length, chunk) in m.packs.items()
+    }
+    document = CheckpointDocument(
+        format_version=FORMAT_VERSION,
+        kind="object",
+        graph=None,
+        values=values,
+        packs=packs,
+        writer=dict(writer),
+    )
+    data = document.to_json()
+    data["graph"] = manifests[0].graph
+    return parse_document(data, job.path)
+
+
+def _stored_values(plan: SavePlan, manifests: Sequence[PartManifest]) -> dict[str, StoredValue]:
+    values: dict[str, StoredValue] = {}
+    for placement in plan.placements:
+        if placement.packed:
+            offset, crc = manifests[placement.regions[0].rank].packed[placement.key]
+            values[placement.key] = StoredValue(
+                key=placement.key,
+                shape=placement.shape,
+                dtype=placement.dtype,
+                crc32c=(crc,),
+                array=placement.array,
+                offset=offset,
+            )
+            continue
+        assert placement.chunks is not None
+        crcs: dict[int, int] = {}
+        for region in placement.regions:
+            crcs.update(manifests[region.rank].chunks.get(placement.array, {}))
+        count = -(-placement.shape[0] // placement.chunks[0]) if placement.shape else 1
+        if math.prod(placement.shape) == 0:
+            count = 0
+        if sorted(crcs) != list(range(count)):
+            raise CkptlabError(
+                f"Chunks of {placement.key!r} are missing from the manifests: "
+                f"have {sorted(crcs)}, need 0..{count - 1}."
+            )
+        values[placement.key] = StoredValue(
+            key=placement.key,
+            shape=placement.shape,
+            dtype=placement.dtype,
+            crc32c=tuple(crcs[i] for i in range(count)),
+            array=placement.array,
+            chunks=placement.chunks,
+        )
+    return values
+
+
+def timed_finish(
+    job: SaveJob, outcomes: Sequence[PartManifest | WorkerFailure], writer: Mapping[str, Any]
+) -> tuple[CheckpointDocument, float]:
+    """:func:`finish` and how long it took."""
+    start = time.perf_counter()
+    document = finish(job, outcomes, writer)
+    return document, time.perf_counter() - start

@@ -1,0 +1,159 @@
+"""A variable sharded along axis 0: each worker holds only its rows (public, re-exported)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from ckptlab._trackable import NotSaveableError, Trackable
+from ckptlab.core import ValueSpec
+from ckptlab.errors import AssignmentError
+
+
+def row_partition(rows: int, workers: int, *, multiple: int = 1) -> tuple[int, ...]:
+    """Row boundaries splitting ``rows`` rows evenly over ``workers``, on multiples of ``multiple``.
+
+    The result has ``workers + 1`` entries from 0 to ``rows``; worker ``r`` holds rows
+    ``[bounds[r], bounds[r + 1])``.  Chunks of a sharded value divide every boundary, so a
+    ``multiple`` of a few MiB worth of rows keeps its chunks large.
+
+    Examples
+    --------
+    >>> row_partition(10, 3)
+    (0, 4, 7, 10)
+    >>> row_partition(1000, 2, multiple=128)
+    (0, 512, 1000)
+    """
+    if workers < 1 or multiple < 1 or rows < 0:
+        raise ValueError(
+            "row_partition needs rows >= 0, workers >= 1, multiple >= 1; "
+            f"got {rows}, {workers}, {multiple}"
+        )
+    blocks = -(-rows // multiple)
+    bounds = [
+        min(rows, (blocks * r // workers + (1 if r and blocks * r % workers else 0)) * multiple)
+        for r in range(workers)
+    ]
+    return (*bounds, rows)
+
+
+class ShardedVariable(Trackable):
+    """One worker's rows of a variable whose full value is split along axis 0 across workers.
+
+    In the object graph it is one value of the full ``shape``; a multi-worker save
+    (:func:`ckptlab.distributed.save`) has each worker write only its own rows.  A plain
+    single-process ``Checkpoint.save`` refuses it (it holds only some rows).  Restoring a
+    checkpoint into it copies its rows of the stored value; :func:`ckptlab.distributed.read_region`
+    reads just those rows.
+
+    Parameters
+    ----------
+    local
+        The rows this worker holds: shape ``(partition[rank + 1] - partition[rank], *shape[1:])``.
+    shape
+        Shape of the full value.
+    partition
+        Row boundaries of every worker's region (``row_partition`` makes even ones).
+    rank
+        This worker's number.
+    dtype, name
+        As for :class:`ckptlab.Variable`.
+
+    Examples
+    --------
+    >>> from ckptlab.distributed import ShardedVariable, row_partition
+    >>> bounds = row_partition(6, 2)
+    >>> part = ShardedVariable(np.ones((3, 2)), shape=(6, 2), partition=bounds, rank=1)
+    >>> part.rows, part.shape, part.local.shape
+    ((3, 6), (6, 2), (3, 2))
+    """
+
+    _ck_accepts_dependencies = False
+
+    def __init__(
+        self,
+        local: ArrayLike,
+        *,
+        shape: Sequence[int],
+        partition: Sequence[int],
+        rank: int,
+        dtype: DTypeLike | None = None,
+        name: str | None = None,
+    ) -> None:
+        self._shape = tuple(int(d) for d in shape)
+        self._partition = tuple(int(b) for b in partition)
+        self._rank = int(rank)
+        self._name = "Variable" if name is None else str(name)
+        array = np.ascontiguousarray(np.asarray(local, dtype=dtype))
+        if not self._shape or not 0 <= self._rank < len(self._partition) - 1:
+            raise ValueError(
+                f"ShardedVariable {self._name!r}: need a shape with at least one axis and a rank "
+                f"in [0, {len(self._partition) - 1}); got shape {self._shape}, rank {self._rank}."
+            )
+        expected = (self.rows[1] - self.rows[0], *self._shape[1:])
+        if array.shape != expected:
+            raise AssignmentError(
+                f"ShardedVariable {self._name!r}: worker {self._rank} holds rows {self.rows} of "
+                f"{self._shape}, so its local value must have shape {expected}, not {array.shape}."
+            )
+        self._local = array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the full value."""
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The numpy dtype."""
+        return self._local.dtype
+
+    @property
+    def name(self) -> str:
+        """The variable's name."""
+        return self._name
+
+    @property
+    def partition(self) -> tuple[int, ...]:
+        """Row boundaries of every worker's region."""
+        return self._partition
+
+    @property
+    def rank(self) -> int:
+        """The worker whose rows this object holds."""
+        return self._rank
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """``(start, stop)`` of the rows held here."""
+        return self._partition[self._rank], self._partition[self._rank + 1]
+
+    @property
+    def local(self) -> np.ndarray[Any, Any]:
+        """The rows held here (the live array: write into it to update them)."""
+        return self._local
+
+    def numpy(self) -> np.ndarray[Any, Any]:
+        """A copy of the rows held here."""
+        return self._local.copy()
+
+    def __repr__(self) -> str:
+        rows = f"rows={self.rows} of shape={self._shape}"
+        return f"<ShardedVariable {self._name!r} {rows} dtype={self.dtype.name}>"
+
+    def _ck_value_spec(self) -> ValueSpec:
+        return ValueSpec(shape=self._shape, dtype=self.dtype.name)
+
+    def _ck_check_saveable(self) -> None:
+        raise NotSaveableError(
+            f"ShardedVariable {self._name!r} holds only rows {self.rows} of {self._shape}; a "
+            "single-process save would lose the other rows. Save it with "
+            "ckptlab.distributed.save(...) from every worker."
+        )
+
+    def _ck_restore_value(self, array: np.ndarray[Any, Any]) -> None:
+        start, stop = self.rows
+        self._local[...] = array[start:stop]

@@ -1,0 +1,217 @@
+"""Checkpoints written in parts by several workers, and reads of row regions (internal).
+
+A multi-worker save stages one checkpoint location (``begin_staging``); each worker writes whole
+chunks of own arrays (``write_rows``) and its own packed arrays (``write_pack``) there, and one
+coordinator writes the group documents and the root document and publishes once
+(``publish_staged``).  Every stored object has exactly one writer, and re-writing a part writes
+the same bytes under the same names, so re-running a worker is harmless.  ``read_rows`` reads
+rows ``[start, stop)`` of a value, touching only the chunks that overlap them.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import crc32c
+import numpy as np
+
+from ckptlab.core import PackInfo
+from ckptlab.errors import CorruptCheckpointError
+from ckptlab.storage._commit import (
+    clean_leftovers,
+    is_committed,
+    prepare_in_place,
+    publish,
+    temporary_name,
+)
+from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._layout import (
+    ROOT_DOCUMENT,
+    array_metadata,
+    chunk_key,
+    group_metadata,
+    numpy_dtype,
+    pack_chunk,
+)
+from ckptlab.storage._reader import StoredCheckpoint
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArraySpec:
+    """An own array of a checkpoint: where it is, which value it holds, how it is chunked."""
+
+    path: str
+    """``values/<n>`` inside the checkpoint."""
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    """Chunked along axis 0 only: ``chunks[1:]`` covers the other axes whole."""
+
+
+def begin_staging(store: ByteStore, path: str, *, durable: bool) -> str:
+    """Prepare to write the checkpoint ``path`` in parts; return where the parts go.
+
+    Locally that is a fresh hidden sibling (published later by rename); on object stores it is
+    ``path`` itself, after retracting any checkpoint already committed there.
+    """
+    clean_leftovers(store, path)
+    if store.supports_rename:
+        return temporary_name(path)
+    prepare_in_place(store, path, durable=durable)
+    return path
+
+
+def write_array_metadata(store: ByteStore, staged: str, spec: ArraySpec, *, durable: bool) -> None:
+    """Write the ``zarr.json`` of an own array (by exactly one worker)."""
+    document = array_metadata(spec.shape, spec.chunks, spec.dtype, spec.key)
+    store.write(posixpath.join(staged, spec.path, ROOT_DOCUMENT), [document], durable=durable)
+
+
+def write_rows(
+    store: ByteStore,
+    staged: str,
+    spec: ArraySpec,
+    rows: np.ndarray[Any, Any],
+    start: int,
+    *,
+    durable: bool,
+) -> dict[int, int]:
+    """Write the whole chunks holding rows ``[start, start + len(rows))``; return their crc32c.
+
+    ``rows`` is C-contiguous and little-endian.  The region must begin and end on chunk
+    boundaries (or at the end of the array), so that no chunk has two writers.
+    """
+    per_chunk = spec.chunks[0] if spec.shape else 1
+    count = rows.shape[0] if spec.shape else 1
+    stop = start + count
+    end = spec.shape[0] if spec.shape else 1
+    if start % per_chunk or (stop % per_chunk and stop != end) or stop > end:
+        raise ValueError(
+            f"Rows [{start}, {stop}) of {spec.key!r} are not aligned to its {per_chunk}-row "
+            "chunks; a worker must write whole chunks."
+        )
+    if rows.size == 0:
+        return {}
+    row_bytes = rows.nbytes // count
+    chunk_bytes = math.prod(spec.chunks) * rows.itemsize
+    raw = rows.reshape(-1).view(np.uint8).data
+    crcs = {}
+    for first in range(0, count, per_chunk):
+        data = raw[first * row_bytes : (first + per_chunk) * row_bytes]
+        padding = bytes(chunk_bytes - len(data))
+        crc = crc32c.crc32c(padding, crc32c.crc32c(data)) if padding else crc32c.crc32c(data)
+        index = (start + first) // per_chunk
+        grid = (index, *([0] * (len(spec.shape) - 1))) if spec.shape else ()
+        name = chunk_key(posixpath.join(staged, spec.path), grid)
+        store.write(name, [data, padding, crc.to_bytes(4, "little")], durable=durable)
+        crcs[index] = crc
+    return crcs
+
+
+def write_pack(
+    store: ByteStore,
+    staged: str,
+    path: str,
+    members: Sequence[tuple[str, np.ndarray[Any, Any]]],
+    *,
+    durable: bool,
+) -> tuple[PackInfo, dict[str, tuple[int, int]]]:
+    """Pack small values of one dtype into the flat array ``path``.
+
+    Returns the pack's description and ``key -> (element offset, crc32c)``.
+    """
+    dtype = members[0][1].dtype
+    length = sum(a.size for _, a in members)
+    chunk = pack_chunk(length, dtype.itemsize)
+    flat = np.zeros(max(1, -(-length // chunk)) * chunk, dtype=dtype)
+    entries = {}
+    offset = 0
+    for key, array in members:
+        flat[offset : offset + array.size] = array.reshape(-1)
+        entries[key] = (offset, crc32c.crc32c(array.reshape(-1).view(np.uint8).data))
+        offset += array.size
+    name = posixpath.join(staged, path)
+    store.write(
+        posixpath.join(name, ROOT_DOCUMENT),
+        [array_metadata((length,), (chunk,), dtype.name, None)],
+        durable=durable,
+    )
+    raw = flat.view(np.uint8).data
+    step = chunk * dtype.itemsize
+    for index in range(-(-length // chunk)):
+        data = raw[index * step : (index + 1) * step]
+        store.write(
+            chunk_key(name, (index,)),
+            [data, crc32c.crc32c(data).to_bytes(4, "little")],
+            durable=durable,
+        )
+    return PackInfo(path=path, dtype=dtype.name, length=length, chunk=chunk), entries
+
+
+def publish_staged(
+    store: ByteStore, staged: str, path: str, document: Mapping[str, Any], *, durable: bool
+) -> None:
+    """Write the group documents and the root document (last), then publish ``path`` once."""
+    for group in ("values", "packed"):
+        store.write(
+            posixpath.join(staged, group, ROOT_DOCUMENT), [group_metadata()], durable=durable
+        )
+    root = group_metadata({"ckptlab": dict(document)})
+    if store.supports_rename:
+        store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=durable)
+        publish(store, staged, path, durable=durable)
+    elif not store.write_new(posixpath.join(path, ROOT_DOCUMENT), root, durable=durable):
+        raise FileExistsError(f"Another writer committed {store.display(path)} first.")
+
+
+def discard_staged(store: ByteStore, staged: str, path: str) -> None:
+    """Remove the parts of a save that will not be committed (a committed checkpoint stays)."""
+    if store.supports_rename:
+        store.delete_tree(staged)
+    elif not is_committed(store, path):
+        store.delete_tree(path)
+
+
+def read_rows(
+    checkpoint: StoredCheckpoint, key: str, start: int, stop: int
+) -> np.ndarray[Any, Any]:
+    """Rows ``[start, stop)`` of a stored value; only the chunks they touch are read and checked."""
+    value = checkpoint.stored(key)
+    rows = value.shape[0] if value.shape else 0
+    if not value.shape or not 0 <= start <= stop <= rows:
+        raise ValueError(
+            f"Rows [{start}, {stop}) are outside {key!r}, which has shape {value.shape}; "
+            "regions are row ranges along axis 0."
+        )
+    chunks = value.chunks
+    if (
+        value.offset is not None
+        or chunks is None
+        or chunks[1:] != value.shape[1:]
+        or value.size == 0
+    ):
+        return checkpoint.read(key)[start:stop].copy()
+    dtype = numpy_dtype(value.dtype)
+    out = np.empty((stop - start, *value.shape[1:]), dtype=dtype)
+    per_chunk = chunks[0]
+    for index in range(start // per_chunk, -(-stop // per_chunk)):
+        name = chunk_key(value.array, (index, *([0] * (len(value.shape) - 1))))
+        data = checkpoint.store.read(posixpath.join(checkpoint.path, name))
+        if (
+            len(data) != math.prod(chunks) * dtype.itemsize + 4
+            or crc32c.crc32c(data[:-4]) != value.crc32c[index]
+        ):
+            raise CorruptCheckpointError(
+                f"Value {key!r} in checkpoint {checkpoint.display_path} is damaged: chunk {name} "
+                "fails its size or checksum check. Restore from another checkpoint."
+            )
+        chunk = np.frombuffer(data, dtype=dtype, count=math.prod(chunks)).reshape(chunks)
+        first = index * per_chunk
+        low, high = max(start, first), min(stop, first + per_chunk)
+        out[low - start : high - start] = chunk[low - first : high - first]
+    return out
