@@ -1,0 +1,41 @@
+"""The state file's text format (SEMANTICS 26-27)."""
+
+import pytest
+
+from ckptlab.core import CheckpointState, format_state, parse_state
+from ckptlab.errors import CorruptCheckpointError
+
+
+def test_round_trip_with_manager_fields():
+    state = CheckpointState(
+        latest="ckpt-2", all_paths=("ckpt-1", "ckpt-2"), timestamps=(1.5, 2.25), last_preserved=0.5
+    )
+    assert parse_state(format_state(state), "dir/checkpoint") == state
+
+
+def test_tensorflow_written_file_parses():
+    text = (
+        'model_checkpoint_path: "ckpt-4"\n'
+        'all_model_checkpoint_paths: "ckpt-3"\n'
+        'all_model_checkpoint_paths: "ckpt-4"\n'
+        "all_model_checkpoint_timestamps: 1700000000.123\n"
+        "all_model_checkpoint_timestamps: 1700000001\n"
+        "last_preserved_timestamp: 1699999999.0\n"
+    )
+    state = parse_state(text, "x")
+    assert state.all_paths == ("ckpt-3", "ckpt-4") and state.timestamps[1] == 1700000001.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "Invalid checkpoint state loaded from dir/checkpoint"),
+        ('all_model_checkpoint_paths: "a"\n', "no model_checkpoint_path"),
+        ("model_checkpoint_path: ckpt-1\n", "does not parse at line 1"),
+        ("unknown_field: 1\n", "does not parse at line 1"),
+        ('model_checkpoint_path: "a"\nall_model_checkpoint_timestamps: soon\n', "line 2"),
+    ],
+)
+def test_bad_files_name_the_file_and_line(text, message):
+    with pytest.raises(CorruptCheckpointError, match=message):
+        parse_state(text, "dir/checkpoint")
