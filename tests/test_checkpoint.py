@@ -294,3 +294,18 @@ def test_eager_restore_assigns_copies(ckpt_dir):
     np.testing.assert_array_equal(target.numpy(), [1.0, 2.0])
     target.assign([5.0, 5.0])
     np.testing.assert_array_equal(ck.load_checkpoint(path).get_tensor("v" + KEY), [1.0, 2.0])
+
+
+def test_root_checkpoint_restores_save_counter(ckpt_dir):
+    """C20, 23: with a positional root, save_counter is a top-level child and is restored."""
+    root = ck.Module()
+    root.w = ck.Variable(1.0)
+    ckpt = ck.Checkpoint(root)
+    ckpt.save(ckpt_dir / "c")
+    path = ckpt.save(ckpt_dir / "c")
+    other = ck.Module()
+    other.w = ck.Variable(0.0)
+    restored = ck.Checkpoint(other)
+    restored.restore(path).assert_consumed()
+    assert int(restored.save_counter.numpy()) == 2 and other.w.numpy() == 1.0
+    assert restored.save(ckpt_dir / "c").endswith("c-3")
