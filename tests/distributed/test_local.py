@@ -1,0 +1,207 @@
+"""Multi-worker saves on the local process engine: end to end, resharding, faults, traffic."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+import ckptlab as ck
+from ckptlab import distributed as ckd
+from ckptlab.distributed._coordinator import begin, finish
+from ckptlab.distributed._worker import write_part
+
+from ckptlab.storage import open_checkpoint, resolve
+
+from .conftest import pickle_by_value
+
+pickle_by_value(__name__)
+
+ROWS, COLS = 1200, 1024  # a 4.7 MiB float32 value sharded over the workers
+BOUNDS = ckd.row_partition(ROWS, 2, multiple=200)
+
+
+def full_embedding():
+    return np.arange(ROWS * COLS, dtype=np.float32).reshape(ROWS, COLS)
+
+
+def build(rank, fail=None):
+    """Every worker builds the same graph; the embedding is sharded, the rest is whole."""
+    if fail == ("raise", rank):
+        raise ValueError(f"boom on rank {rank}")
+    if fail == ("die", rank):
+        os._exit(7)
+    if fail == ("hang", rank):
+        time.sleep(120)
+    rng = np.random.default_rng(0)
+    model = ck.Module()
+    model.dense = [ck.Variable(rng.standard_normal((512, 512)).astype("float32")) for _ in range(4)]
+    model.bias = ck.Variable(np.arange(7, dtype="float64"))
+    model.step = ck.Variable(np.int64(42))
+    start, stop = BOUNDS[rank], BOUNDS[rank + 1]
+    model.embedding = ckd.ShardedVariable(
+        full_embedding()[start:stop], shape=(ROWS, COLS), partition=BOUNDS, rank=rank
+    )
+    return ck.Checkpoint(model=model)
+
+
+def failing(kind, rank):
+    return lambda r: build(r, fail=(kind, rank))
+
+
+def stored_values(path):
+    return open_checkpoint(*resolve(path)).document.values
+
+
+def single_process_program():
+    model = ck.Module()
+    model.dense = [ck.Variable(np.zeros((512, 512), "float32")) for _ in range(4)]
+    model.bias = ck.Variable(np.zeros(7))
+    model.step = ck.Variable(np.int64(0))
+    model.embedding = ck.Variable(np.zeros((ROWS, COLS), "float32"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    engine = ckd.LocalEngine(2)
+    path = ckd.save(tmp_path_factory.mktemp("run") / "ckpt", build, engine=engine)
+    return path, engine
+
+
+def test_restores_whole_into_a_single_process(saved):
+    path, _ = saved
+    model = single_process_program()
+    ck.Checkpoint(model=model).restore(path).assert_consumed()
+    expected = build(0).model
+    np.testing.assert_array_equal(model.embedding.numpy(), full_embedding())
+    for got, want in zip(model.dense, expected.dense, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert int(model.step.numpy()) == 42
+
+
+def test_is_an_ordinary_checkpoint(saved):
+    path, _ = saved
+    assert ck.latest_checkpoint(os.path.dirname(path)) == path
+    shapes = dict(ck.list_variables(path))
+    assert shapes["model/embedding/.ATTRIBUTES/VARIABLE_VALUE"] == [ROWS, COLS]
+    assert shapes["save_counter/.ATTRIBUTES/VARIABLE_VALUE"] == []
+    reader = ck.load_checkpoint(path)
+    assert int(reader.get_tensor("save_counter/.ATTRIBUTES/VARIABLE_VALUE")) == 1
+    group = zarr.open_group(path, mode="r")
+    stored = stored_values(path)["model/embedding/.ATTRIBUTES/VARIABLE_VALUE"]
+    np.testing.assert_array_equal(group[stored.array][...], full_embedding())
+
+
+def test_each_worker_wrote_its_share(saved):
+    _, engine = saved
+    stats = engine.last_stats
+    assert stats.world_size == 2 and len(set(stats.workers)) == 2
+    low, high = sorted(stats.bytes_per_worker)
+    assert high < 1.3 * low, stats.bytes_per_worker
+
+
+def test_no_array_bytes_cross_the_engine(saved):
+    path, engine = saved
+    stored = sum(v.nbytes for v in stored_values(path).values())
+    assert stored > 8 * 2**20
+    moved = engine.sent_bytes + engine.received_bytes
+    assert moved < 64 * 1024, (engine.sent_bytes, engine.received_bytes)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_reshards_into_another_number_of_workers(saved, workers):
+    path, _ = saved
+    bounds = ckd.row_partition(ROWS, workers)
+    parts = [
+        ckd.read_region(path, "model/embedding", (bounds[r], bounds[r + 1])) for r in range(workers)
+    ]
+    np.testing.assert_array_equal(np.concatenate(parts), full_embedding())
+
+
+def test_sharded_variable_restores_its_rows(saved):
+    path, _ = saved
+    bounds = ckd.row_partition(ROWS, 3)
+    part = ckd.ShardedVariable(
+        np.zeros((bounds[2] - bounds[1], COLS), "float32"),
+        shape=(ROWS, COLS),
+        partition=bounds,
+        rank=1,
+    )
+    holder = ck.Module()
+    holder.embedding = part
+    ck.Checkpoint(model=holder).restore(path).expect_partial()
+    np.testing.assert_array_equal(part.local, full_embedding()[bounds[1] : bounds[2]])
+
+
+def test_single_process_save_refuses_a_sharded_variable(tmp_path):
+    with pytest.raises(ck.NotSaveableError, match="ckptlab.distributed.save"):
+        build(0).write(tmp_path / "c")
+
+
+def test_state_objects_are_refused_by_shipping_engines(tmp_path):
+    with pytest.raises(TypeError, match="state\\(rank\\)"):
+        ckd.write(tmp_path / "c", build(0), engine=ckd.LocalEngine(2))
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("raise", "raised: ValueError: boom on rank 1"),
+        ("die", "died: the process exited with code 7"),
+    ],
+)
+def test_a_failed_worker_commits_nothing(saved, tmp_path, kind, expected):
+    path, _ = saved
+    directory = os.path.dirname(path)
+    with pytest.raises(ckd.WorkerError, match="worker 1") as caught:
+        ckd.save(os.path.join(directory, "ckpt"), failing(kind, 1), engine=ckd.LocalEngine(2))
+    assert expected in str(caught.value)
+    assert [f.rank for f in caught.value.failures] == [1]
+    assert ck.latest_checkpoint(directory) == path
+    assert sorted(os.listdir(directory)) == ["checkpoint", "ckpt-1"]
+
+
+def test_a_silent_worker_times_out(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(ckd.WorkerError, match=r"worker 1 .* timeout: did not report within 3 s"):
+        ckd.write(tmp_path / "c", failing("hang", 1), engine=ckd.LocalEngine(2), timeout=3)
+    assert time.monotonic() - started < 20
+    assert os.listdir(tmp_path) == []
+
+
+def test_rerunning_a_part_is_idempotent(tmp_path):
+    job = begin(str(tmp_path / "c"), 2, assign=None, counter=None, options=ck.WriteOptions())
+    first = write_part(job, build, 0)
+    again = write_part(job, build, 0)
+    assert pickle.dumps(first.chunks) == pickle.dumps(again.chunks)
+    finish(job, [again, write_part(job, build, 1)], {})
+    restored = ck.load_checkpoint(tmp_path / "c").get_tensor(
+        "model/embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    )
+    np.testing.assert_array_equal(restored, full_embedding())
+
+
+def test_explicit_assignment_is_followed(tmp_path):
+    assign = {f"model/dense/{i}": 1 for i in range(4)}
+    engine = ckd.LocalEngine(2)
+    ckd.write(tmp_path / "c", build, engine=engine, assign=assign)
+    plan = ckd.plan(build(0), 2, assign=assign)
+    assert engine.last_stats.bytes_per_worker == plan.bytes_per_worker()
+    assert plan.bytes_per_worker()[1] > 4 * 512 * 512 * 4
+
+
+def test_saves_to_an_object_store(s3_url):
+    url = f"{s3_url}/local/ckpt"
+    path = ckd.save(url, build, engine=ckd.LocalEngine(2))
+    assert ck.latest_checkpoint(f"{s3_url}/local") == path
+    model = single_process_program()
+    ck.Checkpoint(model=model).restore(path).assert_consumed()
+    np.testing.assert_array_equal(model.embedding.numpy(), full_embedding())
+    np.testing.assert_array_equal(
+        ckd.read_region(path, "model/embedding", (100, 700)), full_embedding()[100:700]
+    )
