@@ -14,6 +14,7 @@ TensorFlow's semantics (SEMANTICS 82-90) with four differences, all in the calle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
@@ -282,7 +283,8 @@ class CheckpointManager:
     def __del__(self) -> None:
         lock = self.__dict__.get("_lock")
         if lock is not None:
-            lock.release()
+            with contextlib.suppress(Exception):  # best effort, e.g. at interpreter exit
+                lock.release()
 
     def __repr__(self) -> str:
         return (

@@ -5,6 +5,10 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -381,12 +385,11 @@ def test_logs_nothing_in_the_normal_case(tmp_path, caplog):
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
-def test_values_round_trip(tmp_path):
-    model, optimizer = _model()
-    ckpt = ck.Checkpoint(model=model, optimizer=optimizer)
-    manager = ck.CheckpointManager(ckpt, tmp_path, 1)
+def test_values_round_trip(tmp_path, trained_model):
+    model, optimizer = trained_model()
+    manager = ck.CheckpointManager(ck.Checkpoint(model=model, optimizer=optimizer), tmp_path, 1)
     path = manager.save(options=FAST)
-    restored_model, restored_optimizer = _model(seed=1)
+    restored_model, restored_optimizer = trained_model(seed=1)
     ck.Checkpoint(model=restored_model, optimizer=restored_optimizer).restore(
         path
     ).assert_consumed()
@@ -394,11 +397,95 @@ def test_values_round_trip(tmp_path):
         np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
 
 
-def _model(seed=0):
+# -- crash safety of retention deletes ------------------------------------------------------------
+
+KILLED_DURING_DELETE = """
+    import os, sys, time, numpy as np, ckptlab as ck
+    from ckptlab.storage import LocalStore
+    ckpt = ck.Checkpoint(v=ck.Variable(np.arange(1000.0)), w=ck.Variable(np.ones((300, 300))))
+    manager = ck.CheckpointManager(ckpt, sys.argv[1], max_to_keep=1)
+    manager.save()
+    ckpt.v.assign(ckpt.v.numpy() + 1)
+    original = LocalStore.delete_tree
+    def delete_half_then_crash(store, key):
+        if ".old-" not in key:
+            return original(store, key)
+        files = sorted(os.path.join(r, f) for r, _, fs in os.walk(key) for f in fs)
+        for name in files[: len(files) // 2]:
+            os.unlink(name)
+        print("KILL ME", flush=True)
+        time.sleep(600)
+    LocalStore.delete_tree = delete_half_then_crash
+    manager.save()
+"""
+
+
+def test_kill_during_retention_delete(tmp_path, kill_at_marker):
+    """kill -9 halfway through deleting an evicted checkpoint: nothing valid-looking is partial."""
+    kill_at_marker(KILLED_DURING_DELETE, tmp_path)
+    state = state_of(tmp_path)
+    assert state.latest == "ckpt-2"
+    assert state.all_paths == ("ckpt-2",)
+    assert sorted(n for n in os.listdir(tmp_path) if not n.startswith(".")) == [
+        "checkpoint",
+        "ckpt-2",
+    ]
+    trash = [n for n in os.listdir(tmp_path) if n.startswith(".ckpt-1.old-")]
+    assert len(trash) == 1  # the half-deleted tree was renamed away before its bytes went
+    with pytest.raises(ck.NotFoundError):
+        ck.load_checkpoint(os.path.join(tmp_path, "ckpt-1"))
+    fresh = ck.Checkpoint(v=ck.Variable(np.zeros(1000)), w=ck.Variable(np.zeros((300, 300))))
+    manager = ck.CheckpointManager(fresh, tmp_path, max_to_keep=1)
+    assert manager.restore_or_initialize() == os.path.join(tmp_path, "ckpt-2")
+    manager.restore_status.assert_consumed()
+    np.testing.assert_array_equal(fresh.v.numpy(), np.arange(1000.0) + 1)
+    manager.save(options=FAST)  # the next save clears the trash
+    assert not [n for n in os.listdir(tmp_path) if ".old-" in n]
+
+
+CRASH_LOOP = """
+    import sys, numpy as np, ckptlab as ck
+    step = ck.Variable(0, dtype="int64")
+    ckpt = ck.Checkpoint(step=step, w=ck.Variable(np.zeros((200, 500))))
+    manager = ck.CheckpointManager(ckpt, sys.argv[1], max_to_keep=2)
+    manager.restore_or_initialize()
+    while True:
+        step.assign_add(1)
+        ckpt.w.assign(np.full((200, 500), float(step.numpy())))
+        manager.save(blocking=bool(int(step.numpy()) % 2))
+        print("saved", int(step.numpy()), flush=True)
+"""
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_crash_loop_never_exposes_a_partial_checkpoint(tmp_path, seed):
+    """kill -9 at random moments of a save/retention loop (blocking and not): invariants hold."""
     rng = np.random.default_rng(seed)
-    model = ck.layers.Sequential([ck.layers.Dense(4), ck.layers.Dense(2)])
-    model(rng.standard_normal((2, 3)).astype("float32"))
-    optimizer = ck.optimizers.Adam(0.1)
-    params = [v for layer in model.layers for v in (layer.kernel, layer.bias)]
-    optimizer.apply_gradients([(rng.standard_normal(p.shape), p) for p in params])
-    return model, optimizer
+    for _ in range(2):
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(CRASH_LOOP), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(int(rng.integers(1, 4))):
+            child.stdout.readline()
+        time.sleep(float(rng.uniform(0, 0.05)))
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        _check_directory(tmp_path)
+
+
+def _check_directory(directory):
+    store = ck.storage.LocalStore()
+    state = state_of(directory)
+    assert is_committed(store, os.path.join(directory, state.latest))
+    for name in state.all_paths:
+        assert is_committed(store, os.path.join(directory, name))
+    for name in os.listdir(directory):  # every visible checkpoint directory is complete
+        if name.startswith("ckpt-"):
+            assert is_committed(store, os.path.join(directory, name)), name
+    step = ck.Variable(0, dtype="int64")
+    w = ck.Variable(np.zeros((200, 500)))
+    ck.Checkpoint(step=step, w=w).restore(ck.latest_checkpoint(directory)).assert_consumed()
+    np.testing.assert_array_equal(w.numpy(), float(step.numpy()))

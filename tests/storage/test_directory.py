@@ -1,0 +1,120 @@
+"""The directory lock (local flock and object-store variants) and trash removal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage import LocalStore, resolve
+from ckptlab.storage._directory import LOCK_FILENAME, DirectoryLock, remove_retracted
+
+HOLD_THE_LOCK = """
+    import sys, time, ckptlab as ck
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), sys.argv[1], max_to_keep=1)
+    manager.save()
+    print("LOCKED", flush=True)
+    time.sleep(600)
+"""
+
+
+def dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_lock_is_reentrant_per_object_and_exclusive_between_objects(tmp_path):
+    first = DirectoryLock(LocalStore(), str(tmp_path))
+    first.acquire()
+    first.acquire()
+    second = DirectoryLock(LocalStore(), str(tmp_path))
+    with pytest.raises(ck.LockedError, match=rf"this process \(pid {os.getpid()}\)"):
+        second.acquire()
+    assert not second.held
+    first.release()
+    first.release()
+    second.acquire()
+    assert second.held
+    second.release()
+
+
+def test_other_process_holds_the_lock_then_dies(tmp_path, ck_log):
+    """A second process is refused, naming the holder (pid, host); after kill -9 it takes over."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD_THE_LOCK), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline() == "LOCKED\n"
+        manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(2.0)), tmp_path, max_to_keep=1)
+        pattern = rf"locked by pid {child.pid} on host {socket.gethostname()}"
+        with pytest.raises(ck.LockedError, match=pattern):
+            manager.save()
+        assert manager.checkpoints == [os.path.join(tmp_path, "ckpt-1")]  # the child's save
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    manager.checkpoint.save_counter.assign(1)
+    assert os.path.basename(manager.save()) == "ckpt-2"
+    assert manager.checkpoints == [os.path.join(tmp_path, "ckpt-2")]
+    assert f"left by pid {child.pid}" in ck_log.text
+    assert json.loads((tmp_path / LOCK_FILENAME).read_text())["pid"] == os.getpid()
+
+
+def test_object_store_lock(tmp_path):
+    store, directory = resolve(f"memory://{tmp_path.name}/locked")
+    first = DirectoryLock(store, directory)
+    first.acquire()
+    with pytest.raises(ck.LockedError, match="another CheckpointManager in this process"):
+        DirectoryLock(store, directory).acquire()
+    first.release()
+    assert not store.exists(f"{directory}/{LOCK_FILENAME}")
+    second = DirectoryLock(store, directory)
+    second.acquire()
+    second.release()
+
+
+def test_object_store_lock_left_by_a_dead_process_is_taken_over(tmp_path, ck_log):
+    store, directory = resolve(f"memory://{tmp_path.name}/stale")
+    pid = dead_pid()
+    stale = {"pid": pid, "host": socket.gethostname(), "since": "earlier", "token": "old"}
+    store.write(f"{directory}/{LOCK_FILENAME}", [json.dumps(stale).encode()], durable=False)
+    lock = DirectoryLock(store, directory)
+    lock.acquire()
+    assert f"left by pid {pid}" in ck_log.text
+    assert json.loads(store.read(f"{directory}/{LOCK_FILENAME}"))["pid"] == os.getpid()
+    lock.release()
+
+
+def test_object_store_lock_of_a_live_or_remote_holder_is_respected(tmp_path):
+    store, directory = resolve(f"memory://{tmp_path.name}/remote")
+    remote = {"pid": dead_pid(), "host": "another-host", "since": "earlier", "token": "x"}
+    store.write(f"{directory}/{LOCK_FILENAME}", [json.dumps(remote).encode()], durable=False)
+    with pytest.raises(ck.LockedError, match="on host another-host"):
+        DirectoryLock(store, directory).acquire()
+
+
+def test_unreadable_lock_file_is_reported_as_unknown(tmp_path):
+    store, directory = resolve(f"memory://{tmp_path.name}/garbage")
+    store.write(f"{directory}/{LOCK_FILENAME}", [b"\xff"], durable=False)
+    with pytest.raises(ck.LockedError, match="an unknown holder"):
+        DirectoryLock(store, directory).acquire()
+
+
+def test_remove_retracted_deletes_only_renamed_away_trees(tmp_path):
+    for name in (".ckpt-1.old-abc", ".ckpt-2.tmp-def", "ckpt-3", "checkpoint"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "zarr.json").write_text("{}")
+    remove_retracted(LocalStore(), str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [".ckpt-2.tmp-def", "checkpoint", "ckpt-3"]
