@@ -9,7 +9,9 @@ Examples
 """
 
 from ckptlab import layers, optimizers
+from ckptlab._async import SaveHandle
 from ckptlab._checkpoint import Checkpoint
+from ckptlab._manager import CheckpointManager
 from ckptlab._reader import CheckpointReader, list_variables, load_checkpoint
 from ckptlab._saver import Saver
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
@@ -41,6 +43,7 @@ __all__ = [
     "AssignmentError",
     "Checkpoint",
     "CheckpointLoadStatus",
+    "CheckpointManager",
     "CheckpointReader",
     "CkptlabError",
     "CorruptCheckpointError",
@@ -53,6 +56,7 @@ __all__ = [
     "NotSaveableError",
     "ReportEntry",
     "RestoreConflictError",
+    "SaveHandle",
     "Saver",
     "Trackable",
     "TrackedDict",
