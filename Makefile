@@ -12,11 +12,12 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,widgets,s3,dask]"
+	$(PIP) install -q -e ".[dev,widgets,s3,dask,notebooks]"
 	touch $(STAMP)
 
+# `make demo DEMO_ARGS=--smoke` runs the non-interactive check the tests use.
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ckptlab tests benchmarks scripts
