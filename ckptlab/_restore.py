@@ -176,7 +176,14 @@ class RestoreCoordinator:
         arrays = {}
         for write in writes:
             preloaded = self._preloaded.pop(write.node, None)
-            arrays[write.node] = preloaded if preloaded is not None else self.source.read(write.key)
+            if preloaded is not None:
+                arrays[write.node] = preloaded
+        wanted = [w for w in writes if w.node not in arrays]
+        read = self.source.read_many(w.key for w in wanted)  # batched, verified, with progress
+        seen: set[str] = set()
+        for write in wanted:  # two nodes sharing a key must not share one array
+            arrays[write.node] = read[write.key].copy() if write.key in seen else read[write.key]
+            seen.add(write.key)
         return arrays
 
     def _record(self, plan: RestorePlan[Any]) -> None:
@@ -306,7 +313,9 @@ class NameBasedRestore:
         if conflicts and not self.lazy:
             shown = [f"variable {w.key!r}" for w in conflicts]
             raise conflict_error(conflicts, self.source.display_path, shown)
-        arrays = {} if self.lazy else {id(w.target): self.source.read(w.key) for w in writes}
+        arrays = (
+            {} if self.lazy else _distinct(writes, self.source.read_many(w.key for w in writes))
+        )
         for candidate in program.objects:
             if self.view.can_defer(candidate):
                 _execute.arm_name_based(candidate, self)
@@ -324,7 +333,7 @@ class NameBasedRestore:
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:
             raise conflict_error(conflicts, self.source.display_path, [w.key for w in conflicts])
-        arrays = {id(w.target): self.source.read(w.key) for w in selected}
+        arrays = _distinct(selected, self.source.read_many(w.key for w in selected))
         for write in selected:
             _execute.write_value(write.target, arrays[id(write.target)], self.uid)
             self.written.add(id(write.target))
@@ -372,3 +381,15 @@ class NameBasedRestore:
         return MatchReport(
             checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy
         )
+
+
+def _distinct(
+    writes: Sequence[Assignment[Any]], read: dict[str, np.ndarray[Any, Any]]
+) -> dict[int, np.ndarray[Any, Any]]:
+    """``id(target)`` -> array; targets sharing a stored key get their own copies."""
+    arrays: dict[int, np.ndarray[Any, Any]] = {}
+    seen: set[str] = set()
+    for write in writes:
+        arrays[id(write.target)] = read[write.key].copy() if write.key in seen else read[write.key]
+        seen.add(write.key)
+    return arrays

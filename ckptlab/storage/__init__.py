@@ -1,9 +1,18 @@
-"""Storage: the only code that touches checkpoint bytes (Zarr v3 layout, commit, state file)."""
+"""Storage: the only code that touches checkpoint bytes (Zarr v3 layout, commit, state file).
+
+Examples
+--------
+>>> import ckptlab as ck, tempfile, os
+>>> path = ck.Checkpoint(w=ck.Variable([1.0])).write(os.path.join(tempfile.mkdtemp(), "c"))
+>>> ck.storage.verify_checkpoint(path)
+[]
+"""
 
 from ckptlab.storage._commit import is_committed, publish, retract
-from ckptlab.storage._kv import ByteStore, FsspecStore, LocalStore, resolve
+from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
+from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import CHUNK_BYTES, PACK_THRESHOLD, dtype_name, numpy_dtype
-from ckptlab.storage._reader import StoredCheckpoint, open_checkpoint
+from ckptlab.storage._reader import StoredCheckpoint, open_checkpoint, read_document
 from ckptlab.storage._state import (
     STATE_FILENAME,
     latest_checkpoint,
@@ -11,7 +20,8 @@ from ckptlab.storage._state import (
     relative_to,
     write_state,
 )
-from ckptlab.storage._writer import WriteOptions, little_endian, write_checkpoint
+from ckptlab.storage._verify import verify_checkpoint
+from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
 
 __all__ = [
     "CHUNK_BYTES",
@@ -20,6 +30,7 @@ __all__ = [
     "ByteStore",
     "FsspecStore",
     "LocalStore",
+    "ReadOptions",
     "StoredCheckpoint",
     "WriteOptions",
     "dtype_name",
@@ -29,10 +40,14 @@ __all__ = [
     "numpy_dtype",
     "open_checkpoint",
     "publish",
+    "read_document",
     "read_state",
     "relative_to",
     "resolve",
     "retract",
+    "set_storage_options",
+    "storage_options_for",
+    "verify_checkpoint",
     "write_checkpoint",
     "write_state",
 ]

@@ -3,7 +3,8 @@
 Locally a checkpoint is written into a hidden sibling ``.<name>.tmp-<uuid>`` and published with
 one rename (an atomic exchange when replacing an existing checkpoint, so readers see the old or
 the new one, never neither).  On stores without rename the root ``zarr.json`` is the commit
-object: it is written last, so a reader that finds it finds everything it lists.
+object: it is written last with a create-only conditional write, so a reader that finds it
+finds everything it lists, and of two racing writers only one commits (FORMAT.md, "Commit").
 """
 
 from __future__ import annotations
@@ -55,6 +56,30 @@ def clean_leftovers(store: ByteStore, path: str) -> None:
     for entry in store.list_dir(parent):
         if entry.startswith((f".{name}.tmp-", f".{name}.old-")):
             store.delete_tree(posixpath.join(parent, entry))
+
+
+OWN_ENTRIES = frozenset({"values", "packed"})
+"""Names a checkpoint prefix holds besides ``zarr.json`` (anything else is not ours)."""
+
+
+def prepare_in_place(store: ByteStore, path: str, *, durable: bool) -> None:
+    """Make ``path`` empty before an in-place write on a store without rename.
+
+    A committed checkpoint is retracted (its commit object goes first); the remains of an
+    interrupted write (no commit object, only ckptlab's own names) are deleted; anything else
+    is refused, so a save never deletes data it did not write.
+    """
+    entries = set(store.list_dir(path))
+    if ROOT_DOCUMENT in entries:
+        retract(store, path, durable=durable)
+    elif entries and entries <= OWN_ENTRIES:
+        store.delete_tree(path)
+    elif entries:
+        raise CkptlabError(
+            f"Refusing to write a checkpoint at {store.display(path)}: the prefix holds "
+            f"{sorted(entries)[:5]}, which ckptlab did not write. Choose another prefix or remove "
+            "it yourself."
+        )
 
 
 def is_committed(store: ByteStore, path: str) -> bool:

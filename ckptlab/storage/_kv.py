@@ -2,8 +2,10 @@
 
 A :class:`ByteStore` maps ``/``-separated keys to byte strings.  Checkpoint writers and readers
 are written against this small protocol, so the local file system, memory and object stores
-(any fsspec URL) share one implementation of the format.  ``supports_rename`` tells the commit
-protocol whether it can publish with a rename (local) or must write a commit object last.
+(any fsspec URL, see ``_fsspec.py``) share one implementation of the format.
+``supports_rename`` tells the commit protocol whether it can publish with a rename (local) or
+must write a commit object last.  ``tests/storage/conformance.py`` is the contract every store
+passes.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from ckptlab.errors import NotFoundError
 
@@ -34,6 +37,10 @@ class ByteStore(Protocol):
         """Write the concatenation of ``parts`` at ``key``, replacing it."""
         ...
 
+    def write_many(self, items: Sequence[tuple[str, Sequence[Buffer]]], *, durable: bool) -> None:
+        """Write several objects (concurrently where that helps); all are written on return."""
+        ...
+
     def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
         """Write ``data`` only if ``key`` does not exist; return whether it was written."""
         ...
@@ -48,6 +55,13 @@ class ByteStore(Protocol):
 
     def read_into(self, key: str, out: memoryview, offset: int) -> int:
         """Read up to ``len(out)`` bytes from byte ``offset``; return how many were read."""
+        ...
+
+    def read_ranges(self, requests: Sequence[tuple[str, int, Sequence[memoryview]]]) -> list[int]:
+        """Scatter reads: fill each request's buffers in turn from its key's bytes at offset.
+
+        Requests are ``(key, offset, buffers)``; the result is how many bytes each one got.
+        """
         ...
 
     def size(self, key: str) -> int | None:
@@ -107,6 +121,11 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    def write_many(self, items: Sequence[tuple[str, Sequence[Buffer]]], *, durable: bool) -> None:
+        """Write files one after the other (a local disk gains nothing from concurrency)."""
+        for key, parts in items:
+            self.write(key, parts, durable=durable)
+
     def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
         """Create a file exclusively (``O_EXCL``)."""
         os.makedirs(os.path.dirname(key), exist_ok=True)
@@ -145,27 +164,36 @@ class LocalStore:
 
     def read_into(self, key: str, out: memoryview, offset: int) -> int:
         """Read straight into ``out`` with ``preadv`` (no intermediate copy)."""
+        fd = _open_for_reading(key)
         try:
-            fd = os.open(key, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFoundError(f"No file at {key}.") from None
-        try:
-            done = 0
-            while done < len(out):
-                count = os.preadv(fd, [out[done:]], offset + done)
-                if count == 0:
-                    break
-                done += count
-            return done
+            return _preadv_all(fd, [out], offset)
         finally:
             os.close(fd)
+
+    def read_ranges(self, requests: Sequence[tuple[str, int, Sequence[memoryview]]]) -> list[int]:
+        """``preadv`` each range straight into its buffers (one system call per 1024 buffers)."""
+        counts = []
+        opened: tuple[str, int] | None = None
+        try:
+            for key, offset, buffers in requests:
+                if opened is None or opened[0] != key:
+                    if opened is not None:
+                        os.close(opened[1])
+                        opened = None
+                    opened = (key, _open_for_reading(key))
+                counts.append(_preadv_all(opened[1], buffers, offset))
+        finally:
+            if opened is not None:
+                os.close(opened[1])
+        return counts
 
     def size(self, key: str) -> int | None:
         """Return the file size."""
         try:
-            return os.stat(key).st_size
+            status = os.stat(key)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        return status.st_size if stat.S_ISREG(status.st_mode) else None
 
     def exists(self, key: str) -> bool:
         """Return whether a file exists."""
@@ -204,6 +232,34 @@ class LocalStore:
             _fsync_dir(directory)
 
 
+def _open_for_reading(key: str) -> int:
+    try:
+        return os.open(key, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFoundError(f"No file at {key}.") from None
+
+
+def _preadv_all(fd: int, buffers: Sequence[memoryview], offset: int) -> int:
+    """Fill ``buffers`` in turn from ``offset`` until they are full or the file ends."""
+    views = [b.cast("B") for b in buffers if len(b)]
+    done = 0
+    while views:
+        count = os.preadv(fd, views[:_IOV_MAX], offset + done)
+        if count == 0:
+            break
+        done += count
+        while count and views:
+            if count >= len(views[0]):
+                count -= len(views.pop(0))
+            else:
+                views[0] = views[0][count:]
+                count = 0
+    return done
+
+
+_IOV_MAX = 1024
+
+
 def _walk_dirs(top: str) -> Iterator[str]:
     for root, _dirs, _files in os.walk(top, topdown=False):
         yield root
@@ -221,102 +277,3 @@ def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
             else:
                 views[0] = head[written:]
                 written = 0
-
-
-class FsspecStore:
-    """Any fsspec file system (``s3://``, ``memory://``, ...); publishes with a commit object."""
-
-    supports_rename = False
-
-    def __init__(self, fs: Any, protocol: str) -> None:
-        self.fs = fs
-        self.protocol = protocol
-
-    def display(self, key: str) -> str:
-        """Return the URL."""
-        return f"{self.protocol}://{key}"
-
-    def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
-        """Upload one object."""
-        self.fs.pipe_file(key, b"".join(bytes(p) for p in parts))
-
-    def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
-        """Upload only if absent (a conditional create where the file system supports one)."""
-        if self.fs.exists(key):
-            return False
-        try:
-            self.fs.pipe_file(key, bytes(data), mode="create")
-        except TypeError:  # file systems without create-only writes
-            self.fs.pipe_file(key, bytes(data))
-        except FileExistsError:
-            return False
-        return True
-
-    def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
-        """Single-object uploads are atomic on object stores."""
-        self.fs.pipe_file(key, bytes(data))
-
-    def read(self, key: str) -> bytes:
-        """Download one object."""
-        try:
-            data: bytes = self.fs.cat_file(key)
-        except FileNotFoundError:
-            raise NotFoundError(f"No object at {self.display(key)}.") from None
-        return data
-
-    def read_into(self, key: str, out: memoryview, offset: int) -> int:
-        """Ranged read into ``out``."""
-        try:
-            data = self.fs.cat_file(key, start=offset, end=offset + len(out))
-        except FileNotFoundError:
-            raise NotFoundError(f"No object at {self.display(key)}.") from None
-        out[: len(data)] = data
-        return len(data)
-
-    def size(self, key: str) -> int | None:
-        """Object size, or ``None``."""
-        try:
-            info = self.fs.info(key)
-        except FileNotFoundError:
-            return None
-        return int(info["size"]) if info.get("type") == "file" else None
-
-    def exists(self, key: str) -> bool:
-        """Whether an object exists."""
-        return bool(self.fs.isfile(key))
-
-    def is_dir(self, key: str) -> bool:
-        """Whether the prefix has objects below it."""
-        return bool(self.fs.isdir(key))
-
-    def list_dir(self, key: str) -> list[str]:
-        """Names below a prefix."""
-        try:
-            entries = self.fs.ls(key, detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
-
-    def delete_tree(self, key: str) -> None:
-        """Delete a prefix."""
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(key, recursive=True)
-
-    def rename(self, source: str, target: str, *, durable: bool) -> None:
-        """Object stores have no atomic rename."""
-        raise NotImplementedError("object stores have no atomic rename")
-
-    def sync_tree(self, key: str) -> None:
-        """Uploads are durable once acknowledged."""
-
-
-def resolve(path: str | os.PathLike[str]) -> tuple[ByteStore, str]:
-    """The store holding ``path`` and the key of ``path`` inside it."""
-    text = os.fspath(path)
-    if "://" in text:
-        import fsspec
-
-        protocol, rest = text.split("://", 1)
-        fs = fsspec.filesystem(protocol)
-        return FsspecStore(fs, protocol), rest.rstrip("/") if rest != "/" else rest
-    return LocalStore(), os.path.abspath(text)

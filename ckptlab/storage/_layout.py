@@ -58,12 +58,31 @@ def choose_chunks(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYT
     (4, 3)
     >>> choose_chunks((1000, 1000), 4, target=400_000)
     (100, 1000)
+    >>> choose_chunks((1050, 1000), 4, target=400_000)
+    (96, 1000)
     """
     chunks = tuple(max(d, 1) for d in shape)
     if not shape or math.prod(shape) * itemsize <= target:
         return chunks
     row = math.prod(chunks[1:]) * itemsize
-    return (max(1, min(shape[0], target // row)), *chunks[1:])
+    count = -(-shape[0] * row // target)
+    return (max(1, -(-shape[0] // count)), *chunks[1:])
+
+
+def pack_chunk(length: int, itemsize: int, target: int = PACK_CHUNK_BYTES) -> int:
+    """Chunk length (elements) of a packed array: balanced, and unpadded when there is one chunk.
+
+    Examples
+    --------
+    >>> pack_chunk(10, 4)
+    10
+    >>> pack_chunk(10_000_000, 4, target=16_000_000)
+    3333334
+    """
+    if length == 0:
+        return 1
+    count = -(-length * itemsize // target)
+    return -(-length // count)
 
 
 def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
@@ -76,7 +95,8 @@ def chunk_key(array: str, index: tuple[int, ...]) -> str:
     return "/".join([array, "c", *map(str, index)])
 
 
-def _fill_value(name: str) -> Any:
+def fill_value(name: str) -> Any:
+    """The ``fill_value`` of an array's ``zarr.json`` (never used: every chunk is written)."""
     if name == "bool":
         return False
     if name.startswith("complex"):
@@ -86,7 +106,9 @@ def _fill_value(name: str) -> Any:
     return 0
 
 
-def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, key: str | None) -> bytes:
+def array_metadata(
+    shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, key: str | None
+) -> bytes:
     """The ``zarr.json`` of an array."""
     bytes_codec: dict[str, Any] = {"name": "bytes"}
     if ITEMSIZE[dtype] > 1:
@@ -98,7 +120,7 @@ def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, 
         "data_type": dtype,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": _fill_value(dtype),
+        "fill_value": fill_value(dtype),
         "codecs": [bytes_codec, {"name": "crc32c"}],
         "attributes": {"ckptlab_key": key} if key is not None else {},
     }

@@ -1,7 +1,9 @@
 """Reading a checkpoint: the document, then values straight into their destination (internal).
 
-Every size is checked against the files before anything is allocated, every value is checked
-against its crc32c, and every failure names the key and the file (FORMAT.md, "Reading").
+Every object's size is checked against the document before anything is allocated, bytes are
+read with scatter reads straight into the destination arrays (the padding and checksum trailer
+of a chunk land in a small scratch buffer), every value is checked against its crc32c, and every
+failure names the key and the stored object (FORMAT.md, "Reading").
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import crc32c
@@ -16,19 +21,54 @@ import numpy as np
 
 from ckptlab.core import CheckpointDocument, StoredValue, ValueSpec, parse_document
 from ckptlab.errors import CorruptCheckpointError, NotFoundError
-from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, numpy_dtype
+from ckptlab.storage._progress import Progress
 
-MAX_DOCUMENT_BYTES = 1 << 30
+MAX_DOCUMENT_BYTES = 256 * 2**20
+"""Root documents larger than this are refused (a 100,000-value checkpoint needs about 20 MB)."""
+BATCH_BYTES = 64 * 2**20
+"""Bytes requested from the store per batch (progress granularity)."""
+LOCAL_GAP = 64 * 2**10
+REMOTE_GAP = 4 * 2**20
+"""Packed values closer than this are fetched with one request (the gap is read and dropped)."""
+
+
+@dataclass(slots=True)
+class _Request:
+    """One scatter read, and what to check once it is done."""
+
+    name: str
+    offset: int
+    buffers: list[memoryview]
+    checks: list[tuple[StoredValue, Any]] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self.buffers)
 
 
 class StoredCheckpoint:
-    """An open checkpoint: its document, and reads of single values."""
+    """An open checkpoint: its document, and verified reads of its values.
 
-    def __init__(self, store: ByteStore, path: str, document: CheckpointDocument) -> None:
+    Examples
+    --------
+    >>> import ckptlab as ck, tempfile, os
+    >>> path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(os.path.join(tempfile.mkdtemp(), "c"))
+    >>> source = open_checkpoint(*ck.storage.resolve(path))
+    >>> source.read_many(["w/.ATTRIBUTES/VARIABLE_VALUE"])["w/.ATTRIBUTES/VARIABLE_VALUE"]
+    array([1., 2.])
+    """
+
+    def __init__(
+        self, store: ByteStore, path: str, document: CheckpointDocument, *, progress: bool = True
+    ) -> None:
         self.store = store
         self.path = path
         self.document = document
+        self.progress = progress
+        """Show a progress bar for reads that take more than about a second."""
+        self._sizes: dict[str, int | None] = {}
 
     @property
     def display_path(self) -> str:
@@ -50,119 +90,248 @@ class StoredCheckpoint:
             )
         return value
 
+    # -- reading values ---------------------------------------------------------------------
+
     def read(self, key: str, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read one value, verified, into ``out`` (allocated when ``None``)."""
-        value = self.stored(key)
+        return self.read_many([key], None if out is None else {key: out})[key]
+
+    def read_many(
+        self, keys: Iterable[str], outs: Mapping[str, np.ndarray[Any, Any]] | None = None
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Read several values, verified; each lands directly in its ``outs`` array if given.
+
+        Sizes are checked for every value before any array is allocated; a packed array's
+        values are fetched with few requests (neighbours share one); a progress bar appears
+        for long reads.  ``outs`` arrays must be C-contiguous with the stored shape and dtype.
+
+        Raises
+        ------
+        NotFoundError
+            A key is not in the checkpoint.
+        CorruptCheckpointError
+            A stored object is missing, has the wrong size, or fails its checksum.
+        """
+        values = [self.stored(k) for k in dict.fromkeys(keys)]
+        if any(v.foreign is not None for v in values):  # foreign readers override read()
+            return {v.key: self.read(v.key, (outs or {}).get(v.key)) for v in values}
+        for value in values:
+            self._check_sizes(value)
+        arrays = {v.key: self._destination(v, (outs or {}).get(v.key)) for v in values}
+        requests: list[_Request] = []
+        packed: dict[str, list[tuple[StoredValue, memoryview]]] = defaultdict(list)
+        for value in values:
+            raw = _raw(arrays[value.key])
+            if not len(raw):
+                continue
+            if value.offset is not None:
+                packed[value.array].append((value, raw))
+            elif value.chunks is not None and value.chunks[1:] == value.shape[1:]:
+                requests += self._own_requests(value, raw)
+            else:
+                self._read_own_general(value, arrays[value.key])
+        for array, members in packed.items():
+            requests += self._packed_requests(array, members)
+        self._run(requests, sum(a.nbytes for a in arrays.values()))
+        return arrays
+
+    def _destination(
+        self, value: StoredValue, out: np.ndarray[Any, Any] | None
+    ) -> np.ndarray[Any, Any]:
         dtype = numpy_dtype(value.dtype)
-        self._check_sizes(value)
         if out is None:
-            out = np.empty(value.shape, dtype=dtype)
-        elif out.shape != value.shape or out.dtype != dtype or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous {value.shape} {value.dtype} array")
-        if value.size == 0:
-            return out
-        raw = memoryview(out.reshape(-1).view(np.uint8))
-        if value.offset is None:
-            self._read_own(value, raw)
-        else:
-            self._read_packed(value, raw)
+            return np.empty(value.shape, dtype=dtype)
+        if (
+            out.shape != value.shape
+            or out.dtype != dtype
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise ValueError(
+                f"out for {value.key!r} must be a writable C-contiguous {value.shape} "
+                f"{value.dtype} array; got {out.shape} {out.dtype}."
+            )
         return out
+
+    def _run(self, requests: list[_Request], total: int) -> None:
+        name = posixpath.basename(self.path)
+        with Progress(total, f"reading {name}", enabled=self.progress) as bar:
+            start = 0
+            while start < len(requests):
+                stop, size = start, 0
+                while stop < len(requests) and (size < BATCH_BYTES or stop == start):
+                    size += requests[stop].nbytes
+                    stop += 1
+                batch = requests[start:stop]
+                try:
+                    counts = self.store.read_ranges(
+                        [(self._file(r.name), r.offset, r.buffers) for r in batch]
+                    )
+                except NotFoundError:
+                    missing = next(r for r in batch if self.store.size(self._file(r.name)) is None)
+                    raise self._fail(
+                        missing.checks[0][0], f"object {missing.name} is missing"
+                    ) from None
+                for request, count in zip(batch, counts, strict=True):
+                    if count != request.nbytes:
+                        raise self._fail(
+                            request.checks[0][0],
+                            f"object {request.name} ended after {request.offset + count} bytes",
+                        )
+                    for value, check in request.checks:
+                        check(value, request)
+                bar.update(size)
+                start = stop
+
+    def _own_requests(self, value: StoredValue, raw: memoryview) -> list[_Request]:
+        assert value.chunks is not None
+        itemsize = value.nbytes // value.size
+        chunk_bytes = math.prod(value.chunks) * itemsize
+        row_bytes = value.nbytes // value.shape[0] if value.shape else value.nbytes
+        step = (value.chunks[0] if value.shape else 1) * row_bytes
+        requests = []
+        for index in range(chunk_grid(value.shape, value.chunks)[0] if value.shape else 1):
+            name = chunk_key(
+                value.array, (index, *([0] * (len(value.shape) - 1))) if value.shape else ()
+            )
+            target = raw[index * step : (index + 1) * step]
+            tail = memoryview(bytearray(chunk_bytes - len(target) + 4))
+            request = _Request(name, 0, [target, tail])
+            request.checks.append((value, self._check_own_chunk(index)))
+            requests.append(request)
+        return requests
+
+    def _check_own_chunk(self, index: int) -> Any:
+        def check(value: StoredValue, request: _Request) -> None:
+            target, tail = request.buffers
+            crc = crc32c.crc32c(tail[:-4], crc32c.crc32c(target))
+            self._verify(value, request.name, crc, bytes(tail[-4:]), value.crc32c[index])
+
+        return check
+
+    def _packed_requests(
+        self, array: str, members: list[tuple[StoredValue, memoryview]]
+    ) -> list[_Request]:
+        pack = self.document.packs[array]
+        itemsize = members[0][1].nbytes // members[0][0].size
+        chunk_bytes = pack.chunk * itemsize
+        gap = LOCAL_GAP if isinstance(self.store, LocalStore) else REMOTE_GAP
+        pieces: dict[int, list[tuple[int, memoryview]]] = defaultdict(list)
+        for value, raw in members:
+            assert value.offset is not None
+            start = value.offset * itemsize
+            done = 0
+            while done < len(raw):
+                index, within = divmod(start + done, chunk_bytes)
+                count = min(len(raw) - done, chunk_bytes - within)
+                pieces[index].append((within, raw[done : done + count]))
+                done += count
+        requests: list[_Request] = []
+        for index in sorted(pieces):
+            name = chunk_key(array, (index,))
+            current: _Request | None = None
+            end = 0
+            for within, view in sorted(pieces[index], key=lambda p: p[0]):
+                if current is None or within < end or within - end > gap:
+                    current = _Request(name, within, [])
+                    requests.append(current)
+                elif within > end:
+                    current.buffers.append(memoryview(bytearray(within - end)))
+                current.buffers.append(view)
+                end = within + len(view)
+        last_request: dict[int, _Request] = {}  # a value's checksum is checked after its last piece
+        for request in requests:
+            for view in request.buffers:
+                last_request[id(view.obj)] = request
+        for value, raw in members:
+            last_request[id(raw.obj)].checks.append((value, self._check_packed(raw)))
+        return requests
+
+    def _check_packed(self, raw: memoryview) -> Any:
+        def check(value: StoredValue, request: _Request) -> None:
+            if crc32c.crc32c(raw) != value.crc32c[0]:
+                raise self._fail(value, f"checksum mismatch in {value.array}")
+
+        return check
+
+    def _read_own_general(self, value: StoredValue, out: np.ndarray[Any, Any]) -> None:
+        """Chunks split along several axes (not written by ckptlab, but valid Zarr)."""
+        assert value.chunks is not None
+        dtype = numpy_dtype(value.dtype)
+        grid = chunk_grid(value.shape, value.chunks)
+        for number, index in enumerate(np.ndindex(*grid)):
+            name = chunk_key(value.array, tuple(index))
+            data = self._read_chunk(value, name)
+            self._verify(value, name, crc32c.crc32c(data[:-4]), data[-4:], value.crc32c[number])
+            chunk = np.frombuffer(data[:-4], dtype=dtype).reshape(value.chunks)
+            region = tuple(
+                slice(i * c, min((i + 1) * c, d))
+                for i, c, d in zip(index, value.chunks, value.shape, strict=True)
+            )
+            out[region] = chunk[tuple(slice(0, r.stop - r.start) for r in region)]
+
+    def _read_chunk(self, value: StoredValue, name: str) -> bytes:
+        try:
+            return self.store.read(self._file(name))
+        except NotFoundError:
+            raise self._fail(value, f"object {name} is missing") from None
+
+    # -- checks -----------------------------------------------------------------------------
 
     def _fail(self, value: StoredValue, what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(
             f"Value {value.key!r} in checkpoint {self.display_path} is damaged: {what} "
             f"(stored in {value.array}). Restore from another checkpoint; "
-            "`ckptlab verify PATH` checks every value."
+            "ckptlab.storage.verify_checkpoint checks every value."
         )
 
     def _file(self, name: str) -> str:
         return posixpath.join(self.path, name)
 
-    def _check_sizes(self, value: StoredValue) -> None:
-        """Check the files hold what the document says, before allocating anything."""
+    def _chunk_sizes(self, value: StoredValue) -> list[tuple[str, int]]:
+        """``(object, expected size)`` of every chunk holding part of ``value``."""
         if value.size == 0:
-            return
+            return []
         itemsize = value.nbytes // value.size
         if value.offset is not None:
             pack = self.document.packs[value.array]
             first = value.offset // pack.chunk
             last = (value.offset + value.size - 1) // pack.chunk
-            for index in range(first, last + 1):
-                self._expect_size(value, chunk_key(value.array, (index,)), pack.chunk * itemsize + 4)
-            return
+            return [
+                (chunk_key(value.array, (i,)), pack.chunk * itemsize + 4)
+                for i in range(first, last + 1)
+            ]
         assert value.chunks is not None
-        chunk_bytes = math.prod(value.chunks) * itemsize
-        for index in np.ndindex(*chunk_grid(value.shape, value.chunks)):
-            self._expect_size(value, chunk_key(value.array, tuple(index)), chunk_bytes + 4)
+        chunk_bytes = math.prod(value.chunks) * itemsize + 4
+        return [
+            (chunk_key(value.array, tuple(i)), chunk_bytes)
+            for i in np.ndindex(*chunk_grid(value.shape, value.chunks))
+        ]
 
-    def _expect_size(self, value: StoredValue, name: str, expected: int) -> None:
-        found = self.store.size(self._file(name))
-        if found is None:
-            raise self._fail(value, f"chunk {name} is missing")
-        if found != expected:
-            raise self._fail(value, f"chunk {name} holds {found} bytes, expected {expected}")
+    def _check_sizes(self, value: StoredValue) -> None:
+        """Check the objects hold what the document says, before allocating anything."""
+        for name, expected in self._chunk_sizes(value):
+            if name not in self._sizes:
+                self._sizes[name] = self.store.size(self._file(name))
+            found = self._sizes[name]
+            if found is None:
+                raise self._fail(value, f"object {name} is missing")
+            if found != expected:
+                raise self._fail(value, f"object {name} holds {found} bytes, expected {expected}")
 
-    def _read_own(self, value: StoredValue, raw: memoryview) -> None:
-        assert value.chunks is not None
-        grid = chunk_grid(value.shape, value.chunks)
-        itemsize = value.nbytes // value.size
-        chunk_bytes = math.prod(value.chunks) * itemsize
-        axis0_only = value.chunks[1:] == value.shape[1:]
-        if not axis0_only:
-            self._read_own_general(value, raw, grid, itemsize)
-            return
-        row_bytes = value.nbytes // value.shape[0] if value.shape else value.nbytes
-        rows = value.chunks[0] if value.shape else 1
-        for index in range(grid[0] if value.shape else 1):
-            name = chunk_key(value.array, (index, *([0] * (len(value.shape) - 1))) if value.shape else ())
-            target = raw[index * rows * row_bytes : (index + 1) * rows * row_bytes]
-            tail = bytearray(chunk_bytes - len(target) + 4)
-            path = self._file(name)
-            self.store.read_into(path, target, 0)
-            self.store.read_into(path, memoryview(tail), len(target))
-            crc = crc32c.crc32c(tail[:-4], crc32c.crc32c(target))
-            self._verify(value, name, crc, bytes(tail[-4:]), value.crc32c[index])
-
-    def _read_own_general(
-        self, value: StoredValue, raw: memoryview, grid: tuple[int, ...], itemsize: int
+    def _verify(
+        self, value: StoredValue, name: str, crc: int, trailer: bytes, expected: int
     ) -> None:
-        assert value.chunks is not None
-        dtype = numpy_dtype(value.dtype)
-        out = np.frombuffer(raw, dtype=dtype).reshape(value.shape)
-        for number, index in enumerate(np.ndindex(*grid)):
-            name = chunk_key(value.array, tuple(index))
-            data = self.store.read(self._file(name))
-            crc = crc32c.crc32c(data[:-4])
-            self._verify(value, name, crc, data[-4:], value.crc32c[number])
-            chunk = np.frombuffer(data[:-4], dtype=dtype).reshape(value.chunks)
-            region = tuple(
-                slice(i * c, min((i + 1) * c, d)) for i, c, d in zip(index, value.chunks, value.shape, strict=True)
-            )
-            out[region] = chunk[tuple(slice(0, r.stop - r.start) for r in region)]
-
-    def _verify(self, value: StoredValue, name: str, crc: int, trailer: bytes, expected: int) -> None:
         if crc != int.from_bytes(trailer, "little") or crc != expected:
-            raise self._fail(value, f"checksum mismatch in chunk {name}")
-
-    def _read_packed(self, value: StoredValue, raw: memoryview) -> None:
-        assert value.offset is not None
-        pack = self.document.packs[value.array]
-        itemsize = value.nbytes // value.size
-        start = value.offset * itemsize
-        done = 0
-        chunk_bytes = pack.chunk * itemsize
-        while done < len(raw):
-            position = start + done
-            index, within = divmod(position, chunk_bytes)
-            count = min(len(raw) - done, chunk_bytes - within)
-            self.store.read_into(self._file(chunk_key(value.array, (index,))), raw[done : done + count], within)
-            done += count
-        if crc32c.crc32c(raw) != value.crc32c[0]:
-            raise self._fail(value, "checksum mismatch")
+            raise self._fail(value, f"checksum mismatch in {name}")
 
 
-def open_checkpoint(store: ByteStore, path: str) -> StoredCheckpoint:
-    """Open the checkpoint at ``path``; errors say what is there instead and what to do."""
+def _raw(array: np.ndarray[Any, Any]) -> memoryview:
+    return array.reshape(-1).view(np.uint8).data if array.size else memoryview(bytearray())
+
+
+def read_document(store: ByteStore, path: str) -> CheckpointDocument:
+    """Read and validate the checkpoint document at ``path`` (one object read)."""
     root = posixpath.join(path, ROOT_DOCUMENT)
     size = store.size(root)
     if size is None:
@@ -175,12 +344,16 @@ def open_checkpoint(store: ByteStore, path: str) -> StoredCheckpoint:
     raw = store.read(root)
     try:
         metadata = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise CorruptCheckpointError(
-            f"{store.display(root)} is not valid JSON ({error}). The checkpoint is damaged; "
-            "restore from another checkpoint."
+            f"{store.display(root)} is not valid JSON ({str(error)[:200]}). The checkpoint is "
+            "damaged; restore from another checkpoint."
         ) from None
-    if not isinstance(metadata, dict) or metadata.get("node_type") != "group":
+    if (
+        not isinstance(metadata, dict)
+        or metadata.get("node_type") != "group"
+        or metadata.get("zarr_format") != 3
+    ):
         raise CorruptCheckpointError(
             f"{store.display(root)} is not a Zarr v3 group document; expected "
             '{"zarr_format": 3, "node_type": "group", ...}.'
@@ -191,8 +364,28 @@ def open_checkpoint(store: ByteStore, path: str) -> StoredCheckpoint:
             f"{store.display(path)} is a Zarr group but not a ckptlab checkpoint (its zarr.json "
             "has no 'ckptlab' attribute). Pass the path that save() or write() returned."
         )
-    document = parse_document(attributes["ckptlab"], store.display(path))
-    return StoredCheckpoint(store, path, document)
+    return parse_document(attributes["ckptlab"], store.display(path))
+
+
+def open_checkpoint(store: ByteStore, path: str, *, progress: bool = True) -> StoredCheckpoint:
+    """Open the checkpoint at ``path``; errors say what is there instead and what to do.
+
+    Raises
+    ------
+    NotFoundError
+        Nothing committed at ``path`` (the message suggests what was meant).
+    CorruptCheckpointError
+        The document does not parse or validate.
+    UnsupportedFormatError
+        A ``format_version`` this ckptlab cannot read.
+    """
+    if store.size(posixpath.join(path, ROOT_DOCUMENT)) is None:
+        from ckptlab.storage._foreign import open_foreign  # TF, PyTorch, safetensors
+
+        foreign = open_foreign(store, path)
+        if foreign is not None:
+            return foreign
+    return StoredCheckpoint(store, path, read_document(store, path), progress=progress)
 
 
 def _not_found(store: ByteStore, path: str) -> NotFoundError:

@@ -8,17 +8,24 @@ import posixpath
 
 from ckptlab.core import CheckpointState, format_state, parse_state
 from ckptlab.storage._commit import is_committed
-from ckptlab.storage._kv import ByteStore, resolve
+from ckptlab.storage._fsspec import resolve
+from ckptlab.storage._kv import ByteStore
 
 STATE_FILENAME = "checkpoint"
 logger = logging.getLogger("ckptlab")
 
 
 def _join(directory: str, relative: str) -> str:
-    return relative if posixpath.isabs(relative) or "://" in relative else posixpath.join(directory, relative)
+    return (
+        relative
+        if posixpath.isabs(relative) or "://" in relative
+        else posixpath.join(directory, relative)
+    )
 
 
-def read_state(store: ByteStore, directory: str, filename: str | None = None) -> CheckpointState | None:
+def read_state(
+    store: ByteStore, directory: str, filename: str | None = None
+) -> CheckpointState | None:
     """The parsed state file of ``directory``, or ``None`` when there is none."""
     key = posixpath.join(directory, filename or STATE_FILENAME)
     if not store.exists(key):
@@ -33,7 +40,9 @@ def read_state(store: ByteStore, directory: str, filename: str | None = None) ->
 
 def write_state(store: ByteStore, directory: str, state: CheckpointState, *, durable: bool) -> None:
     """Replace the state file atomically (temporary file, fsync, rename)."""
-    store.replace(posixpath.join(directory, STATE_FILENAME), format_state(state).encode(), durable=durable)
+    store.replace(
+        posixpath.join(directory, STATE_FILENAME), format_state(state).encode(), durable=durable
+    )
 
 
 def relative_to(directory: str, path: str) -> str:
@@ -43,7 +52,9 @@ def relative_to(directory: str, path: str) -> str:
     return path
 
 
-def latest_checkpoint(checkpoint_dir: str | os.PathLike[str], latest_filename: str | None = None) -> str | None:
+def latest_checkpoint(
+    checkpoint_dir: str | os.PathLike[str], latest_filename: str | None = None
+) -> str | None:
     """The newest complete checkpoint listed in the directory's state file, or ``None``."""
     store, directory = resolve(checkpoint_dir)
     state = read_state(store, directory, latest_filename)
