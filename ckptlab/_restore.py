@@ -79,8 +79,11 @@ def conflict_error(
 class RestoreCoordinator:
     """The state of one object-based restore."""
 
-    def __init__(self, source: StoredCheckpoint, view: LiveView, *, lazy: bool) -> None:
+    def __init__(
+        self, source: StoredCheckpoint, view: LiveView, *, lazy: bool, skip_slots: bool = False
+    ) -> None:
         assert source.document.graph is not None
+        self.skip_slots = skip_slots
         self.uid = next_uid()
         self.source = source
         self.graph: ObjectGraph = source.document.graph
@@ -101,7 +104,13 @@ class RestoreCoordinator:
     def restore(self, starts: list[tuple[int, Any]]) -> None:
         """Match from ``starts``; eagerly write (all or nothing) or, lazily, queue."""
         plan = plan_restore(
-            self.graph, self.stored, self.view, starts, self.bound, self.pending_slots
+            self.graph,
+            self.stored,
+            self.view,
+            starts,
+            self.bound,
+            self.pending_slots,
+            skip_slots=self.skip_slots,
         )
         writes: list[Write] = [*plan.assignments, *plan.slot_restores]
         if self.lazy:
@@ -257,6 +266,7 @@ class RestoreCoordinator:
             program_specs=program.specs if program else (),
             program_ids=[id(o) for o in program.objects] if program else (),
             lazy=self.lazy,
+            skip_slots=self.skip_slots,
         )
 
     def __del__(self) -> None:

@@ -309,3 +309,11 @@ def test_root_checkpoint_restores_save_counter(ckpt_dir):
     restored.restore(path).assert_consumed()
     assert int(restored.save_counter.numpy()) == 2 and other.w.numpy() == 1.0
     assert restored.save(ckpt_dir / "c").endswith("c-3")
+
+
+def test_kwargs_attach_in_alphabetical_order(ckpt_dir):
+    """B14: Checkpoint kwargs are attached in alphabetical order (node ids follow)."""
+    path = ck.Checkpoint(zeta=ck.Variable(1.0), alpha=ck.Variable(2.0), mid=ck.Module()).write(
+        ckpt_dir / "c"
+    )
+    assert ck.load_checkpoint(path).object_graph.children(0) == {"alpha": 1, "mid": 2, "zeta": 3}

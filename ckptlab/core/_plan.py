@@ -126,6 +126,8 @@ def plan_restore(
     starts: Sequence[tuple[int, T]],
     bound: Mapping[int, T],
     pending_slots: Mapping[int, Sequence[PendingSlot[T]]],
+    *,
+    skip_slots: bool = False,
 ) -> RestorePlan[T]:
     """Match the checkpoint graph against live objects, starting from ``starts``.
 
@@ -141,6 +143,8 @@ def plan_restore(
         Bindings made earlier by the same restore; they are kept, never re-done.
     pending_slots
         Slot restorations waiting for a variable, by the variable's node id.
+    skip_slots
+        Ignore optimizer slot variables entirely (SEMANTICS 71).
     """
     has_values = graph.has_values_below()
     new: dict[int, T] = {}
@@ -175,7 +179,9 @@ def plan_restore(
                 queue.append((child_id, child))
             elif has_values[child_id] and view.can_defer(obj):
                 deferrals.append(Deferral(parent=obj, name=name, node=child_id))
-    slots, pending = _plan_slots(graph, stored, view, new, bound, pending_slots)
+    slots, pending = (
+        ([], []) if skip_slots else _plan_slots(graph, stored, view, new, bound, pending_slots)
+    )
     slot_bindings = [(s.node, s.target) for s in slots if isinstance(s, Assignment)]
     return RestorePlan(
         bindings=(*new.items(), *slot_bindings),

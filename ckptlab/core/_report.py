@@ -226,13 +226,19 @@ def build_report(
     program_specs: Iterable[ValueSpec | None],
     program_ids: Iterable[int],
     lazy: bool,
+    skip_slots: bool = False,
 ) -> MatchReport:
-    """Classify every checkpoint value and every program value (see the module docstring)."""
-    entries = _checkpoint_entries(graph, stored, state)
+    """Classify every checkpoint value and every program value (see the module docstring).
+
+    With ``skip_slots``, optimizer slot variables on both sides are left out (SEMANTICS 71).
+    """
+    entries = _checkpoint_entries(graph, stored, state, skip_slots=skip_slots)
     paths = program_graph.paths()
     for node_id, (spec, obj_id) in enumerate(zip(program_specs, program_ids, strict=True)):
         path = paths[node_id]
         if spec is None or path is None or obj_id in state.bound_program_ids:
+            continue
+        if skip_slots and path.slot is not None:
             continue
         node = program_graph.nodes[node_id]
         entries.append(
@@ -253,7 +259,7 @@ def build_report(
 
 
 def _checkpoint_entries(
-    graph: ObjectGraph, stored: Mapping[str, ValueSpec], state: RestoreState
+    graph: ObjectGraph, stored: Mapping[str, ValueSpec], state: RestoreState, *, skip_slots: bool
 ) -> list[ReportEntry]:
     paths = graph.paths()
     optimizer = graph.optimizer_nodes()
@@ -264,10 +270,11 @@ def _checkpoint_entries(
     entries = []
     for node_id, node in enumerate(graph.nodes):
         key = node.value_key
-        if key is None:
+        path = paths[node_id]
+        if key is None or (skip_slots and path is not None and path.slot is not None):
             continue
         state_name, reason, program = _classify(node_id, parents, state)
-        path = paths[node_id] or NodePath(path=(f"<unreachable node {node_id}>",))
+        path = path or NodePath(path=(f"<unreachable node {node_id}>",))
         entries.append(
             ReportEntry(
                 path=path.prefix,
