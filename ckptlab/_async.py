@@ -1,13 +1,14 @@
 """Asynchronous saves: :class:`SaveHandle` and the one-save-in-flight rule (public handle).
 
 ``Checkpoint.save(..., blocking=False)`` and ``CheckpointManager.save(..., blocking=False)``
-copy every value on the calling thread (one host copy), then write on a background thread and
-return a :class:`SaveHandle`.  Per :class:`~ckptlab.Checkpoint` at most one save is in flight:
-the next ``save``/``write`` (blocking or not) first waits for it, and if it failed and nobody
-has seen the error through :meth:`SaveHandle.result`/:meth:`SaveHandle.exception`, the next
-call raises it instead of saving.  The thread is not a daemon, so interpreter exit waits for
-an in-flight save; if the process is killed instead, the previous checkpoint stays the latest
-(the state file is only updated after the new checkpoint is committed).
+copy every value on the calling thread (one host copy, into staging buffers kept between
+non-blocking saves), then write on a background thread and return a :class:`SaveHandle`.
+Per :class:`~ckptlab.Checkpoint` at most one save is in flight: the next ``save``/``write``
+(blocking or not) first waits for it, and if it failed and nobody has seen the error through
+:meth:`SaveHandle.result`/:meth:`SaveHandle.exception`, the next call raises it instead of
+saving.  The thread is not a daemon, so interpreter exit waits for an in-flight save; if the
+process is killed instead, the previous checkpoint stays the latest (the state file is only
+updated after the new checkpoint is committed).  A failed save consumes its number.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from ckptlab.errors import CkptlabError
 
@@ -87,6 +90,31 @@ class SaveHandle:
     def __repr__(self) -> str:
         state = "running" if not self.done() else ("failed" if self._error else "done")
         return f"<ck.SaveHandle {self.path!r} {state}>"
+
+
+def stage(
+    owner: Any, values: list[tuple[str, np.ndarray[Any, Any]]], *, copy: bool
+) -> list[tuple[str, np.ndarray[Any, Any]]]:
+    """Copy ``values`` for a non-blocking save (``copy``), or return them as they are.
+
+    The copies go into ``owner``'s staging buffers, reused from its previous non-blocking save
+    when key, shape and dtype match (the previous write has finished: saves :func:`settle`
+    first), so repeated non-blocking saves neither allocate nor page-fault.  A blocking save
+    frees the buffers.
+    """
+    pool: dict[str, np.ndarray[Any, Any]] = owner.__dict__.get("_ck_staging") or {}
+    if not copy:
+        object.__setattr__(owner, "_ck_staging", None)
+        return values
+    staged = []
+    for key, array in values:
+        buffer = pool.get(key)
+        if buffer is None or buffer.shape != array.shape or buffer.dtype != array.dtype:
+            buffer = np.empty(array.shape, array.dtype)
+        np.copyto(buffer, array)
+        staged.append((key, buffer))
+    object.__setattr__(owner, "_ck_staging", dict(staged))
+    return staged
 
 
 def start(owner: Any, path: str, work: Callable[[], str]) -> SaveHandle:

@@ -229,3 +229,22 @@ def test_kill_during_async_save_keeps_the_previous_checkpoint(tmp_path, kill_at_
     assert manager.restore_or_initialize() == first
     manager.save(options=FAST)
     assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-2"]
+
+
+def test_staging_buffers_are_reused_then_freed_by_a_blocking_save(tmp_path):
+    """Repeated non-blocking saves copy into the same buffers; a blocking save frees them."""
+    w = ck.Variable(np.arange(4.0))
+    ckpt = ck.Checkpoint(w=w)
+    first = ckpt.save(tmp_path / "c", blocking=False, options=FAST).result()
+    staging = dict(ckpt._ck_staging)
+    w.assign(np.arange(4.0) * 2)
+    second = ckpt.save(tmp_path / "c", blocking=False, options=FAST).result()
+    assert all(ckpt._ck_staging[key] is buffer for key, buffer in staging.items())
+    np.testing.assert_array_equal(
+        read_values(first, w=ck.Variable(np.zeros(4)))["w"], np.arange(4.0)
+    )
+    np.testing.assert_array_equal(
+        read_values(second, w=ck.Variable(np.zeros(4)))["w"], np.arange(4.0) * 2
+    )
+    ckpt.save(tmp_path / "c", options=FAST)
+    assert ckpt._ck_staging is None
