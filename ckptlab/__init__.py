@@ -11,7 +11,9 @@ Examples
 from ckptlab import layers, optimizers
 from ckptlab._async import SaveHandle
 from ckptlab._checkpoint import Checkpoint
+from ckptlab._convert import convert
 from ckptlab._manager import CheckpointManager
+from ckptlab._keymap import KeyMap
 from ckptlab._reader import CheckpointReader, list_variables, load_checkpoint
 from ckptlab._saver import Saver
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
@@ -26,7 +28,7 @@ from ckptlab._trackable import (
     register_trackable,
 )
 from ckptlab._version import __version__
-from ckptlab.core import MatchReport, ReportEntry
+from ckptlab.core import MatchReport, NearMiss, ReportEntry, near_misses
 from ckptlab.errors import (
     AssignmentError,
     CkptlabError,
@@ -35,6 +37,7 @@ from ckptlab.errors import (
     NotFoundError,
     RestoreConflictError,
     UnknownPathError,
+    UnsafePickleError,
     UnsupportedFormatError,
 )
 from ckptlab.storage import WriteOptions, latest_checkpoint
@@ -48,10 +51,12 @@ __all__ = [
     "CkptlabError",
     "CorruptCheckpointError",
     "InitializationOnlyStatus",
+    "KeyMap",
     "LockedError",
     "MatchReport",
     "Module",
     "NameBasedSaverStatus",
+    "NearMiss",
     "NotFoundError",
     "NotSaveableError",
     "ReportEntry",
@@ -63,14 +68,17 @@ __all__ = [
     "TrackedList",
     "TrackedTuple",
     "UnknownPathError",
+    "UnsafePickleError",
     "UnsupportedFormatError",
     "Variable",
     "WriteOptions",
     "__version__",
+    "convert",
     "latest_checkpoint",
     "layers",
     "list_variables",
     "load_checkpoint",
+    "near_misses",
     "optimizers",
     "register_trackable",
 ]

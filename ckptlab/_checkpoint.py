@@ -14,7 +14,8 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from ckptlab import _execute
-from ckptlab._async import SaveHandle, settle, stage, start
+from ckptlab._async import SaveHandle, settle, start
+from ckptlab._keymap import KeyMap
 from ckptlab._restore import NameBasedRestore, RestoreCoordinator
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
 from ckptlab._trackable import Module, Variable, is_trackable, wrap
@@ -249,7 +250,8 @@ class Checkpoint(Module):
         """Walk the program now; return the write.  ``snapshot`` copies the values first."""
         program = self._ck_view().walk()
         values = save_values(program, overrides)
-        values = stage(self, values, copy=snapshot)
+        if snapshot:
+            values = [(key, np.array(array, order="C")) for key, array in values]
         store, key = resolve(path)
         return functools.partial(
             write_checkpoint,
@@ -264,27 +266,43 @@ class Checkpoint(Module):
 
     # -- restoring --------------------------------------------------------------------------
 
-    def restore(self, save_path: str | os.PathLike[str] | None, *, lazy: bool = False) -> Any:
+    def restore(
+        self,
+        save_path: str | os.PathLike[str] | None,
+        *,
+        lazy: bool = False,
+        key_map: KeyMap | None = None,
+    ) -> Any:
         """Restore from ``save_path`` (``None``: initialize only), then create ``save_counter``.
 
         Returns a :class:`CheckpointLoadStatus`, :class:`NameBasedSaverStatus` or
         :class:`InitializationOnlyStatus`.  Eagerly, values are written before this returns;
         objects created later are restored when attached.  With ``lazy=True`` matching happens
-        now and values are written by ``status.run_restore_ops()``.
+        now and values are written by ``status.run_restore_ops()``.  ``key_map`` (a
+        :class:`ck.KeyMap`) renames or transposes what the checkpoint holds before matching,
+        for checkpoints written by other frameworks.
         """
-        status = self.read(save_path, lazy=lazy)
+        status = self.read(save_path, lazy=lazy, key_map=key_map)
         self.save_counter  # noqa: B018 (creating it restores it: TF's restore behaviour)
         if isinstance(status, NameBasedSaverStatus):
             status._exempt.append(self.save_counter)
         return status
 
-    def read(self, save_path: str | os.PathLike[str] | None, *, lazy: bool = False) -> Any:
+    def read(
+        self,
+        save_path: str | os.PathLike[str] | None,
+        *,
+        lazy: bool = False,
+        key_map: KeyMap | None = None,
+    ) -> Any:
         """Like :meth:`restore` but never creates ``save_counter``."""
         view = self._ck_view()
         if save_path is None:
             return InitializationOnlyStatus(view)
         store, key = resolve(save_path)
         source = open_checkpoint(store, key)
+        if key_map is not None:
+            source = key_map.apply(source)
         if source.document.kind == "name":
             logger.warning(
                 "Restoring a name-based checkpoint (%s): values are matched by Variable.name, "

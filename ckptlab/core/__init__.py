@@ -24,6 +24,7 @@ from ckptlab.core._keys import (
     unescape_local_name,
     value_key,
 )
+from ckptlab.core._nearmiss import NearMiss, near_misses
 from ckptlab.core._plan import (
     Assignment,
     Deferral,
@@ -65,6 +66,7 @@ __all__ = [
     "Inconsistency",
     "MatchReport",
     "MatchState",
+    "NearMiss",
     "NodePath",
     "ObjectGraph",
     "PackInfo",
@@ -86,6 +88,7 @@ __all__ = [
     "existing_objects_failure",
     "format_state",
     "nontrivial_failure",
+    "near_misses",
     "object_prefix",
     "parse_document",
     "parse_key",

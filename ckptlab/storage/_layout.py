@@ -19,7 +19,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ckptlab.core import ITEMSIZE
+from ckptlab.core import FOREIGN_ITEMSIZE, ITEMSIZE
 from ckptlab.errors import UnsupportedFormatError
 
 CHUNK_BYTES = 64 * 2**20
@@ -43,9 +43,15 @@ def dtype_name(dtype: np.dtype[Any], where: str) -> str:
 
 
 def numpy_dtype(name: str) -> np.dtype[Any]:
-    """The little-endian numpy dtype for a format dtype name."""
+    """The little-endian numpy dtype for a format dtype name.
+
+    Dtypes only foreign checkpoints hold (``FOREIGN_ITEMSIZE``) map to ml_dtypes, and
+    ``string`` to ``object`` (arrays of ``bytes``).
+    """
     if name == "bfloat16":
         return np.dtype(ml_dtypes.bfloat16)
+    if name not in ITEMSIZE and name in FOREIGN_ITEMSIZE:
+        return np.dtype(object) if name == "string" else np.dtype(getattr(ml_dtypes, name))
     return np.dtype(name).newbyteorder("<") if ITEMSIZE[name] > 1 else np.dtype(name)
 
 

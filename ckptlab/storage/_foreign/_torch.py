@@ -302,8 +302,9 @@ def _flatten(obj: Any, prefix: str, found: _Found) -> None:
     if isinstance(obj, TensorRef):
         found.tensors[prefix or "value"] = obj
     elif isinstance(obj, dict):
-        if isinstance(getattr(obj, "_metadata", None), dict):
-            found.metadata[prefix] = obj._metadata
+        metadata = getattr(obj, "_metadata", None)
+        if isinstance(metadata, dict):
+            found.metadata[prefix] = metadata
         for name, value in obj.items():
             _flatten(value, f"{prefix}/{name}" if prefix else str(name), found)
     elif isinstance(obj, list | tuple) and any(

@@ -170,6 +170,8 @@ def _stand_ins() -> dict[tuple[str, str], Any]:
 
 
 ALLOWED: dict[tuple[str, str], Any] = _stand_ins()
+_PYTHON2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+"""Protocol 0-2 pickles name Python 2 modules (the stdlib maps them the same way)."""
 """(module, name) -> the stand-in ckptlab uses for it; nothing else is ever looked up."""
 
 
@@ -185,7 +187,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the stand-in for an allow-listed global; refuse every other global."""
-        found = ALLOWED.get((module, name))
+        found = ALLOWED.get((_PYTHON2_MODULES.get(module, module), name))
         if found is None:
             raise UnsafePickleError(
                 f"{self.where} references the global {module}.{name}, which ckptlab does not load "

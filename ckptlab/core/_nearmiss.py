@@ -1,0 +1,99 @@
+"""Cross-framework near misses: stored and wanted names that differ only by convention (pure).
+
+``near_misses`` pairs names that are equal once each is split on ``/`` and ``.``, TensorFlow's
+``.ATTRIBUTES/VARIABLE_VALUE`` and ``:0`` suffixes are dropped, leading underscores and case are
+ignored, and framework synonyms are unified (``weight`` ~ ``kernel`` for matrices, ``weight`` ~
+``gamma`` ~ ``scale`` for vectors, ``beta`` ~ ``bias``, ``running_mean`` ~ ``moving_mean``,
+``running_var`` ~ ``moving_variance``).  Shapes must agree, or be the transpose of each other
+for a 2-D ``weight`` ~ ``kernel`` pair (PyTorch ``Linear`` is ``[out, in]``, Keras ``[in, out]``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ckptlab.core._graph import ValueSpec
+
+_SYNONYMS = {
+    "gamma": "scale",
+    "beta": "bias",
+    "runningmean": "mean",
+    "movingmean": "mean",
+    "runningvar": "variance",
+    "movingvariance": "variance",
+}
+_SPLIT = re.compile(r"[/.]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NearMiss:
+    """A stored name and a wanted name that probably mean the same value."""
+
+    stored: str
+    wanted: str
+    reason: str
+    """Why they pair, e.g. ``'weight' ~ 'kernel', transposed``."""
+    transpose: bool = False
+    """Whether the stored value must be transposed to fit."""
+
+
+def _canonical(name: str, rank: int) -> tuple[str, ...]:
+    name = name.split(":", 1)[0].replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
+    parts = []
+    for part in _SPLIT.split(name):
+        word = part.strip("_").replace("_", "").lower()
+        if word == "weight":
+            word = "kernel" if rank >= 2 else "scale"
+        if word:
+            parts.append(_SYNONYMS.get(word, word))
+    return tuple(parts)
+
+
+def _fit(stored: ValueSpec, wanted: ValueSpec) -> bool | None:
+    """``False``: fits as is; ``True``: fits transposed; ``None``: does not fit."""
+    if stored.dtype != wanted.dtype:
+        return None
+    if wanted.shape_accepts(stored.shape):
+        return False
+    if len(stored.shape) == 2 and wanted.shape_accepts(stored.shape[::-1]):
+        return True
+    return None
+
+
+def near_misses(stored: Mapping[str, ValueSpec], wanted: Mapping[str, ValueSpec]) -> list[NearMiss]:
+    """Pairs of stored and wanted names that differ only by framework conventions.
+
+    Names present on both sides are skipped; each name appears in at most one pair.
+
+    Examples
+    --------
+    >>> f32 = lambda *shape: ValueSpec(shape=shape, dtype="float32")
+    >>> stored = {"fc1.weight": f32(3, 4), "fc1.bias": f32(3)}
+    >>> wanted = {"fc1/kernel": f32(4, 3), "fc1/bias": f32(3)}
+    >>> [(m.stored, m.wanted, m.transpose) for m in near_misses(stored, wanted)]
+    [('fc1.bias', 'fc1/bias', False), ('fc1.weight', 'fc1/kernel', True)]
+    """
+    by_form: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for name, spec in wanted.items():
+        if name not in stored:
+            by_form[_canonical(name, len(spec.shape))].append(name)
+    pairs = []
+    used: set[str] = set()
+    for name in sorted(stored):
+        if name in wanted:
+            continue
+        spec = stored[name]
+        for candidate in by_form.get(_canonical(name, len(spec.shape)), []):
+            transpose = _fit(spec, wanted[candidate])
+            if candidate in used or transpose is None:
+                continue
+            used.add(candidate)
+            reason = f"{name!r} ~ {candidate!r}" + (", transposed" if transpose else "")
+            pairs.append(
+                NearMiss(stored=name, wanted=candidate, reason=reason, transpose=transpose)
+            )
+            break
+    return pairs

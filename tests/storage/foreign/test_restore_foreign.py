@@ -1,0 +1,183 @@
+"""Restoring foreign checkpoints into ckptlab objects: object graphs, names, key maps."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage._layout import numpy_dtype
+
+GRAPHS = ["tf2_module", "tf2_sharded", "tf2_keras_adam", "tf2_keras3", "tf2_keras3_model_only"]
+
+
+def build_program(fixture: dict[str, Any], rename: dict[str, str] | None = None) -> dict[str, Any]:
+    """ckptlab objects with the same graph as a TF2 fixture: Modules and zero Variables."""
+    nodes, tensors = fixture["object_graph"], fixture["tensors"]
+    objects: dict[int, Any] = {}
+
+    def make(node_id: int) -> Any:
+        if node_id in objects:
+            return objects[node_id]
+        node = nodes[node_id]
+        attributes = {a["name"]: a["checkpoint_key"] for a in node["attributes"]}
+        if "VARIABLE_VALUE" in attributes:
+            spec = tensors[attributes["VARIABLE_VALUE"]]
+            dtype = numpy_dtype(spec["dtype"])
+            obj = objects[node_id] = ck.Variable(np.zeros(spec["shape"], dtype), dtype=dtype)
+            return obj
+        obj = objects[node_id] = ck.Module()
+        for name, child in node["children"]:
+            setattr(obj, (rename or {}).get(name, name), make(child))
+        return obj
+
+    return {name: make(child) for name, child in nodes[0]["children"]}
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_tf2_checkpoint_restores_into_equivalent_objects(fixtures_dir, manifest, name):
+    fixture = manifest[name]
+    children = build_program(fixture)
+    checkpoint = ck.Checkpoint(**{k: v for k, v in children.items() if k != "save_counter"})
+    path = str(fixtures_dir / fixture["prefix"])
+    restore = checkpoint.restore if "save_counter" in children else checkpoint.read
+    status = restore(path)
+    status.assert_consumed()
+    reader = ck.load_checkpoint(path)
+    stored = {
+        key: hashlib.sha256(reader.get_tensor(key).tobytes()).hexdigest()
+        for key in reader.get_variable_to_shape_map()
+    }
+    assert set(stored.values()) <= {t.get("sha256") for t in fixture["tensors"].values()}
+    assert status.report().summary() == f"{len(stored)} matched"
+
+
+def test_tf2_module_values_land_in_the_shared_variable(fixtures_dir, manifest):
+    net = build_program(manifest["tf2_module"])["net"]
+    ck.Checkpoint(net=net).restore(str(fixtures_dir / "tf2_module" / "ckpt-1")).assert_consumed()
+    assert net.shared is net.encoder.shared is net.heads.cls.shared
+    np.testing.assert_array_equal(net.shared.numpy(), [1.0, 1.5, 2.0])
+    assert net.step.numpy() == 42
+    assert float(getattr(net.heads, "weird.key/x").numpy()) == 7.5
+
+
+def test_keras3_kernel_edges_restore_through_a_key_map(fixtures_dir, manifest):
+    fixture = manifest["tf2_keras3_model_only"]
+    program = build_program(fixture, rename={"_kernel": "kernel"})
+    path = str(fixtures_dir / fixture["prefix"])
+    checkpoint = ck.Checkpoint(**program)
+    with pytest.raises(AssertionError):
+        checkpoint.read(path).expect_partial().assert_consumed()
+    checkpoint = ck.Checkpoint(**build_program(fixture, rename={"_kernel": "kernel"}))
+    checkpoint.read(path, key_map=ck.KeyMap({"^_kernel$": "kernel"})).assert_consumed()
+
+
+def _torch_program() -> tuple[ck.Module, dict[str, ck.Variable]]:
+    shapes = {
+        "scale_bf16": ((3,), "bfloat16"),
+        "fc1.weight": ((3, 4), "float32"),
+        "fc1.bias": ((3,), "float32"),
+        "bn.weight": ((3,), "float32"),
+        "bn.bias": ((3,), "float32"),
+        "bn.running_mean": ((3,), "float32"),
+        "bn.running_var": ((3,), "float32"),
+        "bn.num_batches_tracked": ((), "int64"),
+        "fc2.weight": ((2, 3), "float32"),
+        "fc2.bias": ((2,), "float32"),
+    }
+    model = ck.Module()
+    variables = {}
+    for index, (name, (shape, dtype)) in enumerate(shapes.items()):
+        variable = ck.Variable(np.zeros(shape, numpy_dtype(dtype)), name=name)
+        setattr(model, f"v{index}", variable)
+        variables[name] = variable
+    return model, variables
+
+
+@pytest.mark.parametrize("file", ["state_dict.pt", "state_dict_legacy.pt", "model.safetensors"])
+def test_torch_and_safetensors_restore_by_name(fixtures_dir, manifest, file):
+    model, variables = _torch_program()
+    status = ck.Checkpoint(model=model).restore(str(fixtures_dir / "torch" / file))
+    assert isinstance(status, ck.NameBasedSaverStatus)
+    status.assert_consumed()
+    for name, variable in variables.items():
+        digest = hashlib.sha256(variable.numpy().tobytes()).hexdigest()
+        assert digest == manifest["torch_state_dict"]["tensors"][name]["sha256"]
+
+
+def test_tf1_saver_restores_by_name(fixtures_dir, manifest):
+    tensors = manifest["tf1_saver"]["tensors"]
+    model = ck.Module()
+    for index, (name, spec) in enumerate(sorted(tensors.items())):
+        dtype = numpy_dtype(spec["dtype"])
+        setattr(model, f"v{index}", ck.Variable(np.zeros(spec["shape"], dtype), name=name))
+    status = ck.Checkpoint(model=model).restore(str(fixtures_dir / "tf1_saver" / "model.ckpt-1"))
+    status.assert_consumed()
+
+
+def test_torch_linear_weights_restore_into_dense_kernels_transposed(fixtures_dir):
+    model = ck.Module()
+    model.fc1 = ck.layers.Dense(3, name="fc1")
+    model.fc2 = ck.layers.Dense(2, name="fc2")
+    model.fc2(model.fc1(np.zeros((1, 4))))
+    key_map = ck.KeyMap({r"\.weight$": "/kernel", r"\.bias$": "/bias"}, transpose=["kernel$"])
+    path = str(fixtures_dir / "torch" / "state_dict.pt")
+    reader = ck.load_checkpoint(path)
+    ck.Checkpoint(model=model).restore(path, key_map=key_map).expect_partial()
+    np.testing.assert_array_equal(model.fc1.kernel.numpy(), reader.get_tensor("fc1.weight").T)
+    np.testing.assert_array_equal(model.fc2.bias.numpy(), reader.get_tensor("fc2.bias"))
+
+
+def test_near_misses_suggest_the_torch_to_dense_mapping(fixtures_dir):
+    model = ck.Module()
+    model.fc1 = ck.layers.Dense(3, name="fc1", use_bias=True)
+    model.fc1(np.zeros((1, 4), np.float32))
+    source = ck.load_checkpoint(str(fixtures_dir / "torch" / "model.safetensors"))
+    stored = {
+        k: ck.core.ValueSpec(shape=tuple(s), dtype=source.get_variable_to_dtype_map()[k].name)
+        for k, s in source.get_variable_to_shape_map().items()
+    }
+    wanted = {
+        v.name: ck.core.ValueSpec(shape=v.shape, dtype=v.dtype.name)
+        for v in (model.fc1.kernel, model.fc1.bias)
+    }
+    misses = ck.near_misses(stored, wanted)
+    assert [(m.stored, m.wanted, m.transpose) for m in misses] == [
+        ("fc1.bias", "fc1/bias", False),
+        ("fc1.weight", "fc1/kernel", True),
+    ]
+    key_map = ck.KeyMap.from_near_misses(misses)
+    path = str(fixtures_dir / "torch" / "model.safetensors")
+    ck.Checkpoint(model=model).restore(path, key_map=key_map).expect_partial()
+    np.testing.assert_array_equal(model.fc1.kernel.numpy(), source.get_tensor("fc1.weight").T)
+
+
+def test_key_map_collisions_are_refused(fixtures_dir):
+    path = str(fixtures_dir / "torch" / "state_dict.pt")
+    with pytest.raises(ValueError, match="renames both"):
+        ck.Checkpoint(m=ck.Module()).restore(path, key_map=ck.KeyMap({r".*": "x"}))
+
+
+def test_tf2_module_restores_into_lists_and_dicts(fixtures_dir):
+    shared = ck.Variable(np.zeros(3, np.float32))
+
+    def block(shape: tuple[int, ...]) -> ck.Module:
+        module = ck.Module()
+        module.w = ck.Variable(np.zeros(shape, np.float32))
+        module.shared = shared
+        return module
+
+    net = ck.Module()
+    net.shared = shared
+    net.encoder = block((2, 3))
+    net.layers = [block((3, 3)), ck.Variable(np.zeros(4, np.float32))]
+    net.heads = {"cls": block((3, 2)), "weird.key/x": ck.Variable(np.float32(0))}
+    net.step = ck.Variable(0, dtype=np.int64)
+    checkpoint = ck.Checkpoint(net=net)
+    checkpoint.restore(str(fixtures_dir / "tf2_module" / "ckpt-1")).assert_consumed()
+    np.testing.assert_array_equal(net.layers[1].numpy(), [10.0, 11.0, 12.0, 13.0])
+    assert float(net.heads["weird.key/x"].numpy()) == 7.5
+    assert int(checkpoint.save_counter.numpy()) == 1

@@ -1,0 +1,95 @@
+"""``ck.convert``: foreign checkpoints written as ckptlab checkpoints, then restored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage import open_checkpoint, resolve
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    if not (FIXTURES / "manifest.json").exists():
+        pytest.skip(f"framework fixtures not found at {FIXTURES} (expected ../shared/fixtures)")
+    return json.loads((FIXTURES / "manifest.json").read_text())["fixtures"]
+
+
+def _digests(path: str) -> dict[str, str]:
+    reader = ck.load_checkpoint(path)
+    return {
+        key: hashlib.sha256(reader.get_tensor(key).tobytes()).hexdigest()
+        for key in reader.get_variable_to_shape_map()
+    }
+
+
+def test_torch_state_dict_converts_and_restores_by_name(manifest, tmp_path):
+    out = ck.convert(FIXTURES / "torch" / "state_dict.pt", tmp_path / "converted")
+    source = open_checkpoint(*resolve(out))
+    assert source.document.kind == "name"
+    assert source.document.writer["source_format"].startswith("PyTorch")
+    expected = manifest["torch_state_dict"]["tensors"]
+    assert _digests(out) == {k: v["sha256"] for k, v in expected.items()}
+    model = ck.Module()
+    variables = {}
+    for index, (name, spec) in enumerate(expected.items()):
+        dtype = ck.load_checkpoint(out).get_variable_to_dtype_map()[name]
+        variables[name] = ck.Variable(np.zeros(spec["shape"], dtype), name=name)
+        setattr(model, f"v{index}", variables[name])
+    status = ck.Checkpoint(model=model).restore(out)
+    assert isinstance(status, ck.NameBasedSaverStatus)
+    status.assert_consumed()
+    for name, variable in variables.items():
+        assert hashlib.sha256(variable.numpy().tobytes()).hexdigest() == expected[name]["sha256"]
+
+
+def test_tf2_checkpoint_keeps_its_object_graph(manifest, tmp_path):
+    src = str(FIXTURES / "tf2_keras_legacy_adam" / "ckpt")
+    out = ck.convert(src, tmp_path / "converted")
+    original, converted = ck.load_checkpoint(src), ck.load_checkpoint(out)
+    assert _digests(out) == _digests(src)
+    assert [dict(n.children) for n in converted.object_graph.nodes] == [
+        dict(n.children) for n in original.object_graph.nodes
+    ]
+    assert [n.slot_variables for n in converted.object_graph.nodes] == [
+        n.slot_variables for n in original.object_graph.nodes
+    ]
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "tf2_sharded/ckpt",
+        "tf1_saver/model.ckpt-1",
+        "torch/checkpoint.pt",
+        "torch/model.safetensors",
+    ],
+)
+def test_every_value_survives_conversion(tmp_path, manifest, src):
+    out = ck.convert(FIXTURES / src, tmp_path / "converted")
+    assert _digests(out) == _digests(str(FIXTURES / src))
+
+
+def test_unsupported_dtypes_are_named_or_skipped(tmp_path, manifest):
+    src = FIXTURES / "tf2_dtypes" / "ckpt"
+    with pytest.raises(ck.UnsupportedFormatError, match="skip_unsupported=True") as caught:
+        ck.convert(src, tmp_path / "refused")
+    assert "d/text/.ATTRIBUTES/VARIABLE_VALUE" in str(caught.value)
+    assert not (tmp_path / "refused").exists()
+    out = ck.convert(src, tmp_path / "converted", skip_unsupported=True)
+    kept = ck.load_checkpoint(out).get_variable_to_dtype_map()
+    assert "d/bf16/.ATTRIBUTES/VARIABLE_VALUE" in kept
+    assert not any(k.startswith(("d/text", "d/i4", "d/f8")) for k in kept)
+
+
+def test_convert_applies_a_key_map(tmp_path, manifest):
+    key_map = ck.KeyMap({r"\.weight$": "/kernel"}, transpose=["kernel$"])
+    out = ck.convert(FIXTURES / "torch" / "state_dict.pt", tmp_path / "mapped", key_map=key_map)
+    assert ck.load_checkpoint(out).get_variable_to_shape_map()["fc1/kernel"] == [4, 3]
