@@ -14,7 +14,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from ckptlab import _execute
-from ckptlab._async import SaveHandle, settle, start
+from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap
 from ckptlab._restore import NameBasedRestore, RestoreCoordinator
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
@@ -250,8 +250,7 @@ class Checkpoint(Module):
         """Walk the program now; return the write.  ``snapshot`` copies the values first."""
         program = self._ck_view().walk()
         values = save_values(program, overrides)
-        if snapshot:
-            values = [(key, np.array(array, order="C")) for key, array in values]
+        values = stage(self, values, copy=snapshot)
         store, key = resolve(path)
         return functools.partial(
             write_checkpoint,
