@@ -56,15 +56,12 @@ def _header(
     values = list(source.document.values.values())
     total = sum(v.nbytes for v in values)
     kind = "object-based" if source.document.kind == "object" else "name-based"
+    version = source.document.format_version
+    fmt = f"format {version}" if version else str(source.document.writer.get("format", "foreign"))
     out.line(out.style.bold(source.display_path))
     if resolved_from is not None:
         out.line(out.style.dim(f"  latest checkpoint of {resolved_from}"))
-    out.line(
-        out.style.dim(
-            f"  {kind}, format {source.document.format_version}, "
-            f"{len(values)} values, {human_bytes(total)}"
-        )
-    )
+    out.line(out.style.dim(f"  {kind}, {fmt}, {len(values)} values, {human_bytes(total)}"))
 
 
 def _json(source: StoredCheckpoint, tree: TreeNode, resolved_from: str | None) -> dict[str, Any]:
@@ -74,6 +71,7 @@ def _json(source: StoredCheckpoint, tree: TreeNode, resolved_from: str | None) -
         "resolved_from": resolved_from,
         "kind": source.document.kind,
         "format_version": source.document.format_version,
+        "source_format": source.document.writer.get("format"),
         "num_values": len(values),
         "total_bytes": sum(v.nbytes for v in values.values()),
         "values": [value_json(values[k]) for k in sorted(values)],
