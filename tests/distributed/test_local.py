@@ -14,7 +14,6 @@ import ckptlab as ck
 from ckptlab import distributed as ckd
 from ckptlab.distributed._coordinator import begin, finish
 from ckptlab.distributed._worker import write_part
-
 from ckptlab.storage import open_checkpoint, resolve
 
 from .conftest import pickle_by_value

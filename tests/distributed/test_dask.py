@@ -1,0 +1,91 @@
+"""Multi-worker saves on a real Dask LocalCluster (2 worker processes on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab import distributed as ckd
+
+from .conftest import pickle_by_value
+
+pickle_by_value(__name__)
+
+ROWS, COLS = 800, 512
+BOUNDS = ckd.row_partition(ROWS, 2, multiple=100)
+HANG = 6
+
+
+def full_table():
+    return np.arange(ROWS * COLS, dtype=np.float64).reshape(ROWS, COLS)
+
+
+def build(rank):
+    """What each Dask worker holds: the same graph, its own rows of ``table``."""
+    model = ck.Module()
+    model.kernels = [ck.Variable(np.full((256, 512), i, "float32")) for i in range(4)]
+    model.bias = ck.Variable(np.arange(3, dtype="float32"))
+    start, stop = BOUNDS[rank], BOUNDS[rank + 1]
+    model.table = ckd.ShardedVariable(
+        full_table()[start:stop], shape=(ROWS, COLS), partition=BOUNDS, rank=rank
+    )
+    return ck.Checkpoint(model=model)
+
+
+def raise_on_worker_1(rank):
+    if rank == 1:
+        raise RuntimeError("worker-side failure")
+    return build(rank)
+
+
+def hang_on_worker_1(rank):
+    if rank == 1:
+        time.sleep(HANG)  # a Dask task cannot be interrupted: keep it short, run this test last
+    return build(rank)
+
+
+def restored_program(path):
+    model = ck.Module()
+    model.kernels = [ck.Variable(np.zeros((256, 512), "float32")) for _ in range(4)]
+    model.bias = ck.Variable(np.zeros(3, "float32"))
+    model.table = ck.Variable(np.zeros((ROWS, COLS)))
+    ck.Checkpoint(model=model).restore(path).assert_existing_objects_matched()
+    return model
+
+
+def test_two_dask_workers_save_one_checkpoint(dask_client, tmp_path):
+    engine = ckd.DaskEngine(dask_client)
+    path = ckd.save(tmp_path / "ckpt", build, engine=engine)
+    model = restored_program(path)
+    np.testing.assert_array_equal(model.table.numpy(), full_table())
+    assert [float(k.numpy()[0, 0]) for k in model.kernels] == [0, 1, 2, 3]
+    stats = engine.last_stats
+    assert set(stats.workers) == {w for w in stats.workers} and len(set(stats.workers)) == 2
+    assert engine.sent_bytes + engine.received_bytes < 64 * 1024
+    assert ck.latest_checkpoint(tmp_path) == path
+
+
+def test_a_raising_dask_worker_is_named(dask_client, tmp_path):
+    first = ckd.save(tmp_path / "ckpt", build, engine=ckd.DaskEngine(dask_client))
+    with pytest.raises(ckd.WorkerError, match="worker-side failure") as caught:
+        ckd.save(tmp_path / "ckpt", raise_on_worker_1, engine=ckd.DaskEngine(dask_client))
+    assert "worker 1 (tcp://127.0.0.1:" in str(caught.value)
+    assert ck.latest_checkpoint(tmp_path) == first
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-1"]
+
+
+def test_dask_workers_save_to_an_object_store(dask_client, s3_url):
+    path = ckd.save(f"{s3_url}/dask/ckpt", build, engine=ckd.DaskEngine(dask_client))
+    np.testing.assert_array_equal(restored_program(path).table.numpy(), full_table())
+
+
+def test_a_silent_dask_worker_times_out(dask_client, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(ckd.WorkerError, match="worker 1 .* did not report within 2 s"):
+        ckd.write(tmp_path / "c", hang_on_worker_1, engine=ckd.DaskEngine(dask_client), timeout=2)
+    assert time.monotonic() - started < 15
+    assert os.listdir(tmp_path) == []
