@@ -381,3 +381,56 @@ def test_export_svg_with_graphviz(tmp_path):
     assert "<svg" in done.stdout
     assert "<img" not in done.stdout  # the hostile name is escaped text, not markup
     assert "&lt;img src=x onerror=alert(1)&gt;" in done.stdout
+
+
+# --- convert ---------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+needs_convert = pytest.mark.skipif(not hasattr(ck, "convert"), reason="ck.convert is not installed")
+needs_fixtures = pytest.mark.skipif(
+    not FIXTURES.is_dir(), reason=f"no framework fixtures at {FIXTURES}"
+)
+
+
+@needs_convert
+def test_convert_with_renames_and_transposes(tmp_path):
+    kernel = np.arange(6.0).reshape(2, 3)
+    source = ck.Saver(
+        {"fc1.weight": ck.Variable(kernel), "fc1.bias": ck.Variable(np.ones(2))}
+    ).save(str(tmp_path / "named"))
+    target = tmp_path / "converted"
+    done = cli(
+        "convert",
+        source,
+        target,
+        "--rename",
+        r"\.weight$=/kernel",
+        "--rename",
+        r"\.bias$=/bias",
+        "--transpose",
+        "kernel$",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["num_values"] == 2
+    reader = ck.load_checkpoint(target)
+    np.testing.assert_array_equal(reader.get_tensor("fc1/kernel"), kernel.T)
+    again = cli("convert", source, target)
+    assert again.returncode == 2
+    assert "--overwrite" in again.stderr
+    assert cli("convert", source, target, "--overwrite").returncode == 0
+    assert cli("convert", source, tmp_path / "x", "--rename", "no-equals-sign").returncode == 2
+
+
+@needs_convert
+@needs_fixtures
+def test_convert_a_torch_state_dict_and_read_tensorflow_directly(tmp_path):
+    target = tmp_path / "from_torch"
+    done = cli("convert", FIXTURES / "torch" / "state_dict.pt", target)
+    assert done.returncode == 0, done.stderr
+    assert "name-based, 10 values" in done.stdout
+    assert cli("verify", target).returncode == 0
+    listed = cli("ls", FIXTURES / "tf2_keras_adam" / "ckpt")
+    assert listed.returncode == 0, listed.stderr
+    assert "TensorFlow 2 object-based checkpoint" in listed.stdout
+    assert "-> (root).model.layer_with_weights-0 (shared object)" in listed.stdout
