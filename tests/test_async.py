@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
+from ckptlab import _async
 from ckptlab.core import parse_state
 from ckptlab.storage import LocalStore, is_committed
 
@@ -248,3 +250,7 @@ def test_staging_buffers_are_reused_then_freed_by_a_blocking_save(tmp_path):
     )
     ckpt.save(tmp_path / "c", options=FAST)
     assert ckpt._ck_staging is None
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(_async).failed == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import gc
 import logging
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
+from ckptlab import _manager
 from ckptlab.core import parse_state
 from ckptlab.storage import is_committed
 
@@ -489,3 +491,26 @@ def _check_directory(directory):
     w = ck.Variable(np.zeros((200, 500)))
     ck.Checkpoint(step=step, w=w).restore(ck.latest_checkpoint(directory)).assert_consumed()
     np.testing.assert_array_equal(w.numpy(), float(step.numpy()))
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(_manager).failed == 0
+
+
+def test_manager_on_an_object_store(tmp_path):
+    """fsspec URLs: retention deletes the commit object first; the lock is a create-only object."""
+    directory = f"memory://{tmp_path.name}/runs"
+    ckpt = new_checkpoint()
+    manager = ck.CheckpointManager(ckpt, directory, max_to_keep=2)
+    paths = [manager.save(options=FAST) for _ in range(3)]
+    assert paths[0] == f"{directory}/ckpt-1"
+    assert manager.checkpoints == paths[1:]
+    assert ck.latest_checkpoint(directory) == paths[-1]
+    store, key = ck.storage.resolve(directory)
+    assert not store.exists(f"{key}/ckpt-1/zarr.json")
+    with pytest.raises(ck.LockedError):
+        ck.CheckpointManager(new_checkpoint(), directory, 2).save(options=FAST)
+    manager.close()
+    again = ck.CheckpointManager(new_checkpoint(5.0), directory, max_to_keep=2)
+    assert again.restore_or_initialize() == paths[-1]
+    assert float(again.checkpoint.v.numpy()) == 0.0

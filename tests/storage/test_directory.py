@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import textwrap
 import pytest
 
 import ckptlab as ck
-from ckptlab.storage import LocalStore, resolve
+from ckptlab.storage import LocalStore, _directory, resolve
 from ckptlab.storage._directory import LOCK_FILENAME, DirectoryLock, remove_retracted
 
 HOLD_THE_LOCK = """
@@ -118,3 +119,7 @@ def test_remove_retracted_deletes_only_renamed_away_trees(tmp_path):
         (tmp_path / name / "zarr.json").write_text("{}")
     remove_retracted(LocalStore(), str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == [".ckpt-2.tmp-def", "checkpoint", "ckpt-3"]
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(_directory).failed == 0
