@@ -256,7 +256,8 @@ def test_verify_finds_every_corrupted_value(tmp_path):
     assert "DAMAGED small/.ATTRIBUTES/VARIABLE_VALUE" in done.stdout
     assert "ok/.ATTRIBUTES" not in done.stdout
     assert "FAILED" in done.stdout
-    assert "2 damaged" in done.stdout
+    assert "2 damaged values" in done.stdout
+    assert "PROBLEM values/0/c/0: checksum mismatch" in done.stdout  # the file, too
     data = json.loads(cli("verify", "--json", path).stdout)
     assert data["ok"] is False
     assert sorted(d["key"] for d in data["checkpoints"][0]["damaged"]) == [
@@ -281,6 +282,17 @@ def test_verify_truncated_chunk_and_all_checkpoints_of_a_directory(saved, tmp_pa
     assert done.returncode == 1
     results = {c["path"]: c["ok"] for c in json.loads(done.stdout)["checkpoints"]}
     assert results == {paths[0]: False, paths[1]: True}
+
+
+def test_verify_checks_what_plain_zarr_readers_need(tmp_path):
+    path = ck.Checkpoint(v=ck.Variable(np.arange(4.0))).write(tmp_path / "c")
+    (Path(path) / "packed" / "float64" / "zarr.json").unlink()
+    assert ck.load_checkpoint(path).get_tensor("v/.ATTRIBUTES/VARIABLE_VALUE")[3] == 3.0
+    done = cli("verify", "--json", path)
+    assert done.returncode == 1
+    result = json.loads(done.stdout)["checkpoints"][0]
+    assert result["damaged"] == []
+    assert any(p.startswith("packed/float64/zarr.json: missing") for p in result["problems"])
 
 
 def test_verify_a_damaged_document_exits_one(saved):

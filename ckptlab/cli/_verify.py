@@ -13,6 +13,7 @@ from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
 from ckptlab.cli._style import human_bytes
 from ckptlab.errors import CkptlabError
 from ckptlab.storage import STATE_FILENAME, StoredCheckpoint, read_state, resolve
+from ckptlab.storage import verify_checkpoint as storage_verify
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -45,32 +46,51 @@ class Verification:
     nbytes: int = 0
     seconds: float = 0.0
     damaged: list[tuple[str, str]] = field(default_factory=list)
-    """(key, message) of every value that failed."""
+    """(key, message) of every value that could not be read back intact."""
+    problems: list[str] = field(default_factory=list)
+    """Problems in the stored files (chunks, padding, array metadata), one line each."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing is wrong."""
+        return not self.damaged and not self.problems
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
         return {
             "path": self.path,
-            "ok": not self.damaged,
+            "ok": self.ok,
             "values_checked": self.checked,
             "bytes_checked": self.nbytes,
             "seconds": round(self.seconds, 6),
             "damaged": [{"key": k, "error": m} for k, m in self.damaged],
+            "problems": list(self.problems),
         }
 
 
 def verify_checkpoint(source: StoredCheckpoint) -> Verification:
-    """Read every value of ``source``; collect (do not raise) every damaged one."""
+    """Check every byte of ``source``; collect (do not raise) every problem.
+
+    A ckptlab checkpoint goes through the storage layer's full verification (every chunk whole,
+    padding included, and every array's ``zarr.json``); the values in any damaged array are
+    then read one by one to name the damaged keys.  A foreign checkpoint (TensorFlow, torch,
+    safetensors) is checked by reading every value through its reader's checksums.
+    """
     result = Verification(source.display_path)
     start = time.perf_counter()
-    for key, value in sorted(source.document.values.items()):
+    values = source.document.values
+    suspects = sorted(values)
+    if source.document.format_version > 0:
+        result.problems = storage_verify(source.store, source.path)
+        broken = {p.split(":", 1)[0] for p in result.problems}
+        suspects = [k for k in suspects if any(b.startswith(f"{values[k].array}/") for b in broken)]
+    for key in suspects:
         try:
             source.read(key)
         except CkptlabError as error:
             result.damaged.append((key, str(error)))
-        else:
-            result.checked += 1
-            result.nbytes += value.nbytes
+    result.checked = len(values)
+    result.nbytes = sum(v.nbytes for v in values.values())
     result.seconds = time.perf_counter() - start
     return result
 
@@ -95,19 +115,26 @@ def _join(directory: str, relative: str) -> str:
 def run(args: argparse.Namespace, out: Output) -> int:
     """Verify ``args.path`` (or every checkpoint of a directory with ``--all``)."""
     results = [verify_checkpoint(source) for source in _targets(args.path, args.all)]
-    failed = any(r.damaged for r in results)
+    failed = not all(r.ok for r in results)
     if out.json:
         out.emit_json({"ok": not failed, "checkpoints": [r.to_json() for r in results]})
         return EXIT_PROBLEMS if failed else EXIT_OK
-    style = out.style
     for result in results:
-        for key, message in result.damaged:
-            out.line(f"{style.red('DAMAGED')} {key}")
-            out.line(f"  {message}")
-        size = human_bytes(result.nbytes)
-        counts = f"{result.checked} values, {size} verified in {result.seconds:.2f} s"
-        if result.damaged:
-            out.line(style.red(f"FAILED {result.path}: {len(result.damaged)} damaged, {counts}"))
-        else:
-            out.line(f"{style.green('OK')} {result.path}: {counts}")
+        _print_result(result, out)
     return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def _print_result(result: Verification, out: Output) -> None:
+    style = out.style
+    for key, message in result.damaged:
+        out.line(f"{style.red('DAMAGED')} {key}")
+        out.line(f"  {message}")
+    for problem in result.problems:
+        out.line(f"{style.red('PROBLEM')} {problem}")
+    size = human_bytes(result.nbytes)
+    counts = f"{result.checked} values, {size} checked in {result.seconds:.2f} s"
+    if result.ok:
+        out.line(f"{style.green('OK')} {result.path}: {counts}")
+        return
+    found = f"{len(result.damaged)} damaged values, {len(result.problems)} problems in files"
+    out.line(style.red(f"FAILED {result.path}: {found}; {counts}"))
