@@ -19,7 +19,7 @@ from ckptlab.core import CheckpointState
 from ckptlab.distributed._coordinator import SaveStats, WorkerError, begin, timed_finish
 from ckptlab.distributed._engines import Engine, LocalEngine
 from ckptlab.distributed._plan import SavePlan
-from ckptlab.distributed._worker import PartManifest, SaveJob, plan_for, write_part
+from ckptlab.distributed._worker import PartManifest, SaveJob, WorkerFailure, plan_for, write_part
 from ckptlab.storage import WriteOptions, read_state, relative_to, resolve, write_state
 from ckptlab.storage._parts import read_rows
 
@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = 600.0
 class _Verdict:
     path: str | None
     error: str | None = None
+    failures: tuple[WorkerFailure, ...] = ()
 
 
 def write(
@@ -160,12 +161,13 @@ def _run(
             _, seconds = timed_finish(job, outcomes, writer)
             chosen.last_stats = _stats(job, chosen, outcomes, seconds)
         except BaseException as error:
-            local_error, verdict = error, _Verdict(None, str(error))
+            failures = error.failures if isinstance(error, WorkerError) else ()
+            local_error, verdict = error, _Verdict(None, str(error), failures)
     verdict = chosen.broadcast(verdict)
     if local_error is not None:
         raise local_error
     if verdict.error is not None:
-        raise WorkerError(verdict.error)
+        raise WorkerError(verdict.error, verdict.failures)
     return path
 
 
