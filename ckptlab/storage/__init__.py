@@ -22,6 +22,10 @@ from ckptlab.storage._state import (
 )
 from ckptlab.storage._verify import verify_checkpoint
 from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
+from ckptlab.storage._zarr_hook import install as _install_zarr_dtypes
+from ckptlab.storage._zarr_hook import register_zarr_dtypes
+
+_install_zarr_dtypes()
 
 __all__ = [
     "CHUNK_BYTES",
@@ -42,6 +46,7 @@ __all__ = [
     "publish",
     "read_document",
     "read_state",
+    "register_zarr_dtypes",
     "relative_to",
     "resolve",
     "retract",
