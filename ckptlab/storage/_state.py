@@ -61,7 +61,14 @@ def latest_checkpoint(
     if state is None:
         return None
     path = _join(directory, state.latest)
-    if not is_committed(store, path):
+    if not is_committed(store, path) and not _is_foreign(store, path):
         logger.error("Couldn't match files for checkpoint %s", store.display(path))
         return None
     return store.display(path) if "://" in os.fspath(checkpoint_dir) else path
+
+
+def _is_foreign(store: ByteStore, path: str) -> bool:
+    """A TensorFlow prefix or a single-file checkpoint (TF writes the same state file)."""
+    from ckptlab.storage._foreign import is_foreign_checkpoint
+
+    return is_foreign_checkpoint(store, path)

@@ -139,3 +139,39 @@ def test_every_path_spelling_opens_the_same_bundle(fixtures_dir, suffix):
 def test_safetensors_metadata(fixtures_dir, manifest):
     source = open_checkpoint(*resolve(str(fixtures_dir / "torch" / "model.safetensors")))
     assert source.metadata == manifest["torch_model_safetensors"]["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("directory", "expected"),
+    [
+        ("tf2_module", "ckpt-1"),
+        ("tf1_saver", "model.ckpt-1"),
+        ("tf1_saver_v1", "model.ckpt-7"),
+        ("tf1_many_keys", "model.ckpt"),
+    ],
+)
+def test_tensorflow_state_files_name_the_latest_checkpoint(fixtures_dir, directory, expected):
+    assert ck.latest_checkpoint(fixtures_dir / directory) == str(
+        fixtures_dir / directory / expected
+    )
+    assert ck.list_variables(fixtures_dir / directory) == ck.list_variables(
+        fixtures_dir / directory / expected
+    )
+
+
+def test_the_explorer_shows_legacy_adam_slot_variables(fixtures_dir):
+    explore = pytest.importorskip("ckptlab._explore")
+    source = open_checkpoint(*resolve(str(fixtures_dir / "tf2_keras_legacy_adam" / "ckpt")))
+    view = explore.CheckpointSource(source).view()
+    slots = [edge for edge in view.edges if edge[2] == "slot"]
+    assert len(slots) == 8
+    keys = {view.nodes[s].value.key for s, _, _ in slots}
+    assert all("/.OPTIMIZER_SLOT/optimizer/" in key for key in keys)
+
+
+def test_the_explorer_splits_flat_names_into_a_tree(fixtures_dir):
+    explore = pytest.importorskip("ckptlab._explore")
+    source = open_checkpoint(*resolve(str(fixtures_dir / "torch" / "checkpoint.pt")))
+    view = explore.CheckpointSource(source).view()
+    names = {node.name for node in view.nodes}
+    assert {"model", "fc1", "weight", "optimizer", "state", "exp_avg"} <= names
