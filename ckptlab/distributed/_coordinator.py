@@ -36,7 +36,7 @@ class SaveStats:
     world_size: int
     bytes_per_worker: tuple[int, ...]
     write_seconds: float
-    """From the first worker starting to the last one finishing its part."""
+    """From the first worker starting to write (state built) to the last one finishing."""
     commit_seconds: float
     """Merging the manifests, writing the document and publishing."""
     sent_bytes: int

@@ -267,7 +267,7 @@ def _own_placement(
             Region(rank=r, start=bounds[r], stop=bounds[r + 1])
             for r in range(len(bounds) - 1)
             if bounds[r + 1] > bounds[r]
-        )
+        ) or (Region(rank=0, start=0, stop=0),)  # no rows at all: worker 0 writes the metadata
     return Placement(
         key=entry.key, shape=shape, dtype=entry.dtype, array=array, chunks=chunks, regions=regions
     )

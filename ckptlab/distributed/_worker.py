@@ -64,6 +64,7 @@ class PartManifest:
     """The object graph as document JSON (worker 0 only)."""
     nbytes: int
     started: float
+    """When the worker started writing (its state built and planned), ``time.time()``."""
     finished: float
     worker: str
     """``host:pid`` of the process that wrote the part."""
@@ -144,11 +145,11 @@ def write_part(job: SaveJob, state: Any, rank: int) -> PartManifest:
     ``state`` is a trackable root, or a function ``state(rank)`` returning one.  Writing the
     same part twice writes the same bytes under the same names.
     """
-    started = time.time()
     root = state if is_trackable(state) or not callable(state) else state(rank)
     program, entries, objects = collect(root, job.counter)
     options = {} if job.pack_threshold is None else {"pack_threshold": job.pack_threshold}
     plan = plan_save(entries, job.world_size, job.assign, **options)
+    started = time.time()
     store, _ = resolve(job.path, job.storage_options)
     chunks: dict[str, dict[int, int]] = {}
     members: dict[str, list[tuple[str, np.ndarray[Any, Any]]]] = defaultdict(list)

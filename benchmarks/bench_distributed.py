@@ -1,0 +1,120 @@
+"""Multi-worker saves: 2 local workers against 1, and the share of merge + commit.
+
+Workload ``large``: 100 float32 values of 10 MiB (1 GiB).  Every worker builds the same
+program (as an SPMD job would) and writes only the values the plan gives it.
+
+Times reported per configuration (median of ``--repeat`` runs):
+
+* ``save``: first worker starting its part -> checkpoint committed (process start-up and
+  building the state excluded; for the single-process baseline: ``Checkpoint.write``);
+* ``wall``: the whole ``ckptlab.distributed.write`` call (spawning workers, building the
+  state in each, writing, committing);
+* ``commit``: merging the manifests, writing the document, publishing.
+
+Run: ``.venv/bin/python benchmarks/bench_distributed.py [--repeat 3] [--no-durable]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+import ckptlab as ck
+from ckptlab import distributed as ckd
+
+VALUES, SHAPE = 100, (2560, 1024)  # 10 MiB of float32 each
+
+
+def large(rank=0):
+    model = ck.Module()
+    base = np.arange(SHAPE[0] * SHAPE[1], dtype=np.float32).reshape(SHAPE)
+    model.values = [ck.Variable(base + i) for i in range(VALUES)]
+    return ck.Checkpoint(model=model)
+
+
+def single_process(directory, options):
+    state = large()
+    start = time.perf_counter()
+    state.write(os.path.join(directory, "single"), options=options)
+    seconds = time.perf_counter() - start
+    return {"save": seconds, "wall": seconds, "commit": float("nan"), "moved": 0}
+
+
+def engine_run(directory, workers, options):
+    engine = ckd.LocalEngine(workers)
+    start = time.perf_counter()
+    ckd.write(os.path.join(directory, f"workers-{workers}"), large, engine=engine, options=options)
+    wall = time.perf_counter() - start
+    stats = engine.last_stats
+    return {
+        "save": stats.write_seconds + stats.commit_seconds,
+        "wall": wall,
+        "commit": stats.commit_seconds,
+        "moved": stats.sent_bytes + stats.received_bytes,
+    }
+
+
+def median_of(runs):
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--no-durable", action="store_true", help="skip fsync (WriteOptions(durable=False))"
+    )
+    args = parser.parse_args()
+    options = ck.WriteOptions(durable=not args.no_durable, progress=False)
+    configs = {
+        "1 process (Checkpoint.write)": lambda d: single_process(d, options),
+        "1 worker (LocalEngine(1))": lambda d: engine_run(d, 1, options),
+        "2 workers (LocalEngine(2))": lambda d: engine_run(d, 2, options),
+    }
+    results = {}
+    for name, run in configs.items():
+        runs = []
+        for _ in range(args.repeat):
+            directory = tempfile.mkdtemp(prefix="bench-distributed-")
+            try:
+                runs.append(run(directory))
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+        results[name] = median_of(runs)
+    report(results, options, args.repeat)
+
+
+def report(results, options, repeat):
+    gib = VALUES * SHAPE[0] * SHAPE[1] * 4 / 2**30
+    print(
+        f"workload large: {VALUES} float32 values of 10 MiB ({gib:.2f} GiB), durable={options.durable}, "
+        f"{os.cpu_count()} cores, median of {repeat}"
+    )
+    print(
+        f"{'configuration':34} {'save s':>8} {'GiB/s':>7} {'wall s':>8} {'commit s':>9} {'moved B':>9}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:34} {r['save']:8.3f} {gib / r['save']:7.2f} {r['wall']:8.3f} {r['commit']:9.4f} {r['moved']:9.0f}"
+        )
+    two = results["2 workers (LocalEngine(2))"]
+    one = results["1 worker (LocalEngine(1))"]
+    single = results["1 process (Checkpoint.write)"]
+    print(
+        f"speed-up, 2 workers vs 1 worker (save):            {one['save'] / two['save']:.2f}x (target 1.5x)"
+    )
+    print(f"speed-up, 2 workers vs 1 process writing all:      {single['save'] / two['save']:.2f}x")
+    print(f"speed-up, 2 workers vs 1 worker (wall, with spawn): {one['wall'] / two['wall']:.2f}x")
+    print(
+        f"merge + commit share of the 2-worker save:         {100 * two['commit'] / two['save']:.2f}% (target < 5%)"
+    )
+
+
+if __name__ == "__main__":
+    main()
