@@ -82,10 +82,16 @@ def prepare_workspace(workspace: Path, *, reset: bool = False) -> str:
 # --- JupyterLab -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(preferred: int = 0) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else a free port the system picks."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
 
 
 def lab_command(workspace: Path, port: int, token: str, *, browser: bool) -> list[str]:
@@ -150,8 +156,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 # --- modes ------------------------------------------------------------------------------------
 
 
-def interactive(workspace: Path, port: int, reset: bool) -> int:
+def interactive(workspace: Path, port: int | None, reset: bool) -> int:
     prepare_workspace(workspace, reset=reset)
+    port = port or free_port(8888)
     token = secrets.token_hex(16)
     browser = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     env = lab_environment(workspace)
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="print a match report, no JupyterLab",
     )
-    parser.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    parser.add_argument("--port", type=int, help="JupyterLab port (default: 8888 if free)")
     parser.add_argument(
         "--workspace", type=Path, default=WORKSPACE, help="default: demo_workspace/"
     )

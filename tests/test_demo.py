@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -59,3 +61,43 @@ def test_workspace_is_created_once_and_kept(tmp_path):
     assert first.endswith("ckpt-3")
     assert demo.prepare_workspace(tmp_path / "ws") == first  # not re-created on the next run
     assert [k for k, _ in ck.list_variables(first) if "classifier/kernel/.ATTRIBUTES" in k]
+
+
+@pytest.mark.slow
+def test_interactive_mode_prints_the_url_and_stops_on_ctrl_c(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(DEMO), "--workspace", str(tmp_path / "ws")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        url = None
+        for line in process.stdout:
+            found = re.search(
+                r"ckptlab demo: open (http://127\.0\.0\.1:\d+/lab/tree/tour\.ipynb\?token=\w+)",
+                line,
+            )
+            if found:
+                url = found.group(1)
+                break
+        assert url, "the demo printed no URL"
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            assert reply.status == 200
+        lab = [
+            c
+            for c in psutil.Process(process.pid).children()
+            if "jupyterlab" in " ".join(c.cmdline())
+        ]
+        assert len(lab) == 1
+        assert "--ip=127.0.0.1" in lab[0].cmdline()
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert process.wait(timeout=60) == 0
+        assert not lab[0].is_running() or lab[0].status() == psutil.STATUS_ZOMBIE
+        assert ck.latest_checkpoint(tmp_path / "ws" / "checkpoints").endswith("ckpt-3")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
