@@ -41,6 +41,32 @@ def field(number: int, value: int | bytes) -> bytes:
     return varint(number << 3 | 2) + varint(len(value)) + value
 
 
+def encode_slice_key(name: str, extents: Sequence[tuple[int, int]]) -> bytes:
+    """TensorFlow's ``EncodeTensorNameSlice`` (OrderedCode), the inverse of ``decode_slice_key``.
+
+    Examples
+    --------
+    >>> encode_slice_key("embedding", [(3, 3), (0, 4)]).hex(" ")
+    '00 65 6d 62 65 64 64 69 6e 67 00 01 01 02 83 83 80 84'
+    """
+    escaped = name.encode().replace(b"\xff", b"\xff\x00").replace(b"\x00", b"\x00\xff")
+    numbers = b"".join(_signed_increasing(v) for extent in extents for v in extent)
+    return b"\x00" + escaped + b"\x00\x01" + _num_increasing(len(extents)) + numbers
+
+
+def _num_increasing(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return bytes([len(raw)]) + raw
+
+
+def _signed_increasing(value: int) -> bytes:
+    magnitude = value if value >= 0 else ~value
+    length = max(1, -(-(magnitude.bit_length() + 1) // 7))
+    width = 8 * length
+    header = ((1 << length) - 1) << (width - length)
+    return ((value & ((1 << width) - 1)) ^ header).to_bytes(length, "big")
+
+
 def encode_entry(
     dtype: int, shape: Sequence[int], offset: int, size: int, crc: int, shard: int = 0
 ) -> bytes:

@@ -1,6 +1,6 @@
 r"""TensorFlow's encoded slice keys (``EncodeTensorNameSlice``, built on OrderedCode) (internal).
 
-``\\x00`` · escaped name · ``\\x00\\x01`` · rank · (start, length) per dimension, numbers in
+``\x00`` · escaped name · ``\x00\x01`` · rank · (start, length) per dimension, numbers in
 OrderedCode's increasing encodings (FORMATS.md section 5.3).
 """
 
@@ -15,7 +15,7 @@ def decode_slice_key(key: bytes) -> tuple[str, tuple[Extent, ...]]:
 
     Examples
     --------
-    >>> decode_slice_key(b"\\x00embedding\\x00\\x01\\x01\\x02\\x83\\x83\\x80\\x84")
+    >>> decode_slice_key(b"\x00embedding\x00\x01\x01\x02\x83\x83\x80\x84")
     ('embedding', ((3, 3), (0, 4)))
     """
     zero, pos = _num_increasing(key, 0)

@@ -15,7 +15,7 @@ def decompress(data: bytes) -> bytes:
 
     Examples
     --------
-    >>> decompress(b"\\x06\\x08abc\\x0a\\x03\\x00")  # literal "abc", then copy 3 bytes from 3 back
+    >>> decompress(b"\x06\x08abc\x0a\x03\x00")  # literal "abc", then copy 3 bytes from 3 back
     b'abcabc'
     """
     length, pos = read_varint(data, 0)

@@ -19,7 +19,7 @@ def read_string_tensor(raw: bytes, count: int) -> tuple[np.ndarray[Any, Any], in
 
     Examples
     --------
-    >>> array, _ = read_string_tensor(b"\\x01\\x02" + bytes(4) + b"abc", 2)
+    >>> array, _ = read_string_tensor(b"\x01\x02" + bytes(4) + b"abc", 2)
     >>> array.tolist()
     [b'a', b'bc']
     """
@@ -31,7 +31,7 @@ def read_string_tensor(raw: bytes, count: int) -> tuple[np.ndarray[Any, Any], in
     crc = 0
     for length in lengths:
         crc = crc32c.crc32c(length.to_bytes(8 if length > 0xFFFFFFFF else 4, "little"), crc)
-    if count:
+    if count or pos < len(raw):  # TensorFlow writes the length checksum even for 0 strings
         if pos + 4 > len(raw):
             raise WireError("the length checksum is missing")
         crc = crc32c.crc32c(raw[pos : pos + 4], crc)

@@ -24,7 +24,7 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
 
     Examples
     --------
-    >>> read_varint(b"\\xac\\x02", 0)
+    >>> read_varint(b"\xac\x02", 0)
     (300, 2)
     """
     result = 0
