@@ -271,6 +271,7 @@ class Checkpoint(Module):
         *,
         lazy: bool = False,
         key_map: KeyMap | None = None,
+        skip_slot_variables: bool = False,
     ) -> Any:
         """Restore from ``save_path`` (``None``: initialize only), then create ``save_counter``.
 
@@ -279,9 +280,13 @@ class Checkpoint(Module):
         objects created later are restored when attached.  With ``lazy=True`` matching happens
         now and values are written by ``status.run_restore_ops()``.  ``key_map`` (a
         :class:`ck.KeyMap`) renames or transposes what the checkpoint holds before matching,
-        for checkpoints written by other frameworks.
+        for checkpoints written by other frameworks.  ``skip_slot_variables=True`` leaves
+        optimizer slot variables out of restoration and of every check (TF's
+        ``CheckpointOptions(experimental_skip_slot_variables=True)``).
         """
-        status = self.read(save_path, lazy=lazy, key_map=key_map)
+        status = self.read(
+            save_path, lazy=lazy, key_map=key_map, skip_slot_variables=skip_slot_variables
+        )
         self.save_counter  # noqa: B018 (creating it restores it: TF's restore behaviour)
         if isinstance(status, NameBasedSaverStatus):
             status._exempt.append(self.save_counter)
@@ -293,6 +298,7 @@ class Checkpoint(Module):
         *,
         lazy: bool = False,
         key_map: KeyMap | None = None,
+        skip_slot_variables: bool = False,
     ) -> Any:
         """Like :meth:`restore` but never creates ``save_counter``."""
         view = self._ck_view()
@@ -311,7 +317,7 @@ class Checkpoint(Module):
             restore = NameBasedRestore(source, view, lazy=lazy)
             restore.restore_subtree(view.root)
             return NameBasedSaverStatus(restore, [])
-        coordinator = RestoreCoordinator(source, view, lazy=lazy)
+        coordinator = RestoreCoordinator(source, view, lazy=lazy, skip_slots=skip_slot_variables)
         coordinator.restore([(0, view.root)])
         return CheckpointLoadStatus(coordinator)
 

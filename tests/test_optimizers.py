@@ -85,3 +85,22 @@ def test_get_slot_errors_and_names():
     assert ck.optimizers.SGD().get_slot_names() == []
     with pytest.raises(KeyError, match="No slot 'm'"):
         optimizer.get_slot(ck.Variable(1.0), "m")
+
+
+def test_skip_slot_variables(ckpt_dir, trained_model):
+    """K71: skip_slot_variables excludes slots from restoration and from every check."""
+    model, optimizer = trained_model()
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
+    fresh_model, fresh_opt = trained_model(seed=3)
+    slot = fresh_opt.get_slot(fresh_model.layers[0].kernel, "m").numpy()
+    status = ck.Checkpoint(model=fresh_model, optimizer=fresh_opt).read(
+        path, skip_slot_variables=True
+    )
+    status.assert_consumed()
+    np.testing.assert_array_equal(
+        fresh_opt.get_slot(fresh_model.layers[0].kernel, "m").numpy(), slot
+    )
+    np.testing.assert_array_equal(
+        fresh_model.layers[0].kernel.numpy(), model.layers[0].kernel.numpy()
+    )
+    assert not any("OPTIMIZER_SLOT" in e.path for e in status.report().entries)
