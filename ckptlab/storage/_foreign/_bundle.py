@@ -31,6 +31,7 @@ from ckptlab.storage._foreign._strings import read_string_tensor
 from ckptlab.storage._foreign._table import Table, mask
 from ckptlab.storage._foreign._tfproto import (
     DTYPES,
+    UNSUPPORTED_DTYPES,
     Entry,
     Extent,
     Header,
@@ -72,7 +73,17 @@ class TensorBundle(ForeignCheckpoint):
         self.format_name = "TensorFlow checkpoint"
         self._check_header(where)
         self._shard_sizes = [self._shard_size(k) for k in range(header.num_shards)]
-        values = {k: self._describe(k, e) for k, e in entries.items() if k != GRAPH_KEY}
+        self.opaque = {
+            k: UNSUPPORTED_DTYPES[e.dtype]
+            for k, e in entries.items()
+            if e.dtype in UNSUPPORTED_DTYPES
+        }
+        """Keys of values ckptlab cannot represent (``variant``, ``resource``): not listed."""
+        values = {
+            k: self._describe(k, e)
+            for k, e in entries.items()
+            if k != GRAPH_KEY and k not in self.opaque
+        }
         graph = self._object_graph(values) if GRAPH_KEY in entries else None
         self.format_name = (
             "TensorFlow 2 object-based checkpoint" if graph else "TensorFlow 1 Saver checkpoint"
@@ -82,7 +93,11 @@ class TensorBundle(ForeignCheckpoint):
             kind="object" if graph is not None else "name",
             graph=graph,
             values=values,
-            writer={"format": self.format_name, "num_shards": header.num_shards},
+            writer={
+                "format": self.format_name,
+                "num_shards": header.num_shards,
+                "opaque": self.opaque,
+            },
         )
         super().__init__(store, prefix, document)
 
@@ -194,7 +209,7 @@ class TensorBundle(ForeignCheckpoint):
             nodes = parse_object_graph(raw)
         except WireError as error:
             raise CorruptCheckpointError(f"{where} does not parse ({error}).") from None
-        return build_object_graph(nodes, values, where)
+        return build_object_graph(nodes, values, where, skip=set(self.opaque))
 
     def raw_object_graph(self) -> bytes:
         """Return the serialized ``TrackableObjectGraph`` (verified) as TensorFlow stored it."""
@@ -298,8 +313,13 @@ def _show(region: Region) -> str:
     return ":".join(f"{s},{n}" for s, n in region)
 
 
-def build_object_graph(nodes: list[Any], values: dict[str, StoredValue], where: str) -> ObjectGraph:
-    """Build an :class:`ObjectGraph` from decoded ``TrackableObject`` nodes, ids checked."""
+def build_object_graph(
+    nodes: list[Any], values: dict[str, StoredValue], where: str, skip: set[str]
+) -> ObjectGraph:
+    """Build an :class:`ObjectGraph` from decoded ``TrackableObject`` nodes, ids checked.
+
+    Attributes whose keys are in ``skip`` (values ckptlab cannot represent) are left out.
+    """
     count = len(nodes)
     if not count:
         raise CorruptCheckpointError(f"{where} has no nodes.")
@@ -310,7 +330,8 @@ def build_object_graph(nodes: list[Any], values: dict[str, StoredValue], where: 
             raise CorruptCheckpointError(
                 f"{where}: node {node_id} references a node outside 0..{count - 1}."
             )
-        missing = [a[2] for a in node.attributes if a[2] not in values]
+        kept = [a for a in node.attributes if a[2] not in skip]
+        missing = [a[2] for a in kept if a[2] not in values]
         if missing:
             raise CorruptCheckpointError(
                 f"{where}: node {node_id} names keys not in the index: {missing}."
@@ -321,9 +342,7 @@ def build_object_graph(nodes: list[Any], values: dict[str, StoredValue], where: 
         built.append(
             GraphNode(
                 children=children,
-                attributes=tuple(
-                    Attribute(name=n, key=k, full_name=f) for n, f, k in node.attributes
-                ),
+                attributes=tuple(Attribute(name=n, key=k, full_name=f) for n, f, k in kept),
                 slot_variables=tuple(
                     SlotRef(original=o, slot=s, node=n) for o, s, n in node.slot_variables
                 ),

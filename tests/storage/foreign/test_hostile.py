@@ -10,6 +10,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+import crc32c
 import numpy as np
 import pytest
 
@@ -259,3 +260,15 @@ def test_torch_views_past_their_storage_are_refused(tmp_path, fixtures_dir):
             archive.writestr(info, data)
     with pytest.raises(ck.CorruptCheckpointError, match="past its storage"):
         ck.list_variables(target)
+
+
+def test_variant_values_are_left_out_and_named(tmp_path):
+    prefix = str(tmp_path / "ckpt")
+    header = field(1, 1) + field(3, field(1, 1))
+    variant = encode_entry(21, [], 0, 4, mask(0))
+    floats = encode_entry(1, [1], 4, 4, mask(crc32c.crc32c(bytes(4))))
+    write_table(f"{prefix}.index", [(b"", header), (b"iterator", variant), (b"w", floats)])
+    Path(f"{prefix}.data-00000-of-00001").write_bytes(bytes(8))
+    assert ck.list_variables(prefix) == [("w", [1])]
+    source = ck.storage.open_checkpoint(*ck.storage.resolve(prefix))
+    assert source.opaque == {"iterator": "variant"}
