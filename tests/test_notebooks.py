@@ -38,6 +38,7 @@ def missing_requirements(notebook):
 
 
 def execute(notebook, workdir):
+    """Run every cell in a fresh kernel whose working and temporary directory is ``workdir``."""
     client = NotebookClient(
         notebook,
         timeout=SECONDS_PER_NOTEBOOK,
@@ -68,7 +69,8 @@ def test_notebook_is_stored_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
-def test_notebook_executes(path, tmp_path):
+def test_notebook_executes(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel's tempfile.mkdtemp() lands here
     notebook = nbformat.read(path, as_version=4)
     missing = missing_requirements(notebook)
     if missing:
@@ -93,7 +95,8 @@ INTERACTIVE = [
 
 
 @pytest.mark.parametrize("path", INTERACTIVE, ids=lambda p: p.stem)
-def test_notebook_executes_by_code_without_the_interactive_cells(path, tmp_path):
+def test_notebook_executes_by_code_without_the_interactive_cells(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     notebook = nbformat.read(path, as_version=4)
     notebook.cells = [c for c in notebook.cells if "interactive" not in c.metadata.get("tags", [])]
     assert notebook.cells
