@@ -12,8 +12,8 @@ from ckptlab import layers, optimizers
 from ckptlab._async import SaveHandle
 from ckptlab._checkpoint import Checkpoint
 from ckptlab._convert import convert
-from ckptlab._manager import CheckpointManager
 from ckptlab._keymap import KeyMap
+from ckptlab._manager import CheckpointManager
 from ckptlab._reader import CheckpointReader, list_variables, load_checkpoint
 from ckptlab._saver import Saver
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
