@@ -446,3 +446,19 @@ def test_convert_a_torch_state_dict_and_read_tensorflow_directly(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "TensorFlow 2 object-based checkpoint" in listed.stdout
     assert "-> (root).model.layer_with_weights-0 (shared object)" in listed.stdout
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    many = ck.Module()
+    many.values = [ck.Variable(np.full(2, i, "float32")) for i in range(3000)]
+    path = ck.Checkpoint(m=many).write(tmp_path / "many")
+    process = subprocess.Popen(
+        [*COMMAND, "ls", "--keys", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    first = process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    _, errors = process.communicate(timeout=60)
+    assert first.strip() == path.encode()
+    assert process.returncode == 0
+    assert b"Traceback" not in errors
+    assert b"BrokenPipeError" not in errors

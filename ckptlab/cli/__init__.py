@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import IO
@@ -103,8 +104,9 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         return _fail(str(error), EXIT_USAGE)
     except CkptlabError as error:
         return _fail(str(error), EXIT_PROBLEMS)
-    except BrokenPipeError:  # e.g. `ckptlab ls big | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # e.g. `ckptlab ls big | head`: the reader left, stop quietly
+        if stream is sys.stdout:  # no second EPIPE when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
 
