@@ -12,6 +12,7 @@ from ckptlab import layers, optimizers
 from ckptlab._async import SaveHandle
 from ckptlab._checkpoint import Checkpoint
 from ckptlab._convert import convert
+from ckptlab._explore import diff, explore
 from ckptlab._keymap import KeyMap
 from ckptlab._manager import CheckpointManager
 from ckptlab._reader import CheckpointReader, list_variables, load_checkpoint
@@ -74,6 +75,8 @@ __all__ = [
     "WriteOptions",
     "__version__",
     "convert",
+    "diff",
+    "explore",
     "latest_checkpoint",
     "layers",
     "list_variables",

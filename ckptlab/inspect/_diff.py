@@ -1,0 +1,144 @@
+"""Differences between two checkpoints, as data, and their graph view (internal, pure).
+
+Reading and comparing the values is the facade's job (``ck.diff``); this module holds the
+result and places it in a view: ``added`` (only in b), ``removed`` (only in a), ``changed``
+(different shape, dtype or values, with the largest absolute difference) and ``unchanged``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ckptlab.core import ValueSpec
+from ckptlab.inspect._graphview import GraphView, ViewValue, build_view
+
+DiffState = Literal["added", "removed", "changed", "unchanged"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiffEntry:
+    """One key present in either checkpoint."""
+
+    key: str
+    path: tuple[str, ...]
+    """Display path (names unescaped)."""
+    state: DiffState
+    a: ValueSpec | None = None
+    b: ValueSpec | None = None
+    max_abs_diff: float | None = None
+    """Largest ``|b - a|`` over the elements, for changed values of the same shape and dtype."""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "key": self.key,
+            "state": self.state,
+            "a": None if self.a is None else {"shape": list(self.a.shape), "dtype": self.a.dtype},
+            "b": None if self.b is None else {"shape": list(self.b.shape), "dtype": self.b.dtype},
+            "max_abs_diff": self.max_abs_diff,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointDiff:
+    """How checkpoint ``b`` differs from checkpoint ``a``.
+
+    Examples
+    --------
+    >>> d = CheckpointDiff(a="a", b="b", entries=(DiffEntry(key="w", path=("w",), state="added"),))
+    >>> d.summary(), [e.key for e in d.added]
+    ('1 added', ['w'])
+    """
+
+    a: str
+    b: str
+    entries: tuple[DiffEntry, ...]
+
+    def _of(self, state: DiffState) -> tuple[DiffEntry, ...]:
+        return tuple(e for e in self.entries if e.state == state)
+
+    @property
+    def added(self) -> tuple[DiffEntry, ...]:
+        """Keys only in ``b``."""
+        return self._of("added")
+
+    @property
+    def removed(self) -> tuple[DiffEntry, ...]:
+        """Keys only in ``a``."""
+        return self._of("removed")
+
+    @property
+    def changed(self) -> tuple[DiffEntry, ...]:
+        """Keys in both whose shape, dtype or values differ."""
+        return self._of("changed")
+
+    @property
+    def unchanged(self) -> tuple[DiffEntry, ...]:
+        """Keys in both with equal values (NaNs at the same places count as equal)."""
+        return self._of("unchanged")
+
+    @property
+    def identical(self) -> bool:
+        """Whether nothing was added, removed or changed."""
+        return not (self.added or self.removed or self.changed)
+
+    def summary(self) -> str:
+        """One line such as ``2 changed, 1 added, 40 unchanged``."""
+        parts = [
+            f"{len(group)} {name}"
+            for name, group in (
+                ("changed", self.changed),
+                ("added", self.added),
+                ("removed", self.removed),
+                ("unchanged", self.unchanged),
+            )
+            if group
+        ]
+        return ", ".join(parts) if parts else "both empty"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "a": self.a,
+            "b": self.b,
+            "summary": self.summary(),
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    def __str__(self) -> str:
+        lines = [f"diff {self.a} -> {self.b}: {self.summary()}"]
+        for entry in self.entries:
+            if entry.state != "unchanged":
+                extra = (
+                    f"  max |b-a| = {entry.max_abs_diff:.6g}"
+                    if entry.max_abs_diff is not None
+                    else ""
+                )
+                lines.append(f"  {entry.state:9} {entry.key}{extra}  {entry.reason}".rstrip())
+        return "\n".join(lines)
+
+
+def diff_view(diff: CheckpointDiff) -> GraphView:
+    """A graph view of ``diff`` coloured by diff state."""
+    values = [
+        ViewValue(
+            path=e.path,
+            state=e.state,
+            key=e.key,
+            stored=e.b,
+            program=e.a,
+            reason=e.reason,
+        )
+        for e in diff.entries
+    ]
+    return build_view(
+        values,
+        title="ckptlab diff",
+        source=f"{diff.a} -> {diff.b}",
+        kind="diff",
+        summary=diff.summary(),
+        suggest=False,
+    )

@@ -1,0 +1,340 @@
+"""The graph view: the explorer's view model, as plain data (internal, pure).
+
+A view is a tree of named nodes (objects and values) plus cross edges (optimizer slot -> its
+variable, suggested matches).  Every value carries a view state: one of the eight match states
+(DESIGN.md §4), or a state of a view without a comparison (``stored``, ``program``), or a diff
+state (``added``, ``removed``, ``changed``, ``unchanged``).
+
+:meth:`GraphView.to_json` gives the versioned JSON (``graph.schema.json`` next to this module)
+that the browser draws; it is columnar and deduplicated so 100,000 values stay small.  Node ids
+are positions in ``nodes``; a parent always comes before its children.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ckptlab.core import ITEMSIZE, STATES, ValueSpec
+
+SCHEMA_NAME = "ckptlab.graph"
+SCHEMA_VERSION = 1
+MIME_TYPE = "application/vnd.ckptlab.graph+json"
+VIEW_STATES: tuple[str, ...] = (
+    *STATES,
+    "stored",
+    "program",
+    "added",
+    "removed",
+    "changed",
+    "unchanged",
+)
+"""Every state a value can show, in legend order (indices in the JSON refer to this tuple)."""
+PROBLEM_STATES = frozenset(
+    {
+        "pending",
+        "checkpoint_only",
+        "program_only",
+        "shape_conflict",
+        "dtype_conflict",
+        "inconsistent",
+        "added",
+        "removed",
+        "changed",
+    }
+)
+ViewKind = Literal["match", "checkpoint", "program", "diff"]
+
+OPTIMIZER = 1
+"""Flag: the node belongs to an optimizer (hideable)."""
+SLOT = 2
+"""Flag: the value is an optimizer slot."""
+SYNTHETIC = 4
+"""Flag: a grouping node with no object behind it (e.g. an optimizer's ``slots``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewValue:
+    """One value to place in a view: where it sits in the tree and how it matched."""
+
+    path: tuple[str, ...]
+    """Display names from the root (unescaped, untrusted)."""
+    state: str
+    key: str = ""
+    restore_path: str | None = None
+    """What ``run_restore_ops(only=...)`` takes for this value (``None``: not restorable)."""
+    stored: ValueSpec | None = None
+    program: ValueSpec | None = None
+    optimizer: bool = False
+    slot: bool = False
+    synthetic_depth: int | None = None
+    """Path segments from this index on (except the leaf) are synthetic groups."""
+    link: tuple[str, ...] | None = None
+    """Path of a related node (a slot's variable) drawn as a cross edge."""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Suggestion:
+    """A likely match between a program-only value (or object) and a checkpoint-only one."""
+
+    program: int
+    """View node id on the program side."""
+    checkpoint: int
+    """View node id on the checkpoint side."""
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ViewNode:
+    """One node of the view tree."""
+
+    id: int
+    parent: int
+    name: str
+    state: str | None = None
+    """The value's state; ``None`` for a node without a value."""
+    value: ViewValue | None = None
+    flags: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class GraphView:
+    """A tree of objects and values, with states, cross edges and suggestions."""
+
+    nodes: tuple[ViewNode, ...]
+    children: tuple[tuple[int, ...], ...]
+    edges: tuple[tuple[int, int, str], ...]
+    """Cross edges ``(from, to, kind)``: ``slot`` (slot -> variable) or ``suggest``."""
+    suggestions: tuple[Suggestion, ...]
+    title: str
+    source: str
+    kind: ViewKind
+    summary: str
+    can_restore: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Number of values per view state (states with no value are left out)."""
+        counted: dict[str, int] = {}
+        for node in self.nodes:
+            if node.state is not None:
+                counted[node.state] = counted.get(node.state, 0) + 1
+        return {s: counted[s] for s in VIEW_STATES if s in counted}
+
+    def values(self) -> Iterable[ViewNode]:
+        """Every node that holds a value."""
+        return (n for n in self.nodes if n.value is not None)
+
+    def path_of(self, node_id: int) -> tuple[str, ...]:
+        """Display names from the root (excluded) to ``node_id``."""
+        names: list[str] = []
+        while node_id > 0:
+            node = self.nodes[node_id]
+            names.append(node.name)
+            node_id = node.parent
+        return tuple(reversed(names))
+
+    def find(self, path: Sequence[str]) -> int | None:
+        """The node at display path ``path``, or ``None``."""
+        node_id = 0
+        for name in path:
+            for child in self.children[node_id]:
+                if self.nodes[child].name == name:
+                    node_id = child
+                    break
+            else:
+                return None
+        return node_id
+
+    def subtree(self, node_id: int) -> list[int]:
+        """``node_id`` and every node below it."""
+        out, stack = [], [node_id]
+        while stack:
+            current = stack.pop()
+            out.append(current)
+            stack.extend(self.children[current])
+        return out
+
+    def same_shape(self, other: GraphView) -> bool:
+        """Whether both views have the same tree (so only states differ)."""
+        return len(self.nodes) == len(other.nodes) and all(
+            a.parent == b.parent and a.name == b.name
+            for a, b in zip(self.nodes, other.nodes, strict=True)
+        )
+
+    def state_codes(self) -> bytes:
+        """One byte per node: index into :data:`VIEW_STATES`, 255 for nodes without a value."""
+        index = {s: i for i, s in enumerate(VIEW_STATES)}
+        return bytes(255 if n.state is None else index[n.state] for n in self.nodes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The versioned, columnar JSON the browser draws (see ``graph.schema.json``)."""
+        strings: dict[str, int] = {}
+        specs: dict[tuple[str, tuple[int | None, ...]], int] = {}
+
+        def string(text: str) -> int:
+            return strings.setdefault(text, len(strings)) if text else -1
+
+        def spec(value: ValueSpec | None) -> int:
+            if value is None:
+                return -1
+            return specs.setdefault((value.dtype, value.shape), len(specs))
+
+        state_index = {s: i for i, s in enumerate(VIEW_STATES)}
+        columns: dict[str, list[Any]] = {
+            k: [] for k in ("parent", "name", "state", "flags", "stored", "program", "reason")
+        }
+        for node in self.nodes:
+            value = node.value
+            columns["parent"].append(node.parent)
+            columns["name"].append(node.name)
+            columns["state"].append(-1 if node.state is None else state_index[node.state])
+            columns["flags"].append(node.flags)
+            columns["stored"].append(spec(value.stored if value else None))
+            columns["program"].append(spec(value.program if value else None))
+            columns["reason"].append(string(value.reason if value else ""))
+        return {
+            "format": SCHEMA_NAME,
+            "version": SCHEMA_VERSION,
+            "title": self.title,
+            "source": self.source,
+            "kind": self.kind,
+            "summary": self.summary,
+            "can_restore": self.can_restore,
+            "states": list(VIEW_STATES),
+            "counts": self.counts(),
+            "nodes": columns,
+            "specs": [[dtype, list(shape), ITEMSIZE.get(dtype, 0)] for dtype, shape in specs],
+            "strings": list(strings),
+            "edges": [list(e) for e in self.edges],
+            "suggestions": [[s.program, s.checkpoint, s.why] for s in self.suggestions],
+            "options": dict(self.options),
+        }
+
+    def to_bytes(self) -> bytes:
+        """The JSON, gzip-compressed (what the widget sends once)."""
+        text = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
+        return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
+
+
+def build_view(
+    values: Iterable[ViewValue],
+    *,
+    title: str,
+    source: str,
+    kind: ViewKind,
+    summary: str,
+    root_name: str = "(root)",
+    can_restore: bool = False,
+    suggest: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> GraphView:
+    """Place ``values`` in a tree (creating the objects above them) and link them.
+
+    Examples
+    --------
+    >>> v = ViewValue(path=("model", "kernel"), state="restored")
+    >>> view = build_view([v], title="t", source="s", kind="match", summary="1 matched")
+    >>> [n.name for n in view.nodes], view.counts()
+    (['(root)', 'model', 'kernel'], {'restored': 1})
+    """
+    builder = _TreeBuilder(root_name)
+    links: list[tuple[int, tuple[str, ...]]] = []
+    for value in values:
+        node_id = builder.place(value)
+        if value.link is not None:
+            links.append((node_id, value.link))
+    view = GraphView(
+        nodes=builder.finish(),
+        children=tuple(tuple(c) for c in builder.children),
+        edges=(),
+        suggestions=(),
+        title=title,
+        source=source,
+        kind=kind,
+        summary=summary,
+        can_restore=can_restore,
+        options=dict(options or {}),
+    )
+    edges = [(a, b, "slot") for a, link in links if (b := view.find(link)) is not None]
+    found: tuple[Suggestion, ...] = ()
+    if suggest:
+        from ckptlab.inspect._suggest import suggest_matches
+
+        found = suggest_matches(view)
+        edges.extend((s.program, s.checkpoint, "suggest") for s in found)
+    return dataclasses.replace(view, edges=tuple(edges), suggestions=found)
+
+
+class _TreeBuilder:
+    def __init__(self, root_name: str) -> None:
+        self.names: list[str] = [root_name]
+        self.parents: list[int] = [-1]
+        self.children: list[list[int]] = [[]]
+        self.lookup: dict[tuple[int, str], int] = {}
+        self.values: dict[int, ViewValue] = {}
+        self.synthetic: set[int] = set()
+
+    def child(self, parent: int, name: str, *, synthetic: bool) -> int:
+        found = self.lookup.get((parent, name))
+        if found is not None:
+            return found
+        node_id = len(self.names)
+        self.names.append(name)
+        self.parents.append(parent)
+        self.children.append([])
+        self.children[parent].append(node_id)
+        self.lookup[(parent, name)] = node_id
+        if synthetic:
+            self.synthetic.add(node_id)
+        return node_id
+
+    def place(self, value: ViewValue) -> int:
+        node = 0
+        last = len(value.path) - 1
+        for depth, name in enumerate(value.path):
+            synthetic = value.synthetic_depth is not None and value.synthetic_depth <= depth < last
+            node = self.child(node, name, synthetic=synthetic)
+        if node in self.values:
+            # Two values on one path (a name-based key "a.b" next to "a/b"): keep both, the
+            # second one named by its full key.
+            parent = max(self.parents[node], 0)
+            node = self.child(parent, f"{value.key} #{len(self.names)}", synthetic=False)
+        self.values[node] = value
+        return node
+
+    def finish(self) -> tuple[ViewNode, ...]:
+        count = len(self.names)
+        optimizer_only = [True] * count
+        has_value = [False] * count
+        for node_id in range(count - 1, -1, -1):
+            value = self.values.get(node_id)
+            if value is not None:
+                has_value[node_id] = True
+                optimizer_only[node_id] = optimizer_only[node_id] and value.optimizer
+            parent = self.parents[node_id]
+            if parent >= 0 and has_value[node_id]:
+                has_value[parent] = True
+                optimizer_only[parent] = optimizer_only[parent] and optimizer_only[node_id]
+        nodes = []
+        for node_id in range(count):
+            value = self.values.get(node_id)
+            flags = OPTIMIZER if optimizer_only[node_id] and has_value[node_id] and node_id else 0
+            flags |= SLOT if value is not None and value.slot else 0
+            flags |= SYNTHETIC if node_id in self.synthetic else 0
+            nodes.append(
+                ViewNode(
+                    id=node_id,
+                    parent=self.parents[node_id],
+                    name=self.names[node_id],
+                    state=value.state if value else None,
+                    value=value,
+                    flags=flags,
+                )
+            )
+        return tuple(nodes)

@@ -1,0 +1,204 @@
+"""The explorer widget: traits and commands over a graph view (anywidget).
+
+One model per graph.  The graph view JSON is sent once (gzip-compressed, as a binary buffer);
+afterwards only selection, expansion, search, the focused node's details and the per-node
+state bytes travel.  The Graphviz WebAssembly engine is sent at most once per page, on request.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ckptlab.inspect import VIEW_STATES, GraphView, view_dot, view_mimebundle
+from ckptlab.inspect._source import ExplorerSource
+
+logger = logging.getLogger("ckptlab")
+STATIC = pathlib.Path(__file__).parent / "static"
+_MISSING_ESM = """
+export default { render({ el }) {
+  el.textContent = "ckptlab: the explorer front end is not built (run `make js`).";
+} };
+"""
+
+
+def _asset(name: str, fallback: str) -> str | pathlib.Path:
+    path = STATIC / name
+    return path if path.exists() else fallback
+
+
+class ExplorerWidget(anywidget.AnyWidget):
+    """Interactive object graph coloured by state, with details, search and restore.
+
+    Build one with :func:`ck.explore` or ``ck.diff(a, b).widget()``.  Everything the buttons do
+    is also a method: :meth:`select`, :meth:`expand`, :meth:`restore_selected`, :meth:`to_dot`.
+    """
+
+    _esm = _asset("explorer.js", _MISSING_ESM)
+    _css = _asset("explorer.css", "")
+
+    graph = traitlets.Bytes(b"").tag(sync=True)
+    """The graph view JSON, gzip-compressed (sent once)."""
+    states = traitlets.Bytes(b"").tag(sync=True)
+    """Current state of every node (one byte per node), updated after restores."""
+    summary = traitlets.Unicode("").tag(sync=True)
+    selected = traitlets.List(traitlets.Int()).tag(sync=True)
+    expanded = traitlets.List(traitlets.Int()).tag(sync=True)
+    """Expanded groups; empty until the front end opens its default view."""
+    search = traitlets.Unicode("").tag(sync=True)
+    hide_optimizer = traitlets.Bool(False).tag(sync=True)
+    focused = traitlets.Int(-1).tag(sync=True)
+    details = traitlets.Dict().tag(sync=True)
+    """Details of the focused node, with value statistics (computed on focus)."""
+    message = traitlets.Unicode("").tag(sync=True)
+    can_restore = traitlets.Bool(False).tag(sync=True)
+    svg = traitlets.Unicode("").tag(sync=False)
+    """The last SVG the front end exported (``Export SVG``)."""
+
+    def __init__(self, source: ExplorerSource, **kwargs: Any) -> None:
+        self._source = source
+        self._view: GraphView = source.view()
+        super().__init__(
+            graph=self._view.to_bytes(),
+            states=self._view.state_codes(),
+            summary=self._view.summary,
+            can_restore=self._view.can_restore,
+            **kwargs,
+        )
+        self.on_msg(self._on_message)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    @property
+    def view(self) -> GraphView:
+        """The current graph view (pure data)."""
+        return self._view
+
+    def to_dot(self, *, visible_only: bool = False) -> str:
+        """DOT text of the graph (or of the expanded part); names are escaped."""
+        visible = self._visible() if visible_only else None
+        return view_dot(self._view, visible)
+
+    def _visible(self) -> set[int]:
+        shown = {0}
+        for node_id in self.expanded:
+            if 0 <= node_id < len(self._view.nodes):
+                shown.update(self._view.children[node_id])
+        return shown
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _ids(self, paths: Iterable[str | Sequence[str]]) -> list[int]:
+        ids = []
+        for path in paths:
+            parts = tuple(p for p in path.split("/") if p) if isinstance(path, str) else tuple(path)
+            node_id = self._view.find(parts)
+            if node_id is None:
+                raise KeyError(f"No node at {'/'.join(parts)!r} in this explorer.")
+            ids.append(node_id)
+        return ids
+
+    def select(self, paths: Iterable[str | Sequence[str]]) -> None:
+        """Select nodes by display path (``"model/dense"``; a tuple of names for odd names)."""
+        self.selected = self._ids(paths)
+
+    def expand(self, paths: Iterable[str | Sequence[str]]) -> None:
+        """Expand groups by display path (their ancestors too)."""
+        opened = set(self.expanded)
+        for node_id in self._ids(paths):
+            while node_id >= 0:
+                opened.add(node_id)
+                node_id = self._view.nodes[node_id].parent
+        self.expanded = sorted(opened)
+
+    def restore_selected(self) -> str:
+        """Restore the values under the selected nodes (``run_restore_ops(only=...)``)."""
+        if not self.selected:
+            self.message = "Select nodes first (click; shift-click selects a subtree)."
+            return self.message
+        before = self._view.state_codes()
+        try:
+            call = self._source.restore(self._view, list(self.selected))
+        except Exception as error:
+            self.message = f"Restore failed: {error}"
+            raise
+        self.refresh()
+        restored = VIEW_STATES.index("restored")
+        after = self._view.state_codes()
+        count = sum(1 for a, b in zip(before, after, strict=False) if b == restored != a)
+        self.message = f"Restored {count} value{'' if count == 1 else 's'}: {call}"
+        return self.message
+
+    def refresh(self) -> None:
+        """Recompute states (after restores or program changes) and push them to the view."""
+        fresh = self._source.view()
+        if fresh.same_shape(self._view):
+            self._view = fresh
+        else:  # the tree changed (objects created since): send the whole graph again
+            self._view = fresh
+            self.selected = [i for i in self.selected if i < len(fresh.nodes)]
+            self.graph = fresh.to_bytes()
+        self.states = fresh.state_codes()
+        self.summary = fresh.summary
+        if self.focused >= 0:
+            self._load_details(self.focused)
+
+    # -- front end ------------------------------------------------------------------------------
+
+    @traitlets.observe("focused")
+    def _on_focus(self, change: dict[str, Any]) -> None:
+        self._load_details(change["new"])
+
+    def _load_details(self, node_id: int) -> None:
+        if not 0 <= node_id < len(self._view.nodes):
+            self.details = {}
+            return
+        try:
+            self.details = self._source.details(self._view, node_id)
+        except Exception as error:  # shown in the pane; the kernel keeps going
+            logger.exception("ckptlab explorer: details of node %d failed", node_id)
+            self.details = {"node": node_id, "error": str(error)}
+
+    def _on_message(self, _widget: Any, content: Any, buffers: Sequence[bytes]) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "restore":
+            ids = content.get("nodes")
+            if isinstance(ids, list):
+                self.selected = [i for i in ids if isinstance(i, int)]
+            try:
+                self.restore_selected()
+            except Exception:  # already reported through `message`
+                logger.debug("restore from the explorer failed", exc_info=True)
+        elif kind == "need-engine":
+            engine = STATIC / "graphviz.js"
+            data = engine.read_bytes() if engine.exists() else b""
+            self.send({"type": "engine", "ok": bool(data)}, [data])
+        elif kind == "svg" and isinstance(content.get("svg"), str):
+            self.svg = content["svg"]
+
+    def export_svg(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write the SVG last exported from the front end (its "Export SVG" button) to ``path``."""
+        if not self.svg:
+            raise ValueError(
+                "No SVG yet: press the explorer's 'Export SVG' button first (the layout runs in "
+                "the browser), or use widget.to_dot() with Graphviz."
+            )
+        target = pathlib.Path(path)
+        target.write_text(self.svg, encoding="utf-8")
+        return target
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        static = view_mimebundle(self._view)
+        if isinstance(bundle, tuple):
+            data, metadata = bundle
+            return {**data, **static}, metadata
+        return {**(bundle or {}), **static}
+
+    def __repr__(self) -> str:
+        return f"<ckptlab explorer {self._view.source}: {self._view.summary}>"

@@ -1,0 +1,232 @@
+// The graph view as the browser holds it: decoding the versioned JSON that Python writes
+// (ckptlab/inspect/graph.schema.json) and the per-node aggregates every view needs.
+// DOM-free: shared by the anywidget view and the JupyterLab MIME renderer.
+
+export const SCHEMA_NAME = "ckptlab.graph";
+export const SCHEMA_VERSION = 1;
+export const MIME_TYPE = "application/vnd.ckptlab.graph+json";
+
+export const FLAG_OPTIMIZER = 1;
+export const FLAG_SLOT = 2;
+export const FLAG_SYNTHETIC = 4;
+
+export type Spec = [dtype: string, shape: (number | null)[], itemsize: number];
+
+export interface IGraphJSON {
+  format: string;
+  version: number;
+  title: string;
+  source: string;
+  kind: "match" | "checkpoint" | "program" | "diff";
+  summary: string;
+  can_restore: boolean;
+  states: string[];
+  counts: Record<string, number>;
+  nodes: {
+    parent: number[];
+    name: string[];
+    state: number[];
+    flags: number[];
+    stored: number[];
+    program: number[];
+    reason: number[];
+  };
+  specs: Spec[];
+  strings: string[];
+  edges: [number, number, "slot" | "suggest"][];
+  suggestions: [number, number, string][];
+  options: { budget?: number };
+}
+
+export interface IEnvelope {
+  format: string;
+  version: number;
+  encoding: "gzip+base64";
+  data: string;
+}
+
+/** Problems: states a user should look at (everything but matched, stored, unchanged). */
+export const PROBLEM_STATES: ReadonlySet<string> = new Set([
+  "pending",
+  "checkpoint_only",
+  "program_only",
+  "shape_conflict",
+  "dtype_conflict",
+  "inconsistent",
+  "added",
+  "removed",
+  "changed",
+]);
+
+async function gunzip(bytes: Uint8Array): Promise<string> {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Response(stream).text();
+}
+
+function checkVersion(data: { format?: unknown; version?: unknown }): void {
+  if (data.format !== SCHEMA_NAME || data.version !== SCHEMA_VERSION) {
+    throw new Error(
+      `ckptlab: unsupported graph format ${String(data.format)} v${String(data.version)}; ` +
+        `this front end reads ${SCHEMA_NAME} v${SCHEMA_VERSION}. Upgrade ckptlab.`,
+    );
+  }
+}
+
+/** Decode gzip-compressed JSON bytes (the widget's `graph` trait). */
+export async function decodeBytes(bytes: Uint8Array): Promise<IGraphJSON> {
+  const data = JSON.parse(await gunzip(bytes)) as IGraphJSON;
+  checkVersion(data);
+  return data;
+}
+
+/** Decode the MIME bundle's JSON: the graph itself or its gzip+base64 envelope. */
+export async function decodeBundle(data: IGraphJSON | IEnvelope): Promise<IGraphJSON> {
+  checkVersion(data);
+  if ("encoding" in data) {
+    const binary = atob(data.data);
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    return decodeBytes(bytes);
+  }
+  return data;
+}
+
+/** The graph with its tree and aggregates; states can change (after restores). */
+export class Graph {
+  readonly data: IGraphJSON;
+  readonly size: number;
+  readonly children: number[][];
+  /** Number of values in each node's subtree (itself included). */
+  readonly values: Int32Array;
+  /** Per node, count of values in each state below it (state index -> count). */
+  readonly stateCounts: Map<number, number>[];
+  state: Int16Array;
+  private readonly problemIndex: ReadonlySet<number>;
+
+  constructor(data: IGraphJSON, states?: Uint8Array) {
+    this.data = data;
+    const { parent } = data.nodes;
+    this.size = parent.length;
+    this.children = Array.from({ length: this.size }, () => []);
+    for (let i = 1; i < this.size; i++) {
+      const p = parent[i] ?? -1;
+      if (p < 0 || p >= i) throw new Error(`ckptlab: node ${i} has parent ${p}`);
+      (this.children[p] as number[]).push(i);
+    }
+    this.problemIndex = new Set(
+      data.states.map((s, i) => (PROBLEM_STATES.has(s) ? i : -1)).filter((i) => i >= 0),
+    );
+    this.state = Int16Array.from(data.nodes.state);
+    this.values = new Int32Array(this.size);
+    this.stateCounts = Array.from({ length: this.size }, () => new Map<number, number>());
+    this.setStates(states);
+  }
+
+  /** Replace the states (one byte per node, 255 = no value) and recompute the aggregates. */
+  setStates(states?: Uint8Array): void {
+    if (states && states.length === this.size) {
+      this.state = Int16Array.from(states, (s) => (s === 255 ? -1 : s));
+    }
+    this.values.fill(0);
+    for (const counts of this.stateCounts) counts.clear();
+    for (let i = this.size - 1; i >= 0; i--) {
+      const s = this.state[i] ?? -1;
+      const own = this.stateCounts[i] as Map<number, number>;
+      if (s >= 0) {
+        this.values[i] = (this.values[i] ?? 0) + 1;
+        own.set(s, (own.get(s) ?? 0) + 1);
+      }
+      const p = this.data.nodes.parent[i] ?? -1;
+      if (p >= 0) {
+        this.values[p] = (this.values[p] ?? 0) + (this.values[i] ?? 0);
+        const up = this.stateCounts[p] as Map<number, number>;
+        for (const [k, n] of own) up.set(k, (up.get(k) ?? 0) + n);
+      }
+    }
+  }
+
+  name(i: number): string {
+    return this.data.nodes.name[i] ?? "";
+  }
+
+  parent(i: number): number {
+    return this.data.nodes.parent[i] ?? -1;
+  }
+
+  flags(i: number): number {
+    return this.data.nodes.flags[i] ?? 0;
+  }
+
+  stateName(i: number): string | null {
+    const s = this.state[i] ?? -1;
+    return s >= 0 ? (this.data.states[s] ?? null) : null;
+  }
+
+  spec(i: number, side: "stored" | "program"): Spec | null {
+    const index = this.data.nodes[side][i] ?? -1;
+    return index >= 0 ? (this.data.specs[index] ?? null) : null;
+  }
+
+  reason(i: number): string {
+    const index = this.data.nodes.reason[i] ?? -1;
+    return index >= 0 ? (this.data.strings[index] ?? "") : "";
+  }
+
+  isGroup(i: number): boolean {
+    return (this.children[i]?.length ?? 0) > 0;
+  }
+
+  /** Number of values in problem states in the subtree of `i`. */
+  problems(i: number): number {
+    let n = 0;
+    for (const [s, count] of this.stateCounts[i] ?? []) if (this.problemIndex.has(s)) n += count;
+    return n;
+  }
+
+  /** Display names from the root (excluded) to `i`. */
+  path(i: number): string[] {
+    const names: string[] = [];
+    for (let at = i; at > 0; at = this.parent(at)) names.push(this.name(at));
+    return names.reverse();
+  }
+
+  ancestors(i: number): number[] {
+    const out: number[] = [];
+    for (let at = this.parent(i); at >= 0; at = this.parent(at)) out.push(at);
+    return out;
+  }
+
+  /** `i` and every node below it. */
+  subtree(i: number): number[] {
+    const out: number[] = [];
+    const stack = [i];
+    while (stack.length) {
+      const at = stack.pop() as number;
+      out.push(at);
+      for (const c of this.children[at] ?? []) stack.push(c);
+    }
+    return out;
+  }
+
+  /** Current count of values per state name. */
+  counts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [s, n] of this.stateCounts[0] ?? []) out.set(this.data.states[s] ?? "?", n);
+    return out;
+  }
+}
+
+/** Bytes of a value with this spec, or null for unknown dims. */
+export function nbytes(spec: Spec): number | null {
+  let n = spec[2];
+  for (const d of spec[1]) {
+    if (d === null) return null;
+    n *= d;
+  }
+  return n;
+}
+
+/** Text such as `(3, 4) float32`, as Python's ValueSpec.describe. */
+export function describeSpec(spec: Spec): string {
+  const dims = spec[1].map((d) => (d === null ? "?" : String(d)));
+  return `(${dims.join(", ")}${dims.length === 1 ? "," : ""}) ${spec[0]}`;
+}

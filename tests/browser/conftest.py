@@ -1,0 +1,212 @@
+"""Real browser tests: JupyterLab on 127.0.0.1 (token auth) and Debian's Chromium via Playwright.
+
+Never runs ``playwright install``: the browser is ``/usr/bin/chromium`` (``make chromium``
+installs it with apt-get).  One JupyterLab per session; one fresh browser profile per test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CKPTLAB_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STATIC = Path(__file__).resolve().parents[2] / "ckptlab" / "widgets" / "static"
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Lab:
+    """A running JupyterLab: its URL, token and root directory."""
+
+    def __init__(self, url: str, token: str, root: Path) -> None:
+        self.url, self.token, self.root = url, token, root
+
+    def notebook(self, name: str, cells: list[str]) -> str:
+        """Write a notebook of code cells; return its URL."""
+        nb = {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "metadata": {},
+                    "source": src,
+                    "outputs": [],
+                    "execution_count": None,
+                }
+                for src in cells
+            ],
+            "metadata": {
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+        (self.root / name).write_text(json.dumps(nb), encoding="utf-8")
+        workspace = Path(name).stem
+        return f"{self.url}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}"
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no system Chromium at {CHROMIUM} (make chromium installs it)")
+    if not (STATIC / "explorer.js").exists():
+        pytest.skip("the explorer front end is not built (make js)")
+    root = Path(tempfile.mkdtemp(prefix="ckptlab-lab-"))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(root / ".jcfg"),
+        JUPYTER_RUNTIME_DIR=str(root / ".jrt"),
+        PYTHONWARNINGS="ignore",
+    )
+    jupyter = Path(sys.executable).parent / "jupyter"
+    subprocess.run(
+        [
+            str(jupyter),
+            "labextension",
+            "disable",
+            "--level=user",
+            "@jupyterlab/apputils-extension:announcements",
+        ],
+        env=env,
+        check=False,
+        capture_output=True,
+    )
+    log = open(root / ".lab.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [
+            str(jupyter),
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.workspaces_dir={root / '.jws'}",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError((root / ".lab.log").read_text()) from None
+                time.sleep(0.1)
+        yield Lab(url, token, root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def page(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        try:
+            yield page
+        finally:
+            context.close()
+
+
+class Notebook:
+    """Drives a notebook in the page: open it, run cells, read outputs."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+
+    def open(self, url: str) -> None:
+        open_notebook(self.page, url)
+
+    def run(self, index: int):
+        return run_cell(self.page, index)
+
+    def text(self, cell) -> str:
+        return cell_text(cell)
+
+
+@pytest.fixture
+def nb(page):
+    return Notebook(page)
+
+
+def open_notebook(page, url: str) -> None:
+    """Open a notebook and wait for its kernel."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=90_000)
+
+
+def run_cell(page, index: int, timeout: float = 120_000):
+    """Run cell ``index`` (retrying a dropped Shift+Enter); return the cell locator."""
+    from playwright.sync_api import expect
+
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(index)
+    prompt = cell.locator(".jp-InputPrompt")
+    before = prompt.inner_text()
+    for _ in range(4):
+        prompt.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            expect(prompt).not_to_have_text(before, timeout=5_000)
+            break
+        except AssertionError:
+            pass
+    expect(prompt).to_have_text(re.compile(r"\[\d+\]"), timeout=timeout)
+    return cell
+
+
+def cell_text(cell) -> str:
+    """The text of a cell's last output."""
+    return cell.locator(".jp-OutputArea-output").last.inner_text().strip()
