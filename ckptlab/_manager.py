@@ -20,7 +20,7 @@ import os
 import posixpath
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -129,7 +129,7 @@ class CheckpointManager:
             )
         self._checkpoint = checkpoint
         self._directory = os.fspath(directory)
-        self._prefix = _join(self._directory, checkpoint_name)
+        self._name = checkpoint_name
         self._step_counter = step_counter
         self._interval = checkpoint_interval
         self._init_fn = init_fn
@@ -177,6 +177,24 @@ class CheckpointManager:
 
     # -- saving -----------------------------------------------------------------------------
 
+    @overload
+    def save(
+        self,
+        checkpoint_number: Any = None,
+        check_interval: bool = True,
+        *,
+        blocking: Literal[True] = True,
+        options: WriteOptions | None = None,
+    ) -> str | None: ...
+    @overload
+    def save(
+        self,
+        checkpoint_number: Any = None,
+        check_interval: bool = True,
+        *,
+        blocking: Literal[False],
+        options: WriteOptions | None = None,
+    ) -> SaveHandle | None: ...
     def save(
         self,
         checkpoint_number: Any = None,
@@ -184,7 +202,7 @@ class CheckpointManager:
         *,
         blocking: bool = True,
         options: WriteOptions | None = None,
-    ) -> Any:
+    ) -> str | SaveHandle | None:
         """Save ``<directory>/<checkpoint_name>-<n>``, record it, delete what is beyond retention.
 
         ``save_counter`` is always incremented; ``n`` is ``checkpoint_number`` (an int or an
@@ -200,26 +218,24 @@ class CheckpointManager:
                 self._last_step, step, self._interval, check_interval=check_interval
             ):
                 return None
-        number = (
-            None if checkpoint_number is None else _read_int(checkpoint_number, "checkpoint_number")
-        )
+        if checkpoint_number is not None:
+            checkpoint_number = _read_int(checkpoint_number, "checkpoint_number")
         self._take_lock()
         if step is not None:
             self._last_step = step
         counter = self._checkpoint.save_counter
         counter.assign(int(counter.numpy()) + 1)
-        path = f"{self._prefix}-{int(counter.numpy()) if number is None else number}"
+        number = int(counter.numpy()) if checkpoint_number is None else checkpoint_number
+        name = f"{self._name}-{number}"
+        path = _join(self._directory, name)
         write = self._checkpoint._prepare(path, options, None, snapshot=not blocking)
 
         def finish() -> str:
             write()
-            self._record_and_sweep(path, options or WriteOptions())
+            self._record_and_sweep(name, options or WriteOptions())
             return path
 
-        if blocking:
-            return finish()
-        handle: SaveHandle = start(self._checkpoint, path, finish)
-        return handle
+        return finish() if blocking else start(self._checkpoint, path, finish)
 
     def _take_lock(self) -> None:
         if not self._lock.held:
@@ -231,9 +247,8 @@ class CheckpointManager:
             return resolve(name)[1]
         return posixpath.join(self._key, name)
 
-    def _record_and_sweep(self, path: str, options: WriteOptions) -> None:
-        """Record the committed ``path``, sweep, write the state file once, then delete."""
-        name = posixpath.relpath(resolve(path)[1], self._key)
+    def _record_and_sweep(self, name: str, options: WriteOptions) -> None:
+        """Record the committed ``name``, sweep, write the state file once, then delete."""
         result = sweep(record_save(self._retention, name, self._now()), self._policy)
         state = CheckpointState(
             latest=name,
