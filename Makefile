@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest clean js js-check chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,27 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # `make demo DEMO_ARGS=--smoke` runs the non-interactive check the tests use.
-demo: $(STAMP)
+demo: $(STAMP) js
 	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+# The explorer front end (labextension/): npm ci from the lockfile, then esbuild bundles the
+# widget ESM and the Graphviz WebAssembly engine into ckptlab/widgets/static/ (generated).
+JS := labextension
+JS_STAMP := $(JS)/node_modules/.installed
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $@
+
+js: $(JS_STAMP)
+	cd $(JS) && npm run build
+
+# TypeScript: strict tsc, eslint + prettier, node's test runner over the DOM-free core.
+js-check: $(JS_STAMP)
+	cd $(JS) && npm run check
+
+# Browser tests drive Debian's Chromium (never `playwright install`).
+chromium:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ckptlab tests benchmarks scripts
@@ -26,10 +45,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) js chromium
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+test: lint typecheck js-check pytest
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
