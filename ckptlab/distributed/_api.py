@@ -206,6 +206,7 @@ def _stats(job: SaveJob, engine: Engine, outcomes: list[Any], commit_seconds: fl
         commit_seconds=commit_seconds,
         sent_bytes=engine.sent_bytes,
         received_bytes=engine.received_bytes,
+        worker_seconds=tuple(m.finished - m.started for m in manifests),
         workers=tuple(m.worker for m in manifests),
     )
 

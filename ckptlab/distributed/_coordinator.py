@@ -43,6 +43,8 @@ class SaveStats:
     """Pickled size of everything the engine sent to workers."""
     received_bytes: int
     """Pickled size of everything it brought back (the manifests)."""
+    worker_seconds: tuple[float, ...] = ()
+    """How long each worker spent writing its part."""
     workers: tuple[str, ...] = field(default_factory=tuple)
 
 
