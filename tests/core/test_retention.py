@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import doctest
+import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ckptlab.core import _retention
 from ckptlab.core._retention import (
@@ -217,3 +220,38 @@ def test_interval_scenario():
             saved.append(step)
             last = step
     assert saved == [0, 5, 10]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    max_to_keep=st.one_of(st.none(), st.integers(1, 4)),
+    hours=st.one_of(st.none(), st.floats(0.1, 3.0)),
+    saves=st.lists(st.tuples(st.integers(1, 6), st.floats(0.0, 2.0)), max_size=30),
+)
+def test_retention_invariants(max_to_keep, hours, saves):
+    """Random save sequences (re-saved numbers, random gaps): what every sweep must guarantee."""
+    policy = RetentionPolicy(max_to_keep=max_to_keep, keep_every_n_hours=hours)
+    now = 0.0
+    current = recover(None, now).state
+    preserved_at = []
+    for number, gap in saves:
+        now += gap * HOUR
+        before = record_save(current, f"ckpt-{number}", now)
+        result = sweep(before, policy)
+        current = result.state
+        assert current.paths[-1] == f"ckpt-{number}"  # the newest save is never evicted
+        assert len(set(current.paths)) == len(current.paths)
+        if max_to_keep is not None:
+            assert len(current.paths) <= max_to_keep
+        # evicted = deleted + preserved, oldest first, and the kept ones are the newest
+        assert before.paths == (*sorted_evictions(before, result), *current.paths)
+        assert list(current.timestamps) == sorted(current.timestamps)
+        preserved_at += [dict(before.active)[p] for p in result.preserve]
+    if hours is not None:
+        gaps = [b - a for a, b in itertools.pairwise(preserved_at)]
+        assert all(g >= hours * HOUR - 1e-6 for g in gaps)
+
+
+def sorted_evictions(before, result):
+    evicted = set(result.delete) | set(result.preserve)
+    return tuple(p for p in before.paths if p in evicted)
