@@ -153,6 +153,13 @@ def test_recovered_timestamps_and_last_preserved(tmp_path):
     assert after.last_preserved == before.last_preserved
 
 
+def test_corrupt_state_file_is_refused_not_ignored(tmp_path):
+    """API.md: an empty state file raises instead of silently starting over (and deleting)."""
+    (tmp_path / "checkpoint").write_text("")
+    with pytest.raises(ck.CorruptCheckpointError, match="Invalid checkpoint state loaded from"):
+        ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+
+
 def test_foreign_save_does_not_move_manager_latest(tmp_path):
     """SEMANTICS 90."""
     ckpt = new_checkpoint()
