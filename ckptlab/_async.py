@@ -102,10 +102,10 @@ def stage(
     first), so repeated non-blocking saves neither allocate nor page-fault.  A blocking save
     frees the buffers.
     """
-    pool: dict[str, np.ndarray[Any, Any]] = owner.__dict__.get("_ck_staging") or {}
     if not copy:
         object.__setattr__(owner, "_ck_staging", None)
         return values
+    pool: dict[str, np.ndarray[Any, Any]] = owner.__dict__.get("_ck_staging") or {}
     staged = []
     for key, array in values:
         buffer = pool.get(key)
@@ -136,7 +136,7 @@ def settle(owner: Any) -> None:
         handle._observed = True
         raise CkptlabError(
             f"The previous asynchronous save to {handle.path} failed, so this call saved "
-            f"nothing: {type(handle._error).__name__}: {handle._error}. That checkpoint was "
-            "not committed and the state file still names the one before it; fix the cause "
+            f"nothing: {type(handle._error).__name__}: {handle._error}. The state file only "
+            "ever names committed checkpoints, so its latest one is complete; fix the cause "
             "and save again (call handle.result() to handle such errors yourself)."
         ) from handle._error
