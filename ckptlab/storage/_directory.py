@@ -10,6 +10,7 @@ lock is a create-only object; a lock left by a dead process on the same host is 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import json
@@ -92,6 +93,10 @@ class DirectoryLock:
         self._token: str | None = None
 
     @property
+    def _uses_flock(self) -> bool:
+        return isinstance(self.store, LocalStore) and fcntl is not None
+
+    @property
     def held(self) -> bool:
         """Whether this object holds the lock."""
         return self._fd is not None or self._token is not None
@@ -100,10 +105,11 @@ class DirectoryLock:
         """Take the lock (no-op when held); raise :class:`LockedError` naming the holder."""
         if self.held:
             return
-        if isinstance(self.store, LocalStore) and fcntl is not None:
+        if self._uses_flock:
             self._fd = self._acquire_flock()
         else:
             self._token = self._acquire_object()
+            atexit.register(self.release)  # an object outlives its process unless deleted
 
     def release(self) -> None:
         """Give the lock up (no-op when not held)."""
@@ -114,17 +120,23 @@ class DirectoryLock:
             os.close(fd)  # closing the descriptor releases the flock
         token, self._token = self._token, None
         if token is not None:
+            atexit.unregister(self.release)
             holder = self._read_object()
             if holder is not None and holder.get("token") == token:
                 self.store.delete_tree(self.key)
 
     def _locked_error(self, holder: dict[str, Any] | None) -> LockedError:
         directory = self.store.display(posixpath.dirname(self.key))
+        where = self.store.display(self.key)
+        remedy = (
+            f"Lock file: {where}."
+            if self._uses_flock
+            else f"If that process is gone (e.g. a machine that crashed), delete {where}."
+        )
         return LockedError(
             f"Checkpoint directory {directory} is locked by {_describe(holder)}: only one "
             "CheckpointManager may save into a directory at a time. Close the other manager "
-            "(manager.close()) or let its process finish, or save into another directory. "
-            f"Lock file: {self.store.display(self.key)}."
+            f"(manager.close()) or let its process finish, or save into another directory. {remedy}"
         )
 
     def _acquire_flock(self) -> int:

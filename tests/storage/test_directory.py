@@ -102,8 +102,10 @@ def test_object_store_lock_of_a_live_or_remote_holder_is_respected(tmp_path):
     store, directory = resolve(f"memory://{tmp_path.name}/remote")
     remote = {"pid": dead_pid(), "host": "another-host", "since": "earlier", "token": "x"}
     store.write(f"{directory}/{LOCK_FILENAME}", [json.dumps(remote).encode()], durable=False)
-    with pytest.raises(ck.LockedError, match="on host another-host"):
+    with pytest.raises(ck.LockedError, match="on host another-host") as info:
         DirectoryLock(store, directory).acquire()
+    message = str(info.value)
+    assert f"crashed), delete memory://{tmp_path.name}/remote/{LOCK_FILENAME}" in message
 
 
 def test_unreadable_lock_file_is_reported_as_unknown(tmp_path):
@@ -123,3 +125,40 @@ def test_remove_retracted_deletes_only_renamed_away_trees(tmp_path):
 
 def test_docstring_examples_run():
     assert doctest.testmod(_directory).failed == 0
+
+
+def test_manager_on_s3_locks_and_releases_at_interpreter_exit(s3_server, s3_prefix):
+    """S3 (moto): a lock object would outlive its process; it is deleted at exit without close()."""
+    script = """
+        import sys, ckptlab as ck
+        directory, endpoint, bucket = sys.argv[1:]
+        ck.storage.set_storage_options(
+            f"s3://{bucket}", endpoint_url=endpoint, key="testing", secret="testing"
+        )
+        manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), directory, 1)
+        manager.save()
+        manager.save()
+        print(manager.checkpoints, flush=True)
+    """
+    directory = f"{s3_prefix}/runs"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(script),
+            directory,
+            s3_server.endpoint,
+            s3_server.bucket,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == repr([f"{directory}/ckpt-2"])
+    store, key = resolve(directory)
+    assert not store.exists(f"{key}/{LOCK_FILENAME}")
+    assert not store.exists(f"{key}/ckpt-1/zarr.json")
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(0.0)), directory, 1)
+    assert manager.restore_or_initialize() == f"{directory}/ckpt-2"
+    assert float(manager.checkpoint.v.numpy()) == 1.0
