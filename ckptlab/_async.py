@@ -100,10 +100,10 @@ def stage(
     The copies go into ``owner``'s staging buffers, reused from its previous non-blocking save
     when key, shape and dtype match (the previous write has finished: saves :func:`settle`
     first), so repeated non-blocking saves neither allocate nor page-fault.  A blocking save
-    frees the buffers.
+    (and ``CheckpointManager.close``) frees the buffers.
     """
     if not copy:
-        object.__setattr__(owner, "_ck_staging", None)
+        discard_staging(owner)
         return values
     pool: dict[str, np.ndarray[Any, Any]] = owner.__dict__.get("_ck_staging") or {}
     staged = []
@@ -115,6 +115,11 @@ def stage(
         staged.append((key, buffer))
     object.__setattr__(owner, "_ck_staging", dict(staged))
     return staged
+
+
+def discard_staging(owner: Any) -> None:
+    """Free ``owner``'s staging buffers (the next non-blocking save allocates new ones)."""
+    object.__setattr__(owner, "_ck_staging", None)
 
 
 def start(owner: Any, path: str, work: Callable[[], str]) -> SaveHandle:

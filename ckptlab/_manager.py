@@ -24,7 +24,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from ckptlab._async import SaveHandle, settle, start
+from ckptlab._async import SaveHandle, discard_staging, settle, start
 from ckptlab._checkpoint import Checkpoint
 from ckptlab.core import CheckpointState
 from ckptlab.core._retention import (
@@ -283,10 +283,11 @@ class CheckpointManager:
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Wait for a save in flight, then release the directory lock."""
+        """Wait for a save in flight, free its staging buffers, release the directory lock."""
         try:
             settle(self._checkpoint)
         finally:
+            discard_staging(self._checkpoint)
             self._lock.release()
 
     def __enter__(self) -> CheckpointManager:

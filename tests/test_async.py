@@ -254,3 +254,13 @@ def test_staging_buffers_are_reused_then_freed_by_a_blocking_save(tmp_path):
 
 def test_docstring_examples_run():
     assert doctest.testmod(_async).failed == 0
+
+
+def test_manager_close_frees_the_staging_buffers(tmp_path):
+    ckpt = ck.Checkpoint(v=ck.Variable(np.arange(3.0)))
+    manager = ck.CheckpointManager(ckpt, tmp_path, max_to_keep=1)
+    handle = manager.save(blocking=False, options=FAST)
+    assert ckpt._ck_staging is not None
+    manager.close()
+    assert handle.done()
+    assert ckpt._ck_staging is None
