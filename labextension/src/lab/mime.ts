@@ -1,0 +1,186 @@
+// The MIME renderer for application/vnd.ckptlab.graph+json: every explorer display carries this
+// static bundle, so a saved notebook reopened without a kernel still shows the graph (states,
+// legend, search, details), read-only. It ranks before the ipywidgets renderer: when the same
+// output also holds a live widget view whose model exists, the live widget is shown instead
+// (rendered through the notebook's own widget renderer); otherwise the static graph.
+import type { IRenderMimeRegistry } from "@jupyterlab/rendermime";
+import type { IRenderMime } from "@jupyterlab/rendermime-interfaces";
+import { Panel, Widget } from "@lumino/widgets";
+import { Graph, MIME_TYPE, decodeBundle, type IEnvelope, type IGraphJSON } from "../core/model.js";
+import { LocalHost } from "../render/host.js";
+import { ExplorerView } from "../render/view.js";
+import { preloadEngine } from "./engine.js";
+import { depthExpansion, type ISettings } from "./settings.js";
+
+export const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+/** Before ipywidgets' renderer (-10), after nothing that matters: only our MIME type. */
+export const RANK = -20;
+/** How long a live widget may take before the static graph is shown meanwhile. */
+const GRACE_MS = 600;
+
+export interface IRendererContext {
+  /** The rendermime registry of the notebook holding `node` (it has the widget renderer). */
+  findRegistry(node: HTMLElement): IRenderMimeRegistry | null;
+  settings(): ISettings;
+}
+
+/** Apply the settings to a graph before it is drawn: node limit and default expansion. */
+export function prepareView(
+  data: IGraphJSON,
+  settings: ISettings,
+): { graph: Graph; host: LocalHost } {
+  data.options.budget ??= settings.nodeLimit;
+  const graph = new Graph(data);
+  const host = new LocalHost();
+  const expanded = depthExpansion(graph, settings.expandDepth, settings.nodeLimit);
+  if (expanded) host.update({ expanded: [...expanded] });
+  return { graph, host };
+}
+
+/** Draw a view into a fresh Lumino widget; errors are shown as text. */
+export function explorerWidget(
+  build: () => Promise<{ graph: Graph; host: LocalHost }>,
+  className: string,
+): { widget: Widget; ready: Promise<void> } {
+  const widget = new Widget();
+  widget.addClass(className);
+  widget.node.textContent = "Loading the checkpoint graph…";
+  const ready = (async () => {
+    try {
+      const { graph, host } = await build();
+      const view = new ExplorerView(graph, host);
+      widget.node.replaceChildren(view.root);
+      widget.node.dataset.nodes = String(graph.size);
+      widget.node.dataset.values = String(graph.values[0] ?? 0);
+      await preloadEngine();
+      await view.start();
+      widget.node.dataset.ready = "true";
+    } catch (error) {
+      widget.node.dataset.ready = "error";
+      const message = document.createElement("pre");
+      message.className = "ckptlab-error";
+      message.textContent = `ckptlab: ${error instanceof Error ? error.message : String(error)}`;
+      widget.node.replaceChildren(message);
+    }
+  })();
+  return { widget, ready };
+}
+
+export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
+  private model: IRenderMime.IMimeModel | null = null;
+  private staticShown = false;
+  private liveShown = false;
+  private wantsLive = false;
+  private liveTried = false;
+  private staticWidget: Widget | null = null;
+  private live: IRenderMime.IRenderer | null = null;
+  private observer: MutationObserver | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly options: IRenderMime.IRendererOptions,
+    private readonly context: IRendererContext,
+  ) {
+    super();
+    this.addClass("ckptlab-mime");
+  }
+
+  async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
+    this.reset();
+    this.model = model;
+    this.wantsLive = WIDGET_MIME in model.data && model.trusted;
+    if (!this.wantsLive) {
+      await this.showStatic();
+      return;
+    }
+    this.timer = setTimeout(() => {
+      if (!this.liveShown) void this.showStatic();
+    }, GRACE_MS);
+    if (this.isAttached) this.tryLive();
+  }
+
+  protected override onAfterAttach(msg: Parameters<Panel["onAfterAttach"]>[0]): void {
+    super.onAfterAttach(msg);
+    if (this.wantsLive && !this.liveTried) this.tryLive();
+  }
+
+  override dispose(): void {
+    if (this.isDisposed) return;
+    this.reset();
+    super.dispose();
+  }
+
+  private reset(): void {
+    clearTimeout(this.timer);
+    this.observer?.disconnect();
+    this.observer = null;
+    this.live?.dispose();
+    this.live = null;
+    this.staticWidget?.dispose();
+    this.staticWidget = null;
+    this.staticShown = this.liveShown = this.liveTried = false;
+    delete this.node.dataset.mode;
+  }
+
+  /** Render the output's widget view with the notebook's widget renderer, if it can. */
+  private tryLive(): void {
+    this.liveTried = true;
+    const model = this.model;
+    const registry = this.context.findRegistry(this.node);
+    if (!model || !registry?.getFactory(WIDGET_MIME)) {
+      void this.showStatic();
+      return;
+    }
+    const live = registry.createRenderer(WIDGET_MIME);
+    this.live = live;
+    live.hide();
+    this.addWidget(live);
+    const check = (): void => {
+      if (this.live !== live) return;
+      const children = live instanceof Panel ? live.widgets.length : live.node.childElementCount;
+      if (children > 0 && !this.liveShown) {
+        this.liveShown = true;
+        clearTimeout(this.timer);
+        this.observer?.disconnect();
+        this.staticWidget?.dispose();
+        this.staticWidget = null;
+        live.show();
+        this.node.dataset.mode = "live";
+      } else if ((live.node.textContent ?? "").startsWith("Error displaying widget")) {
+        this.observer?.disconnect();
+        live.dispose();
+        this.live = null;
+        void this.showStatic();
+      }
+    };
+    this.observer = new MutationObserver(check);
+    this.observer.observe(live.node, { childList: true, characterData: true, subtree: true });
+    live.renderModel(model).then(check, () => {
+      void this.showStatic();
+    });
+  }
+
+  private async showStatic(): Promise<void> {
+    const model = this.model;
+    if (this.staticShown || this.liveShown || !model) return;
+    this.staticShown = true;
+    const data = model.data[this.options.mimeType] as unknown as IGraphJSON | IEnvelope;
+    const { widget, ready } = explorerWidget(
+      async () => prepareView(await decodeBundle(data), this.context.settings()),
+      "ckptlab-static",
+    );
+    this.staticWidget = widget;
+    this.addWidget(widget);
+    this.node.dataset.mode = "static";
+    await ready;
+  }
+}
+
+export function rendererFactory(context: IRendererContext): IRenderMime.IRendererFactory {
+  return {
+    safe: true,
+    mimeTypes: [MIME_TYPE],
+    defaultRank: RANK,
+    createRenderer: (options) => new GraphRenderer(options, context),
+  };
+}
