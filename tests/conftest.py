@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -54,24 +55,25 @@ def kill_at_marker():
     """
 
     def run(script, *args, marker="KILL ME"):
-        child = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines = []
-        for line in child.stdout:
-            lines.append(line)
-            if marker in line:
-                os.kill(child.pid, signal.SIGKILL)
-                break
-        else:
-            child.wait()
-            raise AssertionError(f"child ended without printing {marker!r}: {child.stderr.read()}")
-        child.wait(timeout=60)
-        child.stdout.close()
-        child.stderr.close()
+        with tempfile.TemporaryFile("w+") as stderr:  # a file: a chatty child never blocks
+            child = subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+            lines = []
+            for line in child.stdout:
+                lines.append(line)
+                if marker in line:
+                    os.kill(child.pid, signal.SIGKILL)
+                    break
+            else:
+                child.wait()
+                stderr.seek(0)
+                raise AssertionError(f"child ended without printing {marker!r}: {stderr.read()}")
+            child.wait(timeout=60)
+            child.stdout.close()
         assert child.returncode == -signal.SIGKILL
         return "".join(lines)
 
