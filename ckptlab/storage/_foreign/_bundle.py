@@ -72,6 +72,9 @@ class TensorBundle(ForeignCheckpoint):
         self.slices = slices
         self.format_name = "TensorFlow checkpoint"
         self._check_header(where)
+        self._data_files = [
+            data_file(prefix, k, header.num_shards) for k in range(header.num_shards)
+        ]
         self._shard_sizes = [self._shard_size(k) for k in range(header.num_shards)]
         self.opaque = {
             k: UNSUPPORTED_DTYPES[e.dtype]
@@ -118,7 +121,7 @@ class TensorBundle(ForeignCheckpoint):
             raise CorruptCheckpointError(f"{where} declares {header.num_shards} data shards.")
 
     def _shard_size(self, shard: int) -> int:
-        name = self.file(data_file(self.path, shard, self.header.num_shards))
+        name = self.file(self._data_files[shard])
         size = self.store.size(name)
         if size is None:
             raise NotFoundError(
@@ -144,7 +147,7 @@ class TensorBundle(ForeignCheckpoint):
                 dtype=dtype,
                 foreign=ForeignLocation(
                     format="tf-bundle",
-                    file=data_file(self.path, 0, self.header.num_shards),
+                    file=self._data_files[0],
                     offset=0,
                     length=0,
                     detail=f"saved in {len(entry.slices)} slices",
@@ -157,7 +160,7 @@ class TensorBundle(ForeignCheckpoint):
         shards = self.header.num_shards
         return ForeignLocation(
             format="tf-bundle",
-            file=data_file(self.path, entry.shard_id, shards),
+            file=self._data_files[entry.shard_id],
             offset=entry.offset,
             length=entry.size,
             detail=f"masked crc32c {entry.crc32c:#010x}; shard {entry.shard_id + 1} of {shards}",
@@ -172,7 +175,7 @@ class TensorBundle(ForeignCheckpoint):
         if entry.offset < 0 or entry.size < 0 or entry.offset + entry.size > limit:
             raise CorruptCheckpointError(
                 f"{where} points at bytes [{entry.offset}, {entry.offset + entry.size}) of "
-                f"{data_file(self.path, entry.shard_id, self.header.num_shards)}, which has "
+                f"{self._data_files[entry.shard_id]}, which has "
                 f"{limit}."
             )
         count = math.prod(shape)
@@ -240,7 +243,7 @@ class TensorBundle(ForeignCheckpoint):
         shape: tuple[int, ...],
         out: np.ndarray[Any, Any] | None = None,
     ) -> np.ndarray[Any, Any]:
-        name = data_file(self.path, entry.shard_id, self.header.num_shards)
+        name = self._data_files[entry.shard_id]
         if dtype == "string":
             raw = bytearray(entry.size)
             self.read_bytes(name, entry.offset, memoryview(raw), key)
@@ -261,7 +264,7 @@ class TensorBundle(ForeignCheckpoint):
             raise self.damaged(
                 key,
                 f"checksum mismatch (stored {entry.crc32c:#010x}, computed {mask(crc):#010x}) in "
-                f"{data_file(self.path, entry.shard_id, self.header.num_shards)}",
+                f"{self._data_files[entry.shard_id]}",
             )
 
 

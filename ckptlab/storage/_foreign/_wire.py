@@ -27,9 +27,11 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     >>> read_varint(b"\xac\x02", 0)
     (300, 2)
     """
+    end = len(data)
+    if pos < end and data[pos] < 0x80:  # fast path: most varints are one byte
+        return data[pos], pos + 1
     result = 0
     shift = 0
-    end = len(data)
     while True:
         if pos >= end:
             raise WireError("varint runs past the end of the buffer")
