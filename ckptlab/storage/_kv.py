@@ -142,8 +142,16 @@ class LocalStore:
         return True
 
     def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
-        """Write a temporary sibling, fsync it, rename it over ``key``, fsync the directory."""
-        temporary = f"{key}.tmp-{uuid.uuid4().hex}"
+        """Write a hidden temporary sibling, fsync it, rename it over ``key``, fsync the directory.
+
+        Temporary siblings left by an earlier replace that was killed are removed first.
+        """
+        parent, name = os.path.split(key)
+        for entry in self.list_dir(parent):
+            if entry.startswith(f".{name}.tmp-"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(parent, entry))
+        temporary = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
         try:
             self.write(temporary, [data], durable=durable)
             os.replace(temporary, key)
