@@ -24,7 +24,7 @@ from ckptlab.core import FORMAT_VERSION, CheckpointDocument, ProgramGraph
 from ckptlab.distributed._plan import Placement, Region, SavePlan, ValueEntry, plan_save
 from ckptlab.distributed._sharded import ShardedVariable
 from ckptlab.storage import little_endian, resolve
-from ckptlab.storage._parts import ArraySpec, write_array_metadata, write_pack, write_rows
+from ckptlab.storage._parts import ArraySpec, PartWriter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,33 +151,9 @@ def write_part(job: SaveJob, state: Any, rank: int) -> PartManifest:
     plan = plan_save(entries, job.world_size, job.assign, **options)
     started = time.time()
     store, _ = resolve(job.path, job.storage_options)
-    chunks: dict[str, dict[int, int]] = {}
-    members: dict[str, list[tuple[str, np.ndarray[Any, Any]]]] = defaultdict(list)
-    nbytes = 0
-    for placement, region in plan.for_worker(rank):
-        rows = _rows_of(objects[placement.key], placement, region)
-        nbytes += rows.nbytes
-        if placement.packed:
-            members[placement.array].append((placement.key, rows))
-            continue
-        spec = ArraySpec(
-            path=placement.array,
-            key=placement.key,
-            shape=placement.shape,
-            dtype=placement.dtype,
-            chunks=placement.chunks or (),
-        )
-        if region is placement.regions[0]:
-            write_array_metadata(store, job.staged, spec, durable=job.durable)
-        chunks[placement.array] = write_rows(
-            store, job.staged, spec, rows, region.start, durable=job.durable
-        )
-    packed: dict[str, tuple[int, int]] = {}
-    packs: dict[str, tuple[str, int, int]] = {}
-    for path, group in members.items():
-        info, offsets = write_pack(store, job.staged, path, group, durable=job.durable)
-        packs[path] = (info.dtype, info.length, info.chunk)
-        packed.update(offsets)
+    writer = PartWriter(store, job.staged, durable=job.durable)
+    chunks, packed, packs, nbytes = _write_assigned(writer, plan, rank, objects)
+    writer.close()
     return PartManifest(
         rank=rank,
         digest=plan.digest,
@@ -191,6 +167,41 @@ def write_part(job: SaveJob, state: Any, rank: int) -> PartManifest:
         finished=time.time(),
         worker=_where(),
     )
+
+
+def _write_assigned(
+    writer: PartWriter, plan: SavePlan, rank: int, objects: Mapping[str, Any]
+) -> tuple[
+    dict[str, dict[int, int]], dict[str, tuple[int, int]], dict[str, tuple[str, int, int]], int
+]:
+    """Queue every value and region the plan gives ``rank``: chunk crcs, pack entries, bytes."""
+    chunks: dict[str, dict[int, int]] = {}
+    members: dict[str, list[tuple[str, np.ndarray[Any, Any]]]] = defaultdict(list)
+    nbytes = 0
+    for placement, region in plan.for_worker(rank):
+        rows = _rows_of(objects[placement.key], placement, region)
+        nbytes += rows.nbytes
+        if placement.packed:
+            members[placement.array].append((placement.key, rows))
+            continue
+        shape, chunk_shape = placement.shape, placement.chunks or ()
+        spec = ArraySpec(
+            path=placement.array,
+            key=placement.key,
+            shape=shape,
+            dtype=placement.dtype,
+            chunks=chunk_shape,
+        )
+        if region is placement.regions[0]:
+            writer.array_metadata(spec)
+        chunks[placement.array] = writer.rows(spec, rows, region.start)
+    packed: dict[str, tuple[int, int]] = {}
+    packs: dict[str, tuple[str, int, int]] = {}
+    for path, group in members.items():
+        info, offsets = writer.pack(path, group)
+        packs[path] = (info.dtype, info.length, info.chunk)
+        packed.update(offsets)
+    return chunks, packed, packs, nbytes
 
 
 def _rows_of(source: Any, placement: Placement, region: Region) -> np.ndarray[Any, Any]:

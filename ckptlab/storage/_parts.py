@@ -1,7 +1,7 @@
 """Checkpoints written in parts by several workers, and reads of row regions (internal).
 
 A multi-worker save stages one checkpoint location (``begin_staging``); each worker writes whole
-chunks of own arrays (``write_rows``) and its own packed arrays (``write_pack``) there, and one
+chunks of own arrays and its own packed arrays there (a :class:`PartWriter`), and one
 coordinator writes the group documents and the root document and publishes once
 (``publish_staged``).  Every stored object has exactly one writer, and re-writing a part writes
 the same bytes under the same names, so re-running a worker is harmless.  ``read_rows`` reads
@@ -11,6 +11,7 @@ rows ``[start, stop)`` of a value, touching only the chunks that overlap them.
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ckptlab.storage._commit import (
     publish,
     temporary_name,
 )
-from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
 from ckptlab.storage._layout import (
     ROOT_DOCUMENT,
     array_metadata,
@@ -66,91 +67,122 @@ def begin_staging(store: ByteStore, path: str, *, durable: bool) -> str:
     return path
 
 
-def write_array_metadata(store: ByteStore, staged: str, spec: ArraySpec, *, durable: bool) -> None:
-    """Write the ``zarr.json`` of an own array (by exactly one worker)."""
-    document = array_metadata(spec.shape, spec.chunks, spec.dtype, spec.key)
-    store.write(posixpath.join(staged, spec.path, ROOT_DOCUMENT), [document], durable=durable)
+class PartWriter:
+    """Writes one worker's part: array metadata, whole chunks of own arrays, its own packs.
 
+    Writes are queued and sent with ``write_many`` (concurrent uploads on object stores);
+    :meth:`close` sends them and, for a durable local write, fsyncs every file and directory
+    once at the end.  Syncing per file would make two workers on one file system wait on each
+    other's journal commits.
 
-def write_rows(
-    store: ByteStore,
-    staged: str,
-    spec: ArraySpec,
-    rows: np.ndarray[Any, Any],
-    start: int,
-    *,
-    durable: bool,
-) -> dict[int, int]:
-    """Write the whole chunks holding rows ``[start, start + len(rows))``; return their crc32c.
-
-    ``rows`` is C-contiguous and little-endian.  The region must begin and end on chunk
-    boundaries (or at the end of the array), so that no chunk has two writers.
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from ckptlab.storage import LocalStore
+    >>> spec = ArraySpec(path="values/0", key="k", shape=(4, 2), dtype="int64", chunks=(2, 2))
+    >>> writer = PartWriter(LocalStore(), tempfile.mkdtemp(), durable=False)
+    >>> writer.rows(spec, np.arange(4, dtype="<i8").reshape(2, 2), start=2).keys()
+    dict_keys([1])
+    >>> writer.close()
     """
-    per_chunk = spec.chunks[0] if spec.shape else 1
-    count = rows.shape[0] if spec.shape else 1
-    stop = start + count
-    end = spec.shape[0] if spec.shape else 1
-    if start % per_chunk or (stop % per_chunk and stop != end) or stop > end:
-        raise ValueError(
-            f"Rows [{start}, {stop}) of {spec.key!r} are not aligned to its {per_chunk}-row "
-            "chunks; a worker must write whole chunks."
+
+    def __init__(self, store: ByteStore, staged: str, *, durable: bool) -> None:
+        self.store = store
+        self.staged = staged
+        self.durable = durable
+        self._queue: list[tuple[str, list[Buffer]]] = []
+        self._written: list[str] = []
+
+    def _put(self, key: str, parts: list[Buffer]) -> None:
+        self._queue.append((posixpath.join(self.staged, key), parts))
+
+    def array_metadata(self, spec: ArraySpec) -> None:
+        """Queue the ``zarr.json`` of an own array (exactly one worker writes it)."""
+        document = array_metadata(spec.shape, spec.chunks, spec.dtype, spec.key)
+        self._put(posixpath.join(spec.path, ROOT_DOCUMENT), [document])
+
+    def rows(self, spec: ArraySpec, rows: np.ndarray[Any, Any], start: int) -> dict[int, int]:
+        """Queue the whole chunks holding rows ``[start, start + len(rows))``; return their crc32c.
+
+        ``rows`` is C-contiguous and little-endian and must stay unchanged until :meth:`close`.
+        The region must begin and end on chunk boundaries (or at the end of the array), so
+        that no chunk has two writers.
+        """
+        per_chunk = spec.chunks[0] if spec.shape else 1
+        count = rows.shape[0] if spec.shape else 1
+        stop, end = start + count, (spec.shape[0] if spec.shape else 1)
+        if start % per_chunk or (stop % per_chunk and stop != end) or stop > end:
+            raise ValueError(
+                f"Rows [{start}, {stop}) of {spec.key!r} are not aligned to its {per_chunk}-row "
+                "chunks; a worker must write whole chunks."
+            )
+        if rows.size == 0:
+            return {}
+        row_bytes = rows.nbytes // count
+        chunk_bytes = math.prod(spec.chunks) * rows.itemsize
+        raw = rows.reshape(-1).view(np.uint8).data
+        crcs = {}
+        for first in range(0, count, per_chunk):
+            data = raw[first * row_bytes : (first + per_chunk) * row_bytes]
+            padding = bytes(chunk_bytes - len(data))
+            crc = crc32c.crc32c(padding, crc32c.crc32c(data)) if padding else crc32c.crc32c(data)
+            index = (start + first) // per_chunk
+            grid = (index, *([0] * (len(spec.shape) - 1))) if spec.shape else ()
+            self._put(chunk_key(spec.path, grid), [data, padding, crc.to_bytes(4, "little")])
+            crcs[index] = crc
+        return crcs
+
+    def pack(
+        self, path: str, members: Sequence[tuple[str, np.ndarray[Any, Any]]]
+    ) -> tuple[PackInfo, dict[str, tuple[int, int]]]:
+        """Queue small values of one dtype packed into the flat array ``path``.
+
+        Returns the pack's description and ``key -> (element offset, crc32c)``.
+        """
+        dtype = members[0][1].dtype
+        length = sum(a.size for _, a in members)
+        chunk = pack_chunk(length, dtype.itemsize)
+        flat = np.zeros(max(1, -(-length // chunk)) * chunk, dtype=dtype)
+        entries = {}
+        offset = 0
+        for key, array in members:
+            flat[offset : offset + array.size] = array.reshape(-1)
+            entries[key] = (offset, crc32c.crc32c(array.reshape(-1).view(np.uint8).data))
+            offset += array.size
+        self._put(
+            posixpath.join(path, ROOT_DOCUMENT),
+            [array_metadata((length,), (chunk,), dtype.name, None)],
         )
-    if rows.size == 0:
-        return {}
-    row_bytes = rows.nbytes // count
-    chunk_bytes = math.prod(spec.chunks) * rows.itemsize
-    raw = rows.reshape(-1).view(np.uint8).data
-    crcs = {}
-    for first in range(0, count, per_chunk):
-        data = raw[first * row_bytes : (first + per_chunk) * row_bytes]
-        padding = bytes(chunk_bytes - len(data))
-        crc = crc32c.crc32c(padding, crc32c.crc32c(data)) if padding else crc32c.crc32c(data)
-        index = (start + first) // per_chunk
-        grid = (index, *([0] * (len(spec.shape) - 1))) if spec.shape else ()
-        name = chunk_key(posixpath.join(staged, spec.path), grid)
-        store.write(name, [data, padding, crc.to_bytes(4, "little")], durable=durable)
-        crcs[index] = crc
-    return crcs
+        raw = flat.view(np.uint8).data
+        step = chunk * dtype.itemsize
+        for index in range(-(-length // chunk)):
+            data = raw[index * step : (index + 1) * step]
+            self._put(chunk_key(path, (index,)), [data, crc32c.crc32c(data).to_bytes(4, "little")])
+        return PackInfo(path=path, dtype=dtype.name, length=length, chunk=chunk), entries
 
-
-def write_pack(
-    store: ByteStore,
-    staged: str,
-    path: str,
-    members: Sequence[tuple[str, np.ndarray[Any, Any]]],
-    *,
-    durable: bool,
-) -> tuple[PackInfo, dict[str, tuple[int, int]]]:
-    """Pack small values of one dtype into the flat array ``path``.
-
-    Returns the pack's description and ``key -> (element offset, crc32c)``.
-    """
-    dtype = members[0][1].dtype
-    length = sum(a.size for _, a in members)
-    chunk = pack_chunk(length, dtype.itemsize)
-    flat = np.zeros(max(1, -(-length // chunk)) * chunk, dtype=dtype)
-    entries = {}
-    offset = 0
-    for key, array in members:
-        flat[offset : offset + array.size] = array.reshape(-1)
-        entries[key] = (offset, crc32c.crc32c(array.reshape(-1).view(np.uint8).data))
-        offset += array.size
-    name = posixpath.join(staged, path)
-    store.write(
-        posixpath.join(name, ROOT_DOCUMENT),
-        [array_metadata((length,), (chunk,), dtype.name, None)],
-        durable=durable,
-    )
-    raw = flat.view(np.uint8).data
-    step = chunk * dtype.itemsize
-    for index in range(-(-length // chunk)):
-        data = raw[index * step : (index + 1) * step]
-        store.write(
-            chunk_key(name, (index,)),
-            [data, crc32c.crc32c(data).to_bytes(4, "little")],
-            durable=durable,
+    def close(self) -> None:
+        """Write everything queued; when durable, fsync it (files, then their directories)."""
+        queue, self._queue = self._queue, []
+        self.store.write_many(
+            queue, durable=self.durable and not isinstance(self.store, LocalStore)
         )
-    return PackInfo(path=path, dtype=dtype.name, length=length, chunk=chunk), entries
+        if self.durable and isinstance(self.store, LocalStore):
+            directories = {self.staged}
+            for key, _ in queue:
+                parent = os.path.dirname(key)
+                while parent not in directories and len(parent) > len(self.staged):
+                    directories.add(parent)
+                    parent = os.path.dirname(parent)
+            for path in [key for key, _ in queue] + sorted(directories, key=len, reverse=True):
+                _fsync(path)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish_staged(
