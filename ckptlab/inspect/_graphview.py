@@ -279,6 +279,8 @@ class _TreeBuilder:
         self.lookup: dict[tuple[int, str], int] = {}
         self.values: dict[int, ViewValue] = {}
         self.synthetic: set[int] = set()
+        self.groups: dict[tuple[str, ...], int] = {(): 0}
+        """Display path -> node id of every parent seen (values come grouped by parent)."""
 
     def child(self, parent: int, name: str, *, synthetic: bool) -> int:
         found = self.lookup.get((parent, name))
@@ -295,11 +297,14 @@ class _TreeBuilder:
         return node_id
 
     def place(self, value: ViewValue) -> int:
-        node = 0
-        last = len(value.path) - 1
-        for depth, name in enumerate(value.path):
-            synthetic = value.synthetic_depth is not None and value.synthetic_depth <= depth < last
-            node = self.child(node, name, synthetic=synthetic)
+        parent = self.groups.get(value.path[:-1]) if value.path else None
+        if parent is None:  # first value under this parent: create the groups on the way
+            node = 0
+            for depth, name in enumerate(value.path[:-1]):
+                synthetic = value.synthetic_depth is not None and value.synthetic_depth <= depth
+                node = self.child(node, name, synthetic=synthetic)
+            parent = self.groups[value.path[:-1]] = node
+        node = self.child(parent, value.path[-1], synthetic=False) if value.path else 0
         if node in self.values:
             # Two values on one path (a name-based key "a.b" next to "a/b"): keep both, the
             # second one named by its full key.

@@ -1,9 +1,14 @@
-"""Deterministic graph views shared by the Python tests and the TypeScript tests (fixtures)."""
+"""Deterministic graph views shared by the Python tests and the TypeScript tests (fixtures).
+
+``python tests/inspect/conftest.py`` rewrites labextension/test/fixtures/mismatch.graph.json.
+"""
 
 from __future__ import annotations
 
 import json
 import pathlib
+
+import pytest
 
 from ckptlab.core import ValueSpec
 from ckptlab.inspect import GraphView, ViewValue, build_view
@@ -114,6 +119,11 @@ def write_fixture() -> pathlib.Path:
         json.dumps(mismatch_view().to_json(), ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return path
+
+
+@pytest.fixture
+def mismatch() -> GraphView:
+    return mismatch_view()
 
 
 if __name__ == "__main__":

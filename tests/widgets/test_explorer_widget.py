@@ -1,0 +1,157 @@
+"""ExplorerWidget: traits and commands, through a recording comm (no kernel, no browser)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.inspect import MIME_TYPE, VIEW_STATES
+from ckptlab.widgets import ExplorerWidget
+
+
+def opened(widget):
+    """The comm_open message: what the browser receives first."""
+    kind, data, buffers = widget.comm.messages[0] if widget.comm.messages else (None, {}, [])
+    return kind, data, buffers
+
+
+def test_graph_is_sent_once_as_a_compressed_buffer(lazy):
+    _, _, status = lazy
+    widget = ck.explore(status)
+    graph = json.loads(gzip.decompress(widget.graph))
+    assert graph["format"] == "ckptlab.graph"
+    assert graph["can_restore"] is True
+    assert widget.summary == status.report().summary()
+    assert len(widget.states) == len(graph["nodes"]["parent"])
+    widget.selected = [1]
+    widget.search = "kernel"
+    widget.expanded = [0, 1]
+    later = [m for m in widget.comm.messages[1:] if m[0] == "comm_msg"]
+    assert later
+    for _, data, buffers in later:
+        assert "graph" not in data.get("state", {})
+        assert sum(len(b) for b in buffers) < 1000
+
+
+def test_focus_loads_details_with_statistics_of_that_value_only(lazy, monkeypatch):
+    model, _, status = lazy
+    widget = ck.explore(status)
+    reads = []
+    source = status._coordinator.source
+    original = source.read
+    monkeypatch.setattr(source, "read", lambda key, out=None: reads.append(key) or original(key))
+    kernel = widget.view.find(("model", "encoder", "kernel"))
+    widget.focused = kernel
+    details = widget.details
+    assert reads == ["model/encoder/kernel/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert details["key"] == reads[0]
+    assert details["checksum"] == "verified (crc32c)"
+    expected = model.encoder.kernel.numpy()
+    assert details["stats"]["min"] == pytest.approx(float(expected.min()))
+    assert details["stats"]["std"] == pytest.approx(float(expected.std()))
+    assert sum(details["stats"]["histogram"]["counts"]) == expected.size
+    widget.focused = widget.view.find(("model",))
+    assert "stats" not in widget.details
+
+
+def test_restore_selected_writes_only_the_selection_and_updates_states(lazy):
+    model, fresh, status = lazy
+    widget = ck.explore(status)
+    widget.select(["model/encoder"])
+    message = widget.restore_selected()
+    assert message.startswith("Restored 6 values: run_restore_ops(only=[")  # 2 values + 4 slots
+    assert np.array_equal(fresh.encoder.kernel.numpy(), model.encoder.kernel.numpy())
+    assert not np.array_equal(fresh.head.kernel.numpy()[:, :1], model.head.kernel.numpy())
+    kernel = widget.view.find(("model", "encoder", "kernel"))
+    assert VIEW_STATES[widget.states[kernel]] == "restored"
+    head = widget.view.find(("model", "head", "kernel"))
+    assert VIEW_STATES[widget.states[head]] == "shape_conflict"
+
+
+def test_restore_message_from_the_front_end_and_conflict_errors(lazy):
+    _, _, status = lazy
+    widget = ck.explore(status)
+    head = widget.view.find(("model", "head"))
+    widget._on_message(widget, {"type": "restore", "nodes": [head]}, [])
+    assert widget.message.startswith("Restore failed:")
+    assert "conflict" in widget.message
+    assert widget.selected == [head]
+
+
+def test_engine_is_sent_on_request(lazy):
+    widget = ck.explore(lazy[2])
+    widget.comm.messages.clear()
+    widget._on_message(widget, {"type": "need-engine"}, [])
+    _, data, buffers = widget.comm.messages[-1]
+    assert data["content"]["type"] == "engine"
+    assert len(buffers) == 1
+
+
+def test_svg_export_round_trip(lazy, tmp_path):
+    widget = ck.explore(lazy[2])
+    with pytest.raises(ValueError, match="Export SVG"):
+        widget.export_svg(tmp_path / "x.svg")
+    widget._on_message(widget, {"type": "svg", "svg": "<svg/>"}, [])
+    assert widget.export_svg(tmp_path / "x.svg").read_text() == "<svg/>"
+
+
+def test_select_and_expand_by_path(lazy):
+    widget = ck.explore(lazy[2])
+    widget.expand(["model/encoder"])
+    encoder = widget.view.find(("model", "encoder"))
+    assert {0, widget.view.find(("model",)), encoder} <= set(widget.expanded)
+    with pytest.raises(KeyError, match="No node at 'model/nope'"):
+        widget.select(["model/nope"])
+
+
+def test_mimebundle_has_widget_graph_html_and_text(lazy):
+    widget = ck.explore(lazy[2])
+    bundle = widget._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data[MIME_TYPE]["format"] == "ckptlab.graph"
+    assert "shape_conflict" in data["text/html"]
+    assert data["text/plain"].startswith("CheckpointLoadStatus")
+
+
+def test_to_dot_of_the_whole_graph_and_the_visible_part(lazy):
+    widget = ck.explore(lazy[2])
+    assert widget.to_dot().count("label=") == len(widget.view.nodes)
+    widget.expanded = [0]
+    assert widget.to_dot(visible_only=True).count("label=") == 1 + len(widget.view.children[0])
+
+
+def test_first_message_stays_under_2_mb_for_100k_values(tmp_path):
+    model = ck.Module()
+    model.blocks = [ck.Module() for _ in range(400)]
+    for block in model.blocks:
+        for i in range(250):
+            setattr(block, f"w{i}", ck.Variable(np.zeros(1, "float32")))
+    path = ck.Checkpoint(model=model).write(tmp_path / "big")
+    widget = ck.explore(path)
+    kind, data, buffers = opened(widget)
+    assert kind == "comm_open"
+    size = len(json.dumps(data)) + sum(len(b) for b in buffers)
+    assert widget.summary.startswith("100000 values")
+    assert size < 2_000_000, size
+
+
+def test_program_alone_and_checkpoint_alone_cannot_restore(lazy, saved):
+    _, fresh, _ = lazy
+    program = ck.explore(ck.Checkpoint(model=fresh))
+    assert program.summary.endswith("(not saved yet)") and not program.can_restore
+    program.focused = program.view.find(("model", "encoder", "kernel"))
+    assert program.details["stats"]["size"] == 40
+    stored = ck.explore(saved[1])
+    assert not stored.can_restore
+    stored.select(["model"])
+    with pytest.raises(ValueError, match="checkpoint alone"):
+        stored.restore_selected()
+
+
+def test_widget_class_is_exported():
+    assert ExplorerWidget.__module__ == "ckptlab.widgets._explorer"
