@@ -12,7 +12,6 @@ import math
 import posixpath
 from typing import Any
 
-import crc32c
 import numpy as np
 
 from ckptlab.core import (
@@ -255,8 +254,7 @@ class TensorBundle(ForeignCheckpoint):
             return array.reshape(shape)
         target = out if out is not None else np.empty(shape, numpy_dtype(dtype))
         raw_out = target.reshape(-1).view(np.uint8).data
-        self.read_bytes(name, entry.offset, raw_out, key)
-        self._check_crc(key, crc32c.crc32c(raw_out), entry)
+        self._check_crc(key, self.read_crc32c(name, entry.offset, raw_out, key), entry)
         return target
 
     def _check_crc(self, key: str, crc: int, entry: Entry) -> None:
