@@ -272,3 +272,18 @@ def test_variant_values_are_left_out_and_named(tmp_path):
     assert ck.list_variables(prefix) == [("w", [1])]
     source = ck.storage.open_checkpoint(*ck.storage.resolve(prefix))
     assert source.opaque == {"iterator": "variant"}
+
+
+def test_large_values_are_verified_piece_by_piece(tmp_path):
+    prefix = str(tmp_path / "big")
+    values = np.arange(5 * 2**20, dtype=np.float32)  # 20 MiB: more than one 16 MiB piece
+    write_bundle(prefix, {"big": values})
+    np.testing.assert_array_equal(ck.load_checkpoint(prefix).get_tensor("big"), values)
+    path = Path(prefix + ".data-00000-of-00001")
+    with open(path, "r+b") as handle:
+        handle.seek(18 * 2**20)
+        byte = handle.read(1)
+        handle.seek(18 * 2**20)
+        handle.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(ck.CorruptCheckpointError, match="checksum mismatch"):
+        ck.load_checkpoint(prefix).get_tensor("big")
