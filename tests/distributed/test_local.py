@@ -94,6 +94,8 @@ def test_is_an_ordinary_checkpoint(saved):
     group = zarr.open_group(path, mode="r")
     stored = stored_values(path)["model/embedding/.ATTRIBUTES/VARIABLE_VALUE"]
     np.testing.assert_array_equal(group[stored.array][...], full_embedding())
+    assert ck.storage.verify_checkpoint(path) == []  # every chunk's checksum
+    assert ck.explore(path).summary.startswith(f"{len(shapes)} values")
 
 
 def test_each_worker_wrote_its_share(saved):
