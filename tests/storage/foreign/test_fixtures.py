@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,28 @@ def test_the_explorer_splits_flat_names_into_a_tree(fixtures_dir):
     view = explore.CheckpointSource(source).view()
     names = {node.name for node in view.nodes}
     assert {"model", "fc1", "weight", "optimizer", "state", "exp_avg"} <= names
+
+
+def test_reading_every_fixture_imports_no_framework(fixtures_dir):
+    script = f"""
+import sys, pathlib
+import ckptlab as ck
+root = pathlib.Path({str(fixtures_dir)!r})
+paths = [root / "torch" / name for name in ("state_dict.pt", "state_dict_legacy.pt",
+         "checkpoint.pt", "extras.pt", "model.safetensors")]
+paths += [p.parent / p.stem for p in root.glob("*/*.index")]
+paths.append(root / "tf1_saver_v1" / "model.ckpt-7")
+for path in paths:
+    reader = ck.load_checkpoint(path)
+    for key in reader.get_variable_to_shape_map():
+        reader.get_tensor(key)
+frameworks = ("torch", "tensorflow", "google", "safetensors")
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in frameworks)
+assert not loaded, loaded
+print(len(paths))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == 15
