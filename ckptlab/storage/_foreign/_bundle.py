@@ -88,7 +88,9 @@ class TensorBundle(ForeignCheckpoint):
         }
         graph = self._object_graph(values) if GRAPH_KEY in entries else None
         self.format_name = (
-            "TensorFlow 2 object-based checkpoint" if graph else "TensorFlow 1 Saver checkpoint"
+            "TensorFlow 2 object-based checkpoint"
+            if graph is not None
+            else "TensorFlow 1 Saver checkpoint"
         )
         document = CheckpointDocument(
             format_version=0,
@@ -138,22 +140,32 @@ class TensorBundle(ForeignCheckpoint):
             )
         shape = check_shape(entry.shape, where)
         if entry.slices:
-            for extents in entry.slices:
-                self._check_slice(key, entry, _region(extents, shape, where), where)
-            return StoredValue(
-                key=key,
-                shape=shape,
-                dtype=dtype,
-                foreign=ForeignLocation(
-                    format="tf-bundle",
-                    file=self._data_files[0],
-                    offset=0,
-                    length=0,
-                    detail=f"saved in {len(entry.slices)} slices",
-                ),
-            )
+            return self._describe_sliced(key, entry, dtype, shape, where)
         self._check_entry(entry, dtype, shape, where)
         return StoredValue(key=key, shape=shape, dtype=dtype, foreign=self._location(entry))
+
+    def _describe_sliced(
+        self, key: str, entry: Entry, dtype: str, shape: tuple[int, ...], where: str
+    ) -> StoredValue:
+        pieces = [
+            self._check_slice(key, entry, _region(e, shape, where), where) for e in entry.slices
+        ]
+        covered = sum(math.prod(p.shape) for p in pieces)
+        if covered != math.prod(shape):
+            raise CorruptCheckpointError(
+                f"{where}: its {len(pieces)} slices hold {covered} elements; shape "
+                f"{list(shape)} has {math.prod(shape)}."
+            )
+        first = min(pieces, key=lambda p: (p.shard_id, p.offset))
+        files = len({p.shard_id for p in pieces})
+        location = ForeignLocation(
+            format="tf-bundle",
+            file=self._data_files[first.shard_id],
+            offset=first.offset,
+            length=sum(p.size for p in pieces),
+            detail=f"saved in {len(pieces)} slices across {files} data file(s); masked crc32c each",
+        )
+        return StoredValue(key=key, shape=shape, dtype=dtype, foreign=location)
 
     def _location(self, entry: Entry) -> ForeignLocation:
         shards = self.header.num_shards
@@ -189,8 +201,8 @@ class TensorBundle(ForeignCheckpoint):
                 f"{where} holds {entry.size} bytes, too few for {count} strings."
             )
 
-    def _check_slice(self, key: str, full: Entry, region: Region, where: str) -> None:
-        entry = self.slices.get((key, tuple((s, n) for s, n in region)))
+    def _check_slice(self, key: str, full: Entry, region: Region, where: str) -> Entry:
+        entry = self.slices.get((key, region))
         if entry is None:
             raise CorruptCheckpointError(
                 f"{where} lists slice {_show(region)}, which is not in the index."
@@ -201,6 +213,7 @@ class TensorBundle(ForeignCheckpoint):
                 f"{where}: slice {_show(region)} has another dtype or shape."
             )
         self._check_entry(entry, dtype, entry.shape, f"{where} (slice {_show(region)})")
+        return entry
 
     def _object_graph(self, values: dict[str, StoredValue]) -> ObjectGraph:
         entry = self.entries[GRAPH_KEY]

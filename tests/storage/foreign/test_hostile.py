@@ -287,3 +287,46 @@ def test_large_values_are_verified_piece_by_piece(tmp_path):
         handle.write(bytes([byte[0] ^ 1]))
     with pytest.raises(ck.CorruptCheckpointError, match="checksum mismatch"):
         ck.load_checkpoint(prefix).get_tensor("big")
+
+
+def _sliced_index(
+    prefix: str, listed: list[tuple[int, int]], stored: list[tuple[int, int]]
+) -> None:
+    """A [4] float32 tensor 't' whose entry lists ``listed`` slices; ``stored`` ones exist."""
+    from ckptlab.storage._foreign._bundle_writer import encode_slice_key
+
+    def extent(start: int, length: int) -> bytes:
+        return field(1, field(1, start) + field(2, length)) if start else field(1, field(2, length))
+
+    full = field(1, 1) + field(2, field(2, field(1, 4)))
+    full += b"".join(field(7, extent(s, n)) for s, n in listed)
+    items = [(b"", field(1, 1) + field(3, field(1, 1))), (b"t", full)]
+    data = bytearray()
+    for start, length in stored:
+        raw = np.arange(start, start + length, dtype=np.float32).tobytes()
+        entry = encode_entry(1, [length], len(data), len(raw), mask(crc32c.crc32c(raw)))
+        items.append((encode_slice_key("t", [(start, length)]), entry))
+        data += raw
+    write_table(f"{prefix}.index", sorted(items))
+    Path(f"{prefix}.data-00000-of-00001").write_bytes(bytes(data))
+
+
+def test_sliced_tensors_are_reassembled(tmp_path):
+    prefix = str(tmp_path / "ckpt")
+    _sliced_index(prefix, [(0, 1), (1, 3)], [(0, 1), (1, 3)])
+    assert ck.load_checkpoint(prefix).get_tensor("t").tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("listed", "stored", "match"),
+    [
+        ([(0, 1), (1, 3)], [(0, 1)], "not in the index"),
+        ([(0, 1), (2, 2)], [(0, 1), (2, 2)], "hold 3 elements"),
+        ([(0, 1), (3, 2)], [(0, 1), (3, 2)], "outside dimension"),
+    ],
+)
+def test_missing_or_partial_slices_are_refused(tmp_path, listed, stored, match):
+    prefix = str(tmp_path / "ckpt")
+    _sliced_index(prefix, listed, stored)
+    with pytest.raises(ck.CorruptCheckpointError, match=match):
+        ck.list_variables(prefix)
