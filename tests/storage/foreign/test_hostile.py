@@ -330,3 +330,15 @@ def test_missing_or_partial_slices_are_refused(tmp_path, listed, stored, match):
     _sliced_index(prefix, listed, stored)
     with pytest.raises(ck.CorruptCheckpointError, match=match):
         ck.list_variables(prefix)
+
+
+def test_a_recompressed_torch_file_still_reads(tmp_path, fixtures_dir):
+    original = fixtures_dir / "torch" / "state_dict.pt"
+    target = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(original) as source:
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+            for info in source.infolist():
+                archive.writestr(info.filename, source.read(info))
+    expected, found = ck.load_checkpoint(original), ck.load_checkpoint(target)
+    for key in expected.get_variable_to_shape_map():
+        np.testing.assert_array_equal(found.get_tensor(key), expected.get_tensor(key))
