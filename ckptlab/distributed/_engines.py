@@ -244,12 +244,22 @@ class DaskEngine:
             )
             for rank, address in enumerate(self.addresses)
         ]
-        with contextlib.suppress(TimeoutError):
-            dask_wait(futures, timeout=timeout)  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0 and not self._settled(futures):
+            with contextlib.suppress(TimeoutError):
+                dask_wait(futures, timeout=min(remaining, 0.5))  # type: ignore[no-untyped-call]
         outcomes = [self._outcome(rank, future, timeout) for rank, future in enumerate(futures)]
         for future in futures:
             future.cancel()
         return outcomes
+
+    def _settled(self, futures: Sequence[Any]) -> bool:
+        """Whether every part finished or failed, or a worker with a pending part left."""
+        pending = [r for r, f in enumerate(futures) if f.status not in ("finished", "error")]
+        if not pending:
+            return True
+        alive = self.client.scheduler_info(n_workers=-1)["workers"]
+        return any(self.addresses[r] not in alive for r in pending)
 
     def _outcome(self, rank: int, future: Any, timeout: float) -> Outcome:
         address = self.addresses[rank]
@@ -262,11 +272,16 @@ class DaskEngine:
             if isinstance(error, BaseException):
                 error = error.with_traceback(future.traceback())
                 return failure_from(rank, error, worker=address)
-        alive = address in self.client.scheduler_info(n_workers=-1)["workers"]
+        if address not in self.client.scheduler_info(n_workers=-1)["workers"]:
+            return WorkerFailure(
+                rank=rank,
+                worker=address,
+                reason="died",
+                error="the worker left the cluster before reporting",
+            )
         return WorkerFailure(
             rank=rank,
             worker=address,
-            reason="timeout" if alive else "died",
-            error=f"did not report within {timeout:g} s"
-            + ("" if alive else " (the worker left the cluster)"),
+            reason="timeout",
+            error=f"did not report within {timeout:g} s",
         )

@@ -90,3 +90,21 @@ def test_a_silent_dask_worker_times_out(dask_client, tmp_path):
         ckd.write(tmp_path / "c", hang_on_worker_1, engine=ckd.DaskEngine(dask_client), timeout=2)
     assert time.monotonic() - started < 15
     assert os.listdir(tmp_path) == []
+
+
+def die_on_worker_1(rank):
+    if rank == 1:
+        os._exit(3)
+    return build(rank)
+
+
+def test_a_dying_dask_worker_is_named(dask_client, tmp_path):
+    engine = ckd.DaskEngine(dask_client)
+    lost = engine.addresses[1]
+    started = time.monotonic()
+    with pytest.raises(ckd.WorkerError, match="worker 1 .* died: the worker left the cluster"):
+        ckd.write(tmp_path / "c", die_on_worker_1, engine=engine, timeout=60)
+    assert time.monotonic() - started < 30  # noticed when the worker left, not at the timeout
+    assert os.listdir(tmp_path) == []
+    dask_client.wait_for_workers(2, timeout=30)  # the nanny restarts it under a new address
+    assert lost not in dask_client.scheduler_info(n_workers=-1)["workers"]
