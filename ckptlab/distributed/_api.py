@@ -19,6 +19,7 @@ from ckptlab.core import CheckpointState
 from ckptlab.distributed._coordinator import SaveStats, WorkerError, begin, timed_finish
 from ckptlab.distributed._engines import Engine, LocalEngine
 from ckptlab.distributed._plan import SavePlan
+from ckptlab.distributed._sharded import stored_key
 from ckptlab.distributed._worker import PartManifest, SaveJob, WorkerFailure, plan_for, write_part
 from ckptlab.storage import WriteOptions, read_state, relative_to, resolve, write_state
 from ckptlab.storage._parts import read_rows
@@ -231,9 +232,8 @@ def read_region(
            [6, 7]])
     """
     checkpoint = open_path(path_or_dir)
-    values = checkpoint.document.values
-    full = key if key in values else f"{key}/.ATTRIBUTES/VARIABLE_VALUE"
-    return read_rows(checkpoint, full if full in values else key, int(rows[0]), int(rows[1]))
+    full = stored_key(checkpoint.document.values, key)
+    return read_rows(checkpoint, full, int(rows[0]), int(rows[1]))
 
 
 def plan(root: Any, world_size: int, assign: Mapping[str, int] | None = None) -> SavePlan:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ckptlab._reader import open_path
 from ckptlab._trackable import NotSaveableError, Trackable
 from ckptlab.core import ValueSpec
 from ckptlab.errors import AssignmentError
+from ckptlab.storage._parts import read_rows
 
 
 def row_partition(rows: int, workers: int, *, multiple: int = 1) -> tuple[int, ...]:
@@ -38,6 +41,14 @@ def row_partition(rows: int, workers: int, *, multiple: int = 1) -> tuple[int, .
         for r in range(workers)
     ]
     return (*bounds, rows)
+
+
+def stored_key(values: Mapping[str, Any], key: str) -> str:
+    """The stored value key for a key or an object path (``model/w`` -> its VARIABLE_VALUE)."""
+    if key in values:
+        return key
+    full = f"{key}/.ATTRIBUTES/VARIABLE_VALUE"
+    return full if full in values else key
 
 
 class ShardedVariable(Trackable):
@@ -100,6 +111,38 @@ class ShardedVariable(Trackable):
                 f"{self._shape}, so its local value must have shape {expected}, not {array.shape}."
             )
         self._local = array
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path_or_dir: str | os.PathLike[str],
+        key: str,
+        *,
+        partition: Sequence[int],
+        rank: int,
+        name: str | None = None,
+    ) -> ShardedVariable:
+        """Worker ``rank``'s rows of a stored value, reading only the chunks that hold them.
+
+        This loads a value saved by N workers into M workers (``partition`` has M regions).
+        ``key`` is a value key or an object path such as ``"model/embedding"``.
+
+        Examples
+        --------
+        >>> import ckptlab as ck, tempfile
+        >>> ckpt = ck.Checkpoint(w=ck.Variable(np.arange(12.0).reshape(6, 2)))
+        >>> path = ckpt.write(tempfile.mkdtemp() + "/c")
+        >>> part = ShardedVariable.from_checkpoint(path, "w", partition=(0, 2, 4, 6), rank=2)
+        >>> part.local
+        array([[ 8.,  9.],
+               [10., 11.]])
+        """
+        checkpoint = open_path(path_or_dir)
+        full = stored_key(checkpoint.document.values, key)
+        bounds = tuple(int(b) for b in partition)
+        local = read_rows(checkpoint, full, bounds[rank], bounds[rank + 1])
+        shape = checkpoint.stored(full).shape
+        return cls(local, shape=shape, partition=bounds, rank=rank, name=name)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -124,6 +124,17 @@ def test_reshards_into_another_number_of_workers(saved, workers):
     np.testing.assert_array_equal(np.concatenate(parts), full_embedding())
 
 
+def test_sharded_variables_load_from_a_checkpoint_saved_by_other_workers(saved):
+    path, _ = saved
+    bounds = ckd.row_partition(ROWS, 3)
+    parts = [
+        ckd.ShardedVariable.from_checkpoint(path, "model/embedding", partition=bounds, rank=r)
+        for r in range(3)
+    ]
+    assert {p.shape for p in parts} == {(ROWS, COLS)}
+    np.testing.assert_array_equal(np.concatenate([p.local for p in parts]), full_embedding())
+
+
 def test_sharded_variable_restores_its_rows(saved):
     path, _ = saved
     bounds = ckd.row_partition(ROWS, 3)
