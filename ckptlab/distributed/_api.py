@@ -16,7 +16,7 @@ from ckptlab._checkpoint import _writer_info
 from ckptlab._reader import open_path
 from ckptlab._trackable import is_trackable
 from ckptlab.core import CheckpointState
-from ckptlab.distributed._coordinator import SaveStats, WorkerError, begin, timed_finish
+from ckptlab.distributed._coordinator import SaveStats, WorkerError, abort, begin, timed_finish
 from ckptlab.distributed._engines import Engine, LocalEngine
 from ckptlab.distributed._plan import SavePlan
 from ckptlab.distributed._sharded import stored_key
@@ -153,7 +153,12 @@ def _run(
             "objects would send every array through the engine)."
         )
     job = _start(path, chosen, assign, counter, options or WriteOptions())
-    outcomes = chosen.run(functools.partial(write_part, job, state), timeout)
+    try:
+        outcomes = chosen.run(functools.partial(write_part, job, state), timeout)
+    except BaseException:
+        if chosen.is_coordinator:
+            abort(job)
+        raise
     verdict = _Verdict(path)
     local_error: BaseException | None = None
     if outcomes is not None:

@@ -74,6 +74,12 @@ def begin(
     )
 
 
+def abort(job: SaveJob) -> None:
+    """Remove whatever the workers wrote for ``job`` (nothing was committed)."""
+    store, key = resolve(job.path, job.storage_options)
+    discard_staged(store, job.staged, key)
+
+
 def failure_message(job: SaveJob, failures: Sequence[WorkerFailure]) -> str:
     """One message naming every failed worker and its exception."""
     lines = [
@@ -96,7 +102,6 @@ def finish(
     job: SaveJob, outcomes: Sequence[PartManifest | WorkerFailure], writer: Mapping[str, Any]
 ) -> CheckpointDocument:
     """Merge the workers' manifests and commit once; on any failure discard the parts and raise."""
-    store, key = resolve(job.path, job.storage_options)
     try:
         failures = [o for o in outcomes if isinstance(o, WorkerFailure)]
         if failures:
@@ -105,9 +110,10 @@ def finish(
             (o for o in outcomes if isinstance(o, PartManifest)), key=lambda m: m.rank
         )
         document = merge(job, manifests, writer)
+        store, key = resolve(job.path, job.storage_options)
         publish_staged(store, job.staged, key, document.to_json(), durable=job.durable)
     except BaseException:
-        discard_staged(store, job.staged, key)
+        abort(job)
         raise
     return document
 

@@ -217,3 +217,12 @@ def test_saves_to_an_object_store(s3_url):
     np.testing.assert_array_equal(
         ckd.read_region(path, "model/embedding", (100, 700)), full_embedding()[100:700]
     )
+
+
+def test_an_unpicklable_state_function_leaves_nothing_behind(tmp_path):
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="pickle"):
+        ckd.write(tmp_path / "c", lambda rank: (lock, build(rank))[1], engine=ckd.LocalEngine(2))
+    assert os.listdir(tmp_path) == []
