@@ -6,7 +6,7 @@ import functools
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,25 +109,35 @@ def save(
     """
     prefix = os.fspath(file_prefix)
     chosen = engine or LocalEngine()
-    number = chosen.broadcast(_next_number(prefix, options) if chosen.is_coordinator else None)
-    path = _run(f"{prefix}-{number}", state, chosen, assign, timeout, options, counter=number)
-    if chosen.is_coordinator:
-        store, key = resolve(path, (options or WriteOptions()).storage_options or None)
-        directory = posixpath.dirname(key)
-        relative = relative_to(directory, key)
-        write_state(
-            store,
-            directory,
-            CheckpointState(latest=relative, all_paths=(relative,)),
-            durable=(options or WriteOptions()).durable,
-        )
+    settings = options or WriteOptions()
+    number: int = _decide(chosen, prefix, lambda: _next_number(prefix, settings))
+    path = f"{prefix}-{number}"
+    _run(
+        path,
+        state,
+        chosen,
+        assign,
+        timeout,
+        settings,
+        number,
+        lambda: _record_latest(path, settings),
+    )
     if not chosen.ships_tasks and hasattr(state, "save_counter"):
         state.save_counter.assign(number)
     return path
 
 
-def _next_number(prefix: str, options: WriteOptions | None) -> int:
-    store, key = resolve(prefix, (options or WriteOptions()).storage_options or None)
+def _record_latest(path: str, options: WriteOptions) -> None:
+    """Make ``path`` its directory's latest checkpoint (the state file, as ``Checkpoint.save``)."""
+    store, key = resolve(path, options.storage_options or None)
+    directory = posixpath.dirname(key)
+    relative = relative_to(directory, key)
+    state = CheckpointState(latest=relative, all_paths=(relative,))
+    write_state(store, directory, state, durable=options.durable)
+
+
+def _next_number(prefix: str, options: WriteOptions) -> int:
+    store, key = resolve(prefix, options.storage_options or None)
     directory, name = posixpath.split(key)
     pattern = re.compile(rf"^{re.escape(name)}-(\d+)$")
     state = read_state(store, directory)
@@ -144,6 +154,7 @@ def _run(
     timeout: float,
     options: WriteOptions | None,
     counter: int | None,
+    on_commit: Callable[[], None] | None = None,
 ) -> str:
     chosen = engine or LocalEngine()
     if chosen.ships_tasks and is_trackable(state):
@@ -152,7 +163,12 @@ def _run(
             "function state(rank) that builds or fetches the worker's objects there (passing the "
             "objects would send every array through the engine)."
         )
-    job = _start(path, chosen, assign, counter, options or WriteOptions())
+    settings = options or WriteOptions()
+    job: SaveJob = _decide(
+        chosen,
+        path,
+        lambda: begin(path, chosen.world_size, assign=assign, counter=counter, options=settings),
+    )
     try:
         outcomes = chosen.run(functools.partial(write_part, job, state), timeout)
     except BaseException:
@@ -166,6 +182,8 @@ def _run(
         try:
             _, seconds = timed_finish(job, outcomes, writer)
             chosen.last_stats = _stats(job, chosen, outcomes, seconds)
+            if on_commit is not None:
+                on_commit()
         except BaseException as error:
             failures = error.failures if isinstance(error, WorkerError) else ()
             local_error, verdict = error, _Verdict(None, str(error), failures)
@@ -177,24 +195,16 @@ def _run(
     return path
 
 
-def _start(
-    path: str,
-    engine: Engine,
-    assign: Mapping[str, int] | None,
-    counter: int | None,
-    options: WriteOptions,
-) -> SaveJob:
-    """Stage the save on the coordinator and tell every worker (or every rank its failure)."""
-    message: SaveJob | _Verdict | None = None
+def _decide(engine: Engine, path: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` on the coordinator, broadcast to every process; its error reaches all."""
+    message: Any = None
     if engine.is_coordinator:
         try:
-            message = begin(
-                path, engine.world_size, assign=assign, counter=counter, options=options
-            )
+            message = compute()
         except Exception as error:
             engine.broadcast(_Verdict(None, f"{type(error).__name__}: {error}"))
             raise
-    received: SaveJob | _Verdict = engine.broadcast(message)
+    received = engine.broadcast(message)
     if isinstance(received, _Verdict):
         raise WorkerError(
             f"Multi-worker save of {path} failed on the coordinator: {received.error}"
