@@ -14,13 +14,14 @@ import pytest
 
 import ckptlab as ck
 from ckptlab import distributed as ckd
+from ckptlab.storage import storage_options_for
 
 pytest.importorskip("torch")
 
 JOB = pathlib.Path(__file__).with_name("torch_job.py")
 
 
-def run_job(directory, world=2):
+def run_job(directory, world=2, **extra_env):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -29,6 +30,7 @@ def run_job(directory, world=2):
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(port),
         "WORLD_SIZE": str(world),
+        **extra_env,
     }
     ranks = [
         subprocess.Popen(
@@ -49,13 +51,15 @@ def run_job(directory, world=2):
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def job(tmp_path_factory, s3_url):
     directory = tmp_path_factory.mktemp("torch")
-    return directory, run_job(directory)
+    endpoint = storage_options_for(s3_url)["endpoint_url"]
+    reports = run_job(directory, S3_URL=f"{s3_url}/torch/ckpt", S3_ENDPOINT=endpoint)
+    return directory, reports, f"{s3_url}/torch/ckpt"
 
 
 def test_ranks_save_one_checkpoint_restorable_in_one_process(job):
-    directory, reports = job
+    directory, reports, _ = job
     path = str(directory / "ckpt-1")
     assert [r["save"] for r in reports] == [{"ok": path}, {"ok": path}]
     assert [r["counter"] for r in reports] == [1, 1]
@@ -73,12 +77,12 @@ def test_ranks_save_one_checkpoint_restorable_in_one_process(job):
 
 
 def test_collectives_carry_no_array_bytes(job):
-    _, reports = job
+    _, reports, _ = job
     assert reports[0]["traffic"] < 64 * 1024
 
 
 def test_a_raising_rank_fails_the_save_on_every_rank(job):
-    directory, reports = job
+    directory, reports, _ = job
     for report in reports:
         assert report["raise"]["failed"] == [1]
         assert "worker 1 (rank 1) raised: KeyError" in report["raise"]["error"]
@@ -86,7 +90,7 @@ def test_a_raising_rank_fails_the_save_on_every_rank(job):
 
 
 def test_a_hanging_rank_is_named_by_the_coordinator(job):
-    directory, reports = job
+    directory, reports, _ = job
     assert reports[0]["hang"]["failed"] == [1]
     assert "worker 1 (rank 1) timeout" in reports[0]["hang"]["error"]
     assert "error" in reports[1]["hang"]
@@ -95,3 +99,10 @@ def test_a_hanging_rank_is_named_by_the_coordinator(job):
     # which the next save of that path removes
     visible = sorted(p for p in os.listdir(directory) if not p.startswith("."))
     assert visible == ["checkpoint", "ckpt-1"]
+
+
+def test_ranks_write_to_an_object_store(job):
+    _, reports, url = job
+    assert [r["s3"] for r in reports] == [{"ok": url}, {"ok": url}]
+    expected = np.arange(600 * 256, dtype="float32").reshape(600, 256)
+    np.testing.assert_array_equal(ckd.read_region(url, "model/weight", (0, 600)), expected)

@@ -1,6 +1,7 @@
 """One rank of a torch.distributed (gloo) job that saves with ckptlab (run by test_torch.py).
 
 Usage: RANK=r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=p python torch_job.py DIRECTORY
+(optionally S3_URL=s3://bucket/prefix S3_ENDPOINT=http://127.0.0.1:port: also write there).
 Prints one JSON line with what this rank observed.
 """
 
@@ -18,6 +19,7 @@ import torch.distributed as dist
 
 import ckptlab as ck
 from ckptlab import distributed as ckd
+from ckptlab.storage import set_storage_options
 
 ROWS, COLS = 600, 256
 
@@ -57,6 +59,12 @@ def main(directory):
     attempt(report, "save", lambda: ckd.save(prefix, ckpt, engine=engine))
     report["counter"] = int(ckpt.save_counter.numpy())
     report["traffic"] = engine.sent_bytes + engine.received_bytes
+    if os.environ.get("S3_URL"):
+        bucket = "/".join(os.environ["S3_URL"].split("/")[:3])
+        set_storage_options(
+            bucket, endpoint_url=os.environ["S3_ENDPOINT"], key="testing", secret="testing"
+        )
+        attempt(report, "s3", lambda: ckd.write(os.environ["S3_URL"], ckpt, engine=engine))
 
     def raising(r):
         if r == 1:
