@@ -15,19 +15,11 @@ from ckptlab._convert import convert
 from ckptlab._explore import diff, explore
 from ckptlab._keymap import KeyMap
 from ckptlab._manager import CheckpointManager
+from ckptlab._module import Module, TrackedDict, TrackedList, TrackedTuple
 from ckptlab._reader import CheckpointReader, list_variables, load_checkpoint
 from ckptlab._saver import Saver
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
-from ckptlab._trackable import (
-    Module,
-    NotSaveableError,
-    Trackable,
-    TrackedDict,
-    TrackedList,
-    TrackedTuple,
-    Variable,
-    register_trackable,
-)
+from ckptlab._trackable import Trackable, Variable, register_trackable
 from ckptlab._version import __version__
 from ckptlab.core import MatchReport, NearMiss, ReportEntry, near_misses
 from ckptlab.errors import (
@@ -36,6 +28,7 @@ from ckptlab.errors import (
     CorruptCheckpointError,
     LockedError,
     NotFoundError,
+    NotSaveableError,
     RestoreConflictError,
     UnknownPathError,
     UnsafePickleError,

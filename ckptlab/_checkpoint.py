@@ -16,9 +16,10 @@ import numpy as np
 from ckptlab import _execute
 from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap
+from ckptlab._module import Module, wrap
 from ckptlab._restore import NameBasedRestore, RestoreCoordinator
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
-from ckptlab._trackable import Module, Variable, is_trackable, wrap
+from ckptlab._trackable import Variable, is_trackable
 from ckptlab._version import __version__
 from ckptlab._view import LiveView
 from ckptlab.core import CheckpointState, ProgramGraph

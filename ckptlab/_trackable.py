@@ -1,45 +1,27 @@
-"""Trackable objects: the base class, variables, auto-tracking modules and containers.
+"""Trackable objects: the base class, third-party registration, and ``Variable``.
 
-A trackable has named dependencies (its children in the object graph).  ``Module`` tracks every
-trackable assigned to an attribute; lists, tuples and dicts are wrapped so their elements are
-named ``name/0`` and ``name/key`` (SEMANTICS 63).  Attaching a child may restore it at once when
-a restore is waiting for that name (deferred restoration, SEMANTICS 37-39); a restore that fails
-undoes the attach.
+A trackable has named dependencies (its children in the object graph); a variable owns a
+value.  Auto-tracking modules and the tracked containers are in ``ckptlab._module``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
-from typing import TYPE_CHECKING, Any, SupportsIndex, overload
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ckptlab.core import ValueSpec
-from ckptlab.errors import AssignmentError, CkptlabError
+from ckptlab.errors import AssignmentError
 from ckptlab.storage import dtype_name
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = [
-    "Module",
-    "NotSaveableError",
-    "Trackable",
-    "TrackedDict",
-    "TrackedList",
-    "TrackedTuple",
-    "Variable",
-    "is_trackable",
-    "register_trackable",
-    "wrap",
-]
+__all__ = ["Trackable", "Variable", "children_of", "is_trackable", "register_trackable"]
 
 _CHILDREN_HOOKS: dict[type, Callable[[Any], Mapping[str, Any]]] = {}
-
-
-class NotSaveableError(CkptlabError, ValueError):
-    """A tracked container was changed in a way that breaks restore-on-create (SEMANTICS 64-66)."""
 
 
 class Trackable(abc.ABC):  # noqa: B024 (a marker base; every method has a default)
@@ -117,12 +99,6 @@ def children_of(obj: Any) -> list[tuple[str, Any]]:
 def is_trackable(value: object) -> bool:
     """Whether ``value`` can be a node of the object graph."""
     return isinstance(value, Trackable)
-
-
-def _attach(parent: Trackable, name: str, child: Any) -> None:
-    from ckptlab._execute import on_attach
-
-    on_attach(parent, name, child)
 
 
 # --- Variable ----------------------------------------------------------------------------------
@@ -263,299 +239,3 @@ class Variable(Trackable):
     def _ck_value(self) -> np.ndarray[Any, Any]:
         """The live array (not a copy): used by savers, never handed to users."""
         return self._value
-
-
-# --- Module ------------------------------------------------------------------------------------
-
-
-class Module(Trackable):
-    """Auto-tracking base class: trackable attributes become named dependencies.
-
-    Assigning a trackable (or a list/tuple/dict) adds a dependency named after the attribute;
-    plain values are not tracked; ``del`` removes the dependency; re-assigning a plain value to a
-    tracked name drops the dependency (TensorFlow keeps saving the old object; ckptlab does not).
-
-    Examples
-    --------
-    >>> import ckptlab as ck
-    >>> m = ck.Module()
-    >>> m.w = ck.Variable(1.0)
-    >>> m.layers = [ck.Module()]
-    >>> [name for name, _ in m._ck_children()]
-    ['w', 'layers']
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith(("_ck_", "__")):
-            object.__setattr__(self, name, value)
-            return
-        wrapped = wrap(value)
-        if not is_trackable(wrapped):
-            self._ck_deps.pop(name, None)
-            object.__setattr__(self, name, value)
-            return
-        self._ck_track(name, wrapped, set_attribute=True)
-
-    def _ck_track(self, name: str, child: Any, *, set_attribute: bool) -> None:
-        """Make ``child`` the dependency ``name`` and fire waiting restores; undo on failure."""
-        deps = self._ck_deps
-        had_dep, old_dep = name in deps, deps.get(name)
-        had_attr, old_attr = name in self.__dict__, self.__dict__.get(name)
-        deps[name] = child
-        if set_attribute:
-            object.__setattr__(self, name, child)
-        try:
-            _attach(self, name, child)
-        except BaseException:
-            if had_dep:
-                deps[name] = old_dep
-            else:
-                del deps[name]
-            if set_attribute and had_attr:
-                object.__setattr__(self, name, old_attr)
-            elif set_attribute:
-                object.__delattr__(self, name)
-            raise
-
-    def __delattr__(self, name: str) -> None:
-        self._ck_deps.pop(name, None)
-        object.__delattr__(self, name)
-
-    @property
-    def _ck_deps(self) -> dict[str, Any]:
-        deps: dict[str, Any] = self.__dict__.setdefault("_ck_dependencies", {})
-        return deps
-
-    def _ck_children(self) -> list[tuple[str, Any]]:
-        return list(self._ck_deps.items())
-
-    def _ck_child(self, name: str) -> Any | None:
-        return self._ck_deps.get(name)
-
-
-# --- containers --------------------------------------------------------------------------------
-
-
-def wrap(value: Any) -> Any:
-    """Wrap lists, dicts and plain tuples so their trackable elements are tracked."""
-    if isinstance(value, Trackable):
-        return value
-    if type(value) is list:
-        return TrackedList(value)
-    if type(value) is dict:
-        return TrackedDict(value)
-    if type(value) is tuple:
-        return TrackedTuple(value)
-    return value
-
-
-class TrackedList(Trackable, MutableSequence[Any]):
-    """A list whose trackable elements are dependencies named by index (``layers/0``).
-
-    It wraps the list it was given (mutations go through to it).  Saving requires append-only
-    use: replacing, deleting or moving a trackable element, or changing the wrapped list behind
-    the wrapper's back, makes ``save`` raise :class:`NotSaveableError` (SEMANTICS 64-65).
-    """
-
-    def __init__(self, storage: list[Any] | None = None) -> None:
-        self._ck_storage: list[Any] = [] if storage is None else storage
-        for index, item in enumerate(self._ck_storage):
-            self._ck_storage[index] = wrap(item)
-        self._ck_seen = list(self._ck_storage)
-        self._ck_broken: str | None = None
-
-    def _ck_children(self) -> list[tuple[str, Any]]:
-        return [(str(i), item) for i, item in enumerate(self._ck_storage) if is_trackable(item)]
-
-    def _ck_child(self, name: str) -> Any | None:
-        if not name.isdigit() or int(name) >= len(self._ck_storage):
-            return None
-        item = self._ck_storage[int(name)]
-        return item if is_trackable(item) else None
-
-    def _ck_check_saveable(self) -> None:
-        storage, seen = self._ck_storage, self._ck_seen
-        if len(storage) != len(seen) or any(a is not b for a, b in zip(storage, seen, strict=True)):
-            raise NotSaveableError(
-                f"Unable to save the object {self!r} (a list wrapper constructed to track "
-                "trackable ckptlab objects). The wrapped list was modified outside the wrapper "
-                f"(its final value was {storage!r}, its value when a checkpoint dependency was "
-                f"added was {seen!r}), which breaks restoration on object creation. Modify the "
-                "list through the attribute (module.layers.append(...)), not the original list."
-            )
-        if self._ck_broken:
-            raise NotSaveableError(
-                f"Unable to save the object {self!r} (a list wrapper constructed to track "
-                f"trackable ckptlab objects). {self._ck_broken}. In order to support restoration "
-                "on object creation, tracking is exclusively for append-only data structures. "
-                "Build a new list (module.layers = [...]) instead of editing this one."
-            )
-
-    def _ck_mark(self, removed: Iterable[Any], reason: str) -> None:
-        if any(is_trackable(item) for item in removed):
-            self._ck_broken = reason
-
-    def _ck_sync(self) -> None:
-        self._ck_seen = list(self._ck_storage)
-
-    @overload
-    def __getitem__(self, index: SupportsIndex) -> Any: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-    def __getitem__(self, index: SupportsIndex | slice) -> Any:
-        return self._ck_storage[index]
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        old = self._ck_storage[index]
-        removed = old if isinstance(index, slice) else [old]
-        new = [wrap(v) for v in value] if isinstance(index, slice) else wrap(value)
-        if isinstance(index, slice) or old is not new:
-            self._ck_mark(removed, "A list element was replaced (__setitem__, __setslice__)")
-        self._ck_storage[index] = new
-        self._ck_sync()
-
-    def __delitem__(self, index: Any) -> None:
-        old = self._ck_storage[index]
-        self._ck_mark(
-            old if isinstance(index, slice) else [old],
-            "A list element was deleted (__delitem__, __delslice__)",
-        )
-        del self._ck_storage[index]
-        self._ck_sync()
-
-    def __len__(self) -> int:
-        return len(self._ck_storage)
-
-    def insert(self, index: int, value: Any) -> None:
-        """Insert ``value``; inserting before a trackable element moves it (not saveable)."""
-        if index >= len(self._ck_storage):
-            self.append(value)
-            return
-        self._ck_mark(self._ck_storage[index:], "A list element was moved (insert)")
-        self._ck_storage.insert(index, wrap(value))
-        self._ck_sync()
-
-    def append(self, value: Any) -> None:
-        """Append ``value``; a trackable is tracked as ``str(index)`` (restored if awaited)."""
-        item = wrap(value)
-        self._ck_storage.append(item)
-        self._ck_sync()
-        if is_trackable(item):
-            try:
-                _attach(self, str(len(self._ck_storage) - 1), item)
-            except BaseException:
-                self._ck_storage.pop()
-                self._ck_sync()
-                raise
-
-    def extend(self, values: Iterable[Any]) -> None:
-        """Append each value."""
-        for value in values:
-            self.append(value)
-
-    def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
-        """Sort in place; moving trackable elements makes the list unsaveable."""
-        self._ck_mark(self._ck_storage, "A list element was moved (sort)")
-        self._ck_storage.sort(key=key, reverse=reverse)
-        self._ck_sync()
-
-    def reverse(self) -> None:
-        """Reverse in place; moving trackable elements makes the list unsaveable."""
-        self._ck_mark(self._ck_storage, "A list element was moved (reverse)")
-        self._ck_storage.reverse()
-        self._ck_sync()
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TrackedList):
-            other = other._ck_storage
-        return self._ck_storage == other
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __add__(self, other: Iterable[Any]) -> list[Any]:
-        return [*self._ck_storage, *other]
-
-    def __radd__(self, other: Iterable[Any]) -> list[Any]:
-        return [*other, *self._ck_storage]
-
-    def __repr__(self) -> str:
-        return f"TrackedList({self._ck_storage!r})"
-
-
-class TrackedDict(Trackable, MutableMapping[Any, Any]):
-    """A dict whose trackable values are dependencies named by key (``cfg/enc``).
-
-    A non-string key mapping to a trackable makes ``save`` raise :class:`NotSaveableError`
-    (SEMANTICS 66).
-    """
-
-    def __init__(self, storage: dict[Any, Any] | None = None) -> None:
-        self._ck_storage: dict[Any, Any] = {} if storage is None else storage
-        for key, value in list(self._ck_storage.items()):
-            self._ck_storage[key] = wrap(value)
-
-    def _ck_children(self) -> list[tuple[str, Any]]:
-        return [
-            (k, v) for k, v in self._ck_storage.items() if isinstance(k, str) and is_trackable(v)
-        ]
-
-    def _ck_child(self, name: str) -> Any | None:
-        value = self._ck_storage.get(name)
-        return value if is_trackable(value) else None
-
-    def _ck_check_saveable(self) -> None:
-        bad = [k for k, v in self._ck_storage.items() if not isinstance(k, str) and is_trackable(v)]
-        if bad:
-            raise NotSaveableError(
-                f"Unable to save the object {self!r} (a dictionary wrapper constructed "
-                "automatically on attribute assignment). It contains a non-string key "
-                f"({bad[0]!r}) "
-                "which maps to a trackable object or mutable data structure. Use string keys for "
-                "trackable values."
-            )
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._ck_storage[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        had, old = key in self._ck_storage, self._ck_storage.get(key)
-        item = wrap(value)
-        self._ck_storage[key] = item
-        if isinstance(key, str) and is_trackable(item):
-            try:
-                _attach(self, key, item)
-            except BaseException:
-                if had:
-                    self._ck_storage[key] = old
-                else:
-                    del self._ck_storage[key]
-                raise
-
-    def __delitem__(self, key: Any) -> None:
-        del self._ck_storage[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._ck_storage)
-
-    def __len__(self) -> int:
-        return len(self._ck_storage)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TrackedDict):
-            other = other._ck_storage
-        return self._ck_storage == other
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"TrackedDict({self._ck_storage!r})"
-
-
-class TrackedTuple(tuple[Any, ...], Trackable):
-    """A tuple whose trackable elements are dependencies named by index (``pair/1``)."""
-
-    def __new__(cls, values: Iterable[Any] = ()) -> TrackedTuple:
-        return super().__new__(cls, [wrap(v) for v in values])
-
-    def _ck_children(self) -> list[tuple[str, Any]]:
-        return [(str(i), item) for i, item in enumerate(self) if is_trackable(item)]

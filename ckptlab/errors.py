@@ -20,6 +20,7 @@ __all__ = [
     "CorruptCheckpointError",
     "LockedError",
     "NotFoundError",
+    "NotSaveableError",
     "RestoreConflictError",
     "UnknownPathError",
     "UnsafePickleError",
@@ -71,6 +72,10 @@ class AssignmentError(CkptlabError, ValueError, TypeError):
 
 class UnknownPathError(CkptlabError, ValueError):
     """An object-graph path given to ``only=`` (or a reader) names nothing in the checkpoint."""
+
+
+class NotSaveableError(CkptlabError, ValueError):
+    """A tracked container was changed in a way that breaks restore-on-create (SEMANTICS 64-66)."""
 
 
 class LockedError(CkptlabError, RuntimeError):

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ckptlab._execute import create_variable
-from ckptlab._trackable import Module, Variable
+from ckptlab._module import Module
+from ckptlab._trackable import Variable
 
 __all__ = ["SGD", "Adam", "Optimizer"]
 

@@ -10,9 +10,9 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ckptlab._reader import open_path
-from ckptlab._trackable import NotSaveableError, Trackable
+from ckptlab._trackable import Trackable
 from ckptlab.core import ValueSpec
-from ckptlab.errors import AssignmentError
+from ckptlab.errors import AssignmentError, NotSaveableError
 from ckptlab.storage._parts import read_rows
 
 
