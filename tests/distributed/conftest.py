@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 import uuid
 
 import pytest
 
 from ckptlab.storage import set_storage_options
-
-BUCKET = "ckptlab-distributed"
 
 
 def pickle_by_value(module_name):
@@ -20,33 +17,23 @@ def pickle_by_value(module_name):
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def s3_url():
-    """``s3://bucket/<unique>`` on a moto server bound to 127.0.0.1; workers get its options."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
+def s3_server():
+    """The local S3 server (moto on 127.0.0.1); its options reach the workers with each job."""
+    pytest.importorskip("moto")
+    pytest.importorskip("s3fs")
+    from ckptlab.testing import LocalS3Server
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=BUCKET)
-    set_storage_options(f"s3://{BUCKET}", endpoint_url=endpoint, key="testing", secret="testing")
-    yield f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}"
-    set_storage_options(f"s3://{BUCKET}")
-    server.stop()
+    with LocalS3Server() as server:
+        set_storage_options(f"s3://{server.bucket}", **server.storage_options)
+        yield server
+        set_storage_options(f"s3://{server.bucket}")
+
+
+@pytest.fixture
+def s3_url(s3_server):
+    """A fresh ``s3://<bucket>/<uuid>`` prefix on the local S3 server."""
+    return f"s3://{s3_server.bucket}/{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")

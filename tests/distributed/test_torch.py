@@ -8,13 +8,13 @@ import pathlib
 import socket
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
 
 import ckptlab as ck
 from ckptlab import distributed as ckd
-from ckptlab.storage import storage_options_for
 
 pytest.importorskip("torch")
 
@@ -51,11 +51,11 @@ def run_job(directory, world=2, **extra_env):
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory, s3_url):
+def job(tmp_path_factory, s3_server):
     directory = tmp_path_factory.mktemp("torch")
-    endpoint = storage_options_for(s3_url)["endpoint_url"]
-    reports = run_job(directory, S3_URL=f"{s3_url}/torch/ckpt", S3_ENDPOINT=endpoint)
-    return directory, reports, f"{s3_url}/torch/ckpt"
+    url = f"s3://{s3_server.bucket}/{uuid.uuid4().hex[:8]}/torch/ckpt"
+    reports = run_job(directory, S3_URL=url, S3_ENDPOINT=s3_server.endpoint)
+    return directory, reports, url
 
 
 def test_ranks_save_one_checkpoint_restorable_in_one_process(job):
