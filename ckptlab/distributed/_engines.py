@@ -54,7 +54,14 @@ def dumps(value: Any) -> bytes:
     try:
         import cloudpickle  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - cloudpickle comes with the dask extra
-        return pickle.dumps(value)
+        try:
+            return pickle.dumps(value)
+        except (pickle.PicklingError, AttributeError) as error:
+            raise TypeError(
+                f"Cannot send the state function to the workers ({error}). Define it in an "
+                "importable module, or pip install cloudpickle (included in ckptlab[dask]) to "
+                "send functions defined in a notebook or script."
+            ) from error
     data: bytes = cloudpickle.dumps(value)
     return data
 
