@@ -20,7 +20,14 @@ from ckptlab.distributed._coordinator import SaveStats, WorkerError, abort, begi
 from ckptlab.distributed._engines import Engine, LocalEngine
 from ckptlab.distributed._plan import SavePlan
 from ckptlab.distributed._sharded import stored_key
-from ckptlab.distributed._worker import PartManifest, SaveJob, WorkerFailure, plan_for, write_part
+from ckptlab.distributed._worker import (
+    PartManifest,
+    SaveJob,
+    WorkerFailure,
+    plan_for,
+    write_part,
+    write_part_for,
+)
 from ckptlab.storage import WriteOptions, read_state, relative_to, resolve, write_state
 from ckptlab.storage._parts import read_rows
 
@@ -157,20 +164,20 @@ def _run(
     on_commit: Callable[[], None] | None = None,
 ) -> str:
     chosen = engine or LocalEngine()
-    if chosen.ships_tasks and is_trackable(state):
-        raise TypeError(
-            f"{type(chosen).__name__} runs the save on other processes, so `state` must be a "
-            "function state(rank) that builds or fetches the worker's objects there (passing the "
-            "objects would send every array through the engine)."
-        )
+    items = _per_worker(state, chosen)
     settings = options or WriteOptions()
     job: SaveJob = _decide(
         chosen,
         path,
         lambda: begin(path, chosen.world_size, assign=assign, counter=counter, options=settings),
     )
+    task = (
+        functools.partial(write_part, job, state)
+        if items is None
+        else functools.partial(write_part_for, job)
+    )
     try:
-        outcomes = chosen.run(functools.partial(write_part, job, state), timeout)
+        outcomes = chosen.run(task, timeout, items)
     except BaseException:
         if chosen.is_coordinator:
             abort(job)
@@ -193,6 +200,23 @@ def _run(
     if verdict.error is not None:
         raise WorkerError(verdict.error, verdict.failures)
     return path
+
+
+def _per_worker(state: Any, engine: Engine) -> list[Any] | None:
+    """The per-worker states when ``state`` is a list of them (e.g. Dask futures), else ``None``."""
+    items = list(state) if isinstance(state, list | tuple) and not is_trackable(state) else None
+    if items is not None and len(items) != engine.world_size:
+        raise ValueError(
+            f"Got {len(items)} states for {engine.world_size} workers; pass one per worker."
+        )
+    if engine.ships_tasks and any(is_trackable(i) for i in (items or [state])):
+        raise TypeError(
+            f"{type(engine).__name__} runs the save on other processes, so `state` must be a "
+            "function state(rank) that builds or fetches the worker's objects there, or (Dask) "
+            "futures of states already on the workers; passing the objects themselves would send "
+            "every array through the engine."
+        )
+    return items
 
 
 def _decide(engine: Engine, path: str, compute: Callable[[], Any]) -> Any:

@@ -44,8 +44,13 @@ class Engine(Protocol):
         """The coordinator's ``value``, on every process."""
         ...
 
-    def run(self, task: Callable[[int], Any], timeout: float) -> list[Outcome] | None:
-        """Run ``task(rank)`` on every worker; outcomes by rank (``None`` off the coordinator)."""
+    def run(
+        self, task: Callable[..., Any], timeout: float, items: Sequence[Any] | None = None
+    ) -> list[Outcome] | None:
+        """Run ``task(rank)`` (or ``task(rank, items[rank])``) on every worker.
+
+        Returns the outcomes by rank on the coordinator, ``None`` elsewhere.
+        """
         ...
 
 
@@ -66,11 +71,11 @@ def dumps(value: Any) -> bytes:
     return data
 
 
-def _child(connection: Connection, payload: bytes, rank: int) -> None:
+def _child(connection: Connection, payload: bytes, item: bytes | None, rank: int) -> None:
     """Body of a local worker process: run the task, send back its result or its failure."""
     try:
         task = pickle.loads(payload)
-        outcome = task(rank)
+        outcome = task(rank) if item is None else task(rank, pickle.loads(item))
     except BaseException as error:
         outcome = failure_from(rank, error)
     try:
@@ -116,16 +121,19 @@ class LocalEngine:
         """The coordinator is the only caller: return ``value``."""
         return value
 
-    def run(self, task: Callable[[int], Any], timeout: float) -> list[Outcome]:
+    def run(
+        self, task: Callable[..., Any], timeout: float, items: Sequence[Any] | None = None
+    ) -> list[Outcome]:
         """Start one process per worker, wait for all of them until ``timeout`` seconds."""
         payload = dumps(task)
         context: Any = multiprocessing.get_context(self.start_method)
         processes, readers = [], []
         for rank in range(self.world_size):
             reader, writer = context.Pipe(duplex=False)
+            item = None if items is None else dumps(items[rank])
             process = context.Process(
                 target=_child,
-                args=(writer, payload, rank),
+                args=(writer, payload, item, rank),
                 name=f"ckptlab-worker-{rank}",
                 daemon=True,
             )
@@ -133,7 +141,7 @@ class LocalEngine:
             writer.close()
             processes.append(process)
             readers.append(reader)
-            self.sent_bytes += len(payload)
+            self.sent_bytes += len(payload) + len(item or b"")
         try:
             return self._collect(processes, readers, time.monotonic() + timeout, timeout)
         finally:
@@ -234,16 +242,25 @@ class DaskEngine:
         """The client is the only caller: return ``value``."""
         return value
 
-    def run(self, task: Callable[[int], Any], timeout: float) -> list[Outcome]:
-        """Submit ``task(rank)`` pinned to worker ``rank``; gather until ``timeout`` seconds."""
+    def run(
+        self, task: Callable[..., Any], timeout: float, items: Sequence[Any] | None = None
+    ) -> list[Outcome]:
+        """Submit ``task(rank[, items[rank]])`` pinned to worker ``rank``; gather until ``timeout``.
+
+        ``items`` may be Dask futures: each must already be held by its rank's worker, so that
+        no state travels between workers.
+        """
         from distributed import wait as dask_wait
 
+        if items is not None:
+            self._check_placement(items, timeout)
         token = uuid.uuid4().hex[:12]
         self.sent_bytes += len(dumps(task)) * self.world_size
         futures = [
             self.client.submit(
                 task,
                 rank,
+                *(() if items is None else (items[rank],)),
                 workers=[address],
                 allow_other_workers=False,
                 pure=False,
@@ -259,6 +276,24 @@ class DaskEngine:
         for future in futures:
             future.cancel()
         return outcomes
+
+    def _check_placement(self, items: Sequence[Any], timeout: float) -> None:
+        from distributed import Future
+        from distributed import wait as dask_wait
+
+        futures = [f for f in items if isinstance(f, Future)]
+        with contextlib.suppress(TimeoutError):
+            dask_wait(futures, timeout=timeout)  # type: ignore[no-untyped-call]
+        held = self.client.who_has(futures)
+        for rank, item in enumerate(items):
+            holders = list(held.get(item.key, ())) if isinstance(item, Future) else []
+            if isinstance(item, Future) and self.addresses[rank] not in holders:
+                raise ValueError(
+                    f"The state of worker {rank} ({item.key}) is held by {holders}, not by "
+                    f"worker {rank} ({self.addresses[rank]}): it would have to travel. "
+                    "Create the engine with DaskEngine(client, workers=[...]) listing, in rank "
+                    "order, the workers that hold the states."
+                )
 
     def _settled(self, futures: Sequence[Any]) -> bool:
         """Whether every part finished or failed, or a worker with a pending part left."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import pickle
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ckptlab.distributed._coordinator import SaveStats
@@ -65,10 +65,12 @@ class TorchEngine:
         self._dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
-    def run(self, task: Callable[[int], Any], timeout: float) -> list[Any] | None:
+    def run(
+        self, task: Callable[..., Any], timeout: float, items: Sequence[Any] | None = None
+    ) -> list[Any] | None:
         """Run this rank's part, check every rank is alive, gather the outcomes to rank 0."""
         try:
-            outcome: Any = task(self.rank)
+            outcome: Any = task(self.rank) if items is None else task(self.rank, items[self.rank])
         except BaseException as error:
             outcome = failure_from(self.rank, error, worker=f"rank {self.rank}")
         try:

@@ -169,6 +169,11 @@ def write_part(job: SaveJob, state: Any, rank: int) -> PartManifest:
     )
 
 
+def write_part_for(job: SaveJob, rank: int, state: Any) -> PartManifest:
+    """:func:`write_part` with the arguments in the order engines pass per-worker states."""
+    return write_part(job, state, rank)
+
+
 def _write_assigned(
     writer: PartWriter, plan: SavePlan, rank: int, objects: Mapping[str, Any]
 ) -> tuple[

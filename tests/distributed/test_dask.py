@@ -70,6 +70,20 @@ def test_two_dask_workers_save_one_checkpoint(dask_client, tmp_path):
     assert ck.latest_checkpoint(tmp_path) == path
 
 
+def test_states_already_held_by_the_workers(dask_client, tmp_path):
+    engine = ckd.DaskEngine(dask_client)
+    states = [
+        dask_client.submit(build, rank, workers=[address], pure=False)
+        for rank, address in enumerate(engine.addresses)
+    ]
+    path = ckd.save(tmp_path / "ckpt", states, engine=engine)
+    np.testing.assert_array_equal(restored_program(path).table.numpy(), full_table())
+    assert engine.sent_bytes + engine.received_bytes < 64 * 1024
+    with pytest.raises(ValueError, match="would have to travel"):
+        ckd.save(tmp_path / "ckpt", list(reversed(states)), engine=engine)
+    assert ck.latest_checkpoint(tmp_path) == path
+
+
 def test_a_raising_dask_worker_is_named(dask_client, tmp_path):
     first = ckd.save(tmp_path / "ckpt", build, engine=ckd.DaskEngine(dask_client))
     with pytest.raises(ckd.WorkerError, match="worker-side failure") as caught:

@@ -226,3 +226,12 @@ def test_an_unpicklable_state_function_leaves_nothing_behind(tmp_path):
     with pytest.raises(TypeError, match="pickle"):
         ckd.write(tmp_path / "c", lambda rank: (lock, build(rank))[1], engine=ckd.LocalEngine(2))
     assert os.listdir(tmp_path) == []
+
+
+def test_one_state_function_per_worker(tmp_path):
+    path = ckd.write(tmp_path / "c", [build, build], engine=ckd.LocalEngine(2))
+    np.testing.assert_array_equal(
+        ckd.read_region(path, "model/embedding", (0, ROWS)), full_embedding()
+    )
+    with pytest.raises(ValueError, match="Got 3 states for 2 workers"):
+        ckd.write(tmp_path / "d", [build] * 3, engine=ckd.LocalEngine(2))
