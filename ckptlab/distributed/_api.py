@@ -61,7 +61,9 @@ def write(
     state
         A function ``state(rank)`` that returns the worker's trackable root (a
         ``ck.Checkpoint``, a ``ck.Module``, ...); it runs on the worker, so array bytes never
-        travel through the engine.  With an SPMD engine (``TorchEngine``) pass the root itself.
+        travel through the engine.  Or a list with one entry per worker: such functions, or
+        (``DaskEngine``) futures of states already held by their workers.  With an SPMD engine
+        (``TorchEngine``) pass the root itself.
         Every worker must build the same object graph; a variable split across workers is a
         :class:`ShardedVariable` holding only that worker's rows.
     engine
