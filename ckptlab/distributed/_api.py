@@ -184,24 +184,31 @@ def _run(
         if chosen.is_coordinator:
             abort(job)
         raise
-    verdict = _Verdict(path)
+    _conclude(job, chosen, outcomes, on_commit)
+    return path
+
+
+def _conclude(
+    job: SaveJob, engine: Engine, outcomes: list[Any] | None, on_commit: Callable[[], None] | None
+) -> None:
+    """Commit on the coordinator, then give every process the same verdict (or raise it)."""
+    verdict = _Verdict(job.path)
     local_error: BaseException | None = None
     if outcomes is not None:
-        writer = {**_writer_info(), "workers": chosen.world_size, "engine": type(chosen).__name__}
+        writer = {**_writer_info(), "workers": engine.world_size, "engine": type(engine).__name__}
         try:
             _, seconds = timed_finish(job, outcomes, writer)
-            chosen.last_stats = _stats(job, chosen, outcomes, seconds)
+            engine.last_stats = _stats(job, engine, outcomes, seconds)
             if on_commit is not None:
                 on_commit()
         except BaseException as error:
             failures = error.failures if isinstance(error, WorkerError) else ()
             local_error, verdict = error, _Verdict(None, str(error), failures)
-    verdict = chosen.broadcast(verdict)
+    verdict = engine.broadcast(verdict)
     if local_error is not None:
         raise local_error
     if verdict.error is not None:
         raise WorkerError(verdict.error, verdict.failures)
-    return path
 
 
 def _per_worker(state: Any, engine: Engine) -> list[Any] | None:
