@@ -167,6 +167,7 @@ def _run(
 ) -> str:
     chosen = engine or LocalEngine()
     items = _per_worker(state, chosen)
+    traffic = (chosen.sent_bytes, chosen.received_bytes)
     settings = options or WriteOptions()
     job: SaveJob = _decide(
         chosen,
@@ -184,12 +185,16 @@ def _run(
         if chosen.is_coordinator:
             abort(job)
         raise
-    _conclude(job, chosen, outcomes, on_commit)
+    _conclude(job, chosen, outcomes, on_commit, traffic)
     return path
 
 
 def _conclude(
-    job: SaveJob, engine: Engine, outcomes: list[Any] | None, on_commit: Callable[[], None] | None
+    job: SaveJob,
+    engine: Engine,
+    outcomes: list[Any] | None,
+    on_commit: Callable[[], None] | None,
+    traffic: tuple[int, int],
 ) -> None:
     """Commit on the coordinator, then give every process the same verdict (or raise it)."""
     verdict = _Verdict(job.path)
@@ -198,7 +203,7 @@ def _conclude(
         writer = {**_writer_info(), "workers": engine.world_size, "engine": type(engine).__name__}
         try:
             _, seconds = timed_finish(job, outcomes, writer)
-            engine.last_stats = _stats(job, engine, outcomes, seconds)
+            engine.last_stats = _stats(job, engine, outcomes, seconds, traffic)
             if on_commit is not None:
                 on_commit()
         except BaseException as error:
@@ -245,7 +250,13 @@ def _decide(engine: Engine, path: str, compute: Callable[[], Any]) -> Any:
     return received
 
 
-def _stats(job: SaveJob, engine: Engine, outcomes: list[Any], commit_seconds: float) -> SaveStats:
+def _stats(
+    job: SaveJob,
+    engine: Engine,
+    outcomes: list[Any],
+    commit_seconds: float,
+    traffic: tuple[int, int],
+) -> SaveStats:
     manifests = [o for o in outcomes if isinstance(o, PartManifest)]
     return SaveStats(
         path=job.path,
@@ -253,8 +264,8 @@ def _stats(job: SaveJob, engine: Engine, outcomes: list[Any], commit_seconds: fl
         bytes_per_worker=tuple(m.nbytes for m in manifests),
         write_seconds=max(m.finished for m in manifests) - min(m.started for m in manifests),
         commit_seconds=commit_seconds,
-        sent_bytes=engine.sent_bytes,
-        received_bytes=engine.received_bytes,
+        sent_bytes=engine.sent_bytes - traffic[0],
+        received_bytes=engine.received_bytes - traffic[1],
         worker_seconds=tuple(m.finished - m.started for m in manifests),
         workers=tuple(m.worker for m in manifests),
     )

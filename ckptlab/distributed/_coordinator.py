@@ -40,9 +40,9 @@ class SaveStats:
     commit_seconds: float
     """Merging the manifests, writing the document and publishing."""
     sent_bytes: int
-    """Pickled size of everything the engine sent to workers."""
+    """Pickled size of everything the engine sent to workers for this save."""
     received_bytes: int
-    """Pickled size of everything it brought back (the manifests)."""
+    """Pickled size of everything it brought back (the manifests) for this save."""
     worker_seconds: tuple[float, ...] = ()
     """How long each worker spent writing its part."""
     workers: tuple[str, ...] = field(default_factory=tuple)

@@ -36,7 +36,9 @@ class Engine(Protocol):
     ships_tasks: bool
     """Whether ``run`` pickles the task to other processes (then state must be a function)."""
     sent_bytes: int
+    """Pickled bytes sent to workers so far (all saves)."""
     received_bytes: int
+    """Pickled bytes received from workers so far (all saves)."""
     last_stats: SaveStats | None
     """Measurements of the last save this process coordinated."""
 

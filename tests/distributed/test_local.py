@@ -112,6 +112,7 @@ def test_no_array_bytes_cross_the_engine(saved):
     assert stored > 8 * 2**20
     moved = engine.sent_bytes + engine.received_bytes
     assert moved < 64 * 1024, (engine.sent_bytes, engine.received_bytes)
+    assert engine.last_stats.sent_bytes + engine.last_stats.received_bytes == moved
 
 
 @pytest.mark.parametrize("workers", [1, 3])
