@@ -101,7 +101,7 @@ class TorchEngine:
                 rank=rank,
                 worker=f"rank {rank}",
                 reason="timeout",
-                error=f"did not reach the barrier within {timeout:g} s (died or hangs): {first}",
+                error=f"did not reach the barrier (it died, or hung past {timeout:g} s): {first}",
             )
             for rank in ranks
         ]

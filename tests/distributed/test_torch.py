@@ -21,7 +21,8 @@ pytest.importorskip("torch")
 JOB = pathlib.Path(__file__).with_name("torch_job.py")
 
 
-def run_job(directory, world=2, **extra_env):
+def run_job(directory, world=2, exits=None, **extra_env):
+    exits = exits or {}
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -43,8 +44,11 @@ def run_job(directory, world=2, **extra_env):
         for rank in range(world)
     ]
     reports = []
-    for process in ranks:
+    for rank, process in enumerate(ranks):
         out, err = process.communicate(timeout=120)
+        if rank in exits:
+            assert process.returncode == exits[rank], err[-3000:]
+            continue
         assert process.returncode == 0, err[-3000:]
         reports.append(json.loads(out.strip().splitlines()[-1]))
     return reports
@@ -106,3 +110,11 @@ def test_ranks_write_to_an_object_store(job):
     assert [r["s3"] for r in reports] == [{"ok": url}, {"ok": url}]
     expected = np.arange(600 * 256, dtype="float32").reshape(600, 256)
     np.testing.assert_array_equal(ckd.read_region(url, "model/weight", (0, 600)), expected)
+
+
+def test_a_rank_that_dies_is_named_and_nothing_is_committed(tmp_path):
+    (report,) = run_job(tmp_path, exits={1: 5}, SCENARIO="die")
+    assert report["die"]["failed"] == [1]
+    assert "worker 1 (rank 1)" in report["die"]["error"]
+    assert report["seconds"] < 30
+    assert not [p for p in os.listdir(tmp_path) if not p.startswith(".")]

@@ -47,6 +47,20 @@ def attempt(report, name, call):
         report[name] = {"error": str(error), "failed": [f.rank for f in error.failures]}
 
 
+def dying(report, prefix, ckpt, engine):
+    """Rank 1's process exits in the middle of the save; rank 0 must name it and not commit."""
+
+    def state(r):
+        if r == 1:
+            os._exit(5)
+        return ckpt
+
+    started = time.monotonic()
+    attempt(report, "die", lambda: ckd.save(prefix, state, engine=engine, timeout=10))
+    report["seconds"] = time.monotonic() - started
+    print(json.dumps(report), flush=True)
+
+
 def main(directory):
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dist.init_process_group(
@@ -56,6 +70,9 @@ def main(directory):
     ckpt = build(rank, world)
     prefix = os.path.join(directory, "ckpt")
     report = {"rank": rank}
+    if os.environ.get("SCENARIO") == "die":
+        dying(report, prefix, ckpt, engine)
+        return
     attempt(report, "save", lambda: ckd.save(prefix, ckpt, engine=engine))
     report["counter"] = int(ckpt.save_counter.numpy())
     report["traffic"] = engine.sent_bytes + engine.received_bytes
