@@ -11,7 +11,7 @@ from ckptlab.distributed._api import DEFAULT_TIMEOUT, plan, read_region, save, w
 from ckptlab.distributed._coordinator import SaveStats, WorkerError
 from ckptlab.distributed._engines import DaskEngine, Engine, LocalEngine
 from ckptlab.distributed._plan import Placement, Region, SavePlan
-from ckptlab.distributed._sharded import ShardedVariable, row_partition
+from ckptlab.distributed._sharded import Placeholder, ShardedVariable, row_partition
 from ckptlab.distributed._torch import TorchEngine
 from ckptlab.distributed._worker import WorkerFailure
 
@@ -20,6 +20,7 @@ __all__ = [
     "DaskEngine",
     "Engine",
     "LocalEngine",
+    "Placeholder",
     "Placement",
     "Region",
     "SavePlan",

@@ -200,3 +200,44 @@ class ShardedVariable(Trackable):
     def _ck_restore_value(self, array: np.ndarray[Any, Any]) -> None:
         start, stop = self.rows
         self._local[...] = array[start:stop]
+
+
+class Placeholder(Trackable):
+    """A value this worker does not hold: only its shape and dtype (model parallelism).
+
+    Every worker builds the same object graph; where a value lives on another worker, put a
+    ``Placeholder`` in its place and assign the value to its worker
+    (``save(..., assign={"model/b": 1})``).  A plan that asks this worker to write it fails
+    with an error naming the value.
+
+    Examples
+    --------
+    >>> from ckptlab.distributed import Placeholder
+    >>> Placeholder((1024, 1024), "float32")
+    <Placeholder 'Variable' shape=(1024, 1024) dtype=float32>
+    """
+
+    _ck_accepts_dependencies = False
+
+    def __init__(self, shape: Sequence[int], dtype: DTypeLike, *, name: str | None = None) -> None:
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.name = "Variable" if name is None else str(name)
+
+    def __repr__(self) -> str:
+        return f"<Placeholder {self.name!r} shape={self.shape} dtype={self.dtype.name}>"
+
+    def _ck_value_spec(self) -> ValueSpec:
+        return ValueSpec(shape=self.shape, dtype=self.dtype.name)
+
+    def _ck_check_saveable(self) -> None:
+        raise NotSaveableError(
+            f"Placeholder {self.name!r} holds no data; only a multi-worker save "
+            "(ckptlab.distributed.save) can save a program with placeholders."
+        )
+
+    def _ck_restore_value(self, array: np.ndarray[Any, Any]) -> None:
+        raise AssignmentError(
+            f"Placeholder {self.name!r} holds no data and cannot be restored; restore this value "
+            "on the worker that holds it (or build a ck.Variable here)."
+        )

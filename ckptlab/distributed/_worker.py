@@ -22,7 +22,7 @@ from ckptlab._trackable import is_trackable
 from ckptlab._view import LiveView
 from ckptlab.core import FORMAT_VERSION, CheckpointDocument, ProgramGraph
 from ckptlab.distributed._plan import Placement, Region, SavePlan, ValueEntry, plan_save
-from ckptlab.distributed._sharded import ShardedVariable
+from ckptlab.distributed._sharded import Placeholder, ShardedVariable
 from ckptlab.storage import little_endian, resolve
 from ckptlab.storage._parts import ArraySpec, PartWriter
 
@@ -120,6 +120,10 @@ def collect(
         key = program.graph.nodes[node_id].value_key
         if key is None:
             continue
+        if isinstance(obj, Placeholder):
+            entries.append(ValueEntry(key=key, shape=obj.shape, dtype=obj.dtype.name))
+            objects[key] = obj
+            continue
         if isinstance(obj, ShardedVariable):
             entries.append(
                 ValueEntry(key=key, shape=obj.shape, dtype=obj.dtype.name, partition=obj.partition)
@@ -211,6 +215,12 @@ def _write_assigned(
 
 def _rows_of(source: Any, placement: Placement, region: Region) -> np.ndarray[Any, Any]:
     """The rows of ``region`` as a C-contiguous little-endian array."""
+    if isinstance(source, Placeholder):
+        raise ValueError(
+            f"Worker {region.rank} was given {placement.key!r} to write but holds only a "
+            "placeholder of it. Assign it to the worker that holds it: "
+            f"assign={{{placement.key.removesuffix('/.ATTRIBUTES/VARIABLE_VALUE')!r}: <worker>}}."
+        )
     if isinstance(source, ShardedVariable):
         start, stop = source.rows
         if (start, stop) != (region.start, region.stop):

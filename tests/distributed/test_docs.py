@@ -24,6 +24,7 @@ def test_public_surface():
         "DaskEngine",
         "Engine",
         "LocalEngine",
+        "Placeholder",
         "Placement",
         "Region",
         "SavePlan",

@@ -236,3 +236,23 @@ def test_one_state_function_per_worker(tmp_path):
     )
     with pytest.raises(ValueError, match="Got 3 states for 2 workers"):
         ckd.write(tmp_path / "d", [build] * 3, engine=ckd.LocalEngine(2))
+
+
+def model_parallel(rank):
+    """Worker 0 holds ``a``, worker 1 holds ``b``; each has a placeholder for the other."""
+    model = ck.Module()
+    a, b = np.full((300, 1024), 1.0, "float32"), np.full((200, 1024), 2.0, "float32")
+    model.a = ck.Variable(a) if rank == 0 else ckd.Placeholder(a.shape, a.dtype)
+    model.b = ck.Variable(b) if rank == 1 else ckd.Placeholder(b.shape, b.dtype)
+    return ck.Checkpoint(model=model)
+
+
+def test_model_parallel_with_placeholders(tmp_path):
+    path = ckd.write(tmp_path / "c", model_parallel, assign={"model/a": 0, "model/b": 1})
+    reader = ck.load_checkpoint(path)
+    assert float(reader.get_tensor("model/a/.ATTRIBUTES/VARIABLE_VALUE")[0, 0]) == 1.0
+    assert float(reader.get_tensor("model/b/.ATTRIBUTES/VARIABLE_VALUE")[0, 0]) == 2.0
+    with pytest.raises(ckd.WorkerError, match="holds only a placeholder of it"):
+        ckd.write(tmp_path / "d", model_parallel, assign={"model/a": 1, "model/b": 1})
+    with pytest.raises(ck.NotSaveableError, match="Placeholder"):
+        model_parallel(0).write(tmp_path / "e")
