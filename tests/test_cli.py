@@ -357,6 +357,7 @@ def hostile_checkpoint(tmp_path):
     module = ck.Module()
     setattr(module, 'a"b\\c', ck.Variable([1.0]))
     setattr(module, "<img src=x onerror=alert(1)>", ck.Variable([2.0]))
+    setattr(module, 'new\nline"]; n0 -> n0 [label="injected', ck.Variable([3.0]))
     return ck.Checkpoint(evil=module).write(tmp_path / "hostile")
 
 
@@ -368,6 +369,8 @@ def test_export_dot_escapes_names(tmp_path):
     dot = output.read_text()
     assert dot.startswith("digraph checkpoint {")
     assert 'label="a\\"b\\\\c\\n(1,) float64"' in dot
+    assert 'label="injected' not in dot  # a name cannot close the label and add edges
+    assert "new line" in dot
     if shutil.which("dot"):
         svg = subprocess.run(
             ["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True

@@ -17,6 +17,7 @@ from ckptlab.cli._common import EXIT_OK, EXIT_UNAVAILABLE, CommandError, Output,
 from ckptlab.cli._style import describe_shape
 from ckptlab.cli._tree import TreeNode, build_tree, value_json
 from ckptlab.core import CheckpointDocument, ObjectGraph, unescape_local_name
+from ckptlab.inspect import dot_string
 from ckptlab.storage import StoredCheckpoint
 
 GRAPH_FORMAT = "ckptlab.graph"
@@ -142,18 +143,6 @@ def _key_tree(root: TreeNode) -> tuple[list[Any], list[Any]]:
     return nodes, edges
 
 
-def dot_quote(text: str) -> str:
-    r"""``text`` as a DOT double-quoted string (backslashes and quotes escaped).
-
-    Examples
-    --------
-    >>> dot_quote('a"b\\c')
-    '"a\\"b\\\\c"'
-    """
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
-    return f'"{escaped}"'
-
-
 def to_dot(data: dict[str, Any]) -> str:
     """Render the graph as Graphviz DOT source."""
     lines = [
@@ -170,15 +159,15 @@ def to_dot(data: dict[str, Any]) -> str:
             if node["optimizer"]
             else FILL["value" if node["values"] else "object"]
         )
-        label = "\\n".join(dot_quote(p)[1:-1] for p in parts)
+        label = "\\n".join(dot_string(p)[1:-1] for p in parts)
         lines.append(f'  n{node["id"]} [label="{label}", fillcolor="{fill}"];')
     names = {n["id"]: n["name"] for n in data["nodes"]}
     for edge in data["edges"]:
         attributes = (
-            ["style=dashed", f"label={dot_quote(edge['name'])}"] if edge["kind"] == "slot" else []
+            ["style=dashed", f"label={dot_string(edge['name'])}"] if edge["kind"] == "slot" else []
         )
         if edge["kind"] == "child" and edge["name"] != names[edge["target"]]:
-            attributes.append(f"label={dot_quote(edge['name'])}")
+            attributes.append(f"label={dot_string(edge['name'])}")
         suffix = f" [{', '.join(attributes)}]" if attributes else ""
         lines.append(f"  n{edge['source']} -> n{edge['target']}{suffix};")
     lines.append("}")
