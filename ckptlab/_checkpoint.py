@@ -319,7 +319,11 @@ class Checkpoint(Module):
             restore.restore_subtree(view.root)
             return NameBasedSaverStatus(restore, [])
         coordinator = RestoreCoordinator(source, view, lazy=lazy, skip_slots=skip_slot_variables)
-        coordinator.restore([(0, view.root)])
+        try:
+            coordinator.restore([(0, view.root)])
+        except BaseException:
+            coordinator.expect_partial = True  # no status was returned: nothing to warn about
+            raise
         return CheckpointLoadStatus(coordinator)
 
     def __repr__(self) -> str:

@@ -170,3 +170,12 @@ def test_report_is_a_frozen_snapshot(ckpt_dir):
     assert set(data["counts"]) == set(STATES) and data["entries"][0]["path"] == "a"
     assert before.summary() == "1 matched, 1 pending, 1 missing in checkpoint"
     status.expect_partial()
+
+
+def test_failed_restore_logs_no_unused_value_warnings(ckpt_dir, ck_log):
+    """A restore that raised returned no status: its collection must not warn about values."""
+    path = ck.Checkpoint(a=ck.Variable([1.0, 2.0, 3.0]), b=ck.Variable(1.0)).write(ckpt_dir / "c")
+    with pytest.raises(ck.RestoreConflictError):
+        ck.Checkpoint(a=ck.Variable([0.0] * 4)).read(path)
+    gc.collect()
+    assert not [r for r in ck_log.records if "unrestored values" in r.getMessage()]
