@@ -14,12 +14,12 @@ import {
 } from "@jupyterlab/apputils";
 import { PageConfig } from "@jupyterlab/coreutils";
 import { IFileBrowserFactory } from "@jupyterlab/filebrowser";
-import { INotebookTracker, type NotebookPanel } from "@jupyterlab/notebook";
+import { INotebookTracker } from "@jupyterlab/notebook";
 import { IRenderMimeRegistry } from "@jupyterlab/rendermime";
 import { ISettingRegistry } from "@jupyterlab/settingregistry";
 import { engineUrl, installEngine } from "./engine.js";
 import { rendererFactory, RANK } from "./mime.js";
-import { basename, dirname, exploreCode } from "./paths.js";
+import { basename, dirname, exploreCode, notebookJson } from "./paths.js";
 import { DEFAULT_SETTINGS, readSettings, type ISettings } from "./settings.js";
 import { CheckpointViewer } from "./viewer.js";
 
@@ -146,13 +146,19 @@ function activate(
     label: "Open checkpoint in a notebook (ck.explore)",
     execute: async (args) => {
       const folder = typeof args.path === "string" ? args.path : "";
-      const panel = (await app.commands.execute("notebook:create-new", {
-        cwd: dirname(folder),
-      })) as NotebookPanel;
-      await panel.context.ready;
-      const cell = panel.content.model?.cells.get(0);
-      cell?.sharedModel.setSource(exploreCode(basename(folder) || "."));
-      return panel;
+      // Written through the contents API, then opened: the cell is there before any editor.
+      const contents = app.serviceManager.contents;
+      const untitled = await contents.newUntitled({ path: dirname(folder), type: "notebook" });
+      await app.serviceManager.kernelspecs.ready;
+      const specs = app.serviceManager.kernelspecs.specs;
+      const spec = specs ? specs.kernelspecs[specs.default] : undefined;
+      await contents.save(untitled.path, {
+        type: "notebook",
+        format: "json",
+        content: notebookJson(exploreCode(basename(folder) || "."), spec),
+      });
+      await app.commands.execute("docmanager:open", { path: untitled.path });
+      return untitled.path;
     },
   });
 

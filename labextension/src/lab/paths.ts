@@ -107,3 +107,24 @@ export function pythonString(text: string): string {
 export function exploreCode(name: string): string {
   return `import ckptlab as ck\n\nck.explore(${pythonString(name)})`;
 }
+
+/** A one-cell notebook (nbformat 4) running `code`, with the kernel spec when one is known. */
+export function notebookJson(
+  code: string,
+  kernel?: { name: string; display_name: string; language: string } | null,
+): Record<string, unknown> {
+  return {
+    cells: [{ cell_type: "code", metadata: {}, source: code, outputs: [], execution_count: null }],
+    metadata: kernel
+      ? {
+          kernelspec: {
+            name: kernel.name,
+            display_name: kernel.display_name,
+            language: kernel.language,
+          },
+        }
+      : {},
+    nbformat: 4,
+    nbformat_minor: 5,
+  };
+}
