@@ -65,8 +65,16 @@ function activate(
   rendermime.addFactory(
     rendererFactory({
       settings: () => settings,
-      findRegistry: (node) =>
-        notebooks?.find((panel) => panel.node.contains(node))?.content.rendermime ?? null,
+      findNotebook: (node) => {
+        const panel = notebooks?.find((p) => p.node.contains(node));
+        if (!panel) return null;
+        const kernel = panel.sessionContext.session?.kernel;
+        return {
+          registry: panel.content.rendermime,
+          kernel:
+            !!kernel && kernel.status !== "dead" && kernel.connectionStatus !== "disconnected",
+        };
+      },
     }),
     RANK,
   );

@@ -15,12 +15,18 @@ import { depthExpansion, type ISettings } from "./settings.js";
 export const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
 /** Before ipywidgets' renderer (-10), after nothing that matters: only our MIME type. */
 export const RANK = -20;
-/** How long a live widget may take before the static graph is shown meanwhile. */
+/**
+ * How long a live widget may take before the static graph is shown meanwhile: short without a
+ * kernel; long with one, so a live widget is not preceded by a static copy (a missing model is
+ * reported by the widget renderer as soon as its manager has restored, and handled at once).
+ */
 const GRACE_MS = 600;
+const GRACE_KERNEL_MS = 10_000;
 
 export interface IRendererContext {
-  /** The rendermime registry of the notebook holding `node` (it has the widget renderer). */
-  findRegistry(node: HTMLElement): IRenderMimeRegistry | null;
+  /** The notebook holding `node`: its rendermime registry (with the widget renderer) and
+   * whether a kernel is (being) connected. */
+  findNotebook(node: HTMLElement): { registry: IRenderMimeRegistry; kernel: boolean } | null;
   settings(): ISettings;
 }
 
@@ -93,9 +99,6 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
       await this.showStatic();
       return;
     }
-    this.timer = setTimeout(() => {
-      if (!this.liveShown) void this.showStatic();
-    }, GRACE_MS);
     if (this.isAttached) this.tryLive();
   }
 
@@ -126,11 +129,19 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
   private tryLive(): void {
     this.liveTried = true;
     const model = this.model;
-    const registry = this.context.findRegistry(this.node);
+    const notebook = this.context.findNotebook(this.node);
+    const registry = notebook?.registry;
     if (!model || !registry?.getFactory(WIDGET_MIME)) {
       void this.showStatic();
       return;
     }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => {
+        if (!this.liveShown) void this.showStatic();
+      },
+      notebook?.kernel ? GRACE_KERNEL_MS : GRACE_MS,
+    );
     const live = registry.createRenderer(WIDGET_MIME);
     this.live = live;
     live.hide();
