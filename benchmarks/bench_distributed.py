@@ -3,7 +3,8 @@
 Workload ``large``: 100 float32 values of 10 MiB (1 GiB).  Every worker builds the same
 program (as an SPMD job would) and writes only the values the plan gives it.
 
-Times reported per configuration (median of ``--repeat`` runs):
+Times reported per configuration (median of ``--repeat`` rounds, after one warm-up round; the
+configurations are interleaved within each round):
 
 * ``save``: first worker starting to write -> checkpoint committed (process start-up and
   building the state excluded: workers build their state, then meet at a file barrier; for
@@ -104,17 +105,22 @@ def main():
         "1 worker (LocalEngine(1))": lambda d: engine_run(d, 1, options),
         "2 workers (LocalEngine(2))": lambda d: engine_run(d, 2, options),
     }
-    results = {}
-    for name, run in configs.items():
-        runs = []
-        for _ in range(args.repeat):
+    runs = {name: [] for name in configs}
+    for round_number in range(args.repeat + 1):  # round 0 warms up (memory, page cache): dropped
+        for name, run in configs.items():  # interleaved, so drift hits every configuration
             directory = tempfile.mkdtemp(prefix="bench-distributed-", dir=args.dir)
             try:
-                runs.append(run(directory))
+                result = run(directory)
             finally:
                 shutil.rmtree(directory, ignore_errors=True)
-        results[name] = median_of(runs)
+            if round_number:
+                runs[name].append(result)
+    results = {name: median_of(r) for name, r in runs.items()}
     report(results, options, args.repeat, args.dir or tempfile.gettempdir())
+    print(
+        "save s of every run:",
+        {name: [round(r["save"], 2) for r in rs] for name, rs in runs.items()},
+    )
 
 
 def report(results, options, repeat, where):

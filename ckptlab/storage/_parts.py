@@ -11,7 +11,6 @@ rows ``[start, stop)`` of a value, touching only the chunks that overlap them.
 from __future__ import annotations
 
 import math
-import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from ckptlab.storage._commit import (
     publish,
     temporary_name,
 )
-from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
+from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import (
     ROOT_DOCUMENT,
     array_metadata,
@@ -39,6 +38,7 @@ from ckptlab.storage._layout import (
     pack_chunk,
 )
 from ckptlab.storage._reader import StoredCheckpoint
+from ckptlab.storage._writer import BATCH_BYTES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,10 +70,9 @@ def begin_staging(store: ByteStore, path: str, *, durable: bool) -> str:
 class PartWriter:
     """Writes one worker's part: array metadata, whole chunks of own arrays, its own packs.
 
-    Writes are queued and sent with ``write_many`` (concurrent uploads on object stores);
-    :meth:`close` sends them and, for a durable local write, fsyncs every file and directory
-    once at the end.  Syncing per file would make two workers on one file system wait on each
-    other's journal commits.
+    Writes are queued and handed to the store's ``write_many`` in batches of about
+    ``BATCH_BYTES`` (concurrent uploads on object stores), as the single-process writer does;
+    :meth:`close` writes the rest.  Directories are made durable by the coordinator's publish.
 
     Examples
     --------
@@ -91,10 +90,17 @@ class PartWriter:
         self.staged = staged
         self.durable = durable
         self._queue: list[tuple[str, list[Buffer]]] = []
-        self._written: list[str] = []
+        self._queued = 0
 
     def _put(self, key: str, parts: list[Buffer]) -> None:
         self._queue.append((posixpath.join(self.staged, key), parts))
+        self._queued += sum(len(memoryview(p)) for p in parts)
+        if self._queued >= BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        queue, self._queue, self._queued = self._queue, [], 0
+        self.store.write_many(queue, durable=self.durable)
 
     def array_metadata(self, spec: ArraySpec) -> None:
         """Queue the ``zarr.json`` of an own array (exactly one worker writes it)."""
@@ -161,28 +167,8 @@ class PartWriter:
         return PackInfo(path=path, dtype=dtype.name, length=length, chunk=chunk), entries
 
     def close(self) -> None:
-        """Write everything queued; when durable, fsync it (files, then their directories)."""
-        queue, self._queue = self._queue, []
-        self.store.write_many(
-            queue, durable=self.durable and not isinstance(self.store, LocalStore)
-        )
-        if self.durable and isinstance(self.store, LocalStore):
-            directories = {self.staged}
-            for key, _ in queue:
-                parent = os.path.dirname(key)
-                while parent not in directories and len(parent) > len(self.staged):
-                    directories.add(parent)
-                    parent = os.path.dirname(parent)
-            for path in [key for key, _ in queue] + sorted(directories, key=len, reverse=True):
-                _fsync(path)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        """Write everything still queued."""
+        self._flush()
 
 
 def publish_staged(
