@@ -13,6 +13,7 @@ are positions in ``nodes``; a parent always comes before its children.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -216,10 +217,18 @@ class GraphView:
             "options": dict(self.options),
         }
 
+    @functools.cached_property
+    def json_text(self) -> str:
+        """:meth:`to_json` serialised compactly (computed once per view)."""
+        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
+
+    @functools.cached_property
+    def _compressed(self) -> bytes:
+        return gzip.compress(self.json_text.encode("utf-8"), compresslevel=6, mtime=0)
+
     def to_bytes(self) -> bytes:
         """The JSON, gzip-compressed (what the widget sends once)."""
-        text = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
-        return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
+        return self._compressed
 
 
 def build_view(

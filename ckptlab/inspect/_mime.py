@@ -20,9 +20,9 @@ INLINE_LIMIT = 256 * 1024
 
 def graph_payload(view: GraphView) -> dict[str, Any]:
     """The JSON stored under :data:`MIME_TYPE`: the graph, or its compressed envelope."""
-    data = view.to_json()
-    if len(json.dumps(data, separators=(",", ":"))) <= INLINE_LIMIT:
-        return data
+    if len(view.json_text) <= INLINE_LIMIT:
+        result: dict[str, Any] = json.loads(view.json_text)
+        return result
     return {
         "format": SCHEMA_NAME,
         "version": SCHEMA_VERSION,

@@ -6,6 +6,7 @@ installs it with apt-get).  One JupyterLab per session; one fresh browser profil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,13 +75,10 @@ class Lab:
         return f"{self.url}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}"
 
 
-@pytest.fixture(scope="session")
-def lab():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no system Chromium at {CHROMIUM} (make chromium installs it)")
-    if not (STATIC / "explorer.js").exists():
-        pytest.skip("the explorer front end is not built (make js)")
-    root = Path(tempfile.mkdtemp(prefix="ckptlab-lab-"))
+@contextlib.contextmanager
+def running_lab(root: Path | None = None) -> Iterator[Lab]:
+    """JupyterLab on 127.0.0.1 (a free port, a random token) until the block ends."""
+    root = root or Path(tempfile.mkdtemp(prefix="ckptlab-lab-"))
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(
         os.environ,
@@ -87,68 +87,53 @@ def lab():
         PYTHONWARNINGS="ignore",
     )
     jupyter = Path(sys.executable).parent / "jupyter"
+    announcements = "@jupyterlab/apputils-extension:announcements"
     subprocess.run(
-        [
-            str(jupyter),
-            "labextension",
-            "disable",
-            "--level=user",
-            "@jupyterlab/apputils-extension:announcements",
-        ],
+        [str(jupyter), "labextension", "disable", "--level=user", announcements],
         env=env,
         check=False,
         capture_output=True,
     )
-    log = open(root / ".lab.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            str(jupyter),
-            "lab",
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            f"--LabApp.workspaces_dir={root / '.jws'}",
-            "--LabApp.expose_app_in_browser=True",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError((root / ".lab.log").read_text()) from None
-                time.sleep(0.1)
-        yield Lab(url, token, root)
-    finally:
-        proc.terminate()
+    command = [
+        *(str(jupyter), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1"),
+        *(f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"),
+        *(f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={root / '.jws'}"),
+        "--LabApp.expose_app_in_browser=True",
+    ]
+    with open(root / ".lab.log", "wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            for _ in range(600):
+                try:
+                    urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None:
+                        raise RuntimeError((root / ".lab.log").read_text()) from None
+                    time.sleep(0.1)
+            yield Lab(url, token, root)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
-@pytest.fixture
-def page(lab, tmp_path):
+@contextlib.contextmanager
+def chromium(profile: Path, **options: Any) -> Iterator[Any]:
+    """A Playwright page in Debian's Chromium with a fresh profile (never `playwright install`)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
+            str(profile),
             executable_path=CHROMIUM,
             headless=True,
             args=FLAGS,
             viewport={"width": 1400, "height": 1000},
+            **options,
         )
         page = context.pages[0] if context.pages else context.new_page()
         page.errors = []
@@ -157,6 +142,22 @@ def page(lab, tmp_path):
             yield page
         finally:
             context.close()
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no system Chromium at {CHROMIUM} (make chromium installs it)")
+    if not (STATIC / "explorer.js").exists():
+        pytest.skip("the explorer front end is not built (make js)")
+    with running_lab() as running:
+        yield running
+
+
+@pytest.fixture
+def page(lab, tmp_path):
+    with chromium(tmp_path / "profile") as page:
+        yield page
 
 
 class Notebook:

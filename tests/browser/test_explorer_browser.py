@@ -7,7 +7,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 EXPLORER = ".ckptlab-explorer"
 SETUP = """
@@ -37,7 +36,8 @@ w
 """
 
 CHECK_ENCODER = """
-print("ENCODER_RESTORED=%s" % np.array_equal(fresh.encoder.kernel.numpy(), saved.encoder.kernel.numpy()))
+same = np.array_equal(fresh.encoder.kernel.numpy(), saved.encoder.kernel.numpy())
+print("ENCODER_RESTORED=%s" % same)
 print("HEAD_UNTOUCHED=%s" % (fresh.head.kernel.shape == (4, 2)))
 print("MESSAGE=%s" % w.message)
 """
@@ -96,7 +96,6 @@ def test_colours_details_and_restore_selected(lab, page, nb):
     expect(legend).to_contain_text("bound 8")
     expect(legend).to_contain_text("shape conflict 6")  # head kernel, bias and their 4 slots
     conflict = page.locator(f"{EXPLORER} g.node.st-shape_conflict").first
-    page.locator(EXPLORER).screenshot(path="/tmp/explorer-light.png")
     assert stroke(conflict) == "rgb(194, 24, 91)"  # --ck-shape_conflict
     assert stroke(page.locator(f"{EXPLORER} g.node.st-bound").first) == "rgb(2, 136, 209)"
     encoder = node(page, "encoder")

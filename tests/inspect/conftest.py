@@ -1,6 +1,7 @@
 """Deterministic graph views shared by the Python tests and the TypeScript tests (fixtures).
 
-``python tests/inspect/conftest.py`` rewrites labextension/test/fixtures/mismatch.graph.json.
+``python tests/inspect/conftest.py`` rewrites labextension/test/fixtures/mismatch.graph.json
+(then ``npm run format`` in labextension/, whose prettier check covers the fixtures).
 """
 
 from __future__ import annotations

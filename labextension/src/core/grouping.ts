@@ -75,9 +75,7 @@ const SHORT: Record<string, [string, string]> = {
 export function groupSummary(graph: Graph, i: number): string {
   const n = graph.values[i] ?? 0;
   const parts = [`${n} value${n === 1 ? "" : "s"}`];
-  const counts = [...(graph.stateCounts[i] ?? new Map<number, number>())].sort(
-    (a, b) => a[0] - b[0],
-  );
+  const counts = graph.stateCounts(i);
   for (const [s, count] of counts) {
     const name = graph.data.states[s] ?? "";
     const label = SHORT[name];

@@ -56,7 +56,7 @@ export function toDot(graph: Graph, visible: readonly number[], options: IDotOpt
   const shown = new Set(visible);
   const out = [
     "digraph ckptlab {",
-    '  graph [rankdir=LR, nodesep=0.08, ranksep=0.3, bgcolor="transparent"];',
+    '  graph [rankdir=LR, nodesep=0.08, ranksep=0.3, bgcolor="transparent", splines=polyline, ordering=out];',
     '  node [shape=box, style="rounded,filled", fontsize=10, fontname="sans-serif", height=0.2, margin="0.08,0.03", fillcolor="#eceff1", color="#90a4ae"];',
     '  edge [arrowsize=0.4, color="#90a4ae"];',
   ];

@@ -97,8 +97,9 @@ export class Graph {
   readonly children: number[][];
   /** Number of values in each node's subtree (itself included). */
   readonly values: Int32Array;
-  /** Per node, count of values in each state below it (state index -> count). */
-  readonly stateCounts: Map<number, number>[];
+  /** Values per state below each node: `tally[node * states + state]` (flat, for 100k nodes). */
+  readonly tally: Int32Array;
+  private readonly stateTotal: number;
   state: Int16Array;
   private readonly problemIndex: ReadonlySet<number>;
 
@@ -117,7 +118,8 @@ export class Graph {
     );
     this.state = Int16Array.from(data.nodes.state);
     this.values = new Int32Array(this.size);
-    this.stateCounts = Array.from({ length: this.size }, () => new Map<number, number>());
+    this.stateTotal = data.states.length;
+    this.tally = new Int32Array(this.size * this.stateTotal);
     this.setStates(states);
   }
 
@@ -127,21 +129,34 @@ export class Graph {
       this.state = Int16Array.from(states, (s) => (s === 255 ? -1 : s));
     }
     this.values.fill(0);
-    for (const counts of this.stateCounts) counts.clear();
+    this.tally.fill(0);
+    const width = this.stateTotal;
+    const { parent } = this.data.nodes;
     for (let i = this.size - 1; i >= 0; i--) {
       const s = this.state[i] ?? -1;
-      const own = this.stateCounts[i] as Map<number, number>;
       if (s >= 0) {
         this.values[i] = (this.values[i] ?? 0) + 1;
-        own.set(s, (own.get(s) ?? 0) + 1);
+        this.tally[i * width + s] = (this.tally[i * width + s] ?? 0) + 1;
       }
-      const p = this.data.nodes.parent[i] ?? -1;
-      if (p >= 0) {
+      const p = parent[i] ?? -1;
+      if (p >= 0 && (this.values[i] ?? 0) > 0) {
         this.values[p] = (this.values[p] ?? 0) + (this.values[i] ?? 0);
-        const up = this.stateCounts[p] as Map<number, number>;
-        for (const [k, n] of own) up.set(k, (up.get(k) ?? 0) + n);
+        for (let k = 0; k < width; k++) {
+          this.tally[p * width + k] =
+            (this.tally[p * width + k] ?? 0) + (this.tally[i * width + k] ?? 0);
+        }
       }
     }
+  }
+
+  /** `[state index, count]` of the values below `i` (states with no value left out). */
+  stateCounts(i: number): [number, number][] {
+    const out: [number, number][] = [];
+    for (let k = 0; k < this.stateTotal; k++) {
+      const n = this.tally[i * this.stateTotal + k] ?? 0;
+      if (n) out.push([k, n]);
+    }
+    return out;
   }
 
   name(i: number): string {
@@ -178,7 +193,7 @@ export class Graph {
   /** Number of values in problem states in the subtree of `i`. */
   problems(i: number): number {
     let n = 0;
-    for (const [s, count] of this.stateCounts[i] ?? []) if (this.problemIndex.has(s)) n += count;
+    for (const [s, count] of this.stateCounts(i)) if (this.problemIndex.has(s)) n += count;
     return n;
   }
 
@@ -210,7 +225,7 @@ export class Graph {
   /** Current count of values per state name. */
   counts(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [s, n] of this.stateCounts[0] ?? []) out.set(this.data.states[s] ?? "?", n);
+    for (const [s, n] of this.stateCounts(0)) out.set(this.data.states[s] ?? "?", n);
     return out;
   }
 }
