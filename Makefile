@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest clean js js-check chromium
+.PHONY: demo test lint typecheck pytest clean js js-check chromium labext
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ js: $(JS_STAMP)
 js-check: $(JS_STAMP)
 	cd $(JS) && npm run check
 
+# The JupyterLab extension (docs/labextension.md): tsc + @jupyter/builder into ckptlab/labextension/
+# (generated), shipped in wheels as share/jupyter/labextensions/ckptlab. pip's build hook runs the
+# same build when it is missing or stale; this target rebuilds it after edits.
+labext: $(JS_STAMP)
+	cd $(JS) && npm run build:lab
+
 # Browser tests drive Debian's Chromium (never `playwright install`).
 chromium:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
@@ -45,7 +51,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) js chromium
+pytest: $(STAMP) js labext chromium
 	$(PY) -m pytest
 
 test: lint typecheck js-check pytest

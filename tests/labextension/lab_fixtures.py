@@ -7,6 +7,7 @@ TypeScript port (labextension/src/lab/checkpoint.ts) must produce the same JSON
 does.  Regenerate after a deliberate change of the view model::
 
     .venv/bin/python tests/labextension/lab_fixtures.py
+    cd labextension && npx prettier --write test/lab-fixtures   # the format npm run check wants
 """
 
 from __future__ import annotations
