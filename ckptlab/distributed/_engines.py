@@ -137,7 +137,7 @@ class LocalEngine:
                 target=_child,
                 args=(writer, payload, item, rank),
                 name=f"ckptlab-worker-{rank}",
-                daemon=True,
+                daemon=False,  # a state function may start processes of its own
             )
             process.start()
             writer.close()
