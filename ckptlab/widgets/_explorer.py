@@ -84,6 +84,12 @@ class ExplorerWidget(anywidget.AnyWidget):
         visible = self._visible() if visible_only else None
         return view_dot(self._view, visible)
 
+    def to_graphviz(self, *, visible_only: bool = False) -> Any:
+        """The DOT as a ``graphviz.Source`` (rendering it to files needs the ``dot`` binary)."""
+        import graphviz
+
+        return graphviz.Source(self.to_dot(visible_only=visible_only))
+
     def _visible(self) -> set[int]:
         shown = {0}
         for node_id in self.expanded:

@@ -123,6 +123,7 @@ def test_to_dot_of_the_whole_graph_and_the_visible_part(lazy):
     assert widget.to_dot().count("label=") == len(widget.view.nodes)
     widget.expanded = [0]
     assert widget.to_dot(visible_only=True).count("label=") == 1 + len(widget.view.children[0])
+    assert widget.to_graphviz().source == widget.to_dot()
 
 
 def test_first_message_stays_under_2_mb_for_100k_values(tmp_path):
