@@ -78,3 +78,8 @@ __all__ = [
     "optimizers",
     "register_trackable",
 ]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where ``jupyter labextension develop`` finds the built JupyterLab extension."""
+    return [{"src": "labextension", "dest": "ckptlab"}]
