@@ -20,6 +20,9 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = frozenset({1, 2})
 MAX_NAME = 65536
 MAX_ELEMENTS = 2**48
+MAX_CHUNKS = 2**20
+"""At most this many chunks per packed array or per value (bounds the work of a hostile
+document; 2**20 chunks of ckptlab's 16-64 MiB chunks are 16-64 TiB)."""
 ITEMSIZE = {
     "bool": 1,
     "int8": 1,
@@ -277,6 +280,8 @@ def _parse_packs(where: _Where, data: object) -> dict[str, PackInfo]:
             raise where.fail(f"{at}.dtype", f"one of {sorted(ITEMSIZE)}", dtype)
         length = _int(where, entry.get("length"), f"{at}.length", 0, MAX_ELEMENTS)
         chunk = _int(where, entry.get("chunk"), f"{at}.chunk", 1, MAX_ELEMENTS)
+        if -(-length // chunk) > MAX_CHUNKS:
+            raise where.fail(f"{at}.chunk", f"at most {MAX_CHUNKS} chunks of the pack", chunk)
         packs[path] = PackInfo(path=path, dtype=dtype, length=length, chunk=chunk)
     return packs
 
@@ -286,12 +291,17 @@ def _parse_values(
 ) -> dict[str, StoredValue]:
     values: dict[str, StoredValue] = {}
     for key, entry in data.items():
-        at = f"values[{key!r}]"
+        at = f"values[{_short(key)}]"
         _name(where, key, at)
         if not isinstance(entry, Mapping):
             raise where.fail(at, "a JSON object", entry)
         values[key] = _parse_value(where, key, entry, at, packs)
     return values
+
+
+def _short(name: object) -> str:
+    shown = repr(name)
+    return shown if len(shown) <= 80 else f"{shown[:77]}..."
 
 
 def _parse_value(
@@ -330,6 +340,8 @@ def _parse_value(
     if len(chunks) != len(shape):
         raise where.fail(f"{at}.chunks", f"{len(shape)} chunk dims", list(chunks))
     expected = math.prod(-(-d // c) for d, c in zip(shape, chunks, strict=True)) if size else 0
+    if expected > MAX_CHUNKS:
+        raise where.fail(f"{at}.chunks", f"at most {MAX_CHUNKS} chunks", list(chunks))
     if len(crcs) != expected:
         raise where.fail(f"{at}.crc32c", f"{expected} checksums (one per chunk)", len(crcs))
     return StoredValue(key=key, shape=shape, dtype=dtype, crc32c=crcs, array=array, chunks=chunks)

@@ -49,14 +49,20 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
     ``string`` to ``object`` (arrays of ``bytes``).
     """
     if name == "bfloat16":
-        return np.dtype(ml_dtypes.bfloat16)
+        bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+        return bfloat16
     if name not in ITEMSIZE and name in FOREIGN_ITEMSIZE:
         return np.dtype(object) if name == "string" else np.dtype(getattr(ml_dtypes, name))
     return np.dtype(name).newbyteorder("<") if ITEMSIZE[name] > 1 else np.dtype(name)
 
 
-def choose_chunks(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES) -> tuple[int, ...]:
-    """Chunk shape of an own array: whole below ``target`` bytes, else split along axis 0.
+def choose_chunks(
+    shape: tuple[int, ...], itemsize: int, target: int | None = None
+) -> tuple[int, ...]:
+    """Chunk shape of an own array: whole up to ``target`` bytes, else balanced rows along axis 0.
+
+    Rows are spread evenly over the fewest chunks of at most about ``target`` bytes, so the
+    padding of the last chunk is under one row per chunk.
 
     Examples
     --------
@@ -67,6 +73,7 @@ def choose_chunks(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYT
     >>> choose_chunks((1050, 1000), 4, target=400_000)
     (96, 1000)
     """
+    target = CHUNK_BYTES if target is None else target
     chunks = tuple(max(d, 1) for d in shape)
     if not shape or math.prod(shape) * itemsize <= target:
         return chunks
@@ -75,7 +82,7 @@ def choose_chunks(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYT
     return (max(1, -(-shape[0] // count)), *chunks[1:])
 
 
-def pack_chunk(length: int, itemsize: int, target: int = PACK_CHUNK_BYTES) -> int:
+def pack_chunk(length: int, itemsize: int, target: int | None = None) -> int:
     """Chunk length (elements) of a packed array: balanced, and unpadded when there is one chunk.
 
     Examples
@@ -87,6 +94,7 @@ def pack_chunk(length: int, itemsize: int, target: int = PACK_CHUNK_BYTES) -> in
     """
     if length == 0:
         return 1
+    target = PACK_CHUNK_BYTES if target is None else target
     count = -(-length * itemsize // target)
     return -(-length // count)
 

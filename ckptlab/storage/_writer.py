@@ -226,7 +226,7 @@ def _own_objects(
     staged: str, key: str, array: np.ndarray[Any, Any], name: str, stored: dict[str, StoredValue]
 ) -> Iterator[tuple[Item, int]]:
     dtype = dtype_name(array.dtype, key)
-    chunks = choose_chunks(array.shape, array.itemsize)
+    chunks = choose_chunks(array.shape, array.itemsize)  # reads CHUNK_BYTES at call time
     base = posixpath.join(staged, name)
     yield (
         (posixpath.join(base, ROOT_DOCUMENT), [array_metadata(array.shape, chunks, dtype, key)]),

@@ -21,6 +21,8 @@ import ckptlab as ck
 from ckptlab.storage import LocalStore
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def run_driver(directory, mode, trials, seed):
@@ -30,6 +32,7 @@ def run_driver(directory, mode, trials, seed):
         text=True,
         timeout=240,
         check=False,
+        env=ENV,
     )
     assert process.returncode == 0, process.stderr[-3000:]
     return [json.loads(line) for line in process.stdout.splitlines()]

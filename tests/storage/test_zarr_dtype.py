@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -57,6 +58,10 @@ def test_registration_works_whichever_is_imported_first(tmp_path):
             """
         )
         result = subprocess.run(
-            [sys.executable, "-c", script, path], capture_output=True, text=True, check=True
+            [sys.executable, "-c", script, path],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
         )
         assert result.stdout.strip() == "bfloat16"
