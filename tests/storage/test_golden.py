@@ -1,0 +1,61 @@
+"""Golden checkpoints of every format version keep loading, bit-exactly, forever.
+
+``tests/fixtures/golden`` was written once by ``tests/fixtures/make_golden.py``; never rewrite
+it to make this test pass (write a new version's fixture instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import ckptlab as ck
+from ckptlab.storage import verify_checkpoint
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
+EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("version", sorted(EXPECTED))
+def test_golden_checkpoint_loads(version):
+    path = str(GOLDEN / version)
+    expected = EXPECTED[version]
+    reader = ck.load_checkpoint(path)
+    assert sorted(reader.get_variable_to_shape_map()) == sorted(expected)
+    assert reader._source.document.format_version == int(version[1:])
+    for key, spec in expected.items():
+        value = reader.get_tensor(key)
+        assert list(value.shape) == spec["shape"], key
+        assert value.dtype.name == spec["dtype"], key
+        assert hashlib.sha256(value.tobytes()).hexdigest() == spec["sha256"], key
+    assert verify_checkpoint(path) == []
+
+
+@pytest.mark.parametrize("version", sorted(EXPECTED))
+def test_golden_checkpoint_restores_into_a_program(version):
+    model = ck.Module()
+    model.dense = ck.Module()
+    model.dense.kernel = ck.Variable(np.zeros((3, 4), np.float32))
+    model.step = ck.Variable(np.int64(0))
+    status = ck.Checkpoint(model=model).read(str(GOLDEN / version))
+    status.assert_existing_objects_matched().expect_partial()
+    assert int(model.step.numpy()) == 42
+    kernel = model.dense.kernel.numpy()  # after one Adam step from arange(12)/7
+    digest = EXPECTED[version]["model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE"]["sha256"]
+    assert hashlib.sha256(kernel.tobytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("version", sorted(EXPECTED))
+def test_golden_checkpoint_opens_in_plain_zarr(version):
+    group = zarr.open_group(str(GOLDEN / version), mode="r")
+    document = group.attrs["ckptlab"]
+    big = document["values"]["model/big/.ATTRIBUTES/VARIABLE_VALUE"]
+    array = group[big["array"]]
+    assert array.shape == (300, 10)
+    assert array.chunks == (100, 10)
+    assert np.array_equal(array[...], np.arange(3000, dtype=np.float64).reshape(300, 10) ** 0.5)
