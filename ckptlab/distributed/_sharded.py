@@ -13,6 +13,7 @@ from ckptlab._reader import open_path
 from ckptlab._trackable import Trackable
 from ckptlab.core import ValueSpec
 from ckptlab.errors import AssignmentError, NotSaveableError
+from ckptlab.storage import dtype_name
 from ckptlab.storage._parts import read_rows
 
 
@@ -99,6 +100,7 @@ class ShardedVariable(Trackable):
         self._rank = int(rank)
         self._name = "Variable" if name is None else str(name)
         array = np.ascontiguousarray(np.asarray(local, dtype=dtype))
+        dtype_name(array.dtype, f"ShardedVariable {self._name!r}")
         if not self._shape or not 0 <= self._rank < len(self._partition) - 1:
             raise ValueError(
                 f"ShardedVariable {self._name!r}: need a shape with at least one axis and a rank "
@@ -223,6 +225,7 @@ class Placeholder(Trackable):
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
         self.name = "Variable" if name is None else str(name)
+        dtype_name(self.dtype, f"Placeholder {self.name!r}")
 
     def __repr__(self) -> str:
         return f"<Placeholder {self.name!r} shape={self.shape} dtype={self.dtype.name}>"

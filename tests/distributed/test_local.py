@@ -256,3 +256,10 @@ def test_model_parallel_with_placeholders(tmp_path):
         ckd.write(tmp_path / "d", model_parallel, assign={"model/a": 1, "model/b": 1})
     with pytest.raises(ck.NotSaveableError, match="Placeholder"):
         model_parallel(0).write(tmp_path / "e")
+
+
+def test_unsupported_dtypes_are_refused_at_construction():
+    with pytest.raises(ck.UnsupportedFormatError, match="ShardedVariable"):
+        ckd.ShardedVariable(np.array(["a", "b"]), shape=(2,), partition=(0, 2), rank=0)
+    with pytest.raises(ck.UnsupportedFormatError, match="Placeholder"):
+        ckd.Placeholder((2,), object)
