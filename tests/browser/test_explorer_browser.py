@@ -40,6 +40,7 @@ same = np.array_equal(fresh.encoder.kernel.numpy(), saved.encoder.kernel.numpy()
 print("ENCODER_RESTORED=%s" % same)
 print("HEAD_UNTOUCHED=%s" % (fresh.head.kernel.shape == (4, 2)))
 print("MESSAGE=%s" % w.message)
+print("SVG_EXPORTED=%s" % (w.svg.startswith("<svg") and "st-restored" in w.svg))
 """
 
 BIG = """
@@ -111,9 +112,11 @@ def test_colours_details_and_restore_selected(lab, page, nb):
     page.locator(f"{EXPLORER} button.ck-restore").click()
     expect(page.locator(f"{EXPLORER} .ck-message")).to_contain_text("Restored", timeout=20_000)
     expect(page.locator(f"{EXPLORER} g.node.st-restored")).not_to_have_count(0)
+    page.locator(f"{EXPLORER} button.ck-export").click()  # downloads, and sends it to the kernel
     out = nb.text(nb.run(1))
     assert "ENCODER_RESTORED=True" in out, out
     assert "HEAD_UNTOUCHED=True" in out, out
+    assert "SVG_EXPORTED=True" in out, out
     assert page.errors == []
 
 

@@ -17,21 +17,41 @@ interface IEngineGlobal {
   __ckptlabEngineUrl?: string;
 }
 
+async function importEngine(url: string): Promise<IViz> {
+  const module = (await import(/* @vite-ignore */ /* webpackIgnore: true */ url)) as IEngineModule;
+  return module.instance();
+}
+
+async function fromHost(source: () => Promise<ArrayBuffer | null>): Promise<IViz> {
+  const bytes = await source();
+  if (!bytes || bytes.byteLength === 0) throw new Error("ckptlab: no Graphviz engine available");
+  const url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
+  try {
+    return await importEngine(url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
 export function loadEngine(source: () => Promise<ArrayBuffer | null>): Promise<IViz> {
   const g = globalThis as IEngineGlobal;
   g.__ckptlabEngine ??= (async () => {
-    let url = g.__ckptlabEngineUrl;
-    if (!url) {
-      const bytes = await source();
-      if (!bytes || bytes.byteLength === 0)
-        throw new Error("ckptlab: no Graphviz engine available");
-      url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
+    const served = g.__ckptlabEngineUrl;
+    if (served) {
+      // Absolute, because this module itself may have been loaded from a blob: URL (anywidget),
+      // against which a path such as "/lab/extensions/..." does not resolve.
+      const base = typeof document === "undefined" ? undefined : document.baseURI;
+      try {
+        return await importEngine(new URL(served, base).href);
+      } catch {
+        // fall back to the copy the host (the kernel) can send
+      }
     }
-    const module = (await import(/* @vite-ignore */ url)) as IEngineModule;
-    return module.instance();
+    return fromHost(source);
   })();
-  g.__ckptlabEngine.catch(() => {
-    delete g.__ckptlabEngine; // let a later view retry
+  const pending = g.__ckptlabEngine;
+  pending.catch(() => {
+    if (g.__ckptlabEngine === pending) delete g.__ckptlabEngine; // let a later view retry
   });
-  return g.__ckptlabEngine;
+  return pending;
 }
