@@ -1,7 +1,10 @@
 """Multi-worker saves: 2 local workers against 1, and the share of merge + commit.
 
 Workload ``large``: 100 float32 values of 10 MiB (1 GiB).  Every worker builds the same
-program (as an SPMD job would) and writes only the values the plan gives it.
+object graph (as an SPMD job would) and writes only the values the plan gives it.  By default a
+worker holds only the values it writes (``Placeholder`` for the others, explicit assignment:
+model parallelism); ``--replicated`` gives every worker every value (data parallelism, balanced
+by bytes).
 
 Times reported per configuration (median of ``--repeat`` rounds, after one warm-up round; the
 configurations are interleaved within each round):
@@ -35,20 +38,30 @@ from ckptlab import distributed as ckd
 VALUES, SHAPE = 100, (2560, 1024)  # 10 MiB of float32 each
 
 
-def large(rank=0):
+def large(rank=0, workers=1, partitioned=False):
+    """The workload; ``partitioned``: worker ``rank`` holds only values ``i % workers == rank``."""
     model = ck.Module()
     base = np.arange(SHAPE[0] * SHAPE[1], dtype=np.float32).reshape(SHAPE)
-    model.values = [ck.Variable(base + i) for i in range(VALUES)]
+    model.values = [
+        ck.Variable(base + i)
+        if not partitioned or i % workers == rank
+        else ckd.Placeholder(SHAPE, np.float32)
+        for i in range(VALUES)
+    ]
     return ck.Checkpoint(model=model)
 
 
-def large_in_step(barrier, workers, rank):
+def owners(workers):
+    return {f"model/values/{i}": i % workers for i in range(VALUES)}
+
+
+def large_in_step(barrier, workers, partitioned, rank):
     """Build the state, then wait until every worker has built its own (a file barrier).
 
-    Workers are spawned one after the other and build 1 GiB each; without the barrier the
+    Workers are spawned one after the other and build their state; without the barrier the
     measured write phase would include one worker's start-up while the other writes.
     """
-    state = large(rank)
+    state = large(rank, workers, partitioned)
     open(os.path.join(barrier, f"ready-{rank}"), "w").close()
     while len([n for n in os.listdir(barrier) if n.startswith("ready-")]) < workers:
         time.sleep(0.005)
@@ -69,13 +82,15 @@ def single_process(directory, options):
     }
 
 
-def engine_run(directory, workers, options):
+def engine_run(directory, workers, options, partitioned):
     engine = ckd.LocalEngine(workers)
     barrier = os.path.join(directory, "barrier")
     os.mkdir(barrier)
-    state = functools.partial(large_in_step, barrier, workers)
+    state = functools.partial(large_in_step, barrier, workers, partitioned)
+    assign = owners(workers) if partitioned else None
     start = time.perf_counter()
-    ckd.write(os.path.join(directory, f"workers-{workers}"), state, engine=engine, options=options)
+    target = os.path.join(directory, f"workers-{workers}")
+    ckd.write(target, state, engine=engine, options=options, assign=assign)
     wall = time.perf_counter() - start
     stats = engine.last_stats
     return {
@@ -98,12 +113,18 @@ def main():
         "--no-durable", action="store_true", help="skip fsync (WriteOptions(durable=False))"
     )
     parser.add_argument("--dir", default=None, help="where to write (default: the temp dir)")
+    parser.add_argument(
+        "--replicated",
+        action="store_true",
+        help="every worker holds every value (data parallel); default: each holds only the "
+        "values it writes (Placeholders for the others, explicit assignment)",
+    )
     args = parser.parse_args()
     options = ck.WriteOptions(durable=not args.no_durable, progress=False)
     configs = {
         "1 process (Checkpoint.write)": lambda d: single_process(d, options),
-        "1 worker (LocalEngine(1))": lambda d: engine_run(d, 1, options),
-        "2 workers (LocalEngine(2))": lambda d: engine_run(d, 2, options),
+        "1 worker (LocalEngine(1))": lambda d: engine_run(d, 1, options, not args.replicated),
+        "2 workers (LocalEngine(2))": lambda d: engine_run(d, 2, options, not args.replicated),
     }
     runs = {name: [] for name in configs}
     for round_number in range(args.repeat + 1):  # round 0 warms up (memory, page cache): dropped
@@ -116,17 +137,19 @@ def main():
             if round_number:
                 runs[name].append(result)
     results = {name: median_of(r) for name, r in runs.items()}
-    report(results, options, args.repeat, args.dir or tempfile.gettempdir())
+    report(results, options, args.repeat, args.dir or tempfile.gettempdir(), args.replicated)
     print(
         "save s of every run:",
         {name: [round(r["save"], 2) for r in rs] for name, rs in runs.items()},
     )
 
 
-def report(results, options, repeat, where):
+def report(results, options, repeat, where, replicated):
     gib = VALUES * SHAPE[0] * SHAPE[1] * 4 / 2**30
     print(f"workload large: {VALUES} float32 values of 10 MiB ({gib:.2f} GiB)")
     print(f"in {where}, durable={options.durable}, {os.cpu_count()} cores, median of {repeat} runs")
+    held = "every value (replicated)" if replicated else "only the values it writes"
+    print(f"each worker holds {held}")
     header = ("configuration", "save s", "GiB/s", "slowest", "wall s", "commit s", "moved B")
     print("{:34} {:>8} {:>7} {:>8} {:>8} {:>9} {:>9}".format(*header))
     for name, r in results.items():

@@ -139,9 +139,12 @@ def resolve_assignment(
         else:
             resolved[key] = rank
     if problems:
+        shown = "; ".join(problems[:10]) + (
+            f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        )
         raise ValueError(
-            "Invalid worker assignment: " + "; ".join(problems) + ". Keys are value keys or object "
-            "paths such as 'model/dense/kernel'; workers are numbered from 0."
+            f"Invalid worker assignment: {shown}. Keys are value keys or object paths such as "
+            "'model/dense/kernel' (ck.list_variables lists the keys); workers are numbered from 0."
         )
     return resolved
 
