@@ -66,8 +66,11 @@ def test_saved_notebook_shows_the_graph_without_its_kernel(lab, page):
     run_cell(page, 0)
     # With its kernel alive, the output is the interactive widget (shown through our renderer).
     expect(page.locator(LIVE)).to_be_visible(timeout=60_000)
+    # ...drawn with the engine the extension serves (the widget ESM imports it by URL).
+    expect(page.locator(f"{LIVE} g.node").first).to_be_visible(timeout=60_000)
     expect(page.locator(STATIC)).to_have_count(0)
-    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").first.click()
+    # Focus the notebook, not the explorer (it keeps keys such as Ctrl+S to itself).
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputPrompt").first.click()
     page.keyboard.press("Control+s")
     _wait_for(lambda: MIME in saved.read_text("utf-8"), what="the notebook to be saved")
     outputs = json.loads(saved.read_text("utf-8"))["cells"][0]["outputs"]

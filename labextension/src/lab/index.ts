@@ -60,7 +60,10 @@ function activate(
       });
   }
 
-  installEngine(engineUrl(PageConfig.getOption("fullLabextensionsUrl") || "/lab/extensions"));
+  // Absolute (scheme and host): the widget ESM runs from a blob: URL, where "/lab/..." does
+  // not resolve as a module specifier.
+  const labextensions = PageConfig.getOption("fullLabextensionsUrl") || "/lab/extensions";
+  installEngine(new URL(engineUrl(labextensions), window.location.href).href);
 
   rendermime.addFactory(
     rendererFactory({
