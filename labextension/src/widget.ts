@@ -26,7 +26,14 @@ let engineRequest: Promise<ArrayBuffer | null> | null = null;
 
 class KernelHost implements IHost {
   readonly live = true;
+  private readonly listeners: [string, () => void][] = [];
   constructor(private readonly model: IModel) {}
+
+  /** Stop listening to the model (the view is being replaced or removed). */
+  dispose(): void {
+    for (const [event, callback] of this.listeners) this.model.off(event, callback);
+    this.listeners.length = 0;
+  }
 
   states(): Uint8Array | null {
     const bytes = bytesOf(this.model.get("states"));
@@ -64,6 +71,7 @@ class KernelHost implements IHost {
     this.model.send({ type: "svg", svg });
   }
   on(key: HostKey, callback: () => void): void {
+    this.listeners.push([`change:${key}`, callback]);
     this.model.on(`change:${key}`, callback);
   }
   engineSource(): Promise<ArrayBuffer | null> {
@@ -90,29 +98,24 @@ class KernelHost implements IHost {
 }
 
 async function render({ model, el }: { model: IModel; el: HTMLElement }): Promise<() => void> {
-  const host = new KernelHost(model);
-  const graph = new Graph(
-    await decodeBytes(bytesOf(model.get("graph"))),
-    host.states() ?? undefined,
-  );
-  let view = new ExplorerView(graph, host);
-  el.replaceChildren(view.root);
-  const rebuild = async (): Promise<void> => {
-    const fresh = new Graph(
-      await decodeBytes(bytesOf(model.get("graph"))),
-      host.states() ?? undefined,
-    );
-    view = new ExplorerView(fresh, host);
+  let host = new KernelHost(model);
+  const show = async (): Promise<void> => {
+    const data = await decodeBytes(bytesOf(model.get("graph")));
+    const view = new ExplorerView(new Graph(data, host.states() ?? undefined), host);
     el.replaceChildren(view.root);
     await view.start();
   };
   const onGraph = (): void => {
-    void rebuild();
+    // The tree changed (objects created since): a fresh view over a fresh host.
+    host.dispose();
+    host = new KernelHost(model);
+    void show();
   };
   model.on("change:graph", onGraph);
-  await view.start();
+  await show();
   return () => {
     model.off("change:graph", onGraph);
+    host.dispose();
   };
 }
 

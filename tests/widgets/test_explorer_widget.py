@@ -156,3 +156,16 @@ def test_program_alone_and_checkpoint_alone_cannot_restore(lazy, saved):
 
 def test_widget_class_is_exported():
     assert ExplorerWidget.__module__ == "ckptlab.widgets._explorer"
+
+
+def test_refresh_resends_the_graph_only_when_the_tree_changed(lazy):
+    _, fresh, status = lazy
+    widget = ck.explore(status)
+    graph = widget.graph
+    widget.refresh()
+    assert widget.graph is graph or widget.graph == graph
+    fresh.extra = ck.Variable(np.zeros(2, "float32"))  # a new program-only value
+    widget.refresh()
+    assert widget.graph != graph
+    assert widget.view.find(("model", "extra")) is not None
+    assert len(widget.states) == len(widget.view.nodes)
