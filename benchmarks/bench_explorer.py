@@ -9,7 +9,8 @@ Measures, from pressing Shift+Enter on ``ck.explore(path)`` to the graph in the 
   (target: under 2 MB), and of the static MIME bundle saved in the notebook.
 
 ``--screenshot docs/explorer.png`` also saves the explorer on a real mismatch (the README's
-picture).  Run: ``.venv/bin/python benchmarks/bench_explorer.py [--screenshot PATH]``.
+picture), and ``docs/explorer-dark.png`` in JupyterLab's dark theme.
+Run: ``.venv/bin/python benchmarks/bench_explorer.py [--screenshot PATH]``.
 """
 
 from __future__ import annotations
@@ -154,6 +155,13 @@ def run(screenshot: Path | None, repeat: int) -> dict[str, object]:
                 expect(root.locator(".ck-details")).to_contain_text("min / max", timeout=20_000)
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 root.screenshot(path=str(screenshot))
+                page.evaluate(
+                    "window.jupyterapp.commands.execute("
+                    "'apputils:change-theme', {theme: 'JupyterLab Dark'})"
+                )
+                expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+                page.wait_for_timeout(500)
+                root.screenshot(path=str(screenshot.with_name(f"{screenshot.stem}-dark.png")))
     results.update(
         first_view_10k_s=statistics.median(first10),
         collapsed_view_100k_s=statistics.median(first100),
