@@ -116,7 +116,8 @@ EXPAND = """async (selector) => {
   group.dispatchEvent(new MouseEvent("click", {bubbles: true}));
   while (root.dataset.visible === before) await new Promise((r) => setTimeout(r, 1));
   await new Promise((r) => requestAnimationFrame(() => r()));
-  return [performance.now() - t0, Number(root.dataset.visible), Number(root.dataset.layoutMs)];
+  return [performance.now() - t0, Number(root.dataset.visible), Number(root.dataset.layoutMs),
+          root.dataset.layoutIn];
 }"""
 
 
@@ -125,7 +126,8 @@ def run(screenshot: Path | None, repeat: int) -> dict[str, object]:
     p10 = write_checkpoint(work / "c10k", 20, 500)
     p100 = write_checkpoint(work / "c100k", 200, 500)
     results: dict[str, object] = dict(python_side(p100))
-    first10, first100, expand = [float("nan")], [float("nan")], [(float("nan"), 0, float("nan"))]
+    nan = float("nan")
+    first10, first100, expand = [nan], [nan], [(nan, 0, nan, "")]
     if repeat:
         first10, first100, expand = [], [], []
     with browser.running_lab(work) as lab:
@@ -168,6 +170,7 @@ def run(screenshot: Path | None, repeat: int) -> dict[str, object]:
         expand_500_ms=statistics.median(e[0] for e in expand),
         expand_500_layout_ms=statistics.median(e[2] for e in expand),
         expand_500_visible_nodes=expand[0][1],
+        expand_500_layout_in=expand[0][3] if len(expand[0]) > 3 else "",
         runs=repeat,
     )
     return results

@@ -6,7 +6,7 @@ import { toDot } from "../core/layout.js";
 import type { Graph } from "../core/model.js";
 import { reveal, search } from "../core/search.js";
 import { renderDetails } from "./details.js";
-import { loadEngine, type IViz } from "./engine.js";
+import { loadEngine, renderSvg, type IViz } from "./engine.js";
 import type { IHost } from "./host.js";
 
 const REVEAL_LIMIT = 20;
@@ -187,18 +187,25 @@ export class ExplorerView {
     this.setExpanded(next);
   }
 
-  draw(): Promise<void> {
+  private drawing = 0;
+
+  async draw(): Promise<void> {
     const viz = this.viz;
-    if (!viz) return Promise.resolve();
+    if (!viz) return;
+    const ticket = ++this.drawing;
     const t0 = performance.now();
-    this.visible = visibleNodes(this.graph, this.expanded, this.hideBox.checked);
-    const dot = toDot(this.graph, this.visible, {
+    const visible = visibleNodes(this.graph, this.expanded, this.hideBox.checked);
+    const dot = toDot(this.graph, visible, {
       expanded: this.expanded,
       selected: new Set(this.host.selected()),
       matches: this.matches,
       focused: this.focused,
     });
-    const svg = viz.renderSVGElement(dot);
+    this.root.dataset.busy = "true";
+    const [svg, where] = await renderSvg(viz, dot, visible.length);
+    if (ticket !== this.drawing) return; // a newer draw superseded this one
+    delete this.root.dataset.busy;
+    this.visible = visible;
     for (const g of svg.querySelectorAll("g.node")) {
       g.setAttribute("data-node", (g.getAttribute("id") ?? "").slice(1));
     }
@@ -206,10 +213,10 @@ export class ExplorerView {
     this.lastLayoutMs = performance.now() - t0;
     this.root.dataset.visible = String(this.visible.length);
     this.root.dataset.layoutMs = this.lastLayoutMs.toFixed(1);
+    this.root.dataset.layoutIn = where;
     this.renderLegend();
     this.paint();
     this.updateRestore();
-    return Promise.resolve();
   }
 
   private paint(): void {
