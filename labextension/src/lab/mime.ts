@@ -9,7 +9,6 @@ import { Panel, Widget } from "@lumino/widgets";
 import { Graph, MIME_TYPE, decodeBundle, type IEnvelope, type IGraphJSON } from "../core/model.js";
 import { LocalHost } from "../render/host.js";
 import { ExplorerView } from "../render/view.js";
-import { preloadEngine } from "./engine.js";
 import { depthExpansion, type ISettings } from "./settings.js";
 
 export const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
@@ -58,7 +57,6 @@ export function explorerWidget(
       widget.node.replaceChildren(view.root);
       widget.node.dataset.nodes = String(graph.size);
       widget.node.dataset.values = String(graph.values[0] ?? 0);
-      await preloadEngine();
       await view.start();
       widget.node.dataset.ready = "true";
     } catch (error) {
