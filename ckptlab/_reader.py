@@ -15,10 +15,12 @@ from ckptlab.core import GraphNode, ObjectGraph
 from ckptlab.errors import NotFoundError
 from ckptlab.storage import (
     STATE_FILENAME,
+    ByteStore,
     StoredCheckpoint,
     latest_checkpoint,
     numpy_dtype,
     open_checkpoint,
+    read_listing,
     resolve,
 )
 
@@ -27,6 +29,11 @@ __all__ = ["CheckpointReader", "list_variables", "load_checkpoint"]
 
 def open_path(path_or_dir: str | os.PathLike[str]) -> StoredCheckpoint:
     """Open a checkpoint, resolving a checkpoint directory to its latest checkpoint."""
+    return open_checkpoint(*resolve_path(path_or_dir))
+
+
+def resolve_path(path_or_dir: str | os.PathLike[str]) -> tuple[ByteStore, str]:
+    """The store and key of a checkpoint, or of a checkpoint directory's latest checkpoint."""
     store, key = resolve(path_or_dir)
     if store.exists(f"{key}/{STATE_FILENAME}") and not store.exists(f"{key}/zarr.json"):
         latest = latest_checkpoint(path_or_dir)
@@ -36,7 +43,7 @@ def open_path(path_or_dir: str | os.PathLike[str]) -> StoredCheckpoint:
                 "complete checkpoint. Save one first, or pass a checkpoint path."
             )
         store, key = resolve(latest)
-    return open_checkpoint(store, key)
+    return store, key
 
 
 class ObjectGraphView:
@@ -133,8 +140,8 @@ def list_variables(path_or_dir: str | os.PathLike[str]) -> list[tuple[str, list[
     >>> ck.list_variables(path)
     [('w/.ATTRIBUTES/VARIABLE_VALUE', [])]
     """
-    source = open_path(path_or_dir)
-    return sorted((k, list(v.shape)) for k, v in source.document.values.items())
+    listing = read_listing(*resolve_path(path_or_dir))  # the values only: no graph parsing
+    return sorted((key, list(shape)) for key, shape, _ in listing)
 
 
 def load_checkpoint(path_or_dir: str | os.PathLike[str]) -> CheckpointReader:

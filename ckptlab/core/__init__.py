@@ -13,6 +13,7 @@ from ckptlab.core._document import (
     PackInfo,
     StoredValue,
     parse_document,
+    parse_listing,
 )
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
 from ckptlab.core._keys import (
@@ -91,6 +92,7 @@ __all__ = [
     "near_misses",
     "object_prefix",
     "parse_document",
+    "parse_listing",
     "parse_key",
     "parse_state",
     "plan_restore",

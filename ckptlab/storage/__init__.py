@@ -12,7 +12,12 @@ from ckptlab.storage._commit import is_committed, publish, retract
 from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import CHUNK_BYTES, PACK_THRESHOLD, dtype_name, numpy_dtype
-from ckptlab.storage._reader import StoredCheckpoint, open_checkpoint, read_document
+from ckptlab.storage._reader import (
+    StoredCheckpoint,
+    open_checkpoint,
+    read_document,
+    read_listing,
+)
 from ckptlab.storage._state import (
     STATE_FILENAME,
     latest_checkpoint,
@@ -45,6 +50,7 @@ __all__ = [
     "open_checkpoint",
     "publish",
     "read_document",
+    "read_listing",
     "read_state",
     "register_zarr_dtypes",
     "relative_to",

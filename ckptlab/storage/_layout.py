@@ -31,14 +31,22 @@ PACK_THRESHOLD = 1 * 2**20
 ROOT_DOCUMENT = "zarr.json"
 
 
+_NAMES: dict[np.dtype[Any], str] = {}
+"""Storable dtypes seen so far -> their names (``np.dtype.name`` is slow Python code)."""
+
+
 def dtype_name(dtype: np.dtype[Any], where: str) -> str:
     """The format's name for a numpy dtype; refuse anything that cannot be stored."""
+    cached = _NAMES.get(dtype)
+    if cached is not None:
+        return cached
     name = dtype.name
     if name not in ITEMSIZE or dtype.fields is not None:
         raise UnsupportedFormatError(
             f"{where} has dtype {dtype!r}, which ckptlab cannot store; supported: "
             f"{', '.join(sorted(ITEMSIZE))}. Convert it first (for example arr.astype('float32'))."
         )
+    _NAMES[dtype] = name
     return name
 
 

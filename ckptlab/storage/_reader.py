@@ -19,7 +19,14 @@ from typing import Any
 import crc32c
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, StoredValue, ValueSpec, parse_document
+from ckptlab.core import (
+    ITEMSIZE,
+    CheckpointDocument,
+    StoredValue,
+    ValueSpec,
+    parse_document,
+    parse_listing,
+)
 from ckptlab.errors import CorruptCheckpointError, NotFoundError
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, numpy_dtype
@@ -42,6 +49,8 @@ class _Request:
     offset: int
     buffers: list[memoryview]
     checks: list[tuple[StoredValue, Any]] = field(default_factory=list)
+    value: StoredValue | None = None
+    """A value this read serves (named in errors)."""
 
     @property
     def nbytes(self) -> int:
@@ -115,24 +124,34 @@ class StoredCheckpoint:
         values = [self.stored(k) for k in dict.fromkeys(keys)]
         if any(v.foreign is not None for v in values):  # foreign readers override read()
             return {v.key: self.read(v.key, (outs or {}).get(v.key)) for v in values}
+        own = [v for v in values if v.offset is None]
+        packed: dict[str, list[StoredValue]] = defaultdict(list)
         for value in values:
+            if value.offset is not None and value.size:
+                packed[value.array].append(value)
+        for value in own:
             self._check_sizes(value)
+        for array, members in packed.items():
+            self._check_pack_sizes(array, members)
         arrays = {v.key: self._destination(v, (outs or {}).get(v.key)) for v in values}
         requests: list[_Request] = []
-        packed: dict[str, list[tuple[StoredValue, memoryview]]] = defaultdict(list)
-        for value in values:
-            raw = _raw(arrays[value.key])
-            if not len(raw):
+        for value in own:
+            if not value.size:
                 continue
-            if value.offset is not None:
-                packed[value.array].append((value, raw))
-            elif value.chunks is not None and value.chunks[1:] == value.shape[1:]:
-                requests += self._own_requests(value, raw)
+            assert value.chunks is not None
+            if value.chunks[1:] == value.shape[1:]:
+                requests += self._own_requests(value, _raw(arrays[value.key]))
             else:
                 self._read_own_general(value, arrays[value.key])
+        checks: list[tuple[StoredValue, memoryview]] = []
         for array, members in packed.items():
-            requests += self._packed_requests(array, members)
+            views = [(v, _raw(arrays[v.key])) for v in members]
+            requests += self._packed_requests(array, views)
+            checks += views
         self._run(requests, sum(a.nbytes for a in arrays.values()))
+        for value, raw in checks:
+            if crc32c.crc32c(raw) != value.crc32c[0]:
+                raise self._fail(value, f"checksum mismatch in {value.array}")
         return arrays
 
     def _destination(
@@ -169,13 +188,11 @@ class StoredCheckpoint:
                     )
                 except NotFoundError:
                     missing = next(r for r in batch if self.store.size(self._file(r.name)) is None)
-                    raise self._fail(
-                        missing.checks[0][0], f"object {missing.name} is missing"
-                    ) from None
+                    raise self._fail(_named(missing), f"object {missing.name} is missing") from None
                 for request, count in zip(batch, counts, strict=True):
                     if count != request.nbytes:
                         raise self._fail(
-                            request.checks[0][0],
+                            _named(request),
                             f"object {request.name} ended after {request.offset + count} bytes",
                         )
                     for value, check in request.checks:
@@ -212,47 +229,39 @@ class StoredCheckpoint:
     def _packed_requests(
         self, array: str, members: list[tuple[StoredValue, memoryview]]
     ) -> list[_Request]:
+        """Scatter reads covering ``members``; neighbours closer than the gap share one."""
         pack = self.document.packs[array]
-        itemsize = members[0][1].nbytes // members[0][0].size
+        itemsize = ITEMSIZE[pack.dtype]
         chunk_bytes = pack.chunk * itemsize
         gap = LOCAL_GAP if isinstance(self.store, LocalStore) else REMOTE_GAP
-        pieces: dict[int, list[tuple[int, memoryview]]] = defaultdict(list)
+        pieces: list[tuple[int, int, memoryview, StoredValue]] = []  # chunk, offset in it, ...
         for value, raw in members:
             assert value.offset is not None
             start = value.offset * itemsize
+            index, within = divmod(start, chunk_bytes)
+            if within + len(raw) <= chunk_bytes:
+                pieces.append((index, within, raw, value))
+                continue
             done = 0
             while done < len(raw):
                 index, within = divmod(start + done, chunk_bytes)
                 count = min(len(raw) - done, chunk_bytes - within)
-                pieces[index].append((within, raw[done : done + count]))
+                pieces.append((index, within, raw[done : done + count], value))
                 done += count
+        pieces.sort(key=lambda p: (p[0], p[1]))
         requests: list[_Request] = []
-        for index in sorted(pieces):
-            name = chunk_key(array, (index,))
-            current: _Request | None = None
-            end = 0
-            for within, view in sorted(pieces[index], key=lambda p: p[0]):
-                if current is None or within < end or within - end > gap:
-                    current = _Request(name, within, [])
-                    requests.append(current)
-                elif within > end:
-                    current.buffers.append(memoryview(bytearray(within - end)))
-                current.buffers.append(view)
-                end = within + len(view)
-        last_request: dict[int, _Request] = {}  # a value's checksum is checked after its last piece
-        for request in requests:
-            for view in request.buffers:
-                last_request[id(view.obj)] = request
-        for value, raw in members:
-            last_request[id(raw.obj)].checks.append((value, self._check_packed(raw)))
+        current: _Request | None = None
+        last_index, end = -1, 0
+        for index, within, view, value in pieces:
+            if current is None or index != last_index or within < end or within - end > gap:
+                current = _Request(chunk_key(array, (index,)), within, [], value=value)
+                requests.append(current)
+                last_index = index
+            elif within > end:
+                current.buffers.append(memoryview(bytearray(within - end)))
+            current.buffers.append(view)
+            end = within + len(view)
         return requests
-
-    def _check_packed(self, raw: memoryview) -> Any:
-        def check(value: StoredValue, request: _Request) -> None:
-            if crc32c.crc32c(raw) != value.crc32c[0]:
-                raise self._fail(value, f"checksum mismatch in {value.array}")
-
-        return check
 
     def _read_own_general(self, value: StoredValue, out: np.ndarray[Any, Any]) -> None:
         """Chunks split along several axes (not written by ckptlab, but valid Zarr)."""
@@ -289,18 +298,10 @@ class StoredCheckpoint:
         return posixpath.join(self.path, name)
 
     def _chunk_sizes(self, value: StoredValue) -> list[tuple[str, int]]:
-        """``(object, expected size)`` of every chunk holding part of ``value``."""
+        """``(object, expected size)`` of every chunk of an own array."""
         if value.size == 0:
             return []
         itemsize = value.nbytes // value.size
-        if value.offset is not None:
-            pack = self.document.packs[value.array]
-            first = value.offset // pack.chunk
-            last = (value.offset + value.size - 1) // pack.chunk
-            return [
-                (chunk_key(value.array, (i,)), pack.chunk * itemsize + 4)
-                for i in range(first, last + 1)
-            ]
         assert value.chunks is not None
         chunk_bytes = math.prod(value.chunks) * itemsize + 4
         return [
@@ -308,16 +309,33 @@ class StoredCheckpoint:
             for i in np.ndindex(*chunk_grid(value.shape, value.chunks))
         ]
 
+    def _check_pack_sizes(self, array: str, members: list[StoredValue]) -> None:
+        """Check every chunk of ``array`` that ``members`` touch, once each."""
+        pack = self.document.packs[array]
+        expected = pack.chunk * ITEMSIZE[pack.dtype] + 4
+        first: dict[int, StoredValue] = {}
+        for value in members:
+            assert value.offset is not None
+            low = value.offset // pack.chunk
+            high = (value.offset + value.size - 1) // pack.chunk
+            for index in range(low, high + 1):
+                first.setdefault(index, value)
+        for index in sorted(first):
+            self._expect_size(first[index], chunk_key(array, (index,)), expected)
+
+    def _expect_size(self, value: StoredValue, name: str, expected: int) -> None:
+        if name not in self._sizes:
+            self._sizes[name] = self.store.size(self._file(name))
+        found = self._sizes[name]
+        if found is None:
+            raise self._fail(value, f"object {name} is missing")
+        if found != expected:
+            raise self._fail(value, f"object {name} holds {found} bytes, expected {expected}")
+
     def _check_sizes(self, value: StoredValue) -> None:
         """Check the objects hold what the document says, before allocating anything."""
         for name, expected in self._chunk_sizes(value):
-            if name not in self._sizes:
-                self._sizes[name] = self.store.size(self._file(name))
-            found = self._sizes[name]
-            if found is None:
-                raise self._fail(value, f"object {name} is missing")
-            if found != expected:
-                raise self._fail(value, f"object {name} holds {found} bytes, expected {expected}")
+            self._expect_size(value, name, expected)
 
     def _verify(
         self, value: StoredValue, name: str, crc: int, trailer: bytes, expected: int
@@ -326,12 +344,33 @@ class StoredCheckpoint:
             raise self._fail(value, f"checksum mismatch in {name}")
 
 
+def _named(request: _Request) -> StoredValue:
+    return request.value if request.value is not None else request.checks[0][0]
+
+
 def _raw(array: np.ndarray[Any, Any]) -> memoryview:
     return array.reshape(-1).view(np.uint8).data if array.size else memoryview(bytearray())
 
 
 def read_document(store: ByteStore, path: str) -> CheckpointDocument:
     """Read and validate the checkpoint document at ``path`` (one object read)."""
+    return parse_document(_read_root(store, path), store.display(path))
+
+
+def read_listing(store: ByteStore, path: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """``(key, shape, dtype)`` of every value at ``path``, validating only what a listing needs.
+
+    The object graph is not parsed, so listing a 100,000-value checkpoint stays fast.
+    Foreign checkpoints (no ``zarr.json``) are opened and listed in full.
+    """
+    if store.size(posixpath.join(path, ROOT_DOCUMENT)) is None:
+        values = open_checkpoint(store, path, progress=False).document.values.values()
+        return [(v.key, v.shape, v.dtype) for v in values]
+    return parse_listing(_read_root(store, path), store.display(path))
+
+
+def _read_root(store: ByteStore, path: str) -> Any:
+    """The untrusted ``ckptlab`` attribute of the root ``zarr.json``."""
     root = posixpath.join(path, ROOT_DOCUMENT)
     size = store.size(root)
     if size is None:
@@ -364,7 +403,7 @@ def read_document(store: ByteStore, path: str) -> CheckpointDocument:
             f"{store.display(path)} is a Zarr group but not a ckptlab checkpoint (its zarr.json "
             "has no 'ckptlab' attribute). Pass the path that save() or write() returned."
         )
-    return parse_document(attributes["ckptlab"], store.display(path))
+    return attributes["ckptlab"]
 
 
 def open_checkpoint(store: ByteStore, path: str, *, progress: bool = True) -> StoredCheckpoint:
