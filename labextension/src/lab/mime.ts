@@ -34,8 +34,9 @@ export function prepareView(
   data: IGraphJSON,
   settings: ISettings,
 ): { graph: Graph; host: LocalHost } {
-  data.options.budget ??= settings.nodeLimit;
-  const graph = new Graph(data);
+  // A copy: `data` may be the output's own JSON, which is saved with the notebook.
+  const options = { ...data.options, budget: data.options.budget ?? settings.nodeLimit };
+  const graph = new Graph({ ...data, options });
   const host = new LocalHost();
   const expanded = depthExpansion(graph, settings.expandDepth, settings.nodeLimit);
   if (expanded) host.update({ expanded: [...expanded] });
