@@ -75,8 +75,15 @@ class Optimizer(Module):
         slots = self._ck_slot_table.setdefault(id(var), (var, {}))[1]
         if slot_name in slots:
             slots[slot_name].assign(value)
-        else:
-            slots[slot_name] = Variable(value, name=f"{var.name}/{slot_name}", trainable=False)
+        else:  # adopt the restored array (read for this slot alone): no second full-size copy
+            slot = Variable(
+                np.empty((0,) * value.ndim, value.dtype),
+                name=f"{var.name}/{slot_name}",
+                shape=(None,) * value.ndim,
+                trainable=False,
+            )
+            slot._value, slot._declared_shape = value, tuple(value.shape)
+            slots[slot_name] = slot
         return slots[slot_name]
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Variable]]) -> None:
