@@ -24,6 +24,7 @@ from ckptlab._version import __version__
 from ckptlab._view import LiveView
 from ckptlab.core import CheckpointState, ProgramGraph
 from ckptlab.storage import (
+    ReadOptions,
     WriteOptions,
     open_checkpoint,
     relative_to,
@@ -225,7 +226,7 @@ class Checkpoint(Module):
         return path
 
     def _record_latest(self, path: str, options: WriteOptions | None) -> None:
-        store, key = resolve(path)
+        store, key = resolve(path, (options or WriteOptions()).storage_options)
         directory = posixpath.dirname(key)
         relative = relative_to(directory, key)
         write_state(
@@ -252,7 +253,7 @@ class Checkpoint(Module):
         program = self._ck_view().walk()
         values = save_values(program, overrides)
         values = stage(self, values, copy=snapshot)
-        store, key = resolve(path)
+        store, key = resolve(path, (options or WriteOptions()).storage_options)
         return functools.partial(
             write_checkpoint,
             store,
@@ -273,6 +274,7 @@ class Checkpoint(Module):
         lazy: bool = False,
         key_map: KeyMap | None = None,
         skip_slot_variables: bool = False,
+        options: ReadOptions | None = None,
     ) -> Any:
         """Restore from ``save_path`` (``None``: initialize only), then create ``save_counter``.
 
@@ -283,10 +285,16 @@ class Checkpoint(Module):
         :class:`ck.KeyMap`) renames or transposes what the checkpoint holds before matching,
         for checkpoints written by other frameworks.  ``skip_slot_variables=True`` leaves
         optimizer slot variables out of restoration and of every check (TF's
-        ``CheckpointOptions(experimental_skip_slot_variables=True)``).
+        ``CheckpointOptions(experimental_skip_slot_variables=True)``).  ``options`` (a
+        :class:`ckptlab.storage.ReadOptions`) turns the progress bar off or passes storage
+        options for URLs.
         """
         status = self.read(
-            save_path, lazy=lazy, key_map=key_map, skip_slot_variables=skip_slot_variables
+            save_path,
+            lazy=lazy,
+            key_map=key_map,
+            skip_slot_variables=skip_slot_variables,
+            options=options,
         )
         self.save_counter  # noqa: B018 (creating it restores it: TF's restore behaviour)
         if isinstance(status, NameBasedSaverStatus):
@@ -300,13 +308,15 @@ class Checkpoint(Module):
         lazy: bool = False,
         key_map: KeyMap | None = None,
         skip_slot_variables: bool = False,
+        options: ReadOptions | None = None,
     ) -> Any:
         """Like :meth:`restore` but never creates ``save_counter``."""
         view = self._ck_view()
         if save_path is None:
             return InitializationOnlyStatus(view)
-        store, key = resolve(save_path)
-        source = open_checkpoint(store, key)
+        options = options or ReadOptions()
+        store, key = resolve(save_path, options.storage_options)
+        source = open_checkpoint(store, key, progress=options.progress)
         if key_map is not None:
             source = key_map.apply(source)
         if source.document.kind == "name":

@@ -56,7 +56,7 @@ class Saver:
     ) -> str:
         """Write a name-based checkpoint at ``save_path``; return the path."""
         path = os.fspath(save_path)
-        store, key = resolve(path)
+        store, key = resolve(path, (options or WriteOptions()).storage_options)
         values = [(name, v._ck_value()) for name, v in self._variables.items()]
         write_checkpoint(
             store,

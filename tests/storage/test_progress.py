@@ -48,3 +48,16 @@ def test_bar_counts_every_byte():
         bar.update(60)
     assert bar.done == 100
     assert not bar.shown
+
+
+def test_restore_progress_can_be_turned_off(tmp_path, capsys, monkeypatch):
+    model = ck.Module()
+    model.w = ck.Variable(np.zeros((256, 1024), np.float32))
+    path = ck.Checkpoint(model=model).write(
+        str(tmp_path / "c"), options=WriteOptions(progress=False)
+    )
+    monkeypatch.setattr(_progress, "DELAY_SECONDS", 0.0)
+    ck.Checkpoint(model=model).read(path, options=ck.storage.ReadOptions(progress=False))
+    assert capsys.readouterr().err == ""
+    ck.Checkpoint(model=model).read(path)
+    assert "reading c" in capsys.readouterr().err

@@ -79,3 +79,21 @@ def test_storage_options_by_prefix_and_explicit(s3_server, s3_prefix):
     assert resolve(s3_prefix)[0].read(f"{key}/x") == b"1"
     with pytest.raises(ValueError, match="URL prefix"):
         ck.storage.set_storage_options("/local/path", anon=True)
+
+
+def test_options_passed_per_call(s3_server, s3_prefix):
+    """WriteOptions/ReadOptions(storage_options=...) reach S3 without any registration."""
+    bucket = f"s3://{s3_server.bucket}"
+    ck.storage.set_storage_options(bucket)  # forget the fixture's registration
+    try:
+        model = ck.Module()
+        model.w = ck.Variable(np.arange(4.0))
+        write = ck.WriteOptions(storage_options=s3_server.storage_options, progress=False)
+        path = ck.Checkpoint(model=model).save(f"{s3_prefix}/ckpt", options=write)
+        fresh = ck.Module()
+        fresh.w = ck.Variable(np.zeros(4))
+        read = ck.storage.ReadOptions(storage_options=s3_server.storage_options, progress=False)
+        ck.Checkpoint(model=fresh).restore(path, options=read).assert_consumed()
+        assert np.array_equal(fresh.w.numpy(), model.w.numpy())
+    finally:
+        ck.storage.set_storage_options(bucket, **s3_server.storage_options)
