@@ -156,6 +156,7 @@ class Variable(Trackable):
                 "for dims that may vary."
             )
         self._declared_shape = declared
+        self._ck_spec = ValueSpec(shape=declared, dtype=array.dtype.name)
         self._value = array
         self._trainable = bool(trainable)
         self._ck_restore_uid = 0
@@ -234,7 +235,7 @@ class Variable(Trackable):
         )
 
     def _ck_value_spec(self) -> ValueSpec:
-        return ValueSpec(shape=self._declared_shape, dtype=self.dtype.name)
+        return self._ck_spec
 
     def _ck_value(self) -> np.ndarray[Any, Any]:
         """The live array (not a copy): used by savers, never handed to users."""

@@ -14,6 +14,7 @@ from functools import cached_property
 from types import MappingProxyType
 
 from ckptlab.core._keys import (
+    escape_local_name,
     object_prefix,
     pretty_path,
     pretty_slot,
@@ -106,10 +107,14 @@ class NodePath:
     """Local names from the root (for a slot: the variable's path)."""
     slot: tuple[tuple[str, ...], str] | None = None
     """For a slot variable: (optimizer path, slot name)."""
+    escaped: str | None = None
+    """The escaped prefix when already known (graphs build it incrementally)."""
 
     @property
     def prefix(self) -> str:
         """Escaped object prefix, as in the keys (``model/dense/kernel``)."""
+        if self.escaped is not None:
+            return self.escaped
         if self.slot is None:
             return object_prefix(self.path)
         return slot_prefix(object_prefix(self.path), object_prefix(self.slot[0]), self.slot[1])
@@ -136,15 +141,17 @@ class ObjectGraph:
     def _paths(self) -> tuple[NodePath | None, ...]:
         found: list[NodePath | None] = [None] * len(self.nodes)
         if self.nodes:
-            found[0] = NodePath(path=())
+            found[0] = NodePath(path=(), escaped="")
             queue = deque([0])
             while queue:
                 node_id = queue.popleft()
                 here = found[node_id]
                 assert here is not None
+                base = f"{here.escaped}/" if here.path else ""
                 for name, child in self.nodes[node_id].children.items():
                     if found[child] is None:
-                        found[child] = NodePath(path=(*here.path, name))
+                        escaped = base + escape_local_name(name)
+                        found[child] = NodePath(path=(*here.path, name), escaped=escaped)
                         queue.append(child)
             for node_id, node in enumerate(self.nodes):
                 owner = found[node_id]
