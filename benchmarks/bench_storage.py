@@ -41,6 +41,7 @@ from ckptlab.storage import _layout
 
 MiB = 2**20
 PEERS = ("safetensors", "np.savez", "torch.save")
+NO_PROGRESS = ck.storage.ReadOptions(progress=False)
 
 
 # -- workloads ------------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ def methods(
 
     def ck_load(path: str) -> Any:
         target = build_program(workload, quick, None)  # the program to restore into
-        return target.read(path).expect_partial()
+        return target.read(path, options=NO_PROGRESS).expect_partial()
 
     raw = Raw(arrays)
     table: dict[str, tuple[Saver, Loader]] = {
@@ -299,7 +300,7 @@ def rss_child(method: str, workload: str, path: str, quick: bool) -> None:
     before = _peak_mib()
     loaded: Any = None
     if method == "ckptlab":
-        loaded = target.read(path).expect_partial()
+        loaded = target.read(path, options=NO_PROGRESS).expect_partial()
     elif method == "safetensors":
         loaded = st.load_file(path)
     elif method == "torch.save":
@@ -600,7 +601,9 @@ def sweep(quick: bool) -> None:
                     table = {
                         "ckptlab": (
                             lambda p, o=options, c=program: c.write(p, options=o) and None,
-                            lambda p, w=workload: build_program(w, quick, None).read(p),
+                            lambda p, w=workload: build_program(w, quick, None).read(
+                                p, options=NO_PROGRESS
+                            ),
                         )
                     }
                     times = time_methods(table, 1 if quick else 3, root, durable=False)["ckptlab"]

@@ -466,10 +466,62 @@ def _parse_graph(
     nodes: list[GraphNode] = []
     for node_id, entry in enumerate(nodes_data):
         at = f"graph.nodes[{node_id}]"
-        if not isinstance(entry, Mapping):
-            raise where.fail(at, "a JSON object", entry)
-        nodes.append(_parse_node(where, entry, at, count, values))
+        node = _fast_node(entry, count, values)
+        if node is None:  # something unusual: the per-field checks name it (or accept it)
+            if not isinstance(entry, Mapping):
+                raise where.fail(at, "a JSON object", entry)
+            node = _parse_node(where, entry, at, count, values)
+        nodes.append(node)
     return ObjectGraph(nodes=tuple(nodes))
+
+
+def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> GraphNode | None:
+    """A node as ckptlab writes it, checked with few branches; ``None`` when anything is unusual."""
+    if type(entry) is not dict:
+        return None
+    pairs = entry.get("children")
+    if type(pairs) is not list:
+        return None
+    children: dict[str, int] = {}
+    for pair in pairs:
+        if type(pair) is not list or len(pair) != 2:
+            return None
+        name, child = pair
+        if type(name) is not str or type(child) is not int or not 0 <= child < count:
+            return None
+        if len(name) > MAX_NAME or name in children:
+            return None
+        children[name] = child
+    attributes: list[Attribute] = []
+    for item in entry.get("attributes", ()):
+        if type(item) is not dict:
+            return None
+        name, key, full_name = item.get("name"), item.get("key"), item.get("full_name", "")
+        if type(name) is not str or type(key) is not str or type(full_name) is not str:
+            return None
+        if key not in values or max(len(name), len(full_name)) > MAX_NAME:
+            return None
+        attributes.append(Attribute(name=name, key=key, full_name=full_name))
+    slots: list[SlotRef] = []
+    for triple in entry.get("slot_variables", ()):
+        if type(triple) is not list or len(triple) != 3:
+            return None
+        original, slot, node = triple
+        if type(original) is not int or type(node) is not int or type(slot) is not str:
+            return None
+        if not (0 <= original < count and 0 <= node < count) or len(slot) > MAX_NAME:
+            return None
+        slots.append(SlotRef(original=original, slot=slot, node=node))
+    type_name = entry.get("type", "")
+    if type(type_name) is not str or len(type_name) > MAX_NAME:
+        return None
+    return GraphNode(
+        children=children,
+        attributes=tuple(attributes),
+        slot_variables=tuple(slots),
+        type_name=type_name,
+        is_optimizer=bool(entry.get("optimizer", False)),
+    )
 
 
 def _parse_node(
