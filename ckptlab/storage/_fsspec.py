@@ -116,7 +116,7 @@ class FsspecStore:
     # -- writing ----------------------------------------------------------------------------
 
     async def _put(self, key: str, parts: Sequence[Buffer]) -> None:
-        await self.fs._pipe_file(key, b"".join(bytes(p) for p in parts))
+        await self.fs._pipe_file(key, b"".join(parts))
 
     def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
         """Upload one object (durable once acknowledged)."""

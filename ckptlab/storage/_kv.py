@@ -249,20 +249,28 @@ def _open_for_reading(key: str) -> int:
 
 def _preadv_all(fd: int, buffers: Sequence[memoryview], offset: int) -> int:
     """Fill ``buffers`` in turn from ``offset`` until they are full or the file ends."""
-    views = [b.cast("B") for b in buffers if len(b)]
-    done = 0
-    while views:
-        count = os.preadv(fd, views[:_IOV_MAX], offset + done)
+    views = [v for v in (b.cast("B") for b in buffers) if len(v)]
+    done = first = 0
+    while first < len(views):
+        count = os.preadv(fd, views[first : first + _IOV_MAX], offset + done)
         if count == 0:
             break
         done += count
-        while count and views:
-            if count >= len(views[0]):
-                count -= len(views.pop(0))
-            else:
-                views[0] = views[0][count:]
-                count = 0
+        first = _advance(views, first, count)
     return done
+
+
+def _advance(views: list[memoryview], first: int, count: int) -> int:
+    """Drop ``count`` transferred bytes from ``views[first:]``; return the new first index."""
+    while count:
+        head = views[first]
+        if count >= len(head):
+            count -= len(head)
+            first += 1
+        else:
+            views[first] = head[count:]
+            count = 0
+    return first
 
 
 _IOV_MAX = 1024
@@ -274,14 +282,8 @@ def _walk_dirs(top: str) -> Iterator[str]:
 
 
 def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
-    views = [memoryview(p).cast("B") for p in parts if len(memoryview(p).cast("B"))]
-    while views:
-        written = os.writev(fd, views[:1024])
-        while written and views:
-            head = views[0]
-            if written >= len(head):
-                written -= len(head)
-                views.pop(0)
-            else:
-                views[0] = head[written:]
-                written = 0
+    views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        first = _advance(views, first, written)

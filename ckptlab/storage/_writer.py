@@ -257,26 +257,22 @@ def _pack_objects(
     stored: dict[str, StoredValue],
     packs: dict[str, PackInfo],
 ) -> Iterator[tuple[Item, int]]:
+    """A packed array's objects, written straight from the members' memory (no pack buffer)."""
     itemsize = members[0][1].itemsize
     length = sum(a.size for _, a in members)
     chunk = pack_chunk(length, itemsize)
     count = -(-length // chunk) if length else 0
-    buffer = np.empty(count * chunk * itemsize, dtype=np.uint8)
-    flat = [a.reshape(-1).view(np.uint8) for _, a in members]
-    end = length * itemsize
-    if flat:
-        np.concatenate(flat, out=buffer[:end])  # one C loop instead of one copy per value
-    buffer[end:] = 0
     path = f"packed/{dtype}"
-    view = buffer.data
+    views: list[memoryview] = []
     offset = 0
-    for (key, array), raw in zip(members, flat, strict=True):
-        start = offset * itemsize
+    for key, array in members:
+        raw = _raw(array)
+        views.append(raw)
         stored[key] = StoredValue(
             key=key,
             shape=array.shape,
             dtype=dtype,
-            crc32c=(crc32c.crc32c(view[start : start + raw.size]),),
+            crc32c=(crc32c.crc32c(raw),),
             array=path,
             offset=offset,
         )
@@ -288,9 +284,23 @@ def _pack_objects(
         0,
     )
     step = chunk * itemsize
+    pieces = iter(v for v in views if len(v))
+    carry: memoryview | None = None
     for index in range(count):
-        data = view[index * step : (index + 1) * step]
-        yield (
-            (chunk_key(base, (index,)), [data, _crc_bytes(crc32c.crc32c(data))]),
-            min(step, length * itemsize - index * step),
-        )
+        parts: list[Buffer] = []
+        filled, crc = 0, 0
+        while filled < step:
+            piece = carry if carry is not None else next(pieces, None)
+            carry = None
+            if piece is None:  # the last chunk: pad to the full chunk size
+                padding = bytes(step - filled)
+                parts.append(padding)
+                crc = crc32c.crc32c(padding, crc)
+                break
+            if len(piece) > step - filled:  # a value spanning two chunks
+                piece, carry = piece[: step - filled], piece[step - filled :]
+            parts.append(piece)
+            crc = crc32c.crc32c(piece, crc)
+            filled += len(piece)
+        parts.append(_crc_bytes(crc))
+        yield (chunk_key(base, (index,)), parts), min(step, length * itemsize - index * step)

@@ -162,3 +162,21 @@ def test_whole_api_path_bit_exact(tmp_path):
     ck.Checkpoint(model=fresh).read(path).assert_consumed()
     for name in ("f", "b", "c"):
         assert getattr(fresh, name).numpy().tobytes() == getattr(model, name).numpy().tobytes()
+
+
+@pytest.mark.parametrize("chunk_bytes", [8, 64, 1000, 1 << 20])
+def test_packs_spanning_many_chunks(tmp_path, monkeypatch, chunk_bytes):
+    """Values larger than a pack chunk, and values straddling chunk boundaries, round-trip."""
+    from ckptlab.storage import _layout
+
+    monkeypatch.setattr(_layout, "PACK_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(3)
+    values = [
+        (f"v{i}", rng.standard_normal(n).astype(np.float32))
+        for i, n in enumerate([0, 1, 70, 3, 250, 0, 17])
+    ]
+    options = WriteOptions(progress=False, durable=True, pack_threshold=1 << 20)
+    read, path = round_trip(tmp_path, values, options=options)
+    for key, value in values:
+        assert same_bits(read[key], value), key
+    assert verify_checkpoint(path) == []
