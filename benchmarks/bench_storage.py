@@ -554,7 +554,7 @@ def keep_freed_memory() -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_mmap_threshold, 32 * MiB)
-    libc.mallopt(m_trim_threshold, 2**30 * 64)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)  # an int: the largest threshold malloc takes
 
 
 def main() -> None:
