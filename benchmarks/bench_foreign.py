@@ -34,7 +34,7 @@ import numpy as np
 import ckptlab as ck
 from ckptlab.storage._foreign._bundle_writer import write_bundle
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "foreign"
 LIST_TARGET = 0.5
 READ_TARGET = 0.80
 

@@ -400,14 +400,9 @@ def test_export_svg_with_graphviz(tmp_path):
 
 # --- convert ---------------------------------------------------------------------------------
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-needs_convert = pytest.mark.skipif(not hasattr(ck, "convert"), reason="ck.convert is not installed")
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"no framework fixtures at {FIXTURES}"
-)
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "foreign"
 
 
-@needs_convert
 def test_convert_with_renames_and_transposes(tmp_path):
     kernel = np.arange(6.0).reshape(2, 3)
     source = ck.Saver(
@@ -437,8 +432,6 @@ def test_convert_with_renames_and_transposes(tmp_path):
     assert cli("convert", source, tmp_path / "x", "--rename", "no-equals-sign").returncode == 2
 
 
-@needs_convert
-@needs_fixtures
 def test_convert_a_torch_state_dict_and_read_tensorflow_directly(tmp_path):
     target = tmp_path / "from_torch"
     done = cli("convert", FIXTURES / "torch" / "state_dict.pt", target)

@@ -24,9 +24,6 @@ def run_demo(*args, cwd):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not hasattr(ck, "explore"), reason="the tour shows ck.explore, not installed yet"
-)
 def test_smoke_mode_starts_lab_serves_and_executes_the_tour(tmp_path):
     done = run_demo("--smoke", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

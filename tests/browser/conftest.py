@@ -1,6 +1,6 @@
 """Real browser tests: JupyterLab on 127.0.0.1 (token auth) and Debian's Chromium via Playwright.
 
-Never runs ``playwright install``: the browser is ``/usr/bin/chromium`` (``make chromium``
+Never runs ``playwright install``: the browser is ``/usr/bin/chromium`` (``make system-packages``
 installs it with apt-get).  One JupyterLab per session; one fresh browser profile per test.
 """
 
@@ -147,7 +147,7 @@ def chromium(profile: Path, **options: Any) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def lab():
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no system Chromium at {CHROMIUM} (make chromium installs it)")
+        pytest.skip(f"no system Chromium at {CHROMIUM} (make system-packages installs it)")
     if not (STATIC / "explorer.js").exists():
         pytest.skip("the explorer front end is not built (make js)")
     with running_lab() as running:

@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "foreign"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not (FIXTURES / "manifest.json").exists():
-        pytest.skip(f"framework fixtures not found at {FIXTURES} (expected ../shared/fixtures)")
     return FIXTURES
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
+from ckptlab._explore import CheckpointSource
 from ckptlab.storage import open_checkpoint, resolve
 
 TF = [
@@ -162,9 +163,8 @@ def test_tensorflow_state_files_name_the_latest_checkpoint(fixtures_dir, directo
 
 
 def test_the_explorer_shows_legacy_adam_slot_variables(fixtures_dir):
-    explore = pytest.importorskip("ckptlab._explore")
     source = open_checkpoint(*resolve(str(fixtures_dir / "tf2_keras_legacy_adam" / "ckpt")))
-    view = explore.CheckpointSource(source).view()
+    view = CheckpointSource(source).view()
     slots = [edge for edge in view.edges if edge[2] == "slot"]
     assert len(slots) == 8
     keys = {view.nodes[s].value.key for s, _, _ in slots}
@@ -172,9 +172,8 @@ def test_the_explorer_shows_legacy_adam_slot_variables(fixtures_dir):
 
 
 def test_the_explorer_splits_flat_names_into_a_tree(fixtures_dir):
-    explore = pytest.importorskip("ckptlab._explore")
     source = open_checkpoint(*resolve(str(fixtures_dir / "torch" / "checkpoint.pt")))
-    view = explore.CheckpointSource(source).view()
+    view = CheckpointSource(source).view()
     names = {node.name for node in view.nodes}
     assert {"model", "fc1", "weight", "optimizer", "state", "exp_avg"} <= names
 
