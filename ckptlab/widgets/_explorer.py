@@ -27,6 +27,12 @@ export default { render({ el }) {
 """
 
 
+def _moved(ids: Iterable[int], old: GraphView, new: GraphView) -> list[int]:
+    """The ids in ``new`` of the nodes ``ids`` named in ``old`` (by path; gone ones dropped)."""
+    moved = (new.find(old.path_of(i)) for i in ids if 0 <= i < len(old.nodes))
+    return [i for i in moved if i is not None]
+
+
 def _asset(name: str, fallback: str) -> str | pathlib.Path:
     path = STATIC / name
     return path if path.exists() else fallback
@@ -146,8 +152,10 @@ class ExplorerWidget(anywidget.AnyWidget):
         if fresh.same_shape(self._view):
             self._view = fresh
         else:  # the tree changed (objects created since): send the whole graph again
-            self._view = fresh
-            self.selected = [i for i in self.selected if i < len(fresh.nodes)]
+            old, self._view = self._view, fresh
+            self.selected = _moved(self.selected, old, fresh)
+            self.expanded = _moved(self.expanded, old, fresh)
+            self.focused = next(iter(_moved([self.focused], old, fresh)), -1)
             self.graph = fresh.to_bytes()
         self.states = fresh.state_codes()
         self.summary = fresh.summary

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab.inspect import MIME_TYPE, VIEW_STATES
+from ckptlab.inspect import MIME_TYPE, VIEW_STATES, ViewValue, build_view
 from ckptlab.widgets import ExplorerWidget
 
 
@@ -169,3 +169,43 @@ def test_refresh_resends_the_graph_only_when_the_tree_changed(lazy):
     assert widget.graph != graph
     assert widget.view.find(("model", "extra")) is not None
     assert len(widget.states) == len(widget.view.nodes)
+
+
+class ReorderingSource:
+    """An explorer source whose tree gains a value that sorts before the others."""
+
+    def __init__(self):
+        self.values = [
+            ViewValue(path=("model", "encoder", "kernel"), state="bound"),
+            ViewValue(path=("model", "head", "kernel"), state="bound"),
+        ]
+
+    def view(self):
+        return build_view(self.values, title="t", source="s", kind="match", summary="")
+
+    def details(self, view, node_id):
+        return {"path": "/".join(view.path_of(node_id))}
+
+    def restore(self, view, node_ids):
+        raise AssertionError("not used")
+
+
+def test_a_changed_tree_keeps_selection_expansion_and_focus_on_the_same_paths():
+    source = ReorderingSource()
+    widget = ExplorerWidget(source)
+    head = ("model", "head", "kernel")
+    widget.select(["model/head/kernel"])
+    widget.expand(["model/head"])
+    widget.focused = widget.view.find(head)
+    before = widget.focused
+    source.values.insert(0, ViewValue(path=("extra",), state="program_only"))
+    widget.refresh()
+    assert widget.view.find(head) != before  # node ids moved
+    assert [widget.view.path_of(i) for i in widget.selected] == [head]
+    assert widget.view.path_of(widget.focused) == head
+    assert widget.details == {"path": "model/head/kernel"}
+    assert {widget.view.path_of(i) for i in widget.expanded} == {
+        (),
+        ("model",),
+        ("model", "head"),
+    }
