@@ -27,9 +27,11 @@ def build(hidden, head_units=1):
 saved, opt = build("hidden"), ck.optimizers.Adam(0.01)
 params = [v for l in (saved.encoder, saved.hidden, saved.head) for v in (l.kernel, l.bias)]
 opt.apply_gradients([(np.ones(p.shape, "float32"), p) for p in params])
+saved.scale = ck.Variable(np.ones(3, "float32"))
 path = ck.Checkpoint(model=saved, optimizer=opt).save(os.path.join(tempfile.mkdtemp(), "ckpt"))
-fresh = build("hidden_renamed", head_units=2)
-status = ck.Checkpoint(model=fresh, optimizer=ck.optimizers.Adam(0.01)).restore(path, lazy=True)
+fresh, fresh_opt = build("hidden_renamed", head_units=2), ck.optimizers.Adam(0.01)
+fresh.scale = ck.Variable(np.ones(3, "float64"))  # a dtype conflict
+status = ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(path, lazy=True)
 status.expect_partial()
 w = ck.explore(status)
 w
@@ -38,7 +40,8 @@ w
 CHECK_ENCODER = """
 same = np.array_equal(fresh.encoder.kernel.numpy(), saved.encoder.kernel.numpy())
 print("ENCODER_RESTORED=%s" % same)
-print("HEAD_UNTOUCHED=%s" % (fresh.head.kernel.shape == (4, 2)))
+steps = (int(fresh_opt.iterations.numpy()), int(opt.iterations.numpy()))
+print("UNSELECTED_UNTOUCHED=%s" % (steps == (0, 1)))
 print("MESSAGE=%s" % w.message)
 print("SVG_EXPORTED=%s" % (w.svg.startswith("<svg") and "st-restored" in w.svg))
 """
@@ -89,6 +92,27 @@ def stroke(locator) -> str:
     return locator.locator("path, polygon").first.evaluate("e => getComputedStyle(e).stroke")
 
 
+def state_colours(page) -> dict[str, tuple[str, str]]:
+    """Each drawn state: (the stroke of its first node, the colour its CSS variable names)."""
+    return page.evaluate(
+        """() => {
+        const root = document.querySelector(".ckptlab-explorer");
+        const out = {};
+        for (const g of root.querySelectorAll("g.node")) {
+          const state = [...g.classList].find((c) => c.startsWith("st-")).slice(3);
+          if (state === "none" || state in out) continue;
+          const probe = document.createElement("span");
+          probe.style.color = `var(--ck-${state})`;
+          root.appendChild(probe);
+          const expected = getComputedStyle(probe).color;
+          probe.remove();
+          out[state] = [getComputedStyle(g.querySelector("path, polygon")).stroke, expected];
+        }
+        return out;
+      }"""
+    )
+
+
 def test_colours_details_and_restore_selected(lab, page, nb):
     nb.open(lab.notebook("restore.ipynb", [SETUP, CHECK_ENCODER]))
     nb.run(0)
@@ -99,9 +123,21 @@ def test_colours_details_and_restore_selected(lab, page, nb):
     conflict = page.locator(f"{EXPLORER} g.node.st-shape_conflict").first
     assert stroke(conflict) == "rgb(194, 24, 91)"  # --ck-shape_conflict
     assert stroke(page.locator(f"{EXPLORER} g.node.st-bound").first) == "rgb(2, 136, 209)"
+    colours = state_colours(page)
+    drawn = {"bound", "shape_conflict", "dtype_conflict", "checkpoint_only", "program_only"}
+    assert drawn <= colours.keys(), colours
+    for state, (found, expected) in colours.items():
+        assert found == expected, (state, found, expected)
+    assert len({found for found, _ in colours.values()}) == len(colours)  # all distinct
+    details = page.locator(f"{EXPLORER} .ck-details")
+    node(page, "scale").click()  # a plain click selects just that node and shows it
+    expect(details).to_contain_text("model/scale")
+    expect(details).to_contain_text("float64")
+    expect(page.locator(f"{EXPLORER} g.node.ck-selected")).to_have_count(1)
+    node(page, "scale").click(modifiers=["Control"])  # and Ctrl-click takes it out again
+    expect(page.locator(f"{EXPLORER} g.node.ck-selected")).to_have_count(0)
     encoder = node(page, "encoder")
     encoder.click(modifiers=["Shift"])  # select the subtree
-    details = page.locator(f"{EXPLORER} .ck-details")
     expect(details).to_contain_text("model/encoder")
     kernel = node(page, "kernel").filter(has_text="(5, 8) float32")
     kernel.click(modifiers=["Control"])  # focus it (stays selected with the subtree)
@@ -115,7 +151,7 @@ def test_colours_details_and_restore_selected(lab, page, nb):
     page.locator(f"{EXPLORER} button.ck-export").click()  # downloads, and sends it to the kernel
     out = nb.text(nb.run(1))
     assert "ENCODER_RESTORED=True" in out, out
-    assert "HEAD_UNTOUCHED=True" in out, out
+    assert "UNSELECTED_UNTOUCHED=True" in out, out
     assert "SVG_EXPORTED=True" in out, out
     assert page.errors == []
 
