@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab.storage import LocalStore
+from ckptlab.storage import LocalStore, _commit
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +74,39 @@ def test_durable_by_default_fsyncs_and_can_be_turned_off(tmp_path, monkeypatch):
     checkpoint.save(str(tmp_path / "ckpt"), options=ck.WriteOptions(durable=False))
     assert synced == []
     assert ck.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
+
+
+def test_overwriting_a_checkpoint_fsyncs_its_directory_after_the_swap(tmp_path, monkeypatch):
+    """FORMAT 6 step 4: replacing an existing checkpoint (write() over it, or re-saving a
+    number) is durable on return: the parent directory is fsynced after the exchange."""
+    events = []
+    real_fsync, real_exchange = os.fsync, _commit.exchange
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def exchange(a, b):
+        swapped = real_exchange(a, b)
+        events.append(("exchange", swapped))
+        return swapped
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(_commit, "exchange", exchange)
+    checkpoint = ck.Checkpoint(w=ck.Variable(np.arange(1000.0)))
+    path = checkpoint.write(tmp_path / "fixed")
+    checkpoint.w.assign(np.arange(1000.0) * 2)
+    events.clear()
+    checkpoint.write(tmp_path / "fixed")
+    assert ("exchange", True) in events  # renameat2 swapped the directories
+    after = events[events.index(("exchange", True)) + 1 :]
+    assert ("fsync", str(tmp_path)) in after
+    fresh = ck.Variable(np.zeros(1000))
+    ck.Checkpoint(w=fresh).read(path).assert_consumed()
+    np.testing.assert_array_equal(fresh.numpy(), np.arange(1000.0) * 2)
+    events.clear()  # write(..., durable=False) still fsyncs nothing
+    checkpoint.write(tmp_path / "fixed", options=ck.WriteOptions(durable=False))
+    assert [e for e in events if e[0] == "fsync"] == []
 
 
 def test_state_file_replacement_leaves_no_temporary_files(tmp_path):
