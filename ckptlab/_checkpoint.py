@@ -99,6 +99,7 @@ class Checkpoint(Module):
             raise ValueError(_not_trackable("root", root))
         children = {}
         for name in sorted(kwargs):
+            _check_name(name, "keyword argument", ("_ck_", "__"))
             if name in _RESERVED:
                 raise ValueError(
                     f"Checkpoint keyword argument {name!r} would shadow Checkpoint.{name}; "
@@ -123,6 +124,7 @@ class Checkpoint(Module):
                 self._ck_attached[name] = value
 
     def __setattr__(self, name: str, value: Any) -> None:
+        _check_name(name, "attribute", ("_ck_",))
         if name in _RESERVED:
             raise ValueError(f"Cannot assign to Checkpoint.{name}; choose another attribute name.")
         super().__setattr__(name, value)
@@ -140,7 +142,18 @@ class Checkpoint(Module):
 
     @property
     def save_counter(self) -> Variable:
-        """Number of ``save()`` calls (int64 scalar, saved); created on first access."""
+        """Number of ``save()`` calls (int64 scalar, saved); created on first access.
+
+        With ``root=`` an object that has its own ``save_counter`` (another Checkpoint, or a
+        module holding one), that counter is used: it is the one the graph saves (TF looks the
+        counter up on the root the same way).
+        """
+        root_counter = self._ck_root_counter()
+        if root_counter is not None:
+            if self._ck_attached.get("save_counter") is self._ck_counter:
+                self._ck_attached.pop("save_counter", None)
+            object.__setattr__(self, "_ck_counter", None)
+            return root_counter
         counter: Variable | None = self._ck_counter
         if counter is not None:
             return counter
@@ -164,6 +177,16 @@ class Checkpoint(Module):
                 raise
         object.__setattr__(self, "_ck_counter", counter)
         return counter
+
+    def _ck_root_counter(self) -> Variable | None:
+        """The root's own ``save_counter`` dependency, if it has one (created for a Checkpoint)."""
+        root = self._ck_root
+        if root is None:
+            return None
+        if isinstance(root, Checkpoint):
+            return root.save_counter
+        own = LiveView(root).child(root, "save_counter")
+        return own if isinstance(own, Variable) else None
 
     # -- saving -----------------------------------------------------------------------------
 
@@ -339,6 +362,16 @@ class Checkpoint(Module):
     def __repr__(self) -> str:
         names = [name for name, _ in self._ck_view().children(self._ck_graph_root)]
         return f"<ck.Checkpoint {', '.join(names) or '(empty)'}>"
+
+
+def _check_name(name: str, what: str, reserved: tuple[str, ...]) -> None:
+    """Refuse names that would overwrite ckptlab's internal state on a Checkpoint."""
+    if name.startswith(reserved):
+        raise ValueError(
+            f"Checkpoint {what} {name!r} uses a name reserved for ckptlab's internal state "
+            f"(names starting with {' or '.join(repr(p) for p in reserved)}); choose another "
+            "name (e.g. without the leading underscores)."
+        )
 
 
 def _not_trackable(name: str, value: Any) -> str:

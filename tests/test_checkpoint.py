@@ -311,6 +311,37 @@ def test_root_checkpoint_restores_save_counter(ckpt_dir):
     assert restored.save(ckpt_dir / "c").endswith("c-3")
 
 
+def test_root_with_its_own_save_counter_shares_it(ckpt_dir):
+    """C20-22: a root that already has a save_counter child (another Checkpoint) lends it: one
+    counter, the one the graph saves (TF looks it up on the root)."""
+    inner = ck.Checkpoint(w=ck.Variable(1.0))
+    inner.save(ckpt_dir / "inner")
+    outer = ck.Checkpoint(root=inner)
+    assert outer.save_counter is inner.save_counter
+    path = outer.save(ckpt_dir / "outer")
+    assert path.endswith("outer-2") and int(inner.save_counter.numpy()) == 2
+    assert ck.load_checkpoint(path).get_tensor("save_counter" + KEY) == 2
+    assert [k for k, _ in ck.list_variables(path)] == ["save_counter" + KEY, "w" + KEY]
+    fresh = ck.Checkpoint(w=ck.Variable(0.0))
+    ck.Checkpoint(root=fresh).restore(path).assert_consumed()  # created on the inner, restored
+    assert int(fresh.save_counter.numpy()) == 2
+    holder = ck.Module()
+    holder.save_counter = ck.Variable(5, dtype=np.int64)
+    assert ck.Checkpoint(root=holder).save(ckpt_dir / "h").endswith("h-6")
+
+
+@pytest.mark.parametrize("name", ["_ck_counter", "_ck_root", "_ck_attached", "__dict__"])
+def test_internal_names_are_refused(name):
+    """A5-A6 (stricter): kwargs and attributes must not overwrite ckptlab's internal state."""
+    with pytest.raises(ValueError, match=f"{name!r} uses a name reserved for ckptlab"):
+        ck.Checkpoint(**{name: ck.Variable(3)})
+    ckpt = ck.Checkpoint()
+    if name.startswith("_ck_"):
+        with pytest.raises(ValueError, match=f"attribute {name!r} uses a name reserved"):
+            setattr(ckpt, name, ck.Variable(3))
+    assert int(ckpt.save_counter.numpy()) == 0 and ckpt._ck_root is None
+
+
 def test_kwargs_attach_in_alphabetical_order(ckpt_dir):
     """B14: Checkpoint kwargs are attached in alphabetical order (node ids follow)."""
     path = ck.Checkpoint(zeta=ck.Variable(1.0), alpha=ck.Variable(2.0), mid=ck.Module()).write(
