@@ -8,12 +8,19 @@ Per :class:`~ckptlab.Checkpoint` at most one save is in flight: the next ``save`
 :meth:`SaveHandle.result`/:meth:`SaveHandle.exception`, the next call raises it instead of
 saving.  The thread is not a daemon, so interpreter exit waits for an in-flight save; if the
 process is killed instead, the previous checkpoint stays the latest (the state file is only
-updated after the new checkpoint is committed).  A failed save consumes its number.
+updated after the new checkpoint is committed).  A failed save consumes its number.  A failure
+nobody retrieved (no ``result()``/``exception()``, no later save) is logged as an ERROR when
+its handle is garbage-collected or at interpreter exit, whichever comes first, so a failed
+last save never goes unnoticed.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +29,8 @@ import numpy as np
 from ckptlab.errors import CkptlabError
 
 __all__ = ["SaveHandle"]
+
+logger = logging.getLogger("ckptlab")
 
 
 class SaveHandle:
@@ -60,6 +69,7 @@ class SaveHandle:
                 self._result = work()
         except BaseException as error:  # surfaced by result() and by the next save
             self._error = error
+            _UNSEEN.add(self)  # ...or logged if neither ever happens
         finally:
             del work
             self._finished.set()
@@ -76,8 +86,33 @@ class SaveHandle:
         """Wait, then return the save's error (``None`` on success); marks the error seen."""
         if not self._finished.wait(timeout):
             raise TimeoutError(f"The save to {self.path} did not finish within {timeout} s.")
-        self._observed = True
+        self._mark_seen()
         return self._error
+
+    def _mark_seen(self) -> None:
+        self._observed = True
+        _UNSEEN.discard(self)
+
+    def _report_unseen(self) -> None:
+        """Log the save's error at ERROR level if it failed and nobody has seen the error."""
+        error = self._error
+        if error is None or self._observed:
+            return
+        self._mark_seen()
+        logger.error(
+            "The asynchronous save to %s failed and its error was never retrieved (nothing "
+            "was saved there; the state file still names the last committed checkpoint; call "
+            "handle.result() on the SaveHandle that save(..., blocking=False) returned to see "
+            "and handle such errors): %s: %s",
+            self.path,
+            type(error).__name__,
+            error,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # best effort, e.g. late in interpreter shutdown
+            self._report_unseen()
 
     def result(self, timeout: float | None = None) -> str:
         """Wait, then return the saved path or raise the save's error."""
@@ -138,10 +173,21 @@ def settle(owner: Any) -> None:
     handle.wait()
     object.__setattr__(owner, "_ck_pending", None)
     if handle._error is not None and not handle._observed:
-        handle._observed = True
+        handle._mark_seen()
         raise CkptlabError(
             f"The previous asynchronous save to {handle.path} failed, so this call saved "
             f"nothing: {type(handle._error).__name__}: {handle._error}. The state file only "
             "ever names committed checkpoints, so its latest one is complete; fix the cause "
             "and save again (call handle.result() to handle such errors yourself)."
         ) from handle._error
+
+
+_UNSEEN: weakref.WeakSet[SaveHandle] = weakref.WeakSet()
+"""Failed handles whose error nobody has seen yet (logged at exit if still unseen)."""
+
+
+@atexit.register
+def _report_unseen_failures() -> None:
+    """At interpreter exit (after in-flight saves finished), log every unseen failure."""
+    for handle in list(_UNSEEN):
+        handle._report_unseen()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import gc
 import os
 import subprocess
 import sys
@@ -157,6 +158,68 @@ def test_unseen_error_surfaces_on_the_next_manager_call(tmp_path):
         manager.save(options=FAST)
     assert manager.checkpoints == []
     assert manager.latest_checkpoint is None
+
+
+LAST_SAVE_FAILS = """
+    import os, sys, numpy as np, ckptlab as ck
+    directory, retrieve = sys.argv[1], sys.argv[2] == "retrieve"
+    os.mkdir(os.path.join(directory, "ckpt-1"))  # not a checkpoint: publishing refuses it
+    open(os.path.join(directory, "ckpt-1", "notes.txt"), "w").write("mine")
+    ckpt = ck.Checkpoint(v=ck.Variable(np.arange(3.0)))
+    handle = ckpt.save(os.path.join(directory, "ckpt"), blocking=False)
+    if retrieve:
+        print("retrieved", type(handle.exception()).__name__, flush=True)
+    print("end of script", flush=True)
+"""
+
+
+def run_last_save_fails(directory, mode):
+    directory.mkdir()
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LAST_SAVE_FAILS), str(directory), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_failed_last_save_is_logged_at_exit_unless_retrieved(tmp_path):
+    """The last save(blocking=False) fails and nothing follows: stderr says so at exit."""
+    done = run_last_save_fails(tmp_path / "ignored", "ignore")
+    assert done.stdout == "end of script\n"
+    assert done.returncode == 0  # an atexit hook cannot change the status; it logs instead
+    path = tmp_path / "ignored" / "ckpt-1"
+    assert f"The asynchronous save to {path} failed and its error was never retrieved" in (
+        done.stderr
+    )
+    assert "CkptlabError: Refusing to overwrite" in done.stderr
+    assert "handle.result()" in done.stderr
+    assert done.stderr.count("never retrieved") == 1
+    seen = run_last_save_fails(tmp_path / "seen", "retrieve")
+    assert seen.stdout == "retrieved CkptlabError\nend of script\n"
+    assert seen.returncode == 0
+    assert seen.stderr == ""  # the caller saw the error: nothing more to say
+
+
+def test_an_unseen_failure_is_logged_when_the_handle_is_collected(tmp_path, ck_log):
+    _make_save_fail(tmp_path)
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    handle = ckpt.save(tmp_path / "ckpt", blocking=False, options=FAST)
+    assert handle.wait(30)
+    assert ck_log.records == []  # not yet: the caller may still ask the handle
+    del handle, ckpt  # the Checkpoint held the handle as its save in flight
+    gc.collect()
+    errors = [r for r in ck_log.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert f"save to {tmp_path / 'ckpt-1'} failed" in errors[0].getMessage()
+    assert isinstance(errors[0].exc_info[1], ck.CkptlabError)
+    ck_log.clear()
+    seen = ck.Checkpoint(v=ck.Variable(1.0)).save(tmp_path / "ckpt", blocking=False, options=FAST)
+    assert isinstance(seen.exception(30), ck.CkptlabError)
+    del seen
+    gc.collect()
+    assert ck_log.records == []
 
 
 def test_handle_result_timeout(tmp_path, monkeypatch):
