@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,8 +31,31 @@ def _pip(python: str | Path, *args: str, cwd: Path = REPO) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def _clean_checkout(target: Path) -> Path:
+    """The repository's files as a fresh clone has them (no build output), in ``target``.
+
+    ``node_modules`` is linked, not copied: it is what ``npm ci`` installs from the lockfile.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    (target / "labextension" / "node_modules").symlink_to(REPO / "labextension" / "node_modules")
+    return target
+
+
 def test_clean_wheel_contains_the_prebuilt_extension(tmp_path: Path) -> None:
-    _pip(sys.executable, "wheel", ".", "--no-deps", "-q", "-w", str(tmp_path))
+    clone = _clean_checkout(tmp_path / "clone")
+    assert not (clone / "ckptlab" / "labextension").exists()
+    assert not (clone / "ckptlab" / "widgets" / "static").exists()
+    _pip(sys.executable, "wheel", ".", "--no-deps", "-q", "-w", str(tmp_path), cwd=clone)
     (wheel,) = tmp_path.glob("ckptlab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     data = next(n.split("/data/")[0] for n in names if ".data/data/" in n) + "/data/"
