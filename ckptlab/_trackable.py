@@ -237,6 +237,12 @@ class Variable(Trackable):
     def _ck_value_spec(self) -> ValueSpec:
         return self._ck_spec
 
+    def _ck_adopt(self, array: np.ndarray[Any, Any]) -> None:
+        """Take ``array`` itself (no copy) as the value; its shape becomes the declared shape."""
+        self._value = array
+        self._declared_shape = tuple(array.shape)
+        self._ck_spec = ValueSpec(shape=self._declared_shape, dtype=array.dtype.name)
+
     def _ck_value(self) -> np.ndarray[Any, Any]:
         """The live array (not a copy): used by savers, never handed to users."""
         return self._value

@@ -24,7 +24,6 @@ class Optimizer(Module):
     """Base class: iteration counter, slot bookkeeping and the checkpoint hooks."""
 
     _ck_is_optimizer = True
-    slot_names: tuple[str, ...] = ()
     iter: Variable
 
     def __init__(self, learning_rate: float) -> None:
@@ -38,6 +37,11 @@ class Optimizer(Module):
     def iterations(self) -> Variable:
         """Number of ``apply_gradients`` calls (int64, saved as ``iter``)."""
         return self.iter
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        """Names of the slots kept per variable (a property: never a saved dependency)."""
+        return ()
 
     def get_slot_names(self) -> list[str]:
         """Names of the slots this optimizer keeps per variable."""
@@ -82,7 +86,7 @@ class Optimizer(Module):
                 shape=(None,) * value.ndim,
                 trainable=False,
             )
-            slot._value, slot._declared_shape = value, tuple(value.shape)
+            slot._ck_adopt(value)
             slots[slot_name] = slot
         return slots[slot_name]
 
@@ -114,7 +118,11 @@ class SGD(Optimizer):
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0) -> None:
         super().__init__(learning_rate)
         self.momentum = float(momentum)
-        self.slot_names = ("momentum",) if self.momentum > 0 else ()
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        """``("momentum",)`` with momentum, otherwise none."""
+        return ("momentum",) if self.momentum > 0 else ()
 
     def _update(self, var: Variable, grad: np.ndarray[Any, Any], step: int) -> None:
         if self.momentum > 0:
@@ -138,8 +146,6 @@ class Adam(Optimizer):
     (['m', 'v'], 1)
     """
 
-    slot_names = ("m", "v")
-
     def __init__(
         self,
         learning_rate: float = 0.001,
@@ -149,6 +155,11 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        """``("m", "v")``."""
+        return ("m", "v")
 
     def _update(self, var: Variable, grad: np.ndarray[Any, Any], step: int) -> None:
         m, v = self._slot(var, "m"), self._slot(var, "v")

@@ -104,3 +104,42 @@ def test_skip_slot_variables(ckpt_dir, trained_model):
         fresh_model.layers[0].kernel.numpy(), model.layers[0].kernel.numpy()
     )
     assert not any("OPTIMIZER_SLOT" in e.path for e in status.report().entries)
+
+
+def saved_momentum_checkpoint(ckpt_dir):
+    holder, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+    holder.w = ck.Variable([1.0, 2.0])
+    optimizer.apply_gradients([(np.array([1.0, 1.0]), holder.w)])
+    return ck.Checkpoint(model=holder, optimizer=optimizer).write(ckpt_dir / "c")
+
+
+def test_slot_created_by_restore_has_the_restored_spec(ckpt_dir):
+    """K68: a slot created by a restore declares the restored shape (no stale (None,) spec)."""
+    path = saved_momentum_checkpoint(ckpt_dir)
+    model, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+    model.w = ck.Variable([0.0, 0.0])
+    ck.Checkpoint(model=model, optimizer=optimizer).read(path).assert_consumed()
+    slot = optimizer.get_slot(model.w, "momentum")
+    assert slot._ck_value_spec() == ck.core.ValueSpec(shape=(2,), dtype="float64")
+    with pytest.raises(ck.AssignmentError):
+        slot.assign(np.zeros(3))
+    other = ck.Checkpoint(model=model, optimizer=optimizer).read(
+        ck.Checkpoint(model=model).write(ckpt_dir / "model_only")
+    )
+    [slot_entry] = [e for e in other.report().missing if "OPTIMIZER_SLOT" in e.path]
+    assert slot_entry.program.describe() == "(2,) float64"  # was "(?,) float64"
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [ck.optimizers.SGD(), ck.optimizers.SGD(momentum=0.9), ck.optimizers.Adam()],
+    ids=["sgd", "momentum", "adam"],
+)
+def test_optimizer_children_are_only_what_tf_saves(ckpt_dir, optimizer):
+    """B17, K69: an optimizer node's children are its variables (iter), never slot_names."""
+    w = ck.Variable([1.0])
+    optimizer.apply_gradients([(np.array([1.0]), w)])
+    path = ck.Checkpoint(w=w, optimizer=optimizer).write(ckpt_dir / "c")
+    graph = ck.load_checkpoint(path).object_graph
+    assert list(graph.children(graph.children(0)["optimizer"])) == ["iter"]
+    assert optimizer.get_slot_names() == list(optimizer.slot_names)
