@@ -2,11 +2,14 @@
 
 ``python crash_driver.py DIRECTORY MODE TRIALS SEED``.  For each trial it forks a child that
 saves in a loop (``MODE`` ``save``: ``Checkpoint.save`` into DIRECTORY with the state file;
-``write``: ``Checkpoint.write`` over one fixed path) and reports each save's duration on a pipe.
-After the child's first save the driver kills it with SIGKILL at a random moment within the
-next save or two (scaled by the measured duration, so the kills land inside saves however loaded
-the machine is), then checks, in this process, what a fresh reader finds and prints one JSON
-line.  Forking from this already-imported process keeps 50+ trials fast.
+``write``: ``Checkpoint.write`` over one fixed path) and reports each finished save (its step
+and duration) on a pipe.  After the child's first save the driver kills it with SIGKILL at a
+random moment within the next save or two (scaled by the measured duration, so the kills land
+inside saves however loaded the machine is), reads what the child reported before it died,
+then checks, in this process, what a fresh reader finds and prints one JSON line: the latest
+checkpoint restores bit-exactly and holds the last step the child reported as saved, or the
+next one (killed after committing it, before reporting).  Forking from this already-imported
+process keeps 50+ trials fast.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def child(directory: str, mode: str, report: int) -> None:
             checkpoint.save(os.path.join(directory, "ckpt"))
         else:
             checkpoint.write(os.path.join(directory, "fixed"))
-        os.write(report, f"{time.perf_counter() - started}\n".encode())
+        os.write(report, f"{step} {time.perf_counter() - started}\n".encode())
 
 
 def check(path: str) -> int:
@@ -76,7 +79,7 @@ def check(path: str) -> int:
     return step
 
 
-def inspect(directory: str, mode: str) -> dict[str, object]:
+def inspect(directory: str, mode: str, reported: int) -> dict[str, object]:
     entries = sorted(os.listdir(directory))
     hidden = [e for e in entries if e.startswith(".")]
     visible = [e for e in entries if not e.startswith(".") and e != "checkpoint"]
@@ -90,8 +93,14 @@ def inspect(directory: str, mode: str) -> dict[str, object]:
         result["step"] = check(latest) if latest else None
         if latest and os.path.basename(latest) != f"ckpt-{result['step']}":
             raise AssertionError(f"{latest} holds step {result['step']}")
-    elif os.path.exists(os.path.join(directory, "fixed")):
+    else:
         result["step"] = check(os.path.join(directory, "fixed"))
+    step = result["step"]
+    if not isinstance(step, int) or not reported <= step <= reported + 1:
+        raise AssertionError(
+            f"the child reported step {reported} as saved, but the latest checkpoint holds "
+            f"step {step} (expected {reported}, or {reported + 1} if killed after its commit)"
+        )
     return result
 
 
@@ -111,15 +120,18 @@ def main() -> None:
         with os.fdopen(reader) as reports:
             ready, _, _ = select.select([reports], [], [], 30)
             line = reports.readline() if ready else ""
-            duration = float(line or 0.05)
+            duration = float(line.split()[1]) if line else 0.05
             delay = rng.uniform(0.0, 2.0 * duration)
             time.sleep(delay)
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
+            lines = [line, *reports.read().splitlines()] if line else []
         try:
-            if not line:
+            if not lines:
                 raise AssertionError("the child completed no save within 30 s (hung?)")
-            result = inspect(directory, mode)
+            reported = int(lines[-1].split()[0])  # the last save the child saw return
+            result = inspect(directory, mode, reported)
+            result["reported"] = reported
             result["ok"] = True
         except Exception as error:  # reported to the test, which fails with the message
             result = {"ok": False, "error": f"{type(error).__name__}: {error}"}

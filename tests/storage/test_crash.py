@@ -2,8 +2,9 @@
 
 A driver process (``crash_driver.py``) forks a child that saves in a loop and kills it after a
 random delay, 60 times; after each kill a fresh reader must find the last committed checkpoint
-intact (bit-exact, verified), ``latest_checkpoint`` must never name a partial one, and leftovers
-of the interrupted save (hidden temporaries) never pile up and are removed by the next save.
+intact (bit-exact, verified) and holding at least the last save the child reported as finished,
+``latest_checkpoint`` must never name a partial one, and leftovers of the interrupted save
+(hidden temporaries) never pile up and are removed by the next save.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def test_killed_saves_never_leave_a_partial_checkpoint(tmp_path, mode, seed):
     # leftovers never pile up: at most one checkpoint and one state-file temporary, both
     # removed by the next save that gets that far
     assert all(len(r["hidden"]) <= 2 for r in results), [r["hidden"] for r in results]
+    # the latest checkpoint holds the last save the child saw return (or the one after it)
+    assert all(r["reported"] <= r["step"] <= r["reported"] + 1 for r in results)
     steps = [r["step"] for r in results if r.get("step") is not None]
     assert len(steps) >= 20, "too few saves completed before the kills; the test proves little"
     if mode == "save":
