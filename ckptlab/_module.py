@@ -146,9 +146,32 @@ class TrackedList(Trackable, MutableSequence[Any]):
                 "Build a new list (module.layers = [...]) instead of editing this one."
             )
 
-    def _ck_mark(self, removed: Iterable[Any], reason: str) -> None:
-        if any(is_trackable(item) for item in removed):
+    def _ck_change(self, change: Callable[[list[Any]], object], reason: str) -> None:
+        """Apply ``change`` to the storage; moving or removing a trackable breaks saving.
+
+        Trackables new to the list are attached under their index, which fires a restore
+        waiting for that index (as an append does); if one fails, the change is undone.
+        """
+        storage = self._ck_storage
+        before, broken = list(storage), self._ck_broken
+        change(storage)
+        moved = any(
+            is_trackable(item) and (i >= len(storage) or storage[i] is not item)
+            for i, item in enumerate(before)
+        )
+        if moved:
             self._ck_broken = reason
+        self._ck_sync()
+        known = {id(item) for item in before}
+        try:
+            for index, item in enumerate(storage):
+                if is_trackable(item) and id(item) not in known:
+                    _attach(self, str(index), item)
+        except BaseException:
+            storage[:] = before
+            self._ck_broken = broken
+            self._ck_sync()
+            raise
 
     def _ck_sync(self) -> None:
         self._ck_seen = list(self._ck_storage)
@@ -161,22 +184,18 @@ class TrackedList(Trackable, MutableSequence[Any]):
         return self._ck_storage[index]
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        old = self._ck_storage[index]
-        removed = old if isinstance(index, slice) else [old]
         new = [wrap(v) for v in value] if isinstance(index, slice) else wrap(value)
-        if isinstance(index, slice) or old is not new:
-            self._ck_mark(removed, "A list element was replaced (__setitem__, __setslice__)")
-        self._ck_storage[index] = new
-        self._ck_sync()
+
+        def change(storage: list[Any]) -> None:
+            storage[index] = new
+
+        self._ck_change(change, "A list element was replaced (__setitem__, __setslice__)")
 
     def __delitem__(self, index: Any) -> None:
-        old = self._ck_storage[index]
-        self._ck_mark(
-            old if isinstance(index, slice) else [old],
-            "A list element was deleted (__delitem__, __delslice__)",
-        )
-        del self._ck_storage[index]
-        self._ck_sync()
+        def change(storage: list[Any]) -> None:
+            del storage[index]
+
+        self._ck_change(change, "A list element was deleted (__delitem__, __delslice__)")
 
     def __len__(self) -> int:
         return len(self._ck_storage)
@@ -186,9 +205,8 @@ class TrackedList(Trackable, MutableSequence[Any]):
         if index >= len(self._ck_storage):
             self.append(value)
             return
-        self._ck_mark(self._ck_storage[index:], "A list element was moved (insert)")
-        self._ck_storage.insert(index, wrap(value))
-        self._ck_sync()
+        item = wrap(value)
+        self._ck_change(lambda s: s.insert(index, item), "A list element was moved (insert)")
 
     def append(self, value: Any) -> None:
         """Append ``value``; a trackable is tracked as ``str(index)`` (restored if awaited)."""
@@ -210,15 +228,13 @@ class TrackedList(Trackable, MutableSequence[Any]):
 
     def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
         """Sort in place; moving trackable elements makes the list unsaveable."""
-        self._ck_mark(self._ck_storage, "A list element was moved (sort)")
-        self._ck_storage.sort(key=key, reverse=reverse)
-        self._ck_sync()
+        self._ck_change(
+            lambda s: s.sort(key=key, reverse=reverse), "A list element was moved (sort)"
+        )
 
     def reverse(self) -> None:
         """Reverse in place; moving trackable elements makes the list unsaveable."""
-        self._ck_mark(self._ck_storage, "A list element was moved (reverse)")
-        self._ck_storage.reverse()
-        self._ck_sync()
+        self._ck_change(lambda s: s.reverse(), "A list element was moved (reverse)")
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TrackedList):

@@ -126,6 +126,28 @@ def test_list_elements_match_by_index(ckpt_dir):
         status.assert_existing_objects_matched()
 
 
+def test_list_setitem_and_insert_restore_the_index(ckpt_dir):
+    """F38, F42: a trackable put where a plain element was (item, slice, insert) is restored
+    for that index, as an append is; a failing restore undoes the change."""
+    m = module(
+        layers=[ck.Variable(1.0), ck.Variable(2.0), ck.Variable(3.0)], cfg={"k": ck.Variable(4.0)}
+    )
+    path = ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    target = module(layers=[None, None, None], cfg={"k": None})
+    status = ck.Checkpoint(m=target).read(path)
+    with pytest.raises(ck.RestoreConflictError, match=r"\(root\).m.layers.1"):
+        target.layers[1] = ck.Variable([0.0, 0.0])
+    assert target.layers == [None, None, None]
+    target.layers[1] = ck.Variable(0.0)
+    target.layers[0:1] = [ck.Variable(0.0)]
+    target.layers.insert(2, ck.Variable(0.0))  # moves only a plain element: still saveable
+    target.cfg["k"] = ck.Variable(0.0)
+    assert [v.numpy() for v in target.layers[:3]] == [1.0, 2.0, 3.0] and target.layers[3] is None
+    assert target.cfg["k"].numpy() == 4.0
+    status.assert_consumed()
+    ck.Checkpoint(m=target).write(ckpt_dir / "again")
+
+
 def test_shared_object_restored_into_same_sharing(ckpt_dir):
     """I57-58: stored once, restored into the same sharing: all assertions pass."""
     v = ck.Variable(5.0)

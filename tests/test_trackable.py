@@ -98,6 +98,15 @@ def test_list_changes_that_stay_saveable(ckpt_dir):
     ck.Checkpoint(m=m).write(ckpt_dir / "c")
 
 
+def test_removing_a_plain_element_in_front_of_a_trackable_moves_it(ckpt_dir):
+    """J64: the trackable's index (its saved name) changed, so saving refuses."""
+    m = ck.Module()
+    m.items = [2, ck.Variable(1.0)]
+    del m.items[0]
+    with pytest.raises(ck.NotSaveableError, match="deleted.*append-only"):
+        ck.Checkpoint(m=m).write(ckpt_dir / "c")
+
+
 def test_list_modified_outside_wrapper(ckpt_dir):
     """J65: the wrapped list changed behind the wrapper's back."""
     raw = [ck.Variable(1.0)]
