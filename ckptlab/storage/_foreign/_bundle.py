@@ -26,6 +26,13 @@ from ckptlab.core import (
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
 from ckptlab.storage._foreign._slicekey import decode_slice_key
+from ckptlab.storage._foreign._slices import (
+    Region,
+    check_coverage,
+    region_slices,
+    resolve_region,
+    show_region,
+)
 from ckptlab.storage._foreign._strings import read_string_tensor
 from ckptlab.storage._foreign._table import Table, mask
 from ckptlab.storage._foreign._tfproto import (
@@ -44,7 +51,6 @@ from ckptlab.storage._layout import numpy_dtype
 
 GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 MAX_INDEX_BYTES = 1 << 31
-Region = tuple[tuple[int, int], ...]
 
 
 def data_file(prefix: str, shard: int, shards: int) -> str:
@@ -147,15 +153,9 @@ class TensorBundle(ForeignCheckpoint):
     def _describe_sliced(
         self, key: str, entry: Entry, dtype: str, shape: tuple[int, ...], where: str
     ) -> StoredValue:
-        pieces = [
-            self._check_slice(key, entry, _region(e, shape, where), where) for e in entry.slices
-        ]
-        covered = sum(math.prod(p.shape) for p in pieces)
-        if covered != math.prod(shape):
-            raise CorruptCheckpointError(
-                f"{where}: its {len(pieces)} slices hold {covered} elements; shape "
-                f"{list(shape)} has {math.prod(shape)}."
-            )
+        regions = [resolve_region(e, shape, where) for e in entry.slices]
+        pieces = [self._check_slice(key, entry, region, where) for region in regions]
+        check_coverage(regions, shape, where)
         first = min(pieces, key=lambda p: (p.shard_id, p.offset))
         files = len({p.shard_id for p in pieces})
         location = ForeignLocation(
@@ -205,14 +205,14 @@ class TensorBundle(ForeignCheckpoint):
         entry = self.slices.get((key, region))
         if entry is None:
             raise CorruptCheckpointError(
-                f"{where} lists slice {_show(region)}, which is not in the index."
+                f"{where} lists slice {show_region(region)}, which is not in the index."
             )
         dtype = DTYPES.get(full.dtype, "")
         if entry.dtype != full.dtype or tuple(n for _, n in region) != entry.shape:
             raise CorruptCheckpointError(
-                f"{where}: slice {_show(region)} has another dtype or shape."
+                f"{where}: slice {show_region(region)} has another dtype or shape."
             )
-        self._check_entry(entry, dtype, entry.shape, f"{where} (slice {_show(region)})")
+        self._check_entry(entry, dtype, entry.shape, f"{where} (slice {show_region(region)})")
         return entry
 
     def _object_graph(self, values: dict[str, StoredValue]) -> ObjectGraph:
@@ -240,9 +240,9 @@ class TensorBundle(ForeignCheckpoint):
             return self._read_entry(value.key, entry, value.dtype, value.shape, out)
         target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
         for extents in entry.slices:
-            region = _region(extents, value.shape, value.key)
+            region = resolve_region(extents, value.shape, value.key)
             piece = self.slices[(value.key, region)]
-            target[tuple(slice(s, s + n) for s, n in region)] = self._read_entry(
+            target[region_slices(region)] = self._read_entry(
                 value.key, piece, value.dtype, piece.shape
             )
         return target
@@ -301,30 +301,8 @@ def _read_index(table: Table) -> tuple[Header, dict[str, Entry], dict[tuple[str,
         full = entries.get(name)
         if full is None:
             raise table.fail(f"slice of {name!r} without an entry for the whole tensor")
-        slices[(name, _region(extents, full.shape, name))] = entry
+        slices[(name, resolve_region(extents, full.shape, name))] = entry
     return header, entries, slices
-
-
-def _region(extents: tuple[Extent, ...], shape: tuple[int, ...], where: str) -> Region:
-    """(start, length) per dimension with 'whole dimension' (-1) resolved and bounds checked."""
-    if len(extents) != len(shape):
-        raise CorruptCheckpointError(
-            f"{where}: a slice of rank {len(extents)} for shape {list(shape)}."
-        )
-    region = []
-    for (start, length), dim in zip(extents, shape, strict=True):
-        if length == -1:
-            start, length = 0, dim
-        if start < 0 or length < 0 or start + length > dim:
-            raise CorruptCheckpointError(
-                f"{where}: slice {start}+{length} outside dimension {dim}."
-            )
-        region.append((start, length))
-    return tuple(region)
-
-
-def _show(region: Region) -> str:
-    return ":".join(f"{s},{n}" for s, n in region)
 
 
 def build_object_graph(

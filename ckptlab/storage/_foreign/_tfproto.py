@@ -14,7 +14,6 @@ from ckptlab.storage._foreign._wire import (
     LEN,
     fields,
     message,
-    packed_fixed,
     packed_varints,
     signed,
     text,
@@ -228,8 +227,9 @@ class TensorProto:
     dtype: int = 0
     shape: tuple[int, ...] = ()
     content: bytes = b""
-    values: list[object] = field(default_factory=list)
-    """Typed repeated values (floats, ints, complex parts, bytes) when ``content`` is empty."""
+    repeated: dict[int, list[tuple[int, int | bytes]]] = field(default_factory=dict)
+    """Typed repeated fields as stored, by field number (``float_val`` 5, ``int_val`` 7, ...):
+    ``(wire type, value)`` per occurrence, packed (``bytes``) or not; decoded by the reader."""
 
 
 def parse_v1_meta(data: bytes) -> list[SliceMeta]:
@@ -277,12 +277,12 @@ def parse_v1_slice(data: bytes) -> tuple[str, tuple[Extent, ...], TensorProto]:
     return name, extents, tensor
 
 
-_FIXED = {5: "f", 6: "d", 9: "f", 12: "d"}
-_VARINT = {7, 10, 11, 13, 16, 17}
+REPEATED_FIELDS = frozenset({5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17})
+"""``float_val`` ... ``uint64_val``: the typed repeated fields of a ``TensorProto``."""
 
 
 def parse_tensor(data: bytes) -> TensorProto:
-    """Decode a ``TensorProto`` (dtype, shape, raw content or typed repeated values)."""
+    """Decode a ``TensorProto``: dtype, shape, raw content, typed repeated fields left encoded."""
     tensor = TensorProto()
     for number, wire, value in fields(data):
         if number == 1:
@@ -291,10 +291,6 @@ def parse_tensor(data: bytes) -> TensorProto:
             tensor.shape = parse_shape(message(value))[0]
         elif number == 4:
             tensor.content = message(value)
-        elif number == 8:
-            tensor.values.append(message(value))
-        elif number in _FIXED:
-            tensor.values.extend(packed_fixed(value, _FIXED[number], wire))
-        elif number in _VARINT:
-            tensor.values.extend(packed_varints(value))
+        elif number in REPEATED_FIELDS:
+            tensor.repeated.setdefault(number, []).append((wire, value))
     return tensor

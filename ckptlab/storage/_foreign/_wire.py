@@ -6,7 +6,6 @@ remaining buffer, groups are refused, unknown fields are skipped (FORMATS.md sec
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 
 from ckptlab.errors import CorruptCheckpointError
@@ -88,17 +87,6 @@ def packed_varints(value: int | bytes) -> list[int]:
         item, pos = read_varint(value, pos)
         out.append(item)
     return out
-
-
-def packed_fixed(value: int | bytes, fmt: str, wire: int) -> list[float | int]:
-    """Return a repeated fixed-width field (``fmt`` a struct code such as ``f``), packed or not."""
-    size = struct.calcsize(fmt)
-    if isinstance(value, int):
-        raw = value.to_bytes(size, "little")
-        return list(struct.unpack(f"<{fmt}", raw))
-    if len(value) % size:
-        raise WireError(f"packed field of {len(value)} bytes is not a multiple of {size}")
-    return list(struct.unpack(f"<{len(value) // size}{fmt}", value))
 
 
 def text(value: int | bytes) -> str:

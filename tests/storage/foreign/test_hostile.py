@@ -323,6 +323,7 @@ def test_sliced_tensors_are_reassembled(tmp_path):
         ([(0, 1), (1, 3)], [(0, 1)], "not in the index"),
         ([(0, 1), (2, 2)], [(0, 1), (2, 2)], "hold 3 elements"),
         ([(0, 1), (3, 2)], [(0, 1), (3, 2)], "outside dimension"),
+        ([(0, 2), (1, 2)], [(0, 2), (1, 2)], "overlaps another"),
     ],
 )
 def test_missing_or_partial_slices_are_refused(tmp_path, listed, stored, match):

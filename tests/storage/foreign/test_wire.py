@@ -25,6 +25,7 @@ MODULES = [
     "ckptlab.storage._foreign._base",
     "ckptlab.storage._foreign._bundle_writer",
     "ckptlab.storage._foreign._slicekey",
+    "ckptlab.storage._foreign._slices",
     "ckptlab.storage._foreign._snappy",
     "ckptlab.storage._foreign._strings",
     "ckptlab.storage._foreign._table",
