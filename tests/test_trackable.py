@@ -76,7 +76,8 @@ def test_container_element_names(ckpt_dir):
         (lambda lst: lst.__setitem__(0, ck.Variable(9.0)), "replaced"),
         (lambda lst: lst.__delitem__(0), "deleted"),
         (lambda lst: lst.pop(), "deleted"),
-        (lambda lst: lst.sort(key=id), "moved"),
+        (lambda lst: lst.sort(key=lambda v: -v.numpy()), "moved"),
+        (lambda lst: lst.reverse(), "moved"),
         (lambda lst: lst.insert(0, ck.Variable(0.0)), "moved"),
     ],
 )
@@ -95,6 +96,14 @@ def test_list_changes_that_stay_saveable(ckpt_dir):
     m.items = [ck.Variable(1.0), 2]
     m.items.append(ck.Variable(3.0))
     m.items[1] = 7
+    ck.Checkpoint(m=m).write(ckpt_dir / "c")
+
+
+def test_sort_that_moves_no_trackable_stays_saveable(ckpt_dir):
+    """J64: only a change of a trackable's index (its saved name) blocks saving."""
+    m = ck.Module()
+    m.items = [ck.Variable(1.0), ck.Variable(2.0)]
+    m.items.sort(key=lambda v: v.numpy())
     ck.Checkpoint(m=m).write(ckpt_dir / "c")
 
 
