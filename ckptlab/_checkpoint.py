@@ -32,6 +32,7 @@ from ckptlab.storage import (
     write_checkpoint,
     write_state,
 )
+from ckptlab.storage._directory import DirectoryLock
 
 __all__ = ["Checkpoint"]
 
@@ -230,6 +231,8 @@ class Checkpoint(Module):
         """
         prefix = os.fspath(file_prefix)
         settle(self)
+        store, key = resolve(prefix, (options or WriteOptions()).storage_options)
+        DirectoryLock(store, posixpath.dirname(key)).check_plain_save()  # another's manager?
         counter = self.save_counter
         number = int(counter.numpy()) + 1
         path = f"{prefix}-{number}"

@@ -386,6 +386,21 @@ def test_lock_file_names_the_holder(tmp_path):
     assert (tmp_path / ".ckptlab.lock").read_text() == ""
 
 
+def test_plain_save_next_to_a_manager_of_this_process_is_allowed(tmp_path):
+    """SEMANTICS 90 needs it; the manager writes its whole list back at its next save."""
+    clock = FakeClock()
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3, clock=clock)
+    manager.save(options=FAST)
+    clock.advance(1)
+    other = ck.Checkpoint(x=ck.Variable(1.0)).save(tmp_path / "other", options=FAST)
+    assert ck.latest_checkpoint(tmp_path) == other
+    assert state_of(tmp_path).timestamps == ()
+    manager.save(options=FAST)
+    state = state_of(tmp_path)
+    assert state.all_paths == ("ckpt-1", "ckpt-2")
+    assert state.timestamps == (clock.now - 3600.0, clock.now)
+
+
 def test_logs_nothing_in_the_normal_case(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="ckptlab")
     manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 1)

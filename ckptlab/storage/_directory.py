@@ -50,10 +50,18 @@ def _parse_holder(raw: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def _is_this_process(holder: dict[str, Any] | None) -> bool:
+    return (
+        holder is not None
+        and holder.get("pid") == os.getpid()
+        and holder.get("host") == socket.gethostname()
+    )
+
+
 def _describe(holder: dict[str, Any] | None) -> str:
     if holder is None:
         return "an unknown holder (the lock file is being written or is not ckptlab's)"
-    if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+    if _is_this_process(holder):
         return f"another CheckpointManager in this process (pid {holder['pid']})"
     return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
 
@@ -125,7 +133,9 @@ class DirectoryLock:
             if holder is not None and holder.get("token") == token:
                 self.store.delete_tree(self.key)
 
-    def _locked_error(self, holder: dict[str, Any] | None) -> LockedError:
+    def _locked_error(
+        self, holder: dict[str, Any] | None, *, plain_save: bool = False
+    ) -> LockedError:
         directory = self.store.display(posixpath.dirname(self.key))
         where = self.store.display(self.key)
         remedy = (
@@ -133,11 +143,55 @@ class DirectoryLock:
             if self._uses_flock
             else f"If that process is gone (e.g. a machine that crashed), delete {where}."
         )
-        return LockedError(
-            f"Checkpoint directory {directory} is locked by {_describe(holder)}: only one "
-            "CheckpointManager may save into a directory at a time. Close the other manager "
-            f"(manager.close()) or let its process finish, or save into another directory. {remedy}"
+        why = (
+            "a CheckpointManager saves into it, and Checkpoint.save would replace the state "
+            "file that manager keeps (dropping its checkpoint list and timestamps). Save into "
+            "another directory, or close that manager (manager.close()) or let its process "
+            "finish."
+            if plain_save
+            else "only one CheckpointManager may save into a directory at a time. Close the "
+            "other manager (manager.close()) or let its process finish, or save into another "
+            "directory."
         )
+        return LockedError(
+            f"Checkpoint directory {directory} is locked by {_describe(holder)}: {why} {remedy}"
+        )
+
+    def check_plain_save(self) -> None:
+        """Raise :class:`LockedError` if another process's manager holds the lock.
+
+        Called by ``Checkpoint.save``, which replaces the directory's state file.  Nothing is
+        created: a directory that no manager ever locked has no lock file.  A manager of this
+        process does not stop it (TensorFlow's behaviour, SEMANTICS 90: that manager keeps
+        its list in memory and writes it back at its next save).
+        """
+        if self.held:
+            return
+        locked, holder = self._peek_flock() if self._uses_flock else self._peek_object()
+        if locked and not _is_this_process(holder):
+            raise self._locked_error(holder, plain_save=True)
+
+    def _peek_flock(self) -> tuple[bool, dict[str, Any] | None]:
+        """Whether someone holds the flock (and the record it wrote), without taking it."""
+        try:
+            fd = os.open(self.key, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return False, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # closing the descriptor releases it
+        except BlockingIOError:
+            return True, _parse_holder(os.pread(fd, 4096, 0))
+        finally:
+            os.close(fd)
+        return False, None
+
+    def _peek_object(self) -> tuple[bool, dict[str, Any] | None]:
+        """Whether a lock object exists whose holder may be alive (and its record)."""
+        try:
+            holder = _parse_holder(self.store.read(self.key))
+        except FileNotFoundError:
+            return False, None
+        return holder is None or not _pid_is_gone(holder), holder
 
     def _acquire_flock(self) -> int:
         os.makedirs(posixpath.dirname(self.key), exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import json
 import os
@@ -16,6 +17,8 @@ import pytest
 import ckptlab as ck
 from ckptlab.storage import LocalStore, _directory, resolve
 from ckptlab.storage._directory import LOCK_FILENAME, DirectoryLock, remove_retracted
+
+FAST = ck.WriteOptions(durable=False, progress=False)
 
 HOLD_THE_LOCK = """
     import sys, time, ckptlab as ck
@@ -47,25 +50,32 @@ def test_lock_is_reentrant_per_object_and_exclusive_between_objects(tmp_path):
     second.release()
 
 
-def test_other_process_holds_the_lock_then_dies(tmp_path, ck_log):
-    """A second process is refused, naming the holder (pid, host); after kill -9 it takes over."""
+@contextlib.contextmanager
+def manager_in_another_process(directory):
+    """A child process whose manager saved ckpt-1 into ``directory`` and holds its lock."""
     child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(HOLD_THE_LOCK), str(tmp_path)],
+        [sys.executable, "-c", textwrap.dedent(HOLD_THE_LOCK), str(directory)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert child.stdout.readline() == "LOCKED\n"
-        manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(2.0)), tmp_path, max_to_keep=1)
-        pattern = rf"locked by pid {child.pid} on host {socket.gethostname()}"
-        with pytest.raises(ck.LockedError, match=pattern):
-            manager.save()
-        assert manager.checkpoints == [os.path.join(tmp_path, "ckpt-1")]  # the child's save
+        yield child
     finally:
         child.kill()
         child.wait()
         child.stdout.close()
     assert child.returncode == -signal.SIGKILL
+
+
+def test_other_process_holds_the_lock_then_dies(tmp_path, ck_log):
+    """A second process is refused, naming the holder (pid, host); after kill -9 it takes over."""
+    with manager_in_another_process(tmp_path) as child:
+        manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(2.0)), tmp_path, max_to_keep=1)
+        pattern = rf"locked by pid {child.pid} on host {socket.gethostname()}"
+        with pytest.raises(ck.LockedError, match=pattern):
+            manager.save()
+        assert manager.checkpoints == [os.path.join(tmp_path, "ckpt-1")]  # the child's save
     manager.checkpoint.save_counter.assign(1)
     assert os.path.basename(manager.save()) == "ckpt-2"
     assert manager.checkpoints == [os.path.join(tmp_path, "ckpt-2")]
@@ -113,6 +123,46 @@ def test_unreadable_lock_file_is_reported_as_unknown(tmp_path):
     store.write(f"{directory}/{LOCK_FILENAME}", [b"\xff"], durable=False)
     with pytest.raises(ck.LockedError, match="an unknown holder"):
         DirectoryLock(store, directory).acquire()
+
+
+def test_plain_save_into_a_directory_another_process_manages_is_refused(tmp_path):
+    """Checkpoint.save would replace the state file the other process's manager keeps."""
+    with manager_in_another_process(tmp_path) as child:
+        before = (tmp_path / "checkpoint").read_bytes()
+        ckpt = ck.Checkpoint(v=ck.Variable(2.0))
+        pattern = (
+            rf"{tmp_path} is locked by pid {child.pid} on host {socket.gethostname()} .*"
+            r"Checkpoint.save would replace the state file .* Save into another directory"
+        )
+        for blocking in (True, False):
+            with pytest.raises(ck.LockedError, match=pattern):
+                ckpt.save(tmp_path / "ckpt", blocking=blocking, options=FAST)
+        assert (tmp_path / "checkpoint").read_bytes() == before  # the manager's list stands
+        assert sorted(n for n in os.listdir(tmp_path) if not n.startswith(".")) == [
+            "checkpoint",
+            "ckpt-1",
+        ]
+        assert int(ckpt.save_counter.numpy()) == 0  # the failed call changed nothing
+        ckpt.write(tmp_path / "plain", options=FAST)  # write() leaves the state file alone
+    # the holder died: its flock went with it, so a plain save goes ahead
+    ckpt.save_counter.assign(1)
+    assert os.path.basename(ckpt.save(tmp_path / "ckpt", options=FAST)) == "ckpt-2"
+
+
+def test_plain_save_on_an_object_store_respects_a_live_remote_lock(tmp_path):
+    directory = f"memory://{tmp_path.name}/runs"
+    store, key = ck.storage.resolve(directory)
+    record = {"pid": 1, "host": "another-host", "since": "earlier", "token": "x"}
+    store.write(f"{key}/.ckptlab.lock", [json.dumps(record).encode()], durable=False)
+    ckpt = ck.Checkpoint(v=ck.Variable(0.0))
+    with pytest.raises(ck.LockedError, match="locked by pid 1 on host another-host"):
+        ckpt.save(f"{directory}/ckpt", options=FAST)
+    assert not store.exists(f"{key}/checkpoint")
+    assert not store.is_dir(f"{key}/ckpt-1")
+    record["host"] = socket.gethostname()  # a dead process of this host: stale, ignored
+    record["pid"] = dead_pid()
+    store.write(f"{key}/.ckptlab.lock", [json.dumps(record).encode()], durable=False)
+    assert ckpt.save(f"{directory}/ckpt", options=FAST) == f"{directory}/ckpt-1"
 
 
 def test_remove_retracted_deletes_only_renamed_away_trees(tmp_path):
