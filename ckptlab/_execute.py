@@ -18,14 +18,21 @@ if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
 
+Commit = Callable[[], None]
+"""The effects of a validated restore step: record, write or queue (does not fail)."""
+
+
 class Restorer(Protocol):
     """A restore in progress that objects may wait on (a coordinator)."""
 
     uid: int
     lazy: bool
 
-    def restore(self, starts: list[tuple[int, Any]]) -> None:
-        """Restore the subtree of checkpoint node ``node`` into the given object."""
+    def prepare(self, starts: list[tuple[int, Any]]) -> Commit:
+        """Match ``(node, object)`` starts, check and read everything; return the effects.
+
+        Raises (and changes nothing) when what it would write conflicts or cannot be read.
+        """
         ...
 
     def value_for_creation(
@@ -34,8 +41,8 @@ class Restorer(Protocol):
         """The stored value to create a variable with, checked against its spec."""
         ...
 
-    def restore_subtree(self, obj: Any) -> None:
-        """Name-based restores: restore every variable below ``obj`` by name."""
+    def prepare_subtree(self, obj: Any) -> Commit:
+        """Name-based restores: like :meth:`prepare` for every variable below ``obj``."""
         ...
 
 
@@ -76,35 +83,64 @@ def pending_positions(parent: Any, name: str) -> list[Position]:
 def on_attach(parent: Any, name: str, child: Any) -> None:
     """Called when ``child`` becomes ``parent``'s dependency ``name``: fire waiting restores.
 
-    The newest restore runs first, so its value wins (SEMANTICS 41).  If one fails, every
-    position stays armed and the error propagates (the caller undoes the attach).
+    All or nothing: every waiting restore is matched, checked and read first; only when all
+    of them succeed does any of them bind, write or queue.  The newest restore writes first,
+    so its value wins (SEMANTICS 41).  If one fails, nothing changed, every position stays
+    armed and the error propagates (the caller undoes the attach).
     """
     if not hasattr(parent, "__dict__"):
         return
     positions = pending_positions(parent, name)
+    commits = [restorer.prepare([(node, child)]) for restorer, node in positions]
+    commits += [restorer.prepare_subtree(child) for restorer in list(_name_based(parent))]
+    for commit in commits:
+        commit()
     if positions:
-        for restorer, node in positions:
-            restorer.restore([(node, child)])
-        _deferred(parent).pop(name, None)
-    for restorer in list(_name_based(parent)):
-        restorer.restore_subtree(child)
+        table = _deferred(parent)
+        table[name] = [p for p in table.get(name, []) if p not in positions]
+        if not table[name]:
+            del table[name]
 
 
-def write_value(target: Any, array: np.ndarray[Any, Any], uid: int) -> None:
-    """Give ``target`` the restored ``array`` unless a newer restore already wrote it."""
-    if getattr(target, "_ck_restore_uid", 0) > uid:
+def write_value(
+    target: Any, array: np.ndarray[Any, Any], uid: int, *, explicit: bool = False
+) -> None:
+    """Give ``target`` the restored ``array`` unless a newer restore already wrote it.
+
+    ``explicit`` (``run_restore_ops``): the caller asked for this write now, so it happens
+    even over a newer restore's value (the latest assignment wins, SEMANTICS 41 and R99).
+    """
+    newest = getattr(target, "_ck_restore_uid", 0)
+    if newest > uid and not explicit:
         return
     if isinstance(target, Variable):
         target._value = array
-        target._ck_restore_uid = uid
+        target._ck_restore_uid = max(newest, uid)
     else:
         target._ck_restore_value(array)
 
 
 def create_slot(
-    optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any], uid: int
+    optimizer: Any,
+    variable: Any,
+    slot: str,
+    array: np.ndarray[Any, Any],
+    uid: int,
+    *,
+    explicit: bool = False,
 ) -> Any:
-    """Ask ``optimizer`` to create its ``slot`` for ``variable`` holding ``array``."""
+    """Ask ``optimizer`` to create its ``slot`` for ``variable`` holding ``array``.
+
+    A slot that exists by now (training, or another restore, created it) is written like any
+    restored value, under the same newest-restore rule.
+    """
+    existing = next(
+        (s for v, name, s in optimizer._ck_slot_variables() if v is variable and name == slot),
+        None,
+    )
+    if existing is not None:
+        write_value(existing, array, uid, explicit=explicit)
+        return existing
     slot_variable = optimizer._ck_create_slot(variable, slot, array)
     slot_variable._ck_restore_uid = uid
     return slot_variable

@@ -103,6 +103,13 @@ class RestoreCoordinator:
 
     def restore(self, starts: list[tuple[int, Any]]) -> None:
         """Match from ``starts``; eagerly write (all or nothing) or, lazily, queue."""
+        self.prepare(starts)()
+
+    def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
+        """Match from ``starts`` and, eagerly, check and read every value; return the effects.
+
+        Raises :class:`RestoreConflictError` (or a read error) having changed nothing.
+        """
         plan = plan_restore(
             self.graph,
             self.stored,
@@ -114,15 +121,22 @@ class RestoreCoordinator:
         )
         writes: list[Write] = [*plan.assignments, *plan.slot_restores]
         if self.lazy:
-            self._record(plan)
-            self.queued.update((w.node, w) for w in writes)
-            return
+
+            def queue() -> None:
+                self._record(plan)
+                self.queued.update((w.node, w) for w in writes)
+
+            return queue
         conflicts = plan.conflicts()
         if conflicts:
             raise self._conflict_error(conflicts)
         arrays = self._read(writes)
-        self._record(plan)
-        self._write(writes, arrays)
+
+        def commit() -> None:
+            self._record(plan)
+            self._write(writes, arrays)
+
+        return commit
 
     def value_for_creation(
         self, node: int, shape: tuple[int | None, ...], dtype: str
@@ -141,8 +155,9 @@ class RestoreCoordinator:
         self._preloaded[node] = array
         return array
 
-    def restore_subtree(self, obj: Any) -> None:
+    def prepare_subtree(self, obj: Any) -> _execute.Commit:
         """Object-based restores do not restore by name."""
+        return _nothing
 
     def run_queued(self, only: Iterable[str] | None) -> None:
         """Lazy mode: write queued values (those under ``only``), all or nothing."""
@@ -154,7 +169,7 @@ class RestoreCoordinator:
         if conflicts:
             raise self._conflict_error(conflicts)
         arrays = self._read(selected)
-        self._write(selected, arrays)
+        self._write(selected, arrays, explicit=True)
 
     def _check_paths(self, only: Iterable[str]) -> list[str]:
         if isinstance(only, str):
@@ -220,15 +235,22 @@ class RestoreCoordinator:
         for node in plan.unused_attributes:
             self.unused_attributes[node] = type(self.bound[node]).__name__
 
-    def _write(self, writes: Sequence[Write], arrays: dict[int, np.ndarray[Any, Any]]) -> None:
+    def _write(
+        self,
+        writes: Sequence[Write],
+        arrays: dict[int, np.ndarray[Any, Any]],
+        *,
+        explicit: bool = False,
+    ) -> None:
         for write in writes:
+            array = arrays[write.node]
             if isinstance(write, SlotRestore):
                 slot = _execute.create_slot(
-                    write.optimizer, write.variable, write.slot, arrays[write.node], self.uid
+                    write.optimizer, write.variable, write.slot, array, self.uid, explicit=explicit
                 )
                 self.bound[write.node] = slot
             else:
-                _execute.write_value(write.target, arrays[write.node], self.uid)
+                _execute.write_value(write.target, array, self.uid, explicit=explicit)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
 
@@ -298,8 +320,9 @@ class NameBasedRestore:
         self.written: set[int] = set()
         self.expect_partial = False
 
-    def restore(self, starts: list[tuple[int, Any]]) -> None:
+    def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
         """Name-based restores have no checkpoint nodes to wait on."""
+        return _nothing
 
     def value_for_creation(
         self, node: int, shape: tuple[int | None, ...], dtype: str
@@ -309,6 +332,10 @@ class NameBasedRestore:
 
     def restore_subtree(self, obj: Any) -> None:
         """Restore every variable below ``obj`` whose name is a stored key (all or nothing)."""
+        self.prepare_subtree(obj)()
+
+    def prepare_subtree(self, obj: Any) -> _execute.Commit:
+        """Check and read what :meth:`restore_subtree` writes; return the effects."""
         program = self.view.walk() if obj is self.view.root else LiveView(obj).walk()
         writes: list[Assignment[Any]] = []
         for index, (target, spec) in enumerate(zip(program.objects, program.specs, strict=True)):
@@ -326,16 +353,20 @@ class NameBasedRestore:
         arrays = (
             {} if self.lazy else _distinct(writes, self.source.read_many(w.key for w in writes))
         )
-        for candidate in program.objects:
-            if self.view.can_defer(candidate):
-                _execute.arm_name_based(candidate, self)
-        for write in writes:
-            self.matched[id(write.target)] = (write.target, write.key)
-            if self.lazy:
-                self.queued[id(write.target)] = write
-            else:
-                _execute.write_value(write.target, arrays[id(write.target)], self.uid)
-                self.written.add(id(write.target))
+
+        def commit() -> None:
+            for candidate in program.objects:
+                if self.view.can_defer(candidate):
+                    _execute.arm_name_based(candidate, self)
+            for write in writes:
+                self.matched[id(write.target)] = (write.target, write.key)
+                if self.lazy:
+                    self.queued[id(write.target)] = write
+                else:
+                    _execute.write_value(write.target, arrays[id(write.target)], self.uid)
+                    self.written.add(id(write.target))
+
+        return commit
 
     def run_queued(self, only: Iterable[str] | None) -> None:
         """Lazy mode: write the queued values (``only`` selects variable names)."""
@@ -345,7 +376,7 @@ class NameBasedRestore:
             raise conflict_error(conflicts, self.source.display_path, [w.key for w in conflicts])
         arrays = _distinct(selected, self.source.read_many(w.key for w in selected))
         for write in selected:
-            _execute.write_value(write.target, arrays[id(write.target)], self.uid)
+            _execute.write_value(write.target, arrays[id(write.target)], self.uid, explicit=True)
             self.written.add(id(write.target))
             del self.queued[id(write.target)]
 
@@ -391,6 +422,10 @@ class NameBasedRestore:
         return MatchReport(
             checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy
         )
+
+
+def _nothing() -> None:
+    """The effects of a restore step that has nothing to do."""
 
 
 def _distinct(

@@ -76,19 +76,20 @@ class Optimizer(Module):
     def _ck_create_slot(
         self, var: Variable, slot_name: str, value: np.ndarray[Any, Any]
     ) -> Variable:
-        slots = self._ck_slot_table.setdefault(id(var), (var, {}))[1]
-        if slot_name in slots:
-            slots[slot_name].assign(value)
-        else:  # adopt the restored array (read for this slot alone): no second full-size copy
-            slot = Variable(
-                np.empty((0,) * value.ndim, value.dtype),
-                name=f"{var.name}/{slot_name}",
-                shape=(None,) * value.ndim,
-                trainable=False,
-            )
-            slot._ck_adopt(value)
-            slots[slot_name] = slot
-        return slots[slot_name]
+        """Create the slot ``slot_name`` of ``var`` holding ``value`` (a restore's hook).
+
+        The restored array is adopted (it was read for this slot alone): no second copy.  The
+        executor writes slots that exist already itself, so this only ever creates.
+        """
+        slot = Variable(
+            np.empty((0,) * value.ndim, value.dtype),
+            name=f"{var.name}/{slot_name}",
+            shape=(None,) * value.ndim,
+            trainable=False,
+        )
+        slot._ck_adopt(value)
+        self._ck_slot_table.setdefault(id(var), (var, {}))[1][slot_name] = slot
+        return slot
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Variable]]) -> None:
         """Update each variable with its gradient (numpy arrays), then count one iteration."""

@@ -116,3 +116,50 @@ def test_lazy_restore_on_create_uses_initializer_then_queue(ckpt_dir):
     assert fresh.kernel.numpy().sum() == 0
     status.run_restore_ops()
     assert fresh.kernel.numpy().sum() == 6
+
+
+def test_run_restore_ops_after_a_newer_restore_writes_and_says_so(ckpt_dir):
+    """F41, R99: run_restore_ops() is an assignment, so the latest one wins; report() tells the
+    truth before (bound) and after (restored)."""
+    older_path = ck.Checkpoint(w=ck.Variable(1.0)).write(ckpt_dir / "a")
+    newer_path = ck.Checkpoint(w=ck.Variable(2.0)).write(ckpt_dir / "b")
+    ckpt = ck.Checkpoint(w=ck.Variable(0.0))
+    older = ckpt.read(older_path, lazy=True)
+    newer = ckpt.read(newer_path)
+    assert ckpt.w.numpy() == 2.0
+    assert [e.state for e in older.report().entries] == ["bound"]
+    older.run_restore_ops()
+    assert ckpt.w.numpy() == 1.0
+    assert [e.state for e in older.report().entries] == ["restored"]
+    assert [e.state for e in newer.report().entries] == ["restored"]
+
+
+def test_waiting_lazy_and_eager_restores_on_one_attach(ckpt_dir):
+    """F41: on attach the eager restore writes and the lazy one queues (bound, not restored)."""
+    older_path = ck.Checkpoint(w=ck.Variable(1.0)).write(ckpt_dir / "a")
+    newer_path = ck.Checkpoint(w=ck.Variable(2.0)).write(ckpt_dir / "b")
+    ckpt = ck.Checkpoint()
+    older = ckpt.read(older_path, lazy=True)
+    newer = ckpt.read(newer_path)
+    ckpt.w = ck.Variable(0.0)
+    assert ckpt.w.numpy() == 2.0
+    assert [e.state for e in older.report().entries] == ["bound"]
+    assert [e.state for e in newer.report().entries] == ["restored"]
+
+
+def test_queued_slot_written_into_a_slot_created_meanwhile(ckpt_dir):
+    """K68, R99: a slot queued lazily and created by training before run_restore_ops() is
+    written in place (the same slot object) with the stored value."""
+    holder, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+    holder.w = ck.Variable([1.0, 2.0])
+    optimizer.apply_gradients([(np.array([1.0, 1.0]), holder.w)])
+    saved = optimizer.get_slot(holder.w, "momentum").numpy()
+    path = ck.Checkpoint(model=holder, optimizer=optimizer).write(ckpt_dir / "c")
+    model, fresh = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+    model.w = ck.Variable([0.0, 0.0])
+    status = ck.Checkpoint(model=model, optimizer=fresh).read(path, lazy=True)
+    fresh.apply_gradients([(np.array([5.0, 5.0]), model.w)])
+    slot = fresh.get_slot(model.w, "momentum")
+    status.run_restore_ops()
+    assert fresh.get_slot(model.w, "momentum") is slot
+    np.testing.assert_array_equal(slot.numpy(), saved)

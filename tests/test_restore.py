@@ -234,6 +234,40 @@ def test_conflict_on_attach_undoes_the_attach(ckpt_dir):
     assert ckpt.w.numpy().tolist() == [1.0, 2.0]
 
 
+def test_attach_with_several_waiting_restores_is_all_or_nothing(ckpt_dir):
+    """L72, F41 (stricter): the newest restore fits, an older one conflicts: the attach raises,
+    is undone, nothing is written and no restore stays bound to the detached object."""
+    older_path = ck.Checkpoint(w=ck.Variable([1.0, 2.0, 3.0])).write(ckpt_dir / "old")
+    newer_path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(ckpt_dir / "new")
+    ckpt = ck.Checkpoint()
+    older, newer = ckpt.read(older_path), ckpt.read(newer_path)
+    target = ck.Variable([0.0, 0.0])
+    with pytest.raises(ck.RestoreConflictError, match="shape"):
+        ckpt.w = target
+    assert not hasattr(ckpt, "w") and target.numpy().tolist() == [0.0, 0.0]
+    for status in (older, newer):
+        assert [e.state for e in status.report().entries] == ["pending"]
+        status.expect_partial()
+
+
+def test_newest_waiting_restore_wins_for_slots_created_on_attach(ckpt_dir):
+    """F41, K68: two restores wait for a variable; the newest creates its slot, the older one's
+    slot value does not overwrite it."""
+    paths = []
+    for value in (1.0, 2.0):
+        holder, optimizer = ck.Module(), ck.optimizers.SGD(1.0, momentum=0.5)
+        holder.w = ck.Variable([0.0])
+        optimizer.apply_gradients([(np.array([value]), holder.w)])
+        paths.append(ck.Checkpoint(model=holder, optimizer=optimizer).write(ckpt_dir / str(value)))
+    model, optimizer = ck.Module(), ck.optimizers.SGD(1.0, momentum=0.5)
+    ckpt = ck.Checkpoint(model=model, optimizer=optimizer)
+    ckpt.read(paths[0]).expect_partial()
+    ckpt.read(paths[1]).assert_nontrivial_match()
+    model.w = ck.Variable([9.0])
+    assert model.w.numpy().tolist() == [-2.0]
+    assert optimizer.get_slot(model.w, "momentum").numpy().tolist() == [-2.0]
+
+
 def test_conflict_on_create_raises_before_creating(ckpt_dir):
     """L73: restore-on-create with the wrong shape fails inside creation; nothing is created."""
     layer = ck.layers.Dense(3)
