@@ -13,7 +13,9 @@ import io
 import math
 import posixpath
 import struct
+import threading
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,9 @@ from ckptlab.storage._layout import numpy_dtype
 
 MAX_PICKLE = 256 * 2**20
 MAX_INFLATED = 2**30
+"""A deflated storage member may inflate to at most this many bytes (and exactly its size)."""
+MAX_CACHED = 256 * 2**20
+"""Inflated storages kept for the next tensor that views them (least recently used dropped)."""
 MAX_MEMBERS = 1 << 20
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -70,6 +75,8 @@ class TorchFile(ForeignCheckpoint):
         self._spans: dict[str, tuple[int, int, zipfile.ZipInfo | None]] = {}
         """Storage key -> (byte offset in the file, byte length, member when inflated)."""
         self._zip: zipfile.ZipFile | None = None
+        self._inflated: OrderedDict[str, bytes] = OrderedDict()
+        self._inflated_lock = threading.Lock()
         raw = self._open_file()
         head = raw.read(4)
         raw.seek(0)
@@ -133,7 +140,7 @@ class TorchFile(ForeignCheckpoint):
         return load_pickle(io.BytesIO(data), self.store.display(self.path), self._zip_storage)
 
     def _member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-        """Read a whole member, refusing more than ``limit`` bytes (declared or produced)."""
+        """Read a whole member: exactly its declared size, which may not exceed ``limit``."""
         if info.file_size > limit:
             raise self._bad_file(
                 f"member {info.filename} declares {info.file_size} bytes (limit {limit})"
@@ -145,12 +152,14 @@ class TorchFile(ForeignCheckpoint):
             )
         try:
             with archive.open(info) as handle:
-                data = handle.read(limit + 1)
+                # zipfile inflates no further than the declared size, then checks the crc32
+                data = handle.read(info.file_size)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
             raise self._bad_file(f"member {info.filename} is damaged ({error})") from None
         if len(data) != info.file_size:
             raise self._bad_file(
-                f"member {info.filename} holds {len(data)} bytes, declared {info.file_size}"
+                f"member {info.filename} holds {len(data)} bytes; its header declares "
+                f"{info.file_size}"
             )
         return data
 
@@ -159,6 +168,8 @@ class TorchFile(ForeignCheckpoint):
         key = str(key)
         if not isinstance(kind, StorageType) or type(count) is not int or count < 0:
             raise self._bad_file(f"storage id {pid!r:.80}")
+        # The pickle says how big the storage is: elements of its dtype, or bytes if untyped.
+        nbytes = count * (numpy_dtype(kind.dtype).itemsize if kind.dtype else 1)
         ref = self._storages.get(key)
         if ref is None:
             ref = self._storages[key] = StorageRef(key, kind.dtype, count)
@@ -166,16 +177,29 @@ class TorchFile(ForeignCheckpoint):
             info = self._zip.NameToInfo.get(f"{self._root}data/{key}")
             if info is None:
                 raise self._bad_file(f"storage data/{key} is missing")
-            self._spans[key] = self._zip_span(info)
+            self._spans[key] = self._zip_span(info, nbytes)
+        elif self._spans[key][1] != nbytes:
+            raise self._bad_file(
+                f"the pickle describes storage data/{key} once as {self._spans[key][1]} bytes "
+                f"and once as {nbytes}"
+            )
         return ref
 
-    def _zip_span(self, info: zipfile.ZipInfo) -> tuple[int, int, zipfile.ZipInfo | None]:
+    def _zip_span(
+        self, info: zipfile.ZipInfo, nbytes: int
+    ) -> tuple[int, int, zipfile.ZipInfo | None]:
+        if info.file_size != nbytes:
+            raise self._bad_file(
+                f"member {info.filename} declares {info.file_size} bytes; the pickle's storage "
+                f"holds {nbytes}"
+            )
         if info.compress_type != zipfile.ZIP_STORED:
-            if info.file_size > MAX_INFLATED:
+            if nbytes > MAX_INFLATED:
                 raise self._bad_file(
-                    f"compressed member {info.filename} declares {info.file_size} bytes"
+                    f"compressed member {info.filename} declares {nbytes} bytes (ckptlab "
+                    f"inflates at most {MAX_INFLATED})"
                 )
-            return 0, info.file_size, info
+            return 0, nbytes, info
         header = bytearray(30)
         self.read_bytes(
             posixpath.basename(self.path), info.header_offset, memoryview(header), info.filename
@@ -279,22 +303,36 @@ class TorchFile(ForeignCheckpoint):
         last = tensor.offset + sum(
             (n - 1) * s for n, s in zip(tensor.shape, tensor.stride, strict=True)
         )
-        span = bytearray((last + 1 - tensor.offset) * dtype.itemsize)
+        first, end = tensor.offset * dtype.itemsize, (last + 1) * dtype.itemsize
         if member is not None:
-            assert self._zip is not None
-            data = self._member(self._zip, member, MAX_INFLATED)
-            span[:] = data[tensor.offset * dtype.itemsize : (last + 1) * dtype.itemsize]
+            span: bytes | bytearray | memoryview = memoryview(
+                self._inflate(tensor.storage.key, member)
+            )[first:end]
         else:
+            span = bytearray(end - first)
             self.read_bytes(
-                posixpath.basename(self.path),
-                start + tensor.offset * dtype.itemsize,
-                memoryview(span),
-                value.key,
+                posixpath.basename(self.path), start + first, memoryview(span), value.key
             )
         flat = np.frombuffer(span, dtype=dtype)
         strides = tuple(s * dtype.itemsize for s in tensor.stride)
         target[...] = np.lib.stride_tricks.as_strided(flat, shape=tensor.shape, strides=strides)
         return target
+
+    def _inflate(self, key: str, member: zipfile.ZipInfo) -> bytes:
+        """A deflated storage's bytes (exactly its size), inflated once while it stays cached."""
+        with self._inflated_lock:
+            data = self._inflated.get(key)
+            if data is not None:
+                self._inflated.move_to_end(key)
+                return data
+        assert self._zip is not None
+        data = self._member(self._zip, member, MAX_INFLATED)
+        if len(data) <= MAX_CACHED:
+            with self._inflated_lock:
+                self._inflated[key] = data
+                while sum(len(d) for d in self._inflated.values()) > MAX_CACHED:
+                    self._inflated.popitem(last=False)
+        return data
 
 
 def _flatten(obj: Any, prefix: str, found: _Found) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import struct
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 import ckptlab as ck
 from ckptlab.storage._foreign._bundle_writer import encode_entry, field, write_bundle, write_table
 from ckptlab.storage._foreign._table import mask
+from ckptlab.storage._foreign._torch import TorchFile
 
 
 class _Payload:
@@ -119,6 +121,85 @@ def test_a_compressed_storage_claiming_gigabytes_is_refused(tmp_path, fixtures_d
     _patch_sizes(target, "state_dict/data/1", 0xFFFFFFF0)
     with pytest.raises(ck.CorruptCheckpointError, match="data/1"):
         ck.list_variables(target)
+
+
+def _deflated_copy(source: Path, target: Path, zeros: dict[str, int] | None = None) -> Path:
+    """Copy a torch zip with every member deflated; members in ``zeros`` become that many zeros."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            if info.filename not in (zeros or {}):
+                out.writestr(info.filename, src.read(info))
+                continue
+            with out.open(info.filename, "w") as handle:
+                for _ in range(zeros[info.filename] // 2**20):
+                    handle.write(bytes(2**20))
+    return target
+
+
+def _peak_bytes(action) -> int:
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_deflated_storage_bigger_than_the_pickle_says_is_refused_on_open(tmp_path, fixtures_dir):
+    source = fixtures_dir / "torch" / "state_dict.pt"
+    target = _deflated_copy(source, tmp_path / "big.pt", {"state_dict/data/1": 64 * 2**20})
+    assert target.stat().st_size < 2**20  # 64 MiB of zeros deflate to ~64 KiB
+
+    def open_it():
+        with pytest.raises(ck.CorruptCheckpointError, match="storage holds 48") as caught:
+            ck.list_variables(target)
+        assert "data/1 declares 67108864 bytes" in str(caught.value)
+
+    assert _peak_bytes(open_it) < 2**20
+
+
+def test_a_deflated_storage_that_inflates_past_its_header_stops_there(tmp_path, fixtures_dir):
+    source = fixtures_dir / "torch" / "state_dict.pt"
+    target = _deflated_copy(source, tmp_path / "liar.pt", {"state_dict/data/1": 64 * 2**20})
+    _patch_sizes(target, "state_dict/data/1", 48)  # header and pickle agree; the stream lies
+    reader = ck.load_checkpoint(target)
+    np.testing.assert_array_equal(
+        reader.get_tensor("fc2.weight"), ck.load_checkpoint(source).get_tensor("fc2.weight")
+    )
+
+    def read_it():
+        with pytest.raises(ck.CorruptCheckpointError, match="data/1 is damaged"):
+            reader.get_tensor("fc1.weight")
+
+    assert _peak_bytes(read_it) < 2**20
+
+
+def test_a_stored_member_must_match_the_pickles_storage_size(tmp_path, fixtures_dir):
+    target = tmp_path / "short.pt"
+    target.write_bytes((fixtures_dir / "torch" / "state_dict.pt").read_bytes())
+    _patch_sizes(target, "state_dict/data/1", 44)
+    with pytest.raises(ck.CorruptCheckpointError, match="declares 44 bytes; the pickle's storage"):
+        ck.list_variables(target)
+
+
+def test_a_deflated_storage_is_inflated_once_for_all_its_views(tmp_path, fixtures_dir, monkeypatch):
+    source = fixtures_dir / "torch" / "extras.pt"
+    target = _deflated_copy(source, tmp_path / "extras.pt")
+    inflated: list[str] = []
+    member = TorchFile._member
+
+    def spy(self, archive, info, limit):
+        inflated.append(info.filename)
+        return member(self, archive, info, limit)
+
+    monkeypatch.setattr(TorchFile, "_member", spy)
+    expected, found = ck.load_checkpoint(source), ck.load_checkpoint(target)
+    keys = list(expected.get_variable_to_shape_map())
+    assert len(keys) > len({k for k in inflated if "/data/" in k})  # some storages are shared
+    inflated.clear()
+    for key in keys:
+        np.testing.assert_array_equal(found.get_tensor(key), expected.get_tensor(key))
+    assert sorted(inflated) == sorted(set(inflated))
 
 
 # -- TensorFlow bundles ----------------------------------------------------------------------
