@@ -12,20 +12,27 @@ the file.  ``Checkpoint.restore(path, key_map=...)``, ``Checkpoint.read`` and
   program that calls the attribute ``kernel``.
 * ``transpose``: regular expressions searched in the renamed name (name-based) or the renamed
   object path such as ``model/dense/kernel`` (object-based); matching 2-D values are transposed
-  on read (PyTorch ``Linear.weight`` is ``[out, in]``, a Keras/ckptlab kernel ``[in, out]``).
-  ckptlab never transposes silently: a shape mismatch without a rule is a conflict.
+  on read (PyTorch ``Linear.weight`` is ``[out, in]``, a Keras/ckptlab kernel ``[in, out]``),
+  0-D and 1-D values are left as they are (their transpose is themselves), and a value of rank
+  3 or more is refused: reversing all its axes is rarely what is meant (a PyTorch conv weight
+  ``[out, in, h, w]`` would become ``[w, h, in, out]``, not Keras' ``[h, w, in, out]``).  For
+  those, ``transpose`` maps each pattern to its axes (``{"conv.*kernel$": (2, 3, 1, 0)}``, as
+  :func:`numpy.transpose` takes them); the value's rank must equal their number.  The first
+  matching pattern applies.  ckptlab never transposes silently: a shape mismatch without a rule
+  is a conflict.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ckptlab.core import GraphNode, NearMiss, ObjectGraph, StoredValue
+from ckptlab.errors import RestoreConflictError
 from ckptlab.storage import StoredCheckpoint
 
 __all__ = ["KeyMap"]
@@ -40,7 +47,9 @@ class KeyMap:
         ``{pattern: replacement}`` or ``(pattern, replacement)`` pairs for :func:`re.sub`,
         applied in order.
     transpose
-        Patterns (:func:`re.search`) selecting the values to transpose, by renamed name or path.
+        Patterns (:func:`re.search`) selecting the values to transpose, by renamed name or path:
+        2-D values are transposed, 0-D and 1-D ones kept, higher ranks refused.  Or a mapping
+        ``{pattern: axes}`` giving the permutation (:func:`numpy.transpose`) for any rank.
 
     Examples
     --------
@@ -48,17 +57,27 @@ class KeyMap:
     >>> to_dense = ck.KeyMap({r"\.weight$": "/kernel", r"\.bias$": "/bias"}, transpose=["kernel$"])
     >>> to_dense.rename("fc1.weight"), to_dense.transposes("fc1/kernel")
     ('fc1/kernel', True)
+    >>> to_keras = ck.KeyMap(transpose={r"conv\d/kernel$": (2, 3, 1, 0)})  # OIHW -> HWIO
+    >>> to_keras.axes_for("conv1/kernel", (8, 3, 5, 5))
+    (2, 3, 1, 0)
     """
 
     def __init__(
         self,
         rules: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         *,
-        transpose: Iterable[str] = (),
+        transpose: Iterable[str] | Mapping[str, Sequence[int]] = (),
     ) -> None:
         pairs = rules.items() if isinstance(rules, Mapping) else rules
         self.rules = tuple((re.compile(p), r) for p, r in pairs)
-        self.transpose = tuple(re.compile(p) for p in transpose)
+        chosen = (
+            [(p, _permutation(p, a)) for p, a in transpose.items()]
+            if isinstance(transpose, Mapping)
+            else [(p, None) for p in transpose]
+        )
+        self.transpose = tuple(re.compile(p) for p, _ in chosen)
+        self.axes = tuple(a for _, a in chosen)
+        """Per ``transpose`` pattern: its axes, or ``None`` (2-D values transposed)."""
 
     @classmethod
     def from_near_misses(cls, misses: Iterable[NearMiss]) -> KeyMap:
@@ -76,8 +95,29 @@ class KeyMap:
         return name
 
     def transposes(self, name: str) -> bool:
-        """Whether the value at (renamed) ``name`` is transposed on read."""
+        """Whether a ``transpose`` pattern selects the value at (renamed) ``name``."""
         return any(p.search(name) for p in self.transpose)
+
+    def axes_for(
+        self, name: str, shape: tuple[int, ...], where: str = ""
+    ) -> tuple[int, ...] | None:
+        """The axes the value at (renamed) ``name`` is permuted by on read (``None``: as is).
+
+        Raises
+        ------
+        RestoreConflictError
+            A pattern selects a value of rank 3 or more without giving its axes, or gives axes
+            for another rank.
+        """
+        for pattern, axes in zip(self.transpose, self.axes, strict=True):
+            if not pattern.search(name):
+                continue
+            if axes is None and len(shape) <= 2:
+                return (1, 0) if len(shape) == 2 else None
+            if axes is not None and len(axes) == len(shape):
+                return axes
+            raise RestoreConflictError(_rank_message(pattern.pattern, axes, name, shape, where))
+        return None
 
     def apply(self, source: StoredCheckpoint) -> StoredCheckpoint:
         """A read-only view of ``source`` as this key map rewrites it."""
@@ -85,7 +125,39 @@ class KeyMap:
 
     def __repr__(self) -> str:
         rules = ", ".join(f"{p.pattern!r}: {r!r}" for p, r in self.rules)
+        if any(a is not None for a in self.axes):
+            chosen = {p.pattern: a for p, a in zip(self.transpose, self.axes, strict=True)}
+            return f"ck.KeyMap({{{rules}}}, transpose={chosen})"
         return f"ck.KeyMap({{{rules}}}, transpose={[p.pattern for p in self.transpose]})"
+
+
+def _permutation(pattern: str, axes: Sequence[int]) -> tuple[int, ...]:
+    chosen = tuple(int(a) for a in axes)
+    if sorted(chosen) != list(range(len(chosen))):
+        raise ValueError(
+            f"KeyMap transpose {{{pattern!r}: {axes!r}}}: axes must be a permutation of 0..n-1 "
+            "(as numpy.transpose takes them), e.g. (2, 3, 1, 0) for [out, in, h, w] -> "
+            "[h, w, in, out]."
+        )
+    return chosen
+
+
+def _rank_message(
+    pattern: str, axes: tuple[int, ...] | None, name: str, shape: tuple[int, ...], where: str
+) -> str:
+    found = f"KeyMap transpose pattern {pattern!r} selects {name!r}{where}, of shape {list(shape)}"
+    if axes is not None:
+        return (
+            f"{found}; its axes {axes} are for {len(axes)}-D values. Give axes for "
+            f"{len(shape)}-D values in another pattern, or make this one select fewer values."
+        )
+    return (
+        f"{found}: a transpose pattern transposes 2-D values only, and reversing every axis of "
+        f"a {len(shape)}-D value is rarely right (PyTorch's conv [out, in, h, w] would become "
+        f"[w, h, in, out], not Keras' [h, w, in, out]). Give the axes, e.g. "
+        f"ck.KeyMap(..., transpose={{{pattern!r}: (2, 3, 1, 0)}}), or make the pattern select "
+        "2-D values only."
+    )
 
 
 class MappedCheckpoint(StoredCheckpoint):
@@ -95,7 +167,8 @@ class MappedCheckpoint(StoredCheckpoint):
         self.source = source
         self.origin: dict[str, str] = {}
         """Mapped key -> the key in ``source``."""
-        self.flipped: set[str] = set()
+        self.permuted: dict[str, tuple[int, ...]] = {}
+        """Mapped key -> the axes its value is permuted by on read."""
         document = source.document
         if document.kind == "name":
             values = self._rename_values(document.values, key_map)
@@ -120,32 +193,36 @@ class MappedCheckpoint(StoredCheckpoint):
                     "the rules more specific."
                 )
             self.origin[new] = key
-            renamed[new] = self._flip(dataclasses.replace(value, key=new), key_map.transposes(new))
+            axes = key_map.axes_for(new, value.shape, f" in {self.source.display_path}")
+            renamed[new] = self._permute(dataclasses.replace(value, key=new), axes)
         return renamed
 
     def _transpose_values(
         self, values: Mapping[str, StoredValue], graph: ObjectGraph, key_map: KeyMap
     ) -> dict[str, StoredValue]:
-        flip = {
-            node.value_key
-            for node, path in zip(graph.nodes, graph.paths(), strict=True)
-            if path is not None and node.value_key and key_map.transposes(path.prefix)
-        }
+        where = f" in {self.source.display_path}"
+        axes: dict[str, tuple[int, ...] | None] = {}
+        for node, path in zip(graph.nodes, graph.paths(), strict=True):
+            key = node.value_key
+            if path is None or key is None or key not in values:
+                continue
+            if key_map.transposes(path.prefix):
+                axes[key] = key_map.axes_for(path.prefix, values[key].shape, where)
         self.origin = {key: key for key in values}
-        return {key: self._flip(value, key in flip) for key, value in values.items()}
+        return {key: self._permute(value, axes.get(key)) for key, value in values.items()}
 
-    def _flip(self, value: StoredValue, transpose: bool) -> StoredValue:
-        if not transpose or len(value.shape) < 2:
+    def _permute(self, value: StoredValue, axes: tuple[int, ...] | None) -> StoredValue:
+        if axes is None:
             return value
-        self.flipped.add(value.key)
-        return dataclasses.replace(value, shape=value.shape[::-1])
+        self.permuted[value.key] = axes
+        return dataclasses.replace(value, shape=tuple(value.shape[a] for a in axes))
 
     def read(self, key: str, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read one value from the underlying checkpoint, transposed if a rule says so."""
         value = self.stored(key)
         array = self.source.read(self.origin[key])
-        if key in self.flipped:
-            array = np.ascontiguousarray(array.T)
+        if key in self.permuted:
+            array = np.ascontiguousarray(array.transpose(self.permuted[key]))
         if out is None:
             return array
         if out.shape != value.shape or out.dtype != array.dtype:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -181,3 +183,77 @@ def test_tf2_module_restores_into_lists_and_dicts(fixtures_dir):
     np.testing.assert_array_equal(net.layers[1].numpy(), [10.0, 11.0, 12.0, 13.0])
     assert float(net.heads["weird.key/x"].numpy()) == 7.5
     assert int(checkpoint.save_counter.numpy()) == 1
+
+
+def _safetensors(path, arrays: dict[str, np.ndarray]) -> str:
+    header, data = {}, b""
+    for name, array in arrays.items():
+        raw = np.ascontiguousarray(array, "<f4").tobytes()
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(array.shape),
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return str(path)
+
+
+@pytest.fixture
+def conv_file(tmp_path) -> tuple[str, np.ndarray]:
+    weight = np.arange(8 * 3 * 5 * 5, dtype=np.float32).reshape(8, 3, 5, 5)  # [out, in, h, w]
+    return _safetensors(tmp_path / "conv.safetensors", {"conv.weight": weight}), weight
+
+
+def test_a_transpose_pattern_refuses_values_of_rank_three_or_more(conv_file, tmp_path):
+    path, _ = conv_file
+    key_map = ck.KeyMap({r"\.weight$": "/kernel"}, transpose=["kernel$"])
+    target = ck.Variable(np.zeros((5, 5, 3, 8), np.float32), name="conv/kernel")
+    with pytest.raises(ck.RestoreConflictError) as caught:
+        ck.Checkpoint(m=target).restore(path, key_map=key_map)
+    message = str(caught.value)
+    assert (
+        "'conv/kernel'" in message and "[8, 3, 5, 5]" in message and "conv.safetensors" in message
+    )
+    assert "transpose={'kernel$': (2, 3, 1, 0)}" in message
+    assert not target.numpy().any()
+    with pytest.raises(ck.RestoreConflictError, match="2-D values only"):
+        ck.convert(path, tmp_path / "converted", key_map=key_map)
+
+
+def test_explicit_axes_turn_a_torch_conv_weight_into_a_keras_kernel(conv_file):
+    path, weight = conv_file
+    key_map = ck.KeyMap({r"\.weight$": "/kernel"}, transpose={"conv/kernel$": (2, 3, 1, 0)})
+    target = ck.Variable(np.zeros((5, 5, 3, 8), np.float32), name="conv/kernel")
+    ck.Checkpoint(m=target).restore(path, key_map=key_map).assert_consumed()
+    np.testing.assert_array_equal(target.numpy(), weight.transpose(2, 3, 1, 0))
+    assert "(2, 3, 1, 0)" in repr(key_map)
+
+
+def test_axes_must_fit_the_rank_and_be_a_permutation(conv_file):
+    path, _ = conv_file
+    key_map = ck.KeyMap({r"\.weight$": "/kernel"}, transpose={"kernel$": (1, 0)})
+    with pytest.raises(ck.RestoreConflictError, match="axes \\(1, 0\\) are for 2-D values"):
+        ck.Checkpoint(m=ck.Module()).restore(path, key_map=key_map)
+    with pytest.raises(ValueError, match="permutation"):
+        ck.KeyMap(transpose={"kernel$": (0, 0, 1)})
+
+
+def test_vectors_selected_by_a_transpose_pattern_are_kept_as_they_are():
+    key_map = ck.KeyMap(transpose=["weight$"])
+    assert key_map.axes_for("bn.weight", (3,)) is None
+    assert key_map.axes_for("fc.weight", (3, 4)) == (1, 0)
+    assert key_map.axes_for("fc.bias", (3,)) is None
+
+
+def test_object_based_values_are_transposed_by_path(fixtures_dir):
+    path = str(fixtures_dir / "tf2_module" / "ckpt-1")
+    reader = ck.load_checkpoint(path)
+    encoder = ck.Module()
+    encoder.w = ck.Variable(np.zeros((3, 2), np.float32))
+    net = ck.Module()
+    net.encoder = encoder
+    ck.Checkpoint(net=net).read(path, key_map=ck.KeyMap(transpose=["encoder/w$"])).expect_partial()
+    expected = reader.get_tensor("net/encoder/w/.ATTRIBUTES/VARIABLE_VALUE").T
+    np.testing.assert_array_equal(encoder.w.numpy(), expected)
