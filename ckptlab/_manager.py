@@ -5,7 +5,9 @@ TensorFlow's semantics (SEMANTICS 82-90) with four differences, all in the calle
 * ``restore_or_initialize()`` keeps the restore status as ``restore_status``.
 * Retention deletes a checkpoint atomically: it stops being a valid checkpoint (renamed away)
   before its bytes go, and the state file stops listing it before that.  TF writes the state
-  file twice around the deletes; ckptlab writes it once, after the sweep.
+  file twice around the deletes; ckptlab writes it once, after the sweep.  What a crash leaves
+  (trash, interrupted writes, a noted but undeleted evicted checkpoint) is removed by the next
+  manager's first save.
 * Only one manager saves into a directory at a time (a lock taken at the first ``save``, held
   until :meth:`CheckpointManager.close`); a second one gets :class:`~ckptlab.LockedError`.
 * ``save(..., blocking=False)`` writes in the background (see :class:`~ckptlab.SaveHandle`);
@@ -35,7 +37,12 @@ from ckptlab.core._retention import (
     validate_policy,
 )
 from ckptlab.storage import WriteOptions, read_state, resolve, retract, write_state
-from ckptlab.storage._directory import DirectoryLock, remove_retracted
+from ckptlab.storage._directory import (
+    DirectoryLock,
+    clear_eviction,
+    note_eviction,
+    remove_leftovers,
+)
 
 __all__ = ["CheckpointManager"]
 
@@ -240,7 +247,21 @@ class CheckpointManager:
     def _take_lock(self) -> None:
         if not self._lock.held:
             self._lock.acquire()
-            remove_retracted(self._store, self._key)  # left by a delete that was interrupted
+            self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Finish what an interrupted save or delete left (we hold the lock: nobody else saves)."""
+        state = read_state(self._store, self._key)
+        listed = [*self._retention.paths, *((*state.all_paths, state.latest) if state else ())]
+        keys = {self._key_of(path) for path in listed}
+        names = {posixpath.basename(k) for k in keys if posixpath.dirname(k) == self._key}
+        removed = remove_leftovers(self._store, self._key, self._name, names)
+        if removed:
+            logger.info(
+                "Removed what interrupted saves or deletes left in %s: %s",
+                self._directory,
+                ", ".join(removed),
+            )
 
     def _key_of(self, name: str) -> str:
         if "://" in name or posixpath.isabs(name):
@@ -256,10 +277,14 @@ class CheckpointManager:
             timestamps=result.state.timestamps,
             last_preserved=result.state.last_preserved,
         )
+        doomed = [self._key_of(path) for path in result.delete]
+        for key in doomed:  # so that a crash after the state-file write cannot orphan it
+            note_eviction(self._store, key)
         write_state(self._store, self._key, state, durable=options.durable)
         self._retention, self._latest = result.state, name
-        for doomed in result.delete:
-            retract(self._store, self._key_of(doomed), durable=options.durable)
+        for key in doomed:
+            retract(self._store, key, durable=options.durable)
+            clear_eviction(self._store, key)
 
     # -- restoring --------------------------------------------------------------------------
 

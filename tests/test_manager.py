@@ -467,6 +467,76 @@ def test_kill_during_retention_delete(tmp_path, kill_at_marker):
     assert not [n for n in os.listdir(tmp_path) if ".old-" in n]
 
 
+KILLED_BEFORE_RENAMING_AWAY = """
+    import sys, time, numpy as np, ckptlab as ck
+    from ckptlab.storage import LocalStore
+    directory = sys.argv[1]
+    ck.Checkpoint(x=ck.Variable(1.0)).save(directory + "/mine")  # not the manager's
+    now = [1_000_000.0]
+    ckpt = ck.Checkpoint(v=ck.Variable(np.arange(1000.0)))
+    manager = ck.CheckpointManager(
+        ckpt, directory, 1, keep_checkpoint_every_n_hours=1, clock=lambda: now[0]
+    )
+    for hours in (2, 0.1):  # ckpt-1, then ckpt-2: ckpt-1 is evicted but preserved (kept)
+        now[0] += hours * 3600
+        manager.save()
+    original = LocalStore.rename
+    def crash_before_renaming_away(store, source, target, *, durable):
+        if ".old-" in target:
+            print("KILL ME", flush=True)
+            time.sleep(600)
+        original(store, source, target, durable=durable)
+    LocalStore.rename = crash_before_renaming_away
+    now[0] += 0.1 * 3600
+    manager.save()  # ckpt-3: the state file drops ckpt-2, then the kill
+"""
+
+
+@pytest.mark.parametrize("rewritten", [False, True])
+def test_kill_between_the_state_file_and_the_delete(tmp_path, kill_at_marker, rewritten):
+    """The evicted checkpoint is complete but unlisted; the next manager removes exactly it."""
+    kill_at_marker(KILLED_BEFORE_RENAMING_AWAY, tmp_path)
+    state = state_of(tmp_path)
+    assert state.all_paths == ("ckpt-3",)
+    store = ck.storage.LocalStore()
+    assert all(is_committed(store, os.path.join(tmp_path, n)) for n in ("ckpt-1", "ckpt-2"))
+    assert os.path.exists(tmp_path / ".ckpt-2.evicted")
+    if rewritten:  # someone wrote a checkpoint there since: it is not the one noted
+        ck.Checkpoint(v=ck.Variable(np.zeros(1000))).write(tmp_path / "ckpt-2", options=FAST)
+    fresh = ck.Checkpoint(v=ck.Variable(np.zeros(1000)))
+    manager = ck.CheckpointManager(fresh, tmp_path, 1, keep_checkpoint_every_n_hours=1)
+    assert manager.restore_or_initialize() == os.path.join(tmp_path, "ckpt-3")
+    manager.save(options=FAST)
+    kept = {"ckpt-1", "mine-1", "checkpoint", "ckpt-4"} | ({"ckpt-2"} if rewritten else set())
+    assert set(os.listdir(tmp_path)) - {"ckpt-3", ".ckptlab.lock"} == kept
+    for name in kept - {"checkpoint"}:  # the preserved and the unmanaged one are intact
+        assert is_committed(store, os.path.join(tmp_path, name)), name
+
+
+KILLED_WRITING_A_NUMBER = """
+    import sys, time, numpy as np, ckptlab as ck
+    from ckptlab.storage import LocalStore
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(np.arange(9.0))), sys.argv[1], 2)
+    manager.save()
+    original = LocalStore.write_many
+    def crash_while_writing(store, items, *, durable):
+        original(store, items[:1], durable=durable)
+        print("KILL ME", flush=True)
+        time.sleep(600)
+    LocalStore.write_many = crash_while_writing
+    manager.save(checkpoint_number=100)
+"""
+
+
+def test_an_interrupted_write_is_cleaned_up_by_the_next_manager(tmp_path, kill_at_marker):
+    """kill -9 while writing ckpt-100, a number nobody saves again: the next manager cleans."""
+    kill_at_marker(KILLED_WRITING_A_NUMBER, tmp_path)
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".ckpt-100.tmp-")]
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
+    manager.save(options=FAST)
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-1"]
+
+
 CRASH_LOOP = """
     import sys, numpy as np, ckptlab as ck
     step = ck.Variable(0, dtype="int64")

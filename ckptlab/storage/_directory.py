@@ -1,4 +1,4 @@
-"""A managed checkpoint directory: its exclusive lock and its trash (internal).
+"""A managed checkpoint directory: its exclusive lock and its leftovers (internal).
 
 Only one :class:`~ckptlab.CheckpointManager` may save into a directory at a time: it holds
 ``<directory>/.ckptlab.lock``.  Locally the lock is an ``flock`` on that file, so the kernel
@@ -17,12 +17,18 @@ import json
 import logging
 import os
 import posixpath
+import re
 import socket
 import uuid
+from collections.abc import Collection
 from typing import Any
 
+import crc32c
+
 from ckptlab.errors import LockedError
+from ckptlab.storage._commit import OWN_ENTRIES, retract
 from ckptlab.storage._kv import ByteStore, LocalStore
+from ckptlab.storage._layout import ROOT_DOCUMENT
 
 try:
     import fcntl
@@ -243,12 +249,98 @@ class DirectoryLock:
         return str(record["token"])
 
 
-def remove_retracted(store: ByteStore, directory: str) -> None:
-    """Delete what interrupted deletes left: hidden ``.<name>.old-<uuid>`` trees.
+EVICTION_SUFFIX = ".evicted"
+"""A manager's note ``.<name>.evicted`` that it is deleting checkpoint ``<name>``."""
 
-    They are never valid checkpoints (``retract`` renamed them away before deleting), so
-    removing them is always safe.
+
+def _eviction_note(path: str) -> str:
+    parent, name = posixpath.split(path)
+    return posixpath.join(parent, f".{name}{EVICTION_SUFFIX}")
+
+
+def _root_checksum(store: ByteStore, path: str) -> int | None:
+    try:
+        return int(crc32c.crc32c(store.read(posixpath.join(path, ROOT_DOCUMENT))))
+    except FileNotFoundError:
+        return None
+
+
+def note_eviction(store: ByteStore, path: str) -> None:
+    """Before the state file stops listing ``path``, note that its manager is deleting it.
+
+    The note holds the checksum of the checkpoint's root ``zarr.json``: if the process dies
+    after the state-file write and before the delete, :func:`remove_leftovers` removes exactly
+    that checkpoint (provably the one its manager superseded) and nothing written there since.
+    It needs no fsync: a lost note only means a checkpoint is kept.
     """
+    checksum = _root_checksum(store, path)
+    if checksum is not None:
+        note = json.dumps({"zarr.json crc32c": checksum}).encode()
+        store.write(_eviction_note(path), [note], durable=False)
+
+
+def clear_eviction(store: ByteStore, path: str) -> None:
+    """Remove the note of a finished delete."""
+    store.delete_tree(_eviction_note(path))
+
+
+def remove_leftovers(
+    store: ByteStore, directory: str, checkpoint_name: str, listed: Collection[str]
+) -> list[str]:
+    """Delete what interrupted saves and deletes of a manager left; return what went.
+
+    * hidden ``.<name>.old-<uuid>`` trees: checkpoints ``retract`` renamed away;
+    * hidden ``.<checkpoint_name>-<n>.tmp-<uuid>`` trees: interrupted writes;
+    * on object stores, ``<checkpoint_name>-<n>`` prefixes with no commit object and only
+      ckptlab's own entries: interrupted writes or deletes;
+    * a checkpoint its manager noted as evicted (:func:`note_eviction`) that no state file
+      lists, while its root ``zarr.json`` is byte for byte the one noted.
+
+    A complete checkpoint without such a note is never deleted, listed or not (a checkpoint
+    kept by ``keep_checkpoint_every_n_hours``, one saved by ``Checkpoint.save``, or one
+    committed just before a crash prevented the state file from naming it).  Callers hold
+    the directory lock.
+    """
+    name = re.escape(checkpoint_name)
+    temporary = re.compile(rf"\.{name}-[0-9]+\.tmp-[0-9a-f]{{32}}")
+    numbered = re.compile(rf"{name}-[0-9]+")
+    removed = []
     for entry in store.list_dir(directory):
-        if entry.startswith(".") and ".old-" in entry:
-            store.delete_tree(posixpath.join(directory, entry))
+        path = posixpath.join(directory, entry)
+        if entry.startswith(".") and entry.endswith(EVICTION_SUFFIX):
+            removed += _finish_eviction(store, path, entry[1 : -len(EVICTION_SUFFIX)], listed)
+            continue
+        retracted = entry.startswith(".") and ".old-" in entry
+        unfinished = (
+            not store.supports_rename
+            and numbered.fullmatch(entry) is not None
+            and _is_unfinished(store, path)
+        )
+        if retracted or temporary.fullmatch(entry) or unfinished:
+            store.delete_tree(path)
+            removed.append(entry)
+    return removed
+
+
+def _is_unfinished(store: ByteStore, path: str) -> bool:
+    """An object-store prefix holding only ckptlab's arrays and no commit object."""
+    entries = set(store.list_dir(path))
+    return bool(entries) and ROOT_DOCUMENT not in entries and entries <= OWN_ENTRIES
+
+
+def _finish_eviction(store: ByteStore, note: str, name: str, listed: Collection[str]) -> list[str]:
+    path = posixpath.join(posixpath.dirname(note), name)
+    removed = []
+    if name not in listed:
+        try:
+            noted = json.loads(store.read(note))["zarr.json crc32c"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            noted = None  # unreadable (e.g. lost in a power cut): keep the checkpoint
+        if noted is not None and noted == _root_checksum(store, path):
+            retract(store, path, durable=True)
+            removed.append(name)
+        elif not store.supports_rename and _is_unfinished(store, path):
+            store.delete_tree(path)
+            removed.append(name)
+    store.delete_tree(note)
+    return removed

@@ -16,7 +16,7 @@ import pytest
 
 import ckptlab as ck
 from ckptlab.storage import LocalStore, _directory, resolve
-from ckptlab.storage._directory import LOCK_FILENAME, DirectoryLock, remove_retracted
+from ckptlab.storage._directory import LOCK_FILENAME, DirectoryLock, remove_leftovers
 
 FAST = ck.WriteOptions(durable=False, progress=False)
 
@@ -165,37 +165,83 @@ def test_plain_save_on_an_object_store_respects_a_live_remote_lock(tmp_path):
     assert ckpt.save(f"{directory}/ckpt", options=FAST) == f"{directory}/ckpt-1"
 
 
-def test_remove_retracted_deletes_only_renamed_away_trees(tmp_path):
-    for name in (".ckpt-1.old-abc", ".ckpt-2.tmp-def", "ckpt-3", "checkpoint"):
+def test_remove_leftovers_deletes_only_what_interrupted_saves_and_deletes_left(tmp_path):
+    tmp = "0123456789abcdef" * 2
+    for name in (
+        ".ckpt-1.old-abc",  # retracted: renamed away, then the delete was interrupted
+        f".ckpt-2.tmp-{tmp}",  # an interrupted write
+        f".other-2.tmp-{tmp}",  # another prefix's: not this manager's
+        ".ckpt-notes",
+        "ckpt-3",
+        "checkpoint",
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "zarr.json").write_text("{}")
-    remove_retracted(LocalStore(), str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == [".ckpt-2.tmp-def", "checkpoint", "ckpt-3"]
+    removed = remove_leftovers(LocalStore(), str(tmp_path), "ckpt", listed={"ckpt-3"})
+    assert sorted(removed) == [".ckpt-1.old-abc", f".ckpt-2.tmp-{tmp}"]
+    assert sorted(os.listdir(tmp_path)) == [
+        ".ckpt-notes",
+        f".other-2.tmp-{tmp}",
+        "checkpoint",
+        "ckpt-3",
+    ]
+
+
+def test_an_eviction_note_removes_exactly_the_checkpoint_it_noted(tmp_path):
+    """Complete but unlisted: deleted only with a note whose checksum matches its zarr.json."""
+    store = LocalStore()
+    paths = {
+        n: ck.Checkpoint(v=ck.Variable(float(i))).write(tmp_path / n, options=FAST)
+        for i, n in enumerate(["ckpt-1", "ckpt-2", "ckpt-3", "ckpt-4", "ckpt-5"])
+    }
+    for name in ("ckpt-1", "ckpt-2", "ckpt-3", "ckpt-4"):
+        _directory.note_eviction(store, paths[name])
+    ck.Checkpoint(v=ck.Variable(9.0)).write(tmp_path / "ckpt-2", options=FAST)  # written anew
+    (tmp_path / ".ckpt-4.evicted").write_text("")  # a note whose bytes were lost
+    removed = remove_leftovers(store, str(tmp_path), "ckpt", listed={"ckpt-3"})
+    assert removed == ["ckpt-1"]
+    # ckpt-2 was written again since, ckpt-3 is listed, ckpt-4's note is unreadable, ckpt-5
+    # has no note: all kept; every note is gone
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-2", "ckpt-3", "ckpt-4", "ckpt-5"]
+
+
+def test_remove_leftovers_on_an_object_store(tmp_path):
+    store, directory = resolve(f"memory://{tmp_path.name}/runs")
+    for name in ("ckpt-1", "ckpt-7", "ckpt-8", "notes-1"):
+        store.write(f"{directory}/{name}/values/0/c/0", [b"bytes"], durable=False)
+    store.write(f"{directory}/ckpt-8/notes.txt", [b"not ckptlab's"], durable=False)
+    path = ck.Checkpoint(v=ck.Variable(1.0)).write(f"memory://{tmp_path.name}/runs/ckpt-9")
+    removed = remove_leftovers(store, directory, "ckpt", listed=set())
+    assert sorted(removed) == ["ckpt-1", "ckpt-7"]  # no commit object, only ckptlab's arrays
+    assert store.list_dir(directory) == ["ckpt-8", "ckpt-9", "notes-1"]
+    assert ck.list_variables(path)
 
 
 def test_docstring_examples_run():
     assert doctest.testmod(_directory).failed == 0
 
 
+S3_MANAGER_SAVED_ONCE = textwrap.dedent("""
+    import sys, ckptlab as ck
+    directory, endpoint, bucket = sys.argv[1:]
+    ck.storage.set_storage_options(
+        f"s3://{bucket}", endpoint_url=endpoint, key="testing", secret="testing"
+    )
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), directory, 1)
+    manager.save()
+""")
+"""A child's first lines: a manager on S3 that saved ckpt-1 (argv: URL, endpoint, bucket)."""
+
+
 def test_manager_on_s3_locks_and_releases_at_interpreter_exit(s3_server, s3_prefix):
     """S3 (moto): a lock object would outlive its process; it is deleted at exit without close()."""
-    script = """
-        import sys, ckptlab as ck
-        directory, endpoint, bucket = sys.argv[1:]
-        ck.storage.set_storage_options(
-            f"s3://{bucket}", endpoint_url=endpoint, key="testing", secret="testing"
-        )
-        manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), directory, 1)
-        manager.save()
-        manager.save()
-        print(manager.checkpoints, flush=True)
-    """
+    script = S3_MANAGER_SAVED_ONCE + "manager.save()\nprint(manager.checkpoints, flush=True)\n"
     directory = f"{s3_prefix}/runs"
     done = subprocess.run(
         [
             sys.executable,
             "-c",
-            textwrap.dedent(script),
+            script,
             directory,
             s3_server.endpoint,
             s3_server.bucket,
@@ -212,3 +258,32 @@ def test_manager_on_s3_locks_and_releases_at_interpreter_exit(s3_server, s3_pref
     manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(0.0)), directory, 1)
     assert manager.restore_or_initialize() == f"{directory}/ckpt-2"
     assert float(manager.checkpoint.v.numpy()) == 1.0
+
+
+KILLED_MID_DELETE_ON_S3 = S3_MANAGER_SAVED_ONCE + textwrap.dedent("""
+    import time
+    from ckptlab.storage import FsspecStore
+    original = FsspecStore.delete_tree
+    def crash_after_the_commit_object(store, key):
+        original(store, key)
+        if key.endswith("ckpt-1/zarr.json"):
+            print("KILL ME", flush=True)
+            time.sleep(600)
+    FsspecStore.delete_tree = crash_after_the_commit_object
+    manager.save()  # evicts ckpt-1: its commit object goes first, then the kill
+""")
+
+
+def test_kill_mid_delete_on_s3_leaves_a_prefix_the_next_manager_removes(
+    s3_server, s3_prefix, kill_at_marker
+):
+    """Object stores: a delete killed after the commit object went leaves an uncommitted prefix."""
+    directory = f"{s3_prefix}/runs"
+    kill_at_marker(KILLED_MID_DELETE_ON_S3, directory, s3_server.endpoint, s3_server.bucket)
+    store, key = resolve(directory)
+    assert not store.exists(f"{key}/ckpt-1/zarr.json")
+    assert store.list_dir(f"{key}/ckpt-1")  # its arrays are still there
+    with ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(0.0)), directory, 1) as manager:
+        assert manager.restore_or_initialize() == f"{directory}/ckpt-2"
+        manager.save(options=FAST)  # takes over the dead process's lock, then cleans up
+        assert store.list_dir(key) == [LOCK_FILENAME, "checkpoint", "ckpt-3"]
