@@ -94,7 +94,13 @@ class RestoreCoordinator:
         self.written: set[int] = set()
         self.queued: dict[int, Write] = {}
         self.pending_slots: dict[int, list[Any]] = {}
-        self.inconsistent: set[int] = set()
+        self.taken: dict[int, int] = {}
+        """``id(object)`` -> the node whose value it took (written or queued)."""
+        self.deferred: set[int] = set()
+        self.blocked: dict[int, str] = {}
+        self.inconsistent: dict[int, list[Any]] = {}
+        """Bound node -> the other program objects a second reference to it resolved to."""
+        self.merged: dict[int, int] = {}
         self.unused_attributes: dict[int, str] = {}
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
@@ -118,6 +124,7 @@ class RestoreCoordinator:
             self.bound,
             self.pending_slots,
             skip_slots=self.skip_slots,
+            taken=self.taken,
         )
         writes: list[Write] = [*plan.assignments, *plan.slot_restores]
         if self.lazy:
@@ -212,8 +219,14 @@ class RestoreCoordinator:
 
     def _record(self, plan: RestorePlan[Any]) -> None:
         self.bound.update(plan.bindings)
+        self.taken.update((id(a.target), a.node) for a in plan.assignments)
         for deferral in plan.deferrals:
             _execute.arm_deferral(deferral.parent, deferral.name, (self, deferral.node))
+            self.deferred.add(deferral.node)
+        for blocked in plan.blocked:
+            self.blocked[blocked.node] = type(blocked.parent).__name__
+        for merge in plan.merges:
+            self.merged[merge.node] = merge.first
         for waiting in plan.pending_slots:
             self.pending_slots.setdefault(waiting.variable_node, []).append(waiting)
         done = {a.node for a in plan.assignments} | {s.node for s in plan.slot_restores}
@@ -221,7 +234,7 @@ class RestoreCoordinator:
             self.pending_slots[variable_node] = [p for p in entries if p.node not in done]
         if plan.inconsistencies:
             for item in plan.inconsistencies:
-                self.inconsistent.add(item.node)
+                self.inconsistent.setdefault(item.node, []).append(item.other)
                 logger.warning(
                     "Inconsistent references when loading the checkpoint into this object graph. "
                     "Either the Trackable object references in the Python program have changed in "
@@ -270,7 +283,10 @@ class RestoreCoordinator:
             queued=frozenset(self.queued),
             conflicts=conflicts,
             pending_slots=frozenset(pending_slot_nodes),
-            inconsistent=frozenset(self.inconsistent),
+            deferred=frozenset(self.deferred),
+            blocked=dict(self.blocked),
+            inconsistent={n: frozenset(map(id, objs)) for n, objs in self.inconsistent.items()},
+            merged=dict(self.merged),
             unused_attributes=dict(self.unused_attributes),
             bound_program_ids=frozenset(id(o) for o in self.bound.values())
             | frozenset(id(w.target) for w in self.queued.values() if isinstance(w, Assignment)),

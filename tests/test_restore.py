@@ -1,5 +1,7 @@
 """Matching, deferred restoration, sharing, atomic and partial restore (SEMANTICS F, I, L, N)."""
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -158,27 +160,120 @@ def test_shared_object_restored_into_same_sharing(ckpt_dir):
     assert shared.numpy() == 5.0
 
 
-def test_shared_object_restored_into_two_objects(ckpt_dir, ck_log):
-    """I59-60: the first path gets the value; the second stays unbound (deferred: a warning)."""
+def states(report, *wanted):
+    """``{path: (state, program side?)}`` of the entries in ``wanted`` states."""
+    return {e.path: (e.state, e.node is None) for e in report.by_state(*wanted)}
+
+
+def shared_checkpoint(ckpt_dir):
     v = ck.Variable(5.0)
-    path = ck.Checkpoint(a=module(v=v), b=module(v=v)).write(ckpt_dir / "c")
+    return ck.Checkpoint(a=module(v=v), b=module(v=v)).write(ckpt_dir / "c")
+
+
+def test_shared_object_restored_into_two_objects(ckpt_dir, ck_log):
+    """I59: the first path gets the value, the second stays unbound; report(): the saved value
+    and the second program object are both inconsistent (DESIGN 4)."""
+    path = shared_checkpoint(ckpt_dir)
     first, second = ck.Variable(0.0), ck.Variable(0.0)
     status = ck.Checkpoint(a=module(v=first), b=module(v=second)).read(path)
     assert (first.numpy(), second.numpy()) == (5.0, 0.0)
-    with pytest.raises(AssertionError, match=r"Found 1 Python objects.*\n  \(root\).b.v"):
+    with pytest.raises(
+        AssertionError, match=r"Found 1 Python objects.*\n  \(root\).b.v.*inconsistent"
+    ):
         status.assert_existing_objects_matched()
+    with pytest.raises(
+        AssertionError, match=r"Inconsistent references when loading.*\n  \(root\).a.v"
+    ):
+        status.assert_consumed()
     assert "Inconsistent references" in ck_log.text
-    assert status.report().inconsistent == ()  # the checkpoint node itself was restored
+    report = status.report()
+    assert states(report, "inconsistent") == {
+        "a/v": ("inconsistent", False),
+        "b/v": ("inconsistent", True),
+    }
+    [saved] = [e for e in report.inconsistent if e.node is not None]
+    assert saved.reason.startswith("restored into") and "(root).b.v" in saved.reason
+    assert report.summary() == "2 inconsistent references"
+    status.expect_partial()
 
 
-def test_saved_distinct_restored_shared(ckpt_dir):
-    """I61: one object on both paths takes the value found first; all assertions pass."""
-    path = ck.Checkpoint(a=module(v=ck.Variable(1.0)), b=module(v=ck.Variable(2.0))).write(
+def test_shared_object_restored_into_two_objects_deferred(ckpt_dir, ck_log):
+    """I60: the same on the deferred path (a warning); sharing again in the program resolves it
+    (the report is live)."""
+    path = shared_checkpoint(ckpt_dir)
+    ckpt = ck.Checkpoint(a=ck.Module(), b=ck.Module())
+    status = ckpt.read(path)
+    ckpt.a.v = ck.Variable(0.0)
+    ckpt.b.v = ck.Variable(0.0)
+    assert (ckpt.a.v.numpy(), ckpt.b.v.numpy()) == (5.0, 0.0)
+    assert "Inconsistent references" in ck_log.text
+    assert states(status.report(), "inconsistent") == {
+        "a/v": ("inconsistent", False),
+        "b/v": ("inconsistent", True),
+    }
+    ckpt.b.v = ckpt.a.v
+    assert status.report().inconsistent == ()
+    status.assert_consumed()
+
+
+def test_shared_container_restored_into_two_containers(ckpt_dir):
+    """I59: the shared saved object is a module: everything below the second program object is
+    inconsistent; the values below the first are restored."""
+    inner = module(v=ck.Variable(5.0))
+    path = ck.Checkpoint(a=inner, b=inner).write(ckpt_dir / "c")
+    status = ck.Checkpoint(a=module(v=ck.Variable(0.0)), b=module(v=ck.Variable(0.0))).read(path)
+    report = status.report()
+    assert states(report, "restored", "inconsistent") == {
+        "a/v": ("restored", False),
+        "b/v": ("inconsistent", True),
+    }
+    assert "saves this below (root).a," in report.inconsistent[0].reason
+    with pytest.raises(AssertionError, match=r"Found 1 Python objects.*\n  \(root\).b.v  "):
+        status.assert_existing_objects_matched()
+
+
+def saved_distinct(ckpt_dir):
+    return ck.Checkpoint(a=module(v=ck.Variable(1.0)), b=module(v=ck.Variable(2.0))).write(
         ckpt_dir / "c"
     )
+
+
+def test_saved_distinct_restored_shared(ckpt_dir, ck_log):
+    """I61 (stricter, API: every checkpoint value used): the shared object takes the value found
+    first; the other saved value is inconsistent (not written), so assert_consumed fails and
+    the warning at collection names it."""
+    path = saved_distinct(ckpt_dir)
     shared = ck.Variable(0.0)
-    ck.Checkpoint(a=module(v=shared), b=module(v=shared)).read(path).assert_consumed()
+    status = ck.Checkpoint(a=module(v=shared), b=module(v=shared)).read(path)
     assert shared.numpy() == 1.0
+    status.assert_existing_objects_matched().assert_nontrivial_match()
+    report = status.report()
+    assert states(report, "restored", "inconsistent") == {
+        "a/v": ("restored", False),
+        "b/v": ("inconsistent", False),
+    }
+    assert report.inconsistent[0].reason.startswith("not written") and "(root).a.v" in (
+        report.inconsistent[0].reason
+    )
+    with pytest.raises(AssertionError, match=r"Inconsistent references.*\n  \(root\).b.v"):
+        status.assert_consumed()
+    del status, report
+    gc.collect()
+    assert "could not be found in the restored object: (root).b.v" in ck_log.text
+    assert "(root).a.v" not in ck_log.text
+
+
+def test_saved_distinct_restored_shared_deferred(ckpt_dir):
+    """I61 on the deferred path: the first value found wins too (it is not overwritten)."""
+    path = saved_distinct(ckpt_dir)
+    ckpt = ck.Checkpoint(a=ck.Module(), b=ck.Module())
+    status = ckpt.read(path)
+    shared = ck.Variable(0.0)
+    ckpt.a.v = shared
+    ckpt.b.v = shared
+    assert shared.numpy() == 1.0
+    assert states(status.report(), "inconsistent") == {"b/v": ("inconsistent", False)}
+    status.expect_partial()
 
 
 def test_cycles_save_and_deferred_restore(ckpt_dir):

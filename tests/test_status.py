@@ -3,6 +3,7 @@
 import gc
 import logging
 
+import numpy as np
 import pytest
 
 import ckptlab as ck
@@ -93,6 +94,39 @@ def test_saved_container_restored_into_variable_passes(ckpt_dir):
     target = ck.Variable(5.0)
     ck.Checkpoint(x=target).read(path).assert_consumed()
     assert target.numpy() == 5.0
+
+
+def test_child_below_a_variable_is_unused_not_pending(ckpt_dir):
+    """G47a: a saved child whose program parent is a Variable can never be restored: it is
+    checkpoint-only with the reason, not pending forever."""
+    holder = ck.Module()
+    holder.v = ck.Variable(1.0)
+    path = ck.Checkpoint(x=holder).write(ckpt_dir / "c")
+    status = ck.Checkpoint(x=ck.Variable(5.0)).read(path).expect_partial()
+    [entry] = status.report().entries
+    assert (entry.path, entry.state) == ("x/v", "checkpoint_only")
+    assert entry.reason.startswith("its parent in the program is a Variable, which cannot take")
+    with pytest.raises(AssertionError, match=r"Unresolved object in checkpoint \(root\).x.v"):
+        status.assert_consumed()
+
+
+def test_consumed_names_a_slot_still_waiting(ckpt_dir):
+    """G47b: a slot value waiting for its variable fails assert_consumed, named as a slot."""
+    holder, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+    holder.w = ck.Variable([1.0])
+    optimizer.apply_gradients([(np.array([1.0]), holder.w)])
+    path = ck.Checkpoint(model=holder, optimizer=optimizer).write(ckpt_dir / "c")
+    model = ck.Module()
+    status = ck.Checkpoint(model=model, optimizer=ck.optimizers.SGD(0.1, momentum=0.9)).read(path)
+    status.expect_partial()
+    with pytest.raises(AssertionError) as info:
+        status.assert_consumed()
+    message = str(info.value)
+    assert "Unresolved slot restorations" in message
+    assert "(root).optimizer's state 'momentum' for (root).model.w" in message
+    assert "restored when the optimizer's variable is bound" in message
+    model.w = ck.Variable([0.0])
+    status.assert_consumed()
 
 
 def test_nontrivial_match_cases(ckpt_dir):

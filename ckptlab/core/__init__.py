@@ -28,8 +28,10 @@ from ckptlab.core._keys import (
 from ckptlab.core._nearmiss import NearMiss, near_misses
 from ckptlab.core._plan import (
     Assignment,
+    Blocked,
     Deferral,
     Inconsistency,
+    Merge,
     PendingSlot,
     RestorePlan,
     SlotRestore,
@@ -59,6 +61,7 @@ __all__ = [
     "STATES",
     "Assignment",
     "Attribute",
+    "Blocked",
     "CheckpointDocument",
     "CheckpointState",
     "Deferral",
@@ -67,6 +70,7 @@ __all__ = [
     "Inconsistency",
     "MatchReport",
     "MatchState",
+    "Merge",
     "NearMiss",
     "NodePath",
     "ObjectGraph",

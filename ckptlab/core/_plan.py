@@ -101,6 +101,26 @@ class Inconsistency(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Merge:
+    """Node ``node`` holds a value, but its program object already took node ``first``'s.
+
+    The checkpoint saved two objects where the program has one (SEMANTICS 61): the first value
+    found wins, this one is not written.
+    """
+
+    node: int
+    first: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Blocked(Generic[T]):
+    """Node ``node`` (with values below) waits under ``parent``, which cannot take children."""
+
+    node: int
+    parent: T
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class RestorePlan(Generic[T]):
     """Everything one restore step should do, and every problem it found."""
 
@@ -110,6 +130,8 @@ class RestorePlan(Generic[T]):
     deferrals: tuple[Deferral[T], ...] = ()
     pending_slots: tuple[PendingSlot[T], ...] = ()
     inconsistencies: tuple[Inconsistency[T], ...] = ()
+    merges: tuple[Merge, ...] = ()
+    blocked: tuple[Blocked[T], ...] = ()
     unused_attributes: tuple[int, ...] = ()
     """Bound nodes holding a value whose object cannot take one."""
 
@@ -128,6 +150,7 @@ def plan_restore(
     pending_slots: Mapping[int, Sequence[PendingSlot[T]]],
     *,
     skip_slots: bool = False,
+    taken: Mapping[int, int] | None = None,
 ) -> RestorePlan[T]:
     """Match the checkpoint graph against live objects, starting from ``starts``.
 
@@ -145,13 +168,18 @@ def plan_restore(
         Slot restorations waiting for a variable, by the variable's node id.
     skip_slots
         Ignore optimizer slot variables entirely (SEMANTICS 71).
+    taken
+        ``id(object)`` -> node, for objects earlier steps of the same restore gave a value.
     """
     has_values = graph.has_values_below()
+    earlier: Mapping[int, int] = taken or {}
     new: dict[int, T] = {}
-    assigned: set[int] = set()
+    assigned: dict[int, int] = {}
     assignments: list[Assignment[T]] = []
     deferrals: list[Deferral[T]] = []
     inconsistencies: list[Inconsistency[T]] = []
+    merges: list[Merge] = []
+    blocked: list[Blocked[T]] = []
     unused: list[int] = []
     queue = deque(starts)
     while queue:
@@ -166,10 +194,13 @@ def plan_restore(
         key = node.value_key
         if key is not None:
             spec = view.value_spec(obj)
+            first = assigned.get(id(obj), earlier.get(id(obj)))
             if spec is None:
                 unused.append(node_id)
-            elif id(obj) not in assigned:  # an object shared by two saved values: first wins
-                assigned.add(id(obj))
+            elif first is not None:  # an object shared by two saved values: first wins
+                merges.append(Merge(node=node_id, first=first))
+            else:
+                assigned[id(obj)] = node_id
                 assignments.append(
                     Assignment(node=node_id, key=key, target=obj, expected=spec, stored=stored[key])
                 )
@@ -179,6 +210,8 @@ def plan_restore(
                 queue.append((child_id, child))
             elif has_values[child_id] and view.can_defer(obj):
                 deferrals.append(Deferral(parent=obj, name=name, node=child_id))
+            elif has_values[child_id]:
+                blocked.append(Blocked(node=child_id, parent=obj))
     slots, pending = (
         ([], []) if skip_slots else _plan_slots(graph, stored, view, new, bound, pending_slots)
     )
@@ -190,6 +223,8 @@ def plan_restore(
         deferrals=tuple(deferrals),
         pending_slots=tuple(pending),
         inconsistencies=tuple(inconsistencies),
+        merges=tuple(merges),
+        blocked=tuple(blocked),
         unused_attributes=tuple(unused),
     )
 

@@ -3,7 +3,9 @@
 States (DESIGN.md §4): ``restored``; ``bound`` (lazy: bound but not yet written); ``pending``
 (its parent exists, the object does not yet: it is restored when created); ``checkpoint_only``
 (unused); ``program_only`` (missing from the checkpoint); ``shape_conflict``; ``dtype_conflict``;
-``inconsistent`` (a shared object whose references resolved to different objects).
+``inconsistent`` (a shared saved object whose references resolved to different program objects,
+on both sides; or a saved value not written because its program object, shared, already took
+another saved value).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ MatchState = Literal[
     "inconsistent",
 ]
 UNUSED_ATTRIBUTE = "the program object here holds no value"
+PENDING_SLOT = "restored when the optimizer's variable is bound"
+DISCARDED = "not written:"
+"""Start of the reason of an ``inconsistent`` checkpoint value that went nowhere."""
 STATES: tuple[MatchState, ...] = (
     "restored",
     "bound",
@@ -183,6 +188,13 @@ class MatchReport:
         return "\n".join(lines)
 
 
+def value_unused(entry: ReportEntry) -> bool:
+    """Whether a checkpoint value went into nothing in the program (the warning lists these)."""
+    if entry.state in ("checkpoint_only", "pending"):
+        return True
+    return entry.state == "inconsistent" and entry.reason.startswith(DISCARDED)
+
+
 def _plural(count: int, label: str) -> str:
     if count == 1 or label.endswith("written") or label == "pending" or label == "matched":
         return f"{count} {label}"
@@ -209,7 +221,14 @@ class RestoreState:
     conflicts: Mapping[int, tuple[str, ValueSpec]]
     """Node -> (conflict kind, program spec) for values that could not be written."""
     pending_slots: frozenset[int]
-    inconsistent: frozenset[int]
+    deferred: frozenset[int]
+    """Nodes whose bound parent can take them later: restored when created or attached."""
+    blocked: Mapping[int, str]
+    """Nodes whose bound parent cannot take children -> that parent's type name."""
+    inconsistent: Mapping[int, frozenset[int]]
+    """Bound node -> ``id()`` of the other program objects a second reference resolved to."""
+    merged: Mapping[int, int]
+    """Node -> the node whose value its program object took instead (two saved, one live)."""
     unused_attributes: Mapping[int, str]
     """Bound nodes holding a value whose program object holds none -> that object's type name."""
     bound_program_ids: frozenset[int]
@@ -231,26 +250,44 @@ def build_report(
     """Classify every checkpoint value and every program value (see the module docstring).
 
     With ``skip_slots``, optimizer slot variables on both sides are left out (SEMANTICS 71).
+    A shared saved object whose references resolved to different program objects is
+    ``inconsistent`` on both sides while the other object is in the program and unbound.
     """
-    entries = _checkpoint_entries(graph, stored, state, skip_slots=skip_slots)
+    ids = list(program_ids)
     paths = program_graph.paths()
-    for node_id, (spec, obj_id) in enumerate(zip(program_specs, program_ids, strict=True)):
+    others = _live_others(state, ids, paths)
+    entries = _checkpoint_entries(graph, stored, state, others, skip_slots=skip_slots)
+    below = {p.path: node for node, found in others.items() for p in found}
+    checkpoint_paths = graph.paths()
+    for node_id, (spec, obj_id) in enumerate(zip(program_specs, ids, strict=True)):
         path = paths[node_id]
         if spec is None or path is None or obj_id in state.bound_program_ids:
             continue
         if skip_slots and path.slot is not None:
             continue
         node = program_graph.nodes[node_id]
+        shared = _under(path, below)
+        state_name: MatchState = "program_only"
+        reason = "not in the checkpoint"
+        if shared is not None:
+            where = checkpoint_paths[shared[0]]
+            shown = where.pretty if where else "a shared object"
+            state_name = "inconsistent"
+            reason = (
+                f"the checkpoint saves this {'as' if shared[1] else 'below'} {shown}, a shared "
+                "object restored into a different program object (inconsistent references: the "
+                "program has two objects where the checkpoint has one)"
+            )
         entries.append(
             ReportEntry(
                 path=path.prefix,
                 pretty=path.pretty,
                 key=node.value_key or "",
-                state="program_only",
+                state=state_name,
                 program=spec,
                 optimizer=path.slot is not None or node_id in program_graph.optimizer_nodes(),
                 type_name=node.type_name,
-                reason="not in the checkpoint",
+                reason=reason,
             )
         )
     return MatchReport(
@@ -258,22 +295,55 @@ def build_report(
     )
 
 
+def _live_others(
+    state: RestoreState, ids: list[int], paths: tuple[NodePath | None, ...]
+) -> dict[int, list[NodePath]]:
+    """Bound node -> program paths of the other objects still in the program and unbound."""
+    if not state.inconsistent:
+        return {}
+    index = {obj_id: node for node, obj_id in enumerate(ids)}
+    out: dict[int, list[NodePath]] = {}
+    for node, other_ids in state.inconsistent.items():
+        found = [
+            path
+            for obj_id in other_ids
+            if obj_id in index
+            and obj_id not in state.bound_program_ids
+            and (path := paths[index[obj_id]]) is not None
+        ]
+        if found:
+            out[node] = found
+    return out
+
+
+def _under(path: NodePath, below: Mapping[tuple[str, ...], int]) -> tuple[int, bool] | None:
+    """Checkpoint node of the closest inconsistent object at or above ``path`` (and exactly)."""
+    if not below or path.slot is not None:
+        return None
+    for end in range(len(path.path), -1, -1):
+        node = below.get(path.path[:end])
+        if node is not None:
+            return node, end == len(path.path)
+    return None
+
+
 def _checkpoint_entries(
-    graph: ObjectGraph, stored: Mapping[str, ValueSpec], state: RestoreState, *, skip_slots: bool
+    graph: ObjectGraph,
+    stored: Mapping[str, ValueSpec],
+    state: RestoreState,
+    others: Mapping[int, list[NodePath]],
+    *,
+    skip_slots: bool,
 ) -> list[ReportEntry]:
     paths = graph.paths()
     optimizer = graph.optimizer_nodes()
-    parents: dict[int, list[int]] = {}
-    for node_id, node in enumerate(graph.nodes):
-        for child in node.children.values():
-            parents.setdefault(child, []).append(node_id)
     entries = []
     for node_id, node in enumerate(graph.nodes):
         key = node.value_key
         path = paths[node_id]
         if key is None or (skip_slots and path is not None and path.slot is not None):
             continue
-        state_name, reason, program = _classify(node_id, parents, state)
+        state_name, reason, program = _classify(node_id, state, others, paths)
         path = path or NodePath(path=(f"<unreachable node {node_id}>",))
         entries.append(
             ReportEntry(
@@ -293,21 +363,47 @@ def _checkpoint_entries(
 
 
 def _classify(
-    node_id: int, parents: Mapping[int, list[int]], state: RestoreState
+    node_id: int,
+    state: RestoreState,
+    others: Mapping[int, list[NodePath]],
+    paths: tuple[NodePath | None, ...],
 ) -> tuple[MatchState, str, ValueSpec | None]:
     if node_id in state.conflicts:
         kind, program = state.conflicts[node_id]
         return ("shape_conflict" if kind == "shape" else "dtype_conflict"), "", program
     if node_id in state.unused_attributes:
         return "checkpoint_only", UNUSED_ATTRIBUTE, None
+    if node_id in state.merged:
+        first = paths[state.merged[node_id]]
+        return (
+            "inconsistent",
+            f"{DISCARDED} its program object already took the value of "
+            f"{first.pretty if first else 'another saved object'} (inconsistent references: "
+            "the checkpoint has two objects where the program shares one)",
+            None,
+        )
+    if node_id in others:
+        done = "bound to" if node_id in state.queued else "restored into"
+        shown = ", ".join(p.pretty for p in others[node_id])
+        return (
+            "inconsistent",
+            f"{done} one program object, but {shown} refers to this same saved object and is a "
+            "different program object, left unrestored (inconsistent references)",
+            None,
+        )
     if node_id in state.bound:
         if node_id in state.queued:
             return "bound", "run_restore_ops() writes it", None
         return "restored", "", None
-    if node_id in state.inconsistent:
-        return "inconsistent", "a shared object resolved to different program objects", None
     if node_id in state.pending_slots:
-        return "pending", "restored when the optimizer's variable is bound", None
-    if any(p in state.bound for p in parents.get(node_id, ())):
+        return "pending", PENDING_SLOT, None
+    if node_id in state.deferred:
         return "pending", "restored when the object is created or attached", None
+    if node_id in state.blocked:
+        return (
+            "checkpoint_only",
+            f"its parent in the program is a {state.blocked[node_id]}, which cannot take "
+            "dependencies: nothing can restore it",
+            None,
+        )
     return "checkpoint_only", "nothing in the program at this path", None

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ckptlab.core._report import UNUSED_ATTRIBUTE, MatchReport, ReportEntry
+from ckptlab.core._report import (
+    PENDING_SLOT,
+    UNUSED_ATTRIBUTE,
+    MatchReport,
+    ReportEntry,
+    value_unused,
+)
 
 EXPECT_PARTIAL_HINT = (
     "If this is expected (e.g. loading only a model from a training checkpoint), call "
@@ -28,13 +34,16 @@ def _lines(entries: Sequence[ReportEntry]) -> list[str]:
                 f"  {entry.state.replace('_', ' ')}: program {entry.program.describe()}, "
                 f"checkpoint {entry.stored.describe()}"
             )
+        if entry.state == "inconsistent":
+            shown += f"  [inconsistent: {entry.reason}]"
         out.append(f"  {entry.pretty}{shown}")
     return out
 
 
 def existing_objects_failure(report: MatchReport) -> str | None:
     """``assert_existing_objects_matched``: every live value-owning object is bound."""
-    unbound = [*report.missing, *report.conflicts]
+    split = [e for e in report.inconsistent if e.node is None]
+    unbound = [*report.missing, *report.conflicts, *split]
     if not unbound:
         return None
     count = len(unbound)
@@ -52,12 +61,11 @@ def consumed_failure(report: MatchReport) -> str | None:
     program_side = existing_objects_failure(report)
     if program_side:
         sections.append(program_side)
-    unresolved = [
-        e
-        for e in report.by_state("checkpoint_only", "pending", "inconsistent")
-        if e.reason != UNUSED_ATTRIBUTE
-    ]
+    waiting = report.by_state("checkpoint_only", "pending")
+    unresolved = [e for e in waiting if e.reason not in (UNUSED_ATTRIBUTE, PENDING_SLOT)]
+    slots = [e for e in waiting if e.reason == PENDING_SLOT]
     unused_attributes = [e for e in report.unused if e.reason == UNUSED_ATTRIBUTE]
+    inconsistent = [e for e in report.inconsistent if e.node is not None]
     if unresolved:
         first = unresolved[0]
         listed = [
@@ -66,6 +74,11 @@ def consumed_failure(report: MatchReport) -> str | None:
         sections.append(
             f"Unresolved object in checkpoint {first.pretty}: {len(unresolved)} checkpoint "
             f"values were not restored (checkpoint: {report.checkpoint}):\n" + "\n".join(listed)
+        )
+    if slots:
+        sections.append(
+            f"Unresolved slot restorations ({len(slots)} optimizer slot values, "
+            f"{PENDING_SLOT}):\n" + "\n".join(_lines(slots))
         )
     if unused_attributes:
         listed = [
@@ -76,9 +89,15 @@ def consumed_failure(report: MatchReport) -> str | None:
             "Unused attributes in these objects (the attributes exist in the checkpoint but were "
             "not restored):\n" + "\n".join(listed)
         )
+    if inconsistent:
+        sections.append(
+            "Inconsistent references when loading the checkpoint into this object graph "
+            f"({len(inconsistent)} checkpoint values; the sharing of objects in the program "
+            "differs from the checkpoint's):\n" + "\n".join(_lines(inconsistent))
+        )
     if not sections:
         return None
-    if unresolved or unused_attributes:
+    if unresolved or slots or unused_attributes or inconsistent:
         sections.append(EXPECT_PARTIAL_HINT)
     return "\n".join(sections)
 
@@ -106,7 +125,7 @@ def nontrivial_failure(report: MatchReport) -> str | None:
 
 def unused_warning(report: MatchReport) -> list[str]:
     """Lines of the warning logged when a status is collected without ``expect_partial()``."""
-    unused = report.by_state("checkpoint_only", "pending", "inconsistent")
+    unused = [e for e in report.entries if value_unused(e)]
     if not unused:
         return []
     lines = [

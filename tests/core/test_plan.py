@@ -144,6 +144,19 @@ def test_saved_distinct_restored_shared_first_wins():
     )
     assert [a.key for a in plan.assignments] == ["a/.ATTRIBUTES/VARIABLE_VALUE"]
     assert len(plan.bindings) == 3
+    assert [(m.node, m.first) for m in plan.merges] == [(2, 1)]
+    later = plan_restore(graph, stored, View(), [(2, shared)], {}, {}, taken={id(shared): 1})
+    assert later.assignments == () and [(m.node, m.first) for m in later.merges] == [(2, 1)]
+
+
+def test_children_below_an_object_without_children_are_blocked():
+    """A saved child under a program object that cannot take dependencies is blocked, not
+    deferred (nothing could ever restore it)."""
+    graph, stored = saved(Obj("root", children={"x": Obj("x", children={"v": var("v")})}))
+    holder = var("x")  # the View lets only objects without a value take children
+    plan = plan_restore(graph, stored, View(), [(0, Obj("r", children={"x": holder}))], {}, {})
+    assert plan.deferrals == ()
+    assert [(b.node, b.parent) for b in plan.blocked] == [(2, holder)]
 
 
 def test_value_into_container_is_unused_attribute():

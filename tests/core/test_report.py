@@ -2,7 +2,17 @@
 
 import json
 
-from ckptlab.core import MatchReport, ReportEntry, ValueSpec
+from ckptlab.core import (
+    Attribute,
+    GraphNode,
+    MatchReport,
+    ObjectGraph,
+    ReportEntry,
+    RestoreState,
+    ValueSpec,
+    build_report,
+)
+from ckptlab.core._report import value_unused
 
 SPEC = ValueSpec(shape=(2,), dtype="float32")
 
@@ -43,3 +53,75 @@ def test_to_dict_is_json_and_str_groups_problems():
     assert data["counts"]["dtype_conflict"] == 1 and data["entries"][1]["stored"]["shape"] == [2]
     text = str(report)
     assert "dtype_conflict (1):" in text and "(root).b" in text and "(root).a" not in text
+
+
+KEY = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def value_node(key):
+    return GraphNode(attributes=(Attribute(name="VARIABLE_VALUE", key=key),))
+
+
+def two_paths(b_target, *prefixes):
+    """Root with children a and b, each holding ``v`` (b's is node ``b_target``)."""
+    return ObjectGraph(
+        nodes=(
+            GraphNode(children={"a": 1, "b": 2}),
+            GraphNode(children={"v": 3}),
+            GraphNode(children={"v": b_target}),
+            *(value_node(prefix + KEY) for prefix in prefixes),
+        )
+    )
+
+
+def shared_report(program_ids, *, merged=None, inconsistent=None, bound=(0, 1, 2, 3)):
+    """Checkpoint: a/v and b/v are one saved object (node 3); program: two objects (3, 4)."""
+    graph = two_paths(3, "a/v")
+    program = two_paths(4, "a/v", "b/v")
+    state = RestoreState(
+        bound=frozenset(bound),
+        written=frozenset({3}),
+        queued=frozenset(),
+        conflicts={},
+        pending_slots=frozenset(),
+        deferred=frozenset(),
+        blocked={},
+        inconsistent=inconsistent or {},
+        merged=merged or {},
+        unused_attributes={},
+        bound_program_ids=frozenset({10, 11, 12, 13}),
+    )
+    return build_report(
+        checkpoint="c",
+        graph=graph,
+        stored={"a/v" + KEY: SPEC},
+        state=state,
+        program_graph=program,
+        program_specs=(None, None, None, SPEC, SPEC),
+        program_ids=program_ids,
+        lazy=False,
+    )
+
+
+def test_inconsistent_on_both_sides_while_the_other_object_is_in_the_program():
+    """DESIGN 4, SEMANTICS 59-60: one saved object, two program objects."""
+    report = shared_report((10, 11, 12, 13, 14), inconsistent={3: frozenset({14})})
+    assert [(e.path, e.state, e.node) for e in report.entries] == [
+        ("a/v", "inconsistent", 3),
+        ("b/v", "inconsistent", None),
+    ]
+    assert "(root).b.v refers to this same saved object" in report.entries[0].reason
+    assert "saves this as (root).a.v" in report.entries[1].reason
+    assert not value_unused(report.entries[0]) and not value_unused(report.entries[1])
+    gone = shared_report((10, 11, 12, 13, 99), inconsistent={3: frozenset({14})})
+    assert [(e.path, e.state) for e in gone.entries] == [
+        ("a/v", "restored"),
+        ("b/v", "program_only"),
+    ]
+
+
+def test_merged_value_is_inconsistent_and_unused():
+    """SEMANTICS 61: a saved value not written because its program object took another."""
+    report = shared_report((10, 11, 12, 13, 14), merged={3: 1})
+    [entry] = report.by_state("inconsistent")
+    assert entry.node == 3 and entry.reason.startswith("not written:") and value_unused(entry)
