@@ -1,18 +1,25 @@
 """Near-miss suggestions: program-only and checkpoint-only values that probably belong together.
 
-Three rules, strongest first (internal, pure):
+Four rules, strongest first (internal, pure):
 
 1. a renamed object: a subtree whose values are all missing from the checkpoint has the same
    structure, shapes and dtypes as a subtree whose values are all unused (``hidden`` vs
    ``hidden_renamed``);
-2. the same name up to underscores and case, under the same parent (``kernel`` vs ``_kernel``);
-3. the only unused value under the same parent with the same shape and dtype.
+2. names that differ only by framework conventions, by :func:`ckptlab.core.near_misses` itself
+   (one rule table for both): ``fc1.weight`` ~ ``fc1/kernel`` transposed, ``running_mean`` ~
+   ``moving_mean``, ``_kernel`` ~ ``kernel``, shapes and dtypes fitting.  Names are what restore
+   matches: variable names and stored names in a name-based restore, object paths otherwise;
+3. the same name up to underscores and case, under the same parent (``kernel`` vs ``_kernel``),
+   whatever the shapes;
+4. the only unused value under the same parent with the same shape and dtype.
 """
 
 from __future__ import annotations
 
 import difflib
 from typing import TYPE_CHECKING
+
+from ckptlab.core import ValueSpec, near_misses
 
 if TYPE_CHECKING:
     from ckptlab.inspect._graphview import GraphView, Suggestion, ViewNode
@@ -56,6 +63,9 @@ def suggest_matches(view: GraphView) -> tuple[Suggestion, ...]:
         )
         covered.update(view.subtree(program))
         covered.update(view.subtree(checkpoint))
+    for program, checkpoint, why in _convention_pairs(view, covered):
+        found.append(Suggestion(program=program, checkpoint=checkpoint, why=why))
+        covered.update((program, checkpoint))
     for program, checkpoint, why in _sibling_values(view, covered):
         found.append(Suggestion(program=program, checkpoint=checkpoint, why=why))
     return tuple(found[:MAX_SUGGESTIONS])
@@ -119,6 +129,31 @@ def _signature(view: GraphView, root: int) -> Signature:
 def _closeness(view: GraphView, program: int, checkpoint: int) -> tuple[bool, float]:
     a, b = view.nodes[program], view.nodes[checkpoint]
     return a.parent == b.parent, difflib.SequenceMatcher(None, a.name, b.name).ratio()
+
+
+def _convention_pairs(view: GraphView, covered: set[int]) -> list[tuple[int, int, str]]:
+    """Pairs :func:`ckptlab.core.near_misses` finds among the values not yet suggested."""
+    ids: dict[str, dict[str, int]] = {"program": {}, "checkpoint": {}}
+    specs: dict[str, dict[str, ValueSpec]] = {"program": {}, "checkpoint": {}}
+    for node in view.values():
+        side = _side(node)
+        value = node.value
+        if side is None or value is None or node.id in covered:
+            continue
+        spec = value.program if side == "program" else value.stored
+        name = value.restore_path or "/".join(view.path_of(node.id))
+        if spec is not None and name not in ids[side]:
+            ids[side][name], specs[side][name] = node.id, spec
+    out = []
+    for miss in near_misses(specs["checkpoint"], specs["program"]):
+        program, checkpoint = ids["program"][miss.wanted], ids["checkpoint"][miss.stored]
+        a, b = view.nodes[program], view.nodes[checkpoint]
+        if a.parent == b.parent and _normal(a.name) == _normal(b.name):
+            why = f"same name up to underscores and case: '{a.name}' vs '{b.name}'"
+        else:
+            why = f"naming convention: {miss.reason} (ck.KeyMap.from_near_misses maps it)"
+        out.append((program, checkpoint, why))
+    return out
 
 
 def _sibling_values(view: GraphView, covered: set[int]) -> list[tuple[int, int, str]]:

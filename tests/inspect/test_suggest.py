@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ckptlab.core import ValueSpec
+from pathlib import Path
+
+import numpy as np
+
+import ckptlab as ck
+from ckptlab._explore import StatusSource
+from ckptlab.core import ValueSpec, near_misses
 from ckptlab.inspect import ViewValue, build_view
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "foreign"
 
 
 def test_renamed_layer_and_underscore_names(mismatch):
@@ -60,3 +68,102 @@ def test_different_structure_is_not_a_rename():
         summary="",
     )
     assert not any("renamed" in s.why for s in view.suggestions)
+
+
+def _pairs(view):
+    return {
+        (
+            view.nodes[s.program].value.restore_path,
+            view.nodes[s.checkpoint].value.restore_path,
+        ): s.why
+        for s in view.suggestions
+    }
+
+
+def f32(*shape):
+    return ValueSpec(shape=shape, dtype="float32")
+
+
+def _value(path, restore_path, state, spec):
+    side = {"stored": spec} if state == "checkpoint_only" else {"program": spec}
+    return ViewValue(path=path, state=state, key=restore_path, restore_path=restore_path, **side)
+
+
+def _specs(view):
+    stored = {
+        v.value.restore_path: v.value.stored for v in view.values() if v.state == "checkpoint_only"
+    }
+    wanted = {
+        v.value.restore_path: v.value.program for v in view.values() if v.state == "program_only"
+    }
+    return stored, wanted
+
+
+def torch_into_keras_view():
+    """A name-based restore of a torch state_dict into Keras-style variables (no key map)."""
+    values = [
+        _value(("fc1", "weight"), "fc1.weight", "checkpoint_only", f32(3, 4)),
+        _value(("fc1", "bias"), "fc1.bias", "checkpoint_only", f32(3)),
+        _value(("bn", "running_mean"), "bn.running_mean", "checkpoint_only", f32(3)),
+        _value(("bn", "running_var"), "bn.running_var", "checkpoint_only", f32(3)),
+        _value(("fc2", "weight"), "fc2.weight", "checkpoint_only", f32(2, 3)),
+        _value(("model", "fc1", "kernel"), "fc1/kernel", "program_only", f32(4, 3)),
+        _value(("model", "fc1", "bias"), "fc1/bias", "program_only", f32(3)),
+        _value(("model", "bn", "moving_mean"), "bn/moving_mean", "program_only", f32(3)),
+        _value(("model", "bn", "moving_variance"), "bn/moving_variance", "program_only", f32(3)),
+        _value(("model", "fc2", "kernel"), "fc2/kernel", "program_only", f32(5, 3)),
+    ]
+    return build_view(values, title="t", source="s", kind="match", summary="")
+
+
+def test_cross_framework_near_misses_are_suggested():
+    pairs = _pairs(torch_into_keras_view())
+    assert "transposed" in pairs[("fc1/kernel", "fc1.weight")]
+    assert "ck.KeyMap.from_near_misses" in pairs[("fc1/kernel", "fc1.weight")]
+    assert "transposed" not in pairs[("fc1/bias", "fc1.bias")]
+    assert "'bn.running_mean' ~ 'bn/moving_mean'" in pairs[("bn/moving_mean", "bn.running_mean")]
+    assert ("bn/moving_variance", "bn.running_var") in pairs
+    assert not any(p == "fc2/kernel" for p, _ in pairs)  # [2, 3] fits neither [5, 3] nor its T
+
+
+def test_the_explorer_and_near_misses_share_one_rule_table():
+    view = torch_into_keras_view()
+    expected = {(m.wanted, m.stored) for m in near_misses(*_specs(view))}
+    assert set(_pairs(view)) == expected
+
+
+def test_underscore_names_in_an_object_graph_are_near_misses():
+    spec = ValueSpec(shape=(4, 3), dtype="float32")
+    view = build_view(
+        [
+            _value(("model", "dense", "_kernel"), "model/dense/_kernel", "checkpoint_only", spec),
+            _value(("model", "dense", "kernel"), "model/dense/kernel", "program_only", spec),
+        ],
+        title="t",
+        source="s",
+        kind="match",
+        summary="",
+    )
+    assert _pairs(view) == {
+        ("model/dense/kernel", "model/dense/_kernel"): (
+            "same name up to underscores and case: 'kernel' vs '_kernel'"
+        )
+    }
+
+
+def test_a_torch_restore_into_dense_layers_suggests_the_mapping():
+    model = ck.Module()
+    model.fc1 = ck.layers.Dense(3, name="fc1")
+    model.fc2 = ck.layers.Dense(2, name="fc2")
+    model.fc2(model.fc1(np.zeros((1, 4), np.float32)))
+    status = ck.Checkpoint(model=model).restore(str(FIXTURES / "torch" / "model.safetensors"))
+    view = StatusSource(status.expect_partial()).view()
+    pairs = _pairs(view)
+    assert "transposed" in pairs[("fc1/kernel", "fc1.weight")]
+    assert "transposed" in pairs[("fc2/kernel", "fc2.weight")]
+    assert ("fc2/bias", "fc2.bias") in pairs
+    key_map = ck.KeyMap.from_near_misses(near_misses(*_specs(view)))
+    path = str(FIXTURES / "torch" / "model.safetensors")
+    ck.Checkpoint(model=model).restore(path, key_map=key_map).expect_partial()
+    weight = ck.load_checkpoint(path).get_tensor("fc1.weight")
+    np.testing.assert_array_equal(model.fc1.kernel.numpy(), weight.T)
