@@ -36,7 +36,7 @@ from ckptlab.core._retention import (
     sweep,
     validate_policy,
 )
-from ckptlab.storage import WriteOptions, read_state, resolve, retract, write_state
+from ckptlab.storage import ReadOptions, WriteOptions, read_state, resolve, retract, write_state
 from ckptlab.storage._directory import (
     DirectoryLock,
     clear_eviction,
@@ -288,16 +288,18 @@ class CheckpointManager:
 
     # -- restoring --------------------------------------------------------------------------
 
-    def restore_or_initialize(self) -> str | None:
+    def restore_or_initialize(self, *, options: ReadOptions | None = None) -> str | None:
         """Restore the latest checkpoint and return its path, or call ``init_fn`` and return None.
 
         The restore's status is kept as :attr:`restore_status` (SEMANTICS 89), so its unused
         value warnings can be silenced with ``manager.restore_status.expect_partial()``.
+        ``options`` (a :class:`ckptlab.storage.ReadOptions`) is passed to the restore, e.g.
+        ``ReadOptions(progress=False)`` to turn its progress bar off.
         """
         settle(self._checkpoint)
         latest = self.latest_checkpoint
         if latest is not None:
-            self.restore_status = self._checkpoint.restore(latest)
+            self.restore_status = self._checkpoint.restore(latest, options=options)
             if self._interval is not None:
                 self._last_step = _read_int(self._step_counter, "step_counter")
             return latest

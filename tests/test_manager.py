@@ -326,6 +326,23 @@ def test_restore_status_can_silence_the_unused_values_warning(tmp_path, ck_log):
     assert "expect_partial" in ck_log.text
 
 
+def test_progress_bars_can_be_turned_off_for_save_and_restore(tmp_path, capsys, monkeypatch):
+    from ckptlab.storage import ReadOptions, _progress
+
+    monkeypatch.setattr(_progress, "DELAY_SECONDS", 0.0)  # every operation counts as long
+    ckpt = ck.Checkpoint(w=ck.Variable(np.zeros((256, 1024), np.float32)))
+    with ck.CheckpointManager(ckpt, tmp_path, 1) as manager:
+        manager.save(options=ck.WriteOptions(progress=False))
+    fresh = ck.CheckpointManager(
+        ck.Checkpoint(w=ck.Variable(np.ones((256, 1024), "f4"))), tmp_path, 1
+    )
+    fresh.restore_or_initialize(options=ReadOptions(progress=False))
+    assert capsys.readouterr().err == ""
+    assert not fresh.checkpoint.w.numpy().any()  # restored
+    fresh.restore_or_initialize()
+    assert "reading ckpt-1" in capsys.readouterr().err  # the default shows them
+
+
 def test_restore_or_initialize_sets_last_step(tmp_path):
     step = ck.Variable(7, dtype="int64")
     ckpt = ck.Checkpoint(step=step)
