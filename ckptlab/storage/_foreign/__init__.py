@@ -14,7 +14,7 @@ import re
 
 from ckptlab.errors import UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
-from ckptlab.storage._foreign._bundle import TensorBundle
+from ckptlab.storage._foreign._bundle import TensorBundle, read_index
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._table import MAGIC, Table
 from ckptlab.storage._foreign._tfv1 import MAX_V1_BYTES, SavedTensorSlicesFile, looks_like_v1
@@ -57,6 +57,10 @@ def is_foreign_checkpoint(store: ByteStore, path: str) -> bool:
 def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     """Open a foreign checkpoint at ``path`` by content; ``None`` when nothing is there.
 
+    A TensorFlow bundle is a prefix, so it is found by its ``<prefix>.index``, whose content
+    decides: a table that is not a V1 file.  Anything else is recognised by the file's own
+    bytes, whatever its name (``model.pt`` may be a safetensors file).
+
     Raises
     ------
     UnsupportedFormatError
@@ -65,10 +69,44 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         The file is recognised but damaged or hostile; the message names the file.
     """
     prefix = bundle_prefix(path)
-    if store.exists(f"{prefix}.index"):
-        return TensorBundle(store, prefix)
-    if not store.exists(path):
+    index = f"{prefix}.index"
+    has_index, is_file = store.exists(index), store.exists(path)
+    if has_index:
+        if not is_file:  # the prefix: the index must be a bundle index (typed errors if not)
+            return TensorBundle(store, prefix)
+        table = _bundle_index(store, index)
+        if table is not None:
+            return TensorBundle(store, prefix, table)
+    if not is_file:
         return None
+    found = _open_file(store, path)
+    if found is not None:
+        return found
+    if has_index:  # neither a bundle nor a file ckptlab knows: say what is wrong with the index
+        return TensorBundle(store, prefix)
+    head = bytearray(min(store.size(path) or 0, 8))
+    store.read_into(path, memoryview(head), 0)
+    raise UnsupportedFormatError(
+        f"{store.display(path)} is a file, but not a checkpoint ckptlab recognises (first bytes "
+        f"{bytes(head).hex(' ')}). ckptlab opens its own checkpoint directories, TensorFlow "
+        "checkpoints (pass the prefix, e.g. 'ckpt-1' for ckpt-1.index), TF1 V1 files, "
+        f"torch.save files and safetensors files. Is {posixpath.basename(path)!r} the right file?"
+    )
+
+
+def _bundle_index(store: ByteStore, index: str) -> Table | None:
+    """The table of ``index`` if it is a bundle index (table magic, not a V1 file), else None."""
+    size = store.size(index) or 0
+    tail = bytearray(min(size, 8))
+    store.read_into(index, memoryview(tail), size - len(tail))
+    if bytes(tail) != MAGIC:
+        return None
+    table = read_index(store, index)
+    return None if looks_like_v1(table) else table
+
+
+def _open_file(store: ByteStore, path: str) -> ForeignCheckpoint | None:
+    """Recognise a single file by its first and last bytes; ``None`` if nothing fits."""
     size = store.size(path) or 0
     head = bytearray(min(size, 16))
     store.read_into(path, memoryview(head), 0)
@@ -82,9 +120,9 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         table = Table(store.read(path), store.display(path))
         if looks_like_v1(table):
             return SavedTensorSlicesFile(store, path, table)
-    raise UnsupportedFormatError(
-        f"{store.display(path)} is a file, but not a checkpoint ckptlab recognises (first bytes "
-        f"{bytes(head[:8]).hex(' ')}). ckptlab opens its own checkpoint directories, TensorFlow "
-        "checkpoints (pass the prefix, e.g. 'ckpt-1' for ckpt-1.index), TF1 V1 files, "
-        f"torch.save files and safetensors files. Is {posixpath.basename(path)!r} the right file?"
-    )
+        raise UnsupportedFormatError(
+            f"{store.display(path)} is a TensorFlow table but not a V1 checkpoint: the index of "
+            f"a bundle, which is opened through its prefix, and {posixpath.basename(path)!r} is "
+            "not named '<prefix>.index'. Rename it, or pass the prefix of its bundle."
+        )
+    return None

@@ -45,6 +45,7 @@ from ckptlab.storage._foreign._tfproto import (
     parse_header,
     parse_object_graph,
 )
+from ckptlab.storage._foreign._tfv1 import looks_like_v1
 from ckptlab.storage._foreign._wire import WireError
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
@@ -61,17 +62,18 @@ def data_file(prefix: str, shard: int, shards: int) -> str:
 class TensorBundle(ForeignCheckpoint):
     """An open TensorBundle: TF2 object-based (with its graph) or TF1 ``Saver`` V2."""
 
-    def __init__(self, store: ByteStore, prefix: str) -> None:
+    def __init__(self, store: ByteStore, prefix: str, table: Table | None = None) -> None:
         self.store = store
         self.path = prefix
         index = f"{prefix}.index"
         where = store.display(index)
-        size = store.size(index) or 0
-        if size > MAX_INDEX_BYTES:
-            raise CorruptCheckpointError(
-                f"{where} is {size} bytes; ckptlab refuses indexes over 2 GiB."
+        table = table if table is not None else read_index(store, index)
+        if looks_like_v1(table):
+            raise UnsupportedFormatError(
+                f"{where} is a TensorFlow 1 Saver V1 checkpoint file, not the index of a bundle "
+                f"prefix; open it by its own path ({where!r})."
             )
-        header, entries, slices = _read_index(Table(store.read(index), where))
+        header, entries, slices = _read_index(table)
         self.header = header
         self.entries = entries
         self.slices = slices
@@ -277,6 +279,17 @@ class TensorBundle(ForeignCheckpoint):
                 f"checksum mismatch (stored {entry.crc32c:#010x}, computed {mask(crc):#010x}) in "
                 f"{self._data_files[entry.shard_id]}",
             )
+
+
+def read_index(store: ByteStore, index: str) -> Table:
+    """Read and check a bundle's ``.index`` table (at most 2 GiB)."""
+    where = store.display(index)
+    size = store.size(index) or 0
+    if size > MAX_INDEX_BYTES:
+        raise CorruptCheckpointError(
+            f"{where} is {size} bytes; ckptlab refuses indexes over 2 GiB."
+        )
+    return Table(store.read(index), where)
 
 
 def _read_index(table: Table) -> tuple[Header, dict[str, Entry], dict[tuple[str, Region], Entry]]:

@@ -201,3 +201,58 @@ print(len(paths))
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == 15
+
+
+MISNAMED = [
+    ("torch/model.safetensors", "weights.pt", "SafetensorsFile"),
+    ("torch/model.safetensors", "ckpt.data-00000-of-00001", "SafetensorsFile"),
+    ("torch/state_dict.pt", "state_dict.safetensors", "TorchFile"),
+    ("torch/state_dict_legacy.pt", "model.safetensors", "TorchFile"),
+    ("torch/state_dict.pt", "ckpt.index", "TorchFile"),
+    ("tf1_saver_v1/model.ckpt-7", "model.pt", "SavedTensorSlicesFile"),
+    ("tf1_saver_v1/model.ckpt-7", "model.ckpt.index", "SavedTensorSlicesFile"),
+]
+
+
+@pytest.mark.parametrize(("source", "name", "kind"), MISNAMED)
+def test_files_are_recognised_by_content_not_by_name(fixtures_dir, tmp_path, source, name, kind):
+    target = tmp_path / name
+    target.write_bytes((fixtures_dir / source).read_bytes())
+    opened = open_checkpoint(*resolve(str(target)))
+    assert type(opened).__name__ == kind
+    assert ck.list_variables(target) == ck.list_variables(fixtures_dir / source)
+
+
+@pytest.mark.parametrize("suffix", ["", ".index", ".data-00001-of-00003"])
+def test_a_bundle_under_a_misleading_prefix_is_still_a_bundle(fixtures_dir, tmp_path, suffix):
+    for path in (fixtures_dir / "tf2_sharded").glob("ckpt.*"):
+        (tmp_path / path.name.replace("ckpt", "weights.safetensors", 1)).write_bytes(
+            path.read_bytes()
+        )
+    path = str(tmp_path / "weights.safetensors") + suffix
+    assert type(open_checkpoint(*resolve(path))).__name__ == "TensorBundle"
+    assert ck.list_variables(path) == ck.list_variables(fixtures_dir / "tf2_sharded" / "ckpt")
+
+
+def test_a_prefix_whose_index_is_a_v1_file_says_to_open_the_file(fixtures_dir, tmp_path):
+    (tmp_path / "model.index").write_bytes(
+        (fixtures_dir / "tf1_saver_v1/model.ckpt-7").read_bytes()
+    )
+    with pytest.raises(ck.UnsupportedFormatError, match="V1 checkpoint file, not the index"):
+        ck.list_variables(tmp_path / "model")
+
+
+def test_a_bundle_index_under_another_name_is_explained(fixtures_dir, tmp_path):
+    index = fixtures_dir / "tf1_saver" / "model.ckpt-1.index"
+    (tmp_path / "model.idx").write_bytes(index.read_bytes())
+    with pytest.raises(ck.UnsupportedFormatError, match="not named '<prefix>.index'"):
+        ck.list_variables(tmp_path / "model.idx")
+
+
+def test_a_data_file_whose_index_is_damaged_names_the_index(fixtures_dir, tmp_path):
+    for path in (fixtures_dir / "tf1_saver").glob("model.ckpt-1.*"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    index = tmp_path / "model.ckpt-1.index"
+    index.write_bytes(index.read_bytes()[:-1] + b"\x00")  # the table magic is gone
+    with pytest.raises(ck.CorruptCheckpointError, match=r"model\.ckpt-1\.index"):
+        ck.list_variables(tmp_path / "model.ckpt-1.data-00000-of-00001")
