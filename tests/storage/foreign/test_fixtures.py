@@ -14,6 +14,7 @@ import pytest
 import ckptlab as ck
 from ckptlab._explore import CheckpointSource
 from ckptlab.storage import open_checkpoint, resolve
+from ckptlab.storage._foreign._tfproto import parse_object_graph
 
 TF = [
     "tf1_saver",
@@ -73,6 +74,11 @@ def test_the_5400_key_index_with_two_data_blocks(fixtures_dir, manifest):
         array = reader.get_tensor(key.decode())
         digest.update(key + b"\x00" + hashlib.sha256(array.tobytes()).digest())
     assert digest.hexdigest() == summary["aggregate_sha256"]
+    assert (
+        sorted({d.name for d in reader.get_variable_to_dtype_map().values()}) == summary["dtypes"]
+    )
+    shapes = {str(s) for s in reader.get_variable_to_shape_map().values()}
+    assert sorted(shapes) == summary["shapes"]
     for key, spec in summary["samples"].items():
         _check_tensor(reader.get_tensor(key), spec)
 
@@ -113,7 +119,9 @@ def test_raw_object_graph_and_kind(fixtures_dir, manifest, name):
         assert hashlib.sha256(source.raw_object_graph()).hexdigest() == expected["sha256"]
 
 
-@pytest.mark.parametrize("name", ["torch_checkpoint", "torch_extras", "torch_state_dict"])
+@pytest.mark.parametrize(
+    "name", ["torch_checkpoint", "torch_extras", "torch_state_dict", "torch_state_dict_legacy"]
+)
 def test_torch_literals_and_metadata(fixtures_dir, manifest, name):
     source = open_checkpoint(*resolve(_path(fixtures_dir, manifest, name)))
     literals = manifest[name].get("literals", {})
@@ -139,9 +147,24 @@ def test_every_path_spelling_opens_the_same_bundle(fixtures_dir, suffix):
     assert len(ck.list_variables(path)) == 5
 
 
-def test_safetensors_metadata(fixtures_dir, manifest):
+def test_safetensors_metadata_header_and_offsets(fixtures_dir, manifest):
+    expected = manifest["torch_model_safetensors"]
     source = open_checkpoint(*resolve(str(fixtures_dir / "torch" / "model.safetensors")))
-    assert source.metadata == manifest["torch_model_safetensors"]["metadata"]
+    assert source.metadata == expected["metadata"]
+    data_start = 8 + expected["header_bytes"]
+    for key, spec in expected["tensors"].items():
+        begin, end = spec["data_offsets"]
+        location = source.stored(key).foreign
+        assert (location.offset, location.length) == (data_start + begin, end - begin)
+
+
+@pytest.mark.parametrize("name", [n for n in TF if n.startswith("tf2")])
+def test_has_checkpoint_values_as_parsed(fixtures_dir, manifest, name):
+    """Not on the public ObjectGraph (core's GraphNode has no such field): the parser only."""
+    source = open_checkpoint(*resolve(_path(fixtures_dir, manifest, name)))
+    nodes = parse_object_graph(source.raw_object_graph())
+    expected = [n.get("has_checkpoint_values") for n in manifest[name]["object_graph"]]
+    assert [n.has_checkpoint_values for n in nodes] == expected
 
 
 @pytest.mark.parametrize(
