@@ -131,8 +131,8 @@ def test_ls_marks_shared_objects_and_lists_name_based_checkpoints(tmp_path):
 # --- colour ----------------------------------------------------------------------------------
 
 
-def run_in_terminal(args, env_extra=None):
-    """Run ``ckptlab`` with its standard output on a real pseudo-terminal; return the output."""
+def run_in_terminal(args, env_extra=None, status=0):
+    """Run ``ckptlab`` with stdout and stderr on a real pseudo-terminal; return the output."""
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     env.update({"TERM": "xterm-256color", **(env_extra or {})})
     leader, follower = pty.openpty()
@@ -150,7 +150,7 @@ def run_in_terminal(args, env_extra=None):
             break
         chunks.append(data)
     os.close(leader)
-    assert process.wait(timeout=60) == 0
+    assert process.wait(timeout=60) == status
     return b"".join(chunks).decode()
 
 
@@ -161,6 +161,17 @@ def test_colour_on_a_terminal_plain_with_no_color_or_when_piped(saved):
     assert ANSI not in run_in_terminal(["ls", "--color", "never", paths[0]])
     assert ANSI in cli("ls", "--color", "always", paths[0]).stdout
     assert ANSI not in cli("ls", paths[0]).stdout
+
+
+def test_color_choice_applies_to_the_error_line(tmp_path):
+    missing = tmp_path / "nothing"
+    assert cli("ls", "--color", "always", missing).stderr.startswith(f"{ANSI}31mckptlab: error:")
+    assert cli("ls", missing).stderr.startswith("ckptlab: error:")  # auto, piped
+    on_terminal = run_in_terminal(["ls", missing], status=2)
+    assert on_terminal.startswith(f"{ANSI}31mckptlab: error:")  # auto, on a terminal
+    plain = run_in_terminal(["ls", "--color", "never", missing], status=2)
+    assert plain.startswith("ckptlab: error:")
+    assert ANSI not in plain
 
 
 # --- diff ------------------------------------------------------------------------------------
@@ -295,12 +306,41 @@ def test_verify_checks_what_plain_zarr_readers_need(tmp_path):
     assert any(p.startswith("packed/float64/zarr.json: missing") for p in result["problems"])
 
 
-def test_verify_a_damaged_document_exits_one(saved):
+def assert_one_error_line(done, *fragments):
+    assert done.stdout == ""
+    assert done.stderr.startswith("ckptlab: error: ")
+    assert done.stderr.count("\n") == 1, done.stderr  # one line, no traceback
+    for fragment in fragments:
+        assert fragment in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["ls"], ["diff", "{ok}"], ["diff", "{damaged}", "{ok}"], ["export"], ["verify"]]
+)
+def test_a_damaged_document_exits_one_with_one_error_line(saved, command):
+    """docs/cli.md: a checkpoint that cannot be read (a damaged document) exits 1."""
     _, paths = saved
-    (Path(paths[0]) / "zarr.json").write_text('{"zarr_format": 3, "node_type": "gr')
-    done = cli("verify", paths[0])
+    damaged = Path(paths[0]) / "zarr.json"
+    damaged.write_text('{"zarr_format": 3, "node_type": "gr')
+    args = [a.format(ok=paths[1], damaged=paths[0]) for a in command]
+    done = cli(*args, paths[0]) if "{damaged}" not in command else cli(*args)
     assert done.returncode == 1
-    assert "not valid JSON" in done.stderr
+    assert_one_error_line(done, str(damaged), "not valid JSON", "restore from another checkpoint")
+
+
+def test_diff_of_a_checkpoint_with_a_flipped_chunk_exits_one(tmp_path):
+    big = np.arange(400_000, dtype="float32")  # its own array: values/0/c/0
+    a = ck.Checkpoint(big=ck.Variable(big)).write(tmp_path / "a")
+    b = ck.Checkpoint(big=ck.Variable(big)).write(tmp_path / "b")
+    assert cli("diff", a, b).returncode == 0
+    flip_byte(Path(b) / "values" / "0" / "c" / "0", offset=1000)
+    for args in ([a, b], [b, a]):
+        done = cli("diff", *args)
+        assert done.returncode == 1
+        assert_one_error_line(
+            done, "big/.ATTRIBUTES/VARIABLE_VALUE", b, "checksum mismatch in values/0/c/0"
+        )
+    assert cli("diff", "--structure-only", a, b).returncode == 0  # reads no values
 
 
 # --- missing paths and usage ----------------------------------------------------------------
@@ -386,6 +426,20 @@ def test_export_svg_without_graphviz_says_what_to_install(saved, tmp_path):
     assert done.returncode == 3
     assert "Graphviz's 'dot' program, which is not installed" in done.stderr
     assert "apt-get install graphviz" in done.stderr
+
+
+def test_export_svg_when_dot_fails_exits_one(saved, tmp_path):
+    _, paths = saved
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "dot").write_text(
+        '#!/bin/sh\necho "Error: <stdin>: syntax error in line 1" >&2\nexit 1\n'
+    )
+    (fake / "dot").chmod(0o755)
+    done = cli("export", paths[0], "--format", "svg", env={"PATH": str(fake)})
+    assert done.returncode == 1  # installed but failing: not "install Graphviz" (3)
+    assert_one_error_line(done, "Graphviz's dot", "syntax error in line 1", "--format dot")
+    assert "not installed" not in done.stderr
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")

@@ -4,8 +4,8 @@
 --format json|dot|svg`` (and ``ckptlab convert SRC DST`` when the converters are installed).
 Every command takes ``--color auto|always|never``; ``ls``, ``diff`` and ``verify`` take
 ``--json`` for scripts.  Exit status: 0 success (equal, intact), 1 problems found (differences,
-damaged or unreadable checkpoint), 2 usage error or missing path, 3 a required program is not
-installed.  See docs/cli.md.
+damaged or unreadable checkpoint, a failing Graphviz ``dot``), 2 usage error or missing path,
+3 a required program is not installed.  See docs/cli.md.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ __all__ = ["EXIT_OK", "EXIT_PROBLEMS", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_
 
 EPILOG = """exit status:
   0  success (for diff: equal; for verify: every value intact)
-  1  problems found: differences (diff), damaged values (verify), an unreadable checkpoint
+  1  problems found: differences (diff), damaged values (verify), an unreadable checkpoint,
+     or Graphviz's dot failed (export --format svg)
   2  usage error, or a path that does not exist or is not a checkpoint
   3  a required program is not installed (export --format svg needs Graphviz's dot)
 
@@ -96,26 +97,21 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         return int(exit_.code or 0)
     style = Style(wants_color(args.color, stream))
     out = Output(stream, style, json_mode=getattr(args, "json", False))
+    errors = Style(wants_color(args.color, sys.stderr))  # --color applies to errors too
     try:
         return int(args.run(args, out))
     except CommandError as error:
-        return _fail(str(error), error.code)
+        return _fail(errors, str(error), error.code)
     except NotFoundError as error:
-        return _fail(str(error), EXIT_USAGE)
+        return _fail(errors, str(error), EXIT_USAGE)
     except CkptlabError as error:
-        return _fail(str(error), EXIT_PROBLEMS)
+        return _fail(errors, str(error), EXIT_PROBLEMS)
     except BrokenPipeError:  # e.g. `ckptlab ls big | head`: the reader left, stop quietly
         if stream is sys.stdout:  # no second EPIPE when Python flushes stdout at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
 
-def _fail(message: str, code: int) -> int:
-    style = Style(wants_color("auto", sys.stderr))
+def _fail(style: Style, message: str, code: int) -> int:
     print(f"{style.red('ckptlab: error:')} {message}", file=sys.stderr)
     return code
-
-
-def entry_point() -> None:
-    """Console-script entry: ``sys.exit(main())``."""
-    sys.exit(main())

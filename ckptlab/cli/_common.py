@@ -13,7 +13,8 @@ from ckptlab.storage import StoredCheckpoint, resolve
 EXIT_OK = 0
 """Success; for ``diff``: the checkpoints are equal; for ``verify``: every value is intact."""
 EXIT_PROBLEMS = 1
-"""Problems found: damaged values (``verify``), differences (``diff``), an unreadable checkpoint."""
+"""Problems found: damaged values (``verify``), differences (``diff``), an unreadable checkpoint,
+or Graphviz's ``dot`` failed (``export --format svg``)."""
 EXIT_USAGE = 2
 """Usage error: bad arguments, or a path that does not exist or is not a checkpoint."""
 EXIT_UNAVAILABLE = 3

@@ -13,7 +13,14 @@ import shutil
 import subprocess
 from typing import Any
 
-from ckptlab.cli._common import EXIT_OK, EXIT_UNAVAILABLE, CommandError, Output, open_target
+from ckptlab.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_UNAVAILABLE,
+    CommandError,
+    Output,
+    open_target,
+)
 from ckptlab.cli._style import describe_shape
 from ckptlab.cli._tree import TreeNode, build_tree, value_json
 from ckptlab.core import CheckpointDocument, ObjectGraph, unescape_local_name
@@ -184,16 +191,24 @@ def to_svg(dot_source: str) -> str:
             "--format dot and --format json need nothing installed.",
             EXIT_UNAVAILABLE,
         )
-    done = subprocess.run(
-        [program, "-Tsvg"],
-        input=dot_source,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise CommandError(f"Graphviz's dot failed: {done.stderr.strip()}", EXIT_UNAVAILABLE)
+    try:
+        done = subprocess.run(
+            [program, "-Tsvg"],
+            input=dot_source,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        failure = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as error:  # not executable, or hung
+        done, failure = None, f"{type(error).__name__}: {error}"
+    if done is None or done.returncode != 0:  # installed but failed: a problem, not missing
+        raise CommandError(
+            f"Graphviz's dot ({program}) failed to lay out the graph: {failure}. "
+            "--format dot writes the source without Graphviz, to inspect or lay out yourself.",
+            EXIT_PROBLEMS,
+        )
     return done.stdout
 
 
