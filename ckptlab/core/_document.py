@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ckptlab.core._graph import Attribute, GraphNode, ObjectGraph, SlotRef
+from ckptlab.core._keys import ATTRIBUTES, OPTIMIZER_SLOT, VARIABLE_VALUE, parse_key
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 
 FORMAT_VERSION = 2
@@ -57,6 +58,13 @@ FOREIGN_ITEMSIZE = {
 of ``bytes`` of any length) but its own format does not store them."""
 _ARRAY_PATH = re.compile(r"^values/[0-9]{1,9}$")
 _PACK_PATH = re.compile(r"^packed/[a-z0-9]{1,16}$")
+_ATTR_MARK = f"/{ATTRIBUTES}/"
+_SLOT_MARK = f"/{OPTIMIZER_SLOT}/"
+_BAD_SLOT = re.compile(
+    re.escape(_SLOT_MARK)
+    + rf"(?:[^/\x00]*{re.escape(_ATTR_MARK)}|[^.\x00]*{re.escape(_SLOT_MARK)})"
+)
+"""In de-escaped keys: a slot marker followed by one segment only, or by a second marker."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,8 +240,14 @@ def parse_listing(data: object, source: str) -> list[tuple[str, tuple[int, ...],
     where, packs, values_data = _parse_head(data, source)
     fast = _fast_values(values_data, packs)
     if fast is not None:
-        return [(raw[0], raw[1], raw[2]) for raw in fast]
-    return [(v.key, v.shape, v.dtype) for v in _parse_values(where, values_data, packs).values()]
+        listing = [(raw[0], raw[1], raw[2]) for raw in fast]
+    else:
+        values = _parse_values(where, values_data, packs).values()
+        listing = [(v.key, v.shape, v.dtype) for v in values]
+    assert isinstance(data, Mapping)
+    if data["kind"] == "object":
+        _check_keys(where, [key for key, _, _ in listing])
+    return listing
 
 
 def _parse_head(data: object, source: str) -> tuple[_Where, dict[str, PackInfo], dict[str, Any]]:
@@ -276,6 +290,7 @@ def parse_document(data: object, source: str) -> CheckpointDocument:
     values = _parse_values(where, values_data, packs)
     graph = None
     if kind == "object":
+        _check_keys(where, list(values))
         graph_data = _get(where, data, "graph", "document", dict)
         graph = _parse_graph(where, _get(where, graph_data, "nodes", "graph", list), values)
     writer = data.get("writer", {})
@@ -289,6 +304,50 @@ def parse_document(data: object, source: str) -> CheckpointDocument:
         packs=packs,
         writer=dict(writer),
     )
+
+
+def _check_keys(where: _Where, keys: list[str]) -> None:
+    """Every key of an object-based document must parse (FORMAT.md section 3).
+
+    Whole-column string checks accept the keys ckptlab writes; anything else is parsed key by
+    key, and the first key that does not parse is named.
+    """
+    if _keys_as_written(keys):
+        return
+    for key in keys:
+        try:
+            parse_key(key)
+        except CorruptCheckpointError as error:
+            raise where.fail(
+                f"values[{_short(key)}]",
+                f"a value key in the grammar of FORMAT.md section 3 ('<path>/{ATTRIBUTES}/"
+                "<attribute>', '.' and '/' inside a name written '..' and '.S')",
+                key,
+            ) from error
+
+
+def _keys_as_written(keys: list[str]) -> bool:
+    """Whether every key is ``<path>[/.OPTIMIZER_SLOT/<path>/<slot>]/.ATTRIBUTES/VARIABLE_VALUE``.
+
+    Checked on all keys at once with string counts: with the escapes ``..`` and ``.S`` replaced
+    by a neutral character, the only dots left must be the markers, each key must end with
+    exactly one attribute marker and at most one slot marker must precede it, followed by at
+    least two names.  ``False`` only means "check each key" (see :func:`_check_keys`).
+    """
+    count = len(keys)
+    joined = "\x00".join(keys) + "\x00"
+    if joined.count("\x00") != count:
+        return False
+    if ".." in joined or ".S" in joined:
+        joined = joined.replace("..", "\x01").replace(".S", "\x01")
+    slots = joined.count(_SLOT_MARK)
+    if (
+        joined.count(_ATTR_MARK) != count
+        or joined.count(f"{_ATTR_MARK}{VARIABLE_VALUE}\x00") != count
+        or joined.count(".") != count + slots
+    ):
+        return False
+    return slots == 0 or _BAD_SLOT.search(joined) is None
 
 
 def _parse_packs(where: _Where, data: object) -> dict[str, PackInfo]:

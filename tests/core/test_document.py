@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from ckptlab.core import parse_document
+from ckptlab.core import parse_document, parse_listing
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 
 VALID = {
@@ -97,3 +97,59 @@ def test_own_array_paths_are_restricted():
     )
     with pytest.raises(CorruptCheckpointError, match="a path like 'values/12'"):
         parse_document(data, "c")
+
+
+def with_key(key, kind="object"):
+    """VALID with its one value (and the attribute pointing at it) stored under ``key``."""
+    data = copy.deepcopy(VALID)
+    data["kind"] = kind
+    data["values"] = {key: data["values"]["w/.ATTRIBUTES/VARIABLE_VALUE"]}
+    data["graph"]["nodes"][1]["attributes"][0]["key"] = key
+    return data
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "garbage",
+        "../../x",
+        "/abs",
+        "",
+        "w/.ATTRIBUTES",
+        "w/.hidden/.ATTRIBUTES/VARIABLE_VALUE",
+        "w/.S.ATTRIBUTES/VARIABLE_VALUE",
+        "w/.OPTIMIZER_SLOT/m/.ATTRIBUTES/VARIABLE_VALUE",
+        "w/.ATTRIBUTES/a.b",
+    ],
+)
+def test_object_keys_must_follow_the_grammar(key):
+    """FORMAT.md 2.1, 3: an object-based document's keys are parsed; the first bad one is named
+    (in parse_document and in the listing)."""
+    for parse in (parse_document, parse_listing):
+        with pytest.raises(CorruptCheckpointError, match=r"values\[.*grammar of FORMAT.md") as info:
+            parse(with_key(key), "ckpt-7")
+        assert repr(key) in str(info.value) and "ckpt-7" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "/.ATTRIBUTES/VARIABLE_VALUE",
+        "weird//.ATTRIBUTES/VARIABLE_VALUE",
+        "../../x/.ATTRIBUTES/VARIABLE_VALUE",  # '..' is an escaped '.', never a parent directory
+        "a..b.Sc/.ATTRIBUTES/VARIABLE_VALUE",
+        "m/w/.OPTIMIZER_SLOT/opt/m/.ATTRIBUTES/VARIABLE_VALUE",
+        "m/w/.OPTIMIZER_SLOT//m/.ATTRIBUTES/VARIABLE_VALUE",
+        "table/.ATTRIBUTES/table-keys",
+    ],
+)
+def test_grammatical_object_keys_load(key):
+    assert list(parse_document(with_key(key), "c").values) == [key]
+
+
+@pytest.mark.parametrize("key", ["garbage", "../../x", "/abs", "dense/kernel", "a.b"])
+def test_name_based_keys_are_variable_names(key):
+    """FORMAT.md 3: kind "name" keys are variable names, not in the object key grammar."""
+    data = with_key(key, kind="name")
+    del data["graph"]
+    assert list(parse_document(data, "c").values) == [key]

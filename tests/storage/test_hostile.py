@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import pickle
+import re
 import shutil
 import tracemalloc
 from pathlib import Path
@@ -295,3 +296,21 @@ def test_copies_are_independent(path, tmp_path):
     shutil.copytree(path, copy_path)
     assert verify_checkpoint(str(copy_path)) == []
     assert copy.deepcopy(document(path)) == document(str(copy_path))
+
+
+@pytest.mark.parametrize("key", ["garbage", "../../x", "/abs", "big/.ATTRIBUTES"])
+def test_keys_outside_the_grammar_are_refused(path, key):
+    """FORMAT.md 3: every key of an object-based document parses; a bad one is named."""
+
+    def rename(doc: dict) -> None:
+        old, _ = own(doc)
+        doc["values"][key] = doc["values"].pop(old)
+        for node in doc["graph"]["nodes"]:
+            for attribute in node.get("attributes", ()):
+                if attribute["key"] == old:
+                    attribute["key"] = key
+
+    rewrite(path, rename)
+    expect(path, match=f"values\\[{re.escape(repr(key))}\\].*grammar of FORMAT.md")
+    with pytest.raises(ck.CorruptCheckpointError, match=re.escape(repr(key))):
+        ck.list_variables(path)
