@@ -214,13 +214,30 @@ def _stats_of(read: Callable[[], np.ndarray[Any, Any]]) -> dict[str, Any]:
 def covering_paths(chosen: Iterable[str], known: Iterable[str]) -> list[str]:
     """The fewest object paths whose subtrees hold exactly the ``chosen`` values among ``known``.
 
+    An optimizer slot (``model/w/.OPTIMIZER_SLOT/opt/m``) belongs to its optimizer, as for
+    ``run_restore_ops(only=...)``: only the optimizer's path (or the slot's own) covers it.
+
     Examples
     --------
     >>> covering_paths(["m/a/w", "m/a/b"], ["m/a/w", "m/a/b", "m/c/w"])
     ['m/a']
+    >>> covering_paths(["opt/iter", "m/w/.OPTIMIZER_SLOT/opt/m"], ["m/w", "opt/iter"])
+    ['opt']
     """
-    picked = sorted(set(chosen))
-    universe = sorted(set(known) | set(picked))
+    placed: dict[str, str] = {}
+
+    def place(path: str) -> str:
+        """A slot sits below its optimizer, as one opaque name (mapped back at the end)."""
+        segments = path.split("/")
+        if OPTIMIZER_SLOT not in segments:
+            return path
+        owner = "/".join(segments[segments.index(OPTIMIZER_SLOT) + 1 : -1])
+        opaque = "\x01" + path.replace("/", "\x02")
+        placed[f"{owner}/{opaque}" if owner else opaque] = path
+        return f"{owner}/{opaque}" if owner else opaque
+
+    picked = sorted({place(p) for p in chosen})
+    universe = sorted({place(p) for p in known} | set(picked))
     picked_set, universe_set = set(picked), set(universe)
 
     def count(items: list[str], members: set[str], prefix: str) -> int:
@@ -243,7 +260,9 @@ def covering_paths(chosen: Iterable[str], known: Iterable[str]) -> list[str]:
         else:
             result.add(path)
     return sorted(
-        p for p in result if not any(p.startswith(q + "/") for q in _ancestors(p) & result)
+        placed.get(p, p)
+        for p in result
+        if not any(p.startswith(q + "/") for q in _ancestors(p) & result)
     )
 
 

@@ -32,6 +32,7 @@ from ckptlab.core import (
     plan_restore,
     unused_warning,
 )
+from ckptlab.core._keys import OPTIMIZER_SLOT, object_prefix
 from ckptlab.core._plan import conflict_kind
 from ckptlab.errors import RestoreConflictError, UnknownPathError
 from ckptlab.storage import StoredCheckpoint
@@ -171,7 +172,7 @@ class RestoreCoordinator:
         selected = list(self.queued.values())
         if only is not None:
             prefixes = self._check_paths(only)
-            selected = [w for w in selected if _under(self._path(w.node).prefix, prefixes)]
+            selected = [w for w in selected if _selected(self._path(w.node), prefixes)]
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:
             raise self._conflict_error(conflicts)
@@ -316,6 +317,19 @@ class RestoreCoordinator:
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:
     return any(not p or path == p or path.startswith(p + "/") for p in prefixes)
+
+
+def _selected(path: NodePath, prefixes: Sequence[str]) -> bool:
+    """Whether ``run_restore_ops(only=prefixes)`` writes the value at ``path``.
+
+    An optimizer slot belongs to its optimizer, as in TF's object graph: the optimizer's path
+    selects it, its variable's path does not; a path reaching into the slot's own key prefix
+    (``model/w/.OPTIMIZER_SLOT/optimizer/m``) selects it too.
+    """
+    if path.slot is None:
+        return _under(path.prefix, prefixes)
+    own = [p for p in prefixes if f"/{OPTIMIZER_SLOT}" in f"/{p}"]
+    return _under(object_prefix(path.slot[0]), prefixes) or _under(path.prefix, own)
 
 
 class NameBasedRestore:

@@ -81,9 +81,12 @@ class CheckpointLoadStatus(_StatusDisplay):
     def run_restore_ops(self, session: object = None, *, only: Iterable[str] | None = None) -> None:
         """Write queued values (lazy mode); ``only`` restores just those subtrees.
 
-        Paths are ``/``-separated local names as in the keys (``"model/dense"``).  All or
-        nothing: a conflict in what is selected raises :class:`ck.RestoreConflictError` and
-        writes nothing.  Eagerly there is nothing queued, so it does nothing.
+        Paths are ``/``-separated local names as in the keys (``"model/dense"``).  Optimizer
+        slots belong to their optimizer (``only=["optimizer"]`` writes them, ``only=["model"]``
+        does not).  All or nothing: a conflict in what is selected raises
+        :class:`ck.RestoreConflictError` and writes nothing.  It writes even values a newer
+        restore has written since (the latest assignment wins).  Eagerly there is nothing
+        queued, so it does nothing.
         """
         self._coordinator.run_queued(only)
 

@@ -163,3 +163,24 @@ def test_queued_slot_written_into_a_slot_created_meanwhile(ckpt_dir):
     status.run_restore_ops()
     assert fresh.get_slot(model.w, "momentum") is slot
     np.testing.assert_array_equal(slot.numpy(), saved)
+
+
+def test_only_treats_slots_as_the_optimizers(ckpt_dir):
+    """B17, API run_restore_ops(only=...): a slot belongs to its optimizer (TF's object graph):
+    the optimizer's path writes it, its variable's path does not, its own key prefix does."""
+    holder, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+    holder.w = ck.Variable([1.0, 2.0])
+    optimizer.apply_gradients([(np.array([1.0, 1.0]), holder.w)])
+    saved = optimizer.get_slot(holder.w, "momentum").numpy()
+    path = ck.Checkpoint(model=holder, optimizer=optimizer).write(ckpt_dir / "c")
+    slot_path = "model/w/.OPTIMIZER_SLOT/optimizer/momentum"
+    for only, slot_written in ((["model"], False), (["optimizer"], True), ([slot_path], True)):
+        model, fresh = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
+        model.w = ck.Variable([0.0, 0.0])
+        fresh.apply_gradients([(np.zeros(2), model.w)])
+        status = ck.Checkpoint(model=model, optimizer=fresh).read(path, lazy=True)
+        status.run_restore_ops(only=only)
+        slot = fresh.get_slot(model.w, "momentum").numpy()
+        assert np.array_equal(slot, saved) is slot_written, only
+        states = {e.path: e.state for e in status.report().entries}
+        assert states[slot_path] == ("restored" if slot_written else "bound")

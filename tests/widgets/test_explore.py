@@ -66,9 +66,15 @@ def test_slots_sit_under_their_optimizer_with_an_edge_to_the_variable():
 
 
 def test_covering_paths_pick_whole_subtrees_only_when_everything_below_is_chosen():
-    known = ["m/a/w", "m/a/b", "m/c/w", "m/a/w/.OPTIMIZER_SLOT/o/m"]
-    assert covering_paths(["m/a/w", "m/a/b", "m/c/w", "m/a/w/.OPTIMIZER_SLOT/o/m"], known) == ["m"]
-    assert covering_paths(["m/a/w", "m/a/b"], known) == ["m/a/b", "m/a/w"]
+    """Slots belong to their optimizer: only its path covers them (run_restore_ops(only=))."""
+    slot = "m/a/w/.OPTIMIZER_SLOT/o/m"
+    known = ["m/a/w", "m/a/b", "m/c/w", slot, "o/iter"]
+    assert covering_paths(["m/a/w", "m/a/b", "m/c/w", slot], known) == ["m", slot]
+    assert covering_paths(["m/a/w", "m/a/b", "m/c/w"], known) == ["m"]
+    assert covering_paths(["o/iter", slot], known) == ["o"]
+    assert covering_paths(["o/iter"], known) == ["o/iter"]
+    assert covering_paths(["m/a/w", "m/a/b"], known) == ["m/a"]  # the slot is o's, not m/a's
+    assert covering_paths(["m/a/w", "m/c/w"], known) == ["m/a/w", "m/c"]
     assert covering_paths(["m/c/w"], known) == ["m/c"]
 
 
