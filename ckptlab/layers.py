@@ -7,6 +7,7 @@ initializer is not called (SEMANTICS 39).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,16 @@ __all__ = ["Dense", "Sequential", "get_initializer"]
 
 Initializer = Callable[[tuple[int, ...], np.dtype[Any]], Any]
 _RNG = np.random.default_rng()
+_NAME_COUNTS: dict[str, int] = {}
+_NAME_LOCK = threading.Lock()
+
+
+def _unique_name(base: str) -> str:
+    """``base``, then ``base_1``, ``base_2``, ... within this process (Keras' default names)."""
+    with _NAME_LOCK:
+        count = _NAME_COUNTS.get(base, 0)
+        _NAME_COUNTS[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
 
 
 def _glorot_uniform(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
@@ -59,6 +70,9 @@ class Dense(Module):
     """A fully connected layer: ``y = x @ kernel + bias``.
 
     ``kernel`` ``(in, units)`` and ``bias`` ``(units,)`` (float32) are created on the first call.
+    Without ``name``, layers are named ``dense``, ``dense_1``, ``dense_2``, ... in creation order
+    within the process, as Keras does, so their variables (``dense_1/kernel``) have distinct
+    names for name-based checkpoints (:class:`ck.Saver`).
 
     Examples
     --------
@@ -82,7 +96,7 @@ class Dense(Module):
         self.units = int(units)
         self.use_bias = use_bias
         self._kernel_initializer = get_initializer(kernel_initializer)
-        self.name = name or "dense"
+        self.name = name or _unique_name("dense")
         self.built = False
 
     def build(self, input_dim: int) -> None:

@@ -1,5 +1,7 @@
 """Name-based checkpoints: ck.Saver and Checkpoint.restore by Variable.name (SEMANTICS M 76-78)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,21 @@ def test_saver_round_trip_and_errors(ckpt_dir):
         ck.Saver({"x": kernel}).restore(path)
     with pytest.raises(ValueError, match="several variables named"):
         ck.Saver([ck.Variable(1.0), ck.Variable(2.0)])
+
+
+def test_default_layer_names_are_unique_per_process(ckpt_dir):
+    """M76, S103 (Keras' naming): default Dense names are dense, dense_1, ...: the variables of
+    a Sequential have distinct names, so a Saver over them works."""
+    model = ck.layers.Sequential([ck.layers.Dense(2), ck.layers.Dense(1)])
+    model(np.ones((1, 3), "float32"))
+    names = [layer.name for layer in model.layers]
+    assert names[0] != names[1] and all(re.fullmatch(r"dense(_[0-9]+)?", n) for n in names)
+    variables = [v for layer in model.layers for v in (layer.kernel, layer.bias)]
+    path = ck.Saver(variables).save(ckpt_dir / "s")
+    assert sorted(k for k, _ in ck.list_variables(path)) == sorted(v.name for v in variables)
+    before = [v.numpy() for v in variables]
+    for v in variables:
+        v.assign(np.zeros(v.shape, v.dtype))
+    ck.Saver(variables).restore(path)
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(variables, before, strict=True))
+    assert ck.layers.Dense(1, name="dense").name == "dense"  # an explicit name is kept as given
