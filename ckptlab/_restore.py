@@ -286,7 +286,10 @@ class RestoreCoordinator:
             pending_slots=frozenset(pending_slot_nodes),
             deferred=frozenset(self.deferred),
             blocked=dict(self.blocked),
-            inconsistent={n: frozenset(map(id, objs)) for n, objs in self.inconsistent.items()},
+            inconsistent={
+                node: (id(self.bound[node]), frozenset(map(id, others)))
+                for node, others in self.inconsistent.items()
+            },
             merged=dict(self.merged),
             unused_attributes=dict(self.unused_attributes),
             bound_program_ids=frozenset(id(o) for o in self.bound.values())

@@ -216,6 +216,20 @@ def test_shared_object_restored_into_two_objects_deferred(ckpt_dir, ck_log):
     status.assert_consumed()
 
 
+def test_inconsistent_reason_names_where_the_value_went(ckpt_dir):
+    """I60: the second path attached first takes the value; the report says so."""
+    path = shared_checkpoint(ckpt_dir)
+    ckpt = ck.Checkpoint(a=ck.Module(), b=ck.Module())
+    status = ckpt.read(path)
+    ckpt.b.v = ck.Variable(0.0)
+    ckpt.a.v = ck.Variable(0.0)
+    assert (ckpt.a.v.numpy(), ckpt.b.v.numpy()) == (0.0, 5.0)
+    saved, program = status.report().inconsistent
+    assert (saved.path, program.path) == ("a/v", "a/v")
+    assert saved.reason.startswith("restored into (root).b.v, but (root).a.v refers")
+    status.expect_partial()
+
+
 def test_shared_container_restored_into_two_containers(ckpt_dir):
     """I59: the shared saved object is a module: everything below the second program object is
     inconsistent; the values below the first are restored."""

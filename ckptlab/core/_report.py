@@ -225,8 +225,9 @@ class RestoreState:
     """Nodes whose bound parent can take them later: restored when created or attached."""
     blocked: Mapping[int, str]
     """Nodes whose bound parent cannot take children -> that parent's type name."""
-    inconsistent: Mapping[int, frozenset[int]]
-    """Bound node -> ``id()`` of the other program objects a second reference resolved to."""
+    inconsistent: Mapping[int, tuple[int, frozenset[int]]]
+    """Bound node -> ``id()`` of its program object and of the other program objects a second
+    reference to it resolved to."""
     merged: Mapping[int, int]
     """Node -> the node whose value its program object took instead (two saved, one live)."""
     unused_attributes: Mapping[int, str]
@@ -257,7 +258,7 @@ def build_report(
     paths = program_graph.paths()
     others = _live_others(state, ids, paths)
     entries = _checkpoint_entries(graph, stored, state, others, skip_slots=skip_slots)
-    below = {p.path: node for node, found in others.items() for p in found}
+    below = {p.path: node for node, (_, found) in others.items() for p in found}
     checkpoint_paths = graph.paths()
     for node_id, (spec, obj_id) in enumerate(zip(program_specs, ids, strict=True)):
         path = paths[node_id]
@@ -295,15 +296,17 @@ def build_report(
     )
 
 
-def _live_others(
-    state: RestoreState, ids: list[int], paths: tuple[NodePath | None, ...]
-) -> dict[int, list[NodePath]]:
-    """Bound node -> program paths of the other objects still in the program and unbound."""
+Others = Mapping[int, tuple[NodePath | None, list[NodePath]]]
+"""Bound node -> (program path of its object, program paths of the other objects)."""
+
+
+def _live_others(state: RestoreState, ids: list[int], paths: tuple[NodePath | None, ...]) -> Others:
+    """Inconsistent nodes whose other objects are still in the program and unbound."""
     if not state.inconsistent:
         return {}
     index = {obj_id: node for node, obj_id in enumerate(ids)}
-    out: dict[int, list[NodePath]] = {}
-    for node, other_ids in state.inconsistent.items():
+    out: dict[int, tuple[NodePath | None, list[NodePath]]] = {}
+    for node, (holder, other_ids) in state.inconsistent.items():
         found = [
             path
             for obj_id in other_ids
@@ -312,7 +315,7 @@ def _live_others(
             and (path := paths[index[obj_id]]) is not None
         ]
         if found:
-            out[node] = found
+            out[node] = (paths[index[holder]] if holder in index else None, found)
     return out
 
 
@@ -331,7 +334,7 @@ def _checkpoint_entries(
     graph: ObjectGraph,
     stored: Mapping[str, ValueSpec],
     state: RestoreState,
-    others: Mapping[int, list[NodePath]],
+    others: Others,
     *,
     skip_slots: bool,
 ) -> list[ReportEntry]:
@@ -365,7 +368,7 @@ def _checkpoint_entries(
 def _classify(
     node_id: int,
     state: RestoreState,
-    others: Mapping[int, list[NodePath]],
+    others: Others,
     paths: tuple[NodePath | None, ...],
 ) -> tuple[MatchState, str, ValueSpec | None]:
     if node_id in state.conflicts:
@@ -383,12 +386,14 @@ def _classify(
             None,
         )
     if node_id in others:
+        holder, found = others[node_id]
         done = "bound to" if node_id in state.queued else "restored into"
-        shown = ", ".join(p.pretty for p in others[node_id])
+        shown = ", ".join(p.pretty for p in found)
         return (
             "inconsistent",
-            f"{done} one program object, but {shown} refers to this same saved object and is a "
-            "different program object, left unrestored (inconsistent references)",
+            f"{done} {holder.pretty if holder else 'one program object'}, but {shown} refers to "
+            "this same saved object and is a different program object, left unrestored "
+            "(inconsistent references)",
             None,
         )
     if node_id in state.bound:

@@ -105,15 +105,15 @@ def shared_report(program_ids, *, merged=None, inconsistent=None, bound=(0, 1, 2
 
 def test_inconsistent_on_both_sides_while_the_other_object_is_in_the_program():
     """DESIGN 4, SEMANTICS 59-60: one saved object, two program objects."""
-    report = shared_report((10, 11, 12, 13, 14), inconsistent={3: frozenset({14})})
+    report = shared_report((10, 11, 12, 13, 14), inconsistent={3: (13, frozenset({14}))})
     assert [(e.path, e.state, e.node) for e in report.entries] == [
         ("a/v", "inconsistent", 3),
         ("b/v", "inconsistent", None),
     ]
-    assert "(root).b.v refers to this same saved object" in report.entries[0].reason
+    assert report.entries[0].reason.startswith("restored into (root).a.v, but (root).b.v refers")
     assert "saves this as (root).a.v" in report.entries[1].reason
     assert not value_unused(report.entries[0]) and not value_unused(report.entries[1])
-    gone = shared_report((10, 11, 12, 13, 99), inconsistent={3: frozenset({14})})
+    gone = shared_report((10, 11, 12, 13, 99), inconsistent={3: (13, frozenset({14}))})
     assert [(e.path, e.state) for e in gone.entries] == [
         ("a/v", "restored"),
         ("b/v", "program_only"),
