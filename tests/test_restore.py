@@ -197,14 +197,19 @@ def test_shared_object_restored_into_two_objects(ckpt_dir, ck_log):
     status.expect_partial()
 
 
+def attach_to_shared(ckpt_dir, order):
+    """Restore the shared checkpoint into empty a and b, then attach ``v`` to each in ``order``."""
+    ckpt = ck.Checkpoint(a=ck.Module(), b=ck.Module())
+    status = ckpt.read(shared_checkpoint(ckpt_dir))
+    for name in order:
+        getattr(ckpt, name).v = ck.Variable(0.0)
+    return ckpt, status
+
+
 def test_shared_object_restored_into_two_objects_deferred(ckpt_dir, ck_log):
     """I60: the same on the deferred path (a warning); sharing again in the program resolves it
     (the report is live)."""
-    path = shared_checkpoint(ckpt_dir)
-    ckpt = ck.Checkpoint(a=ck.Module(), b=ck.Module())
-    status = ckpt.read(path)
-    ckpt.a.v = ck.Variable(0.0)
-    ckpt.b.v = ck.Variable(0.0)
+    ckpt, status = attach_to_shared(ckpt_dir, "ab")
     assert (ckpt.a.v.numpy(), ckpt.b.v.numpy()) == (5.0, 0.0)
     assert "Inconsistent references" in ck_log.text
     assert states(status.report(), "inconsistent") == {
@@ -218,11 +223,7 @@ def test_shared_object_restored_into_two_objects_deferred(ckpt_dir, ck_log):
 
 def test_inconsistent_reason_names_where_the_value_went(ckpt_dir):
     """I60: the second path attached first takes the value; the report says so."""
-    path = shared_checkpoint(ckpt_dir)
-    ckpt = ck.Checkpoint(a=ck.Module(), b=ck.Module())
-    status = ckpt.read(path)
-    ckpt.b.v = ck.Variable(0.0)
-    ckpt.a.v = ck.Variable(0.0)
+    ckpt, status = attach_to_shared(ckpt_dir, "ba")
     assert (ckpt.a.v.numpy(), ckpt.b.v.numpy()) == (0.0, 5.0)
     saved, program = status.report().inconsistent
     assert (saved.path, program.path) == ("a/v", "a/v")
