@@ -213,6 +213,10 @@ def _get(where: _Where, data: Mapping[str, Any], name: str, path: str, kind: typ
     return value
 
 
+def _optional_list(where: _Where, data: Mapping[str, Any], name: str, path: str) -> list[Any]:
+    return _get(where, data, name, path, list) if name in data else []
+
+
 def _int(where: _Where, value: object, path: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
         raise where.fail(path, f"an integer in [{low}, {high})", value)
@@ -551,8 +555,11 @@ def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> Gra
         if len(name) > MAX_NAME or name in children:
             return None
         children[name] = child
+    items, triples = entry.get("attributes", []), entry.get("slot_variables", [])
+    if type(items) is not list or type(triples) is not list:
+        return None
     attributes: list[Attribute] = []
-    for item in entry.get("attributes", ()):
+    for item in items:
         if type(item) is not dict:
             return None
         name, key, full_name = item.get("name"), item.get("key"), item.get("full_name", "")
@@ -562,7 +569,7 @@ def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> Gra
             return None
         attributes.append(Attribute(name=name, key=key, full_name=full_name))
     slots: list[SlotRef] = []
-    for triple in entry.get("slot_variables", ()):
+    for triple in triples:
         if type(triple) is not list or len(triple) != 3:
             return None
         original, slot, node = triple
@@ -596,7 +603,7 @@ def _parse_node(
             raise where.fail(here, "unique child names", name)
         children[name] = _int(where, pair[1], here, 0, count)
     attributes = []
-    for index, item in enumerate(entry.get("attributes", [])):
+    for index, item in enumerate(_optional_list(where, entry, "attributes", at)):
         here = f"{at}.attributes[{index}]"
         if not isinstance(item, Mapping):
             raise where.fail(here, "a JSON object", item)
@@ -611,7 +618,7 @@ def _parse_node(
             )
         )
     slots = []
-    for index, triple in enumerate(entry.get("slot_variables", [])):
+    for index, triple in enumerate(_optional_list(where, entry, "slot_variables", at)):
         here = f"{at}.slot_variables[{index}]"
         if not isinstance(triple, list) or len(triple) != 3:
             raise where.fail(here, "an [original, slot name, slot node] triple", triple)

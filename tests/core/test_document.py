@@ -77,6 +77,12 @@ def mutated(path, value):
         (("values", "w/.ATTRIBUTES/VARIABLE_VALUE", "array"), "../../etc", "one of the packs"),
         (("graph",), KeyError, "document.graph"),
         (("graph", "nodes", 0, "children", 0), ["x" * 70000, 1], "at most 65536 characters"),
+        (
+            ("graph", "nodes", 1, "attributes"),
+            None,
+            r"graph.nodes\[1\].attributes: expected a list",
+        ),
+        (("graph", "nodes", 0, "slot_variables"), 3, r"nodes\[0\].slot_variables: expected a list"),
     ],
 )
 def test_invalid_documents_name_the_field(path, value, field):
