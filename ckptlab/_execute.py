@@ -134,10 +134,7 @@ def create_slot(
     A slot that exists by now (training, or another restore, created it) is written like any
     restored value, under the same newest-restore rule.
     """
-    existing = next(
-        (s for v, name, s in optimizer._ck_slot_variables() if v is variable and name == slot),
-        None,
-    )
+    existing = optimizer._ck_find_slot(variable, slot)
     if existing is not None:
         write_value(existing, array, uid, explicit=explicit)
         return existing

@@ -49,14 +49,14 @@ class Optimizer(Module):
 
     def get_slot(self, var: Variable, slot_name: str) -> Variable:
         """The slot ``slot_name`` of ``var``; ``KeyError`` if it does not exist yet."""
-        entry = self._ck_slot_table.get(id(var))
-        if entry is None or slot_name not in entry[1]:
+        slot = self._ck_find_slot(var, slot_name)
+        if slot is None:
             raise KeyError(
                 f"No slot {slot_name!r} for variable {var.name!r} yet; slots are created by the "
                 "first apply_gradients for that variable (or by a restore). "
                 f"Slots: {self.slot_names}."
             )
-        return entry[1][slot_name]
+        return slot
 
     def _slot(self, var: Variable, slot_name: str) -> Variable:
         slots = self._ck_slot_table.setdefault(id(var), (var, {}))[1]
@@ -65,6 +65,10 @@ class Optimizer(Module):
                 np.zeros(var.shape, var.dtype), name=f"{var.name}/{slot_name}", trainable=False
             )
         return slots[slot_name]
+
+    def _ck_find_slot(self, var: Variable, slot_name: str) -> Variable | None:
+        entry = self._ck_slot_table.get(id(var))
+        return None if entry is None else entry[1].get(slot_name)
 
     def _ck_slot_variables(self) -> list[tuple[Any, str, Any]]:
         return [

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 
 from ckptlab.errors import CkptlabError
-from ckptlab.storage._kv import ByteStore, _fsync_dir
+from ckptlab.storage._kv import ByteStore, fsync_dir
 from ckptlab.storage._layout import ROOT_DOCUMENT
 
 _RENAME_EXCHANGE = 2
@@ -100,7 +100,7 @@ def publish(store: ByteStore, staged: str, path: str, *, durable: bool) -> None:
         if exchange(staged, path):
             store.delete_tree(staged)  # now the old checkpoint
             if durable:  # the exchange is a directory entry change: make it durable too
-                _fsync_dir(posixpath.dirname(path) or ".")
+                fsync_dir(posixpath.dirname(path) or ".")
             return
         parent, name = posixpath.split(path)
         old = posixpath.join(parent, f".{name}.old-{uuid.uuid4().hex}")

@@ -93,7 +93,8 @@ class ByteStore(Protocol):
         ...
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` (creations, renames, deletions) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -160,7 +161,7 @@ class LocalStore:
                 os.unlink(temporary)
             raise
         if durable:
-            _fsync_dir(os.path.dirname(key) or ".")
+            fsync_dir(os.path.dirname(key) or ".")
 
     def read(self, key: str) -> bytes:
         """Read a whole file."""
@@ -230,14 +231,14 @@ class LocalStore:
         """``os.rename`` then fsync the parent directories."""
         os.rename(source, target)
         if durable:
-            _fsync_dir(os.path.dirname(target) or ".")
+            fsync_dir(os.path.dirname(target) or ".")
             if os.path.dirname(source) != os.path.dirname(target):
-                _fsync_dir(os.path.dirname(source) or ".")
+                fsync_dir(os.path.dirname(source) or ".")
 
     def sync_tree(self, key: str) -> None:
         """Fsync every directory below ``key`` (files were fsynced when written)."""
         for directory in _walk_dirs(key):
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
 
 def _open_for_reading(key: str) -> int:
