@@ -271,8 +271,11 @@ def time_methods(
     """Median save (and, unless ``durable``, load) seconds of each method, interleaved."""
     kinds = ("save", "load", "save_cpu", "load_cpu")
     times: dict[str, dict[str, list[float]]] = {name: {k: [] for k in kinds} for name in table}
+    names = list(table)
     for repeat in range(repeats):
-        for name, (save, load) in table.items():
+        # Rotate who goes first: the first writer of a round meets the most dirty page cache.
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            save, load = table[name]
             directory = os.path.join(root, f"{name.replace(' ', '_')}-{repeat}")
             os.makedirs(directory)
             path = os.path.join(directory, "ckpt")
