@@ -233,8 +233,9 @@ def covering_paths(chosen: Iterable[str], known: Iterable[str]) -> list[str]:
             return path
         owner = "/".join(segments[segments.index(OPTIMIZER_SLOT) + 1 : -1])
         opaque = "\x01" + path.replace("/", "\x02")
-        placed[f"{owner}/{opaque}" if owner else opaque] = path
-        return f"{owner}/{opaque}" if owner else opaque
+        below = f"{owner}/{opaque}" if owner else opaque
+        placed[below] = path
+        return below
 
     picked = sorted({place(p) for p in chosen})
     universe = sorted({place(p) for p in known} | set(picked))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab.storage._foreign._bundle_writer import encode_slice_key, field, write_table
+from ckptlab.storage._foreign._bundle_writer import encode_slice_key, field, varint, write_table
 from ckptlab.storage._foreign._tfv1 import MAX_BROADCAST_BYTES
 
 Extents = list[tuple[int, int]]
@@ -57,20 +57,14 @@ def test_slices_are_reassembled_in_two_dimensions(tmp_path):
     np.testing.assert_array_equal(ck.load_checkpoint(path).get_tensor("w"), expected)
 
 
-def _varint(value: int) -> bytes:
-    from ckptlab.storage._foreign._bundle_writer import varint
-
-    return varint(value)
-
-
 @pytest.mark.parametrize(
     ("dtype", "tensor", "expected"),
     [
-        (INT32, field(7, b"".join(_varint(v) for v in (-1, 300, -(2**31)))), [-1, 300, -(2**31)]),
-        (INT64, field(10, _varint(2**40)) + field(10, _varint(-5)) + field(10, 0), [2**40, -5, 0]),
-        (UINT64, field(17, b"".join(_varint(v) for v in (2**64 - 1, 1, 0))), [2**64 - 1, 1, 0]),
+        (INT32, field(7, b"".join(varint(v) for v in (-1, 300, -(2**31)))), [-1, 300, -(2**31)]),
+        (INT64, field(10, varint(2**40)) + field(10, varint(-5)) + field(10, 0), [2**40, -5, 0]),
+        (UINT64, field(17, b"".join(varint(v) for v in (2**64 - 1, 1, 0))), [2**64 - 1, 1, 0]),
         (BOOL, field(11, bytes([1, 0, 1])), [True, False, True]),
-        (HALF, field(13, b"".join(_varint(v) for v in (0x3C00, 0xC000, 0))), [1.0, -2.0, 0.0]),
+        (HALF, field(13, b"".join(varint(v) for v in (0x3C00, 0xC000, 0))), [1.0, -2.0, 0.0]),
         (COMPLEX64, field(9, struct.pack("<6f", 1, 2, 3, 4, 5, 6)), [1 + 2j, 3 + 4j, 5 + 6j]),
         (FLOAT, field(4, np.array([1, 2, 3], "<f4").tobytes()), [1.0, 2.0, 3.0]),
     ],
@@ -82,7 +76,7 @@ def test_typed_fields_decode_as_tensorflow_writes_them(tmp_path, dtype, tensor, 
 
 def test_bfloat16_half_val_keeps_its_bits(tmp_path):
     bits = np.array([1.5, -3.0], ml_dtypes.bfloat16).view(np.uint16).tolist()
-    tensor = field(13, b"".join(_varint(b) for b in bits))
+    tensor = field(13, b"".join(varint(b) for b in bits))
     path = write_v1(tmp_path / "model.ckpt", "t", (2,), 14, [([(0, 2)], tensor)])
     assert ck.load_checkpoint(path).get_tensor("t").astype(np.float32).tolist() == [1.5, -3.0]
 
