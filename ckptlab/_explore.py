@@ -19,7 +19,14 @@ import numpy as np
 from ckptlab._checkpoint import Checkpoint
 from ckptlab._reader import open_path
 from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
-from ckptlab.core import MatchReport, NodePath, ReportEntry, ValueSpec, unescape_local_name
+from ckptlab.core import (
+    MatchReport,
+    NodePath,
+    ReportEntry,
+    ValueSpec,
+    gc_paused,
+    unescape_local_name,
+)
 from ckptlab.core._keys import OPTIMIZER_SLOT
 from ckptlab.errors import CkptlabError
 from ckptlab.inspect import GraphView, ViewValue, build_view
@@ -536,7 +543,8 @@ def explore(target: Any, *, program: Any = None) -> Any:
             f"ck.explore needs the widget extras ({error}); pip install 'ckptlab[widgets]'. "
             "Without them, status.report() and ck.diff(a, b) give the same information as data."
         ) from error
-    return ExplorerWidget(source_for(target, program))
+    with gc_paused():  # opening and laying out 100,000 values builds millions of small objects
+        return ExplorerWidget(source_for(target, program))
 
 
 class Diff(CheckpointDiff):
@@ -548,7 +556,8 @@ class Diff(CheckpointDiff):
         """The explorer widget of this diff."""
         from ckptlab.widgets import ExplorerWidget
 
-        return ExplorerWidget(DiffSource(self, open_path(self.a), open_path(self.b)))
+        with gc_paused():
+            return ExplorerWidget(DiffSource(self, open_path(self.a), open_path(self.b)))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         try:

@@ -15,6 +15,7 @@ from ckptlab.core._document import (
     parse_document,
     parse_listing,
 )
+from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
 from ckptlab.core._keys import (
     ParsedKey,
@@ -90,6 +91,7 @@ __all__ = [
     "build_report",
     "consumed_failure",
     "escape_local_name",
+    "gc_paused",
     "existing_objects_failure",
     "format_state",
     "nontrivial_failure",

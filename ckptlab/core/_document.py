@@ -451,16 +451,16 @@ def _parse_values(
     fast = _fast_values(data, packs)
     if fast is not None:
         return {
-            raw[0]: StoredValue(
-                key=raw[0],
-                shape=raw[1],
-                dtype=raw[2],
-                crc32c=raw[3],
-                array=raw[4],
-                offset=raw[5],
-                chunks=raw[6],
+            key: StoredValue(
+                key=key,
+                shape=shape,
+                dtype=dtype,
+                crc32c=crc,
+                array=array,
+                offset=offset,
+                chunks=chunks,
             )
-            for raw in fast
+            for key, shape, dtype, crc, array, offset, chunks in fast
         }
     values: dict[str, StoredValue] = {}
     for key, entry in data.items():
@@ -528,9 +528,9 @@ def _parse_graph(
         raise where.fail("graph.nodes", "at least the root node", nodes_data)
     nodes: list[GraphNode] = []
     for node_id, entry in enumerate(nodes_data):
-        at = f"graph.nodes[{node_id}]"
         node = _fast_node(entry, count, values)
         if node is None:  # something unusual: the per-field checks name it (or accept it)
+            at = f"graph.nodes[{node_id}]"
             if not isinstance(entry, Mapping):
                 raise where.fail(at, "a JSON object", entry)
             node = _parse_node(where, entry, at, count, values)
@@ -546,7 +546,7 @@ def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> Gra
     if type(pairs) is not list:
         return None
     children: dict[str, int] = {}
-    for pair in pairs:
+    for pair in pairs:  # most nodes are variables: no children
         if type(pair) is not list or len(pair) != 2:
             return None
         name, child = pair
@@ -555,20 +555,23 @@ def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> Gra
         if len(name) > MAX_NAME or name in children:
             return None
         children[name] = child
-    items, triples = entry.get("attributes", []), entry.get("slot_variables", [])
-    if type(items) is not list or type(triples) is not list:
+    attributes: tuple[Attribute, ...] = ()
+    items = entry.get("attributes", ())
+    if type(items) is not list and items != ():  # absent is fine, null is not
         return None
-    attributes: list[Attribute] = []
     for item in items:
         if type(item) is not dict:
             return None
         name, key, full_name = item.get("name"), item.get("key"), item.get("full_name", "")
         if type(name) is not str or type(key) is not str or type(full_name) is not str:
             return None
-        if key not in values or max(len(name), len(full_name)) > MAX_NAME:
+        if key not in values or len(name) > MAX_NAME or len(full_name) > MAX_NAME:
             return None
-        attributes.append(Attribute(name=name, key=key, full_name=full_name))
-    slots: list[SlotRef] = []
+        attributes += (Attribute(name=name, key=key, full_name=full_name),)
+    slots: tuple[SlotRef, ...] = ()
+    triples = entry.get("slot_variables", ())
+    if type(triples) is not list and triples != ():  # absent is fine, null is not
+        return None
     for triple in triples:
         if type(triple) is not list or len(triple) != 3:
             return None
@@ -577,14 +580,14 @@ def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> Gra
             return None
         if not (0 <= original < count and 0 <= node < count) or len(slot) > MAX_NAME:
             return None
-        slots.append(SlotRef(original=original, slot=slot, node=node))
+        slots += (SlotRef(original=original, slot=slot, node=node),)
     type_name = entry.get("type", "")
     if type(type_name) is not str or len(type_name) > MAX_NAME:
         return None
     return GraphNode(
         children=children,
-        attributes=tuple(attributes),
-        slot_variables=tuple(slots),
+        attributes=attributes,
+        slot_variables=slots,
         type_name=type_name,
         is_optimizer=bool(entry.get("optimizer", False)),
     )

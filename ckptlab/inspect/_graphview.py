@@ -306,14 +306,17 @@ class _TreeBuilder:
         return node_id
 
     def place(self, value: ViewValue) -> int:
-        parent = self.groups.get(value.path[:-1]) if value.path else None
-        if parent is None:  # first value under this parent: create the groups on the way
+        path = value.path
+        if not path:
             node = 0
-            for depth, name in enumerate(value.path[:-1]):
-                synthetic = value.synthetic_depth is not None and value.synthetic_depth <= depth
-                node = self.child(node, name, synthetic=synthetic)
-            parent = self.groups[value.path[:-1]] = node
-        node = self.child(parent, value.path[-1], synthetic=False) if value.path else 0
+        else:
+            parent = self.groups.get(path[:-1])
+            if parent is None:  # first value under this parent: create the groups on the way
+                parent, cut = 0, value.synthetic_depth
+                for depth, name in enumerate(path[:-1]):
+                    parent = self.child(parent, name, synthetic=cut is not None and cut <= depth)
+                self.groups[path[:-1]] = parent
+            node = self.child(parent, path[-1], synthetic=False)
         if node in self.values:
             # Two values on one path (a name-based key "a.b" next to "a/b"): keep both, the
             # second one named by its full key.
@@ -323,29 +326,32 @@ class _TreeBuilder:
         return node
 
     def finish(self) -> tuple[ViewNode, ...]:
-        count = len(self.names)
+        count, parents, values = len(self.names), self.parents, self.values
         optimizer_only = [True] * count
         has_value = [False] * count
         for node_id in range(count - 1, -1, -1):
-            value = self.values.get(node_id)
+            value = values.get(node_id)
             if value is not None:
                 has_value[node_id] = True
                 optimizer_only[node_id] = optimizer_only[node_id] and value.optimizer
-            parent = self.parents[node_id]
+            parent = parents[node_id]
             if parent >= 0 and has_value[node_id]:
                 has_value[parent] = True
                 optimizer_only[parent] = optimizer_only[parent] and optimizer_only[node_id]
+        synthetic = self.synthetic
         nodes = []
-        for node_id in range(count):
-            value = self.values.get(node_id)
+        for node_id, name in enumerate(self.names):
+            value = values.get(node_id)
             flags = OPTIMIZER if optimizer_only[node_id] and has_value[node_id] and node_id else 0
-            flags |= SLOT if value is not None and value.slot else 0
-            flags |= SYNTHETIC if node_id in self.synthetic else 0
+            if value is not None and value.slot:
+                flags |= SLOT
+            if node_id in synthetic:
+                flags |= SYNTHETIC
             nodes.append(
                 ViewNode(
                     id=node_id,
-                    parent=self.parents[node_id],
-                    name=self.names[node_id],
+                    parent=parents[node_id],
+                    name=name,
                     state=value.state if value else None,
                     value=value,
                     flags=flags,

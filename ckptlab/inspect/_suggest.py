@@ -50,6 +50,9 @@ def suggest_matches(view: GraphView) -> tuple[Suggestion, ...]:
     """Likely program-only ↔ checkpoint-only pairs (values or whole objects), strongest first."""
     from ckptlab.inspect._graphview import Suggestion
 
+    sides = {node.state for node in view.nodes}
+    if "program_only" not in sides or "checkpoint_only" not in sides:
+        return ()  # every rule pairs one of each
     found: list[Suggestion] = []
     covered: set[int] = set()
     for program, checkpoint in _renamed_objects(view):

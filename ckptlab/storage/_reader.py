@@ -8,7 +8,6 @@ failure names the key and the stored object (FORMAT.md, "Reading").
 
 from __future__ import annotations
 
-import json
 import math
 import posixpath
 from collections import defaultdict
@@ -18,12 +17,14 @@ from typing import Any
 
 import crc32c
 import numpy as np
+import orjson
 
 from ckptlab.core import (
     ITEMSIZE,
     CheckpointDocument,
     StoredValue,
     ValueSpec,
+    gc_paused,
     parse_document,
     parse_listing,
 )
@@ -85,8 +86,17 @@ class StoredCheckpoint:
         return self.store.display(self.path)
 
     def specs(self) -> dict[str, ValueSpec]:
-        """Shape and dtype of every stored value, by key."""
-        return {k: ValueSpec(shape=v.shape, dtype=v.dtype) for k, v in self.document.values.items()}
+        """Shape and dtype of every stored value, by key (equal specs are one shared object)."""
+        shared: dict[tuple[tuple[int, ...], str], ValueSpec] = {}
+        out = {}
+        for key, value in self.document.values.items():
+            spec = shared.get((value.shape, value.dtype))
+            if spec is None:
+                spec = shared[value.shape, value.dtype] = ValueSpec(
+                    shape=value.shape, dtype=value.dtype
+                )
+            out[key] = spec
+        return out
 
     def stored(self, key: str) -> StoredValue:
         """Metadata of one value; :class:`NotFoundError` if the key is absent."""
@@ -354,7 +364,8 @@ def _raw(array: np.ndarray[Any, Any]) -> memoryview:
 
 def read_document(store: ByteStore, path: str) -> CheckpointDocument:
     """Read and validate the checkpoint document at ``path`` (one object read)."""
-    return parse_document(_read_root(store, path), store.display(path))
+    with gc_paused():
+        return parse_document(_read_root(store, path), store.display(path))
 
 
 def read_listing(store: ByteStore, path: str) -> list[tuple[str, tuple[int, ...], str]]:
@@ -366,7 +377,8 @@ def read_listing(store: ByteStore, path: str) -> list[tuple[str, tuple[int, ...]
     if store.size(posixpath.join(path, ROOT_DOCUMENT)) is None:
         values = open_checkpoint(store, path, progress=False).document.values.values()
         return [(v.key, v.shape, v.dtype) for v in values]
-    return parse_listing(_read_root(store, path), store.display(path))
+    with gc_paused():
+        return parse_listing(_read_root(store, path), store.display(path))
 
 
 def _read_root(store: ByteStore, path: str) -> Any:
@@ -382,8 +394,8 @@ def _read_root(store: ByteStore, path: str) -> Any:
         )
     raw = store.read(root)
     try:
-        metadata = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        metadata = orjson.loads(raw)
+    except ValueError as error:  # orjson's JSONDecodeError (UTF-8 and depth errors included)
         raise CorruptCheckpointError(
             f"{store.display(root)} is not valid JSON ({str(error)[:200]}). The checkpoint is "
             "damaged; restore from another checkpoint."

@@ -15,6 +15,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ckptlab.core import gc_paused
 from ckptlab.inspect import VIEW_STATES, GraphView, view_dot, view_mimebundle
 from ckptlab.inspect._source import ExplorerSource
 
@@ -148,6 +149,10 @@ class ExplorerWidget(anywidget.AnyWidget):
 
     def refresh(self) -> None:
         """Recompute states (after restores or program changes) and push them to the view."""
+        with gc_paused():
+            self._refresh()
+
+    def _refresh(self) -> None:
         fresh = self._source.view()
         if fresh.same_shape(self._view):
             self._view = fresh
