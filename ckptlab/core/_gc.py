@@ -49,4 +49,7 @@ def gc_paused() -> Iterator[None]:
             with _lock:
                 _holders -= 1
                 if _holders == 0:
+                    if gc.get_freeze_count() == 0:
+                        gc.freeze()
+                        gc.unfreeze()
                     gc.enable()

@@ -55,3 +55,21 @@ def test_overlapping_blocks_in_two_threads_resume_when_the_last_ends():
     release.set()
     thread.join(10)
     assert gc.isenabled()
+
+
+def test_objects_built_inside_go_to_the_oldest_generation():
+    with gc_paused():
+        built = [[] for _ in range(1_000)]
+    # not left young, where the next collections would examine every one of them again
+    assert any(o is built for o in gc.get_objects(generation=2))
+
+
+def test_objects_a_program_froze_stay_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
