@@ -12,6 +12,7 @@ are positions in ``nodes``; a parent always comes before its children.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import gzip
@@ -121,10 +122,11 @@ class GraphView:
 
     def counts(self) -> dict[str, int]:
         """Number of values per view state (states with no value are left out)."""
-        counted: dict[str, int] = {}
-        for node in self.nodes:
-            if node.state is not None:
-                counted[node.state] = counted.get(node.state, 0) + 1
+        return dict(self._counts)
+
+    @functools.cached_property
+    def _counts(self) -> dict[str, int]:
+        counted = collections.Counter(node.state for node in self.nodes)
         return {s: counted[s] for s in VIEW_STATES if s in counted}
 
     def values(self) -> Iterable[ViewNode]:
@@ -186,19 +188,18 @@ class GraphView:
                 return -1
             return specs.setdefault((value.dtype, value.shape), len(specs))
 
-        state_index = {s: i for i, s in enumerate(VIEW_STATES)}
+        state_index: dict[str | None, int] = {s: i for i, s in enumerate(VIEW_STATES)}
+        nodes = self.nodes
+        values = [n.value for n in nodes]
         columns: dict[str, list[Any]] = {
-            k: [] for k in ("parent", "name", "state", "flags", "stored", "program", "reason")
+            "parent": [n.parent for n in nodes],
+            "name": [n.name for n in nodes],
+            "state": [state_index.get(n.state, -1) for n in nodes],
+            "flags": [n.flags for n in nodes],
+            "stored": [-1 if v is None else spec(v.stored) for v in values],
+            "program": [-1 if v is None else spec(v.program) for v in values],
+            "reason": [-1 if v is None else string(v.reason) for v in values],
         }
-        for node in self.nodes:
-            value = node.value
-            columns["parent"].append(node.parent)
-            columns["name"].append(node.name)
-            columns["state"].append(-1 if node.state is None else state_index[node.state])
-            columns["flags"].append(node.flags)
-            columns["stored"].append(spec(value.stored if value else None))
-            columns["program"].append(spec(value.program if value else None))
-            columns["reason"].append(string(value.reason if value else ""))
         return {
             "format": SCHEMA_NAME,
             "version": SCHEMA_VERSION,
