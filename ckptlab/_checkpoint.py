@@ -22,7 +22,7 @@ from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, Name
 from ckptlab._trackable import Variable, is_trackable
 from ckptlab._version import __version__
 from ckptlab._view import LiveView
-from ckptlab.core import CheckpointState, ProgramGraph
+from ckptlab.core import CheckpointState, ProgramGraph, gc_paused
 from ckptlab.storage import (
     ReadOptions,
     WriteOptions,
@@ -265,7 +265,8 @@ class Checkpoint(Module):
     def _write(
         self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None
     ) -> None:
-        self._prepare(path, options, overrides, snapshot=False)()
+        with gc_paused():  # a walk and a document of many small objects, no cycles among them
+            self._prepare(path, options, overrides, snapshot=False)()
 
     def _prepare(
         self,
