@@ -58,7 +58,10 @@ def clean_leftovers(store: ByteStore, path: str) -> None:
             store.delete_tree(posixpath.join(parent, entry))
 
 
-OWN_ENTRIES = frozenset({"values", "packed"})
+ABORTED = "aborted"
+"""On object stores, what an aborted multi-worker save leaves in its prefix (FORMAT.md 6): the
+number stays taken, so a hung worker that wakes up later cannot write into the next save."""
+OWN_ENTRIES = frozenset({"values", "packed", ABORTED})
 """Names a checkpoint prefix holds besides ``zarr.json`` (anything else is not ours)."""
 
 

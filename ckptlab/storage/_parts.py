@@ -22,6 +22,7 @@ import numpy as np
 from ckptlab.core import PackInfo
 from ckptlab.errors import CorruptCheckpointError
 from ckptlab.storage._commit import (
+    ABORTED,
     clean_leftovers,
     is_committed,
     prepare_in_place,
@@ -188,11 +189,18 @@ def publish_staged(
 
 
 def discard_staged(store: ByteStore, staged: str, path: str) -> None:
-    """Remove the parts of a save that will not be committed (a committed checkpoint stays)."""
+    """Remove the parts of a save that will not be committed (a committed checkpoint stays).
+
+    Locally the parts were in a hidden sibling of their own.  On object stores they were written
+    in place, and a worker that timed out may still be writing (a Dask task cannot be stopped),
+    so an ``aborted`` marker keeps the prefix: numbered saves never reuse it.
+    """
     if store.supports_rename:
         store.delete_tree(staged)
     elif not is_committed(store, path):
         store.delete_tree(path)
+        note = b"A multi-worker save was aborted here; nothing was committed.\n"
+        store.write(posixpath.join(path, ABORTED), [note], durable=False)
 
 
 def read_rows(

@@ -220,6 +220,25 @@ def test_saves_to_an_object_store(s3_url):
     )
 
 
+def test_an_aborted_save_on_an_object_store_keeps_its_number(s3_url):
+    """Parts go in place on object stores, and a timed-out worker may still be writing (a Dask
+    task cannot be stopped): its late chunks must never land in the next save."""
+    first = ckd.save(f"{s3_url}/aborted/ckpt", build, engine=ckd.LocalEngine(2))
+    with pytest.raises(ckd.WorkerError):
+        ckd.save(f"{s3_url}/aborted/ckpt", failing("raise", 1), engine=ckd.LocalEngine(2))
+    store, aborted = resolve(f"{s3_url}/aborted/ckpt-2")
+    assert store.list_dir(aborted) == ["aborted"]
+    assert ck.latest_checkpoint(f"{s3_url}/aborted") == first
+    store.write(f"{aborted}/values/0/c/0/0", [b"a straggler's late chunk"], durable=False)
+    third = ckd.save(f"{s3_url}/aborted/ckpt", build, engine=ckd.LocalEngine(2))
+    assert third == f"{s3_url}/aborted/ckpt-3"
+    model = single_process_program()
+    ck.Checkpoint(model=model).restore(third).assert_consumed()
+    np.testing.assert_array_equal(model.embedding.numpy(), full_embedding())
+    ckd.write(f"{s3_url}/aborted/ckpt-2", build, engine=ckd.LocalEngine(2))  # explicit reuse
+    assert "aborted" not in store.list_dir(aborted)
+
+
 def test_an_unpicklable_state_function_leaves_nothing_behind(tmp_path):
     import threading
 
