@@ -51,4 +51,4 @@ def test_typescript_fixture_is_current(mismatch):
         pytest.fail("missing fixture: run python tests/inspect/conftest.py")
     assert json.loads(FIXTURE.read_text(encoding="utf-8")) == json.loads(
         json.dumps(mismatch.to_json())
-    ), "stale fixture: run python tests/inspect/conftest.py and commit it"
+    ), "stale fixture: run python tests/inspect/conftest.py, then npm run format in labextension/"
