@@ -7,7 +7,6 @@ import json
 import os
 import pickle
 import struct
-import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -136,16 +135,9 @@ def _deflated_copy(source: Path, target: Path, zeros: dict[str, int] | None = No
     return target
 
 
-def _peak_bytes(action) -> int:
-    tracemalloc.start()
-    try:
-        action()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def test_a_deflated_storage_bigger_than_the_pickle_says_is_refused_on_open(tmp_path, fixtures_dir):
+def test_a_deflated_storage_bigger_than_the_pickle_says_is_refused_on_open(
+    tmp_path, fixtures_dir, peak_bytes
+):
     source = fixtures_dir / "torch" / "state_dict.pt"
     target = _deflated_copy(source, tmp_path / "big.pt", {"state_dict/data/1": 64 * 2**20})
     assert target.stat().st_size < 2**20  # 64 MiB of zeros deflate to ~64 KiB
@@ -155,10 +147,12 @@ def test_a_deflated_storage_bigger_than_the_pickle_says_is_refused_on_open(tmp_p
             ck.list_variables(target)
         assert "data/1 declares 67108864 bytes" in str(caught.value)
 
-    assert _peak_bytes(open_it) < 2**20
+    assert peak_bytes(open_it) < 2**20
 
 
-def test_a_deflated_storage_that_inflates_past_its_header_stops_there(tmp_path, fixtures_dir):
+def test_a_deflated_storage_that_inflates_past_its_header_stops_there(
+    tmp_path, fixtures_dir, peak_bytes
+):
     source = fixtures_dir / "torch" / "state_dict.pt"
     target = _deflated_copy(source, tmp_path / "liar.pt", {"state_dict/data/1": 64 * 2**20})
     _patch_sizes(target, "state_dict/data/1", 48)  # header and pickle agree; the stream lies
@@ -171,7 +165,7 @@ def test_a_deflated_storage_that_inflates_past_its_header_stops_there(tmp_path, 
         with pytest.raises(ck.CorruptCheckpointError, match="data/1 is damaged"):
             reader.get_tensor("fc1.weight")
 
-    assert _peak_bytes(read_it) < 2**20
+    assert peak_bytes(read_it) < 2**20
 
 
 def test_a_stored_member_must_match_the_pickles_storage_size(tmp_path, fixtures_dir):
