@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from ckptlab.core import gc_paused
+from ckptlab.core._gc import PROMOTE_ABOVE
 
 
 @pytest.fixture(autouse=True)
@@ -57,11 +58,18 @@ def test_overlapping_blocks_in_two_threads_resume_when_the_last_ends():
     assert gc.isenabled()
 
 
-def test_objects_built_inside_go_to_the_oldest_generation():
+def test_many_objects_built_inside_go_to_the_oldest_generation():
     with gc_paused():
-        built = [[] for _ in range(1_000)]
+        built = [[] for _ in range(PROMOTE_ABOVE + 1_000)]
     # not left young, where the next collections would examine every one of them again
     assert any(o is built for o in gc.get_objects(generation=2))
+
+
+def test_a_small_block_leaves_the_generations_alone():
+    gc.collect()
+    with gc_paused():
+        built = [[] for _ in range(100)]
+    assert not any(o is built for o in gc.get_objects(generation=2))
 
 
 def test_objects_a_program_froze_stay_frozen():
