@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -379,11 +379,14 @@ _Raw = tuple[str, tuple[int, ...], str, tuple[int, ...], str, int | None, tuple[
 """A validated value entry: key, shape, dtype, crc32c, array, offset, chunks."""
 
 
+def _all_of(kind: type, items: Iterable[Any]) -> bool:
+    """Whether every item's type is exactly ``kind`` (subclasses such as bool for int are not)."""
+    return set(map(type, items)) <= {kind}
+
+
 def _ints(items: list[Any], low: int, high: int) -> bool:
     """Whether every item is an int (not a bool) in ``[low, high)``."""
-    return all(type(i) is int for i in items) and (
-        not items or (min(items) >= low and max(items) < high)
-    )
+    return _all_of(int, items) and (not items or (min(items) >= low and max(items) < high))
 
 
 def _fast_values(data: Mapping[str, Any], packs: Mapping[str, PackInfo]) -> list[_Raw] | None:
@@ -394,19 +397,20 @@ def _fast_values(data: Mapping[str, Any], packs: Mapping[str, PackInfo]) -> list
     """
     keys = list(data)
     entries = list(data.values())
-    if not all(type(k) is str for k in keys) or (keys and max(map(len, keys)) > MAX_NAME):
+    if not _all_of(str, keys) or (keys and max(map(len, keys)) > MAX_NAME):
         return None
-    if not all(type(e) is dict for e in entries):
+    if not _all_of(dict, entries):
         return None
     shapes = [e.get("shape") for e in entries]
     crcs = [e.get("crc32c") for e in entries]
     dtypes = [e.get("dtype") for e in entries]
     arrays = [e.get("array") for e in entries]
     if not (
-        all(type(s) is list and len(s) <= 32 for s in shapes)
-        and all(type(c) is list for c in crcs)
-        and all(type(a) is str for a in arrays)
-        and all(type(d) is str for d in dtypes)
+        _all_of(list, shapes)
+        and (not shapes or max(map(len, shapes)) <= 32)
+        and _all_of(list, crcs)
+        and _all_of(str, arrays)
+        and _all_of(str, dtypes)
         and set(dtypes) <= ITEMSIZE.keys()
         and _ints([d for s in shapes for d in s], 0, MAX_ELEMENTS)
         and _ints([c for cs in crcs for c in cs], 0, 2**32)
