@@ -341,7 +341,20 @@ class Checkpoint(Module):
         view = self._ck_view()
         if save_path is None:
             return InitializationOnlyStatus(view)
-        options = options or ReadOptions()
+        with gc_paused():  # matching many values builds many small objects, no cycles among them
+            return self._read(
+                view, save_path, lazy, key_map, skip_slot_variables, options or ReadOptions()
+            )
+
+    def _read(
+        self,
+        view: LiveView,
+        save_path: str | os.PathLike[str],
+        lazy: bool,
+        key_map: KeyMap | None,
+        skip_slot_variables: bool,
+        options: ReadOptions,
+    ) -> Any:
         store, key = resolve(save_path, options.storage_options)
         source = open_checkpoint(store, key, progress=options.progress)
         if key_map is not None:
