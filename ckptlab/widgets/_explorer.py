@@ -34,9 +34,14 @@ def _moved(ids: Iterable[int], old: GraphView, new: GraphView) -> list[int]:
     return [i for i in moved if i is not None]
 
 
-def _asset(name: str, fallback: str) -> str | pathlib.Path:
+def _asset(name: str, fallback: str) -> str:
+    """A bundled front-end file's text.
+
+    Text, not a path: anywidget watches a path for changes (hot reload) and subscribes every
+    widget to the watcher, which then keeps every explorer, and its checkpoint, alive for good.
+    """
     path = STATIC / name
-    return path if path.exists() else fallback
+    return path.read_text(encoding="utf-8") if path.exists() else fallback
 
 
 class ExplorerWidget(anywidget.AnyWidget):

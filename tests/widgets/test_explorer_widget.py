@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -212,3 +214,13 @@ def test_a_changed_tree_keeps_selection_expansion_and_focus_on_the_same_paths():
         ("model",),
         ("model", "head"),
     }
+
+
+def test_a_closed_explorer_and_its_checkpoint_are_freed(saved):
+    """Nothing global keeps an explorer (anywidget's file watcher used to hold every one)."""
+    widget = ck.explore(saved[1])
+    held = weakref.ref(widget), weakref.ref(widget._source.stored)
+    widget.close()
+    del widget
+    gc.collect()
+    assert [ref() for ref in held] == [None, None]
