@@ -18,10 +18,16 @@ from ckptlab._manager import CheckpointManager
 from ckptlab._module import Module, TrackedDict, TrackedList, TrackedTuple
 from ckptlab._reader import CheckpointReader, list_variables, load_checkpoint
 from ckptlab._saver import Saver
-from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
-from ckptlab._trackable import Trackable, Variable, register_trackable
+from ckptlab._variable import Variable
 from ckptlab._version import __version__
 from ckptlab.core import MatchReport, NearMiss, ReportEntry, near_misses
+from ckptlab.engine import (
+    CheckpointLoadStatus,
+    InitializationOnlyStatus,
+    NameBasedSaverStatus,
+    Trackable,
+    register_trackable,
+)
 from ckptlab.errors import (
     AssignmentError,
     CkptlabError,

@@ -13,16 +13,23 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from ckptlab import _execute
 from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap
 from ckptlab._module import Module, wrap
-from ckptlab._restore import NameBasedRestore, RestoreCoordinator
-from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
-from ckptlab._trackable import Variable, is_trackable
+from ckptlab._variable import Variable, create_variable
 from ckptlab._version import __version__
-from ckptlab._view import LiveView
-from ckptlab.core import CheckpointState, ProgramGraph, gc_paused
+from ckptlab.core import CheckpointState, gc_paused
+from ckptlab.engine import (
+    CheckpointLoadStatus,
+    InitializationOnlyStatus,
+    NameBasedRestore,
+    NameBasedSaverStatus,
+    Program,
+    RestoreCoordinator,
+    is_trackable,
+    on_attach,
+    program_values,
+)
 from ckptlab.storage import (
     ReadOptions,
     WriteOptions,
@@ -47,22 +54,6 @@ def _writer_info() -> dict[str, Any]:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
     }
-
-
-def save_values(
-    program: ProgramGraph[Any], overrides: dict[int, np.ndarray[Any, Any]] | None = None
-) -> list[tuple[str, np.ndarray[Any, Any]]]:
-    """``(key, live array)`` for every value in a program snapshot, refusing unsaveable objects."""
-    values = []
-    for node_id, obj in enumerate(program.objects):
-        check = getattr(obj, "_ck_check_saveable", None)
-        if check is not None:
-            check()
-        key = program.graph.nodes[node_id].value_key
-        if key is not None:
-            array = (overrides or {}).get(id(obj))
-            values.append((key, array if array is not None else np.asarray(obj._ck_value())))
-    return values
 
 
 class Checkpoint(Module):
@@ -110,7 +101,7 @@ class Checkpoint(Module):
             if not is_trackable(value):
                 raise ValueError(_not_trackable(name, value))
             if root is not None:
-                existing = LiveView(root).child(root, name)
+                existing = Program(root).child(root, name)
                 if existing is not None and existing is not value:
                     raise ValueError(
                         f"Cannot create a Checkpoint with keyword argument {name} if root.{name} "
@@ -136,8 +127,8 @@ class Checkpoint(Module):
     def _ck_graph_root(self) -> Any:
         return self if self._ck_root is None else self._ck_root
 
-    def _ck_view(self) -> LiveView:
-        return LiveView(
+    def _ck_view(self) -> Program:
+        return Program(
             self._ck_graph_root, self._ck_attached if self._ck_root is not None else None
         )
 
@@ -159,7 +150,7 @@ class Checkpoint(Module):
         if counter is not None:
             return counter
         if self._ck_root is None:
-            counter = _execute.create_variable(
+            counter = create_variable(
                 self,
                 "save_counter",
                 shape=(),
@@ -172,7 +163,7 @@ class Checkpoint(Module):
             counter = Variable(0, name="save_counter", dtype=np.int64, trainable=False)
             self._ck_attached["save_counter"] = counter
             try:
-                _execute.on_attach(self._ck_root, "save_counter", counter)
+                on_attach(self._ck_root, "save_counter", counter)
             except BaseException:
                 del self._ck_attached["save_counter"]
                 raise
@@ -186,7 +177,7 @@ class Checkpoint(Module):
             return None
         if isinstance(root, Checkpoint):
             return root.save_counter
-        own = LiveView(root).child(root, "save_counter")
+        own = Program(root).child(root, "save_counter")
         return own if isinstance(own, Variable) else None
 
     # -- saving -----------------------------------------------------------------------------
@@ -278,7 +269,7 @@ class Checkpoint(Module):
     ) -> Callable[[], object]:
         """Walk the program now; return the write.  ``snapshot`` copies the values first."""
         program = self._ck_view().walk()
-        values = save_values(program, overrides)
+        values = program_values(program, overrides)
         values = stage(self, values, copy=snapshot)
         store, key = resolve(path, (options or WriteOptions()).storage_options)
         return functools.partial(
@@ -348,7 +339,7 @@ class Checkpoint(Module):
 
     def _read(
         self,
-        view: LiveView,
+        view: Program,
         save_path: str | os.PathLike[str],
         lazy: bool,
         key_map: KeyMap | None,
@@ -366,7 +357,7 @@ class Checkpoint(Module):
                 source.display_path,
             )
             restore = NameBasedRestore(source, view, lazy=lazy)
-            restore.restore_subtree(view.root)
+            restore.restore()
             return NameBasedSaverStatus(restore, [])
         coordinator = RestoreCoordinator(source, view, lazy=lazy, skip_slots=skip_slot_variables)
         try:

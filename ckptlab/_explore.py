@@ -18,7 +18,6 @@ import numpy as np
 
 from ckptlab._checkpoint import Checkpoint
 from ckptlab._reader import open_path
-from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
 from ckptlab.core import (
     MatchReport,
     NodePath,
@@ -28,6 +27,7 @@ from ckptlab.core import (
     unescape_local_name,
 )
 from ckptlab.core._keys import OPTIMIZER_SLOT
+from ckptlab.engine import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
 from ckptlab.errors import CkptlabError
 from ckptlab.inspect import GraphView, ViewValue, build_view
 from ckptlab.inspect._diff import CheckpointDiff, DiffEntry, DiffState, diff_view

@@ -11,16 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
 from typing import Any, SupportsIndex, overload
 
-from ckptlab._trackable import Trackable, is_trackable
+from ckptlab.engine import Trackable, is_trackable, on_attach
 from ckptlab.errors import NotSaveableError
 
 __all__ = ["Module", "TrackedDict", "TrackedList", "TrackedTuple", "wrap"]
-
-
-def _attach(parent: Trackable, name: str, child: Any) -> None:
-    from ckptlab._execute import on_attach
-
-    on_attach(parent, name, child)
 
 
 class Module(Trackable):
@@ -60,7 +54,7 @@ class Module(Trackable):
         if set_attribute:
             object.__setattr__(self, name, child)
         try:
-            _attach(self, name, child)
+            on_attach(self, name, child)
         except BaseException:
             if had_dep:
                 deps[name] = old_dep
@@ -166,7 +160,7 @@ class TrackedList(Trackable, MutableSequence[Any]):
         try:
             for index, item in enumerate(storage):
                 if is_trackable(item) and id(item) not in known:
-                    _attach(self, str(index), item)
+                    on_attach(self, str(index), item)
         except BaseException:
             storage[:] = before
             self._ck_broken = broken
@@ -215,7 +209,7 @@ class TrackedList(Trackable, MutableSequence[Any]):
         self._ck_sync()
         if is_trackable(item):
             try:
-                _attach(self, str(len(self._ck_storage) - 1), item)
+                on_attach(self, str(len(self._ck_storage) - 1), item)
             except BaseException:
                 self._ck_storage.pop()
                 self._ck_sync()
@@ -294,7 +288,7 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
         self._ck_storage[key] = item
         if isinstance(key, str) and is_trackable(item):
             try:
-                _attach(self, key, item)
+                on_attach(self, key, item)
             except BaseException:
                 if had:
                     self._ck_storage[key] = old

@@ -7,10 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ckptlab._checkpoint import _writer_info
-from ckptlab._execute import write_value
-from ckptlab._restore import conflict_error, next_uid
-from ckptlab._trackable import Variable
+from ckptlab._variable import Variable
 from ckptlab.core import Assignment
+from ckptlab.engine import conflict_error, next_uid, write_value
 from ckptlab.errors import NotFoundError
 from ckptlab.storage import WriteOptions, open_checkpoint, resolve, write_checkpoint
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab._execute import create_variable
 from ckptlab._module import Module
-from ckptlab._trackable import Variable
+from ckptlab._variable import Variable, create_variable
 
 __all__ = ["SGD", "Adam", "Optimizer"]
 

@@ -43,10 +43,10 @@ def test_errors_module_is_stdlib_only():
 
 
 def test_only_the_executor_assigns_restored_values():
-    """Restored values reach user objects only through ckptlab/_execute.py."""
+    """Restored values reach user objects only through the engine's executor and adapters."""
     offenders = [
-        p.name
-        for p in PACKAGE.glob("*.py")
-        if p.name != "_execute.py" and "._value = " in p.read_text() and p.name != "_trackable.py"
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if "._value = " in p.read_text() and p.name != "_variable.py"
     ]
     assert offenders == []

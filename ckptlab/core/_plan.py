@@ -260,9 +260,9 @@ def _plan_slots(
     out: list[Assignment[T] | SlotRestore[T]] = []
     for slot_node, (optimizer, variable, slot) in ready.items():
         key = graph.nodes[slot_node].value_key
-        expected = view.value_spec(variable)
-        if key is None or expected is None:
+        if key is None or view.value_spec(variable) is None:
             continue
+        expected = view.slot_spec(optimizer, variable, slot, stored[key])
         existing = next(
             (s for v, name, s in view.slots(optimizer) if v is variable and name == slot), None
         )

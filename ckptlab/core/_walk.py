@@ -44,6 +44,14 @@ class ProgramView(Protocol[T]):
         """For an optimizer: ``(variable, slot name, slot variable)`` triples."""
         ...
 
+    def slot_spec(self, optimizer: T, variable: T, slot: str, stored: ValueSpec) -> ValueSpec:
+        """The spec ``optimizer``'s slot ``slot`` of ``variable`` must have, before it exists.
+
+        ``stored`` is what the checkpoint holds: optimizers whose slots are not shaped like
+        their variable (a scalar step count) accept it.
+        """
+        ...
+
     def can_defer(self, obj: T) -> bool:
         """Whether the object can receive dependencies later (restore-on-attach)."""
         ...

@@ -14,7 +14,6 @@ import numpy as np
 
 from ckptlab._checkpoint import _writer_info
 from ckptlab._reader import open_path
-from ckptlab._trackable import is_trackable
 from ckptlab.core import CheckpointState
 from ckptlab.distributed._coordinator import SaveStats, WorkerError, abort, begin, timed_finish
 from ckptlab.distributed._engines import Engine, LocalEngine
@@ -28,6 +27,7 @@ from ckptlab.distributed._worker import (
     write_part,
     write_part_for,
 )
+from ckptlab.engine import is_trackable
 from ckptlab.storage import WriteOptions, read_state, relative_to, resolve, write_state
 from ckptlab.storage._parts import read_rows
 

@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ckptlab._reader import open_path
-from ckptlab._trackable import Trackable
 from ckptlab.core import ValueSpec
+from ckptlab.engine import Trackable
 from ckptlab.errors import AssignmentError, NotSaveableError
 from ckptlab.storage import dtype_name
 from ckptlab.storage._parts import read_rows

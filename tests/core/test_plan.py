@@ -41,6 +41,9 @@ class View:
     def slots(self, obj):
         return obj.slots
 
+    def slot_spec(self, optimizer, variable, slot, stored):
+        return variable.spec
+
     def can_defer(self, obj):
         return obj.spec is None
 

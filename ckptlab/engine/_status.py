@@ -1,7 +1,7 @@
 """Restore statuses: what ``restore``/``read`` return (public classes, re-exported).
 
-Assertions are live: each call re-walks the program (SEMANTICS 45).  Every status also offers
-``report()``, a frozen snapshot of every match state, which the explorer draws.
+Assertions are live: each call re-walks the program (docs/semantics.md S45).  Every status also
+offers ``report()``, a frozen snapshot of every match state, which the explorer draws.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ckptlab._restore import NameBasedRestore, RestoreCoordinator
-from ckptlab._view import LiveView
 from ckptlab.core import (
     MatchReport,
     ReportEntry,
@@ -19,6 +17,9 @@ from ckptlab.core import (
     existing_objects_failure,
     nontrivial_failure,
 )
+from ckptlab.engine._by_name import NameBasedRestore
+from ckptlab.engine._coordinator import RestoreCoordinator
+from ckptlab.engine._program import Program
 
 __all__ = ["CheckpointLoadStatus", "InitializationOnlyStatus", "NameBasedSaverStatus"]
 
@@ -105,11 +106,11 @@ class CheckpointLoadStatus(_StatusDisplay):
 
 
 class InitializationOnlyStatus(_StatusDisplay):
-    """Status of ``restore(None)``: nothing is restored (SEMANTICS 29)."""
+    """Status of ``restore(None)``: nothing is restored (docs/semantics.md S29)."""
 
     _MESSAGE = "No checkpoint specified (save_path=None); nothing is being restored."
 
-    def __init__(self, view: LiveView) -> None:
+    def __init__(self, view: Program) -> None:
         self._view = view
 
     def assert_consumed(self) -> InitializationOnlyStatus:
@@ -160,7 +161,7 @@ class InitializationOnlyStatus(_StatusDisplay):
 class NameBasedSaverStatus(_StatusDisplay):
     """Status of restoring a name-based checkpoint (``ck.Saver``): variables match by name.
 
-    All three assertions check that every program variable found its name (SEMANTICS 52).
+    All three assertions check that every program variable found its name (docs/semantics.md S52).
     """
 
     def __init__(self, restore: NameBasedRestore, exempt: list[Any]) -> None:
