@@ -19,12 +19,12 @@ restored object are restored when attached, by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ckptlab.core import Assignment, MatchReport, ProgramGraph, ReportEntry
+from ckptlab.core import Assignment, MatchReport, ProgramGraph, ReportEntry, ValueSpec
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._coordinator import conflict_error, next_uid
@@ -39,7 +39,9 @@ WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
 
 
 def _separator(obj: Any) -> str:
-    return str(getattr(require_adapter(obj), "separator", "/"))
+    """How names join below ``obj``: an adapter's ``separator`` attribute or method, or ``/``."""
+    separator = getattr(require_adapter(obj), "separator", "/")
+    return str(separator(obj) if callable(separator) else separator)
 
 
 def node_names(
@@ -86,6 +88,12 @@ def value_names(
     }
 
 
+def _spec(target: Any) -> ValueSpec:
+    spec = require_adapter(target).value_spec(target)
+    assert spec is not None  # positional targets always own a value
+    return spec
+
+
 def normalized(key: str) -> str:
     """``key`` without the segments wrappers add (``module.``, ``_orig_mod.``).
 
@@ -116,6 +124,8 @@ class NameBasedRestore:
         self.written: set[int] = set()
         self.expect_partial = False
         self._aliases = self._stored_aliases()
+        self._finish: list[Callable[[], None]] = []
+        """Lazy mode: positional state to apply once everything is written."""
 
     def _stored_aliases(self) -> dict[str, str]:
         """Stored key by the name it stands for, wrapper segments removed where unambiguous."""
@@ -182,10 +192,24 @@ class NameBasedRestore:
                     stored=self.stored[keys[0]],
                 )
             )
+        positional = self._positional(program) if parent is None else []
+        for state in positional:
+            for key, target in state.targets.items():
+                keys_of[id(target)] = [key]
+                writes.append(
+                    Assignment(
+                        node=-1,
+                        key=key,
+                        target=target,
+                        expected=_spec(target),
+                        stored=self.stored[key],
+                    )
+                )
         conflicts = [w for w in writes if w.conflict is not None]
-        if conflicts and not self.lazy:
+        problems = [p for state in positional for p in state.problems]
+        if (conflicts or problems) and not self.lazy:
             shown = [f"{w.key!r}" for w in conflicts]
-            raise conflict_error(conflicts, self.source.display_path, shown)
+            raise conflict_error(conflicts, self.source.display_path, shown, problems)
         load = Load() if self.lazy else self._fetch(writes, explicit=False)
 
         def commit() -> None:
@@ -197,10 +221,35 @@ class NameBasedRestore:
                 self.used.update(keys_of[id(write.target)])
                 if self.lazy:
                     self.queued[id(write.target)] = write
-            if not self.lazy:
+            for state in positional:
+                for proxy, key in state.groups:
+                    self.matched[id(proxy)] = (proxy, key)
+            if self.lazy:
+                self._finish += [state.apply for state in positional]
+            else:
                 self._write(writes, load, explicit=False)
+                for state in positional:
+                    state.apply()
 
         return commit
+
+    def _positional(self, program: ProgramGraph[Any]) -> list[Any]:
+        """Framework state the file keys by position (torch optimizers), by node name."""
+        literals = getattr(self.source, "literals", {})
+        names, _ = node_names(program)
+        found = []
+        for node, obj in enumerate(program.objects):
+            hook: Callable[..., Any] | None = getattr(
+                require_adapter(obj), "positional_state", None
+            )
+            if hook is None:
+                continue
+            for name in names.get(node, []):
+                state = hook(obj, name, self.stored, literals)
+                if state is not None:
+                    found.append(state)
+                    break
+        return found
 
     def _fetch(self, writes: Sequence[Assignment[Any]], *, explicit: bool) -> Load:
         items = [Fetch(ident=id(w.target), key=w.key, target=w.target) for w in writes]
@@ -232,6 +281,10 @@ class NameBasedRestore:
         self._write(selected, self._fetch(selected, explicit=True), explicit=True)
         for write in selected:
             del self.queued[id(write.target)]
+        if wanted is None:
+            for finish in self._finish:
+                finish()
+            self._finish.clear()
 
     def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
         """Every program value and every stored name, with its state."""

@@ -51,10 +51,14 @@ Write = Assignment[Any] | SlotRestore[Any]
 
 
 def conflict_error(
-    conflicts: Sequence[Write], source: str, paths: Sequence[str]
+    conflicts: Sequence[Write], source: str, paths: Sequence[str], problems: Sequence[str] = ()
 ) -> RestoreConflictError:
-    """One error listing every conflict (path, program side vs checkpoint side)."""
-    lines = []
+    """One error listing every conflict (path, program side vs checkpoint side).
+
+    ``problems`` are conflicts that are not one value's shape or dtype (a layout that does not
+    fit), already phrased.
+    """
+    lines = [f"  {problem}" for problem in problems]
     for item, path in zip(conflicts, paths, strict=True):
         kind = item.conflict
         if kind == "shape":
@@ -69,7 +73,7 @@ def conflict_error(
             )
         lines.append(f"  {path} ({item.key}): {what}")
     return RestoreConflictError(
-        f"Restoring from {source} found {len(conflicts)} conflict(s); nothing was written:\n"
+        f"Restoring from {source} found {len(lines)} conflict(s); nothing was written:\n"
         + "\n".join(lines)
         + "\nFix the program (shapes and dtypes must match exactly; ckptlab never casts), or "
         "restore lazily (restore(path, lazy=True)) and pick a conflict-free part with "
@@ -294,13 +298,16 @@ class RestoreCoordinator:
     def _waiting_below(self) -> frozenset[int]:
         """Deferred nodes and everything below them that is not bound yet.
 
-        A whole module waits for its attach, its values included.
+        A whole module waits for its attach, its values included.  An optimizer the program
+        lacks stays as it was (its values are reported as unused optimizer values: a model-only
+        program restoring a training checkpoint is the common case).
         """
+        optimizers = self.graph.optimizer_nodes()
         waiting = set(self.deferred)
-        queue = list(self.deferred)
+        queue = [node for node in self.deferred if node not in optimizers]
         while queue:
             for child in self.graph.nodes[queue.pop()].children.values():
-                if child not in waiting and child not in self.bound:
+                if child not in waiting and child not in self.bound and child not in optimizers:
                     waiting.add(child)
                     queue.append(child)
         return frozenset(waiting)
