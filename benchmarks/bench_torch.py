@@ -36,7 +36,7 @@ NO_PROGRESS = ck.storage.ReadOptions(progress=False)
 QUIET = ck.WriteOptions(progress=False, durable=False)
 
 
-def build(quick: bool):  # noqa: ANN201
+def build(quick: bool):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -45,7 +45,7 @@ def build(quick: bool):  # noqa: ANN201
     return GPT2LMHeadModel(config).eval()
 
 
-def savers(model, directory: str) -> dict[str, Callable[[], None]]:  # noqa: ANN001
+def savers(model, directory: str) -> dict[str, Callable[[], None]]:
     import safetensors.torch
     import torch
 
@@ -53,9 +53,7 @@ def savers(model, directory: str) -> dict[str, Callable[[], None]]:  # noqa: ANN
         "ckptlab": lambda: ck.Checkpoint(model=model).write(
             os.path.join(directory, "ck"), options=QUIET
         ),
-        "ckptlab durable": lambda: ck.Checkpoint(model=model).write(
-            os.path.join(directory, "ckd")
-        ),
+        "ckptlab durable": lambda: ck.Checkpoint(model=model).write(os.path.join(directory, "ckd")),
         "torch.save": lambda: torch.save(model.state_dict(), os.path.join(directory, "m.pt")),
         "safetensors": lambda: safetensors.torch.save_model(
             model, os.path.join(directory, "m.safetensors")
@@ -63,7 +61,7 @@ def savers(model, directory: str) -> dict[str, Callable[[], None]]:  # noqa: ANN
     }
 
 
-def restorers(model, directory: str) -> dict[str, Callable[[], None]]:  # noqa: ANN001
+def restorers(model, directory: str) -> dict[str, Callable[[], None]]:
     import safetensors.torch
     import torch
 
@@ -72,15 +70,16 @@ def restorers(model, directory: str) -> dict[str, Callable[[], None]]:  # noqa: 
         model.load_state_dict(state)
 
     return {
-        "ckptlab": lambda: ck.Checkpoint(model=model)
-        .read(os.path.join(directory, "ck"), options=NO_PROGRESS)
-        .assert_consumed()
-        and None,
+        "ckptlab": lambda: (
+            ck.Checkpoint(model=model)
+            .read(os.path.join(directory, "ck"), options=NO_PROGRESS)
+            .assert_consumed()
+            and None
+        ),
         "torch.load(mmap)+load_state_dict": from_torch,
-        "safetensors.load_model": lambda: safetensors.torch.load_model(
-            model, os.path.join(directory, "m.safetensors")
-        )
-        and None,
+        "safetensors.load_model": lambda: (
+            safetensors.torch.load_model(model, os.path.join(directory, "m.safetensors")) and None
+        ),
     }
 
 
@@ -123,7 +122,10 @@ def peak_above_model(name: str, directory: str, quick: bool) -> int:
     the peak during the restore minus the RSS before it is what the restore needed on top.
     """
     script = PEAK_SCRIPT.format(
-        bench=os.path.dirname(os.path.abspath(__file__)), quick=quick, directory=directory, name=name
+        bench=os.path.dirname(os.path.abspath(__file__)),
+        quick=quick,
+        directory=directory,
+        name=name,
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])

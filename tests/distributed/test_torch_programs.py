@@ -16,9 +16,8 @@ pickle_by_value(__name__)
 
 def build_model(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.LayerNorm(256)
-    )
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.LayerNorm(256))
 
 
 def state(rank):
@@ -43,4 +42,5 @@ def test_two_worker_processes_save_a_torch_program_restored_in_one(tmp_path):
     for name, value in expected.model.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], value), name
     for old, new in zip(expected.model.parameters(), fresh.parameters(), strict=True):
-        assert torch.equal(fresh_opt.state[new]["exp_avg"], expected.optimizer.state[old]["exp_avg"])
+        saved = expected.optimizer.state[old]["exp_avg"]
+        assert torch.equal(fresh_opt.state[new]["exp_avg"], saved)
