@@ -125,10 +125,11 @@ class Adapter(Protocol):
 
 # Frameworks the engine knows, by top-level module name of their objects' types.  A framework's
 # adapter module is imported only once the framework itself has been imported by the user.
+# Keras comes first: on the torch backend a Keras layer is also a torch.nn.Module.
 _FRAMEWORKS: dict[str, str] = {
-    "torch": "ckptlab.engine._torch",
-    "flax": "ckptlab.engine._nnx",
     "keras": "ckptlab.engine._keras",
+    "flax": "ckptlab.engine._nnx",
+    "torch": "ckptlab.engine._torch",
 }
 _NATIVE = "ckptlab.engine._native"
 _BY_TYPE: dict[type, Adapter | None] = {}
