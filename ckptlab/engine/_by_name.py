@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import Assignment, MatchReport, ProgramGraph, ReportEntry, ValueSpec
+from ckptlab.core import (
+    Assignment,
+    MatchReport,
+    MatchState,
+    ProgramGraph,
+    ReportEntry,
+    ValueSpec,
+)
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._coordinator import conflict_error, next_uid
@@ -286,6 +293,23 @@ class NameBasedRestore:
                 finish()
             self._finish.clear()
 
+    def _state_of(self, obj: Any, match: tuple[Any, str] | None) -> tuple[MatchState, str]:
+        if match is None:
+            return "program_only", "no stored value has this name"
+        queued = self.queued.get(id(obj))
+        if queued is None:
+            return "restored", ""
+        if queued.conflict == "shape":
+            return "shape_conflict", (
+                f"shape: program {queued.expected.describe()}, checkpoint "
+                f"{queued.stored.describe()}"
+            )
+        if queued.conflict == "dtype":
+            return "dtype_conflict", (
+                f"dtype: program {queued.expected.dtype}, checkpoint {queued.stored.dtype}"
+            )
+        return "bound", "run_restore_ops() writes it"
+
     def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
         """Every program value and every stored name, with its state."""
         entries: list[ReportEntry] = []
@@ -300,18 +324,17 @@ class NameBasedRestore:
                     continue
                 match = self.matched.get(id(obj))
                 shown = self.view.describe(obj)[1] or found[0]
+                state, reason = self._state_of(obj, match)
                 entries.append(
                     ReportEntry(
                         path=path.prefix,
                         pretty=f"{path.pretty} (name {shown!r})",
                         key=match[1] if match else shown,
-                        state=("bound" if id(obj) in self.queued else "restored")
-                        if match
-                        else "program_only",
+                        state=state,
                         program=spec,
                         stored=self.stored.get(match[1]) if match else None,
                         type_name=type(obj).__name__,
-                        reason="" if match else "no stored value has this name",
+                        reason=reason,
                     )
                 )
         for key, spec in self.stored.items():

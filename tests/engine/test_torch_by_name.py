@@ -57,6 +57,7 @@ def test_mismatches_are_all_reported_and_nothing_is_written(tmp_path, tt):
     status = ck.Checkpoint(root=changed).restore(tmp_path / "m.pt", lazy=True)
     report = status.report()
     assert {e.key for e in report.missing} >= {"extra.weight", "extra.bias"}
+    assert {e.key for e in report.conflicts} == {"0.weight", "0.bias", "2.weight"}
     status.run_restore_ops(only=["2.bias"])
     assert torch.equal(changed[2].bias, saved[2].bias)
 
