@@ -53,7 +53,9 @@ def savers(model, directory: str) -> dict[str, Callable[[], None]]:
         "ckptlab": lambda: ck.Checkpoint(model=model).write(
             os.path.join(directory, "ck"), options=QUIET
         ),
-        "ckptlab durable": lambda: ck.Checkpoint(model=model).write(os.path.join(directory, "ckd")),
+        "ckptlab durable": lambda: ck.Checkpoint(model=model).write(
+            os.path.join(directory, "ckd"), options=ck.WriteOptions(progress=False)
+        ),
         "torch.save": lambda: torch.save(model.state_dict(), os.path.join(directory, "m.pt")),
         "safetensors": lambda: safetensors.torch.save_model(
             model, os.path.join(directory, "m.safetensors")

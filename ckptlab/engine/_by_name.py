@@ -160,9 +160,10 @@ class NameBasedRestore:
     def _names_below(
         self, parent: Any, name: str, obj: Any
     ) -> tuple[ProgramGraph[Any], dict[int, list[str]]]:
-        """The values below ``obj`` and their names; ``parent`` is about to take it as ``name``.
+        """The values below ``obj`` and their path names; ``parent`` takes ``obj`` as ``name``.
 
-        ``parent`` is ``None`` for the restore's root.
+        ``parent`` is ``None`` for the restore's root.  Slot variables have no path names (a
+        ``ck.Variable`` slot still matches by its own name).
         """
         if parent is None:
             program = self.view.walk()
@@ -181,8 +182,8 @@ class NameBasedRestore:
         program, names = self._names_below(parent, name, obj)
         writes: list[Assignment[Any]] = []
         keys_of: dict[int, list[str]] = {}
-        for node, found in names.items():
-            target, spec = program.objects[node], program.specs[node]
+        for node, target in enumerate(program.objects):
+            spec, found = program.specs[node], names.get(node, [])
             if spec is None or id(target) in self.matched:
                 continue
             own = self.view.describe(target)[1]  # a ck.Variable matches by its name only
