@@ -30,7 +30,7 @@ import numpy as np
 from playwright.sync_api import expect
 
 import ckptlab as ck
-from ckptlab._explore import CheckpointSource
+from ckptlab.explorer._sources import CheckpointSource
 from ckptlab._reader import open_path
 from ckptlab.core import gc_paused
 from ckptlab.widgets import ExplorerWidget

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,41 @@ _UIDS = itertools.count(1)
 def next_uid() -> int:
     """A new restore id; later restores win over earlier ones (SEMANTICS 41)."""
     return next(_UIDS)
+
+
+# -- live updates -------------------------------------------------------------------------------
+# The explorer follows a status: every restore owns a Revision, bumped whenever it binds, queues
+# or writes (``_record``/``_write`` below, and NameBasedRestore's commit and run_queued).
+
+
+class Revision:
+    """A change counter with weakly held listeners, told after every change."""
+
+    def __init__(self) -> None:
+        self.number = 0
+        self._listeners: list[weakref.ref[Any] | weakref.WeakMethod[Any]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each change while its owner lives (held weakly)."""
+        ref = (
+            weakref.WeakMethod(callback) if hasattr(callback, "__self__") else weakref.ref(callback)
+        )
+        self._listeners.append(ref)
+
+    def bump(self) -> None:
+        """Count a change and tell the listeners (a failing listener is logged, not raised)."""
+        self.number += 1
+        alive = []
+        for ref in self._listeners:
+            callback = ref()
+            if callback is None:
+                continue
+            alive.append(ref)
+            try:
+                callback()
+            except Exception:
+                logger.exception("ckptlab: a restore listener failed")
+        self._listeners = alive
 
 
 Write = Assignment[Any] | SlotRestore[Any]
@@ -105,6 +141,7 @@ class RestoreCoordinator:
         self.unused_attributes: dict[int, str] = {}
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
+        self.revision = Revision()
 
     # -- restoring --------------------------------------------------------------------------
 
@@ -248,6 +285,7 @@ class RestoreCoordinator:
                 )
         for node in plan.unused_attributes:
             self.unused_attributes[node] = type(self.bound[node]).__name__
+        self.revision.bump()
 
     def _write(
         self,
@@ -267,6 +305,8 @@ class RestoreCoordinator:
                 _execute.write_value(write.target, array, self.uid, explicit=explicit)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
+        if writes:
+            self.revision.bump()
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -352,6 +392,7 @@ class NameBasedRestore:
         self.queued: dict[int, Assignment[Any]] = {}
         self.written: set[int] = set()
         self.expect_partial = False
+        self.revision = Revision()
 
     def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
         """Name-based restores have no checkpoint nodes to wait on."""
@@ -398,6 +439,8 @@ class NameBasedRestore:
                 else:
                     _execute.write_value(write.target, arrays[id(write.target)], self.uid)
                     self.written.add(id(write.target))
+            if writes:
+                self.revision.bump()
 
         return commit
 
@@ -412,6 +455,8 @@ class NameBasedRestore:
             _execute.write_value(write.target, arrays[id(write.target)], self.uid, explicit=True)
             self.written.add(id(write.target))
             del self.queued[id(write.target)]
+        if selected:
+            self.revision.bump()
 
     def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
         """Every program variable and every stored name, with its state."""

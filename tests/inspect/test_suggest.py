@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import ckptlab as ck
-from ckptlab._explore import StatusSource
+from ckptlab.explorer._sources import StatusSource
 from ckptlab.core import ValueSpec, near_misses
 from ckptlab.inspect import ViewValue, build_view
 

@@ -194,6 +194,12 @@ class ReorderingSource:
     def restore(self, view, node_ids):
         raise AssertionError("not used")
 
+    def watch(self, callback):
+        pass
+
+    def recheck(self, view):
+        return False
+
 
 def test_a_changed_tree_keeps_selection_expansion_and_focus_on_the_same_paths():
     source = ReorderingSource()
