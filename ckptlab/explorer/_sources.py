@@ -24,6 +24,7 @@ from ckptlab.storage import StoredCheckpoint
 
 #: Programs up to this many values are re-checked after every notebook cell (attached objects).
 RECHECK_LIMIT = 20_000
+MATCHED = frozenset({"restored", "bound"})
 
 
 def node_details(view: GraphView, node_id: int) -> NodeDetails:
@@ -89,7 +90,7 @@ class StatusSource:
             return name_value(entry.key, **kwargs)
         value = object_value(entry.path, key=entry.key, optimizer=entry.optimizer, **kwargs)
         restore_path = entry.key if self.name_based else value.restore_path
-        if entry.program is not None and restore_path is not None:
+        if entry.state != "checkpoint_only" and restore_path is not None:
             self._program_paths[restore_path] = entry.path
         compared = self._compared.get(entry.key) if self._compared is not None else None
         if self.name_based or compared is not None:
@@ -100,7 +101,9 @@ class StatusSource:
     def view(self) -> GraphView:
         """Match states of the status's report, now."""
         report: MatchReport = self.status.report()
-        program_optimizer = any(e.optimizer and e.program is not None for e in report.entries)
+        program_optimizer = any(
+            e.optimizer and e.state != "checkpoint_only" for e in report.entries
+        )
         return build_view(
             (self._value(e) for e in report.entries),
             title=type(self.status).__name__,
@@ -131,7 +134,7 @@ class StatusSource:
         """Node details; for a matched value, statistics and how the program's value differs."""
         out = stored_details(view, node_id, self.stored)
         value = view.nodes[node_id].value
-        if value is None or self.stored is None or value.stored != value.program:
+        if value is None or self.stored is None or view.nodes[node_id].state not in MATCHED:
             return out
         if value.key not in self.stored.document.values or "error" in out.get("stats", {}):
             return out
@@ -154,7 +157,7 @@ class StatusSource:
         pairs = [
             (e.key, live[e.path][0])
             for e in report.entries
-            if e.stored is not None and e.stored == e.program and e.path in live
+            if e.state in MATCHED and e.path in live
         ]
         arrays = stored.read_many(key for key, _ in pairs)
         compared: dict[str, tuple[float, float, float]] = {}

@@ -168,12 +168,12 @@ class Timeline:
                 progress(i / total, f"reading {checkpoint.path} ({i + 1} of {total})")
             if needs_update and previous_index != i - 1:
                 previous = self._read_all(i - 1)
-            current = self._read_all(i)
+            current = {k: a for k, a in self._read_all(i).items() if _is_weight(a)}
             if stats is None:
                 stored = self.open(i)
                 stats = CheckpointStats(
                     nbytes=sum(_nbytes(s) for s in stored.specs().values()),
-                    values=len(current),
+                    values=len(stored.specs()),
                     squares={k: squares(v) for k, v in current.items()},
                     paths=display_paths(stored),
                     specs=dict(stored.specs()),
@@ -235,7 +235,8 @@ class Timeline:
                     continue
                 mine = {k: update[k] for k in keys if k in update}
                 ratios.append(_ratio(mine, stats[i - 1].squares) if mine else None)
-            out.append({"module": module, "weight_norm": norms, "update_ratio": ratios})
+            if any(n is not None for n in norms):
+                out.append({"module": module, "weight_norm": norms, "update_ratio": ratios})
         out.sort(key=lambda m: -(m["update_ratio"][-1] or 0.0))
         return out
 
@@ -255,6 +256,11 @@ class Timeline:
             for series in data["modules"]
             for i, point in enumerate(data["points"])
         ]
+
+
+def _is_weight(array: np.ndarray[Any, Any]) -> bool:
+    """Floating-point values are weights; counters and other integers are not measured."""
+    return array.dtype.kind in "fc" or array.dtype.name in ("bfloat16", "float8_e4m3fn")
 
 
 def _ratio(update: dict[str, float], base: dict[str, float]) -> float:
