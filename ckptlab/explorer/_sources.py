@@ -25,6 +25,7 @@ from ckptlab.storage import StoredCheckpoint
 #: Programs up to this many values are re-checked after every notebook cell (attached objects).
 RECHECK_LIMIT = 20_000
 MATCHED = frozenset({"restored", "bound"})
+CONFLICTS = frozenset({"shape_conflict", "dtype_conflict"})
 
 
 def node_details(view: GraphView, node_id: int) -> NodeDetails:
@@ -131,16 +132,30 @@ class StatusSource:
         return None if found is None else _engine.value_of(found[0])
 
     def details(self, view: GraphView, node_id: int) -> NodeDetails:
-        """Node details; for a matched value, statistics and how the program's value differs."""
-        out = stored_details(view, node_id, self.stored)
+        """Node details; for a stored value its statistics, and how the program's value differs.
+
+        Reads that one stored value, once.
+        """
+        out = node_details(view, node_id)
         value = view.nodes[node_id].value
-        if value is None or self.stored is None or view.nodes[node_id].state not in MATCHED:
+        stored = self.stored
+        if value is None or stored is None or value.key not in stored.document.values:
             return out
-        if value.key not in self.stored.document.values or "error" in out.get("stats", {}):
-            return out
-        current = self._program_value(value.restore_path)
+        read: list[np.ndarray[Any, Any]] = []
+
+        def once() -> np.ndarray[Any, Any]:
+            read.append(stored.read(value.key))
+            return read[0]
+
+        out["stats"] = stats_of(once)
+        out["checksum"] = "verified (crc32c)" if read else "FAILED"
+        current = (
+            self._program_value(value.restore_path)
+            if read and view.nodes[node_id].state in MATCHED
+            else None
+        )
         if current is not None:
-            out["change"] = change(self.stored.read(value.key), current)
+            out["change"] = change(read[0], current)
         return out
 
     def compare_values(self) -> GraphView:
@@ -170,16 +185,19 @@ class StatusSource:
 
     def restore(self, view: GraphView, node_ids: Sequence[int]) -> str:
         """``run_restore_ops(only=...)`` for the values under the selected nodes."""
-        chosen = {
-            v.restore_path
-            for n in node_ids
-            for i in view.subtree(n)
-            if (v := view.nodes[i].value) is not None
-            and v.restore_path is not None
-            and v.stored is not None  # program-only values have nothing to restore
-        }
+        chosen: set[str] = set()
+        conflicts = 0
+        for i in {i for n in node_ids for i in view.subtree(n)}:
+            v = view.nodes[i].value
+            if v is None or v.restore_path is None or v.stored is None:
+                continue  # program-only values have nothing to restore
+            if view.nodes[i].state in CONFLICTS:
+                conflicts += 1  # skipped: restoring one would write nothing at all
+            else:
+                chosen.add(v.restore_path)
+        skipped = f" (skipped {conflicts} conflicting)" if conflicts else ""
         if not chosen:
-            return "Nothing selected to restore."
+            return f"Nothing selected to restore{skipped}."
         if self.name_based:
             paths = sorted(chosen)
         else:
@@ -187,7 +205,7 @@ class StatusSource:
             paths = covering_paths(chosen, known)
         self.status.run_restore_ops(only=paths)
         shown = ", ".join(repr(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
-        return f"run_restore_ops(only=[{shown}])"
+        return f"run_restore_ops(only=[{shown}]){skipped}"
 
 
 class _Static:

@@ -170,7 +170,10 @@ class ExplorerWidget(anywidget.AnyWidget):
         restored = VIEW_STATES.index("restored")
         after = self._view.state_codes()
         count = sum(1 for a, b in zip(before, after, strict=False) if b == restored != a)
-        self.message = f"Restored {count} value{'' if count == 1 else 's'}: {call}"
+        if call.startswith("Nothing"):
+            self.message = call
+        else:
+            self.message = f"Restored {count} value{'' if count == 1 else 's'}: {call}"
         return self.message
 
     def refresh(self) -> None:

@@ -83,3 +83,13 @@ def test_the_first_view_hides_optimizer_values_when_the_program_has_no_optimizer
     status.expect_partial()
     with_optimizer = ck.explore(status)
     assert with_optimizer.view.options["hide_optimizer"] is False
+
+
+def test_restore_selected_skips_conflicts_in_the_selection(lazy):
+    _, fresh, status = lazy
+    widget = ck.explore(status)
+    widget.select(["model"])  # holds the head's shape conflicts
+    message = widget.restore_selected()
+    assert "skipped" in message and "conflicting" in message
+    assert state_of(widget, "model/encoder/kernel") == "restored"
+    assert state_of(widget, "model/head/kernel") == "shape_conflict"
