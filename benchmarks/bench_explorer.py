@@ -30,9 +30,9 @@ import numpy as np
 from playwright.sync_api import expect
 
 import ckptlab as ck
-from ckptlab.explorer._sources import CheckpointSource
 from ckptlab._reader import open_path
 from ckptlab.core import gc_paused
+from ckptlab.explorer._sources import CheckpointSource
 from ckptlab.widgets import ExplorerWidget
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -86,7 +86,7 @@ def test_the_first_view_hides_optimizer_values_when_the_program_has_no_optimizer
 
 
 def test_restore_selected_skips_conflicts_in_the_selection(lazy):
-    _, fresh, status = lazy
+    _, _, status = lazy
     widget = ck.explore(status)
     widget.select(["model"])  # holds the head's shape conflicts
     message = widget.restore_selected()
