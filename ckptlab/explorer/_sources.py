@@ -65,6 +65,26 @@ def stored_details(view: GraphView, node_id: int, stored: StoredCheckpoint | Non
     return out
 
 
+def conflict_reason(entry: ReportEntry) -> str:
+    """Why a conflict is one: which of shape and dtype differ, expected vs found.
+
+    Examples
+    --------
+    >>> from ckptlab.core import ValueSpec
+    >>> entry = ReportEntry(path="w", pretty="w", key="w", state="shape_conflict",
+    ...                     stored=ValueSpec(shape=(2,), dtype="float32"),
+    ...                     program=ValueSpec(shape=(3,), dtype="float32"))
+    >>> conflict_reason(entry)
+    'shape differs: program (3,) float32, checkpoint (2,) float32'
+    """
+    if entry.state not in CONFLICTS or entry.stored is None or entry.program is None:
+        return ""
+    what = "shape" if entry.state == "shape_conflict" else "dtype"
+    return (
+        f"{what} differs: program {entry.program.describe()}, checkpoint {entry.stored.describe()}"
+    )
+
+
 def _fields(value: ViewValue) -> dict[str, Any]:
     return {name: getattr(value, name) for name in value.__slots__}
 
@@ -85,7 +105,7 @@ class StatusSource:
             "state": entry.state,
             "stored": entry.stored,
             "program": entry.program,
-            "reason": entry.reason,
+            "reason": entry.reason or conflict_reason(entry),
         }
         if self.name_based and entry.state == "checkpoint_only":
             return name_value(entry.key, **kwargs)

@@ -10,6 +10,14 @@ export interface IProblemGroup {
   nodes: number[];
 }
 
+/** Why a node is in the problem list: its reason, or for "renamed?" the likely match. */
+export function problemReason(graph: Graph, node: number, all: readonly string[]): string {
+  for (const [program, checkpoint, why] of graph.data.suggestions) {
+    if (program === node) return `likely ${all[checkpoint] ?? ""} (${why})`;
+  }
+  return graph.reason(node);
+}
+
 const KIND = new Map(STATE_TABLE.map((s) => [s.name, s.problem]));
 
 /** Problems grouped by kind, in the order shown; optimizer values left out when hidden. */

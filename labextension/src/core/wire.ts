@@ -2,6 +2,7 @@
 // The explorer's wire contract shared by Python and TypeScript (tests/inspect/test_wire.py
 // checks that this file is what Python writes today). DOM-free.
 
+
 export interface IStateInfo {
   name: string;
   one: string;
@@ -14,173 +15,138 @@ export type ProblemKind = "conflict" | "renamed" | "missing" | "unused" | "pendi
 
 export const STATE_TABLE: readonly IStateInfo[] = [
   {
-    name: "restored",
-    one: "restored",
-    many: "restored",
-    explain: "restored: the checkpoint's value was written into the program",
-    problem: null,
+    "name": "restored",
+    "one": "restored",
+    "many": "restored",
+    "explain": "restored: the checkpoint's value was written into the program",
+    "problem": null
   },
   {
-    name: "bound",
-    one: "not yet written",
-    many: "not yet written",
-    explain: "not yet written: lazy restore; run_restore_ops() writes it",
-    problem: null,
+    "name": "bound",
+    "one": "not yet written",
+    "many": "not yet written",
+    "explain": "not yet written: lazy restore; run_restore_ops() writes it",
+    "problem": null
   },
   {
-    name: "pending",
-    one: "pending",
-    many: "pending",
-    explain:
-      "pending: stored, waiting for the program to create this object; it is restored when attached",
-    problem: "pending",
+    "name": "pending",
+    "one": "pending",
+    "many": "pending",
+    "explain": "pending: stored, waiting for the program to create this object; it is restored when attached",
+    "problem": "pending"
   },
   {
-    name: "checkpoint_only",
-    one: "unused",
-    many: "unused",
-    explain: "unused: in the checkpoint, but nothing in the program matched it",
-    problem: "unused",
+    "name": "checkpoint_only",
+    "one": "unused",
+    "many": "unused",
+    "explain": "unused: in the checkpoint, but nothing in the program matched it",
+    "problem": "unused"
   },
   {
-    name: "program_only",
-    one: "missing",
-    many: "missing",
-    explain: "missing: in the program, not in the checkpoint; it keeps its initial value",
-    problem: "missing",
+    "name": "program_only",
+    "one": "missing",
+    "many": "missing",
+    "explain": "missing: in the program, not in the checkpoint; it keeps its initial value",
+    "problem": "missing"
   },
   {
-    name: "shape_conflict",
-    one: "shape conflict",
-    many: "shape conflicts",
-    explain:
-      "shape conflict: the program's shape differs from the checkpoint's; restoring it writes nothing",
-    problem: "conflict",
+    "name": "shape_conflict",
+    "one": "shape conflict",
+    "many": "shape conflicts",
+    "explain": "shape conflict: the program's shape differs from the checkpoint's; restoring it writes nothing",
+    "problem": "conflict"
   },
   {
-    name: "dtype_conflict",
-    one: "dtype conflict",
-    many: "dtype conflicts",
-    explain: "dtype conflict: same shape, different dtype; ckptlab never casts",
-    problem: "conflict",
+    "name": "dtype_conflict",
+    "one": "dtype conflict",
+    "many": "dtype conflicts",
+    "explain": "dtype conflict: same shape, different dtype; ckptlab never casts",
+    "problem": "conflict"
   },
   {
-    name: "inconsistent",
-    one: "inconsistent",
-    many: "inconsistent",
-    explain:
-      "inconsistent: two references in the checkpoint to one object resolved to different program objects",
-    problem: "conflict",
+    "name": "inconsistent",
+    "one": "inconsistent",
+    "many": "inconsistent",
+    "explain": "inconsistent: two references in the checkpoint to one object resolved to different program objects",
+    "problem": "conflict"
   },
   {
-    name: "stored",
-    one: "stored",
-    many: "stored",
-    explain: "stored: a value in the checkpoint (nothing to compare it with)",
-    problem: null,
+    "name": "stored",
+    "one": "stored",
+    "many": "stored",
+    "explain": "stored: a value in the checkpoint (nothing to compare it with)",
+    "problem": null
   },
   {
-    name: "program",
-    one: "in the program",
-    many: "in the program",
-    explain: "in the program: a value the program holds (not saved yet)",
-    problem: null,
+    "name": "program",
+    "one": "in the program",
+    "many": "in the program",
+    "explain": "in the program: a value the program holds (not saved yet)",
+    "problem": null
   },
   {
-    name: "added",
-    one: "added",
-    many: "added",
-    explain: "added: only in b",
-    problem: "changed",
+    "name": "added",
+    "one": "added",
+    "many": "added",
+    "explain": "added: only in b",
+    "problem": "changed"
   },
   {
-    name: "removed",
-    one: "removed",
-    many: "removed",
-    explain: "removed: only in a",
-    problem: "changed",
+    "name": "removed",
+    "one": "removed",
+    "many": "removed",
+    "explain": "removed: only in a",
+    "problem": "changed"
   },
   {
-    name: "changed",
-    one: "changed",
-    many: "changed",
-    explain: "changed: shape, dtype or values differ between a and b",
-    problem: "changed",
+    "name": "changed",
+    "one": "changed",
+    "many": "changed",
+    "explain": "changed: shape, dtype or values differ between a and b",
+    "problem": "changed"
   },
   {
-    name: "unchanged",
-    one: "unchanged",
-    many: "unchanged",
-    explain: "unchanged: equal in a and b (NaNs at the same places count as equal)",
-    problem: null,
-  },
+    "name": "unchanged",
+    "one": "unchanged",
+    "many": "unchanged",
+    "explain": "unchanged: equal in a and b (NaNs at the same places count as equal)",
+    "problem": null
+  }
 ];
 
-export const VIEW_STATES: readonly string[] = [
-  "restored",
-  "bound",
-  "pending",
-  "checkpoint_only",
-  "program_only",
-  "shape_conflict",
-  "dtype_conflict",
-  "inconsistent",
-  "stored",
-  "program",
-  "added",
-  "removed",
-  "changed",
-  "unchanged",
-];
+export const VIEW_STATES: readonly string[] = ["restored", "bound", "pending", "checkpoint_only", "program_only", "shape_conflict", "dtype_conflict", "inconsistent", "stored", "program", "added", "removed", "changed", "unchanged"];
 
-export const PROBLEM_STATES: ReadonlySet<string> = new Set([
-  "added",
-  "changed",
-  "checkpoint_only",
-  "dtype_conflict",
-  "inconsistent",
-  "pending",
-  "program_only",
-  "removed",
-  "shape_conflict",
-]);
+export const PROBLEM_STATES: ReadonlySet<string> = new Set(["added", "changed", "checkpoint_only", "dtype_conflict", "inconsistent", "pending", "program_only", "removed", "shape_conflict"]);
 
-export const PROBLEM_GROUPS: readonly [ProblemKind, string][] = [
-  ["conflict", "Conflicts"],
-  ["renamed", "Renamed?"],
-  ["missing", "Missing in checkpoint"],
-  ["unused", "Unused checkpoint values"],
-  ["pending", "Pending"],
-  ["changed", "Changed"],
-];
+export const PROBLEM_GROUPS: readonly [ProblemKind, string][] = [["conflict", "Conflicts"], ["renamed", "Renamed?"], ["missing", "Missing in checkpoint"], ["unused", "Unused checkpoint values"], ["pending", "Pending"], ["changed", "Changed"]];
 
 export const DTYPE_ITEMSIZE: Readonly<Record<string, number>> = {
-  bool: 1,
-  int8: 1,
-  int16: 2,
-  int32: 4,
-  int64: 8,
-  uint8: 1,
-  uint16: 2,
-  uint32: 4,
-  uint64: 8,
-  float16: 2,
-  bfloat16: 2,
-  float32: 4,
-  float64: 8,
-  complex64: 8,
-  complex128: 16,
-  float8_e4m3fn: 1,
-  float8_e5m2: 1,
-  float8_e4m3fnuz: 1,
-  float8_e4m3b11fnuz: 1,
-  float8_e5m2fnuz: 1,
-  float4_e2m1fn: 1,
-  int4: 1,
-  uint4: 1,
-  int2: 1,
-  uint2: 1,
-  string: 0,
+  "bool": 1,
+  "int8": 1,
+  "int16": 2,
+  "int32": 4,
+  "int64": 8,
+  "uint8": 1,
+  "uint16": 2,
+  "uint32": 4,
+  "uint64": 8,
+  "float16": 2,
+  "bfloat16": 2,
+  "float32": 4,
+  "float64": 8,
+  "complex64": 8,
+  "complex128": 16,
+  "float8_e4m3fn": 1,
+  "float8_e5m2": 1,
+  "float8_e4m3fnuz": 1,
+  "float8_e4m3b11fnuz": 1,
+  "float8_e5m2fnuz": 1,
+  "float4_e2m1fn": 1,
+  "int4": 1,
+  "uint4": 1,
+  "int2": 1,
+  "uint2": 1,
+  "string": 0
 };
 
 export const FLAG_OPTIMIZER = 1;
@@ -309,10 +275,4 @@ export interface ITimelineData {
 }
 
 /** Every message the browser sends. */
-export type BrowserMessage =
-  | IRestoreMessage
-  | ISvgMessage
-  | INeedEngineMessage
-  | ICompareValuesMessage
-  | INeedTimelineMessage
-  | IPickMessage;
+export type BrowserMessage = IRestoreMessage | ISvgMessage | INeedEngineMessage | ICompareValuesMessage | INeedTimelineMessage | IPickMessage;

@@ -2,7 +2,7 @@
 // timeline. Text only (textContent), never HTML: every name is untrusted.
 import { formatChange, heatColour } from "../core/heat.js";
 import type { Graph } from "../core/model.js";
-import type { IProblemGroup } from "../core/problems.js";
+import { problemReason, type IProblemGroup } from "../core/problems.js";
 import { paths } from "../core/search.js";
 import { sparkPath } from "../core/spark.js";
 import type { ITimelineData } from "../core/wire.js";
@@ -48,9 +48,9 @@ export function renderProblems(
       const item = element("li", `ck-problem st-${state}`);
       item.dataset.node = String(node);
       item.tabIndex = 0;
-      item.title = `${all[node] ?? ""}${graph.reason(node) ? `\n${graph.reason(node)}` : ""}`;
+      const reason = problemReason(graph, node, all);
+      item.title = `${all[node] ?? ""}${reason ? `\n${reason}` : ""}`;
       item.append(element("span", "ck-swatch"), element("span", "ck-problem-path", all[node]));
-      const reason = graph.reason(node);
       if (reason) item.append(element("div", "ck-problem-reason", reason));
       item.addEventListener("click", () => {
         onFocus(node);

@@ -389,7 +389,8 @@ export class ExplorerView {
     renderProblems(this.problems, this.graph, this.groups, (node) => {
       this.jump(node);
     });
-    this.problems.hidden = this.graph.data.kind !== "match" && !this.groups.length;
+    // Comparisons list their changes in the most-changed table instead.
+    this.problems.hidden = this.graph.data.kind !== "match" || !this.groups.length;
   }
 
   private showProgress(): void {
