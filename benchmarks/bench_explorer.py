@@ -144,7 +144,7 @@ def run(screenshot: Path | None, repeat: int) -> dict[str, object]:
                 first100.append(timed_display(page, 2))
                 big = page.locator(EXPLORER).nth(1)
                 before = big.get_attribute("data-visible")
-                big.locator("g.node.ck-collapsed").first.click()  # model/blocks: 200 groups
+                big.locator("g.node.ck-collapsed g.ck-toggle").first.click()  # model/blocks: 200 groups
                 expect(big).not_to_have_attribute("data-visible", before or "", timeout=30_000)
                 expand.append(page.evaluate(EXPAND, EXPLORER))
         if screenshot is not None:
