@@ -34,7 +34,7 @@ from ckptlab.core import (
 )
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
-from ckptlab.engine._coordinator import conflict_error, next_uid
+from ckptlab.engine._coordinator import Revision, conflict_error, next_uid
 from ckptlab.engine._load import Fetch, Load, fetch, read_in_place
 from ckptlab.engine._program import Program
 from ckptlab.storage import StoredCheckpoint
@@ -133,6 +133,7 @@ class NameBasedRestore:
         self._aliases = self._stored_aliases()
         self._finish: list[Callable[[], None]] = []
         """Lazy mode: positional state to apply once everything is written."""
+        self.revision = Revision()
 
     def _stored_aliases(self) -> dict[str, str]:
         """Stored key by the name it stands for, wrapper segments removed where unambiguous."""
@@ -238,6 +239,8 @@ class NameBasedRestore:
                 self._write(writes, load, explicit=False)
                 for state in positional:
                     state.apply()
+            if writes or positional:
+                self.revision.bump()
 
         return commit
 
@@ -293,6 +296,8 @@ class NameBasedRestore:
             for finish in self._finish:
                 finish()
             self._finish.clear()
+        if selected:
+            self.revision.bump()
 
     def _state_of(self, obj: Any, match: tuple[Any, str] | None) -> tuple[MatchState, str]:
         if match is None:

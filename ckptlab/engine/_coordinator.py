@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,41 @@ _UIDS = itertools.count(1)
 def next_uid() -> int:
     """A new restore id; later restores win over earlier ones (docs/semantics.md S41)."""
     return next(_UIDS)
+
+
+# -- live updates -------------------------------------------------------------------------------
+# The explorer follows a status: every restore owns a Revision, bumped whenever it binds, queues
+# or writes (``_record``/``_write`` below, and NameBasedRestore's commit and run_queued).
+
+
+class Revision:
+    """A change counter with weakly held listeners, told after every change."""
+
+    def __init__(self) -> None:
+        self.number = 0
+        self._listeners: list[weakref.ref[Any] | weakref.WeakMethod[Any]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each change while its owner lives (held weakly)."""
+        ref = (
+            weakref.WeakMethod(callback) if hasattr(callback, "__self__") else weakref.ref(callback)
+        )
+        self._listeners.append(ref)
+
+    def bump(self) -> None:
+        """Count a change and tell the listeners (a failing listener is logged, not raised)."""
+        self.number += 1
+        alive = []
+        for ref in self._listeners:
+            callback = ref()
+            if callback is None:
+                continue
+            alive.append(ref)
+            try:
+                callback()
+            except Exception:
+                logger.exception("ckptlab: a restore listener failed")
+        self._listeners = alive
 
 
 Write = Assignment[Any] | SlotRestore[Any]
@@ -110,6 +146,7 @@ class RestoreCoordinator:
         self.unused_attributes: dict[int, str] = {}
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
+        self.revision = Revision()
 
     # -- restoring --------------------------------------------------------------------------
 
@@ -245,6 +282,7 @@ class RestoreCoordinator:
                 )
         for node in plan.unused_attributes:
             self.unused_attributes[node] = type(self.bound[node]).__name__
+        self.revision.bump()
 
     def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
         for node in read_in_place(self.source, load, uid=self.uid, explicit=explicit):
@@ -266,6 +304,8 @@ class RestoreCoordinator:
                     self.taken[id(holder)] = self.taken.pop(id(write.target), write.node)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
+        if writes:
+            self.revision.bump()
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -353,15 +393,3 @@ def _selected(path: NodePath, prefixes: Sequence[str]) -> bool:
 
 def _nothing() -> None:
     """The effects of a restore step that has nothing to do."""
-
-
-def _distinct(
-    writes: Sequence[Assignment[Any]], read: dict[str, np.ndarray[Any, Any]]
-) -> dict[int, np.ndarray[Any, Any]]:
-    """``id(target)`` -> array; targets sharing a stored key get their own copies."""
-    arrays: dict[int, np.ndarray[Any, Any]] = {}
-    seen: set[str] = set()
-    for write in writes:
-        arrays[id(write.target)] = read[write.key].copy() if write.key in seen else read[write.key]
-        seen.add(write.key)
-    return arrays
