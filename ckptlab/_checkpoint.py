@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
 import posixpath
-import socket
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
@@ -17,7 +15,6 @@ from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap
 from ckptlab._module import Module, wrap
 from ckptlab._variable import Variable, create_variable
-from ckptlab._version import __version__
 from ckptlab.core import CheckpointState, gc_paused
 from ckptlab.engine import (
     CheckpointLoadStatus,
@@ -31,6 +28,7 @@ from ckptlab.engine import (
     program_values,
 )
 from ckptlab.storage import (
+    DirectoryLock,
     ReadOptions,
     WriteOptions,
     open_checkpoint,
@@ -38,22 +36,13 @@ from ckptlab.storage import (
     resolve,
     write_checkpoint,
     write_state,
+    writer_info,
 )
-from ckptlab.storage._directory import DirectoryLock
 
 __all__ = ["Checkpoint"]
 
 logger = logging.getLogger("ckptlab")
 _RESERVED = frozenset({"save", "write", "restore", "read", "save_counter", "sync", "options"})
-
-
-def _writer_info() -> dict[str, Any]:
-    return {
-        "library": "ckptlab",
-        "version": __version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }
 
 
 class Checkpoint(Module):
@@ -279,7 +268,7 @@ class Checkpoint(Module):
             values,
             kind="object",
             graph=program.graph,
-            writer=_writer_info(),
+            writer=writer_info(),
             options=options or WriteOptions(),
         )
 

@@ -1,6 +1,7 @@
 """``ck.CheckpointManager``: numbered saves, retention, intervals, recovery (public class).
 
-TensorFlow's semantics (SEMANTICS 82-90) with four differences, all in the caller's favour:
+TensorFlow's semantics (docs/semantics.md S82-S90) with four differences, all in the caller's
+favour:
 
 * ``restore_or_initialize()`` keeps the restore status as ``restore_status``.
 * Retention deletes a checkpoint atomically: it stops being a valid checkpoint (renamed away)
@@ -28,20 +29,25 @@ import numpy as np
 
 from ckptlab._async import SaveHandle, discard_staging, settle, start
 from ckptlab._checkpoint import Checkpoint
-from ckptlab.core import CheckpointState
-from ckptlab.core._retention import (
+from ckptlab.core import (
+    CheckpointState,
     interval_allows,
     record_save,
     recover,
     sweep,
     validate_policy,
 )
-from ckptlab.storage import ReadOptions, WriteOptions, read_state, resolve, retract, write_state
-from ckptlab.storage._directory import (
+from ckptlab.storage import (
     DirectoryLock,
+    ReadOptions,
+    WriteOptions,
     clear_eviction,
     note_eviction,
+    read_state,
     remove_leftovers,
+    resolve,
+    retract,
+    write_state,
 )
 
 __all__ = ["CheckpointManager"]
@@ -174,12 +180,12 @@ class CheckpointManager:
 
     @property
     def checkpoints(self) -> list[str]:
-        """Paths of the managed checkpoints, oldest first (SEMANTICS 90)."""
+        """Paths of the managed checkpoints, oldest first (docs/semantics.md S90)."""
         return [_join(self._directory, path) for path in self._retention.paths]
 
     @property
     def latest_checkpoint(self) -> str | None:
-        """The newest checkpoint this manager saved or recovered (kept in memory, SEMANTICS 90)."""
+        """The newest checkpoint this manager saved or recovered (docs/semantics.md S90)."""
         return None if self._latest is None else _join(self._directory, self._latest)
 
     # -- saving -----------------------------------------------------------------------------
@@ -213,9 +219,9 @@ class CheckpointManager:
         """Save ``<directory>/<checkpoint_name>-<n>``, record it, delete what is beyond retention.
 
         ``save_counter`` is always incremented; ``n`` is ``checkpoint_number`` (an int or an
-        integer variable, read and not incremented) or the counter (SEMANTICS 84).  Returns the
-        path, or ``None`` when ``checkpoint_interval`` says not yet (SEMANTICS 88).  With
-        ``blocking=False`` returns a :class:`~ckptlab.SaveHandle` (or ``None``).
+        integer variable, read and not incremented) or the counter (docs/semantics.md S84).
+        Returns the path, or ``None`` when ``checkpoint_interval`` says not yet (docs/semantics.md
+        S88).  With ``blocking=False`` returns a :class:`~ckptlab.SaveHandle` (or ``None``).
         """
         settle(self._checkpoint)
         step = None
@@ -291,8 +297,8 @@ class CheckpointManager:
     def restore_or_initialize(self, *, options: ReadOptions | None = None) -> str | None:
         """Restore the latest checkpoint and return its path, or call ``init_fn`` and return None.
 
-        The restore's status is kept as :attr:`restore_status` (SEMANTICS 89), so its unused
-        value warnings can be silenced with ``manager.restore_status.expect_partial()``.
+        The restore's status is kept as :attr:`restore_status` (docs/semantics.md S89), so its
+        unused value warnings can be silenced with ``manager.restore_status.expect_partial()``.
         ``options`` (a :class:`ckptlab.storage.ReadOptions`) is passed to the restore, e.g.
         ``ReadOptions(progress=False)`` to turn its progress bar off.
         """

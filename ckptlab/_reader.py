@@ -1,6 +1,6 @@
 """Reading checkpoints without program objects: ``list_variables``, ``load_checkpoint``.
 
-A directory argument resolves to its latest checkpoint (SEMANTICS 91).
+A directory argument resolves to its latest checkpoint (docs/semantics.md S91).
 """
 
 from __future__ import annotations
@@ -13,38 +13,10 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import GraphNode, ObjectGraph, gc_paused
-from ckptlab.errors import NotFoundError
-from ckptlab.storage import (
-    STATE_FILENAME,
-    ByteStore,
-    StoredCheckpoint,
-    latest_checkpoint,
-    numpy_dtype,
-    open_checkpoint,
-    read_listing,
-    resolve,
-)
+from ckptlab.storage import StoredCheckpoint, numpy_dtype, read_listing, resolve_path
+from ckptlab.storage import open_path as open_path  # the facade's modules import it from here
 
 __all__ = ["CheckpointReader", "list_variables", "load_checkpoint"]
-
-
-def open_path(path_or_dir: str | os.PathLike[str]) -> StoredCheckpoint:
-    """Open a checkpoint, resolving a checkpoint directory to its latest checkpoint."""
-    return open_checkpoint(*resolve_path(path_or_dir))
-
-
-def resolve_path(path_or_dir: str | os.PathLike[str]) -> tuple[ByteStore, str]:
-    """The store and key of a checkpoint, or of a checkpoint directory's latest checkpoint."""
-    store, key = resolve(path_or_dir)
-    if store.exists(f"{key}/{STATE_FILENAME}") and not store.exists(f"{key}/zarr.json"):
-        latest = latest_checkpoint(path_or_dir)
-        if latest is None:
-            raise NotFoundError(
-                f"{store.display(key)} is a checkpoint directory whose state file names no "
-                "complete checkpoint. Save one first, or pass a checkpoint path."
-            )
-        store, key = resolve(latest)
-    return store, key
 
 
 class ObjectGraphView:

@@ -6,12 +6,17 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ckptlab._checkpoint import _writer_info
 from ckptlab._variable import Variable
 from ckptlab.core import Assignment
 from ckptlab.engine import conflict_error, next_uid, write_value
 from ckptlab.errors import NotFoundError
-from ckptlab.storage import WriteOptions, open_checkpoint, resolve, write_checkpoint
+from ckptlab.storage import (
+    WriteOptions,
+    open_checkpoint,
+    resolve,
+    write_checkpoint,
+    writer_info,
+)
 
 __all__ = ["Saver"]
 
@@ -63,7 +68,7 @@ class Saver:
             values,
             kind="name",
             graph=None,
-            writer=_writer_info(),
+            writer=writer_info(),
             options=options or WriteOptions(),
         )
         return path
