@@ -1,9 +1,9 @@
 """Auto-tracking modules and tracked containers (lists, dicts, tuples).
 
 ``Module`` tracks every trackable assigned to an attribute; lists, tuples and dicts are wrapped
-so their elements are named ``name/0`` and ``name/key`` (SEMANTICS 63).  Attaching a child may
-restore it at once when a restore is waiting for that name (deferred restoration, SEMANTICS
-37-39); a restore that fails undoes the attach.
+so their elements are named ``name/0`` and ``name/key`` (docs/semantics.md S63).  Attaching a
+child may restore it at once when a restore is waiting for that name (deferred restoration,
+docs/semantics.md S37-S39); a restore that fails undoes the attach.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class TrackedList(Trackable, MutableSequence[Any]):
 
     It wraps the list it was given (mutations go through to it).  Saving requires append-only
     use: replacing, deleting or moving a trackable element, or changing the wrapped list behind
-    the wrapper's back, makes ``save`` raise :class:`NotSaveableError` (SEMANTICS 64-65).
+    the wrapper's back, makes ``save`` raise :class:`NotSaveableError` (docs/semantics.md S64-S65).
     """
 
     def __init__(self, storage: list[Any] | None = None) -> None:
@@ -251,7 +251,7 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
     """A dict whose trackable values are dependencies named by key (``cfg/enc``).
 
     A non-string key mapping to a trackable makes ``save`` raise :class:`NotSaveableError`
-    (SEMANTICS 66).
+    (docs/semantics.md S66).
     """
 
     def __init__(self, storage: dict[Any, Any] | None = None) -> None:

@@ -75,7 +75,7 @@ class UnknownPathError(CkptlabError, ValueError):
 
 
 class NotSaveableError(CkptlabError, ValueError):
-    """A tracked container was changed in a way that breaks restore-on-create (SEMANTICS 64-66)."""
+    """A tracked container was changed so that it cannot be saved (docs/semantics.md S64-S66)."""
 
 
 class LockedError(CkptlabError, RuntimeError):

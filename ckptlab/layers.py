@@ -2,7 +2,7 @@
 
 Layers create their variables lazily, on the first call, through the restore-on-create path:
 when a restore is waiting for ``kernel``, the stored value becomes the initial value and the
-initializer is not called (SEMANTICS 39).
+initializer is not called (docs/semantics.md S39).
 """
 
 from __future__ import annotations

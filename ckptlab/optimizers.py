@@ -1,9 +1,9 @@
 """Numpy optimizers with TensorFlow's slot-variable layout (public module ``ck.optimizers``).
 
-Slots are saved under ``<variable path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>`` (SEMANTICS
-17).  They are created on the first ``apply_gradients`` for a variable, or as soon as a restore
+Slots are saved under ``<variable path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>`` (docs/semantics.md
+S17).  They are created on the first ``apply_gradients`` for a variable, or as soon as a restore
 has bound both the variable and the optimizer and holds slot values for them (TF's v1-optimizer
-behaviour, SEMANTICS 68).
+behaviour, docs/semantics.md S68).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The public surface is pinned: changing it is a deliberate, reviewed act (STYLE.md rule 1)."""
+"""The public surface is pinned: changing it is a deliberate act (docs/architecture.md)."""
 
 import ckptlab as ck
 from ckptlab import errors, layers, optimizers
@@ -27,7 +27,7 @@ def test_submodule_surfaces():
 
 
 def test_errors_inherit_the_builtins_they_resemble():
-    """API.md, Errors."""
+    """Every ckptlab error also inherits the builtin it resembles (ckptlab/errors.py)."""
     assert issubclass(ck.NotFoundError, FileNotFoundError)
     assert issubclass(ck.CorruptCheckpointError, ValueError)
     assert issubclass(ck.RestoreConflictError, ValueError) and issubclass(

@@ -1,11 +1,11 @@
 """Matching a checkpoint graph against live objects, as a plan (internal, pure).
 
-``plan_restore`` walks the checkpoint graph breadth-first from one or more (node, object) starts
-and pairs each checkpoint child with the program dependency of the same local name (SEMANTICS
-36).  It returns what should happen (bindings, assignments, deferred restorations, optimizer slot
+``plan_restore`` walks the checkpoint graph breadth-first from one or more (node, object) starts and
+pairs each checkpoint child with the program dependency of the same local name (docs/semantics.md
+S36).  It returns what should happen (bindings, assignments, deferred restorations, optimizer slot
 restorations) and every problem it found (shape/dtype conflicts, inconsistent shared references,
-attributes the program cannot take).  It never raises on a mismatch and never mutates anything:
-the executor turns a plan into effects.
+attributes the program cannot take).  It never raises on a mismatch and never mutates anything: the
+executor turns a plan into effects.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ class Inconsistency(Generic[T]):
 class Merge:
     """Node ``node`` holds a value, but its program object already took node ``first``'s.
 
-    The checkpoint saved two objects where the program has one (SEMANTICS 61): the first value
-    found wins, this one is not written.
+    The checkpoint saved two objects where the program has one (docs/semantics.md S61): the first
+    value found wins, this one is not written.
     """
 
     node: int
@@ -167,7 +167,7 @@ def plan_restore(
     pending_slots
         Slot restorations waiting for a variable, by the variable's node id.
     skip_slots
-        Ignore optimizer slot variables entirely (SEMANTICS 71).
+        Ignore optimizer slot variables entirely (docs/semantics.md S71).
     taken
         ``id(object)`` -> node, for objects earlier steps of the same restore gave a value.
     """

@@ -1,11 +1,11 @@
 """Match reports: every checkpoint value and every program value, with its state (internal, pure).
 
-States (DESIGN.md §4): ``restored``; ``bound`` (lazy: bound but not yet written); ``pending``
-(its parent exists, the object does not yet: it is restored when created); ``checkpoint_only``
-(unused); ``program_only`` (missing from the checkpoint); ``shape_conflict``; ``dtype_conflict``;
-``inconsistent`` (a shared saved object whose references resolved to different program objects,
-on both sides; or a saved value not written because its program object, shared, already took
-another saved value).
+States (docs/semantics.md, "Match states"): ``restored``; ``bound`` (lazy: bound but not yet
+written); ``pending`` (its parent exists, the object does not yet: it is restored when created);
+``checkpoint_only`` (unused); ``program_only`` (missing from the checkpoint); ``shape_conflict``;
+``dtype_conflict``; ``inconsistent`` (a shared saved object whose references resolved to different
+program objects, on both sides; or a saved value not written because its program object, shared,
+already took another saved value).
 """
 
 from __future__ import annotations
@@ -250,7 +250,8 @@ def build_report(
 ) -> MatchReport:
     """Classify every checkpoint value and every program value (see the module docstring).
 
-    With ``skip_slots``, optimizer slot variables on both sides are left out (SEMANTICS 71).
+    With ``skip_slots``, optimizer slot variables on both sides are left out (docs/semantics.md
+    S71).
     A shared saved object whose references resolved to different program objects is
     ``inconsistent`` on both sides while the other object is in the program and unbound.
     """
