@@ -568,6 +568,7 @@ CRASH_LOOP = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_crash_loop_never_exposes_a_partial_checkpoint(tmp_path, seed):
     """kill -9 at random moments of a save/retention loop (blocking and not): invariants hold."""

@@ -96,7 +96,12 @@ def test_list_changes_that_stay_saveable(ckpt_dir):
     m.items = [ck.Variable(1.0), 2]
     m.items.append(ck.Variable(3.0))
     m.items[1] = 7
-    ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    reader = ck.load_checkpoint(ck.Checkpoint(m=m).write(ckpt_dir / "c"))
+    saved = {k: float(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()}
+    assert saved == {
+        "m/items/0/.ATTRIBUTES/VARIABLE_VALUE": 1.0,
+        "m/items/2/.ATTRIBUTES/VARIABLE_VALUE": 3.0,
+    }
 
 
 def test_sort_that_moves_no_trackable_stays_saveable(ckpt_dir):
@@ -104,7 +109,9 @@ def test_sort_that_moves_no_trackable_stays_saveable(ckpt_dir):
     m = ck.Module()
     m.items = [ck.Variable(1.0), ck.Variable(2.0)]
     m.items.sort(key=lambda v: v.numpy())
-    ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    reader = ck.load_checkpoint(ck.Checkpoint(m=m).write(ckpt_dir / "c"))
+    assert float(reader.get_tensor("m/items/0/.ATTRIBUTES/VARIABLE_VALUE")) == 1.0
+    assert float(reader.get_tensor("m/items/1/.ATTRIBUTES/VARIABLE_VALUE")) == 2.0
 
 
 def test_removing_a_plain_element_in_front_of_a_trackable_moves_it(ckpt_dir):
