@@ -293,7 +293,7 @@ class Checkpoint(Module):
         for checkpoints written by other frameworks.  ``skip_slot_variables=True`` leaves
         optimizer slot variables out of restoration and of every check (TF's
         ``CheckpointOptions(experimental_skip_slot_variables=True)``).  ``options`` (a
-        :class:`ckptlab.storage.ReadOptions`) turns the progress bar off or passes storage
+        :class:`ck.ReadOptions`) turns the progress bar off or passes storage
         options for URLs.
         """
         status = self.read(

@@ -299,7 +299,7 @@ class CheckpointManager:
 
         The restore's status is kept as :attr:`restore_status` (docs/semantics.md S89), so its
         unused value warnings can be silenced with ``manager.restore_status.expect_partial()``.
-        ``options`` (a :class:`ckptlab.storage.ReadOptions`) is passed to the restore, e.g.
+        ``options`` (a :class:`ck.ReadOptions`) is passed to the restore, e.g.
         ``ReadOptions(progress=False)`` to turn its progress bar off.
         """
         settle(self._checkpoint)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import gc
 import os
 import subprocess
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab import _async
 from ckptlab.core import parse_state
 from ckptlab.storage import LocalStore, is_committed
 
@@ -313,10 +311,6 @@ def test_staging_buffers_are_reused_then_freed_by_a_blocking_save(tmp_path):
     )
     ckpt.save(tmp_path / "c", options=FAST)
     assert ckpt._ck_staging is None
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(_async).failed == 0
 
 
 def test_manager_close_frees_the_staging_buffers(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import gc
 import logging
 import os
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab import _manager
 from ckptlab.core import parse_state
 from ckptlab.storage import is_committed
 
@@ -601,10 +599,6 @@ def _check_directory(directory):
     w = ck.Variable(np.zeros((200, 500)))
     ck.Checkpoint(step=step, w=w).restore(ck.latest_checkpoint(directory)).assert_consumed()
     np.testing.assert_array_equal(w.numpy(), float(step.numpy()))
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(_manager).failed == 0
 
 
 def test_manager_on_an_object_store(tmp_path):

@@ -7,10 +7,10 @@ PUBLIC = {
     "AssignmentError", "Checkpoint", "CheckpointLoadStatus", "CheckpointManager",
     "CheckpointReader", "CkptlabError", "CorruptCheckpointError", "InitializationOnlyStatus",
     "KeyMap", "LockedError", "MatchReport", "Module", "NameBasedSaverStatus", "NearMiss",
-    "NotFoundError", "NotSaveableError", "ReportEntry", "RestoreConflictError", "SaveHandle",
-    "Saver", "Trackable", "TrackedDict", "TrackedList", "TrackedTuple", "UnknownPathError",
-    "UnsafePickleError", "UnsupportedFormatError", "Variable", "WriteOptions", "__version__",
-    "convert", "diff", "explore", "latest_checkpoint", "layers", "list_variables",
+    "NotFoundError", "NotSaveableError", "ReadOptions", "ReportEntry", "RestoreConflictError",
+    "SaveHandle", "Saver", "Trackable", "TrackedDict", "TrackedList", "TrackedTuple",
+    "UnknownPathError", "UnsafePickleError", "UnsupportedFormatError", "Variable", "WriteOptions",
+    "__version__", "convert", "diff", "explore", "latest_checkpoint", "layers", "list_variables",
     "load_checkpoint", "near_misses", "optimizers", "register_trackable",
 }  # fmt: skip
 

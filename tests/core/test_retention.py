@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
 import itertools
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlab.core import _retention
 from ckptlab.core._retention import (
     HOUR,
     RetentionPolicy,
@@ -25,10 +23,6 @@ from ckptlab.core._statefile import CheckpointState
 
 def state(*entries, last_preserved=0.0):
     return RetentionState(active=tuple(entries), last_preserved=last_preserved)
-
-
-def test_doctests_run():
-    assert doctest.testmod(_retention).failed == 0
 
 
 @pytest.mark.parametrize(
