@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ckptlab.errors import CkptlabError
 from ckptlab.inspect import GraphView, ViewValue, build_view
 from ckptlab.inspect._diff import CheckpointDiff, DiffEntry, DiffState, diff_view
 from ckptlab.storage import StoredCheckpoint
+
+if TYPE_CHECKING:  # the widget needs the widgets extra; it is imported when one is made
+    from ckptlab.widgets import ExplorerWidget
 
 __all__ = ["diff", "explore", "value_stats"]
 
@@ -511,7 +514,7 @@ def source_for(target: Any, program: Any = None) -> Any:
     )
 
 
-def explore(target: Any, *, program: Any = None) -> Any:
+def explore(target: Any, *, program: Any = None) -> ExplorerWidget:
     """An interactive explorer widget of a checkpoint, a program, or how they matched.
 
     Parameters
@@ -552,8 +555,23 @@ class Diff(CheckpointDiff):
 
     __slots__ = ()
 
-    def widget(self) -> Any:
-        """The explorer widget of this diff."""
+    def widget(self) -> ExplorerWidget:
+        """The explorer widget of this diff.
+
+        Returns
+        -------
+        ExplorerWidget
+            The two checkpoints' union, values coloured added, removed, changed or unchanged.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> a = ck.Checkpoint(w=ck.Variable([1.0])).write(d + "/a")
+        >>> b = ck.Checkpoint(w=ck.Variable([2.0])).write(d + "/b")
+        >>> ck.diff(a, b).widget().summary
+        '1 changed'
+        """
         from ckptlab.widgets import ExplorerWidget
 
         with gc_paused():
@@ -590,6 +608,18 @@ def diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Diff:
 
     Values present in both with the same shape and dtype are read and compared; "changed"
     entries carry the largest absolute difference.  Displays as an explorer widget.
+
+    Parameters
+    ----------
+    a, b
+        Two checkpoints (paths, URLs, or directories: their latest checkpoints), in any format
+        ckptlab reads.
+
+    Returns
+    -------
+    Diff
+        Every key of either checkpoint as ``added``, ``removed``, ``changed`` or
+        ``unchanged``, as data; ``.widget()`` shows it.
 
     Examples
     --------

@@ -26,6 +26,7 @@ from ckptlab.engine._status import (
     CheckpointLoadStatus,
     InitializationOnlyStatus,
     NameBasedSaverStatus,
+    RestoreStatus,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "NameBasedSaverStatus",
     "Program",
     "RestoreCoordinator",
+    "RestoreStatus",
     "Restorer",
     "Trackable",
     "adapter_for",
