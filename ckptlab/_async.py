@@ -126,7 +126,7 @@ class SaveHandle:
         Parameters
         ----------
         timeout
-            Seconds to wait at most; ``None``: until it finishes.
+            As for :meth:`wait`.
 
         Returns
         -------
@@ -180,7 +180,7 @@ class SaveHandle:
         Parameters
         ----------
         timeout
-            Seconds to wait at most; ``None``: until it finishes.
+            As for :meth:`wait`.
 
         Returns
         -------
@@ -190,7 +190,7 @@ class SaveHandle:
         Raises
         ------
         TimeoutError
-            The save did not finish within ``timeout``.
+            As :meth:`exception` does; otherwise whatever the save raised.
 
         Examples
         --------

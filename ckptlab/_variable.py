@@ -192,12 +192,12 @@ class Variable(Trackable):
         Parameters
         ----------
         delta
-            An array-like broadcastable to the variable's shape.
+            As for :meth:`assign_add`.
 
         Returns
         -------
         Variable
-            This variable.
+            This variable (``assign`` rules apply: same-kind casts, the same shape).
 
         Examples
         --------

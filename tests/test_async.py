@@ -94,26 +94,25 @@ def test_manager_lists_a_checkpoint_only_once_committed(tmp_path, monkeypatch):
     assert not os.path.exists(first)
 
 
-def test_next_save_waits_for_the_previous_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("call", "path", "latest"),
+    [
+        (lambda ckpt, prefix: ckpt.save(prefix / "ckpt", options=FAST), "ckpt-2", "ckpt-2"),
+        (lambda ckpt, prefix: ckpt.write(prefix / "plain", options=FAST), "plain", "ckpt-1"),
+    ],
+    ids=["save", "write"],
+)
+def test_the_next_save_or_write_waits_for_the_previous_save(
+    tmp_path, monkeypatch, call, path, latest
+):
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     gate = Gate(monkeypatch)
     handle = ckpt.save(tmp_path / "ckpt", blocking=False, options=FAST)
     assert gate.reached.wait(30)
     threading.Timer(0.2, gate.opened.set).start()
-    second = ckpt.save(tmp_path / "ckpt", options=FAST)  # blocks until the first is done
+    assert os.path.basename(call(ckpt, tmp_path)) == path  # blocks until the first is done
     assert handle.done()
-    assert os.path.basename(second) == "ckpt-2"
-    assert parse_state((tmp_path / "checkpoint").read_text(), "checkpoint").latest == "ckpt-2"
-
-
-def test_write_also_waits(tmp_path, monkeypatch):
-    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
-    gate = Gate(monkeypatch)
-    handle = ckpt.save(tmp_path / "ckpt", blocking=False, options=FAST)
-    assert gate.reached.wait(30)
-    threading.Timer(0.2, gate.opened.set).start()
-    ckpt.write(tmp_path / "plain", options=FAST)
-    assert handle.done()
+    assert parse_state((tmp_path / "checkpoint").read_text(), "checkpoint").latest == latest
 
 
 def _make_save_fail(tmp_path):

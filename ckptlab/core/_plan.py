@@ -39,12 +39,11 @@ def conflict_kind(expected: ValueSpec, stored: ValueSpec) -> ConflictKind | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class Assignment(Generic[T]):
-    """Write the stored value of ``key`` (checkpoint node ``node``) into ``target``."""
+class _Write:
+    """The stored value of ``key`` (checkpoint node ``node``), checked against ``expected``."""
 
     node: int
     key: str
-    target: T
     expected: ValueSpec
     stored: ValueSpec
 
@@ -55,21 +54,19 @@ class Assignment(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class SlotRestore(Generic[T]):
+class Assignment(_Write, Generic[T]):
+    """Write the stored value of ``key`` (checkpoint node ``node``) into ``target``."""
+
+    target: T
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class SlotRestore(_Write, Generic[T]):
     """Create (or fill) ``optimizer``'s slot ``slot`` for ``variable`` from node ``node``."""
 
-    node: int
-    key: str
     optimizer: T
     variable: T
     slot: str
-    expected: ValueSpec
-    stored: ValueSpec
-
-    @property
-    def conflict(self) -> ConflictKind | None:
-        """``"shape"`` or ``"dtype"`` when the value cannot be written."""
-        return conflict_kind(self.expected, self.stored)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

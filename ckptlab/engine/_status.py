@@ -282,49 +282,7 @@ class InitializationOnlyStatus(_StatusDisplay):
         self._view = view
 
     def assert_consumed(self) -> InitializationOnlyStatus:
-        """Always fails: there is no checkpoint.
-
-        Returns
-        -------
-        InitializationOnlyStatus
-            Never: it raises.
-
-        Raises
-        ------
-        AssertionError
-            "No checkpoint specified (save_path=None); nothing is being restored."
-
-        Examples
-        --------
-        >>> ck.Checkpoint().restore(None).assert_consumed()
-        Traceback (most recent call last):
-        AssertionError: No checkpoint specified (save_path=None); nothing is being restored.
-        """
-        raise AssertionError(self._MESSAGE)
-
-    def assert_existing_objects_matched(self) -> InitializationOnlyStatus:
-        """Always fails: there is no checkpoint.
-
-        Returns
-        -------
-        InitializationOnlyStatus
-            Never: it raises.
-
-        Raises
-        ------
-        AssertionError
-            "No checkpoint specified (save_path=None); nothing is being restored."
-
-        Examples
-        --------
-        >>> ck.Checkpoint().restore(None).assert_existing_objects_matched()
-        Traceback (most recent call last):
-        AssertionError: No checkpoint specified (save_path=None); nothing is being restored.
-        """
-        raise AssertionError(self._MESSAGE)
-
-    def assert_nontrivial_match(self) -> InitializationOnlyStatus:
-        """Always fails: there is no checkpoint.
+        """Always fails: there is no checkpoint (so do the other two assertions).
 
         Returns
         -------
@@ -343,6 +301,8 @@ class InitializationOnlyStatus(_StatusDisplay):
         AssertionError: No checkpoint specified (save_path=None); nothing is being restored.
         """
         raise AssertionError(self._MESSAGE)
+
+    assert_existing_objects_matched = assert_nontrivial_match = assert_consumed
 
     def expect_partial(self) -> InitializationOnlyStatus:
         """Nothing to silence.
@@ -470,7 +430,7 @@ class NameBasedSaverStatus(_StatusDisplay):
         return self
 
     def assert_consumed(self) -> NameBasedSaverStatus:
-        """Every program variable was restored by name.
+        """Every program variable was restored by name (all three assertions check this).
 
         Returns
         -------
@@ -493,53 +453,7 @@ class NameBasedSaverStatus(_StatusDisplay):
         """
         return self._check()
 
-    def assert_existing_objects_matched(self) -> NameBasedSaverStatus:
-        """Same check as :meth:`assert_consumed` for name-based checkpoints.
-
-        Returns
-        -------
-        NameBasedSaverStatus
-            This status, for chaining.
-
-        Raises
-        ------
-        AssertionError
-            "Some objects had attributes which were not restored", listing every variable
-            whose name the checkpoint lacks.
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> path = ck.Saver([ck.Variable(1.0, name="a")]).save(tempfile.mkdtemp() + "/c")
-        >>> status = ck.Checkpoint(a=ck.Variable(0.0, name="a")).read(path)
-        >>> status.assert_existing_objects_matched() is status
-        True
-        """
-        return self._check()
-
-    def assert_nontrivial_match(self) -> NameBasedSaverStatus:
-        """Same check as :meth:`assert_consumed` for name-based checkpoints.
-
-        Returns
-        -------
-        NameBasedSaverStatus
-            This status, for chaining.
-
-        Raises
-        ------
-        AssertionError
-            "Some objects had attributes which were not restored", listing every variable
-            whose name the checkpoint lacks.
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> path = ck.Saver([ck.Variable(1.0, name="a")]).save(tempfile.mkdtemp() + "/c")
-        >>> status = ck.Checkpoint(a=ck.Variable(0.0, name="a")).read(path)
-        >>> status.assert_nontrivial_match() is status
-        True
-        """
-        return self._check()
+    assert_existing_objects_matched = assert_nontrivial_match = assert_consumed
 
     def expect_partial(self) -> NameBasedSaverStatus:
         """Name-based restores log no warning; returns the status.

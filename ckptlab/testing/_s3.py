@@ -25,6 +25,7 @@ class LocalS3Server:
     ...     server.requests["PUT"] > 0
     's3://ckptlab-test/run/ckpt-1'
     True
+    >>> ck.storage.set_storage_options("s3://ckptlab-test")  # forget the stopped server
     """
 
     def __init__(self, bucket: str = BUCKET) -> None:

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 import ckptlab as ck
 from ckptlab.storage import LocalStore, _layout, open_checkpoint, verify_checkpoint
 
+from .conftest import training_checkpoint
+
 pytestmark = pytest.mark.slow  # 2,100 damaged checkpoints
 
 HOSTILE_STRINGS = [
@@ -83,12 +85,7 @@ class RecordingStore(LocalStore):
 
 def build(directory: Path) -> tuple[str, dict[str, np.ndarray]]:
     """A small object-based checkpoint with packs of two dtypes, chunked own arrays, slots."""
-    model = ck.layers.Dense(3)
-    model(np.ones((2, 2), np.float32))
-    optimizer = ck.optimizers.Adam(0.1)
-    optimizer.apply_gradients([(np.ones_like(v.numpy()), v) for v in (model.kernel, model.bias)])
-    checkpoint = ck.Checkpoint(model=model, optimizer=optimizer)
-    checkpoint.big = ck.Variable(np.arange(600, dtype=np.float32).reshape(60, 10))
+    checkpoint = training_checkpoint(3, 2, np.arange(600, dtype=np.float32).reshape(60, 10))
     checkpoint.flags = ck.Variable(np.array([True, False, True]))
     old = _layout.CHUNK_BYTES
     _layout.CHUNK_BYTES = 800  # the 2,400-byte value gets 3 chunks
