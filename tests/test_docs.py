@@ -13,7 +13,9 @@ REPO_PATH = re.compile(
 )
 SEMANTICS = re.compile(r"docs/semantics\.md((?:,? (?:and )?S\d+[a-c]?(?:-S\d+)?)+)")
 BEHAVIOUR = re.compile(r"^- \*\*S(\d+)\*\* ", re.MULTILINE)
-SECTION = re.compile(r"docs/foreign-formats\.md ((?:,? ?(?:and )?§[\d.]+(?:-§[\d.]+)?)+)")
+SECTION = re.compile(
+    r"(docs/foreign-formats\.md|FORMAT\.md) ((?:,? ?(?:and )?(?:section |§)[\d.]+(?:-§[\d.]+)?)+)"
+)
 # Files a clone of the repository does not have.
 OUTSIDE = re.compile(
     r"SEMANTICS \d|SEMANTICS\.md|DESIGN\.md|API\.md|CONFORMANCE|ZARR_NOTES|\.\./shared|/work/"
@@ -76,16 +78,19 @@ def test_cited_behaviours_exist():
     assert not bad, "\n".join(bad)
 
 
-def test_cited_format_sections_exist():
-    headings = re.findall(r"^#+ ([\d.]+) ", (ROOT / "docs/foreign-formats.md").read_text(), re.M)
-    known = {h.rstrip(".") for h in headings}
+def test_cited_sections_exist():
+    """``FORMAT.md §4.2``, ``docs/foreign-formats.md §5.3``: the numbered heading exists."""
+    headings = {
+        doc: {h.rstrip(".") for h in re.findall(r"^#+ ([\d.]+) ", (ROOT / doc).read_text(), re.M)}
+        for doc in ("FORMAT.md", "docs/foreign-formats.md")
+    }
     bad = []
     for path in texts():
-        for group in SECTION.findall(path.read_text()):
+        for doc, group in SECTION.findall(path.read_text()):
             bad += [
-                f"{path.relative_to(ROOT)}: §{s}"
-                for s in re.findall(r"§([\d.]+\d)", group)
-                if s not in known
+                f"{path.relative_to(ROOT)}: {doc} {s}"
+                for s in re.findall(r"(?:section |§)([\d.]*\d)", group)
+                if s not in headings[doc]
             ]
     assert not bad, "\n".join(bad)
 
