@@ -40,7 +40,7 @@ from ckptlab.errors import (
     UnsupportedFormatError,
 )
 from ckptlab.explorer import diff, explore
-from ckptlab.storage import WriteOptions, latest_checkpoint
+from ckptlab.storage import ReadOptions, WriteOptions, latest_checkpoint
 
 __all__ = [
     "AssignmentError",
@@ -59,6 +59,7 @@ __all__ = [
     "NearMiss",
     "NotFoundError",
     "NotSaveableError",
+    "ReadOptions",
     "ReportEntry",
     "RestoreConflictError",
     "SaveHandle",
