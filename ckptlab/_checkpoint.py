@@ -40,6 +40,7 @@ from ckptlab.storage import (
     write_state,
 )
 from ckptlab.storage._directory import DirectoryLock
+from ckptlab.storage._state import listed_or_removed
 
 __all__ = ["Checkpoint"]
 
@@ -246,12 +247,13 @@ class Checkpoint(Module):
         store, key = resolve(path, (options or WriteOptions()).storage_options)
         directory = posixpath.dirname(key)
         relative = relative_to(directory, key)
-        write_state(
-            store,
-            directory,
-            CheckpointState(latest=relative, all_paths=(relative,)),
-            durable=(options or WriteOptions()).durable,
-        )
+        with listed_or_removed(store, directory, key):
+            write_state(
+                store,
+                directory,
+                CheckpointState(latest=relative, all_paths=(relative,)),
+                durable=(options or WriteOptions()).durable,
+            )
 
     def _write(
         self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None

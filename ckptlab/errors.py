@@ -10,6 +10,8 @@ Examples
 True
 >>> issubclass(RestoreConflictError, TypeError)
 True
+>>> issubclass(StoragePermissionError, PermissionError) and issubclass(StorageError, OSError)
+True
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ __all__ = [
     "CkptlabError",
     "CorruptCheckpointError",
     "LockedError",
+    "NotACheckpointError",
     "NotFoundError",
     "NotSaveableError",
     "RestoreConflictError",
+    "StorageError",
+    "StorageExistsError",
+    "StorageIsADirectoryError",
+    "StorageNotADirectoryError",
+    "StoragePermissionError",
     "UnknownPathError",
     "UnsafePickleError",
     "UnsupportedFormatError",
@@ -55,6 +63,10 @@ class UnsupportedFormatError(CkptlabError, ValueError):
     """An unknown ``format_version``, or a value type that cannot be stored."""
 
 
+class NotACheckpointError(UnsupportedFormatError):
+    """A path holds a file that is not a checkpoint in any format ckptlab reads."""
+
+
 class UnsafePickleError(UnsupportedFormatError):
     """A pickle (``torch.save`` file) references a global outside ckptlab's allow-list.
 
@@ -80,3 +92,32 @@ class NotSaveableError(CkptlabError, ValueError):
 
 class LockedError(CkptlabError, RuntimeError):
     """Another process holds the lock of a checkpoint directory."""
+
+
+class StorageError(CkptlabError, OSError):
+    """The file system or object store refused an operation (space, permission, network...).
+
+    No space left, no permission, a read-only file system, a network or credentials error of an
+    object store.  The message names the path and the operation and says what to do; ``errno``,
+    ``strerror`` and ``filename`` are those of the original error, which is the ``__cause__``.
+    The subclasses below also inherit the builtin error they resemble.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class StoragePermissionError(StorageError, PermissionError):
+    """No permission to read, create, replace or delete a file, directory or object."""
+
+
+class StorageExistsError(StorageError, FileExistsError):
+    """Something that is not a ckptlab checkpoint is where one would be written."""
+
+
+class StorageNotADirectoryError(StorageError, NotADirectoryError):
+    """A file is where a path needs a directory (e.g. ``save("notes.txt/ckpt")``)."""
+
+
+class StorageIsADirectoryError(StorageError, IsADirectoryError):
+    """A directory is where a file belongs (e.g. a directory named like the state file)."""
