@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import errno
 import gc
 import logging
 import os
@@ -499,6 +500,85 @@ def test_plain_save_next_to_a_manager_of_this_process_is_allowed(tmp_path):
     state = state_of(tmp_path)
     assert state.all_paths == ("ckpt-1", "ckpt-2")
     assert state.timestamps == (clock.now - 3600.0, clock.now)
+
+
+# -- a save that fails after its checkpoint is committed --------------------------------------
+
+
+@pytest.mark.parametrize("failing", ["state file", "eviction note"])
+def test_a_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_space, failing):
+    """Issue 17 #10: a full disk while writing the state file (or the note that ckpt-1 is being
+    evicted) after ckpt-3 was committed: ckpt-3 goes, nothing else changes, the error names
+    the paths; before, ckpt-3 stayed on disk, never listed and never deleted."""
+    clock = FakeClock()
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=2, clock=clock)
+    for _ in range(2):
+        clock.advance(0.01)
+        manager.save(options=FAST)
+    before = state_of(tmp_path)
+    if failing == "state file":
+        no_space(lambda name: name.startswith(".checkpoint.tmp-"))
+    else:
+        no_space(lambda name: name.endswith(".evicted"))
+    clock.advance(0.01)
+    with pytest.raises(ck.StorageError) as caught:
+        manager.save(options=FAST)
+    assert isinstance(caught.value, OSError)
+    assert caught.value.errno == errno.ENOSPC
+    message = str(caught.value)
+    assert message.startswith(
+        f"{tmp_path / 'ckpt-3'} was written, but recording it in {tmp_path / 'checkpoint'} "
+        "failed, so it was deleted"
+    )
+    assert "No space left on device" in message
+    assert "Free some space" in message
+    assert state_of(tmp_path) == before
+    assert names(manager.checkpoints) == ["ckpt-1", "ckpt-2"]
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-1", "ckpt-2"]
+
+
+def test_a_resave_that_cannot_be_recorded_keeps_the_listed_checkpoint(tmp_path, no_space):
+    """Re-saving a listed number: the new ckpt-2 replaced the old one and stays listed."""
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3)
+    manager.save(options=FAST)
+    manager.save(options=FAST)
+    manager.checkpoint.v.assign(7.0)
+    no_space(lambda name: name.startswith(".checkpoint.tmp-"))
+    with pytest.raises(ck.StorageError, match="failed, so it was kept: the state file lists it"):
+        manager.save(2, options=FAST)
+    assert state_of(tmp_path).all_paths == ("ckpt-1", "ckpt-2")
+    restored = new_checkpoint()
+    restored.restore(tmp_path / "ckpt-2").assert_consumed()
+    assert float(restored.v.numpy()) == 7.0
+
+
+def test_a_failed_delete_after_the_state_file_is_left_to_the_next_manager(
+    tmp_path, ck_log, monkeypatch
+):
+    """Retention deletes after the state file was written: a failure is logged, the save
+    stands, and the noted checkpoint is removed by the next manager."""
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    manager.save(options=FAST)
+    rename = os.rename
+
+    def refuse_to_move_ckpt_1(source, target):
+        if os.path.basename(source) == "ckpt-1":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), source)
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", refuse_to_move_ckpt_1)
+    assert os.path.basename(manager.save(options=FAST)) == "ckpt-2"
+    monkeypatch.undo()
+    assert (
+        f"Saved {tmp_path / 'ckpt-2'}, but deleting {tmp_path / 'ckpt-1'} (beyond max_to_keep) "
+        f"failed: Could not rename {tmp_path / 'ckpt-1'}: Permission denied"
+    ) in ck_log.text
+    assert names(manager.checkpoints) == ["ckpt-2"]
+    assert (tmp_path / ".ckpt-1.evicted").exists()
+    manager.close()
+    again = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    again.save(3, options=FAST)  # removes the noted ckpt-1 first, then ckpt-2 by retention
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-3"]
 
 
 def test_logs_nothing_in_the_normal_case(tmp_path, caplog):

@@ -8,6 +8,8 @@ Examples
 []
 """
 
+from ckptlab._zarr_hook import install as _install_zarr_dtypes
+from ckptlab._zarr_hook import register_zarr_dtypes
 from ckptlab.storage._commit import is_committed, publish, retract
 from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
 from ckptlab.storage._kv import ByteStore, LocalStore
@@ -27,8 +29,6 @@ from ckptlab.storage._state import (
 )
 from ckptlab.storage._verify import verify_checkpoint
 from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
-from ckptlab.storage._zarr_hook import install as _install_zarr_dtypes
-from ckptlab.storage._zarr_hook import register_zarr_dtypes
 
 _install_zarr_dtypes()
 
