@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from ckptlab import _zarr_hook
+from ckptlab import _zarr_hook, errors  # both light: the standard library only
 from ckptlab._version import __version__
 
 if TYPE_CHECKING:  # what type checkers and readers see; _SOURCES below says the same at run time
@@ -85,27 +85,7 @@ _SOURCES = {
         ),
         "ckptlab.engine",
     ),
-    **dict.fromkeys(
-        (
-            "AssignmentError",
-            "CkptlabError",
-            "CorruptCheckpointError",
-            "LockedError",
-            "NotACheckpointError",
-            "NotFoundError",
-            "NotSaveableError",
-            "RestoreConflictError",
-            "StorageError",
-            "StorageExistsError",
-            "StorageIsADirectoryError",
-            "StorageNotADirectoryError",
-            "StoragePermissionError",
-            "UnknownPathError",
-            "UnsafePickleError",
-            "UnsupportedFormatError",
-        ),
-        "ckptlab.errors",
-    ),
+    **dict.fromkeys(errors.__all__, "ckptlab.errors"),
     **dict.fromkeys(
         ("WriteOptions", "latest_checkpoint", "set_storage_options"), "ckptlab.storage"
     ),

@@ -370,16 +370,21 @@ TRY_TO_SAVE = """
 """
 
 
-def save_in_another_process(directory):
-    """What a manager of a child process says when it saves into ``directory``."""
+def run_in_another_process(script, directory):
+    """What Python ``script`` prints, run in a child process with ``directory`` as argument."""
     child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(TRY_TO_SAVE), str(directory)],
+        [sys.executable, "-c", textwrap.dedent(script), str(directory)],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
     return child.stdout
+
+
+def save_in_another_process(directory):
+    """What a manager of a child process says when it saves into ``directory``."""
+    return run_in_another_process(TRY_TO_SAVE, directory)
 
 
 def test_managers_of_one_process_share_the_directory(tmp_path):
@@ -453,14 +458,8 @@ def test_a_manager_merges_what_another_process_saved_since_it_was_created(tmp_pa
             first.save(options=FAST)
     stale = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3)
     assert names(stale.checkpoints) == ["ckpt-1", "ckpt-2", "ckpt-3"]
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SAVE_TWICE), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert names(child.stdout.split()) == ["ckpt-4", "ckpt-5"]
+    saved = run_in_another_process(SAVE_TWICE, tmp_path)
+    assert names(saved.split()) == ["ckpt-4", "ckpt-5"]
     assert state_of(tmp_path).all_paths == ("ckpt-3", "ckpt-4", "ckpt-5")
     stale.save(6, options=FAST)
     assert names(stale.checkpoints) == ["ckpt-4", "ckpt-5", "ckpt-6"]
