@@ -94,6 +94,12 @@ def check_target(store: ByteStore, path: str) -> None:
         )
     if store.exists(path):
         raise _not_a_checkpoint(store, path, "it is a file")
+    parent = _nearest_directory(posixpath.dirname(path))
+    if not _may_change(parent):
+        raise StoragePermissionError(
+            f"Cannot write a checkpoint at {path}: {parent} is not writable. Check its "
+            "permissions, or write somewhere else."
+        )
     if not store.is_dir(path):
         return
     if not is_committed(store, path):
@@ -110,11 +116,23 @@ def check_target(store: ByteStore, path: str) -> None:
         )
 
 
+def _nearest_directory(path: str) -> str:
+    """``path`` or its nearest existing ancestor (what creating ``path`` would change)."""
+    while not os.path.isdir(path) and path != posixpath.dirname(path):
+        path = posixpath.dirname(path)
+    return path
+
+
+def _may_change(directory: str) -> bool:
+    """Whether this process may create, rename and delete entries of ``directory``."""
+    effective = os.access in os.supports_effective_ids
+    return os.access(directory, os.W_OK | os.X_OK, effective_ids=effective)
+
+
 def _unwritable_directory(top: str) -> str | None:
     """A directory below ``top`` whose entries this process may not delete, if any."""
-    effective = os.access in os.supports_effective_ids
     for root, _dirs, _files in os.walk(top):
-        if not os.access(root, os.W_OK | os.X_OK, effective_ids=effective):
+        if not _may_change(root):
             return root
     return None
 
