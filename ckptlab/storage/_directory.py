@@ -103,6 +103,8 @@ class _Holding:
     """Held by a save of this process into the directory, from its first read of the state
     file to its last delete: saves of one process never interleave."""
     at_exit: Callable[[], None] | None = None
+    pid: int = dataclasses.field(default_factory=os.getpid)
+    """The process that took it (a forked child inherits ``_HELD`` but not the lock)."""
 
 
 _HELD: dict[str, _Holding] = {}
@@ -159,6 +161,9 @@ class DirectoryLock:
             return False
         with _HELD_LOCK:
             holding = _HELD.get(self._where)
+            if holding is not None and holding.pid != os.getpid():  # the parent's, before a fork
+                del _HELD[self._where]
+                holding = None
             first = holding is None
             if holding is None:
                 holding = self._take()
@@ -201,6 +206,10 @@ class DirectoryLock:
         return holding
 
     def _give_up(self, holding: _Holding) -> None:
+        if holding.pid != os.getpid():  # inherited through a fork: the parent still holds it
+            if holding.fd is not None:
+                os.close(holding.fd)
+            return
         if holding.fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(holding.fd, 0)
@@ -248,7 +257,8 @@ class DirectoryLock:
         its list and merges it with the state file at its next save).
         """
         with _HELD_LOCK:
-            if self._where in _HELD:
+            holding = _HELD.get(self._where)
+            if holding is not None and holding.pid == os.getpid():
                 return
         locked, holder = self._peek_flock() if self._uses_flock else self._peek_object()
         if locked and not _is_this_process(holder):

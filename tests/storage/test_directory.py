@@ -69,6 +69,37 @@ def test_the_objects_of_one_process_share_the_lock(tmp_path, where):
     third.release()
 
 
+FORK_WHILE_LOCKED = """
+    import json, os, sys, ckptlab as ck
+    from ckptlab.storage import LocalStore
+    from ckptlab.storage._directory import DirectoryLock
+    lock = DirectoryLock(LocalStore(), sys.argv[1])
+    lock.acquire()
+    child = os.fork()
+    if child == 0:  # a fork inherits the parent's objects, not its lock
+        lock.release()
+        try:
+            DirectoryLock(LocalStore(), sys.argv[1]).acquire()
+            os._exit(1)
+        except ck.LockedError as error:
+            os._exit(0 if f"locked by pid {os.getppid()}" in str(error) else 2)
+    _, status = os.waitpid(child, 0)
+    record = json.loads(open(os.path.join(sys.argv[1], ".ckptlab.lock")).read())
+    print(os.waitstatus_to_exitcode(status), record["pid"] == os.getpid())
+"""
+
+
+def test_a_forked_child_does_not_share_its_parents_lock(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORK_WHILE_LOCKED), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout == "0 True\n"  # refused, naming the parent; the parent's record intact
+
+
 @contextlib.contextmanager
 def manager_in_another_process(directory):
     """A child process whose manager saved ckpt-1 into ``directory`` and holds its lock."""
