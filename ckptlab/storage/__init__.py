@@ -15,6 +15,7 @@ from ckptlab.storage._directory import (
     note_eviction,
     remove_leftovers,
 )
+from ckptlab.storage._faults import noting_failure
 from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
 from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
 from ckptlab.storage._layout import (
@@ -43,16 +44,14 @@ from ckptlab.storage._reader import (
 from ckptlab.storage._state import (
     STATE_FILENAME,
     latest_checkpoint,
+    listed_or_removed,
     read_state,
     relative_to,
     write_state,
 )
 from ckptlab.storage._verify import verify_checkpoint
 from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
-from ckptlab.storage._zarr_hook import install as _install_zarr_dtypes
-from ckptlab.storage._zarr_hook import register_zarr_dtypes
-
-_install_zarr_dtypes()
+from ckptlab.storage._zarr_register import register_zarr_dtypes
 
 __all__ = [
     "CHUNK_BYTES",
@@ -75,8 +74,10 @@ __all__ = [
     "dtype_name",
     "is_committed",
     "latest_checkpoint",
+    "listed_or_removed",
     "little_endian",
     "note_eviction",
+    "noting_failure",
     "numpy_dtype",
     "open_checkpoint",
     "open_path",
