@@ -53,6 +53,7 @@ from ckptlab.core._status import (
     nontrivial_failure,
     unused_warning,
 )
+from ckptlab.core._text import is_text, printable
 from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
 
 __all__ = [
@@ -94,6 +95,7 @@ __all__ = [
     "existing_objects_failure",
     "format_state",
     "gc_paused",
+    "is_text",
     "nontrivial_failure",
     "near_misses",
     "object_prefix",
@@ -103,6 +105,7 @@ __all__ = [
     "parse_state",
     "plan_restore",
     "pretty_path",
+    "printable",
     "unescape_local_name",
     "unused_warning",
     "value_key",
