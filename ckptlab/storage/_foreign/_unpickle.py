@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ckptlab.errors import CorruptCheckpointError, UnsafePickleError
+from ckptlab.errors import CkptlabError, CorruptCheckpointError, UnsafePickleError
 
 STORAGE_DTYPES = {
     "FloatStorage": "float32",
@@ -505,10 +505,10 @@ def load_pickle(
     """Run the restricted unpickler; damaged pickles become :class:`CorruptCheckpointError`."""
     try:
         return RestrictedUnpickler(data, where, storage).load()
-    except (UnsafePickleError, CorruptCheckpointError) as error:
-        if where in str(error):
-            raise
-        raise type(error)(f"{where} does not unpickle: {error}.") from None
+    except CkptlabError as error:
+        if isinstance(error, CorruptCheckpointError) and where not in str(error):
+            raise CorruptCheckpointError(f"{where} does not unpickle: {error}.") from None
+        raise
     except _PICKLE_ERRORS as error:
         raise CorruptCheckpointError(
             f"{where} does not unpickle ({type(error).__name__}: {brief(str(error))[1:-1]})."
