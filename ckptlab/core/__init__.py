@@ -14,6 +14,7 @@ from ckptlab.core._document import (
     StoredValue,
     parse_document,
     parse_listing,
+    shape_extent,
 )
 from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
@@ -106,6 +107,7 @@ __all__ = [
     "plan_restore",
     "pretty_path",
     "printable",
+    "shape_extent",
     "unescape_local_name",
     "unused_warning",
     "value_key",

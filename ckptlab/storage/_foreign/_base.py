@@ -8,7 +8,6 @@ explorer then work unchanged.
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from typing import Any
 import crc32c
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, StoredValue, is_text
+from ckptlab.core import CheckpointDocument, StoredValue, is_text, shape_extent
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
@@ -37,11 +36,7 @@ def check_shape(shape: tuple[int, ...], where: str) -> tuple[int, ...]:
     The product of the non-zero dims is bounded too: numpy cannot make even an empty array of
     shape ``[0, 2**47, 2**47]``.
     """
-    if (
-        len(shape) > MAX_RANK
-        or any(d < 0 for d in shape)
-        or math.prod(d for d in shape if d) >= MAX_ELEMENTS
-    ):
+    if len(shape) > MAX_RANK or any(d < 0 for d in shape) or shape_extent(shape) >= MAX_ELEMENTS:
         raise CorruptCheckpointError(
             f"{where} declares shape {list(shape)[: MAX_RANK + 1]}; expected at most {MAX_RANK} "
             "non-negative dims whose non-zero ones multiply to less than 2**48. The file is "
