@@ -52,6 +52,8 @@ class ForeignCheckpoint(StoredCheckpoint):
     """
 
     format_name = "foreign checkpoint"
+    checksums = False
+    """Whether reading checks stored checksums (``ckptlab verify`` says so when it cannot)."""
 
     def __init__(self, store: ByteStore, path: str, document: CheckpointDocument) -> None:
         for key in document.values:

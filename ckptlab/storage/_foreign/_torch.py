@@ -105,6 +105,7 @@ class TorchFile(ForeignCheckpoint):
         raw.seek(0)
         if head == b"PK\x03\x04":
             self.format_name, self.kind = "PyTorch checkpoint (torch.save, zip)", "torch-zip"
+            self.checksums = True
             obj = self._load_zip(raw)
         else:
             self.format_name, self.kind = "PyTorch checkpoint (torch.save, legacy)", "torch-legacy"
