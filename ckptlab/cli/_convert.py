@@ -14,6 +14,7 @@ from ckptlab._convert import convert
 from ckptlab._keymap import KeyMap
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
+from ckptlab.core import printable
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return EXIT_OK
     kind = "object-based" if result.document.kind == "object" else "name-based"
     out.line(
-        f"{out.style.green('wrote')} {result.display_path}: {kind}, {len(values)} values, "
-        f"{human_bytes(total)} (from {args.src})"
+        f"{out.style.green('wrote')} {printable(result.display_path)}: {kind}, {len(values)} "
+        f"values, {human_bytes(total)} (from {printable(os.fspath(args.src))})"
     )
     return EXIT_OK

@@ -15,7 +15,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ckptlab.core import gc_paused
+from ckptlab.core import gc_paused, printable
 from ckptlab.inspect import VIEW_STATES, GraphView, view_dot, view_mimebundle
 from ckptlab.inspect._source import ExplorerSource
 
@@ -225,4 +225,4 @@ class ExplorerWidget(anywidget.AnyWidget):
         return {**(bundle or {}), **static}
 
     def __repr__(self) -> str:
-        return f"<ckptlab explorer {self._view.source}: {self._view.summary}>"
+        return printable(f"<ckptlab explorer {self._view.source}: {self._view.summary}>")
