@@ -255,6 +255,7 @@ def _hostile_index(prefix: str, entry: bytes, data: bytes = bytes(16)) -> None:
         (encode_entry(1, [4], 2**40, 16, mask(0)), "points at bytes"),
         (encode_entry(1, [4], 8, 16, mask(0)), "points at bytes"),
         (encode_entry(1, [2**40, 2**40], 0, 16, mask(0)), "less than 2\\*\\*48"),
+        (encode_entry(1, [0, 2**47, 2**47], 0, 0, mask(0)), "less than 2\\*\\*48"),
         (encode_entry(1, [5], 0, 16, mask(0)), "needs 20"),
         (encode_entry(1, [4], 0, 16, mask(0), shard=7), "data shard 7"),
         (encode_entry(99, [4], 0, 16, mask(0)), "dtype 99"),
