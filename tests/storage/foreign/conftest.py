@@ -47,6 +47,7 @@ def bounded():
                     "SC_PAGE_SIZE"
                 )
                 resource.setrlimit(resource.RLIMIT_AS, (used + memory, used + memory))
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)  # not pytest-timeout's handler
                 signal.alarm(int(seconds))
                 try:
                     action()
