@@ -42,11 +42,39 @@ SOURCES = {
     "safetensors": ["torch/model.safetensors"],
 }
 CASE_SECONDS = 10
-ROUND = 50
+ROUND = 20
 """Examples per seeded round; rounds run until the time is up (each round is reproducible)."""
 MEMORY = 2 * 2**30
 """Address space a case may use beyond what the driver holds when it starts."""
 INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 2**31 - 1, 2**31, 2**32 - 1, 2**63 - 1, 2**64 - 1]
+PICKLE_TOKENS = [
+    b"\x95" + (2**63).to_bytes(8, "little"),  # FRAME of 2**63 bytes
+    b"\x8e" + (2**63 + 5).to_bytes(8, "little"),  # BINBYTES8
+    b"N" + b"\x85" * 5000,  # tuples nested 5,000 deep
+    b"N" + b"q\x00h\x00\x86" * 40,  # t = (t, t)
+    b"}q\x00h\x00h\x00s",  # a dict inside itself
+    b"]" * 3000 + b"a" * 2999,  # lists nested 3,000 deep
+    b"\x8a\x09" + b"\xff" * 9,  # LONG1
+    b"J\xff\xff\xff\x7f",  # BININT 2**31 - 1
+    b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80",  # LONG1 -2**63
+    b"ccollections\nOrderedDict\n",
+    b"ctorch\ndevice\n",
+    b"cbuiltins\nfrozenset\n",
+    b"}", b"]", b")", b"(", b"b", b"R", b"s", b"u", b"a", b"e", b"\x81", b"\x85", b"\x86",
+]  # fmt: skip
+"""Pickle fragments inserted into torch pickles: hostile lengths, nesting, sharing, opcodes."""
+JSON_TOKENS = [
+    b"[" * 5000, b"{" * 50, b'"\\ud800"', b"18446744073709551616", b"-1", b"1e999", b'"a":',
+    b",", b"]", b"}", b'"data_offsets":[0,0]', b'"shape":[0,140737488355328,140737488355328]',
+]  # fmt: skip
+VARINT_TOKENS = [b"\xff" * 9 + b"\x01", b"\x80" * 10, b"\xff\xff\xff\xff\x0f", b"\x00", b"\x01"]
+TOKENS = {
+    "torch-zip": PICKLE_TOKENS,
+    "torch-legacy": PICKLE_TOKENS,
+    "safetensors": JSON_TOKENS,
+    "tf-bundle": VARINT_TOKENS,
+    "tf-v1": VARINT_TOKENS,
+}
 
 
 class Hang(BaseException):
@@ -58,14 +86,20 @@ def _alarm(*_: Any) -> None:
 
 
 def mutate(data: st.DataObject, raw: bytes) -> bytes:
-    """Apply one to three byte-level edits."""
+    """Apply one to three byte-level edits (``token``: a fragment of the format's grammar)."""
     out = bytearray(raw)
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
         action = data.draw(
-            st.sampled_from(["flip", "byte", "int", "truncate", "insert", "delete", "repeat"])
+            st.sampled_from(
+                ["flip", "byte", "int", "truncate", "insert", "delete", "repeat", "token", "token"]
+            )
         )
         at = data.draw(st.integers(0, max(len(out) - 1, 0)), label="at")
-        if action == "flip" and out:
+        if action == "token":
+            token = data.draw(st.sampled_from(TOKENS[os.environ["FUZZ_FORMAT"]]), label="token")
+            end = at + (len(token) if data.draw(st.booleans(), label="overwrite") else 0)
+            out[at:end] = token
+        elif action == "flip" and out:
             out[at] ^= 1 << data.draw(st.integers(0, 7))
         elif action == "byte" and out:
             out[at] = data.draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF]))
@@ -197,6 +231,7 @@ def exercise(path: str, outcomes: collections.Counter[str]) -> None:
 def main() -> int:
     fmt, seconds, work_dir = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
     os.environ["FUZZ_WORK"] = str(work_dir)
+    os.environ["FUZZ_FORMAT"] = fmt
     pages = int(Path("/proc/self/statm").read_text().split()[0])
     limit = pages * os.sysconf("SC_PAGE_SIZE") + MEMORY
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
