@@ -103,6 +103,10 @@ MAX_NAME_CHARS = 256
 """Longest name accepted where a file names a dtype or a device."""
 
 
+_SAFE_REPR: tuple[type, ...] = ()
+"""Types whose own ``repr`` is bounded (set once the records below are defined)."""
+
+
 def brief(value: Any) -> str:
     """A short, bounded ``repr`` of a value from a file, for error messages.
 
@@ -110,18 +114,35 @@ def brief(value: Any) -> str:
     --------
     >>> brief(list(range(100)))
     '[0, 1, 2, 3, 4, 5, ...]'
+    >>> brief(10**5000)
+    '<int of 16610 bits>'
     """
     return _BRIEF.repr(value)
 
 
-def _brief_repr() -> reprlib.Repr:
-    shown = reprlib.Repr()
-    shown.maxlevel = 2
-    shown.maxstring = shown.maxother = 60
-    return shown
+class _Brief(reprlib.Repr):
+    """``reprlib``'s limits, and no full ``repr`` of a type it does not know.
+
+    (A dict subclass nested in itself, an int of 10,000 digits.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 2
+        self.maxstring = self.maxother = 60
+
+    def repr_int(self, x: int, level: int) -> str:
+        return repr(x) if x.bit_length() <= 256 else f"<int of {x.bit_length()} bits>"
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        if isinstance(x, dict):
+            return self.repr_dict(x, level)
+        if isinstance(x, _SAFE_REPR):
+            return super().repr_instance(x, level)
+        return f"<{type(x).__name__}>"
 
 
-_BRIEF = _brief_repr()
+_BRIEF = _Brief()
 
 
 def check_key(key: Any) -> Any:
@@ -187,7 +208,7 @@ def _tensor(storage: StorageRef, offset: Any, size: Any, stride: Any, dtype: str
     if not (type(size) is tuple and type(stride) is tuple and len(size) == len(stride) <= 64):
         raise CorruptCheckpointError(f"a tensor has size {brief(size)}, stride {brief(stride)}")
     shape, strides = size, stride
-    if not all(type(v) is int for v in (offset, *shape, *strides)):
+    if not all(type(v) is int and -(2**63) <= v < 2**63 for v in (offset, *shape, *strides)):
         raise CorruptCheckpointError(
             f"a tensor has size {brief(size)}, stride {brief(stride)}, offset {brief(offset)}"
         )
@@ -324,6 +345,10 @@ def _stand_ins() -> dict[tuple[str, str], Any]:
     }
 
 
+_SAFE_REPR = (
+    bool, float, complex, type(None), slice, np.generic,
+    StandIn, StorageType, TorchDtype, StorageRef, TensorRef, NumpyDtype,
+)  # fmt: skip
 ALLOWED: dict[tuple[str, str], Any] = _stand_ins()
 """(module, name) -> the stand-in ckptlab uses for it; nothing else is ever looked up.
 
