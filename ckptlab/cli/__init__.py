@@ -28,6 +28,7 @@ from ckptlab.cli._common import (
     Output,
 )
 from ckptlab.cli._style import Style, wants_color
+from ckptlab.core import printable
 from ckptlab.errors import CkptlabError, NotACheckpointError, NotFoundError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEMS", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]
@@ -113,5 +114,5 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
 
 
 def _fail(style: Style, message: str, code: int) -> int:
-    print(f"{style.red('ckptlab: error:')} {message}", file=sys.stderr)
+    print(f"{style.red('ckptlab: error:')} {printable(message)}", file=sys.stderr)
     return code

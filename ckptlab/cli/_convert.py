@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
+from ckptlab.core import printable
 
 if TYPE_CHECKING:
     from ckptlab import KeyMap
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return EXIT_OK
     kind = "object-based" if result.document.kind == "object" else "name-based"
     out.line(
-        f"{out.style.green('wrote')} {result.display_path}: {kind}, {len(values)} values, "
-        f"{human_bytes(total)} (from {args.src})"
+        f"{out.style.green('wrote')} {printable(result.display_path)}: {kind}, {len(values)} "
+        f"values, {human_bytes(total)} (from {printable(os.fspath(args.src))})"
     )
     return EXIT_OK

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
 from ckptlab.cli._style import describe_shape
-from ckptlab.core import StoredValue
+from ckptlab.core import StoredValue, printable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,8 +140,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )
         return EXIT_PROBLEMS if found else EXIT_OK
     style = out.style
-    out.line(style.bold(f"--- {a.display_path}"))
-    out.line(style.bold(f"+++ {b.display_path}"))
+    out.line(style.bold(f"--- {printable(a.display_path)}"))
+    out.line(style.bold(f"+++ {printable(b.display_path)}"))
     for difference in found:
         out.line(_describe(difference, out))
     out.line(_summary(equal, counts, out, values_compared=not args.structure_only))
@@ -172,20 +172,17 @@ def _spec(value: StoredValue | None) -> str:
 def _describe(difference: Difference, out: Output) -> str:
     style = out.style
     mark = MARKS[difference.kind]
+    key = printable(difference.key)
     if difference.kind == "removed":
-        return style.red(f"{mark} {difference.key}  {_spec(difference.a)}")
+        return style.red(f"{mark} {key}  {_spec(difference.a)}")
     if difference.kind == "added":
-        return style.green(f"{mark} {difference.key}  {_spec(difference.b)}")
+        return style.green(f"{mark} {key}  {_spec(difference.b)}")
     if difference.kind == "spec":
-        return style.yellow(
-            f"{mark} {difference.key}  {_spec(difference.a)} -> {_spec(difference.b)}"
-        )
+        return style.yellow(f"{mark} {key}  {_spec(difference.a)} -> {_spec(difference.b)}")
     assert difference.a is not None
     total = difference.a.size
     detail = (
         f"max |a-b| = {difference.max_abs_diff:.6g} "
         f"({difference.differing} of {total} elements differ)"
     )
-    return (
-        f"{style.yellow(mark + ' ' + difference.key)}  {style.cyan(_spec(difference.a))}  {detail}"
-    )
+    return f"{style.yellow(mark + ' ' + key)}  {style.cyan(_spec(difference.a))}  {detail}"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
 from ckptlab.cli._style import human_bytes
+from ckptlab.core import printable
 from ckptlab.errors import CkptlabError, NotFoundError
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class Verification:
     """(key, message) of every value that could not be read back intact."""
     problems: list[str] = field(default_factory=list)
     """Problems in the stored files (chunks, padding, array metadata), one line each."""
+    checksums: bool = True
+    """Whether the format carries checksums; without them only sizes and bounds are checked."""
 
     @property
     def ok(self) -> bool:
@@ -65,6 +68,7 @@ class Verification:
             "values_checked": self.checked,
             "bytes_checked": self.nbytes,
             "seconds": round(self.seconds, 6),
+            "checksums": self.checksums,
             "damaged": [{"key": k, "error": m} for k, m in self.damaged],
             "problems": list(self.problems),
         }
@@ -80,7 +84,7 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     """
     from ckptlab.storage import verify_checkpoint as storage_verify
 
-    result = Verification(source.display_path)
+    result = Verification(source.display_path, checksums=getattr(source, "checksums", True))
     start = time.perf_counter()
     values = source.document.values
     suspects = sorted(values)
@@ -165,15 +169,22 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 def _print_result(result: Verification, out: Output) -> None:
     style = out.style
+    path = printable(result.path)
     for key, message in result.damaged:
-        out.line(f"{style.red('DAMAGED')} {key}")
-        out.line(f"  {message}")
+        out.line(f"{style.red('DAMAGED')} {printable(key)}")
+        out.line(f"  {printable(message)}")
     for problem in result.problems:
-        out.line(f"{style.red('PROBLEM')} {problem}")
+        out.line(f"{style.red('PROBLEM')} {printable(problem)}")
     size = human_bytes(result.nbytes)
     counts = f"{result.checked} values, {size} checked in {result.seconds:.2f} s"
+    if result.ok and not result.checksums:
+        out.line(
+            f"{style.yellow('UNVERIFIED')} {path}: no checksums in this format; {result.checked} "
+            f"values, {size} read and their sizes checked in {result.seconds:.2f} s"
+        )
+        return
     if result.ok:
-        out.line(f"{style.green('OK')} {result.path}: {counts}")
+        out.line(f"{style.green('OK')} {path}: {counts}")
         return
     found = f"{len(result.damaged)} damaged values, {len(result.problems)} problems in files"
-    out.line(style.red(f"FAILED {result.path}: {found}; {counts}"))
+    out.line(style.red(f"FAILED {path}: {found}; {counts}"))

@@ -14,6 +14,7 @@ from ckptlab.core._document import (
     StoredValue,
     parse_document,
     parse_listing,
+    shape_extent,
 )
 from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
@@ -67,6 +68,7 @@ from ckptlab.core._status import (
     nontrivial_failure,
     unused_warning,
 )
+from ckptlab.core._text import is_text, printable
 from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
 
 __all__ = [
@@ -115,6 +117,7 @@ __all__ = [
     "format_state",
     "gc_paused",
     "interval_allows",
+    "is_text",
     "merge",
     "nontrivial_failure",
     "near_misses",
@@ -125,8 +128,10 @@ __all__ = [
     "parse_state",
     "plan_restore",
     "pretty_path",
+    "printable",
     "record_save",
     "recover",
+    "shape_extent",
     "sweep",
     "unescape_local_name",
     "unused_warning",

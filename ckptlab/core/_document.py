@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -419,6 +419,9 @@ def _fast_values(data: Mapping[str, Any], packs: Mapping[str, PackInfo]) -> list
     sizes = [math.prod(s) for s in shapes]
     if sizes and max(sizes) >= MAX_ELEMENTS:
         return None
+    empty = [s for n, s in zip(sizes, shapes, strict=True) if not n]
+    if empty and max(map(shape_extent, empty)) >= MAX_ELEMENTS:
+        return None
     out: list[_Raw] = []
     for key, entry, shape, dtype, crc, array, size in zip(
         keys, entries, shapes, dtypes, crcs, arrays, sizes, strict=True
@@ -481,13 +484,28 @@ def _short(name: object) -> str:
     return shown if len(shown) <= 80 else f"{shown[:77]}..."
 
 
+def shape_extent(shape: Sequence[int]) -> int:
+    """The product of a shape's non-zero dims, bounded like the element count.
+
+    numpy cannot create even an empty array of shape ``[0, 2**47, 2**47]``.
+
+    Examples
+    --------
+    >>> shape_extent([0, 3, 4]), shape_extent([]), shape_extent([2, 5])
+    (12, 1, 10)
+    """
+    return math.prod(d for d in shape if d)
+
+
 def _parse_value(
     where: _Where, key: str, entry: Mapping[str, Any], at: str, packs: Mapping[str, PackInfo]
 ) -> StoredValue:
     shape_data = _get(where, entry, "shape", at, list)
     shape = tuple(_int(where, d, f"{at}.shape", 0, MAX_ELEMENTS) for d in shape_data)
-    if len(shape) > 32 or math.prod(shape) >= MAX_ELEMENTS:
-        raise where.fail(f"{at}.shape", "at most 32 dims and fewer than 2**48 elements", shape)
+    if len(shape) > 32 or shape_extent(shape) >= MAX_ELEMENTS:
+        raise where.fail(
+            f"{at}.shape", "at most 32 dims whose non-zero ones multiply to less than 2**48", shape
+        )
     dtype = _get(where, entry, "dtype", at, str)
     if dtype not in ITEMSIZE:
         raise where.fail(f"{at}.dtype", f"one of {sorted(ITEMSIZE)}", dtype)
