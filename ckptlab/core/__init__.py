@@ -4,6 +4,7 @@ Standard library only: no numpy, no zarr, no UI, no file I/O.  Results are data;
 raises on a mismatch.
 """
 
+from ckptlab.core._columnar import CRC_BLOCK, ArrayInfo, ValueTable
 from ckptlab.core._document import (
     FOREIGN_ITEMSIZE,
     FORMAT_VERSION,
@@ -13,6 +14,7 @@ from ckptlab.core._document import (
     PackInfo,
     StoredValue,
     parse_document,
+    parse_graph_nodes,
     parse_listing,
 )
 from ckptlab.core._gc import gc_paused
@@ -56,10 +58,12 @@ from ckptlab.core._status import (
 from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
 
 __all__ = [
+    "CRC_BLOCK",
     "FOREIGN_ITEMSIZE",
     "FORMAT_VERSION",
     "ITEMSIZE",
     "STATES",
+    "ArrayInfo",
     "Assignment",
     "Attribute",
     "Blocked",
@@ -87,6 +91,7 @@ __all__ = [
     "SlotRestore",
     "StoredValue",
     "ValueSpec",
+    "ValueTable",
     "build_graph",
     "build_report",
     "consumed_failure",
@@ -98,6 +103,7 @@ __all__ = [
     "near_misses",
     "object_prefix",
     "parse_document",
+    "parse_graph_nodes",
     "parse_listing",
     "parse_key",
     "parse_state",

@@ -1,9 +1,10 @@
 """Full verification of a stored checkpoint (internal; ``ckptlab verify`` calls it).
 
-Unlike a restore, which checks what it reads, verification reads every chunk of every array
-whole (padding included), checks each chunk's crc32c trailer and each packed value's checksum,
-and checks that every array's ``zarr.json`` says what the document says, so that plain Zarr
-readers see the same values.  Problems are returned as data, all at once.
+Unlike a restore, which checks what it reads, verification reads every stored object whole:
+version 3 shards (size, index and every value's checksums) and older versions' chunks (padding
+included, each chunk's crc32c trailer, each packed value's checksum), and checks that every
+array's ``zarr.json`` says what the document says, so that plain Zarr readers see the same
+values.  Problems are returned as data, all at once.
 """
 
 from __future__ import annotations
@@ -16,12 +17,26 @@ from typing import Any
 
 import crc32c
 
-from ckptlab.core import ITEMSIZE, CheckpointDocument, StoredValue
+from ckptlab.core import ITEMSIZE, ArrayInfo, CheckpointDocument, StoredValue, ValueTable
 from ckptlab.errors import CkptlabError, NotFoundError
 from ckptlab.storage._fsspec import resolve
 from ckptlab.storage._kv import ByteStore
-from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, fill_value
-from ckptlab.storage._reader import read_document
+from ckptlab.storage._layout import (
+    ROOT_DOCUMENT,
+    chunk_grid,
+    chunk_key,
+    data_metadata,
+    fill_value,
+    shard_count,
+    shard_index,
+    shard_key,
+    shard_size,
+)
+from ckptlab.storage._reader import StoredCheckpoint, read_document
+from ckptlab.storage._values import PackedValues
+
+NAMED = 20
+"""Damaged values named one by one per data array; the rest are counted."""
 
 
 def verify_checkpoint(
@@ -53,6 +68,8 @@ def verify_checkpoint(
         document = read_document(store, path)
     except (CkptlabError, OSError) as error:
         return [f"{ROOT_DOCUMENT}: {error}"]
+    if isinstance(document.values, ValueTable):
+        return _verify_columns(StoredCheckpoint(store, path, document, progress=False))
     problems: list[str] = []
     arrays: dict[str, list[StoredValue]] = {}
     for value in document.values.values():
@@ -65,6 +82,89 @@ def verify_checkpoint(
             problems += _verify_own(store, path, members[0])
     for name in sorted(set(document.packs) - set(arrays)):
         problems += _check_metadata(store, path, name, _pack_metadata(document, name))
+    return problems
+
+
+def _verify_columns(checkpoint: StoredCheckpoint) -> list[str]:
+    """Version 3: every data array (metadata, shards, values) and every own array."""
+    table = checkpoint.document.values
+    assert isinstance(table, ValueTable)
+    store, path = checkpoint.store, checkpoint.path
+    problems: list[str] = []
+    rows: dict[int, list[int]] = {}
+    for row, array_id in enumerate(table.array_ids):
+        rows.setdefault(array_id, []).append(row)
+    with checkpoint.open_values() as values:
+        assert isinstance(values, PackedValues)
+        for number, info in enumerate(table.arrays):
+            members = rows.get(number, [])
+            if not info.packed:
+                problems += _verify_own(store, path, table.row(members[0]))
+                continue
+            problems += _check_data_metadata(store, path, info)
+            damaged = _check_shards(store, path, info)
+            problems += damaged
+            if not damaged:
+                problems += _check_values(values, [table.keys_[r] for r in members])
+    return problems
+
+
+def _check_data_metadata(store: ByteStore, path: str, info: ArrayInfo) -> list[str]:
+    """A data array's ``zarr.json`` must be exactly what the document implies."""
+    name = posixpath.join(info.path, ROOT_DOCUMENT)
+    try:
+        found = json.loads(store.read(posixpath.join(path, name)))
+    except NotFoundError:
+        return [f"{name}: missing (plain Zarr readers cannot open {info.path})"]
+    except (ValueError, RecursionError):
+        return [f"{name}: not valid JSON"]
+    if found != json.loads(data_metadata(info)):
+        return [f"{name}: does not describe the array the document describes ({info.path})"]
+    return []
+
+
+def _check_shards(store: ByteStore, path: str, info: ArrayInfo) -> list[str]:
+    """Every shard of a data array has its exact size and index (what plain Zarr reads)."""
+    problems = []
+    for shard in range(shard_count(info)):
+        name = shard_key(info.path, shard)
+        full = posixpath.join(path, name)
+        size, expected = store.size(full), shard_size(info, shard)
+        if size is None:
+            problems.append(f"{name}: missing")
+            continue
+        if size != expected:
+            problems.append(f"{name}: holds {size} bytes, expected {expected}")
+            continue
+        index = shard_index(info, shard)
+        stored = bytearray(len(index))
+        if store.read_into(full, memoryview(stored), size - len(index)) != len(index):
+            problems.append(f"{name}: too short for its index")
+        elif stored != index:
+            problems.append(f"{name}: its shard index is damaged (plain Zarr readers would fail)")
+        if len(problems) >= NAMED:
+            break
+    return problems
+
+
+def _check_values(values: PackedValues, keys: list[str]) -> list[str]:
+    """Every value's checksums (one pass; value by value only to name the damaged ones)."""
+    try:
+        values.verify(keys)
+        return []
+    except CkptlabError:
+        pass
+    problems = []
+    bad = 0
+    for key in keys:
+        try:
+            values.verify([key])
+        except CkptlabError as error:
+            bad += 1
+            if bad <= NAMED:
+                problems.append(f"{key!r}: {error}")
+    if bad > NAMED:
+        problems.append(f"... and {bad - NAMED} more damaged values")
     return problems
 
 
