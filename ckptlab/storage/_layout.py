@@ -38,6 +38,8 @@ PACK_THRESHOLD = 1 * 2**20
 ROOT_DOCUMENT = "zarr.json"
 INNER_BYTES = 1 * 2**20
 """Version 3: size of a data array's inner chunks (what plain Zarr readers fetch at least)."""
+LOCAL_SHARD_BYTES: int | None = None
+"""Version 3 on file systems: shard size (``None``: one shard per data array)."""
 REMOTE_SHARD_BYTES = 64 * 2**20
 """Version 3 on object stores: shard size (objects uploaded concurrently, bounded memory)."""
 MISSING = 2**64 - 1

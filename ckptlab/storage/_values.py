@@ -15,6 +15,7 @@ versions and foreign formats use the generic reader over ``StoredCheckpoint.read
 
 from __future__ import annotations
 
+import itertools
 import os
 import posixpath
 from collections import defaultdict
@@ -27,9 +28,11 @@ import numpy as np
 
 from ckptlab.core import ITEMSIZE, ArrayInfo, ValueTable
 from ckptlab.errors import CorruptCheckpointError, NotFoundError
+from ckptlab.storage import _stream
 from ckptlab.storage._kv import LocalStore, preadv_all
 from ckptlab.storage._layout import numpy_dtype, shard_key, shard_size
-from ckptlab.storage._stream import STEP, pieces
+from ckptlab.storage._progress import Progress
+from ckptlab.storage._stream import pieces
 
 if TYPE_CHECKING:
     from ckptlab.storage._reader import StoredCheckpoint
@@ -182,11 +185,8 @@ class PackedValues(ValueReader):
         rows, own = self._rows(keys)
         arrays = super().read(own) if own else {}
         table = self.table
-        fresh = [
-            np.empty(table.shapes[r], numpy_dtype(table.dtype(r)))
-            for r in rows  # sizes were checked against the document when it was parsed
-        ]
-        self._check_shards(rows)  # before anything is read
+        self._check_shards(rows)  # before anything is allocated
+        fresh = [np.empty(table.shapes[r], numpy_dtype(table.dtype(r))) for r in rows]
         self._transfer(rows, dict(zip(rows, fresh, strict=True)))
         arrays.update(zip([table.keys_[r] for r in rows], fresh, strict=True))
         return arrays
@@ -267,10 +267,11 @@ class PackedValues(ValueReader):
     def _pieces(self, rows: Sequence[int]) -> dict[tuple[int, int], list[_Piece]]:
         """Where the bytes of ``rows`` are: (array, shard) -> pieces in file order.
 
-        Large values are cut every :data:`STEP` bytes (a divisor of the checksum block), so a
-        batch of pieces stays cache-sized and every checksum block ends on a piece.
+        Values are cut at every checksum block boundary and every :data:`STEP` bytes, so a
+        batch of pieces stays cache-sized and every checksum ends on a piece.  Call it only
+        after the shards' sizes were checked (a value's pieces are then bounded by real bytes).
         """
-        table = self.table
+        table, block, step = self.table, self.block, _stream.STEP
         offsets, ids = table.offsets, table.array_ids
         out: dict[tuple[int, int], list[_Piece]] = defaultdict(list)
         for row in sorted(rows, key=lambda r: (ids[r], offsets[r])):
@@ -279,14 +280,18 @@ class PackedValues(ValueReader):
             start = offsets[row] * itemsize
             nbytes = _size(table.shapes[row]) * itemsize
             shard_bytes = info.shard * itemsize
-            if nbytes <= STEP and start // shard_bytes == (start + nbytes - 1) // shard_bytes:
+            if (
+                nbytes <= step
+                and nbytes <= block
+                and start // shard_bytes == (start + nbytes - 1) // shard_bytes
+            ):
                 if nbytes:  # the common case: one piece
                     shard, within = divmod(start, shard_bytes)
                     out[ids[row], shard].append((within, nbytes, row, 0))
                 continue
-            for done in range(0, nbytes, STEP):
-                stop = start + min(done + STEP, nbytes)
-                for shard, within, count in pieces(info, start + done, stop):
+            cuts = sorted({*range(0, nbytes, step), *range(0, nbytes, block), nbytes})
+            for done, stop in itertools.pairwise(cuts):
+                for shard, within, count in pieces(info, start + done, start + stop):
                     out[ids[row], shard].append(
                         (within, count, row, shard * shard_bytes + within - start)
                     )
@@ -331,27 +336,47 @@ class PackedValues(ValueReader):
     ) -> None:
         """Read ``rows`` into ``targets`` (``None``: scratch buffers, dropped) and check them.
 
-        Rows already verified through the open files are not checked again.
+        Rows already verified through the open files are not checked again.  A progress bar
+        appears when this takes more than about a second (unless the checkpoint was opened with
+        ``progress=False``).
         """
+        self._check_shards(rows)  # before anything is planned, allocated or read
+        found = self._pieces(rows)
+        total = sum(piece[1] for run in found.values() for piece in run)
+        name = posixpath.basename(self.checkpoint.path)
+        action = "verifying" if targets is None else "reading"
+        with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
+            self._move(found, targets, check, bar)
+
+    def _move(
+        self,
+        found: dict[tuple[int, int], list[_Piece]],
+        targets: Mapping[int, Array] | None,
+        check: bool,
+        bar: Progress,
+    ) -> None:
         table = self.table
         crcs, keys = table.crcs, table.keys_
         views: dict[int, memoryview] = {}
         running: dict[int, int] = {}
         gap, run_limit, round_limit = (
-            (LOCAL_GAP, STEP, STEP) if self.local else (REMOTE_GAP, STEP * 4, REMOTE_BATCH)
+            (LOCAL_GAP, _stream.STEP, _stream.STEP)
+            if self.local
+            else (REMOTE_GAP, _stream.STEP * 4, REMOTE_BATCH)
         )
-        for (array_id, shard), found in sorted(self._pieces(rows).items()):
+        for (array_id, shard), run in sorted(found.items()):
             info = table.arrays[array_id]
-            fd = self._open(info, shard, rows)
+            fd = self._open(info, shard, [p[2] for p in run])
             key = shard_key(info.path, shard)
             nbytes_of = ITEMSIZE[info.dtype]
-            for batch in _rounds(_runs(found, gap, run_limit), round_limit):
-                requests = [_request(run, targets, views) for run in batch]
+            for batch in _rounds(_runs(run, gap, run_limit), round_limit):
+                requests = [_request(pieces_, targets, views) for pieces_ in batch]
                 counts = self._read(fd, key, [(r.offset, r.buffers) for r in requests])
                 for request, count in zip(requests, counts, strict=True):
                     if count != request.nbytes:
                         short = f"object {key} ended after {request.offset + count} bytes"
                         raise self._damaged(info, shard, [request.pieces[0][2]], short)
+                bar.update(sum(p[1] for r in requests for p in r.pieces))
                 if not check:
                     continue
                 for request in requests:

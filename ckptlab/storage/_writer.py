@@ -27,6 +27,7 @@ from ckptlab.core import (
     ValueTable,
 )
 from ckptlab.errors import UnsupportedFormatError
+from ckptlab.storage import _layout, _stream
 from ckptlab.storage._commit import (
     clean_leftovers,
     prepare_in_place,
@@ -35,7 +36,6 @@ from ckptlab.storage._commit import (
 )
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import (
-    REMOTE_SHARD_BYTES,
     ROOT_DOCUMENT,
     data_array,
     data_metadata,
@@ -183,7 +183,10 @@ def write_checkpoint(
             f"version {FORMAT_VERSION} (it reads 1 to {FORMAT_VERSION}). Write older versions "
             "with the ckptlab release that introduced them."
         )
-    packing = _Packing(values, REMOTE_SHARD_BYTES if store.concurrent_writes else None)
+    shard_bytes = (
+        _layout.REMOTE_SHARD_BYTES if store.concurrent_writes else _layout.LOCAL_SHARD_BYTES
+    )
+    packing = _Packing(values, shard_bytes)
     if store.supports_rename:
         clean_leftovers(store, path)
         staged = temporary_name(path)
@@ -238,6 +241,7 @@ def _write_data(
     pending_bytes = 0
     for info, group in zip(packing.arrays, packing.groups, strict=True):
         crcs = [packing.crcs[row] for row in group.rows]  # the same lists, filled while writing
+        assert CRC_BLOCK % _stream.STEP == 0, "pieces must end on every checksum block"
         batches = stream_array(info, group.members, crcs, CRC_BLOCK)
         for shard, items in itertools.groupby(batches, key=itemgetter(0)):
             key = posixpath.join(staged, shard_key(info.path, shard))
