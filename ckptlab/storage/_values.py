@@ -358,7 +358,8 @@ class PackedValues(ValueReader):
         table = self.table
         crcs, keys = table.crcs, table.keys_
         views: dict[int, memoryview] = {}
-        running: dict[int, int] = {}
+        running: dict[int, tuple[int, int]] = {}
+        """Row -> (checksum so far, shard its block began in) of blocks read in part."""
         gap, run_limit, round_limit = (
             (LOCAL_GAP, _stream.STEP, _stream.STEP)
             if self.local
@@ -385,12 +386,16 @@ class PackedValues(ValueReader):
                     ):
                         if row in self._verified:
                             continue
-                        crc = crc32c.crc32c(data, running.pop(row, 0) if start % self.block else 0)
+                        crc, began = running.pop(row) if start % self.block else (0, shard)
+                        crc = crc32c.crc32c(data, crc)
                         end = start + length
                         if end % self.block and end != _size(table.shapes[row]) * nbytes_of:
-                            running[row] = crc
+                            running[row] = (crc, began)
                         elif crc != crcs[row][(end - 1) // self.block]:
-                            raise self._corrupt(keys[row], info.path, key)
+                            where = shard_key(info.path, began)
+                            if began != shard:
+                                where += f" to {key}"
+                            raise self._corrupt(keys[row], info.path, where)
 
     def _read(self, fd: int | None, key: str, requests: list[tuple[int, list[Any]]]) -> list[int]:
         if fd is not None:

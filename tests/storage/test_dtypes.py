@@ -41,9 +41,7 @@ def round_trip(tmp_path, values, *, options=FAST, into=False):
     source = open_checkpoint(store, path, progress=False)
     if not into:
         return source.read_many(k for k, _ in values), path
-    outs = {
-        k: np.full(v.shape, 7, dtype=np.dtype(v.dtype).newbyteorder("<")) for k, v in values
-    }
+    outs = {k: np.full(v.shape, 7, dtype=np.dtype(v.dtype).newbyteorder("<")) for k, v in values}
     assert source.read_many(outs, outs) == outs
     return outs, path
 

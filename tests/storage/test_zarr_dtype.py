@@ -70,8 +70,10 @@ for key, shape, number, offset in zip(
     array = group[arrays[number]["path"]]
     size = math.prod(shape)
     data = array[offset : offset + size].reshape(shape)
-    found[key] = [array.attrs.get("ckptlab_dtype", str(array.dtype)), hashlib.sha256(data.tobytes()).hexdigest()]
-print(json.dumps({"members": members, "values": found, "ckptlab": "ckptlab" in sys.modules and sys.modules["ckptlab"] is not None}))
+    dtype = array.attrs.get("ckptlab_dtype", str(array.dtype))
+    found[key] = [dtype, hashlib.sha256(data.tobytes()).hexdigest()]
+loaded = sys.modules.get("ckptlab") is not None
+print(json.dumps({"members": members, "values": found, "ckptlab": loaded}))
 """
 
 
