@@ -331,8 +331,23 @@ class PackedValues(ValueReader):
         what = "is missing" if found is None else f"holds {found} bytes, expected {expected}"
         raise self._damaged(info, shard, rows, f"object {key} {what}")
 
+    def damaged(self, keys: Iterable[str]) -> list[tuple[str, str]]:
+        """``(key, shard)`` of every value of ``keys`` whose checksum fails.
+
+        Missing or wrongly sized shards still raise (``verify_checkpoint`` checks those first).
+        """
+        rows, _ = self._rows(keys)
+        found: list[tuple[str, str]] = []
+        self._transfer(rows, None, report=found)
+        return found
+
     def _transfer(
-        self, rows: Sequence[int], targets: Mapping[int, Array] | None, *, check: bool = True
+        self,
+        rows: Sequence[int],
+        targets: Mapping[int, Array] | None,
+        *,
+        check: bool = True,
+        report: list[tuple[str, str]] | None = None,
     ) -> None:
         """Read ``rows`` into ``targets`` (``None``: scratch buffers, dropped) and check them.
 
@@ -346,7 +361,7 @@ class PackedValues(ValueReader):
         name = posixpath.basename(self.checkpoint.path)
         action = "verifying" if targets is None else "reading"
         with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
-            self._move(found, targets, check, bar)
+            self._move(found, targets, check, bar, report)
 
     def _move(
         self,
@@ -354,6 +369,7 @@ class PackedValues(ValueReader):
         targets: Mapping[int, Array] | None,
         check: bool,
         bar: Progress,
+        report: list[tuple[str, str]] | None,
     ) -> None:
         table = self.table
         crcs, keys = table.crcs, table.keys_
@@ -395,7 +411,10 @@ class PackedValues(ValueReader):
                             where = shard_key(info.path, began)
                             if began != shard:
                                 where += f" to {key}"
-                            raise self._corrupt(keys[row], info.path, where)
+                            if report is None:
+                                raise self._corrupt(keys[row], info.path, where)
+                            if not report or report[-1][0] != keys[row]:
+                                report.append((keys[row], where))
 
     def _read(self, fd: int | None, key: str, requests: list[tuple[int, list[Any]]]) -> list[int]:
         if fd is not None:
