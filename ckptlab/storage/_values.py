@@ -16,6 +16,7 @@ versions and foreign formats use the generic reader over ``StoredCheckpoint.read
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import posixpath
 from collections import defaultdict
@@ -32,7 +33,7 @@ from ckptlab.storage import _stream
 from ckptlab.storage._kv import LocalStore, preadv_all
 from ckptlab.storage._layout import numpy_dtype, shard_key, shard_size
 from ckptlab.storage._progress import Progress
-from ckptlab.storage._stream import pieces
+from ckptlab.storage._stream import MAX_PARTS, pieces
 
 if TYPE_CHECKING:
     from ckptlab.storage._reader import StoredCheckpoint
@@ -44,8 +45,9 @@ REMOTE_BATCH = 64 * 2**20
 """Bytes requested at once from an object store (concurrently)."""
 
 Array = np.ndarray[Any, Any]
-_Piece = tuple[int, int, int, int]
-"""Bytes of one value in one shard: (offset in the shard, length, row, offset in the value)."""
+_Piece = tuple[int, int, int, int, bool]
+"""Bytes of one value in one shard: (offset in the shard, length, row, offset in the value,
+whether they end the value)."""
 
 
 def check_out(key: str, out: Array, shape: tuple[int, ...], dtype: str) -> None:
@@ -177,7 +179,7 @@ class PackedValues(ValueReader):
         if own:
             super().verify(own)
         rows = [r for r in rows if r not in self._verified]
-        self._transfer(rows, None)
+        self._transfer(self._groups(rows), None)
         if self.local:
             self._verified.update(rows)
 
@@ -185,10 +187,13 @@ class PackedValues(ValueReader):
         rows, own = self._rows(keys)
         arrays = super().read(own) if own else {}
         table = self.table
-        self._check_shards(rows)  # before anything is allocated
-        fresh = [np.empty(table.shapes[r], numpy_dtype(table.dtype(r))) for r in rows]
-        self._transfer(rows, dict(zip(rows, fresh, strict=True)))
-        arrays.update(zip([table.keys_[r] for r in rows], fresh, strict=True))
+        groups = self._groups(rows)
+        self._check_shards(groups)  # before anything is allocated
+        dtypes = [numpy_dtype(a.dtype) for a in table.arrays]
+        shapes, ids = table.shapes, table.array_ids
+        fresh = [np.empty(shapes[r], dtypes[ids[r]]) for r in rows]
+        self._transfer(groups, dict(zip(rows, fresh, strict=True)))
+        arrays.update(zip(map(table.keys_.__getitem__, rows), fresh, strict=True))
         return arrays
 
     def read_into(self, outs: Mapping[str, Array]) -> None:
@@ -205,7 +210,8 @@ class PackedValues(ValueReader):
                 np.copyto(outs[key], array)
         else:
             self.verify(table.keys_[r] for r in rows)
-            self._transfer(rows, {r: outs[table.keys_[r]] for r in rows}, check=False)
+            targets = {r: outs[table.keys_[r]] for r in rows}
+            self._transfer(self._groups(rows), targets, check=False)
         for key in own:
             np.copyto(outs[key], arrays[key])
 
@@ -222,7 +228,7 @@ class PackedValues(ValueReader):
         info = table.arrays[table.array_ids[row]]
         shape = tuple(table.shapes[row])
         dtype = numpy_dtype(info.dtype)
-        row_bytes = _size(shape[1:]) * dtype.itemsize
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
         nbytes = shape[0] * row_bytes
         low, high = start * row_bytes, stop * row_bytes
         first, last = low // block * block, min(nbytes, -(-high // block) * block)
@@ -264,47 +270,73 @@ class PackedValues(ValueReader):
                 own.append(key)
         return rows, own
 
-    def _pieces(self, rows: Sequence[int]) -> dict[tuple[int, int], list[_Piece]]:
-        """Where the bytes of ``rows`` are: (array, shard) -> pieces in file order.
+    def _groups(self, rows: Sequence[int]) -> dict[int, list[int]]:
+        """Rows by array, each list in the order of the values in their array."""
+        ids, offsets = self.table.array_ids, self.table.offsets
+        groups: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            groups[ids[row]].append(row)
+        for members in groups.values():
+            members.sort(key=offsets.__getitem__)  # usually sorted already: linear time
+        return groups
+
+    def _extents(self, array_id: int, members: list[int]) -> tuple[list[int], list[int]]:
+        """Byte offset in the array and byte size of each of ``members``."""
+        table = self.table
+        itemsize = ITEMSIZE[table.arrays[array_id].dtype]
+        starts = [o * itemsize for o in map(table.offsets.__getitem__, members)]
+        sizes = [n * itemsize for n in map(math.prod, map(table.shapes.__getitem__, members))]
+        return starts, sizes
+
+    def _check_shards(self, groups: Mapping[int, list[int]]) -> None:
+        """Check the size of every shard the rows' values lie in (opening it, locally)."""
+        table = self.table
+        for array_id, members in sorted(groups.items()):
+            info = table.arrays[array_id]
+            starts, sizes = self._extents(array_id, members)
+            ends = [s + n for s, n in zip(starts, sizes, strict=True) if n]
+            if not ends:
+                continue
+            shard_bytes = info.shard * ITEMSIZE[info.dtype]
+            first = min(s for s, n in zip(starts, sizes, strict=True) if n) // shard_bytes
+            for shard in range(first, (max(ends) - 1) // shard_bytes + 1):
+                self._open(info, shard, members)
+
+    def _pieces(self, groups: Mapping[int, list[int]]) -> dict[tuple[int, int], list[_Piece]]:
+        """Where the bytes of the rows are: (array, shard) -> pieces in file order.
 
         Values are cut at every checksum block boundary and every :data:`STEP` bytes, so a
         batch of pieces stays cache-sized and every checksum ends on a piece.  Call it only
         after the shards' sizes were checked (a value's pieces are then bounded by real bytes).
         """
         table, block, step = self.table, self.block, _stream.STEP
-        offsets, ids = table.offsets, table.array_ids
         out: dict[tuple[int, int], list[_Piece]] = defaultdict(list)
-        for row in sorted(rows, key=lambda r: (ids[r], offsets[r])):
-            info = table.arrays[ids[row]]
-            itemsize = ITEMSIZE[info.dtype]
-            start = offsets[row] * itemsize
-            nbytes = _size(table.shapes[row]) * itemsize
-            shard_bytes = info.shard * itemsize
-            if (
-                nbytes <= step
-                and nbytes <= block
-                and start // shard_bytes == (start + nbytes - 1) // shard_bytes
-            ):
-                if nbytes:  # the common case: one piece
-                    shard, within = divmod(start, shard_bytes)
-                    out[ids[row], shard].append((within, nbytes, row, 0))
-                continue
-            cuts = sorted({*range(0, nbytes, step), *range(0, nbytes, block), nbytes})
-            for done, stop in itertools.pairwise(cuts):
-                for shard, within, count in pieces(info, start + done, start + stop):
-                    out[ids[row], shard].append(
-                        (within, count, row, shard * shard_bytes + within - start)
-                    )
+        for array_id, members in sorted(groups.items()):
+            info = table.arrays[array_id]
+            shard_bytes = info.shard * ITEMSIZE[info.dtype]
+            small = min(step, block)
+            starts, sizes = self._extents(array_id, members)
+            current, shard_end = -1, -1
+            pieces_of: list[_Piece] = []
+            for row, start, nbytes in zip(members, starts, sizes, strict=True):
+                if not nbytes:
+                    continue
+                if nbytes <= small and start + nbytes <= shard_end:  # the common case
+                    pieces_of.append((start - shard_end + shard_bytes, nbytes, row, 0, True))
+                    continue
+                if nbytes <= small and start // shard_bytes == (start + nbytes - 1) // shard_bytes:
+                    current = start // shard_bytes
+                    shard_end = (current + 1) * shard_bytes
+                    pieces_of = out[array_id, current]
+                    pieces_of.append((start - current * shard_bytes, nbytes, row, 0, True))
+                    continue
+                cuts = sorted({*range(0, nbytes, step), *range(0, nbytes, block), nbytes})
+                for done, stop in itertools.pairwise(cuts):
+                    for shard, within, count in pieces(info, start + done, start + stop):
+                        at = shard * shard_bytes + within - start
+                        out[array_id, shard].append((within, count, row, at, at + count == nbytes))
+                current, shard_end = -1, -1
         return out
-
-    # -- moving bytes -----------------------------------------------------------------------
-
-    def _check_shards(self, rows: Sequence[int]) -> None:
-        """Check the size of every shard ``rows`` touch (opening it, locally) before reading."""
-        table = self.table
-        shards = {(table.array_ids[r], s) for r in rows for s in _shards_of(table, r)}
-        for array_id, shard in sorted(shards):
-            self._open(table.arrays[array_id], shard, rows)
 
     def _open(self, info: ArrayInfo, shard: int, rows: Sequence[int]) -> int | None:
         """Check a shard's size (once); locally, open it and keep it open."""
@@ -338,25 +370,25 @@ class PackedValues(ValueReader):
         """
         rows, _ = self._rows(keys)
         found: list[tuple[str, str]] = []
-        self._transfer(rows, None, report=found)
+        self._transfer(self._groups(rows), None, report=found)
         return found
 
     def _transfer(
         self,
-        rows: Sequence[int],
+        groups: Mapping[int, list[int]],
         targets: Mapping[int, Array] | None,
         *,
         check: bool = True,
         report: list[tuple[str, str]] | None = None,
     ) -> None:
-        """Read ``rows`` into ``targets`` (``None``: scratch buffers, dropped) and check them.
+        """Read the rows of ``groups`` into ``targets`` (``None``: scratch buffers) and check them.
 
         Rows already verified through the open files are not checked again.  A progress bar
         appears when this takes more than about a second (unless the checkpoint was opened with
         ``progress=False``).
         """
-        self._check_shards(rows)  # before anything is planned, allocated or read
-        found = self._pieces(rows)
+        self._check_shards(groups)  # before anything is planned, allocated or read
+        found = self._pieces(groups)
         total = sum(piece[1] for run in found.values() for piece in run)
         name = posixpath.basename(self.checkpoint.path)
         action = "verifying" if targets is None else "reading"
@@ -376,17 +408,16 @@ class PackedValues(ValueReader):
         views: dict[int, memoryview] = {}
         running: dict[int, tuple[int, int]] = {}
         """Row -> (checksum so far, shard its block began in) of blocks read in part."""
-        gap, run_limit, round_limit = (
-            (LOCAL_GAP, _stream.STEP, _stream.STEP)
+        gap, run_limit, round_limit, most = (
+            (LOCAL_GAP, _stream.STEP, _stream.STEP, MAX_PARTS // 2)  # one system call a run
             if self.local
-            else (REMOTE_GAP, _stream.STEP * 4, REMOTE_BATCH)
+            else (REMOTE_GAP, _stream.STEP * 4, REMOTE_BATCH, 2**31)
         )
         for (array_id, shard), run in sorted(found.items()):
             info = table.arrays[array_id]
             fd = self._open(info, shard, [p[2] for p in run])
             key = shard_key(info.path, shard)
-            nbytes_of = ITEMSIZE[info.dtype]
-            for batch in _rounds(_runs(run, gap, run_limit), round_limit):
+            for batch in _rounds(_runs(run, gap, run_limit, most), round_limit):
                 requests = [_request(pieces_, targets, views) for pieces_ in batch]
                 counts = self._read(fd, key, [(r.offset, r.buffers) for r in requests])
                 for request, count in zip(requests, counts, strict=True):
@@ -397,7 +428,7 @@ class PackedValues(ValueReader):
                 if not check:
                     continue
                 for request in requests:
-                    for (_, length, row, start), data in zip(
+                    for (_, length, row, start, last), data in zip(
                         request.pieces, request.holders, strict=True
                     ):
                         if row in self._verified:
@@ -405,7 +436,7 @@ class PackedValues(ValueReader):
                         crc, began = running.pop(row) if start % self.block else (0, shard)
                         crc = crc32c.crc32c(data, crc)
                         end = start + length
-                        if end % self.block and end != _size(table.shapes[row]) * nbytes_of:
+                        if end % self.block and not last:
                             running[row] = (crc, began)
                         elif crc != crcs[row][(end - 1) // self.block]:
                             where = shard_key(info.path, began)
@@ -441,12 +472,7 @@ class PackedValues(ValueReader):
         self, info: ArrayInfo, shard: int, rows: Sequence[int], what: str
     ) -> CorruptCheckpointError:
         table = self.table
-        here = [
-            r
-            for r in rows
-            if table.arrays[table.array_ids[r]] is info and shard in _shards_of(table, r)
-        ]
-        key = table.keys_[(here or list(rows))[0]] if rows else "?"
+        key = table.keys_[rows[0]] if rows else "?"
         return CorruptCheckpointError(
             f"Value {key!r} in checkpoint {self.checkpoint.display_path} is damaged: {what} "
             f"(stored in {info.path}). Restore from another checkpoint; "
@@ -454,31 +480,21 @@ class PackedValues(ValueReader):
         )
 
 
-def _size(shape: Sequence[int]) -> int:
-    size = 1
-    for dim in shape:
-        size *= dim
-    return size
+def _runs(found: list[_Piece], gap: int, limit: int, most: int) -> list[list[_Piece]]:
+    """Pieces one request fetches: neighbours closer than ``gap``, at most ``limit`` bytes.
 
-
-def _shards_of(table: ValueTable, row: int) -> range:
-    info = table.arrays[table.array_ids[row]]
-    itemsize = ITEMSIZE[info.dtype]
-    start = table.offsets[row] * itemsize
-    nbytes = _size(table.shapes[row]) * itemsize
-    if not nbytes:
-        return range(0)
-    shard_bytes = info.shard * itemsize
-    return range(start // shard_bytes, (start + nbytes - 1) // shard_bytes + 1)
-
-
-def _runs(found: list[_Piece], gap: int, limit: int) -> list[list[_Piece]]:
-    """Pieces one request can fetch: neighbours less than ``gap`` apart, ``limit`` bytes at most."""
+    A run holds at most ``most`` pieces (locally: what one ``preadv`` takes, gaps included).
+    """
     runs: list[list[_Piece]] = []
     current: list[_Piece] = []
     size, end = 0, 0
     for piece in found:
-        if current and (size + piece[1] > limit or piece[0] - end > gap or piece[0] < end):
+        if current and (
+            size + piece[1] > limit
+            or piece[0] - end > gap
+            or piece[0] < end
+            or len(current) >= most
+        ):
             runs.append(current)
             current, size = [], 0
         current.append(piece)
@@ -521,12 +537,12 @@ def _request(
     span = run[-1][0] + run[-1][1] - base
     if targets is None:  # verification: one scratch buffer for the whole run
         scratch = memoryview(bytearray(span))
-        holders: list[Any] = [scratch[o - base : o - base + n] for o, n, _, _ in run]
+        holders: list[Any] = [scratch[o - base : o - base + n] for o, n, *_ in run]
         return _Request(base, [scratch], span, run, holders)
     buffers: list[Any] = []
     holders = []
     end = base
-    for offset, length, row, start in run:
+    for offset, length, row, start, _ in run:
         if offset > end:
             buffers.append(bytearray(offset - end))
         target = targets[row]
