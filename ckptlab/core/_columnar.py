@@ -158,13 +158,16 @@ class ValueTable(Mapping[str, Any]):
         return len(self.keys_)
 
     def values_json(self) -> dict[str, Any]:
-        """The document's ``values`` object."""
+        """The document's ``values`` object: the columns themselves, not copies.
+
+        Shapes and checksums may be tuples, which JSON encoders write as lists.
+        """
         return {
             "key": self.keys_,
-            "shape": [list(s) for s in self.shapes],
+            "shape": self.shapes,
             "array": self.array_ids,
             "offset": self.offsets,
-            "crc32c": [list(c) for c in self.crcs],
+            "crc32c": self.crcs,
         }
 
 

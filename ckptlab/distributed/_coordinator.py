@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ckptlab.core import (
     CRC_BLOCK,
     FORMAT_VERSION,
@@ -151,7 +153,8 @@ def merge(
         writer=dict(writer),
         crc_block=CRC_BLOCK,
     )
-    return parse_document(document.to_json(), job.path)  # exactly what readers will check
+    data = orjson.loads(orjson.dumps(document.to_json()))  # exactly what readers will parse
+    return parse_document(data, job.path)
 
 
 def _value_table(plan: SavePlan, manifests: Sequence[PartManifest]) -> ValueTable:

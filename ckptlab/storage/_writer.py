@@ -106,44 +106,61 @@ def little_endian(array: np.ndarray[Any, Any], key: str) -> np.ndarray[Any, Any]
 class _Group:
     """The values of one dtype, bound for one data array."""
 
-    number: int
-    """Index of the array in the document's ``arrays``."""
-    rows: list[int] = field(default_factory=list)
-    members: list[np.ndarray[Any, Any]] = field(default_factory=list)
-    length: int = 0
-    """Elements so far (the next member's offset)."""
+    rows: list[int]
+    members: list[np.ndarray[Any, Any]]
+    length: int
+    """Elements in all (the data array's length)."""
 
 
 class _Packing:
-    """Where every value goes: its data array and offset, decided before anything is written."""
+    """Where every value goes: its data array and offset, decided before anything is written.
+
+    Built column by column (a pass of C-level list work per field rather than Python work per
+    value): 10,000 values take a few milliseconds.
+    """
 
     def __init__(self, values: Sequence[tuple[str, Any]], shard_bytes: int | None) -> None:
-        self.keys: list[str] = []
-        self.shapes: list[tuple[int, ...]] = []
-        self.array_ids: list[int] = []
-        self.offsets: list[int] = []
-        groups: dict[np.dtype[Any], _Group] = {}
-        names: list[str] = []
-        for key, value in values:
-            array = little_endian(np.asarray(value), key)
-            group = groups.get(array.dtype)
-            if group is None:
-                group = groups[array.dtype] = _Group(number=len(groups))
-                names.append(dtype_name(array.dtype, key))
-            self.keys.append(key)
-            self.shapes.append(array.shape)
-            self.array_ids.append(group.number)
-            self.offsets.append(group.length)
-            group.rows.append(len(self.keys) - 1)
-            group.members.append(array)
-            group.length += array.size
-        self.groups = list(groups.values())
+        self.keys: list[str] = [key for key, _ in values]
+        arrays = [v if type(v) is np.ndarray else np.asarray(v) for _, v in values]
+        dtypes = [a.dtype for a in arrays]
+        numbers: dict[np.dtype[Any], int] = {}
+        distinct = len(set(dtypes))
+        for dtype, key in zip(dtypes, self.keys, strict=True):  # stops early: few dtypes
+            if dtype not in numbers:
+                dtype_name(dtype, f"Value {key!r}")  # refuses what cannot be stored
+                numbers[dtype] = len(numbers)
+                if len(numbers) == distinct:
+                    break
+        unusual = {d for d in numbers if d.byteorder == ">"}
+        for index, array in enumerate(arrays):
+            if array.dtype in unusual or not array.flags.c_contiguous:
+                arrays[index] = little_endian(array, self.keys[index])
+        if unusual:  # big-endian values join the little-endian group of their type
+            dtypes = [a.dtype for a in arrays]
+            numbers = {d: i for i, d in enumerate(dict.fromkeys(dtypes))}
+        self.shapes: list[tuple[int, ...]] = [a.shape for a in arrays]
+        self.array_ids: list[int] = list(map(numbers.__getitem__, dtypes))
+        sizes = [a.size for a in arrays]
+        self.offsets: list[int] = [0] * len(arrays)
+        self.groups: list[_Group] = []
+        for number in range(len(numbers)):
+            rows = (
+                list(range(len(arrays)))
+                if len(numbers) == 1
+                else [i for i, n in enumerate(self.array_ids) if n == number]
+            )
+            ends = list(itertools.accumulate(map(sizes.__getitem__, rows)))
+            for row, start in zip(rows, [0, *ends[:-1]], strict=True):
+                self.offsets[row] = start
+            members = list(map(arrays.__getitem__, rows))
+            self.groups.append(_Group(rows=rows, members=members, length=ends[-1] if ends else 0))
+        names = [dtype_name(d, "") for d in numbers]
         self.arrays = tuple(
             data_array(f"data/{name}", name, group.length, shard_bytes)
             for name, group in zip(names, self.groups, strict=True)
         )
         self.crcs: list[list[int]] = [[] for _ in self.keys]
-        self.total = sum(a.nbytes for g in self.groups for a in g.members)
+        self.total = sum(a.nbytes for a in arrays)
 
     def table(self) -> ValueTable:
         """The document's value columns (complete once every array was streamed)."""
