@@ -9,7 +9,9 @@ byte ranges they want at shard boundaries.  FORMAT.md section 4.2 describes the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import crc32c
@@ -21,6 +23,59 @@ from ckptlab.storage._layout import shard_chunks, shard_count, shard_index
 
 STEP = 4 * 2**20
 """Bytes handed to the store per batch (and checksummed just before): fits the cache."""
+OFFLOAD_BYTES = 64 * 2**20
+"""Transfers of at least this many bytes checksum their large pieces on a helper thread."""
+OFFLOAD_VALUE = 256 * 2**10
+"""Values at least this large are checksummed on the helper (crc32c releases the GIL)."""
+
+
+class Checksums:
+    """Runs checksum jobs in order: inline, or on one helper thread (a second core).
+
+    crc32c is the largest CPU cost of moving checkpoint bytes; on a machine with a spare core
+    it can run while the next batch is written or read.  Jobs run first in, first out, so the
+    pieces of one value are checksummed in order.  :meth:`wait` returns once every job is done
+    and raises the first error a job raised.
+    """
+
+    def __init__(self, total: int) -> None:
+        threads = total >= OFFLOAD_BYTES and (os.cpu_count() or 1) > 1
+        self._helper = ThreadPoolExecutor(1, "ckptlab-crc32c") if threads else None
+        self._pending: list[Future[None]] = []
+
+    def run(self, job: Callable[[], None], *, offload: bool = True) -> None:
+        """Run ``job`` now, or (``offload``) on the helper after the jobs queued before it.
+
+        Jobs that must run in order (the pieces of one value) must all be offloaded or none.
+        """
+        if self._helper is None or not offload:
+            job()
+        else:
+            self._pending.append(self._helper.submit(job))
+
+    def wait(self) -> None:
+        """Wait for every job; raise the first error one raised."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        """Wait for every job, then stop the helper; raise the first error a job raised."""
+        try:
+            self.wait()
+        finally:
+            if self._helper is not None:
+                self._helper.shutdown()
+
+    def abandon(self) -> None:
+        """Stop after an error elsewhere: wait for the queued jobs, ignore what they raise."""
+        for future in self._pending:
+            future.exception()
+        self._pending = []
+        if self._helper is not None:
+            self._helper.shutdown()
+
+
 MAX_PARTS = 1024
 """Buffers per batch (the system's ``IOV_MAX``)."""
 
@@ -35,13 +90,17 @@ def stream_array(
     members: Sequence[np.ndarray[Any, Any]],
     crcs: list[list[int]],
     block: int,
+    checksums: Checksums | None = None,
 ) -> Iterator[tuple[int, list[Buffer], int]]:
     """Batches of one data array: ``(shard, buffers, value bytes)``; fills ``crcs`` on the way.
 
     ``members`` are the array's values in order (C-contiguous, little endian); ``crcs[i]``
-    receives member ``i``'s checksums, one per ``block`` bytes.  Batches never cross a shard:
-    a shard's last batch ends with its padding and index.  ``STEP`` divides ``block``.
+    receives member ``i``'s checksums, one per ``block`` bytes (large pieces may be checksummed
+    on ``checksums``' helper thread while they are written: call its ``wait()`` before using
+    ``crcs``).  Batches never cross a shard: a shard's last batch ends with its padding and
+    index.  ``STEP`` divides ``block``.
     """
+    checksums = checksums or Checksums(0)
     itemsize = ITEMSIZE[info.dtype]
     shard_bytes = info.shard * itemsize
     total = info.length * itemsize
@@ -61,7 +120,8 @@ def stream_array(
             position = end
         else:
             view = raw_bytes(array)
-            done, crc = 0, 0
+            done = 0
+            state = [0]  # the block's checksum so far (updated by jobs, in order)
             while done < nbytes:
                 boundary = (shard + 1) * shard_bytes - position
                 if boundary == 0:  # this shard is full: finish it, go on in the next
@@ -70,14 +130,13 @@ def stream_array(
                     continue
                 stop = min(nbytes, (done // STEP + 1) * STEP, done + boundary)
                 piece = view[done:stop]
-                crc = crc32c.crc32c(piece, crc)
+                ends = stop % block == 0 or stop == nbytes
+                job = _piece_job(piece, state, out, ends)
+                checksums.run(job, offload=nbytes >= OFFLOAD_VALUE)
                 batch.append(piece)
                 size += stop - done
                 position += stop - done
                 done = stop
-                if done % block == 0 or done == nbytes:
-                    out.append(crc)
-                    crc = 0
                 if size >= STEP:
                     yield shard, batch, size
                     batch, size = [], 0
@@ -89,6 +148,18 @@ def stream_array(
             batch, size, shard = [], 0, shard + 1
     if shard < shard_count(info):
         yield shard, [*batch, *_tail(info, shard)], size
+
+
+def _piece_job(
+    piece: memoryview, state: list[int], out: list[int], ends: bool
+) -> Callable[[], None]:
+    def job() -> None:
+        state[0] = crc32c.crc32c(piece, state[0])
+        if ends:
+            out.append(state[0])
+            state[0] = 0
+
+    return job
 
 
 def _tail(info: ArrayInfo, shard: int) -> list[Buffer]:

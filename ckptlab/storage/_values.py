@@ -15,6 +15,7 @@ versions and foreign formats use the generic reader over ``StoredCheckpoint.read
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -392,8 +393,14 @@ class PackedValues(ValueReader):
         total = sum(piece[1] for run in found.values() for piece in run)
         name = posixpath.basename(self.checkpoint.path)
         action = "verifying" if targets is None else "reading"
-        with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
-            self._move(found, targets, check, bar, report)
+        checksums = _stream.Checksums(total if self.local else 0)
+        try:
+            with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
+                self._move(found, targets, check, bar, report, checksums)
+        except BaseException:
+            checksums.abandon()
+            raise
+        checksums.close()  # raises the first mismatch found on the helper
 
     def _move(
         self,
@@ -402,9 +409,10 @@ class PackedValues(ValueReader):
         check: bool,
         bar: Progress,
         report: list[tuple[str, str]] | None,
+        checksums: _stream.Checksums,
     ) -> None:
+        """Read run after run; each round's checksums run while the next round is read."""
         table = self.table
-        crcs, keys = table.crcs, table.keys_
         views: dict[int, memoryview] = {}
         running: dict[int, tuple[int, int]] = {}
         """Row -> (checksum so far, shard its block began in) of blocks read in part."""
@@ -425,27 +433,41 @@ class PackedValues(ValueReader):
                         short = f"object {key} ended after {request.offset + count} bytes"
                         raise self._damaged(info, shard, [request.pieces[0][2]], short)
                 bar.update(sum(p[1] for r in requests for p in r.pieces))
-                if not check:
+                if check:
+                    job = functools.partial(self._check, requests, info, shard, running, report)
+                    checksums.run(job)
+
+    def _check(
+        self,
+        requests: list[_Request],
+        info: ArrayInfo,
+        shard: int,
+        running: dict[int, tuple[int, int]],
+        report: list[tuple[str, str]] | None,
+    ) -> None:
+        """Checksum what ``requests`` read (blocks read in part carry over in ``running``)."""
+        table, block = self.table, self.block
+        crcs, keys = table.crcs, table.keys_
+        key = shard_key(info.path, shard)
+        for request in requests:
+            for (_, length, row, start, last), data in zip(
+                request.pieces, request.holders, strict=True
+            ):
+                if row in self._verified:
                     continue
-                for request in requests:
-                    for (_, length, row, start, last), data in zip(
-                        request.pieces, request.holders, strict=True
-                    ):
-                        if row in self._verified:
-                            continue
-                        crc, began = running.pop(row) if start % self.block else (0, shard)
-                        crc = crc32c.crc32c(data, crc)
-                        end = start + length
-                        if end % self.block and not last:
-                            running[row] = (crc, began)
-                        elif crc != crcs[row][(end - 1) // self.block]:
-                            where = shard_key(info.path, began)
-                            if began != shard:
-                                where += f" to {key}"
-                            if report is None:
-                                raise self._corrupt(keys[row], info.path, where)
-                            if not report or report[-1][0] != keys[row]:
-                                report.append((keys[row], where))
+                crc, began = running.pop(row) if start % block else (0, shard)
+                crc = crc32c.crc32c(data, crc)
+                end = start + length
+                if end % block and not last:
+                    running[row] = (crc, began)
+                elif crc != crcs[row][(end - 1) // block]:
+                    where = shard_key(info.path, began)
+                    if began != shard:
+                        where += f" to {key}"
+                    if report is None:
+                        raise self._corrupt(keys[row], info.path, where)
+                    if not report or report[-1][0] != keys[row]:
+                        report.append((keys[row], where))
 
     def _read(self, fd: int | None, key: str, requests: list[tuple[int, list[Any]]]) -> list[int]:
         if fd is not None:

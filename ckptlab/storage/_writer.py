@@ -254,12 +254,30 @@ def _write_data(
         for info in packing.arrays
     ]
     store.write_many(metadata, durable=durable)
+    checksums = _stream.Checksums(0 if store.concurrent_writes else packing.total)
+    try:
+        _stream_arrays(store, staged, packing, durable, bar, checksums)
+    except BaseException:
+        checksums.abandon()
+        raise
+    checksums.close()  # every checksum is in the document before it is written
+
+
+def _stream_arrays(
+    store: ByteStore,
+    staged: str,
+    packing: _Packing,
+    durable: bool,
+    bar: Progress,
+    checksums: _stream.Checksums,
+) -> None:
+    """Every data array's shards: streamed locally, uploaded in concurrent batches remotely."""
     pending: list[tuple[str, Sequence[Buffer]]] = []
     pending_bytes = 0
     for info, group in zip(packing.arrays, packing.groups, strict=True):
         crcs = [packing.crcs[row] for row in group.rows]  # the same lists, filled while writing
         assert CRC_BLOCK % _stream.STEP == 0, "pieces must end on every checksum block"
-        batches = stream_array(info, group.members, crcs, CRC_BLOCK)
+        batches = stream_array(info, group.members, crcs, CRC_BLOCK, checksums)
         for shard, items in itertools.groupby(batches, key=itemgetter(0)):
             key = posixpath.join(staged, shard_key(info.path, shard))
             if not store.concurrent_writes:  # one file at a time, batch after batch

@@ -164,9 +164,17 @@ def test_whole_api_path_bit_exact(tmp_path):
 
 @pytest.mark.parametrize(("inner", "shard"), [(8, 8), (64, 128), (1000, 3000), (1 << 20, None)])
 @pytest.mark.parametrize("into", [False, True])
-def test_values_spanning_shards_and_checksum_blocks(tmp_path, monkeypatch, inner, shard, into):
-    """Values larger than a shard, straddling shards, and of several checksum blocks."""
+@pytest.mark.parametrize("helper", [False, True], ids=["inline", "helper-thread"])
+def test_values_spanning_shards_and_checksum_blocks(
+    tmp_path, monkeypatch, inner, shard, into, helper
+):
+    """Values larger than a shard, straddling shards, and of several checksum blocks; the
+    checksums computed inline or on the helper thread (a second core) alike."""
     from ckptlab.storage import _layout, _stream, _writer
+
+    if helper:
+        monkeypatch.setattr(_stream, "OFFLOAD_BYTES", 0)
+        monkeypatch.setattr(_stream, "OFFLOAD_VALUE", 0)
 
     monkeypatch.setattr(_layout, "INNER_BYTES", inner)
     monkeypatch.setattr(_layout, "LOCAL_SHARD_BYTES", shard)

@@ -118,8 +118,11 @@ def test_the_fixture_spans_three_shards(path):
 # -- damaged bytes ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("helper", [False, True], ids=["inline", "helper-thread"])
 @pytest.mark.parametrize("number", [0, 1, 2])
-def test_bit_flip_names_the_key_and_the_object(path, number):
+def test_bit_flip_names_the_key_and_the_object(path, number, helper, monkeypatch):
+    if helper:  # checksums on the helper thread: the mismatch still stops the read
+        monkeypatch.setattr(_stream, "OFFLOAD_BYTES", 0)
     target = shard(path, number=number)
     data = bytearray(target.read_bytes())
     data[100] ^= 0x10
