@@ -11,7 +11,7 @@ Examples
 from ckptlab.storage._commit import is_committed, publish, retract
 from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
 from ckptlab.storage._kv import ByteStore, LocalStore
-from ckptlab.storage._layout import CHUNK_BYTES, PACK_THRESHOLD, dtype_name, numpy_dtype
+from ckptlab.storage._layout import CHUNK_BYTES, dtype_name, numpy_dtype
 from ckptlab.storage._reader import (
     StoredCheckpoint,
     open_checkpoint,
@@ -25,6 +25,7 @@ from ckptlab.storage._state import (
     relative_to,
     write_state,
 )
+from ckptlab.storage._values import ValueReader
 from ckptlab.storage._verify import verify_checkpoint
 from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
 from ckptlab.storage._zarr_hook import install as _install_zarr_dtypes
@@ -34,13 +35,13 @@ _install_zarr_dtypes()
 
 __all__ = [
     "CHUNK_BYTES",
-    "PACK_THRESHOLD",
     "STATE_FILENAME",
     "ByteStore",
     "FsspecStore",
     "LocalStore",
     "ReadOptions",
     "StoredCheckpoint",
+    "ValueReader",
     "WriteOptions",
     "dtype_name",
     "is_committed",

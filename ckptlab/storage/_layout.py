@@ -31,10 +31,6 @@ from ckptlab.errors import UnsupportedFormatError
 
 CHUNK_BYTES = 64 * 2**20
 """Own arrays larger than this are split along axis 0 into chunks of about this size."""
-PACK_CHUNK_BYTES = 16 * 2**20
-"""Chunk size of packed arrays."""
-PACK_THRESHOLD = 1 * 2**20
-"""Values of at most this many bytes are packed (chosen by ``benchmarks/bench_storage.py``)."""
 ROOT_DOCUMENT = "zarr.json"
 INNER_BYTES = 1 * 2**20
 """Version 3: size of a data array's inner chunks (what plain Zarr readers fetch at least)."""
@@ -106,23 +102,6 @@ def choose_chunks(
     row = math.prod(chunks[1:]) * itemsize
     count = -(-shape[0] * row // target)
     return (max(1, -(-shape[0] // count)), *chunks[1:])
-
-
-def pack_chunk(length: int, itemsize: int, target: int | None = None) -> int:
-    """Chunk length (elements) of a packed array: balanced, and unpadded when there is one chunk.
-
-    Examples
-    --------
-    >>> pack_chunk(10, 4)
-    10
-    >>> pack_chunk(10_000_000, 4, target=16_000_000)
-    3333334
-    """
-    if length == 0:
-        return 1
-    target = PACK_CHUNK_BYTES if target is None else target
-    count = -(-length * itemsize // target)
-    return -(-length // count)
 
 
 def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
