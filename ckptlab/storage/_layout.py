@@ -129,9 +129,6 @@ def array_metadata(
     shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, key: str | None
 ) -> bytes:
     """The ``zarr.json`` of an array."""
-    bytes_codec: dict[str, Any] = {"name": "bytes"}
-    if ITEMSIZE[dtype] > 1:
-        bytes_codec["configuration"] = {"endian": "little"}
     document = {
         "zarr_format": 3,
         "node_type": "array",
@@ -140,10 +137,18 @@ def array_metadata(
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": fill_value(dtype),
-        "codecs": [bytes_codec, {"name": "crc32c"}],
+        "codecs": [bytes_codec(dtype), {"name": "crc32c"}],
         "attributes": {"ckptlab_key": key} if key is not None else {},
     }
     return json.dumps(document).encode()
+
+
+def bytes_codec(dtype: str) -> dict[str, Any]:
+    """Zarr's ``bytes`` codec for ``dtype``: little endian (one-byte dtypes have no order)."""
+    codec: dict[str, Any] = {"name": "bytes"}
+    if ITEMSIZE[dtype] > 1:
+        codec["configuration"] = {"endian": "little"}
+    return codec
 
 
 def group_metadata(attributes: dict[str, Any] | None = None) -> bytes:
@@ -217,9 +222,6 @@ def shard_index(info: ArrayInfo, index: int) -> bytes:
 def data_metadata(info: ArrayInfo) -> bytes:
     """The ``zarr.json`` of a data array: Zarr's sharding codec over raw little-endian bytes."""
     stored = STORED_AS.get(info.dtype, info.dtype)
-    bytes_codec: dict[str, Any] = {"name": "bytes"}
-    if ITEMSIZE[stored] > 1:
-        bytes_codec["configuration"] = {"endian": "little"}
     document = {
         "zarr_format": 3,
         "node_type": "array",
@@ -233,7 +235,7 @@ def data_metadata(info: ArrayInfo) -> bytes:
                 "name": "sharding_indexed",
                 "configuration": {
                     "chunk_shape": [info.chunk],
-                    "codecs": [bytes_codec],
+                    "codecs": [bytes_codec(stored)],
                     "index_codecs": [
                         {"name": "bytes", "configuration": {"endian": "little"}},
                         {"name": "crc32c"},
