@@ -354,8 +354,14 @@ def parse_values(
     arrays: tuple[ArrayInfo, ...],
     block: int,
     itemsize: Mapping[str, int],
+    *,
+    checksums: bool = True,
 ) -> ValueTable:
-    """Validate the ``values`` columns against ``arrays``; return them as a :class:`ValueTable`."""
+    """Validate the ``values`` columns against ``arrays``; return them as a :class:`ValueTable`.
+
+    ``checksums=False`` (listings, which read no values) leaves the ``crc32c`` column unchecked
+    beyond its length: the table must then not be used to read values.
+    """
     if type(data) is not dict:
         raise where.fail("document.values", "a JSON object of columns", data)
     at = "values"
@@ -374,13 +380,14 @@ def parse_values(
         index = _first_bad(keys, lambda k: not (k in seen or seen.add(k)))  # type: ignore[func-returns-value]
         raise where.fail(f"{at}.key[{index}]", "a key no other value has", keys[index])
     sizes = _check_shapes(where, shapes)
-    _check_crc_lists(where, crcs)
+    if checksums:
+        _check_crc_lists(where, crcs)
     sizes_in_bytes = list(
         map(operator.mul, sizes, map([itemsize[a.dtype] for a in arrays].__getitem__, array_ids))
     )
     owned = [i for i, a in enumerate(arrays) if not a.packed]
     if not owned:
-        expected = crc_counts(sizes_in_bytes, block)
+        expected = crc_counts(sizes_in_bytes, block) if checksums else []
     else:
         expected = [0] * count
         _check_own(where, shapes, sizes, array_ids, offsets, arrays, expected, owned)
@@ -389,7 +396,7 @@ def parse_values(
             packed, crc_counts([sizes_in_bytes[i] for i in packed], block), strict=True
         ):
             expected[i] = c
-    found = list(map(len, crcs))
+    found = list(map(len, crcs)) if checksums else expected
     if found != expected:
         index = next(i for i, (f, e) in enumerate(zip(found, expected, strict=True)) if f != e)
         raise where.fail(f"{at}.crc32c[{index}]", f"{expected[index]} checksums", crcs[index])

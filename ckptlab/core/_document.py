@@ -264,7 +264,7 @@ def parse_listing(data: object, source: str) -> list[tuple[str, tuple[int, ...],
     where, version = _parse_version(data, source)
     assert isinstance(data, Mapping)
     if version >= 3:
-        table = _parse_table(where, data)
+        table = _parse_table(where, data, checksums=False)  # a listing reads no values
         listing = table.listing()
         if data["kind"] == "object":
             _check_keys(where, table.keys_)
@@ -306,11 +306,11 @@ def _parse_head(data: object, source: str) -> tuple[Where, dict[str, PackInfo], 
     return where, packs, _get(where, data, "values", "document", dict)
 
 
-def _parse_table(where: Where, data: Mapping[str, Any]) -> ValueTable:
-    """Version 3: the ``arrays`` and ``values`` columns."""
+def _parse_table(where: Where, data: Mapping[str, Any], *, checksums: bool = True) -> ValueTable:
+    """Version 3: the ``arrays`` and ``values`` columns (``checksums=False``: for listings)."""
     block = _int(where, data.get("crc_block"), "document.crc_block", MIN_CRC_BLOCK, 2**40)
     arrays = parse_arrays(where, data.get("arrays"), ITEMSIZE)
-    return parse_values(where, data.get("values"), arrays, block, ITEMSIZE)
+    return parse_values(where, data.get("values"), arrays, block, ITEMSIZE, checksums=checksums)
 
 
 def parse_document(data: object, source: str) -> CheckpointDocument:
