@@ -266,18 +266,16 @@ def test_verify_an_intact_checkpoint(saved):
 
 
 def test_verify_finds_every_corrupted_value(tmp_path):
-    big = np.arange(400_000, dtype="float32")  # 1.6 MB: stored in its own array
-    small = np.arange(10, dtype="float64")  # packed with other small values
+    big = np.arange(400_000, dtype="float32")  # 1.6 MB, in data/float32
+    small = np.arange(10, dtype="float64")  # in data/float64
     path = ck.Checkpoint(
         big=ck.Variable(big), small=ck.Variable(small), ok=ck.Variable(np.ones(3, "int32"))
     ).write(tmp_path / "c")
     document = stored_document(path)
     big_value = document.values["big/.ATTRIBUTES/VARIABLE_VALUE"]
     small_value = document.values["small/.ATTRIBUTES/VARIABLE_VALUE"]
-    assert big_value.offset is None
-    assert small_value.offset is not None
-    flip_byte(Path(path) / big_value.array / "c" / "0", offset=1000)
-    flip_byte(Path(path) / small_value.array / "c" / "0", offset=small_value.offset * 8 + 3)
+    flip_byte(Path(path) / big_value.array / "0", offset=big_value.offset * 4 + 1000)
+    flip_byte(Path(path) / small_value.array / "0", offset=small_value.offset * 8 + 3)
     done = cli("verify", path)
     assert done.returncode == 1
     assert "DAMAGED big/.ATTRIBUTES/VARIABLE_VALUE" in done.stdout
@@ -285,7 +283,7 @@ def test_verify_finds_every_corrupted_value(tmp_path):
     assert "ok/.ATTRIBUTES" not in done.stdout
     assert "FAILED" in done.stdout
     assert "2 damaged values" in done.stdout
-    assert "PROBLEM values/0/c/0: checksum mismatch" in done.stdout  # the file, too
+    assert "PROBLEM data/float32/0: checksum mismatch" in done.stdout  # the file, too
     data = json.loads(cli("verify", "--json", path).stdout)
     assert data["ok"] is False
     assert sorted(d["key"] for d in data["checkpoints"][0]["damaged"]) == [
@@ -296,9 +294,7 @@ def test_verify_finds_every_corrupted_value(tmp_path):
 
 def test_verify_truncated_chunk_and_all_checkpoints_of_a_directory(saved, tmp_path):
     _, paths = saved
-    chunk = next(
-        p for p in sorted(Path(paths[0]).rglob("*")) if p.is_file() and p.parent.name == "c"
-    )
+    chunk = next(p for p in sorted(Path(paths[0]).rglob("*")) if p.is_file() and p.name == "0")
     chunk.write_bytes(chunk.read_bytes()[:-7])
     # save() lists only the newest checkpoint in the state file; a manager lists every kept one
     (tmp_path / "run" / "checkpoint").write_text(
@@ -340,13 +336,13 @@ def test_verify_all_checks_every_checkpoint_the_directory_holds(saved, tmp_path)
 
 def test_verify_checks_what_plain_zarr_readers_need(tmp_path):
     path = ck.Checkpoint(v=ck.Variable(np.arange(4.0))).write(tmp_path / "c")
-    (Path(path) / "packed" / "float64" / "zarr.json").unlink()
+    (Path(path) / "data" / "float64" / "zarr.json").unlink()
     assert ck.load_checkpoint(path).get_tensor("v/.ATTRIBUTES/VARIABLE_VALUE")[3] == 3.0
     done = cli("verify", "--json", path)
     assert done.returncode == 1
     result = json.loads(done.stdout)["checkpoints"][0]
     assert result["damaged"] == []
-    assert any(p.startswith("packed/float64/zarr.json: missing") for p in result["problems"])
+    assert any(p.startswith("data/float64/zarr.json: missing") for p in result["problems"])
 
 
 def assert_one_error_line(done, *fragments):
@@ -372,16 +368,16 @@ def test_a_damaged_document_exits_one_with_one_error_line(saved, command):
 
 
 def test_diff_of_a_checkpoint_with_a_flipped_chunk_exits_one(tmp_path):
-    big = np.arange(400_000, dtype="float32")  # its own array: values/0/c/0
+    big = np.arange(400_000, dtype="float32")  # in data/float32/0
     a = ck.Checkpoint(big=ck.Variable(big)).write(tmp_path / "a")
     b = ck.Checkpoint(big=ck.Variable(big)).write(tmp_path / "b")
     assert cli("diff", a, b).returncode == 0
-    flip_byte(Path(b) / "values" / "0" / "c" / "0", offset=1000)
+    flip_byte(Path(b) / "data" / "float32" / "0", offset=1000)
     for args in ([a, b], [b, a]):
         done = cli("diff", *args)
         assert done.returncode == 1
         assert_one_error_line(
-            done, "big/.ATTRIBUTES/VARIABLE_VALUE", b, "checksum mismatch in values/0/c/0"
+            done, "big/.ATTRIBUTES/VARIABLE_VALUE", b, "checksum mismatch in data/float32/0"
         )
     assert cli("diff", "--structure-only", a, b).returncode == 0  # reads no values
 

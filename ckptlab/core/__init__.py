@@ -4,6 +4,7 @@ Standard library only: no numpy, no zarr, no UI, no file I/O.  Results are data;
 raises on a mismatch.
 """
 
+from ckptlab.core._columnar import CRC_BLOCK, ArrayInfo, ValueTable
 from ckptlab.core._document import (
     FOREIGN_ITEMSIZE,
     FORMAT_VERSION,
@@ -13,6 +14,7 @@ from ckptlab.core._document import (
     PackInfo,
     StoredValue,
     parse_document,
+    parse_graph_nodes,
     parse_listing,
     shape_extent,
 )
@@ -72,11 +74,13 @@ from ckptlab.core._text import is_text, printable
 from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
 
 __all__ = [
+    "CRC_BLOCK",
     "FOREIGN_ITEMSIZE",
     "FORMAT_VERSION",
     "ITEMSIZE",
     "OPTIMIZER_SLOT",
     "STATES",
+    "ArrayInfo",
     "Assignment",
     "Attribute",
     "Blocked",
@@ -108,6 +112,7 @@ __all__ = [
     "Sweep",
     "StoredValue",
     "ValueSpec",
+    "ValueTable",
     "build_graph",
     "build_report",
     "conflict_kind",
@@ -123,6 +128,7 @@ __all__ = [
     "near_misses",
     "object_prefix",
     "parse_document",
+    "parse_graph_nodes",
     "parse_listing",
     "parse_key",
     "parse_state",

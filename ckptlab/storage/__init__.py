@@ -20,7 +20,6 @@ from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, s
 from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
 from ckptlab.storage._layout import (
     CHUNK_BYTES,
-    PACK_THRESHOLD,
     choose_chunks,
     dtype_name,
     numpy_dtype,
@@ -49,13 +48,13 @@ from ckptlab.storage._state import (
     relative_to,
     write_state,
 )
+from ckptlab.storage._values import ValueReader
 from ckptlab.storage._verify import verify_checkpoint
 from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
 from ckptlab.storage._zarr_register import register_zarr_dtypes
 
 __all__ = [
     "CHUNK_BYTES",
-    "PACK_THRESHOLD",
     "STATE_FILENAME",
     "ArraySpec",
     "Buffer",
@@ -66,6 +65,7 @@ __all__ = [
     "PartWriter",
     "ReadOptions",
     "StoredCheckpoint",
+    "ValueReader",
     "WriteOptions",
     "begin_staging",
     "choose_chunks",

@@ -140,7 +140,7 @@ def _unwritable_directory(top: str) -> str | None:
 ABORTED = "aborted"
 """On object stores, what an aborted multi-worker save leaves in its prefix (FORMAT.md 6): the
 number stays taken, so a hung worker that wakes up later cannot write into the next save."""
-OWN_ENTRIES = frozenset({"values", "packed", ABORTED})
+OWN_ENTRIES = frozenset({"data", "values", "packed", ABORTED})
 """Names a checkpoint prefix holds besides ``zarr.json`` (anything else is not ours)."""
 
 

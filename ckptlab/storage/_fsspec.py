@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from ckptlab.errors import NotFoundError
 from ckptlab.storage._faults import translate_faults
-from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
+from ckptlab.storage._kv import Buffer, ByteStore, LocalStore, buffer_size, byte_view
 
 T = TypeVar("T")
 
@@ -86,6 +86,7 @@ class FsspecStore:
     """A :class:`~ckptlab.storage.ByteStore` over ``zarr.storage.FsspecStore`` (no rename)."""
 
     supports_rename = False
+    concurrent_writes = True
 
     def __init__(self, store: Any, protocol: str) -> None:
         self.zarr_store = store
@@ -124,7 +125,7 @@ class FsspecStore:
     # -- writing ----------------------------------------------------------------------------
 
     async def _put(self, key: str, parts: Sequence[Buffer]) -> None:
-        await self.fs._pipe_file(key, b"".join(parts))
+        await self.fs._pipe_file(key, b"".join(cast("Sequence[bytes]", parts)))
 
     @translate_faults("write")
     def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
@@ -146,6 +147,11 @@ class FsspecStore:
 
         if items:
             _sync(run())
+
+    @translate_faults("write")
+    def write_stream(self, key: str, batches: Iterable[Sequence[Buffer]], *, durable: bool) -> None:
+        """Upload the concatenation of the batches as one object."""
+        self.write(key, [part for batch in batches for part in batch], durable=durable)
 
     @translate_faults("create")
     def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
@@ -182,7 +188,7 @@ class FsspecStore:
         return data
 
     async def _range(self, key: str, offset: int, buffers: Sequence[memoryview]) -> int:
-        total = sum(len(b) for b in buffers)
+        total = sum(map(buffer_size, buffers))
         if not total:
             return 0
         try:
@@ -194,9 +200,9 @@ class FsspecStore:
                 return 0
             raise
         done = 0
-        for out in buffers:
+        for out in map(byte_view, buffers):
             count = max(0, min(len(out), len(data) - done))
-            out.cast("B")[:count] = data[done : done + count]
+            out[:count] = data[done : done + count]
             done += count
         return done
 

@@ -159,8 +159,8 @@ def empty_huge(tmp_path) -> str:
     """A ckptlab checkpoint whose empty value claims shape [0, 2**47, 2**47]."""
     path = ck.Checkpoint(w=ck.Variable(np.zeros((0, 2), np.float32))).write(str(tmp_path / "c"))
     root = json.loads(Path(path, "zarr.json").read_text())
-    for value in root["attributes"]["ckptlab"]["values"].values():
-        value["shape"] = [0, 2**47, 2**47]
+    values = root["attributes"]["ckptlab"]["values"]  # format 3: one column per field
+    values["shape"] = [[0, 2**47, 2**47] for _ in values["shape"]]
     Path(path, "zarr.json").write_text(json.dumps(root))
     return path
 
