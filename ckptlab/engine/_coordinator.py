@@ -33,7 +33,7 @@ from ckptlab.core import (
 from ckptlab.core._keys import OPTIMIZER_SLOT, object_prefix
 from ckptlab.core._plan import conflict_kind
 from ckptlab.engine import _execute
-from ckptlab.engine._load import Fetch, Load, fetch, read_in_place
+from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program
 from ckptlab.errors import RestoreConflictError, UnknownPathError
 from ckptlab.storage import StoredCheckpoint
@@ -243,14 +243,12 @@ class RestoreCoordinator:
             self.unused_attributes[node] = type(self.bound[node]).__name__
 
     def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
-        for node in read_in_place(self.source, load, uid=self.uid, explicit=explicit):
-            self.written.add(node)
-            self.queued.pop(node, None)
-        for write in writes:
-            if write.node in load.in_place:
-                continue
-            array = load.arrays[write.node]
-            if isinstance(write, SlotRestore):
+        by_node = {write.node: write for write in writes}
+        for node, array in read_at_commit(self.source, load, uid=self.uid, explicit=explicit):
+            write = by_node[node]
+            if array is None:  # read straight into the target's memory
+                pass
+            elif isinstance(write, SlotRestore):
                 slot = _execute.create_slot(
                     write.optimizer, write.variable, write.slot, array, self.uid, explicit=explicit
                 )
@@ -332,15 +330,3 @@ def _selected(path: NodePath, prefixes: Sequence[str]) -> bool:
 
 def _nothing() -> None:
     """The effects of a restore step that has nothing to do."""
-
-
-def _distinct(
-    writes: Sequence[Assignment[Any]], read: dict[str, np.ndarray[Any, Any]]
-) -> dict[int, np.ndarray[Any, Any]]:
-    """``id(target)`` -> array; targets sharing a stored key get their own copies."""
-    arrays: dict[int, np.ndarray[Any, Any]] = {}
-    seen: set[str] = set()
-    for write in writes:
-        arrays[id(write.target)] = read[write.key].copy() if write.key in seen else read[write.key]
-        seen.add(write.key)
-    return arrays
