@@ -277,7 +277,7 @@ class RestoreCoordinator:
             queued=frozenset(self.queued),
             conflicts=conflicts,
             pending_slots=frozenset(pending_slot_nodes),
-            deferred=frozenset(self.deferred),
+            deferred=self._waiting_below(),
             blocked=dict(self.blocked),
             inconsistent={
                 node: (id(self.bound[node]), frozenset(map(id, others)))
@@ -288,6 +288,20 @@ class RestoreCoordinator:
             bound_program_ids=frozenset(id(o) for o in self.bound.values())
             | frozenset(id(w.target) for w in self.queued.values() if isinstance(w, Assignment)),
         )
+
+    def _waiting_below(self) -> frozenset[int]:
+        """Deferred nodes and everything below them that is not bound yet.
+
+        A whole module waits for its attach, its values included.
+        """
+        waiting = set(self.deferred)
+        queue = list(self.deferred)
+        while queue:
+            for child in self.graph.nodes[queue.pop()].children.values():
+                if child not in waiting and child not in self.bound:
+                    waiting.add(child)
+                    queue.append(child)
+        return frozenset(waiting)
 
     def report(self, *, with_program: bool = True) -> MatchReport:
         """A snapshot of the match, re-walking the live program."""

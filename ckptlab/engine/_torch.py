@@ -271,6 +271,8 @@ class TorchAdapter:
                         table is obj._buffers and name in obj._non_persistent_buffers_set
                     ):
                         return None
+                    if isinstance(found, torch.Tensor) and found.is_meta:
+                        self._note_owner(found, obj, name, table is obj._parameters)
                     return found
             return _extra_state(obj) if name == EXTRA_STATE and _has_extra_state(obj) else None
         return dict(self.children(obj)).get(name)
