@@ -9,7 +9,6 @@ conflict or a damaged value leaves the program untouched.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
@@ -319,10 +318,12 @@ class RestoreCoordinator:
         )
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # never raise from a finalizer
+        try:  # never raise from a finalizer (at interpreter exit module globals may be gone)
             if not self.expect_partial:
                 for line in unused_warning(self.report(with_program=False)):
                     logger.warning("%s", line)
+        except Exception:
+            pass
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:
