@@ -27,7 +27,7 @@ mapping (docs/jax.md):
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -338,12 +338,37 @@ class NnxAdapter:
         """Never called (see :meth:`slot_spec`)."""
         raise NotImplementedError("optax state cannot grow a slot")
 
+    # -- names in Orbax files (name-based restores) --
+
+    def aliases(self, parent: Any, name: str, child: Any) -> list[str]:
+        """``<name>/value``: Orbax's path of a Variable (its pytree leaf is ``value``)."""
+        return [f"{name}/value"] if isinstance(child, nnx.Variable) else []
+
+    def slot_aliases(self, optimizer: Any, variable: Any, slot: str, obj: Any) -> list[str]:
+        """``opt_state/0/mu/<parameter path>/value``: where Orbax keeps a slot."""
+        for param_state in _param_states(optimizer):
+            for path, leaf in nnx.to_flat_state(param_state.state):
+                if leaf is obj:
+                    keys = ("opt_state", *param_state.path, *path)
+                    where = "/".join(map(str, keys))
+                    return [where, f"{where}/value"]
+        return []
+
 
 # -- optimizer state as slots ----------------------------------------------------------------
 
 
-def _param_states(optimizer: Any) -> list[tuple[str, nnx.State[Any, Any]]]:
-    """``(slot name, state)`` for every per-parameter ``nnx.State`` of the optimizer.
+class _ParamState(NamedTuple):
+    """A per-parameter ``nnx.State`` of an optimizer: its slot name and where it sits."""
+
+    slot: str
+    path: tuple[Key, ...]
+    """Keys from ``optimizer.opt_state`` (``(0, "mu")``)."""
+    state: nnx.State[Any, Any]
+
+
+def _param_states(optimizer: Any) -> list[_ParamState]:
+    """Every per-parameter ``nnx.State`` of the optimizer.
 
     The slot name is the state's field name (``mu``); where two states share one (two chained
     transformations with the same state type), their dotted paths from ``opt_state`` are used.
@@ -360,7 +385,9 @@ def _param_states(optimizer: Any) -> list[tuple[str, nnx.State[Any, Any]]]:
     visit(optimizer.opt_state, ())
     short = [next((str(k) for k in reversed(path) if isinstance(k, str)), "") for path, _ in found]
     return [
-        (name if name and short.count(name) == 1 else ".".join(map(str, path)), state)
+        _ParamState(
+            name if name and short.count(name) == 1 else ".".join(map(str, path)), path, state
+        )
         for name, (path, state) in zip(short, found, strict=True)
     ]
 
@@ -368,8 +395,8 @@ def _param_states(optimizer: Any) -> list[tuple[str, nnx.State[Any, Any]]]:
 def _wanted_paths(optimizer: Any) -> set[tuple[Key, ...]]:
     return {
         tuple(path)
-        for _, state in _param_states(optimizer)
-        for path, leaf in nnx.to_flat_state(state)
+        for found in _param_states(optimizer)
+        for path, leaf in nnx.to_flat_state(found.state)
         if isinstance(leaf, OptVariable)
     }
 
@@ -385,11 +412,11 @@ def _variable_at(node: Any, path: tuple[Key, ...]) -> Any | None:
 
 def _slots(optimizer: Any, model: Any) -> list[tuple[Any, str, Any]]:
     found = []
-    for name, state in _param_states(optimizer):
-        for path, leaf in nnx.to_flat_state(state):
+    for param_state in _param_states(optimizer):
+        for path, leaf in nnx.to_flat_state(param_state.state):
             variable = _variable_at(model, tuple(path))
             if isinstance(leaf, OptVariable) and variable is not None:
-                found.append((variable, name, leaf))
+                found.append((variable, param_state.slot, leaf))
     return found
 
 
