@@ -12,7 +12,8 @@ The mapping (docs/keras.md):
 * a layer's own variables are values named by their Keras name (``kernel``, ``bias``,
   ``moving_mean``), its ``SeedGenerator`` state too (so dropout draws the same masks after a
   restore); an optimizer's ``iterations`` and ``learning_rate`` are values, its per-variable
-  variables (``momentum``, ``velocity``) slots of their model variable;
+  variables (``momentum``, ``velocity``) slots of their model variable.  Metrics and losses
+  hold no saved values, as in Keras' own files;
 * a restore copies values in (``variable.assign``; into the tensor's own memory on the torch
   backend), never aliasing a checkpoint's or another model's arrays: a JAX training step
   donates its buffers;
@@ -131,25 +132,22 @@ def _unique(name: str, used: dict[str, int]) -> str:
 
 
 def _own_variables(obj: Any) -> list[tuple[Any, int | None]]:
-    """A layer's or metric's own variables, in Keras' file order: ``(variable, file index)``.
+    """A layer's own variables, in Keras' file order: ``(variable, file index)``.
 
     The order is what ``obj.save_own_variables`` writes (``vars/0``, ``vars/1``, ...);
-    variables it writes as computed arrays (a merged LoRA kernel) have no file index.
+    variables it writes as computed arrays (a merged LoRA kernel) have no file index.  Objects
+    without ``save_own_variables`` (metrics, losses) have none: Keras does not save them.
     """
-    store: dict[str, Any] = {}
     save = getattr(obj, "save_own_variables", None)
-    if save is not None and not isinstance(obj, BaseOptimizer):
-        save(store)
+    if save is None or isinstance(obj, BaseOptimizer):
+        return []
+    store: dict[str, Any] = {}
+    save(store)
     found: dict[int, tuple[Any, int | None]] = {}
     for key, value in store.items():
         if isinstance(value, KerasVariable) and key.isdigit():
             found.setdefault(id(value), (value, int(key)))
-    own = getattr(obj, "_trainable_variables", None)
-    own = (
-        [*own, *obj._non_trainable_variables]
-        if own is not None
-        else list(getattr(obj, "_variables", ()))
-    )
+    own = [*getattr(obj, "_trainable_variables", ()), *getattr(obj, "_non_trainable_variables", ())]
     for variable in own:
         found.setdefault(id(variable), (variable, None))
     return list(found.values())

@@ -119,7 +119,7 @@ def test_training_resumes_bit_exactly_after_restore(tmp_path, build):
     assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
 
 
-def test_keys_are_keras_tracking_and_name_keras_weight_files(tmp_path):
+def test_keys_follow_keras_tracking_and_its_file_layout(tmp_path):
     model, path = trained(tmp_path, net)
     keys = {k for k, _ in ck.list_variables(path)}
     for key in (
@@ -274,3 +274,27 @@ def test_the_explorer_on_a_live_model_restores_the_selection(tmp_path):
     assert widget.restore_selected().startswith("Restored 2 values")
     assert weights(fresh)[-2:] == weights(model)[-2:]
     assert weights(fresh)[:2] != weights(model)[:2]
+
+
+@pytest.mark.parametrize("kind", ["weights.h5", "keras"])
+def test_restore_by_name_from_keras_weight_files(tmp_path, kind):
+    model, _ = trained(tmp_path)
+    path = tmp_path / f"m.{kind}"
+    model.save_weights(path) if kind == "weights.h5" else model.save(path)
+    fresh = sequential(seed=8)
+    fresh.optimizer.build(fresh.trainable_variables)
+    status = ck.Checkpoint(root=fresh).restore(path)
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+    # Keras' files hold no dropout RNG state: the status says what the file lacked
+    assert {e.path for e in status.report().missing} == {"layers/dropout/seed_generator/state"}
+    with pytest.raises(AssertionError, match="seed_generator"):
+        status.assert_existing_objects_matched()
+    status.expect_partial()
+
+    wider = sequential(seed=8, units=5)
+    wider.optimizer.build(wider.trainable_variables)
+    before = weights(wider)
+    with pytest.raises(ck.RestoreConflictError, match="'layers/dense/vars/0'"):
+        ck.Checkpoint(root=wider).restore(path)
+    assert weights(wider) == before

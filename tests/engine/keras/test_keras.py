@@ -17,15 +17,17 @@ import pytest
 CASES = pathlib.Path(__file__).with_name("keras_cases.py")
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_keras_programs_on_each_backend(backend, tmp_path):
+NAME_BASED = "weight_files"
+"""The cases that read Keras' own files (through ckptlab's Keras reader)."""
+
+
+def run_cases(backend, tmp_path, selection):
     for needed in ("keras", backend):  # not imported here: keras would pick its backend now
         if importlib.util.find_spec(needed) is None:
             pytest.skip(f"{needed} is not installed (pip install 'ckptlab[keras]' and {backend})")
     env = {**os.environ, "KERAS_BACKEND": backend, "KERAS_HOME": str(tmp_path / "keras")}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection, CASES],
         capture_output=True,
         text=True,
         env=env,
@@ -33,3 +35,18 @@ def test_keras_programs_on_each_backend(backend, tmp_path):
     )
     assert done.returncode == 0, f"{backend} backend:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
     assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_programs_on_each_backend(backend, tmp_path):
+    run_cases(backend, tmp_path, f"not {NAME_BASED}")
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_programs_restore_from_keras_files(backend, tmp_path):
+    pytest.importorskip("h5py")
+    if importlib.util.find_spec("ckptlab.storage._foreign._keras") is None:
+        pytest.skip("ckptlab's reader of Keras weight files is not part of this tree")
+    run_cases(backend, tmp_path, NAME_BASED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -67,3 +68,33 @@ def test_program_names_are_the_state_paths(jx):
     names = value_names(Program(model).walk())
     flat = {"/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(model))}
     assert {found[0] for found in names.values()} == flat
+
+
+def test_restore_by_name_from_an_orbax_checkpoint(tmp_path, jx):
+    if importlib.util.find_spec("ckptlab.storage._foreign._orbax") is None:
+        pytest.skip("ckptlab's reader of Orbax checkpoints is not part of this tree")
+    model = jx.net()
+    optimizer = jx.optimizer(model)
+    jx.train(model, optimizer, steps=2)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "model", nnx.state(model))
+    tree = {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}
+    checkpointer.save(tmp_path / "train", tree)
+    checkpointer.wait_until_finished()
+
+    fresh = jx.net(seed=4)
+    ck.Checkpoint(root=fresh).restore(tmp_path / "model").assert_consumed()
+    assert jx.state_bytes(fresh) == jx.state_bytes(model)
+
+    fresh = jx.net(seed=5)
+    fresh_optimizer = jx.optimizer(fresh)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).restore(tmp_path / "train")
+    status.assert_consumed()
+    assert jx.state_bytes(fresh) == jx.state_bytes(model)
+    assert jx.state_bytes(fresh_optimizer) == jx.state_bytes(optimizer)
+
+    wider = jx.net(sizes=(3, 9, 2), seed=6)
+    before = jx.state_bytes(wider)
+    with pytest.raises(ck.RestoreConflictError, match="'embed/kernel/value'"):
+        ck.Checkpoint(root=wider).restore(tmp_path / "model")
+    assert jx.state_bytes(wider) == before
