@@ -12,7 +12,6 @@ from ckptlab import layers, optimizers
 from ckptlab._async import SaveHandle
 from ckptlab._checkpoint import Checkpoint
 from ckptlab._convert import convert
-from ckptlab._explore import diff, explore
 from ckptlab._keymap import KeyMap
 from ckptlab._manager import CheckpointManager
 from ckptlab._module import Module, TrackedDict, TrackedList, TrackedTuple
@@ -40,6 +39,7 @@ from ckptlab.errors import (
     UnsafePickleError,
     UnsupportedFormatError,
 )
+from ckptlab.explorer import diff, explore
 from ckptlab.storage import WriteOptions, latest_checkpoint
 
 __all__ = [

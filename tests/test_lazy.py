@@ -34,7 +34,7 @@ def test_nothing_written_until_run_restore_ops(ckpt_dir):
     status.assert_consumed()
     report = status.report()
     assert {e.state for e in report.entries} == {"bound"}
-    assert report.summary() == "3 matched, 3 not yet written"
+    assert report.summary() == "3 matched but not yet written"
     status.run_restore_ops()
     assert model.encoder.w.numpy().tolist() == [1.0, 2.0] and int(step.numpy()) == 7
     assert {e.state for e in status.report().entries} == {"restored"}

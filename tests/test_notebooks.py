@@ -25,6 +25,7 @@ SECONDS_PER_NOTEBOOK = 60
 REQUIREMENTS = {
     "explore": lambda: hasattr(ck, "explore"),
     "manager": lambda: hasattr(ck, "CheckpointManager"),
+    "torch": lambda: importlib.util.find_spec("torch") is not None,
     "dask": lambda: (
         importlib.util.find_spec("ckptlab.distributed") is not None
         and importlib.util.find_spec("distributed") is not None

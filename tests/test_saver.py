@@ -90,3 +90,16 @@ def test_default_layer_names_are_unique_per_process(ckpt_dir):
     ck.Saver(variables).restore(path)
     assert all(np.array_equal(v.numpy(), b) for v, b in zip(variables, before, strict=True))
     assert ck.layers.Dense(1, name="dense").name == "dense"  # an explicit name is kept as given
+
+
+def test_checkpoint_restore_by_name_fills_optimizer_slots_by_their_names(ckpt_dir):
+    """Slot variables have no object path of their own: a name-based file fills them by name."""
+    var = ck.Variable(np.ones(3, "float32"), name="w")
+    optimizer = ck.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.apply_gradients([(np.ones(3, "float32"), var)])
+    slot = optimizer.get_slot(var, "momentum")
+    path = ck.Saver({"w": var, "w/momentum": slot}).save(str(ckpt_dir / "named"))
+    slot.assign(np.zeros(3, "float32"))
+    status = ck.Checkpoint(model=ck.Module(), v=var, opt=optimizer).restore(path)
+    status.expect_partial()
+    np.testing.assert_array_equal(slot.numpy(), np.full(3, -0.1, "float32"))

@@ -18,6 +18,7 @@ from ckptlab.core._document import (
 from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
 from ckptlab.core._keys import (
+    OPTIMIZER_SLOT,
     ParsedKey,
     escape_local_name,
     object_prefix,
@@ -59,6 +60,7 @@ __all__ = [
     "FOREIGN_ITEMSIZE",
     "FORMAT_VERSION",
     "ITEMSIZE",
+    "OPTIMIZER_SLOT",
     "STATES",
     "Assignment",
     "Attribute",

@@ -152,9 +152,10 @@ class MatchReport:
         """One line such as ``412 matched, 3 missing in checkpoint, 1 shape conflict``."""
         n = self.counts()
         unused_opt = sum(1 for e in self.unused if e.optimizer)
+        # Bound values are matched values not yet written: counted once, named by what they are.
         parts = [
-            (n["restored"] + n["bound"], "matched"),
-            (n["bound"], "not yet written"),
+            (n["restored"], "matched" if not n["bound"] else "restored"),
+            (n["bound"], "matched but not yet written"),
             (n["pending"], "pending"),
             (n["program_only"], "missing in checkpoint"),
             (len(self.unused) - unused_opt, "unused checkpoint value"),
@@ -196,7 +197,7 @@ def value_unused(entry: ReportEntry) -> bool:
 
 
 def _plural(count: int, label: str) -> str:
-    if count == 1 or label.endswith("written") or label == "pending" or label == "matched":
+    if count == 1 or label.endswith("written") or label in ("pending", "matched", "restored"):
         return f"{count} {label}"
     if label.endswith("missing in checkpoint"):
         return f"{count} {label}"

@@ -9,7 +9,7 @@ returns.  The public classes (``ck.Trackable``, the statuses) are re-exported by
 
 from ckptlab.engine._adapter import Adapter, adapter_for, is_trackable, require_adapter
 from ckptlab.engine._by_name import NameBasedRestore, value_names
-from ckptlab.engine._coordinator import RestoreCoordinator, conflict_error, next_uid
+from ckptlab.engine._coordinator import RestoreCoordinator, Revision, conflict_error, next_uid
 from ckptlab.engine._execute import (
     Commit,
     Restorer,
@@ -37,6 +37,7 @@ __all__ = [
     "NameBasedSaverStatus",
     "Program",
     "RestoreCoordinator",
+    "Revision",
     "Restorer",
     "Trackable",
     "adapter_for",

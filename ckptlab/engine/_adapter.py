@@ -138,8 +138,8 @@ class Adapter(Protocol):
 
 # Frameworks the engine knows, by top-level module name of their objects' types.  A framework's
 # adapter module is imported only once the framework itself has been imported by the user.
-# Order matters: a Keras layer on the torch backend is also a torch ``nn.Module``, so Keras is
-# asked first; each adapter claims exactly its own objects.
+# Keras comes first: on the torch backend a Keras layer is also a torch.nn.Module (each adapter
+# claims exactly its own objects).
 _FRAMEWORKS: dict[str, str] = {
     "keras": "ckptlab.engine._keras",
     "flax": "ckptlab.engine._nnx",

@@ -19,15 +19,22 @@ restored object are restored when attached, by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ckptlab.core import Assignment, MatchReport, ProgramGraph, ReportEntry
+from ckptlab.core import (
+    Assignment,
+    MatchReport,
+    MatchState,
+    ProgramGraph,
+    ReportEntry,
+    ValueSpec,
+)
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
-from ckptlab.engine._coordinator import conflict_error, next_uid
+from ckptlab.engine._coordinator import Revision, conflict_error, next_uid
 from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program
 from ckptlab.storage import StoredCheckpoint
@@ -39,7 +46,9 @@ WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
 
 
 def _separator(obj: Any) -> str:
-    return str(getattr(require_adapter(obj), "separator", "/"))
+    """How names join below ``obj``: an adapter's ``separator`` attribute or method, or ``/``."""
+    separator = getattr(require_adapter(obj), "separator", "/")
+    return str(separator(obj) if callable(separator) else separator)
 
 
 def node_names(
@@ -127,6 +136,12 @@ def value_names(
     }
 
 
+def _spec(target: Any) -> ValueSpec:
+    spec = require_adapter(target).value_spec(target)
+    assert spec is not None  # positional targets always own a value
+    return spec
+
+
 def normalized(key: str) -> str:
     """``key`` without the segments wrappers add (``module.``, ``_orig_mod.``).
 
@@ -157,6 +172,9 @@ class NameBasedRestore:
         self.written: set[int] = set()
         self.expect_partial = False
         self._aliases = self._stored_aliases()
+        self._finish: list[Callable[[], None]] = []
+        """Lazy mode: positional state to apply once everything is written."""
+        self.revision = Revision()
 
     def _stored_aliases(self) -> dict[str, str]:
         """Stored key by the name it stands for, wrapper segments removed where unambiguous."""
@@ -184,9 +202,10 @@ class NameBasedRestore:
     def _names_below(
         self, parent: Any, name: str, obj: Any
     ) -> tuple[ProgramGraph[Any], dict[int, list[str]]]:
-        """The values below ``obj`` and their names; ``parent`` is about to take it as ``name``.
+        """The values below ``obj`` and their path names; ``parent`` takes ``obj`` as ``name``.
 
-        ``parent`` is ``None`` for the restore's root.
+        ``parent`` is ``None`` for the restore's root.  Slot variables have no path names (a
+        ``ck.Variable`` slot still matches by its own name).
         """
         if parent is None:
             program = self.view.walk()
@@ -209,8 +228,8 @@ class NameBasedRestore:
         program, names = self._names_below(parent, name, obj)
         writes: list[Assignment[Any]] = []
         keys_of: dict[int, list[str]] = {}
-        for node, found in names.items():
-            target, spec = program.objects[node], program.specs[node]
+        for node, target in enumerate(program.objects):
+            spec, found = program.specs[node], names.get(node, [])
             if spec is None or id(target) in self.matched:
                 continue
             own = self.view.describe(target)[1]  # a ck.Variable matches by its name only
@@ -227,10 +246,24 @@ class NameBasedRestore:
                     stored=self.stored[keys[0]],
                 )
             )
+        positional = self._positional(program) if parent is None else []
+        for state in positional:
+            for key, target in state.targets.items():
+                keys_of[id(target)] = [key]
+                writes.append(
+                    Assignment(
+                        node=-1,
+                        key=key,
+                        target=target,
+                        expected=_spec(target),
+                        stored=self.stored[key],
+                    )
+                )
         conflicts = [w for w in writes if w.conflict is not None]
-        if conflicts and not self.lazy:
+        problems = [p for state in positional for p in state.problems]
+        if (conflicts or problems) and not self.lazy:
             shown = [f"{w.key!r}" for w in conflicts]
-            raise conflict_error(conflicts, self.source.display_path, shown)
+            raise conflict_error(conflicts, self.source.display_path, shown, problems)
         load = Load() if self.lazy else self._fetch(writes, explicit=False)
 
         def commit() -> None:
@@ -242,10 +275,37 @@ class NameBasedRestore:
                 self.used.update(keys_of[id(write.target)])
                 if self.lazy:
                     self.queued[id(write.target)] = write
-            if not self.lazy:
+            for state in positional:
+                for proxy, key in state.groups:
+                    self.matched[id(proxy)] = (proxy, key)
+            if self.lazy:
+                self._finish += [state.apply for state in positional]
+            else:
                 self._write(writes, load, explicit=False)
+                for state in positional:
+                    state.apply()
+            if writes or positional:
+                self.revision.bump()
 
         return commit
+
+    def _positional(self, program: ProgramGraph[Any]) -> list[Any]:
+        """Framework state the file keys by position (torch optimizers), by node name."""
+        literals = getattr(self.source, "literals", {})
+        names, _ = node_names(program)
+        found = []
+        for node, obj in enumerate(program.objects):
+            hook: Callable[..., Any] | None = getattr(
+                require_adapter(obj), "positional_state", None
+            )
+            if hook is None:
+                continue
+            for name in names.get(node, []):
+                state = hook(obj, name, self.stored, literals)
+                if state is not None:
+                    found.append(state)
+                    break
+        return found
 
     def _fetch(self, writes: Sequence[Assignment[Any]], *, explicit: bool) -> Load:
         items = [Fetch(ident=id(w.target), key=w.key, target=w.target) for w in writes]
@@ -274,6 +334,29 @@ class NameBasedRestore:
         self._write(selected, self._fetch(selected, explicit=True), explicit=True)
         for write in selected:
             del self.queued[id(write.target)]
+        if wanted is None:
+            for finish in self._finish:
+                finish()
+            self._finish.clear()
+        if selected:
+            self.revision.bump()
+
+    def _state_of(self, obj: Any, match: tuple[Any, str] | None) -> tuple[MatchState, str]:
+        if match is None:
+            return "program_only", "no stored value has this name"
+        queued = self.queued.get(id(obj))
+        if queued is None:
+            return "restored", ""
+        if queued.conflict == "shape":
+            return "shape_conflict", (
+                f"shape: program {queued.expected.describe()}, checkpoint "
+                f"{queued.stored.describe()}"
+            )
+        if queued.conflict == "dtype":
+            return "dtype_conflict", (
+                f"dtype: program {queued.expected.dtype}, checkpoint {queued.stored.dtype}"
+            )
+        return "bound", "run_restore_ops() writes it"
 
     def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
         """Every program value and every stored name, with its state."""
@@ -289,18 +372,17 @@ class NameBasedRestore:
                     continue
                 match = self.matched.get(id(obj))
                 shown = self.view.describe(obj)[1] or found[0]
+                state, reason = self._state_of(obj, match)
                 entries.append(
                     ReportEntry(
                         path=path.prefix,
                         pretty=f"{path.pretty} (name {shown!r})",
                         key=match[1] if match else shown,
-                        state=("bound" if id(obj) in self.queued else "restored")
-                        if match
-                        else "program_only",
+                        state=state,
                         program=spec,
                         stored=self.stored.get(match[1]) if match else None,
                         type_name=type(obj).__name__,
-                        reason="" if match else "no stored value has this name",
+                        reason=reason,
                     )
                 )
         for key, spec in self.stored.items():

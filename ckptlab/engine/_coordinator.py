@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,14 +47,53 @@ def next_uid() -> int:
     return next(_UIDS)
 
 
+# -- live updates -------------------------------------------------------------------------------
+# The explorer follows a status: every restore owns a Revision, bumped whenever it binds, queues
+# or writes (``_record``/``_write`` below, and NameBasedRestore's commit and run_queued).
+
+
+class Revision:
+    """A change counter with weakly held listeners, told after every change."""
+
+    def __init__(self) -> None:
+        self.number = 0
+        self._listeners: list[weakref.ref[Any] | weakref.WeakMethod[Any]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each change while its owner lives (held weakly)."""
+        ref = (
+            weakref.WeakMethod(callback) if hasattr(callback, "__self__") else weakref.ref(callback)
+        )
+        self._listeners.append(ref)
+
+    def bump(self) -> None:
+        """Count a change and tell the listeners (a failing listener is logged, not raised)."""
+        self.number += 1
+        alive = []
+        for ref in self._listeners:
+            callback = ref()
+            if callback is None:
+                continue
+            alive.append(ref)
+            try:
+                callback()
+            except Exception:
+                logger.exception("ckptlab: a restore listener failed")
+        self._listeners = alive
+
+
 Write = Assignment[Any] | SlotRestore[Any]
 
 
 def conflict_error(
-    conflicts: Sequence[Write], source: str, paths: Sequence[str]
+    conflicts: Sequence[Write], source: str, paths: Sequence[str], problems: Sequence[str] = ()
 ) -> RestoreConflictError:
-    """One error listing every conflict (path, program side vs checkpoint side)."""
-    lines = []
+    """One error listing every conflict (path, program side vs checkpoint side).
+
+    ``problems`` are conflicts that are not one value's shape or dtype (a layout that does not
+    fit), already phrased.
+    """
+    lines = [f"  {problem}" for problem in problems]
     for item, path in zip(conflicts, paths, strict=True):
         kind = item.conflict
         if kind == "shape":
@@ -68,7 +108,7 @@ def conflict_error(
             )
         lines.append(f"  {path} ({item.key}): {what}")
     return RestoreConflictError(
-        f"Restoring from {source} found {len(conflicts)} conflict(s); nothing was written:\n"
+        f"Restoring from {source} found {len(lines)} conflict(s); nothing was written:\n"
         + "\n".join(lines)
         + "\nFix the program (shapes and dtypes must match exactly; ckptlab never casts), or "
         "restore lazily (restore(path, lazy=True)) and pick a conflict-free part with "
@@ -105,6 +145,7 @@ class RestoreCoordinator:
         self.unused_attributes: dict[int, str] = {}
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
+        self.revision = Revision()
 
     # -- restoring --------------------------------------------------------------------------
 
@@ -240,6 +281,7 @@ class RestoreCoordinator:
                 )
         for node in plan.unused_attributes:
             self.unused_attributes[node] = type(self.bound[node]).__name__
+        self.revision.bump()
 
     def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
         by_node = {write.node: write for write in writes}
@@ -259,6 +301,8 @@ class RestoreCoordinator:
                     self.taken[id(holder)] = self.taken.pop(id(write.target), write.node)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
+        if writes:
+            self.revision.bump()
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -291,13 +335,16 @@ class RestoreCoordinator:
     def _waiting_below(self) -> frozenset[int]:
         """Deferred nodes and everything below them that is not bound yet.
 
-        A whole module waits for its attach, its values included.
+        A whole module waits for its attach, its values included.  An optimizer the program
+        lacks stays as it was (its values are reported as unused optimizer values: a model-only
+        program restoring a training checkpoint is the common case).
         """
+        optimizers = self.graph.optimizer_nodes()
         waiting = set(self.deferred)
-        queue = list(self.deferred)
+        queue = [node for node in self.deferred if node not in optimizers]
         while queue:
             for child in self.graph.nodes[queue.pop()].children.values():
-                if child not in waiting and child not in self.bound:
+                if child not in waiting and child not in self.bound and child not in optimizers:
                     waiting.add(child)
                     queue.append(child)
         return frozenset(waiting)

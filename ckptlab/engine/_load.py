@@ -32,7 +32,7 @@ from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._execute import mark_written, written_by
 from ckptlab.storage import StoredCheckpoint, numpy_dtype
 
-BATCH_BYTES = 64 * 2**20
+BATCH_BYTES = 16 * 2**20
 """Bytes verified (or read at commit) per storage call: the extra memory of a restore."""
 ALIGNMENT = 64
 """Byte alignment of the arrays values are read into at commit (what XLA needs to adopt them)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ml_dtypes
@@ -195,11 +196,46 @@ def _is_pending(tensor: Any) -> bool:
     return isinstance(tensor, UninitializedParameter | UninitializedBuffer)
 
 
+class _StateEntry:
+    """One entry of ``optimizer.state[param]`` that a positional restore fills."""
+
+    def __init__(self, optimizer: Any, param: torch.Tensor, name: str, spec: ValueSpec) -> None:
+        self.optimizer, self.param, self.name, self.spec = optimizer, param, name, spec
+
+    def __repr__(self) -> str:
+        return f"<optimizer state {self.name!r} of a {tuple(self.param.shape)} parameter>"
+
+
+@dataclass(frozen=True)
+class PositionalState:
+    """What a ``torch.save(optimizer.state_dict())`` layout holds for one live optimizer.
+
+    torch keys optimizer state by the parameter's position in ``param_groups``; that is all
+    such a file knows, so this is the one place ckptlab matches by position (docs/pytorch.md).
+    """
+
+    targets: dict[str, Any]
+    """Stored key -> the state entry it fills."""
+    problems: list[str]
+    """Why the layout does not fit the optimizer (group or parameter counts)."""
+    apply: Any
+    """Writes the hyperparameters and the non-tensor state (after every value was written)."""
+    groups: list[tuple[Any, str]]
+    """(group proxy, the key prefix it was filled from)."""
+
+
 class TorchAdapter:
     """How the engine sees PyTorch objects."""
 
     name = "torch"
-    separator = "."
+
+    def separator(self, obj: Any) -> str:
+        """How names join below ``obj``.
+
+        Module and tensor names join with ``.`` (``encoder.0.weight``), optimizer state with
+        ``/`` (the nesting of ``optimizer.state_dict()``).
+        """
+        return "." if isinstance(obj, nn.Module | torch.Tensor) else "/"
 
     def handles(self, obj: object) -> bool:
         """Modules, tensors, optimizers, schedulers, ``GradScaler`` and the proxies."""
@@ -211,7 +247,8 @@ class TorchAdapter:
             | LRScheduler
             | torch.amp.GradScaler
             | _PythonState
-            | _Groups,
+            | _Groups
+            | _StateEntry,
         )
 
     def unwrap(self, obj: Any) -> Any:
@@ -281,6 +318,8 @@ class TorchAdapter:
         """A tensor's shape and dtype; Python state is a ``uint8`` byte string of any length."""
         if isinstance(obj, torch.Tensor):
             return ValueSpec(shape=tuple(obj.shape), dtype=_dtype_name(obj.dtype))
+        if isinstance(obj, _StateEntry):
+            return obj.spec
         if isinstance(obj, _PythonState | LRScheduler | torch.amp.GradScaler):
             return _STATE_SPEC
         return None
@@ -304,6 +343,12 @@ class TorchAdapter:
                 if python:
                     found.append((param, PYTHON_SLOT, _python_slot(obj, param)))
         return found
+
+    def positional_state(
+        self, obj: Any, prefix: str, stored: Any, literals: Any
+    ) -> PositionalState | None:
+        """An optimizer's state in torch's positional layout (:func:`positional_state`)."""
+        return positional_state(obj, prefix, stored, literals)
 
     def is_optimizer(self, obj: Any) -> bool:
         """``torch.optim.Optimizer`` instances."""
@@ -395,6 +440,11 @@ class TorchAdapter:
             with torch.no_grad():
                 obj.copy_(source)
             return obj
+        if isinstance(obj, _StateEntry):
+            existing = self.find_slot(obj.optimizer, obj.param, obj.name)
+            if existing is not None:
+                return self.write(existing, array)
+            return self.create_slot(obj.optimizer, obj.param, obj.name, array)
         state = _pystate.decode(array.tobytes(), from_numpy)
         if isinstance(obj, _PythonState):
             obj.load(state)
@@ -447,6 +497,73 @@ class TorchAdapter:
         tensor = tensor if on_cpu else tensor.to(variable.device)
         optimizer.state[variable][slot] = tensor
         return tensor
+
+
+def positional_state(
+    optimizer: Any, prefix: str, stored: Any, literals: Any
+) -> PositionalState | None:
+    """Match ``<prefix>/state/<i>/<name>`` and ``<prefix>/param_groups/<g>/...`` to ``optimizer``.
+
+    ``stored`` maps keys to value specs, ``literals`` maps keys to the file's non-tensor values
+    (the torch reader's); ``None`` when the file holds nothing for this optimizer.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return None
+    state_at, groups_at = f"{prefix}/state/", f"{prefix}/param_groups/"
+    saved: dict[int, dict[str, Any]] = {}
+    for key, value in literals.items():
+        if key.startswith(groups_at):
+            index, _, name = key[len(groups_at) :].partition("/")
+            if index.isdigit() and name:
+                saved.setdefault(int(index), {})[name] = value
+    tensors = [k for k in stored if k.startswith(state_at)]
+    others = {k: v for k, v in literals.items() if k.startswith(state_at)}
+    if not saved and not tensors and not others:
+        return None
+    live = optimizer.param_groups
+    problems: list[str] = []
+    if sorted(saved) != list(range(len(live))):
+        problems.append(
+            f"{prefix}: the file has {len(saved)} parameter group(s), the optimizer has "
+            f"{len(live)}; torch's layout matches state by position, so the groups must agree"
+        )
+    by_id: dict[int, torch.Tensor] = {}
+    for index, group in enumerate(live):
+        ids = list(saved.get(index, {}).get("params", []))
+        if index in saved and len(ids) != len(group["params"]):
+            problems.append(
+                f"{prefix}/param_groups/{index}: {len(ids)} parameter(s) in the file, "
+                f"{len(group['params'])} in the optimizer"
+            )
+        by_id.update(zip(ids, group["params"], strict=False))
+    adapter = ADAPTER
+    targets: dict[str, Any] = {}
+    python: list[tuple[torch.Tensor, str, Any]] = []
+    for key in [*tensors, *others]:
+        position, _, name = key[len(state_at) :].partition("/")
+        param = by_id.get(int(position)) if position.isdigit() else None
+        if param is None or not name or "/" in name:
+            problems.append(f"{key}: no parameter of the optimizer is at position {position}")
+        elif key in others:
+            python.append((param, name, others[key]))
+        else:
+            existing = adapter.find_slot(optimizer, param, name)
+            spec = adapter.value_spec(existing) if existing is not None else None
+            spec = spec or adapter.slot_spec(optimizer, param, name, stored[key])
+            targets[key] = _StateEntry(optimizer, param, name, spec)
+
+    def apply() -> None:
+        for index, group in enumerate(live):
+            group.update({k: v for k, v in saved.get(index, {}).items() if k != "params"})
+        for param, name, value in python:
+            optimizer.state[param][name] = _on_device(value, param.device)
+
+    table = _proxies(optimizer)
+    groups = _Groups(optimizer) if "groups" not in table else table["groups"]
+    table["groups"] = groups
+    proxies = dict(groups.children())
+    used = [(proxies[str(i)], f"{groups_at}{i}") for i in saved if str(i) in proxies]
+    return PositionalState(targets=targets, problems=problems, apply=apply, groups=used)
 
 
 def _tensor_array(value: Any) -> np.ndarray[Any, Any] | None:

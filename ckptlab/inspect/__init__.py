@@ -3,13 +3,8 @@
 from ckptlab.inspect._dot import COLOURS, dot_string, view_dot
 from ckptlab.inspect._graphview import (
     MIME_TYPE,
-    OPTIMIZER,
-    PROBLEM_STATES,
     SCHEMA_NAME,
     SCHEMA_VERSION,
-    SLOT,
-    SYNTHETIC,
-    VIEW_STATES,
     GraphView,
     Suggestion,
     ViewNode,
@@ -18,7 +13,18 @@ from ckptlab.inspect._graphview import (
 )
 from ckptlab.inspect._html import report_html, view_html, view_text
 from ckptlab.inspect._mime import graph_payload, view_mimebundle
+from ckptlab.inspect._placement import covering_paths, name_value, object_value, path_value
 from ckptlab.inspect._suggest import suggest_matches
+from ckptlab.inspect._wire import (
+    OPTIMIZER,
+    PROBLEM_STATES,
+    SLOT,
+    STATE_TABLE,
+    SYNTHETIC,
+    VIEW_STATES,
+    NodeDetails,
+    StateInfo,
+)
 
 __all__ = [
     "COLOURS",
@@ -28,15 +34,22 @@ __all__ = [
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
     "SLOT",
+    "STATE_TABLE",
     "SYNTHETIC",
     "VIEW_STATES",
     "GraphView",
+    "NodeDetails",
+    "StateInfo",
     "Suggestion",
     "ViewNode",
     "ViewValue",
     "build_view",
+    "covering_paths",
     "dot_string",
     "graph_payload",
+    "name_value",
+    "object_value",
+    "path_value",
     "report_html",
     "suggest_matches",
     "view_dot",

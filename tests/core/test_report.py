@@ -38,7 +38,7 @@ def test_summary_line_counts_each_kind():
         ),
     )
     assert report.summary() == (
-        "4 matched, 1 not yet written, 1 pending, 1 missing in checkpoint, "
+        "3 restored, 1 matched but not yet written, 1 pending, 1 missing in checkpoint, "
         "1 unused checkpoint value, 2 unused optimizer values, 1 shape conflict"
     )
     assert [e.path for e in report.matched] == ["m0", "m1", "m2", "lazy"]

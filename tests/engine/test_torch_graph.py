@@ -192,3 +192,16 @@ def test_scheduler_state_that_is_not_json_is_refused_by_name(tmp_path, tt):
     scheduler.extra = Holder()
     with pytest.raises(ck.NotSaveableError, match="Holder"):
         ck.Checkpoint(scheduler=scheduler).write(tmp_path / "c")
+
+
+def test_the_explorer_finds_a_bare_model_under_its_checkpoint_name(tmp_path, tt):
+    model = tt.mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    changed = tt.mlp((4, 8, 3), seed=2)
+    widget = ck.explore(path, program=changed)  # the bare model, not a ck.Checkpoint
+    assert widget.summary.startswith("2 matched but not yet written")
+    assert "2 shape conflicts" in widget.summary
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    by_name = ck.explore(tmp_path / "m.pt", program=changed).summary
+    assert by_name.startswith("2 matched but not yet written") and "2 shape conflicts" in by_name
