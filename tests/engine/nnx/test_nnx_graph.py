@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -186,3 +190,19 @@ def test_what_cannot_be_saved_is_refused_by_name(tmp_path, jx):
     kernel.delete()  # what a donated buffer looks like when its Variable was not updated
     with pytest.raises(ck.NotSaveableError, match="donated"):
         ck.Checkpoint(model=model).write(tmp_path / "d")
+
+
+def test_saving_an_nnx_program_imports_no_other_framework(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from flax import nnx
+        import ckptlab as ck
+        model = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+        path = ck.Checkpoint(model=model).write({str(tmp_path / "c")!r})
+        ck.Checkpoint(model=nnx.Linear(2, 2, rngs=nnx.Rngs(1))).read(path).assert_consumed()
+        print(sorted(m for m in ("torch", "keras", "tensorflow") if m in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

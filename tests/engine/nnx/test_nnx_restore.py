@@ -257,3 +257,26 @@ def test_sharded_arrays_keep_their_sharding_and_abstract_ones_take_theirs(tmp_pa
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_a_manager_saves_nnx_programs_in_the_background(tmp_path, jx):
+    model = jx.net()
+    optimizer = jx.optimizer(model)
+    manager = ck.CheckpointManager(
+        ck.Checkpoint(model=model, optimizer=optimizer), tmp_path / "runs", max_to_keep=2
+    )
+    for step in range(3):
+        jx.train(model, optimizer, steps=1, seed=step)
+        handle = manager.save(blocking=False)
+        expected = (jx.state_bytes(model), jx.state_bytes(optimizer))
+    jx.train(model, optimizer, steps=1, seed=9)  # the jitted step donates while the save runs
+    handle.result()
+    assert [p.rsplit("-", 1)[1] for p in manager.checkpoints] == ["2", "3"]
+
+    fresh = jx.net(seed=4)
+    fresh_optimizer = jx.optimizer(fresh)
+    restarted = ck.CheckpointManager(
+        ck.Checkpoint(model=fresh, optimizer=fresh_optimizer), tmp_path / "runs", max_to_keep=2
+    )
+    assert restarted.restore_or_initialize().endswith("ckpt-3")
+    assert (jx.state_bytes(fresh), jx.state_bytes(fresh_optimizer)) == expected
