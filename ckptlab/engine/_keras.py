@@ -25,6 +25,7 @@ The mapping (docs/keras.md):
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -52,9 +53,13 @@ class _Container:
     """A list, tuple or dict of layers held by a Keras object (Keras saves them by position)."""
 
     def __init__(self, owner: Any, path: tuple[Any, ...]) -> None:
-        self.owner = owner
+        self._owner = weakref.ref(owner)  # the table of proxies must not keep the owner alive
         self.path = path
         """The attribute name, then positions inside nested containers."""
+
+    @property
+    def owner(self) -> Any:
+        return _alive(self._owner, "/".join(map(str, self.path)))
 
     def get(self) -> Any:
         found = getattr(self.owner, self.path[0])
@@ -63,7 +68,7 @@ class _Container:
         return found
 
     def __repr__(self) -> str:
-        return f"<{type(self.get()).__name__} {'/'.join(map(str, self.path))} of {self.owner!r}>"
+        return f"<{'/'.join(map(str, self.path))} of {self._owner()!r}>"
 
 
 class _Slot:
@@ -76,22 +81,31 @@ class _Slot:
     def __init__(
         self, optimizer: Any, variable: Any, name: str, array: np.ndarray[Any, Any]
     ) -> None:
-        self.optimizer = optimizer
+        self._optimizer = weakref.ref(optimizer)
         self.variable = variable
         self.name = name
         self.array: np.ndarray[Any, Any] | None = array
+
+    @property
+    def optimizer(self) -> Any:
+        return _alive(self._optimizer, f"slot {self.name!r} of {self.variable.path}")
 
     def real(self) -> Any | None:
         return _slot_variables(self.optimizer).get((id(self.variable), self.name))
 
     def __repr__(self) -> str:
-        return f"<slot {self.name!r} of {self.variable.path} in {self.optimizer.name}>"
+        return f"<slot {self.name!r} of {self.variable.path}>"
+
+
+def _alive(reference: weakref.ref[Any], what: str) -> Any:
+    found = reference()
+    if found is None:
+        raise ReferenceError(f"the Keras object that held {what} no longer exists")
+    return found
 
 
 _PROXIES = ObjectTable("keras_proxies", on_object=False)
 """Keras object -> {key: proxy}: its containers and restored-before-build slots."""
-_HOOKED = ObjectTable("keras_build_hooks", on_object=False)
-"""Keras object -> its ``build`` before ckptlab hooked it (``None``: the class's own)."""
 
 
 def _proxies(owner: Any) -> dict[Any, Any]:
@@ -291,32 +305,28 @@ def _spec(variable: Any) -> ValueSpec:
 
 
 def _hook_build(obj: Any, after: Callable[[Any], None]) -> None:
-    """Call ``after(obj)`` once ``obj.build`` has run (once; the hook then removes itself)."""
-    if _HOOKED.get(obj, False) is not False:
-        return
+    """Call ``after(obj)`` once ``obj.build`` has run (once; the hook then removes itself).
+
+    The hook lives in the object's own ``__dict__`` (where Keras keeps a layer's build wrapper),
+    so it goes when the object goes.
+    """
     own = obj.__dict__.get("build")  # a layer's instance wrapper (Layer.__new__ sets one)
+    if getattr(own, "_ck_hook", False):
+        return
     original = own if own is not None else obj.build
 
     @functools.wraps(original)
     def build(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
-        _unhook(obj)
+        if own is None:
+            obj.__dict__.pop("build", None)
+        else:
+            obj.__dict__["build"] = own
         after(obj)
         return result
 
-    _HOOKED.set(obj, own)
+    build._ck_hook = True  # type: ignore[attr-defined]
     obj.__dict__["build"] = build
-
-
-def _unhook(obj: Any) -> None:
-    own = _HOOKED.get(obj, False)
-    if own is False:
-        return
-    if own is None:
-        obj.__dict__.pop("build", None)
-    else:
-        obj.__dict__["build"] = own
-    _HOOKED.discard(obj)
 
 
 def _layer_built(layer: Any) -> None:

@@ -26,6 +26,7 @@ mapping (docs/jax.md):
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -56,9 +57,18 @@ class _Place:
     """
 
     def __init__(self, owner: Any, path: tuple[Key, ...], leaf: bool) -> None:
-        self.owner = owner
+        self._owner = weakref.ref(owner)  # the table of proxies must not keep the owner alive
         self.path = path
         self.leaf = leaf
+
+    @property
+    def owner(self) -> Any:
+        found = self._owner()
+        if found is None:
+            raise ReferenceError(
+                f"the NNX object that held {'/'.join(map(str, self.path))} no longer exists"
+            )
+        return found
 
     def get(self) -> Any:
         found = self.owner
@@ -68,14 +78,19 @@ class _Place:
 
     def __repr__(self) -> str:
         where = "/".join(map(str, self.path))
-        return f"<{'array' if self.leaf else 'pytree'} {where} of {type(self.owner).__name__}>"
+        owner = type(self._owner()).__name__
+        return f"<{'array' if self.leaf else 'pytree'} {where} of {owner}>"
 
 
 _PLACES = ObjectTable("nnx_places", on_object=False)
 """NNX graph node -> {(path, leaf): proxy}.  Beside the object: NNX builds its graph from a
 module's ``__dict__``, so nothing of ckptlab's may live there."""
 _MODELS = ObjectTable("nnx_models", on_object=False)
-"""``nnx.Optimizer`` -> the model its state was last matched to (for :meth:`find_slot`)."""
+"""``nnx.Optimizer`` -> a weak reference to the model its state was last matched to."""
+
+
+def _gone() -> None:
+    """A dead weak reference: no model."""
 
 
 def _place(owner: Any, path: tuple[Key, ...], leaf: bool) -> _Place:
@@ -242,7 +257,7 @@ class NnxAdapter:
 
     def slots(self, obj: Any) -> Sequence[tuple[Any, str, Any]]:
         """The slots of an optimizer against the model it was last matched to."""
-        model = _MODELS.get(obj) if isinstance(obj, nnx.Optimizer) else None
+        model = _MODELS.get(obj, _gone)() if isinstance(obj, nnx.Optimizer) else None
         return [] if model is None else _slots(obj, model)
 
     def slots_in(self, obj: Any, program: Any) -> Sequence[tuple[Any, str, Any]]:
@@ -253,7 +268,7 @@ class NnxAdapter:
         if model is None:
             _MODELS.discard(obj)
             return []
-        _MODELS.set(obj, model)
+        _MODELS.set(obj, weakref.ref(model))
         return _slots(obj, model)
 
     def is_optimizer(self, obj: Any) -> bool:

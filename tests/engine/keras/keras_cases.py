@@ -7,7 +7,9 @@ Keras' own ``get_weights()`` and optimizer variables.
 
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 
 import numpy as np
 import pytest
@@ -298,3 +300,13 @@ def test_restore_by_name_from_keras_weight_files(tmp_path, kind):
     with pytest.raises(ck.RestoreConflictError, match="'layers/dense/vars/0'"):
         ck.Checkpoint(root=wider).restore(path)
     assert weights(wider) == before
+
+
+def test_ckptlab_keeps_no_model_alive(tmp_path):
+    model, path = trained(tmp_path, net)
+    fresh = net(seed=5, built=False)  # restores wait for its build: hooks on its layers
+    ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path).expect_partial()
+    alive = [weakref.ref(o) for o in (model, model.optimizer, fresh, fresh.optimizer)]
+    del model, fresh
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * 4

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import numpy as np
 import pytest
@@ -206,3 +208,15 @@ def test_saving_an_nnx_program_imports_no_other_framework(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ckptlab_keeps_no_model_alive(tmp_path, jx):
+    model = jx.net()
+    optimizer = jx.optimizer(model)
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    fresh, fresh_optimizer = jx.net(seed=1), jx.optimizer(jx.net(seed=1))
+    ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).read(path).expect_partial()
+    alive = [weakref.ref(o) for o in (model, optimizer, fresh, fresh_optimizer)]
+    del model, optimizer, fresh, fresh_optimizer
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * 4
