@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
 import posixpath
-import socket
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
@@ -17,7 +15,6 @@ from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap
 from ckptlab._module import Module, wrap
 from ckptlab._variable import Variable, create_variable
-from ckptlab._version import __version__
 from ckptlab.core import CheckpointState, gc_paused
 from ckptlab.engine import (
     CheckpointLoadStatus,
@@ -26,34 +23,28 @@ from ckptlab.engine import (
     NameBasedSaverStatus,
     Program,
     RestoreCoordinator,
+    RestoreStatus,
     is_trackable,
     on_attach,
     program_values,
 )
 from ckptlab.storage import (
+    DirectoryLock,
     ReadOptions,
     WriteOptions,
+    listed_or_removed,
     open_checkpoint,
     relative_to,
     resolve,
     write_checkpoint,
     write_state,
+    writer_info,
 )
-from ckptlab.storage._directory import DirectoryLock
 
 __all__ = ["Checkpoint"]
 
 logger = logging.getLogger("ckptlab")
 _RESERVED = frozenset({"save", "write", "restore", "read", "save_counter", "sync", "options"})
-
-
-def _writer_info() -> dict[str, Any]:
-    return {
-        "library": "ckptlab",
-        "version": __version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }
 
 
 class Checkpoint(Module):
@@ -185,7 +176,29 @@ class Checkpoint(Module):
     def write(
         self, file_prefix: str | os.PathLike[str], *, options: WriteOptions | None = None
     ) -> str:
-        """Write a checkpoint exactly at ``file_prefix``; no numbering, no state file."""
+        """Write a checkpoint exactly at ``file_prefix``; no numbering, no state file.
+
+        Parameters
+        ----------
+        file_prefix
+            Where the checkpoint goes (a path or URL); missing parent directories are created,
+            and an existing ckptlab checkpoint there is replaced atomically.
+        options
+            Durability, progress bar, storage options for URLs (:class:`ck.WriteOptions`).
+
+        Returns
+        -------
+        str
+            ``file_prefix`` as a string.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> ckpt = ck.Checkpoint(w=ck.Variable([1.0, 2.0]))
+        >>> path = ckpt.write(tempfile.mkdtemp() + "/weights")
+        >>> path.endswith("/weights"), ck.list_variables(path)
+        (True, [('w/.ATTRIBUTES/VARIABLE_VALUE', [2])])
+        """
         path = os.fspath(file_prefix)
         settle(self)
         self._write(path, options, overrides=None)
@@ -216,9 +229,35 @@ class Checkpoint(Module):
     ) -> str | SaveHandle:
         """Increment ``save_counter``, write ``f"{file_prefix}-{n}"``, update the state file.
 
-        ``blocking=False`` copies the values now, writes them on a background thread and
-        returns a :class:`~ckptlab.SaveHandle`; the state file moves once the checkpoint is
-        committed.  The next save waits for it (and raises its error if nobody saw it).
+        Parameters
+        ----------
+        file_prefix
+            The prefix of the numbered checkpoint (a path or URL); its directory's state file
+            then names the new checkpoint as the latest.
+        options
+            Durability, progress bar, storage options for URLs (:class:`ck.WriteOptions`).
+        blocking
+            ``False`` copies the values now, writes them on a background thread and returns a
+            :class:`ck.SaveHandle`; the state file moves once the checkpoint is committed.  The
+            next save waits for it (and raises its error if nobody saw it).
+
+        Returns
+        -------
+        str or SaveHandle
+            The path of the new checkpoint, or (``blocking=False``) a handle whose
+            ``result()`` is that path.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> directory = tempfile.mkdtemp()
+        >>> ckpt = ck.Checkpoint(w=ck.Variable(1.0))
+        >>> first = ckpt.save(directory + "/ckpt")
+        >>> second = ckpt.save(directory + "/ckpt", blocking=False).result()
+        >>> first.endswith("ckpt-1"), second.endswith("ckpt-2")
+        (True, True)
+        >>> ck.latest_checkpoint(directory) == second
+        True
         """
         prefix = os.fspath(file_prefix)
         settle(self)
@@ -246,12 +285,13 @@ class Checkpoint(Module):
         store, key = resolve(path, (options or WriteOptions()).storage_options)
         directory = posixpath.dirname(key)
         relative = relative_to(directory, key)
-        write_state(
-            store,
-            directory,
-            CheckpointState(latest=relative, all_paths=(relative,)),
-            durable=(options or WriteOptions()).durable,
-        )
+        with listed_or_removed(store, directory, key):
+            write_state(
+                store,
+                directory,
+                CheckpointState(latest=relative, all_paths=(relative,)),
+                durable=(options or WriteOptions()).durable,
+            )
 
     def _write(
         self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None
@@ -279,7 +319,7 @@ class Checkpoint(Module):
             values,
             kind="object",
             graph=program.graph,
-            writer=_writer_info(),
+            writer=writer_info(),
             options=options or WriteOptions(),
         )
 
@@ -293,19 +333,53 @@ class Checkpoint(Module):
         key_map: KeyMap | None = None,
         skip_slot_variables: bool = False,
         options: ReadOptions | None = None,
-    ) -> Any:
+    ) -> RestoreStatus:
         """Restore from ``save_path`` (``None``: initialize only), then create ``save_counter``.
 
-        Returns a :class:`CheckpointLoadStatus`, :class:`NameBasedSaverStatus` or
-        :class:`InitializationOnlyStatus`.  Eagerly, values are written before this returns;
-        objects created later are restored when attached.  With ``lazy=True`` matching happens
-        now and values are written by ``status.run_restore_ops()``.  ``key_map`` (a
-        :class:`ck.KeyMap`) renames or transposes what the checkpoint holds before matching,
-        for checkpoints written by other frameworks.  ``skip_slot_variables=True`` leaves
-        optimizer slot variables out of restoration and of every check (TF's
-        ``CheckpointOptions(experimental_skip_slot_variables=True)``).  ``options`` (a
-        :class:`ckptlab.storage.ReadOptions`) turns the progress bar off or passes storage
-        options for URLs.
+        Eagerly, values are written before this returns; objects created later are restored
+        when they are attached or created (docs/semantics.md S36-S42).  Every shape and dtype
+        is checked and every value read before anything is written.
+
+        Parameters
+        ----------
+        save_path
+            A checkpoint (path or URL), e.g. ``ck.latest_checkpoint(directory)``; ``None``
+            restores nothing.  Checkpoints of other frameworks are read too
+            (docs/interop.md).
+        lazy
+            Match now, write nothing until ``status.run_restore_ops()`` (TensorFlow's graph
+            mode, docs/semantics.md S99-S101); conflicts are then reported, not raised.
+        key_map
+            A :class:`ck.KeyMap` that renames or transposes what the checkpoint holds before
+            matching, for checkpoints written by other frameworks.
+        skip_slot_variables
+            Leave optimizer slot variables out of restoration and of every check (TF's
+            ``CheckpointOptions(experimental_skip_slot_variables=True)``).
+        options
+            Progress bar and storage options for URLs (:class:`ck.ReadOptions`).
+
+        Returns
+        -------
+        CheckpointLoadStatus or NameBasedSaverStatus or InitializationOnlyStatus
+            An object-based checkpoint, a name-based one (matched by ``Variable.name``), or
+            ``save_path=None``.
+
+        Raises
+        ------
+        NotFoundError
+            Nothing is at ``save_path`` (the message hints at a missing ``-N`` suffix).
+        RestoreConflictError
+            Eagerly, a shape or dtype conflict; it lists every conflict and nothing was
+            written.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).save(tempfile.mkdtemp() + "/ckpt")
+        >>> w = ck.Variable([0.0, 0.0])
+        >>> status = ck.Checkpoint(w=w).restore(path)
+        >>> w.numpy(), status.assert_consumed().report().summary()
+        (array([1., 2.]), '2 matched')
         """
         status = self.read(
             save_path,
@@ -327,8 +401,27 @@ class Checkpoint(Module):
         key_map: KeyMap | None = None,
         skip_slot_variables: bool = False,
         options: ReadOptions | None = None,
-    ) -> Any:
-        """Like :meth:`restore` but never creates ``save_counter``."""
+    ) -> RestoreStatus:
+        """Like :meth:`restore` but never creates ``save_counter``.
+
+        Parameters
+        ----------
+        save_path, lazy, key_map, skip_slot_variables, options
+            As for :meth:`restore`.
+
+        Returns
+        -------
+        CheckpointLoadStatus or NameBasedSaverStatus or InitializationOnlyStatus
+            As for :meth:`restore`.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable(1.0)).write(tempfile.mkdtemp() + "/c")
+        >>> ckpt = ck.Checkpoint(w=ck.Variable(0.0))
+        >>> ckpt.read(path).assert_consumed().report().summary()
+        '1 matched'
+        """
         view = self._ck_view()
         if save_path is None:
             return InitializationOnlyStatus(view)
@@ -345,7 +438,7 @@ class Checkpoint(Module):
         key_map: KeyMap | None,
         skip_slot_variables: bool,
         options: ReadOptions,
-    ) -> Any:
+    ) -> RestoreStatus:
         store, key = resolve(save_path, options.storage_options)
         source = open_checkpoint(store, key, progress=options.progress)
         if key_map is not None:

@@ -1,6 +1,7 @@
 """``ck.CheckpointManager``: numbered saves, retention, intervals, recovery (public class).
 
-TensorFlow's semantics (SEMANTICS 82-90) with four differences, all in the caller's favour:
+TensorFlow's semantics (docs/semantics.md S82-S90) with five differences, all in the caller's
+favour:
 
 * ``restore_or_initialize()`` keeps the restore status as ``restore_status``.
 * Retention deletes a checkpoint atomically: it stops being a valid checkpoint (renamed away)
@@ -8,8 +9,11 @@ TensorFlow's semantics (SEMANTICS 82-90) with four differences, all in the calle
   file twice around the deletes; ckptlab writes it once, after the sweep.  What a crash leaves
   (trash, interrupted writes, a noted but undeleted evicted checkpoint) is removed by the next
   manager's first save.
-* Only one manager saves into a directory at a time (a lock taken at the first ``save``, held
-  until :meth:`CheckpointManager.close`); a second one gets :class:`~ckptlab.LockedError`.
+* Before every save the manager re-reads the state file and merges what other managers saved
+  since (TF saves its stale list, so their checkpoints stay on disk unlisted for good).
+* Only the managers of one process save into a directory (a lock taken at their first
+  ``save``, held until the last of them is closed); they share it and take turns, as TF's
+  managers of one process do.  A manager of another process gets :class:`~ckptlab.LockedError`.
 * ``save(..., blocking=False)`` writes in the background (see :class:`~ckptlab.SaveHandle`);
   ``checkpoints`` and ``latest_checkpoint`` change only once the checkpoint is committed.
 """
@@ -17,6 +21,7 @@ TensorFlow's semantics (SEMANTICS 82-90) with four differences, all in the calle
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import posixpath
@@ -28,20 +33,31 @@ import numpy as np
 
 from ckptlab._async import SaveHandle, discard_staging, settle, start
 from ckptlab._checkpoint import Checkpoint
-from ckptlab.core import CheckpointState
-from ckptlab.core._retention import (
+from ckptlab.core import (
+    CheckpointState,
+    RetentionState,
     interval_allows,
+    merge,
     record_save,
     recover,
     sweep,
     validate_policy,
 )
-from ckptlab.storage import ReadOptions, WriteOptions, read_state, resolve, retract, write_state
-from ckptlab.storage._directory import (
+from ckptlab.errors import StorageError
+from ckptlab.storage import (
     DirectoryLock,
+    ReadOptions,
+    WriteOptions,
     clear_eviction,
+    is_committed,
+    listed_or_removed,
     note_eviction,
+    noting_failure,
+    read_state,
     remove_leftovers,
+    resolve,
+    retract,
+    write_state,
 )
 
 __all__ = ["CheckpointManager"]
@@ -174,12 +190,12 @@ class CheckpointManager:
 
     @property
     def checkpoints(self) -> list[str]:
-        """Paths of the managed checkpoints, oldest first (SEMANTICS 90)."""
+        """Paths of the managed checkpoints, oldest first (docs/semantics.md S90)."""
         return [_join(self._directory, path) for path in self._retention.paths]
 
     @property
     def latest_checkpoint(self) -> str | None:
-        """The newest checkpoint this manager saved or recovered (kept in memory, SEMANTICS 90)."""
+        """The newest checkpoint this manager saved or recovered (docs/semantics.md S90)."""
         return None if self._latest is None else _join(self._directory, self._latest)
 
     # -- saving -----------------------------------------------------------------------------
@@ -212,10 +228,41 @@ class CheckpointManager:
     ) -> str | SaveHandle | None:
         """Save ``<directory>/<checkpoint_name>-<n>``, record it, delete what is beyond retention.
 
-        ``save_counter`` is always incremented; ``n`` is ``checkpoint_number`` (an int or an
-        integer variable, read and not incremented) or the counter (SEMANTICS 84).  Returns the
-        path, or ``None`` when ``checkpoint_interval`` says not yet (SEMANTICS 88).  With
-        ``blocking=False`` returns a :class:`~ckptlab.SaveHandle` (or ``None``).
+        ``save_counter`` is always incremented (docs/semantics.md S84).
+
+        Parameters
+        ----------
+        checkpoint_number
+            ``n``: an int or an integer variable (read, not incremented); ``None``: the
+            counter.
+        check_interval
+            ``False`` saves even when ``checkpoint_interval`` says not yet (but never twice at
+            one step, docs/semantics.md S88).
+        blocking
+            ``False`` copies the values now and writes them on a background thread.
+        options
+            Durability, progress bar, storage options (:class:`ck.WriteOptions`).
+
+        Returns
+        -------
+        str or SaveHandle or None
+            The new checkpoint's path (``blocking=False``: a :class:`ck.SaveHandle`), or
+            ``None`` when ``checkpoint_interval`` says not yet.
+
+        Raises
+        ------
+        LockedError
+            Another manager, in this or another process, saves into the directory.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> manager = ck.CheckpointManager(ck.Checkpoint(), tempfile.mkdtemp(), max_to_keep=1)
+        >>> manager.save(checkpoint_number=100).endswith("ckpt-100")
+        True
+        >>> manager.save().endswith("ckpt-2"), len(manager.checkpoints)
+        (True, 1)
+        >>> manager.close()
         """
         settle(self._checkpoint)
         step = None
@@ -238,19 +285,20 @@ class CheckpointManager:
         write = self._checkpoint._prepare(path, options, None, snapshot=not blocking)
 
         def finish() -> str:
-            write()
-            self._record_and_sweep(name, options or WriteOptions())
+            with self._lock.saving():  # managers of this process on this directory take turns
+                current = self._current()
+                write()
+                self._record_and_sweep(current, name, options or WriteOptions())
             return path
 
         return finish() if blocking else start(self._checkpoint, path, finish)
 
     def _take_lock(self) -> None:
-        if not self._lock.held:
-            self._lock.acquire()
+        if self._lock.acquire():  # the first manager of this process to save here
             self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
-        """Finish what an interrupted save or delete left (we hold the lock: nobody else saves)."""
+        """Finish what an interrupted save or delete left (no other process saves here now)."""
         state = read_state(self._store, self._key)
         listed = [*self._retention.paths, *((*state.all_paths, state.latest) if state else ())]
         keys = {self._key_of(path) for path in listed}
@@ -268,9 +316,30 @@ class CheckpointManager:
             return resolve(name)[1]
         return posixpath.join(self._key, name)
 
-    def _record_and_sweep(self, name: str, options: WriteOptions) -> None:
-        """Record the committed ``name``, sweep, write the state file once, then delete."""
-        result = sweep(record_save(self._retention, name, self._now()), self._policy)
+    def _current(self) -> RetentionState:
+        """The manager's list merged with the state file as it is now (others may have saved).
+
+        Called under the lock and the process's save mutex, before anything is written.
+        """
+        on_disk = read_state(self._store, self._key)
+        if on_disk is None:
+            return self._retention
+        theirs = recover(on_disk, self._now()).state
+        listed = set(theirs.paths)
+        present = {
+            path
+            for path in self._retention.paths
+            if path not in listed and is_committed(self._store, self._key_of(path))
+        }
+        return merge(self._retention, theirs, present)
+
+    def _record_and_sweep(self, current: RetentionState, name: str, options: WriteOptions) -> None:
+        """Record the committed ``name``, sweep, write the state file once, then delete.
+
+        If noting the evictions or writing the state file fails, the new checkpoint is deleted
+        unless the state file lists it (:func:`listed_or_removed`).
+        """
+        result = sweep(record_save(current, name, self._now()), self._policy)
         state = CheckpointState(
             latest=name,
             all_paths=result.state.paths,
@@ -278,23 +347,76 @@ class CheckpointManager:
             last_preserved=result.state.last_preserved,
         )
         doomed = [self._key_of(path) for path in result.delete]
-        for key in doomed:  # so that a crash after the state-file write cannot orphan it
-            note_eviction(self._store, key)
-        write_state(self._store, self._key, state, durable=options.durable)
+        with listed_or_removed(self._store, self._key, self._key_of(name)):
+            try:
+                for key in doomed:  # so that a crash after the state-file write cannot orphan it
+                    note_eviction(self._store, key)
+                write_state(self._store, self._key, state, durable=options.durable)
+            except BaseException as error:
+                self._withdraw_eviction_notes(doomed, error)
+                raise
         self._retention, self._latest = result.state, name
         for key in doomed:
-            retract(self._store, key, durable=options.durable)
-            clear_eviction(self._store, key)
+            try:
+                retract(self._store, key, durable=options.durable)
+                clear_eviction(self._store, key)
+            except StorageError as error:  # noted: the next manager of the directory deletes it
+                logger.warning(
+                    "Saved %s, but deleting %s (beyond max_to_keep) failed: %s",
+                    self._store.display(self._key_of(name)),
+                    self._store.display(key),
+                    error,
+                )
+
+    def _withdraw_eviction_notes(self, doomed: list[str], error: BaseException) -> None:
+        """After a failed state-file write: withdraw the notes of checkpoints still listed."""
+        try:
+            state = read_state(self._store, self._key)
+            listed = {self._key_of(path) for path in state.all_paths} if state else set()
+        except Exception:  # unreadable: withdraw every note (keeping checkpoints is the safe side)
+            listed = set(doomed)
+        for key in doomed:
+            if key in listed:
+                noting_failure(
+                    error,
+                    f"deleting the eviction note of {self._store.display(key)}",
+                    functools.partial(clear_eviction, self._store, key),
+                )
 
     # -- restoring --------------------------------------------------------------------------
 
     def restore_or_initialize(self, *, options: ReadOptions | None = None) -> str | None:
         """Restore the latest checkpoint and return its path, or call ``init_fn`` and return None.
 
-        The restore's status is kept as :attr:`restore_status` (SEMANTICS 89), so its unused
-        value warnings can be silenced with ``manager.restore_status.expect_partial()``.
-        ``options`` (a :class:`ckptlab.storage.ReadOptions`) is passed to the restore, e.g.
-        ``ReadOptions(progress=False)`` to turn its progress bar off.
+        The restore's status is kept as :attr:`restore_status` (docs/semantics.md S89), so its
+        unused value warnings can be silenced with ``manager.restore_status.expect_partial()``.
+
+        Parameters
+        ----------
+        options
+            Passed to the restore (:class:`ck.ReadOptions`), e.g.
+            ``ck.ReadOptions(progress=False)`` to turn its progress bar off.
+
+        Returns
+        -------
+        str or None
+            The restored checkpoint's path, or ``None`` when there was none.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> directory = tempfile.mkdtemp()
+        >>> step = ck.Variable(0)
+        >>> manager = ck.CheckpointManager(ck.Checkpoint(step=step), directory, max_to_keep=1)
+        >>> manager.restore_or_initialize() is None  # nothing saved yet
+        True
+        >>> _ = step.assign(7)
+        >>> path = manager.save()
+        >>> manager.close()
+        >>> fresh = ck.Variable(0)
+        >>> again = ck.CheckpointManager(ck.Checkpoint(step=fresh), directory, max_to_keep=1)
+        >>> again.restore_or_initialize() == path, int(fresh.numpy())
+        (True, 7)
         """
         settle(self._checkpoint)
         latest = self.latest_checkpoint
@@ -310,7 +432,19 @@ class CheckpointManager:
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Wait for a save in flight, free its staging buffers, release the directory lock."""
+        """Wait for a save in flight, free its staging buffers, release the directory lock.
+
+        Also what leaving a ``with`` block does; the manager may save again afterwards (it
+        takes the lock again).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> with ck.CheckpointManager(ck.Checkpoint(), tempfile.mkdtemp(), max_to_keep=1) as m:
+        ...     handle = m.save(blocking=False)
+        >>> handle.done()
+        True
+        """
         try:
             settle(self._checkpoint)
         finally:

@@ -105,11 +105,48 @@ class Variable(Trackable):
         return self._trainable
 
     def numpy(self) -> np.ndarray[Any, Any]:
-        """A copy of the value."""
+        """A copy of the value.
+
+        Returns
+        -------
+        numpy.ndarray
+            Changing it does not change the variable.
+
+        Examples
+        --------
+        >>> v = ck.Variable([1.0, 2.0])
+        >>> copy = v.numpy()
+        >>> copy[0] = 9.0
+        >>> v.numpy()
+        array([1., 2.])
+        """
         return self._value.copy()
 
     def assign(self, value: ArrayLike) -> Variable:
-        """Write ``value`` in place (casting with numpy's ``same_kind`` rule); return self."""
+        """Write ``value`` in place (casting with numpy's ``same_kind`` rule); return self.
+
+        Parameters
+        ----------
+        value
+            An array-like (or another ``ck.Variable``) of the variable's shape; a variable
+            declared with ``None`` dimensions accepts any size there.
+
+        Returns
+        -------
+        Variable
+            This variable.
+
+        Raises
+        ------
+        AssignmentError
+            The shape does not fit, or the cast is not ``same_kind`` (float into int, ...).
+
+        Examples
+        --------
+        >>> v = ck.Variable([0.0, 0.0])
+        >>> v.assign([1, 2]).numpy()  # int -> float64 is a same-kind cast
+        array([1., 2.])
+        """
         array = np.asarray(value._value if isinstance(value, Variable) else value)
         if not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
             raise AssignmentError(
@@ -130,11 +167,43 @@ class Variable(Trackable):
         return self
 
     def assign_add(self, delta: ArrayLike) -> Variable:
-        """Add ``delta`` in place; return self."""
+        """Add ``delta`` in place; return self.
+
+        Parameters
+        ----------
+        delta
+            An array-like broadcastable to the variable's shape.
+
+        Returns
+        -------
+        Variable
+            This variable.
+
+        Examples
+        --------
+        >>> ck.Variable(1).assign_add(2).numpy()
+        array(3)
+        """
         return self.assign(self._value + np.asarray(delta))
 
     def assign_sub(self, delta: ArrayLike) -> Variable:
-        """Subtract ``delta`` in place; return self."""
+        """Subtract ``delta`` in place; return self.
+
+        Parameters
+        ----------
+        delta
+            As for :meth:`assign_add`.
+
+        Returns
+        -------
+        Variable
+            This variable (``assign`` rules apply: same-kind casts, the same shape).
+
+        Examples
+        --------
+        >>> ck.Variable([3.0, 4.0]).assign_sub(1.0).numpy()
+        array([2., 3.])
+        """
         return self.assign(self._value - np.asarray(delta))
 
     def __array__(

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from ckptlab._version import __version__
+from ckptlab import __version__
 from ckptlab.cli import _diff, _export, _ls, _verify
 from ckptlab.cli._common import (
     EXIT_OK,
@@ -28,7 +28,7 @@ from ckptlab.cli._common import (
     Output,
 )
 from ckptlab.cli._style import Style, wants_color
-from ckptlab.errors import CkptlabError, NotFoundError
+from ckptlab.errors import CkptlabError, NotACheckpointError, NotFoundError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEMS", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         return int(args.run(args, out))
     except CommandError as error:
         return _fail(errors, str(error), error.code)
-    except NotFoundError as error:
+    except (NotFoundError, NotACheckpointError) as error:  # the path names no checkpoint
         return _fail(errors, str(error), EXIT_USAGE)
     except CkptlabError as error:
         return _fail(errors, str(error), EXIT_PROBLEMS)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ckptlab._convert import convert
-from ckptlab._keymap import KeyMap
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
+
+if TYPE_CHECKING:
+    from ckptlab import KeyMap
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -61,11 +62,15 @@ def key_map(renames: list[str], transposes: list[str]) -> KeyMap | None:
         if not sep or not pattern:
             raise CommandError(f"--rename expects PATTERN=REPLACEMENT, got {rule!r}", EXIT_USAGE)
         rules.append((pattern, replacement))
+    from ckptlab import KeyMap
+
     return KeyMap(rules, transpose=transposes)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     """Convert ``args.src`` to ``args.dst``."""
+    from ckptlab import convert
+
     if os.path.lexists(args.dst) and not args.overwrite:
         raise CommandError(f"{args.dst} already exists; pass --overwrite to replace it", EXIT_USAGE)
     mapping = key_map(args.rename, args.transpose)

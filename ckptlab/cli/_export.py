@@ -11,7 +11,7 @@ import argparse
 import json
 import shutil
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import (
     EXIT_OK,
@@ -25,7 +25,9 @@ from ckptlab.cli._style import describe_shape
 from ckptlab.cli._tree import TreeNode, build_tree, value_json
 from ckptlab.core import CheckpointDocument, ObjectGraph, unescape_local_name
 from ckptlab.inspect import dot_string
-from ckptlab.storage import StoredCheckpoint
+
+if TYPE_CHECKING:
+    from ckptlab.storage import StoredCheckpoint
 
 GRAPH_FORMAT = "ckptlab.graph"
 GRAPH_VERSION = 1

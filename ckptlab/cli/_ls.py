@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import Output, open_target
 from ckptlab.cli._style import Style, describe_shape, human_bytes
 from ckptlab.cli._tree import TreeNode, build_tree, value_json
-from ckptlab.storage import StoredCheckpoint
+
+if TYPE_CHECKING:
+    from ckptlab.storage import StoredCheckpoint
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:

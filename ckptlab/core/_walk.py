@@ -3,7 +3,7 @@
 The core never touches user objects directly: a :class:`ProgramView` answers "what are this
 object's children", "does it own a value" and "which slots does this optimizer hold".  The walk
 is breadth-first, visits every object once (shared objects and cycles are fine) and numbers
-nodes in discovery order, then slot variables (SEMANTICS 14, 17, 57, 62).
+nodes in discovery order, then slot variables (docs/semantics.md S14, S17, S57, S62).
 """
 
 from __future__ import annotations

@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab._checkpoint import Checkpoint
+from ckptlab import Checkpoint
 from ckptlab.core import FORMAT_VERSION, CheckpointDocument, ProgramGraph
 from ckptlab.distributed._plan import Placement, Region, SavePlan, ValueEntry, plan_save
 from ckptlab.distributed._sharded import Placeholder, ShardedVariable
 from ckptlab.engine import Program, is_trackable, require_adapter
-from ckptlab.storage import little_endian, resolve
-from ckptlab.storage._parts import ArraySpec, PartWriter
+from ckptlab.storage import ArraySpec, PartWriter, little_endian, resolve
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

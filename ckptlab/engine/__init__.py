@@ -26,6 +26,7 @@ from ckptlab.engine._status import (
     CheckpointLoadStatus,
     InitializationOnlyStatus,
     NameBasedSaverStatus,
+    RestoreStatus,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Program",
     "RestoreCoordinator",
     "Revision",
+    "RestoreStatus",
     "Restorer",
     "Trackable",
     "adapter_for",

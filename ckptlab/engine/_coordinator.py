@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import (
+    OPTIMIZER_SLOT,
     Assignment,
     MatchReport,
     NodePath,
@@ -27,11 +28,11 @@ from ckptlab.core import (
     SlotRestore,
     ValueSpec,
     build_report,
+    conflict_kind,
+    object_prefix,
     plan_restore,
     unused_warning,
 )
-from ckptlab.core._keys import OPTIMIZER_SLOT, object_prefix
-from ckptlab.core._plan import conflict_kind
 from ckptlab.engine import _execute
 from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program

@@ -1,7 +1,7 @@
 """PyTorch programs: modules, parameters, buffers, optimizers, LR schedulers, ``GradScaler``.
 
 Imported only once a torch object reaches ckptlab (so torch is already imported).  The mapping
-(docs/pytorch.md):
+(docs/frameworks.md):
 
 * an ``nn.Module``'s children are its parameters, persistent buffers, ``_extra_state`` (when
   the module defines ``get_extra_state``) and submodules, named as in ``state_dict()``; a

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptlab._checkpoint import Checkpoint
-from ckptlab._reader import open_path, resolve_path
 from ckptlab.core import gc_paused
 from ckptlab.explorer import _engine
 from ckptlab.explorer._compare import compare_stored
 from ckptlab.explorer._sources import CheckpointSource, DiffSource, ProgramSource, StatusSource
 from ckptlab.explorer._timeline import Timeline, TimelineSource, find_run
+from ckptlab.storage import open_path, resolve_path
+
+if TYPE_CHECKING:  # the widget needs the widgets extra; imported when one is made
+    from ckptlab.widgets import ExplorerWidget
 
 
 def _is_path(target: object) -> bool:
@@ -78,7 +81,7 @@ def source_for(target: Any, program: Any = None, compare: Any = None) -> Any:
     )
 
 
-def explore(target: Any, *, program: Any = None, compare: Any = None) -> Any:
+def explore(target: Any, *, program: Any = None, compare: Any = None) -> ExplorerWidget:
     """An interactive explorer widget of a checkpoint, a program, a comparison, or a training run.
 
     Parameters
@@ -90,8 +93,9 @@ def explore(target: Any, *, program: Any = None, compare: Any = None) -> Any:
         later restores.  With ``restore(path, lazy=True)`` "Restore selected" writes chosen
         subgraphs.
     program
-        With a path: a ``Checkpoint`` (or any trackable) to compare against, through
-        ``program.read(path, lazy=True)``: nothing is written until "Restore selected".
+        With a path: a ``Checkpoint``, or any program object (a torch model), to compare
+        against, read lazily: nothing is written until "Restore selected".  A bare model is
+        placed where it matches, as the root or under the checkpoint's top-level name.
     compare
         With a path: a second checkpoint; the graph is coloured by how each value changed
         (as ``ck.diff(target, compare).widget()``).

@@ -10,18 +10,19 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ckptlab._reader import open_path
 from ckptlab.core import ValueSpec, gc_paused
 from ckptlab.explorer._sources import DiffSource, display_paths
 from ckptlab.explorer._values import difference, squares
-from ckptlab.inspect._diff import CheckpointDiff, DiffEntry, DiffState, diff_view
-from ckptlab.inspect._wire import DTYPE_ITEMSIZE
-from ckptlab.storage import StoredCheckpoint
+from ckptlab.inspect import DTYPE_ITEMSIZE, CheckpointDiff, DiffEntry, DiffState, diff_view
+from ckptlab.storage import StoredCheckpoint, open_path
 
 BATCH_BYTES = 64 * 1024 * 1024
 """Bytes read from each checkpoint at a time while comparing."""
+
+if TYPE_CHECKING:  # the widget needs the widgets extra; imported when one is made
+    from ckptlab.widgets import ExplorerWidget
 
 
 class Diff(CheckpointDiff):
@@ -29,8 +30,23 @@ class Diff(CheckpointDiff):
 
     __slots__ = ()
 
-    def widget(self) -> Any:
-        """The explorer widget of this diff."""
+    def widget(self) -> ExplorerWidget:
+        """The explorer widget of this diff.
+
+        Returns
+        -------
+        ExplorerWidget
+            The two checkpoints' union, values coloured by how they changed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> a = ck.Checkpoint(w=ck.Variable([1.0])).write(d + "/a")
+        >>> b = ck.Checkpoint(w=ck.Variable([2.0])).write(d + "/b")
+        >>> ck.diff(a, b).widget().summary.startswith("1 changed")
+        True
+        """
         from ckptlab.widgets import ExplorerWidget
 
         with gc_paused():

@@ -16,10 +16,19 @@ from ckptlab.core import MatchReport, ReportEntry
 from ckptlab.errors import CkptlabError
 from ckptlab.explorer import _engine
 from ckptlab.explorer._values import change, difference, squares, value_stats
-from ckptlab.inspect import GraphView, ViewValue, build_view
-from ckptlab.inspect._diff import CheckpointDiff, diff_view
-from ckptlab.inspect._placement import covering_paths, name_value, object_value, path_value
-from ckptlab.inspect._wire import NodeDetails, Stats
+from ckptlab.inspect import (
+    CheckpointDiff,
+    GraphView,
+    NodeDetails,
+    Stats,
+    ViewValue,
+    build_view,
+    covering_paths,
+    diff_view,
+    name_value,
+    object_value,
+    path_value,
+)
 from ckptlab.storage import StoredCheckpoint
 
 #: Programs up to this many values are re-checked after every notebook cell (attached objects).

@@ -23,14 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab._reader import open_path
 from ckptlab.core import ValueSpec
 from ckptlab.explorer._compare import Diff, compare_stored
 from ckptlab.explorer._sources import DiffSource, display_paths
 from ckptlab.explorer._values import difference, squares
-from ckptlab.inspect import GraphView
-from ckptlab.inspect._wire import DTYPE_ITEMSIZE, ModuleSeries, TimelineData, TimelinePoint
-from ckptlab.storage import StoredCheckpoint, read_state, resolve
+from ckptlab.inspect import DTYPE_ITEMSIZE, GraphView, ModuleSeries, TimelineData, TimelinePoint
+from ckptlab.storage import StoredCheckpoint, open_path, read_state, resolve
 
 Progress = Callable[[float, str], None]
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.inspect._wire import Change, Histogram, Stats
+from ckptlab.inspect import Change, Histogram, Stats
 
 HISTOGRAM_BINS = 20
 

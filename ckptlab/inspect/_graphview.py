@@ -2,8 +2,8 @@
 
 A view is a tree of named nodes (objects and values) plus cross edges (optimizer slot -> its
 variable, suggested matches).  Every value carries a view state: one of the eight match states
-(DESIGN.md §4), or a state of a view without a comparison (``stored``, ``program``), or a diff
-state (``added``, ``removed``, ``changed``, ``unchanged``).
+(docs/semantics.md, "Match states"), or a state of a view without a comparison (``stored``,
+``program``), or a diff state (``added``, ``removed``, ``changed``, ``unchanged``).
 
 :meth:`GraphView.to_json` gives the versioned JSON (``graph.schema.json`` next to this module)
 that the browser draws; it is columnar and deduplicated so 100,000 values stay small.  Node ids

@@ -4,7 +4,7 @@ A :class:`ByteStore` maps ``/``-separated keys to byte strings.  Checkpoint writ
 are written against this small protocol, so the local file system, memory and object stores
 (any fsspec URL, see ``_fsspec.py``) share one implementation of the format.
 ``supports_rename`` tells the commit protocol whether it can publish with a rename (local) or
-must write a commit object last.  ``tests/storage/conformance.py`` is the contract every store
+must write a commit object last.  ``ckptlab/testing/store_tests.py`` is the contract every store
 passes.
 """
 
@@ -14,11 +14,13 @@ import contextlib
 import os
 import shutil
 import stat
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ckptlab.errors import NotFoundError
+from ckptlab.storage._faults import translate_faults
 
 Buffer = bytes | bytearray | memoryview
 
@@ -111,6 +113,7 @@ class LocalStore:
         """Return the path itself."""
         return key
 
+    @translate_faults("write")
     def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
         """Write a file (parent directories are created)."""
         os.makedirs(os.path.dirname(key), exist_ok=True)
@@ -122,11 +125,13 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    @translate_faults("write")
     def write_many(self, items: Sequence[tuple[str, Sequence[Buffer]]], *, durable: bool) -> None:
         """Write files one after the other (a local disk gains nothing from concurrency)."""
         for key, parts in items:
             self.write(key, parts, durable=durable)
 
+    @translate_faults("create")
     def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
         """Create a file exclusively (``O_EXCL``)."""
         os.makedirs(os.path.dirname(key), exist_ok=True)
@@ -142,6 +147,7 @@ class LocalStore:
             os.close(fd)
         return True
 
+    @translate_faults("replace")
     def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
         """Write a hidden temporary sibling, fsync it, rename it over ``key``, fsync the directory.
 
@@ -163,6 +169,7 @@ class LocalStore:
         if durable:
             fsync_dir(os.path.dirname(key) or ".")
 
+    @translate_faults("read")
     def read(self, key: str) -> bytes:
         """Read a whole file."""
         try:
@@ -171,6 +178,7 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFoundError(f"No file at {key}.") from None
 
+    @translate_faults("read")
     def read_into(self, key: str, out: memoryview, offset: int) -> int:
         """Read straight into ``out`` with ``preadv`` (no intermediate copy)."""
         fd = _open_for_reading(key)
@@ -179,6 +187,7 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    @translate_faults("read")
     def read_ranges(self, requests: Sequence[tuple[str, int, Sequence[memoryview]]]) -> list[int]:
         """``preadv`` each range straight into its buffers (one system call per 1024 buffers)."""
         counts = []
@@ -196,6 +205,7 @@ class LocalStore:
                 os.close(opened[1])
         return counts
 
+    @translate_faults("inspect")
     def size(self, key: str) -> int | None:
         """Return the file size."""
         try:
@@ -212,6 +222,7 @@ class LocalStore:
         """Return whether a directory exists."""
         return os.path.isdir(key)
 
+    @translate_faults("list")
     def list_dir(self, key: str) -> list[str]:
         """List a directory."""
         try:
@@ -219,14 +230,16 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    @translate_faults("delete")
     def delete_tree(self, key: str) -> None:
-        """Remove a file or a directory tree."""
+        """Remove a file or a directory tree (what is already gone is no error)."""
         if os.path.isdir(key) and not os.path.islink(key):
-            shutil.rmtree(key, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(key, **_IGNORE_MISSING)
+        else:  # below a file (NotADirectoryError) nothing can exist either
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(key)
 
+    @translate_faults("rename")
     def rename(self, source: str, target: str, *, durable: bool) -> None:
         """``os.rename`` then fsync the parent directories."""
         os.rename(source, target)
@@ -235,10 +248,25 @@ class LocalStore:
             if os.path.dirname(source) != os.path.dirname(target):
                 fsync_dir(os.path.dirname(source) or ".")
 
+    @translate_faults("sync")
     def sync_tree(self, key: str) -> None:
         """Fsync every directory below ``key`` (files were fsynced when written)."""
         for directory in _walk_dirs(key):
             fsync_dir(directory)
+
+
+def _raise_unless_missing(function: object, path: str, error: object) -> None:
+    """``shutil.rmtree`` error handler: what is already gone is fine, anything else is not."""
+    exception = error if isinstance(error, BaseException) else error[1]  # type: ignore[index]
+    if not isinstance(exception, FileNotFoundError | NotADirectoryError):
+        raise exception
+
+
+_IGNORE_MISSING: dict[str, Any] = (
+    {"onexc": _raise_unless_missing}
+    if sys.version_info >= (3, 12)
+    else {"onerror": _raise_unless_missing}
+)
 
 
 def _open_for_reading(key: str) -> int:

@@ -20,7 +20,7 @@ import crc32c
 import numpy as np
 
 from ckptlab.core import PackInfo
-from ckptlab.errors import CorruptCheckpointError
+from ckptlab.errors import CorruptCheckpointError, StorageExistsError
 from ckptlab.storage._commit import (
     ABORTED,
     clean_leftovers,
@@ -185,7 +185,10 @@ def publish_staged(
         store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=durable)
         publish(store, staged, path, durable=durable)
     elif not store.write_new(posixpath.join(path, ROOT_DOCUMENT), root, durable=durable):
-        raise FileExistsError(f"Another writer committed {store.display(path)} first.")
+        raise StorageExistsError(
+            f"Another writer committed {store.display(path)} first; its checkpoint stands and "
+            "this save was not published. Give concurrent saves different paths."
+        )
 
 
 def discard_staged(store: ByteStore, staged: str, path: str) -> None:

@@ -455,7 +455,7 @@ def _not_found(store: ByteStore, path: str) -> NotFoundError:
     siblings = sorted(n for n in store.list_dir(parent) if n.startswith(f"{name}-"))
     hint = (
         "You may be missing the checkpoint suffix (e.g. the '-1' in 'ckpt-1'); "
-        f"ck.latest_checkpoint({parent or '.'!r}) names the newest one"
+        f"ck.latest_checkpoint({store.display(parent or '.')!r}) names the newest one"
     )
     if siblings:
         hint += f"; found {', '.join(siblings[:5])} next to it"

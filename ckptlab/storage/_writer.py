@@ -24,13 +24,15 @@ from ckptlab.core import (
     PackInfo,
     StoredValue,
 )
-from ckptlab.errors import UnsupportedFormatError
+from ckptlab.errors import StorageExistsError, UnsupportedFormatError
 from ckptlab.storage._commit import (
+    check_target,
     clean_leftovers,
     prepare_in_place,
     publish,
     temporary_name,
 )
+from ckptlab.storage._faults import noting_failure
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import (
     PACK_THRESHOLD,
@@ -52,6 +54,19 @@ BATCH_BYTES = 256 * 2**20
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteOptions:
     """How to write a checkpoint.
+
+    Parameters
+    ----------
+    durable
+        fsync files and directories before publishing.
+    progress
+        Show a progress bar when a save takes more than about a second.
+    storage_options
+        fsspec options for URLs (``endpoint_url``, ``key``, ``secret``...).
+    pack_threshold
+        Values of at most this many bytes are packed together (FORMAT.md).
+    format_version
+        The format version to write.
 
     Examples
     --------
@@ -76,6 +91,13 @@ class WriteOptions:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadOptions:
     """How to read a checkpoint.
+
+    Parameters
+    ----------
+    progress
+        Show a progress bar when a restore takes more than about a second.
+    storage_options
+        fsspec options for URLs, as in :class:`WriteOptions`.
 
     Examples
     --------
@@ -151,12 +173,16 @@ def write_checkpoint(
     ------
     UnsupportedFormatError
         A value has a dtype ckptlab cannot store (object, structured, strings...).
-    FileExistsError
-        On an object store, another writer committed ``path`` while this one was writing.
+    StorageExistsError
+        Something that is not a checkpoint is at ``path``; or, on an object store, another
+        writer committed ``path`` while this one was writing.
+    StorageError
+        The storage refused a write (no space, no permission...); the message names the path.
     """
     arrays = [(key, little_endian(np.asarray(a), key)) for key, a in values]
     plan = _Plan(arrays, options)
     if store.supports_rename:
+        check_target(store, path)
         clean_leftovers(store, path)
         staged = temporary_name(path)
     else:
@@ -200,14 +226,16 @@ def write_checkpoint(
         elif not store.write_new(
             posixpath.join(path, ROOT_DOCUMENT), root, durable=options.durable
         ):
-            raise FileExistsError(
+            raise StorageExistsError(
                 f"Another writer committed {store.display(path)} while this save was writing it; "
                 "its checkpoint stands and this save was not published. Give concurrent writers "
                 "different paths."
             )
-    except BaseException:
+    except BaseException as error:
         if store.supports_rename:
-            store.delete_tree(staged)
+            noting_failure(
+                error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
+            )
         raise
     return document
 

@@ -24,8 +24,15 @@ import anywidget
 import traitlets
 
 from ckptlab.core import gc_paused
-from ckptlab.inspect import VIEW_STATES, GraphView, view_dot, view_html, view_mimebundle, view_text
-from ckptlab.inspect._source import ExplorerSource
+from ckptlab.inspect import (
+    VIEW_STATES,
+    ExplorerSource,
+    GraphView,
+    view_dot,
+    view_html,
+    view_mimebundle,
+    view_text,
+)
 
 logger = logging.getLogger("ckptlab")
 STATIC = pathlib.Path(__file__).parent / "static"
