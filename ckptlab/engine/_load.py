@@ -1,19 +1,23 @@
-"""Fetching the values a restore step writes: verified first, then read in place (internal).
+"""Fetching the values a restore step writes: verified first, then read at commit (internal).
 
 A restore must not write anything before every value it writes is known to be intact, and it
-must not hold a second copy of the model while it checks.  So values go one of two ways:
+must not hold a second copy of the model while it checks.  So values go one of three ways:
 
 * **in place**: the target exposes its own memory as a host array of exactly the stored shape
   and dtype (a CPU ``torch`` tensor, a ``ck.Variable``).  Its checksum is verified now in
   bounded batches without keeping the bytes, and at commit time the value is read straight into
   that memory (verified again on the way).  Extra memory: one batch.
-* **fetched**: everything else (values on an accelerator, on PyTorch's ``meta`` device, values
-  whose shape changes, slots that do not exist yet) is read now into a fresh array, and handed
-  to the adapter's ``write`` at commit time.
+* **streamed**: every other existing target (a value on an accelerator or on PyTorch's ``meta``
+  device, a JAX array, which is immutable and gets a new array) is verified now the same way,
+  and at commit time read batch by batch into fresh arrays that go straight to the adapter's
+  ``write``.  The fresh arrays are 64-byte aligned, so a framework may adopt one as its own
+  memory without a copy (JAX on the CPU does).  Extra memory: one batch, plus whatever the
+  framework keeps of the old value until it is replaced.
+* **fetched**: values without a target yet (optimizer slots to create) are read now.
 
-The in-place read at commit time can still fail if the file changes between the two passes (a
+The reads at commit time can still fail if the file changes between the two passes (a
 concurrent writer replacing a checkpoint in place, which ckptlab's own saves never do); the
-error then names the value, and the values before it in the batch were written.
+error then names the value, and the values before it were written.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from ckptlab.engine._execute import mark_written, written_by
 from ckptlab.storage import StoredCheckpoint, numpy_dtype
 
 BATCH_BYTES = 16 * 2**20
-"""Bytes verified (or read in place) per storage call: the extra memory of a restore."""
+"""Bytes verified (or read at commit) per storage call: the extra memory of a restore."""
+ALIGNMENT = 64
+"""Byte alignment of the arrays values are read into at commit (what XLA needs to adopt them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +50,12 @@ class Fetch:
 
 @dataclass(slots=True)
 class Load:
-    """What :func:`fetch` got: buffers to read into at commit, and arrays read now."""
+    """What :func:`fetch` got: what to read at commit, and arrays read now."""
 
     in_place: dict[int, tuple[str, Any, np.ndarray[Any, Any]]] = field(default_factory=dict)
+    """ident -> (key, target, the target's own memory)."""
+    streamed: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    """ident -> (key, target): verified, read into a fresh array at commit."""
     arrays: dict[int, np.ndarray[Any, Any]] = field(default_factory=dict)
 
 
@@ -81,6 +90,21 @@ def verify(source: StoredCheckpoint, keys: Iterable[str]) -> None:
         source.read_many(batch)
 
 
+def aligned_empty(shape: Sequence[int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """An uninitialised C-contiguous array whose data starts on an :data:`ALIGNMENT` boundary.
+
+    Examples
+    --------
+    >>> array = aligned_empty((3, 5), np.dtype("float32"))
+    >>> array.shape, array.ctypes.data % ALIGNMENT
+    ((3, 5), 0)
+    """
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
 def fetch(
     source: StoredCheckpoint,
     items: Sequence[Fetch],
@@ -89,7 +113,7 @@ def fetch(
     explicit: bool = False,
     preloaded: dict[int, np.ndarray[Any, Any]] | None = None,
 ) -> Load:
-    """Verify what can be read in place, read the rest; raise (writing nothing) on damage."""
+    """Verify what is read at commit, read the rest; raise (writing nothing) on damage."""
     load = Load()
     rest: list[Fetch] = []
     in_place_keys: set[str] = set()
@@ -98,18 +122,22 @@ def fetch(
         if early is not None:
             load.arrays[item.ident] = early
             continue
-        if (
-            item.target is not None
-            and item.key not in in_place_keys  # a key read in place feeds one target
-            and (explicit or written_by(item.target) <= uid)
+        if item.target is None:
+            rest.append(item)
+            continue
+        if item.key not in in_place_keys and (  # a key read in place feeds one target
+            explicit or written_by(item.target) <= uid
         ):
             buffer = _buffer_for(item.target, source, item.key)
             if buffer is not None:
                 load.in_place[item.ident] = (item.key, item.target, buffer)
                 in_place_keys.add(item.key)
                 continue
-        rest.append(item)
-    verify(source, (key for key, _, _ in load.in_place.values()))
+        load.streamed[item.ident] = (item.key, item.target)
+    verify(
+        source,
+        [key for key, _, _ in load.in_place.values()] + [k for k, _ in load.streamed.values()],
+    )
     read = source.read_many(item.key for item in rest)  # batched, verified, with progress
     seen: set[str] = set()
     for item in rest:  # two writes sharing a key must not share one array
@@ -118,21 +146,56 @@ def fetch(
     return load
 
 
-def read_in_place(
+def read_at_commit(
     source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool = False
-) -> list[int]:
-    """Read the in-place values into their targets' memory; return the idents written.
+) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
+    """Deliver every value of ``load``: ``(ident, array)``, or ``(ident, None)`` when done.
 
-    A target a newer restore wrote since :func:`fetch` is left alone (unless ``explicit``).
+    In-place values are read into their targets' memory first (``None``: nothing left to
+    write); then the arrays read by :func:`fetch`; then the streamed values, one batch at a
+    time (the caller writes each array before the next batch is read, so the batch's memory is
+    released as it goes).  A target a newer restore wrote since :func:`fetch` is left alone
+    (unless ``explicit``): in place it is not delivered at all, streamed it comes as ``None``.
     """
-    wanted = {
-        ident: entry
-        for ident, entry in load.in_place.items()
-        if explicit or written_by(entry[1]) <= uid
-    }
-    by_key = {key: ident for ident, (key, _, _) in wanted.items()}
+
+    def wanted(target: Any) -> bool:
+        return explicit or written_by(target) <= uid
+
+    in_place = {ident: entry for ident, entry in load.in_place.items() if wanted(entry[1])}
+    by_key = {key: ident for ident, (key, _, _) in in_place.items()}
     for batch in _batches(list(by_key), source):
-        source.read_many(batch, {key: wanted[by_key[key]][2] for key in batch})
+        source.read_many(batch, {key: in_place[by_key[key]][2] for key in batch})
         for key in batch:
-            mark_written(wanted[by_key[key]][1], uid)
-    return list(wanted)
+            mark_written(in_place[by_key[key]][1], uid)
+            yield by_key[key], None
+    yield from load.arrays.items()
+    idents: dict[str, list[int]] = {}
+    for ident, (key, target) in load.streamed.items():
+        if wanted(target):
+            idents.setdefault(key, []).append(ident)
+        else:  # a newer restore wrote it: nothing to read (the write would be skipped)
+            yield ident, None
+    for batch in _batches(list(idents), source):
+        outs = {}
+        for key in batch:
+            stored = source.stored(key)
+            dtype = numpy_dtype(stored.dtype)
+            if dtype.kind != "O":
+                outs[key] = aligned_empty(stored.shape, dtype)
+        read = source.read_many(batch, outs)
+        del outs
+        for key in batch:
+            array = read.pop(key)
+            *others, last = idents[key]
+            for ident in others:  # each write gets its own array
+                yield ident, _copy(array)
+            yield last, array
+            del array
+
+
+def _copy(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    if array.dtype.kind == "O":
+        return array.copy()
+    out = aligned_empty(array.shape, array.dtype)
+    out[...] = array
+    return out

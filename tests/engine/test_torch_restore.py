@@ -183,8 +183,9 @@ def test_a_damaged_value_fails_the_restore_before_anything_is_written(tmp_path, 
     model = tt.mlp((4, 64, 2))
     path = ck.Checkpoint(model=model).write(tmp_path / "c")
     data = [p for p in (tmp_path / "c").rglob("*") if p.is_file() and p.stat().st_size > 1000]
-    blob = data[0].read_bytes()
-    data[0].write_bytes(blob[:-10] + bytes(b ^ 0xFF for b in blob[-10:]))
+    blob = bytearray(data[0].read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # a value's byte (a shard's index sits at its end)
+    data[0].write_bytes(bytes(blob))
     fresh = tt.mlp((4, 64, 2), seed=8)
     before = tt.state_bytes(fresh)
     with pytest.raises(ck.CorruptCheckpointError):
