@@ -4,9 +4,11 @@ A restore must not write anything before every value it writes is known to be in
 must not hold a second copy of the model while it checks.  So values go one of three ways:
 
 * **in place**: the target exposes its own memory as a host array of exactly the stored shape
-  and dtype (a CPU ``torch`` tensor, a ``ck.Variable``).  Its checksum is verified now in
-  bounded batches without keeping the bytes, and at commit time the value is read straight into
-  that memory (verified again on the way).  Extra memory: one batch.
+  and dtype (a CPU ``torch`` tensor, a ``ck.Variable``).  Its checksums are verified now
+  through the storage layer's :class:`~ckptlab.storage.ValueReader` (a few MiB of scratch
+  memory, nothing kept), and at commit time the value is read straight into that memory; on a
+  local disk the reader keeps the files open between the two, so the bytes copied are the
+  ones verified.  Extra memory: the reader's scratch buffers.
 * **streamed**: every other existing target (a value on an accelerator or on PyTorch's ``meta``
   device, a JAX array, which is immutable and gets a new array) is verified now the same way,
   and at commit time read batch by batch into fresh arrays that go straight to the adapter's
@@ -15,14 +17,15 @@ must not hold a second copy of the model while it checks.  So values go one of t
   framework keeps of the old value until it is replaced.
 * **fetched**: values without a target yet (optimizer slots to create) are read now.
 
-The reads at commit time can still fail if the file changes between the two passes (a
-concurrent writer replacing a checkpoint in place, which ckptlab's own saves never do); the
-error then names the value, and the values before it were written.
+On an object store nothing pins the bytes between the passes: the reads at commit time are
+verified again, and can still fail if the checkpoint is replaced in between (ckptlab's own
+saves never replace one in place); the error then names the value, and the values before it
+were written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +33,10 @@ import numpy as np
 
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._execute import mark_written, written_by
-from ckptlab.storage import StoredCheckpoint, numpy_dtype
+from ckptlab.storage import StoredCheckpoint, ValueReader, numpy_dtype
 
 BATCH_BYTES = 16 * 2**20
-"""Bytes verified (or read at commit) per storage call: the extra memory of a restore."""
+"""Bytes of fresh arrays read at commit per batch, for values not read in place."""
 ALIGNMENT = 64
 """Byte alignment of the arrays values are read into at commit (what XLA needs to adopt them)."""
 
@@ -52,6 +55,8 @@ class Fetch:
 class Load:
     """What :func:`fetch` got: what to read at commit, and arrays read now."""
 
+    values: ValueReader | None = None
+    """The open reader the verified values are read through at commit (closed after)."""
     in_place: dict[int, tuple[str, Any, np.ndarray[Any, Any]]] = field(default_factory=dict)
     """ident -> (key, target, the target's own memory)."""
     streamed: dict[int, tuple[str, Any]] = field(default_factory=dict)
@@ -81,13 +86,6 @@ def _batches(keys: Sequence[str], source: StoredCheckpoint) -> Iterator[list[str
         size += nbytes
     if batch:
         yield batch
-
-
-def verify(source: StoredCheckpoint, keys: Iterable[str]) -> None:
-    """Check the bytes of ``keys`` against their checksums, keeping at most one batch."""
-    unique = list(dict.fromkeys(keys))
-    for batch in _batches(unique, source):
-        source.read_many(batch)
 
 
 def aligned_empty(shape: Sequence[int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
@@ -134,11 +132,16 @@ def fetch(
                 in_place_keys.add(item.key)
                 continue
         load.streamed[item.ident] = (item.key, item.target)
-    verify(
-        source,
-        [key for key, _, _ in load.in_place.values()] + [k for k, _ in load.streamed.values()],
-    )
-    read = source.read_many(item.key for item in rest)  # batched, verified, with progress
+    load.values = source.open_values()
+    try:
+        load.values.verify(
+            [key for key, _, _ in load.in_place.values()]
+            + [key for key, _ in load.streamed.values()]
+        )
+        read = load.values.read([item.key for item in rest])
+    except BaseException:
+        load.values.close()
+        raise
     seen: set[str] = set()
     for item in rest:  # two writes sharing a key must not share one array
         load.arrays[item.ident] = read[item.key].copy() if item.key in seen else read[item.key]
@@ -157,17 +160,24 @@ def read_at_commit(
     released as it goes).  A target a newer restore wrote since :func:`fetch` is left alone
     (unless ``explicit``): in place it is not delivered at all, streamed it comes as ``None``.
     """
+    values = load.values or source.open_values()
+    try:
+        yield from _deliver(values, source, load, uid=uid, explicit=explicit)
+    finally:
+        values.close()
 
+
+def _deliver(
+    values: ValueReader, source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool
+) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
     def wanted(target: Any) -> bool:
         return explicit or written_by(target) <= uid
 
     in_place = {ident: entry for ident, entry in load.in_place.items() if wanted(entry[1])}
-    by_key = {key: ident for ident, (key, _, _) in in_place.items()}
-    for batch in _batches(list(by_key), source):
-        source.read_many(batch, {key: in_place[by_key[key]][2] for key in batch})
-        for key in batch:
-            mark_written(in_place[by_key[key]][1], uid)
-            yield by_key[key], None
+    values.read_into({key: buffer for key, _, buffer in in_place.values()})
+    for ident, (_, target, _) in in_place.items():
+        mark_written(target, uid)
+        yield ident, None
     yield from load.arrays.items()
     idents: dict[str, list[int]] = {}
     for ident, (key, target) in load.streamed.items():
@@ -182,7 +192,7 @@ def read_at_commit(
             dtype = numpy_dtype(stored.dtype)
             if dtype.kind != "O":
                 outs[key] = aligned_empty(stored.shape, dtype)
-        read = source.read_many(batch, outs)
+        read = values.read_many(batch, outs)  # into the aligned arrays (fresh for strings)
         del outs
         for key in batch:
             array = read.pop(key)
