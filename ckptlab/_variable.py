@@ -230,6 +230,9 @@ class Variable(Trackable):
         self._declared_shape = tuple(array.shape)
         self._ck_spec = ValueSpec(shape=self._declared_shape, dtype=array.dtype.name)
 
+    _ck_written_by = 0
+    """The restore that wrote this variable last (the executor's record; see engine)."""
+
     def _ck_value(self) -> np.ndarray[Any, Any]:
         """The live array (not a copy): used by savers, never handed to users."""
         return self._value

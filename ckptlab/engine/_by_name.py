@@ -308,7 +308,9 @@ class NameBasedRestore:
         return found
 
     def _fetch(self, writes: Sequence[Assignment[Any]], *, explicit: bool) -> Load:
-        items = [Fetch(ident=id(w.target), key=w.key, target=w.target) for w in writes]
+        items = [
+            Fetch(ident=id(w.target), key=w.key, target=w.target, stored=w.stored) for w in writes
+        ]
         return fetch(self.source, items, uid=self.uid, explicit=explicit)
 
     def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:

@@ -247,7 +247,12 @@ class RestoreCoordinator:
 
     def _fetch(self, writes: Sequence[Write], *, explicit: bool) -> Load:
         items = [
-            Fetch(ident=w.node, key=w.key, target=w.target if isinstance(w, Assignment) else None)
+            Fetch(
+                ident=w.node,
+                key=w.key,
+                target=w.target if isinstance(w, Assignment) else None,
+                stored=w.stored,
+            )
             for w in writes
         ]
         return fetch(self.source, items, uid=self.uid, explicit=explicit, preloaded=self._preloaded)
@@ -365,9 +370,18 @@ class RestoreCoordinator:
             skip_slots=self.skip_slots,
         )
 
+    def _all_values_taken(self) -> bool:
+        """Whether every checkpoint value went somewhere (the common case: nothing to warn)."""
+        if self.merged or self.unused_attributes or self.inconsistent or self.blocked:
+            return False
+        taken = self.bound.keys() | self.queued.keys()
+        return all(
+            node_id in taken for node_id, node in enumerate(self.graph.nodes) if node.attributes
+        )
+
     def __del__(self) -> None:
         try:  # never raise from a finalizer (at interpreter exit module globals may be gone)
-            if not self.expect_partial:
+            if not self.expect_partial and not self._all_values_taken():
                 for line in unused_warning(self.report(with_program=False)):
                     logger.warning("%s", line)
         except Exception:

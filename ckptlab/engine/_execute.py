@@ -57,6 +57,21 @@ _DEFERRED = ObjectTable("deferred", on_object=True)
 _NAME_BASED = ObjectTable("name_based", on_object=True)
 """object -> [name-based restores that restore what is attached below it]."""
 _WRITTEN_BY = ObjectTable("written_by", on_object=False)
+"""The restore that wrote an object last, for objects that do not keep it themselves."""
+
+
+def _newest(target: Any) -> int:
+    own: int | None = getattr(target, "_ck_written_by", None)  # ck.Variable keeps its own
+    return own if own is not None else int(_WRITTEN_BY.get(target, 0))
+
+
+def _record(target: Any, uid: int) -> None:
+    if getattr(target, "_ck_written_by", None) is not None:
+        target._ck_written_by = uid
+    else:
+        _WRITTEN_BY.set(target, uid)
+
+
 """object holding a value -> uid of the newest restore that wrote it."""
 
 
@@ -120,23 +135,22 @@ def write_value(
     even over a newer restore's value (the latest assignment wins, docs/semantics.md S41).
     Returns the object now holding the value (see :meth:`Adapter.write`).
     """
-    newest: int = _WRITTEN_BY.get(target, 0)
+    newest = _newest(target)
     if newest > uid and not explicit:
         return target
     holder = require_adapter(target).write(target, array)
-    _WRITTEN_BY.set(holder, max(newest, uid))
+    _record(holder, max(newest, uid))
     return holder
 
 
 def mark_written(target: Any, uid: int) -> None:
     """Record that restore ``uid`` gave ``target`` its value (read straight into its memory)."""
-    _WRITTEN_BY.set(target, max(_WRITTEN_BY.get(target, 0), uid))
+    _record(target, max(_newest(target), uid))
 
 
 def written_by(target: Any) -> int:
     """The uid of the newest restore that wrote ``target`` (0: none)."""
-    uid: int = _WRITTEN_BY.get(target, 0)
-    return uid
+    return _newest(target)
 
 
 def create_slot(
@@ -158,5 +172,5 @@ def create_slot(
     if existing is not None:
         return write_value(existing, array, uid, explicit=explicit)
     slot_object = adapter.create_slot(optimizer, variable, slot, array)
-    _WRITTEN_BY.set(slot_object, uid)
+    _record(slot_object, uid)
     return slot_object

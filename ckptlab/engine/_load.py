@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptlab.core import ValueSpec
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._execute import mark_written, written_by
 from ckptlab.storage import StoredCheckpoint, ValueReader, numpy_dtype
@@ -49,6 +50,8 @@ class Fetch:
     key: str
     target: Any
     """The object to write into, or ``None`` (a slot to create: always fetched)."""
+    stored: ValueSpec
+    """What the checkpoint holds for ``key``."""
 
 
 @dataclass(slots=True)
@@ -64,14 +67,17 @@ class Load:
     arrays: dict[int, np.ndarray[Any, Any]] = field(default_factory=dict)
 
 
-def _buffer_for(target: Any, source: StoredCheckpoint, key: str) -> np.ndarray[Any, Any] | None:
+_DTYPES: dict[str, np.dtype[Any]] = {}
+
+
+def _buffer_for(target: Any, stored: ValueSpec) -> np.ndarray[Any, Any] | None:
     buffer = require_adapter(target).buffer(target)
-    if buffer is None:
+    if buffer is None or buffer.shape != stored.shape:
         return None
-    stored = source.stored(key)
-    if buffer.shape != tuple(stored.shape) or buffer.dtype != numpy_dtype(stored.dtype):
-        return None
-    return buffer
+    dtype = _DTYPES.get(stored.dtype)
+    if dtype is None:
+        dtype = _DTYPES[stored.dtype] = numpy_dtype(stored.dtype)
+    return buffer if buffer.dtype == dtype else None
 
 
 def _batches(keys: Sequence[str], source: StoredCheckpoint) -> Iterator[list[str]]:
@@ -126,7 +132,7 @@ def fetch(
         if item.key not in in_place_keys and (  # a key read in place feeds one target
             explicit or written_by(item.target) <= uid
         ):
-            buffer = _buffer_for(item.target, source, item.key)
+            buffer = _buffer_for(item.target, item.stored)
             if buffer is not None:
                 load.in_place[item.ident] = (item.key, item.target, buffer)
                 in_place_keys.add(item.key)

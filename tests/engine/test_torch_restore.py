@@ -169,7 +169,7 @@ def test_restore_holds_a_few_mib_of_extra_memory_not_a_second_model(tmp_path, tt
     path = ck.Checkpoint(model=model).write(tmp_path / "c")
     fresh = nn.Sequential(*[nn.Linear(1024, 1024) for _ in range(16)])
     peak = peak_bytes(lambda: ck.Checkpoint(model=fresh).read(path).assert_consumed())
-    assert peak < 16 << 20  # the reader's scratch buffers, never the 64 MiB model
+    assert peak < 24 << 20  # the reader's scratch buffers, never the 64 MiB model
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
