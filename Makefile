@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,widgets,s3,dask,notebooks,jax,keras]"
+	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install -q -e ".[dev,widgets,s3,dask,notebooks,torch,jax,keras,orbax,gguf]"
 	touch $(STAMP)
 
 # `make demo DEMO_ARGS=--smoke` runs the non-interactive check the tests use.
