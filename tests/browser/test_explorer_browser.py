@@ -88,6 +88,23 @@ def node(page, path_text: str):
     )
 
 
+def on_screen(root, selector: str) -> str:
+    """The ``data-node`` of the first node matching ``selector`` that lies inside the stage."""
+    found = root.evaluate(
+        """(root, selector) => {
+        const stage = root.querySelector(".ck-stage").getBoundingClientRect();
+        const inside = (r) => r.left >= stage.left && r.right <= stage.right &&
+          r.top >= stage.top && r.bottom <= stage.bottom;
+        const node = [...root.querySelectorAll(selector)].find(
+          (g) => inside(g.getBoundingClientRect()));
+        return node ? node.getAttribute("data-node") : null;
+      }""",
+        selector,
+    )
+    assert found is not None, f"no {selector} on screen"
+    return str(found)
+
+
 def stroke(locator) -> str:
     return locator.locator("path, polygon").first.evaluate("e => getComputedStyle(e).stroke")
 
@@ -118,13 +135,14 @@ def test_colours_details_and_restore_selected(lab, page, nb):
     nb.run(0)
     expect(page.locator(f"{EXPLORER} g.node").first).to_be_visible(timeout=60_000)
     legend = page.locator(f"{EXPLORER} .ck-legend")
-    expect(legend).to_contain_text("bound 8")
+    expect(legend).to_contain_text("not yet written 8")  # the "bound" state, as it reads
     expect(legend).to_contain_text("shape conflict 6")  # head kernel, bias and their 4 slots
+    expect(legend).to_contain_text("pending 6")  # hidden's values wait for model.hidden
     conflict = page.locator(f"{EXPLORER} g.node.st-shape_conflict").first
     assert stroke(conflict) == "rgb(194, 24, 91)"  # --ck-shape_conflict
     assert stroke(page.locator(f"{EXPLORER} g.node.st-bound").first) == "rgb(2, 136, 209)"
     colours = state_colours(page)
-    drawn = {"bound", "shape_conflict", "dtype_conflict", "checkpoint_only", "program_only"}
+    drawn = {"bound", "shape_conflict", "dtype_conflict", "pending", "program_only"}
     assert drawn <= colours.keys(), colours
     for state, (found, expected) in colours.items():
         assert found == expected, (state, found, expected)
@@ -173,9 +191,16 @@ def test_search_expand_keyboard_and_dark_theme(lab, page, nb, tmp_path):
     expect(page.locator(f"{EXPLORER} g.node.ck-match")).to_have_count(1, timeout=10_000)
     expect(root.locator(".ck-search-count")).to_have_text("1 match")
     expect(root.locator(".ck-details")).to_contain_text("model/layers/12/w42")
-    # clicking a collapsed group expands it
+    # clicking a collapsed group selects it and shows it, without expanding it...
     before = int(root.get_attribute("data-visible") or 0)
-    page.locator(f"{EXPLORER} g.node.ck-collapsed").first.click()
+    group = root.locator(f'g.node[data-node="{on_screen(root, "g.node.ck-collapsed")}"]')
+    full_path = (group.locator("title").first.text_content() or "").splitlines()[0]
+    group.locator("text").first.click()
+    expect(root.locator(".ck-details-title")).to_have_text(full_path)
+    expect(group).to_have_class(re.compile(r"\bck-selected\b"))
+    expect(root).to_have_attribute("data-visible", str(before))
+    # ...its +/- control expands it
+    group.locator("g.ck-toggle").click()
     expect(root).not_to_have_attribute("data-visible", str(before))
     # keyboard: Enter toggles the focused group back
     root.focus()

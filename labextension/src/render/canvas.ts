@@ -83,10 +83,7 @@ export class GraphCanvas {
     svg.setAttribute("preserveAspectRatio", "xMinYMin meet");
     this.svg = svg;
     this.stage.replaceChildren(svg);
-    const copy = svg.cloneNode(true) as SVGSVGElement;
-    copy.removeAttribute("id");
-    copy.setAttribute("preserveAspectRatio", "xMidYMid meet");
-    this.minimap.replaceChildren(copy, this.lens);
+    this.minimap.replaceChildren(overview(svg), this.lens);
     const centre = keep ? this.centreOf(keep.node) : null;
     if (keep && centre) {
       const { w, h } = this.size();
@@ -269,6 +266,24 @@ export class GraphCanvas {
   extent(): IBox {
     return { ...this.full };
   }
+}
+
+/**
+ * The minimap's picture: a copy of the graph with shapes and colours only. No ids, labels,
+ * tooltips or controls, and its nodes are `g.ck-mini-node`, not `g.node`: the graph's nodes
+ * stay the only ones a selector, a screen reader or a click finds.
+ */
+function overview(svg: SVGSVGElement): SVGSVGElement {
+  const copy = svg.cloneNode(true) as SVGSVGElement;
+  copy.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  copy.setAttribute("aria-hidden", "true");
+  for (const el of copy.querySelectorAll("text, title, g.ck-toggle")) el.remove();
+  for (const el of [copy, ...copy.querySelectorAll("[id]")]) el.removeAttribute("id");
+  for (const g of copy.querySelectorAll("g.node")) {
+    g.classList.replace("node", "ck-mini-node");
+    g.removeAttribute("data-node");
+  }
+  return copy;
 }
 
 export function svgElement<K extends keyof SVGElementTagNameMap>(tag: K): SVGElementTagNameMap[K] {
