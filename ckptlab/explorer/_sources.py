@@ -26,6 +26,14 @@ from ckptlab.storage import StoredCheckpoint
 RECHECK_LIMIT = 20_000
 MATCHED = frozenset({"restored", "bound"})
 CONFLICTS = frozenset({"shape_conflict", "dtype_conflict"})
+SKIPPED = {
+    "shape_conflict": "conflicting",
+    "dtype_conflict": "conflicting",
+    "inconsistent": "inconsistent",
+    "pending": "pending",
+}
+"""Values "Restore selected" leaves out, and how its message counts them; it restores the
+values that are bound and not yet written (program-only and unused ones have nothing to write)."""
 
 
 def node_details(view: GraphView, node_id: int) -> NodeDetails:
@@ -204,18 +212,20 @@ class StatusSource:
         return self.view()
 
     def restore(self, view: GraphView, node_ids: Sequence[int]) -> str:
-        """``run_restore_ops(only=...)`` for the values under the selected nodes."""
+        """``run_restore_ops(only=...)`` for the not-yet-written values under the selected nodes."""
         chosen: set[str] = set()
-        conflicts = 0
+        skipped_by: dict[str, int] = {}
         for i in {i for n in node_ids for i in view.subtree(n)}:
-            v = view.nodes[i].value
-            if v is None or v.restore_path is None or v.stored is None:
-                continue  # program-only values have nothing to restore
-            if view.nodes[i].state in CONFLICTS:
-                conflicts += 1  # skipped: restoring one would write nothing at all
-            else:
+            v, state = view.nodes[i].value, view.nodes[i].state
+            if v is None or v.restore_path is None or state == "restored":
+                continue
+            if state == "bound":
                 chosen.add(v.restore_path)
-        skipped = f" (skipped {conflicts} conflicting)" if conflicts else ""
+            elif state in SKIPPED:  # restoring a conflict would write nothing at all
+                skipped_by[SKIPPED[state]] = skipped_by.get(SKIPPED[state], 0) + 1
+        order = list(dict.fromkeys(SKIPPED.values()))
+        shown_skips = ", ".join(f"{skipped_by[why]} {why}" for why in order if why in skipped_by)
+        skipped = f" (skipped {shown_skips})" if shown_skips else ""
         if not chosen:
             return f"Nothing selected to restore{skipped}."
         if self.name_based:
