@@ -384,8 +384,3 @@ def human_bytes(nbytes: float) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     return f"{nbytes:.1f} TB"  # pragma: no cover
-
-
-def display_paths(stored: StoredCheckpoint) -> dict[str, tuple[str, ...]]:
-    """Key -> display path of every stored value (as the explorer places it)."""
-    return {v.key: v.path for v in checkpoint_values(stored)}

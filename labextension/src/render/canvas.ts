@@ -4,7 +4,7 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** Below this scale labels are unreadable: the first view centres on the problem instead. */
-export const MIN_READABLE = 0.6;
+export const MIN_READABLE = 0.8;
 
 interface IBox {
   x: number;
