@@ -7,6 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from .conftest import node_on_screen
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 EXPLORER = ".ckptlab-explorer"
 SETUP = """
@@ -86,23 +88,6 @@ def node(page, path_text: str):
     return page.locator(f"{EXPLORER} g.node").filter(
         has=page.locator("text", has_text=re.compile(rf"^{re.escape(path_text)}$"))
     )
-
-
-def on_screen(root, selector: str) -> str:
-    """The ``data-node`` of the first node matching ``selector`` that lies inside the stage."""
-    found = root.evaluate(
-        """(root, selector) => {
-        const stage = root.querySelector(".ck-stage").getBoundingClientRect();
-        const inside = (r) => r.left >= stage.left && r.right <= stage.right &&
-          r.top >= stage.top && r.bottom <= stage.bottom;
-        const node = [...root.querySelectorAll(selector)].find(
-          (g) => inside(g.getBoundingClientRect()));
-        return node ? node.getAttribute("data-node") : null;
-      }""",
-        selector,
-    )
-    assert found is not None, f"no {selector} on screen"
-    return str(found)
 
 
 def stroke(locator) -> str:
@@ -193,7 +178,7 @@ def test_search_expand_keyboard_and_dark_theme(lab, page, nb, tmp_path):
     expect(root.locator(".ck-details")).to_contain_text("model/layers/12/w42")
     # clicking a collapsed group selects it and shows it, without expanding it...
     before = int(root.get_attribute("data-visible") or 0)
-    group = root.locator(f'g.node[data-node="{on_screen(root, "g.node.ck-collapsed")}"]')
+    group = root.locator(f'g.node[data-node="{node_on_screen(root, "g.node.ck-collapsed")}"]')
     full_path = (group.locator("title").first.text_content() or "").splitlines()[0]
     group.locator("text").first.click()
     expect(root.locator(".ck-details-title")).to_have_text(full_path)
