@@ -58,7 +58,7 @@ def suggest_matches(view: GraphView) -> tuple[Suggestion, ...]:
     """Likely program-only ↔ checkpoint-only pairs (values or whole objects), strongest first."""
     from ckptlab.inspect._graphview import Suggestion
 
-    sides = {node.state for node in view.nodes}
+    sides = set(view.counts())
     if "program_only" not in sides or not sides & CHECKPOINT_SIDE:
         return ()  # every rule pairs one of each
     found: list[Suggestion] = []
