@@ -62,18 +62,24 @@ def explorer(page, index=0):
     return page.locator(EXPLORER).nth(index)
 
 
-def test_first_view_problems_live_colours_and_saved_snapshot(lab, page):
-    open_notebook(page, lab.notebook("second.ipynb", [SETUP, RESTORE_FROM_CODE]))
+def first_view(lab, page, name: str, cells: list[str], conflicting: str):
+    """Run a notebook's first cell: its explorer shows the head's two shape conflicts first,
+    with their reasons, and hides the optimizer the program does not have."""
+    open_notebook(page, lab.notebook(name, cells))
     run_cell(page, 0)
     view = explorer(page)
-    expect(view.locator("g.node").first).to_be_visible(timeout=60_000)
-    # Problems first: grouped by kind, the conflict with its reason, optimizer hidden.
+    expect(view.locator(".ck-stage g.node").first).to_be_visible(timeout=90_000)
     conflicts = view.locator(".ck-kind-conflict .ck-problem")
-    expect(conflicts).to_have_count(2)  # the head's kernel and bias
-    expect(conflicts.first).to_contain_text("model/head/")
+    expect(conflicts).to_have_count(2)  # the head's weight/kernel and bias
+    expect(conflicts.first).to_contain_text(conflicting)
     expect(conflicts.first.locator(".ck-problem-reason")).to_contain_text("shape differs")
-    assert view.locator(".ck-hide-optimizer").is_checked()  # the program has no optimizer
+    assert view.locator(".ck-hide-optimizer").is_checked()
     assert view.locator("g.node", has_text="optimizer").count() == 0
+    return view
+
+
+def test_first_view_problems_live_colours_and_saved_snapshot(lab, page):
+    view = first_view(lab, page, "second.ipynb", [SETUP, RESTORE_FROM_CODE], "model/head/")
     # The first conflict is on screen, without scrolling.
     conflict = view.locator("g.node.st-shape_conflict").first
     box, stage = conflict.bounding_box(), view.locator(".ck-stage").bounding_box()
@@ -491,15 +497,7 @@ print("HEAD_UNTOUCHED=%s" % (not torch.equal(fresh[2].weight[:3], trained[2].wei
 
 
 def test_a_live_torch_model_restores_from_the_explorer(lab, page):
-    open_notebook(page, lab.notebook("torch.ipynb", [TORCH, TORCH_CHECK]))
-    run_cell(page, 0)
-    view = explorer(page)
-    expect(view.locator(".ck-stage g.node").first).to_be_visible(timeout=90_000)
-    conflicts = view.locator(".ck-kind-conflict .ck-problem")
-    expect(conflicts).to_have_count(2)
-    expect(conflicts.first).to_contain_text("model/2/")
-    expect(conflicts.first.locator(".ck-problem-reason")).to_contain_text("shape differs")
-    assert view.locator(".ck-hide-optimizer").is_checked()  # the program has no optimizer
+    view = first_view(lab, page, "torch.ipynb", [TORCH, TORCH_CHECK], "model/2/")
     first = view.locator(".ck-stage g.node", has=page.locator("text", has_text=re.compile("^0$")))
     first.locator("text").first.click(modifiers=["Shift"])  # the first layer and its values
     expect(view.locator(".ck-details-title")).to_have_text("model/0")
