@@ -7,6 +7,7 @@ restores a selection.  Calls into the restore engine go through :mod:`._engine` 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -264,14 +265,19 @@ def checkpoint_values(stored: StoredCheckpoint) -> list[ViewValue]:
     graph = document.graph
     optimizer = graph.optimizer_nodes()
     values: list[ViewValue] = []
-    for node_id, path in enumerate(graph.paths()):
-        key = graph.nodes[node_id].value_key
-        if key is not None and path is not None and key in specs:
-            values.append(
-                path_value(
-                    path, state="stored", key=key, stored=specs[key], optimizer=node_id in optimizer
-                )
+    append = values.append  # a loop over every value of a 100,000-value checkpoint
+    for node, path, node_id in zip(graph.nodes, graph.paths(), itertools.count(), strict=False):
+        key = node.value_key
+        spec = specs.get(key) if key is not None and path is not None else None
+        if spec is None or path is None or key is None:
+            continue
+        if path.slot is None:
+            value = ViewValue(
+                path=path.path, state="stored", key=key, stored=spec, optimizer=node_id in optimizer
             )
+        else:
+            value = path_value(path, state="stored", key=key, stored=spec)
+        append(value)
     return values
 
 
