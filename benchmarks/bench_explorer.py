@@ -264,7 +264,8 @@ def screenshots(folder: Path) -> None:
             if name == "explorer-timeline.png":
                 expect(shown.locator(".ck-spark-row").first).to_be_visible(timeout=60_000)
             else:
-                shown.locator(".ck-change-row").first.click()
+                shown.locator(".ck-changes-mode button", has_text="values").click()
+                shown.locator(".ck-change-row", has_text="kernel").first.click()
                 expect(shown.locator(".ck-histogram-overlay")).to_be_visible(timeout=30_000)
             page.wait_for_timeout(500)
             shown.screenshot(path=str(folder / name))
