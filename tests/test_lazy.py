@@ -69,8 +69,10 @@ def test_conflicts_recorded_not_raised(ckpt_dir):
     status = ck.Checkpoint(model=model, step=ck.Variable(0)).read(path, lazy=True)
     conflict = status.report().conflicts
     assert [(e.path, e.state) for e in conflict] == [("model/head/w", "shape_conflict")]
-    with pytest.raises(ck.RestoreConflictError, match=r"\(root\).model.head.w"):
+    with pytest.raises(ck.RestoreConflictError, match=r"\(root\).model.head.w") as raised:
         status.run_restore_ops()
+    assert "run_restore_ops(only=[...]) with conflict-free paths" in str(raised.value)
+    assert "restore lazily" not in str(raised.value)  # it is lazy already
     assert model.encoder.w.numpy().tolist() == [0.0, 0.0]  # nothing written
     with pytest.raises(AssertionError, match="shape conflict"):
         status.assert_existing_objects_matched()

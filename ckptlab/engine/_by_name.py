@@ -332,7 +332,8 @@ class NameBasedRestore:
         selected = [w for w in self.queued.values() if wanted is None or w.key in wanted]
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:
-            raise conflict_error(conflicts, self.source.display_path, [w.key for w in conflicts])
+            shown = [w.key for w in conflicts]
+            raise conflict_error(conflicts, self.source.display_path, shown, lazy=True)
         self._write(selected, self._fetch(selected, explicit=True), explicit=True)
         for write in selected:
             del self.queued[id(write.target)]

@@ -87,12 +87,18 @@ Write = Assignment[Any] | SlotRestore[Any]
 
 
 def conflict_error(
-    conflicts: Sequence[Write], source: str, paths: Sequence[str], problems: Sequence[str] = ()
+    conflicts: Sequence[Write],
+    source: str,
+    paths: Sequence[str],
+    problems: Sequence[str] = (),
+    *,
+    lazy: bool = False,
 ) -> RestoreConflictError:
     """One error listing every conflict (path, program side vs checkpoint side).
 
     ``problems`` are conflicts that are not one value's shape or dtype (a layout that does not
-    fit), already phrased.
+    fit), already phrased.  ``lazy``: raised by ``run_restore_ops`` of a lazy restore, whose fix
+    is a conflict-free selection (advising a lazy restore there would be advice already taken).
     """
     lines = [f"  {problem}" for problem in problems]
     for item, path in zip(conflicts, paths, strict=True):
@@ -108,12 +114,18 @@ def conflict_error(
                 f"{item.stored.dtype}"
             )
         lines.append(f"  {path} ({item.key}): {what}")
+    part = (
+        "leave them out: status.run_restore_ops(only=[...]) with conflict-free paths "
+        "(status.report().conflicts lists the conflicts; ck.explore(status) shows them)."
+        if lazy
+        else "restore lazily (restore(path, lazy=True)) and pick a conflict-free part with "
+        "status.run_restore_ops(only=[...])."
+    )
     return RestoreConflictError(
         f"Restoring from {source} found {len(lines)} conflict(s); nothing was written:\n"
         + "\n".join(lines)
         + "\nFix the program (shapes and dtypes must match exactly; ckptlab never casts), or "
-        "restore lazily (restore(path, lazy=True)) and pick a conflict-free part with "
-        "status.run_restore_ops(only=[...]).",
+        + part,
         tuple(conflicts),
     )
 
@@ -217,7 +229,7 @@ class RestoreCoordinator:
             selected = [w for w in selected if _selected(self._path(w.node), prefixes)]
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:
-            raise self._conflict_error(conflicts)
+            raise self._conflict_error(conflicts, lazy=True)
         self._write(selected, self._fetch(selected, explicit=True), explicit=True)
 
     def _check_paths(self, only: Iterable[str]) -> list[str]:
@@ -241,9 +253,11 @@ class RestoreCoordinator:
         """Where a checkpoint node sits (unreachable nodes get a placeholder)."""
         return self.graph.paths()[node] or NodePath(path=(f"<unreachable node {node}>",))
 
-    def _conflict_error(self, conflicts: Sequence[Write]) -> RestoreConflictError:
+    def _conflict_error(
+        self, conflicts: Sequence[Write], *, lazy: bool = False
+    ) -> RestoreConflictError:
         shown = [self._path(c.node).pretty for c in conflicts]
-        return conflict_error(conflicts, self.source.display_path, shown)
+        return conflict_error(conflicts, self.source.display_path, shown, lazy=lazy)
 
     def _fetch(self, writes: Sequence[Write], *, explicit: bool) -> Load:
         items = [

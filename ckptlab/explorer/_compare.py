@@ -7,13 +7,15 @@ module).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ckptlab.core import ValueSpec, gc_paused
-from ckptlab.explorer._sources import DiffSource, display_paths
+from ckptlab.explorer._sources import DiffSource, checkpoint_values
 from ckptlab.explorer._values import difference, squares
 from ckptlab.inspect import DTYPE_ITEMSIZE, CheckpointDiff, DiffEntry, DiffState, diff_view
 from ckptlab.storage import StoredCheckpoint, open_path
@@ -78,40 +80,38 @@ def _batches(keys: Sequence[str], specs: dict[str, ValueSpec]) -> Iterator[list[
 def compare_stored(left: StoredCheckpoint, right: StoredCheckpoint) -> Diff:
     """The diff of two opened checkpoints (see :func:`diff`)."""
     specs_a, specs_b = left.specs(), right.specs()
-    paths = {**display_paths(left), **display_paths(right)}
+    placed = {v.key: v for side in (left, right) for v in checkpoint_values(side)}
     entries: dict[str, DiffEntry] = {}
     same: list[str] = []
     for key in [*specs_a, *(k for k in specs_b if k not in specs_a)]:
         sa, sb = specs_a.get(key), specs_b.get(key)
-        path = paths.get(key, (key,))
+        value = placed.get(key)
+        entry = functools.partial(
+            DiffEntry,
+            key=key,
+            path=(key,) if value is None else value.path,
+            optimizer=value is not None and value.optimizer,
+            a=sa,
+            b=sb,
+        )
         if sa is None or sb is None:
             side: DiffState = "added" if sa is None else "removed"
-            entries[key] = DiffEntry(key=key, path=path, state=side, a=sa, b=sb)
+            entries[key] = entry(state=side)
         elif sa != sb:
             why = "shape changed" if sa.shape != sb.shape else "dtype changed"
-            entries[key] = DiffEntry(
-                key=key,
-                path=path,
-                state="changed",
-                a=sa,
-                b=sb,
-                reason=f"{why}: {sa.describe()} -> {sb.describe()}",
-            )
+            reason = f"{why}: {sa.describe()} -> {sb.describe()}"
+            entries[key] = entry(state="changed", reason=reason)
         else:
-            entries[key] = DiffEntry(key=key, path=path, state="unchanged", a=sa, b=sb)
+            entries[key] = entry(state="unchanged")
             same.append(key)
     for batch in _batches(same, specs_a):
         read_a, read_b = left.read_many(batch), right.read_many(batch)
         for key in batch:
             a = read_a[key]
             equal, largest, delta = difference(a, read_b[key])
-            old = entries[key]
-            entries[key] = DiffEntry(
-                key=key,
-                path=old.path,
+            entries[key] = dataclasses.replace(
+                entries[key],
                 state="unchanged" if equal else "changed",
-                a=old.a,
-                b=old.b,
                 max_abs_diff=None if equal else largest,
                 reason="" if equal else f"max |b - a| = {largest:.6g}",
                 delta_squares=delta,

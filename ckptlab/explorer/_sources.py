@@ -7,6 +7,7 @@ restores a selection.  Calls into the restore engine go through :mod:`._engine` 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,14 @@ from ckptlab.storage import StoredCheckpoint
 RECHECK_LIMIT = 20_000
 MATCHED = frozenset({"restored", "bound"})
 CONFLICTS = frozenset({"shape_conflict", "dtype_conflict"})
+SKIPPED = {
+    "shape_conflict": "conflicting",
+    "dtype_conflict": "conflicting",
+    "inconsistent": "inconsistent",
+    "pending": "pending",
+}
+"""Values "Restore selected" leaves out, and how its message counts them; it restores the
+values that are bound and not yet written (program-only and unused ones have nothing to write)."""
 
 
 def node_details(view: GraphView, node_id: int) -> NodeDetails:
@@ -213,18 +222,20 @@ class StatusSource:
         return self.view()
 
     def restore(self, view: GraphView, node_ids: Sequence[int]) -> str:
-        """``run_restore_ops(only=...)`` for the values under the selected nodes."""
+        """``run_restore_ops(only=...)`` for the not-yet-written values under the selected nodes."""
         chosen: set[str] = set()
-        conflicts = 0
+        skipped_by: dict[str, int] = {}
         for i in {i for n in node_ids for i in view.subtree(n)}:
-            v = view.nodes[i].value
-            if v is None or v.restore_path is None or v.stored is None:
-                continue  # program-only values have nothing to restore
-            if view.nodes[i].state in CONFLICTS:
-                conflicts += 1  # skipped: restoring one would write nothing at all
-            else:
+            v, state = view.nodes[i].value, view.nodes[i].state
+            if v is None or v.restore_path is None or state == "restored":
+                continue
+            if state == "bound":
                 chosen.add(v.restore_path)
-        skipped = f" (skipped {conflicts} conflicting)" if conflicts else ""
+            elif state in SKIPPED:  # restoring a conflict would write nothing at all
+                skipped_by[SKIPPED[state]] = skipped_by.get(SKIPPED[state], 0) + 1
+        order = list(dict.fromkeys(SKIPPED.values()))
+        shown_skips = ", ".join(f"{skipped_by[why]} {why}" for why in order if why in skipped_by)
+        skipped = f" (skipped {shown_skips})" if shown_skips else ""
         if not chosen:
             return f"Nothing selected to restore{skipped}."
         if self.name_based:
@@ -263,14 +274,19 @@ def checkpoint_values(stored: StoredCheckpoint) -> list[ViewValue]:
     graph = document.graph
     optimizer = graph.optimizer_nodes()
     values: list[ViewValue] = []
-    for node_id, path in enumerate(graph.paths()):
-        key = graph.nodes[node_id].value_key
-        if key is not None and path is not None and key in specs:
-            values.append(
-                path_value(
-                    path, state="stored", key=key, stored=specs[key], optimizer=node_id in optimizer
-                )
+    append = values.append  # a loop over every value of a 100,000-value checkpoint
+    for node, path, node_id in zip(graph.nodes, graph.paths(), itertools.count(), strict=False):
+        key = node.value_key
+        spec = specs.get(key) if key is not None and path is not None else None
+        if spec is None or path is None or key is None:
+            continue
+        if path.slot is None:
+            value = ViewValue(
+                path=path.path, state="stored", key=key, stored=spec, optimizer=node_id in optimizer
             )
+        else:
+            value = path_value(path, state="stored", key=key, stored=spec)
+        append(value)
     return values
 
 
@@ -383,8 +399,3 @@ def human_bytes(nbytes: float) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     return f"{nbytes:.1f} TB"  # pragma: no cover
-
-
-def display_paths(stored: StoredCheckpoint) -> dict[str, tuple[str, ...]]:
-    """Key -> display path of every stored value (as the explorer places it)."""
-    return {v.key: v.path for v in checkpoint_values(stored)}

@@ -5,7 +5,8 @@ with their times) or any directory of checkpoints ckptlab reads whose names carr
 (``checkpoint-500/`` of the Hugging Face trainer with its ``model.safetensors``, ``step_10.pt``,
 ``ckpt-3``).  Per checkpoint the timeline holds its step, time, size, weight norm and update
 ratio (``||w_i - w_{i-1}|| / ||w_{i-1}||``), in total and per module (the object holding the
-values).
+values).  Weights are the model's floating-point values: optimizer state (moments, step
+counters) is neither read nor counted.
 
 Statistics are computed lazily (when the widget asks), each value read once: the previous
 checkpoint's values stay in memory to measure the update.  They are cached per checkpoint in
@@ -25,7 +26,7 @@ import numpy as np
 
 from ckptlab.core import ValueSpec
 from ckptlab.explorer._compare import Diff, compare_stored
-from ckptlab.explorer._sources import DiffSource, display_paths
+from ckptlab.explorer._sources import DiffSource, checkpoint_values
 from ckptlab.explorer._values import difference, squares
 from ckptlab.inspect import DTYPE_ITEMSIZE, GraphView, ModuleSeries, TimelineData, TimelinePoint
 from ckptlab.storage import StoredCheckpoint, open_path, read_state, resolve
@@ -55,6 +56,7 @@ class CheckpointStats:
     squares: dict[str, float]
     """Key -> ``||w||²``."""
     paths: dict[str, tuple[str, ...]]
+    """Key -> display path of the model's values (optimizer state is not a weight)."""
     specs: dict[str, ValueSpec]
     updates: dict[str, dict[str, float]] = field(default_factory=dict)
     """Previous checkpoint's path -> key -> ``||w - w_prev||²``."""
@@ -173,7 +175,7 @@ class Timeline:
                     nbytes=sum(_nbytes(s) for s in stored.specs().values()),
                     values=len(stored.specs()),
                     squares={k: squares(v) for k, v in current.items()},
-                    paths=display_paths(stored),
+                    paths=_model_paths(stored),
                     specs=dict(stored.specs()),
                 )
             if needs_update:
@@ -192,8 +194,8 @@ class Timeline:
             progress(1.0, "")
 
     def _read_all(self, index: int) -> dict[str, np.ndarray[Any, Any]]:
-        stored = self.open(index)
-        return stored.read_many(list(stored.specs()))
+        """The model's values of checkpoint ``index`` (not its optimizer's)."""
+        return self.open(index).read_many(list(_model_paths(self.open(index))))
 
     def data(self, a: int, b: int) -> TimelineData:
         """The points and per-module series (computing what is missing first)."""
@@ -254,6 +256,11 @@ class Timeline:
             for series in data["modules"]
             for i, point in enumerate(data["points"])
         ]
+
+
+def _model_paths(stored: StoredCheckpoint) -> dict[str, tuple[str, ...]]:
+    """Key -> display path of every value that is not an optimizer's (slots, step counters)."""
+    return {v.key: v.path for v in checkpoint_values(stored) if not v.optimizer}
 
 
 def _is_weight(array: np.ndarray[Any, Any]) -> bool:

@@ -34,6 +34,8 @@ class DiffEntry:
     """``||b - a||²`` (values of the same shape and dtype that were compared)."""
     base_squares: float | None = None
     """``||a||²`` (likewise)."""
+    optimizer: bool = False
+    """An optimizer's value (a slot or step counter), not the model's."""
 
     @property
     def rel_l2(self) -> float | None:
@@ -58,6 +60,7 @@ class DiffEntry:
             "max_abs_diff": self.max_abs_diff,
             "rel_l2": self.rel_l2,
             "reason": self.reason,
+            "optimizer": self.optimizer,
         }
 
 
@@ -209,6 +212,7 @@ def diff_view(diff: CheckpointDiff) -> GraphView:
             stored=e.b,
             program=e.a,
             reason=e.reason,
+            optimizer=e.optimizer,
             change=None
             if e.delta_squares is None or e.base_squares is None
             else (e.max_abs_diff or 0.0, e.delta_squares, e.base_squares),
@@ -222,4 +226,7 @@ def diff_view(diff: CheckpointDiff) -> GraphView:
         kind="diff",
         summary=diff.summary(),
         suggest=False,
+        # The model's weights are what a comparison is for: optimizer state (moments that
+        # start at zero, step counters) would top every ranking, so it starts hidden.
+        options={"hide_optimizer": any(not e.optimizer for e in diff.entries)},
     )

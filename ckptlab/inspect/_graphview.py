@@ -17,9 +17,9 @@ import dataclasses
 import functools
 import gzip
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from ckptlab.core import ValueSpec
 from ckptlab.inspect._wire import (
@@ -84,11 +84,68 @@ class ViewNode:
     flags: int = 0
 
 
+class ViewNodes(Sequence[ViewNode]):
+    """A view's nodes, held as columns; the :class:`ViewNode` of an id is made when asked for.
+
+    100,000 values make 100,000 nodes: drawing needs only the columns (names, parents, values,
+    flags), so node objects are built for the few nodes Python code looks at.
+    """
+
+    __slots__ = ("_made", "flags", "names", "parents", "values")
+
+    def __init__(
+        self,
+        parents: list[int],
+        names: list[str],
+        values: list[ViewValue | None],
+        flags: list[int],
+    ) -> None:
+        self.parents, self.names, self.values, self.flags = parents, names, values, flags
+        self._made: list[ViewNode | None] = [None] * len(parents)
+
+    def __len__(self) -> int:
+        return len(self.parents)
+
+    @overload
+    def __getitem__(self, index: int) -> ViewNode: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ViewNode]: ...
+
+    def __getitem__(self, index: int | slice) -> ViewNode | list[ViewNode]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        node = self._made[index]
+        if node is None:
+            i = range(len(self.parents))[index]  # negative ids count from the end
+            value = self.values[i]
+            node = ViewNode(
+                id=i,
+                parent=self.parents[i],
+                name=self.names[i],
+                state=None if value is None else value.state,
+                value=value,
+                flags=self.flags[i],
+            )
+            self._made[i] = node
+        return node
+
+    def __iter__(self) -> Iterator[ViewNode]:
+        return (self[i] for i in range(len(self.parents)))
+
+    def __reversed__(self) -> Iterator[ViewNode]:
+        return (self[i] for i in range(len(self.parents) - 1, -1, -1))
+
+    def states(self) -> list[str | None]:
+        """Each node's state (``None`` for nodes without a value)."""
+        return [None if v is None else v.state for v in self.values]
+
+
 @dataclass(frozen=True, eq=False)
 class GraphView:
     """A tree of objects and values, with states, cross edges and suggestions."""
 
-    nodes: tuple[ViewNode, ...]
+    nodes: ViewNodes
     children: tuple[tuple[int, ...], ...]
     edges: tuple[tuple[int, int, str], ...]
     """Cross edges ``(from, to, kind)``: ``slot`` (slot -> variable) or ``suggest``."""
@@ -106,28 +163,32 @@ class GraphView:
 
     @functools.cached_property
     def _counts(self) -> dict[str, int]:
-        counted = collections.Counter(node.state for node in self.nodes)
+        counted = collections.Counter(v.state for v in self.nodes.values if v is not None)
         return {s: counted[s] for s in VIEW_STATES if s in counted}
 
-    def values(self) -> Iterable[ViewNode]:
-        """Every node that holds a value."""
-        return (n for n in self.nodes if n.value is not None)
+    def values(self, states: Container[str] | None = None) -> Iterable[ViewNode]:
+        """Every node that holds a value (in one of ``states``, when given)."""
+        nodes = self.nodes
+        if states is None:
+            return (nodes[i] for i, v in enumerate(nodes.values) if v is not None)
+        return (nodes[i] for i, v in enumerate(nodes.values) if v is not None and v.state in states)
 
     def path_of(self, node_id: int) -> tuple[str, ...]:
         """Display names from the root (excluded) to ``node_id``."""
-        names: list[str] = []
+        names, parents = self.nodes.names, self.nodes.parents
+        out: list[str] = []
         while node_id > 0:
-            node = self.nodes[node_id]
-            names.append(node.name)
-            node_id = node.parent
-        return tuple(reversed(names))
+            out.append(names[node_id])
+            node_id = parents[node_id]
+        return tuple(reversed(out))
 
     def find(self, path: Sequence[str]) -> int | None:
         """The node at display path ``path``, or ``None``."""
+        names = self.nodes.names
         node_id = 0
         for name in path:
             for child in self.children[node_id]:
-                if self.nodes[child].name == name:
+                if names[child] == name:
                     node_id = child
                     break
             else:
@@ -145,15 +206,12 @@ class GraphView:
 
     def same_shape(self, other: GraphView) -> bool:
         """Whether both views have the same tree (so only states differ)."""
-        return len(self.nodes) == len(other.nodes) and all(
-            a.parent == b.parent and a.name == b.name
-            for a, b in zip(self.nodes, other.nodes, strict=True)
-        )
+        return self.nodes.parents == other.nodes.parents and self.nodes.names == other.nodes.names
 
     def state_codes(self) -> bytes:
         """One byte per node: index into :data:`VIEW_STATES`, 255 for nodes without a value."""
         index = {s: i for i, s in enumerate(VIEW_STATES)}
-        return bytes(NO_STATE if n.state is None else index[n.state] for n in self.nodes)
+        return bytes(NO_STATE if v is None else index[v.state] for v in self.nodes.values)
 
     def to_json(self) -> dict[str, Any]:
         """The versioned, columnar JSON the browser draws (see ``graph.schema.json``)."""
@@ -170,12 +228,12 @@ class GraphView:
 
         state_index: dict[str | None, int] = {s: i for i, s in enumerate(VIEW_STATES)}
         nodes = self.nodes
-        values = [n.value for n in nodes]
+        values = nodes.values
         columns: dict[str, list[Any]] = {
-            "parent": [n.parent for n in nodes],
-            "name": [n.name for n in nodes],
-            "state": [state_index.get(n.state, -1) for n in nodes],
-            "flags": [n.flags for n in nodes],
+            "parent": nodes.parents,
+            "name": nodes.names,
+            "state": [-1 if v is None else state_index.get(v.state, -1) for v in values],
+            "flags": nodes.flags,
             "stored": [-1 if v is None else spec(v.stored) for v in values],
             "program": [-1 if v is None else spec(v.program) for v in values],
             "reason": [-1 if v is None else string(v.reason) for v in values],
@@ -311,12 +369,15 @@ class _TreeBuilder:
         self.values[node] = value
         return node
 
-    def finish(self) -> tuple[ViewNode, ...]:
-        count, parents, values = len(self.names), self.parents, self.values
+    def finish(self) -> ViewNodes:
+        count, parents = len(self.names), self.parents
+        values: list[ViewValue | None] = [None] * count
+        for node_id, placed in self.values.items():
+            values[node_id] = placed
         optimizer_only = [True] * count
         has_value = [False] * count
         for node_id in range(count - 1, -1, -1):
-            value = values.get(node_id)
+            value = values[node_id]
             if value is not None:
                 has_value[node_id] = True
                 optimizer_only[node_id] = optimizer_only[node_id] and value.optimizer
@@ -324,26 +385,13 @@ class _TreeBuilder:
             if parent >= 0 and has_value[node_id]:
                 has_value[parent] = True
                 optimizer_only[parent] = optimizer_only[parent] and optimizer_only[node_id]
-        synthetic = self.synthetic
-        nodes = []
-        for node_id, name in enumerate(self.names):
-            value = values.get(node_id)
-            flags = OPTIMIZER if optimizer_only[node_id] and has_value[node_id] and node_id else 0
-            if value is not None and value.slot:
-                flags |= SLOT
-            if node_id in synthetic:
-                flags |= SYNTHETIC
-            nodes.append(
-                ViewNode(
-                    id=node_id,
-                    parent=parents[node_id],
-                    name=name,
-                    state=value.state if value else None,
-                    value=value,
-                    flags=flags,
-                )
-            )
-        return tuple(nodes)
+        flags = [OPTIMIZER if optimizer_only[i] and has_value[i] and i else 0 for i in range(count)]
+        for node_id, placed in self.values.items():
+            if placed.slot:
+                flags[node_id] |= SLOT
+        for node_id in self.synthetic:
+            flags[node_id] |= SYNTHETIC
+        return ViewNodes(parents, self.names, values, flags)
 
 
 def _finite(x: float) -> float | str:

@@ -66,7 +66,7 @@ def view_html(view: GraphView, *, max_rows: int = MAX_ROWS) -> str:
         f'<span style="color:{COLOURS[s]}">&#9632; {escape(s)} ({n})</span>'
         for s, n in counts.items()
     )
-    problems = [n for n in view.values() if n.state in PROBLEM_STATES]
+    problems = list(view.values(PROBLEM_STATES))
     rows = []
     for node in problems[:max_rows]:
         value = node.value
@@ -106,7 +106,7 @@ def view_text(view: GraphView) -> str:
     Every name is shown with control characters escaped (:func:`ckptlab.core.printable`).
     """
     lines = [printable(f"{view.title} {view.source}: {view.summary}")]
-    problems = [n for n in view.values() if n.state in PROBLEM_STATES]
+    problems = list(view.values(PROBLEM_STATES))
     lines += [f"  {n.state}: {printable('/'.join(view.path_of(n.id)))}" for n in problems[:20]]
     if len(problems) > 20:
         lines.append(f"  ... and {len(problems) - 20} more")

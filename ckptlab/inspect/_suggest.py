@@ -1,5 +1,8 @@
 """Near-miss suggestions: program-only and checkpoint-only values that probably belong together.
 
+Checkpoint-only here means unused or pending (a stored value waiting for an object the program
+has not created: after a rename it waits forever).
+
 Four rules, strongest first (internal, pure):
 
 1. a renamed object: a subtree whose values are all missing from the checkpoint has the same
@@ -28,10 +31,15 @@ Signature = tuple[tuple[tuple[str, ...], str, tuple[int | None, ...]], ...]
 MAX_SUGGESTIONS = 200
 
 
+CHECKPOINT_SIDE = frozenset({"checkpoint_only", "pending"})
+"""Stored values nothing in the program took: unused, or (a lazy or deferred restore) waiting
+for an object the program may never create under that name, the usual sign of a rename."""
+
+
 def _side(node: ViewNode) -> str | None:
     if node.state == "program_only":
         return "program"
-    if node.state == "checkpoint_only":
+    if node.state in CHECKPOINT_SIDE:
         return "checkpoint"
     return None
 
@@ -50,8 +58,8 @@ def suggest_matches(view: GraphView) -> tuple[Suggestion, ...]:
     """Likely program-only ↔ checkpoint-only pairs (values or whole objects), strongest first."""
     from ckptlab.inspect._graphview import Suggestion
 
-    sides = {node.state for node in view.nodes}
-    if "program_only" not in sides or "checkpoint_only" not in sides:
+    sides = set(view.counts())
+    if "program_only" not in sides or not sides & CHECKPOINT_SIDE:
         return ()  # every rule pairs one of each
     found: list[Suggestion] = []
     covered: set[int] = set()

@@ -5,11 +5,13 @@ import { Graph } from "../src/core/model.js";
 import { buildView, nameValue } from "../src/lab/checkpoint.js";
 import {
   basename,
+  contentsUrlPath,
   dirname,
   exploreCode,
   joinPath,
   parseStateFile,
   pythonString,
+  hasReservedSegment,
   resolveCheckpoint,
 } from "../src/lab/paths.js";
 import { DEFAULT_SETTINGS, depthExpansion, readSettings } from "../src/lab/settings.js";
@@ -21,6 +23,17 @@ test("contents paths join and normalise without climbing above the root", () => 
   assert.equal(dirname("a/b/ckpt-3"), "a/b");
   assert.equal(dirname("ckpt-3"), "");
   assert.equal(basename("a/b/ckpt-3/"), "ckpt-3");
+});
+
+test("folders named like the server's own routes are read under an encoded name", () => {
+  assert.equal(contentsUrlPath("checkpoints/checkpoint"), "%63heckpoints/checkpoint");
+  assert.equal(contentsUrlPath("runs/trust/zarr.json"), "runs/%74rust/zarr.json");
+  assert.equal(contentsUrlPath("a b/#1/ckpt-2"), "a%20b/%231/ckpt-2");
+  assert.equal(contentsUrlPath("my_checkpoints/x"), "my_checkpoints/x");
+  assert.equal(decodeURIComponent(contentsUrlPath("checkpoints/trust")), "checkpoints/trust");
+  assert.ok(hasReservedSegment("checkpoints"));
+  assert.ok(hasReservedSegment("a/checkpoints/ckpt-1"));
+  assert.ok(!hasReservedSegment("checkpoints2/ckpt-1"));
 });
 
 test("the state file parses like ckptlab's parse_state", () => {

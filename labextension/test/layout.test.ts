@@ -42,6 +42,27 @@ test("hostile names stay text through Graphviz: no element, no handler", async (
   assert.equal((svg.match(/<g id="n\d+" class="node/g) ?? []).length, graph.size);
 });
 
+test("a crafted bundle cannot put DOT attributes in through its closed sets", () => {
+  const link = 'restored", URL="javascript:alert(1)';
+  const hostile = (change: (data: ReturnType<typeof fixture>) => void): (() => Graph) => {
+    const data = fixture();
+    change(data);
+    return () => new Graph(data);
+  };
+  assert.throws(
+    hostile((d) => (d.states = d.states.map((s) => (s === "restored" ? link : s)))),
+    /unknown state "restored\\", URL=/,
+  );
+  assert.throws(
+    hostile((d) => (d.edges = d.edges.map(([a, b]) => [a, b, link as "suggest"]))),
+    /unknown edge kind/,
+  );
+  assert.throws(
+    hostile((d) => (d.kind = link as "match")),
+    /unknown view kind/,
+  );
+});
+
 test("collapsed groups show counts, with their problems", () => {
   const graph = new Graph(fixture());
   const dot = toDot(graph, [0, 1], { ...options(graph), expanded: new Set([0]) });

@@ -255,3 +255,20 @@ def run_cell(page, index: int, timeout: float = 120_000):
 def cell_text(cell) -> str:
     """The text of a cell's last output."""
     return cell.locator(".jp-OutputArea-output").last.inner_text().strip()
+
+
+def node_on_screen(root, selector: str) -> str:
+    """The ``data-node`` of the first node matching ``selector`` that lies inside the stage."""
+    found = root.evaluate(
+        """(root, selector) => {
+        const stage = root.querySelector(".ck-stage").getBoundingClientRect();
+        const inside = (r) => r.left >= stage.left && r.right <= stage.right &&
+          r.top >= stage.top && r.bottom <= stage.bottom;
+        const node = [...root.querySelectorAll(selector)].find(
+          (g) => inside(g.getBoundingClientRect()));
+        return node ? node.getAttribute("data-node") : null;
+      }""",
+        selector,
+    )
+    assert found is not None, f"no {selector} on screen"
+    return str(found)

@@ -7,6 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from .conftest import node_on_screen
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 EXPLORER = ".ckptlab-explorer"
 SETUP = """
@@ -118,13 +120,14 @@ def test_colours_details_and_restore_selected(lab, page, nb):
     nb.run(0)
     expect(page.locator(f"{EXPLORER} g.node").first).to_be_visible(timeout=60_000)
     legend = page.locator(f"{EXPLORER} .ck-legend")
-    expect(legend).to_contain_text("bound 8")
+    expect(legend).to_contain_text("not yet written 8")  # the "bound" state, as it reads
     expect(legend).to_contain_text("shape conflict 6")  # head kernel, bias and their 4 slots
+    expect(legend).to_contain_text("pending 6")  # hidden's values wait for model.hidden
     conflict = page.locator(f"{EXPLORER} g.node.st-shape_conflict").first
     assert stroke(conflict) == "rgb(194, 24, 91)"  # --ck-shape_conflict
     assert stroke(page.locator(f"{EXPLORER} g.node.st-bound").first) == "rgb(2, 136, 209)"
     colours = state_colours(page)
-    drawn = {"bound", "shape_conflict", "dtype_conflict", "checkpoint_only", "program_only"}
+    drawn = {"bound", "shape_conflict", "dtype_conflict", "pending", "program_only"}
     assert drawn <= colours.keys(), colours
     for state, (found, expected) in colours.items():
         assert found == expected, (state, found, expected)
@@ -143,7 +146,8 @@ def test_colours_details_and_restore_selected(lab, page, nb):
     kernel.click(modifiers=["Control"])  # focus it (stays selected with the subtree)
     expect(details).to_contain_text("min / max", timeout=20_000)
     expect(details).to_contain_text("verified (crc32c)")
-    page.locator(f"{EXPLORER} .ck-histogram rect").first.wait_for()
+    # the histogram is drawn (an empty bin is a bar of height 0: not one to wait for)
+    page.locator(f"{EXPLORER} .ck-histogram rect:not([height='0'])").first.wait_for()
     kernel.click(modifiers=["Control"])  # toggled back into the selection
     page.locator(f"{EXPLORER} button.ck-restore").click()
     expect(page.locator(f"{EXPLORER} .ck-message")).to_contain_text("Restored", timeout=20_000)
@@ -173,9 +177,16 @@ def test_search_expand_keyboard_and_dark_theme(lab, page, nb, tmp_path):
     expect(page.locator(f"{EXPLORER} g.node.ck-match")).to_have_count(1, timeout=10_000)
     expect(root.locator(".ck-search-count")).to_have_text("1 match")
     expect(root.locator(".ck-details")).to_contain_text("model/layers/12/w42")
-    # clicking a collapsed group expands it
+    # clicking a collapsed group selects it and shows it, without expanding it...
     before = int(root.get_attribute("data-visible") or 0)
-    page.locator(f"{EXPLORER} g.node.ck-collapsed").first.click()
+    group = root.locator(f'g.node[data-node="{node_on_screen(root, "g.node.ck-collapsed")}"]')
+    full_path = (group.locator("title").first.text_content() or "").splitlines()[0]
+    group.locator("text").first.click()
+    expect(root.locator(".ck-details-title")).to_have_text(full_path)
+    expect(group).to_have_class(re.compile(r"\bck-selected\b"))
+    expect(root).to_have_attribute("data-visible", str(before))
+    # ...its +/- control expands it
+    group.locator("g.ck-toggle").click()
     expect(root).not_to_have_attribute("data-visible", str(before))
     # keyboard: Enter toggles the focused group back
     root.focus()

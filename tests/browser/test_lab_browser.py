@@ -91,10 +91,14 @@ def test_saved_notebook_shows_the_graph_without_its_kernel(lab, page):
         page.locator(".ckptlab-mime .jupyter-widgets", has_text="Error displaying widget")
     ).to_have_count(0)
     explorer = static.locator(".ckptlab-explorer")
-    expect(explorer.locator(".ck-message")).to_contain_text("no kernel")
+    # Reopened, the notebook has started a new kernel: the message says so, truthfully.
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=90_000)
+    message = explorer.locator(".ck-message")
+    expect(message).to_contain_text("re-run the cell", timeout=10_000)
+    expect(message).not_to_contain_text("no kernel")
     legend = explorer.locator(".ck-legend")
-    expect(legend).to_contain_text("program only")
-    expect(legend).to_contain_text("checkpoint only")
+    expect(legend).to_contain_text("missing 3")  # hidden_renamed's kernel and bias, save_counter
+    expect(legend).to_contain_text("pending 2")  # hidden's, waiting for model.hidden
     expect(explorer.locator("g.node").first).to_be_visible()
     # States are coloured: nodes carry their state class.
     assert (
@@ -112,8 +116,10 @@ def test_saved_notebook_shows_the_graph_without_its_kernel(lab, page):
     assert page.evaluate("globalThis.__ckptlabEngineUrl").endswith(ENGINE)
     assert not [e for e in errors if "ckptlab" in e], errors
 
-    # And with the new kernel shut down too (a dead kernel), the output stays.
+    # The kernel shut down under the open page: the message follows (no kernel now).
     _shutdown_kernels(lab)
+    expect(message).to_contain_text("no kernel", timeout=30_000)
+    # And reloaded (a new kernel again), the output stays.
     page.reload()
     expect(page.locator(STATIC)).to_be_visible(timeout=60_000)
 
@@ -206,3 +212,25 @@ def test_not_a_checkpoint_folder_says_so(lab, page):
     expect(page.locator(".jp-Dialog")).to_contain_text(
         "No ckptlab checkpoint in plain", timeout=30_000
     )
+
+
+def test_viewer_opens_a_folder_named_checkpoints(lab, page):
+    """Jupyter Server answers ``GET /api/contents/checkpoints`` (and ``.../checkpoints/<id>``)
+    from its file-checkpoints routes; the viewer reads such a folder all the same."""
+    model = ck.Module()
+    model.dense = ck.layers.Dense(3)
+    model.dense(np.ones((1, 2), "float32"))
+    manager = ck.CheckpointManager(ck.Checkpoint(model=model), str(lab.root / "checkpoints"), 3)
+    manager.save()
+    latest = Path(manager.save()).name
+    # The server's own answer for this folder is not its listing: the reason for this test.
+    assert lab.api("GET", "/api/contents/checkpoints") == []
+    page.goto(lab.tree(""))
+    _open_from_menu(page, "checkpoints")
+    viewer = page.locator(".ckptlab-viewer:visible")
+    expect(viewer).to_have_attribute("data-folder", f"checkpoints/{latest}", timeout=30_000)
+    graph = viewer.locator('.ckptlab-viewer-graph[data-ready="true"]')
+    expect(graph).to_be_visible(timeout=30_000)
+    expect(graph.locator(".ck-legend")).to_contain_text("stored 3")  # kernel, bias, save_counter
+    expect(graph.locator("g.node", has_text="kernel").first).to_be_visible()
+    expect(page.locator(".jp-Dialog")).to_have_count(0)

@@ -167,3 +167,22 @@ def test_a_torch_restore_into_dense_layers_suggests_the_mapping():
     ck.Checkpoint(model=model).restore(path, key_map=key_map).expect_partial()
     weight = ck.load_checkpoint(path).get_tensor("fc1.weight")
     np.testing.assert_array_equal(model.fc1.kernel.numpy(), weight.T)
+
+
+def test_a_renamed_layer_in_a_lazy_restore_is_suggested(tmp_path):
+    """The saved layer's values wait (pending) for an object the program never creates."""
+
+    def build(hidden):
+        model = ck.Module()
+        setattr(model, hidden, ck.layers.Dense(3))
+        getattr(model, hidden)(np.ones((1, 2), "float32"))
+        return model
+
+    path = ck.Checkpoint(model=build("hidden")).write(str(tmp_path / "ckpt"))
+    status = ck.Checkpoint(model=build("hidden_renamed")).restore(path, lazy=True)
+    view = StatusSource(status.expect_partial()).view()
+    assert view.counts()["pending"] == 2
+    [suggestion] = view.suggestions
+    assert view.path_of(suggestion.program) == ("model", "hidden_renamed")
+    assert view.path_of(suggestion.checkpoint) == ("model", "hidden")
+    assert "renamed?" in suggestion.why

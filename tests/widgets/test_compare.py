@@ -59,3 +59,27 @@ def test_compare_needs_two_paths(two):
     a, _ = two
     with pytest.raises(TypeError, match="two paths"):
         ck.explore(a, compare=42)
+
+
+def test_a_training_comparison_ranks_the_model_and_starts_with_the_optimizer_hidden(tmp_path):
+    """Adam's moments start at zero: shown, they would top every ranking of change."""
+    model = ck.Module()
+    model.dense = ck.layers.Dense(3)
+    model.dense(np.ones((1, 2), "float32"))
+    optimizer = ck.optimizers.Adam(0.1)
+    checkpoint = ck.Checkpoint(model=model, optimizer=optimizer)
+    paths = []
+    for _ in range(2):
+        grads = [(np.ones(v.shape, "float32"), v) for v in (model.dense.kernel, model.dense.bias)]
+        optimizer.apply_gradients(grads)
+        paths.append(checkpoint.write(tmp_path / f"c{len(paths)}"))
+    result = ck.diff(*paths)
+    flagged = {e.key for e in result.entries if e.optimizer}
+    assert flagged and all(".OPTIMIZER_SLOT" in k or k.startswith("optimizer/") for k in flagged)
+    kernel = next(e for e in result.entries if e.key.startswith("model/dense/kernel/.ATTR"))
+    assert not kernel.optimizer
+    assert {e["key"] for e in result.to_dict()["entries"] if e["optimizer"]} == flagged
+    view = ck.explore(paths[0], compare=paths[1]).view
+    assert view.options["hide_optimizer"] is True
+    slot = next(n for n in view.values() if n.value is not None and n.value.optimizer)
+    assert view.nodes[slot.parent].flags & 1  # the optimizer flag the browser hides by

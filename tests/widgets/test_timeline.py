@@ -96,3 +96,25 @@ def test_one_checkpoint_is_not_a_run(tmp_path):
     ck.Checkpoint(w=ck.Variable(1.0)).save(tmp_path / "ckpt")
     assert _timeline.find_run(tmp_path) is None
     assert not ck.explore(tmp_path).is_run
+
+
+def test_optimizer_state_is_no_weight(tmp_path):
+    """A manager run with an optimizer: its moments are neither read nor counted."""
+    model = ck.Module()
+    model.dense = ck.layers.Dense(2)
+    model.dense(np.ones((1, 3), "float32"))
+    optimizer = ck.optimizers.Adam(0.1)
+    manager = ck.CheckpointManager(
+        ck.Checkpoint(model=model, optimizer=optimizer), tmp_path / "runs", max_to_keep=None
+    )
+    for _ in range(3):
+        grads = [(np.ones(v.shape, "float32"), v) for v in (model.dense.kernel, model.dense.bias)]
+        optimizer.apply_gradients(grads)
+        manager.save()
+    manager.close()
+    _timeline._CACHE.clear()
+    data = ck.explore(tmp_path / "runs").load_timeline()
+    assert {m["module"] for m in data["modules"]} == {"model/dense"}
+    kernel, bias = model.dense.kernel.numpy(), model.dense.bias.numpy()
+    norm = math.sqrt(float((kernel**2).sum() + (bias**2).sum()))
+    assert data["points"][-1]["weight_norm"] == pytest.approx(norm, rel=1e-5)

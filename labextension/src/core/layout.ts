@@ -33,6 +33,11 @@ export function dotString(text: string): string {
   return `"${escaped}"`;
 }
 
+/** A class name as DOT carries it: letters, digits, `_` and `-` only (never a quote). */
+function cssClass(text: string): string {
+  return text.replace(/[^A-Za-z0-9_-]/g, "_");
+}
+
 export interface IDotOptions {
   expanded: ReadonlySet<number>;
   selected: ReadonlySet<number>;
@@ -87,7 +92,7 @@ export function toDot(graph: Graph, visible: readonly number[], options: IDotOpt
     const isOpen = options.expanded.has(i);
     const classes = ["ck-node"];
     const state = graph.stateName(i);
-    classes.push(state ? `st-${state}` : "st-none");
+    classes.push(state ? `st-${cssClass(state)}` : "st-none");
     if (graph.isGroup(i)) classes.push(isOpen ? "ck-open" : "ck-collapsed");
     if (graph.isGroup(i) && graph.problems(i) > 0) classes.push("ck-has-problem");
     if (graph.flags(i) & FLAG_SYNTHETIC) classes.push("ck-synthetic");
@@ -112,7 +117,8 @@ export function toDot(graph: Graph, visible: readonly number[], options: IDotOpt
     const wanted = kind === "suggest" || from === options.focused || to === options.focused;
     if (wanted && shown.has(from) && shown.has(to)) {
       const style = kind === "suggest" ? "dashed" : "dotted";
-      out.push(`  n${from} -> n${to} [style=${style}, constraint=false, class="ck-${kind}"];`);
+      const cls = `ck-${cssClass(kind)}`;
+      out.push(`  n${from} -> n${to} [style=${style}, constraint=false, class="${cls}"];`);
     }
   }
   out.push("}");

@@ -2,7 +2,7 @@
 // (ckptlab/inspect/graph.schema.json) and the per-node aggregates every view needs.
 // DOM-free (compiled without the DOM lib): decompression is passed in by the caller
 // (render/codec.ts in the browser, node:zlib in tests).
-import { PROBLEM_STATES } from "./wire.js";
+import { PROBLEM_STATES, STATE_TABLE } from "./wire.js";
 
 export {
   FLAG_OPTIMIZER,
@@ -89,6 +89,33 @@ export async function decodeBundle(
   return data;
 }
 
+const KNOWN_STATES: ReadonlySet<string> = new Set(STATE_TABLE.map((s) => s.name));
+const EDGE_KINDS: ReadonlySet<string> = new Set(["slot", "suggest"]);
+const VIEW_KINDS: ReadonlySet<string> = new Set(["match", "checkpoint", "program", "diff"]);
+
+/** A value read from JSON, quoted and cut for an error message. */
+function shown(value: string): string {
+  return JSON.stringify(value).slice(0, 60);
+}
+
+/**
+ * Check the closed sets of a graph (a saved notebook's output is untrusted): state names,
+ * edge kinds and the view kind become class names and DOT attributes, so only known ones pass.
+ * Names, reasons and other free text are escaped wherever they are drawn.
+ */
+export function checkGraph(data: IGraphJSON): void {
+  const fail = (what: string, value: string, known: ReadonlySet<string>): never => {
+    throw new Error(
+      `ckptlab: the graph has an unknown ${what} ${shown(value)}; ` +
+        `expected one of ${[...known].join(", ")}.`,
+    );
+  };
+  if (!VIEW_KINDS.has(data.kind)) fail("view kind", data.kind, VIEW_KINDS);
+  for (const state of data.states) if (!KNOWN_STATES.has(state)) fail("state", state, KNOWN_STATES);
+  for (const edge of data.edges)
+    if (!EDGE_KINDS.has(edge[2])) fail("edge kind", edge[2], EDGE_KINDS);
+}
+
 /** The graph with its tree and aggregates; states can change (after restores). */
 export class Graph {
   readonly data: IGraphJSON;
@@ -103,6 +130,7 @@ export class Graph {
   private readonly problemIndex: ReadonlySet<number>;
 
   constructor(data: IGraphJSON, states?: Uint8Array) {
+    checkGraph(data);
     this.data = data;
     const { parent } = data.nodes;
     this.size = parent.length;

@@ -25,8 +25,9 @@ export function problemGroups(graph: Graph, hideOptimizer = false): IProblemGrou
   const byKind = new Map<ProblemKind, number[]>();
   const renamed = new Set<number>();
   for (const [program, checkpoint] of graph.data.suggestions) {
-    renamed.add(program);
-    renamed.add(checkpoint);
+    // A renamed object is listed once, as "renamed?": not again value by value.
+    for (const i of graph.subtree(program)) renamed.add(i);
+    for (const i of graph.subtree(checkpoint)) renamed.add(i);
     byKind.set("renamed", [...(byKind.get("renamed") ?? []), program]);
   }
   for (let i = 0; i < graph.size; i++) {

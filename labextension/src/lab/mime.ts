@@ -30,10 +30,19 @@ export const RANK = -20;
 const GRACE_MS = 600;
 const GRACE_KERNEL_MS = 10_000;
 
+/** The notebook an output lives in, as the renderer needs it. */
+export interface INotebookContext {
+  /** Its rendermime registry (with the widget renderer). */
+  registry: IRenderMimeRegistry;
+  /** Whether a kernel is connected (or connecting) now. */
+  kernel(): boolean;
+  /** Call `callback` whenever the kernel starts, stops or dies; returns the disconnector. */
+  watchKernel(callback: () => void): () => void;
+}
+
 export interface IRendererContext {
-  /** The notebook holding `node`: its rendermime registry (with the widget renderer) and
-   * whether a kernel is (being) connected. */
-  findNotebook(node: HTMLElement): { registry: IRenderMimeRegistry; kernel: boolean } | null;
+  /** The notebook holding `node`, or null (an output outside a notebook). */
+  findNotebook(node: HTMLElement): INotebookContext | null;
   settings(): ISettings;
 }
 
@@ -41,7 +50,7 @@ export interface IRendererContext {
 export function prepareView(
   data: IGraphJSON,
   settings: ISettings,
-  kernel = false,
+  kernel: () => boolean = () => false,
 ): { graph: Graph; host: LocalHost } {
   // A copy: `data` may be the output's own JSON, which is saved with the notebook.
   const options = { ...data.options, budget: data.options.budget ?? settings.nodeLimit };
@@ -90,6 +99,7 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
   private live: IRenderMime.IRenderer | null = null;
   private observer: MutationObserver | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private unwatch: (() => void) | null = null;
 
   constructor(
     private readonly options: IRenderMime.IRendererOptions,
@@ -146,6 +156,8 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
     this.live = null;
     this.staticWidget?.dispose();
     this.staticWidget = null;
+    this.unwatch?.();
+    this.unwatch = null;
     this.staticShown = this.liveShown = this.liveTried = false;
     delete this.node.dataset.mode;
   }
@@ -165,7 +177,7 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
       () => {
         if (!this.liveShown) void this.showStatic();
       },
-      notebook?.kernel ? GRACE_KERNEL_MS : GRACE_MS,
+      notebook?.kernel() ? GRACE_KERNEL_MS : GRACE_MS,
     );
     const live = registry.createRenderer(WIDGET_MIME);
     this.live = live;
@@ -201,11 +213,18 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
     if (this.staticShown || this.liveShown || !model) return;
     this.staticShown = true;
     const data = model.data[this.options.mimeType] as unknown as IGraphJSON | IEnvelope;
-    const kernel = this.context.findNotebook(this.node)?.kernel ?? false;
-    const { widget, ready } = explorerWidget(
-      async () => prepareView(await decodeGraphBundle(data), this.context.settings(), kernel),
-      "ckptlab-static",
-    );
+    const notebook = this.context.findNotebook(this.node);
+    const kernel = (): boolean => notebook?.kernel() ?? false;
+    const { widget, ready } = explorerWidget(async () => {
+      const prepared = prepareView(await decodeGraphBundle(data), this.context.settings(), kernel);
+      // The message says truthfully whether a kernel runs, also after it starts or stops.
+      this.unwatch?.();
+      this.unwatch =
+        notebook?.watchKernel(() => {
+          prepared.host.kernelChanged();
+        }) ?? null;
+      return prepared;
+    }, "ckptlab-static");
     this.staticWidget = widget;
     this.addWidget(widget);
     this.node.dataset.mode = "static";

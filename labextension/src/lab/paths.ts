@@ -18,6 +18,38 @@ export function joinPath(...parts: string[]): string {
   return out.join("/");
 }
 
+/**
+ * Names Jupyter Server routes elsewhere at the end of a contents URL: `<dir>/checkpoints` lists
+ * a file's checkpoints (`[]` for a folder of that name), `<dir>/checkpoints/<id>` is one of
+ * them, `<dir>/trust` trusts notebooks.
+ */
+const RESERVED_SEGMENTS = new Set(["checkpoints", "trust"]);
+
+/** Whether a contents path has a segment the server would route away from the contents API. */
+export function hasReservedSegment(path: string): boolean {
+  return joinPath(path)
+    .split("/")
+    .some((segment) => RESERVED_SEGMENTS.has(segment));
+}
+
+/**
+ * `path` as the URL path after `api/contents/`: each segment percent-encoded, and the first
+ * letter of a reserved name too (`%63heckpoints`), so the server's reserved routes do not
+ * match while its contents handler, which decodes the path, reads the same folder.
+ */
+export function contentsUrlPath(path: string): string {
+  return joinPath(path)
+    .split("/")
+    .filter(Boolean)
+    .map((segment) => {
+      const encoded = encodeURIComponent(segment);
+      if (!RESERVED_SEGMENTS.has(segment)) return encoded;
+      const first = segment.charCodeAt(0).toString(16).toUpperCase();
+      return `%${first}${encoded.slice(1)}`;
+    })
+    .join("/");
+}
+
 export function dirname(path: string): string {
   const parts = joinPath(path).split("/");
   parts.pop();

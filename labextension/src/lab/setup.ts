@@ -70,11 +70,26 @@ export function registerRenderer(
       findNotebook: (node) => {
         const panel = notebooks?.find((p) => p.node.contains(node));
         if (!panel) return null;
-        const kernel = panel.sessionContext.session?.kernel;
+        const session = panel.sessionContext;
         return {
           registry: panel.content.rendermime,
-          kernel:
-            !!kernel && kernel.status !== "dead" && kernel.connectionStatus !== "disconnected",
+          kernel: () => {
+            const kernel = session.session?.kernel;
+            return (
+              !!kernel && kernel.status !== "dead" && kernel.connectionStatus !== "disconnected"
+            );
+          },
+          watchKernel: (callback) => {
+            const signals = [
+              session.kernelChanged,
+              session.statusChanged,
+              session.connectionStatusChanged,
+            ] as const;
+            for (const signal of signals) signal.connect(callback);
+            return () => {
+              for (const signal of signals) signal.disconnect(callback);
+            };
+          },
         };
       },
     }),

@@ -1,6 +1,7 @@
 // The checkpoint viewer: a main-area tab showing a checkpoint folder's object graph, shapes,
 // dtypes and sizes, read from its zarr.json through the Jupyter contents API (no kernel).
-import type { Contents } from "@jupyterlab/services";
+import { URLExt } from "@jupyterlab/coreutils";
+import { ServerConnection, type Contents } from "@jupyterlab/services";
 import { Panel } from "@lumino/widgets";
 import { Graph } from "../core/model.js";
 import { checkpointView, isCheckpointRoot, parseDocument } from "./checkpoint.js";
@@ -10,16 +11,41 @@ import {
   ROOT_DOCUMENT,
   STATE_FILE,
   basename,
+  contentsUrlPath,
+  hasReservedSegment,
   joinPath,
   parseStateFile,
   resolveCheckpoint,
 } from "./paths.js";
 import { depthExpansion, type ISettings } from "./settings.js";
 
+/**
+ * A contents model. Paths with a segment the server reserves (a folder named `checkpoints`)
+ * are requested with that name percent-encoded: the contents manager would send them as they
+ * are, and the server would answer from its file-checkpoints route instead.
+ */
+async function getModel(
+  contents: Contents.IManager,
+  path: string,
+  options: Contents.IFetchOptions,
+): Promise<Contents.IModel> {
+  if (!hasReservedSegment(path)) return contents.get(path, options);
+  const settings = contents.serverSettings;
+  const query = URLExt.objectToQueryString({
+    ...(options.type ? { type: options.type } : {}),
+    ...(options.format ? { format: options.format } : {}),
+    content: options.content ? "1" : "0",
+  });
+  const url = `${URLExt.join(settings.baseUrl, "api/contents")}/${contentsUrlPath(path)}${query}`;
+  const response = await ServerConnection.makeRequest(url, {}, settings);
+  if (!response.ok) throw new ServerConnection.ResponseError(response);
+  return (await response.json()) as Contents.IModel;
+}
+
 /** Read a text file through the contents API; null when it does not exist. */
 async function readText(contents: Contents.IManager, path: string): Promise<string | null> {
   try {
-    const model = await contents.get(path, { content: true, format: "text", type: "file" });
+    const model = await getModel(contents, path, { content: true, format: "text", type: "file" });
     return typeof model.content === "string" ? model.content : null;
   } catch {
     return null;
@@ -46,7 +72,7 @@ export async function resolveFolder(
   const clean = joinPath(path);
   let stateFile: string | null = null;
   if (basename(clean) === STATE_FILE) {
-    const item = await contents.get(clean, { content: false });
+    const item = await getModel(contents, clean, { content: false });
     if (item.type !== "directory") stateFile = clean;
   }
   if (stateFile === null) {

@@ -4,7 +4,7 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 /** Below this scale labels are unreadable: the first view centres on the problem instead. */
-export const MIN_READABLE = 0.6;
+export const MIN_READABLE = 0.8;
 
 interface IBox {
   x: number;
@@ -22,6 +22,9 @@ export class GraphCanvas {
   private full: IBox = { x: 0, y: 0, w: 1, h: 1 };
   private view: IBox = { x: 0, y: 0, w: 1, h: 1 };
   private drag: { x: number; y: number; view: IBox } | null = null;
+  /** The last fit's focus while the user has not moved the view since (refitted on resize). */
+  private fitted: number | null = null;
+  private measured = { w: 0, h: 0 };
 
   constructor() {
     this.root = document.createElement("div");
@@ -67,6 +70,27 @@ export class GraphCanvas {
     }
     this.root.append(this.stage, this.minimap, zoom);
     this.listen();
+    // The stage can get its size after the first picture (an output still being laid out, a
+    // resized window or panel): a view the user has not moved fits again, any other keeps its
+    // place and scale.
+    if (typeof ResizeObserver !== "undefined") {
+      new ResizeObserver(() => {
+        this.resized();
+      }).observe(this.stage);
+    }
+  }
+
+  private resized(): void {
+    const { clientWidth: w, clientHeight: h } = this.stage;
+    if (!this.svg || !w || !h || (w === this.measured.w && h === this.measured.h)) return;
+    const before = this.measured;
+    this.measured = { w, h };
+    if (this.fitted !== null || !before.w) {
+      this.fit(this.fitted ?? -1);
+      return;
+    }
+    const scale = before.w / this.view.w;
+    this.setView({ ...this.view, w: w / scale, h: h / scale });
   }
 
   /** Width and height (pixels) the graph has on screen. */
@@ -83,12 +107,10 @@ export class GraphCanvas {
     svg.setAttribute("preserveAspectRatio", "xMinYMin meet");
     this.svg = svg;
     this.stage.replaceChildren(svg);
-    const copy = svg.cloneNode(true) as SVGSVGElement;
-    copy.removeAttribute("id");
-    copy.setAttribute("preserveAspectRatio", "xMidYMid meet");
-    this.minimap.replaceChildren(copy, this.lens);
+    this.minimap.replaceChildren(overview(svg), this.lens);
     const centre = keep ? this.centreOf(keep.node) : null;
     if (keep && centre) {
+      this.fitted = null;
       const { w, h } = this.size();
       const scale = this.scale();
       this.setView({
@@ -104,6 +126,8 @@ export class GraphCanvas {
 
   /** Fit the whole graph, or, where that would make labels unreadable, a readable part. */
   fit(focus = -1): void {
+    this.fitted = focus;
+    this.measured = { w: this.stage.clientWidth, h: this.stage.clientHeight };
     const { w, h } = this.size();
     const scale = Math.min(w / this.full.w, h / this.full.h, 1.2);
     if (scale >= MIN_READABLE || focus < 0) {
@@ -123,7 +147,7 @@ export class GraphCanvas {
       return;
     }
     this.setView({ x: this.full.x, y: this.full.y, w: w / MIN_READABLE, h: h / MIN_READABLE });
-    this.reveal(focus);
+    this.move(focus);
   }
 
   /** Scale of graph units to pixels. */
@@ -141,6 +165,11 @@ export class GraphCanvas {
 
   /** Move (not zoom) so that node `i` is inside the view, with a margin. */
   reveal(node: number): void {
+    this.fitted = null;
+    this.move(node);
+  }
+
+  private move(node: number): void {
     const box = this.boxOf(node);
     if (!box) return;
     const margin = 24 / this.scale();
@@ -168,6 +197,7 @@ export class GraphCanvas {
   }
 
   zoom(factor: number, at?: [number, number]): void {
+    this.fitted = null;
     const { w, h } = this.size();
     const [px, py] = at ?? [w / 2, h / 2];
     const s = this.scale();
@@ -218,6 +248,7 @@ export class GraphCanvas {
     this.stage.addEventListener("pointerdown", (event) => {
       if (event.button !== 0 || (event.target as Element).closest("g.node")) return;
       this.drag = { x: event.clientX, y: event.clientY, view: { ...this.view } };
+      this.fitted = null;
       this.stage.setPointerCapture(event.pointerId);
       this.stage.classList.add("ck-dragging");
     });
@@ -250,6 +281,7 @@ export class GraphCanvas {
       { passive: false },
     );
     this.minimap.addEventListener("click", (event) => {
+      this.fitted = null;
       const rect = this.minimap.getBoundingClientRect();
       const k = Math.min(rect.width / this.full.w, rect.height / this.full.h);
       const ox = (rect.width - this.full.w * k) / 2;
@@ -269,6 +301,24 @@ export class GraphCanvas {
   extent(): IBox {
     return { ...this.full };
   }
+}
+
+/**
+ * The minimap's picture: a copy of the graph with shapes and colours only. No ids, labels,
+ * tooltips or controls, and its nodes are `g.ck-mini-node`, not `g.node`: the graph's nodes
+ * stay the only ones a selector, a screen reader or a click finds.
+ */
+function overview(svg: SVGSVGElement): SVGSVGElement {
+  const copy = svg.cloneNode(true) as SVGSVGElement;
+  copy.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  copy.setAttribute("aria-hidden", "true");
+  for (const el of copy.querySelectorAll("text, title, g.ck-toggle")) el.remove();
+  for (const el of [copy, ...copy.querySelectorAll("[id]")]) el.removeAttribute("id");
+  for (const g of copy.querySelectorAll("g.node")) {
+    g.classList.replace("node", "ck-mini-node");
+    g.removeAttribute("data-node");
+  }
+  return copy;
 }
 
 export function svgElement<K extends keyof SVGElementTagNameMap>(tag: K): SVGElementTagNameMap[K] {

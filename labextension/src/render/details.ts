@@ -1,12 +1,14 @@
 // The details pane: what is known about one node. Text only (textContent), never HTML.
 import { groupSummary } from "../core/grouping.js";
-import { describeSpec, nbytes, type Graph } from "../core/model.js";
+import { STATE_TABLE, describeSpec, nbytes, type Graph } from "../core/model.js";
 import { paths } from "../core/search.js";
 import { formatChange } from "../core/heat.js";
 import type { IChange, IHistogram } from "../core/wire.js";
 import type { IDetails, IStats } from "./host.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
+/** How each state reads (the legend's words: "not yet written", not "bound"). */
+const LABELS = new Map(STATE_TABLE.map((s) => [s.name, s.one]));
 
 function row(table: HTMLElement, label: string, value: string, cls = ""): void {
   const tr = document.createElement("tr");
@@ -137,7 +139,7 @@ export function renderDetails(
   const table = document.createElement("table");
   pane.append(title, table);
   const state = graph.stateName(node);
-  if (state) row(table, "state", state.replace(/_/g, " "), `ck-state st-${state}`);
+  if (state) row(table, "state", LABELS.get(state) ?? state, `ck-state st-${state}`);
   const reason = graph.reason(node);
   if (reason) row(table, "why", reason);
   const diff = graph.data.kind === "diff";

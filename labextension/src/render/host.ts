@@ -65,8 +65,16 @@ export class LocalHost implements IHost {
   };
   private listeners = new Map<HostKey, (() => void)[]>();
 
-  /** `kernel`: a kernel runs, but this output's widget is gone (a reopened notebook). */
-  constructor(private readonly kernel = false) {}
+  /**
+   * `kernel`: whether a kernel runs now (a reopened notebook whose output's widget is gone);
+   * call {@link kernelChanged} when that may have changed, and the message follows.
+   */
+  constructor(private readonly kernel: () => boolean = () => false) {}
+
+  /** The kernel started, stopped or died: listeners of "message" read the new text. */
+  kernelChanged(): void {
+    for (const f of this.listeners.get("message") ?? []) f();
+  }
 
   states(): null {
     return null;
@@ -87,7 +95,7 @@ export class LocalHost implements IHost {
     return {};
   }
   message(): string {
-    return this.kernel
+    return this.kernel()
       ? "Saved view: re-run the cell for statistics, live colours and restores."
       : "Static view (no kernel): statistics and restore need a running kernel.";
   }

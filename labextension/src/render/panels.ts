@@ -1,7 +1,7 @@
 // Side panels of the explorer: the problem list, the most-changed table and the training-run
 // timeline. Text only (textContent), never HTML: every name is untrusted.
 import { formatChange, heatColour } from "../core/heat.js";
-import type { Graph } from "../core/model.js";
+import { FLAG_OPTIMIZER, type Graph } from "../core/model.js";
 import { problemReason, type IProblemGroup } from "../core/problems.js";
 import { paths } from "../core/search.js";
 import { sparkPath } from "../core/spark.js";
@@ -50,7 +50,7 @@ export function renderProblems(
       item.tabIndex = 0;
       const reason = problemReason(graph, node, all);
       item.title = `${all[node] ?? ""}${reason ? `\n${reason}` : ""}`;
-      item.append(element("span", "ck-swatch"), element("span", "ck-problem-path", all[node]));
+      item.append(element("span", "ck-swatch"), pathText(all[node] ?? ""));
       if (reason) item.append(element("div", "ck-problem-reason", reason));
       item.addEventListener("click", () => {
         onFocus(node);
@@ -68,6 +68,16 @@ export function renderProblems(
   }
 }
 
+/** A path that wraps after its slashes, not inside a name (text nodes and <wbr> only). */
+function pathText(path: string): HTMLSpanElement {
+  const span = element("span", "ck-problem-path");
+  path.split("/").forEach((part, i) => {
+    if (i > 0) span.append("/", document.createElement("wbr"));
+    span.append(part);
+  });
+  return span;
+}
+
 type SortKey = "path" | "rel" | "max";
 
 /** Values and modules ranked by change; column headings sort. */
@@ -80,14 +90,18 @@ export class ChangesTable {
   constructor(
     private readonly graph: Graph,
     private readonly onFocus: (node: number) => void,
+    /** Whether optimizer values are hidden (then they are not ranked either). */
+    private readonly hideOptimizer: () => boolean = () => false,
   ) {}
 
   render(limit = 30): void {
     const graph = this.graph;
     const all = paths(graph);
     const rows: number[] = [];
+    const hide = this.hideOptimizer();
     for (let i = 1; i < graph.size; i++) {
       if (graph.relChange(i) === null) continue;
+      if (hide && graph.flags(i) & FLAG_OPTIMIZER) continue;
       if (this.modules ? graph.isGroup(i) : !graph.isGroup(i)) rows.push(i);
     }
     const key = (i: number): number | string =>

@@ -66,9 +66,13 @@ export class ExplorerView {
     this.hideBox.checked = hide ?? graph.data.options.hide_optimizer ?? false;
     if (hide === null) host.update({ hide_optimizer: this.hideBox.checked });
     this.changes = graph.hasChange
-      ? new ChangesTable(graph, (n) => {
-          this.jump(n);
-        })
+      ? new ChangesTable(
+          graph,
+          (n) => {
+            this.jump(n);
+          },
+          () => this.hideBox.checked,
+        )
       : null;
     this.timelinePanel = host.isRun()
       ? new TimelinePanel((a, b) => {
@@ -183,6 +187,7 @@ export class ExplorerView {
       this.host.update({ hide_optimizer: this.hideBox.checked });
       this.groups = problemGroups(this.graph, this.hideBox.checked);
       this.renderProblemList();
+      this.changes?.render();
       void this.draw();
     });
     this.host.on("states", () => {
