@@ -20,7 +20,10 @@ from ckptlab.core._graph import (
     SlotRef,
     ValueSpec,
 )
-from ckptlab.core._keys import VARIABLE_VALUE, value_key
+from ckptlab.core._keys import VARIABLE_VALUE, escape_local_name, slot_prefix, value_key
+
+_VALUE_SUFFIX = value_key("")
+"""What a value's key adds to its object's prefix (``/.ATTRIBUTES/VARIABLE_VALUE``)."""
 
 T = TypeVar("T")
 
@@ -68,6 +71,10 @@ class ProgramView(Protocol[T]):
         """``(type name, full name)`` for display and name-based matching."""
         ...
 
+    def node_info(self, obj: T) -> tuple[ValueSpec | None, str, str, bool]:
+        """``(value_spec, type name, full name, is_optimizer)`` in one call (the walk's)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ProgramGraph(Generic[T]):
@@ -105,17 +112,22 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
     """
     objects: list[T] = [root]
     ids: dict[int, int] = {id(root): 0}
+    prefixes: list[str | None] = [""]
+    """Escaped key prefix of each node's first breadth-first path (as ObjectGraph.paths())."""
     children: list[dict[str, int]] = []
     queue = deque([0])
     while queue:
         node_id = queue.popleft()
         mapping: dict[str, int] = {}
+        base = prefixes[node_id]
         for name, child in view.children(objects[node_id]):
             child_id = ids.get(id(child))
             if child_id is None:
                 child_id = ids[id(child)] = len(objects)
                 objects.append(child)
                 queue.append(child_id)
+                local = name if "." not in name and "/" not in name else escape_local_name(name)
+                prefixes.append(f"{base}/{local}" if base else local)
             mapping[name] = child_id
         children.append(mapping)
     slot_refs: list[list[SlotRef]] = [[] for _ in objects]
@@ -130,36 +142,28 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
                 objects.append(slot_variable)
                 slot_refs.append([])
                 children.append({})
+                owner, variable_prefix = prefixes[node_id], prefixes[original]
+                prefixes.append(
+                    None
+                    if owner is None or variable_prefix is None
+                    else slot_prefix(variable_prefix, owner, slot_name)
+                )
             slot_refs[node_id].append(SlotRef(original=original, slot=slot_name, node=slot_id))
-    bare = ObjectGraph(
-        nodes=tuple(
-            GraphNode(children=c, slot_variables=tuple(s))
-            for c, s in zip(children, slot_refs, strict=True)
-        )
-    )
-    return _with_attributes(bare, objects, ids, view)
-
-
-def _with_attributes(
-    bare: ObjectGraph, objects: list[T], ids: dict[int, int], view: ProgramView[T]
-) -> ProgramGraph[T]:
-    paths = bare.paths()
     nodes: list[GraphNode] = []
     specs: list[ValueSpec | None] = []
-    for node, obj, path in zip(bare.nodes, objects, paths, strict=True):
-        spec = view.value_spec(obj)
-        type_name, full_name = view.describe(obj)
+    for obj, mapping, slots, prefix in zip(objects, children, slot_refs, prefixes, strict=True):
+        spec, type_name, full_name, is_optimizer = view.node_info(obj)
         attributes: tuple[Attribute, ...] = ()
-        if spec is not None and path is not None:
-            key = value_key(path.prefix)
+        if spec is not None and prefix is not None:
+            key = f"{prefix}{_VALUE_SUFFIX}"
             attributes = (Attribute(name=VARIABLE_VALUE, key=key, full_name=full_name),)
         nodes.append(
             GraphNode(
-                children=node.children,
+                children=mapping,
                 attributes=attributes,
-                slot_variables=node.slot_variables,
+                slot_variables=tuple(slots),
                 type_name=type_name,
-                is_optimizer=view.is_optimizer(obj),
+                is_optimizer=is_optimizer,
             )
         )
         specs.append(spec)

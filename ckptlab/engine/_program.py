@@ -86,6 +86,12 @@ class Program:
         """Type name and, where values have names, the value's name."""
         return require_adapter(obj).describe(obj)
 
+    def node_info(self, obj: Any) -> tuple[ValueSpec | None, str, str, bool]:
+        """What the walk records of every object, from one adapter lookup."""
+        adapter = require_adapter(obj)
+        type_name, full_name = adapter.describe(obj)
+        return adapter.value_spec(obj), type_name, full_name, adapter.is_optimizer(obj)
+
     def walk(self) -> ProgramGraph[Any]:
         """Snapshot the program from the root."""
         return build_graph(self.root, self)

@@ -55,6 +55,9 @@ class View:
     def describe(self, obj):
         return ("Obj", obj.name)
 
+    def node_info(self, obj):
+        return (self.value_spec(obj), *self.describe(obj), self.is_optimizer(obj))
+
 
 def var(name, shape=(2,), dtype=F32):
     return Obj(name, ValueSpec(shape=shape, dtype=dtype))
