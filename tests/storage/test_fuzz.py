@@ -11,9 +11,11 @@ checkpoint, or (when only bytes were damaged) a silently wrong value.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +114,24 @@ def everything(path: str) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module", params=["v3", "golden-v2"])
 def pristine(request, tmp_path_factory):
+    """``(path, its values, a function building a fresh program of the same graph)``."""
     directory = tmp_path_factory.mktemp("fuzz")
     if request.param == "v3":
-        return build(directory)
+        return (*build(directory), fresh_program)
     path = str(shutil.copytree(GOLDEN_V2, directory / "pristine"))
-    return path, everything(path)
+    return path, everything(path), golden_program()
+
+
+def golden_program() -> Callable[[], ck.Checkpoint]:
+    """The program ``tests/fixtures/make_golden.py`` wrote the golden checkpoints from."""
+    spec = importlib.util.spec_from_file_location(
+        "make_golden", GOLDEN_V2.parent.parent / "make_golden.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    program: Callable[[], ck.Checkpoint] = module.program
+    return program
 
 
 def fresh_program() -> ck.Checkpoint:
@@ -190,7 +205,12 @@ def mutate_bytes(data: st.DataObject, path: Path) -> str:
     return target.name if target.name == "zarr.json" else "chunk"
 
 
-def exercise(path: str, expected: dict[str, np.ndarray], bytes_only: bool) -> None:
+def exercise(
+    path: str,
+    expected: dict[str, np.ndarray],
+    bytes_only: bool,
+    fresh_program: Callable[[], ck.Checkpoint],
+) -> None:
     store = RecordingStore()
     try:
         source = open_checkpoint(store, path, progress=False)
@@ -239,7 +259,7 @@ def exercise(path: str, expected: dict[str, np.ndarray], bytes_only: bool) -> No
 )
 @given(data=st.data())
 def test_mutated_checkpoints_fail_cleanly(pristine, tmp_path_factory, data):
-    source, expected = pristine
+    source, expected, program = pristine
     work = Path(source).with_name("work")
     if work.exists():
         shutil.rmtree(work)
@@ -253,4 +273,4 @@ def test_mutated_checkpoints_fail_cleanly(pristine, tmp_path_factory, data):
         root_path.write_text(json.dumps(root))
     if mode in ("bytes", "both"):
         mutate_bytes(data, work)
-    exercise(os.fspath(work), expected, bytes_only)
+    exercise(os.fspath(work), expected, bytes_only, program)

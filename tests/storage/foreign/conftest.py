@@ -7,6 +7,7 @@ import os
 import pickle
 import resource
 import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,11 @@ def bounded():
 
     def run(action, seconds: float = 30, memory: int = 2**30):
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # JAX (imported by earlier tests in this process) warns that a fork of a threaded
+            # process may deadlock; the child runs only ckptlab's readers, never JAX.
+            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+            pid = os.fork()
         if pid == 0:  # the child: limit, run, report, exit without cleanup
             os.close(read_end)
             code = 0
