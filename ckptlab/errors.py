@@ -19,6 +19,7 @@ __all__ = [
     "CkptlabError",
     "CorruptCheckpointError",
     "LockedError",
+    "MissingDependencyError",
     "NotFoundError",
     "NotSaveableError",
     "RestoreConflictError",
@@ -53,6 +54,13 @@ class RestoreConflictError(CkptlabError, ValueError, TypeError):
 
 class UnsupportedFormatError(CkptlabError, ValueError):
     """An unknown ``format_version``, or a value type that cannot be stored."""
+
+
+class MissingDependencyError(CkptlabError, ImportError):
+    """Reading a format needs an optional package that is not installed.
+
+    The message names the extra that installs it (``pip install 'ckptlab[keras]'``).
+    """
 
 
 class UnsafePickleError(UnsupportedFormatError):

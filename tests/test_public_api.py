@@ -6,7 +6,7 @@ from ckptlab import errors, layers, optimizers
 PUBLIC = {
     "AssignmentError", "Checkpoint", "CheckpointLoadStatus", "CheckpointManager",
     "CheckpointReader", "CkptlabError", "CorruptCheckpointError", "InitializationOnlyStatus",
-    "KeyMap", "LockedError", "MatchReport", "Module", "NameBasedSaverStatus", "NearMiss",
+    "KeyMap", "LockedError", "MatchReport", "MissingDependencyError", "Module", "NameBasedSaverStatus", "NearMiss",
     "NotFoundError", "NotSaveableError", "ReportEntry", "RestoreConflictError", "SaveHandle",
     "Saver", "Trackable", "TrackedDict", "TrackedList", "TrackedTuple", "UnknownPathError",
     "UnsafePickleError", "UnsupportedFormatError", "Variable", "WriteOptions", "__version__",

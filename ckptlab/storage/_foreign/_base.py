@@ -8,16 +8,19 @@ explorer then work unchanged.
 
 from __future__ import annotations
 
+import importlib
 import math
 import posixpath
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import Any
 
 import crc32c
 import numpy as np
 
 from ckptlab.core import CheckpointDocument, StoredValue
-from ckptlab.errors import CorruptCheckpointError, NotFoundError
+from ckptlab.errors import CorruptCheckpointError, MissingDependencyError, NotFoundError
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
@@ -38,13 +41,70 @@ def check_shape(shape: tuple[int, ...], where: str) -> tuple[int, ...]:
     return shape
 
 
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import an optional dependency; without it, name the extra that installs it.
+
+    Examples
+    --------
+    >>> require("json", "none", "JSON").__name__
+    'json'
+    >>> require("not_a_module_ckptlab", "keras", "Keras files")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ckptlab.errors.MissingDependencyError: Reading Keras files needs ... 'ckptlab[keras]'...
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"Reading {what} needs the {module.split('.')[0]!r} package, which is not "
+            f"importable ({error}). Install it with: pip install 'ckptlab[{extra}]'"
+        ) from None
+
+
+class LazyValues(Mapping[str, StoredValue]):
+    """Values kept as columns and built as :class:`StoredValue` on first access.
+
+    Opening a file of 100,000 tensors then costs one parse; listings read the columns
+    (:meth:`ForeignCheckpoint.listing`) and only values that are asked for become objects.
+    """
+
+    def __init__(self, keys: list[str], build: Callable[[int], StoredValue]) -> None:
+        self._keys = keys
+        self._index = dict(zip(keys, range(len(keys)), strict=True))
+        self._build = build
+        self._built: dict[str, StoredValue] = {}
+
+    def __getitem__(self, key: str) -> StoredValue:
+        found = self._built.get(key)
+        if found is None:
+            found = self._built[key] = self._build(self._index[key])
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def index(self, key: str) -> int:
+        """The position of ``key`` in the columns (``KeyError`` when absent)."""
+        return self._index[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class ForeignCheckpoint(StoredCheckpoint):
     """A checkpoint written by another framework, opened read-only.
 
-    Subclasses set ``format_name`` and implement :meth:`_load`.
+    Subclasses set ``format_name`` and ``checksum`` and implement :meth:`_load`.
     """
 
     format_name = "foreign checkpoint"
+    checksum: str | None = None
+    """What every read is checked against (e.g. ``"masked crc32c"``); ``None`` when the format
+    carries no checksum, so that ``ckptlab verify`` says so instead of "OK"."""
 
     def __init__(self, store: ByteStore, path: str, document: CheckpointDocument) -> None:
         super().__init__(store, path, document)

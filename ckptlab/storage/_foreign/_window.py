@@ -1,0 +1,75 @@
+"""A byte range of one stored object, seen as an object of its own (internal).
+
+PyTorch Distributed Checkpoint files hold one ``torch.save`` archive per chunk, back to back,
+and a ``.keras`` file holds an HDF5 file as a zip member.  Presenting such a range as a
+read-only object lets the existing readers (``TorchFile``) and libraries that take a file object
+(``h5py``) read it unchanged, with every read bounded by the range.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from ckptlab.storage._kv import ByteStore
+
+
+class ByteRange:
+    """Bytes ``[offset, offset + length)`` of ``key`` in ``store``, as every key of a store.
+
+    Only the read side of :class:`~ckptlab.storage.ByteStore` is implemented; readers never
+    write.  :meth:`as_store` gives it the store type for the readers that take one.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from ckptlab.storage import LocalStore
+    >>> path = os.path.join(tempfile.mkdtemp(), "f")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"0123456789")
+    >>> window = ByteRange(LocalStore(), path, 2, 5)
+    >>> window.read("any"), window.size("any")
+    (b'23456', 5)
+    """
+
+    supports_rename = False
+
+    def __init__(self, store: ByteStore, key: str, offset: int, length: int) -> None:
+        self.store, self.key, self.offset, self.length = store, key, offset, length
+
+    def as_store(self) -> ByteStore:
+        """Return the range typed as a store (read methods only)."""
+        return cast("ByteStore", self)
+
+    def display(self, key: str) -> str:
+        """The underlying object and the range, e.g. ``d/__0_0.distcp[128:4096]``."""
+        end = self.offset + self.length
+        return f"{self.store.display(self.key)}[{self.offset}:{end}]"
+
+    def size(self, key: str) -> int | None:
+        """The range's length."""
+        return self.length
+
+    def exists(self, key: str) -> bool:
+        """Always true: the range is the only object."""
+        return True
+
+    def is_dir(self, key: str) -> bool:
+        """Never a directory."""
+        return False
+
+    def list_dir(self, key: str) -> list[str]:
+        """Nothing below the range."""
+        return []
+
+    def read_into(self, key: str, out: memoryview, offset: int) -> int:
+        """Read up to ``len(out)`` bytes from ``offset`` within the range (never past its end)."""
+        count = max(0, min(len(out), self.length - offset))
+        if not count:
+            return 0
+        return self.store.read_into(self.key, out[:count], self.offset + offset)
+
+    def read(self, key: str) -> bytes:
+        """The whole range."""
+        data = bytearray(self.length)
+        count = self.read_into(key, memoryview(data), 0)
+        return bytes(data[:count])
