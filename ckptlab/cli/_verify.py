@@ -49,6 +49,10 @@ class Verification:
     """(key, message) of every value that could not be read back intact."""
     problems: list[str] = field(default_factory=list)
     """Problems in the stored files (chunks, padding, array metadata), one line each."""
+    checksum: str | None = "crc32c"
+    """What the values were checked against; ``None``: the format has no checksums, so only
+    sizes and offsets were checked (reported as such, never as "OK")."""
+    source_format: str = ""
 
     @property
     def ok(self) -> bool:
@@ -63,6 +67,7 @@ class Verification:
             "values_checked": self.checked,
             "bytes_checked": self.nbytes,
             "seconds": round(self.seconds, 6),
+            "checksums": self.checksum,
             "damaged": [{"key": k, "error": m} for k, m in self.damaged],
             "problems": list(self.problems),
         }
@@ -76,7 +81,8 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     then read one by one to name the damaged keys.  A foreign checkpoint (TensorFlow, torch,
     safetensors) is checked by reading every value through its reader's checksums.
     """
-    result = Verification(source.display_path)
+    result = Verification(source.display_path, checksum=source.checksum)
+    result.source_format = str(source.document.writer.get("format", ""))
     start = time.perf_counter()
     values = source.document.values
     suspects = sorted(values)
@@ -133,6 +139,13 @@ def _print_result(result: Verification, out: Output) -> None:
         out.line(f"{style.red('PROBLEM')} {problem}")
     size = human_bytes(result.nbytes)
     counts = f"{result.checked} values, {size} checked in {result.seconds:.2f} s"
+    if result.ok and result.checksum is None:
+        out.line(
+            f"{style.yellow('NO CHECKSUMS')} {result.path}: no checksums in this format "
+            f"({result.source_format}); {result.checked} values, {size} read in "
+            f"{result.seconds:.2f} s, but only their sizes and offsets could be checked"
+        )
+        return
     if result.ok:
         out.line(f"{style.green('OK')} {result.path}: {counts}")
         return

@@ -70,6 +70,9 @@ class StoredCheckpoint:
     array([1., 2.])
     """
 
+    checksum: str | None = "crc32c"
+    """What every read is checked against; ``None`` for formats that carry no checksums."""
+
     def __init__(
         self, store: ByteStore, path: str, document: CheckpointDocument, *, progress: bool = True
     ) -> None:

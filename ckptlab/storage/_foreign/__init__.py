@@ -17,6 +17,8 @@ import re
 from ckptlab.errors import UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
 from ckptlab.storage._foreign._bundle import TensorBundle, read_index
+from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
+from ckptlab.storage._foreign._dcp_metadata import looks_like_metadata
 from ckptlab.storage._foreign._gguf import GGUFFile, looks_like_gguf
 from ckptlab.storage._foreign._hf import HFShardedDirectory, is_index, open_hf_directory, read_json
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
@@ -26,6 +28,7 @@ from ckptlab.storage._foreign._torch import TorchFile
 from ckptlab.storage._kv import ByteStore
 
 __all__ = [
+    "DCPCheckpoint",
     "ForeignCheckpoint",
     "GGUFFile",
     "HFShardedDirectory",
@@ -120,7 +123,18 @@ def _bundle_index(store: ByteStore, index: str) -> Table | None:
 def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     """Recognise a directory by its entry files' content; ``None`` if nothing fits."""
     names = store.list_dir(path)
+    if METADATA_FILE in names and looks_like_metadata(
+        _head(store, posixpath.join(path, METADATA_FILE))
+    ):
+        return DCPCheckpoint(store, path)
     return open_hf_directory(store, path, names, _open_file)
+
+
+def _head(store: ByteStore, path: str, count: int = 96) -> bytes:
+    """The first bytes of a file (fewer if it is shorter)."""
+    head = bytearray(min(store.size(path) or 0, count))
+    store.read_into(path, memoryview(head), 0)
+    return bytes(head)
 
 
 def _open_json(store: ByteStore, path: str) -> ForeignCheckpoint | None:
@@ -135,15 +149,16 @@ def _open_json(store: ByteStore, path: str) -> ForeignCheckpoint | None:
 def _open_file(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     """Recognise a single file by its first and last bytes; ``None`` if nothing fits."""
     size = store.size(path) or 0
-    head = bytearray(min(size, 16))
-    store.read_into(path, memoryview(head), 0)
-    if looks_like_safetensors(bytes(head), size):  # first: its length may start with 0x80
+    head = _head(store, path)
+    if looks_like_safetensors(head, size):  # first: its length may start with 0x80
         return SafetensorsFile(store, path)
+    if looks_like_metadata(head):  # a DCP .metadata pickle: its directory is the checkpoint
+        return DCPCheckpoint(store, posixpath.dirname(path))
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
         return TorchFile(store, path)
-    if looks_like_gguf(bytes(head)):
+    if looks_like_gguf(head):
         return GGUFFile(store, path)
-    if bytes(head).lstrip()[:1] == b"{":
+    if head.lstrip()[:1] == b"{":
         return _open_json(store, path)
     tail = bytearray(min(size, 8))
     store.read_into(path, memoryview(tail), size - len(tail))

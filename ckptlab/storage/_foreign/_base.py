@@ -104,7 +104,8 @@ class ForeignCheckpoint(StoredCheckpoint):
     format_name = "foreign checkpoint"
     checksum: str | None = None
     """What every read is checked against (e.g. ``"masked crc32c"``); ``None`` when the format
-    carries no checksum, so that ``ckptlab verify`` says so instead of "OK"."""
+    carries no checksum, so that ``ckptlab verify`` says so instead of "OK".  Readers of
+    formats with checksums set it."""
 
     def __init__(self, store: ByteStore, path: str, document: CheckpointDocument) -> None:
         super().__init__(store, path, document)

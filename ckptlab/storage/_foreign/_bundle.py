@@ -62,6 +62,8 @@ def data_file(prefix: str, shard: int, shards: int) -> str:
 class TensorBundle(ForeignCheckpoint):
     """An open TensorBundle: TF2 object-based (with its graph) or TF1 ``Saver`` V2."""
 
+    checksum = "masked crc32c"
+
     def __init__(self, store: ByteStore, prefix: str, table: Table | None = None) -> None:
         self.store = store
         self.path = prefix
