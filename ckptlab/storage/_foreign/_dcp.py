@@ -245,7 +245,9 @@ class DCPCheckpoint(ForeignCheckpoint):
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
         for chunk in self._chunks[value.key]:
-            self._read_piece(value.key, chunk, target[region_slices(chunk.region)])
+            index: tuple[Any, ...] = (*region_slices(chunk.region), Ellipsis)
+            # the trailing ... keeps a 0-d target a view (target[()] would be a scalar)
+            self._read_piece(value.key, chunk, target[index])
         return target
 
     def read_region(
