@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import zipfile
 
 from ckptlab.errors import UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
@@ -21,10 +22,17 @@ from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
 from ckptlab.storage._foreign._dcp_metadata import looks_like_metadata
 from ckptlab.storage._foreign._gguf import GGUFFile, looks_like_gguf
 from ckptlab.storage._foreign._hf import HFShardedDirectory, is_index, open_hf_directory, read_json
+from ckptlab.storage._foreign._keras import (
+    HDF5_MAGIC,
+    KerasWeights,
+    is_keras_zip,
+    is_sharded_weights_map,
+    shard_files,
+)
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._table import MAGIC, Table
 from ckptlab.storage._foreign._tfv1 import MAX_V1_BYTES, SavedTensorSlicesFile, looks_like_v1
-from ckptlab.storage._foreign._torch import TorchFile
+from ckptlab.storage._foreign._torch import StoreFile, TorchFile
 from ckptlab.storage._kv import ByteStore
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "ForeignCheckpoint",
     "GGUFFile",
     "HFShardedDirectory",
+    "KerasWeights",
     "SafetensorsFile",
     "SavedTensorSlicesFile",
     "TensorBundle",
@@ -130,6 +139,14 @@ def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     return open_hf_directory(store, path, names, _open_file)
 
 
+def _zip_names(store: ByteStore, path: str, size: int) -> list[str]:
+    """Member names of a zip (its central directory only); empty if it does not parse."""
+    try:
+        return zipfile.ZipFile(StoreFile(store, path, size)).namelist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return []  # the torch reader reports what is wrong with it
+
+
 def _head(store: ByteStore, path: str, count: int = 96) -> bytes:
     """The first bytes of a file (fewer if it is shorter)."""
     head = bytearray(min(store.size(path) or 0, count))
@@ -140,6 +157,8 @@ def _head(store: ByteStore, path: str, count: int = 96) -> bytes:
 def _open_json(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     """A JSON file that stands for a checkpoint: an HF index (its directory is opened)."""
     data = read_json(store, path, MAX_JSON, "a checkpoint index")
+    if is_sharded_weights_map(data):  # Keras: group path -> [shard files]
+        return KerasWeights(store, path, shards=shard_files(data))
     if is_index(data):
         directory, name = posixpath.split(path)
         return HFShardedDirectory(store, directory, name, _open_file)
@@ -154,8 +173,12 @@ def _open_file(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         return SafetensorsFile(store, path)
     if looks_like_metadata(head):  # a DCP .metadata pickle: its directory is the checkpoint
         return DCPCheckpoint(store, posixpath.dirname(path))
+    if head[:4] == b"PK\x03\x04" and is_keras_zip(_zip_names(store, path, size)):
+        return KerasWeights(store, path, zipped=True)
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
         return TorchFile(store, path)
+    if head[:8] == HDF5_MAGIC:
+        return KerasWeights(store, path)
     if looks_like_gguf(head):
         return GGUFFile(store, path)
     if head.lstrip()[:1] == b"{":

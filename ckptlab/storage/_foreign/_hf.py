@@ -101,6 +101,11 @@ class HFShardedDirectory(ForeignCheckpoint):
                 '{"metadata": {...}, "weight_map": {"<name>": "<shard file>"}}.'
             )
         weight_map: dict[str, Any] = data["weight_map"]
+        odd = next((v for v in weight_map.values() if not isinstance(v, str)), None)
+        if odd is not None:
+            raise CorruptCheckpointError(
+                f"{where} maps a tensor to {odd!r:.80}; an HF index maps names to shard files."
+            )
         metadata = data.get("metadata", {})
         self.metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
         """The index's ``metadata`` (``total_size`` and whatever the writer added)."""
