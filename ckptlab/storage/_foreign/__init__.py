@@ -29,6 +29,7 @@ from ckptlab.storage._foreign._keras import (
     is_sharded_weights_map,
     shard_files,
 )
+from ckptlab.storage._foreign._orbax import OrbaxCheckpoint, find_orbax_items
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._table import MAGIC, Table
 from ckptlab.storage._foreign._tfv1 import MAX_V1_BYTES, SavedTensorSlicesFile, looks_like_v1
@@ -41,6 +42,7 @@ __all__ = [
     "GGUFFile",
     "HFShardedDirectory",
     "KerasWeights",
+    "OrbaxCheckpoint",
     "SafetensorsFile",
     "SavedTensorSlicesFile",
     "TensorBundle",
@@ -136,6 +138,9 @@ def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         _head(store, posixpath.join(path, METADATA_FILE))
     ):
         return DCPCheckpoint(store, path)
+    items = find_orbax_items(store, path, names)
+    if items:
+        return OrbaxCheckpoint(store, path, items)
     return open_hf_directory(store, path, names, _open_file)
 
 
@@ -159,6 +164,9 @@ def _open_json(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     data = read_json(store, path, MAX_JSON, "a checkpoint index")
     if is_sharded_weights_map(data):  # Keras: group path -> [shard files]
         return KerasWeights(store, path, shards=shard_files(data))
+    if isinstance(data, dict) and "tree_metadata" in data:  # Orbax's _METADATA
+        directory = posixpath.dirname(path)
+        return OrbaxCheckpoint(store, directory, [("", directory)])
     if is_index(data):
         directory, name = posixpath.split(path)
         return HFShardedDirectory(store, directory, name, _open_file)
