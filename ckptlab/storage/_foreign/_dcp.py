@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import math
 import posixpath
+import threading
+import zlib
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +25,7 @@ import numpy as np
 from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._dcp_chunk import locate
 from ckptlab.storage._foreign._dcp_metadata import (
     MAX_METADATA,
     BytesStorageMetadata,
@@ -41,6 +45,51 @@ from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
 
 METADATA_FILE = ".metadata"
+CRC_BATCH = 8 * 2**20
+PREFETCH = (1 << 16, 1 << 12)
+"""Bytes read at the start and the end of a chunk's archive before parsing it: torch writes its
+pickle and small records first and its zip directory last, and the torch reader reads through a
+64 KiB buffer; the start of the tensor's bytes comes with the first piece."""
+
+
+class _Checks:
+    """CRC-32 checks of the chunks read so far, computed on a helper thread in batches.
+
+    Batches of at least :data:`CRC_BATCH` bytes keep thread hand-offs rare (one per chunk cost
+    more than the checksum of a 1 MiB chunk on a busy machine).
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.pool = pool
+        self.batch: list[tuple[Chunk, int, memoryview]] = []
+        self.size = 0
+        self.running: list[tuple[list[tuple[Chunk, int, memoryview]], Future[list[int]]]] = []
+
+    def add(self, chunk: Chunk, expected: int, data: memoryview) -> None:
+        self.batch.append((chunk, expected, data))
+        self.size += len(data)
+        if self.size >= CRC_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            views = [data for _, _, data in self.batch]
+            self.running.append((self.batch, self.pool.submit(_crc32s, views)))
+            self.batch, self.size = [], 0
+
+    def failures(self) -> list[Chunk]:
+        """Every chunk whose bytes do not match their CRC-32 (waits for the checks)."""
+        self.flush()
+        return [
+            chunk
+            for batch, computed in self.running
+            for (chunk, expected, _), crc in zip(batch, computed.result(), strict=True)
+            if crc != expected
+        ]
+
+
+def _crc32s(views: list[memoryview]) -> list[int]:
+    return [zlib.crc32(view) for view in views]
 
 
 class Chunk:
@@ -60,7 +109,7 @@ class DCPCheckpoint(ForeignCheckpoint):
     """
 
     format_name = "PyTorch Distributed Checkpoint"
-    checksum = TorchFile.checksum
+    checksum = "zip CRC-32 of every chunk"
 
     def __init__(self, store: ByteStore, directory: str) -> None:
         self.store = store
@@ -74,6 +123,8 @@ class DCPCheckpoint(ForeignCheckpoint):
             raise self._bad(f"{METADATA_FILE} is {size} bytes (ckptlab reads at most 256 MiB)")
         self.dcp_metadata: Metadata = read_metadata(store.read(key), where)
         self._file_sizes: dict[str, int] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         storage = self._storage_index(self.dcp_metadata.get("storage_data"))
         entries = self.dcp_metadata.get("state_dict_metadata")
         if not isinstance(entries, dict):
@@ -156,7 +207,7 @@ class DCPCheckpoint(ForeignCheckpoint):
                 length=math.prod(shape) * itemsize,
                 detail=f"{len(chunks)} chunk(s) in {', '.join(files[:4])}"
                 + (", ..." if len(files) > 4 else "")
-                + f"; each a torch.save archive ({TorchFile.checksum or 'no checksum'})",
+                + "; each a torch.save archive (zip CRC-32 checked)",
             ),
         )
 
@@ -221,22 +272,66 @@ class DCPCheckpoint(ForeignCheckpoint):
 
     # -- values --------------------------------------------------------------------------------
 
-    def _archive(self, chunk: Chunk) -> TorchFile:
+    def _window(self, chunk: Chunk) -> tuple[ByteRange, bytes, bytes]:
         window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
-        return TorchFile(window.as_store(), chunk.file)
+        head, tail = window.prefetch(*PREFETCH)  # the pickle and the zip directory
+        return window, head, tail
 
-    def _read_piece(self, key: str, chunk: Chunk, out: np.ndarray[Any, Any]) -> None:
-        """Read one chunk's tensor into ``out`` (shaped like the chunk)."""
-        archive = self._archive(chunk)
+    def _read_piece(
+        self, key: str, chunk: Chunk, out: np.ndarray[Any, Any], checks: _Checks
+    ) -> None:
+        """Read one chunk's tensor into ``out`` (shaped like the chunk); queue its CRC-32 check.
+
+        Archives in torch's plain layout (all of them, as DCP writes) are read straight into
+        ``out`` and their CRC-32 is computed on a helper thread while the next chunk is read;
+        anything else goes through the general torch reader.
+        """
+        window, head, tail = self._window(chunk)
+        plain = locate(head, tail, chunk.length, window.display(""))
+        if plain is None:
+            self._read_archive(key, chunk, TorchFile(window.as_store(), chunk.file), out)
+            return
+        if plain.shape != out.shape or numpy_dtype(plain.dtype) != out.dtype:
+            raise self._mismatch(key, chunk, plain.shape, plain.dtype, out)
+        target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+        raw = target.reshape(-1).view(np.uint8).data if target.size else memoryview(b"")
+        self.read_bytes(chunk.file, chunk.offset + plain.start, raw, key)
+        checks.add(chunk, plain.crc32, raw)
+        if target is not out:
+            out[...] = target
+
+    def _checksums(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="ckptlab-crc32")
+            return self._pool
+
+    def _check_crc32(self, key: str, checks: _Checks) -> None:
+        for chunk in checks.failures()[:1]:
+            raise self.damaged(
+                key,
+                f"the chunk at {chunk.file}[{chunk.offset}] fails its zip CRC-32 (its bytes "
+                "changed after they were written)",
+            )
+
+    def _mismatch(
+        self, key: str, chunk: Chunk, shape: tuple[int, ...], dtype: str, out: np.ndarray[Any, Any]
+    ) -> CorruptCheckpointError:
+        return self.damaged(
+            key,
+            f"the archive at {chunk.file}[{chunk.offset}] holds a {list(shape)} {dtype} tensor; "
+            f"the metadata says {list(out.shape)} {out.dtype}",
+        )
+
+    def _read_archive(
+        self, key: str, chunk: Chunk, archive: TorchFile, out: np.ndarray[Any, Any]
+    ) -> None:
+        """The general path: any ``torch.save`` archive, through the torch reader."""
         stored = archive.document.values.get("value")
         if stored is None or len(archive.document.values) != 1:
             raise self.damaged(key, f"the archive at {chunk.file}[{chunk.offset}] is not a tensor")
         if stored.shape != out.shape or numpy_dtype(stored.dtype) != out.dtype:
-            raise self.damaged(
-                key,
-                f"the archive at {chunk.file}[{chunk.offset}] holds a {list(stored.shape)} "
-                f"{stored.dtype} tensor; the metadata says {list(out.shape)} {out.dtype}",
-            )
+            raise self._mismatch(key, chunk, stored.shape, stored.dtype, out)
         if out.flags.c_contiguous:
             archive.read("value", out)
         else:
@@ -244,10 +339,12 @@ class DCPCheckpoint(ForeignCheckpoint):
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        checks = _Checks(self._checksums())
         for chunk in self._chunks[value.key]:
             index: tuple[Any, ...] = (*region_slices(chunk.region), Ellipsis)
             # the trailing ... keeps a 0-d target a view (target[()] would be a scalar)
-            self._read_piece(value.key, chunk, target[index])
+            self._read_piece(value.key, chunk, target[index], checks)
+        self._check_crc32(value.key, checks)
         return target
 
     def read_region(
@@ -276,7 +373,9 @@ class DCPCheckpoint(ForeignCheckpoint):
                 continue
             shape = tuple(n for _, n in chunk.region)
             data = np.empty(shape, numpy_dtype(value.dtype))
-            self._read_piece(key, chunk, data)
+            checks = _Checks(self._checksums())
+            self._read_piece(key, chunk, data, checks)
+            self._check_crc32(key, checks)
             inside = tuple(
                 slice(low - c_start, high - c_start)
                 for (low, high), (c_start, _) in zip(overlap, chunk.region, strict=True)
@@ -293,7 +392,8 @@ class DCPCheckpoint(ForeignCheckpoint):
         """The non-tensor values (numbers, strings, ...) by flattened name, read on first use."""
         found = {}
         for fqn, chunk in self._objects.items():
-            archive = self._archive(chunk)
+            window, _, _ = self._window(chunk)
+            archive = TorchFile(window.as_store(), chunk.file)
             found[fqn] = archive.literals.get("value", archive.literals or None)
         return found
 

@@ -162,7 +162,7 @@ class HFShardedDirectory(ForeignCheckpoint):
         return posixpath.join(self.path, name)
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        return self._shard_of[value.key].read(value.key, out)
+        return self._shard_of[value.key]._load(value, out)  # value is the shard's own record
 
 
 def _common(checksums: set[str | None]) -> str | None:

@@ -35,6 +35,7 @@ class ByteRange:
 
     def __init__(self, store: ByteStore, key: str, offset: int, length: int) -> None:
         self.store, self.key, self.offset, self.length = store, key, offset, length
+        self._cached: list[tuple[int, bytes]] = []
 
     def as_store(self) -> ByteStore:
         """Return the range typed as a store (read methods only)."""
@@ -64,9 +65,34 @@ class ByteRange:
     def read_into(self, key: str, out: memoryview, offset: int) -> int:
         """Read up to ``len(out)`` bytes from ``offset`` within the range (never past its end)."""
         count = max(0, min(len(out), self.length - offset))
-        if not count:
-            return 0
-        return self.store.read_into(self.key, out[:count], self.offset + offset)
+        done = 0
+        for start, data in self._cached:  # the part that starts in a prefetched piece
+            if start <= offset < start + len(data):
+                done = min(count, start + len(data) - offset)
+                out[:done] = data[offset - start : offset - start + done]
+                break
+        if done == count:
+            return count
+        rest = out[done:count]
+        return done + self.store.read_into(self.key, rest, self.offset + offset + done)
+
+    def prefetch(self, head: int, tail: int) -> tuple[bytes, bytes]:
+        """Keep the first ``head`` and last ``tail`` bytes in memory (one request for both).
+
+        A zip archive's readers touch only its start (small members) and its end (the central
+        directory) before the large data, so parsing a small archive then costs no I/O.
+        """
+        head, tail = min(head, self.length), min(tail, self.length)
+        buffers = [bytearray(head), bytearray(tail)]
+        self.store.read_ranges(
+            [
+                (self.key, self.offset, [memoryview(buffers[0])]),
+                (self.key, self.offset + self.length - tail, [memoryview(buffers[1])]),
+            ]
+        )
+        first, last = bytes(buffers[0]), bytes(buffers[1])
+        self._cached = [(0, first), (self.length - tail, last)]
+        return first, last
 
     def read(self, key: str) -> bytes:
         """The whole range."""
