@@ -102,7 +102,29 @@ def test_non_tensor_values_are_literals(dcp_dirs):
 
 
 def test_a_dcp_checkpoint_works_with_every_entry_point(dcp_dirs, tmp_path):
-    assert_works_everywhere(dcp_dirs / "ranks", _dcp_load(dcp_dirs / "ranks"), tmp_path)
+    assert_works_everywhere(
+        dcp_dirs / "ranks", _dcp_load(dcp_dirs / "ranks"), tmp_path, checksums=True
+    )
+
+
+def test_a_flipped_byte_fails_the_chunks_crc32(dcp_dirs, tmp_path):
+    from .contract import run_cli
+
+    directory = tmp_path / "ranks"
+    shutil.copytree(dcp_dirs / "ranks", directory)
+    reader = open_path(directory)
+    chunk = reader._chunks["model.rows"][1]
+    expected = reader.read("model.rows")
+    target = expected[3:].tobytes()
+    data = bytearray((directory / chunk.file).read_bytes())
+    at = data.find(target, chunk.offset)
+    assert at > 0
+    data[at + 5] ^= 0x01
+    (directory / chunk.file).write_bytes(bytes(data))
+    with pytest.raises(ck.CorruptCheckpointError, match="CRC-32"):
+        ck.load_checkpoint(directory).get_tensor("model.rows")
+    code, text = run_cli("verify", str(directory))
+    assert code == 1 and "DAMAGED model.rows" in text
 
 
 def test_reading_imports_no_torch(dcp_dirs):
