@@ -6,8 +6,9 @@ from ckptlab import errors, layers, optimizers
 PUBLIC = {
     "AssignmentError", "Checkpoint", "CheckpointLoadStatus", "CheckpointManager",
     "CheckpointReader", "CkptlabError", "CorruptCheckpointError", "InitializationOnlyStatus",
-    "KeyMap", "LockedError", "MatchReport", "MissingDependencyError", "Module", "NameBasedSaverStatus", "NearMiss",
-    "NotFoundError", "NotSaveableError", "ReportEntry", "RestoreConflictError", "SaveHandle",
+    "KeyMap", "LockedError", "MatchReport", "MissingDependencyError", "Module",
+    "NameBasedSaverStatus", "NearMiss", "NotFoundError", "NotSaveableError", "ReportEntry",
+    "RestoreConflictError", "SaveHandle",
     "Saver", "Trackable", "TrackedDict", "TrackedList", "TrackedTuple", "UnknownPathError",
     "UnsafePickleError", "UnsupportedFormatError", "Variable", "WriteOptions", "__version__",
     "convert", "diff", "explore", "latest_checkpoint", "layers", "list_variables",

@@ -184,6 +184,29 @@ def test_disallowed_globals_in_metadata_are_refused_and_never_run(dcp_dirs, tmp_
     assert not marker.exists()
 
 
+def test_a_build_aimed_at_a_stand_in_class_fails_and_changes_nothing(tmp_path):
+    from ckptlab.storage._foreign import _dcp_metadata
+
+    directory = tmp_path / "d"
+    directory.mkdir()
+    # GLOBAL Metadata; (None, {"FIELDS": ("x",)}); BUILD: setattr on the class itself
+    evil = (
+        b"\x80\x02ctorch.distributed.checkpoint.metadata\nMetadata\n"
+        b"N}X\x06\x00\x00\x00FIELDS(X\x01\x00\x00\x00xts\x86b."
+    )
+    (directory / ".metadata").write_bytes(evil)
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.list_variables(directory)
+    assert _dcp_metadata.Metadata.FIELDS[0] == "state_dict_metadata"
+
+
+def test_dcp_classes_are_allowed_in_metadata_files_only(tmp_path):
+    metadata = dcp.metadata.Metadata(state_dict_metadata={})
+    torch.save({"meta": metadata}, tmp_path / "model.pt")
+    with pytest.raises(ck.UnsafePickleError, match="torch.distributed.checkpoint"):
+        ck.list_variables(tmp_path / "model.pt")
+
+
 def test_a_metadata_file_that_is_not_dcp_metadata_is_refused(tmp_path):
     directory = tmp_path / "d"
     directory.mkdir()
