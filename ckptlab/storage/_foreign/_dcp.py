@@ -123,6 +123,8 @@ class DCPCheckpoint(ForeignCheckpoint):
             raise self._bad(f"{METADATA_FILE} is {size} bytes (ckptlab reads at most 256 MiB)")
         self.dcp_metadata: Metadata = read_metadata(store.read(key), where)
         self._file_sizes: dict[str, int] = {}
+        self._keys: dict[str, str] = {}
+        """Checked file names (``__0_0.distcp``) -> store keys."""
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         storage = self._storage_index(self.dcp_metadata.get("storage_data"))
@@ -212,15 +214,17 @@ class DCPCheckpoint(ForeignCheckpoint):
         )
 
     def _region(self, record: Any, shape: tuple[int, ...], where: str) -> Region:
-        offsets = record.get("offsets") if isinstance(record, ChunkStorageMetadata) else None
-        sizes = record.get("sizes") if isinstance(record, ChunkStorageMetadata) else None
+        chunk = type(record) is ChunkStorageMetadata
+        offsets = getattr(record, "offsets", None) if chunk else None
+        sizes = getattr(record, "sizes", None) if chunk else None
         if (
-            not isinstance(offsets, tuple)
-            or not isinstance(sizes, tuple)
-            or len(offsets) != len(shape)
-            or len(sizes) != len(shape)
-            or not all(type(v) is int and v >= 0 for v in (*offsets, *sizes))
-            or any(o + n > d for o, n, d in zip(offsets, sizes, shape, strict=True))
+            type(offsets) is not tuple
+            or type(sizes) is not tuple
+            or not len(offsets) == len(sizes) == len(shape)
+            or not all(
+                type(o) is int and type(n) is int and o >= 0 and n >= 0 and o + n <= d
+                for o, n, d in zip(offsets, sizes, shape, strict=True)
+            )
         ):
             raise CorruptCheckpointError(
                 f"{where}: a chunk at offsets {offsets!r:.60} of sizes {sizes!r:.60} does not "
@@ -239,15 +243,18 @@ class DCPCheckpoint(ForeignCheckpoint):
         info = storage.get((fqn, offsets))
         if info is None:
             raise self._bad(f"no file is recorded for {fqn!r} at offsets {offsets}")
-        where = f"{self.store.display(self.path)}/{METADATA_FILE} (for {fqn!r})"
         file = info.get("relative_path")
-        key = safe_member(self.path, file, where)
+        key = self._keys.get(file) if isinstance(file, str) else None
+        if key is None:
+            where = f"{self.store.display(self.path)}/{METADATA_FILE} (for {fqn!r})"
+            key = self._keys[file] = safe_member(self.path, file, where)
         offset, length = info.get("offset"), info.get("length")
         if info.get("transform_descriptors"):
             raise UnsupportedFormatError(
-                f"{where}: the chunk is stored through {info.get('transform_descriptors')!r} "
-                "(a DCP storage extension such as zstd compression), which ckptlab does not "
-                "read. Save without extensions, or load it with torch and save it again."
+                f"{self.store.display(self.path)}/{METADATA_FILE}: {fqn!r} is stored through "
+                f"{info.get('transform_descriptors')!r} (a DCP storage extension such as zstd "
+                "compression), which ckptlab does not read. Save without extensions, or load it "
+                "with torch and save it again."
             )
         if type(offset) is not int or type(length) is not int or offset < 0 or length < nbytes:
             raise self._bad(f"{fqn!r} is at offset {offset!r:.40}, length {length!r:.40}")
