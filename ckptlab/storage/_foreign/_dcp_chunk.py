@@ -23,6 +23,7 @@ from ckptlab.errors import CkptlabError
 from ckptlab.storage._foreign._unpickle import StorageRef, StorageType, TensorRef, load_pickle
 from ckptlab.storage._layout import numpy_dtype
 
+Bytes = bytes | bytearray
 _END = struct.Struct("<IHHHHIIH")
 """End of central directory: signature, disks, entries, directory size and offset, comment."""
 _ENTRY = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -54,7 +55,7 @@ class _Member:
     crc32: int
 
 
-def locate(head: bytes, tail: bytes, length: int, where: str) -> PlainChunk | None:
+def locate(head: Bytes, tail: Bytes, length: int, where: str) -> PlainChunk | None:
     """The tensor of a ``torch.save`` archive from its first and last bytes, or ``None``.
 
     ``None`` means "not the plain layout" (zip64, compression, a view of a larger storage,
@@ -110,7 +111,7 @@ class _NotPlain(Exception):
     """A pickle that is not one plain tensor (internal signal)."""
 
 
-def _directory(tail: bytes, length: int) -> dict[str, _Member] | None:
+def _directory(tail: Bytes, length: int) -> dict[str, _Member] | None:
     """The zip directory, when it lies inside ``tail`` (the archive's last bytes)."""
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + _END.size > len(tail):
@@ -142,7 +143,7 @@ def _directory(tail: bytes, length: int) -> dict[str, _Member] | None:
     return members
 
 
-def _data_start(head: bytes, member: _Member) -> int | None:
+def _data_start(head: Bytes, member: _Member) -> int | None:
     """Where a member's data begins: after its local header (in ``head``)."""
     if member.flags & 0x1 or member.header + _LOCAL.size > len(head):
         return None  # encrypted, or a header not read
@@ -153,7 +154,7 @@ def _data_start(head: bytes, member: _Member) -> int | None:
     return start
 
 
-def _member_bytes(head: bytes, member: _Member) -> bytes | None:
+def _member_bytes(head: Bytes, member: _Member) -> Bytes | None:
     start = _data_start(head, member)
     if start is None or member.method != 0 or start + member.size > len(head):
         return None

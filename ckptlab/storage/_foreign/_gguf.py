@@ -13,6 +13,7 @@ import math
 import posixpath
 import struct
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ UNQUANTIZED = {
     "I64": "int64",
 }
 """GGML types read as they are stored; every other type is dequantized to float32."""
+_PLAIN_DTYPES = set(UNQUANTIZED.values())
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q"}
 _SCALARS |= {11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -337,6 +339,21 @@ class GGUFFile(ForeignCheckpoint):
         raw = np.empty((*rows, per_row), np.uint8)
         self.read_bytes(value.foreign.file, value.foreign.offset, raw.reshape(-1).data, key)
         return raw
+
+    def read_many(
+        self, keys: Iterable[str], outs: Mapping[str, np.ndarray[Any, Any]] | None = None
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Read several tensors: unquantized ones with one scatter read, the others one by one."""
+        values = [self.stored(key) for key in dict.fromkeys(keys)]
+        plain = [v for v in values if v.dtype in _PLAIN_DTYPES and self._is_plain(v.key)]
+        found = self.read_spans(plain, outs)
+        for value in values:
+            if value.key not in found:
+                found[value.key] = self.read(value.key, (outs or {}).get(value.key))
+        return {value.key: found[value.key] for value in values}
+
+    def _is_plain(self, key: str) -> bool:
+        return self._type_info[self._types[self._index(key)]][0] in UNQUANTIZED
 
     def _index(self, key: str) -> int:
         values = self.document.values

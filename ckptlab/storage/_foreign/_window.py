@@ -35,7 +35,7 @@ class ByteRange:
 
     def __init__(self, store: ByteStore, key: str, offset: int, length: int) -> None:
         self.store, self.key, self.offset, self.length = store, key, offset, length
-        self._cached: list[tuple[int, bytes]] = []
+        self._cached: list[tuple[int, bytearray]] = []
 
     def as_store(self) -> ByteStore:
         """Return the range typed as a store (read methods only)."""
@@ -76,7 +76,7 @@ class ByteRange:
         rest = out[done:count]
         return done + self.store.read_into(self.key, rest, self.offset + offset + done)
 
-    def prefetch(self, head: int, tail: int) -> tuple[bytes, bytes]:
+    def prefetch(self, head: int, tail: int) -> tuple[bytearray, bytearray]:
         """Keep the first ``head`` and last ``tail`` bytes in memory (one request for both).
 
         A zip archive's readers touch only its start (small members) and its end (the central
@@ -90,9 +90,8 @@ class ByteRange:
                 (self.key, self.offset + self.length - tail, [memoryview(buffers[1])]),
             ]
         )
-        first, last = bytes(buffers[0]), bytes(buffers[1])
-        self._cached = [(0, first), (self.length - tail, last)]
-        return first, last
+        self._cached = [(0, buffers[0]), (self.length - tail, buffers[1])]
+        return buffers[0], buffers[1]
 
     def read(self, key: str) -> bytes:
         """The whole range."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,29 @@ def assert_reads_exactly(path: Path | str, expected: dict[str, np.ndarray]) -> N
     assert reader.get_variable_to_shape_map() == {k: list(v.shape) for k, v in expected.items()}
     for key, want in expected.items():
         assert_same_array(reader.get_tensor(key), want, key)
+
+
+def read_everything(path: Path | str) -> None:
+    """Every value through the public reader (raises what the first damaged value raises)."""
+    reader = ck.load_checkpoint(path)
+    for key in reader.get_variable_to_shape_map():
+        reader.get_tensor(key)
+
+
+def assert_reads_without(paths: list[Path], frameworks: tuple[str, ...]) -> None:
+    """Reading every value of ``paths`` in a fresh interpreter imports none of ``frameworks``."""
+    script = f"""
+import sys
+import ckptlab as ck
+for path in {[str(p) for p in paths]!r}:
+    reader = ck.load_checkpoint(path)
+    for key in reader.get_variable_to_shape_map():
+        reader.get_tensor(key)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {frameworks!r})
+assert not loaded, loaded
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def run_cli(*args: str) -> tuple[int, str]:

@@ -12,7 +12,12 @@ import pytest
 
 import ckptlab as ck
 
-from .contract import assert_reads_exactly, assert_same_array, assert_works_everywhere
+from .contract import (
+    assert_reads_exactly,
+    assert_same_array,
+    assert_works_everywhere,
+    read_everything,
+)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -186,13 +191,7 @@ def test_truncated_shards_are_corrupt(hf_dirs, tmp_path, name):
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) - 100])
     with pytest.raises(ck.CorruptCheckpointError):
-        _read_everything(directory)
-
-
-def _read_everything(path) -> None:
-    reader = ck.load_checkpoint(path)
-    for key in reader.get_variable_to_shape_map():
-        reader.get_tensor(key)
+        read_everything(directory)
 
 
 def test_a_shard_that_is_not_weights_is_corrupt(hf_dirs, tmp_path):
