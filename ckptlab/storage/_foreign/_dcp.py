@@ -80,6 +80,8 @@ class DCPCheckpoint(ForeignCheckpoint):
         self.dcp_metadata: Metadata = read_metadata(store.read(key), where)
         self._file_sizes: dict[str, int] = {}
         self._keys: dict[str, str] = {}
+        self._data_start: int | None = None
+        """Where the tensor's bytes began in the last chunk archive read (a guess for the next)."""
         """Checked file names (``__0_0.distcp``) -> store keys."""
         storage = self._storage_index(self.dcp_metadata.get("storage_data"))
         entries = self.dcp_metadata.get("state_dict_metadata")
@@ -233,10 +235,10 @@ class DCPCheckpoint(ForeignCheckpoint):
 
     # -- values --------------------------------------------------------------------------------
 
-    def _window(self, chunk: Chunk) -> tuple[ByteRange, bytearray, bytearray]:
+    def _window(self, chunk: Chunk) -> ByteRange:
         window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
-        head, tail = window.prefetch(*PREFETCH)  # the pickle and the zip directory
-        return window, head, tail
+        window.prefetch(*PREFETCH)  # the pickle and the zip directory
+        return window
 
     def _read_piece(self, key: str, chunk: Chunk, out: np.ndarray[Any, Any]) -> None:
         """Read one chunk's tensor into ``out`` (shaped like the chunk) and check its CRC-32.
@@ -245,17 +247,26 @@ class DCPCheckpoint(ForeignCheckpoint):
         ``out`` and checksummed at once, while the bytes are still in the CPU's cache (a helper
         thread overlapping checksums with reads was slower on a busy 2-core machine: each
         hand-off cost milliseconds); anything else goes through the general torch reader.
+
+        The tensor's bytes are fetched with the archive's two ends, at the offset where the
+        previous chunk's bytes began (torch lays out every archive of one kind alike), and read
+        again only when this archive's layout says otherwise.
         """
-        window, head, tail = self._window(chunk)
+        target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+        raw = target.reshape(-1).view(np.uint8).data if target.size else memoryview(b"")
+        guess = self._data_start
+        window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
+        also = (guess, raw) if guess is not None and 0 < len(raw) <= chunk.length - guess else None
+        head, tail, got = window.prefetch(*PREFETCH, also)
         plain = locate(head, tail, chunk.length, chunk.file)
         if plain is None:
             self._read_archive(key, chunk, TorchFile(window.as_store(), chunk.file), out)
             return
         if plain.shape != out.shape or numpy_dtype(plain.dtype) != out.dtype:
             raise self._mismatch(key, chunk, plain.shape, plain.dtype, out)
-        target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
-        raw = target.reshape(-1).view(np.uint8).data if target.size else memoryview(b"")
-        self.read_bytes(chunk.file, chunk.offset + plain.start, raw, key)
+        if also is None or plain.start != guess or got != len(raw):
+            self.read_bytes(chunk.file, chunk.offset + plain.start, raw, key)
+        self._data_start = plain.start
         if crc32(raw) != plain.crc32:
             raise self.damaged(
                 key,
@@ -339,8 +350,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         """The non-tensor values (numbers, strings, ...) by flattened name, read on first use."""
         found = {}
         for fqn, chunk in self._objects.items():
-            window, _, _ = self._window(chunk)
-            archive = TorchFile(window.as_store(), chunk.file)
+            archive = TorchFile(self._window(chunk).as_store(), chunk.file)
             found[fqn] = archive.literals.get("value", archive.literals or None)
         return found
 

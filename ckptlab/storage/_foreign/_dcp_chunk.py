@@ -17,7 +17,7 @@ import io
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ckptlab.errors import CkptlabError
 from ckptlab.storage._foreign._unpickle import StorageRef, StorageType, TensorRef, load_pickle
@@ -46,8 +46,9 @@ class PlainChunk:
     """The zip CRC-32 of those bytes."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Member:
+class _Member(NamedTuple):
+    """A zip directory entry: local header offset, method, flags, size, CRC-32."""
+
     header: int
     method: int
     flags: int

@@ -76,22 +76,28 @@ class ByteRange:
         rest = out[done:count]
         return done + self.store.read_into(self.key, rest, self.offset + offset + done)
 
-    def prefetch(self, head: int, tail: int) -> tuple[bytearray, bytearray]:
+    def prefetch(
+        self, head: int, tail: int, also: tuple[int, memoryview] | None = None
+    ) -> tuple[bytearray, bytearray, int]:
         """Keep the first ``head`` and last ``tail`` bytes in memory (one request for both).
 
         A zip archive's readers touch only its start (small members) and its end (the central
         directory) before the large data, so parsing a small archive then costs no I/O.
+        ``also`` (an offset in the range and a buffer) is filled by the same request; the
+        third result is how many bytes it got.
         """
         head, tail = min(head, self.length), min(tail, self.length)
         buffers = [bytearray(head), bytearray(tail)]
-        self.store.read_ranges(
-            [
-                (self.key, self.offset, [memoryview(buffers[0])]),
-                (self.key, self.offset + self.length - tail, [memoryview(buffers[1])]),
-            ]
-        )
+        requests = [
+            (self.key, self.offset, [memoryview(buffers[0])]),
+            (self.key, self.offset + self.length - tail, [memoryview(buffers[1])]),
+        ]
+        if also is not None:
+            start, out = also
+            requests.append((self.key, self.offset + start, [out[: max(0, self.length - start)]]))
+        counts = self.store.read_ranges(requests)
         self._cached = [(0, buffers[0]), (self.length - tail, buffers[1])]
-        return buffers[0], buffers[1]
+        return buffers[0], buffers[1], counts[2] if also is not None else 0
 
     def read(self, key: str) -> bytes:
         """The whole range."""
