@@ -100,6 +100,15 @@ def test_regions_read_only_the_chunks_they_touch(dcp_dirs, tmp_path):
         reader.read_region("model.rows", ((0, 9), (0, 4)))  # pairs are not clipped like slices
 
 
+@pytest.mark.parametrize("guess", [0, 64, 10**9])
+def test_a_wrong_guess_of_where_a_chunks_bytes_start_is_corrected(dcp_dirs, guess):
+    expected = _dcp_load(dcp_dirs / "ranks")
+    reader = open_path(dcp_dirs / "ranks")
+    for key, want in expected.items():
+        reader._data_start = guess  # as if the previous archive had another layout
+        assert_same_array(reader.read(key), want, key)
+
+
 def test_non_tensor_values_are_literals(dcp_dirs):
     reader = open_path(dcp_dirs / "single")
     assert reader.literals == {"optimizer.lr": 0.01, "step": 12, "name": "run-1"}
