@@ -3,10 +3,12 @@
 ``.metadata`` (read through :mod:`._dcp_metadata`) lists every value by its flattened name
 (``model.layers.0.weight``): tensors with their dtype, full size and the chunks each rank saved,
 and where each chunk is: a file, a byte offset and a length.  Each chunk is a ``torch.save``
-archive at that offset, read with ckptlab's torch reader through a :class:`ByteRange`; a tensor
-is reassembled from its chunks into one array, and :meth:`DCPCheckpoint.read_region` reads
-only the chunks a region touches.  Non-tensor values (``BytesStorageMetadata``) are
-``torch.save`` blobs too, read into :attr:`DCPCheckpoint.literals` when first asked for.
+archive at that offset: located by :mod:`._dcp_chunk` from the archive's two ends and read
+straight into place (its zip CRC-32 checked), or, for any archive in another layout, read by
+ckptlab's torch reader through a :class:`ByteRange`.  A tensor is reassembled from its chunks
+into one array, and :meth:`DCPCheckpoint.read_region` reads only the chunks a region touches.
+Non-tensor values (``BytesStorageMetadata``) are ``torch.save`` blobs too, read into
+:attr:`DCPCheckpoint.literals` when first asked for.
 """
 
 from __future__ import annotations
