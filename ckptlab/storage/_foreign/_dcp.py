@@ -260,7 +260,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
         also = (guess, raw) if guess is not None and 0 < len(raw) <= chunk.length - guess else None
         head, tail, got = window.prefetch(*PREFETCH, also)
-        plain = locate(head, tail, chunk.length, chunk.file)
+        plain = locate(head, tail, chunk.length)
         if plain is None:
             self._read_archive(key, chunk, TorchFile(window.as_store(), chunk.file), out)
             return

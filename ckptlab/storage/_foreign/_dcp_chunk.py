@@ -13,6 +13,7 @@ is returned so that the caller checks the bytes it reads.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import struct
@@ -56,7 +57,7 @@ class _Member(NamedTuple):
     crc32: int
 
 
-def locate(head: Bytes, tail: Bytes, length: int, where: str) -> PlainChunk | None:
+def locate(head: Bytes, tail: Bytes, length: int) -> PlainChunk | None:
     """The tensor of a ``torch.save`` archive from its first and last bytes, or ``None``.
 
     ``None`` means "not the plain layout" (zip64, compression, a view of a larger storage,
@@ -73,24 +74,10 @@ def locate(head: Bytes, tail: Bytes, length: int, where: str) -> PlainChunk | No
     data = _member_bytes(head, members[pickles[0]])
     if data is None:
         return None
-    storages: dict[str, tuple[StorageRef, int]] = {}
-
-    def storage(pid: tuple[Any, ...]) -> StorageRef:
-        _, kind, key, _location, count = pid[:5]
-        if not isinstance(kind, StorageType) or type(count) is not int or count < 0:
-            raise _NotPlain
-        itemsize = numpy_dtype(kind.dtype).itemsize if kind.dtype else 1
-        ref = StorageRef(str(key), kind.dtype, count)
-        storages[str(key)] = (ref, count * itemsize)
-        return ref
-
-    try:
-        tensor = load_pickle(io.BytesIO(data), where, storage)
-    except (CkptlabError, _NotPlain):
+    found = _plain_tensor(bytes(data))
+    if found is None:
         return None
-    if not isinstance(tensor, TensorRef) or len(storages) != 1:
-        return None
-    ref, nbytes = storages[tensor.storage.key]
+    tensor, ref, nbytes = found
     member = members.get(f"{root}data/{ref.key}")
     itemsize = numpy_dtype(tensor.dtype).itemsize
     if (
@@ -110,6 +97,34 @@ def locate(head: Bytes, tail: Bytes, length: int, where: str) -> PlainChunk | No
 
 class _NotPlain(Exception):
     """A pickle that is not one plain tensor (internal signal)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_tensor(data: bytes) -> tuple[TensorRef, StorageRef, int] | None:
+    """The tensor a ``data.pkl`` rebuilds, its storage and the storage's bytes; or ``None``.
+
+    Through the restricted unpickler.  Cached by the pickle's bytes, which are the same for
+    every chunk of one shape and dtype (a DCP file holds many), so most chunks skip unpickling.
+    """
+    storages: dict[str, tuple[StorageRef, int]] = {}
+
+    def storage(pid: tuple[Any, ...]) -> StorageRef:
+        _, kind, key, _location, count = pid[:5]
+        if not isinstance(kind, StorageType) or type(count) is not int or count < 0:
+            raise _NotPlain
+        itemsize = numpy_dtype(kind.dtype).itemsize if kind.dtype else 1
+        ref = StorageRef(str(key), kind.dtype, count)
+        storages[str(key)] = (ref, count * itemsize)
+        return ref
+
+    try:
+        tensor = load_pickle(io.BytesIO(data), "a DCP chunk", storage)
+    except (CkptlabError, _NotPlain):
+        return None
+    if not isinstance(tensor, TensorRef) or len(storages) != 1:
+        return None
+    ref, nbytes = storages[tensor.storage.key]
+    return tensor, ref, nbytes
 
 
 def _directory(tail: Bytes, length: int) -> dict[str, _Member] | None:
