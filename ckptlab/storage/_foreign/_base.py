@@ -73,22 +73,28 @@ class LazyValues(Mapping[str, StoredValue]):
 
     def __init__(self, keys: list[str], build: Callable[[int], StoredValue]) -> None:
         self._keys = keys
-        self._index = dict(zip(keys, range(len(keys)), strict=True))
+        self._positions: dict[str, int] | None = None
         self._build = build
         self._built: dict[str, StoredValue] = {}
 
     def __getitem__(self, key: str) -> StoredValue:
         found = self._built.get(key)
         if found is None:
-            found = self._built[key] = self._build(self._index[key])
+            found = self._built[key] = self._build(self.index(key))
         return found
 
     def __contains__(self, key: object) -> bool:
-        return key in self._index
+        return isinstance(key, str) and key in self._lookup()
 
     def index(self, key: str) -> int:
         """The position of ``key`` in the columns (``KeyError`` when absent)."""
-        return self._index[key]
+        return self._lookup()[key]
+
+    def _lookup(self) -> dict[str, int]:
+        """Key -> position, built on first use (a listing never needs it)."""
+        if self._positions is None:
+            self._positions = dict(zip(self._keys, range(len(self._keys)), strict=True))
+        return self._positions
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)

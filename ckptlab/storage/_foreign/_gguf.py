@@ -53,8 +53,8 @@ _SCALARS |= {11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _U32 = struct.Struct("<I").unpack_from
 _U64 = struct.Struct("<Q").unpack_from
-_TYPE_OFFSET = struct.Struct("<IQ").unpack_from
-_DIMS = [struct.Struct(f"<{n}Q").unpack_from for n in range(MAX_DIMS + 1)]
+_INFOS = [struct.Struct(f"<{n}QIQ").unpack_from for n in range(MAX_DIMS + 1)]
+"""Per rank: the dimensions, GGML type and offset that follow a tensor info's rank."""
 
 
 def looks_like_gguf(head: bytes) -> bool:
@@ -212,7 +212,7 @@ class GGUFFile(ForeignCheckpoint):
         shapes: list[tuple[int, ...]] = []
         types: list[int] = []
         offsets: list[int] = []
-        u64, u32, type_offset, dims_of = _U64, _U32, _TYPE_OFFSET, _DIMS
+        u64, u32, infos = _U64, _U32, _INFOS
         slack = MAX_NAME + 8 * MAX_DIMS + 24
         buffer, pos = cursor.buffer, cursor.pos
         for _ in range(count):
@@ -225,26 +225,25 @@ class GGUFFile(ForeignCheckpoint):
                 if length > MAX_NAME:
                     at = cursor.start + pos
                     raise self.bad_file(f"a tensor name at byte {at} is {length} bytes")
-                name = buffer[pos + 8 : pos + 8 + length]
-                pos += 8 + length
-                (rank,) = u32(buffer, pos)
+                end = pos + 8 + length
+                name = buffer[pos + 8 : end]
+                (rank,) = u32(buffer, end)
                 if rank > MAX_DIMS:
                     raise self.bad_file(f"tensor {name!r} has {rank} dimensions (at most 4)")
-                dims = dims_of[rank](buffer, pos + 4)
-                kind, offset = type_offset(buffer, pos + 4 + 8 * rank)
+                info = infos[rank](buffer, end + 4)  # dims..., type, offset
             except struct.error:
                 raise self.bad_file(
                     f"the tensor infos run past the end of the file (tensor {len(names)} of "
                     f"{count})"
                 ) from None
-            pos += 16 + 8 * rank
+            pos = end + 16 + 8 * rank
             try:
                 names.append(name.decode())
             except UnicodeDecodeError:
                 raise self.bad_file(f"tensor name {name!r} is not UTF-8") from None
-            shapes.append(dims[::-1])
-            types.append(kind)
-            offsets.append(offset)
+            shapes.append(info[:rank][::-1])
+            types.append(info[rank])
+            offsets.append(info[rank + 1])
         cursor.pos = pos
         if len(set(names)) != len(names):
             twice = next(n for n, c in Counter(names).items() if c > 1)
