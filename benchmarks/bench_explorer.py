@@ -30,9 +30,9 @@ import numpy as np
 from playwright.sync_api import expect
 
 import ckptlab as ck
-from ckptlab._explore import CheckpointSource
 from ckptlab._reader import open_path
 from ckptlab.core import gc_paused
+from ckptlab.explorer._sources import CheckpointSource
 from ckptlab.widgets import ExplorerWidget
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,8 @@ def run(screenshot: Path | None, repeat: int) -> dict[str, object]:
                 first100.append(timed_display(page, 2))
                 big = page.locator(EXPLORER).nth(1)
                 before = big.get_attribute("data-visible")
-                big.locator("g.node.ck-collapsed").first.click()  # model/blocks: 200 groups
+                # model/blocks: 200 groups
+                big.locator("g.node.ck-collapsed g.ck-toggle").first.click()
                 expect(big).not_to_have_attribute("data-visible", before or "", timeout=30_000)
                 expand.append(page.evaluate(EXPAND, EXPLORER))
         if screenshot is not None:

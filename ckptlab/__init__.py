@@ -12,16 +12,21 @@ from ckptlab import layers, optimizers
 from ckptlab._async import SaveHandle
 from ckptlab._checkpoint import Checkpoint
 from ckptlab._convert import convert
-from ckptlab._explore import diff, explore
 from ckptlab._keymap import KeyMap
 from ckptlab._manager import CheckpointManager
 from ckptlab._module import Module, TrackedDict, TrackedList, TrackedTuple
 from ckptlab._reader import CheckpointReader, list_variables, load_checkpoint
 from ckptlab._saver import Saver
-from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
-from ckptlab._trackable import Trackable, Variable, register_trackable
+from ckptlab._variable import Variable
 from ckptlab._version import __version__
 from ckptlab.core import MatchReport, NearMiss, ReportEntry, near_misses
+from ckptlab.engine import (
+    CheckpointLoadStatus,
+    InitializationOnlyStatus,
+    NameBasedSaverStatus,
+    Trackable,
+    register_trackable,
+)
 from ckptlab.errors import (
     AssignmentError,
     CkptlabError,
@@ -35,7 +40,8 @@ from ckptlab.errors import (
     UnsafePickleError,
     UnsupportedFormatError,
 )
-from ckptlab.storage import WriteOptions, latest_checkpoint
+from ckptlab.explorer import diff, explore
+from ckptlab.storage import ReadOptions, WriteOptions, latest_checkpoint
 
 __all__ = [
     "AssignmentError",
@@ -55,6 +61,7 @@ __all__ = [
     "NearMiss",
     "NotFoundError",
     "NotSaveableError",
+    "ReadOptions",
     "ReportEntry",
     "RestoreConflictError",
     "SaveHandle",

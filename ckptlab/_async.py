@@ -37,7 +37,15 @@ class SaveHandle:
     """A checkpoint being written in the background.
 
     Returned by ``save(..., blocking=False)``; ``result()`` waits and returns the saved path
-    (or raises the save's error).
+    (or raises the save's error).  An error nobody retrieves is raised by the next save, or
+    logged when the handle is collected.
+
+    Parameters
+    ----------
+    path
+        The checkpoint being written.
+    work
+        The write, run on the handle's thread (internal; ``save`` makes handles).
 
     Examples
     --------
@@ -75,15 +83,67 @@ class SaveHandle:
             self._finished.set()
 
     def done(self) -> bool:
-        """Whether the save has finished (successfully or not)."""
+        """Whether the save has finished (successfully or not).
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> handle = ck.Checkpoint().save(tempfile.mkdtemp() + "/ckpt", blocking=False)
+        >>> _ = handle.result()
+        >>> handle.done()
+        True
+        """
         return self._finished.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the save finishes; return whether it did within ``timeout`` seconds."""
+        """Wait until the save finishes; return whether it did within ``timeout`` seconds.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait at most; ``None``: until it finishes.
+
+        Returns
+        -------
+        bool
+            Whether the save has finished.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> ck.Checkpoint().save(tempfile.mkdtemp() + "/ckpt", blocking=False).wait()
+        True
+        """
         return self._finished.wait(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Wait, then return the save's error (``None`` on success); marks the error seen."""
+        """Wait, then return the save's error (``None`` on success); marks the error seen.
+
+        Parameters
+        ----------
+        timeout
+            As for :meth:`wait`.
+
+        Returns
+        -------
+        BaseException or None
+            What the save raised; a seen error is neither raised by the next save nor logged.
+
+        Raises
+        ------
+        TimeoutError
+            The save did not finish within ``timeout``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> ck.Checkpoint().save(tempfile.mkdtemp() + "/ckpt", blocking=False).exception() is None
+        True
+        """
         if not self._finished.wait(timeout):
             raise TimeoutError(f"The save to {self.path} did not finish within {timeout} s.")
         self._mark_seen()
@@ -115,7 +175,30 @@ class SaveHandle:
             self._report_unseen()
 
     def result(self, timeout: float | None = None) -> str:
-        """Wait, then return the saved path or raise the save's error."""
+        """Wait, then return the saved path or raise the save's error.
+
+        Parameters
+        ----------
+        timeout
+            As for :meth:`wait`.
+
+        Returns
+        -------
+        str
+            The committed checkpoint's path.
+
+        Raises
+        ------
+        TimeoutError
+            As :meth:`exception` does; otherwise whatever the save raised.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> handle = ck.Checkpoint().save(tempfile.mkdtemp() + "/ckpt", blocking=False)
+        >>> handle.result() == handle.path
+        True
+        """
         error = self.exception(timeout)
         if error is not None:
             raise error

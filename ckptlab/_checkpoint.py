@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
 import posixpath
-import socket
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
 import numpy as np
 
-from ckptlab import _execute
 from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap
 from ckptlab._module import Module, wrap
-from ckptlab._restore import NameBasedRestore, RestoreCoordinator
-from ckptlab._status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
-from ckptlab._trackable import Variable, is_trackable
-from ckptlab._version import __version__
-from ckptlab._view import LiveView
-from ckptlab.core import CheckpointState, ProgramGraph, gc_paused
+from ckptlab._variable import Variable, create_variable
+from ckptlab.core import CheckpointState, gc_paused
+from ckptlab.engine import (
+    CheckpointLoadStatus,
+    InitializationOnlyStatus,
+    NameBasedRestore,
+    NameBasedSaverStatus,
+    Program,
+    RestoreCoordinator,
+    RestoreStatus,
+    is_trackable,
+    on_attach,
+    program_values,
+)
 from ckptlab.storage import (
+    DirectoryLock,
     ReadOptions,
     WriteOptions,
     open_checkpoint,
@@ -31,38 +37,13 @@ from ckptlab.storage import (
     resolve,
     write_checkpoint,
     write_state,
+    writer_info,
 )
-from ckptlab.storage._directory import DirectoryLock
 
 __all__ = ["Checkpoint"]
 
 logger = logging.getLogger("ckptlab")
 _RESERVED = frozenset({"save", "write", "restore", "read", "save_counter", "sync", "options"})
-
-
-def _writer_info() -> dict[str, Any]:
-    return {
-        "library": "ckptlab",
-        "version": __version__,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }
-
-
-def save_values(
-    program: ProgramGraph[Any], overrides: dict[int, np.ndarray[Any, Any]] | None = None
-) -> list[tuple[str, np.ndarray[Any, Any]]]:
-    """``(key, live array)`` for every value in a program snapshot, refusing unsaveable objects."""
-    values = []
-    for node_id, obj in enumerate(program.objects):
-        check = getattr(obj, "_ck_check_saveable", None)
-        if check is not None:
-            check()
-        key = program.graph.nodes[node_id].value_key
-        if key is not None:
-            array = (overrides or {}).get(id(obj))
-            values.append((key, array if array is not None else np.asarray(obj._ck_value())))
-    return values
 
 
 class Checkpoint(Module):
@@ -110,7 +91,7 @@ class Checkpoint(Module):
             if not is_trackable(value):
                 raise ValueError(_not_trackable(name, value))
             if root is not None:
-                existing = LiveView(root).child(root, name)
+                existing = Program(root).child(root, name)
                 if existing is not None and existing is not value:
                     raise ValueError(
                         f"Cannot create a Checkpoint with keyword argument {name} if root.{name} "
@@ -136,8 +117,8 @@ class Checkpoint(Module):
     def _ck_graph_root(self) -> Any:
         return self if self._ck_root is None else self._ck_root
 
-    def _ck_view(self) -> LiveView:
-        return LiveView(
+    def _ck_view(self) -> Program:
+        return Program(
             self._ck_graph_root, self._ck_attached if self._ck_root is not None else None
         )
 
@@ -159,7 +140,7 @@ class Checkpoint(Module):
         if counter is not None:
             return counter
         if self._ck_root is None:
-            counter = _execute.create_variable(
+            counter = create_variable(
                 self,
                 "save_counter",
                 shape=(),
@@ -172,7 +153,7 @@ class Checkpoint(Module):
             counter = Variable(0, name="save_counter", dtype=np.int64, trainable=False)
             self._ck_attached["save_counter"] = counter
             try:
-                _execute.on_attach(self._ck_root, "save_counter", counter)
+                on_attach(self._ck_root, "save_counter", counter)
             except BaseException:
                 del self._ck_attached["save_counter"]
                 raise
@@ -186,7 +167,7 @@ class Checkpoint(Module):
             return None
         if isinstance(root, Checkpoint):
             return root.save_counter
-        own = LiveView(root).child(root, "save_counter")
+        own = Program(root).child(root, "save_counter")
         return own if isinstance(own, Variable) else None
 
     # -- saving -----------------------------------------------------------------------------
@@ -194,7 +175,29 @@ class Checkpoint(Module):
     def write(
         self, file_prefix: str | os.PathLike[str], *, options: WriteOptions | None = None
     ) -> str:
-        """Write a checkpoint exactly at ``file_prefix``; no numbering, no state file."""
+        """Write a checkpoint exactly at ``file_prefix``; no numbering, no state file.
+
+        Parameters
+        ----------
+        file_prefix
+            Where the checkpoint goes (a path or URL); missing parent directories are created,
+            and an existing ckptlab checkpoint there is replaced atomically.
+        options
+            Durability, progress bar, storage options for URLs (:class:`ck.WriteOptions`).
+
+        Returns
+        -------
+        str
+            ``file_prefix`` as a string.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> ckpt = ck.Checkpoint(w=ck.Variable([1.0, 2.0]))
+        >>> path = ckpt.write(tempfile.mkdtemp() + "/weights")
+        >>> path.endswith("/weights"), ck.list_variables(path)
+        (True, [('w/.ATTRIBUTES/VARIABLE_VALUE', [2])])
+        """
         path = os.fspath(file_prefix)
         settle(self)
         self._write(path, options, overrides=None)
@@ -225,9 +228,35 @@ class Checkpoint(Module):
     ) -> str | SaveHandle:
         """Increment ``save_counter``, write ``f"{file_prefix}-{n}"``, update the state file.
 
-        ``blocking=False`` copies the values now, writes them on a background thread and
-        returns a :class:`~ckptlab.SaveHandle`; the state file moves once the checkpoint is
-        committed.  The next save waits for it (and raises its error if nobody saw it).
+        Parameters
+        ----------
+        file_prefix
+            The prefix of the numbered checkpoint (a path or URL); its directory's state file
+            then names the new checkpoint as the latest.
+        options
+            Durability, progress bar, storage options for URLs (:class:`ck.WriteOptions`).
+        blocking
+            ``False`` copies the values now, writes them on a background thread and returns a
+            :class:`ck.SaveHandle`; the state file moves once the checkpoint is committed.  The
+            next save waits for it (and raises its error if nobody saw it).
+
+        Returns
+        -------
+        str or SaveHandle
+            The path of the new checkpoint, or (``blocking=False``) a handle whose
+            ``result()`` is that path.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> directory = tempfile.mkdtemp()
+        >>> ckpt = ck.Checkpoint(w=ck.Variable(1.0))
+        >>> first = ckpt.save(directory + "/ckpt")
+        >>> second = ckpt.save(directory + "/ckpt", blocking=False).result()
+        >>> first.endswith("ckpt-1"), second.endswith("ckpt-2")
+        (True, True)
+        >>> ck.latest_checkpoint(directory) == second
+        True
         """
         prefix = os.fspath(file_prefix)
         settle(self)
@@ -278,7 +307,7 @@ class Checkpoint(Module):
     ) -> Callable[[], object]:
         """Walk the program now; return the write.  ``snapshot`` copies the values first."""
         program = self._ck_view().walk()
-        values = save_values(program, overrides)
+        values = program_values(program, overrides)
         values = stage(self, values, copy=snapshot)
         store, key = resolve(path, (options or WriteOptions()).storage_options)
         return functools.partial(
@@ -288,7 +317,7 @@ class Checkpoint(Module):
             values,
             kind="object",
             graph=program.graph,
-            writer=_writer_info(),
+            writer=writer_info(),
             options=options or WriteOptions(),
         )
 
@@ -302,19 +331,53 @@ class Checkpoint(Module):
         key_map: KeyMap | None = None,
         skip_slot_variables: bool = False,
         options: ReadOptions | None = None,
-    ) -> Any:
+    ) -> RestoreStatus:
         """Restore from ``save_path`` (``None``: initialize only), then create ``save_counter``.
 
-        Returns a :class:`CheckpointLoadStatus`, :class:`NameBasedSaverStatus` or
-        :class:`InitializationOnlyStatus`.  Eagerly, values are written before this returns;
-        objects created later are restored when attached.  With ``lazy=True`` matching happens
-        now and values are written by ``status.run_restore_ops()``.  ``key_map`` (a
-        :class:`ck.KeyMap`) renames or transposes what the checkpoint holds before matching,
-        for checkpoints written by other frameworks.  ``skip_slot_variables=True`` leaves
-        optimizer slot variables out of restoration and of every check (TF's
-        ``CheckpointOptions(experimental_skip_slot_variables=True)``).  ``options`` (a
-        :class:`ckptlab.storage.ReadOptions`) turns the progress bar off or passes storage
-        options for URLs.
+        Eagerly, values are written before this returns; objects created later are restored
+        when they are attached or created (docs/semantics.md S36-S42).  Every shape and dtype
+        is checked and every value read before anything is written.
+
+        Parameters
+        ----------
+        save_path
+            A checkpoint (path or URL), e.g. ``ck.latest_checkpoint(directory)``; ``None``
+            restores nothing.  Checkpoints of other frameworks are read too
+            (docs/interop.md).
+        lazy
+            Match now, write nothing until ``status.run_restore_ops()`` (TensorFlow's graph
+            mode, docs/semantics.md S99-S101); conflicts are then reported, not raised.
+        key_map
+            A :class:`ck.KeyMap` that renames or transposes what the checkpoint holds before
+            matching, for checkpoints written by other frameworks.
+        skip_slot_variables
+            Leave optimizer slot variables out of restoration and of every check (TF's
+            ``CheckpointOptions(experimental_skip_slot_variables=True)``).
+        options
+            Progress bar and storage options for URLs (:class:`ck.ReadOptions`).
+
+        Returns
+        -------
+        CheckpointLoadStatus or NameBasedSaverStatus or InitializationOnlyStatus
+            An object-based checkpoint, a name-based one (matched by ``Variable.name``), or
+            ``save_path=None``.
+
+        Raises
+        ------
+        NotFoundError
+            Nothing is at ``save_path`` (the message hints at a missing ``-N`` suffix).
+        RestoreConflictError
+            Eagerly, a shape or dtype conflict; it lists every conflict and nothing was
+            written.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).save(tempfile.mkdtemp() + "/ckpt")
+        >>> w = ck.Variable([0.0, 0.0])
+        >>> status = ck.Checkpoint(w=w).restore(path)
+        >>> w.numpy(), status.assert_consumed().report().summary()
+        (array([1., 2.]), '2 matched')
         """
         status = self.read(
             save_path,
@@ -336,8 +399,27 @@ class Checkpoint(Module):
         key_map: KeyMap | None = None,
         skip_slot_variables: bool = False,
         options: ReadOptions | None = None,
-    ) -> Any:
-        """Like :meth:`restore` but never creates ``save_counter``."""
+    ) -> RestoreStatus:
+        """Like :meth:`restore` but never creates ``save_counter``.
+
+        Parameters
+        ----------
+        save_path, lazy, key_map, skip_slot_variables, options
+            As for :meth:`restore`.
+
+        Returns
+        -------
+        CheckpointLoadStatus or NameBasedSaverStatus or InitializationOnlyStatus
+            As for :meth:`restore`.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable(1.0)).write(tempfile.mkdtemp() + "/c")
+        >>> ckpt = ck.Checkpoint(w=ck.Variable(0.0))
+        >>> ckpt.read(path).assert_consumed().report().summary()
+        '1 matched'
+        """
         view = self._ck_view()
         if save_path is None:
             return InitializationOnlyStatus(view)
@@ -348,13 +430,13 @@ class Checkpoint(Module):
 
     def _read(
         self,
-        view: LiveView,
+        view: Program,
         save_path: str | os.PathLike[str],
         lazy: bool,
         key_map: KeyMap | None,
         skip_slot_variables: bool,
         options: ReadOptions,
-    ) -> Any:
+    ) -> RestoreStatus:
         store, key = resolve(save_path, options.storage_options)
         source = open_checkpoint(store, key, progress=options.progress)
         if key_map is not None:
@@ -366,7 +448,7 @@ class Checkpoint(Module):
                 source.display_path,
             )
             restore = NameBasedRestore(source, view, lazy=lazy)
-            restore.restore_subtree(view.root)
+            restore.restore()
             return NameBasedSaverStatus(restore, [])
         coordinator = RestoreCoordinator(source, view, lazy=lazy, skip_slots=skip_slot_variables)
         try:

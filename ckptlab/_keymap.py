@@ -81,7 +81,29 @@ class KeyMap:
 
     @classmethod
     def from_near_misses(cls, misses: Iterable[NearMiss]) -> KeyMap:
-        """A key map applying exactly the given :func:`ckptlab.near_misses` suggestions."""
+        """A key map applying exactly the given :func:`ckptlab.near_misses` suggestions.
+
+        Parameters
+        ----------
+        misses
+            Pairs of a stored name and a wanted name, e.g. from ``ck.near_misses``.
+
+        Returns
+        -------
+        KeyMap
+            One exact rename per pair; a transpose for each pair that needs one.
+
+        Examples
+        --------
+        >>> spec = ck.core.ValueSpec
+        >>> misses = ck.near_misses(
+        ...     {"fc.weight": spec(shape=(3, 4), dtype="float32")},
+        ...     {"fc/kernel": spec(shape=(4, 3), dtype="float32")},
+        ... )
+        >>> key_map = ck.KeyMap.from_near_misses(misses)
+        >>> key_map.rename("fc.weight"), key_map.transposes("fc/kernel")
+        ('fc/kernel', True)
+        """
         misses = list(misses)
         return cls(
             [(f"^{re.escape(m.stored)}$", m.wanted.replace("\\", "\\\\")) for m in misses],
@@ -89,13 +111,44 @@ class KeyMap:
         )
 
     def rename(self, name: str) -> str:
-        """Apply every rule, in order, to one name."""
+        r"""Apply every rule, in order, to one name.
+
+        Parameters
+        ----------
+        name
+            A stored key or object path.
+
+        Returns
+        -------
+        str
+            The renamed name (``name`` itself when no rule matches).
+
+        Examples
+        --------
+        >>> ck.KeyMap({r"^module\.": ""}).rename("module.encoder.weight")
+        'encoder.weight'
+        """
         for pattern, replacement in self.rules:
             name = pattern.sub(replacement, name)
         return name
 
     def transposes(self, name: str) -> bool:
-        """Whether a ``transpose`` pattern selects the value at (renamed) ``name``."""
+        """Whether a ``transpose`` pattern selects the value at (renamed) ``name``.
+
+        Parameters
+        ----------
+        name
+            A renamed key or object path.
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> ck.KeyMap(transpose=["kernel$"]).transposes("dense/kernel")
+        True
+        """
         return any(p.search(name) for p in self.transpose)
 
     def axes_for(
@@ -103,11 +156,30 @@ class KeyMap:
     ) -> tuple[int, ...] | None:
         """The axes the value at (renamed) ``name`` is permuted by on read (``None``: as is).
 
+        Parameters
+        ----------
+        name
+            A renamed key or object path.
+        shape
+            The stored value's shape.
+        where
+            Where the value comes from, for the error message.
+
+        Returns
+        -------
+        tuple of int or None
+            The permutation, as :func:`numpy.transpose` takes it, or ``None``.
+
         Raises
         ------
         RestoreConflictError
             A pattern selects a value of rank 3 or more without giving its axes, or gives axes
             for another rank.
+
+        Examples
+        --------
+        >>> ck.KeyMap(transpose=["kernel$"]).axes_for("dense/kernel", (4, 3))
+        (1, 0)
         """
         for pattern, axes in zip(self.transpose, self.axes, strict=True):
             if not pattern.search(name):
@@ -120,7 +192,29 @@ class KeyMap:
         return None
 
     def apply(self, source: StoredCheckpoint) -> StoredCheckpoint:
-        """A read-only view of ``source`` as this key map rewrites it."""
+        r"""A read-only view of ``source`` as this key map rewrites it.
+
+        ``Checkpoint.restore(path, key_map=...)`` calls it; readers can too.
+
+        Parameters
+        ----------
+        source
+            An opened checkpoint (:func:`ckptlab.storage.open_path`).
+
+        Returns
+        -------
+        StoredCheckpoint
+            Renamed keys (and graph edges), values transposed as they are read.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Saver({"fc.weight": ck.Variable(np.ones((3, 4)))}).save(tempfile.mkdtemp())
+        >>> key_map = ck.KeyMap({r"\.weight$": "/kernel"}, transpose=["kernel$"])
+        >>> mapped = key_map.apply(ck.storage.open_path(path))
+        >>> mapped.read("fc/kernel").shape
+        (4, 3)
+        """
         return MappedCheckpoint(source, self)
 
     def __repr__(self) -> str:

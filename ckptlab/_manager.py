@@ -1,6 +1,7 @@
 """``ck.CheckpointManager``: numbered saves, retention, intervals, recovery (public class).
 
-TensorFlow's semantics (SEMANTICS 82-90) with four differences, all in the caller's favour:
+TensorFlow's semantics (docs/semantics.md S82-S90) with four differences, all in the caller's
+favour:
 
 * ``restore_or_initialize()`` keeps the restore status as ``restore_status``.
 * Retention deletes a checkpoint atomically: it stops being a valid checkpoint (renamed away)
@@ -28,20 +29,25 @@ import numpy as np
 
 from ckptlab._async import SaveHandle, discard_staging, settle, start
 from ckptlab._checkpoint import Checkpoint
-from ckptlab.core import CheckpointState
-from ckptlab.core._retention import (
+from ckptlab.core import (
+    CheckpointState,
     interval_allows,
     record_save,
     recover,
     sweep,
     validate_policy,
 )
-from ckptlab.storage import ReadOptions, WriteOptions, read_state, resolve, retract, write_state
-from ckptlab.storage._directory import (
+from ckptlab.storage import (
     DirectoryLock,
+    ReadOptions,
+    WriteOptions,
     clear_eviction,
     note_eviction,
+    read_state,
     remove_leftovers,
+    resolve,
+    retract,
+    write_state,
 )
 
 __all__ = ["CheckpointManager"]
@@ -174,12 +180,12 @@ class CheckpointManager:
 
     @property
     def checkpoints(self) -> list[str]:
-        """Paths of the managed checkpoints, oldest first (SEMANTICS 90)."""
+        """Paths of the managed checkpoints, oldest first (docs/semantics.md S90)."""
         return [_join(self._directory, path) for path in self._retention.paths]
 
     @property
     def latest_checkpoint(self) -> str | None:
-        """The newest checkpoint this manager saved or recovered (kept in memory, SEMANTICS 90)."""
+        """The newest checkpoint this manager saved or recovered (docs/semantics.md S90)."""
         return None if self._latest is None else _join(self._directory, self._latest)
 
     # -- saving -----------------------------------------------------------------------------
@@ -212,10 +218,41 @@ class CheckpointManager:
     ) -> str | SaveHandle | None:
         """Save ``<directory>/<checkpoint_name>-<n>``, record it, delete what is beyond retention.
 
-        ``save_counter`` is always incremented; ``n`` is ``checkpoint_number`` (an int or an
-        integer variable, read and not incremented) or the counter (SEMANTICS 84).  Returns the
-        path, or ``None`` when ``checkpoint_interval`` says not yet (SEMANTICS 88).  With
-        ``blocking=False`` returns a :class:`~ckptlab.SaveHandle` (or ``None``).
+        ``save_counter`` is always incremented (docs/semantics.md S84).
+
+        Parameters
+        ----------
+        checkpoint_number
+            ``n``: an int or an integer variable (read, not incremented); ``None``: the
+            counter.
+        check_interval
+            ``False`` saves even when ``checkpoint_interval`` says not yet (but never twice at
+            one step, docs/semantics.md S88).
+        blocking
+            ``False`` copies the values now and writes them on a background thread.
+        options
+            Durability, progress bar, storage options (:class:`ck.WriteOptions`).
+
+        Returns
+        -------
+        str or SaveHandle or None
+            The new checkpoint's path (``blocking=False``: a :class:`ck.SaveHandle`), or
+            ``None`` when ``checkpoint_interval`` says not yet.
+
+        Raises
+        ------
+        LockedError
+            Another manager, in this or another process, saves into the directory.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> manager = ck.CheckpointManager(ck.Checkpoint(), tempfile.mkdtemp(), max_to_keep=1)
+        >>> manager.save(checkpoint_number=100).endswith("ckpt-100")
+        True
+        >>> manager.save().endswith("ckpt-2"), len(manager.checkpoints)
+        (True, 1)
+        >>> manager.close()
         """
         settle(self._checkpoint)
         step = None
@@ -291,10 +328,35 @@ class CheckpointManager:
     def restore_or_initialize(self, *, options: ReadOptions | None = None) -> str | None:
         """Restore the latest checkpoint and return its path, or call ``init_fn`` and return None.
 
-        The restore's status is kept as :attr:`restore_status` (SEMANTICS 89), so its unused
-        value warnings can be silenced with ``manager.restore_status.expect_partial()``.
-        ``options`` (a :class:`ckptlab.storage.ReadOptions`) is passed to the restore, e.g.
-        ``ReadOptions(progress=False)`` to turn its progress bar off.
+        The restore's status is kept as :attr:`restore_status` (docs/semantics.md S89), so its
+        unused value warnings can be silenced with ``manager.restore_status.expect_partial()``.
+
+        Parameters
+        ----------
+        options
+            Passed to the restore (:class:`ck.ReadOptions`), e.g.
+            ``ck.ReadOptions(progress=False)`` to turn its progress bar off.
+
+        Returns
+        -------
+        str or None
+            The restored checkpoint's path, or ``None`` when there was none.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> directory = tempfile.mkdtemp()
+        >>> step = ck.Variable(0)
+        >>> manager = ck.CheckpointManager(ck.Checkpoint(step=step), directory, max_to_keep=1)
+        >>> manager.restore_or_initialize() is None  # nothing saved yet
+        True
+        >>> _ = step.assign(7)
+        >>> path = manager.save()
+        >>> manager.close()
+        >>> fresh = ck.Variable(0)
+        >>> again = ck.CheckpointManager(ck.Checkpoint(step=fresh), directory, max_to_keep=1)
+        >>> again.restore_or_initialize() == path, int(fresh.numpy())
+        (True, 7)
         """
         settle(self._checkpoint)
         latest = self.latest_checkpoint
@@ -310,7 +372,19 @@ class CheckpointManager:
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Wait for a save in flight, free its staging buffers, release the directory lock."""
+        """Wait for a save in flight, free its staging buffers, release the directory lock.
+
+        Also what leaving a ``with`` block does; the manager may save again afterwards (it
+        takes the lock again).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> with ck.CheckpointManager(ck.Checkpoint(), tempfile.mkdtemp(), max_to_keep=1) as m:
+        ...     handle = m.save(blocking=False)
+        >>> handle.done()
+        True
+        """
         try:
             settle(self._checkpoint)
         finally:

@@ -1,9 +1,9 @@
 """Auto-tracking modules and tracked containers (lists, dicts, tuples).
 
 ``Module`` tracks every trackable assigned to an attribute; lists, tuples and dicts are wrapped
-so their elements are named ``name/0`` and ``name/key`` (SEMANTICS 63).  Attaching a child may
-restore it at once when a restore is waiting for that name (deferred restoration, SEMANTICS
-37-39); a restore that fails undoes the attach.
+so their elements are named ``name/0`` and ``name/key`` (docs/semantics.md S63).  Attaching a
+child may restore it at once when a restore is waiting for that name (deferred restoration,
+docs/semantics.md S37-S39); a restore that fails undoes the attach.
 """
 
 from __future__ import annotations
@@ -11,16 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
 from typing import Any, SupportsIndex, overload
 
-from ckptlab._trackable import Trackable, is_trackable
+from ckptlab.engine import Trackable, is_trackable, on_attach
 from ckptlab.errors import NotSaveableError
 
 __all__ = ["Module", "TrackedDict", "TrackedList", "TrackedTuple", "wrap"]
-
-
-def _attach(parent: Trackable, name: str, child: Any) -> None:
-    from ckptlab._execute import on_attach
-
-    on_attach(parent, name, child)
 
 
 class Module(Trackable):
@@ -60,7 +54,7 @@ class Module(Trackable):
         if set_attribute:
             object.__setattr__(self, name, child)
         try:
-            _attach(self, name, child)
+            on_attach(self, name, child)
         except BaseException:
             if had_dep:
                 deps[name] = old_dep
@@ -109,7 +103,23 @@ class TrackedList(Trackable, MutableSequence[Any]):
 
     It wraps the list it was given (mutations go through to it).  Saving requires append-only
     use: replacing, deleting or moving a trackable element, or changing the wrapped list behind
-    the wrapper's back, makes ``save`` raise :class:`NotSaveableError` (SEMANTICS 64-65).
+    the wrapper's back, makes ``save`` raise :class:`NotSaveableError` (docs/semantics.md S64-S65).
+    ``ck.Module`` wraps lists assigned to it; it is a mutable sequence, not a ``list`` subclass.
+
+    Parameters
+    ----------
+    storage
+        The list to wrap (its elements are wrapped too); ``None``: a new empty list.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> model = ck.Module()
+    >>> model.layers = [ck.Variable(1.0)]
+    >>> model.layers.append(ck.Variable(2.0))
+    >>> path = ck.Checkpoint(model=model).write(tempfile.mkdtemp())
+    >>> type(model.layers).__name__, [k.split("/.")[0] for k, _ in ck.list_variables(path)]
+    ('TrackedList', ['model/layers/0', 'model/layers/1'])
     """
 
     def __init__(self, storage: list[Any] | None = None) -> None:
@@ -166,7 +176,7 @@ class TrackedList(Trackable, MutableSequence[Any]):
         try:
             for index, item in enumerate(storage):
                 if is_trackable(item) and id(item) not in known:
-                    _attach(self, str(index), item)
+                    on_attach(self, str(index), item)
         except BaseException:
             storage[:] = before
             self._ck_broken = broken
@@ -201,7 +211,24 @@ class TrackedList(Trackable, MutableSequence[Any]):
         return len(self._ck_storage)
 
     def insert(self, index: int, value: Any) -> None:
-        """Insert ``value``; inserting before a trackable element moves it (not saveable)."""
+        """Insert ``value``; inserting before a trackable element moves it (not saveable).
+
+        Parameters
+        ----------
+        index
+            Position, as for ``list.insert``; at or past the end it appends.
+        value
+            Any value; lists, dicts and tuples are wrapped.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> items = ck.TrackedList([1, 2])
+        >>> items.insert(1, ck.Variable(0.0))  # no trackable moved: still saveable
+        >>> path = ck.Checkpoint(items=items).write(tempfile.mkdtemp())
+        >>> len(items), [k.split("/.")[0] for k, _ in ck.list_variables(path)]
+        (3, ['items/1'])
+        """
         if index >= len(self._ck_storage):
             self.append(value)
             return
@@ -209,31 +236,85 @@ class TrackedList(Trackable, MutableSequence[Any]):
         self._ck_change(lambda s: s.insert(index, item), "A list element was moved (insert)")
 
     def append(self, value: Any) -> None:
-        """Append ``value``; a trackable is tracked as ``str(index)`` (restored if awaited)."""
+        """Append ``value``; a trackable is tracked as ``str(index)`` (restored if awaited).
+
+        Parameters
+        ----------
+        value
+            Any value; lists, dicts and tuples are wrapped.
+
+        Raises
+        ------
+        RestoreConflictError
+            A restore waits for this index and its value conflicts; nothing was appended.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> items = ck.TrackedList()
+        >>> items.append(ck.Variable(1.0))
+        >>> path = ck.Checkpoint(items=items).write(tempfile.mkdtemp())
+        >>> [k.split("/.")[0] for k, _ in ck.list_variables(path)]
+        ['items/0']
+        """
         item = wrap(value)
         self._ck_storage.append(item)
         self._ck_sync()
         if is_trackable(item):
             try:
-                _attach(self, str(len(self._ck_storage) - 1), item)
+                on_attach(self, str(len(self._ck_storage) - 1), item)
             except BaseException:
                 self._ck_storage.pop()
                 self._ck_sync()
                 raise
 
     def extend(self, values: Iterable[Any]) -> None:
-        """Append each value."""
+        """Append each value, as :meth:`append` does.
+
+        Parameters
+        ----------
+        values
+            Any values.
+
+        Examples
+        --------
+        >>> items = ck.TrackedList()
+        >>> items.extend([ck.Variable(1.0), 2])
+        >>> len(items)
+        2
+        """
         for value in values:
             self.append(value)
 
     def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
-        """Sort in place; moving trackable elements makes the list unsaveable."""
+        """Sort in place; moving trackable elements makes the list unsaveable.
+
+        Parameters
+        ----------
+        key, reverse
+            As for ``list.sort``.
+
+        Examples
+        --------
+        >>> items = ck.TrackedList([3, 1, 2])
+        >>> items.sort()
+        >>> list(items)
+        [1, 2, 3]
+        """
         self._ck_change(
             lambda s: s.sort(key=key, reverse=reverse), "A list element was moved (sort)"
         )
 
     def reverse(self) -> None:
-        """Reverse in place; moving trackable elements makes the list unsaveable."""
+        """Reverse in place; moving trackable elements makes the list unsaveable.
+
+        Examples
+        --------
+        >>> items = ck.TrackedList([1, 2])
+        >>> items.reverse()
+        >>> list(items)
+        [2, 1]
+        """
         self._ck_change(lambda s: s.reverse(), "A list element was moved (reverse)")
 
     def __eq__(self, other: object) -> bool:
@@ -257,7 +338,21 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
     """A dict whose trackable values are dependencies named by key (``cfg/enc``).
 
     A non-string key mapping to a trackable makes ``save`` raise :class:`NotSaveableError`
-    (SEMANTICS 66).
+    (docs/semantics.md S66).  ``ck.Module`` wraps dicts assigned to it.
+
+    Parameters
+    ----------
+    storage
+        The dict to wrap (its values are wrapped too); ``None``: a new empty dict.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> model = ck.Module()
+    >>> model.cfg = {"enc": ck.Variable(1.0), "lr": 0.1}
+    >>> path = ck.Checkpoint(model=model).write(tempfile.mkdtemp())
+    >>> type(model.cfg).__name__, ck.list_variables(path)
+    ('TrackedDict', [('model/cfg/enc/.ATTRIBUTES/VARIABLE_VALUE', [])])
     """
 
     def __init__(self, storage: dict[Any, Any] | None = None) -> None:
@@ -294,7 +389,7 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
         self._ck_storage[key] = item
         if isinstance(key, str) and is_trackable(item):
             try:
-                _attach(self, key, item)
+                on_attach(self, key, item)
             except BaseException:
                 if had:
                     self._ck_storage[key] = old
@@ -323,7 +418,23 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
 
 
 class TrackedTuple(tuple[Any, ...], Trackable):
-    """A tuple whose trackable elements are dependencies named by index (``pair/1``)."""
+    """A tuple whose trackable elements are dependencies named by index (``pair/1``).
+
+    ``ck.Module`` wraps tuples assigned to it.
+
+    Parameters
+    ----------
+    values
+        The elements (lists, dicts and tuples among them are wrapped).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> pair = ck.TrackedTuple([ck.Variable(1.0), "label"])
+    >>> path = ck.Checkpoint(pair=pair).write(tempfile.mkdtemp())
+    >>> isinstance(pair, tuple), [k.split("/.")[0] for k, _ in ck.list_variables(path)]
+    (True, ['pair/0'])
+    """
 
     def __new__(cls, values: Iterable[Any] = ()) -> TrackedTuple:
         return super().__new__(cls, [wrap(v) for v in values])

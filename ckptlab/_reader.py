@@ -1,6 +1,6 @@
 """Reading checkpoints without program objects: ``list_variables``, ``load_checkpoint``.
 
-A directory argument resolves to its latest checkpoint (SEMANTICS 91).
+A directory argument resolves to its latest checkpoint (docs/semantics.md S91).
 """
 
 from __future__ import annotations
@@ -13,38 +13,10 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import GraphNode, ObjectGraph, gc_paused
-from ckptlab.errors import NotFoundError
-from ckptlab.storage import (
-    STATE_FILENAME,
-    ByteStore,
-    StoredCheckpoint,
-    latest_checkpoint,
-    numpy_dtype,
-    open_checkpoint,
-    read_listing,
-    resolve,
-)
+from ckptlab.storage import StoredCheckpoint, numpy_dtype, read_listing, resolve_path
+from ckptlab.storage import open_path as open_path  # the facade's modules import it from here
 
 __all__ = ["CheckpointReader", "list_variables", "load_checkpoint"]
-
-
-def open_path(path_or_dir: str | os.PathLike[str]) -> StoredCheckpoint:
-    """Open a checkpoint, resolving a checkpoint directory to its latest checkpoint."""
-    return open_checkpoint(*resolve_path(path_or_dir))
-
-
-def resolve_path(path_or_dir: str | os.PathLike[str]) -> tuple[ByteStore, str]:
-    """The store and key of a checkpoint, or of a checkpoint directory's latest checkpoint."""
-    store, key = resolve(path_or_dir)
-    if store.exists(f"{key}/{STATE_FILENAME}") and not store.exists(f"{key}/zarr.json"):
-        latest = latest_checkpoint(path_or_dir)
-        if latest is None:
-            raise NotFoundError(
-                f"{store.display(key)} is a checkpoint directory whose state file names no "
-                "complete checkpoint. Save one first, or pass a checkpoint path."
-            )
-        store, key = resolve(latest)
-    return store, key
 
 
 class ObjectGraphView:
@@ -88,6 +60,15 @@ class NodeView:
 class CheckpointReader:
     """Reads a checkpoint's values by key; no program objects needed.
 
+    Made by :func:`ck.load_checkpoint`.  Keys use TensorFlow's grammar
+    (``model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE``); ``object_graph`` is the saved graph
+    (``None`` for a checkpoint without one, e.g. a name-based or PyTorch checkpoint).
+
+    Parameters
+    ----------
+    source
+        The opened checkpoint (:func:`ckptlab.storage.open_path`).
+
     Examples
     --------
     >>> import ckptlab as ck, tempfile, os
@@ -112,19 +93,89 @@ class CheckpointReader:
         return self._source.display_path
 
     def get_variable_to_shape_map(self) -> dict[str, list[int]]:
-        """Key -> shape of every stored value."""
+        """Key -> shape of every stored value.
+
+        Returns
+        -------
+        dict of str to list of int
+            One entry per stored value; no value is read.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable(np.zeros((2, 3)))).write(tempfile.mkdtemp())
+        >>> ck.load_checkpoint(path).get_variable_to_shape_map()
+        {'w/.ATTRIBUTES/VARIABLE_VALUE': [2, 3]}
+        """
         return {k: list(v.shape) for k, v in self._source.document.values.items()}
 
     def get_variable_to_dtype_map(self) -> dict[str, np.dtype[Any]]:
-        """Key -> numpy dtype of every stored value."""
+        """Key -> numpy dtype of every stored value.
+
+        Returns
+        -------
+        dict of str to numpy.dtype
+            One entry per stored value; no value is read.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable(np.zeros(2, "float32"))).write(tempfile.mkdtemp())
+        >>> ck.load_checkpoint(path).get_variable_to_dtype_map()
+        {'w/.ATTRIBUTES/VARIABLE_VALUE': dtype('<f4')}
+        """
         return {k: numpy_dtype(v.dtype) for k, v in self._source.document.values.items()}
 
     def has_tensor(self, key: str) -> bool:
-        """Whether ``key`` (a full key) is stored."""
+        """Whether ``key`` (a full key) is stored.
+
+        Parameters
+        ----------
+        key
+            A full key, with its ``/.ATTRIBUTES/...`` suffix.
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable(1.0)).write(tempfile.mkdtemp())
+        >>> reader = ck.load_checkpoint(path)
+        >>> reader.has_tensor("w/.ATTRIBUTES/VARIABLE_VALUE"), reader.has_tensor("w")
+        (True, False)
+        """
         return key in self._source.document.values
 
     def get_tensor(self, key: str) -> np.ndarray[Any, Any]:
-        """Read one value (only that value's bytes), verified against its checksum."""
+        """Read one value (only that value's bytes), verified against its checksum.
+
+        Parameters
+        ----------
+        key
+            A full key, with its ``/.ATTRIBUTES/...`` suffix.
+
+        Returns
+        -------
+        numpy.ndarray
+            A new array holding the stored value.
+
+        Raises
+        ------
+        NotFoundError
+            The checkpoint has no such key (a partial key such as ``model/kernel`` is not one).
+        CorruptCheckpointError
+            The stored bytes fail their checksum.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Checkpoint(w=ck.Variable([1, 2])).write(tempfile.mkdtemp())
+        >>> reader = ck.load_checkpoint(path)
+        >>> reader.get_tensor("w/.ATTRIBUTES/VARIABLE_VALUE")
+        array([1, 2])
+        """
         return self._source.read(key)
 
     def __repr__(self) -> str:
@@ -133,6 +184,20 @@ class CheckpointReader:
 
 def list_variables(path_or_dir: str | os.PathLike[str]) -> list[tuple[str, list[int]]]:
     """Sorted ``(key, shape)`` of every stored value.
+
+    Only the checkpoint's document is read (and of it only the values' part).
+
+    Parameters
+    ----------
+    path_or_dir
+        A checkpoint (path or URL, any format ckptlab reads), or a directory: its latest
+        checkpoint (docs/semantics.md S91).
+
+    Returns
+    -------
+    list of (str, list of int)
+        Keys in TensorFlow's grammar, sorted; the object graph is not listed (it is a
+        document, not a value).
 
     Examples
     --------
@@ -148,5 +213,31 @@ def list_variables(path_or_dir: str | os.PathLike[str]) -> list[tuple[str, list[
 
 
 def load_checkpoint(path_or_dir: str | os.PathLike[str]) -> CheckpointReader:
-    """A :class:`CheckpointReader` for a checkpoint (or a directory's latest checkpoint)."""
+    """A :class:`CheckpointReader` for a checkpoint (or a directory's latest checkpoint).
+
+    Parameters
+    ----------
+    path_or_dir
+        A checkpoint (path or URL, any format ckptlab reads), or a directory: its latest
+        checkpoint.
+
+    Returns
+    -------
+    CheckpointReader
+        Values are read on demand, one key at a time.
+
+    Raises
+    ------
+    NotFoundError
+        Nothing is there, or the directory holds no complete checkpoint.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> _ = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).save(directory + "/ckpt")
+    >>> reader = ck.load_checkpoint(directory)
+    >>> reader.path.endswith("ckpt-1"), reader.object_graph.nodes[0].children
+    (True, {'w': 1, 'save_counter': 2})
+    """
     return CheckpointReader(open_path(path_or_dir))

@@ -6,13 +6,17 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ckptlab._checkpoint import _writer_info
-from ckptlab._execute import write_value
-from ckptlab._restore import conflict_error, next_uid
-from ckptlab._trackable import Variable
+from ckptlab._variable import Variable
 from ckptlab.core import Assignment
+from ckptlab.engine import conflict_error, next_uid, write_value
 from ckptlab.errors import NotFoundError
-from ckptlab.storage import WriteOptions, open_checkpoint, resolve, write_checkpoint
+from ckptlab.storage import (
+    WriteOptions,
+    open_checkpoint,
+    resolve,
+    write_checkpoint,
+    writer_info,
+)
 
 __all__ = ["Saver"]
 
@@ -54,7 +58,27 @@ class Saver:
     def save(
         self, save_path: str | os.PathLike[str], *, options: WriteOptions | None = None
     ) -> str:
-        """Write a name-based checkpoint at ``save_path``; return the path."""
+        """Write a name-based checkpoint at ``save_path``; return the path.
+
+        Parameters
+        ----------
+        save_path
+            Where the checkpoint goes (a path or URL); an existing checkpoint there is replaced.
+        options
+            Durability, progress bar, storage options (:class:`ck.WriteOptions`).
+
+        Returns
+        -------
+        str
+            ``save_path`` as a string.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Saver({"step": ck.Variable(3)}).save(tempfile.mkdtemp() + "/c")
+        >>> ck.load_checkpoint(path).get_tensor("step")
+        array(3)
+        """
         path = os.fspath(save_path)
         store, key = resolve(path, (options or WriteOptions()).storage_options)
         values = [(name, v._ck_value()) for name, v in self._variables.items()]
@@ -64,13 +88,35 @@ class Saver:
             values,
             kind="name",
             graph=None,
-            writer=_writer_info(),
+            writer=writer_info(),
             options=options or WriteOptions(),
         )
         return path
 
     def restore(self, save_path: str | os.PathLike[str]) -> None:
-        """Assign every variable the stored value of its name (all validated first)."""
+        """Assign every variable the stored value of its name (all validated first).
+
+        Parameters
+        ----------
+        save_path
+            A name-based checkpoint (or any checkpoint whose keys are the variables' names).
+
+        Raises
+        ------
+        NotFoundError
+            The checkpoint lacks some variable's name; nothing was written.
+        RestoreConflictError
+            A shape or dtype conflicts; nothing was written.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = ck.Saver({"step": ck.Variable(3)}).save(tempfile.mkdtemp() + "/c")
+        >>> step = ck.Variable(0)
+        >>> ck.Saver({"step": step}).restore(path)
+        >>> int(step.numpy())
+        3
+        """
         store, key = resolve(save_path)
         source = open_checkpoint(store, key)
         specs = source.specs()

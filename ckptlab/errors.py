@@ -30,21 +30,66 @@ __all__ = [
 
 
 class CkptlabError(Exception):
-    """Base class of every ckptlab error."""
+    """Base class of every ckptlab error.
+
+    Examples
+    --------
+    >>> try:
+    ...     ck.load_checkpoint("/nonexistent/ckpt-1")
+    ... except ck.CkptlabError as error:
+    ...     type(error).__name__
+    'NotFoundError'
+    """
 
 
 class NotFoundError(CkptlabError, FileNotFoundError):
-    """A checkpoint path, key or state file is missing."""
+    """A checkpoint path, key or state file is missing.
+
+    Examples
+    --------
+    >>> ck.Checkpoint().restore("/nonexistent/ckpt")
+    Traceback (most recent call last):
+    ckptlab.errors.NotFoundError: Failed to find any matching files for /nonexistent/ckpt. ...
+    """
 
 
 class CorruptCheckpointError(CkptlabError, ValueError):
-    """A document does not parse or validate, or stored bytes are missing or fail a check."""
+    """A document does not parse or validate, or stored bytes are missing or fail a check.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> directory = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (directory / "checkpoint").write_text("not a state file")
+    >>> ck.latest_checkpoint(directory)
+    Traceback (most recent call last):
+    ckptlab.errors.CorruptCheckpointError: ...
+    """
 
 
 class RestoreConflictError(CkptlabError, ValueError, TypeError):
     """Shapes or dtypes of bound values conflict; nothing was written.
 
-    ``conflicts`` holds one :class:`ckptlab.core.Conflict` per problem.
+    Parameters
+    ----------
+    message
+        Every conflict, one per line: path, key, program side and checkpoint side.
+    conflicts
+        One planned write (a :class:`ckptlab.core.Assignment` or slot restore) per conflict,
+        kept as ``conflicts``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(tempfile.mkdtemp() + "/c")
+    >>> w = ck.Variable([0.0, 0.0, 0.0])
+    >>> ck.Checkpoint(w=w).restore(path)
+    Traceback (most recent call last):
+    ckptlab.errors.RestoreConflictError: Restoring from ... found 1 conflict(s); ...
+      (root).w (w/.ATTRIBUTES/VARIABLE_VALUE): Received incompatible tensor with shape (2,) ...
+    ...
+    >>> w.numpy()
+    array([0., 0., 0.])
     """
 
     def __init__(self, message: str, conflicts: tuple[object, ...] = ()) -> None:
@@ -53,7 +98,15 @@ class RestoreConflictError(CkptlabError, ValueError, TypeError):
 
 
 class UnsupportedFormatError(CkptlabError, ValueError):
-    """An unknown ``format_version``, or a value type that cannot be stored."""
+    """An unknown ``format_version``, or a value type that cannot be stored.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> ck.Checkpoint(w=ck.Variable(np.array(["text"], dtype=object))).write(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ckptlab.errors.UnsupportedFormatError: ...
+    """
 
 
 class MissingDependencyError(CkptlabError, ImportError):
@@ -66,7 +119,20 @@ class MissingDependencyError(CkptlabError, ImportError):
 class UnsafePickleError(UnsupportedFormatError):
     """A pickle (``torch.save`` file) references a global outside ckptlab's allow-list.
 
-    ``global_name`` is the refused ``module.name``; nothing named in the file was imported or run.
+    Nothing named in the file was imported or run.
+
+    Parameters
+    ----------
+    message
+        What was refused, in which file, and what to do.
+    global_name
+        The refused ``module.name``, kept as ``global_name``.
+
+    Examples
+    --------
+    >>> error = ck.UnsafePickleError("refused os.system in model.pt", global_name="os.system")
+    >>> error.global_name, isinstance(error, ck.UnsupportedFormatError)
+    ('os.system', True)
     """
 
     def __init__(self, message: str, global_name: str = "") -> None:
@@ -75,16 +141,57 @@ class UnsafePickleError(UnsupportedFormatError):
 
 
 class AssignmentError(CkptlabError, ValueError, TypeError):
-    """``Variable.assign`` (or a constructor) got a value of the wrong shape or dtype."""
+    """``Variable.assign`` (or a constructor) got a value of the wrong shape or dtype.
+
+    Examples
+    --------
+    >>> ck.Variable([1.0, 2.0]).assign([1.0, 2.0, 3.0])
+    Traceback (most recent call last):
+    ckptlab.errors.AssignmentError: ...
+    """
 
 
 class UnknownPathError(CkptlabError, ValueError):
-    """An object-graph path given to ``only=`` (or a reader) names nothing in the checkpoint."""
+    """An object-graph path given to ``only=`` (or a reader) names nothing in the checkpoint.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = ck.Checkpoint(w=ck.Variable(1.0)).write(tempfile.mkdtemp() + "/c")
+    >>> status = ck.Checkpoint(w=ck.Variable(0.0)).read(path, lazy=True)
+    >>> status.run_restore_ops(only=["model"])
+    Traceback (most recent call last):
+    ckptlab.errors.UnknownPathError: ...
+    """
 
 
 class NotSaveableError(CkptlabError, ValueError):
-    """A tracked container was changed in a way that breaks restore-on-create (SEMANTICS 64-66)."""
+    """A tracked container was changed so that it cannot be saved (docs/semantics.md S64-S66).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> model = ck.Module()
+    >>> model.layers = [ck.Variable(1.0), ck.Variable(2.0)]
+    >>> del model.layers[0]  # the second variable's saved name would change
+    >>> ck.Checkpoint(model=model).write(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ckptlab.errors.NotSaveableError: Unable to save the object ...
+    """
 
 
 class LockedError(CkptlabError, RuntimeError):
-    """Another process holds the lock of a checkpoint directory."""
+    """Another process holds the lock of a checkpoint directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> first = ck.CheckpointManager(ck.Checkpoint(), directory, max_to_keep=1)
+    >>> _ = first.save()  # the first save takes the directory's lock
+    >>> second = ck.CheckpointManager(ck.Checkpoint(), directory, max_to_keep=1)
+    >>> second.save()
+    Traceback (most recent call last):
+    ckptlab.errors.LockedError: ...
+    >>> first.close()
+    """

@@ -2,7 +2,7 @@
 
 Layers create their variables lazily, on the first call, through the restore-on-create path:
 when a restore is waiting for ``kernel``, the stored value becomes the initial value and the
-initializer is not called (SEMANTICS 39).
+initializer is not called (docs/semantics.md S39).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab._execute import create_variable
 from ckptlab._module import Module
-from ckptlab._trackable import Variable
+from ckptlab._variable import Variable, create_variable
 
 __all__ = ["Dense", "Sequential", "get_initializer"]
 
@@ -50,6 +49,22 @@ _INITIALIZERS: dict[str, Initializer] = {
 def get_initializer(initializer: str | Initializer) -> Initializer:
     """Look up an initializer by name, or return a callable ``init(shape, dtype)`` as is.
 
+    Parameters
+    ----------
+    initializer
+        ``"glorot_uniform"``, ``"zeros"``, ``"ones"``, ``"random_normal"``, or a callable
+        ``init(shape, dtype)`` returning an array.
+
+    Returns
+    -------
+    callable
+        ``init(shape, dtype)``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name; the message lists the known ones.
+
     Examples
     --------
     >>> get_initializer("zeros")((2,), np.dtype("float32"))
@@ -73,6 +88,18 @@ class Dense(Module):
     Without ``name``, layers are named ``dense``, ``dense_1``, ``dense_2``, ... in creation order
     within the process, as Keras does, so their variables (``dense_1/kernel``) have distinct
     names for name-based checkpoints (:class:`ck.Saver`).
+
+    Parameters
+    ----------
+    units
+        Output size.
+    use_bias
+        Whether to create and add ``bias``.
+    kernel_initializer
+        A name or callable for :func:`get_initializer`; not called when a restore supplies the
+        kernel (restore-on-create, docs/semantics.md S39).
+    name
+        The layer's name, the prefix of its variables' names.
 
     Examples
     --------
@@ -100,7 +127,34 @@ class Dense(Module):
         self.built = False
 
     def build(self, input_dim: int) -> None:
-        """Create ``kernel`` and ``bias`` (restored from a waiting checkpoint if there is one)."""
+        """Create ``kernel`` and ``bias`` (restored from a waiting checkpoint if there is one).
+
+        The first call builds the layer; building it by hand fixes the input size early.
+
+        Parameters
+        ----------
+        input_dim
+            Size of the inputs' last axis.
+
+        Raises
+        ------
+        RestoreConflictError
+            A waiting restore holds a value of another shape or dtype; nothing is created.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> saved = ck.layers.Dense(2, kernel_initializer="ones")
+        >>> saved.build(3)
+        >>> path = ck.Checkpoint(layer=saved).write(tempfile.mkdtemp())
+        >>> layer = ck.layers.Dense(2, kernel_initializer="zeros")
+        >>> _ = ck.Checkpoint(layer=layer).restore(path)
+        >>> layer.build(3)  # the stored kernel becomes the initial value
+        >>> layer.kernel.numpy()
+        array([[1., 1.],
+               [1., 1.],
+               [1., 1.]], dtype=float32)
+        """
         create_variable(
             self,
             "kernel",
@@ -137,6 +191,11 @@ class Dense(Module):
 class Sequential(Module):
     """Layers applied in order, tracked as ``layers/0``, ``layers/1``, ...
 
+    Parameters
+    ----------
+    layers
+        Callables applied in order (usually ``ck.layers.Dense``).
+
     Examples
     --------
     >>> import ckptlab as ck
@@ -149,7 +208,20 @@ class Sequential(Module):
         self.layers = list(layers)
 
     def add(self, layer: Any) -> None:
-        """Append a layer."""
+        """Append a layer.
+
+        Parameters
+        ----------
+        layer
+            A callable; trackable layers are saved as ``layers/<index>``.
+
+        Examples
+        --------
+        >>> model = ck.layers.Sequential()
+        >>> model.add(ck.layers.Dense(1, kernel_initializer="ones"))
+        >>> model(np.ones((1, 2)))
+        array([[2.]], dtype=float32)
+        """
         self.layers.append(layer)
 
     def __call__(self, x: Any) -> Any:

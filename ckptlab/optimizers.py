@@ -1,9 +1,9 @@
 """Numpy optimizers with TensorFlow's slot-variable layout (public module ``ck.optimizers``).
 
-Slots are saved under ``<variable path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>`` (SEMANTICS
-17).  They are created on the first ``apply_gradients`` for a variable, or as soon as a restore
+Slots are saved under ``<variable path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>`` (docs/semantics.md
+S17).  They are created on the first ``apply_gradients`` for a variable, or as soon as a restore
 has bound both the variable and the optimizer and holds slot values for them (TF's v1-optimizer
-behaviour, SEMANTICS 68).
+behaviour, docs/semantics.md S68).
 """
 
 from __future__ import annotations
@@ -13,15 +13,32 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab._execute import create_variable
 from ckptlab._module import Module
-from ckptlab._trackable import Variable
+from ckptlab._variable import Variable, create_variable
 
 __all__ = ["SGD", "Adam", "Optimizer"]
 
 
 class Optimizer(Module):
-    """Base class: iteration counter, slot bookkeeping and the checkpoint hooks."""
+    """Base class: iteration counter, slot bookkeeping and the checkpoint hooks.
+
+    Subclasses name their slots (``slot_names``) and update one variable (``_update``).
+
+    Parameters
+    ----------
+    learning_rate
+        Step size.
+
+    Examples
+    --------
+    >>> class Halve(ck.optimizers.Optimizer):
+    ...     def _update(self, var, grad, step):
+    ...         var.assign(var.numpy() / 2)
+    >>> w = ck.Variable([4.0])
+    >>> Halve(learning_rate=1.0).apply_gradients([(np.zeros(1), w)])
+    >>> w.numpy()
+    array([2.])
+    """
 
     _ck_is_optimizer = True
     iter: Variable
@@ -44,11 +61,48 @@ class Optimizer(Module):
         return ()
 
     def get_slot_names(self) -> list[str]:
-        """Names of the slots this optimizer keeps per variable."""
+        """Names of the slots this optimizer keeps per variable.
+
+        Returns
+        -------
+        list of str
+
+        Examples
+        --------
+        >>> ck.optimizers.SGD(0.1, momentum=0.9).get_slot_names()
+        ['momentum']
+        """
         return list(self.slot_names)
 
     def get_slot(self, var: Variable, slot_name: str) -> Variable:
-        """The slot ``slot_name`` of ``var``; ``KeyError`` if it does not exist yet."""
+        """The slot ``slot_name`` of ``var``.
+
+        Parameters
+        ----------
+        var
+            A variable this optimizer updates.
+        slot_name
+            One of :meth:`get_slot_names`.
+
+        Returns
+        -------
+        Variable
+            The slot, of ``var``'s shape and dtype.
+
+        Raises
+        ------
+        KeyError
+            The slot does not exist yet (created by the first ``apply_gradients`` for ``var``,
+            or by a restore).
+
+        Examples
+        --------
+        >>> w = ck.Variable([1.0])
+        >>> opt = ck.optimizers.Adam(0.1)
+        >>> opt.apply_gradients([(np.ones(1), w)])
+        >>> opt.get_slot(w, "m").numpy()
+        array([0.1])
+        """
         slot = self._ck_find_slot(var, slot_name)
         if slot is None:
             raise KeyError(
@@ -96,7 +150,21 @@ class Optimizer(Module):
         return slot
 
     def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Variable]]) -> None:
-        """Update each variable with its gradient (numpy arrays), then count one iteration."""
+        """Update each variable with its gradient (numpy arrays), then count one iteration.
+
+        Parameters
+        ----------
+        grads_and_vars
+            ``(gradient, variable)`` pairs; a ``None`` gradient skips its variable.
+
+        Examples
+        --------
+        >>> w = ck.Variable([1.0, 1.0])
+        >>> opt = ck.optimizers.SGD(0.5)
+        >>> opt.apply_gradients([(np.array([1.0, 2.0]), w)])
+        >>> w.numpy(), int(opt.iterations.numpy())
+        (array([0.5, 0. ]), 1)
+        """
         step = int(self.iter.numpy()) + 1
         for grad, var in grads_and_vars:
             if grad is None:
@@ -110,6 +178,13 @@ class Optimizer(Module):
 
 class SGD(Optimizer):
     """Gradient descent with optional momentum (slot ``momentum`` when ``momentum > 0``).
+
+    Parameters
+    ----------
+    learning_rate
+        Step size.
+    momentum
+        Momentum factor; ``0`` keeps no slot.
 
     Examples
     --------
@@ -140,6 +215,15 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (slots ``m`` and ``v``), as Keras' legacy optimizer computes it.
+
+    Parameters
+    ----------
+    learning_rate
+        Step size.
+    beta_1, beta_2
+        Decay rates of the first and second moment estimates.
+    epsilon
+        Added to the denominator for numerical stability.
 
     Examples
     --------

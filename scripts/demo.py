@@ -39,6 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TOUR = ROOT / "notebooks" / "tour.ipynb"
 WORKSPACE = ROOT / "demo_workspace"
 FEATURES = 20
+DEMO_RUN = "training_run"
+"""The demo's checkpoint folder.  Not ``checkpoints``: Jupyter Server's contents API reserves
+that name (``GET /api/contents/checkpoints`` lists file checkpoints), so its file browser could
+not open it."""
 
 
 # --- the demo checkpoint ----------------------------------------------------------------------
@@ -66,15 +70,15 @@ def make_demo_checkpoint(directory: Path) -> str:
 
 
 def prepare_workspace(workspace: Path, *, reset: bool = False) -> str:
-    """Create the workspace (tour + checkpoints) if needed; return the latest checkpoint."""
+    """Create the workspace (tour + training run) if needed; return the latest checkpoint."""
     if reset and workspace.exists():
         shutil.rmtree(workspace)
     workspace.mkdir(parents=True, exist_ok=True)
     if not (workspace / "tour.ipynb").exists():
         shutil.copyfile(TOUR, workspace / "tour.ipynb")
-    latest = ck.latest_checkpoint(workspace / "checkpoints")
+    latest = ck.latest_checkpoint(workspace / DEMO_RUN)
     if latest is None:
-        latest = make_demo_checkpoint(workspace / "checkpoints")
+        latest = make_demo_checkpoint(workspace / DEMO_RUN)
         print(f"created the demo checkpoint {latest}")
     return latest
 
@@ -231,7 +235,7 @@ def smoke() -> int:
 
 def print_report(workdir: str) -> int:
     """The original text demo: save, restore into a drifted program, print the report."""
-    path = make_demo_checkpoint(Path(workdir) / "checkpoints")
+    path = make_demo_checkpoint(Path(workdir) / DEMO_RUN)
     print(f"saved {path}")
     for key, shape in ck.list_variables(path)[:6]:
         print(f"  {key}  {shape}")

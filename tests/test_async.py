@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import gc
 import os
 import subprocess
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab import _async
 from ckptlab.core import parse_state
 from ckptlab.storage import LocalStore, is_committed
 
@@ -96,26 +94,25 @@ def test_manager_lists_a_checkpoint_only_once_committed(tmp_path, monkeypatch):
     assert not os.path.exists(first)
 
 
-def test_next_save_waits_for_the_previous_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("call", "path", "latest"),
+    [
+        (lambda ckpt, prefix: ckpt.save(prefix / "ckpt", options=FAST), "ckpt-2", "ckpt-2"),
+        (lambda ckpt, prefix: ckpt.write(prefix / "plain", options=FAST), "plain", "ckpt-1"),
+    ],
+    ids=["save", "write"],
+)
+def test_the_next_save_or_write_waits_for_the_previous_save(
+    tmp_path, monkeypatch, call, path, latest
+):
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     gate = Gate(monkeypatch)
     handle = ckpt.save(tmp_path / "ckpt", blocking=False, options=FAST)
     assert gate.reached.wait(30)
     threading.Timer(0.2, gate.opened.set).start()
-    second = ckpt.save(tmp_path / "ckpt", options=FAST)  # blocks until the first is done
+    assert os.path.basename(call(ckpt, tmp_path)) == path  # blocks until the first is done
     assert handle.done()
-    assert os.path.basename(second) == "ckpt-2"
-    assert parse_state((tmp_path / "checkpoint").read_text(), "checkpoint").latest == "ckpt-2"
-
-
-def test_write_also_waits(tmp_path, monkeypatch):
-    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
-    gate = Gate(monkeypatch)
-    handle = ckpt.save(tmp_path / "ckpt", blocking=False, options=FAST)
-    assert gate.reached.wait(30)
-    threading.Timer(0.2, gate.opened.set).start()
-    ckpt.write(tmp_path / "plain", options=FAST)
-    assert handle.done()
+    assert parse_state((tmp_path / "checkpoint").read_text(), "checkpoint").latest == latest
 
 
 def _make_save_fail(tmp_path):
@@ -313,10 +310,6 @@ def test_staging_buffers_are_reused_then_freed_by_a_blocking_save(tmp_path):
     )
     ckpt.save(tmp_path / "c", options=FAST)
     assert ckpt._ck_staging is None
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(_async).failed == 0
 
 
 def test_manager_close_frees_the_staging_buffers(tmp_path):

@@ -1,6 +1,6 @@
 """Checkpoint construction, save/write, save_counter, state file, entry points.
 
-Behaviour numbers refer to research/tf_semantics/SEMANTICS.md (sections A-E).
+Behaviour numbers (S1-S35) refer to docs/semantics.md, sections A-E.
 """
 
 import os
@@ -19,19 +19,19 @@ KEY = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 @pytest.mark.parametrize("bad", [1, "s", None, np.zeros(2), object()])
 def test_non_trackable_kwarg_raises_naming_it(bad):
-    """A1: non-trackable kwargs raise ValueError naming the kwarg and the type."""
+    """S1: non-trackable kwargs raise ValueError naming the kwarg and the type."""
     with pytest.raises(ValueError, match="was expecting x to be a trackable object"):
         ck.Checkpoint(x=bad)
 
 
 def test_non_trackable_root_raises():
-    """A2: a non-trackable positional root raises, naming `root`."""
+    """S2: a non-trackable positional root raises, naming `root`."""
     with pytest.raises(ValueError, match="was expecting root to be a trackable"):
         ck.Checkpoint(3)
 
 
 def test_nested_structures_are_wrapped(ckpt_dir):
-    """A4: lists/dicts/tuples are wrapped and accepted, even with only plain values."""
+    """S4: lists/dicts/tuples are wrapped and accepted, even with only plain values."""
     ckpt = ck.Checkpoint(
         lst=[ck.Variable(1.0), 2], dct={"k": ck.Variable(2.0)}, empty=[], plain={"lr": 1}
     )
@@ -41,19 +41,19 @@ def test_nested_structures_are_wrapped(ckpt_dir):
 
 @pytest.mark.parametrize("name", ["save", "write", "restore", "read", "save_counter", "sync"])
 def test_method_names_are_refused(name):
-    """A5-A6 (stricter, API.md): kwargs that would shadow a method raise ValueError."""
+    """S5-S6 (stricter): kwargs that would shadow a method raise ValueError."""
     with pytest.raises(ValueError, match=f"would shadow Checkpoint.{name}"):
         ck.Checkpoint(**{name: ck.Variable(1.0)})
 
 
 def test_root_variable_saves_under_empty_path(ckpt_dir):
-    """A7: root= is the graph root; a root variable's key is /.ATTRIBUTES/VARIABLE_VALUE."""
+    """S7: root= is the graph root; a root variable's key is /.ATTRIBUTES/VARIABLE_VALUE."""
     path = ck.Checkpoint(root=ck.Variable(3.0)).write(ckpt_dir / "c")
     assert ck.list_variables(path) == [(KEY, [])]
 
 
 def test_root_plus_kwargs_and_conflict(ckpt_dir):
-    """A8, 20: kwargs sit next to root's children; a clash with a different child raises."""
+    """S8, S20: kwargs sit next to root's children; a clash with a different child raises."""
     root = ck.Module()
     root.a = ck.Variable(1.0)
     ckpt = ck.Checkpoint(root, extra=ck.Variable(2.0), a=root.a)  # the identical object is fine
@@ -70,8 +70,8 @@ def test_root_plus_kwargs_and_conflict(ckpt_dir):
 
 
 def test_attribute_assignment_after_construction(ckpt_dir):
-    """A10: a Checkpoint auto-tracks; plain values are untracked; del removes (API: re-assigning
-    a plain value drops the dependency, unlike TF)."""
+    """S10: a Checkpoint auto-tracks; plain values are untracked; del removes
+    (stricter: re-assigning a plain value drops the dependency, unlike TF)."""
     ckpt = ck.Checkpoint()
     ckpt.v = ck.Variable(3.0)
     ckpt.n = 7
@@ -86,7 +86,7 @@ def test_attribute_assignment_after_construction(ckpt_dir):
 
 
 def test_keys_escape_and_nest(ckpt_dir):
-    """B12, 15, 63: '/'-joined local names, escaping, nested containers compose."""
+    """S12, S15, S63: '/'-joined local names, escaping, nested containers compose."""
     inner = ck.Module()
     inner.deep = ck.Variable(1.0)
     ckpt = ck.Checkpoint(model=ck.Module())
@@ -105,7 +105,7 @@ def test_keys_escape_and_nest(ckpt_dir):
 
 
 def test_full_names_recorded_but_not_matched(ckpt_dir):
-    """B13: Variable.name is recorded but object-based matching ignores it."""
+    """S13: Variable.name is recorded but object-based matching ignores it."""
     path = ck.Checkpoint(w=ck.Variable(1.0, name="first")).write(ckpt_dir / "c")
     reader = ck.load_checkpoint(path)
     assert reader.object_graph is not None
@@ -115,7 +115,7 @@ def test_full_names_recorded_but_not_matched(ckpt_dir):
 
 
 def test_objects_without_values_are_nodes_without_keys(ckpt_dir):
-    """B16: empty modules and lists are graph nodes but produce no keys."""
+    """S16: empty modules and lists are graph nodes but produce no keys."""
     path = ck.Checkpoint(m=ck.Module(), lst=[]).write(ckpt_dir / "c")
     graph = ck.load_checkpoint(path).object_graph
     assert ck.list_variables(path) == []
@@ -126,7 +126,7 @@ def test_objects_without_values_are_nodes_without_keys(ckpt_dir):
 
 
 def test_write_exact_path_no_counter_no_state(ckpt_dir):
-    """C18, 21: write() returns the prefix as str, creates parents, no numbering/state/counter."""
+    """S18, S21: write() returns the prefix as str, creates parents, no numbering/state/counter."""
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     path = ckpt.write(pathlib.Path(ckpt_dir) / "sub" / "dir" / "w")
     assert path == str(ckpt_dir / "sub" / "dir" / "w")
@@ -138,7 +138,7 @@ def test_write_exact_path_no_counter_no_state(ckpt_dir):
 
 
 def test_save_numbers_and_updates_state(ckpt_dir):
-    """C19-20, D26: save increments save_counter, writes prefix-N, the state file lists only it."""
+    """S19-S20, S26: save increments save_counter, writes prefix-N, the state file lists only it."""
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     first = ckpt.save(ckpt_dir / "ckpt")
     second = ckpt.save(os.fspath(ckpt_dir / "ckpt"))
@@ -151,7 +151,7 @@ def test_save_numbers_and_updates_state(ckpt_dir):
 
 
 def test_save_counter_lazy_creation(ckpt_dir):
-    """C21: accessing save_counter creates it (0); write() then includes it."""
+    """S21: accessing save_counter creates it (0); write() then includes it."""
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     assert int(ckpt.save_counter.numpy()) == 0
     keys = [k for k, _ in ck.list_variables(ckpt.write(ckpt_dir / "c"))]
@@ -159,14 +159,14 @@ def test_save_counter_lazy_creation(ckpt_dir):
 
 
 def test_counter_belongs_to_checkpoint_not_prefix(ckpt_dir):
-    """C22: saving to a second prefix continues the numbering."""
+    """S22: saving to a second prefix continues the numbering."""
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     ckpt.save(ckpt_dir / "model.ckpt")
     assert ckpt.save(ckpt_dir / "pl") == str(ckpt_dir / "pl-2")
 
 
 def test_numbering_continues_after_restore_and_fresh_overwrites(ckpt_dir):
-    """C23: after restore numbering continues; a fresh Checkpoint starts at 1 again."""
+    """S23: after restore numbering continues; a fresh Checkpoint starts at 1 again."""
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     for _ in range(3):
         path = ckpt.save(ckpt_dir / "ckpt")
@@ -179,7 +179,7 @@ def test_numbering_continues_after_restore_and_fresh_overwrites(ckpt_dir):
 
 
 def test_trailing_slash_prefix(ckpt_dir):
-    """C25: save('dir/') writes dir/-N and the state file inside dir."""
+    """S25: save('dir/') writes dir/-N and the state file inside dir."""
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     path = ckpt.save(f"{ckpt_dir}/d/")
     assert path == f"{ckpt_dir}/d/-1"
@@ -202,7 +202,7 @@ def test_failed_save_leaves_counter_and_files(ckpt_dir):
 
 
 def test_latest_checkpoint_none_cases(ckpt_dir):
-    """D27: None for a missing directory, no state file, or an incomplete checkpoint."""
+    """S27: None for a missing directory, no state file, or an incomplete checkpoint."""
     assert ck.latest_checkpoint(ckpt_dir / "missing") is None
     assert ck.latest_checkpoint(ckpt_dir) is None
     (ckpt_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-9"\n')
@@ -211,14 +211,14 @@ def test_latest_checkpoint_none_cases(ckpt_dir):
 
 @pytest.mark.parametrize("text", ["", "garbage here\n", "model_checkpoint_path: 3\n"])
 def test_bad_state_file_raises(ckpt_dir, text):
-    """D27 (stricter, API.md): an empty or unparsable state file raises CorruptCheckpointError."""
+    """S27 (stricter): an empty or unparsable state file raises CorruptCheckpointError."""
     (ckpt_dir / "checkpoint").write_text(text)
     with pytest.raises(ck.CorruptCheckpointError, match="checkpoint"):
         ck.latest_checkpoint(ckpt_dir)
 
 
 def test_hand_written_state_file_and_latest_filename(ckpt_dir):
-    """D28: a hand-written state file is honoured; latest_filename selects another name."""
+    """S28: a hand-written state file is honoured; latest_filename selects another name."""
     path = ck.Checkpoint(v=ck.Variable(1.0)).write(ckpt_dir / "mine")
     (ckpt_dir / "other").write_text('model_checkpoint_path: "mine"\n')
     assert ck.latest_checkpoint(ckpt_dir, latest_filename="other") == path
@@ -229,7 +229,7 @@ def test_hand_written_state_file_and_latest_filename(ckpt_dir):
 
 
 def test_restore_none_is_initialization_only():
-    """E29: restore(None) gives InitializationOnlyStatus; assertions and run_restore_ops raise."""
+    """S29: restore(None) gives InitializationOnlyStatus; assertions and run_restore_ops raise."""
     ckpt = ck.Checkpoint(v=ck.Variable(4.0))
     status = ckpt.restore(None)
     assert isinstance(status, ck.InitializationOnlyStatus)
@@ -248,7 +248,7 @@ def test_restore_none_is_initialization_only():
 
 
 def test_missing_path_hints_at_suffix(ckpt_dir):
-    """E30: a missing prefix raises NotFoundError with the '-1' suffix hint."""
+    """S30: a missing prefix raises NotFoundError with the '-1' suffix hint."""
     ckpt = ck.Checkpoint(v=ck.Variable(1.0))
     ckpt.save(ckpt_dir / "ckpt")
     with pytest.raises(ck.NotFoundError, match=r"missing the checkpoint suffix.*ckpt-1") as info:
@@ -258,7 +258,7 @@ def test_missing_path_hints_at_suffix(ckpt_dir):
 
 
 def test_directory_paths_get_clear_errors(ckpt_dir):
-    """E31 (clearer than TF): a checkpoint directory suggests latest_checkpoint; a plain one says
+    """S31 (clearer than TF): a checkpoint directory suggests latest_checkpoint; a plain one says
     it is not a checkpoint."""
     ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "ckpt")
     with pytest.raises(ck.NotFoundError, match="latest_checkpoint"):
@@ -269,7 +269,7 @@ def test_directory_paths_get_clear_errors(ckpt_dir):
 
 
 def test_restore_vs_read_save_counter(ckpt_dir):
-    """E33: restore creates save_counter afterwards, read does not (the four combinations)."""
+    """S33: restore creates save_counter afterwards, read does not (the four combinations)."""
     saved = ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "s")
     written = ck.Checkpoint(v=ck.Variable(1.0)).write(ckpt_dir / "w")
     status = ck.Checkpoint(v=ck.Variable(0.0)).restore(written)
@@ -286,7 +286,7 @@ def test_restore_vs_read_save_counter(ckpt_dir):
 
 
 def test_eager_restore_assigns_copies(ckpt_dir):
-    """E34: values are assigned before restore returns; later changes do not touch the file."""
+    """S34: values are assigned before restore returns; later changes do not touch the file."""
     v = ck.Variable([1.0, 2.0])
     path = ck.Checkpoint(v=v).write(ckpt_dir / "c")
     target = ck.Variable([0.0, 0.0])
@@ -297,7 +297,7 @@ def test_eager_restore_assigns_copies(ckpt_dir):
 
 
 def test_root_checkpoint_restores_save_counter(ckpt_dir):
-    """C20, 23: with a positional root, save_counter is a top-level child and is restored."""
+    """S20, S23: with a positional root, save_counter is a top-level child and is restored."""
     root = ck.Module()
     root.w = ck.Variable(1.0)
     ckpt = ck.Checkpoint(root)
@@ -312,7 +312,7 @@ def test_root_checkpoint_restores_save_counter(ckpt_dir):
 
 
 def test_root_with_its_own_save_counter_shares_it(ckpt_dir):
-    """C20-22: a root that already has a save_counter child (another Checkpoint) lends it: one
+    """S20-S22: a root that already has a save_counter child (another Checkpoint) lends it: one
     counter, the one the graph saves (TF looks it up on the root)."""
     inner = ck.Checkpoint(w=ck.Variable(1.0))
     inner.save(ckpt_dir / "inner")
@@ -332,7 +332,7 @@ def test_root_with_its_own_save_counter_shares_it(ckpt_dir):
 
 @pytest.mark.parametrize("name", ["_ck_counter", "_ck_root", "_ck_attached", "__dict__"])
 def test_internal_names_are_refused(name):
-    """A5-A6 (stricter): kwargs and attributes must not overwrite ckptlab's internal state."""
+    """S5-S6 (stricter): kwargs and attributes must not overwrite ckptlab's internal state."""
     with pytest.raises(ValueError, match=f"{name!r} uses a name reserved for ckptlab"):
         ck.Checkpoint(**{name: ck.Variable(3)})
     ckpt = ck.Checkpoint()
@@ -343,7 +343,7 @@ def test_internal_names_are_refused(name):
 
 
 def test_kwargs_attach_in_alphabetical_order(ckpt_dir):
-    """B14: Checkpoint kwargs are attached in alphabetical order (node ids follow)."""
+    """S14: Checkpoint kwargs are attached in alphabetical order (node ids follow)."""
     path = ck.Checkpoint(zeta=ck.Variable(1.0), alpha=ck.Variable(2.0), mid=ck.Module()).write(
         ckpt_dir / "c"
     )

@@ -44,7 +44,7 @@ def test_print_mode_reports_the_deliberate_mismatch(tmp_path):
     assert "saved " in done.stdout
     assert "(root).model.head.kernel" in done.stdout  # renamed layer: in the program only
     assert "(root).model.classifier.kernel" in done.stdout  # ...and its old name unused
-    assert ck.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-3")
+    assert ck.latest_checkpoint(tmp_path / "training_run").endswith("ckpt-3")
 
 
 def test_workspace_is_created_once_and_kept(tmp_path):
@@ -92,7 +92,7 @@ def test_interactive_mode_prints_the_url_and_stops_on_ctrl_c(tmp_path):
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert process.wait(timeout=60) == 0
         assert not lab[0].is_running() or lab[0].status() == psutil.STATUS_ZOMBIE
-        assert ck.latest_checkpoint(tmp_path / "ws" / "checkpoints").endswith("ckpt-3")
+        assert ck.latest_checkpoint(tmp_path / "ws" / "training_run").endswith("ckpt-3")
     finally:
         if process.poll() is None:
             process.kill()

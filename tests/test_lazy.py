@@ -1,4 +1,4 @@
-"""Lazy restore: graph-mode run_restore_ops / initialize_or_restore (SEMANTICS R 99-101)."""
+"""Lazy restore: graph-mode run_restore_ops / initialize_or_restore (docs/semantics.md S99-S101)."""
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ def program(head_shape=(1,)):
 
 
 def test_nothing_written_until_run_restore_ops(ckpt_dir):
-    """R99: matching happens at restore; values change only on run_restore_ops; assertions are
+    """S99: matching happens at restore; values change only on run_restore_ops; assertions are
     binding-based so they already pass."""
     path = saved(ckpt_dir)
     model, step = program(), ck.Variable(0)
@@ -34,14 +34,14 @@ def test_nothing_written_until_run_restore_ops(ckpt_dir):
     status.assert_consumed()
     report = status.report()
     assert {e.state for e in report.entries} == {"bound"}
-    assert report.summary() == "3 matched, 3 not yet written"
+    assert report.summary() == "3 matched but not yet written"
     status.run_restore_ops()
     assert model.encoder.w.numpy().tolist() == [1.0, 2.0] and int(step.numpy()) == 7
     assert {e.state for e in status.report().entries} == {"restored"}
 
 
 def test_objects_attached_later_queue_new_ops(ckpt_dir):
-    """R100: an object attached after the first run_restore_ops waits for the next call."""
+    """S100: an object attached after the first run_restore_ops waits for the next call."""
     path = saved(ckpt_dir)
     ckpt = ck.Checkpoint(model=program())
     status = ckpt.read(path, lazy=True)
@@ -54,7 +54,7 @@ def test_objects_attached_later_queue_new_ops(ckpt_dir):
 
 
 def test_initialize_or_restore(ckpt_dir):
-    """R101: restores queued values; unmatched variables keep their initial values."""
+    """S101: restores queued values; unmatched variables keep their initial values."""
     path = saved(ckpt_dir)
     model, extra = program(), ck.Variable(3.0)
     ckpt = ck.Checkpoint(model=model, step=ck.Variable(0), extra=extra)
@@ -63,7 +63,7 @@ def test_initialize_or_restore(ckpt_dir):
 
 
 def test_conflicts_recorded_not_raised(ckpt_dir):
-    """API: lazy restore never raises on conflicts; they are in report()."""
+    """Lazy mode: a lazy restore never raises on conflicts; they are in report()."""
     path = saved(ckpt_dir)
     model = program(head_shape=(2,))
     status = ck.Checkpoint(model=model, step=ck.Variable(0)).read(path, lazy=True)
@@ -77,7 +77,7 @@ def test_conflicts_recorded_not_raised(ckpt_dir):
 
 
 def test_only_restores_a_conflict_free_subgraph(ckpt_dir):
-    """API run_restore_ops(only=...): partial-subgraph restore even when other parts conflict."""
+    """run_restore_ops(only=...): partial-subgraph restore even when other parts conflict."""
     path = saved(ckpt_dir)
     model = program(head_shape=(2,))
     step = ck.Variable(0)
@@ -119,7 +119,7 @@ def test_lazy_restore_on_create_uses_initializer_then_queue(ckpt_dir):
 
 
 def test_run_restore_ops_after_a_newer_restore_writes_and_says_so(ckpt_dir):
-    """F41, R99: run_restore_ops() is an assignment, so the latest one wins; report() tells the
+    """S41, S99: run_restore_ops() is an assignment, so the latest one wins; report() tells the
     truth before (bound) and after (restored)."""
     older_path = ck.Checkpoint(w=ck.Variable(1.0)).write(ckpt_dir / "a")
     newer_path = ck.Checkpoint(w=ck.Variable(2.0)).write(ckpt_dir / "b")
@@ -135,7 +135,7 @@ def test_run_restore_ops_after_a_newer_restore_writes_and_says_so(ckpt_dir):
 
 
 def test_waiting_lazy_and_eager_restores_on_one_attach(ckpt_dir):
-    """F41: on attach the eager restore writes and the lazy one queues (bound, not restored)."""
+    """S41: on attach the eager restore writes and the lazy one queues (bound, not restored)."""
     older_path = ck.Checkpoint(w=ck.Variable(1.0)).write(ckpt_dir / "a")
     newer_path = ck.Checkpoint(w=ck.Variable(2.0)).write(ckpt_dir / "b")
     ckpt = ck.Checkpoint()
@@ -148,7 +148,7 @@ def test_waiting_lazy_and_eager_restores_on_one_attach(ckpt_dir):
 
 
 def test_queued_slot_written_into_a_slot_created_meanwhile(ckpt_dir):
-    """K68, R99: a slot queued lazily and created by training before run_restore_ops() is
+    """S68, S99: a slot queued lazily and created by training before run_restore_ops() is
     written in place (the same slot object) with the stored value."""
     holder, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
     holder.w = ck.Variable([1.0, 2.0])
@@ -166,7 +166,7 @@ def test_queued_slot_written_into_a_slot_created_meanwhile(ckpt_dir):
 
 
 def test_only_treats_slots_as_the_optimizers(ckpt_dir):
-    """B17, API run_restore_ops(only=...): a slot belongs to its optimizer (TF's object graph):
+    """S17, run_restore_ops(only=...): a slot belongs to its optimizer (TF's object graph):
     the optimizer's path writes it, its variable's path does not, its own key prefix does."""
     holder, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
     holder.w = ck.Variable([1.0, 2.0])

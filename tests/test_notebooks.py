@@ -9,7 +9,6 @@ notebook is checked even where no widget front end is wanted.
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import nbformat
@@ -20,11 +19,12 @@ import ckptlab as ck
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-SECONDS_PER_NOTEBOOK = 60
+CELL_TIMEOUT = 120  # a guard against a hung kernel, not a speed target (benchmarks/ measure)
 
 REQUIREMENTS = {
     "explore": lambda: hasattr(ck, "explore"),
     "manager": lambda: hasattr(ck, "CheckpointManager"),
+    "torch": lambda: importlib.util.find_spec("torch") is not None,
     "dask": lambda: (
         importlib.util.find_spec("ckptlab.distributed") is not None
         and importlib.util.find_spec("distributed") is not None
@@ -38,16 +38,21 @@ def missing_requirements(notebook):
 
 
 def execute(notebook, workdir):
-    """Run every cell in a fresh kernel whose working and temporary directory is ``workdir``."""
-    client = NotebookClient(
+    """Run every cell in a fresh kernel whose working and temporary directory is ``workdir``.
+
+    Raises on the first cell that fails; afterwards every code cell has run, in order, and none
+    left an error output.
+    """
+    NotebookClient(
         notebook,
-        timeout=SECONDS_PER_NOTEBOOK,
+        timeout=CELL_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(workdir)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start
+    ).execute()
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert errors == []
 
 
 def test_the_expected_notebooks_are_there():
@@ -75,16 +80,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     missing = missing_requirements(notebook)
     if missing:
         pytest.skip(f"{path.name} needs {', '.join(missing)}, which this installation lacks")
-    seconds = execute(notebook, tmp_path)
-    assert seconds < SECONDS_PER_NOTEBOOK
-    errors = [
-        o
-        for c in notebook.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-        if o.output_type == "error"
-    ]
-    assert errors == []
+    execute(notebook, tmp_path)
 
 
 INTERACTIVE = [

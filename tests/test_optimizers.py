@@ -1,4 +1,4 @@
-"""Optimizer slots: keys, deferred slot restoration, continued training (SEMANTICS K 67-71)."""
+"""Optimizer slots: keys, deferred slot restoration, training (docs/semantics.md S67-S71)."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ KEY = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def test_slot_key_layout_and_graph(ckpt_dir, trained_model):
-    """B17: slot keys and (original, slot, slot node) triples on the optimizer node."""
+    """S17: slot keys and (original, slot, slot node) triples on the optimizer node."""
     model, optimizer = trained_model(units=(2,))
     path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
     keys = [k for k, _ in ck.list_variables(path)]
@@ -26,7 +26,7 @@ def test_slot_key_layout_and_graph(ckpt_dir, trained_model):
 
 
 def test_slots_restored_as_soon_as_variable_and_optimizer_bound(ckpt_dir):
-    """K67-68: the variable attached after restore gets its slot immediately (v1 behaviour)."""
+    """S67-S68: the variable attached after restore gets its slot immediately (v1 behaviour)."""
     w = ck.Variable([1.0, 2.0])
     optimizer = ck.optimizers.SGD(0.1, momentum=0.9)
     holder = ck.Module()
@@ -46,7 +46,7 @@ def test_slots_restored_as_soon_as_variable_and_optimizer_bound(ckpt_dir):
 
 
 def test_training_continues_from_restored_state(ckpt_dir, trained_model):
-    """K69: iterations and slots carry on from the saved values."""
+    """S69: iterations and slots carry on from the saved values."""
     model, optimizer = trained_model()
     path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
     fresh_model, fresh_opt = trained_model(seed=1)
@@ -64,7 +64,7 @@ def test_training_continues_from_restored_state(ckpt_dir, trained_model):
 
 
 def test_model_only_program_restoring_training_checkpoint(ckpt_dir, trained_model):
-    """K70: existing_objects_matched passes, consumed fails on the optimizer values."""
+    """S70: existing_objects_matched passes, consumed fails on the optimizer values."""
     model, optimizer = trained_model()
     path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
     fresh, _ = trained_model(seed=2)
@@ -88,7 +88,7 @@ def test_get_slot_errors_and_names():
 
 
 def test_skip_slot_variables(ckpt_dir, trained_model):
-    """K71: skip_slot_variables excludes slots from restoration and from every check."""
+    """S71: skip_slot_variables excludes slots from restoration and from every check."""
     model, optimizer = trained_model()
     path = ck.Checkpoint(model=model, optimizer=optimizer).write(ckpt_dir / "c")
     fresh_model, fresh_opt = trained_model(seed=3)
@@ -114,7 +114,7 @@ def saved_momentum_checkpoint(ckpt_dir):
 
 
 def test_slot_created_by_restore_has_the_restored_spec(ckpt_dir):
-    """K68: a slot created by a restore declares the restored shape (no stale (None,) spec)."""
+    """S68: a slot created by a restore declares the restored shape (no stale (None,) spec)."""
     path = saved_momentum_checkpoint(ckpt_dir)
     model, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
     model.w = ck.Variable([0.0, 0.0])
@@ -136,7 +136,7 @@ def test_slot_created_by_restore_has_the_restored_spec(ckpt_dir):
     ids=["sgd", "momentum", "adam"],
 )
 def test_optimizer_children_are_only_what_tf_saves(ckpt_dir, optimizer):
-    """B17, K69: an optimizer node's children are its variables (iter), never slot_names."""
+    """S17, S69: an optimizer node's children are its variables (iter), never slot_names."""
     w = ck.Variable([1.0])
     optimizer.apply_gradients([(np.array([1.0]), w)])
     path = ck.Checkpoint(w=w, optimizer=optimizer).write(ckpt_dir / "c")

@@ -1,4 +1,4 @@
-"""Reading a checkpoint without program objects (SEMANTICS P 91-93)."""
+"""Reading a checkpoint without program objects (docs/semantics.md S91-S93)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import ckptlab as ck
 
 
 def test_list_variables_and_directory(ckpt_dir):
-    """P91: sorted (key, shape); a directory resolves to its latest checkpoint."""
+    """S91: sorted (key, shape); a directory resolves to its latest checkpoint."""
     ckpt = ck.Checkpoint(b=ck.Variable(np.zeros((2, 3))), a=ck.Variable(1))
     ckpt.save(ckpt_dir / "ckpt")
     path = ckpt.save(ckpt_dir / "ckpt")
@@ -22,7 +22,7 @@ def test_list_variables_and_directory(ckpt_dir):
 
 
 def test_reader_methods(ckpt_dir):
-    """P92: shape/dtype maps, has_tensor, get_tensor; a partial key is not found."""
+    """S92: shape/dtype maps, has_tensor, get_tensor; a partial key is not found."""
     path = ck.Checkpoint(model=ck.Checkpoint(w=ck.Variable(np.arange(3, dtype="int16")))).write(
         ckpt_dir / "c"
     )
@@ -37,7 +37,7 @@ def test_reader_methods(ckpt_dir):
 
 
 def test_object_graph_view(ckpt_dir):
-    """P93: node 0 is the root; children map local names to ids in BFS order."""
+    """S93: node 0 is the root; children map local names to ids in BFS order."""
     shared = ck.Variable(1.0)
     path = ck.Checkpoint(
         a=ck.Checkpoint(v=shared), b=ck.Checkpoint(v=shared, u=ck.Variable(2.0))

@@ -1,4 +1,7 @@
-"""Matching, deferred restoration, sharing, atomic and partial restore (SEMANTICS F, I, L, N)."""
+"""Matching, deferred restoration, sharing, atomic and partial restore.
+
+Behaviours of docs/semantics.md sections F, I, L and N.
+"""
 
 import gc
 
@@ -18,7 +21,7 @@ def module(**children):
 
 
 def test_restore_into_empty_root_then_attach(ckpt_dir):
-    """F37-38, CONFORMANCE deferred_restore_dependency_added_later."""
+    """S37-S38: a dependency added after restore is restored when it is attached."""
     path = ck.Checkpoint(
         w=ck.Variable(20.0), child=module(v=ck.Variable(10.0)), empty=module(v=ck.Variable(30.0))
     ).write(ckpt_dir / "c")
@@ -42,7 +45,7 @@ def test_restore_into_empty_root_then_attach(ckpt_dir):
 
 
 def test_renamed_attribute_receives_nothing(ckpt_dir):
-    """F40: a renamed attribute silently receives nothing; assertions notice."""
+    """S40: a renamed attribute silently receives nothing; assertions notice."""
     path = ck.Checkpoint(w=ck.Variable(20.0)).write(ckpt_dir / "c")
     ckpt = ck.Checkpoint()
     status = ckpt.read(path)
@@ -56,7 +59,7 @@ def test_renamed_attribute_receives_nothing(ckpt_dir):
 
 
 def test_restore_on_create_skips_initializer(ckpt_dir):
-    """F39: the stored value becomes the initial value; the initializer is never called."""
+    """S39: the stored value becomes the initial value; the initializer is never called."""
     layer = ck.layers.Dense(3)
     layer(np.ones((1, 2), "float32"))
     path = ck.Checkpoint(layer=layer).write(ckpt_dir / "c")
@@ -78,7 +81,7 @@ def test_restore_on_create_skips_initializer(ckpt_dir):
 
 
 def test_sibling_without_saved_value_is_initialized_once(ckpt_dir):
-    """F39: a sibling with no saved value is initialized normally, exactly once."""
+    """S39: a sibling with no saved value is initialized normally, exactly once."""
     holder = ck.Module()
     holder.kernel = ck.Variable(np.ones((2, 3), "float32"))
     path = ck.Checkpoint(layer=holder).write(ckpt_dir / "c")
@@ -95,7 +98,7 @@ def test_sibling_without_saved_value_is_initialized_once(ckpt_dir):
 
 
 def test_most_recent_restore_wins(ckpt_dir):
-    """F41: pending restores: the newest wins on creation; existing objects: the last call wins."""
+    """S41: pending restores: the newest wins on creation; existing objects: the last call wins."""
     a = ck.Checkpoint(w=ck.Variable(1.0)).write(ckpt_dir / "a")
     b = ck.Checkpoint(w=ck.Variable(2.0)).write(ckpt_dir / "b")
     ckpt = ck.Checkpoint()
@@ -110,7 +113,7 @@ def test_most_recent_restore_wins(ckpt_dir):
 
 
 def test_list_elements_match_by_index(ckpt_dir):
-    """F42, CONFORMANCE list_append_after_restore."""
+    """S42: list elements appended after restore are matched by index."""
     m = module(layers=[ck.Variable(0.0), ck.Variable(1.0), ck.Variable(2.0)])
     path = ck.Checkpoint(m=m).write(ckpt_dir / "c")
     target = module(layers=[])
@@ -129,7 +132,7 @@ def test_list_elements_match_by_index(ckpt_dir):
 
 
 def test_list_setitem_and_insert_restore_the_index(ckpt_dir):
-    """F38, F42: a trackable put where a plain element was (item, slice, insert) is restored
+    """S38, S42: a trackable put where a plain element was (item, slice, insert) is restored
     for that index, as an append is; a failing restore undoes the change."""
     m = module(
         layers=[ck.Variable(1.0), ck.Variable(2.0), ck.Variable(3.0)], cfg={"k": ck.Variable(4.0)}
@@ -151,7 +154,7 @@ def test_list_setitem_and_insert_restore_the_index(ckpt_dir):
 
 
 def test_shared_object_restored_into_same_sharing(ckpt_dir):
-    """I57-58: stored once, restored into the same sharing: all assertions pass."""
+    """S57-S58: stored once, restored into the same sharing: all assertions pass."""
     v = ck.Variable(5.0)
     path = ck.Checkpoint(a=module(v=v), b=module(v=v)).write(ckpt_dir / "c")
     assert [k for k, _ in ck.list_variables(path)] == ["a/v" + KEY]
@@ -171,8 +174,8 @@ def shared_checkpoint(ckpt_dir):
 
 
 def test_shared_object_restored_into_two_objects(ckpt_dir, ck_log):
-    """I59: the first path gets the value, the second stays unbound; report(): the saved value
-    and the second program object are both inconsistent (DESIGN 4)."""
+    """S59: the first path gets the value, the second stays unbound; report(): the saved value
+    and the second program object are both inconsistent (docs/semantics.md, Match states)."""
     path = shared_checkpoint(ckpt_dir)
     first, second = ck.Variable(0.0), ck.Variable(0.0)
     status = ck.Checkpoint(a=module(v=first), b=module(v=second)).read(path)
@@ -207,7 +210,7 @@ def attach_to_shared(ckpt_dir, order):
 
 
 def test_shared_object_restored_into_two_objects_deferred(ckpt_dir, ck_log):
-    """I60: the same on the deferred path (a warning); sharing again in the program resolves it
+    """S60: the same on the deferred path (a warning); sharing again in the program resolves it
     (the report is live)."""
     ckpt, status = attach_to_shared(ckpt_dir, "ab")
     assert (ckpt.a.v.numpy(), ckpt.b.v.numpy()) == (5.0, 0.0)
@@ -222,7 +225,7 @@ def test_shared_object_restored_into_two_objects_deferred(ckpt_dir, ck_log):
 
 
 def test_inconsistent_reason_names_where_the_value_went(ckpt_dir):
-    """I60: the second path attached first takes the value; the report says so."""
+    """S60: the second path attached first takes the value; the report says so."""
     ckpt, status = attach_to_shared(ckpt_dir, "ba")
     assert (ckpt.a.v.numpy(), ckpt.b.v.numpy()) == (0.0, 5.0)
     saved, program = status.report().inconsistent
@@ -232,7 +235,7 @@ def test_inconsistent_reason_names_where_the_value_went(ckpt_dir):
 
 
 def test_shared_container_restored_into_two_containers(ckpt_dir):
-    """I59: the shared saved object is a module: everything below the second program object is
+    """S59: the shared saved object is a module: everything below the second program object is
     inconsistent; the values below the first are restored."""
     inner = module(v=ck.Variable(5.0))
     path = ck.Checkpoint(a=inner, b=inner).write(ckpt_dir / "c")
@@ -254,7 +257,7 @@ def saved_distinct(ckpt_dir):
 
 
 def test_saved_distinct_restored_shared(ckpt_dir, ck_log):
-    """I61 (stricter, API: every checkpoint value used): the shared object takes the value found
+    """S61 (stricter: every checkpoint value must be used): the shared object takes the value found
     first; the other saved value is inconsistent (not written), so assert_consumed fails and
     the warning at collection names it."""
     path = saved_distinct(ckpt_dir)
@@ -279,7 +282,7 @@ def test_saved_distinct_restored_shared(ckpt_dir, ck_log):
 
 
 def test_saved_distinct_restored_shared_deferred(ckpt_dir):
-    """I61 on the deferred path: the first value found wins too (it is not overwritten)."""
+    """S61 on the deferred path: the first value found wins too (it is not overwritten)."""
     path = saved_distinct(ckpt_dir)
     ckpt = ck.Checkpoint(a=ck.Module(), b=ck.Module())
     status = ckpt.read(path)
@@ -292,7 +295,7 @@ def test_saved_distinct_restored_shared_deferred(ckpt_dir):
 
 
 def test_cycles_save_and_deferred_restore(ckpt_dir):
-    """I62: cycles save once per object under the shortest path; deferred restore works."""
+    """S62: cycles save once per object under the shortest path; deferred restore works."""
     a, b = ck.Module(), ck.Module()
     a.partner, b.partner, a.me = b, a, a
     a.v, b.v = ck.Variable(1.0), ck.Variable(2.0)
@@ -310,7 +313,7 @@ def test_cycles_save_and_deferred_restore(ckpt_dir):
 
 
 def test_conflicts_found_before_anything_is_written(ckpt_dir):
-    """L72, 75 (stricter): one RestoreConflictError lists all conflicts; nothing is modified."""
+    """S72, S75 (stricter): one RestoreConflictError lists all conflicts; nothing is modified."""
     path = ck.Checkpoint(
         a=ck.Variable(1.0),
         b=ck.Variable([1.0, 2.0]),
@@ -333,7 +336,7 @@ def test_conflicts_found_before_anything_is_written(ckpt_dir):
 
 
 def test_conflict_on_attach_undoes_the_attach(ckpt_dir):
-    """L72: a variable attached later with the wrong shape: the attach raises and is undone."""
+    """S72: a variable attached later with the wrong shape: the attach raises and is undone."""
     path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(ckpt_dir / "c")
     ckpt = ck.Checkpoint()
     ckpt.read(path).expect_partial()
@@ -345,7 +348,7 @@ def test_conflict_on_attach_undoes_the_attach(ckpt_dir):
 
 
 def test_attach_with_several_waiting_restores_is_all_or_nothing(ckpt_dir):
-    """L72, F41 (stricter): the newest restore fits, an older one conflicts: the attach raises,
+    """S72, S41 (stricter): the newest restore fits, an older one conflicts: the attach raises,
     is undone, nothing is written and no restore stays bound to the detached object."""
     older_path = ck.Checkpoint(w=ck.Variable([1.0, 2.0, 3.0])).write(ckpt_dir / "old")
     newer_path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(ckpt_dir / "new")
@@ -361,7 +364,7 @@ def test_attach_with_several_waiting_restores_is_all_or_nothing(ckpt_dir):
 
 
 def test_newest_waiting_restore_wins_for_slots_created_on_attach(ckpt_dir):
-    """F41, K68: two restores wait for a variable; the newest creates its slot, the older one's
+    """S41, S68: two restores wait for a variable; the newest creates its slot, the older one's
     slot value does not overwrite it."""
     paths = []
     for value in (1.0, 2.0):
@@ -379,7 +382,7 @@ def test_newest_waiting_restore_wins_for_slots_created_on_attach(ckpt_dir):
 
 
 def test_conflict_on_create_raises_before_creating(ckpt_dir):
-    """L73: restore-on-create with the wrong shape fails inside creation; nothing is created."""
+    """S73: restore-on-create with the wrong shape fails inside creation; nothing is created."""
     layer = ck.layers.Dense(3)
     layer(np.ones((1, 2), "float32"))
     path = ck.Checkpoint(layer=layer).write(ckpt_dir / "c")
@@ -401,7 +404,7 @@ def test_conflict_on_create_raises_before_creating(ckpt_dir):
     ],
 )
 def test_no_dtype_casting(ckpt_dir, saved, target):
-    """L75: no casting in any direction."""
+    """S75: no casting in any direction."""
     path = ck.Checkpoint(f=ck.Variable(np.zeros(2, saved))).write(ckpt_dir / "c")
     with pytest.raises(
         ck.RestoreConflictError,
@@ -411,7 +414,7 @@ def test_no_dtype_casting(ckpt_dir, saved, target):
 
 
 def test_unknown_shape_accepts_any_saved_shape(ckpt_dir):
-    """L74: a variable declared with None dims accepts any saved shape."""
+    """S74: a variable declared with None dims accepts any saved shape."""
     path = ck.Checkpoint(v=ck.Variable(np.arange(6.0).reshape(2, 3))).write(ckpt_dir / "c")
     target = ck.Variable(np.zeros((1, 3)), shape=(None, 3))
     ck.Checkpoint(v=target).read(path).assert_consumed()
@@ -419,7 +422,7 @@ def test_unknown_shape_accepts_any_saved_shape(ckpt_dir):
 
 
 def test_partial_restore_with_stand_ins(ckpt_dir):
-    """N79-80: a Checkpoint rooted at a sub-object matches nothing; stand-ins rebuild the path."""
+    """S79-S80: a Checkpoint rooted at a sub-object matches nothing; stand-ins rebuild the path."""
     model = module(l1=module(bias=ck.Variable(3.0), kernel=ck.Variable(1.0)))
     path = ck.Checkpoint(model=model, step=ck.Variable(7)).write(ckpt_dir / "c")
     sub = module(bias=ck.Variable(0.0))
@@ -440,7 +443,7 @@ def test_partial_restore_with_stand_ins(ckpt_dir):
 
 
 def test_subobject_root_round_trip(ckpt_dir):
-    """N81: a checkpoint written from a sub-object root restores into another model's sub-object."""
+    """S81: a checkpoint written from a sub-object root restores into another model's sub-object."""
     path = ck.Checkpoint(root=module(w=ck.Variable(4.0))).write(ckpt_dir / "c")
     other = module(w=ck.Variable(0.0))
     ck.Checkpoint(root=other).read(path).assert_consumed()

@@ -1,4 +1,4 @@
-"""Name-based checkpoints: ck.Saver and Checkpoint.restore by Variable.name (SEMANTICS M 76-78)."""
+"""Name-based checkpoints: ck.Saver, Checkpoint.restore by name (docs/semantics.md S76-S78)."""
 
 import re
 
@@ -15,14 +15,14 @@ def saver_file(ckpt_dir):
 
 
 def test_keys_are_variable_names(ckpt_dir):
-    """M76: keys equal variable names; no object graph."""
+    """S76: keys equal variable names; no object graph."""
     path = saver_file(ckpt_dir)
     assert ck.list_variables(path) == [("dense/bias", [2]), ("dense/kernel", [2, 2])]
     assert ck.load_checkpoint(path).object_graph is None
 
 
 def test_checkpoint_restore_matches_by_name(ckpt_dir, ck_log):
-    """M77: NameBasedSaverStatus, a warning, values assigned during restore regardless of path."""
+    """S77: NameBasedSaverStatus, a warning, values assigned during restore regardless of path."""
     path = saver_file(ckpt_dir)
     holder = ck.Module()
     holder.somewhere = ck.Module()
@@ -38,7 +38,7 @@ def test_checkpoint_restore_matches_by_name(ckpt_dir, ck_log):
 
 
 def test_unmatched_names_fail_every_assertion(ckpt_dir):
-    """G52: all three assertions behave like assert_consumed; save_counter is exempt."""
+    """S52: all three assertions behave like assert_consumed; save_counter is exempt."""
     path = saver_file(ckpt_dir)
     status = ck.Checkpoint(v=ck.Variable(1.0, name="not_in_ckpt")).restore(path)
     for method in (
@@ -54,7 +54,7 @@ def test_unmatched_names_fail_every_assertion(ckpt_dir):
 
 
 def test_wrong_shape_by_name_raises_and_writes_nothing(ckpt_dir):
-    """M78 (atomic): a name match with the wrong shape raises from restore; nothing written."""
+    """S78 (atomic): a name match with the wrong shape raises from restore; nothing written."""
     path = saver_file(ckpt_dir)
     kernel = ck.Variable(np.zeros((3, 2), "float32"), name="dense/kernel")
     bias = ck.Variable(np.zeros(2, "float32"), name="dense/bias")
@@ -75,7 +75,7 @@ def test_saver_round_trip_and_errors(ckpt_dir):
 
 
 def test_default_layer_names_are_unique_per_process(ckpt_dir):
-    """M76, S103 (Keras' naming): default Dense names are dense, dense_1, ...: the variables of
+    """S76, S103 (Keras' naming): default Dense names are dense, dense_1, ...: the variables of
     a Sequential have distinct names, so a Saver over them works."""
     model = ck.layers.Sequential([ck.layers.Dense(2), ck.layers.Dense(1)])
     model(np.ones((1, 3), "float32"))
@@ -90,3 +90,16 @@ def test_default_layer_names_are_unique_per_process(ckpt_dir):
     ck.Saver(variables).restore(path)
     assert all(np.array_equal(v.numpy(), b) for v, b in zip(variables, before, strict=True))
     assert ck.layers.Dense(1, name="dense").name == "dense"  # an explicit name is kept as given
+
+
+def test_checkpoint_restore_by_name_fills_optimizer_slots_by_their_names(ckpt_dir):
+    """Slot variables have no object path of their own: a name-based file fills them by name."""
+    var = ck.Variable(np.ones(3, "float32"), name="w")
+    optimizer = ck.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.apply_gradients([(np.ones(3, "float32"), var)])
+    slot = optimizer.get_slot(var, "momentum")
+    path = ck.Saver({"w": var, "w/momentum": slot}).save(str(ckpt_dir / "named"))
+    slot.assign(np.zeros(3, "float32"))
+    status = ck.Checkpoint(model=ck.Module(), v=var, opt=optimizer).restore(path)
+    status.expect_partial()
+    np.testing.assert_array_equal(slot.numpy(), np.full(3, -0.1, "float32"))

@@ -1,4 +1,4 @@
-"""Status objects: assertions, chaining, warnings, report (SEMANTICS G 43-53, H 54-55)."""
+"""Status objects: assertions, chaining, warnings, report (docs/semantics.md S43-S53, S54-S55)."""
 
 import gc
 import logging
@@ -15,7 +15,7 @@ def saved_with(ckpt_dir, **values):
 
 
 def test_chaining_and_return_values(ckpt_dir):
-    """G43-44: three assert_* and expect_partial return the status; the other two return None."""
+    """S43-S44: three assert_* and expect_partial return the status; the other two return None."""
     path = saved_with(ckpt_dir, a=1.0)
     status = ck.Checkpoint(a=ck.Variable(0.0)).read(path)
     assert isinstance(status, ck.CheckpointLoadStatus)
@@ -31,7 +31,7 @@ def test_chaining_and_return_values(ckpt_dir):
 
 
 def test_extra_value_in_checkpoint(ckpt_dir):
-    """G47a, CONFORMANCE status_extra_value_in_checkpoint."""
+    """S47a: an extra value in the checkpoint fails only assert_consumed."""
     path = saved_with(ckpt_dir, a=1.0, extra=2.0)
     status = ck.Checkpoint(a=ck.Variable(0.0)).read(path).expect_partial()
     status.assert_existing_objects_matched().assert_nontrivial_match()
@@ -40,7 +40,7 @@ def test_extra_value_in_checkpoint(ckpt_dir):
 
 
 def test_extra_objects_in_program_lists_all(ckpt_dir):
-    """G46 (ckptlab lists all, not 10 of N): 11 extras are all named."""
+    """S46 (ckptlab lists all, not 10 of N): 11 extras are all named."""
     path = saved_with(ckpt_dir, a=1.0)
     extras = {f"x{i:02d}": ck.Variable(float(i)) for i in range(11)}
     status = ck.Checkpoint(a=ck.Variable(0.0), **extras).read(path)
@@ -54,7 +54,7 @@ def test_extra_objects_in_program_lists_all(ckpt_dir):
 
 
 def test_consumed_lists_every_unresolved_value(ckpt_dir):
-    """G47-48 (stricter): the first line names the first node; every value is listed."""
+    """S47-S48 (stricter): the first line names the first node; every value is listed."""
     path = saved_with(ckpt_dir, a=1.0, extra1=1.0, extra2=2.0, extra3=3.0)
     status = ck.Checkpoint(a=ck.Variable(0.0)).read(path).expect_partial()
     with pytest.raises(AssertionError) as info:
@@ -70,7 +70,7 @@ def test_consumed_lists_every_unresolved_value(ckpt_dir):
 
 
 def test_unused_attributes(ckpt_dir, ck_log):
-    """G47c, H54: a saved value where the program holds a container."""
+    """S47c, S54: a saved value where the program holds a container."""
     path = saved_with(ckpt_dir, x=1.0)
     status = ck.Checkpoint(x=ck.Module()).read(path)
     status.assert_existing_objects_matched().assert_nontrivial_match()
@@ -89,7 +89,7 @@ def test_unused_attributes(ckpt_dir, ck_log):
 
 
 def test_saved_container_restored_into_variable_passes(ckpt_dir):
-    """CONFORMANCE status_unused_attributes_type_mismatch, inverse case: all pass, value kept."""
+    """S47c, inverse case (saved container, program variable): all pass, value kept."""
     path = ck.Checkpoint(x=ck.Module()).write(ckpt_dir / "c")
     target = ck.Variable(5.0)
     ck.Checkpoint(x=target).read(path).assert_consumed()
@@ -97,7 +97,7 @@ def test_saved_container_restored_into_variable_passes(ckpt_dir):
 
 
 def test_child_below_a_variable_is_unused_not_pending(ckpt_dir):
-    """G47a: a saved child whose program parent is a Variable can never be restored: it is
+    """S47a: a saved child whose program parent is a Variable can never be restored: it is
     checkpoint-only with the reason, not pending forever."""
     holder = ck.Module()
     holder.v = ck.Variable(1.0)
@@ -111,7 +111,7 @@ def test_child_below_a_variable_is_unused_not_pending(ckpt_dir):
 
 
 def test_consumed_names_a_slot_still_waiting(ckpt_dir):
-    """G47b: a slot value waiting for its variable fails assert_consumed, named as a slot."""
+    """S47b: a slot value waiting for its variable fails assert_consumed, named as a slot."""
     holder, optimizer = ck.Module(), ck.optimizers.SGD(0.1, momentum=0.9)
     holder.w = ck.Variable([1.0])
     optimizer.apply_gradients([(np.array([1.0]), holder.w)])
@@ -130,7 +130,7 @@ def test_consumed_names_a_slot_still_waiting(ckpt_dir):
 
 
 def test_nontrivial_match_cases(ckpt_dir):
-    """G49, CONFORMANCE status_assert_nontrivial_match."""
+    """S49: assert_nontrivial_match fails only when nothing but the root matched."""
     path = saved_with(ckpt_dir, a=1.0, b=2.0)
     disjoint = ck.Checkpoint(z=ck.Variable(0.0)).read(path).expect_partial()
     with pytest.raises(AssertionError, match="Nothing except the root object matched"):
@@ -148,7 +148,7 @@ def test_nontrivial_match_cases(ckpt_dir):
 
 
 def test_expect_partial_changes_no_assertion(ckpt_dir):
-    """G51: expect_partial only silences the warning."""
+    """S51: expect_partial only silences the warning."""
     path = saved_with(ckpt_dir, a=1.0, extra=2.0)
     status = ck.Checkpoint(a=ck.Variable(0.0)).read(path).expect_partial()
     with pytest.raises(AssertionError):
@@ -156,7 +156,7 @@ def test_expect_partial_changes_no_assertion(ckpt_dir):
 
 
 def test_warning_at_collection_lists_every_unused_value(ckpt_dir, ck_log):
-    """H54-55: collected without expect_partial(): one header, one line per unused value."""
+    """S54-S55: collected without expect_partial(): one header, one line per unused value."""
     path = ck.Checkpoint(
         a=ck.Variable(1.0), extra=ck.Variable(2.0), nested=[ck.Variable(3.0)]
     ).write(ckpt_dir / "c")
@@ -177,7 +177,7 @@ def test_warning_at_collection_lists_every_unused_value(ckpt_dir, ck_log):
 
 
 def test_no_warning_with_expect_partial_or_program_extras(ckpt_dir, ck_log):
-    """G53, H54: expect_partial() silences it; program-side extras never warn."""
+    """S53, S54: expect_partial() silences it; program-side extras never warn."""
     path = saved_with(ckpt_dir, a=1.0, extra=2.0)
     ck.Checkpoint(a=ck.Variable(0.0)).read(path).expect_partial()
     ck.Checkpoint(a=ck.Variable(0.0), b=ck.Variable(1.0), extra=ck.Variable(0.0)).read(path)

@@ -1,4 +1,4 @@
-"""Trackables: Variable, Module auto-tracking, tracked containers (SEMANTICS J 63-66, API.md)."""
+"""Trackables: Variable, Module auto-tracking, tracked containers (docs/semantics.md S63-S66)."""
 
 import numpy as np
 import pytest
@@ -56,7 +56,7 @@ def test_module_tracking_rules():
 
 
 def test_container_element_names(ckpt_dir):
-    """J63: lists/tuples by index, dicts by key, nesting composes."""
+    """S63: lists/tuples by index, dicts by key, nesting composes."""
     m = ck.Module()
     m.cfg = {"enc": ck.Variable(1.0), "dec": [ck.Variable(2.0), {"deep": ck.Variable(3.0)}]}
     m.pair = (ck.Variable(4.0), ck.Variable(5.0))
@@ -82,7 +82,7 @@ def test_container_element_names(ckpt_dir):
     ],
 )
 def test_list_is_append_only_for_saving(ckpt_dir, mutate, reason):
-    """J64: replacing/deleting/moving a trackable element blocks saving."""
+    """S64: replacing/deleting/moving a trackable element blocks saving."""
     m = ck.Module()
     m.items = [ck.Variable(1.0), ck.Variable(2.0)]
     mutate(m.items)
@@ -91,24 +91,31 @@ def test_list_is_append_only_for_saving(ckpt_dir, mutate, reason):
 
 
 def test_list_changes_that_stay_saveable(ckpt_dir):
-    """J64: appends and changes to plain elements are fine."""
+    """S64: appends and changes to plain elements are fine."""
     m = ck.Module()
     m.items = [ck.Variable(1.0), 2]
     m.items.append(ck.Variable(3.0))
     m.items[1] = 7
-    ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    reader = ck.load_checkpoint(ck.Checkpoint(m=m).write(ckpt_dir / "c"))
+    saved = {k: float(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()}
+    assert saved == {
+        "m/items/0/.ATTRIBUTES/VARIABLE_VALUE": 1.0,
+        "m/items/2/.ATTRIBUTES/VARIABLE_VALUE": 3.0,
+    }
 
 
 def test_sort_that_moves_no_trackable_stays_saveable(ckpt_dir):
-    """J64: only a change of a trackable's index (its saved name) blocks saving."""
+    """S64: only a change of a trackable's index (its saved name) blocks saving."""
     m = ck.Module()
     m.items = [ck.Variable(1.0), ck.Variable(2.0)]
     m.items.sort(key=lambda v: v.numpy())
-    ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    reader = ck.load_checkpoint(ck.Checkpoint(m=m).write(ckpt_dir / "c"))
+    assert float(reader.get_tensor("m/items/0/.ATTRIBUTES/VARIABLE_VALUE")) == 1.0
+    assert float(reader.get_tensor("m/items/1/.ATTRIBUTES/VARIABLE_VALUE")) == 2.0
 
 
 def test_removing_a_plain_element_in_front_of_a_trackable_moves_it(ckpt_dir):
-    """J64: the trackable's index (its saved name) changed, so saving refuses."""
+    """S64: the trackable's index (its saved name) changed, so saving refuses."""
     m = ck.Module()
     m.items = [2, ck.Variable(1.0)]
     del m.items[0]
@@ -117,7 +124,7 @@ def test_removing_a_plain_element_in_front_of_a_trackable_moves_it(ckpt_dir):
 
 
 def test_list_modified_outside_wrapper(ckpt_dir):
-    """J65: the wrapped list changed behind the wrapper's back."""
+    """S65: the wrapped list changed behind the wrapper's back."""
     raw = [ck.Variable(1.0)]
     m = ck.Module()
     m.items = raw
@@ -127,7 +134,7 @@ def test_list_modified_outside_wrapper(ckpt_dir):
 
 
 def test_dict_non_string_key(ckpt_dir):
-    """J66: a non-string key mapping to a trackable blocks saving; plain values are fine."""
+    """S66: a non-string key mapping to a trackable blocks saving; plain values are fine."""
     m = ck.Module()
     m.table = {1: "plain", "k": ck.Variable(1.0)}
     del m.table["k"]

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from ckptlab._version import __version__
+from ckptlab import __version__
 from ckptlab.cli import _diff, _export, _ls, _verify
 from ckptlab.cli._common import (
     EXIT_OK,

@@ -6,9 +6,8 @@ import json
 import os
 from typing import IO, Any
 
-from ckptlab._reader import open_path
 from ckptlab.cli._style import Style
-from ckptlab.storage import StoredCheckpoint, resolve
+from ckptlab.storage import StoredCheckpoint, open_path, resolve
 
 EXIT_OK = 0
 """Success; for ``diff``: the checkpoints are equal; for ``verify``: every value is intact."""

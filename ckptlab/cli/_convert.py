@@ -12,8 +12,7 @@ import argparse
 import os
 from typing import Any
 
-from ckptlab._convert import convert
-from ckptlab._keymap import KeyMap
+from ckptlab import KeyMap, convert
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
 from ckptlab.errors import CkptlabError

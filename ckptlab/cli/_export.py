@@ -115,8 +115,8 @@ def _object_graph(document: CheckpointDocument, graph: ObjectGraph) -> tuple[lis
 
 
 def _display_name(path: tuple[str, ...], slot: tuple[tuple[str, ...], str] | None) -> str:
-    if slot is not None:
-        return slot[1]
+    if slot is not None:  # named with its variable: "m of model/dense/kernel"
+        return f"{slot[1]} of {'/'.join(path)}"
     return unescape_local_name(path[-1]) if path else "(root)"
 
 

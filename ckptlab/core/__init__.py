@@ -18,6 +18,7 @@ from ckptlab.core._document import (
 from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
 from ckptlab.core._keys import (
+    OPTIMIZER_SLOT,
     ParsedKey,
     escape_local_name,
     object_prefix,
@@ -36,6 +37,7 @@ from ckptlab.core._plan import (
     PendingSlot,
     RestorePlan,
     SlotRestore,
+    conflict_kind,
     plan_restore,
 )
 from ckptlab.core._report import (
@@ -45,6 +47,17 @@ from ckptlab.core._report import (
     ReportEntry,
     RestoreState,
     build_report,
+)
+from ckptlab.core._retention import (
+    Recovery,
+    RetentionPolicy,
+    RetentionState,
+    Sweep,
+    interval_allows,
+    record_save,
+    recover,
+    sweep,
+    validate_policy,
 )
 from ckptlab.core._statefile import CheckpointState, format_state, parse_state
 from ckptlab.core._status import (
@@ -59,6 +72,7 @@ __all__ = [
     "FOREIGN_ITEMSIZE",
     "FORMAT_VERSION",
     "ITEMSIZE",
+    "OPTIMIZER_SLOT",
     "STATES",
     "Assignment",
     "Attribute",
@@ -81,19 +95,25 @@ __all__ = [
     "ProgramGraph",
     "ProgramView",
     "ReportEntry",
+    "Recovery",
     "RestorePlan",
     "RestoreState",
+    "RetentionPolicy",
+    "RetentionState",
     "SlotRef",
     "SlotRestore",
+    "Sweep",
     "StoredValue",
     "ValueSpec",
     "build_graph",
     "build_report",
+    "conflict_kind",
     "consumed_failure",
     "escape_local_name",
     "existing_objects_failure",
     "format_state",
     "gc_paused",
+    "interval_allows",
     "nontrivial_failure",
     "near_misses",
     "object_prefix",
@@ -103,7 +123,11 @@ __all__ = [
     "parse_state",
     "plan_restore",
     "pretty_path",
+    "record_save",
+    "recover",
+    "sweep",
     "unescape_local_name",
     "unused_warning",
+    "validate_policy",
     "value_key",
 ]

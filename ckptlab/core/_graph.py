@@ -2,7 +2,7 @@
 
 Node 0 is the root; ids follow breadth-first discovery order over children in insertion order,
 then slot variables in the order the optimizers list them.  Each object appears once, under the
-first path found (TensorFlow's rule, SEMANTICS 14 and 57).
+first path found (TensorFlow's rule, docs/semantics.md S14 and S57).
 """
 
 from __future__ import annotations

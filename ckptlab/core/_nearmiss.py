@@ -30,14 +30,30 @@ _SPLIT = re.compile(r"[/.]")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NearMiss:
-    """A stored name and a wanted name that probably mean the same value."""
+    """A stored name and a wanted name that probably mean the same value.
+
+    Parameters
+    ----------
+    stored
+        The checkpoint's name.
+    wanted
+        The program's name.
+    reason
+        Why they pair, e.g. ``'fc1.weight' ~ 'fc1/kernel', transposed``.
+    transpose
+        Whether the stored value must be transposed to fit.
+
+    Examples
+    --------
+    >>> miss = NearMiss(stored="fc.bias", wanted="fc/bias", reason="'fc.bias' ~ 'fc/bias'")
+    >>> miss.transpose
+    False
+    """
 
     stored: str
     wanted: str
     reason: str
-    """Why they pair, e.g. ``'weight' ~ 'kernel', transposed``."""
     transpose: bool = False
-    """Whether the stored value must be transposed to fit."""
 
 
 def _canonical(name: str, rank: int) -> tuple[str, ...]:
@@ -66,7 +82,22 @@ def _fit(stored: ValueSpec, wanted: ValueSpec) -> bool | None:
 def near_misses(stored: Mapping[str, ValueSpec], wanted: Mapping[str, ValueSpec]) -> list[NearMiss]:
     """Pairs of stored and wanted names that differ only by framework conventions.
 
-    Names present on both sides are skipped; each name appears in at most one pair.
+    Names present on both sides are skipped; each name appears in at most one pair.  The
+    conventions: ``.`` or ``/`` separators, leading underscores (Keras 3's ``_kernel``),
+    ``weight`` for ``kernel`` (transposed when 2-D) or ``scale``, ``gamma``/``beta`` for
+    ``scale``/``bias``, running or moving statistics; shapes and dtypes must fit.
+
+    Parameters
+    ----------
+    stored
+        Name -> shape and dtype of the checkpoint's values.
+    wanted
+        Name -> shape and dtype of the program's values.
+
+    Returns
+    -------
+    list of NearMiss
+        Sorted by stored name; ``ck.KeyMap.from_near_misses`` turns them into a key map.
 
     Examples
     --------

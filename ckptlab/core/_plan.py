@@ -1,11 +1,11 @@
 """Matching a checkpoint graph against live objects, as a plan (internal, pure).
 
-``plan_restore`` walks the checkpoint graph breadth-first from one or more (node, object) starts
-and pairs each checkpoint child with the program dependency of the same local name (SEMANTICS
-36).  It returns what should happen (bindings, assignments, deferred restorations, optimizer slot
+``plan_restore`` walks the checkpoint graph breadth-first from one or more (node, object) starts and
+pairs each checkpoint child with the program dependency of the same local name (docs/semantics.md
+S36).  It returns what should happen (bindings, assignments, deferred restorations, optimizer slot
 restorations) and every problem it found (shape/dtype conflicts, inconsistent shared references,
-attributes the program cannot take).  It never raises on a mismatch and never mutates anything:
-the executor turns a plan into effects.
+attributes the program cannot take).  It never raises on a mismatch and never mutates anything: the
+executor turns a plan into effects.
 """
 
 from __future__ import annotations
@@ -39,12 +39,11 @@ def conflict_kind(expected: ValueSpec, stored: ValueSpec) -> ConflictKind | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class Assignment(Generic[T]):
-    """Write the stored value of ``key`` (checkpoint node ``node``) into ``target``."""
+class _Write:
+    """The stored value of ``key`` (checkpoint node ``node``), checked against ``expected``."""
 
     node: int
     key: str
-    target: T
     expected: ValueSpec
     stored: ValueSpec
 
@@ -55,21 +54,19 @@ class Assignment(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class SlotRestore(Generic[T]):
+class Assignment(_Write, Generic[T]):
+    """Write the stored value of ``key`` (checkpoint node ``node``) into ``target``."""
+
+    target: T
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class SlotRestore(_Write, Generic[T]):
     """Create (or fill) ``optimizer``'s slot ``slot`` for ``variable`` from node ``node``."""
 
-    node: int
-    key: str
     optimizer: T
     variable: T
     slot: str
-    expected: ValueSpec
-    stored: ValueSpec
-
-    @property
-    def conflict(self) -> ConflictKind | None:
-        """``"shape"`` or ``"dtype"`` when the value cannot be written."""
-        return conflict_kind(self.expected, self.stored)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -104,8 +101,8 @@ class Inconsistency(Generic[T]):
 class Merge:
     """Node ``node`` holds a value, but its program object already took node ``first``'s.
 
-    The checkpoint saved two objects where the program has one (SEMANTICS 61): the first value
-    found wins, this one is not written.
+    The checkpoint saved two objects where the program has one (docs/semantics.md S61): the first
+    value found wins, this one is not written.
     """
 
     node: int
@@ -167,7 +164,7 @@ def plan_restore(
     pending_slots
         Slot restorations waiting for a variable, by the variable's node id.
     skip_slots
-        Ignore optimizer slot variables entirely (SEMANTICS 71).
+        Ignore optimizer slot variables entirely (docs/semantics.md S71).
     taken
         ``id(object)`` -> node, for objects earlier steps of the same restore gave a value.
     """
@@ -260,9 +257,9 @@ def _plan_slots(
     out: list[Assignment[T] | SlotRestore[T]] = []
     for slot_node, (optimizer, variable, slot) in ready.items():
         key = graph.nodes[slot_node].value_key
-        expected = view.value_spec(variable)
-        if key is None or expected is None:
+        if key is None or view.value_spec(variable) is None:
             continue
+        expected = view.slot_spec(optimizer, variable, slot, stored[key])
         existing = next(
             (s for v, name, s in view.slots(optimizer) if v is variable and name == slot), None
         )

@@ -1,11 +1,11 @@
 """Match reports: every checkpoint value and every program value, with its state (internal, pure).
 
-States (DESIGN.md §4): ``restored``; ``bound`` (lazy: bound but not yet written); ``pending``
-(its parent exists, the object does not yet: it is restored when created); ``checkpoint_only``
-(unused); ``program_only`` (missing from the checkpoint); ``shape_conflict``; ``dtype_conflict``;
-``inconsistent`` (a shared saved object whose references resolved to different program objects,
-on both sides; or a saved value not written because its program object, shared, already took
-another saved value).
+States (docs/semantics.md, "Match states"): ``restored``; ``bound`` (lazy: bound but not yet
+written); ``pending`` (its parent exists, the object does not yet: it is restored when created);
+``checkpoint_only`` (unused); ``program_only`` (missing from the checkpoint); ``shape_conflict``;
+``dtype_conflict``; ``inconsistent`` (a shared saved object whose references resolved to different
+program objects, on both sides; or a saved value not written because its program object, shared,
+already took another saved value).
 """
 
 from __future__ import annotations
@@ -45,25 +45,64 @@ STATES: tuple[MatchState, ...] = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportEntry:
-    """One value (checkpoint side, program side, or both) and its match state."""
+    """One value (checkpoint side, program side, or both) and its match state.
+
+    Parameters
+    ----------
+    path
+        Object path as in the keys, without ``/.ATTRIBUTES/...`` (``model/dense/kernel``).
+    pretty
+        TensorFlow-style path (``(root).model.dense.kernel``).
+    key
+        The value's key (``model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE``).
+    state
+        One of :data:`STATES` (docs/semantics.md, "Match states").
+    stored, program
+        Shape and dtype on each side (``None`` where that side has no value).
+    node
+        Checkpoint node id (``None`` for program-only values).
+    optimizer
+        Whether the value belongs to an optimizer (slots, iterations).
+    type_name
+        The program object's type, where it matters to the reason.
+    reason
+        Why the value is in this state, in words.
+
+    Examples
+    --------
+    >>> entry = ReportEntry(path="w", pretty="(root).w", key="w/.ATTRIBUTES/VARIABLE_VALUE",
+    ...                     state="program_only", reason="not in the checkpoint")
+    >>> entry.to_dict()["state"]
+    'program_only'
+    """
 
     path: str
-    """Object path as in the keys, without ``/.ATTRIBUTES/...`` (``model/dense/kernel``)."""
     pretty: str
-    """TensorFlow-style path (``(root).model.dense.kernel``)."""
     key: str
     state: MatchState
     stored: ValueSpec | None = None
     program: ValueSpec | None = None
     node: int | None = None
-    """Checkpoint node id (``None`` for program-only values)."""
     optimizer: bool = False
-    """Whether the value belongs to an optimizer (slots, iterations)."""
     type_name: str = ""
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
+        """Plain JSON-ready data.
+
+        Returns
+        -------
+        dict
+            The fields, specs as ``{"shape": [...], "dtype": ...}``, ``type_name`` as ``type``.
+
+        Examples
+        --------
+        >>> spec = ValueSpec(shape=(2,), dtype="float32")
+        >>> entry = ReportEntry(path="w", pretty="(root).w", key="w", state="restored",
+        ...                     stored=spec, program=spec, node=1)
+        >>> entry.to_dict()["stored"]
+        {'shape': [2], 'dtype': 'float32'}
+        """
         return {
             "path": self.path,
             "pretty": self.pretty,
@@ -88,6 +127,20 @@ def _spec_dict(spec: ValueSpec | None) -> dict[str, Any] | None:
 class MatchReport:
     """A frozen snapshot of how a checkpoint matched the program.
 
+    Every status's ``report()`` returns one; the assertions, the warning at collection and the
+    explorer are all computed from it.
+
+    Parameters
+    ----------
+    checkpoint
+        The checkpoint's path (``"(none)"`` for ``restore(None)``).
+    entries
+        Every checkpoint value and every program value, with its state.
+    bound_nodes
+        Checkpoint node ids bound to program objects.
+    lazy
+        Whether the restore was lazy (``bound`` values wait for ``run_restore_ops``).
+
     Examples
     --------
     >>> MatchReport(checkpoint="ckpt-1", entries=()).summary()
@@ -100,7 +153,24 @@ class MatchReport:
     lazy: bool = False
 
     def by_state(self, *states: MatchState) -> tuple[ReportEntry, ...]:
-        """Entries in any of ``states``."""
+        """Entries in any of ``states``.
+
+        Parameters
+        ----------
+        *states
+            Match states (:data:`STATES`).
+
+        Returns
+        -------
+        tuple of ReportEntry
+            In report order.
+
+        Examples
+        --------
+        >>> entry = ReportEntry(path="w", pretty="(root).w", key="w", state="pending")
+        >>> MatchReport(checkpoint="c", entries=(entry,)).by_state("pending", "bound")[0].path
+        'w'
+        """
         return tuple(e for e in self.entries if e.state in states)
 
     @property
@@ -144,17 +214,42 @@ class MatchReport:
         return self.by_state("inconsistent")
 
     def counts(self) -> dict[str, int]:
-        """Number of entries per state."""
+        """Number of entries per state.
+
+        Returns
+        -------
+        dict of str to int
+            Every state of :data:`STATES`, in that order, zero included.
+
+        Examples
+        --------
+        >>> entry = ReportEntry(path="w", pretty="(root).w", key="w", state="pending")
+        >>> MatchReport(checkpoint="c", entries=(entry,)).counts()["pending"]
+        1
+        """
         counted = Counter(e.state for e in self.entries)
         return {state: counted.get(state, 0) for state in STATES}
 
     def summary(self) -> str:
-        """One line such as ``412 matched, 3 missing in checkpoint, 1 shape conflict``."""
+        """One line such as ``412 matched, 3 missing in checkpoint, 1 shape conflict``.
+
+        Returns
+        -------
+        str
+            Counts by state, in words; ``"nothing to compare"`` for an empty report.
+
+        Examples
+        --------
+        >>> entry = ReportEntry(path="w", pretty="(root).w", key="w", state="program_only")
+        >>> MatchReport(checkpoint="c", entries=(entry,)).summary()
+        '1 missing in checkpoint'
+        """
         n = self.counts()
         unused_opt = sum(1 for e in self.unused if e.optimizer)
+        # Bound values are matched values not yet written: counted once, named by what they are.
         parts = [
-            (n["restored"] + n["bound"], "matched"),
-            (n["bound"], "not yet written"),
+            (n["restored"], "matched" if not n["bound"] else "restored"),
+            (n["bound"], "matched but not yet written"),
             (n["pending"], "pending"),
             (n["program_only"], "missing in checkpoint"),
             (len(self.unused) - unused_opt, "unused checkpoint value"),
@@ -167,7 +262,20 @@ class MatchReport:
         return ", ".join(text) if text else "nothing to compare"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable data."""
+        """Plain JSON-serialisable data.
+
+        Returns
+        -------
+        dict
+            ``checkpoint``, ``lazy``, ``summary``, ``counts`` and ``entries`` (each entry's
+            :meth:`ReportEntry.to_dict`).
+
+        Examples
+        --------
+        >>> import json
+        >>> json.dumps(MatchReport(checkpoint="c", entries=()).to_dict())[:40]
+        '{"checkpoint": "c", "lazy": false, "summ'
+        """
         return {
             "checkpoint": self.checkpoint,
             "lazy": self.lazy,
@@ -196,7 +304,7 @@ def value_unused(entry: ReportEntry) -> bool:
 
 
 def _plural(count: int, label: str) -> str:
-    if count == 1 or label.endswith("written") or label == "pending" or label == "matched":
+    if count == 1 or label.endswith("written") or label in ("pending", "matched", "restored"):
         return f"{count} {label}"
     if label.endswith("missing in checkpoint"):
         return f"{count} {label}"
@@ -250,7 +358,8 @@ def build_report(
 ) -> MatchReport:
     """Classify every checkpoint value and every program value (see the module docstring).
 
-    With ``skip_slots``, optimizer slot variables on both sides are left out (SEMANTICS 71).
+    With ``skip_slots``, optimizer slot variables on both sides are left out (docs/semantics.md
+    S71).
     A shared saved object whose references resolved to different program objects is
     ``inconsistent`` on both sides while the other object is in the program and unbound.
     """

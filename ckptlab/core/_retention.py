@@ -2,7 +2,7 @@
 
 Data in, data out: the manager keeps a :class:`RetentionState`, asks :func:`record_save` for the
 state after a save, and :func:`sweep` for what to delete and what to preserve.  Nothing here
-reads a clock or touches a file; timestamps are plain seconds (SEMANTICS 83-88).
+reads a clock or touches a file; timestamps are plain seconds (docs/semantics.md S83-S88).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Sweep:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Recovery:
-    """What a manager recovers from a directory's state file (SEMANTICS 83)."""
+    """What a manager recovers from a directory's state file (docs/semantics.md S83)."""
 
     latest: str | None
     state: RetentionState
@@ -79,7 +79,7 @@ class Recovery:
 
 
 def validate_policy(max_to_keep: int | None, keep_every_n_hours: float | None) -> RetentionPolicy:
-    """Check the constructor arguments with TF's wording (SEMANTICS 82).
+    """Check the constructor arguments with TF's wording (docs/semantics.md S82).
 
     Examples
     --------
@@ -104,8 +104,8 @@ def validate_policy(max_to_keep: int | None, keep_every_n_hours: float | None) -
 def recover(saved: CheckpointState | None, now: float) -> Recovery:
     """Compute the manager's starting state from a parsed state file (``None``: none).
 
-    Without a state file the last-preserved time is ``now - 1`` (SEMANTICS 87).  Entries whose
-    timestamp is not after the last-preserved time are not managed (TF: checkpoints listed
+    Without a state file the last-preserved time is ``now - 1`` (docs/semantics.md S87).  Entries
+    whose timestamp is not after the last-preserved time are not managed (TF: checkpoints listed
     without timestamps, e.g. by ``Checkpoint.save``, are never deleted by a manager).
     Timestamps in the future are clamped to ``now``.
 
@@ -135,7 +135,7 @@ def recover(saved: CheckpointState | None, now: float) -> Recovery:
 
 
 def record_save(state: RetentionState, path: str, timestamp: float) -> RetentionState:
-    """Record a save of ``path``: it becomes the newest entry (SEMANTICS 86).
+    """Record a save of ``path``: it becomes the newest entry (docs/semantics.md S86).
 
     Examples
     --------
@@ -148,7 +148,7 @@ def record_save(state: RetentionState, path: str, timestamp: float) -> Retention
 
 
 def sweep(state: RetentionState, policy: RetentionPolicy) -> Sweep:
-    """Evict the oldest entries beyond ``max_to_keep`` (SEMANTICS 85, 87).
+    """Evict the oldest entries beyond ``max_to_keep`` (docs/semantics.md S85, S87).
 
     An evicted entry is preserved (kept on disk, no longer managed) when its timestamp is at
     least ``keep_every_n_hours`` after the last preserved one, which then moves to it.
@@ -180,7 +180,7 @@ def sweep(state: RetentionState, policy: RetentionPolicy) -> Sweep:
 def interval_allows(
     last_step: int | None, step: int, interval: int | None, *, check_interval: bool
 ) -> bool:
-    """Whether a save at ``step`` happens under ``checkpoint_interval`` (SEMANTICS 88).
+    """Whether a save at ``step`` happens under ``checkpoint_interval`` (docs/semantics.md S88).
 
     The first save always happens; a second save at the same step never does; otherwise the
     step must have advanced by ``interval`` unless ``check_interval`` is false.

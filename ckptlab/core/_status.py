@@ -2,7 +2,7 @@
 
 Each function returns ``None`` when its assertion holds, or the full failure message.  Unlike
 TensorFlow, messages list every problem (grouped), keeping TF's first line so that searching for
-TF's wording finds ckptlab's messages too (SEMANTICS 46-50).
+TF's wording finds ckptlab's messages too (docs/semantics.md S46-S50).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The core never touches user objects directly: a :class:`ProgramView` answers "what are this
 object's children", "does it own a value" and "which slots does this optimizer hold".  The walk
 is breadth-first, visits every object once (shared objects and cycles are fine) and numbers
-nodes in discovery order, then slot variables (SEMANTICS 14, 17, 57, 62).
+nodes in discovery order, then slot variables (docs/semantics.md S14, S17, S57, S62).
 """
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ class ProgramView(Protocol[T]):
 
     def slots(self, obj: T) -> Sequence[tuple[T, str, T]]:
         """For an optimizer: ``(variable, slot name, slot variable)`` triples."""
+        ...
+
+    def slot_spec(self, optimizer: T, variable: T, slot: str, stored: ValueSpec) -> ValueSpec:
+        """The spec ``optimizer``'s slot ``slot`` of ``variable`` must have, before it exists.
+
+        ``stored`` is what the checkpoint holds: optimizers whose slots are not shaped like
+        their variable (a scalar step count) accept it.
+        """
         ...
 
     def can_defer(self, obj: T) -> bool:

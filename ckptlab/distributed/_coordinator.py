@@ -12,8 +12,14 @@ from ckptlab.core import FORMAT_VERSION, CheckpointDocument, PackInfo, StoredVal
 from ckptlab.distributed._plan import SavePlan, plan_save
 from ckptlab.distributed._worker import PartManifest, SaveJob, WorkerFailure
 from ckptlab.errors import CkptlabError
-from ckptlab.storage import WriteOptions, resolve, storage_options_for
-from ckptlab.storage._parts import begin_staging, discard_staged, publish_staged
+from ckptlab.storage import (
+    WriteOptions,
+    begin_staging,
+    discard_staged,
+    publish_staged,
+    resolve,
+    storage_options_for,
+)
 
 
 class WorkerError(CkptlabError, RuntimeError):

@@ -213,10 +213,12 @@ class DaskEngine:
 
     Examples
     --------
-    >>> from distributed import Client, LocalCluster  # doctest: +SKIP
-    >>> client = Client(LocalCluster(n_workers=2, host="127.0.0.1"))  # doctest: +SKIP
-    >>> DaskEngine(client).world_size  # doctest: +SKIP
+    >>> from distributed import Client, LocalCluster
+    >>> cluster = LocalCluster(n_workers=2, processes=False, dashboard_address=None)
+    >>> client = Client(cluster)
+    >>> DaskEngine(client).world_size
     2
+    >>> client.close(); cluster.close()
     """
 
     is_coordinator = True

@@ -1,7 +1,8 @@
 """Who writes what: a deterministic, pure plan of a multi-worker save (internal).
 
-Every stored object gets exactly one writer (ZARR_NOTES §5): a whole value is written by one
-worker; a sharded value is split along axis 0 into regions whose boundaries fall on chunk
+Every stored object gets exactly one writer (a chunk's read-modify-write is no transaction, so
+two writers of one chunk lose data silently: docs/distributed.md): a whole value is written by
+one worker; a sharded value is split along axis 0 into regions whose boundaries fall on chunk
 boundaries, so no chunk is touched by two workers.  Small values are packed per worker
 (``packed/<dtype>w<rank>``), so packs have one writer too.  The plan depends only on the value
 specs, the world size and the explicit assignment, so every worker and the coordinator compute
@@ -17,8 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ckptlab.core import ITEMSIZE
-from ckptlab.storage import CHUNK_BYTES, PACK_THRESHOLD
-from ckptlab.storage._layout import choose_chunks
+from ckptlab.storage import CHUNK_BYTES, PACK_THRESHOLD, choose_chunks
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 

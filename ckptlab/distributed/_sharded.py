@@ -9,12 +9,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from ckptlab._reader import open_path
-from ckptlab._trackable import Trackable
 from ckptlab.core import ValueSpec
+from ckptlab.engine import Trackable
 from ckptlab.errors import AssignmentError, NotSaveableError
-from ckptlab.storage import dtype_name
-from ckptlab.storage._parts import read_rows
+from ckptlab.storage import dtype_name, open_path, read_rows
 
 
 def row_partition(rows: int, workers: int, *, multiple: int = 1) -> tuple[int, ...]:

@@ -27,9 +27,18 @@ class TorchEngine:
 
     Examples
     --------
-    >>> import torch.distributed as dist  # doctest: +SKIP
-    >>> dist.init_process_group("gloo")  # doctest: +SKIP
-    >>> ckd.save("ckpts/ckpt", ck.Checkpoint(model=model), engine=TorchEngine())  # doctest: +SKIP
+    A job of one rank (a real job runs this on every rank, under ``torchrun``):
+
+    >>> import ckptlab as ck, tempfile, torch.distributed as dist
+    >>> from ckptlab import distributed as ckd
+    >>> directory = tempfile.mkdtemp()
+    >>> rendezvous = f"file://{directory}/rendezvous"
+    >>> dist.init_process_group("gloo", init_method=rendezvous, rank=0, world_size=1)
+    >>> state = ck.Checkpoint(w=ck.Variable([1.0]))
+    >>> path = ckd.save(f"{directory}/ckpt", state, engine=TorchEngine())
+    >>> ck.list_variables(path)
+    [('save_counter/.ATTRIBUTES/VARIABLE_VALUE', []), ('w/.ATTRIBUTES/VARIABLE_VALUE', [1])]
+    >>> dist.destroy_process_group()
     """
 
     ships_tasks = False

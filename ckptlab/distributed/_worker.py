@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab._checkpoint import Checkpoint
-from ckptlab._trackable import is_trackable
-from ckptlab._view import LiveView
+from ckptlab import Checkpoint
 from ckptlab.core import FORMAT_VERSION, CheckpointDocument, ProgramGraph
 from ckptlab.distributed._plan import Placement, Region, SavePlan, ValueEntry, plan_save
 from ckptlab.distributed._sharded import Placeholder, ShardedVariable
-from ckptlab.storage import little_endian, resolve
-from ckptlab.storage._parts import ArraySpec, PartWriter
+from ckptlab.engine import Program, is_trackable, require_adapter
+from ckptlab.storage import ArraySpec, PartWriter, little_endian, resolve
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +105,7 @@ def collect(
     root: Any, counter: int | None
 ) -> tuple[ProgramGraph[Any], list[ValueEntry], dict[str, Any]]:
     """Walk ``root``: the program, every value's entry, and the live object behind each key."""
-    view = root._ck_view() if isinstance(root, Checkpoint) else LiveView(root)
+    view = root._ck_view() if isinstance(root, Checkpoint) else Program(root)
     overrides = (
         {id(root.save_counter): counter}
         if counter is not None and isinstance(root, Checkpoint)
@@ -130,13 +128,12 @@ def collect(
             )
             objects[key] = obj
             continue
-        check = getattr(obj, "_ck_check_saveable", None)
-        if check is not None:
-            check()
+        adapter = require_adapter(obj)
+        adapter.check_saveable(obj)
         array = (
             np.asarray(overrides[id(obj)], dtype=np.int64)
             if id(obj) in overrides
-            else np.asarray(obj._ck_value())
+            else adapter.read(obj)
         )
         entries.append(ValueEntry(key=key, shape=tuple(array.shape), dtype=array.dtype.name))
         objects[key] = array

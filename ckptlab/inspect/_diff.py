@@ -7,6 +7,7 @@ result and places it in a view: ``added`` (only in b), ``removed`` (only in a), 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,16 +30,62 @@ class DiffEntry:
     max_abs_diff: float | None = None
     """Largest ``|b - a|`` over the elements, for changed values of the same shape and dtype."""
     reason: str = ""
+    delta_squares: float | None = None
+    """``||b - a||²`` (values of the same shape and dtype that were compared)."""
+    base_squares: float | None = None
+    """``||a||²`` (likewise)."""
+
+    @property
+    def rel_l2(self) -> float | None:
+        """Relative L2 change ``||b - a|| / ||a||`` (``None`` when the values were not compared)."""
+        if self.delta_squares is None or self.base_squares is None:
+            return None
+        return _relative(self.delta_squares, self.base_squares)
+
+    @property
+    def module(self) -> str:
+        """The display path of the object holding this value (``""`` at the root)."""
+        return "/".join(self.path[:-1])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
         return {
             "key": self.key,
+            "path": "/".join(self.path),
             "state": self.state,
             "a": None if self.a is None else {"shape": list(self.a.shape), "dtype": self.a.dtype},
             "b": None if self.b is None else {"shape": list(self.b.shape), "dtype": self.b.dtype},
             "max_abs_diff": self.max_abs_diff,
+            "rel_l2": self.rel_l2,
             "reason": self.reason,
+        }
+
+
+def _relative(delta: float, base: float) -> float:
+    if delta == 0:
+        return 0.0
+    return math.inf if base == 0 else math.sqrt(delta / base)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleChange:
+    """How the values held by one object changed, together (its direct values only)."""
+
+    module: str
+    values: int
+    changed: int
+    rel_l2: float | None
+    """``sqrt(sum ||b - a||²) / sqrt(sum ||a||²)`` over the compared values."""
+    max_abs_diff: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "module": self.module,
+            "values": self.values,
+            "changed": self.changed,
+            "rel_l2": self.rel_l2,
+            "max_abs_diff": self.max_abs_diff,
         }
 
 
@@ -99,13 +146,43 @@ class CheckpointDiff:
         ]
         return ", ".join(parts) if parts else "both empty"
 
+    def most_changed(self, n: int | None = None) -> list[DiffEntry]:
+        """Compared values, largest relative L2 change first (the top ``n``, or all)."""
+        compared = [e for e in self.entries if e.rel_l2 is not None]
+        compared.sort(key=lambda e: (-(e.rel_l2 or 0.0), e.key))
+        return compared[:n] if n is not None else compared
+
+    def modules(self) -> list[ModuleChange]:
+        """Per module (the object holding the values): its change, most changed first."""
+        groups: dict[str, list[DiffEntry]] = {}
+        for entry in self.entries:
+            groups.setdefault(entry.module, []).append(entry)
+        out = []
+        for module, entries in groups.items():
+            compared = [e for e in entries if e.delta_squares is not None]
+            delta = sum(e.delta_squares or 0.0 for e in compared)
+            base = sum(e.base_squares or 0.0 for e in compared)
+            diffs = [e.max_abs_diff for e in compared if e.max_abs_diff is not None]
+            out.append(
+                ModuleChange(
+                    module=module,
+                    values=len(entries),
+                    changed=sum(1 for e in entries if e.state != "unchanged"),
+                    rel_l2=_relative(delta, base) if compared else None,
+                    max_abs_diff=max(diffs) if diffs else (0.0 if compared else None),
+                )
+            )
+        out.sort(key=lambda m: (-(m.rel_l2 or 0.0), -m.changed, m.module))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
+        """Plain JSON-ready data: every entry, and the per-module changes (most changed first)."""
         return {
             "a": self.a,
             "b": self.b,
             "summary": self.summary(),
             "entries": [e.to_dict() for e in self.entries],
+            "modules": [m.to_dict() for m in self.modules()],
         }
 
     def __str__(self) -> str:
@@ -131,6 +208,9 @@ def diff_view(diff: CheckpointDiff) -> GraphView:
             stored=e.b,
             program=e.a,
             reason=e.reason,
+            change=None
+            if e.delta_squares is None or e.base_squares is None
+            else (e.max_abs_diff or 0.0, e.delta_squares, e.base_squares),
         )
         for e in diff.entries
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from ckptlab.inspect._graphview import GraphView
+from ckptlab.inspect._wire import SLOT
 
 COLOURS = {
     "restored": "#2e7d32",
@@ -46,6 +47,24 @@ def dot_string(text: str) -> str:
     return '"' + escaped + '"'
 
 
+def label_of(view: GraphView, node_id: int) -> str:
+    """A node's label: its name; an optimizer slot names its slot and variable.
+
+    Examples
+    --------
+    >>> from ckptlab.inspect._placement import object_value
+    >>> from ckptlab.inspect._graphview import build_view
+    >>> slot = object_value("m/w/.OPTIMIZER_SLOT/opt/m", state="stored")
+    >>> view = build_view([slot], title="t", source="s", kind="checkpoint", summary="")
+    >>> label_of(view, len(view.nodes) - 1)
+    'm of m/w'
+    """
+    node = view.nodes[node_id]
+    if node.flags & SLOT and node.parent >= 0:
+        return f"{view.nodes[node.parent].name} of {node.name}"
+    return node.name
+
+
 def view_dot(view: GraphView, visible: Collection[int] | None = None) -> str:
     """DOT for ``view`` (all nodes, or just ``visible``), coloured by state.
 
@@ -68,7 +87,7 @@ def view_dot(view: GraphView, visible: Collection[int] | None = None) -> str:
     for node in view.nodes:
         if node.id not in shown:
             continue
-        attrs = [f"label={dot_string(node.name)}", f"id={dot_string(f'n{node.id}')}"]
+        attrs = [f"label={dot_string(label_of(view, node.id))}", f"id={dot_string(f'n{node.id}')}"]
         if node.state is not None:
             colour = COLOURS[node.state]
             attrs += [f'color="{colour}"', f'fillcolor="{colour}33"', f'class="st-{node.state}"']

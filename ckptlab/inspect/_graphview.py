@@ -2,8 +2,8 @@
 
 A view is a tree of named nodes (objects and values) plus cross edges (optimizer slot -> its
 variable, suggested matches).  Every value carries a view state: one of the eight match states
-(DESIGN.md §4), or a state of a view without a comparison (``stored``, ``program``), or a diff
-state (``added``, ``removed``, ``changed``, ``unchanged``).
+(docs/semantics.md, "Match states"), or a state of a view without a comparison (``stored``,
+``program``), or a diff state (``added``, ``removed``, ``changed``, ``unchanged``).
 
 :meth:`GraphView.to_json` gives the versioned JSON (``graph.schema.json`` next to this module)
 that the browser draws; it is columnar and deduplicated so 100,000 values stay small.  Node ids
@@ -21,42 +21,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ckptlab.core import ITEMSIZE, STATES, ValueSpec
+from ckptlab.core import ValueSpec
+from ckptlab.inspect._wire import (
+    DTYPE_ITEMSIZE,
+    NO_STATE,
+    OPTIMIZER,
+    SLOT,
+    SYNTHETIC,
+    VIEW_STATES,
+)
 
 SCHEMA_NAME = "ckptlab.graph"
 SCHEMA_VERSION = 1
 MIME_TYPE = "application/vnd.ckptlab.graph+json"
-VIEW_STATES: tuple[str, ...] = (
-    *STATES,
-    "stored",
-    "program",
-    "added",
-    "removed",
-    "changed",
-    "unchanged",
-)
-"""Every state a value can show, in legend order (indices in the JSON refer to this tuple)."""
-PROBLEM_STATES = frozenset(
-    {
-        "pending",
-        "checkpoint_only",
-        "program_only",
-        "shape_conflict",
-        "dtype_conflict",
-        "inconsistent",
-        "added",
-        "removed",
-        "changed",
-    }
-)
 ViewKind = Literal["match", "checkpoint", "program", "diff"]
-
-OPTIMIZER = 1
-"""Flag: the node belongs to an optimizer (hideable)."""
-SLOT = 2
-"""Flag: the value is an optimizer slot."""
-SYNTHETIC = 4
-"""Flag: a grouping node with no object behind it (e.g. an optimizer's ``slots``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +56,8 @@ class ViewValue:
     link: tuple[str, ...] | None = None
     """Path of a related node (a slot's variable) drawn as a cross edge."""
     reason: str = ""
+    change: tuple[float, float, float] | None = None
+    """How the value changed: (max |b - a|, ||b - a||², ||a||²); summed per module by the view."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,7 +153,7 @@ class GraphView:
     def state_codes(self) -> bytes:
         """One byte per node: index into :data:`VIEW_STATES`, 255 for nodes without a value."""
         index = {s: i for i, s in enumerate(VIEW_STATES)}
-        return bytes(255 if n.state is None else index[n.state] for n in self.nodes)
+        return bytes(NO_STATE if n.state is None else index[n.state] for n in self.nodes)
 
     def to_json(self) -> dict[str, Any]:
         """The versioned, columnar JSON the browser draws (see ``graph.schema.json``)."""
@@ -200,6 +180,11 @@ class GraphView:
             "program": [-1 if v is None else spec(v.program) for v in values],
             "reason": [-1 if v is None else string(v.reason) for v in values],
         }
+        if any(v is not None and v.change is not None for v in values):
+            columns["change"] = [
+                None if v is None or v.change is None else [_finite(x) for x in v.change]
+                for v in values
+            ]
         return {
             "format": SCHEMA_NAME,
             "version": SCHEMA_VERSION,
@@ -211,7 +196,7 @@ class GraphView:
             "states": list(VIEW_STATES),
             "counts": self.counts(),
             "nodes": columns,
-            "specs": [[dtype, list(shape), ITEMSIZE.get(dtype, 0)] for dtype, shape in specs],
+            "specs": [[dtype, list(shape), DTYPE_ITEMSIZE.get(dtype, 0)] for dtype, shape in specs],
             "strings": list(strings),
             "edges": [list(e) for e in self.edges],
             "suggestions": [[s.program, s.checkpoint, s.why] for s in self.suggestions],
@@ -359,3 +344,8 @@ class _TreeBuilder:
                 )
             )
         return tuple(nodes)
+
+
+def _finite(x: float) -> float | str:
+    """JSON has no infinity: ``inf`` travels as the string ``"inf"`` (``nan`` as ``"nan"``)."""
+    return x if x == x and abs(x) != float("inf") else str(x)

@@ -6,7 +6,8 @@ from html import escape
 
 from ckptlab.core import STATES, MatchReport
 from ckptlab.inspect._dot import COLOURS
-from ckptlab.inspect._graphview import PROBLEM_STATES, GraphView
+from ckptlab.inspect._graphview import GraphView
+from ckptlab.inspect._wire import PROBLEM_STATES
 
 _COLOURS = COLOURS
 MAX_ROWS = 200

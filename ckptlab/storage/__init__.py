@@ -9,9 +9,31 @@ Examples
 """
 
 from ckptlab.storage._commit import is_committed, publish, retract
+from ckptlab.storage._directory import (
+    DirectoryLock,
+    clear_eviction,
+    note_eviction,
+    remove_leftovers,
+)
 from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
-from ckptlab.storage._kv import ByteStore, LocalStore
-from ckptlab.storage._layout import CHUNK_BYTES, PACK_THRESHOLD, dtype_name, numpy_dtype
+from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
+from ckptlab.storage._layout import (
+    CHUNK_BYTES,
+    PACK_THRESHOLD,
+    choose_chunks,
+    dtype_name,
+    numpy_dtype,
+)
+from ckptlab.storage._parts import (
+    ArraySpec,
+    PartWriter,
+    begin_staging,
+    discard_staged,
+    publish_staged,
+    read_rows,
+)
+from ckptlab.storage._paths import open_path, resolve_path
+from ckptlab.storage._provenance import writer_info
 from ckptlab.storage._reader import (
     StoredCheckpoint,
     open_checkpoint,
@@ -36,29 +58,44 @@ __all__ = [
     "CHUNK_BYTES",
     "PACK_THRESHOLD",
     "STATE_FILENAME",
+    "ArraySpec",
+    "Buffer",
     "ByteStore",
+    "DirectoryLock",
     "FsspecStore",
     "LocalStore",
+    "PartWriter",
     "ReadOptions",
     "StoredCheckpoint",
     "WriteOptions",
+    "begin_staging",
+    "choose_chunks",
+    "clear_eviction",
+    "discard_staged",
     "dtype_name",
     "is_committed",
     "latest_checkpoint",
     "little_endian",
+    "note_eviction",
     "numpy_dtype",
     "open_checkpoint",
+    "open_path",
     "publish",
+    "publish_staged",
     "read_document",
     "read_listing",
+    "read_rows",
     "read_state",
     "register_zarr_dtypes",
     "relative_to",
+    "remove_leftovers",
     "resolve",
+    "resolve_path",
     "retract",
     "set_storage_options",
     "storage_options_for",
     "verify_checkpoint",
     "write_checkpoint",
     "write_state",
+    "writer_info",
 ]

@@ -168,7 +168,7 @@ class DirectoryLock:
 
         Called by ``Checkpoint.save``, which replaces the directory's state file.  Nothing is
         created: a directory that no manager ever locked has no lock file.  A manager of this
-        process does not stop it (TensorFlow's behaviour, SEMANTICS 90: that manager keeps
+        process does not stop it (TensorFlow's behaviour, docs/semantics.md S90: that manager keeps
         its list in memory and writes it back at its next save).
         """
         if self.held:

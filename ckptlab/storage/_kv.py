@@ -4,7 +4,7 @@ A :class:`ByteStore` maps ``/``-separated keys to byte strings.  Checkpoint writ
 are written against this small protocol, so the local file system, memory and object stores
 (any fsspec URL, see ``_fsspec.py``) share one implementation of the format.
 ``supports_rename`` tells the commit protocol whether it can publish with a rename (local) or
-must write a commit object last.  ``tests/storage/conformance.py`` is the contract every store
+must write a commit object last.  ``ckptlab/testing/store_tests.py`` is the contract every store
 passes.
 """
 

@@ -55,7 +55,40 @@ def relative_to(directory: str, path: str) -> str:
 def latest_checkpoint(
     checkpoint_dir: str | os.PathLike[str], latest_filename: str | None = None
 ) -> str | None:
-    """The newest complete checkpoint listed in the directory's state file, or ``None``."""
+    """The newest complete checkpoint listed in the directory's state file, or ``None``.
+
+    The state file is TensorFlow's (docs/semantics.md S26-S28), so TensorFlow's directories
+    work too.
+
+    Parameters
+    ----------
+    checkpoint_dir
+        A directory (path or URL).
+    latest_filename
+        The state file's name; ``None``: ``checkpoint``.
+
+    Returns
+    -------
+    str or None
+        The checkpoint's path, or ``None`` when there is no state file or the checkpoint it
+        names is not complete.
+
+    Raises
+    ------
+    CorruptCheckpointError
+        The state file is empty or does not parse (TensorFlow would return ``None``, and a
+        training script would start over).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> directory = tempfile.mkdtemp()
+    >>> ck.latest_checkpoint(directory) is None
+    True
+    >>> path = ck.Checkpoint().save(directory + "/ckpt")
+    >>> ck.latest_checkpoint(directory) == path
+    True
+    """
     store, directory = resolve(checkpoint_dir)
     state = read_state(store, directory, latest_filename)
     if state is None:

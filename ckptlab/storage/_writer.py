@@ -53,6 +53,19 @@ BATCH_BYTES = 256 * 2**20
 class WriteOptions:
     """How to write a checkpoint.
 
+    Parameters
+    ----------
+    durable
+        fsync files and directories before publishing.
+    progress
+        Show a progress bar when a save takes more than about a second.
+    storage_options
+        fsspec options for URLs (``endpoint_url``, ``key``, ``secret``...).
+    pack_threshold
+        Values of at most this many bytes are packed together (FORMAT.md).
+    format_version
+        The format version to write.
+
     Examples
     --------
     >>> WriteOptions(durable=False, progress=False).durable
@@ -76,6 +89,13 @@ class WriteOptions:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadOptions:
     """How to read a checkpoint.
+
+    Parameters
+    ----------
+    progress
+        Show a progress bar when a restore takes more than about a second.
+    storage_options
+        fsspec options for URLs, as in :class:`WriteOptions`.
 
     Examples
     --------

@@ -17,10 +17,15 @@ class LocalS3Server:
 
     Examples
     --------
-    >>> with LocalS3Server() as server:  # doctest: +SKIP
+    >>> import ckptlab as ck
+    >>> ckpt = ck.Checkpoint(w=ck.Variable([1.0, 2.0]))
+    >>> with LocalS3Server() as server:
     ...     ck.storage.set_storage_options("s3://ckptlab-test", **server.storage_options)
-    ...     ckpt.save("s3://ckptlab-test/run/ckpt")
-    ...     server.requests  # Counter({'PUT': 5, 'GET': 2, ...})
+    ...     ckpt.save("s3://ckptlab-test/run/ckpt", options=ck.WriteOptions(progress=False))
+    ...     server.requests["PUT"] > 0
+    's3://ckptlab-test/run/ckpt-1'
+    True
+    >>> ck.storage.set_storage_options("s3://ckptlab-test")  # forget the stopped server
     """
 
     def __init__(self, bucket: str = BUCKET) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 import ckptlab as ck
 from ckptlab.storage import (
+    Buffer,
     ByteStore,
     WriteOptions,
     is_committed,
@@ -28,7 +29,6 @@ from ckptlab.storage import (
     verify_checkpoint,
     write_checkpoint,
 )
-from ckptlab.storage._kv import Buffer
 
 QUIET = WriteOptions(progress=False)
 

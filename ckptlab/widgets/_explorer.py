@@ -3,12 +3,20 @@
 One model per graph.  The graph view JSON is sent once (gzip-compressed, as a binary buffer);
 afterwards only selection, expansion, search, the focused node's details and the per-node
 state bytes travel.  The Graphviz WebAssembly engine is sent at most once per page, on request.
+Messages and details follow the wire contract in :mod:`ckptlab.inspect._wire`.
+
+The widget follows its source: a status tells it when a restore binds, queues or writes (from
+any code, or another widget on the same status), and after every notebook cell small programs
+are re-checked (objects attached since).  Changes are pushed as state bytes, or as a new graph
+when the tree itself changed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pathlib
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,8 +24,15 @@ import anywidget
 import traitlets
 
 from ckptlab.core import gc_paused
-from ckptlab.inspect import VIEW_STATES, GraphView, view_dot, view_mimebundle
-from ckptlab.inspect._source import ExplorerSource
+from ckptlab.inspect import (
+    VIEW_STATES,
+    ExplorerSource,
+    GraphView,
+    view_dot,
+    view_html,
+    view_mimebundle,
+    view_text,
+)
 
 logger = logging.getLogger("ckptlab")
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -69,20 +84,33 @@ class ExplorerWidget(anywidget.AnyWidget):
     """Details of the focused node, with value statistics (computed on focus)."""
     message = traitlets.Unicode("").tag(sync=True)
     can_restore = traitlets.Bool(False).tag(sync=True)
+    fallback = traitlets.Dict().tag(sync=True)
+    """``text/html`` and ``text/plain`` of the current state (the saved notebook's fallback)."""
+    timeline = traitlets.Dict().tag(sync=True)
+    """A training run's points and per-module series (:class:`~ckptlab.inspect._wire.TimelineData`),
+    computed when the front end asks; empty for other explorers."""
+    is_run = traitlets.Bool(False).tag(sync=True)
+    progress = traitlets.Unicode("").tag(sync=True)
+    """Long work in the kernel: ``"<fraction> <text>"``, empty when idle."""
     svg = traitlets.Unicode("").tag(sync=False)
     """The last SVG the front end exported (``Export SVG``)."""
 
     def __init__(self, source: ExplorerSource, **kwargs: Any) -> None:
         self._source = source
         self._view: GraphView = source.view()
+        self._pending = False
         super().__init__(
             graph=self._view.to_bytes(),
             states=self._view.state_codes(),
             summary=self._view.summary,
             can_restore=self._view.can_restore,
+            fallback=_fallback(self._view),
+            is_run=hasattr(source, "timeline_data"),
             **kwargs,
         )
         self.on_msg(self._on_message)
+        source.watch(self._changed)
+        _follow(self)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -149,28 +177,109 @@ class ExplorerWidget(anywidget.AnyWidget):
         restored = VIEW_STATES.index("restored")
         after = self._view.state_codes()
         count = sum(1 for a, b in zip(before, after, strict=False) if b == restored != a)
-        self.message = f"Restored {count} value{'' if count == 1 else 's'}: {call}"
+        if call.startswith("Nothing"):
+            self.message = call
+        else:
+            self.message = f"Restored {count} value{'' if count == 1 else 's'}: {call}"
         return self.message
 
     def refresh(self) -> None:
         """Recompute states (after restores or program changes) and push them to the view."""
+        self._pending = False
         with gc_paused():
-            self._refresh()
+            self._show(self._source.view())
 
-    def _refresh(self) -> None:
-        fresh = self._source.view()
-        if fresh.same_shape(self._view):
+    def _show(self, fresh: GraphView, *, resend: bool = False) -> None:
+        """Make ``fresh`` the current view: states only, or the whole graph if the tree changed."""
+        if fresh.same_shape(self._view) and not resend:
+            changed = fresh.state_codes() != self._view.state_codes()
             self._view = fresh
-        else:  # the tree changed (objects created since): send the whole graph again
+        else:  # the tree changed (objects created since), or new data: send the whole graph
             old, self._view = self._view, fresh
             self.selected = _moved(self.selected, old, fresh)
             self.expanded = _moved(self.expanded, old, fresh)
             self.focused = next(iter(_moved([self.focused], old, fresh)), -1)
             self.graph = fresh.to_bytes()
+            changed = True
         self.states = fresh.state_codes()
         self.summary = fresh.summary
-        if self.focused >= 0:
+        if changed:
+            self.fallback = _fallback(fresh)
+        if self.focused >= 0 and changed:
             self._load_details(self.focused)
+
+    def _changed(self) -> None:
+        """The source changed (a restore wrote, queued or bound): repaint soon, once."""
+        if self._pending:
+            return
+        self._pending = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script): repaint now
+            self.refresh()
+            return
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.refresh()
+
+    def _after_cell(self) -> None:
+        """After a notebook cell: pick up restores and, for small programs, attached objects."""
+        if self._pending or self._source.recheck(self._view):
+            self.refresh()
+
+    def compare_values(self) -> None:
+        """Colour matched values by how the program's value differs from the stored one."""
+        compare = getattr(self._source, "compare_values", None)
+        if compare is None:
+            raise ValueError("Only an explorer of a restore status compares program values.")
+        self.progress = "0 comparing values"
+        try:
+            with gc_paused():
+                self._show(compare(), resend=True)
+        finally:
+            self.progress = ""
+
+    def pick(self, a: int, b: int) -> None:
+        """Training runs: compare checkpoints ``a`` and ``b`` (indices into the timeline)."""
+        picker = getattr(self._source, "pick", None)
+        if picker is None:
+            raise ValueError("Only the explorer of a training run picks checkpoints.")
+        with gc_paused():
+            self._show(picker(a, b), resend=True)
+        if self.timeline:
+            self.timeline = {**self.timeline, "a": a, "b": b}
+
+    def load_timeline(self) -> dict[str, Any]:
+        """Training runs: compute the timeline (lazily, cached per checkpoint) and show it."""
+        compute = getattr(self._source, "timeline_data", None)
+        if compute is None:
+            raise ValueError("Only the explorer of a training run has a timeline.")
+
+        def progress(fraction: float, text: str) -> None:
+            self.progress = f"{fraction:.3f} {text}" if text else ""
+
+        with gc_paused():
+            self.timeline = dict(compute(progress))
+        self.progress = ""
+        return dict(self.timeline)
+
+    def timeline_table(self, *, modules: bool = False) -> Any:
+        """Training runs: the timeline as a pandas DataFrame (or a list of dicts without pandas).
+
+        One row per checkpoint (step, time, size, weight norm, update ratio), or with
+        ``modules=True`` one per (checkpoint, module).
+        """
+        timeline = getattr(self._source, "timeline", None)
+        if timeline is None:
+            raise ValueError("Only the explorer of a training run has a timeline.")
+        rows = timeline.rows(modules=modules)
+        try:
+            import pandas  # type: ignore[import-untyped]
+        except ImportError:
+            return rows
+        return pandas.DataFrame(rows)
 
     # -- front end ------------------------------------------------------------------------------
 
@@ -183,7 +292,7 @@ class ExplorerWidget(anywidget.AnyWidget):
             self.details = {}
             return
         try:
-            self.details = self._source.details(self._view, node_id)
+            self.details = dict(self._source.details(self._view, node_id))
         except Exception as error:  # shown in the pane; the kernel keeps going
             logger.exception("ckptlab explorer: details of node %d failed", node_id)
             self.details = {"node": node_id, "error": str(error)}
@@ -204,6 +313,22 @@ class ExplorerWidget(anywidget.AnyWidget):
             self.send({"type": "engine", "ok": bool(data)}, [data])
         elif kind == "svg" and isinstance(content.get("svg"), str):
             self.svg = content["svg"]
+        elif kind in ("compare-values", "need-timeline", "pick"):
+            self._run(content)
+
+    def _run(self, content: dict[str, Any]) -> None:
+        """A long command from the front end; failures are reported through ``message``."""
+        try:
+            if content["type"] == "compare-values":
+                self.compare_values()
+            elif content["type"] == "need-timeline":
+                self.load_timeline()
+            elif isinstance(content.get("a"), int) and isinstance(content.get("b"), int):
+                self.pick(content["a"], content["b"])
+        except Exception as error:
+            logger.exception("ckptlab explorer: %s failed", content["type"])
+            self.message = f"Failed: {error}"
+            self.progress = ""
 
     def export_svg(self, path: str | pathlib.Path) -> pathlib.Path:
         """Write the SVG last exported from the front end (its "Export SVG" button) to ``path``."""
@@ -226,3 +351,35 @@ class ExplorerWidget(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         return f"<ckptlab explorer {self._view.source}: {self._view.summary}>"
+
+
+def _fallback(view: GraphView) -> dict[str, str]:
+    return {"text/html": view_html(view), "text/plain": view_text(view)}
+
+
+_FOLLOWING: weakref.WeakSet[ExplorerWidget] = weakref.WeakSet()
+_HOOKED = False
+
+
+def _after_cell(*_args: Any) -> None:
+    for widget in list(_FOLLOWING):
+        try:
+            widget._after_cell()
+        except Exception:  # a notebook keeps working whatever an explorer does
+            logger.exception("ckptlab explorer: refreshing after a cell failed")
+
+
+def _follow(widget: ExplorerWidget) -> None:
+    """Re-check ``widget`` after every notebook cell (IPython's ``post_run_cell``)."""
+    global _HOOKED
+    _FOLLOWING.add(widget)
+    if _HOOKED:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipywidgets needs IPython
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.events.register("post_run_cell", _after_cell)
+        _HOOKED = True

@@ -1,9 +1,15 @@
 // anywidget entry: adapts the kernel-side ExplorerWidget model to the shared view.
 // Only this file knows about anywidget; the view and the core are shared with the
 // JupyterLab extension (issue 7), which drives them from a static MIME bundle instead.
-import { Graph, decodeBytes } from "./core/model.js";
+import { Graph, NO_STATE, type IGraphJSON } from "./core/model.js";
+import type { BrowserMessage, ITimelineData } from "./core/wire.js";
+import { decodeGraphBytes, encodeGraphBundle } from "./render/codec.js";
 import type { HostKey, IDetails, IHost } from "./render/host.js";
 import { ExplorerView } from "./render/view.js";
+
+/** Event the live view's element sends (bubbling) with the current static bundle, so the
+ * JupyterLab extension saves the latest state into the notebook. */
+export const SNAPSHOT_EVENT = "ckptlab-snapshot";
 
 interface IModel {
   get(key: string): unknown;
@@ -48,8 +54,23 @@ class KernelHost implements IHost {
   search(): string {
     return (this.model.get("search") as string | undefined) ?? "";
   }
-  hideOptimizer(): boolean {
-    return Boolean(this.model.get("hide_optimizer"));
+  hideOptimizer(): boolean | null {
+    const expanded = this.model.get("expanded") as number[] | undefined;
+    // Before the first view opened (nothing expanded yet) the graph's own hint decides.
+    return expanded?.length ? Boolean(this.model.get("hide_optimizer")) : null;
+  }
+  progress(): string {
+    return (this.model.get("progress") as string | undefined) ?? "";
+  }
+  timeline(): ITimelineData | null {
+    const data = this.model.get("timeline") as ITimelineData | undefined;
+    return data && Array.isArray(data.points) ? data : null;
+  }
+  isRun(): boolean {
+    return Boolean(this.model.get("is_run"));
+  }
+  send(message: BrowserMessage): void {
+    this.model.send(message);
   }
   details(): IDetails {
     return (this.model.get("details") as IDetails | undefined) ?? {};
@@ -65,10 +86,10 @@ class KernelHost implements IHost {
     this.model.save_changes();
   }
   restore(ids: number[]): void {
-    this.model.send({ type: "restore", nodes: ids });
+    this.send({ type: "restore", nodes: ids });
   }
   exportedSvg(svg: string): void {
-    this.model.send({ type: "svg", svg });
+    this.send({ type: "svg", svg });
   }
   on(key: HostKey, callback: () => void): void {
     this.listeners.push([`change:${key}`, callback]);
@@ -84,7 +105,7 @@ class KernelHost implements IHost {
         resolve(first ? bytesOf(first).slice().buffer : null);
       };
       this.model.on("msg:custom", listener);
-      this.model.send({ type: "need-engine" });
+      this.send({ type: "need-engine" });
     });
     const pending = engineRequest;
     pending.then(
@@ -97,24 +118,52 @@ class KernelHost implements IHost {
   }
 }
 
+/** The graph JSON with the model's current states, counts and summary (what a save keeps). */
+function current(data: IGraphJSON, model: IModel): IGraphJSON {
+  const states = bytesOf(model.get("states"));
+  const state =
+    states.length === data.nodes.state.length
+      ? Array.from(states, (s) => (s === NO_STATE ? -1 : s))
+      : data.nodes.state;
+  const counts: Record<string, number> = {};
+  for (const s of state)
+    if (s >= 0) counts[data.states[s] ?? "?"] = (counts[data.states[s] ?? "?"] ?? 0) + 1;
+  const summary = (model.get("summary") as string | undefined) ?? data.summary;
+  return { ...data, summary, counts, nodes: { ...data.nodes, state } };
+}
+
 async function render({ model, el }: { model: IModel; el: HTMLElement }): Promise<() => void> {
   let host = new KernelHost(model);
+  let data: IGraphJSON | null = null;
+  const snapshot = async (): Promise<void> => {
+    if (!data) return;
+    const fallback = (model.get("fallback") as Record<string, string> | undefined) ?? {};
+    const bundle = await encodeGraphBundle(current(data, model));
+    el.dispatchEvent(
+      new CustomEvent(SNAPSHOT_EVENT, { bubbles: true, detail: { bundle, fallback } }),
+    );
+  };
   const show = async (): Promise<void> => {
-    const data = await decodeBytes(bytesOf(model.get("graph")));
+    data = await decodeGraphBytes(bytesOf(model.get("graph")));
     const view = new ExplorerView(new Graph(data, host.states() ?? undefined), host);
     el.replaceChildren(view.root);
     await view.start();
   };
   const onGraph = (): void => {
-    // The tree changed (objects created since): a fresh view over a fresh host.
+    // The tree changed (objects created since) or new data: a fresh view over a fresh host.
     host.dispose();
     host = new KernelHost(model);
-    void show();
+    void show().then(snapshot);
+  };
+  const onFallback = (): void => {
+    void snapshot();
   };
   model.on("change:graph", onGraph);
+  model.on("change:fallback", onFallback);
   await show();
   return () => {
     model.off("change:graph", onGraph);
+    model.off("change:fallback", onFallback);
     host.dispose();
   };
 }

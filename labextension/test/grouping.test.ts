@@ -4,10 +4,25 @@ import { groupSummary, initialExpansion, visibleNodes } from "../src/core/groupi
 import { FLAG_OPTIMIZER, Graph } from "../src/core/model.js";
 import { fixture, synthetic } from "./helpers.js";
 
-test("a small graph opens fully", () => {
+test("a small graph opens fully, except its optimizer: one collapsed group", () => {
   const graph = new Graph(fixture());
   const expanded = initialExpansion(graph, 150);
-  assert.equal(visibleNodes(graph, expanded).length, graph.size);
+  const optimizer = Array.from({ length: graph.size }, (_, i) => i).filter(
+    (i) => graph.flags(i) & FLAG_OPTIMIZER && graph.isGroup(i),
+  );
+  assert.ok(optimizer.length > 0);
+  assert.ok(optimizer.every((i) => !expanded.has(i)));
+  const top = optimizer.filter((i) => !(graph.flags(graph.parent(i)) & FLAG_OPTIMIZER));
+  const hidden = top.reduce((n, i) => n + graph.subtree(i).length - 1, 0);
+  assert.equal(visibleNodes(graph, expanded).length, graph.size - hidden);
+});
+
+test("the first problem opens whatever the budget", () => {
+  const graph = synthetic(100, 1000, 42);
+  const layer42 = graph.children[1]?.[42] as number;
+  const conflict = (graph.children[layer42] ?? []).find((i) => graph.problems(i) > 0) as number;
+  const expanded = initialExpansion(graph, 150, false, conflict);
+  assert.ok(visibleNodes(graph, expanded).includes(conflict));
 });
 
 test("a big graph opens collapsed down to the first level with a problem", () => {

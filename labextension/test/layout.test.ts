@@ -38,12 +38,12 @@ test("hostile names stay text through Graphviz: no element, no handler", async (
   assert.ok(
     !/<img|<script|onerror=/i.test(svg.replace(/&lt;img|&lt;\/?script|onerror=&quot;/gi, "")),
   );
-  assert.match(svg, /&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;/);
+  assert.match(svg, /&lt;img src=x oner…window.__pwned=1&quot;&gt;/, "elided, still text");
   assert.equal((svg.match(/<g id="n\d+" class="node/g) ?? []).length, graph.size);
 });
 
 test("collapsed groups show counts, with their problems", () => {
   const graph = new Graph(fixture());
   const dot = toDot(graph, [0, 1], { ...options(graph), expanded: new Set([0]) });
-  assert.match(dot, /model\/ \[\+\]\\n9 values, 3 unused, 3 missing, 1 shape conflict/);
+  assert.match(dot, /model\/\\n9 values, 3 unused, 3 missing, 1 shape conflict/);
 });

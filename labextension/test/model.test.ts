@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { test } from "node:test";
 import {
   Graph,
@@ -11,6 +11,10 @@ import {
   nbytes,
 } from "../src/core/model.js";
 import { fixture, schema } from "./helpers.js";
+
+const gunzip = (bytes: Uint8Array): Promise<string> =>
+  Promise.resolve(gunzipSync(bytes).toString("utf8"));
+const fromBase64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "base64"));
 
 test("the schema file and the TypeScript reader agree on name, version and states", () => {
   const props = schema().$defs.graph.properties as {
@@ -40,19 +44,22 @@ test("the Python fixture decodes, with aggregates per group", () => {
 test("gzip bytes and the gzip+base64 envelope decode to the same graph", async () => {
   const data = fixture();
   const bytes = gzipSync(Buffer.from(JSON.stringify(data)));
-  assert.deepEqual(await decodeBytes(new Uint8Array(bytes)), data);
+  assert.deepEqual(await decodeBytes(new Uint8Array(bytes), gunzip), data);
   const envelope = {
     format: SCHEMA_NAME,
     version: SCHEMA_VERSION,
     encoding: "gzip+base64" as const,
     data: bytes.toString("base64"),
   };
-  assert.deepEqual(await decodeBundle(envelope), data);
-  assert.equal(await decodeBundle(data), data);
+  assert.deepEqual(await decodeBundle(envelope, gunzip, fromBase64), data);
+  assert.equal(await decodeBundle(data, gunzip, fromBase64), data);
 });
 
 test("an unknown version is refused with a message saying what to do", async () => {
-  await assert.rejects(decodeBundle({ ...fixture(), version: 99 }), /Upgrade ckptlab/);
+  await assert.rejects(
+    decodeBundle({ ...fixture(), version: 99 }, gunzip, fromBase64),
+    /Upgrade ckptlab/,
+  );
 });
 
 test("state bytes replace states and recompute counts", () => {

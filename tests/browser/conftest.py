@@ -1,7 +1,11 @@
 """Real browser tests: JupyterLab on 127.0.0.1 (token auth) and Debian's Chromium via Playwright.
 
-Never runs ``playwright install``: the browser is ``/usr/bin/chromium`` (``make system-packages``
-installs it with apt-get).  One JupyterLab per session; one fresh browser profile per test.
+The one JupyterLab fixture of the test suite: one server per session, with the JupyterLab
+extension this checkout built (``ckptlab/labextension``) first on its labextensions path
+(``JUPYTER_PATH``) and isolated config, data, settings and workspace directories; the kernel
+imports this checkout's ckptlab (``PYTHONPATH``).  Never runs ``playwright install``: the
+browser is ``/usr/bin/chromium`` (``make system-packages`` installs it with apt-get); one fresh
+browser profile per test.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STATIC = Path(__file__).resolve().parents[2] / "ckptlab" / "widgets" / "static"
+REPO = Path(__file__).resolve().parents[2]
+STATIC = REPO / "ckptlab" / "widgets" / "static"
+BUILT = REPO / "ckptlab" / "labextension"
 
 pytestmark = pytest.mark.browser
 
@@ -46,13 +52,13 @@ def _free_port() -> int:
 
 
 class Lab:
-    """A running JupyterLab: its URL, token and root directory."""
+    """A running JupyterLab: its URL, token and root directory, and a small REST client."""
 
     def __init__(self, url: str, token: str, root: Path) -> None:
         self.url, self.token, self.root = url, token, root
 
-    def notebook(self, name: str, cells: list[str]) -> str:
-        """Write a notebook of code cells; return its URL."""
+    def write_notebook(self, name: str, cells: list[str]) -> None:
+        """Write a notebook of code cells into the server's root."""
         nb = {
             "cells": [
                 {
@@ -71,21 +77,55 @@ class Lab:
             "nbformat_minor": 5,
         }
         (self.root / name).write_text(json.dumps(nb), encoding="utf-8")
+
+    def notebook(self, name: str, cells: list[str]) -> str:
+        """Write a notebook of code cells; return its URL in a fresh workspace."""
+        self.write_notebook(name, cells)
         workspace = Path(name).stem
         return f"{self.url}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}"
 
+    def tree(self, path: str = "") -> str:
+        """The URL of JupyterLab with ``path`` open (a notebook) or browsed (a folder)."""
+        where = f"/tree/{path}" if path else ""
+        return f"{self.url}/lab{where}?reset&token={self.token}"
+
+    def api(self, method: str, path: str, body: object | None = None) -> Any:
+        """Call the server's REST API; the JSON answer (or ``None``)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read()
+        return json.loads(text) if text else None
+
 
 @contextlib.contextmanager
-def running_lab(root: Path | None = None) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1 (a free port, a random token) until the block ends."""
+def running_lab(root: Path | None = None, extension: Path | None = BUILT) -> Iterator[Lab]:
+    """JupyterLab on 127.0.0.1 (a free port, a random token) until the block ends.
+
+    ``extension``: a built JupyterLab extension to put first on the labextensions path.
+    """
     root = root or Path(tempfile.mkdtemp(prefix="ckptlab-lab-"))
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(
         os.environ,
         JUPYTER_CONFIG_DIR=str(root / ".jcfg"),
+        JUPYTER_DATA_DIR=str(root / ".jdata"),
         JUPYTER_RUNTIME_DIR=str(root / ".jrt"),
+        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
         PYTHONWARNINGS="ignore",
     )
+    if extension is not None and (extension / "package.json").exists():
+        data = root / ".jpath"
+        (data / "labextensions").mkdir(parents=True, exist_ok=True)
+        (data / "labextensions" / "ckptlab").symlink_to(extension, target_is_directory=True)
+        env["JUPYTER_PATH"] = str(data)
     jupyter = Path(sys.executable).parent / "jupyter"
     announcements = "@jupyterlab/apputils-extension:announcements"
     subprocess.run(
@@ -98,13 +138,14 @@ def running_lab(root: Path | None = None) -> Iterator[Lab]:
         *(str(jupyter), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1"),
         *(f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"),
         *(f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={root / '.jws'}"),
+        f"--LabApp.user_settings_dir={root / '.jset'}",
         "--LabApp.expose_app_in_browser=True",
     ]
     with open(root / ".lab.log", "wb") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(600):
+            for _ in range(900):
                 try:
                     urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1).close()
                     break
@@ -116,9 +157,10 @@ def running_lab(root: Path | None = None) -> Iterator[Lab]:
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(timeout=30)
 
 
 @contextlib.contextmanager
@@ -150,6 +192,8 @@ def lab():
         pytest.skip(f"no system Chromium at {CHROMIUM} (make system-packages installs it)")
     if not (STATIC / "explorer.js").exists():
         pytest.skip("the explorer front end is not built (make js)")
+    if not (BUILT / "package.json").exists():
+        pytest.skip("the JupyterLab extension is not built (cd labextension && npm run build:prod)")
     with running_lab() as running:
         yield running
 

@@ -1,4 +1,4 @@
-"""Key grammar and escaping (SEMANTICS 12, 15, 17, 50)."""
+"""Key grammar and escaping (docs/semantics.md S12, S15, S17, S50)."""
 
 import pytest
 from hypothesis import given
@@ -13,7 +13,7 @@ names = st.text(alphabet=st.sampled_from("ab./S_-0"), max_size=8)
 
 @given(names)
 def test_escape_round_trip(name):
-    """SEMANTICS 15: '.' -> '..', '/' -> '.S', and the escaping is invertible."""
+    """S15: '.' -> '..', '/' -> '.S', and the escaping is invertible."""
     escaped = escape_local_name(name)
     assert "/" not in escaped
     assert unescape_local_name(escaped) == name
@@ -21,7 +21,7 @@ def test_escape_round_trip(name):
 
 @given(st.lists(names, max_size=4))
 def test_value_key_round_trip(path):
-    """A key built from any path parses back to that path (SEMANTICS 12)."""
+    """A key built from any path parses back to that path (docs/semantics.md S12)."""
     key = value_key("/".join(escape_local_name(n) for n in path))
     parsed = parse_key(key)
     assert parsed.attribute == "VARIABLE_VALUE"
@@ -29,14 +29,14 @@ def test_value_key_round_trip(path):
 
 
 def test_escaping_examples():
-    """SEMANTICS 15: an empty dict key gives an empty segment."""
+    """S15: an empty dict key gives an empty segment."""
     assert value_key("weird/" + escape_local_name("")) == "weird//.ATTRIBUTES/VARIABLE_VALUE"
     assert escape_local_name("a.b/c") == "a..b.Sc"
     assert value_key("") == "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def test_slot_key():
-    """SEMANTICS 17: <var path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>/.ATTRIBUTES/..."""
+    """S17: <var path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>/.ATTRIBUTES/..."""
     key = value_key(slot_prefix("model/w", "train/opt", "m"))
     assert key == "model/w/.OPTIMIZER_SLOT/train/opt/m/.ATTRIBUTES/VARIABLE_VALUE"
     parsed = parse_key(key)
@@ -46,7 +46,7 @@ def test_slot_key():
 
 
 def test_pretty_paths():
-    """SEMANTICS 50: (root).a.b and the slot form."""
+    """S50: (root).a.b and the slot form."""
     assert pretty_path(["model", "layers", "0"]) == "(root).model.layers.0"
     assert pretty_slot(["model", "w"], ["optimizer"], "m") == (
         "(root).optimizer's state 'm' for (root).model.w"

@@ -1,4 +1,6 @@
-"""Matching as data: plan_restore over a fake, dict-based program (SEMANTICS 36-42, 57-62).
+"""Matching as data: plan_restore over a fake, dict-based program.
+
+Behaviours S36-S42 and S57-S62 of docs/semantics.md.
 
 The core is pure, so these tests need no numpy: objects are plain Python objects described by a
 fake ProgramView.
@@ -41,6 +43,9 @@ class View:
     def slots(self, obj):
         return obj.slots
 
+    def slot_spec(self, optimizer, variable, slot, stored):
+        return variable.spec
+
     def can_defer(self, obj):
         return obj.spec is None
 
@@ -66,7 +71,7 @@ def saved(root):
 
 
 def test_breadth_first_first_path_and_sharing():
-    """SEMANTICS 14, 57: a shared object is stored once under its first breadth-first path."""
+    """S14, S57: a shared object is stored once under its first breadth-first path."""
     shared = var("v")
     root = Obj(
         "root",
@@ -78,7 +83,7 @@ def test_breadth_first_first_path_and_sharing():
 
 
 def test_cycles_terminate():
-    """SEMANTICS 62: cycles and self-loops save fine; shortest path wins."""
+    """S62: cycles and self-loops save fine; shortest path wins."""
     a, b = Obj("a"), Obj("b")
     a.deps = {"partner": b, "v": var("va"), "self": a}
     b.deps = {"partner": a, "v": var("vb")}
@@ -91,7 +96,7 @@ def test_cycles_terminate():
 
 
 def test_structural_match_and_deferral():
-    """SEMANTICS 36-37: children pair by local name; a missing one is deferred on its parent."""
+    """S36-S37: children pair by local name; a missing one is deferred on its parent."""
     graph, stored = saved(
         Obj("root", children={"w": var("w"), "m": Obj("m", children={"v": var("v")})})
     )
@@ -103,7 +108,7 @@ def test_structural_match_and_deferral():
 
 
 def test_conflicts_are_data():
-    """SEMANTICS 72, 75: shape and dtype conflicts are reported, not raised."""
+    """S72, S75: shape and dtype conflicts are reported, not raised."""
     graph, stored = saved(Obj("root", children={"a": var("a", (3,)), "b": var("b", (2,), "int32")}))
     target = Obj("r", children={"a": var("a", (2,)), "b": var("b", (2,), "int64")})
     plan = plan_restore(graph, stored, View(), [(0, target)], {}, {})
@@ -111,14 +116,14 @@ def test_conflicts_are_data():
 
 
 def test_unknown_dims_accept_any_shape():
-    """SEMANTICS 74: a variable of unknown shape accepts any saved shape."""
+    """S74: a variable of unknown shape accepts any saved shape."""
     graph, stored = saved(Obj("root", children={"a": var("a", (3, 4))}))
     target = Obj("r", children={"a": var("a", (None, 4))})
     assert plan_restore(graph, stored, View(), [(0, target)], {}, {}).conflicts() == []
 
 
 def test_inconsistent_shared_reference():
-    """SEMANTICS 59: saved shared, restored into two objects: the second is an inconsistency."""
+    """S59: saved shared, restored into two objects: the second is an inconsistency."""
     shared = var("v")
     graph, stored = saved(
         Obj(
@@ -136,7 +141,7 @@ def test_inconsistent_shared_reference():
 
 
 def test_saved_distinct_restored_shared_first_wins():
-    """SEMANTICS 61: one object on two saved paths takes the value found first."""
+    """S61: one object on two saved paths takes the value found first."""
     graph, stored = saved(Obj("root", children={"a": var("a"), "b": var("b")}))
     shared = var("s")
     plan = plan_restore(
@@ -160,7 +165,7 @@ def test_children_below_an_object_without_children_are_blocked():
 
 
 def test_value_into_container_is_unused_attribute():
-    """SEMANTICS 47c: a saved value where the program has a container is an unused attribute."""
+    """S47c: a saved value where the program has a container is an unused attribute."""
     graph, stored = saved(Obj("root", children={"x": var("x")}))
     plan = plan_restore(graph, stored, View(), [(0, Obj("r", children={"x": Obj("x")}))], {}, {})
     assert plan.unused_attributes == (1,)
@@ -168,7 +173,7 @@ def test_value_into_container_is_unused_attribute():
 
 
 def test_slots_wait_for_variable_then_restore():
-    """SEMANTICS 67-68: slot restoration needs both the variable and the optimizer bound."""
+    """S67-S68: slot restoration needs both the variable and the optimizer bound."""
     w = var("w")
     opt = Obj("opt", optimizer=True)
     slot = var("w/m")

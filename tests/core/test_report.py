@@ -1,4 +1,4 @@
-"""Match reports as data: states, summary line, JSON (DESIGN.md §4)."""
+"""Match reports as data: states, summary line, JSON (docs/semantics.md, Match states)."""
 
 import json
 
@@ -38,7 +38,7 @@ def test_summary_line_counts_each_kind():
         ),
     )
     assert report.summary() == (
-        "4 matched, 1 not yet written, 1 pending, 1 missing in checkpoint, "
+        "3 restored, 1 matched but not yet written, 1 pending, 1 missing in checkpoint, "
         "1 unused checkpoint value, 2 unused optimizer values, 1 shape conflict"
     )
     assert [e.path for e in report.matched] == ["m0", "m1", "m2", "lazy"]
@@ -104,7 +104,7 @@ def shared_report(program_ids, *, merged=None, inconsistent=None, bound=(0, 1, 2
 
 
 def test_inconsistent_on_both_sides_while_the_other_object_is_in_the_program():
-    """DESIGN 4, SEMANTICS 59-60: one saved object, two program objects."""
+    """S59-S60: one saved object, two program objects."""
     report = shared_report((10, 11, 12, 13, 14), inconsistent={3: (13, frozenset({14}))})
     assert [(e.path, e.state, e.node) for e in report.entries] == [
         ("a/v", "inconsistent", 3),
@@ -121,7 +121,7 @@ def test_inconsistent_on_both_sides_while_the_other_object_is_in_the_program():
 
 
 def test_merged_value_is_inconsistent_and_unused():
-    """SEMANTICS 61: a saved value not written because its program object took another."""
+    """S61: a saved value not written because its program object took another."""
     report = shared_report((10, 11, 12, 13, 14), merged={3: 1})
     [entry] = report.by_state("inconsistent")
     assert entry.node == 3 and entry.reason.startswith("not written:") and value_unused(entry)

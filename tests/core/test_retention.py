@@ -1,15 +1,13 @@
-"""Retention and interval rules as tables of cases (SEMANTICS 82-88)."""
+"""Retention and interval rules as tables of cases (docs/semantics.md S82-S88)."""
 
 from __future__ import annotations
 
-import doctest
 import itertools
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptlab.core import _retention
 from ckptlab.core._retention import (
     HOUR,
     RetentionPolicy,
@@ -27,10 +25,6 @@ def state(*entries, last_preserved=0.0):
     return RetentionState(active=tuple(entries), last_preserved=last_preserved)
 
 
-def test_doctests_run():
-    assert doctest.testmod(_retention).failed == 0
-
-
 @pytest.mark.parametrize(
     ("max_to_keep", "hours", "message"),
     [
@@ -41,7 +35,7 @@ def test_doctests_run():
     ],
 )
 def test_constructor_errors_use_tf_wording(max_to_keep, hours, message):
-    """SEMANTICS 82."""
+    """S82."""
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate_policy(max_to_keep, hours)
 
@@ -62,12 +56,12 @@ def test_valid_policies(max_to_keep, hours, expected):
 @pytest.mark.parametrize(
     ("before", "policy", "paths", "delete", "preserve", "last_preserved"),
     [
-        # max_to_keep=None keeps everything (SEMANTICS 85)
+        # max_to_keep=None keeps everything (S85)
         (state(("a", 1), ("b", 2), ("c", 3)), RetentionPolicy(max_to_keep=None), "abc", "", "", 0),
         # the oldest beyond max_to_keep go, oldest first
         (state(("a", 1), ("b", 2), ("c", 3)), RetentionPolicy(max_to_keep=1), "c", "ab", "", 0),
         (state(("a", 1), ("b", 2)), RetentionPolicy(max_to_keep=2), "ab", "", "", 0),
-        # keep_every_n_hours: evicted entry preserved iff stamp >= last_preserved + N (SEMANTICS 87)
+        # keep_every_n_hours: evicted entry preserved iff stamp >= last_preserved + N (S87)
         (
             state(("a", 1 * HOUR), ("b", 2 * HOUR), last_preserved=0.0),
             RetentionPolicy(max_to_keep=1, keep_every_n_hours=1.0),
@@ -96,7 +90,7 @@ def test_valid_policies(max_to_keep, hours, expected):
     ],
 )
 def test_sweep(before, policy, paths, delete, preserve, last_preserved):
-    """SEMANTICS 85, 87."""
+    """S85, S87."""
     result = sweep(before, policy)
     assert result.state.paths == tuple(paths)
     assert result.delete == tuple(delete)
@@ -105,7 +99,7 @@ def test_sweep(before, policy, paths, delete, preserve, last_preserved):
 
 
 def test_keep_every_n_hours_scenario():
-    """CONFORMANCE manager_keep_every_n_hours: saves every 0.4 h, N=1 h, max_to_keep=2."""
+    """S87: saves every 0.4 h, N=1 h, max_to_keep=2."""
     policy = RetentionPolicy(max_to_keep=2, keep_every_n_hours=1.0)
     current = recover(None, now=0.0).state
     preserved: list[str] = []
@@ -129,7 +123,7 @@ def test_keep_every_n_hours_scenario():
     ],
 )
 def test_record_save(active, path, expected):
-    """SEMANTICS 86."""
+    """S86."""
     after = record_save(state(*active), path, 9.0)
     assert after.paths == tuple(expected)
     assert after.active[-1] == (path, 9.0)
@@ -178,7 +172,7 @@ def test_record_save(active, path, expected):
     ],
 )
 def test_recover(saved, now, latest, paths, last_preserved, behind):
-    """SEMANTICS 83."""
+    """S83."""
     recovered = recover(saved, now)
     assert recovered.latest == latest
     assert recovered.state.paths == paths
@@ -207,12 +201,12 @@ def test_recover_clamps_future_timestamps():
     ],
 )
 def test_interval_allows(last_step, step, interval, check, allowed):
-    """SEMANTICS 88."""
+    """S88."""
     assert interval_allows(last_step, step, interval, check_interval=check) is allowed
 
 
 def test_interval_scenario():
-    """CONFORMANCE manager_checkpoint_interval: interval 5, steps 0..12 save at 0, 5, 10."""
+    """S88: interval 5, steps 0..12 save at 0, 5, 10."""
     last = None
     saved = []
     for step in range(13):

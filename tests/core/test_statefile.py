@@ -1,4 +1,4 @@
-"""The state file's text format (SEMANTICS 26-27)."""
+"""The state file's text format (docs/semantics.md S26-S27)."""
 
 import pytest
 

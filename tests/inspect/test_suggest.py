@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 import ckptlab as ck
-from ckptlab._explore import StatusSource
 from ckptlab.core import ValueSpec, near_misses
+from ckptlab.explorer._sources import StatusSource
 from ckptlab.inspect import ViewValue, build_view
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "foreign"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 import ckptlab as ck
-from ckptlab._explore import CheckpointSource
+from ckptlab.explorer._sources import CheckpointSource
 from ckptlab.core import ValueSpec
 from ckptlab.core._document import CheckpointDocument, parse_document
 

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pytest
 
 import ckptlab as ck
 from ckptlab.testing import LocalS3Server
+
+
+def training_checkpoint(units: int, inputs: int, big: np.ndarray) -> ck.Checkpoint:
+    """A Dense layer after one Adam step (kernel, bias, their slots, iter) and a larger value."""
+    model = ck.layers.Dense(units)
+    model(np.ones((2, inputs), np.float32))
+    optimizer = ck.optimizers.Adam(0.1)
+    optimizer.apply_gradients([(np.ones_like(v.numpy()), v) for v in (model.kernel, model.bias)])
+    checkpoint = ck.Checkpoint(model=model, optimizer=optimizer)
+    checkpoint.big = ck.Variable(big)
+    return checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ def run_driver(directory, mode, trials, seed):
     return [json.loads(line) for line in process.stdout.splitlines()]
 
 
+@pytest.mark.slow  # kill -9 loops in a subprocess
 @pytest.mark.parametrize(("mode", "seed"), [("save", 1), ("write", 2)])
 def test_killed_saves_never_leave_a_partial_checkpoint(tmp_path, mode, seed):
     results = run_driver(tmp_path, mode, 30, seed)

@@ -17,17 +17,14 @@ import pytest
 import ckptlab as ck
 from ckptlab.storage import LocalStore, _layout, _reader, open_checkpoint, verify_checkpoint
 
+from .conftest import training_checkpoint
+
 CKPTLAB_ERRORS = (ck.CkptlabError,)
 
 
 def build(tmp_path: Path, name: str = "c") -> str:
     """A small object-based checkpoint: packed values, a 3-chunk own array, an optimizer slot."""
-    model = ck.layers.Dense(4)
-    model(np.ones((2, 3), np.float32))
-    optimizer = ck.optimizers.Adam(0.1)
-    optimizer.apply_gradients([(np.ones_like(v.numpy()), v) for v in (model.kernel, model.bias)])
-    checkpoint = ck.Checkpoint(model=model, optimizer=optimizer)
-    checkpoint.big = ck.Variable(np.arange(3000, dtype=np.float32).reshape(300, 10))
+    checkpoint = training_checkpoint(4, 3, np.arange(3000, dtype=np.float32).reshape(300, 10))
     return checkpoint.write(
         str(tmp_path / name),
         options=ck.WriteOptions(progress=False, durable=False, pack_threshold=4096),

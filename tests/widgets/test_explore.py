@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab._explore import covering_paths, name_value, object_value, value_stats
+from ckptlab.explorer import value_stats
+from ckptlab.inspect import covering_paths, name_value, object_value
 
 
 def test_explore_a_path_with_a_program_compares_without_writing(saved):
@@ -103,7 +104,8 @@ def test_diff_reports_added_removed_changed_with_max_abs_difference(tmp_path):
     assert widget.view.kind == "diff"
     assert {n.state for n in widget.view.values()} == {"changed", "added", "removed"}
     widget.focused = widget.view.find(("w",))
-    assert widget.details["max_abs_diff"] == 0.25
+    assert widget.details["change"]["max_abs"] == 0.25
+    assert widget.details["change"]["rel_l2"] > 0
     assert ck.diff(pa, pa).identical
 
 

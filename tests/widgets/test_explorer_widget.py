@@ -82,9 +82,12 @@ def test_restore_message_from_the_front_end_and_conflict_errors(lazy):
     widget = ck.explore(status)
     head = widget.view.find(("model", "head"))
     widget._on_message(widget, {"type": "restore", "nodes": [head]}, [])
-    assert widget.message.startswith("Restore failed:")
-    assert "conflict" in widget.message
+    assert widget.message == "Nothing selected to restore (skipped 2 conflicting)."
     assert widget.selected == [head]
+    widget._on_message(widget, {"type": "restore", "nodes": [0]}, [])  # the rest restores
+    assert (
+        widget.message.startswith("Restored 8 values") and "skipped 6 conflicting" in widget.message
+    )
 
 
 def test_engine_is_sent_on_request(lazy):
@@ -193,6 +196,12 @@ class ReorderingSource:
 
     def restore(self, view, node_ids):
         raise AssertionError("not used")
+
+    def watch(self, callback):
+        pass
+
+    def recheck(self, view):
+        return False
 
 
 def test_a_changed_tree_keeps_selection_expansion_and_focus_on_the_same_paths():

@@ -3,7 +3,7 @@
 TF2 object-based checkpoints (kind ``object``: the ``_CHECKPOINTABLE_OBJECT_GRAPH`` proto
 becomes the :class:`~ckptlab.core.ObjectGraph`) and TF1 ``Saver`` V2 checkpoints (kind ``name``).
 Every entry is checked against the data files when the checkpoint is opened; values are read
-on demand and verified against their masked crc32c (FORMATS.md sections 2-6).
+on demand and verified against their masked crc32c (docs/foreign-formats.md §2-§6).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """safetensors files: ``u64`` header length, a JSON header, then raw little-endian bytes (internal).
 
 No checksums exist in the format; every offset is checked against the file and every size
-against its shape before anything is read (FORMATS.md section 10).
+against its shape before anything is read (docs/foreign-formats.md §10).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 r"""TensorFlow's encoded slice keys (``EncodeTensorNameSlice``, built on OrderedCode) (internal).
 
 ``\x00`` · escaped name · ``\x00\x01`` · rank · (start, length) per dimension, numbers in
-OrderedCode's increasing encodings (FORMATS.md section 5.3).
+OrderedCode's increasing encodings (docs/foreign-formats.md §5.3).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A sliced tensor lists rectangular regions; before anything is allocated, each region is checked
 to lie inside the shape, and together they must tile it exactly: no gap (an uncovered region
-would be returned as uninitialised memory) and no overlap (FORMATS.md section 5.3).
+would be returned as uninitialised memory) and no overlap (docs/foreign-formats.md §5.3).
 """
 
 from __future__ import annotations

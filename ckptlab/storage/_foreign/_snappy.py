@@ -1,6 +1,7 @@
 """A raw-block snappy decoder for old compressed TensorFlow tables (internal, pure Python).
 
-Modern TensorFlow never compresses index blocks; files from the TF 1.1 era may (FORMATS.md 2.4).
+Modern TensorFlow never compresses index blocks; files from the TF 1.1 era may
+(docs/foreign-formats.md §2.4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TensorFlow string tensors in a bundle: varint lengths, a masked crc, then bytes (internal).
 
 The entry's checksum covers the lengths as fixed-width integers, the stored length checksum
-and the bytes, not the stored byte range (FORMATS.md section 5.2).
+and the bytes, not the stored byte range (docs/foreign-formats.md §5.2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """LevelDB-style sorted tables, as TensorFlow writes ``.index`` files and V1 checkpoints (internal).
 
-Layout (FORMATS.md section 2): data blocks, a metaindex block and an index block, each followed
-by a 5-byte trailer (compression type, masked crc32c of contents + type), then a 48-byte footer.
+Layout (docs/foreign-formats.md §2): data blocks, a metaindex block and an index block, each
+followed by a 5-byte trailer (compression type, masked crc32c of contents + type), then a 48-byte
+footer.
 Every block's checksum is verified; keys are raw bytes; index keys are separators, never shown.
 """
 

@@ -2,7 +2,7 @@
 
 ``BundleHeaderProto``, ``BundleEntryProto`` (with ``TensorShapeProto`` and ``TensorSliceProto``),
 ``TrackableObjectGraph``, and for V1 files ``SavedTensorSlices`` and ``TensorProto``.  Field
-numbers are TensorFlow 2.21's (FORMATS.md sections 3, 4, 6 and 7); proto3 defaults apply.
+numbers are TensorFlow 2.21's (docs/foreign-formats.md §3, §4, §6 and §7); proto3 defaults apply.
 """
 
 from __future__ import annotations

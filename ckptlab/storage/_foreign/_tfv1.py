@@ -1,7 +1,7 @@
 """TensorFlow 1 ``Saver`` V1 checkpoints: one table file of ``SavedTensorSlices`` (internal).
 
 Key ``""`` lists every tensor and its slices; every other key is an encoded slice key whose
-value holds a ``TensorProto`` (FORMATS.md section 7.2).  The table blocks carry the checksums.
+value holds a ``TensorProto`` (docs/foreign-formats.md §7.2).  The table blocks carry the checksums.
 When the file is opened, every tensor's slices must tile its shape exactly and every slice must
 store as many values as it has elements, or one value meaning "all equal" (TensorFlow's writer
 never does this; such slices may expand to :data:`MAX_BROADCAST_BYTES` per file in all).

@@ -4,7 +4,7 @@ The pickle runs through :mod:`._unpickle` (allow-listed stand-ins only).  Tensor
 (nested containers joined with ``/``, e.g. ``model/fc1.weight``); other values are kept in
 ``literals``.  Storage bytes are read on demand: zip members straight from the file (STORED) or
 inflated with a hard cap (DEFLATED), legacy records by walking their length prefixes
-(FORMATS.md section 11).
+(docs/foreign-formats.md §11).
 """
 
 from __future__ import annotations

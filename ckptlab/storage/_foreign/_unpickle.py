@@ -4,7 +4,7 @@
 functions become lazy :class:`TensorRef` records, storage classes become dtype markers,
 ``OrderedDict`` a dict that accepts ``_metadata``); any other global raises
 :class:`~ckptlab.errors.UnsafePickleError` naming it, before anything is called.  Persistent ids
-become :class:`StorageRef` records; no storage byte is read here (FORMATS.md section 11.3).
+become :class:`StorageRef` records; no storage byte is read here (docs/foreign-formats.md §11.3).
 """
 
 from __future__ import annotations

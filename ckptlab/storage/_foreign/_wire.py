@@ -1,7 +1,7 @@
 """Protocol-buffer wire format by hand: just enough to decode TensorFlow's few messages (internal).
 
 A message is a sequence of ``(field number, wire type, value)``.  Every length is bounded by the
-remaining buffer, groups are refused, unknown fields are skipped (FORMATS.md section 8).
+remaining buffer, groups are refused, unknown fields are skipped (docs/foreign-formats.md §8).
 """
 
 from __future__ import annotations

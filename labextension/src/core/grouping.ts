@@ -1,6 +1,6 @@
 // Which nodes are visible: the default expansion (open down to the first level with a
 // problem, within a node budget), visibility under expansion, and group labels. DOM-free.
-import { FLAG_OPTIMIZER, type Graph } from "./model.js";
+import { FLAG_OPTIMIZER, STATE_TABLE, type Graph } from "./model.js";
 
 export const DEFAULT_BUDGET = 150;
 
@@ -21,6 +21,7 @@ export function initialExpansion(
   graph: Graph,
   budget: number = DEFAULT_BUDGET,
   hideOptimizer = false,
+  first = -1,
 ): Set<number> {
   const expanded = new Set<number>([0]);
   let visible = 1 + shownChildren(graph, 0, hideOptimizer).length;
@@ -28,12 +29,24 @@ export function initialExpansion(
   const queue = shownChildren(graph, 0, hideOptimizer);
   let total = 0;
   for (let i = 0; i < graph.size; i++) if (!hidden(graph, i, hideOptimizer)) total++;
+  // Optimizers stay one collapsed group each: their slots mirror the model and would bury it.
   const wanted = (i: number): boolean =>
-    graph.isGroup(i) && (total <= budget || !anyProblem || graph.problems(i) > 0);
+    graph.isGroup(i) &&
+    (graph.flags(i) & FLAG_OPTIMIZER) === 0 &&
+    (total <= budget || !anyProblem || graph.problems(i) > 0);
+  for (const group of first >= 0 ? graph.ancestors(first).reverse() : []) {
+    if (group === 0 || expanded.has(group) || hidden(graph, group, hideOptimizer)) continue;
+    expanded.add(group); // the first problem is visible whatever the budget
+    visible += shownChildren(graph, group, hideOptimizer).length;
+  }
   for (let head = 0; head < queue.length; head++) {
     const group = queue[head] as number;
-    if (!wanted(group)) continue;
     const kids = shownChildren(graph, group, hideOptimizer);
+    if (expanded.has(group)) {
+      queue.push(...kids);
+      continue;
+    }
+    if (!wanted(group)) continue;
     if (visible + kids.length > budget) continue;
     expanded.add(group);
     visible += kids.length;
@@ -57,19 +70,7 @@ export function visibleNodes(graph: Graph, expanded: ReadonlySet<number>, hideOp
   return out;
 }
 
-const SHORT: Record<string, [string, string]> = {
-  restored: ["restored", "restored"],
-  bound: ["not yet written", "not yet written"],
-  pending: ["pending", "pending"],
-  checkpoint_only: ["unused", "unused"],
-  program_only: ["missing", "missing"],
-  shape_conflict: ["shape conflict", "shape conflicts"],
-  dtype_conflict: ["dtype conflict", "dtype conflicts"],
-  inconsistent: ["inconsistent", "inconsistent"],
-  added: ["added", "added"],
-  removed: ["removed", "removed"],
-  changed: ["changed", "changed"],
-};
+const SHORT = new Map(STATE_TABLE.map((s) => [s.name, s]));
 
 /** "48 values, 3 shape conflicts, 2 missing": what a collapsed group holds. */
 export function groupSummary(graph: Graph, i: number): string {
@@ -78,10 +79,8 @@ export function groupSummary(graph: Graph, i: number): string {
   const counts = graph.stateCounts(i);
   for (const [s, count] of counts) {
     const name = graph.data.states[s] ?? "";
-    const label = SHORT[name];
-    if (label && name !== "restored" && name !== "bound") {
-      parts.push(`${count} ${count === 1 ? label[0] : label[1]}`);
-    }
+    const label = SHORT.get(name);
+    if (label?.problem) parts.push(`${count} ${count === 1 ? label.one : label.many}`);
   }
   return parts.join(", ");
 }

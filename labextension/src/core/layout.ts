@@ -2,9 +2,21 @@
 // Node ids are "n<index>", never a name; every name is untrusted and only appears inside a
 // quoted DOT string with backslashes, quotes and control characters escaped. DOM-free.
 import { groupSummary } from "./grouping.js";
-import { FLAG_SYNTHETIC, describeSpec, type Graph } from "./model.js";
+import { formatChange } from "./heat.js";
+import { FLAG_SLOT, FLAG_SYNTHETIC, describeSpec, type Graph } from "./model.js";
 
 export const MAX_LABEL = 80;
+/** Longer names are elided in the middle on the graph (the full path is the node's tooltip). */
+export const MAX_NAME = 34;
+/** Points per inch in DOT sizes. */
+const POINTS = 72;
+
+/** `text` shortened to `max` characters with an ellipsis in the middle. */
+export function elide(text: string, max = MAX_NAME): string {
+  if (text.length <= max) return text;
+  const head = Math.ceil((max - 1) * 0.45);
+  return `${text.slice(0, head)}…${text.slice(text.length - (max - 1 - head))}`;
+}
 
 /**
  * Quote `text` as a DOT string (same rules as Python's ckptlab.inspect.dot_string):
@@ -26,27 +38,38 @@ export interface IDotOptions {
   selected: ReadonlySet<number>;
   matches: ReadonlySet<number>;
   focused: number;
+  /** Width in pixels of a label line as the browser draws it (so labels fit their boxes). */
+  measure?: (line: string) => number;
 }
 
-function label(graph: Graph, i: number, expanded: boolean): string {
-  const name = graph.name(i);
-  const lines = [graph.isGroup(i) && !expanded ? `${name}/ [+]` : name];
-  if (graph.isGroup(i) && !expanded) lines.push(groupSummary(graph, i));
+/** The lines of a node's label (each untrusted; escaped when written into DOT). */
+export function labelLines(graph: Graph, i: number, expanded: boolean): string[] {
+  const name = elide(graph.name(i));
+  const collapsed = graph.isGroup(i) && !expanded;
+  const lines = [collapsed ? `${name}/` : name];
+  const parent = graph.parent(i);
+  if (graph.flags(i) & FLAG_SLOT && parent >= 0) lines.push(`${elide(graph.name(parent))} slot`);
+  if (collapsed) lines.push(groupSummary(graph, i));
   const state = graph.stateName(i);
   const stored = graph.spec(i, "stored");
   const program = graph.spec(i, "program");
+  const diff = graph.data.kind === "diff";
   if (
     state === "shape_conflict" ||
     state === "dtype_conflict" ||
-    (state === "changed" && stored && program)
+    (state === "changed" && stored && program && describeSpec(stored) !== describeSpec(program))
   ) {
-    if (program)
-      lines.push(`${graph.data.kind === "diff" ? "a" : "program"} ${describeSpec(program)}`);
-    if (stored)
-      lines.push(`${graph.data.kind === "diff" ? "b" : "checkpoint"} ${describeSpec(stored)}`);
+    if (program) lines.push(`${diff ? "a" : "program"} ${describeSpec(program)}`);
+    if (stored) lines.push(`${diff ? "b" : "checkpoint"} ${describeSpec(stored)}`);
   } else if (stored ?? program) {
     lines.push(describeSpec((stored ?? program) as NonNullable<typeof stored>));
   }
+  const change = graph.relChange(i);
+  if (change !== null && change > 0) lines.push(`Δ ${formatChange(change)}`);
+  return lines;
+}
+
+function label(lines: readonly string[]): string {
   // Each line is escaped on its own; "\n" is DOT's line break, added here, never from a name.
   return lines.map((line) => dotString(line).slice(1, -1)).join("\\n");
 }
@@ -71,9 +94,15 @@ export function toDot(graph: Graph, visible: readonly number[], options: IDotOpt
     if (options.selected.has(i)) classes.push("ck-selected");
     if (options.matches.has(i)) classes.push("ck-match");
     if (options.focused === i) classes.push("ck-focused");
-    const extra = graph.isGroup(i) && !isOpen ? ", peripheries=2" : "";
+    if (graph.relChange(i) !== null) classes.push("ck-heat");
+    const lines = labelLines(graph, i, isOpen);
+    let extra = graph.isGroup(i) && !isOpen ? ", peripheries=2" : "";
+    if (options.measure) {
+      const widest = Math.max(...lines.map((line) => options.measure?.(line) ?? 0));
+      extra += `, width=${((widest + 22) / POINTS).toFixed(3)}`;
+    }
     out.push(
-      `  n${i} [id="n${i}", class="${classes.join(" ")}", label="${label(graph, i, isOpen)}"${extra}];`,
+      `  n${i} [id="n${i}", class="${classes.join(" ")}", label="${label(lines)}"${extra}];`,
     );
     const parent = graph.parent(i);
     if (parent >= 0 && shown.has(parent)) out.push(`  n${parent} -> n${i} [class="ck-tree"];`);

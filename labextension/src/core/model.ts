@@ -1,14 +1,24 @@
 // The graph view as the browser holds it: decoding the versioned JSON that Python writes
 // (ckptlab/inspect/graph.schema.json) and the per-node aggregates every view needs.
-// DOM-free: shared by the anywidget view and the JupyterLab MIME renderer.
+// DOM-free (compiled without the DOM lib): decompression is passed in by the caller
+// (render/codec.ts in the browser, node:zlib in tests).
+import { PROBLEM_STATES } from "./wire.js";
+
+export {
+  FLAG_OPTIMIZER,
+  FLAG_SLOT,
+  FLAG_SYNTHETIC,
+  NO_STATE,
+  PROBLEM_STATES,
+  STATE_TABLE,
+} from "./wire.js";
 
 export const SCHEMA_NAME = "ckptlab.graph";
 export const SCHEMA_VERSION = 1;
 export const MIME_TYPE = "application/vnd.ckptlab.graph+json";
 
-export const FLAG_OPTIMIZER = 1;
-export const FLAG_SLOT = 2;
-export const FLAG_SYNTHETIC = 4;
+/** Non-finite numbers travel as strings ("inf", "nan"): JSON has none. */
+export type ChangeCell = [number | string, number | string, number | string];
 
 export type Spec = [dtype: string, shape: (number | null)[], itemsize: number];
 
@@ -30,12 +40,14 @@ export interface IGraphJSON {
     stored: number[];
     program: number[];
     reason: number[];
+    /** Comparisons only: [max |b - a|, ||b - a||², ||a||²] per node, or null. */
+    change?: (ChangeCell | null)[];
   };
   specs: Spec[];
   strings: string[];
   edges: [number, number, "slot" | "suggest"][];
   suggestions: [number, number, string][];
-  options: { budget?: number };
+  options: { budget?: number; hide_optimizer?: boolean };
 }
 
 export interface IEnvelope {
@@ -45,23 +57,10 @@ export interface IEnvelope {
   data: string;
 }
 
-/** Problems: states a user should look at (everything but matched, stored, unchanged). */
-export const PROBLEM_STATES: ReadonlySet<string> = new Set([
-  "pending",
-  "checkpoint_only",
-  "program_only",
-  "shape_conflict",
-  "dtype_conflict",
-  "inconsistent",
-  "added",
-  "removed",
-  "changed",
-]);
-
-async function gunzip(bytes: Uint8Array): Promise<string> {
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-  return new Response(stream).text();
-}
+/** Decompresses gzip bytes to text (DecompressionStream in browsers, zlib in node). */
+export type Gunzip = (bytes: Uint8Array) => Promise<string>;
+/** Decodes base64 text to bytes. */
+export type FromBase64 = (text: string) => Uint8Array;
 
 function checkVersion(data: { format?: unknown; version?: unknown }): void {
   if (data.format !== SCHEMA_NAME || data.version !== SCHEMA_VERSION) {
@@ -73,20 +72,20 @@ function checkVersion(data: { format?: unknown; version?: unknown }): void {
 }
 
 /** Decode gzip-compressed JSON bytes (the widget's `graph` trait). */
-export async function decodeBytes(bytes: Uint8Array): Promise<IGraphJSON> {
+export async function decodeBytes(bytes: Uint8Array, gunzip: Gunzip): Promise<IGraphJSON> {
   const data = JSON.parse(await gunzip(bytes)) as IGraphJSON;
   checkVersion(data);
   return data;
 }
 
 /** Decode the MIME bundle's JSON: the graph itself or its gzip+base64 envelope. */
-export async function decodeBundle(data: IGraphJSON | IEnvelope): Promise<IGraphJSON> {
+export async function decodeBundle(
+  data: IGraphJSON | IEnvelope,
+  gunzip: Gunzip,
+  fromBase64: FromBase64,
+): Promise<IGraphJSON> {
   checkVersion(data);
-  if ("encoding" in data) {
-    const binary = atob(data.data);
-    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
-    return decodeBytes(bytes);
-  }
+  if ("encoding" in data) return decodeBytes(fromBase64(data.data), gunzip);
   return data;
 }
 
@@ -121,6 +120,46 @@ export class Graph {
     this.stateTotal = data.states.length;
     this.tally = new Int32Array(this.size * this.stateTotal);
     this.setStates(states);
+    const change = data.nodes.change;
+    this.hasChange = Array.isArray(change) && change.length === this.size;
+    this.delta = new Float64Array(this.size);
+    this.base = new Float64Array(this.size);
+    this.maxAbs = new Float64Array(this.size).fill(Number.NaN);
+    if (this.hasChange && change) {
+      for (let i = this.size - 1; i >= 0; i--) {
+        const cell = change[i];
+        if (cell) {
+          this.maxAbs[i] = toNumber(cell[0]);
+          this.delta[i] = (this.delta[i] ?? 0) + toNumber(cell[1]);
+          this.base[i] = (this.base[i] ?? 0) + toNumber(cell[2]);
+        }
+        const p = parent[i] ?? -1;
+        if (p >= 0) {
+          this.delta[p] = (this.delta[p] ?? 0) + (this.delta[i] ?? 0);
+          this.base[p] = (this.base[p] ?? 0) + (this.base[i] ?? 0);
+          const m = this.maxAbs[i] ?? Number.NaN;
+          if (!Number.isNaN(m) && !(m <= (this.maxAbs[p] ?? Number.NaN))) this.maxAbs[p] = m;
+        }
+      }
+    }
+  }
+
+  /** Whether the graph carries value changes (a comparison). */
+  readonly hasChange: boolean;
+  /** ||b - a||² summed over the subtree. */
+  readonly delta: Float64Array;
+  /** ||a||² summed over the subtree. */
+  readonly base: Float64Array;
+  /** Largest |b - a| in the subtree (NaN: nothing compared). */
+  readonly maxAbs: Float64Array;
+
+  /** Relative L2 change of the values below `i` (null: nothing compared there). */
+  relChange(i: number): number | null {
+    if (!this.hasChange || Number.isNaN(this.maxAbs[i] ?? Number.NaN)) return null;
+    const delta = this.delta[i] ?? 0;
+    const base = this.base[i] ?? 0;
+    if (delta === 0) return 0;
+    return base === 0 ? Infinity : Math.sqrt(delta / base);
   }
 
   /** Replace the states (one byte per node, 255 = no value) and recompute the aggregates. */
@@ -244,4 +283,9 @@ export function nbytes(spec: Spec): number | null {
 export function describeSpec(spec: Spec): string {
   const dims = spec[1].map((d) => (d === null ? "?" : String(d)));
   return `(${dims.join(", ")}${dims.length === 1 ? "," : ""}) ${spec[0]}`;
+}
+
+function toNumber(x: number | string): number {
+  if (typeof x === "number") return x;
+  return x === "inf" ? Infinity : x === "-inf" ? -Infinity : NaN;
 }

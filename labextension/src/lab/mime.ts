@@ -6,12 +6,20 @@
 import type { IRenderMimeRegistry } from "@jupyterlab/rendermime";
 import type { IRenderMime } from "@jupyterlab/rendermime-interfaces";
 import { Panel, Widget } from "@lumino/widgets";
-import { Graph, MIME_TYPE, decodeBundle, type IEnvelope, type IGraphJSON } from "../core/model.js";
+import { Graph, MIME_TYPE, type IEnvelope, type IGraphJSON } from "../core/model.js";
+import { decodeGraphBundle } from "../render/codec.js";
 import { LocalHost } from "../render/host.js";
 import { ExplorerView } from "../render/view.js";
 import { depthExpansion, type ISettings } from "./settings.js";
 
 export const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+/** Sent by the live widget (src/widget.ts) with its current static bundle. */
+export const SNAPSHOT_EVENT = "ckptlab-snapshot";
+
+interface ISnapshot {
+  bundle: IGraphJSON | IEnvelope;
+  fallback: Record<string, string>;
+}
 /** Before ipywidgets' renderer (-10), after nothing that matters: only our MIME type. */
 export const RANK = -20;
 /**
@@ -33,11 +41,12 @@ export interface IRendererContext {
 export function prepareView(
   data: IGraphJSON,
   settings: ISettings,
+  kernel = false,
 ): { graph: Graph; host: LocalHost } {
   // A copy: `data` may be the output's own JSON, which is saved with the notebook.
   const options = { ...data.options, budget: data.options.budget ?? settings.nodeLimit };
   const graph = new Graph({ ...data, options });
-  const host = new LocalHost();
+  const host = new LocalHost(kernel);
   const expanded = depthExpansion(graph, settings.expandDepth, settings.nodeLimit);
   if (expanded) host.update({ expanded: [...expanded] });
   return { graph, host };
@@ -88,9 +97,26 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
   ) {
     super();
     this.addClass("ckptlab-mime");
+    this.node.addEventListener(SNAPSHOT_EVENT, (event) => {
+      this.saveSnapshot(event as CustomEvent<ISnapshot>);
+    });
+  }
+
+  /** The live widget repainted: keep its state as the output's static bundle (saved). */
+  private saveSnapshot(event: CustomEvent<ISnapshot>): void {
+    const model = this.model;
+    if (!model || !this.liveShown) return;
+    const { bundle, fallback } = event.detail;
+    const data: Record<string, unknown> = { ...model.data, [MIME_TYPE]: bundle };
+    for (const mime of ["text/html", "text/plain"]) {
+      if (typeof fallback[mime] === "string") data[mime] = fallback[mime];
+    }
+    model.setData({ data: data as IRenderMime.IMimeModel["data"] });
+    this.node.dataset.snapshots = String(Number(this.node.dataset.snapshots ?? 0) + 1);
   }
 
   async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
+    if (this.liveShown && model === this.model) return; // our own snapshot: the live view stays
     this.reset();
     this.model = model;
     this.wantsLive = WIDGET_MIME in model.data && model.trusted;
@@ -175,8 +201,9 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
     if (this.staticShown || this.liveShown || !model) return;
     this.staticShown = true;
     const data = model.data[this.options.mimeType] as unknown as IGraphJSON | IEnvelope;
+    const kernel = this.context.findNotebook(this.node)?.kernel ?? false;
     const { widget, ready } = explorerWidget(
-      async () => prepareView(await decodeBundle(data), this.context.settings()),
+      async () => prepareView(await decodeGraphBundle(data), this.context.settings(), kernel),
       "ckptlab-static",
     );
     this.staticWidget = widget;

@@ -2,6 +2,8 @@
 import { groupSummary } from "../core/grouping.js";
 import { describeSpec, nbytes, type Graph } from "../core/model.js";
 import { paths } from "../core/search.js";
+import { formatChange } from "../core/heat.js";
+import type { IChange, IHistogram } from "../core/wire.js";
 import type { IDetails, IStats } from "./host.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -63,6 +65,43 @@ export function histogram(stats: IStats): SVGSVGElement | null {
   return svg;
 }
 
+/** Two distributions on one scale: a (outline) behind b (filled). */
+export function overlay(a: IHistogram, b: IHistogram, diff: boolean): HTMLElement {
+  const width = 220;
+  const height = 48;
+  const box = document.createElement("div");
+  box.className = "ck-overlay";
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("class", "ck-histogram ck-histogram-overlay");
+  svg.setAttribute("width", String(width));
+  svg.setAttribute("height", String(height));
+  const top = Math.max(...a.counts, ...b.counts, 1);
+  const bar = width / Math.max(b.counts.length, 1);
+  for (const [counts, cls] of [
+    [b.counts, "ck-bar-b"],
+    [a.counts, "ck-bar-a"],
+  ] as const) {
+    counts.forEach((count, i) => {
+      const rect = document.createElementNS(SVG_NS, "rect");
+      const h = (count / top) * (height - 2);
+      rect.setAttribute("x", String(i * bar));
+      rect.setAttribute("y", String(height - h));
+      rect.setAttribute("width", String(Math.max(bar - 1, 1)));
+      rect.setAttribute("height", String(h));
+      rect.setAttribute("class", cls);
+      const title = document.createElementNS(SVG_NS, "title");
+      title.textContent = `${fmt(b.edges[i])} … ${fmt(b.edges[i + 1])}: ${count}`;
+      rect.append(title);
+      svg.append(rect);
+    });
+  }
+  const legend = document.createElement("div");
+  legend.className = "ck-overlay-legend";
+  legend.textContent = diff ? "outline: a · filled: b" : "outline: checkpoint · filled: program";
+  box.append(svg, legend);
+  return box;
+}
+
 function statsRows(table: HTMLElement, stats: IStats): void {
   if (stats.error) {
     row(table, "read error", stats.error, "ck-bad");
@@ -112,11 +151,18 @@ export function renderDetails(
   const fresh = details.node === node ? details : {};
   if (fresh.key) row(table, "key", fresh.key);
   if (fresh.checksum) row(table, "checksum", fresh.checksum);
-  if (fresh.max_abs_diff !== undefined) row(table, "max |b − a|", fmt(fresh.max_abs_diff));
+  if (fresh.change) {
+    const change: IChange = fresh.change;
+    const what = diff ? "b vs a" : "program vs checkpoint";
+    row(table, `max |Δ| (${what})`, fmt(change.max_abs));
+    row(table, "relative L2", formatChange(change.rel_l2), change.rel_l2 > 0 ? "ck-changed" : "");
+  }
   if (fresh.error) row(table, "error", fresh.error, "ck-bad");
   if (fresh.stats) {
     statsRows(table, fresh.stats);
-    const chart = histogram(fresh.stats);
+    const a = fresh.change?.a;
+    const b = fresh.change?.b;
+    const chart = a && b ? overlay(a, b, diff) : histogram(fresh.stats);
     if (chart) pane.append(chart);
   } else if (state && live) {
     row(table, "statistics", "reading…");

@@ -1,29 +1,10 @@
 // What a view needs from where it lives: a live kernel model (anywidget) or a static MIME
-// bundle (JupyterLab extension, no kernel). Both implement IHost.
+// bundle (JupyterLab extension, no kernel). Both implement IHost. Messages and details follow
+// the wire contract (core/wire.ts, generated from Python).
+import type { BrowserMessage, INodeDetails, IStats, ITimelineData } from "../core/wire.js";
 
-export interface IStats {
-  size?: number;
-  min?: number;
-  max?: number;
-  mean?: number;
-  std?: number;
-  nan?: number;
-  inf?: number;
-  zeros?: number;
-  nbytes?: number;
-  error?: string;
-  histogram?: { counts: number[]; edges: number[] };
-}
-
-export interface IDetails {
-  node?: number;
-  path?: string;
-  key?: string;
-  checksum?: string;
-  stats?: IStats;
-  max_abs_diff?: number;
-  error?: string;
-}
+export type IDetails = INodeDetails;
+export type { IStats };
 
 export type HostKey =
   | "states"
@@ -34,7 +15,10 @@ export type HostKey =
   | "details"
   | "message"
   | "summary"
-  | "graph";
+  | "graph"
+  | "progress"
+  | "timeline"
+  | "fallback";
 
 export interface IHost {
   /** No kernel behind the view: no restore, no statistics. */
@@ -43,7 +27,8 @@ export interface IHost {
   selected(): number[];
   expanded(): number[];
   search(): string;
-  hideOptimizer(): boolean;
+  /** null: not decided yet (the view then follows the graph's own hint). */
+  hideOptimizer(): boolean | null;
   details(): IDetails;
   message(): string;
   summary(): string | null;
@@ -59,6 +44,14 @@ export interface IHost {
   on(key: HostKey, callback: () => void): void;
   /** The Graphviz engine module's source, when the host can supply it. */
   engineSource(): Promise<ArrayBuffer | null>;
+  /** Long work in the kernel: "<fraction> <text>", "" when idle. */
+  progress(): string;
+  /** A training run's timeline (null until computed, or for other explorers). */
+  timeline(): ITimelineData | null;
+  /** Whether this explorer shows a training run. */
+  isRun(): boolean;
+  /** Send a command to the kernel (compare values, timeline, pick checkpoints). */
+  send(message: BrowserMessage): void;
 }
 
 /** A host without a kernel: state lives in memory (the MIME renderer, tests). */
@@ -68,9 +61,12 @@ export class LocalHost implements IHost {
     selected: [] as number[],
     expanded: [] as number[],
     search: "",
-    hide_optimizer: false,
+    hide_optimizer: null as boolean | null,
   };
   private listeners = new Map<HostKey, (() => void)[]>();
+
+  /** `kernel`: a kernel runs, but this output's widget is gone (a reopened notebook). */
+  constructor(private readonly kernel = false) {}
 
   states(): null {
     return null;
@@ -84,14 +80,16 @@ export class LocalHost implements IHost {
   search(): string {
     return this.values.search;
   }
-  hideOptimizer(): boolean {
+  hideOptimizer(): boolean | null {
     return this.values.hide_optimizer;
   }
   details(): IDetails {
     return {};
   }
   message(): string {
-    return "Static view (no kernel): statistics and restore need a running kernel.";
+    return this.kernel
+      ? "Saved view: re-run the cell for statistics, live colours and restores."
+      : "Static view (no kernel): statistics and restore need a running kernel.";
   }
   summary(): null {
     return null;
@@ -115,5 +113,17 @@ export class LocalHost implements IHost {
   }
   engineSource(): Promise<null> {
     return Promise.resolve(null);
+  }
+  progress(): string {
+    return "";
+  }
+  timeline(): null {
+    return null;
+  }
+  isRun(): boolean {
+    return false;
+  }
+  send(): void {
+    /* no kernel */
   }
 }

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab._explore import CheckpointSource
+from ckptlab.explorer._sources import CheckpointSource
 from ckptlab.storage import open_checkpoint, resolve
 from ckptlab.storage._foreign._tfproto import parse_object_graph
 

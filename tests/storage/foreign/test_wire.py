@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 from unittest import mock
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,26 +13,6 @@ from ckptlab.storage._foreign import _bundle_writer, _table
 from ckptlab.storage._foreign._slicekey import decode_slice_key
 from ckptlab.storage._foreign._snappy import decompress
 from ckptlab.storage._foreign._wire import read_varint, signed
-
-MODULES = [
-    "ckptlab.core._nearmiss",
-    "ckptlab._keymap",
-    "ckptlab._convert",
-    "ckptlab.storage._foreign",
-    "ckptlab.storage._foreign._base",
-    "ckptlab.storage._foreign._bundle_writer",
-    "ckptlab.storage._foreign._slicekey",
-    "ckptlab.storage._foreign._slices",
-    "ckptlab.storage._foreign._snappy",
-    "ckptlab.storage._foreign._strings",
-    "ckptlab.storage._foreign._table",
-    "ckptlab.storage._foreign._wire",
-]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_doctests(name):
-    assert doctest.testmod(importlib.import_module(name)).failed == 0
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**64 - 1))

@@ -1,9 +1,10 @@
-"""Restore coordinators: the state of one restore, from planning to writing (internal).
+"""The object-based restore coordinator: one restore, from planning to writing (internal).
 
 A coordinator owns what one ``restore()`` call has bound, written, queued (lazy mode) and left
-pending.  Planning is pure (``ckptlab.core.plan_restore``); every mutation goes through
-``ckptlab._execute``.  Eager restores validate everything and read every value before writing
-anything, so a conflict or a damaged value leaves the program untouched.
+pending.  Planning is pure (``ckptlab.core.plan_restore``); every mutation goes through the
+executor (:mod:`ckptlab.engine._execute`).  Eager restores check every shape and dtype and
+verify every value's checksum before writing anything (:mod:`ckptlab.engine._load`), so a
+conflict or a damaged value leaves the program untouched.
 """
 
 from __future__ import annotations
@@ -11,29 +12,31 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ckptlab import _execute
-from ckptlab._view import LiveView
 from ckptlab.core import (
+    OPTIMIZER_SLOT,
     Assignment,
     MatchReport,
     NodePath,
     ObjectGraph,
-    ReportEntry,
     RestorePlan,
     RestoreState,
     SlotRestore,
     ValueSpec,
     build_report,
+    conflict_kind,
+    object_prefix,
     plan_restore,
     unused_warning,
 )
-from ckptlab.core._keys import OPTIMIZER_SLOT, object_prefix
-from ckptlab.core._plan import conflict_kind
+from ckptlab.engine import _execute
+from ckptlab.engine._load import Fetch, Load, fetch, read_in_place
+from ckptlab.engine._program import Program
 from ckptlab.errors import RestoreConflictError, UnknownPathError
 from ckptlab.storage import StoredCheckpoint
 
@@ -42,18 +45,57 @@ _UIDS = itertools.count(1)
 
 
 def next_uid() -> int:
-    """A new restore id; later restores win over earlier ones (SEMANTICS 41)."""
+    """A new restore id; later restores win over earlier ones (docs/semantics.md S41)."""
     return next(_UIDS)
+
+
+# -- live updates -------------------------------------------------------------------------------
+# The explorer follows a status: every restore owns a Revision, bumped whenever it binds, queues
+# or writes (``_record``/``_write`` below, and NameBasedRestore's commit and run_queued).
+
+
+class Revision:
+    """A change counter with weakly held listeners, told after every change."""
+
+    def __init__(self) -> None:
+        self.number = 0
+        self._listeners: list[weakref.ref[Any] | weakref.WeakMethod[Any]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each change while its owner lives (held weakly)."""
+        ref = (
+            weakref.WeakMethod(callback) if hasattr(callback, "__self__") else weakref.ref(callback)
+        )
+        self._listeners.append(ref)
+
+    def bump(self) -> None:
+        """Count a change and tell the listeners (a failing listener is logged, not raised)."""
+        self.number += 1
+        alive = []
+        for ref in self._listeners:
+            callback = ref()
+            if callback is None:
+                continue
+            alive.append(ref)
+            try:
+                callback()
+            except Exception:
+                logger.exception("ckptlab: a restore listener failed")
+        self._listeners = alive
 
 
 Write = Assignment[Any] | SlotRestore[Any]
 
 
 def conflict_error(
-    conflicts: Sequence[Write], source: str, paths: Sequence[str]
+    conflicts: Sequence[Write], source: str, paths: Sequence[str], problems: Sequence[str] = ()
 ) -> RestoreConflictError:
-    """One error listing every conflict (path, program side vs checkpoint side)."""
-    lines = []
+    """One error listing every conflict (path, program side vs checkpoint side).
+
+    ``problems`` are conflicts that are not one value's shape or dtype (a layout that does not
+    fit), already phrased.
+    """
+    lines = [f"  {problem}" for problem in problems]
     for item, path in zip(conflicts, paths, strict=True):
         kind = item.conflict
         if kind == "shape":
@@ -68,7 +110,7 @@ def conflict_error(
             )
         lines.append(f"  {path} ({item.key}): {what}")
     return RestoreConflictError(
-        f"Restoring from {source} found {len(conflicts)} conflict(s); nothing was written:\n"
+        f"Restoring from {source} found {len(lines)} conflict(s); nothing was written:\n"
         + "\n".join(lines)
         + "\nFix the program (shapes and dtypes must match exactly; ckptlab never casts), or "
         "restore lazily (restore(path, lazy=True)) and pick a conflict-free part with "
@@ -81,7 +123,7 @@ class RestoreCoordinator:
     """The state of one object-based restore."""
 
     def __init__(
-        self, source: StoredCheckpoint, view: LiveView, *, lazy: bool, skip_slots: bool = False
+        self, source: StoredCheckpoint, view: Program, *, lazy: bool, skip_slots: bool = False
     ) -> None:
         assert source.document.graph is not None
         self.skip_slots = skip_slots
@@ -105,6 +147,7 @@ class RestoreCoordinator:
         self.unused_attributes: dict[int, str] = {}
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
+        self.revision = Revision()
 
     # -- restoring --------------------------------------------------------------------------
 
@@ -138,11 +181,11 @@ class RestoreCoordinator:
         conflicts = plan.conflicts()
         if conflicts:
             raise self._conflict_error(conflicts)
-        arrays = self._read(writes)
+        load = self._fetch(writes, explicit=False)
 
         def commit() -> None:
             self._record(plan)
-            self._write(writes, arrays)
+            self._write(writes, load)
 
         return commit
 
@@ -163,7 +206,7 @@ class RestoreCoordinator:
         self._preloaded[node] = array
         return array
 
-    def prepare_subtree(self, obj: Any) -> _execute.Commit:
+    def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
         """Object-based restores do not restore by name."""
         return _nothing
 
@@ -176,8 +219,7 @@ class RestoreCoordinator:
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:
             raise self._conflict_error(conflicts)
-        arrays = self._read(selected)
-        self._write(selected, arrays, explicit=True)
+        self._write(selected, self._fetch(selected, explicit=True), explicit=True)
 
     def _check_paths(self, only: Iterable[str]) -> list[str]:
         if isinstance(only, str):
@@ -204,19 +246,12 @@ class RestoreCoordinator:
         shown = [self._path(c.node).pretty for c in conflicts]
         return conflict_error(conflicts, self.source.display_path, shown)
 
-    def _read(self, writes: Sequence[Write]) -> dict[int, np.ndarray[Any, Any]]:
-        arrays = {}
-        for write in writes:
-            preloaded = self._preloaded.pop(write.node, None)
-            if preloaded is not None:
-                arrays[write.node] = preloaded
-        wanted = [w for w in writes if w.node not in arrays]
-        read = self.source.read_many(w.key for w in wanted)  # batched, verified, with progress
-        seen: set[str] = set()
-        for write in wanted:  # two nodes sharing a key must not share one array
-            arrays[write.node] = read[write.key].copy() if write.key in seen else read[write.key]
-            seen.add(write.key)
-        return arrays
+    def _fetch(self, writes: Sequence[Write], *, explicit: bool) -> Load:
+        items = [
+            Fetch(ident=w.node, key=w.key, target=w.target if isinstance(w, Assignment) else None)
+            for w in writes
+        ]
+        return fetch(self.source, items, uid=self.uid, explicit=explicit, preloaded=self._preloaded)
 
     def _record(self, plan: RestorePlan[Any]) -> None:
         self.bound.update(plan.bindings)
@@ -248,25 +283,30 @@ class RestoreCoordinator:
                 )
         for node in plan.unused_attributes:
             self.unused_attributes[node] = type(self.bound[node]).__name__
+        self.revision.bump()
 
-    def _write(
-        self,
-        writes: Sequence[Write],
-        arrays: dict[int, np.ndarray[Any, Any]],
-        *,
-        explicit: bool = False,
-    ) -> None:
+    def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
+        for node in read_in_place(self.source, load, uid=self.uid, explicit=explicit):
+            self.written.add(node)
+            self.queued.pop(node, None)
         for write in writes:
-            array = arrays[write.node]
+            if write.node in load.in_place:
+                continue
+            array = load.arrays[write.node]
             if isinstance(write, SlotRestore):
                 slot = _execute.create_slot(
                     write.optimizer, write.variable, write.slot, array, self.uid, explicit=explicit
                 )
                 self.bound[write.node] = slot
             else:
-                _execute.write_value(write.target, array, self.uid, explicit=explicit)
+                holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
+                if holder is not write.target:  # the framework replaced the object
+                    self.bound[write.node] = holder
+                    self.taken[id(holder)] = self.taken.pop(id(write.target), write.node)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
+        if writes:
+            self.revision.bump()
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -284,7 +324,7 @@ class RestoreCoordinator:
             queued=frozenset(self.queued),
             conflicts=conflicts,
             pending_slots=frozenset(pending_slot_nodes),
-            deferred=frozenset(self.deferred),
+            deferred=self._waiting_below(),
             blocked=dict(self.blocked),
             inconsistent={
                 node: (id(self.bound[node]), frozenset(map(id, others)))
@@ -295,6 +335,23 @@ class RestoreCoordinator:
             bound_program_ids=frozenset(id(o) for o in self.bound.values())
             | frozenset(id(w.target) for w in self.queued.values() if isinstance(w, Assignment)),
         )
+
+    def _waiting_below(self) -> frozenset[int]:
+        """Deferred nodes and everything below them that is not bound yet.
+
+        A whole module waits for its attach, its values included.  An optimizer the program
+        lacks stays as it was (its values are reported as unused optimizer values: a model-only
+        program restoring a training checkpoint is the common case).
+        """
+        optimizers = self.graph.optimizer_nodes()
+        waiting = set(self.deferred)
+        queue = [node for node in self.deferred if node not in optimizers]
+        while queue:
+            for child in self.graph.nodes[queue.pop()].children.values():
+                if child not in waiting and child not in self.bound and child not in optimizers:
+                    waiting.add(child)
+                    queue.append(child)
+        return frozenset(waiting)
 
     def report(self, *, with_program: bool = True) -> MatchReport:
         """A snapshot of the match, re-walking the live program."""
@@ -335,139 +392,5 @@ def _selected(path: NodePath, prefixes: Sequence[str]) -> bool:
     return _under(object_prefix(path.slot[0]), prefixes) or _under(path.prefix, own)
 
 
-class NameBasedRestore:
-    """A restore from a name-based checkpoint: variables match by ``Variable.name`` (SEMANTICS 77).
-
-    Variables attached later below a restored object are restored when attached, by name.
-    """
-
-    def __init__(self, source: StoredCheckpoint, view: LiveView, *, lazy: bool) -> None:
-        self.uid = next_uid()
-        self.source = source
-        self.stored = source.specs()
-        self.view = view
-        self.lazy = lazy
-        self.matched: dict[int, tuple[Any, str]] = {}
-        """``id(variable)`` -> (variable, key) for every variable whose name matched."""
-        self.queued: dict[int, Assignment[Any]] = {}
-        self.written: set[int] = set()
-        self.expect_partial = False
-
-    def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
-        """Name-based restores have no checkpoint nodes to wait on."""
-        return _nothing
-
-    def value_for_creation(
-        self, node: int, shape: tuple[int | None, ...], dtype: str
-    ) -> np.ndarray[Any, Any] | None:
-        """Name-based restores fill variables when they are attached."""
-        return None
-
-    def restore_subtree(self, obj: Any) -> None:
-        """Restore every variable below ``obj`` whose name is a stored key (all or nothing)."""
-        self.prepare_subtree(obj)()
-
-    def prepare_subtree(self, obj: Any) -> _execute.Commit:
-        """Check and read what :meth:`restore_subtree` writes; return the effects."""
-        program = self.view.walk() if obj is self.view.root else LiveView(obj).walk()
-        writes: list[Assignment[Any]] = []
-        for index, (target, spec) in enumerate(zip(program.objects, program.specs, strict=True)):
-            name = self.view.describe(target)[1]
-            if spec is not None and name in self.stored and id(target) not in self.matched:
-                writes.append(
-                    Assignment(
-                        node=index, key=name, target=target, expected=spec, stored=self.stored[name]
-                    )
-                )
-        conflicts = [w for w in writes if w.conflict is not None]
-        if conflicts and not self.lazy:
-            shown = [f"variable {w.key!r}" for w in conflicts]
-            raise conflict_error(conflicts, self.source.display_path, shown)
-        arrays = (
-            {} if self.lazy else _distinct(writes, self.source.read_many(w.key for w in writes))
-        )
-
-        def commit() -> None:
-            for candidate in program.objects:
-                if self.view.can_defer(candidate):
-                    _execute.arm_name_based(candidate, self)
-            for write in writes:
-                self.matched[id(write.target)] = (write.target, write.key)
-                if self.lazy:
-                    self.queued[id(write.target)] = write
-                else:
-                    _execute.write_value(write.target, arrays[id(write.target)], self.uid)
-                    self.written.add(id(write.target))
-
-        return commit
-
-    def run_queued(self, only: Iterable[str] | None) -> None:
-        """Lazy mode: write the queued values (``only`` selects variable names)."""
-        selected = [w for w in self.queued.values() if only is None or w.key in set(only)]
-        conflicts = [w for w in selected if w.conflict is not None]
-        if conflicts:
-            raise conflict_error(conflicts, self.source.display_path, [w.key for w in conflicts])
-        arrays = _distinct(selected, self.source.read_many(w.key for w in selected))
-        for write in selected:
-            _execute.write_value(write.target, arrays[id(write.target)], self.uid, explicit=True)
-            self.written.add(id(write.target))
-            del self.queued[id(write.target)]
-
-    def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
-        """Every program variable and every stored name, with its state."""
-        entries: list[ReportEntry] = []
-        used = {key for _, key in self.matched.values()}
-        skip = {id(o) for o in exempt}
-        if with_program:
-            program = self.view.walk()
-            paths = program.graph.paths()
-            for node_id, (obj, spec) in enumerate(zip(program.objects, program.specs, strict=True)):
-                path = paths[node_id]
-                if spec is None or path is None or id(obj) in skip:
-                    continue
-                match = self.matched.get(id(obj))
-                entries.append(
-                    ReportEntry(
-                        path=path.prefix,
-                        pretty=f"{path.pretty} (name {self.view.describe(obj)[1]!r})",
-                        key=match[1] if match else self.view.describe(obj)[1],
-                        state=("bound" if id(obj) in self.queued else "restored")
-                        if match
-                        else "program_only",
-                        program=spec,
-                        stored=self.stored.get(match[1]) if match else None,
-                        type_name=type(obj).__name__,
-                        reason="" if match else "no stored value has this variable's name",
-                    )
-                )
-        for key, spec in self.stored.items():
-            if key not in used:
-                entries.append(
-                    ReportEntry(
-                        path=key,
-                        pretty=key,
-                        key=key,
-                        state="checkpoint_only",
-                        stored=spec,
-                        reason="no program variable has this name",
-                    )
-                )
-        return MatchReport(
-            checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy
-        )
-
-
 def _nothing() -> None:
     """The effects of a restore step that has nothing to do."""
-
-
-def _distinct(
-    writes: Sequence[Assignment[Any]], read: dict[str, np.ndarray[Any, Any]]
-) -> dict[int, np.ndarray[Any, Any]]:
-    """``id(target)`` -> array; targets sharing a stored key get their own copies."""
-    arrays: dict[int, np.ndarray[Any, Any]] = {}
-    seen: set[str] = set()
-    for write in writes:
-        arrays[id(write.target)] = read[write.key].copy() if write.key in seen else read[write.key]
-        seen.add(write.key)
-    return arrays

@@ -1,107 +1,26 @@
-"""Trackable objects: the base class, third-party registration, and ``Variable``.
+"""``ck.Variable``, the numpy-backed value, and variables created through a waiting restore.
 
-A trackable has named dependencies (its children in the object graph); a variable owns a
-value.  Auto-tracking modules and the tracked containers are in ``ckptlab._module``.
+Auto-tracking modules and the tracked containers are in ``ckptlab._module``; the base class
+:class:`ckptlab.Trackable` and the engine's view of these objects are in
+``ckptlab.engine._native``.
 """
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ckptlab.core import ValueSpec
+from ckptlab.engine import Trackable, pending_positions
 from ckptlab.errors import AssignmentError
 from ckptlab.storage import dtype_name
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = ["Trackable", "Variable", "children_of", "is_trackable", "register_trackable"]
-
-_CHILDREN_HOOKS: dict[type, Callable[[Any], Mapping[str, Any]]] = {}
-
-
-class Trackable(abc.ABC):  # noqa: B024 (a marker base; every method has a default)
-    """Base class of every ckptlab trackable.
-
-    Subclasses list their children with ``_ck_children``; variables also describe their value
-    with ``_ck_value_spec``.  Third-party classes can opt in without subclassing through
-    :func:`register_trackable`.
-
-    Examples
-    --------
-    >>> import ckptlab as ck
-    >>> isinstance(ck.Variable(1.0), ck.Trackable)
-    True
-    """
-
-    _ck_accepts_dependencies = True
-    _ck_is_optimizer = False
-
-    def _ck_children(self) -> list[tuple[str, Any]]:
-        """Named dependencies, in insertion order."""
-        return []
-
-    def _ck_child(self, name: str) -> Any | None:
-        """The dependency called ``name``."""
-        return next((child for key, child in self._ck_children() if key == name), None)
-
-    def _ck_value_spec(self) -> ValueSpec | None:
-        """Shape and dtype of the owned value (``None``: this object owns no value)."""
-        return None
-
-    def _ck_check_saveable(self) -> None:  # noqa: B027 (optional hook, empty by default)
-        """Raise :class:`NotSaveableError` if this object cannot be saved as it is."""
-
-
-def register_trackable(cls: type, children: Callable[[Any], Mapping[str, Any]]) -> None:
-    """Make instances of a third-party class trackable without subclassing.
-
-    Parameters
-    ----------
-    cls
-        The class to register; ``isinstance(obj, ck.Trackable)`` then holds for its instances.
-    children
-        Returns the object's named dependencies (a mapping of local name to trackable).
-        Dependencies present at restore time are restored; restore-on-attach needs a subclass
-        of :class:`Module`.
-
-    Examples
-    --------
-    >>> import ckptlab as ck
-    >>> class Pair:
-    ...     def __init__(self):
-    ...         self.a, self.b = ck.Variable(1.0), ck.Variable(2.0)
-    >>> ck.register_trackable(Pair, lambda p: {"a": p.a, "b": p.b})
-    >>> isinstance(Pair(), ck.Trackable)
-    True
-    """
-    Trackable.register(cls)
-    _CHILDREN_HOOKS[cls] = children
-
-
-def children_of(obj: Any) -> list[tuple[str, Any]]:
-    """Named dependencies of any trackable (subclass or registered)."""
-    method = getattr(obj, "_ck_children", None)
-    if method is not None:
-        children: list[tuple[str, Any]] = method()
-        return children
-    for cls in type(obj).__mro__:
-        hook = _CHILDREN_HOOKS.get(cls)
-        if hook is not None:
-            return [(name, child) for name, child in hook(obj).items() if is_trackable(child)]
-    return []
-
-
-def is_trackable(value: object) -> bool:
-    """Whether ``value`` can be a node of the object graph."""
-    return isinstance(value, Trackable)
-
-
-# --- Variable ----------------------------------------------------------------------------------
+__all__ = ["Variable", "create_variable"]
 
 
 class Variable(Trackable):
@@ -159,7 +78,6 @@ class Variable(Trackable):
         self._ck_spec = ValueSpec(shape=declared, dtype=array.dtype.name)
         self._value = array
         self._trainable = bool(trainable)
-        self._ck_restore_uid = 0
 
     @property
     def name(self) -> str:
@@ -187,11 +105,48 @@ class Variable(Trackable):
         return self._trainable
 
     def numpy(self) -> np.ndarray[Any, Any]:
-        """A copy of the value."""
+        """A copy of the value.
+
+        Returns
+        -------
+        numpy.ndarray
+            Changing it does not change the variable.
+
+        Examples
+        --------
+        >>> v = ck.Variable([1.0, 2.0])
+        >>> copy = v.numpy()
+        >>> copy[0] = 9.0
+        >>> v.numpy()
+        array([1., 2.])
+        """
         return self._value.copy()
 
     def assign(self, value: ArrayLike) -> Variable:
-        """Write ``value`` in place (casting with numpy's ``same_kind`` rule); return self."""
+        """Write ``value`` in place (casting with numpy's ``same_kind`` rule); return self.
+
+        Parameters
+        ----------
+        value
+            An array-like (or another ``ck.Variable``) of the variable's shape; a variable
+            declared with ``None`` dimensions accepts any size there.
+
+        Returns
+        -------
+        Variable
+            This variable.
+
+        Raises
+        ------
+        AssignmentError
+            The shape does not fit, or the cast is not ``same_kind`` (float into int, ...).
+
+        Examples
+        --------
+        >>> v = ck.Variable([0.0, 0.0])
+        >>> v.assign([1, 2]).numpy()  # int -> float64 is a same-kind cast
+        array([1., 2.])
+        """
         array = np.asarray(value._value if isinstance(value, Variable) else value)
         if not np.can_cast(array.dtype, self.dtype, casting="same_kind"):
             raise AssignmentError(
@@ -212,11 +167,43 @@ class Variable(Trackable):
         return self
 
     def assign_add(self, delta: ArrayLike) -> Variable:
-        """Add ``delta`` in place; return self."""
+        """Add ``delta`` in place; return self.
+
+        Parameters
+        ----------
+        delta
+            An array-like broadcastable to the variable's shape.
+
+        Returns
+        -------
+        Variable
+            This variable.
+
+        Examples
+        --------
+        >>> ck.Variable(1).assign_add(2).numpy()
+        array(3)
+        """
         return self.assign(self._value + np.asarray(delta))
 
     def assign_sub(self, delta: ArrayLike) -> Variable:
-        """Subtract ``delta`` in place; return self."""
+        """Subtract ``delta`` in place; return self.
+
+        Parameters
+        ----------
+        delta
+            As for :meth:`assign_add`.
+
+        Returns
+        -------
+        Variable
+            This variable (``assign`` rules apply: same-kind casts, the same shape).
+
+        Examples
+        --------
+        >>> ck.Variable([3.0, 4.0]).assign_sub(1.0).numpy()
+        array([2., 3.])
+        """
         return self.assign(self._value - np.asarray(delta))
 
     def __array__(
@@ -246,3 +233,53 @@ class Variable(Trackable):
     def _ck_value(self) -> np.ndarray[Any, Any]:
         """The live array (not a copy): used by savers, never handed to users."""
         return self._value
+
+    @property
+    def _ck_name(self) -> str:
+        """The name name-based checkpoints match by."""
+        return self._name
+
+    def _ck_buffer(self) -> np.ndarray[Any, Any] | None:
+        """The live array, for a restore to read into in place (when it owns its memory)."""
+        value = self._value
+        if value.flags.c_contiguous and value.flags.writeable and value.flags.owndata:
+            return value
+        return None
+
+    def _ck_restore_value(self, array: np.ndarray[Any, Any]) -> None:
+        """Take the restored ``array`` itself as the value (the executor's write)."""
+        self._value = array
+
+
+def create_variable(
+    owner: Any,
+    name: str,
+    *,
+    shape: tuple[int | None, ...],
+    dtype: DTypeLike,
+    initializer: Callable[[tuple[int, ...], np.dtype[Any]], Any],
+    trainable: bool = True,
+    variable_name: str | None = None,
+    set_attribute: bool = True,
+) -> Variable:
+    """Create ``owner.name``, taking its initial value from a waiting restore if there is one.
+
+    This is TensorFlow's restore-on-create path (docs/semantics.md S39): when a restore is
+    pending for ``name``, the stored value becomes the initial value and ``initializer`` is not
+    called.
+    """
+    resolved = np.dtype(dtype)
+    value = None
+    for restorer, node in pending_positions(owner, name):
+        if not restorer.lazy:
+            value = restorer.value_for_creation(node, shape, resolved.name)
+            if value is not None:
+                break
+    if value is None:
+        concrete = tuple(d if d is not None else 0 for d in shape)
+        value = np.asarray(initializer(concrete, resolved), dtype=resolved)
+    variable = Variable(
+        value, name=variable_name or name, dtype=resolved, shape=shape, trainable=trainable
+    )
+    owner._ck_track(name, variable, set_attribute=set_attribute)
+    return variable

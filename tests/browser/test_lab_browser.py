@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import expect
 
 import ckptlab as ck
-from ckptlab._explore import CheckpointSource
 from ckptlab._reader import open_path
+from ckptlab.explorer._sources import CheckpointSource
 
 from .conftest import run_cell
 

@@ -1,0 +1,184 @@
+"""The framework seam: how the engine sees one framework's objects (internal).
+
+Everything the restore engine does to a program goes through an :class:`Adapter`: which
+objects are children of which (the object graph), which objects own a value and of what shape
+and dtype, an optimizer's slots, how to read a value for saving and how to write a restored
+value in place, and how to notice objects that appear later (deferred restoration).  One module
+per framework implements it: :mod:`ckptlab.engine._native` for ckptlab's own numpy objects,
+:mod:`ckptlab.engine._torch` for PyTorch, :mod:`ckptlab.engine._nnx` for Flax NNX and
+:mod:`ckptlab.engine._keras` for Keras 3.
+
+A framework's adapter is imported only when an object of that framework is first seen, and an
+object can only be a framework's object once that framework is imported, so ``import ckptlab``
+never imports a framework (docs/frameworks.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from ckptlab.core import ValueSpec
+
+__all__ = ["Adapter", "adapter_for", "is_trackable", "require_adapter"]
+
+
+class Adapter(Protocol):
+    """What one framework tells the engine about its objects.
+
+    Objects are the framework's own (modules, tensors, optimizers) or small proxies the
+    adapter keeps for state that has no object of its own (a param group's hyperparameters);
+    a proxy must be the same object every time it is asked for, since the engine tracks
+    objects by identity.
+    """
+
+    name: str
+    """The framework's name, for messages (``"torch"``)."""
+
+    def handles(self, obj: object) -> bool:
+        """Whether ``obj`` is one of this framework's trackable objects."""
+        ...
+
+    def unwrap(self, obj: Any) -> Any:
+        """The object a wrapper stands for (``torch.compile``, ``DataParallel``), else ``obj``."""
+        ...
+
+    def children(self, obj: Any) -> Sequence[tuple[str, Any]]:
+        """Named dependencies, in a stable order."""
+        ...
+
+    def child(self, obj: Any, name: str) -> Any | None:
+        """The dependency called ``name``, or ``None``."""
+        ...
+
+    def value_spec(self, obj: Any) -> ValueSpec | None:
+        """Shape and dtype of the value ``obj`` owns (``None``: it owns none)."""
+        ...
+
+    def slots(self, obj: Any) -> Sequence[tuple[Any, str, Any]]:
+        """For an optimizer: ``(variable, slot name, slot object)`` triples."""
+        ...
+
+    def is_optimizer(self, obj: Any) -> bool:
+        """Whether ``obj`` is an optimizer (display and slot placement)."""
+        ...
+
+    def describe(self, obj: Any) -> tuple[str, str]:
+        """``(type name, variable name)``; the name is ``""`` where values have no name."""
+        ...
+
+    def can_defer(self, obj: Any) -> bool:
+        """Whether dependencies ``obj`` gains later can be restored when they appear."""
+        ...
+
+    def watch(self, obj: Any, name: str) -> None:
+        """A restore waits for ``obj``'s dependency ``name``: make sure its arrival is noticed.
+
+        When it arrives the adapter (or the object itself) calls
+        :func:`ckptlab.engine.on_attach`.
+        """
+        ...
+
+    def check_saveable(self, obj: Any) -> None:
+        """Raise :class:`ckptlab.NotSaveableError` if ``obj`` cannot be saved as it is."""
+        ...
+
+    def read(self, obj: Any) -> np.ndarray[Any, Any]:
+        """The value as a host numpy array (a view of the object's memory where possible)."""
+        ...
+
+    def buffer(self, obj: Any) -> np.ndarray[Any, Any] | None:
+        """A writable host array that *is* the value's memory, or ``None``.
+
+        The engine reads a restored value straight into it (no second copy); it is asked only
+        after every conflict was ruled out, and only when the stored spec equals the value's.
+        """
+        ...
+
+    def write(self, obj: Any, array: np.ndarray[Any, Any]) -> Any:
+        """Give ``obj`` the restored ``array``; return the object that now holds the value.
+
+        That is ``obj`` itself for an in-place write; a framework that must replace the object
+        (a parameter on PyTorch's ``meta`` device) returns the replacement.  ``array`` has
+        exactly the stored spec, which the engine checked against :meth:`value_spec`.
+        """
+        ...
+
+    def find_slot(self, optimizer: Any, variable: Any, slot: str) -> Any | None:
+        """The existing slot object, or ``None``."""
+        ...
+
+    def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
+        """The spec a slot that does not exist yet must have, given what is stored."""
+        ...
+
+    def create_slot(
+        self, optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any]
+    ) -> Any:
+        """Create ``optimizer``'s slot ``slot`` for ``variable`` holding ``array``."""
+        ...
+
+
+# Frameworks the engine knows, by top-level module name of their objects' types.  A framework's
+# adapter module is imported only once the framework itself has been imported by the user.
+# Keras comes first: on the torch backend a Keras layer is also a torch.nn.Module.
+_FRAMEWORKS: dict[str, str] = {
+    "keras": "ckptlab.engine._keras",
+    "flax": "ckptlab.engine._nnx",
+    "torch": "ckptlab.engine._torch",
+}
+_NATIVE = "ckptlab.engine._native"
+_BY_TYPE: dict[type, Adapter | None] = {}
+
+
+def _load(module: str) -> Adapter:
+    adapter: Adapter = importlib.import_module(module).ADAPTER
+    return adapter
+
+
+def _find(obj: object) -> Adapter | None:
+    native = _load(_NATIVE)
+    if native.handles(obj):
+        return native
+    for framework, module in _FRAMEWORKS.items():
+        if framework in sys.modules:
+            adapter = _load(module)
+            if adapter.handles(obj):
+                return adapter
+    return None
+
+
+def adapter_for(obj: object) -> Adapter | None:
+    """The adapter that handles ``obj``, or ``None`` when no framework tracks it.
+
+    Cached by type, so the graph walk pays one dictionary lookup per object.
+    """
+    cls = type(obj)
+    try:
+        return _BY_TYPE[cls]
+    except KeyError:
+        adapter = _BY_TYPE[cls] = _find(obj)
+        return adapter
+
+
+def forget_type(cls: type) -> None:
+    """Drop ``cls`` from the cache (after :func:`ckptlab.register_trackable`)."""
+    for known in [k for k in _BY_TYPE if issubclass(k, cls)]:
+        del _BY_TYPE[known]
+
+
+def is_trackable(obj: object) -> bool:
+    """Whether ``obj`` can be a node of the object graph (any framework's)."""
+    return adapter_for(obj) is not None
+
+
+def require_adapter(obj: object) -> Adapter:
+    """The adapter of an object the walk reached (it was checked when it became a child)."""
+    adapter = adapter_for(obj)
+    if adapter is None:
+        raise TypeError(f"ckptlab cannot track objects of type {type(obj).__name__}")
+    return adapter

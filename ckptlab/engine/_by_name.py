@@ -1,0 +1,364 @@
+"""Name-based restores: values match stored keys by name, not by object path (internal).
+
+A ``ck.Saver`` checkpoint, a ``torch.save(model.state_dict())`` file, a safetensors file or a
+Hugging Face model directory stores values under flat names.  A program value's names are:
+
+* for a ``ck.Variable``, its ``Variable.name`` (TF1's ``Saver`` semantics, docs/semantics.md
+  S77);
+* for a framework's value (a torch parameter), the path from the restore's root, with local
+  names joined by ``/`` between ckptlab containers and by the framework's own separator inside
+  the framework's object tree, so ``ck.Checkpoint(root=model)`` names ``encoder.0.weight`` and
+  ``ck.Checkpoint(model=model)`` names ``model/encoder.0.weight`` (the key the torch reader
+  gives ``torch.save({"model": model.state_dict()})``).  A value reachable under several names
+  (tied weights) has them all, and any one stored key fills it.
+
+Stored names written through ``DataParallel``/``DistributedDataParallel`` (``module.``) or
+``torch.compile`` (``_orig_mod.``) match the bare names too.  Variables attached later below a
+restored object are restored when attached, by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import (
+    Assignment,
+    MatchReport,
+    MatchState,
+    ProgramGraph,
+    ReportEntry,
+    ValueSpec,
+)
+from ckptlab.engine import _execute
+from ckptlab.engine._adapter import require_adapter
+from ckptlab.engine._coordinator import Revision, conflict_error, next_uid
+from ckptlab.engine._load import Fetch, Load, fetch, read_in_place
+from ckptlab.engine._program import Program
+from ckptlab.storage import StoredCheckpoint
+
+__all__ = ["NameBasedRestore", "value_names"]
+
+WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
+"""Local names that DataParallel/DDP (``module``) and ``torch.compile`` (``_orig_mod``) add."""
+
+
+def _separator(obj: Any) -> str:
+    """How names join below ``obj``: an adapter's ``separator`` attribute or method, or ``/``."""
+    separator = getattr(require_adapter(obj), "separator", "/")
+    return str(separator(obj) if callable(separator) else separator)
+
+
+def node_names(
+    program: ProgramGraph[Any], base: Sequence[str] = ("",), dotted_root: bool = False
+) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """Every name of every reachable node, and the separator its children join with.
+
+    ``base`` are the names of the program's root and ``dotted_root`` whether its children
+    join with the framework's separator (the root sits inside a framework's tree).
+    """
+    graph = program.graph
+    names: dict[int, list[str]] = {0: list(base)}
+    joins: dict[int, str] = {0: _separator(program.objects[0]) if dotted_root else "/"}
+    order = [0]
+    for node_id in order:
+        parent = program.objects[node_id]
+        join = joins[node_id]
+        for local, child_id in graph.nodes[node_id].children.items():
+            here = [f"{p}{join}{local}" if p else local for p in names[node_id]]
+            if child_id not in names:
+                names[child_id] = here
+                joins[child_id] = _join_below(parent, program.objects[child_id])
+                order.append(child_id)
+            else:  # a shared object: one more name
+                names[child_id] += [h for h in here if h not in names[child_id]]
+    return names, joins
+
+
+def _join_below(parent: Any, child: Any) -> str:
+    """Inside one framework's tree names join with its separator, elsewhere with ``/``."""
+    separator = _separator(child)
+    return separator if separator != "/" and _separator(parent) == separator else "/"
+
+
+def value_names(
+    program: ProgramGraph[Any], base: Sequence[str] = ("",), dotted_root: bool = False
+) -> dict[int, list[str]]:
+    """Every name of every value node of ``program`` (see the module docstring)."""
+    names, _ = node_names(program, base, dotted_root)
+    return {
+        node: found
+        for node, found in names.items()
+        if program.specs[node] is not None and program.graph.nodes[node].value_key is not None
+    }
+
+
+def _spec(target: Any) -> ValueSpec:
+    spec = require_adapter(target).value_spec(target)
+    assert spec is not None  # positional targets always own a value
+    return spec
+
+
+def normalized(key: str) -> str:
+    """``key`` without the segments wrappers add (``module.``, ``_orig_mod.``).
+
+    Examples
+    --------
+    >>> normalized("model/module._orig_mod.encoder.0.weight")
+    'model/encoder.0.weight'
+    """
+    head, _, tail = key.rpartition("/")
+    parts = [p for p in tail.split(".") if p not in WRAPPER_SEGMENTS] or [tail]
+    return f"{head}/{'.'.join(parts)}" if head else ".".join(parts)
+
+
+class NameBasedRestore:
+    """A restore from a name-based checkpoint (docs/semantics.md S77, docs/frameworks.md)."""
+
+    def __init__(self, source: StoredCheckpoint, view: Program, *, lazy: bool) -> None:
+        self.uid = next_uid()
+        self.source = source
+        self.stored = source.specs()
+        self.view = view
+        self.lazy = lazy
+        self.matched: dict[int, tuple[Any, str]] = {}
+        """``id(variable)`` -> (variable, key) for every variable whose name matched."""
+        self.used: set[str] = set()
+        """Stored keys that filled a value (a tied weight's second name too)."""
+        self.queued: dict[int, Assignment[Any]] = {}
+        self.written: set[int] = set()
+        self.expect_partial = False
+        self._aliases = self._stored_aliases()
+        self._finish: list[Callable[[], None]] = []
+        """Lazy mode: positional state to apply once everything is written."""
+        self.revision = Revision()
+
+    def _stored_aliases(self) -> dict[str, str]:
+        """Stored key by the name it stands for, wrapper segments removed where unambiguous."""
+        aliases = {key: key for key in self.stored}
+        for key in self.stored:
+            bare = normalized(key)
+            if bare != key:
+                aliases.setdefault(bare, key)
+        return aliases
+
+    def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
+        """Name-based restores have no checkpoint nodes to wait on."""
+        return _nothing
+
+    def value_for_creation(
+        self, node: int, shape: tuple[int | None, ...], dtype: str
+    ) -> np.ndarray[Any, Any] | None:
+        """Name-based restores fill variables when they are attached."""
+        return None
+
+    def restore(self) -> None:
+        """Restore every value of the program whose name is a stored key (all or nothing)."""
+        self.prepare_subtree(None, "", self.view.root)()
+
+    def _names_below(
+        self, parent: Any, name: str, obj: Any
+    ) -> tuple[ProgramGraph[Any], dict[int, list[str]]]:
+        """The values below ``obj`` and their path names; ``parent`` takes ``obj`` as ``name``.
+
+        ``parent`` is ``None`` for the restore's root.  Slot variables have no path names (a
+        ``ck.Variable`` slot still matches by its own name).
+        """
+        if parent is None:
+            program = self.view.walk()
+            return program, value_names(program)
+        whole = self.view.walk()
+        program = Program(obj).walk()
+        parent_id = whole.node_of(parent)
+        if parent_id is None:  # the parent left the program: name from the parent down
+            return program, value_names(program, (name,), _join_below(parent, obj) != "/")
+        names, joins = node_names(whole)
+        base = [f"{p}{joins[parent_id]}{name}" if p else name for p in names[parent_id]]
+        return program, value_names(program, base, _join_below(parent, obj) != "/")
+
+    def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
+        """Check and read the values below ``obj`` that match by name; return the effects."""
+        program, names = self._names_below(parent, name, obj)
+        writes: list[Assignment[Any]] = []
+        keys_of: dict[int, list[str]] = {}
+        for node, target in enumerate(program.objects):
+            spec, found = program.specs[node], names.get(node, [])
+            if spec is None or id(target) in self.matched:
+                continue
+            own = self.view.describe(target)[1]  # a ck.Variable matches by its name only
+            keys = [self._aliases[n] for n in ([own] if own else found) if n in self._aliases]
+            if not keys:
+                continue
+            keys_of[id(target)] = keys
+            writes.append(
+                Assignment(
+                    node=node,
+                    key=keys[0],
+                    target=target,
+                    expected=spec,
+                    stored=self.stored[keys[0]],
+                )
+            )
+        positional = self._positional(program) if parent is None else []
+        for state in positional:
+            for key, target in state.targets.items():
+                keys_of[id(target)] = [key]
+                writes.append(
+                    Assignment(
+                        node=-1,
+                        key=key,
+                        target=target,
+                        expected=_spec(target),
+                        stored=self.stored[key],
+                    )
+                )
+        conflicts = [w for w in writes if w.conflict is not None]
+        problems = [p for state in positional for p in state.problems]
+        if (conflicts or problems) and not self.lazy:
+            shown = [f"{w.key!r}" for w in conflicts]
+            raise conflict_error(conflicts, self.source.display_path, shown, problems)
+        load = Load() if self.lazy else self._fetch(writes, explicit=False)
+
+        def commit() -> None:
+            for candidate in program.objects:
+                if self.view.can_defer(candidate):
+                    _execute.arm_name_based(candidate, self)
+            for write in writes:
+                self.matched[id(write.target)] = (write.target, write.key)
+                self.used.update(keys_of[id(write.target)])
+                if self.lazy:
+                    self.queued[id(write.target)] = write
+            for state in positional:
+                for proxy, key in state.groups:
+                    self.matched[id(proxy)] = (proxy, key)
+            if self.lazy:
+                self._finish += [state.apply for state in positional]
+            else:
+                self._write(writes, load, explicit=False)
+                for state in positional:
+                    state.apply()
+            if writes or positional:
+                self.revision.bump()
+
+        return commit
+
+    def _positional(self, program: ProgramGraph[Any]) -> list[Any]:
+        """Framework state the file keys by position (torch optimizers), by node name."""
+        literals = getattr(self.source, "literals", {})
+        names, _ = node_names(program)
+        found = []
+        for node, obj in enumerate(program.objects):
+            hook: Callable[..., Any] | None = getattr(
+                require_adapter(obj), "positional_state", None
+            )
+            if hook is None:
+                continue
+            for name in names.get(node, []):
+                state = hook(obj, name, self.stored, literals)
+                if state is not None:
+                    found.append(state)
+                    break
+        return found
+
+    def _fetch(self, writes: Sequence[Assignment[Any]], *, explicit: bool) -> Load:
+        items = [Fetch(ident=id(w.target), key=w.key, target=w.target) for w in writes]
+        return fetch(self.source, items, uid=self.uid, explicit=explicit)
+
+    def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:
+        for ident in read_in_place(self.source, load, uid=self.uid, explicit=explicit):
+            self.written.add(ident)
+        for write in writes:
+            ident = id(write.target)
+            if ident in load.in_place:
+                continue
+            holder = _execute.write_value(
+                write.target, load.arrays[ident], self.uid, explicit=explicit
+            )
+            self.written.add(ident)
+            if holder is not write.target:  # the framework replaced the object
+                del self.matched[ident]
+                self.matched[id(holder)] = (holder, write.key)
+                self.written.add(id(holder))
+
+    def run_queued(self, only: Iterable[str] | None) -> None:
+        """Lazy mode: write the queued values (``only`` selects stored names)."""
+        wanted = None if only is None else {only} if isinstance(only, str) else set(only)
+        selected = [w for w in self.queued.values() if wanted is None or w.key in wanted]
+        conflicts = [w for w in selected if w.conflict is not None]
+        if conflicts:
+            raise conflict_error(conflicts, self.source.display_path, [w.key for w in conflicts])
+        self._write(selected, self._fetch(selected, explicit=True), explicit=True)
+        for write in selected:
+            del self.queued[id(write.target)]
+        if wanted is None:
+            for finish in self._finish:
+                finish()
+            self._finish.clear()
+        if selected:
+            self.revision.bump()
+
+    def _state_of(self, obj: Any, match: tuple[Any, str] | None) -> tuple[MatchState, str]:
+        if match is None:
+            return "program_only", "no stored value has this name"
+        queued = self.queued.get(id(obj))
+        if queued is None:
+            return "restored", ""
+        if queued.conflict == "shape":
+            return "shape_conflict", (
+                f"shape: program {queued.expected.describe()}, checkpoint "
+                f"{queued.stored.describe()}"
+            )
+        if queued.conflict == "dtype":
+            return "dtype_conflict", (
+                f"dtype: program {queued.expected.dtype}, checkpoint {queued.stored.dtype}"
+            )
+        return "bound", "run_restore_ops() writes it"
+
+    def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
+        """Every program value and every stored name, with its state."""
+        entries: list[ReportEntry] = []
+        skip = {id(o) for o in exempt}
+        if with_program:
+            program = self.view.walk()
+            names = value_names(program)
+            paths = program.graph.paths()
+            for node_id, found in names.items():
+                obj, spec, path = program.objects[node_id], program.specs[node_id], paths[node_id]
+                if spec is None or path is None or id(obj) in skip:
+                    continue
+                match = self.matched.get(id(obj))
+                shown = self.view.describe(obj)[1] or found[0]
+                state, reason = self._state_of(obj, match)
+                entries.append(
+                    ReportEntry(
+                        path=path.prefix,
+                        pretty=f"{path.pretty} (name {shown!r})",
+                        key=match[1] if match else shown,
+                        state=state,
+                        program=spec,
+                        stored=self.stored.get(match[1]) if match else None,
+                        type_name=type(obj).__name__,
+                        reason=reason,
+                    )
+                )
+        for key, spec in self.stored.items():
+            if key not in self.used:
+                entries.append(
+                    ReportEntry(
+                        path=key,
+                        pretty=key,
+                        key=key,
+                        state="checkpoint_only",
+                        stored=spec,
+                        reason="no program value has this name",
+                    )
+                )
+        return MatchReport(
+            checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy
+        )
+
+
+def _nothing() -> None:
+    """The effects of a restore step that has nothing to do."""

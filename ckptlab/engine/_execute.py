@@ -1,0 +1,162 @@
+"""The executor: the only code that mutates user objects during a restore (internal).
+
+It writes restored values and creates optimizer slots (through each object's adapter), and arms
+and fires deferred restorations.  Decisions are made elsewhere (the core plans, the
+coordinators call in here).  What it remembers about user objects (which restore wrote a value
+last, which restores wait for a dependency) lives in side tables keyed by object identity,
+never in the objects, so copying or pickling a model never drags a restore along.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from ckptlab.engine._adapter import require_adapter
+from ckptlab.engine._tables import ObjectTable
+
+Commit = Callable[[], None]
+"""The effects of a validated restore step: record, write or queue (does not fail)."""
+
+
+class Restorer(Protocol):
+    """A restore in progress that objects may wait on (a coordinator)."""
+
+    uid: int
+    lazy: bool
+
+    def prepare(self, starts: list[tuple[int, Any]]) -> Commit:
+        """Match ``(node, object)`` starts, check and read everything; return the effects.
+
+        Raises (and changes nothing) when what it would write conflicts or cannot be read.
+        """
+        ...
+
+    def value_for_creation(
+        self, node: int, shape: tuple[int | None, ...], dtype: str
+    ) -> np.ndarray[Any, Any] | None:
+        """The stored value to create a variable with, checked against its spec."""
+        ...
+
+    def prepare_subtree(self, parent: Any, name: str, obj: Any) -> Commit:
+        """Name-based restores: like :meth:`prepare` for every value below ``obj``.
+
+        ``obj`` is about to become ``parent``'s dependency ``name``.
+        """
+        ...
+
+
+Position = tuple[Restorer, int]
+"""A deferred restoration: (coordinator, checkpoint node id)."""
+
+
+_DEFERRED = ObjectTable("deferred", on_object=True)
+"""parent -> {dependency name: [positions waiting for it]}."""
+_NAME_BASED = ObjectTable("name_based", on_object=True)
+"""object -> [name-based restores that restore what is attached below it]."""
+_WRITTEN_BY = ObjectTable("written_by", on_object=False)
+"""object holding a value -> uid of the newest restore that wrote it."""
+
+
+def arm_deferral(parent: Any, name: str, position: Position) -> None:
+    """Remember that ``parent``'s future dependency ``name`` should be restored."""
+    table: dict[str, list[Position]] = _DEFERRED.setdefault(parent, dict)
+    table.setdefault(name, []).append(position)
+    require_adapter(parent).watch(parent, name)
+
+
+def arm_name_based(obj: Any, restorer: Restorer) -> None:
+    """Remember that dependencies added below ``obj`` should be restored by name."""
+    waiting: list[Restorer] = _NAME_BASED.setdefault(obj, list)
+    if restorer not in waiting:
+        waiting.append(restorer)
+
+
+def pending_positions(parent: Any, name: str) -> list[Position]:
+    """Positions waiting for ``parent.name``, newest restore first."""
+    table: dict[str, list[Position]] = _DEFERRED.get(parent, {})
+    return sorted(table.get(name, []), key=lambda p: p[0].uid, reverse=True)
+
+
+def waiting_names(parent: Any) -> list[str]:
+    """The dependency names of ``parent`` that some restore waits for."""
+    table: dict[str, list[Position]] = _DEFERRED.get(parent, {})
+    return list(table)
+
+
+def on_attach(parent: Any, name: str, child: Any) -> None:
+    """Called when ``child`` becomes ``parent``'s dependency ``name``: fire waiting restores.
+
+    All or nothing: every waiting restore is matched, checked and read first; only when all
+    of them succeed does any of them bind, write or queue.  The newest restore writes first,
+    so its value wins (docs/semantics.md S41).  If one fails, nothing changed, every position
+    stays armed and the error propagates (the caller undoes the attach).
+    """
+    positions = pending_positions(parent, name)
+    name_based: list[Restorer] = list(_NAME_BASED.get(parent, ()))
+    if not positions and not name_based:
+        return
+    commits = [restorer.prepare([(node, child)]) for restorer, node in positions]
+    commits += [restorer.prepare_subtree(parent, name, child) for restorer in name_based]
+    for commit in commits:
+        commit()
+    if positions:
+        table: dict[str, list[Position]] = _DEFERRED.get(parent, {})
+        table[name] = [p for p in table.get(name, []) if p not in positions]
+        if not table[name]:
+            del table[name]
+        if not table:
+            _DEFERRED.discard(parent)
+
+
+def write_value(
+    target: Any, array: np.ndarray[Any, Any], uid: int, *, explicit: bool = False
+) -> Any:
+    """Give ``target`` the restored ``array`` unless a newer restore already wrote it.
+
+    ``explicit`` (``run_restore_ops``): the caller asked for this write now, so it happens
+    even over a newer restore's value (the latest assignment wins, docs/semantics.md S41).
+    Returns the object now holding the value (see :meth:`Adapter.write`).
+    """
+    newest: int = _WRITTEN_BY.get(target, 0)
+    if newest > uid and not explicit:
+        return target
+    holder = require_adapter(target).write(target, array)
+    _WRITTEN_BY.set(holder, max(newest, uid))
+    return holder
+
+
+def mark_written(target: Any, uid: int) -> None:
+    """Record that restore ``uid`` gave ``target`` its value (read straight into its memory)."""
+    _WRITTEN_BY.set(target, max(_WRITTEN_BY.get(target, 0), uid))
+
+
+def written_by(target: Any) -> int:
+    """The uid of the newest restore that wrote ``target`` (0: none)."""
+    uid: int = _WRITTEN_BY.get(target, 0)
+    return uid
+
+
+def create_slot(
+    optimizer: Any,
+    variable: Any,
+    slot: str,
+    array: np.ndarray[Any, Any],
+    uid: int,
+    *,
+    explicit: bool = False,
+) -> Any:
+    """Ask ``optimizer`` to create its ``slot`` for ``variable`` holding ``array``.
+
+    A slot that exists by now (training, or another restore, created it) is written like any
+    restored value, under the same newest-restore rule.
+    """
+    adapter = require_adapter(optimizer)
+    existing = adapter.find_slot(optimizer, variable, slot)
+    if existing is not None:
+        return write_value(existing, array, uid, explicit=explicit)
+    slot_object = adapter.create_slot(optimizer, variable, slot, array)
+    _WRITTEN_BY.set(slot_object, uid)
+    return slot_object

@@ -1,0 +1,98 @@
+"""The live program as the core sees it: objects of any framework, through their adapters.
+
+:class:`Program` implements the core's :class:`~ckptlab.core.ProgramView` by asking each
+object's adapter (:mod:`ckptlab.engine._adapter`), so one program may mix frameworks: a
+``ck.Checkpoint`` holding a torch model, its optimizer and a ``ck.Variable`` step counter.
+Wrappers (``torch.compile``, ``DataParallel``) are replaced by what they wrap wherever they
+appear, so a wrapped model has the bare model's graph and keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import ProgramGraph, ValueSpec, build_graph
+from ckptlab.engine._adapter import require_adapter
+
+__all__ = ["Program", "program_values"]
+
+
+class Program:
+    """Answers the core's questions about live objects, from ``root``.
+
+    ``attached`` are extra children of ``root`` that are not its own dependencies (a
+    ``Checkpoint(root, **kwargs)``'s kwargs and its ``save_counter``, docs/semantics.md S8
+    and S20).
+    """
+
+    def __init__(self, root: Any, attached: Mapping[str, Any] | None = None) -> None:
+        self.root = require_adapter(root).unwrap(root)
+        self.attached: Mapping[str, Any] = attached if attached is not None else {}
+
+    def children(self, obj: Any) -> Sequence[tuple[str, Any]]:
+        """Named dependencies (wrappers replaced), plus the attached ones for the root."""
+        own = [
+            (name, require_adapter(c).unwrap(c)) for name, c in require_adapter(obj).children(obj)
+        ]
+        if obj is not self.root or not self.attached:
+            return own
+        names = {name for name, _ in own}
+        extra = [(n, require_adapter(c).unwrap(c)) for n, c in self.attached.items()]
+        return [*own, *((n, c) for n, c in extra if n not in names)]
+
+    def child(self, obj: Any, name: str) -> Any | None:
+        """The dependency called ``name`` (wrappers replaced)."""
+        found = self.attached.get(name) if obj is self.root else None
+        if found is None:
+            found = require_adapter(obj).child(obj, name)
+        return None if found is None else require_adapter(found).unwrap(found)
+
+    def value_spec(self, obj: Any) -> ValueSpec | None:
+        """Spec of the owned value."""
+        return require_adapter(obj).value_spec(obj)
+
+    def slots(self, obj: Any) -> Sequence[tuple[Any, str, Any]]:
+        """Slot triples of an optimizer."""
+        return require_adapter(obj).slots(obj)
+
+    def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
+        """The spec a slot that does not exist yet must have (the optimizer's adapter says)."""
+        return require_adapter(optimizer).slot_spec(optimizer, variable, slot, stored)
+
+    def can_defer(self, obj: Any) -> bool:
+        """Whether restore-on-attach can work for children of ``obj``."""
+        return require_adapter(obj).can_defer(obj)
+
+    def is_optimizer(self, obj: Any) -> bool:
+        """Whether ``obj`` is an optimizer."""
+        return require_adapter(obj).is_optimizer(obj)
+
+    def describe(self, obj: Any) -> tuple[str, str]:
+        """Type name and, where values have names, the value's name."""
+        return require_adapter(obj).describe(obj)
+
+    def walk(self) -> ProgramGraph[Any]:
+        """Snapshot the program from the root."""
+        return build_graph(self.root, self)
+
+
+def program_values(
+    program: ProgramGraph[Any], overrides: Mapping[int, np.ndarray[Any, Any]] | None = None
+) -> list[tuple[str, np.ndarray[Any, Any]]]:
+    """``(key, host array)`` for every value of a program snapshot, refusing unsaveable objects.
+
+    ``overrides`` maps ``id(object)`` to the array to save instead of its current value (the
+    ``save_counter`` of the save being made).
+    """
+    values = []
+    for node_id, obj in enumerate(program.objects):
+        adapter = require_adapter(obj)
+        adapter.check_saveable(obj)
+        key = program.graph.nodes[node_id].value_key
+        if key is not None:
+            array = (overrides or {}).get(id(obj))
+            values.append((key, array if array is not None else adapter.read(obj)))
+    return values

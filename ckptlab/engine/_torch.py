@@ -1,0 +1,612 @@
+"""PyTorch programs: modules, parameters, buffers, optimizers, LR schedulers, ``GradScaler``.
+
+Imported only once a torch object reaches ckptlab (so torch is already imported).  The mapping
+(docs/frameworks.md):
+
+* an ``nn.Module``'s children are its parameters, persistent buffers, ``_extra_state`` (when
+  the module defines ``get_extra_state``) and submodules, named as in ``state_dict()``; a
+  parameter reachable under two names (tied weights) is one object with two edges;
+  ``torch.compile``'s ``OptimizedModule`` and ``DataParallel``/``DistributedDataParallel``
+  stand for the module they wrap;
+* a tensor owns its value; restoring copies into it in place (on its own device, under
+  ``no_grad``), or reads straight into its memory when it lives on the CPU; a tensor on the
+  ``meta`` device is replaced by a real one in every module that holds it;
+* an optimizer's per-parameter state entries are slots of their parameter (non-tensor entries
+  together in one Python-state slot ``__python__``), and ``param_groups/<i>`` hold each group's
+  hyperparameters as Python state; schedulers and ``GradScaler`` are one Python-state value each
+  (:mod:`ckptlab.engine._pystate`);
+* modules attached (``model.head = nn.Linear(...)``), parameters and buffers registered after a
+  restore are restored then, through torch's global registration hooks; a lazy module's
+  parameters are restored when its first forward materialises them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules import module as torch_module
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+from torch.optim.lr_scheduler import LRScheduler
+
+from ckptlab.core import ValueSpec
+from ckptlab.engine import _pystate
+from ckptlab.engine._execute import on_attach, pending_positions, waiting_names
+from ckptlab.engine._tables import ObjectTable
+from ckptlab.errors import NotSaveableError
+
+__all__ = ["ADAPTER", "TorchAdapter"]
+
+EXTRA_STATE = "_extra_state"
+PYTHON_SLOT = "__python__"
+"""The slot holding a parameter's non-tensor optimizer state (Python state)."""
+_STATE_SPEC = ValueSpec(shape=(None,), dtype="uint8")
+
+_DTYPES: dict[torch.dtype, str] = {
+    torch.bool: "bool",
+    torch.int8: "int8",
+    torch.int16: "int16",
+    torch.int32: "int32",
+    torch.int64: "int64",
+    torch.uint8: "uint8",
+    torch.uint16: "uint16",
+    torch.uint32: "uint32",
+    torch.uint64: "uint64",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.complex64: "complex64",
+    torch.complex128: "complex128",
+}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return _DTYPES.get(dtype) or str(dtype).removeprefix("torch.")
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
+    """A host numpy array of ``tensor``'s value: a view for a CPU tensor, a copy otherwise."""
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    tensor = tensor.resolve_conj().resolve_neg()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def from_numpy(array: np.ndarray[Any, Any]) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory (bfloat16 through its bit pattern)."""
+    if not array.flags.writeable:  # torch would warn; the tensor is only read from
+        array = array.copy()
+    if array.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+class _PythonState:
+    """A node whose value is Python state read and written through two callables."""
+
+    def __init__(self, kind: str, owner: Any, get: Any, put: Any) -> None:
+        self.kind = kind
+        self.owner = owner
+        self._get, self._put = get, put
+
+    def state(self) -> Any:
+        return self._get()
+
+    def load(self, state: Any) -> None:
+        self._put(state)
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} of {type(self.owner).__name__}>"
+
+
+class _Groups:
+    """An optimizer's ``param_groups`` as a container node (children ``0``, ``1``, ...)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.groups: list[_PythonState] = []
+
+    def children(self) -> list[tuple[str, Any]]:
+        groups = self.optimizer.param_groups
+        while len(self.groups) < len(groups):
+            self.groups.append(_group_state(self.optimizer, len(self.groups)))
+        return [(str(i), self.groups[i]) for i in range(len(groups))]
+
+    def __repr__(self) -> str:
+        return f"<param_groups of {type(self.optimizer).__name__}>"
+
+
+def _group_state(optimizer: torch.optim.Optimizer, index: int) -> _PythonState:
+    def get() -> dict[str, Any]:
+        group = optimizer.param_groups[index]
+        return {k: v for k, v in group.items() if k != "params"}
+
+    def put(state: dict[str, Any]) -> None:
+        group = optimizer.param_groups[index]
+        for key, value in state.items():
+            if key != "params":
+                group[key] = value
+
+    return _PythonState(f"param_groups[{index}]", optimizer, get, put)
+
+
+_PROXIES = ObjectTable("torch", on_object=True)
+"""Per module/optimizer: the proxies that stand for its Python state (stable identity)."""
+_META_OWNERS = ObjectTable("torch_meta_owners", on_object=False)
+"""A ``meta`` tensor -> the (module, name, is_parameter) places that hold it."""
+
+
+def _proxies(owner: Any) -> dict[Any, Any]:
+    found: dict[Any, Any] = _PROXIES.setdefault(owner, dict)
+    return found
+
+
+def _extra_state(module: nn.Module) -> _PythonState:
+    table = _proxies(module)
+    if EXTRA_STATE not in table:
+        table[EXTRA_STATE] = _PythonState(
+            EXTRA_STATE, module, module.get_extra_state, module.set_extra_state
+        )
+    state: _PythonState = table[EXTRA_STATE]
+    return state
+
+
+def _python_slot(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> _PythonState:
+    table = _proxies(optimizer)
+    key = ("slot", id(param))
+    if key not in table:
+
+        def get() -> dict[str, Any]:
+            entries = optimizer.state.get(param, {})
+            return {k: v for k, v in entries.items() if not isinstance(v, torch.Tensor)}
+
+        def put(state: dict[str, Any]) -> None:
+            optimizer.state[param].update(_on_device(state, param.device))
+
+        table[key] = _PythonState(PYTHON_SLOT, optimizer, get, put)
+    slot: _PythonState = table[key]
+    return slot
+
+
+def _on_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _on_device(v, device) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_on_device(v, device) for v in value)
+    return value
+
+
+def _has_extra_state(module: nn.Module) -> bool:
+    return type(module).get_extra_state is not nn.Module.get_extra_state
+
+
+def _is_pending(tensor: Any) -> bool:
+    return isinstance(tensor, UninitializedParameter | UninitializedBuffer)
+
+
+class _StateEntry:
+    """One entry of ``optimizer.state[param]`` that a positional restore fills."""
+
+    def __init__(self, optimizer: Any, param: torch.Tensor, name: str, spec: ValueSpec) -> None:
+        self.optimizer, self.param, self.name, self.spec = optimizer, param, name, spec
+
+    def __repr__(self) -> str:
+        return f"<optimizer state {self.name!r} of a {tuple(self.param.shape)} parameter>"
+
+
+@dataclass(frozen=True)
+class PositionalState:
+    """What a ``torch.save(optimizer.state_dict())`` layout holds for one live optimizer.
+
+    torch keys optimizer state by the parameter's position in ``param_groups``; that is all
+    such a file knows, so this is the one place ckptlab matches by position (docs/pytorch.md).
+    """
+
+    targets: dict[str, Any]
+    """Stored key -> the state entry it fills."""
+    problems: list[str]
+    """Why the layout does not fit the optimizer (group or parameter counts)."""
+    apply: Any
+    """Writes the hyperparameters and the non-tensor state (after every value was written)."""
+    groups: list[tuple[Any, str]]
+    """(group proxy, the key prefix it was filled from)."""
+
+
+class TorchAdapter:
+    """How the engine sees PyTorch objects."""
+
+    name = "torch"
+
+    def separator(self, obj: Any) -> str:
+        """How names join below ``obj``.
+
+        Module and tensor names join with ``.`` (``encoder.0.weight``), optimizer state with
+        ``/`` (the nesting of ``optimizer.state_dict()``).
+        """
+        return "." if isinstance(obj, nn.Module | torch.Tensor) else "/"
+
+    def handles(self, obj: object) -> bool:
+        """Modules, tensors, optimizers, schedulers, ``GradScaler`` and the proxies."""
+        return isinstance(
+            obj,
+            nn.Module
+            | torch.Tensor
+            | torch.optim.Optimizer
+            | LRScheduler
+            | torch.amp.GradScaler
+            | _PythonState
+            | _Groups
+            | _StateEntry,
+        )
+
+    def unwrap(self, obj: Any) -> Any:
+        """The module a ``DataParallel``/DDP or ``torch.compile`` wrapper stands for."""
+        while True:
+            if isinstance(obj, nn.DataParallel | nn.parallel.DistributedDataParallel):
+                obj = obj.module
+            elif isinstance(obj, nn.Module) and type(obj).__name__ == "OptimizedModule":
+                obj = obj._orig_mod
+            else:
+                return obj
+
+    def children(self, obj: Any) -> Sequence[tuple[str, Any]]:
+        """State-dict order: parameters, persistent buffers, extra state, then submodules."""
+        if isinstance(obj, nn.Module):
+            return self._module_children(obj)
+        if isinstance(obj, torch.optim.Optimizer):
+            table = _proxies(obj)
+            if "groups" not in table:
+                table["groups"] = _Groups(obj)
+            return [("param_groups", table["groups"])]
+        if isinstance(obj, _Groups):
+            return obj.children()
+        return []
+
+    def _module_children(self, module: nn.Module) -> list[tuple[str, Any]]:
+        found: list[tuple[str, Any]] = []
+        for name, param in module._parameters.items():
+            if param is not None and not _is_pending(param):
+                found.append((name, param))
+                if param.is_meta:
+                    self._note_owner(param, module, name, True)
+        skip = module._non_persistent_buffers_set
+        for name, buffer in module._buffers.items():
+            if buffer is not None and name not in skip and not _is_pending(buffer):
+                found.append((name, buffer))
+                if buffer.is_meta:
+                    self._note_owner(buffer, module, name, False)
+        if _has_extra_state(module):
+            found.append((EXTRA_STATE, _extra_state(module)))
+        found += [(n, m) for n, m in module._modules.items() if m is not None]
+        return found
+
+    @staticmethod
+    def _note_owner(tensor: torch.Tensor, module: nn.Module, name: str, param: bool) -> None:
+        owners: list[tuple[nn.Module, str, bool]] = _META_OWNERS.setdefault(tensor, list)
+        if not any(m is module and n == name for m, n, _ in owners):
+            owners.append((module, name, param))
+
+    def child(self, obj: Any, name: str) -> Any | None:
+        """The dependency called ``name``."""
+        if isinstance(obj, nn.Module):
+            for table in (obj._parameters, obj._buffers, obj._modules):
+                found = table.get(name)
+                if found is not None:
+                    if _is_pending(found) or (
+                        table is obj._buffers and name in obj._non_persistent_buffers_set
+                    ):
+                        return None
+                    if isinstance(found, torch.Tensor) and found.is_meta:
+                        self._note_owner(found, obj, name, table is obj._parameters)
+                    return found
+            return _extra_state(obj) if name == EXTRA_STATE and _has_extra_state(obj) else None
+        return dict(self.children(obj)).get(name)
+
+    def value_spec(self, obj: Any) -> ValueSpec | None:
+        """A tensor's shape and dtype; Python state is a ``uint8`` byte string of any length."""
+        if isinstance(obj, torch.Tensor):
+            return ValueSpec(shape=tuple(obj.shape), dtype=_dtype_name(obj.dtype))
+        if isinstance(obj, _StateEntry):
+            return obj.spec
+        if isinstance(obj, _PythonState | LRScheduler | torch.amp.GradScaler):
+            return _STATE_SPEC
+        return None
+
+    def slots(self, obj: Any) -> Sequence[tuple[Any, str, Any]]:
+        """Per-parameter optimizer state: tensors as themselves, the rest as one slot."""
+        if not isinstance(obj, torch.optim.Optimizer):
+            return ()
+        found: list[tuple[Any, str, Any]] = []
+        for group in obj.param_groups:
+            for param in group["params"]:
+                entries = obj.state.get(param)
+                if not entries:
+                    continue
+                python = False
+                for name, value in entries.items():
+                    if isinstance(value, torch.Tensor):
+                        found.append((param, name, value))
+                    else:
+                        python = True
+                if python:
+                    found.append((param, PYTHON_SLOT, _python_slot(obj, param)))
+        return found
+
+    def positional_state(
+        self, obj: Any, prefix: str, stored: Any, literals: Any
+    ) -> PositionalState | None:
+        """An optimizer's state in torch's positional layout (:func:`positional_state`)."""
+        return positional_state(obj, prefix, stored, literals)
+
+    def is_optimizer(self, obj: Any) -> bool:
+        """``torch.optim.Optimizer`` instances."""
+        return isinstance(obj, torch.optim.Optimizer)
+
+    def describe(self, obj: Any) -> tuple[str, str]:
+        """The type name; torch values have no names of their own (paths name them)."""
+        if isinstance(obj, _PythonState):
+            return obj.kind, ""
+        return type(obj).__name__, ""
+
+    def can_defer(self, obj: Any) -> bool:
+        """Modules notice attachments (global registration hooks)."""
+        return isinstance(obj, nn.Module)
+
+    def watch(self, obj: Any, name: str) -> None:
+        """A lazy module's pending parameter: restore it when the first forward makes it."""
+        if isinstance(obj, nn.Module) and _is_pending(
+            obj._parameters.get(name, obj._buffers.get(name))
+        ):
+            table = _proxies(obj)
+            if "lazy_hook" not in table:
+                table["lazy_hook"] = obj.register_forward_pre_hook(_after_materialise)
+
+    def check_saveable(self, obj: Any) -> None:
+        """Refuse what cannot be saved as it is, naming the object and the fix."""
+        if isinstance(obj, nn.Module):
+            if type(obj)._save_to_state_dict is not nn.Module._save_to_state_dict:
+                raise NotSaveableError(
+                    f"{type(obj).__name__} customises _save_to_state_dict, so its state_dict() "
+                    "holds entries ckptlab cannot see as parameters or buffers. Save its "
+                    "state_dict() with torch.save, or wrap its extra state in "
+                    "get_extra_state()/set_extra_state()."
+                )
+            return
+        if isinstance(obj, torch.Tensor):
+            problem = (
+                "is on the meta device (it holds no data)"
+                if obj.is_meta
+                else "is not a strided (dense) tensor"
+                if obj.layout != torch.strided
+                else f"has dtype {obj.dtype}, which ckptlab does not store"
+                if obj.dtype not in _DTYPES
+                else ""
+            )
+            if problem:
+                raise NotSaveableError(
+                    f"A tensor of shape {tuple(obj.shape)} {problem}. Materialise it (e.g. "
+                    "model.to_empty(device='cpu') then initialise, or restore into it), or "
+                    "convert it before saving."
+                )
+            return
+        if isinstance(obj, _PythonState | LRScheduler | torch.amp.GradScaler):
+            self.read(obj)  # refuses state it cannot encode, naming it
+
+    def read(self, obj: Any) -> np.ndarray[Any, Any]:
+        """A tensor's host array; Python state as its JSON bytes."""
+        if isinstance(obj, torch.Tensor):
+            array = to_numpy(obj)
+            return array if array.flags.c_contiguous else array.copy(order="C")
+        state = obj.state() if isinstance(obj, _PythonState) else obj.state_dict()
+        where = getattr(obj, "kind", type(obj).__name__)
+        try:
+            data = _pystate.encode(state, _tensor_array)
+        except _pystate.PythonStateError as error:
+            raise NotSaveableError(f"{where}: {error}") from None
+        return np.frombuffer(data, dtype=np.uint8)
+
+    def buffer(self, obj: Any) -> np.ndarray[Any, Any] | None:
+        """A contiguous CPU tensor's own memory."""
+        if (
+            isinstance(obj, torch.Tensor)
+            and obj.device.type == "cpu"
+            and obj.layout == torch.strided
+            and obj.is_contiguous()
+            and obj.dtype in _DTYPES
+            and not obj.is_conj()
+            and not obj.is_neg()
+        ):
+            return to_numpy(obj)
+        return None
+
+    def write(self, obj: Any, array: np.ndarray[Any, Any]) -> Any:
+        """Copy into a tensor in place (a ``meta`` tensor is replaced); load Python state."""
+        if isinstance(obj, torch.Tensor):
+            source = from_numpy(array)
+            if obj.is_meta:
+                return _materialise(obj, source)
+            with torch.no_grad():
+                obj.copy_(source)
+            return obj
+        if isinstance(obj, _StateEntry):
+            existing = self.find_slot(obj.optimizer, obj.param, obj.name)
+            if existing is not None:
+                return self.write(existing, array)
+            return self.create_slot(obj.optimizer, obj.param, obj.name, array)
+        state = _pystate.decode(array.tobytes(), from_numpy)
+        if isinstance(obj, _PythonState):
+            obj.load(state)
+        else:
+            obj.load_state_dict(state)
+        return obj
+
+    def find_slot(self, optimizer: Any, variable: Any, slot: str) -> Any | None:
+        """The existing state entry (or Python-state slot) of ``variable``."""
+        entries = optimizer.state.get(variable)
+        if not entries:
+            return None
+        if slot == PYTHON_SLOT:
+            has_python = any(not isinstance(v, torch.Tensor) for v in entries.values())
+            return _python_slot(optimizer, variable) if has_python else None
+        found = entries.get(slot)
+        return found if isinstance(found, torch.Tensor) else None
+
+    def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
+        """Parameter-shaped state must fit the parameter; other state is taken as stored.
+
+        A state entry with as many dimensions as its parameter (``exp_avg``) must have the
+        parameter's shape; single numbers (``step``) and factored state are taken as saved.  The
+        dtype is the saved one (a new optimizer has no dtype of its own to check against).
+        """
+        if slot == PYTHON_SLOT:
+            return _STATE_SPEC
+        shape = tuple(variable.shape)
+        if len(stored.shape) == len(shape) and math.prod(d or 0 for d in stored.shape) != 1:
+            return ValueSpec(shape=shape, dtype=stored.dtype)
+        return stored
+
+    def create_slot(
+        self, optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any]
+    ) -> Any:
+        """Put the entry into ``optimizer.state[variable]`` on the parameter's device.
+
+        ``step`` stays on the CPU unless its group is ``capturable`` or ``fused``, as torch's
+        own optimizers keep it.
+        """
+        if slot == PYTHON_SLOT:
+            proxy = _python_slot(optimizer, variable)
+            proxy.load(_pystate.decode(array.tobytes(), from_numpy))
+            return proxy
+        group: dict[str, Any] = next(
+            (g for g in optimizer.param_groups if any(p is variable for p in g["params"])), {}
+        )
+        on_cpu = slot == "step" and not (group.get("capturable") or group.get("fused"))
+        tensor = from_numpy(array)
+        tensor = tensor if on_cpu else tensor.to(variable.device)
+        optimizer.state[variable][slot] = tensor
+        return tensor
+
+
+def positional_state(
+    optimizer: Any, prefix: str, stored: Any, literals: Any
+) -> PositionalState | None:
+    """Match ``<prefix>/state/<i>/<name>`` and ``<prefix>/param_groups/<g>/...`` to ``optimizer``.
+
+    ``stored`` maps keys to value specs, ``literals`` maps keys to the file's non-tensor values
+    (the torch reader's); ``None`` when the file holds nothing for this optimizer.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return None
+    state_at, groups_at = f"{prefix}/state/", f"{prefix}/param_groups/"
+    saved: dict[int, dict[str, Any]] = {}
+    for key, value in literals.items():
+        if key.startswith(groups_at):
+            index, _, name = key[len(groups_at) :].partition("/")
+            if index.isdigit() and name:
+                saved.setdefault(int(index), {})[name] = value
+    tensors = [k for k in stored if k.startswith(state_at)]
+    others = {k: v for k, v in literals.items() if k.startswith(state_at)}
+    if not saved and not tensors and not others:
+        return None
+    live = optimizer.param_groups
+    problems: list[str] = []
+    if sorted(saved) != list(range(len(live))):
+        problems.append(
+            f"{prefix}: the file has {len(saved)} parameter group(s), the optimizer has "
+            f"{len(live)}; torch's layout matches state by position, so the groups must agree"
+        )
+    by_id: dict[int, torch.Tensor] = {}
+    for index, group in enumerate(live):
+        ids = list(saved.get(index, {}).get("params", []))
+        if index in saved and len(ids) != len(group["params"]):
+            problems.append(
+                f"{prefix}/param_groups/{index}: {len(ids)} parameter(s) in the file, "
+                f"{len(group['params'])} in the optimizer"
+            )
+        by_id.update(zip(ids, group["params"], strict=False))
+    adapter = ADAPTER
+    targets: dict[str, Any] = {}
+    python: list[tuple[torch.Tensor, str, Any]] = []
+    for key in [*tensors, *others]:
+        position, _, name = key[len(state_at) :].partition("/")
+        param = by_id.get(int(position)) if position.isdigit() else None
+        if param is None or not name or "/" in name:
+            problems.append(f"{key}: no parameter of the optimizer is at position {position}")
+        elif key in others:
+            python.append((param, name, others[key]))
+        else:
+            existing = adapter.find_slot(optimizer, param, name)
+            spec = adapter.value_spec(existing) if existing is not None else None
+            spec = spec or adapter.slot_spec(optimizer, param, name, stored[key])
+            targets[key] = _StateEntry(optimizer, param, name, spec)
+
+    def apply() -> None:
+        for index, group in enumerate(live):
+            group.update({k: v for k, v in saved.get(index, {}).items() if k != "params"})
+        for param, name, value in python:
+            optimizer.state[param][name] = _on_device(value, param.device)
+
+    table = _proxies(optimizer)
+    groups = _Groups(optimizer) if "groups" not in table else table["groups"]
+    table["groups"] = groups
+    proxies = dict(groups.children())
+    used = [(proxies[str(i)], f"{groups_at}{i}") for i in saved if str(i) in proxies]
+    return PositionalState(targets=targets, problems=problems, apply=apply, groups=used)
+
+
+def _tensor_array(value: Any) -> np.ndarray[Any, Any] | None:
+    return to_numpy(value).copy() if isinstance(value, torch.Tensor) else None
+
+
+def _materialise(meta: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """A real CPU tensor for a ``meta`` one, put in every module that held it."""
+    value = source.clone()
+    real: torch.Tensor = (
+        nn.Parameter(value, requires_grad=meta.requires_grad)
+        if isinstance(meta, nn.Parameter)
+        else value
+    )
+    for module, name, is_parameter in _META_OWNERS.get(meta, []):
+        table = module._parameters if is_parameter else module._buffers
+        if table.get(name) is meta:
+            table[name] = real
+    return real
+
+
+def _after_materialise(module: nn.Module, args: Any) -> None:
+    """Forward pre-hook of a lazy module: restore the parameters its forward just made."""
+    for name in waiting_names(module):
+        tensor = module._parameters.get(name, module._buffers.get(name))
+        if tensor is not None and not _is_pending(tensor) and pending_positions(module, name):
+            on_attach(module, name, tensor)
+    if not waiting_names(module) or not any(
+        _is_pending(t) for t in (*module._parameters.values(), *module._buffers.values())
+    ):
+        handle = _proxies(module).pop("lazy_hook", None)
+        if handle is not None:
+            handle.remove()
+
+
+def _on_registration(module: nn.Module, name: str, value: Any) -> None:
+    """Called by torch before a submodule, parameter or buffer is set on any module."""
+    if value is not None and not _is_pending(value):
+        on_attach(module, name, value)
+
+
+torch_module.register_module_module_registration_hook(_on_registration)
+torch_module.register_module_parameter_registration_hook(_on_registration)
+torch_module.register_module_buffer_registration_hook(_on_registration)
+
+ADAPTER = TorchAdapter()

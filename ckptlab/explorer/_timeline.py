@@ -1,0 +1,296 @@
+"""Training runs: a directory of checkpoints as a timeline (internal).
+
+A run is a ``CheckpointManager`` directory (its state file lists the checkpoints, oldest first,
+with their times) or any directory of checkpoints ckptlab reads whose names carry a step number
+(``checkpoint-500/`` of the Hugging Face trainer with its ``model.safetensors``, ``step_10.pt``,
+``ckpt-3``).  Per checkpoint the timeline holds its step, time, size, weight norm and update
+ratio (``||w_i - w_{i-1}|| / ||w_{i-1}||``), in total and per module (the object holding the
+values).
+
+Statistics are computed lazily (when the widget asks), each value read once: the previous
+checkpoint's values stay in memory to measure the update.  They are cached per checkpoint in
+this process (keyed by path and modification time), so reopening a run is fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import ValueSpec
+from ckptlab.explorer._compare import Diff, compare_stored
+from ckptlab.explorer._sources import DiffSource, display_paths
+from ckptlab.explorer._values import difference, squares
+from ckptlab.inspect import DTYPE_ITEMSIZE, GraphView, ModuleSeries, TimelineData, TimelinePoint
+from ckptlab.storage import StoredCheckpoint, open_path, read_state, resolve
+
+Progress = Callable[[float, str], None]
+_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")
+KEEP_BYTES = 1024**3
+"""Previous values kept in memory for the update ratio; above this they are read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCheckpoint:
+    """One checkpoint of a run: where it is, its step (from its name) and time."""
+
+    path: str
+    step: int | None
+    time: float | None
+
+
+@dataclass(slots=True)
+class CheckpointStats:
+    """What the timeline needs of one checkpoint (cached; computed once)."""
+
+    nbytes: int
+    values: int
+    squares: dict[str, float]
+    """Key -> ``||w||²``."""
+    paths: dict[str, tuple[str, ...]]
+    specs: dict[str, ValueSpec]
+    updates: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Previous checkpoint's path -> key -> ``||w - w_prev||²``."""
+
+
+_CACHE: dict[tuple[str, float], CheckpointStats] = {}
+
+
+def _step(name: str) -> int | None:
+    found = _NUMBER.search(name)
+    return int(found.group(1)) if found else None
+
+
+def _weights_in(folder: str) -> str | None:
+    """The checkpoint inside a folder: ckptlab's own, or a trainer's weight file."""
+    if os.path.exists(os.path.join(folder, "zarr.json")):
+        return folder
+    for name in _WEIGHT_FILES:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return None
+
+
+def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
+    """The checkpoints of a run directory, oldest first; ``None`` when it is not a run.
+
+    A run has at least two checkpoints: listed by a state file, or (local directories) entries
+    with a step number in their names that hold a checkpoint.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> find_run(tempfile.mkdtemp()) is None
+    True
+    """
+    store, folder = resolve(directory)
+    state = read_state(store, folder)
+    if state is not None and len(state.all_paths) >= 2:
+        stamps = list(state.timestamps) + [None] * len(state.all_paths)
+        return [
+            RunCheckpoint(
+                path=p if p.startswith("/") or "://" in p else f"{folder.rstrip('/')}/{p}",
+                step=_step(p),
+                time=stamps[i],
+            )
+            for i, p in enumerate(state.all_paths)
+        ]
+    if "://" in os.fspath(directory) or not os.path.isdir(folder):
+        return None
+    found = []
+    for name in os.listdir(folder):
+        step, full = _step(name), os.path.join(folder, name)
+        if step is None or name.endswith((".index", ".json")) or name.startswith("."):
+            continue
+        target = _weights_in(full) if os.path.isdir(full) else full
+        if target is not None:
+            found.append(RunCheckpoint(path=target, step=step, time=os.path.getmtime(target)))
+    found.sort(key=lambda c: (c.step or 0, c.path))
+    return found if len(found) >= 2 else None
+
+
+def _cache_key(path: str) -> tuple[str, float]:
+    try:
+        stamp = os.path.getmtime(os.path.join(path, "zarr.json") if os.path.isdir(path) else path)
+    except OSError:
+        stamp = 0.0
+    return path, stamp
+
+
+def _nbytes(spec: ValueSpec) -> int:
+    return math.prod(d or 0 for d in spec.shape) * DTYPE_ITEMSIZE.get(spec.dtype, 8)
+
+
+class Timeline:
+    """A training run: its checkpoints and (lazily) their statistics."""
+
+    def __init__(self, run: Sequence[RunCheckpoint]) -> None:
+        self.run = list(run)
+        self._stats: list[CheckpointStats | None] = [
+            _CACHE.get(_cache_key(c.path)) for c in self.run
+        ]
+        self._opened: dict[int, StoredCheckpoint] = {}
+
+    def open(self, index: int) -> StoredCheckpoint:
+        """The checkpoint at ``index`` (opened once)."""
+        if index not in self._opened:
+            self._opened[index] = open_path(self.run[index].path)
+        return self._opened[index]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every checkpoint's statistics (and update) are known."""
+        return all(
+            s is not None and (i == 0 or self.run[i - 1].path in s.updates)
+            for i, s in enumerate(self._stats)
+        )
+
+    def compute(self, progress: Progress | None = None) -> None:
+        """Compute what is missing, reading each value once; ``progress(fraction, text)``."""
+        previous: dict[str, np.ndarray[Any, Any]] = {}
+        previous_index = -1
+        total = len(self.run)
+        for i, checkpoint in enumerate(self.run):
+            stats = self._stats[i]
+            needs_update = i > 0 and (stats is None or self.run[i - 1].path not in stats.updates)
+            if stats is not None and not needs_update:
+                continue
+            if progress is not None:
+                progress(i / total, f"reading {checkpoint.path} ({i + 1} of {total})")
+            if needs_update and previous_index != i - 1:
+                previous = self._read_all(i - 1)
+            current = {k: a for k, a in self._read_all(i).items() if _is_weight(a)}
+            if stats is None:
+                stored = self.open(i)
+                stats = CheckpointStats(
+                    nbytes=sum(_nbytes(s) for s in stored.specs().values()),
+                    values=len(stored.specs()),
+                    squares={k: squares(v) for k, v in current.items()},
+                    paths=display_paths(stored),
+                    specs=dict(stored.specs()),
+                )
+            if needs_update:
+                stats.updates[self.run[i - 1].path] = {
+                    key: difference(previous[key], array)[2]
+                    for key, array in current.items()
+                    if key in previous
+                    and previous[key].shape == array.shape
+                    and previous[key].dtype == array.dtype
+                }
+            self._stats[i] = stats
+            _CACHE[_cache_key(checkpoint.path)] = stats
+            keep = sum(a.nbytes for a in current.values()) <= KEEP_BYTES
+            previous, previous_index = (current, i) if keep else ({}, -1)
+        if progress is not None:
+            progress(1.0, "")
+
+    def _read_all(self, index: int) -> dict[str, np.ndarray[Any, Any]]:
+        stored = self.open(index)
+        return stored.read_many(list(stored.specs()))
+
+    def data(self, a: int, b: int) -> TimelineData:
+        """The points and per-module series (computing what is missing first)."""
+        self.compute()
+        stats = [s for s in self._stats if s is not None]
+        points: list[TimelinePoint] = []
+        for i, (checkpoint, s) in enumerate(zip(self.run, stats, strict=True)):
+            update = s.updates.get(self.run[i - 1].path) if i else None
+            base = stats[i - 1].squares if i else {}
+            points.append(
+                {
+                    "path": checkpoint.path,
+                    "step": checkpoint.step,
+                    "time": checkpoint.time,
+                    "nbytes": s.nbytes,
+                    "values": s.values,
+                    "weight_norm": math.sqrt(sum(s.squares.values())),
+                    "update_ratio": _ratio(update, base) if update is not None else None,
+                }
+            )
+        return {"points": points, "modules": self._modules(stats), "a": a, "b": b}
+
+    def _modules(self, stats: list[CheckpointStats]) -> list[ModuleSeries]:
+        modules: dict[str, list[str]] = {}
+        for key, path in stats[-1].paths.items():
+            modules.setdefault("/".join(path[:-1]), []).append(key)
+        out: list[ModuleSeries] = []
+        for module, keys in modules.items():
+            norms: list[float | None] = []
+            ratios: list[float | None] = []
+            for i, s in enumerate(stats):
+                present = [k for k in keys if k in s.squares]
+                norms.append(math.sqrt(sum(s.squares[k] for k in present)) if present else None)
+                update = s.updates.get(self.run[i - 1].path) if i else None
+                if update is None:
+                    ratios.append(None)
+                    continue
+                mine = {k: update[k] for k in keys if k in update}
+                ratios.append(_ratio(mine, stats[i - 1].squares) if mine else None)
+            if any(n is not None for n in norms):
+                out.append({"module": module, "weight_norm": norms, "update_ratio": ratios})
+        out.sort(key=lambda m: -(m["update_ratio"][-1] or 0.0))
+        return out
+
+    def rows(self, *, modules: bool = False) -> list[dict[str, Any]]:
+        """The timeline as rows: one per checkpoint, or per (checkpoint, module)."""
+        data = self.data(0, len(self.run) - 1)
+        if not modules:
+            return [dict(p) for p in data["points"]]
+        return [
+            {
+                "step": point["step"],
+                "path": point["path"],
+                "module": series["module"],
+                "weight_norm": series["weight_norm"][i],
+                "update_ratio": series["update_ratio"][i],
+            }
+            for series in data["modules"]
+            for i, point in enumerate(data["points"])
+        ]
+
+
+def _is_weight(array: np.ndarray[Any, Any]) -> bool:
+    """Floating-point values are weights; counters and other integers are not measured."""
+    return array.dtype.kind in "fc" or array.dtype.name in ("bfloat16", "float8_e4m3fn")
+
+
+def _ratio(update: dict[str, float], base: dict[str, float]) -> float:
+    delta = sum(update.values())
+    norm = sum(base.get(k, 0.0) for k in update)
+    if delta == 0:
+        return 0.0
+    return math.inf if norm == 0 else math.sqrt(delta / norm)
+
+
+class TimelineSource(DiffSource):
+    """An explorer over a training run: a timeline, and the comparison of two of its checkpoints."""
+
+    def __init__(self, timeline: Timeline, a: int = 0, b: int = -1) -> None:
+        self.timeline = timeline
+        self.a_index, self.b_index = 0, 0
+        self._pick(a, b)
+
+    def _pick(self, a: int, b: int) -> None:
+        count = len(self.timeline.run)
+        a, b = a % count, b % count
+        left, right = self.timeline.open(a), self.timeline.open(b)
+        self.a_index, self.b_index = a, b
+        result: Diff = compare_stored(left, right)
+        super().__init__(result, left, right)
+
+    def pick(self, a: int, b: int) -> GraphView:
+        """Compare checkpoints ``a`` and ``b`` (indices into the run) from now on."""
+        self._pick(a, b)
+        return self.view()
+
+    def timeline_data(self, progress: Progress | None = None) -> TimelineData:
+        """The run's points and per-module series (computed lazily, with progress)."""
+        self.timeline.compute(progress)
+        return self.timeline.data(self.a_index, self.b_index)

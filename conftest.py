@@ -1,0 +1,16 @@
+"""Names every docstring example may use without importing them: ``ck`` and ``np``.
+
+``import ckptlab as ck`` and ``import numpy as np`` are the conventions of the docs; the examples
+run as doctests (``--doctest-modules`` in pyproject.toml).
+"""
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+
+@pytest.fixture(autouse=True)
+def _conventional_names(doctest_namespace):
+    doctest_namespace["ck"] = ck
+    doctest_namespace["np"] = np

@@ -1,0 +1,98 @@
+"""Restoring the files torch users already have into a live model, by state-dict name."""
+
+from __future__ import annotations
+
+import pytest
+
+import ckptlab as ck
+
+torch = pytest.importorskip("torch")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+nn = torch.nn
+
+
+def test_a_state_dict_file_restores_into_the_model_by_name(tmp_path, tt):
+    model = tt.TinyLM()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    fresh = tt.TinyLM()
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "model.pt")
+    assert isinstance(status, ck.NameBasedSaverStatus)
+    status.assert_consumed()
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert {e.state for e in status.report().entries} == {"restored"}
+
+
+@pytest.mark.parametrize("wrap", ["module.", "_orig_mod.", "_orig_mod.module."])
+def test_wrapper_prefixes_in_the_file_are_recognised(tmp_path, tt, wrap):
+    model = tt.mlp()
+    torch.save({wrap + k: v for k, v in model.state_dict().items()}, tmp_path / "w.pt")
+    fresh = tt.mlp(seed=4)
+    ck.Checkpoint(root=fresh).restore(tmp_path / "w.pt").assert_consumed()
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def test_tied_weights_stored_once_fill_every_name(tmp_path, tt):
+    model = tt.TinyLM()
+    safetensors_torch.save_model(model, str(tmp_path / "lm.safetensors"))  # drops the duplicate
+    fresh = tt.TinyLM()
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "lm.safetensors")
+    status.assert_consumed()
+    assert fresh.head.weight is fresh.embed.weight
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def test_mismatches_are_all_reported_and_nothing_is_written(tmp_path, tt):
+    saved = tt.mlp((4, 8, 2))
+    torch.save(saved.state_dict(), tmp_path / "m.pt")
+    changed = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    changed.add_module("extra", nn.Linear(2, 2))
+    before = tt.state_bytes(changed)
+    with pytest.raises(ck.RestoreConflictError) as caught:
+        ck.Checkpoint(root=changed).restore(tmp_path / "m.pt")
+    message = str(caught.value)
+    assert "3 conflict(s); nothing was written" in message
+    assert "'0.weight'" in message and "'0.bias'" in message and "'2.weight'" in message
+    assert tt.state_bytes(changed) == before
+
+    status = ck.Checkpoint(root=changed).restore(tmp_path / "m.pt", lazy=True)
+    report = status.report()
+    assert {e.key for e in report.missing} >= {"extra.weight", "extra.bias"}
+    assert {e.key for e in report.conflicts} == {"0.weight", "0.bias", "2.weight"}
+    status.run_restore_ops(only=["2.bias"])
+    assert torch.equal(changed[2].bias, saved[2].bias)
+
+
+def test_a_training_checkpoint_restores_model_and_optimizer_by_position(tmp_path, tt):
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    model = tt.mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tt.train_steps(model, optimizer, data[:2])
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 2},
+        tmp_path / "train.pt",
+    )
+    fresh = tt.mlp(seed=5)
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1.0)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(tmp_path / "train.pt")
+    status.assert_existing_objects_matched()
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+    tt.train_steps(model, optimizer, data[2:])
+    tt.train_steps(fresh, fresh_opt, data[2:])
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def test_a_safetensors_file_with_a_renamed_layer_reports_both_sides(tmp_path, tt):
+    model = tt.mlp()
+    renamed = {
+        k.replace("0.", "first.") if k.startswith("0.") else k: v
+        for k, v in model.state_dict().items()
+    }
+    safetensors_torch.save_file(renamed, str(tmp_path / "renamed.safetensors"))
+    fresh = tt.mlp(seed=1)
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "renamed.safetensors", lazy=True)
+    report = status.report()
+    assert {e.key for e in report.missing} == {"0.weight", "0.bias"}
+    assert {e.key for e in report.unused} == {"first.weight", "first.bias"}
+    status.run_restore_ops()
+    assert torch.equal(fresh[2].weight, model[2].weight)

@@ -1,0 +1,177 @@
+"""Optimizer state as slots keyed to the parameter; schedulers and GradScaler exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+import ckptlab as ck
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+SLOT = "/.OPTIMIZER_SLOT/optimizer/"
+
+
+def batches(n=4, width=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, width, generator=generator) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.Adam(p, lr=1e-2),
+        lambda p: torch.optim.AdamW(p, lr=1e-2, amsgrad=True),
+        lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True),
+        lambda p: torch.optim.RMSprop(p, lr=1e-2, centered=True),
+        lambda p: torch.optim.Adagrad(p, lr=1e-2),
+    ],
+    ids=["Adam", "AdamW-amsgrad", "SGD-nesterov", "RMSprop", "Adagrad"],
+)
+def test_optimizer_state_round_trips_and_the_next_step_is_identical(tmp_path, tt, make):
+    data = batches()
+    model = tt.mlp()
+    optimizer = make(model.parameters())
+    tt.train_steps(model, optimizer, data[:2])
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    keys = {k for k, _ in ck.list_variables(path)}
+    first = next(iter(optimizer.state[model[0].weight]))
+    assert f"model/0/weight{SLOT}{first}/.ATTRIBUTES/VARIABLE_VALUE" in keys
+
+    fresh = tt.mlp(seed=9)
+    fresh_opt = make(fresh.parameters())
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+    tt.train_steps(model, optimizer, data[2:])
+    tt.train_steps(fresh, fresh_opt, data[2:])
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+
+
+def test_state_follows_the_parameter_not_its_position(tmp_path, tt):
+    model = tt.mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tt.train_steps(model, optimizer, batches(2))
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+
+    fresh = tt.mlp(seed=3)
+    later, earlier = list(fresh[2].parameters()), list(fresh[0].parameters())
+    reordered = torch.optim.Adam(later + earlier, lr=1e-2)
+    ck.Checkpoint(model=fresh, optimizer=reordered).read(path).assert_consumed()
+    for old, new in zip(model.parameters(), fresh.parameters(), strict=True):
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(reordered.state[new][name], optimizer.state[old][name])
+    # torch's own load_state_dict zips by position: the first layer's state lands on the
+    # second layer's weight, whatever its shape
+    by_position = torch.optim.Adam(later + earlier, lr=1e-2)
+    by_position.load_state_dict(optimizer.state_dict())
+    assert by_position.state[later[0]]["exp_avg"].shape != later[0].shape
+
+    other = tt.mlp(seed=3)
+    groups = [{"params": list(other[2].parameters())}, {"params": list(other[0].parameters())}]
+    regrouped = torch.optim.Adam([groups[0], {**groups[1], "lr": 5e-3}], lr=1e-2)
+    status = ck.Checkpoint(model=other, optimizer=regrouped).read(path)
+    # one group was saved and two exist: the second group's hyperparameters are reported
+    assert {e.pretty for e in status.report().missing} == {"(root).optimizer.param_groups.1"}
+    assert regrouped.param_groups[1]["lr"] == 5e-3
+    for old, new in zip(model.parameters(), other.parameters(), strict=True):
+        assert torch.equal(regrouped.state[new]["exp_avg"], optimizer.state[old]["exp_avg"])
+    status.expect_partial()
+
+
+def test_hyperparameters_are_restored_by_group(tmp_path, tt):
+    model = tt.mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.8, weight_decay=1e-4)
+    path = ck.Checkpoint(optimizer=optimizer, model=model).write(tmp_path / "c")
+    fresh = tt.mlp()
+    fresh_opt = torch.optim.SGD(fresh.parameters(), lr=0.1)
+    ck.Checkpoint(optimizer=fresh_opt, model=fresh).read(path).assert_consumed()
+    group = fresh_opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.5, 0.8, 1e-4)
+    assert group["params"] == list(fresh.parameters())
+
+
+class CountingSGD(torch.optim.Optimizer):
+    """A custom optimizer whose state mixes tensors, Python numbers and a list."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                state["visits"] = state.get("visits", 0) + 1
+                state["history"] = [*state.get("history", []), float(p.grad.norm())][-3:]
+                state["trace"] = state.get("trace", torch.zeros_like(p)) * 0.5 + p.grad
+                p.add_(state["trace"], alpha=-group["lr"])
+
+
+def test_custom_optimizers_with_their_own_state_keys_round_trip(tmp_path, tt):
+    data = batches()
+    model = tt.mlp()
+    optimizer = CountingSGD(model.parameters())
+    tt.train_steps(model, optimizer, data[:2])
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    fresh = tt.mlp(seed=2)
+    fresh_opt = CountingSGD(fresh.parameters())
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    for old, new in zip(model.parameters(), fresh.parameters(), strict=True):
+        assert fresh_opt.state[new]["visits"] == 2 and type(fresh_opt.state[new]["visits"]) is int
+        assert fresh_opt.state[new]["history"] == optimizer.state[old]["history"]
+        assert torch.equal(fresh_opt.state[new]["trace"], optimizer.state[old]["trace"])
+    tt.train_steps(model, optimizer, data[2:])
+    tt.train_steps(fresh, fresh_opt, data[2:])
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def test_schedulers_and_grad_scaler_round_trip_their_state_dict_exactly(tmp_path, tt):
+    model = tt.mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    plateau_opt = torch.optim.SGD(tt.mlp().parameters(), lr=0.1)
+    schedulers = {
+        "onecycle": torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=20),
+        "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau(plateau_opt, patience=0),
+    }
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=3)
+    tt.train_steps(model, optimizer, batches(3), schedulers["onecycle"], scaler)
+    for loss in (3.0, 2.0, 5.0):
+        schedulers["plateau"].step(loss)
+    path = ck.Checkpoint(scaler=scaler, **schedulers).write(tmp_path / "c")
+
+    fresh_opt = torch.optim.SGD(tt.mlp().parameters(), lr=0.1)
+    fresh_plateau_opt = torch.optim.SGD(tt.mlp().parameters(), lr=0.1)
+    fresh = {
+        "onecycle": torch.optim.lr_scheduler.OneCycleLR(fresh_opt, max_lr=1.0, total_steps=20),
+        "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau(fresh_plateau_opt),
+    }
+    fresh_scaler = torch.amp.GradScaler("cpu")
+    ck.Checkpoint(scaler=fresh_scaler, **fresh).read(path).assert_consumed()
+    for name, scheduler in schedulers.items():
+        assert fresh[name].state_dict() == scheduler.state_dict(), name
+    assert fresh["plateau"].best == schedulers["plateau"].best
+    assert fresh_scaler.state_dict() == scaler.state_dict()
+
+
+def test_a_manager_saves_torch_programs_in_the_background(tmp_path, tt):
+    data = batches(6)
+    model = tt.mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ckpt = ck.Checkpoint(model=model, optimizer=optimizer)
+    manager = ck.CheckpointManager(ckpt, tmp_path / "runs", max_to_keep=2)
+    for step in range(3):
+        tt.train_steps(model, optimizer, data[step : step + 1])
+        handle = manager.save(blocking=False)
+        expected = (tt.state_bytes(model), tt.optimizer_bytes(optimizer))
+    tt.train_steps(model, optimizer, data[3:4])  # training goes on while the save runs
+    handle.result()
+    assert [p.rsplit("-", 1)[1] for p in manager.checkpoints] == ["2", "3"]
+
+    fresh = tt.mlp(seed=4)
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    restarted = ck.CheckpointManager(
+        ck.Checkpoint(model=fresh, optimizer=fresh_opt), tmp_path / "runs", max_to_keep=2
+    )
+    assert restarted.restore_or_initialize().endswith("ckpt-3")
+    assert (tt.state_bytes(fresh), tt.optimizer_bytes(fresh_opt)) == expected

@@ -1,0 +1,215 @@
+"""Restoring into a live torch program: in place, atomic, every conflict at once, deferred."""
+
+from __future__ import annotations
+
+import pytest
+
+import ckptlab as ck
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+@pytest.fixture
+def saved(tmp_path, tt):
+    model = tt.mlp((4, 8, 8, 2))
+    return model, ck.Checkpoint(model=model).write(tmp_path / "c")
+
+
+def test_restore_writes_in_place_without_grad_and_keeps_identity(saved, tt):
+    model, path = saved
+    fresh = tt.mlp((4, 8, 8, 2), seed=7)
+    before = [(p, p.data_ptr(), p.requires_grad) for p in fresh.parameters()]
+    ck.Checkpoint(model=fresh).read(path).assert_consumed()
+    after = list(fresh.parameters())
+    assert [p for p, _, _ in before] == after
+    assert [(p.data_ptr(), p.requires_grad) for p in after] == [(d, r) for _, d, r in before]
+    assert all(p.grad is None and p.grad_fn is None for p in after)
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def test_every_conflict_is_reported_at_once_and_nothing_is_written(saved, tt):
+    _, path = saved
+    changed = nn.Sequential(
+        nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 8).double(), nn.ReLU(), nn.Linear(8, 2)
+    )
+    before = tt.state_bytes(changed)
+    with pytest.raises(ck.RestoreConflictError) as caught:
+        ck.Checkpoint(model=changed).read(path)
+    message = str(caught.value)
+    assert "4 conflict(s); nothing was written" in message
+    for where in ("(root).model.0.weight", "(root).model.0.bias", "(root).model.2.weight"):
+        assert where in message
+    assert "float64" in message and "float32" in message  # a dtype conflict, never a cast
+    assert tt.state_bytes(changed) == before
+
+
+def test_lazy_restore_reports_and_writes_only_the_selected_subtree(saved, tt):
+    model, path = saved
+    fresh = tt.mlp((4, 8, 8, 2), seed=7)
+    untouched = tt.state_bytes(fresh)
+    status = ck.Checkpoint(model=fresh).read(path, lazy=True)
+    report = status.report()
+    assert {e.state for e in report.entries} == {"bound"}
+    assert tt.state_bytes(fresh) == untouched
+    status.run_restore_ops(only=["model/0"])
+    now = tt.state_bytes(fresh)
+    expected = tt.state_bytes(model)
+    assert now["0.weight"] == expected["0.weight"] and now["0.bias"] == expected["0.bias"]
+    assert now["2.weight"] == untouched["2.weight"]
+    status.initialize_or_restore()
+    assert tt.state_bytes(fresh) == expected
+    assert {e.state for e in status.report().entries} == {"restored"}
+
+
+def test_lazy_restore_with_a_conflict_elsewhere_restores_a_clean_subtree(saved, tt):
+    model, path = saved
+    changed = tt.mlp((4, 8, 8, 2), seed=3)
+    changed[4] = nn.Linear(8, 3)
+    status = ck.Checkpoint(model=changed).read(path, lazy=True)
+    kinds = {e.pretty: e.state for e in status.report().entries}
+    assert kinds["(root).model.4.weight"] == "shape_conflict"
+    with pytest.raises(ck.RestoreConflictError):
+        status.run_restore_ops()
+    status.run_restore_ops(only=["model/0", "model/2"])
+    assert tt.state_bytes(changed)["2.weight"] == tt.state_bytes(model)["2.weight"]
+
+
+def test_assertions_list_what_is_missing_and_unused(saved, tt):
+    _, path = saved
+    grown = tt.mlp((4, 8, 8), seed=3)  # the last layer is gone...
+    grown.add_module("extra", nn.Linear(2, 2))  # ...and a new one is not in the checkpoint
+    status = ck.Checkpoint(model=grown).read(path)
+    with pytest.raises(AssertionError) as caught:
+        status.assert_consumed()
+    text = str(caught.value)
+    assert "(root).model.extra.weight" in text and "(root).model.4.weight" in text
+    status.assert_nontrivial_match()
+    with pytest.raises(AssertionError, match="extra"):
+        status.assert_existing_objects_matched()
+    status.expect_partial()
+
+
+def test_a_module_attached_after_restore_is_restored_on_attach(tmp_path, tt):
+    model = tt.mlp()
+    model.add_module("head", nn.Linear(2, 3))
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    fresh = tt.mlp(seed=4)
+    status = ck.Checkpoint(model=fresh).read(path)
+    assert [e.state for e in status.report().entries if "head" in e.path] == ["pending"] * 2
+    fresh.head = nn.Linear(2, 3)
+    assert torch.equal(fresh.head.weight, model.head.weight)
+    status.assert_consumed()
+
+
+def test_an_attach_that_conflicts_raises_and_is_undone(tmp_path, tt):
+    model = tt.mlp()
+    model.add_module("head", nn.Linear(2, 3))
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    fresh = tt.mlp(seed=4)
+    ck.Checkpoint(model=fresh).read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match="head"):
+        fresh.head = nn.Linear(2, 4)
+    assert "head" not in dict(fresh.named_children())
+
+
+def test_lazy_modules_take_the_saved_values_when_they_materialise(tmp_path, tt):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.LazyLinear(2))
+    model(torch.ones(1, 5))
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+
+    fresh = nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.LazyLinear(2))
+    status = ck.Checkpoint(model=fresh).read(path)
+    assert {e.state for e in status.report().entries} == {"pending"}
+    fresh(torch.ones(1, 5))
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    status.assert_consumed()
+
+
+def test_a_lazy_module_fed_the_wrong_size_refuses_with_the_conflict(tmp_path):
+    model = nn.Sequential(nn.LazyLinear(3))
+    model(torch.ones(1, 5))
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    fresh = nn.Sequential(nn.LazyLinear(3))
+    ck.Checkpoint(model=fresh).read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match=r"\(3, 5\)"):
+        fresh(torch.ones(1, 6))
+
+
+def test_meta_device_parameters_become_real_tensors_holding_the_saved_values(tmp_path, tt):
+    model = tt.TinyLM()
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    with torch.device("meta"):
+        fresh = tt.TinyLM()
+    ck.Checkpoint(model=fresh).read(path).assert_consumed()
+    assert not any(t.is_meta for t in fresh.state_dict().values())
+    assert fresh.head.weight is fresh.embed.weight  # still tied after materialising
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    fresh(torch.zeros(1, 4, dtype=torch.long))  # usable
+
+
+def test_meta_parameters_absent_from_the_checkpoint_are_reported(tmp_path, tt):
+    path = ck.Checkpoint(model=tt.mlp()).write(tmp_path / "c")
+    with torch.device("meta"):
+        fresh = tt.mlp()
+        fresh.add_module("extra", nn.Linear(2, 2))
+    status = ck.Checkpoint(model=fresh).read(path)
+    missing = {e.pretty for e in status.report().missing}
+    assert missing == {"(root).model.extra.weight", "(root).model.extra.bias"}
+    assert fresh.extra.weight.is_meta and not fresh[0].weight.is_meta
+    with pytest.raises(AssertionError, match="extra"):
+        status.assert_consumed()
+
+
+def test_restore_holds_one_value_of_extra_memory_not_a_second_model(
+    tmp_path, tt, monkeypatch, peak_bytes
+):
+    from ckptlab.engine import _load
+
+    layers = [nn.Linear(512, 512) for _ in range(16)]  # 16 MiB of weights
+    model = nn.Sequential(*layers)
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    fresh = nn.Sequential(*[nn.Linear(512, 512) for _ in range(16)])
+    monkeypatch.setattr(_load, "BATCH_BYTES", 1 << 20)
+    peak = peak_bytes(lambda: ck.Checkpoint(model=fresh).read(path).assert_consumed())
+    assert peak < 4 << 20  # about one 1 MiB weight in flight, never the 16 MiB model
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def test_a_damaged_value_fails_the_restore_before_anything_is_written(tmp_path, tt):
+    model = tt.mlp((4, 64, 2))
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    data = [p for p in (tmp_path / "c").rglob("*") if p.is_file() and p.stat().st_size > 1000]
+    blob = data[0].read_bytes()
+    data[0].write_bytes(blob[:-10] + bytes(b ^ 0xFF for b in blob[-10:]))
+    fresh = tt.mlp((4, 64, 2), seed=8)
+    before = tt.state_bytes(fresh)
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.Checkpoint(model=fresh).read(path)
+    assert tt.state_bytes(fresh) == before
+
+
+def test_training_resumes_bit_exactly_after_restore(tmp_path, tt):
+    torch.manual_seed(0)
+    batches = [torch.randn(4, 4) for _ in range(4)]
+    model = tt.mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 10)
+    tt.train_steps(model, optimizer, batches[:2], scheduler)
+    ckpt = ck.Checkpoint(model=model, optimizer=optimizer, scheduler=scheduler)
+    path = ckpt.save(tmp_path / "ckpt")
+
+    resumed = tt.mlp(seed=11)
+    resumed_opt = torch.optim.AdamW(resumed.parameters(), lr=1.0)
+    resumed_sched = torch.optim.lr_scheduler.CosineAnnealingLR(resumed_opt, 10)
+    ck.Checkpoint(model=resumed, optimizer=resumed_opt, scheduler=resumed_sched).restore(
+        path
+    ).assert_consumed()
+    tt.train_steps(model, optimizer, batches[2:], scheduler)
+    tt.train_steps(resumed, resumed_opt, batches[2:], resumed_sched)
+    assert tt.state_bytes(resumed) == tt.state_bytes(model)
+    assert tt.optimizer_bytes(resumed_opt) == tt.optimizer_bytes(optimizer)
+    assert resumed_sched.state_dict() == scheduler.state_dict()

@@ -1,0 +1,61 @@
+"""ck.diff and ck.explore(a, compare=b): values compared, per value and per module."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+
+@pytest.fixture
+def two(tmp_path):
+    """Checkpoints a and b: encoder moved a lot, head a little, one value added, one removed."""
+    model = ck.Module()
+    model.encoder = ck.Variable(np.ones(4, "float32"))
+    model.head = ck.Module()
+    model.head.w = ck.Variable(np.full(2, 10.0, "float32"))
+    model.head.gone = ck.Variable(np.zeros(1, "float32"))
+    a = ck.Checkpoint(model=model).write(tmp_path / "a")
+    model.encoder.assign(np.full(4, 3.0, "float32"))
+    model.head.w.assign(np.array([10.0, 11.0], "float32"))
+    del model.head.gone
+    model.head.new = ck.Variable(np.zeros(1, "float32"))
+    b = ck.Checkpoint(model=model).write(tmp_path / "b")
+    return a, b
+
+
+def test_relative_l2_per_value_and_module_most_changed_first(two):
+    a, b = two
+    result = ck.diff(a, b)
+    encoder = next(e for e in result.entries if e.path[-1] == "encoder")
+    assert encoder.rel_l2 == pytest.approx(2.0)  # ||2,2,2,2|| / ||1,1,1,1||
+    assert [e.path[-1] for e in result.most_changed()][:2] == ["encoder", "w"]
+    modules = {m.module: m for m in result.modules()}
+    assert modules["model/head"].rel_l2 == pytest.approx(1 / math.sqrt(200))
+    assert modules["model/head"].changed == 3  # w changed, gone removed, new added
+    data = result.to_dict()
+    assert data["modules"][0]["module"] == "model"
+    assert {e["path"] for e in data["entries"]} >= {"model/encoder", "model/head/new"}
+
+
+def test_explore_compare_colours_by_change_with_a_histogram_overlay(two):
+    a, b = two
+    widget = ck.explore(a, compare=b)
+    view = widget.view
+    assert view.kind == "diff"
+    change = view.to_json()["nodes"]["change"]
+    encoder = view.find(("model", "encoder"))
+    assert change[encoder][0] == pytest.approx(2.0) and change[encoder][1] == pytest.approx(16.0)
+    widget.focused = encoder
+    overlay = widget.details["change"]
+    assert overlay["a"]["edges"] == overlay["b"]["edges"]
+    assert sum(overlay["a"]["counts"]) == sum(overlay["b"]["counts"]) == 4
+
+
+def test_compare_needs_two_paths(two):
+    a, _ = two
+    with pytest.raises(TypeError, match="two paths"):
+        ck.explore(a, compare=42)
