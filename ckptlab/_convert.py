@@ -20,8 +20,14 @@ from ckptlab._reader import open_path
 from ckptlab._version import __version__
 from ckptlab.core import ITEMSIZE, ObjectGraph
 from ckptlab.errors import UnsupportedFormatError
-from ckptlab.storage import StoredCheckpoint, WriteOptions, resolve, write_checkpoint
-from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, write_safetensors
+from ckptlab.storage import (
+    SAFETENSORS_DTYPES,
+    StoredCheckpoint,
+    WriteOptions,
+    resolve,
+    write_checkpoint,
+    write_safetensors,
+)
 
 __all__ = ["convert"]
 

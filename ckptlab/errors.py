@@ -113,6 +113,12 @@ class MissingDependencyError(CkptlabError, ImportError):
     """Reading a format needs an optional package that is not installed.
 
     The message names the extra that installs it (``pip install 'ckptlab[keras]'``).
+
+    Examples
+    --------
+    >>> error = ck.MissingDependencyError("GGUF needs gguf: pip install 'ckptlab[gguf]'")
+    >>> isinstance(error, ImportError), "ckptlab[gguf]" in str(error)
+    (True, True)
     """
 
 

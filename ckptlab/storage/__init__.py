@@ -40,6 +40,7 @@ from ckptlab.storage._reader import (
     read_document,
     read_listing,
 )
+from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, write_safetensors
 from ckptlab.storage._state import (
     STATE_FILENAME,
     latest_checkpoint,
@@ -57,6 +58,7 @@ _install_zarr_dtypes()
 __all__ = [
     "CHUNK_BYTES",
     "PACK_THRESHOLD",
+    "SAFETENSORS_DTYPES",
     "STATE_FILENAME",
     "ArraySpec",
     "Buffer",
@@ -96,6 +98,7 @@ __all__ = [
     "storage_options_for",
     "verify_checkpoint",
     "write_checkpoint",
+    "write_safetensors",
     "write_state",
     "writer_info",
 ]
