@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 import ckptlab as ck
-from ckptlab._explore import CheckpointSource
-from ckptlab._reader import open_path
 from ckptlab.cli import main as cli
 from ckptlab.core import ITEMSIZE
+from ckptlab.explorer._sources import CheckpointSource
+from ckptlab.storage import open_path
 from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab._reader import open_path
+from ckptlab.storage import open_path
 
 from .contract import (
     assert_reads_exactly,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
-from ckptlab._reader import open_path
+from ckptlab.storage import open_path
 from ckptlab.storage._layout import numpy_dtype
 
 from .contract import (
