@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[dev,widgets,s3,dask,notebooks,keras,orbax,gguf]"
+	$(PIP) install -q -e ".[dev,widgets,s3,dask,notebooks,jax,keras,orbax,gguf]"
 	touch $(STAMP)
 
 # `make demo DEMO_ARGS=--smoke` runs the non-interactive check the tests use.

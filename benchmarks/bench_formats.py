@@ -4,12 +4,12 @@ Targets (issue 15), each measured against a peer in the same run:
 
 * ``ck.list_variables`` of a Hugging Face directory of 30 safetensors shards and 5,000 tensors,
   of an 8-rank PyTorch Distributed Checkpoint, and of a 100,000-tensor GGUF file: under 0.3 s;
-* reading every value at 80% or more of the throughput of reading the same files whole.  Both
-  sides write into memory allocated and touched before the timing (``read_many(keys, outs)`` of
-  the open checkpoint, what a restore into a program's arrays does, against ``readinto`` of each
-  file into its own buffer): on this VM the first touch of fresh memory costs ~2.4 s per GiB,
-  which would otherwise decide the ratio.  The ``get_tensor`` loop of ``ck.load_checkpoint``
-  (one new array per value, freed before the next) is printed too.
+* reading every value at 80% or more of the throughput of reading the same files whole:
+  ``open_values().read(keys)`` of the open checkpoint (the verified reader restores use; fresh
+  arrays, freed before the next round, so their memory is reused) against ``readinto`` of each
+  file into a buffer allocated and touched before the timing (on this VM the first touch of
+  fresh memory costs ~2.4 s per GiB).  The ``get_tensor`` loop of ``ck.load_checkpoint`` (one
+  new array per value) is printed too.
 
 The files are written here with the real libraries: the HF shards by ``safetensors`` (plus the
 index JSON transformers writes), the GGUF files by ``gguf.GGUFWriter``, the DCP checkpoint by
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import ckptlab as ck
-from ckptlab.storage import StoredCheckpoint, numpy_dtype, open_checkpoint
+from ckptlab.storage import StoredCheckpoint, open_checkpoint
 
 LIST_TARGET = 0.3
 READ_TARGET = 0.80
@@ -73,9 +73,10 @@ def raw_read(buffers: dict[Path, np.ndarray]) -> None:
             handle.readinto(memoryview(buffer))
 
 
-def read_into(source: StoredCheckpoint, outs: dict[str, np.ndarray]) -> None:
-    """Every value into its (preallocated, reused) array: what a restore into a program does."""
-    source.read_many(list(outs), outs)
+def read_values(source: StoredCheckpoint, keys: list[str]) -> None:
+    """Every value, verified, through the reader restores use (``open_values().read``)."""
+    with source.open_values() as values:
+        values.read(keys)
 
 
 def read_all(reader: ck.CheckpointReader) -> None:
@@ -170,12 +171,12 @@ def bench(name: str, path: Path, files: list[Path], repeats: int, results: dict)
     listing = median_seconds(lambda: ck.list_variables(path), repeats)
     buffers = {f: np.empty(f.stat().st_size, np.uint8) for f in files}
     source = open_checkpoint(*ck.storage.resolve(str(path)))  # opening is timed as listing
-    outs = {k: np.empty(v.shape, numpy_dtype(v.dtype)) for k, v in source.document.values.items()}
+    keys = list(source.document.values)
     raw_read(buffers)  # warm the page cache and every buffer's pages
-    read_into(source, outs)
+    read_values(source, keys)
     reader = ck.load_checkpoint(path)
     raw, ours, loop = best_seconds(
-        [lambda: raw_read(buffers), lambda: read_into(source, outs), lambda: read_all(reader)],
+        [lambda: raw_read(buffers), lambda: read_values(source, keys), lambda: read_all(reader)],
         repeats,
     )
     size = sum(f.stat().st_size for f in files) / 2**30

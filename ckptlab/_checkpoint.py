@@ -32,6 +32,7 @@ from ckptlab.storage import (
     DirectoryLock,
     ReadOptions,
     WriteOptions,
+    listed_or_removed,
     open_checkpoint,
     relative_to,
     resolve,
@@ -284,12 +285,13 @@ class Checkpoint(Module):
         store, key = resolve(path, (options or WriteOptions()).storage_options)
         directory = posixpath.dirname(key)
         relative = relative_to(directory, key)
-        write_state(
-            store,
-            directory,
-            CheckpointState(latest=relative, all_paths=(relative,)),
-            durable=(options or WriteOptions()).durable,
-        )
+        with listed_or_removed(store, directory, key):
+            write_state(
+                store,
+                directory,
+                CheckpointState(latest=relative, all_paths=(relative,)),
+                durable=(options or WriteOptions()).durable,
+            )
 
     def _write(
         self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None

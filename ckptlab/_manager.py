@@ -1,6 +1,6 @@
 """``ck.CheckpointManager``: numbered saves, retention, intervals, recovery (public class).
 
-TensorFlow's semantics (docs/semantics.md S82-S90) with four differences, all in the caller's
+TensorFlow's semantics (docs/semantics.md S82-S90) with five differences, all in the caller's
 favour:
 
 * ``restore_or_initialize()`` keeps the restore status as ``restore_status``.
@@ -9,8 +9,11 @@ favour:
   file twice around the deletes; ckptlab writes it once, after the sweep.  What a crash leaves
   (trash, interrupted writes, a noted but undeleted evicted checkpoint) is removed by the next
   manager's first save.
-* Only one manager saves into a directory at a time (a lock taken at the first ``save``, held
-  until :meth:`CheckpointManager.close`); a second one gets :class:`~ckptlab.LockedError`.
+* Before every save the manager re-reads the state file and merges what other managers saved
+  since (TF saves its stale list, so their checkpoints stay on disk unlisted for good).
+* Only the managers of one process save into a directory (a lock taken at their first
+  ``save``, held until the last of them is closed); they share it and take turns, as TF's
+  managers of one process do.  A manager of another process gets :class:`~ckptlab.LockedError`.
 * ``save(..., blocking=False)`` writes in the background (see :class:`~ckptlab.SaveHandle`);
   ``checkpoints`` and ``latest_checkpoint`` change only once the checkpoint is committed.
 """
@@ -18,6 +21,7 @@ favour:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import posixpath
@@ -31,18 +35,24 @@ from ckptlab._async import SaveHandle, discard_staging, settle, start
 from ckptlab._checkpoint import Checkpoint
 from ckptlab.core import (
     CheckpointState,
+    RetentionState,
     interval_allows,
+    merge,
     record_save,
     recover,
     sweep,
     validate_policy,
 )
+from ckptlab.errors import StorageError
 from ckptlab.storage import (
     DirectoryLock,
     ReadOptions,
     WriteOptions,
     clear_eviction,
+    is_committed,
+    listed_or_removed,
     note_eviction,
+    noting_failure,
     read_state,
     remove_leftovers,
     resolve,
@@ -275,19 +285,20 @@ class CheckpointManager:
         write = self._checkpoint._prepare(path, options, None, snapshot=not blocking)
 
         def finish() -> str:
-            write()
-            self._record_and_sweep(name, options or WriteOptions())
+            with self._lock.saving():  # managers of this process on this directory take turns
+                current = self._current()
+                write()
+                self._record_and_sweep(current, name, options or WriteOptions())
             return path
 
         return finish() if blocking else start(self._checkpoint, path, finish)
 
     def _take_lock(self) -> None:
-        if not self._lock.held:
-            self._lock.acquire()
+        if self._lock.acquire():  # the first manager of this process to save here
             self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
-        """Finish what an interrupted save or delete left (we hold the lock: nobody else saves)."""
+        """Finish what an interrupted save or delete left (no other process saves here now)."""
         state = read_state(self._store, self._key)
         listed = [*self._retention.paths, *((*state.all_paths, state.latest) if state else ())]
         keys = {self._key_of(path) for path in listed}
@@ -305,9 +316,30 @@ class CheckpointManager:
             return resolve(name)[1]
         return posixpath.join(self._key, name)
 
-    def _record_and_sweep(self, name: str, options: WriteOptions) -> None:
-        """Record the committed ``name``, sweep, write the state file once, then delete."""
-        result = sweep(record_save(self._retention, name, self._now()), self._policy)
+    def _current(self) -> RetentionState:
+        """The manager's list merged with the state file as it is now (others may have saved).
+
+        Called under the lock and the process's save mutex, before anything is written.
+        """
+        on_disk = read_state(self._store, self._key)
+        if on_disk is None:
+            return self._retention
+        theirs = recover(on_disk, self._now()).state
+        listed = set(theirs.paths)
+        present = {
+            path
+            for path in self._retention.paths
+            if path not in listed and is_committed(self._store, self._key_of(path))
+        }
+        return merge(self._retention, theirs, present)
+
+    def _record_and_sweep(self, current: RetentionState, name: str, options: WriteOptions) -> None:
+        """Record the committed ``name``, sweep, write the state file once, then delete.
+
+        If noting the evictions or writing the state file fails, the new checkpoint is deleted
+        unless the state file lists it (:func:`listed_or_removed`).
+        """
+        result = sweep(record_save(current, name, self._now()), self._policy)
         state = CheckpointState(
             latest=name,
             all_paths=result.state.paths,
@@ -315,13 +347,41 @@ class CheckpointManager:
             last_preserved=result.state.last_preserved,
         )
         doomed = [self._key_of(path) for path in result.delete]
-        for key in doomed:  # so that a crash after the state-file write cannot orphan it
-            note_eviction(self._store, key)
-        write_state(self._store, self._key, state, durable=options.durable)
+        with listed_or_removed(self._store, self._key, self._key_of(name)):
+            try:
+                for key in doomed:  # so that a crash after the state-file write cannot orphan it
+                    note_eviction(self._store, key)
+                write_state(self._store, self._key, state, durable=options.durable)
+            except BaseException as error:
+                self._withdraw_eviction_notes(doomed, error)
+                raise
         self._retention, self._latest = result.state, name
         for key in doomed:
-            retract(self._store, key, durable=options.durable)
-            clear_eviction(self._store, key)
+            try:
+                retract(self._store, key, durable=options.durable)
+                clear_eviction(self._store, key)
+            except StorageError as error:  # noted: the next manager of the directory deletes it
+                logger.warning(
+                    "Saved %s, but deleting %s (beyond max_to_keep) failed: %s",
+                    self._store.display(self._key_of(name)),
+                    self._store.display(key),
+                    error,
+                )
+
+    def _withdraw_eviction_notes(self, doomed: list[str], error: BaseException) -> None:
+        """After a failed state-file write: withdraw the notes of checkpoints still listed."""
+        try:
+            state = read_state(self._store, self._key)
+            listed = {self._key_of(path) for path in state.all_paths} if state else set()
+        except Exception:  # unreadable: withdraw every note (keeping checkpoints is the safe side)
+            listed = set(doomed)
+        for key in doomed:
+            if key in listed:
+                noting_failure(
+                    error,
+                    f"deleting the eviction note of {self._store.display(key)}",
+                    functools.partial(clear_eviction, self._store, key),
+                )
 
     # -- restoring --------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ Examples
 True
 >>> issubclass(RestoreConflictError, TypeError)
 True
+>>> issubclass(StoragePermissionError, PermissionError) and issubclass(StorageError, OSError)
+True
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ __all__ = [
     "CorruptCheckpointError",
     "LockedError",
     "MissingDependencyError",
+    "NotACheckpointError",
     "NotFoundError",
     "NotSaveableError",
     "RestoreConflictError",
+    "StorageError",
+    "StorageExistsError",
+    "StorageIsADirectoryError",
+    "StorageNotADirectoryError",
+    "StoragePermissionError",
     "UnknownPathError",
     "UnsafePickleError",
     "UnsupportedFormatError",
@@ -122,6 +130,21 @@ class MissingDependencyError(CkptlabError, ImportError):
     """
 
 
+class NotACheckpointError(UnsupportedFormatError):
+    """A path holds a file that is not a checkpoint in any format ckptlab reads.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("not a checkpoint")
+    >>> ck.list_variables(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ckptlab.errors.NotACheckpointError: ...
+    """
+
+
 class UnsafePickleError(UnsupportedFormatError):
     """A pickle (``torch.save`` file) references a global outside ckptlab's allow-list.
 
@@ -189,15 +212,69 @@ class NotSaveableError(CkptlabError, ValueError):
 class LockedError(CkptlabError, RuntimeError):
     """Another process holds the lock of a checkpoint directory.
 
+    Managers of one process share a directory's lock; a manager (or a plain ``save``) of another
+    process gets this error, naming the holder's pid and host.
+
     Examples
     --------
-    >>> import tempfile
-    >>> directory = tempfile.mkdtemp()
-    >>> first = ck.CheckpointManager(ck.Checkpoint(), directory, max_to_keep=1)
-    >>> _ = first.save()  # the first save takes the directory's lock
-    >>> second = ck.CheckpointManager(ck.Checkpoint(), directory, max_to_keep=1)
-    >>> second.save()
-    Traceback (most recent call last):
-    ckptlab.errors.LockedError: ...
-    >>> first.close()
+    >>> issubclass(ck.LockedError, ck.CkptlabError)
+    True
+    """
+
+
+class StorageError(CkptlabError, OSError):
+    """The file system or object store refused an operation (space, permission, network...).
+
+    No space left, no permission, a read-only file system, a network or credentials error of an
+    object store.  The message names the path and the operation and says what to do; ``errno``,
+    ``strerror`` and ``filename`` are those of the original error, which is the ``__cause__``.
+    The subclasses below also inherit the builtin error they resemble.
+
+    Examples
+    --------
+    >>> issubclass(ck.StorageError, OSError)
+    True
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class StoragePermissionError(StorageError, PermissionError):
+    """No permission to read, create, replace or delete a file, directory or object.
+
+    Examples
+    --------
+    >>> issubclass(ck.StoragePermissionError, PermissionError)
+    True
+    """
+
+
+class StorageExistsError(StorageError, FileExistsError):
+    """Something that is not a ckptlab checkpoint is where one would be written.
+
+    Examples
+    --------
+    >>> issubclass(ck.StorageExistsError, FileExistsError)
+    True
+    """
+
+
+class StorageNotADirectoryError(StorageError, NotADirectoryError):
+    """A file is where a path needs a directory (e.g. ``save("notes.txt/ckpt")``).
+
+    Examples
+    --------
+    >>> issubclass(ck.StorageNotADirectoryError, NotADirectoryError)
+    True
+    """
+
+
+class StorageIsADirectoryError(StorageError, IsADirectoryError):
+    """A directory is where a file belongs (e.g. a directory named like the state file).
+
+    Examples
+    --------
+    >>> issubclass(ck.StorageIsADirectoryError, IsADirectoryError)
+    True
     """

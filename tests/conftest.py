@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,5 +113,51 @@ def kill_at_marker():
             child.stdout.close()
         assert child.returncode == -signal.SIGKILL
         return "".join(lines)
+
+    return run
+
+
+@pytest.fixture
+def no_space(monkeypatch):
+    """``no_space(match)``: writes into local files whose name ``match(name)`` accepts fail
+    with ``OSError(ENOSPC)``, as on a full disk (injected where the store calls ``writev``)."""
+    from ckptlab.storage import _kv
+
+    def fail_writes(match):
+        original = _kv._write_all
+
+        def write_all(fd, parts):
+            if match(os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            original(fd, parts)
+
+        monkeypatch.setattr(_kv, "_write_all", write_all)
+
+    return fail_writes
+
+
+@pytest.fixture
+def run_unprivileged():
+    """``run_unprivileged(script, *args)``: run Python ``script`` in a child that file
+    permissions apply to, and return the completed process.
+
+    As root the child keeps uid 0 but loses the capabilities that bypass permission checks
+    (``setpriv`` from util-linux), so a read-only directory is read-only to it too.
+    """
+
+    def run(script, *args):
+        prefix = []
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            assert setpriv, "as root, permission tests need util-linux's setpriv"
+            drop = "-dac_override,-dac_read_search,-fowner"
+            prefix = [setpriv, "--bounding-set", drop, "--inh-caps", drop]
+        return subprocess.run(
+            [*prefix, sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     return run

@@ -160,7 +160,7 @@ def test_unseen_error_surfaces_on_the_next_manager_call(tmp_path):
 LAST_SAVE_FAILS = """
     import os, sys, numpy as np, ckptlab as ck
     directory, retrieve = sys.argv[1], sys.argv[2] == "retrieve"
-    os.mkdir(os.path.join(directory, "ckpt-1"))  # not a checkpoint: publishing refuses it
+    os.mkdir(os.path.join(directory, "ckpt-1"))  # not a checkpoint: the write refuses it
     open(os.path.join(directory, "ckpt-1", "notes.txt"), "w").write("mine")
     ckpt = ck.Checkpoint(v=ck.Variable(np.arange(3.0)))
     handle = ckpt.save(os.path.join(directory, "ckpt"), blocking=False)
@@ -190,11 +190,11 @@ def test_a_failed_last_save_is_logged_at_exit_unless_retrieved(tmp_path):
     assert f"The asynchronous save to {path} failed and its error was never retrieved" in (
         done.stderr
     )
-    assert "CkptlabError: Refusing to overwrite" in done.stderr
+    assert "StorageExistsError: Refusing to write a checkpoint at" in done.stderr
     assert "handle.result()" in done.stderr
     assert done.stderr.count("never retrieved") == 1
     seen = run_last_save_fails(tmp_path / "seen", "retrieve")
-    assert seen.stdout == "retrieved CkptlabError\nend of script\n"
+    assert seen.stdout == "retrieved StorageExistsError\nend of script\n"
     assert seen.returncode == 0
     assert seen.stderr == ""  # the caller saw the error: nothing more to say
 

@@ -348,3 +348,21 @@ def test_kwargs_attach_in_alphabetical_order(ckpt_dir):
         ckpt_dir / "c"
     )
     assert ck.load_checkpoint(path).object_graph.children(0) == {"alpha": 1, "mid": 2, "zeta": 3}
+
+
+def test_a_plain_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_space):
+    """Issue 17 #10 for Checkpoint.save: a full disk while replacing the state file after
+    ckpt-2 was committed deletes ckpt-2 (nothing would ever list or delete it) and says so."""
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    first = ckpt.save(tmp_path / "ckpt", options=ck.WriteOptions(progress=False))
+    no_space(lambda name: name.startswith(".checkpoint.tmp-"))
+    with pytest.raises(ck.StorageError) as caught:
+        ckpt.save(tmp_path / "ckpt", options=ck.WriteOptions(progress=False))
+    assert isinstance(caught.value, OSError)
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'ckpt-2'} was written, but recording it in {tmp_path / 'checkpoint'} "
+        "failed, so it was deleted"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-1"]
+    assert ck.latest_checkpoint(tmp_path) == first
+    assert int(ckpt.save_counter.numpy()) == 1

@@ -189,6 +189,23 @@ def test_diff_of_identical_checkpoints_exits_zero(saved):
     assert "identical" in same.stdout
 
 
+def test_diff_structure_only_never_says_identical(saved, tmp_path):
+    """Issue 17 #14: without reading values, equal structure is "same structure"."""
+    _, paths = saved  # they differ in save_counter's value only
+    done = cli("diff", "--structure-only", paths[0], paths[1])
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith("same structure: 14 with the same shape and dtype, 0 reshaped")
+    assert last.endswith("(values not compared)")
+    assert "identical" not in done.stdout
+    data = json.loads(cli("diff", "--structure-only", "--json", paths[0], paths[1]).stdout)
+    assert (data["equal"], data["values_compared"]) == (True, False)
+    other = ck.Checkpoint(v=ck.Variable(1.0)).write(tmp_path / "other")
+    differs = cli("diff", "--structure-only", paths[0], other)
+    assert differs.returncode == 1
+    assert differs.stdout.splitlines()[-1].startswith("structure differs: 0 with the same shape")
+
+
 def test_diff_reports_added_removed_reshaped_and_changed_values(tmp_path):
     w = np.arange(6.0).reshape(2, 3)
     a = ck.Checkpoint(w=ck.Variable(w), gone=ck.Variable(1), s=ck.Variable(np.zeros(3, "float32")))
@@ -249,18 +266,16 @@ def test_verify_an_intact_checkpoint(saved):
 
 
 def test_verify_finds_every_corrupted_value(tmp_path):
-    big = np.arange(400_000, dtype="float32")  # 1.6 MB: stored in its own array
-    small = np.arange(10, dtype="float64")  # packed with other small values
+    big = np.arange(400_000, dtype="float32")  # 1.6 MB, in data/float32
+    small = np.arange(10, dtype="float64")  # in data/float64
     path = ck.Checkpoint(
         big=ck.Variable(big), small=ck.Variable(small), ok=ck.Variable(np.ones(3, "int32"))
     ).write(tmp_path / "c")
     document = stored_document(path)
     big_value = document.values["big/.ATTRIBUTES/VARIABLE_VALUE"]
     small_value = document.values["small/.ATTRIBUTES/VARIABLE_VALUE"]
-    assert big_value.offset is None
-    assert small_value.offset is not None
-    flip_byte(Path(path) / big_value.array / "c" / "0", offset=1000)
-    flip_byte(Path(path) / small_value.array / "c" / "0", offset=small_value.offset * 8 + 3)
+    flip_byte(Path(path) / big_value.array / "0", offset=big_value.offset * 4 + 1000)
+    flip_byte(Path(path) / small_value.array / "0", offset=small_value.offset * 8 + 3)
     done = cli("verify", path)
     assert done.returncode == 1
     assert "DAMAGED big/.ATTRIBUTES/VARIABLE_VALUE" in done.stdout
@@ -268,7 +283,7 @@ def test_verify_finds_every_corrupted_value(tmp_path):
     assert "ok/.ATTRIBUTES" not in done.stdout
     assert "FAILED" in done.stdout
     assert "2 damaged values" in done.stdout
-    assert "PROBLEM values/0/c/0: checksum mismatch" in done.stdout  # the file, too
+    assert "PROBLEM data/float32/0: checksum mismatch" in done.stdout  # the file, too
     data = json.loads(cli("verify", "--json", path).stdout)
     assert data["ok"] is False
     assert sorted(d["key"] for d in data["checkpoints"][0]["damaged"]) == [
@@ -279,9 +294,7 @@ def test_verify_finds_every_corrupted_value(tmp_path):
 
 def test_verify_truncated_chunk_and_all_checkpoints_of_a_directory(saved, tmp_path):
     _, paths = saved
-    chunk = next(
-        p for p in sorted(Path(paths[0]).rglob("*")) if p.is_file() and p.parent.name == "c"
-    )
+    chunk = next(p for p in sorted(Path(paths[0]).rglob("*")) if p.is_file() and p.name == "0")
     chunk.write_bytes(chunk.read_bytes()[:-7])
     # save() lists only the newest checkpoint in the state file; a manager lists every kept one
     (tmp_path / "run" / "checkpoint").write_text(
@@ -295,15 +308,41 @@ def test_verify_truncated_chunk_and_all_checkpoints_of_a_directory(saved, tmp_pa
     assert results == {paths[0]: False, paths[1]: True}
 
 
+def test_verify_all_checks_every_checkpoint_the_directory_holds(saved, tmp_path):
+    """Issue 17 #14: save() lists only its newest checkpoint, yet ``--all`` checks them all;
+    a checkpoint the state file lists that is gone fails the run."""
+    _, paths = saved
+    assert ck.latest_checkpoint(tmp_path / "run") == paths[1]
+    done = cli("verify", "--all", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == [
+        f"OK {paths[0]}",
+        f"OK {paths[1]}",
+    ]
+    (tmp_path / "run" / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-10"\n'
+        'all_model_checkpoint_paths: "ckpt-2"\n'
+    )
+    done = cli("verify", "--all", "--json", tmp_path / "run")
+    assert done.returncode == 1
+    checked = json.loads(done.stdout)["checkpoints"]
+    assert [(c["path"], c["ok"]) for c in checked] == [
+        (paths[0], True),
+        (paths[1], True),
+        (str(tmp_path / "run" / "ckpt-10"), False),
+    ]
+    assert checked[2]["problems"][0].startswith("listed but missing: ")
+
+
 def test_verify_checks_what_plain_zarr_readers_need(tmp_path):
     path = ck.Checkpoint(v=ck.Variable(np.arange(4.0))).write(tmp_path / "c")
-    (Path(path) / "packed" / "float64" / "zarr.json").unlink()
+    (Path(path) / "data" / "float64" / "zarr.json").unlink()
     assert ck.load_checkpoint(path).get_tensor("v/.ATTRIBUTES/VARIABLE_VALUE")[3] == 3.0
     done = cli("verify", "--json", path)
     assert done.returncode == 1
     result = json.loads(done.stdout)["checkpoints"][0]
     assert result["damaged"] == []
-    assert any(p.startswith("packed/float64/zarr.json: missing") for p in result["problems"])
+    assert any(p.startswith("data/float64/zarr.json: missing") for p in result["problems"])
 
 
 def assert_one_error_line(done, *fragments):
@@ -329,16 +368,16 @@ def test_a_damaged_document_exits_one_with_one_error_line(saved, command):
 
 
 def test_diff_of_a_checkpoint_with_a_flipped_chunk_exits_one(tmp_path):
-    big = np.arange(400_000, dtype="float32")  # its own array: values/0/c/0
+    big = np.arange(400_000, dtype="float32")  # in data/float32/0
     a = ck.Checkpoint(big=ck.Variable(big)).write(tmp_path / "a")
     b = ck.Checkpoint(big=ck.Variable(big)).write(tmp_path / "b")
     assert cli("diff", a, b).returncode == 0
-    flip_byte(Path(b) / "values" / "0" / "c" / "0", offset=1000)
+    flip_byte(Path(b) / "data" / "float32" / "0", offset=1000)
     for args in ([a, b], [b, a]):
         done = cli("diff", *args)
         assert done.returncode == 1
         assert_one_error_line(
-            done, "big/.ATTRIBUTES/VARIABLE_VALUE", b, "checksum mismatch in values/0/c/0"
+            done, "big/.ATTRIBUTES/VARIABLE_VALUE", b, "checksum mismatch in data/float32/0"
         )
     assert cli("diff", "--structure-only", a, b).returncode == 0  # reads no values
 
@@ -370,6 +409,39 @@ def test_usage_errors_and_help():
     for command in ("ls", "diff", "verify", "export"):
         assert cli(command, "--help").returncode == 0
     assert cli("--version").stdout.startswith("ckptlab ")
+
+
+@pytest.mark.parametrize("command", [["ls"], ["verify"], ["export"], ["diff", "{ok}"]])
+def test_a_file_that_is_not_a_checkpoint_exits_two(saved, tmp_path, command):
+    """Issue 17 #14: docs/cli.md says 2 for "a path that ... is not a checkpoint"."""
+    _, paths = saved
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    done = cli(*[a.format(ok=paths[0]) for a in command], notes)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"ckptlab: error: {notes} is a file, but not a checkpoint")
+
+
+HEAVY = ("numpy", "zarr", "ml_dtypes", "fsspec", "crc32c", "orjson", "tqdm", "ckptlab.storage")
+
+
+@pytest.mark.parametrize("program", [["-m", "ckptlab.cli", "--version"], ["-c", "import ckptlab"]])
+def test_version_and_import_load_no_heavy_module(program):
+    """Issue 17 #14: ``ckptlab --version`` took 1.5 s importing ml_dtypes, zarr and numpy."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *program],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "ckptlab" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == []
+    if "--version" in program:
+        assert done.stdout == f"ckptlab {ck.__version__}\n"
 
 
 # --- export ----------------------------------------------------------------------------------

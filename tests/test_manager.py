@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -355,44 +357,125 @@ def test_restore_or_initialize_sets_last_step(tmp_path):
 # -- lock -----------------------------------------------------------------------------------------
 
 
-def test_second_manager_in_the_same_directory_is_refused(tmp_path):
-    first = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
-    first.save(options=FAST)
-    second = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
-    with pytest.raises(
-        ck.LockedError, match=rf"another CheckpointManager in this process \(pid {os.getpid()}\)"
-    ):
-        second.save(options=FAST)
-    assert names(first.checkpoints) == ["ckpt-1"]
-    first.close()
-    second.save(options=FAST)
-    assert names(second.checkpoints) == ["ckpt-1"]
+TRY_TO_SAVE = """
+    import sys, ckptlab as ck
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), sys.argv[1], max_to_keep=9)
+    manager.checkpoint.save_counter.assign(100)
+    try:
+        print(manager.save())
+    except ck.LockedError as error:
+        print("LockedError:", error)
+"""
 
 
-def test_lock_is_released_when_the_manager_goes_away(tmp_path):
-    """Re-running a notebook cell replaces the manager; the old one's lock goes with it."""
-    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
-    manager.save(options=FAST)
-    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
-    manager.checkpoint.save_counter.assign(1)
-    manager.save(options=FAST)
-    with ck.CheckpointManager(new_checkpoint(), tmp_path / "other", 1) as scoped:
-        scoped.save(options=FAST)
-    ck.CheckpointManager(new_checkpoint(), tmp_path / "other", 1).save(options=FAST)
+def run_in_another_process(script, directory):
+    """What Python ``script`` prints, run in a child process with ``directory`` as argument."""
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return child.stdout
 
 
-def test_locked_error_is_a_runtime_error(tmp_path):
-    first = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
-    first.save(options=FAST)
-    with pytest.raises(RuntimeError, match="only one CheckpointManager may save"):
-        ck.CheckpointManager(new_checkpoint(), tmp_path, 2).save(options=FAST)
+def save_in_another_process(directory):
+    """What a manager of a child process says when it saves into ``directory``."""
+    return run_in_another_process(TRY_TO_SAVE, directory)
+
+
+def test_managers_of_one_process_share_the_directory(tmp_path):
+    """Issue 17 #9: re-running the notebook cell that creates a manager while the old one is
+    alive (kept by Out[...]): the new one recovers the list and continues, as TF's managers
+    do; the managers of this process take turns; another process stays locked out."""
+    clock = FakeClock()
+    ckpt = new_checkpoint()
+    old = ck.CheckpointManager(ckpt, tmp_path, max_to_keep=3, clock=clock)
+    for _ in range(2):
+        clock.advance(0.01)
+        old.save(options=FAST)
+    again = ck.Checkpoint(v=ck.Variable(0.0))  # the cell re-run: new objects, same directory
+    new = ck.CheckpointManager(again, tmp_path, max_to_keep=3, clock=clock)
+    assert new.restore_or_initialize() == os.path.join(tmp_path, "ckpt-2")
+    for _ in range(2):
+        clock.advance(0.01)
+        new.save(options=FAST)
+    assert names(new.checkpoints) == ["ckpt-2", "ckpt-3", "ckpt-4"]
+    assert not os.path.exists(tmp_path / "ckpt-1")
+    clock.advance(0.01)
+    assert os.path.basename(old.save(5, options=FAST)) == "ckpt-5"  # its list was stale
+    assert names(old.checkpoints) == ["ckpt-3", "ckpt-4", "ckpt-5"]
+    assert state_of(tmp_path).all_paths == ("ckpt-3", "ckpt-4", "ckpt-5")
+    assert sorted(os.listdir(tmp_path)) == [
+        ".ckptlab.lock", "checkpoint", "ckpt-3", "ckpt-4", "ckpt-5"
+    ]  # fmt: skip
+    message = save_in_another_process(tmp_path)
+    assert message.startswith(f"LockedError: Checkpoint directory {tmp_path} is locked by pid ")
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in message
+    old.close()
+    assert save_in_another_process(tmp_path).startswith("LockedError")  # `new` still holds it
+    new.close()
+    assert save_in_another_process(tmp_path).strip() == os.path.join(tmp_path, "ckpt-101")
+
+
+def test_a_manager_merges_what_another_manager_saved_since_it_was_created(tmp_path):
+    """Issue 17 #8, one process: the stale manager keeps the other's checkpoints listed and
+    applies max_to_keep to the merged list (TF would list only its own and orphan them)."""
+    clock = FakeClock()
+    stale = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3, clock=clock)
+    with ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3, clock=clock) as other:
+        for _ in range(5):
+            clock.advance(0.01)
+            other.save(options=FAST)
+    assert stale.checkpoints == []
+    stale.checkpoint.save_counter.assign(5)
+    clock.advance(0.01)
+    stale.save(options=FAST)
+    assert names(stale.checkpoints) == ["ckpt-4", "ckpt-5", "ckpt-6"]
+    assert state_of(tmp_path).all_paths == ("ckpt-4", "ckpt-5", "ckpt-6")
+    assert sorted(os.listdir(tmp_path)) == [
+        ".ckptlab.lock", "checkpoint", "ckpt-4", "ckpt-5", "ckpt-6"
+    ]  # fmt: skip
+
+
+SAVE_TWICE = """
+    import sys, ckptlab as ck
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    with ck.CheckpointManager(ckpt, sys.argv[1], max_to_keep=3) as manager:
+        manager.restore_or_initialize()
+        print(manager.save(), manager.save())
+"""
+
+
+def test_a_manager_merges_what_another_process_saved_since_it_was_created(tmp_path):
+    """Issue 17 #8, two processes: ckpt-4 and ckpt-5 of the other process stay listed, the
+    checkpoints it deleted are not listed again, and max_to_keep holds over the merged list."""
+    with ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3) as first:
+        for _ in range(3):
+            first.save(options=FAST)
+    stale = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3)
+    assert names(stale.checkpoints) == ["ckpt-1", "ckpt-2", "ckpt-3"]
+    saved = run_in_another_process(SAVE_TWICE, tmp_path)
+    assert names(saved.split()) == ["ckpt-4", "ckpt-5"]
+    assert state_of(tmp_path).all_paths == ("ckpt-3", "ckpt-4", "ckpt-5")
+    stale.save(6, options=FAST)
+    assert names(stale.checkpoints) == ["ckpt-4", "ckpt-5", "ckpt-6"]
+    assert state_of(tmp_path).all_paths == ("ckpt-4", "ckpt-5", "ckpt-6")
+    assert sorted(os.listdir(tmp_path)) == [
+        ".ckptlab.lock", "checkpoint", "ckpt-4", "ckpt-5", "ckpt-6"
+    ]  # fmt: skip
+    stale.close()
+
+
+def test_locked_error_is_a_runtime_error():
+    assert issubclass(ck.LockedError, RuntimeError)
 
 
 def test_lock_file_names_the_holder(tmp_path):
     manager = ck.CheckpointManager(new_checkpoint(), tmp_path, 2)
     manager.save(options=FAST)
     import json
-    import socket
 
     holder = json.loads((tmp_path / ".ckptlab.lock").read_text())
     assert holder["pid"] == os.getpid()
@@ -414,6 +497,85 @@ def test_plain_save_next_to_a_manager_of_this_process_is_allowed(tmp_path):
     state = state_of(tmp_path)
     assert state.all_paths == ("ckpt-1", "ckpt-2")
     assert state.timestamps == (clock.now - 3600.0, clock.now)
+
+
+# -- a save that fails after its checkpoint is committed --------------------------------------
+
+
+@pytest.mark.parametrize("failing", ["state file", "eviction note"])
+def test_a_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_space, failing):
+    """Issue 17 #10: a full disk while writing the state file (or the note that ckpt-1 is being
+    evicted) after ckpt-3 was committed: ckpt-3 goes, nothing else changes, the error names
+    the paths; before, ckpt-3 stayed on disk, never listed and never deleted."""
+    clock = FakeClock()
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=2, clock=clock)
+    for _ in range(2):
+        clock.advance(0.01)
+        manager.save(options=FAST)
+    before = state_of(tmp_path)
+    if failing == "state file":
+        no_space(lambda name: name.startswith(".checkpoint.tmp-"))
+    else:
+        no_space(lambda name: name.endswith(".evicted"))
+    clock.advance(0.01)
+    with pytest.raises(ck.StorageError) as caught:
+        manager.save(options=FAST)
+    assert isinstance(caught.value, OSError)
+    assert caught.value.errno == errno.ENOSPC
+    message = str(caught.value)
+    assert message.startswith(
+        f"{tmp_path / 'ckpt-3'} was written, but recording it in {tmp_path / 'checkpoint'} "
+        "failed, so it was deleted"
+    )
+    assert "No space left on device" in message
+    assert "Free some space" in message
+    assert state_of(tmp_path) == before
+    assert names(manager.checkpoints) == ["ckpt-1", "ckpt-2"]
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-1", "ckpt-2"]
+
+
+def test_a_resave_that_cannot_be_recorded_keeps_the_listed_checkpoint(tmp_path, no_space):
+    """Re-saving a listed number: the new ckpt-2 replaced the old one and stays listed."""
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3)
+    manager.save(options=FAST)
+    manager.save(options=FAST)
+    manager.checkpoint.v.assign(7.0)
+    no_space(lambda name: name.startswith(".checkpoint.tmp-"))
+    with pytest.raises(ck.StorageError, match="failed, so it was kept: the state file lists it"):
+        manager.save(2, options=FAST)
+    assert state_of(tmp_path).all_paths == ("ckpt-1", "ckpt-2")
+    restored = new_checkpoint()
+    restored.restore(tmp_path / "ckpt-2").assert_consumed()
+    assert float(restored.v.numpy()) == 7.0
+
+
+def test_a_failed_delete_after_the_state_file_is_left_to_the_next_manager(
+    tmp_path, ck_log, monkeypatch
+):
+    """Retention deletes after the state file was written: a failure is logged, the save
+    stands, and the noted checkpoint is removed by the next manager."""
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    manager.save(options=FAST)
+    rename = os.rename
+
+    def refuse_to_move_ckpt_1(source, target):
+        if os.path.basename(source) == "ckpt-1":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), source)
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", refuse_to_move_ckpt_1)
+    assert os.path.basename(manager.save(options=FAST)) == "ckpt-2"
+    monkeypatch.undo()
+    assert (
+        f"Saved {tmp_path / 'ckpt-2'}, but deleting {tmp_path / 'ckpt-1'} (beyond max_to_keep) "
+        f"failed: Could not rename {tmp_path / 'ckpt-1'}: Permission denied"
+    ) in ck_log.text
+    assert names(manager.checkpoints) == ["ckpt-2"]
+    assert (tmp_path / ".ckpt-1.evicted").exists()
+    manager.close()
+    again = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    again.save(3, options=FAST)  # removes the noted ckpt-1 first, then ckpt-2 by retention
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-3"]
 
 
 def test_logs_nothing_in_the_normal_case(tmp_path, caplog):
@@ -612,9 +774,13 @@ def test_manager_on_an_object_store(tmp_path):
     assert ck.latest_checkpoint(directory) == paths[-1]
     store, key = ck.storage.resolve(directory)
     assert not store.exists(f"{key}/ckpt-1/zarr.json")
-    with pytest.raises(ck.LockedError):
-        ck.CheckpointManager(new_checkpoint(), directory, 2).save(options=FAST)
+    shared = ck.CheckpointManager(new_checkpoint(), directory, 2)  # this process: shares the lock
+    assert shared.save(4, options=FAST) == f"{directory}/ckpt-4"
+    assert shared.checkpoints == [paths[-1], f"{directory}/ckpt-4"]
+    shared.close()
+    assert store.exists(f"{key}/.ckptlab.lock")  # `manager` still holds it
     manager.close()
+    assert not store.exists(f"{key}/.ckptlab.lock")
     again = ck.CheckpointManager(new_checkpoint(5.0), directory, max_to_keep=2)
-    assert again.restore_or_initialize() == paths[-1]
+    assert again.restore_or_initialize() == f"{directory}/ckpt-4"
     assert float(again.checkpoint.v.numpy()) == 0.0

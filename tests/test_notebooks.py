@@ -25,6 +25,7 @@ REQUIREMENTS = {
     "explore": lambda: hasattr(ck, "explore"),
     "manager": lambda: hasattr(ck, "CheckpointManager"),
     "torch": lambda: importlib.util.find_spec("torch") is not None,
+    "jax": lambda: all(importlib.util.find_spec(m) is not None for m in ("jax", "flax", "optax")),
     "dask": lambda: (
         importlib.util.find_spec("ckptlab.distributed") is not None
         and importlib.util.find_spec("distributed") is not None

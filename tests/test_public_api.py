@@ -1,7 +1,11 @@
 """The public surface is pinned: changing it is a deliberate act (docs/architecture.md)."""
 
+import ast
 import inspect
+import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -12,12 +16,14 @@ PUBLIC = {
     "AssignmentError", "Checkpoint", "CheckpointLoadStatus", "CheckpointManager",
     "CheckpointReader", "CkptlabError", "CorruptCheckpointError", "InitializationOnlyStatus",
     "KeyMap", "LockedError", "MatchReport", "MissingDependencyError", "Module",
-    "NameBasedSaverStatus", "NearMiss", "NotFoundError", "NotSaveableError", "ReadOptions",
-    "ReportEntry", "RestoreConflictError", "SaveHandle", "Saver", "Trackable", "TrackedDict",
-    "TrackedList", "TrackedTuple", "UnknownPathError", "UnsafePickleError",
-    "UnsupportedFormatError", "Variable", "WriteOptions", "__version__", "convert", "diff",
-    "explore", "latest_checkpoint", "layers", "list_variables",
-    "load_checkpoint", "near_misses", "optimizers", "register_trackable",
+    "NameBasedSaverStatus", "NearMiss",
+    "NotACheckpointError", "NotFoundError", "NotSaveableError", "ReadOptions", "ReportEntry",
+    "RestoreConflictError", "SaveHandle", "Saver", "StorageError", "StorageExistsError",
+    "StorageIsADirectoryError", "StorageNotADirectoryError", "StoragePermissionError",
+    "Trackable", "TrackedDict", "TrackedList", "TrackedTuple", "UnknownPathError",
+    "UnsafePickleError", "UnsupportedFormatError", "Variable", "WriteOptions", "__version__",
+    "convert", "diff", "explore", "latest_checkpoint", "layers", "list_variables",
+    "load_checkpoint", "near_misses", "optimizers", "register_trackable", "set_storage_options",
 }  # fmt: skip
 
 
@@ -40,6 +46,15 @@ def test_errors_inherit_the_builtins_they_resemble():
         ck.RestoreConflictError, TypeError
     )
     assert issubclass(ck.UnsupportedFormatError, ValueError)
+    assert issubclass(ck.NotACheckpointError, ck.UnsupportedFormatError)
+    assert issubclass(ck.StorageError, OSError)
+    for error, builtin in [
+        (ck.StoragePermissionError, PermissionError),
+        (ck.StorageExistsError, FileExistsError),
+        (ck.StorageNotADirectoryError, NotADirectoryError),
+        (ck.StorageIsADirectoryError, IsADirectoryError),
+    ]:
+        assert issubclass(error, ck.StorageError) and issubclass(error, builtin)
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), ck.CkptlabError)
 
@@ -97,3 +112,31 @@ def test_public_callables_have_numpy_sections(name, obj):
     assert (doc or "").strip(), f"{name} has no docstring"
     missing = expected_sections(obj) - sections(obj)
     assert not missing, f"{name} lacks {sorted(missing)}"
+
+
+def test_lazy_names_are_the_ones_type_checkers_see():
+    """``ckptlab/__init__.py`` imports on first use (``_SOURCES``); its TYPE_CHECKING imports,
+    which type checkers and readers see, must name the same modules."""
+    tree = ast.parse(pathlib.Path(ck.__file__).read_text())
+    block = next(
+        n for n in tree.body if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)
+    )
+    imported = {
+        alias.name: "ckptlab" if node.module == "ckptlab" else node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == ck._SOURCES
+    assert set(ck.__all__) == {*imported, "__version__"}
+    assert {n for n in dir(ck) if not n.startswith("_")} >= PUBLIC - {"__version__"}
+    with pytest.raises(AttributeError, match="has no attribute 'Chekpoint'"):
+        ck.Chekpoint
+
+
+def test_submodules_are_attributes_as_if_imported_eagerly():
+    script = "import ckptlab as ck; print(ck.storage.STATE_FILENAME, ck.errors.__name__)"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["checkpoint", "ckptlab.errors"]

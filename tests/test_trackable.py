@@ -157,3 +157,18 @@ def test_register_trackable(ckpt_dir):
     target = Pair(0.0, 0.0)
     ck.Checkpoint(pair=target).read(path).assert_consumed()
     assert (target.a.numpy(), target.b.numpy()) == (1.0, 2.0)
+
+
+def test_register_trackable_hook_returning_non_trackables_raises(ckpt_dir):
+    """Issue 17 #14: a children hook returning plain values (a float, an array) would save
+    nothing for them; the save raises instead, naming the class, the name and the type."""
+
+    class Pair:
+        def __init__(self):
+            self.a, self.b = ck.Variable(1.0), np.zeros(3)
+
+    ck.register_trackable(Pair, lambda p: {"a": p.a, "b": p.b})
+    with pytest.raises(ValueError, match=r"hook registered for Pair returned 'b': a ndarray"):
+        ck.Checkpoint(pair=Pair()).write(ckpt_dir / "c")
+    assert not (ckpt_dir / "c").exists()
+    assert list(ckpt_dir.iterdir()) == []

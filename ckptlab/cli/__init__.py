@@ -28,7 +28,8 @@ from ckptlab.cli._common import (
     Output,
 )
 from ckptlab.cli._style import Style, wants_color
-from ckptlab.errors import CkptlabError, NotFoundError
+from ckptlab.core import printable
+from ckptlab.errors import CkptlabError, NotACheckpointError, NotFoundError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEMS", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         return int(args.run(args, out))
     except CommandError as error:
         return _fail(errors, str(error), error.code)
-    except NotFoundError as error:
+    except (NotFoundError, NotACheckpointError) as error:  # the path names no checkpoint
         return _fail(errors, str(error), EXIT_USAGE)
     except CkptlabError as error:
         return _fail(errors, str(error), EXIT_PROBLEMS)
@@ -113,5 +114,5 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
 
 
 def _fail(style: Style, message: str, code: int) -> int:
-    print(f"{style.red('ckptlab: error:')} {message}", file=sys.stderr)
+    print(f"{style.red('ckptlab: error:')} {printable(message)}", file=sys.stderr)
     return code

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ckptlab.cli._style import Style
-from ckptlab.storage import StoredCheckpoint, open_path, resolve
+
+if TYPE_CHECKING:  # commands import storage when they run: `ckptlab --version` stays instant
+    from ckptlab.storage import StoredCheckpoint
 
 EXIT_OK = 0
 """Success; for ``diff``: the checkpoints are equal; for ``verify``: every value is intact."""
@@ -55,6 +57,8 @@ def open_target(path: str) -> tuple[StoredCheckpoint, str | None]:
         The open checkpoint, and the directory it was resolved from (``None`` when ``path``
         named a checkpoint directly).
     """
+    from ckptlab.storage import open_path, resolve
+
     source = open_path(path)
     store, key = resolve(os.fspath(path))
     resolved_from = store.display(key) if source.path.rstrip("/") != key.rstrip("/") else None

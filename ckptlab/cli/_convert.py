@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ckptlab import KeyMap, convert
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
+from ckptlab.core import printable
 from ckptlab.errors import CkptlabError
+
+if TYPE_CHECKING:
+    from ckptlab import KeyMap
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -77,11 +80,15 @@ def key_map(renames: list[str], transposes: list[str]) -> KeyMap | None:
         if not sep or not pattern:
             raise CommandError(f"--rename expects PATTERN=REPLACEMENT, got {rule!r}", EXIT_USAGE)
         rules.append((pattern, replacement))
+    from ckptlab import KeyMap
+
     return KeyMap(rules, transpose=transposes)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     """Convert ``args.src`` to ``args.dst``."""
+    from ckptlab import convert
+
     if os.path.lexists(args.dst) and (not args.overwrite or args.to == "safetensors"):
         hint = "remove it first" if args.overwrite else "pass --overwrite to replace it"
         raise CommandError(f"{args.dst} already exists; {hint}", EXIT_USAGE)
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.to == "safetensors":
         kind = "safetensors"
     out.line(
-        f"{out.style.green('wrote')} {result.display_path}: {kind}, {len(values)} values, "
-        f"{human_bytes(total)} (from {args.src})"
+        f"{out.style.green('wrote')} {printable(result.display_path)}: {kind}, {len(values)} "
+        f"values, {human_bytes(total)} (from {printable(os.fspath(args.src))})"
     )
     return EXIT_OK

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
 from ckptlab.cli._style import describe_shape
-from ckptlab.core import StoredValue
-from ckptlab.storage import StoredCheckpoint
+from ckptlab.core import StoredValue, printable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ckptlab.storage import StoredCheckpoint
 
 MARKS = {"removed": "-", "added": "+", "spec": "!", "changed": "~"}
 
@@ -98,11 +100,14 @@ def value_difference(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> tuple[
 
     Examples
     --------
+    >>> import numpy as np
     >>> value_difference(np.array([1.0, np.nan, 3.0]), np.array([1.5, np.nan, 3.0]))
     (1, 0.5)
     >>> value_difference(np.array([True, False]), np.array([True, True]))
     (1, 1.0)
     """
+    import numpy as np
+
     wide = np.complex128 if np.iscomplexobj(x) else np.float64
     xs, ys = x.astype(wide), y.astype(wide)
     same = (xs == ys) | (np.isnan(xs) & np.isnan(ys))
@@ -128,24 +133,36 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 "b": b.display_path,
                 "equal": not found,
                 "equal_values": equal,
+                "values_compared": not args.structure_only,
                 "counts": counts,
                 "differences": [d.to_json() for d in found],
             }
         )
         return EXIT_PROBLEMS if found else EXIT_OK
     style = out.style
-    out.line(style.bold(f"--- {a.display_path}"))
-    out.line(style.bold(f"+++ {b.display_path}"))
+    out.line(style.bold(f"--- {printable(a.display_path)}"))
+    out.line(style.bold(f"+++ {printable(b.display_path)}"))
     for difference in found:
         out.line(_describe(difference, out))
-    summary = (
-        f"{equal} equal, {counts['changed']} changed, {counts['spec']} reshaped or retyped, "
-        f"{counts['added']} added, {counts['removed']} removed"
-    )
-    out.line(
-        style.green("identical: " + summary) if not found else style.yellow("differ: " + summary)
-    )
+    out.line(_summary(equal, counts, out, values_compared=not args.structure_only))
     return EXIT_PROBLEMS if found else EXIT_OK
+
+
+def _summary(equal: int, counts: dict[str, int], out: Output, *, values_compared: bool) -> str:
+    """The last line: ``identical``/``differ``, or without values ``same structure``/``differ``."""
+    changes = (
+        f"{counts['spec']} reshaped or retyped, {counts['added']} added, "
+        f"{counts['removed']} removed"
+    )
+    same = not any(counts.values())
+    if values_compared:
+        verdict = "identical" if same else "differ"
+        summary = f"{equal} equal, {counts['changed']} changed, {changes}"
+    else:  # nothing says the values are equal
+        verdict = "same structure" if same else "structure differs"
+        summary = f"{equal} with the same shape and dtype, {changes} (values not compared)"
+    line = f"{verdict}: {summary}"
+    return out.style.green(line) if same else out.style.yellow(line)
 
 
 def _spec(value: StoredValue | None) -> str:
@@ -155,20 +172,17 @@ def _spec(value: StoredValue | None) -> str:
 def _describe(difference: Difference, out: Output) -> str:
     style = out.style
     mark = MARKS[difference.kind]
+    key = printable(difference.key)
     if difference.kind == "removed":
-        return style.red(f"{mark} {difference.key}  {_spec(difference.a)}")
+        return style.red(f"{mark} {key}  {_spec(difference.a)}")
     if difference.kind == "added":
-        return style.green(f"{mark} {difference.key}  {_spec(difference.b)}")
+        return style.green(f"{mark} {key}  {_spec(difference.b)}")
     if difference.kind == "spec":
-        return style.yellow(
-            f"{mark} {difference.key}  {_spec(difference.a)} -> {_spec(difference.b)}"
-        )
+        return style.yellow(f"{mark} {key}  {_spec(difference.a)} -> {_spec(difference.b)}")
     assert difference.a is not None
     total = difference.a.size
     detail = (
         f"max |a-b| = {difference.max_abs_diff:.6g} "
         f"({difference.differing} of {total} elements differ)"
     )
-    return (
-        f"{style.yellow(mark + ' ' + difference.key)}  {style.cyan(_spec(difference.a))}  {detail}"
-    )
+    return f"{style.yellow(mark + ' ' + key)}  {style.cyan(_spec(difference.a))}  {detail}"

@@ -11,7 +11,7 @@ import argparse
 import json
 import shutil
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import (
     EXIT_OK,
@@ -23,9 +23,11 @@ from ckptlab.cli._common import (
 )
 from ckptlab.cli._style import describe_shape
 from ckptlab.cli._tree import TreeNode, build_tree, value_json
-from ckptlab.core import CheckpointDocument, ObjectGraph, unescape_local_name
+from ckptlab.core import CheckpointDocument, ObjectGraph
 from ckptlab.inspect import dot_string
-from ckptlab.storage import StoredCheckpoint
+
+if TYPE_CHECKING:
+    from ckptlab.storage import StoredCheckpoint
 
 GRAPH_FORMAT = "ckptlab.graph"
 GRAPH_VERSION = 1
@@ -98,7 +100,7 @@ def _object_graph(document: CheckpointDocument, graph: ObjectGraph) -> tuple[lis
                     "source": node_id,
                     "target": child,
                     "kind": "child",
-                    "name": unescape_local_name(local),
+                    "name": local,
                 }
             )
         for ref in node.slot_variables:
@@ -117,7 +119,7 @@ def _object_graph(document: CheckpointDocument, graph: ObjectGraph) -> tuple[lis
 def _display_name(path: tuple[str, ...], slot: tuple[tuple[str, ...], str] | None) -> str:
     if slot is not None:  # named with its variable: "m of model/dense/kernel"
         return f"{slot[1]} of {'/'.join(path)}"
-    return unescape_local_name(path[-1]) if path else "(root)"
+    return path[-1] if path else "(root)"
 
 
 def _key_tree(root: TreeNode) -> tuple[list[Any], list[Any]]:

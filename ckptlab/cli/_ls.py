@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import Output, open_target
 from ckptlab.cli._style import Style, describe_shape, human_bytes
 from ckptlab.cli._tree import TreeNode, build_tree, value_json
-from ckptlab.storage import StoredCheckpoint
+from ckptlab.core import printable
+
+if TYPE_CHECKING:
+    from ckptlab.storage import StoredCheckpoint
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.keys:
         for key, value in sorted(source.document.values.items()):
             shape = out.style.cyan(f"{describe_shape(value.shape)} {value.dtype}")
-            out.line(f"{key}  {shape}  {out.style.dim(human_bytes(value.nbytes))}")
+            out.line(f"{printable(key)}  {shape}  {out.style.dim(human_bytes(value.nbytes))}")
         return 0
     for line in render_tree(tree, out.style, expand_slots=args.slots):
         out.line(line)
@@ -57,10 +60,14 @@ def _header(
     total = sum(v.nbytes for v in values)
     kind = "object-based" if source.document.kind == "object" else "name-based"
     version = source.document.format_version
-    fmt = f"format {version}" if version else str(source.document.writer.get("format", "foreign"))
-    out.line(out.style.bold(source.display_path))
+    fmt = (
+        f"format {version}"
+        if version
+        else printable(str(source.document.writer.get("format", "foreign")))
+    )
+    out.line(out.style.bold(printable(source.display_path)))
     if resolved_from is not None:
-        out.line(out.style.dim(f"  latest checkpoint of {resolved_from}"))
+        out.line(out.style.dim(f"  latest checkpoint of {printable(resolved_from)}"))
     out.line(out.style.dim(f"  {kind}, {fmt}, {len(values)} values, {human_bytes(total)}"))
 
 
@@ -89,7 +96,7 @@ def render_tree(root: TreeNode, style: Style, *, expand_slots: bool) -> list[str
 def _render_children(
     node: TreeNode, prefix: str, style: Style, expand_slots: bool, lines: list[str]
 ) -> None:
-    width = max((len(c.name) for c in node.children), default=0)
+    width = max((len(printable(c.name)) for c in node.children), default=0)
     for index, child in enumerate(node.children):
         last = index == len(node.children) - 1
         branch, extend = ("└── ", "    ") if last else ("├── ", "│   ")
@@ -99,9 +106,10 @@ def _render_children(
 
 
 def _label(node: TreeNode, width: int, style: Style, expand_slots: bool) -> str:
-    name = node.name.ljust(width)
+    name = printable(node.name).ljust(width)
     if node.kind == "alias":
-        return f"{name}  {style.dim('-> ' + (node.alias_of or '?') + ' (shared object)')}"
+        shown = printable(node.alias_of or "?")
+        return f"{name}  {style.dim('-> ' + shown + ' (shared object)')}"
     if node.kind == "value":
         if node.value is None:
             return f"{name}  {style.red('(value missing from the document)')}"
@@ -112,5 +120,5 @@ def _label(node: TreeNode, width: int, style: Style, expand_slots: bool) -> str:
     if node.kind == "slots":
         hint = "" if expand_slots else " (--slots lists them)"
         return f"{style.bold(name)}  {style.dim('optimizer slot, ' + summary + hint)}"
-    kind = f"{node.type_name}, " if node.type_name else ""
+    kind = f"{printable(node.type_name)}, " if node.type_name else ""
     return f"{style.bold(name)}  {style.dim(kind + summary)}"

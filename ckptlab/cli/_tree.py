@@ -17,7 +17,6 @@ from ckptlab.core import (
     ObjectGraph,
     StoredValue,
     pretty_path,
-    unescape_local_name,
 )
 
 VARIABLE_VALUE = "VARIABLE_VALUE"
@@ -92,7 +91,7 @@ class _ObjectTree:
         for attribute, value in values.items():
             out.children.append(TreeNode(f"[{attribute}]", "value", value=value))
         for local, child in node.children.items():
-            out.children.append(self._child(child, unescape_local_name(local), (*path, local)))
+            out.children.append(self._child(child, local, (*path, local)))
         out.children.extend(self._slot_groups(node_id))
         return out
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import posixpath
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
 from ckptlab.cli._style import human_bytes
-from ckptlab.errors import CkptlabError
-from ckptlab.storage import STATE_FILENAME, StoredCheckpoint, read_state, resolve
-from ckptlab.storage import verify_checkpoint as storage_verify
+from ckptlab.core import printable
+from ckptlab.errors import CkptlabError, NotFoundError
+
+if TYPE_CHECKING:
+    from ckptlab.storage import StoredCheckpoint
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -32,7 +35,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--all",
         action="store_true",
-        help="for a checkpoint directory: verify every checkpoint its state file lists",
+        help="for a checkpoint directory: verify every checkpoint it holds or its state file lists",
     )
     parser.set_defaults(run=run)
 
@@ -49,10 +52,8 @@ class Verification:
     """(key, message) of every value that could not be read back intact."""
     problems: list[str] = field(default_factory=list)
     """Problems in the stored files (chunks, padding, array metadata), one line each."""
-    checksum: str | None = "crc32c"
-    """What the values were checked against; ``None``: the format has no checksums, so only
-    sizes and offsets were checked (reported as such, never as "OK")."""
-    source_format: str = ""
+    checksums: bool = True
+    """Whether the format carries checksums; without them only sizes and bounds are checked."""
 
     @property
     def ok(self) -> bool:
@@ -67,7 +68,7 @@ class Verification:
             "values_checked": self.checked,
             "bytes_checked": self.nbytes,
             "seconds": round(self.seconds, 6),
-            "checksums": self.checksum,
+            "checksums": self.checksums,
             "damaged": [{"key": k, "error": m} for k, m in self.damaged],
             "problems": list(self.problems),
         }
@@ -81,8 +82,9 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     then read one by one to name the damaged keys.  A foreign checkpoint (TensorFlow, torch,
     safetensors) is checked by reading every value through its reader's checksums.
     """
-    result = Verification(source.display_path, checksum=source.checksum)
-    result.source_format = str(source.document.writer.get("format", ""))
+    from ckptlab.storage import verify_checkpoint as storage_verify
+
+    result = Verification(source.display_path, checksums=getattr(source, "checksums", True))
     start = time.perf_counter()
     values = source.document.values
     suspects = sorted(values)
@@ -101,15 +103,34 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     return result
 
 
-def _targets(path: str, every: bool) -> list[StoredCheckpoint]:
-    if every:
-        store, directory = resolve(os.fspath(path))
-        state = (
-            read_state(store, directory) if store.exists(f"{directory}/{STATE_FILENAME}") else None
-        )
-        if state is not None:
-            return [open_target(_join(path, p))[0] for p in state.all_paths or (state.latest,)]
-    return [open_target(path)[0]]
+def every_checkpoint(path: str) -> list[tuple[str, bool]]:
+    """Every checkpoint of the directory ``path``, with whether its state file lists it.
+
+    Those the state file lists (``all_model_checkpoint_paths`` and the latest), and every
+    ckptlab checkpoint in the directory besides (one ``Checkpoint.save`` no longer lists, one
+    ``keep_checkpoint_every_n_hours`` kept), in natural order (``ckpt-2`` before ``ckpt-10``).
+    Empty when ``path`` is a checkpoint itself or holds none.
+    """
+    from ckptlab.storage import is_committed, read_state, resolve
+
+    store, directory = resolve(os.fspath(path))
+    if is_committed(store, directory):
+        return []
+    state = read_state(store, directory)
+    listed = (
+        dict.fromkeys(_join(path, p) for p in (*state.all_paths, state.latest)) if state else {}
+    )
+    found = {
+        _join(path, entry): False
+        for entry in store.list_dir(directory)
+        if not entry.startswith(".") and is_committed(store, posixpath.join(directory, entry))
+    }
+    every = {**found, **dict.fromkeys(listed, True)}  # in the state file: must be there
+    return sorted(every.items(), key=lambda item: _natural(item[0]))
+
+
+def _natural(path: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
 def _join(directory: str, relative: str) -> str:
@@ -118,9 +139,25 @@ def _join(directory: str, relative: str) -> str:
     return posixpath.join(directory.rstrip("/"), relative)
 
 
+def _verify_every(path: str) -> list[Verification]:
+    """``verify --all``: each checkpoint of the directory; a listed one that is gone fails."""
+    results = []
+    for target, listed in every_checkpoint(path):
+        try:
+            source = open_target(target)[0]
+        except NotFoundError as error:
+            if listed:
+                results.append(Verification(target, problems=[f"listed but missing: {error}"]))
+            continue  # a Zarr group of someone else's, not a checkpoint
+        results.append(verify_checkpoint(source))
+    return results
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     """Verify ``args.path`` (or every checkpoint of a directory with ``--all``)."""
-    results = [verify_checkpoint(source) for source in _targets(args.path, args.all)]
+    results = _verify_every(args.path) if args.all else []
+    if not results:
+        results = [verify_checkpoint(open_target(args.path)[0])]
     failed = not all(r.ok for r in results)
     if out.json:
         out.emit_json({"ok": not failed, "checkpoints": [r.to_json() for r in results]})
@@ -132,22 +169,22 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 def _print_result(result: Verification, out: Output) -> None:
     style = out.style
+    path = printable(result.path)
     for key, message in result.damaged:
-        out.line(f"{style.red('DAMAGED')} {key}")
-        out.line(f"  {message}")
+        out.line(f"{style.red('DAMAGED')} {printable(key)}")
+        out.line(f"  {printable(message)}")
     for problem in result.problems:
-        out.line(f"{style.red('PROBLEM')} {problem}")
+        out.line(f"{style.red('PROBLEM')} {printable(problem)}")
     size = human_bytes(result.nbytes)
     counts = f"{result.checked} values, {size} checked in {result.seconds:.2f} s"
-    if result.ok and result.checksum is None:
+    if result.ok and not result.checksums:
         out.line(
-            f"{style.yellow('NO CHECKSUMS')} {result.path}: no checksums in this format "
-            f"({result.source_format}); {result.checked} values, {size} read in "
-            f"{result.seconds:.2f} s, but only their sizes and offsets could be checked"
+            f"{style.yellow('UNVERIFIED')} {path}: no checksums in this format; {result.checked} "
+            f"values, {size} read and their sizes checked in {result.seconds:.2f} s"
         )
         return
     if result.ok:
-        out.line(f"{style.green('OK')} {result.path}: {counts}")
+        out.line(f"{style.green('OK')} {path}: {counts}")
         return
     found = f"{len(result.damaged)} damaged values, {len(result.problems)} problems in files"
-    out.line(style.red(f"FAILED {result.path}: {found}; {counts}"))
+    out.line(style.red(f"FAILED {path}: {found}; {counts}"))

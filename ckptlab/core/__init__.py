@@ -4,6 +4,7 @@ Standard library only: no numpy, no zarr, no UI, no file I/O.  Results are data;
 raises on a mismatch.
 """
 
+from ckptlab.core._columnar import CRC_BLOCK, ArrayInfo, ValueTable
 from ckptlab.core._document import (
     FOREIGN_ITEMSIZE,
     FORMAT_VERSION,
@@ -13,7 +14,9 @@ from ckptlab.core._document import (
     PackInfo,
     StoredValue,
     parse_document,
+    parse_graph_nodes,
     parse_listing,
+    shape_extent,
 )
 from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
@@ -54,6 +57,7 @@ from ckptlab.core._retention import (
     RetentionState,
     Sweep,
     interval_allows,
+    merge,
     record_save,
     recover,
     sweep,
@@ -66,14 +70,17 @@ from ckptlab.core._status import (
     nontrivial_failure,
     unused_warning,
 )
+from ckptlab.core._text import is_text, printable
 from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
 
 __all__ = [
+    "CRC_BLOCK",
     "FOREIGN_ITEMSIZE",
     "FORMAT_VERSION",
     "ITEMSIZE",
     "OPTIMIZER_SLOT",
     "STATES",
+    "ArrayInfo",
     "Assignment",
     "Attribute",
     "Blocked",
@@ -105,6 +112,7 @@ __all__ = [
     "Sweep",
     "StoredValue",
     "ValueSpec",
+    "ValueTable",
     "build_graph",
     "build_report",
     "conflict_kind",
@@ -114,17 +122,22 @@ __all__ = [
     "format_state",
     "gc_paused",
     "interval_allows",
+    "is_text",
+    "merge",
     "nontrivial_failure",
     "near_misses",
     "object_prefix",
     "parse_document",
+    "parse_graph_nodes",
     "parse_listing",
     "parse_key",
     "parse_state",
     "plan_restore",
     "pretty_path",
+    "printable",
     "record_save",
     "recover",
+    "shape_extent",
     "sweep",
     "unescape_local_name",
     "unused_warning",

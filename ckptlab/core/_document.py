@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ckptlab.core._columnar import (
+    MAX_CHUNKS,
+    MAX_ELEMENTS,
+    MAX_NAME,
+    ArrayInfo,
+    ValueTable,
+    Where,
+    graph_json,
+    parse_arrays,
+    parse_graph,
+    parse_values,
+)
 from ckptlab.core._graph import Attribute, GraphNode, ObjectGraph, SlotRef
 from ckptlab.core._keys import ATTRIBUTES, OPTIMIZER_SLOT, VARIABLE_VALUE, parse_key
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
-MAX_NAME = 65536
-MAX_ELEMENTS = 2**48
-MAX_CHUNKS = 2**20
-"""At most this many chunks per packed array or per value (bounds the work of a hostile
-document; 2**20 chunks of ckptlab's 16-64 MiB chunks are 16-64 TiB)."""
+FORMAT_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
+MIN_CRC_BLOCK = 4096
+"""Version 3: the smallest ``crc_block`` a reader accepts (bounds the checksums per byte)."""
 ITEMSIZE = {
     "bool": 1,
     "int8": 1,
@@ -138,11 +147,22 @@ class CheckpointDocument:
     """``object``: an object graph; ``name``: keys are variable names (``Saver``)."""
     graph: ObjectGraph | None
     values: Mapping[str, StoredValue]
+    """Key -> value; a :class:`ValueTable` (columns) for version 3."""
     packs: Mapping[str, PackInfo] = field(default_factory=dict)
+    """Versions 1-2: the packed arrays."""
     writer: Mapping[str, Any] = field(default_factory=dict)
+    crc_block: int = 0
+    """Version 3: bytes per checksum of a packed value."""
+
+    @property
+    def arrays(self) -> tuple[ArrayInfo, ...]:
+        """Version 3: every array holding values (empty for older versions)."""
+        return self.values.arrays if isinstance(self.values, ValueTable) else ()
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready data (see FORMAT.md)."""
+        if self.format_version >= 3:
+            return self._columns_json()
         out: dict[str, Any] = {"format_version": self.format_version, "kind": self.kind}
         if self.graph is not None:
             out["graph"] = {"nodes": [_node_to_json(n) for n in self.graph.nodes]}
@@ -151,6 +171,23 @@ class CheckpointDocument:
             p.path: {"dtype": p.dtype, "length": p.length, "chunk": p.chunk}
             for p in self.packs.values()
         }
+        out["writer"] = dict(self.writer)
+        return out
+
+    def _columns_json(self) -> dict[str, Any]:
+        table = self.values
+        if not isinstance(table, ValueTable):
+            raise TypeError("a version-3 document holds its values in a ValueTable")
+        out: dict[str, Any] = {
+            "format_version": self.format_version,
+            "kind": self.kind,
+            "arrays": [a.to_json() for a in table.arrays],
+            "crc_block": self.crc_block,
+            "values": table.values_json(),
+        }
+        if self.graph is not None:
+            rows = dict(zip(table.keys_, range(len(table)), strict=True))
+            out["graph"] = graph_json(self.graph, rows)
         out["writer"] = dict(self.writer)
         return out
 
@@ -187,24 +224,7 @@ def _value_to_json(value: StoredValue) -> dict[str, Any]:
 # --- parsing (untrusted input) -----------------------------------------------------------------
 
 
-class _Where:
-    """Builds error messages naming the document and the JSON field."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, field_path: str, expected: str, found: object) -> CorruptCheckpointError:
-        shown = repr(found)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        return CorruptCheckpointError(
-            f"Checkpoint document of {self.source} is invalid at {field_path}: expected "
-            f"{expected}, found {shown}. The checkpoint is damaged or was not written by "
-            "ckptlab; restore from another checkpoint or re-save it."
-        )
-
-
-def _get(where: _Where, data: Mapping[str, Any], name: str, path: str, kind: type) -> Any:
+def _get(where: Where, data: Mapping[str, Any], name: str, path: str, kind: type) -> Any:
     if name not in data:
         raise where.fail(f"{path}.{name}", f"a {kind.__name__}", "nothing")
     value = data[name]
@@ -213,17 +233,17 @@ def _get(where: _Where, data: Mapping[str, Any], name: str, path: str, kind: typ
     return value
 
 
-def _optional_list(where: _Where, data: Mapping[str, Any], name: str, path: str) -> list[Any]:
+def _optional_list(where: Where, data: Mapping[str, Any], name: str, path: str) -> list[Any]:
     return _get(where, data, name, path, list) if name in data else []
 
 
-def _int(where: _Where, value: object, path: str, low: int, high: int) -> int:
+def _int(where: Where, value: object, path: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
         raise where.fail(path, f"an integer in [{low}, {high})", value)
     return value
 
 
-def _name(where: _Where, value: object, path: str) -> str:
+def _name(where: Where, value: object, path: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_NAME:
         raise where.fail(path, f"a string of at most {MAX_NAME} characters", value)
     return value
@@ -241,6 +261,14 @@ def parse_listing(data: object, source: str) -> list[tuple[str, tuple[int, ...],
     >>> parse_listing(doc, "c")
     []
     """
+    where, version = _parse_version(data, source)
+    assert isinstance(data, Mapping)
+    if version >= 3:
+        table = _parse_table(where, data, checksums=False)  # a listing reads no values
+        listing = table.listing()
+        if data["kind"] == "object":
+            _check_keys(where, table.keys_)
+        return listing
     where, packs, values_data = _parse_head(data, source)
     fast = _fast_values(values_data, packs)
     if fast is not None:
@@ -254,8 +282,9 @@ def parse_listing(data: object, source: str) -> list[tuple[str, tuple[int, ...],
     return listing
 
 
-def _parse_head(data: object, source: str) -> tuple[_Where, dict[str, PackInfo], dict[str, Any]]:
-    where = _Where(source)
+def _parse_version(data: object, source: str) -> tuple[Where, int]:
+    """Check the fields every version shares: ``format_version`` and ``kind``."""
+    where = Where(source)
     if not isinstance(data, Mapping):
         raise where.fail("(top level)", "a JSON object", data)
     version = _get(where, data, "format_version", "document", int)
@@ -267,8 +296,21 @@ def _parse_head(data: object, source: str) -> tuple[_Where, dict[str, PackInfo],
     kind = _get(where, data, "kind", "document", str)
     if kind not in ("object", "name"):
         raise where.fail("document.kind", "'object' or 'name'", kind)
+    return where, version
+
+
+def _parse_head(data: object, source: str) -> tuple[Where, dict[str, PackInfo], dict[str, Any]]:
+    where, _ = _parse_version(data, source)
+    assert isinstance(data, Mapping)
     packs = _parse_packs(where, data.get("packs", {}))
     return where, packs, _get(where, data, "values", "document", dict)
+
+
+def _parse_table(where: Where, data: Mapping[str, Any], *, checksums: bool = True) -> ValueTable:
+    """Version 3: the ``arrays`` and ``values`` columns (``checksums=False``: for listings)."""
+    block = _int(where, data.get("crc_block"), "document.crc_block", MIN_CRC_BLOCK, 2**40)
+    arrays = parse_arrays(where, data.get("arrays"), ITEMSIZE)
+    return parse_values(where, data.get("values"), arrays, block, ITEMSIZE, checksums=checksums)
 
 
 def parse_document(data: object, source: str) -> CheckpointDocument:
@@ -288,9 +330,12 @@ def parse_document(data: object, source: str) -> CheckpointDocument:
     UnsupportedFormatError
         ``format_version`` is one this version of ckptlab cannot read.
     """
-    where, packs, values_data = _parse_head(data, source)
+    where, version = _parse_version(data, source)
     assert isinstance(data, Mapping)
-    version, kind = data["format_version"], data["kind"]
+    if version >= 3:
+        return _parse_columns(where, data)
+    where, packs, values_data = _parse_head(data, source)
+    kind = data["kind"]
     values = _parse_values(where, values_data, packs)
     graph = None
     if kind == "object":
@@ -310,7 +355,27 @@ def parse_document(data: object, source: str) -> CheckpointDocument:
     )
 
 
-def _check_keys(where: _Where, keys: list[str]) -> None:
+def _parse_columns(where: Where, data: Mapping[str, Any]) -> CheckpointDocument:
+    table = _parse_table(where, data)
+    kind = data["kind"]
+    graph = None
+    if kind == "object":
+        _check_keys(where, table.keys_)
+        graph = parse_graph(where, data.get("graph"), table)
+    writer = data.get("writer", {})
+    if not isinstance(writer, Mapping):
+        raise where.fail("document.writer", "a JSON object", writer)
+    return CheckpointDocument(
+        format_version=data["format_version"],
+        kind=kind,
+        graph=graph,
+        values=table,
+        writer=dict(writer),
+        crc_block=data["crc_block"],
+    )
+
+
+def _check_keys(where: Where, keys: list[str]) -> None:
     """Every key of an object-based document must parse (FORMAT.md section 3).
 
     Whole-column string checks accept the keys ckptlab writes; anything else is parsed key by
@@ -354,7 +419,7 @@ def _keys_as_written(keys: list[str]) -> bool:
     return slots == 0 or _BAD_SLOT.search(joined) is None
 
 
-def _parse_packs(where: _Where, data: object) -> dict[str, PackInfo]:
+def _parse_packs(where: Where, data: object) -> dict[str, PackInfo]:
     if not isinstance(data, Mapping):
         raise where.fail("document.packs", "a JSON object", data)
     packs: dict[str, PackInfo] = {}
@@ -419,6 +484,9 @@ def _fast_values(data: Mapping[str, Any], packs: Mapping[str, PackInfo]) -> list
     sizes = [math.prod(s) for s in shapes]
     if sizes and max(sizes) >= MAX_ELEMENTS:
         return None
+    empty = [s for n, s in zip(sizes, shapes, strict=True) if not n]
+    if empty and max(map(shape_extent, empty)) >= MAX_ELEMENTS:
+        return None
     out: list[_Raw] = []
     for key, entry, shape, dtype, crc, array, size in zip(
         keys, entries, shapes, dtypes, crcs, arrays, sizes, strict=True
@@ -450,7 +518,7 @@ def _fast_values(data: Mapping[str, Any], packs: Mapping[str, PackInfo]) -> list
 
 
 def _parse_values(
-    where: _Where, data: Mapping[str, Any], packs: Mapping[str, PackInfo]
+    where: Where, data: Mapping[str, Any], packs: Mapping[str, PackInfo]
 ) -> dict[str, StoredValue]:
     fast = _fast_values(data, packs)
     if fast is not None:
@@ -481,13 +549,28 @@ def _short(name: object) -> str:
     return shown if len(shown) <= 80 else f"{shown[:77]}..."
 
 
+def shape_extent(shape: Sequence[int]) -> int:
+    """The product of a shape's non-zero dims, bounded like the element count.
+
+    numpy cannot create even an empty array of shape ``[0, 2**47, 2**47]``.
+
+    Examples
+    --------
+    >>> shape_extent([0, 3, 4]), shape_extent([]), shape_extent([2, 5])
+    (12, 1, 10)
+    """
+    return math.prod(d for d in shape if d)
+
+
 def _parse_value(
-    where: _Where, key: str, entry: Mapping[str, Any], at: str, packs: Mapping[str, PackInfo]
+    where: Where, key: str, entry: Mapping[str, Any], at: str, packs: Mapping[str, PackInfo]
 ) -> StoredValue:
     shape_data = _get(where, entry, "shape", at, list)
     shape = tuple(_int(where, d, f"{at}.shape", 0, MAX_ELEMENTS) for d in shape_data)
-    if len(shape) > 32 or math.prod(shape) >= MAX_ELEMENTS:
-        raise where.fail(f"{at}.shape", "at most 32 dims and fewer than 2**48 elements", shape)
+    if len(shape) > 32 or shape_extent(shape) >= MAX_ELEMENTS:
+        raise where.fail(
+            f"{at}.shape", "at most 32 dims whose non-zero ones multiply to less than 2**48", shape
+        )
     dtype = _get(where, entry, "dtype", at, str)
     if dtype not in ITEMSIZE:
         raise where.fail(f"{at}.dtype", f"one of {sorted(ITEMSIZE)}", dtype)
@@ -524,8 +607,19 @@ def _parse_value(
     return StoredValue(key=key, shape=shape, dtype=dtype, crc32c=crcs, array=array, chunks=chunks)
 
 
+def parse_graph_nodes(data: object, values: Mapping[str, StoredValue], source: str) -> ObjectGraph:
+    """Validate a graph in version 2's node form (``{"nodes": [...]}``, values named by key).
+
+    Multi-worker saves ship the graph this way; the coordinator numbers the values.
+    """
+    where = Where(source)
+    if not isinstance(data, Mapping):
+        raise where.fail("graph", "a JSON object", data)
+    return _parse_graph(where, _get(where, data, "nodes", "graph", list), values)
+
+
 def _parse_graph(
-    where: _Where, nodes_data: list[Any], values: Mapping[str, StoredValue]
+    where: Where, nodes_data: list[Any], values: Mapping[str, StoredValue]
 ) -> ObjectGraph:
     count = len(nodes_data)
     if count == 0:
@@ -598,7 +692,7 @@ def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> Gra
 
 
 def _parse_node(
-    where: _Where, entry: Mapping[str, Any], at: str, count: int, values: Mapping[str, StoredValue]
+    where: Where, entry: Mapping[str, Any], at: str, count: int, values: Mapping[str, StoredValue]
 ) -> GraphNode:
     children: dict[str, int] = {}
     for index, pair in enumerate(_get(where, entry, "children", at, list)):

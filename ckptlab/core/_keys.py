@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ckptlab.core._text import printable
 from ckptlab.errors import CorruptCheckpointError
 
 ATTRIBUTES = ".ATTRIBUTES"
@@ -160,14 +161,19 @@ def parse_key(key: str) -> ParsedKey:
 
 
 def pretty_path(path: Sequence[str]) -> str:
-    """Render a path the way TensorFlow's messages do.
+    r"""Render a path the way TensorFlow's messages do.
 
     Examples
     --------
     >>> pretty_path(["model", "layers", "0"])
     '(root).model.layers.0'
+
+    Names are shown with control characters escaped (:func:`~ckptlab.core.printable`):
+
+    >>> pretty_path(["\x1b[2J"])
+    '(root).\\x1b[2J'
     """
-    return ROOT + "".join(f".{name}" for name in path)
+    return ROOT + "".join(f".{printable(name)}" for name in path)
 
 
 def pretty_slot(variable_path: Sequence[str], optimizer_path: Sequence[str], slot: str) -> str:

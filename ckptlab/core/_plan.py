@@ -255,31 +255,40 @@ def _plan_slots(
             if waiting.node not in everything:
                 ready[waiting.node] = (waiting.optimizer, obj, waiting.slot)
     out: list[Assignment[T] | SlotRestore[T]] = []
+    existing_slots: dict[int, dict[tuple[int, str], T]] = {}  # one slots() call per optimizer
     for slot_node, (optimizer, variable, slot) in ready.items():
         key = graph.nodes[slot_node].value_key
         if key is None or view.value_spec(variable) is None:
             continue
-        expected = view.slot_spec(optimizer, variable, slot, stored[key])
-        existing = next(
-            (s for v, name, s in view.slots(optimizer) if v is variable and name == slot), None
-        )
+        if id(optimizer) not in existing_slots:
+            existing_slots[id(optimizer)] = {
+                (id(v), name): s for v, name, s in view.slots(optimizer)
+            }
+        existing = existing_slots[id(optimizer)].get((id(variable), slot))
         if existing is not None:
-            spec = view.value_spec(existing) or expected
+            spec = view.value_spec(existing) or view.slot_spec(
+                optimizer, variable, slot, stored[key]
+            )
+            if spec is None:
+                continue
             out.append(
                 Assignment(
                     node=slot_node, key=key, target=existing, expected=spec, stored=stored[key]
                 )
             )
-        else:
-            out.append(
-                SlotRestore(
-                    node=slot_node,
-                    key=key,
-                    optimizer=optimizer,
-                    variable=variable,
-                    slot=slot,
-                    expected=expected,
-                    stored=stored[key],
-                )
+            continue
+        expected = view.slot_spec(optimizer, variable, slot, stored[key])
+        if expected is None:  # this optimizer cannot hold such a slot: the value stays unused
+            continue
+        out.append(
+            SlotRestore(
+                node=slot_node,
+                key=key,
+                optimizer=optimizer,
+                variable=variable,
+                slot=slot,
+                expected=expected,
+                stored=stored[key],
             )
+        )
     return out, pending

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ckptlab.core._graph import NodePath, ObjectGraph, ValueSpec
+from ckptlab.core._text import printable
 
 MatchState = Literal[
     "restored",
@@ -285,7 +286,7 @@ class MatchReport:
         }
 
     def __str__(self) -> str:
-        lines = [f"MatchReport for {self.checkpoint}: {self.summary()}"]
+        lines = [f"MatchReport for {printable(self.checkpoint)}: {self.summary()}"]
         for state in STATES:
             group = self.by_state(state)
             if group and state not in ("restored", "bound"):

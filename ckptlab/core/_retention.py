@@ -7,6 +7,7 @@ reads a clock or touches a file; timestamps are plain seconds (docs/semantics.md
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ckptlab.core._statefile import CheckpointState
@@ -145,6 +146,34 @@ def record_save(state: RetentionState, path: str, timestamp: float) -> Retention
     """
     kept = tuple(entry for entry in state.active if entry[0] != path)
     return RetentionState(active=(*kept, (path, timestamp)), last_preserved=state.last_preserved)
+
+
+def merge(mine: RetentionState, theirs: RetentionState, present: Collection[str]) -> RetentionState:
+    """Combine a manager's list with the one the state file holds now (another manager saved).
+
+    Every entry of ``theirs`` stays.  An entry only ``mine`` has stays when it is ``present``
+    (still on disk: e.g. a ``Checkpoint.save`` replaced the state file) and newer than the later
+    of the two last-preserved times (an older one was preserved by the other manager and is no
+    longer managed; a deleted one is not present).  Oldest first, by timestamp.
+
+    Examples
+    --------
+    >>> mine = RetentionState(active=(("ckpt-1", 1.0), ("ckpt-2", 2.0)), last_preserved=0.0)
+    >>> theirs = RetentionState(active=(("ckpt-2", 2.0), ("ckpt-3", 3.0)), last_preserved=0.0)
+    >>> merge(mine, theirs, present={"ckpt-1"}).paths
+    ('ckpt-1', 'ckpt-2', 'ckpt-3')
+    >>> merge(mine, theirs, present=()).paths
+    ('ckpt-2', 'ckpt-3')
+    """
+    preserved = max(mine.last_preserved, theirs.last_preserved)
+    listed = {path for path, _ in theirs.active}
+    extra = [
+        (path, stamp)
+        for path, stamp in mine.active
+        if path not in listed and path in present and stamp > preserved
+    ]
+    entries = sorted([*theirs.active, *extra], key=lambda entry: entry[1])
+    return RetentionState(active=tuple(entries), last_preserved=preserved)
 
 
 def sweep(state: RetentionState, policy: RetentionPolicy) -> Sweep:

@@ -16,6 +16,7 @@ from ckptlab.core._report import (
     ReportEntry,
     value_unused,
 )
+from ckptlab.core._text import printable
 
 EXPECT_PARTIAL_HINT = (
     "If this is expected (e.g. loading only a model from a training checkpoint), call "
@@ -50,7 +51,7 @@ def existing_objects_failure(report: MatchReport) -> str | None:
     head = (
         f"Found {count} Python objects that were not bound to checkpointed values, likely due "
         f"to changes in the Python program. Showing all {count} unmatched objects "
-        f"(checkpoint: {report.checkpoint}):"
+        f"(checkpoint: {printable(report.checkpoint)}):"
     )
     return "\n".join([head, *_lines(unbound)])
 
@@ -73,7 +74,8 @@ def consumed_failure(report: MatchReport) -> str | None:
         ]
         sections.append(
             f"Unresolved object in checkpoint {first.pretty}: {len(unresolved)} checkpoint "
-            f"values were not restored (checkpoint: {report.checkpoint}):\n" + "\n".join(listed)
+            f"values were not restored (checkpoint: {printable(report.checkpoint)}):\n"
+            + "\n".join(listed)
         )
     if slots:
         sections.append(
@@ -82,7 +84,7 @@ def consumed_failure(report: MatchReport) -> str | None:
         )
     if unused_attributes:
         listed = [
-            f"  {e.pretty} ({e.type_name or 'object'}): ['VARIABLE_VALUE']"
+            f"  {e.pretty} ({printable(e.type_name) or 'object'}): ['VARIABLE_VALUE']"
             for e in unused_attributes
         ]
         sections.append(
@@ -112,7 +114,8 @@ def nontrivial_failure(report: MatchReport) -> str | None:
             [
                 "Nothing except the root object matched a checkpointed value. Typically this "
                 "means that the checkpoint does not match the Python program. The following "
-                f"objects have no matching checkpointed value (checkpoint: {report.checkpoint}):",
+                "objects have no matching checkpointed value (checkpoint: "
+                f"{printable(report.checkpoint)}):",
                 *_lines(unbound),
             ]
         )
@@ -130,7 +133,7 @@ def unused_warning(report: MatchReport) -> list[str]:
         return []
     lines = [
         f"Detecting that an object or model or ck.Checkpoint is being deleted with unrestored "
-        f"values ({len(unused)} from {report.checkpoint}). {EXPECT_PARTIAL_HINT}"
+        f"values ({len(unused)} from {printable(report.checkpoint)}). {EXPECT_PARTIAL_HINT}"
     ]
     for entry in unused:
         if entry.reason == UNUSED_ATTRIBUTE:

@@ -44,11 +44,15 @@ class ProgramView(Protocol[T]):
         """For an optimizer: ``(variable, slot name, slot variable)`` triples."""
         ...
 
-    def slot_spec(self, optimizer: T, variable: T, slot: str, stored: ValueSpec) -> ValueSpec:
+    def slot_spec(
+        self, optimizer: T, variable: T, slot: str, stored: ValueSpec
+    ) -> ValueSpec | None:
         """The spec ``optimizer``'s slot ``slot`` of ``variable`` must have, before it exists.
 
         ``stored`` is what the checkpoint holds: optimizers whose slots are not shaped like
-        their variable (a scalar step count) accept it.
+        their variable (a scalar step count) accept it.  ``None``: the optimizer cannot create
+        such a slot (its state has a fixed structure, as optax's does), so the stored slot
+        stays unused.
         """
         ...
 

@@ -81,7 +81,7 @@ def write(
         Seconds to wait for the workers; a worker that raises, dies or does not report in time
         fails the save with a :class:`WorkerError` naming it, and nothing is committed.
     options
-        ``durable`` and ``pack_threshold`` of :class:`ckptlab.WriteOptions` apply.
+        ``durable`` and ``storage_options`` of :class:`ckptlab.WriteOptions` apply.
 
     Returns
     -------

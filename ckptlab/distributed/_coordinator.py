@@ -8,7 +8,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ckptlab.core import FORMAT_VERSION, CheckpointDocument, PackInfo, StoredValue, parse_document
+import orjson
+
+from ckptlab.core import (
+    CRC_BLOCK,
+    FORMAT_VERSION,
+    ArrayInfo,
+    CheckpointDocument,
+    ValueTable,
+    parse_document,
+    parse_graph_nodes,
+)
 from ckptlab.distributed._plan import SavePlan, plan_save
 from ckptlab.distributed._worker import PartManifest, SaveJob, WorkerFailure
 from ckptlab.errors import CkptlabError
@@ -75,7 +85,6 @@ def begin(
         assign=dict(assign) if assign else None,
         counter=counter,
         durable=options.durable,
-        pack_threshold=options.pack_threshold,
         storage_options=storage_options,
     )
 
@@ -133,68 +142,66 @@ def merge(
             f"Expected one manifest per worker 0..{job.world_size - 1}, "
             f"got ranks {[m.rank for m in manifests]}."
         )
-    options = {} if job.pack_threshold is None else {"pack_threshold": job.pack_threshold}
-    plan = plan_save(manifests[0].entries, job.world_size, job.assign, **options)
+    plan = plan_save(manifests[0].entries, job.world_size, job.assign)
     differing = [m.rank for m in manifests if m.digest != plan.digest]
     if differing:
         raise CkptlabError(
             f"Workers {differing} planned a different save than worker 0 (their programs differ in "
             "keys, shapes, dtypes or partitions). Every worker must build the same object graph."
         )
-    values = _stored_values(plan, manifests)
-    packs = {
-        path: PackInfo(path=path, dtype=dtype, length=length, chunk=chunk)
-        for m in manifests
-        for path, (dtype, length, chunk) in m.packs.items()
-    }
+    table = _value_table(plan, manifests)
+    graph = parse_graph_nodes(manifests[0].graph, table, job.path)
     document = CheckpointDocument(
         format_version=FORMAT_VERSION,
         kind="object",
-        graph=None,
-        values=values,
-        packs=packs,
+        graph=graph,
+        values=table,
         writer=dict(writer),
+        crc_block=CRC_BLOCK,
     )
-    data = document.to_json()
-    data["graph"] = manifests[0].graph
+    data = orjson.loads(orjson.dumps(document.to_json()))  # exactly what readers will parse
     return parse_document(data, job.path)
 
 
-def _stored_values(plan: SavePlan, manifests: Sequence[PartManifest]) -> dict[str, StoredValue]:
-    values: dict[str, StoredValue] = {}
+def _value_table(plan: SavePlan, manifests: Sequence[PartManifest]) -> ValueTable:
+    """The document's value columns: packed values from the manifests, then own arrays."""
+    arrays: list[ArrayInfo] = [
+        ArrayInfo(path=path, dtype=dtype, length=length, chunk=chunk, shard=shard)
+        for m in manifests
+        for path, (dtype, length, chunk, shard) in sorted(m.packs.items())
+    ]
+    number = {info.path: i for i, info in enumerate(arrays)}
+    keys, shapes, ids, offsets, crcs = [], [], [], [], []
     for placement in plan.placements:
+        keys.append(placement.key)
+        shapes.append(placement.shape)
         if placement.packed:
-            offset, crc = manifests[placement.regions[0].rank].packed[placement.key]
-            values[placement.key] = StoredValue(
-                key=placement.key,
-                shape=placement.shape,
-                dtype=placement.dtype,
-                crc32c=(crc,),
-                array=placement.array,
-                offset=offset,
-            )
+            offset, checksums = manifests[placement.regions[0].rank].packed[placement.key]
+            ids.append(number[placement.array])
+            offsets.append(offset)
+            crcs.append(checksums)
             continue
         assert placement.chunks is not None
-        crcs: dict[int, int] = {}
+        found: dict[int, int] = {}
         for region in placement.regions:
-            crcs.update(manifests[region.rank].chunks.get(placement.array, {}))
+            found.update(manifests[region.rank].chunks.get(placement.array, {}))
         count = -(-placement.shape[0] // placement.chunks[0]) if placement.shape else 1
         if math.prod(placement.shape) == 0:
             count = 0
-        if sorted(crcs) != list(range(count)):
+        if sorted(found) != list(range(count)):
             raise CkptlabError(
                 f"Chunks of {placement.key!r} are missing from the manifests: "
-                f"have {sorted(crcs)}, need 0..{count - 1}."
+                f"have {sorted(found)}, need 0..{count - 1}."
             )
-        values[placement.key] = StoredValue(
-            key=placement.key,
-            shape=placement.shape,
-            dtype=placement.dtype,
-            crc32c=tuple(crcs[i] for i in range(count)),
-            array=placement.array,
-            chunks=placement.chunks,
+        ids.append(len(arrays))
+        arrays.append(
+            ArrayInfo(path=placement.array, dtype=placement.dtype, chunks=placement.chunks)
         )
-    return values
+        offsets.append(0)
+        crcs.append(tuple(found[i] for i in range(count)))
+    return ValueTable(
+        keys=keys, shapes=shapes, array_ids=ids, offsets=offsets, crcs=crcs, arrays=tuple(arrays)
+    )
 
 
 def timed_finish(

@@ -1,12 +1,13 @@
 """Who writes what: a deterministic, pure plan of a multi-worker save (internal).
 
-Every stored object gets exactly one writer (a chunk's read-modify-write is no transaction, so
-two writers of one chunk lose data silently: docs/distributed.md): a whole value is written by
-one worker; a sharded value is split along axis 0 into regions whose boundaries fall on chunk
-boundaries, so no chunk is touched by two workers.  Small values are packed per worker
-(``packed/<dtype>w<rank>``), so packs have one writer too.  The plan depends only on the value
-specs, the world size and the explicit assignment, so every worker and the coordinator compute
-the same plan independently; its :attr:`SavePlan.digest` proves they did.
+Every stored object gets exactly one writer: a whole value is written by one worker, packed
+with that worker's other values of its dtype (``data/<dtype>_w<rank>``); a sharded value gets
+its own array, split along axis 0 into regions whose boundaries fall on chunk boundaries, so no
+chunk is touched by two workers (Zarr loses data when two writers share a chunk or shard:
+docs/distributed.md).
+The plan depends only on the value specs, the world size and the explicit assignment, so every
+worker and the coordinator compute the same plan independently; its :attr:`SavePlan.digest`
+proves they did.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ckptlab.core import ITEMSIZE
-from ckptlab.storage import CHUNK_BYTES, PACK_THRESHOLD, choose_chunks
+from ckptlab.storage import CHUNK_BYTES, choose_chunks
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -56,7 +57,7 @@ class Placement:
     shape: tuple[int, ...]
     dtype: str
     array: str
-    """``values/<n>`` for an own array, ``packed/<dtype>w<rank>`` for a packed value."""
+    """``values/<n>`` for an own array, ``data/<dtype>_w<rank>`` for a packed value."""
     chunks: tuple[int, ...] | None
     """Chunk shape of an own array; ``None`` when packed."""
     regions: tuple[Region, ...]
@@ -154,7 +155,6 @@ def plan_save(
     world_size: int,
     assign: Mapping[str, int] | None = None,
     *,
-    pack_threshold: int = PACK_THRESHOLD,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> SavePlan:
     """Plan a save by ``world_size`` workers.
@@ -169,9 +169,9 @@ def plan_save(
         Explicit writers by value key or object path; the rest are balanced by bytes (largest
         first, each to the worker with the fewest bytes so far).  Sharded values are written by
         the workers that hold their regions and cannot be assigned.
-    pack_threshold, chunk_bytes
-        Values of at most ``pack_threshold`` bytes are packed; own arrays are chunked along axis
-        0 to about ``chunk_bytes`` (and so that every region boundary is a chunk boundary).
+    chunk_bytes
+        Sharded values' own arrays are chunked along axis 0 to about ``chunk_bytes`` (and so
+        that every region boundary is a chunk boundary); every other value is packed.
     """
     if world_size < 1:
         raise ValueError(f"world_size must be at least 1, got {world_size}")
@@ -183,22 +183,20 @@ def plan_save(
     placements = []
     own = 0
     for entry in ordered:
-        if entry.partition is None and entry.nbytes <= pack_threshold:
+        if entry.partition is None:
             rank = writers[entry.key]
             placements.append(
                 Placement(
                     key=entry.key,
                     shape=entry.shape,
                     dtype=entry.dtype,
-                    array=f"packed/{entry.dtype}w{rank}",
+                    array=f"data/{entry.dtype}_w{rank}",
                     chunks=None,
                     regions=(Region(rank=rank, start=0, stop=_rows(entry.shape)),),
                 )
             )
             continue
-        placements.append(
-            _own_placement(entry, f"values/{own}", writers.get(entry.key), chunk_bytes)
-        )
+        placements.append(_own_placement(entry, f"values/{own}", chunk_bytes))
         own += 1
     return SavePlan(world_size=world_size, placements=tuple(placements))
 
@@ -248,29 +246,22 @@ def _balance(
     return writers
 
 
-def _own_placement(
-    entry: ValueEntry, array: str, writer: int | None, chunk_bytes: int
-) -> Placement:
-    shape = entry.shape
+def _own_placement(entry: ValueEntry, array: str, chunk_bytes: int) -> Placement:
+    """A sharded value's own array: chunked so every region boundary is a chunk boundary."""
+    shape, bounds = entry.shape, entry.partition
+    assert bounds is not None
+    assert shape
     row = math.prod(shape[1:]) * ITEMSIZE[entry.dtype]
-    if not shape:
-        chunks: tuple[int, ...] = ()
-    else:
-        inner = [b for b in (entry.partition or ())[1:-1] if 0 < b < shape[0]]
-        chunks = choose_chunks(shape, ITEMSIZE[entry.dtype], chunk_bytes)
-        if inner:
-            rows = _largest_divisor_at_most(math.gcd(*inner), max(1, chunk_bytes // max(row, 1)))
-            chunks = (rows, *chunks[1:])
-    if entry.partition is None:
-        assert writer is not None
-        regions: tuple[Region, ...] = (Region(rank=writer, start=0, stop=_rows(shape)),)
-    else:
-        bounds = entry.partition
-        regions = tuple(
-            Region(rank=r, start=bounds[r], stop=bounds[r + 1])
-            for r in range(len(bounds) - 1)
-            if bounds[r + 1] > bounds[r]
-        ) or (Region(rank=0, start=0, stop=0),)  # no rows at all: worker 0 writes the metadata
+    chunks = choose_chunks(shape, ITEMSIZE[entry.dtype], chunk_bytes)
+    inner = [b for b in bounds[1:-1] if 0 < b < shape[0]]
+    if inner:
+        rows = _largest_divisor_at_most(math.gcd(*inner), max(1, chunk_bytes // max(row, 1)))
+        chunks = (rows, *chunks[1:])
+    regions = tuple(
+        Region(rank=r, start=bounds[r], stop=bounds[r + 1])
+        for r in range(len(bounds) - 1)
+        if bounds[r + 1] > bounds[r]
+    ) or (Region(rank=0, start=0, stop=0),)  # no rows at all: worker 0 writes the metadata
     return Placement(
         key=entry.key, shape=shape, dtype=entry.dtype, array=array, chunks=chunks, regions=regions
     )

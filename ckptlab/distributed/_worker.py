@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ckptlab import Checkpoint
-from ckptlab.core import FORMAT_VERSION, CheckpointDocument, ProgramGraph
+from ckptlab.core import CheckpointDocument, ProgramGraph
 from ckptlab.distributed._plan import Placement, Region, SavePlan, ValueEntry, plan_save
 from ckptlab.distributed._sharded import Placeholder, ShardedVariable
 from ckptlab.engine import Program, is_trackable, require_adapter
@@ -38,7 +38,6 @@ class SaveJob:
     counter: int | None = None
     """``save_counter`` value to store when the state is a ``ck.Checkpoint`` (``save``)."""
     durable: bool = True
-    pack_threshold: int | None = None
     storage_options: Mapping[str, Any] | None = None
     """fsspec options for a URL ``path`` (the coordinator's, so workers reach the same store)."""
 
@@ -52,14 +51,14 @@ class PartManifest:
     """:attr:`SavePlan.digest` of the plan this worker followed."""
     chunks: Mapping[str, Mapping[int, int]]
     """Own array path -> chunk index along axis 0 -> crc32c, for the chunks written here."""
-    packed: Mapping[str, tuple[int, int]]
-    """Key -> (element offset, crc32c) of the packed values written here."""
-    packs: Mapping[str, tuple[str, int, int]]
-    """Pack path -> (dtype, length, chunk) of the packs written here."""
+    packed: Mapping[str, tuple[int, tuple[int, ...]]]
+    """Key -> (element offset, checksums) of the packed values written here."""
+    packs: Mapping[str, tuple[str, int, int, int]]
+    """Data array path -> (dtype, length, chunk, shard) of the data arrays written here."""
     entries: tuple[ValueEntry, ...] | None
     """Every value's spec (worker 0 only): the coordinator re-plans from it."""
     graph: Mapping[str, Any] | None
-    """The object graph as document JSON (worker 0 only)."""
+    """The object graph in version 2's node form, naming values by key (worker 0 only)."""
     nbytes: int
     started: float
     """When the worker started writing (its state built and planned), ``time.time()``."""
@@ -148,8 +147,7 @@ def write_part(job: SaveJob, state: Any, rank: int) -> PartManifest:
     """
     root = state if is_trackable(state) or not callable(state) else state(rank)
     program, entries, objects = collect(root, job.counter)
-    options = {} if job.pack_threshold is None else {"pack_threshold": job.pack_threshold}
-    plan = plan_save(entries, job.world_size, job.assign, **options)
+    plan = plan_save(entries, job.world_size, job.assign)
     started = time.time()
     store, _ = resolve(job.path, job.storage_options)
     writer = PartWriter(store, job.staged, durable=job.durable)
@@ -178,7 +176,10 @@ def write_part_for(job: SaveJob, rank: int, state: Any) -> PartManifest:
 def _write_assigned(
     writer: PartWriter, plan: SavePlan, rank: int, objects: Mapping[str, Any]
 ) -> tuple[
-    dict[str, dict[int, int]], dict[str, tuple[int, int]], dict[str, tuple[str, int, int]], int
+    dict[str, dict[int, int]],
+    dict[str, tuple[int, tuple[int, ...]]],
+    dict[str, tuple[str, int, int, int]],
+    int,
 ]:
     """Queue every value and region the plan gives ``rank``: chunk crcs, pack entries, bytes."""
     chunks: dict[str, dict[int, int]] = {}
@@ -201,11 +202,11 @@ def _write_assigned(
         if region is placement.regions[0]:
             writer.array_metadata(spec)
         chunks[placement.array] = writer.rows(spec, rows, region.start)
-    packed: dict[str, tuple[int, int]] = {}
-    packs: dict[str, tuple[str, int, int]] = {}
+    packed: dict[str, tuple[int, tuple[int, ...]]] = {}
+    packs: dict[str, tuple[str, int, int, int]] = {}
     for path, group in members.items():
         info, offsets = writer.pack(path, group)
-        packs[path] = (info.dtype, info.length, info.chunk)
+        packs[path] = (info.dtype, info.length, info.chunk, info.shard)
         packed.update(offsets)
     return chunks, packed, packs, nbytes
 
@@ -230,9 +231,8 @@ def _rows_of(source: Any, placement: Placement, region: Region) -> np.ndarray[An
 
 
 def _graph_json(program: ProgramGraph[Any]) -> dict[str, Any]:
-    document = CheckpointDocument(
-        format_version=FORMAT_VERSION, kind="object", graph=program.graph, values={}
-    )
+    """Version 2's node form: values are named by key (the coordinator numbers them)."""
+    document = CheckpointDocument(format_version=2, kind="object", graph=program.graph, values={})
     graph: dict[str, Any] = document.to_json()["graph"]
     return graph
 

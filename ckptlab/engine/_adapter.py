@@ -34,6 +34,13 @@ class Adapter(Protocol):
     adapter keeps for state that has no object of its own (a param group's hyperparameters);
     a proxy must be the same object every time it is asked for, since the engine tracks
     objects by identity.
+
+    Optional members, looked up with ``getattr``: ``separator`` (how the framework joins
+    names, ``"."`` for torch; default ``"/"``), ``slots_in(optimizer, program)`` (used instead
+    of :meth:`slots` by optimizers that find their variables in the program: optax state
+    names parameters by path below a model it does not hold), ``aliases(parent, name, child)``
+    and ``slot_aliases(optimizer, variable, slot, slot_object)`` (further names a value has in
+    the framework's own files, for name-based restores: :mod:`ckptlab.engine._by_name`).
     """
 
     name: str
@@ -112,8 +119,14 @@ class Adapter(Protocol):
         """The existing slot object, or ``None``."""
         ...
 
-    def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
-        """The spec a slot that does not exist yet must have, given what is stored."""
+    def slot_spec(
+        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+    ) -> ValueSpec | None:
+        """The spec a slot that does not exist yet must have, given what is stored.
+
+        ``None``: the optimizer cannot create that slot (optax state has a fixed structure);
+        the stored slot then stays unused and is reported so.
+        """
         ...
 
     def create_slot(
@@ -125,7 +138,8 @@ class Adapter(Protocol):
 
 # Frameworks the engine knows, by top-level module name of their objects' types.  A framework's
 # adapter module is imported only once the framework itself has been imported by the user.
-# Keras comes first: on the torch backend a Keras layer is also a torch.nn.Module.
+# Keras comes first: on the torch backend a Keras layer is also a torch.nn.Module (each adapter
+# claims exactly its own objects).
 _FRAMEWORKS: dict[str, str] = {
     "keras": "ckptlab.engine._keras",
     "flax": "ckptlab.engine._nnx",

@@ -35,7 +35,7 @@ from ckptlab.core import (
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._coordinator import Revision, conflict_error, next_uid
-from ckptlab.engine._load import Fetch, Load, fetch, read_in_place
+from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program
 from ckptlab.storage import StoredCheckpoint
 
@@ -67,14 +67,55 @@ def node_names(
         parent = program.objects[node_id]
         join = joins[node_id]
         for local, child_id in graph.nodes[node_id].children.items():
-            here = [f"{p}{join}{local}" if p else local for p in names[node_id]]
+            child = program.objects[child_id]
+            here = [
+                f"{p}{join}{name}" if p else name
+                for p in names[node_id]
+                for name in local_names(parent, local, child)
+            ]
             if child_id not in names:
                 names[child_id] = here
-                joins[child_id] = _join_below(parent, program.objects[child_id])
+                joins[child_id] = _join_below(parent, child)
                 order.append(child_id)
             else:  # a shared object: one more name
                 names[child_id] += [h for h in here if h not in names[child_id]]
+    for node_id in order:
+        _name_slots(program, node_id, names, joins[node_id])
     return names, joins
+
+
+def local_names(parent: Any, name: str, child: Any) -> list[str]:
+    """``name``, then the names the parent's framework gives ``child`` in its own files.
+
+    An adapter may define ``aliases(parent, name, child)``: Keras' weight files number a
+    layer's variables (``vars/0``), Orbax files end an NNX variable's path in ``value``.
+    """
+    aliases = getattr(require_adapter(parent), "aliases", None)
+    return [name, *(aliases(parent, name, child) if aliases is not None else ())]
+
+
+def _name_slots(
+    program: ProgramGraph[Any], node_id: int, names: dict[int, list[str]], join: str
+) -> None:
+    """Name an optimizer's slots below it, where its framework's files store them by name.
+
+    An adapter may define ``slot_aliases(optimizer, variable, slot, slot_object)``: the local
+    names of a slot below the optimizer (``opt_state/0/mu/dense/kernel`` for optax state in
+    an Orbax file, ``vars/2`` in a Keras weights file).
+    """
+    refs = program.graph.nodes[node_id].slot_variables
+    if not refs or node_id not in names:
+        return
+    optimizer = program.objects[node_id]
+    aliases = getattr(require_adapter(optimizer), "slot_aliases", None)
+    if aliases is None:
+        return
+    for ref in refs:
+        objects = program.objects
+        found = aliases(optimizer, objects[ref.original], ref.slot, objects[ref.node])
+        here = [f"{p}{join}{name}" if p else name for p in names[node_id] for name in found]
+        names.setdefault(ref.node, [])
+        names[ref.node] += [h for h in here if h not in names[ref.node]]
 
 
 def _join_below(parent: Any, child: Any) -> str:
@@ -175,7 +216,11 @@ class NameBasedRestore:
         if parent_id is None:  # the parent left the program: name from the parent down
             return program, value_names(program, (name,), _join_below(parent, obj) != "/")
         names, joins = node_names(whole)
-        base = [f"{p}{joins[parent_id]}{name}" if p else name for p in names[parent_id]]
+        base = [
+            f"{p}{joins[parent_id]}{local}" if p else local
+            for p in names[parent_id]
+            for local in local_names(parent, name, obj)
+        ]
         return program, value_names(program, base, _join_below(parent, obj) != "/")
 
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
@@ -267,16 +312,13 @@ class NameBasedRestore:
         return fetch(self.source, items, uid=self.uid, explicit=explicit)
 
     def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:
-        for ident in read_in_place(self.source, load, uid=self.uid, explicit=explicit):
+        by_ident = {id(write.target): write for write in writes}
+        for ident, array in read_at_commit(self.source, load, uid=self.uid, explicit=explicit):
             self.written.add(ident)
-        for write in writes:
-            ident = id(write.target)
-            if ident in load.in_place:
+            if array is None:  # read straight into the target's memory
                 continue
-            holder = _execute.write_value(
-                write.target, load.arrays[ident], self.uid, explicit=explicit
-            )
-            self.written.add(ident)
+            write = by_ident[ident]
+            holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
             if holder is not write.target:  # the framework replaced the object
                 del self.matched[ident]
                 self.matched[id(holder)] = (holder, write.key)

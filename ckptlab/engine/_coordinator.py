@@ -9,7 +9,6 @@ conflict or a damaged value leaves the program untouched.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import weakref
@@ -35,7 +34,7 @@ from ckptlab.core import (
     unused_warning,
 )
 from ckptlab.engine import _execute
-from ckptlab.engine._load import Fetch, Load, fetch, read_in_place
+from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program
 from ckptlab.errors import RestoreConflictError, UnknownPathError
 from ckptlab.storage import StoredCheckpoint
@@ -286,14 +285,12 @@ class RestoreCoordinator:
         self.revision.bump()
 
     def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
-        for node in read_in_place(self.source, load, uid=self.uid, explicit=explicit):
-            self.written.add(node)
-            self.queued.pop(node, None)
-        for write in writes:
-            if write.node in load.in_place:
-                continue
-            array = load.arrays[write.node]
-            if isinstance(write, SlotRestore):
+        by_node = {write.node: write for write in writes}
+        for node, array in read_at_commit(self.source, load, uid=self.uid, explicit=explicit):
+            write = by_node[node]
+            if array is None:  # read straight into the target's memory
+                pass
+            elif isinstance(write, SlotRestore):
                 slot = _execute.create_slot(
                     write.optimizer, write.variable, write.slot, array, self.uid, explicit=explicit
                 )
@@ -369,10 +366,12 @@ class RestoreCoordinator:
         )
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # never raise from a finalizer
+        try:  # never raise from a finalizer (at interpreter exit module globals may be gone)
             if not self.expect_partial:
                 for line in unused_warning(self.report(with_program=False)):
                     logger.warning("%s", line)
+        except Exception:
+            pass
 
 
 def _under(path: str, prefixes: Sequence[str]) -> bool:

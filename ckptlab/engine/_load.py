@@ -1,24 +1,31 @@
-"""Fetching the values a restore step writes: verified first, then read in place (internal).
+"""Fetching the values a restore step writes: verified first, then read at commit (internal).
 
 A restore must not write anything before every value it writes is known to be intact, and it
-must not hold a second copy of the model while it checks.  So values go one of two ways:
+must not hold a second copy of the model while it checks.  So values go one of three ways:
 
 * **in place**: the target exposes its own memory as a host array of exactly the stored shape
-  and dtype (a CPU ``torch`` tensor, a ``ck.Variable``).  Its checksum is verified now in
-  bounded batches without keeping the bytes, and at commit time the value is read straight into
-  that memory (verified again on the way).  Extra memory: one batch.
-* **fetched**: everything else (values on an accelerator, on PyTorch's ``meta`` device, values
-  whose shape changes, slots that do not exist yet) is read now into a fresh array, and handed
-  to the adapter's ``write`` at commit time.
+  and dtype (a CPU ``torch`` tensor, a ``ck.Variable``).  Its checksums are verified now
+  through the storage layer's :class:`~ckptlab.storage.ValueReader` (a few MiB of scratch
+  memory, nothing kept), and at commit time the value is read straight into that memory; on a
+  local disk the reader keeps the files open between the two, so the bytes copied are the
+  ones verified.  Extra memory: the reader's scratch buffers.
+* **streamed**: every other existing target (a value on an accelerator or on PyTorch's ``meta``
+  device, a JAX array, which is immutable and gets a new array) is verified now the same way,
+  and at commit time read batch by batch into fresh arrays that go straight to the adapter's
+  ``write``.  The fresh arrays are 64-byte aligned, so a framework may adopt one as its own
+  memory without a copy (JAX on the CPU does).  Extra memory: one batch, plus whatever the
+  framework keeps of the old value until it is replaced.
+* **fetched**: values without a target yet (optimizer slots to create) are read now.
 
-The in-place read at commit time can still fail if the file changes between the two passes (a
-concurrent writer replacing a checkpoint in place, which ckptlab's own saves never do); the
-error then names the value, and the values before it in the batch were written.
+On an object store nothing pins the bytes between the passes: the reads at commit time are
+verified again, and can still fail if the checkpoint is replaced in between (ckptlab's own
+saves never replace one in place); the error then names the value, and the values before it
+were written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +33,12 @@ import numpy as np
 
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._execute import mark_written, written_by
-from ckptlab.storage import StoredCheckpoint, numpy_dtype
+from ckptlab.storage import StoredCheckpoint, ValueReader, numpy_dtype
 
 BATCH_BYTES = 16 * 2**20
-"""Bytes verified (or read in place) per storage call: the extra memory of a restore."""
+"""Bytes of fresh arrays read at commit per batch, for values not read in place."""
+ALIGNMENT = 64
+"""Byte alignment of the arrays values are read into at commit (what XLA needs to adopt them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +53,14 @@ class Fetch:
 
 @dataclass(slots=True)
 class Load:
-    """What :func:`fetch` got: buffers to read into at commit, and arrays read now."""
+    """What :func:`fetch` got: what to read at commit, and arrays read now."""
 
+    values: ValueReader | None = None
+    """The open reader the verified values are read through at commit (closed after)."""
     in_place: dict[int, tuple[str, Any, np.ndarray[Any, Any]]] = field(default_factory=dict)
+    """ident -> (key, target, the target's own memory)."""
+    streamed: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    """ident -> (key, target): verified, read into a fresh array at commit."""
     arrays: dict[int, np.ndarray[Any, Any]] = field(default_factory=dict)
 
 
@@ -74,11 +88,19 @@ def _batches(keys: Sequence[str], source: StoredCheckpoint) -> Iterator[list[str
         yield batch
 
 
-def verify(source: StoredCheckpoint, keys: Iterable[str]) -> None:
-    """Check the bytes of ``keys`` against their checksums, keeping at most one batch."""
-    unique = list(dict.fromkeys(keys))
-    for batch in _batches(unique, source):
-        source.read_many(batch)
+def aligned_empty(shape: Sequence[int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """An uninitialised C-contiguous array whose data starts on an :data:`ALIGNMENT` boundary.
+
+    Examples
+    --------
+    >>> array = aligned_empty((3, 5), np.dtype("float32"))
+    >>> array.shape, array.ctypes.data % ALIGNMENT
+    ((3, 5), 0)
+    """
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def fetch(
@@ -89,7 +111,7 @@ def fetch(
     explicit: bool = False,
     preloaded: dict[int, np.ndarray[Any, Any]] | None = None,
 ) -> Load:
-    """Verify what can be read in place, read the rest; raise (writing nothing) on damage."""
+    """Verify what is read at commit, read the rest; raise (writing nothing) on damage."""
     load = Load()
     rest: list[Fetch] = []
     in_place_keys: set[str] = set()
@@ -98,19 +120,28 @@ def fetch(
         if early is not None:
             load.arrays[item.ident] = early
             continue
-        if (
-            item.target is not None
-            and item.key not in in_place_keys  # a key read in place feeds one target
-            and (explicit or written_by(item.target) <= uid)
+        if item.target is None:
+            rest.append(item)
+            continue
+        if item.key not in in_place_keys and (  # a key read in place feeds one target
+            explicit or written_by(item.target) <= uid
         ):
             buffer = _buffer_for(item.target, source, item.key)
             if buffer is not None:
                 load.in_place[item.ident] = (item.key, item.target, buffer)
                 in_place_keys.add(item.key)
                 continue
-        rest.append(item)
-    verify(source, (key for key, _, _ in load.in_place.values()))
-    read = source.read_many(item.key for item in rest)  # batched, verified, with progress
+        load.streamed[item.ident] = (item.key, item.target)
+    load.values = source.open_values()
+    try:
+        load.values.verify(
+            [key for key, _, _ in load.in_place.values()]
+            + [key for key, _ in load.streamed.values()]
+        )
+        read = load.values.read([item.key for item in rest])
+    except BaseException:
+        load.values.close()
+        raise
     seen: set[str] = set()
     for item in rest:  # two writes sharing a key must not share one array
         load.arrays[item.ident] = read[item.key].copy() if item.key in seen else read[item.key]
@@ -118,21 +149,63 @@ def fetch(
     return load
 
 
-def read_in_place(
+def read_at_commit(
     source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool = False
-) -> list[int]:
-    """Read the in-place values into their targets' memory; return the idents written.
+) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
+    """Deliver every value of ``load``: ``(ident, array)``, or ``(ident, None)`` when done.
 
-    A target a newer restore wrote since :func:`fetch` is left alone (unless ``explicit``).
+    In-place values are read into their targets' memory first (``None``: nothing left to
+    write); then the arrays read by :func:`fetch`; then the streamed values, one batch at a
+    time (the caller writes each array before the next batch is read, so the batch's memory is
+    released as it goes).  A target a newer restore wrote since :func:`fetch` is left alone
+    (unless ``explicit``): in place it is not delivered at all, streamed it comes as ``None``.
     """
-    wanted = {
-        ident: entry
-        for ident, entry in load.in_place.items()
-        if explicit or written_by(entry[1]) <= uid
-    }
-    by_key = {key: ident for ident, (key, _, _) in wanted.items()}
-    for batch in _batches(list(by_key), source):
-        source.read_many(batch, {key: wanted[by_key[key]][2] for key in batch})
+    values = load.values or source.open_values()
+    try:
+        yield from _deliver(values, source, load, uid=uid, explicit=explicit)
+    finally:
+        values.close()
+
+
+def _deliver(
+    values: ValueReader, source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool
+) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
+    def wanted(target: Any) -> bool:
+        return explicit or written_by(target) <= uid
+
+    in_place = {ident: entry for ident, entry in load.in_place.items() if wanted(entry[1])}
+    values.read_into({key: buffer for key, _, buffer in in_place.values()})
+    for ident, (_, target, _) in in_place.items():
+        mark_written(target, uid)
+        yield ident, None
+    yield from load.arrays.items()
+    idents: dict[str, list[int]] = {}
+    for ident, (key, target) in load.streamed.items():
+        if wanted(target):
+            idents.setdefault(key, []).append(ident)
+        else:  # a newer restore wrote it: nothing to read (the write would be skipped)
+            yield ident, None
+    for batch in _batches(list(idents), source):
+        outs = {}
         for key in batch:
-            mark_written(wanted[by_key[key]][1], uid)
-    return list(wanted)
+            stored = source.stored(key)
+            dtype = numpy_dtype(stored.dtype)
+            if dtype.kind != "O":
+                outs[key] = aligned_empty(stored.shape, dtype)
+        read = values.read_many(batch, outs)  # into the aligned arrays (fresh for strings)
+        del outs
+        for key in batch:
+            array = read.pop(key)
+            *others, last = idents[key]
+            for ident in others:  # each write gets its own array
+                yield ident, _copy(array)
+            yield last, array
+            del array
+
+
+def _copy(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    if array.dtype.kind == "O":
+        return array.copy()
+    out = aligned_empty(array.shape, array.dtype)
+    out[...] = array
+    return out

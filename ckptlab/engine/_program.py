@@ -55,10 +55,22 @@ class Program:
         return require_adapter(obj).value_spec(obj)
 
     def slots(self, obj: Any) -> Sequence[tuple[Any, str, Any]]:
-        """Slot triples of an optimizer."""
-        return require_adapter(obj).slots(obj)
+        """Slot triples of an optimizer.
 
-    def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
+        An adapter whose optimizers do not hold their variables (optax state is keyed by
+        paths below a model the optimizer never references) defines ``slots_in(obj,
+        program)`` and finds the model in this program.
+        """
+        adapter = require_adapter(obj)
+        among = getattr(adapter, "slots_in", None)
+        if among is not None:
+            found: Sequence[tuple[Any, str, Any]] = among(obj, self)
+            return found
+        return adapter.slots(obj)
+
+    def slot_spec(
+        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+    ) -> ValueSpec | None:
         """The spec a slot that does not exist yet must have (the optimizer's adapter says)."""
         return require_adapter(optimizer).slot_spec(optimizer, variable, slot, stored)
 

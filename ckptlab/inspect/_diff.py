@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ckptlab.core import ValueSpec
+from ckptlab.core import ValueSpec, printable
 from ckptlab.inspect._graphview import GraphView, ViewValue, build_view
 
 DiffState = Literal["added", "removed", "changed", "unchanged"]
@@ -186,7 +186,7 @@ class CheckpointDiff:
         }
 
     def __str__(self) -> str:
-        lines = [f"diff {self.a} -> {self.b}: {self.summary()}"]
+        lines = [printable(f"diff {self.a} -> {self.b}: {self.summary()}")]
         for entry in self.entries:
             if entry.state != "unchanged":
                 extra = (
@@ -194,7 +194,8 @@ class CheckpointDiff:
                     if entry.max_abs_diff is not None
                     else ""
                 )
-                lines.append(f"  {entry.state:9} {entry.key}{extra}  {entry.reason}".rstrip())
+                line = f"  {entry.state:9} {printable(entry.key)}{extra}  {printable(entry.reason)}"
+                lines.append(line.rstrip())
         return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ckptlab.core import STATES, MatchReport
+from ckptlab.core import STATES, MatchReport, printable
 from ckptlab.inspect._dot import COLOURS
 from ckptlab.inspect._graphview import GraphView
 from ckptlab.inspect._wire import PROBLEM_STATES
@@ -101,10 +101,13 @@ def view_html(view: GraphView, *, max_rows: int = MAX_ROWS) -> str:
 
 
 def view_text(view: GraphView) -> str:
-    """One paragraph of plain text: title, source, summary and the first problems."""
-    lines = [f"{view.title} {view.source}: {view.summary}"]
+    """One paragraph of plain text: title, source, summary and the first problems.
+
+    Every name is shown with control characters escaped (:func:`ckptlab.core.printable`).
+    """
+    lines = [printable(f"{view.title} {view.source}: {view.summary}")]
     problems = [n for n in view.values() if n.state in PROBLEM_STATES]
-    lines += [f"  {n.state}: {'/'.join(view.path_of(n.id))}" for n in problems[:20]]
+    lines += [f"  {n.state}: {printable('/'.join(view.path_of(n.id)))}" for n in problems[:20]]
     if len(problems) > 20:
         lines.append(f"  ... and {len(problems) - 20} more")
     return "\n".join(lines)

@@ -15,11 +15,11 @@ from ckptlab.storage._directory import (
     note_eviction,
     remove_leftovers,
 )
+from ckptlab.storage._faults import noting_failure
 from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
 from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
 from ckptlab.storage._layout import (
     CHUNK_BYTES,
-    PACK_THRESHOLD,
     choose_chunks,
     dtype_name,
     numpy_dtype,
@@ -44,20 +44,18 @@ from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, write_safete
 from ckptlab.storage._state import (
     STATE_FILENAME,
     latest_checkpoint,
+    listed_or_removed,
     read_state,
     relative_to,
     write_state,
 )
+from ckptlab.storage._values import ValueReader
 from ckptlab.storage._verify import verify_checkpoint
 from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
-from ckptlab.storage._zarr_hook import install as _install_zarr_dtypes
-from ckptlab.storage._zarr_hook import register_zarr_dtypes
-
-_install_zarr_dtypes()
+from ckptlab.storage._zarr_register import register_zarr_dtypes
 
 __all__ = [
     "CHUNK_BYTES",
-    "PACK_THRESHOLD",
     "SAFETENSORS_DTYPES",
     "STATE_FILENAME",
     "ArraySpec",
@@ -69,6 +67,7 @@ __all__ = [
     "PartWriter",
     "ReadOptions",
     "StoredCheckpoint",
+    "ValueReader",
     "WriteOptions",
     "begin_staging",
     "choose_chunks",
@@ -77,8 +76,10 @@ __all__ = [
     "dtype_name",
     "is_committed",
     "latest_checkpoint",
+    "listed_or_removed",
     "little_endian",
     "note_eviction",
+    "noting_failure",
     "numpy_dtype",
     "open_checkpoint",
     "open_path",

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import posixpath
 import uuid
 from collections.abc import Callable
 
-from ckptlab.errors import CkptlabError
-from ckptlab.storage._kv import ByteStore, fsync_dir
+from ckptlab.errors import (
+    StorageError,
+    StorageExistsError,
+    StorageNotADirectoryError,
+    StoragePermissionError,
+)
+from ckptlab.storage._faults import blocking_file
+from ckptlab.storage._kv import ByteStore, LocalStore, fsync_dir
 from ckptlab.storage._layout import ROOT_DOCUMENT
+
+logger = logging.getLogger("ckptlab")
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -51,17 +60,87 @@ def temporary_name(path: str) -> str:
 
 
 def clean_leftovers(store: ByteStore, path: str) -> None:
-    """Remove temporary siblings of ``path`` left by an interrupted save."""
+    """Remove temporary siblings of ``path`` left by an interrupted save (WARNING if one stays)."""
     parent, name = posixpath.split(path)
     for entry in store.list_dir(parent):
         if entry.startswith((f".{name}.tmp-", f".{name}.old-")):
-            store.delete_tree(posixpath.join(parent, entry))
+            try:
+                store.delete_tree(posixpath.join(parent, entry))
+            except StorageError as error:
+                logger.warning("Could not remove what an interrupted save left: %s", error)
+
+
+def _not_a_checkpoint(store: ByteStore, path: str, what: str) -> StorageExistsError:
+    return StorageExistsError(
+        f"Refusing to write a checkpoint at {store.display(path)}: {what}, which ckptlab did not "
+        "write. Choose another path or remove it yourself."
+    )
+
+
+def check_target(store: ByteStore, path: str) -> None:
+    """Refuse, before anything is written, a local path a checkpoint cannot be written to.
+
+    A file among its parents; a regular file or a directory that is not a checkpoint at the
+    path itself; a checkpoint there whose directories are not writable (its old contents could
+    not be deleted after the new checkpoint replaced it).
+    """
+    if not isinstance(store, LocalStore):
+        return
+    blocker = blocking_file(path)
+    if blocker is not None:
+        raise StorageNotADirectoryError(
+            f"Cannot write a checkpoint at {path}: {blocker} is a file, so nothing can be "
+            "created inside it. Choose a path whose parents are directories, or move that file."
+        )
+    if store.exists(path):
+        raise _not_a_checkpoint(store, path, "it is a file")
+    parent = _nearest_directory(posixpath.dirname(path))
+    if not _may_change(parent):
+        raise StoragePermissionError(
+            f"Cannot write a checkpoint at {path}: {parent} is not writable. Check its "
+            "permissions, or write somewhere else."
+        )
+    if not store.is_dir(path):
+        return
+    if not is_committed(store, path):
+        entries = store.list_dir(path)
+        if entries:
+            raise _not_a_checkpoint(store, path, f"it is a directory holding {entries[:5]}")
+        return
+    locked = _unwritable_directory(path)
+    if locked is not None:
+        raise StoragePermissionError(
+            f"Cannot replace the checkpoint at {path}: {locked} is not writable, so the old "
+            f"checkpoint could not be deleted. Make it writable (chmod -R u+w {path}) or write "
+            "somewhere else."
+        )
+
+
+def _nearest_directory(path: str) -> str:
+    """``path`` or its nearest existing ancestor (what creating ``path`` would change)."""
+    while not os.path.isdir(path) and path != posixpath.dirname(path):
+        path = posixpath.dirname(path)
+    return path
+
+
+def _may_change(directory: str) -> bool:
+    """Whether this process may create, rename and delete entries of ``directory``."""
+    effective = os.access in os.supports_effective_ids
+    return os.access(directory, os.W_OK | os.X_OK, effective_ids=effective)
+
+
+def _unwritable_directory(top: str) -> str | None:
+    """A directory below ``top`` whose entries this process may not delete, if any."""
+    for root, _dirs, _files in os.walk(top):
+        if not _may_change(root):
+            return root
+    return None
 
 
 ABORTED = "aborted"
 """On object stores, what an aborted multi-worker save leaves in its prefix (FORMAT.md 6): the
 number stays taken, so a hung worker that wakes up later cannot write into the next save."""
-OWN_ENTRIES = frozenset({"values", "packed", ABORTED})
+OWN_ENTRIES = frozenset({"data", "values", "packed", ABORTED})
 """Names a checkpoint prefix holds besides ``zarr.json`` (anything else is not ours)."""
 
 
@@ -78,11 +157,7 @@ def prepare_in_place(store: ByteStore, path: str, *, durable: bool) -> None:
     elif entries and entries <= OWN_ENTRIES:
         store.delete_tree(path)
     elif entries:
-        raise CkptlabError(
-            f"Refusing to write a checkpoint at {store.display(path)}: the prefix holds "
-            f"{sorted(entries)[:5]}, which ckptlab did not write. Choose another prefix or remove "
-            "it yourself."
-        )
+        raise _not_a_checkpoint(store, path, f"the prefix holds {sorted(entries)[:5]}")
 
 
 def is_committed(store: ByteStore, path: str) -> bool:
@@ -95,23 +170,38 @@ def publish(store: ByteStore, staged: str, path: str, *, durable: bool) -> None:
     if durable:
         store.sync_tree(staged)
     if store.is_dir(path):
-        if not is_committed(store, path) and store.list_dir(path):
-            raise CkptlabError(
-                f"Refusing to overwrite {store.display(path)}: it exists and is not a ckptlab "
-                "checkpoint. Choose another prefix or remove it yourself."
-            )
+        entries = store.list_dir(path)
+        if not is_committed(store, path) and entries:
+            raise _not_a_checkpoint(store, path, f"it is a directory holding {entries[:5]}")
         if exchange(staged, path):
-            store.delete_tree(staged)  # now the old checkpoint
             if durable:  # the exchange is a directory entry change: make it durable too
                 fsync_dir(posixpath.dirname(path) or ".")
+            _delete_replaced(store, staged, path)  # now the old checkpoint
             return
         parent, name = posixpath.split(path)
         old = posixpath.join(parent, f".{name}.old-{uuid.uuid4().hex}")
         store.rename(path, old, durable=durable)
-        store.rename(staged, path, durable=durable)
-        store.delete_tree(old)
+        try:
+            store.rename(staged, path, durable=durable)
+        except BaseException:
+            store.rename(old, path, durable=durable)  # put the old checkpoint back
+            raise
+        _delete_replaced(store, old, path)
         return
     store.rename(staged, path, durable=durable)
+
+
+def _delete_replaced(store: ByteStore, old: str, path: str) -> None:
+    """Delete the checkpoint that ``path`` replaced; the new one stands whatever happens."""
+    try:
+        store.delete_tree(old)
+    except StorageError as error:
+        logger.warning(
+            "Wrote %s, but its previous contents, now at %s, could not be deleted: %s",
+            store.display(path),
+            store.display(old),
+            error,
+        )
 
 
 def retract(store: ByteStore, path: str, *, durable: bool) -> None:

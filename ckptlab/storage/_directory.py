@@ -1,17 +1,20 @@
 """A managed checkpoint directory: its exclusive lock and its leftovers (internal).
 
-Only one :class:`~ckptlab.CheckpointManager` may save into a directory at a time: it holds
-``<directory>/.ckptlab.lock``.  Locally the lock is an ``flock`` on that file, so the kernel
-releases it when the holder dies (a stale lock is simply taken over; the file still names the
-dead holder, which is logged).  The file's content names the holder (pid, host) so that the
-second manager's :class:`~ckptlab.LockedError` can say who holds it.  On object stores the
-lock is a create-only object; a lock left by a dead process on the same host is taken over.
+Only the managers of one process may save into a directory at a time: the process holds
+``<directory>/.ckptlab.lock`` while any of its :class:`~ckptlab.CheckpointManager` objects
+does (they share it, and their saves take turns).  Locally the lock is an ``flock`` on that
+file, so the kernel releases it when the holder dies (a stale lock is simply taken over; the
+file still names the dead holder, which is logged).  The file's content names the holder (pid,
+host) so that another process's :class:`~ckptlab.LockedError` can say who holds it.  On object
+stores the lock is a create-only object; a lock left by a dead process on the same host is
+taken over.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -19,14 +22,16 @@ import os
 import posixpath
 import re
 import socket
+import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import crc32c
 
 from ckptlab.errors import LockedError
 from ckptlab.storage._commit import OWN_ENTRIES, retract
+from ckptlab.storage._faults import faults_translated
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT
 
@@ -67,8 +72,6 @@ def _is_this_process(holder: dict[str, Any] | None) -> bool:
 def _describe(holder: dict[str, Any] | None) -> str:
     if holder is None:
         return "an unknown holder (the lock file is being written or is not ckptlab's)"
-    if _is_this_process(holder):
-        return f"another CheckpointManager in this process (pid {holder['pid']})"
     return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
 
 
@@ -86,58 +89,140 @@ def _pid_is_gone(holder: dict[str, Any]) -> bool:
     return False
 
 
+@dataclasses.dataclass(eq=False)
+class _Holding:
+    """A directory's lock as this process holds it, shared by its :class:`DirectoryLock` objects."""
+
+    fd: int | None = None
+    """The locked descriptor (local directories)."""
+    token: str | None = None
+    """The token written into the lock object (object stores)."""
+    users: int = 0
+    """How many :class:`DirectoryLock` objects hold it."""
+    saving: threading.RLock = dataclasses.field(default_factory=threading.RLock)
+    """Held by a save of this process into the directory, from its first read of the state
+    file to its last delete: saves of one process never interleave."""
+    at_exit: Callable[[], None] | None = None
+    pid: int = dataclasses.field(default_factory=os.getpid)
+    """The process that took it (a forked child inherits ``_HELD`` but not the lock)."""
+
+
+_HELD: dict[str, _Holding] = {}
+"""Locks this process holds, by lock path or URL."""
+_HELD_LOCK = threading.Lock()
+
+
 class DirectoryLock:
-    """The exclusive save lock of one checkpoint directory.
+    """The save lock of one checkpoint directory: exclusive between processes, shared within one.
+
+    Every manager of this process that saves into the directory shares the lock (as
+    TensorFlow's managers share a directory); a manager of another process gets
+    :class:`LockedError` until the last of them releases it.
 
     Examples
     --------
     >>> import tempfile
     >>> from ckptlab.storage import LocalStore
-    >>> lock = DirectoryLock(LocalStore(), tempfile.mkdtemp())
-    >>> lock.acquire(); lock.held
+    >>> directory = tempfile.mkdtemp()
+    >>> lock, again = DirectoryLock(LocalStore(), directory), DirectoryLock(LocalStore(), directory)
+    >>> lock.acquire(), again.acquire()  # True: this process did not hold it before
+    (True, False)
+    >>> lock.release(); again.held
     True
-    >>> lock.release(); lock.held
+    >>> again.release(); again.held
     False
     """
 
     def __init__(self, store: ByteStore, directory: str) -> None:
         self.store = store
         self.key = posixpath.join(directory, LOCK_FILENAME)
-        self._fd: int | None = None
-        self._token: str | None = None
+        self._holding: _Holding | None = None
 
     @property
     def _uses_flock(self) -> bool:
         return isinstance(self.store, LocalStore) and fcntl is not None
 
     @property
+    def _where(self) -> str:
+        return self.store.display(self.key)
+
+    @property
     def held(self) -> bool:
         """Whether this object holds the lock."""
-        return self._fd is not None or self._token is not None
+        return self._holding is not None
 
-    def acquire(self) -> None:
-        """Take the lock (no-op when held); raise :class:`LockedError` naming the holder."""
-        if self.held:
-            return
-        if self._uses_flock:
-            self._fd = self._acquire_flock()
-        else:
-            self._token = self._acquire_object()
-            atexit.register(self.release)  # an object outlives its process unless deleted
+    def acquire(self) -> bool:
+        """Take the lock; return whether this process did not hold it before.
+
+        No-op (``False``) when this object holds it already; raises :class:`LockedError`
+        naming the holder when another process holds it.
+        """
+        if self._holding is not None:
+            return False
+        with _HELD_LOCK:
+            holding = _HELD.get(self._where)
+            if holding is not None and holding.pid != os.getpid():  # the parent's, before a fork
+                del _HELD[self._where]
+                holding = None
+            first = holding is None
+            if holding is None:
+                holding = self._take()
+                _HELD[self._where] = holding
+            holding.users += 1
+            self._holding = holding
+        return first
 
     def release(self) -> None:
-        """Give the lock up (no-op when not held)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
+        """Give the lock up (no-op when not held); the process keeps it while others use it."""
+        holding, self._holding = self._holding, None
+        if holding is None:
+            return
+        with _HELD_LOCK:
+            holding.users -= 1
+            if holding.users > 0:
+                return
+            del _HELD[self._where]
+        self._give_up(holding)
+
+    def saving(self) -> threading.RLock:
+        """The mutex a save of this process holds from reading the state file to deleting.
+
+        Only valid while the lock is held.
+        """
+        if self._holding is None:
+            raise RuntimeError(f"{self._where} is not held by this DirectoryLock.")
+        return self._holding.saving
+
+    def _take(self) -> _Holding:
+        if self._uses_flock:
+            return _Holding(fd=self._acquire_flock())
+        holding = _Holding(token=self._acquire_object())
+
+        def release_at_exit() -> None:  # an object outlives its process unless deleted
+            self._delete_object(holding)
+
+        holding.at_exit = release_at_exit
+        atexit.register(release_at_exit)
+        return holding
+
+    def _give_up(self, holding: _Holding) -> None:
+        if holding.pid != os.getpid():  # inherited through a fork: the parent still holds it
+            if holding.fd is not None:
+                os.close(holding.fd)
+            return
+        if holding.fd is not None:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)  # closing the descriptor releases the flock
-        token, self._token = self._token, None
-        if token is not None:
-            atexit.unregister(self.release)
-            holder = self._read_object()
-            if holder is not None and holder.get("token") == token:
-                self.store.delete_tree(self.key)
+                os.ftruncate(holding.fd, 0)
+            os.close(holding.fd)  # closing the descriptor releases the flock
+        if holding.at_exit is not None:
+            atexit.unregister(holding.at_exit)
+        if holding.token is not None:
+            self._delete_object(holding)
+
+    def _delete_object(self, holding: _Holding) -> None:
+        holder = self._read_object()
+        if holder is not None and holder.get("token") == holding.token:
+            self.store.delete_tree(self.key)
 
     def _locked_error(
         self, holder: dict[str, Any] | None, *, plain_save: bool = False
@@ -155,9 +240,9 @@ class DirectoryLock:
             "another directory, or close that manager (manager.close()) or let its process "
             "finish."
             if plain_save
-            else "only one CheckpointManager may save into a directory at a time. Close the "
-            "other manager (manager.close()) or let its process finish, or save into another "
-            "directory."
+            else "the managers of one process at a time may save into a directory. Close the "
+            "other process's manager (manager.close()) or let that process finish, or save "
+            "into another directory."
         )
         return LockedError(
             f"Checkpoint directory {directory} is locked by {_describe(holder)}: {why} {remedy}"
@@ -169,10 +254,12 @@ class DirectoryLock:
         Called by ``Checkpoint.save``, which replaces the directory's state file.  Nothing is
         created: a directory that no manager ever locked has no lock file.  A manager of this
         process does not stop it (TensorFlow's behaviour, docs/semantics.md S90: that manager keeps
-        its list in memory and writes it back at its next save).
+        its list and merges it with the state file at its next save).
         """
-        if self.held:
-            return
+        with _HELD_LOCK:
+            holding = _HELD.get(self._where)
+            if holding is not None and holding.pid == os.getpid():
+                return
         locked, holder = self._peek_flock() if self._uses_flock else self._peek_object()
         if locked and not _is_this_process(holder):
             raise self._locked_error(holder, plain_save=True)
@@ -200,8 +287,9 @@ class DirectoryLock:
         return holder is None or not _pid_is_gone(holder), holder
 
     def _acquire_flock(self) -> int:
-        os.makedirs(posixpath.dirname(self.key), exist_ok=True)
-        fd = os.open(self.key, os.O_RDWR | os.O_CREAT, 0o644)
+        with faults_translated("create the lock file", self.key):
+            os.makedirs(posixpath.dirname(self.key), exist_ok=True)
+            fd = os.open(self.key, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -234,10 +322,10 @@ class DirectoryLock:
         if self.store.write_new(self.key, data, durable=True):
             return str(record["token"])
         holder = self._read_object()
-        if holder is None or not _pid_is_gone(holder):
+        if holder is None or not (_pid_is_gone(holder) or _is_this_process(holder)):
             raise self._locked_error(holder)
-        logger.warning(
-            "Taking over the lock of %s left by pid %s, which is no longer running.",
+        logger.warning(  # this process's own lock object is stale too: _HELD does not have it
+            "Taking over the lock of %s left by pid %s, which no longer holds it.",
             self.store.display(posixpath.dirname(self.key)),
             holder.get("pid"),
         )

@@ -17,11 +17,12 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from ckptlab.errors import NotFoundError
-from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
+from ckptlab.storage._faults import translate_faults
+from ckptlab.storage._kv import Buffer, ByteStore, LocalStore, buffer_size, byte_view
 
 T = TypeVar("T")
 
@@ -39,6 +40,13 @@ def set_storage_options(url_prefix: str, /, **options: Any) -> None:
     The longest matching prefix wins; ``set_storage_options(prefix)`` with no options forgets a
     prefix.  Options reach the fsspec file system unchanged (for ``s3://`` see s3fs:
     ``endpoint_url``, ``key``, ``secret``, ``client_kwargs``...).
+
+    Parameters
+    ----------
+    url_prefix
+        A URL prefix such as ``"s3://bucket"`` or ``"s3://bucket/run"``.
+    **options
+        fsspec storage options for URLs under the prefix; none forgets the prefix.
 
     Examples
     --------
@@ -78,6 +86,7 @@ class FsspecStore:
     """A :class:`~ckptlab.storage.ByteStore` over ``zarr.storage.FsspecStore`` (no rename)."""
 
     supports_rename = False
+    concurrent_writes = True
 
     def __init__(self, store: Any, protocol: str) -> None:
         self.zarr_store = store
@@ -116,12 +125,14 @@ class FsspecStore:
     # -- writing ----------------------------------------------------------------------------
 
     async def _put(self, key: str, parts: Sequence[Buffer]) -> None:
-        await self.fs._pipe_file(key, b"".join(parts))
+        await self.fs._pipe_file(key, b"".join(cast("Sequence[bytes]", parts)))
 
+    @translate_faults("write")
     def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
         """Upload one object (durable once acknowledged)."""
         _sync(self._put(key, parts))
 
+    @translate_faults("write")
     def write_many(self, items: Sequence[tuple[str, Sequence[Buffer]]], *, durable: bool) -> None:
         """Upload objects concurrently (at most :data:`CONCURRENCY` in flight)."""
 
@@ -137,6 +148,12 @@ class FsspecStore:
         if items:
             _sync(run())
 
+    @translate_faults("write")
+    def write_stream(self, key: str, batches: Iterable[Sequence[Buffer]], *, durable: bool) -> None:
+        """Upload the concatenation of the batches as one object."""
+        self.write(key, [part for batch in batches for part in batch], durable=durable)
+
+    @translate_faults("create")
     def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
         """A create-only conditional upload (``If-None-Match: *`` on S3); False if it exists."""
 
@@ -159,6 +176,7 @@ class FsspecStore:
 
     # -- reading ----------------------------------------------------------------------------
 
+    @translate_faults("read")
     def read(self, key: str) -> bytes:
         """Download one object."""
         from zarr.core.buffer import default_buffer_prototype
@@ -170,7 +188,7 @@ class FsspecStore:
         return data
 
     async def _range(self, key: str, offset: int, buffers: Sequence[memoryview]) -> int:
-        total = sum(len(b) for b in buffers)
+        total = sum(map(buffer_size, buffers))
         if not total:
             return 0
         try:
@@ -182,16 +200,18 @@ class FsspecStore:
                 return 0
             raise
         done = 0
-        for out in buffers:
+        for out in map(byte_view, buffers):
             count = max(0, min(len(out), len(data) - done))
-            out.cast("B")[:count] = data[done : done + count]
+            out[:count] = data[done : done + count]
             done += count
         return done
 
+    @translate_faults("read")
     def read_into(self, key: str, out: memoryview, offset: int) -> int:
         """Ranged read into ``out``."""
         return _sync(self._range(key, offset, [out]))
 
+    @translate_faults("read")
     def read_ranges(self, requests: Sequence[tuple[str, int, Sequence[memoryview]]]) -> list[int]:
         """One ranged GET per request, concurrently; the bytes are copied into the buffers."""
 
@@ -217,6 +237,7 @@ class FsspecStore:
         info = await self._info(key)
         return info is not None and info.get("type") == "file"
 
+    @translate_faults("inspect")
     def size(self, key: str) -> int | None:
         """Object size, or ``None`` when there is no object at ``key``."""
         info = _sync(self._info(key))
@@ -224,6 +245,7 @@ class FsspecStore:
             return None
         return int(info["size"])
 
+    @translate_faults("inspect")
     def exists(self, key: str) -> bool:
         """Whether an object exists at ``key``."""
         return _sync(self._is_file(key))
@@ -232,6 +254,7 @@ class FsspecStore:
         """Whether objects exist below the prefix ``key``."""
         return bool(self.list_dir(key))
 
+    @translate_faults("list")
     def list_dir(self, key: str) -> list[str]:
         """Names directly below the prefix ``key``."""
 
@@ -248,6 +271,7 @@ class FsspecStore:
 
         return _sync(run())
 
+    @translate_faults("delete")
     def delete_tree(self, key: str) -> None:
         """Delete ``key`` and everything below it."""
 

@@ -14,13 +14,19 @@ import contextlib
 import os
 import shutil
 import stat
+import sys
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ckptlab.errors import NotFoundError
+from ckptlab.storage._faults import translate_faults
 
-Buffer = bytes | bytearray | memoryview
+if TYPE_CHECKING:
+    import numpy as np
+
+Buffer = Union[bytes, bytearray, memoryview, "np.ndarray[Any, Any]"]
+"""Anything with the buffer protocol writers hand over: C-contiguous numpy arrays included."""
 
 
 class ByteStore(Protocol):
@@ -28,6 +34,9 @@ class ByteStore(Protocol):
 
     supports_rename: bool
     """Whether ``rename`` is atomic and cheap (then commits publish with a rename)."""
+    concurrent_writes: bool
+    """Whether ``write_many`` runs writes concurrently (writers then hand it many objects at
+    once); otherwise writers stream one object at a time with ``write_stream``."""
 
     def display(self, key: str) -> str:
         """A user-facing path or URL for ``key``."""
@@ -39,6 +48,14 @@ class ByteStore(Protocol):
 
     def write_many(self, items: Sequence[tuple[str, Sequence[Buffer]]], *, durable: bool) -> None:
         """Write several objects (concurrently where that helps); all are written on return."""
+        ...
+
+    def write_stream(self, key: str, batches: Iterable[Sequence[Buffer]], *, durable: bool) -> None:
+        """Write the concatenation of every batch at ``key``, one batch after the other.
+
+        The next batch is taken only once the previous one is written, so a writer can
+        checksum each batch just before handing it over.
+        """
         ...
 
     def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
@@ -106,11 +123,13 @@ class LocalStore:
     """Files on a local (or network-mounted) file system; keys are absolute paths."""
 
     supports_rename = True
+    concurrent_writes = False
 
     def display(self, key: str) -> str:
         """Return the path itself."""
         return key
 
+    @translate_faults("write")
     def write(self, key: str, parts: Sequence[Buffer], *, durable: bool) -> None:
         """Write a file (parent directories are created)."""
         os.makedirs(os.path.dirname(key), exist_ok=True)
@@ -122,11 +141,26 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    @translate_faults("write")
     def write_many(self, items: Sequence[tuple[str, Sequence[Buffer]]], *, durable: bool) -> None:
         """Write files one after the other (a local disk gains nothing from concurrency)."""
         for key, parts in items:
             self.write(key, parts, durable=durable)
 
+    @translate_faults("write")
+    def write_stream(self, key: str, batches: Iterable[Sequence[Buffer]], *, durable: bool) -> None:
+        """Write a file batch after batch with ``writev`` (parent directories are created)."""
+        os.makedirs(os.path.dirname(key), exist_ok=True)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for batch in batches:
+                _write_all(fd, batch)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @translate_faults("create")
     def write_new(self, key: str, data: Buffer, *, durable: bool) -> bool:
         """Create a file exclusively (``O_EXCL``)."""
         os.makedirs(os.path.dirname(key), exist_ok=True)
@@ -142,6 +176,7 @@ class LocalStore:
             os.close(fd)
         return True
 
+    @translate_faults("replace")
     def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
         """Write a hidden temporary sibling, fsync it, rename it over ``key``, fsync the directory.
 
@@ -163,6 +198,7 @@ class LocalStore:
         if durable:
             fsync_dir(os.path.dirname(key) or ".")
 
+    @translate_faults("read")
     def read(self, key: str) -> bytes:
         """Read a whole file."""
         try:
@@ -171,14 +207,16 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFoundError(f"No file at {key}.") from None
 
+    @translate_faults("read")
     def read_into(self, key: str, out: memoryview, offset: int) -> int:
         """Read straight into ``out`` with ``preadv`` (no intermediate copy)."""
         fd = _open_for_reading(key)
         try:
-            return _preadv_all(fd, [out], offset)
+            return preadv_all(fd, [out], offset)
         finally:
             os.close(fd)
 
+    @translate_faults("read")
     def read_ranges(self, requests: Sequence[tuple[str, int, Sequence[memoryview]]]) -> list[int]:
         """``preadv`` each range straight into its buffers (one system call per 1024 buffers)."""
         counts = []
@@ -190,12 +228,13 @@ class LocalStore:
                         os.close(opened[1])
                         opened = None
                     opened = (key, _open_for_reading(key))
-                counts.append(_preadv_all(opened[1], buffers, offset))
+                counts.append(preadv_all(opened[1], buffers, offset))
         finally:
             if opened is not None:
                 os.close(opened[1])
         return counts
 
+    @translate_faults("inspect")
     def size(self, key: str) -> int | None:
         """Return the file size."""
         try:
@@ -212,6 +251,7 @@ class LocalStore:
         """Return whether a directory exists."""
         return os.path.isdir(key)
 
+    @translate_faults("list")
     def list_dir(self, key: str) -> list[str]:
         """List a directory."""
         try:
@@ -219,14 +259,16 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    @translate_faults("delete")
     def delete_tree(self, key: str) -> None:
-        """Remove a file or a directory tree."""
+        """Remove a file or a directory tree (what is already gone is no error)."""
         if os.path.isdir(key) and not os.path.islink(key):
-            shutil.rmtree(key, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(key, **_IGNORE_MISSING)
+        else:  # below a file (NotADirectoryError) nothing can exist either
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(key)
 
+    @translate_faults("rename")
     def rename(self, source: str, target: str, *, durable: bool) -> None:
         """``os.rename`` then fsync the parent directories."""
         os.rename(source, target)
@@ -235,10 +277,25 @@ class LocalStore:
             if os.path.dirname(source) != os.path.dirname(target):
                 fsync_dir(os.path.dirname(source) or ".")
 
+    @translate_faults("sync")
     def sync_tree(self, key: str) -> None:
         """Fsync every directory below ``key`` (files were fsynced when written)."""
         for directory in _walk_dirs(key):
             fsync_dir(directory)
+
+
+def _raise_unless_missing(function: object, path: str, error: object) -> None:
+    """``shutil.rmtree`` error handler: what is already gone is fine, anything else is not."""
+    exception = error if isinstance(error, BaseException) else error[1]  # type: ignore[index]
+    if not isinstance(exception, FileNotFoundError | NotADirectoryError):
+        raise exception
+
+
+_IGNORE_MISSING: dict[str, Any] = (
+    {"onexc": _raise_unless_missing}
+    if sys.version_info >= (3, 12)
+    else {"onerror": _raise_unless_missing}
+)
 
 
 def _open_for_reading(key: str) -> int:
@@ -248,9 +305,16 @@ def _open_for_reading(key: str) -> int:
         raise NotFoundError(f"No file at {key}.") from None
 
 
-def _preadv_all(fd: int, buffers: Sequence[memoryview], offset: int) -> int:
-    """Fill ``buffers`` in turn from ``offset`` until they are full or the file ends."""
-    views = [v for v in (b.cast("B") for b in buffers) if len(v)]
+def preadv_all(fd: int, buffers: Sequence[Buffer | Any], offset: int) -> int:
+    """Fill ``buffers`` in turn from ``offset`` until they are full or the file ends.
+
+    Buffers may be memoryviews, bytearrays or writable C-contiguous numpy arrays.
+    """
+    if len(buffers) <= _IOV_MAX:  # the usual case: one system call
+        count = os.preadv(fd, buffers, offset)  # type: ignore[arg-type]  # numpy arrays too
+        if count == 0 or count == sum(map(buffer_size, buffers)):
+            return count
+    views = [v for v in map(byte_view, buffers) if len(v)]
     done = first = 0
     while first < len(views):
         count = os.preadv(fd, views[first : first + _IOV_MAX], offset + done)
@@ -283,8 +347,26 @@ def _walk_dirs(top: str) -> Iterator[str]:
 
 
 def _write_all(fd: int, parts: Sequence[Buffer]) -> None:
-    views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
-    first = 0
-    while first < len(views):
-        written = os.writev(fd, views[first : first + _IOV_MAX])
-        first = _advance(views, first, written)
+    """``writev`` every part (any buffer: bytes, memoryviews, contiguous numpy arrays)."""
+    for start in range(0, len(parts), _IOV_MAX):
+        group: Sequence[Any] = parts[start : start + _IOV_MAX]
+        written = os.writev(fd, group)
+        if written == sum(map(buffer_size, group)):
+            continue
+        views = [v for v in map(byte_view, group) if len(v)]
+        first = _advance(views, 0, written)
+        while first < len(views):  # a short write (a signal, a full disk): go on where it stopped
+            first = _advance(views, first, os.writev(fd, views[first:]))
+
+
+def buffer_size(part: Any) -> int:
+    """Size in bytes of a buffer (numpy arrays included: ``len`` would count rows)."""
+    size = getattr(part, "nbytes", None)
+    return len(part) if size is None else int(size)
+
+
+def byte_view(part: Any) -> memoryview:
+    """A flat byte view of a buffer; numpy arrays of any dtype (bfloat16 has no buffer format)."""
+    if hasattr(part, "dtype") and hasattr(part, "view"):
+        part = part.reshape(-1).view("uint8")
+    return memoryview(part).cast("B")

@@ -4,32 +4,45 @@ Written directly (not through zarr-python's array machinery, which costs millise
 but exactly to the Zarr v3 specification, so ``zarr.open_group`` reads every checkpoint:
 
 * ``zarr.json`` — the root group; ``attributes.ckptlab`` holds the checkpoint document.
-* ``values/<n>/`` — a value with its own array, chunked along axis 0.
-* ``packed/<dtype>/`` — a flat 1-D array holding many small values of one dtype.
+* ``data/<name>/`` — version 3: a flat 1-D array of one dtype holding values back to back,
+  stored with the sharding codec (one object per shard, usually one per dtype).
+* ``values/<n>/`` — a value with its own array, chunked along axis 0 (versions 1-2; in version 3
+  only values written by several workers).
+* ``packed/<dtype>/`` — version 2: a flat 1-D array holding many small values of one dtype.
 
-Every chunk is encoded with the ``bytes`` codec (little endian) then ``crc32c``.
+Own arrays' and version 2 packs' chunks are encoded with the ``bytes`` codec (little endian) then
+``crc32c``; version 3's shards hold raw bytes, the values' checksums are in the document.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import struct
 from typing import Any
 
+import crc32c
 import ml_dtypes
 import numpy as np
 import orjson
 
-from ckptlab.core import FOREIGN_ITEMSIZE, ITEMSIZE
+from ckptlab.core import FOREIGN_ITEMSIZE, ITEMSIZE, ArrayInfo
 from ckptlab.errors import UnsupportedFormatError
 
 CHUNK_BYTES = 64 * 2**20
 """Own arrays larger than this are split along axis 0 into chunks of about this size."""
-PACK_CHUNK_BYTES = 16 * 2**20
-"""Chunk size of packed arrays."""
-PACK_THRESHOLD = 1 * 2**20
-"""Values of at most this many bytes are packed (chosen by ``benchmarks/bench_storage.py``)."""
 ROOT_DOCUMENT = "zarr.json"
+INNER_BYTES = 1 * 2**20
+"""Version 3: size of a data array's inner chunks (what plain Zarr readers fetch at least)."""
+LOCAL_SHARD_BYTES: int | None = None
+"""Version 3 on file systems: shard size (``None``: one shard per data array)."""
+REMOTE_SHARD_BYTES = 64 * 2**20
+"""Version 3 on object stores: shard size (objects uploaded concurrently, bounded memory)."""
+MISSING = 2**64 - 1
+"""A shard index entry for an inner chunk that is not stored (past the end of the array)."""
+STORED_AS = {"bfloat16": "uint16"}
+"""Version 3 stores these dtypes under another Zarr ``data_type`` of the same width (zarr-python
+has no bfloat16); the array's ``attributes.ckptlab_dtype`` names the real one."""
 
 
 _NAMES: dict[np.dtype[Any], str] = {}
@@ -91,23 +104,6 @@ def choose_chunks(
     return (max(1, -(-shape[0] // count)), *chunks[1:])
 
 
-def pack_chunk(length: int, itemsize: int, target: int | None = None) -> int:
-    """Chunk length (elements) of a packed array: balanced, and unpadded when there is one chunk.
-
-    Examples
-    --------
-    >>> pack_chunk(10, 4)
-    10
-    >>> pack_chunk(10_000_000, 4, target=16_000_000)
-    3333334
-    """
-    if length == 0:
-        return 1
-    target = PACK_CHUNK_BYTES if target is None else target
-    count = -(-length * itemsize // target)
-    return -(-length // count)
-
-
 def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
     """Number of chunks along each axis."""
     return tuple(-(-d // c) for d, c in zip(shape, chunks, strict=True))
@@ -133,9 +129,6 @@ def array_metadata(
     shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, key: str | None
 ) -> bytes:
     """The ``zarr.json`` of an array."""
-    bytes_codec: dict[str, Any] = {"name": "bytes"}
-    if ITEMSIZE[dtype] > 1:
-        bytes_codec["configuration"] = {"endian": "little"}
     document = {
         "zarr_format": 3,
         "node_type": "array",
@@ -144,13 +137,113 @@ def array_metadata(
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": fill_value(dtype),
-        "codecs": [bytes_codec, {"name": "crc32c"}],
+        "codecs": [bytes_codec(dtype), {"name": "crc32c"}],
         "attributes": {"ckptlab_key": key} if key is not None else {},
     }
     return json.dumps(document).encode()
+
+
+def bytes_codec(dtype: str) -> dict[str, Any]:
+    """Zarr's ``bytes`` codec for ``dtype``: little endian (one-byte dtypes have no order)."""
+    codec: dict[str, Any] = {"name": "bytes"}
+    if ITEMSIZE[dtype] > 1:
+        codec["configuration"] = {"endian": "little"}
+    return codec
 
 
 def group_metadata(attributes: dict[str, Any] | None = None) -> bytes:
     """The ``zarr.json`` of a group."""
     document = {"zarr_format": 3, "node_type": "group", "attributes": attributes or {}}
     return orjson.dumps(document)  # compact UTF-8; the root document of 100,000 values: 9x faster
+
+
+# --- version 3: sharded data arrays ---------------------------------------------------------------
+
+
+def data_array(path: str, dtype: str, length: int, shard_bytes: int | None = None) -> ArrayInfo:
+    """A data array of ``length`` elements: balanced inner chunks of about ``INNER_BYTES``.
+
+    ``shard_bytes=None`` makes one shard of the whole array (local files); otherwise shards hold
+    whole inner chunks and about ``shard_bytes`` each.
+
+    Examples
+    --------
+    >>> info = data_array("data/float32", "float32", 300_000)
+    >>> info.chunk, info.shard
+    (150000, 300000)
+    >>> data_array("data/float32", "float32", 300_000, shard_bytes=2**20).shard
+    150000
+    """
+    itemsize = ITEMSIZE[dtype]
+    count = max(1, -(-length * itemsize // INNER_BYTES))
+    chunk = max(1, -(-length // count))
+    per_shard = count if shard_bytes is None else max(1, shard_bytes // (chunk * itemsize))
+    return ArrayInfo(
+        path=path, dtype=dtype, length=length, chunk=chunk, shard=chunk * min(per_shard, count)
+    )
+
+
+def shard_count(info: ArrayInfo) -> int:
+    """How many shards (stored objects) a data array has."""
+    return -(-info.length // info.shard)
+
+
+def shard_key(path: str, index: int) -> str:
+    """The key of a data array's shard (Zarr's ``v2`` chunk key encoding: ``data/float32/0``)."""
+    return f"{path}/{index}"
+
+
+def shard_chunks(info: ArrayInfo, index: int) -> int:
+    """How many inner chunks shard ``index`` stores (the last shard may store fewer)."""
+    present = min(info.shard, info.length - index * info.shard)
+    return -(-present // info.chunk)
+
+
+def shard_size(info: ArrayInfo, index: int) -> int:
+    """The exact size in bytes of shard ``index``: its inner chunks, then the index."""
+    chunk_bytes = info.chunk * ITEMSIZE[info.dtype]
+    return shard_chunks(info, index) * chunk_bytes + 16 * (info.shard // info.chunk) + 4
+
+
+def shard_index(info: ArrayInfo, index: int) -> bytes:
+    """The index at the end of shard ``index``: (offset, length) per inner chunk, then crc32c.
+
+    Inner chunks are stored in order from byte 0, so the shard's leading bytes are exactly the
+    array's bytes; chunks past the end of the array are marked missing.
+    """
+    chunk_bytes = info.chunk * ITEMSIZE[info.dtype]
+    stored = shard_chunks(info, index)
+    entries = [(i * chunk_bytes, chunk_bytes) for i in range(stored)]
+    entries += [(MISSING, MISSING)] * (info.shard // info.chunk - stored)
+    table = struct.pack(f"<{2 * len(entries)}Q", *(v for pair in entries for v in pair))
+    return table + crc32c.crc32c(table).to_bytes(4, "little")
+
+
+def data_metadata(info: ArrayInfo) -> bytes:
+    """The ``zarr.json`` of a data array: Zarr's sharding codec over raw little-endian bytes."""
+    stored = STORED_AS.get(info.dtype, info.dtype)
+    document = {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": [info.length],
+        "data_type": stored,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [info.shard]}},
+        "chunk_key_encoding": {"name": "v2", "configuration": {"separator": "."}},
+        "fill_value": fill_value(stored),
+        "codecs": [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": [info.chunk],
+                    "codecs": [bytes_codec(stored)],
+                    "index_codecs": [
+                        {"name": "bytes", "configuration": {"endian": "little"}},
+                        {"name": "crc32c"},
+                    ],
+                    "index_location": "end",
+                },
+            }
+        ],
+        "attributes": {"ckptlab_dtype": info.dtype} if stored != info.dtype else {},
+    }
+    return json.dumps(document).encode()

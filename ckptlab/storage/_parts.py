@@ -1,17 +1,20 @@
 """Checkpoints written in parts by several workers, and reads of row regions (internal).
 
-A multi-worker save stages one checkpoint location (``begin_staging``); each worker writes whole
-chunks of own arrays and its own packed arrays there (a :class:`PartWriter`), and one
-coordinator writes the group documents and the root document and publishes once
-(``publish_staged``).  Every stored object has exactly one writer, and re-writing a part writes
-the same bytes under the same names, so re-running a worker is harmless.  ``read_rows`` reads
-rows ``[start, stop)`` of a value, touching only the chunks that overlap them.
+A multi-worker save stages one checkpoint location (``begin_staging``); each worker writes its
+own data arrays (``data/<dtype>_w<rank>``, the values it was given, packed as a single-process
+save packs them) and whole chunks of the own arrays of values split between workers
+(``values/<n>``), through a :class:`PartWriter`; one coordinator writes the group documents and
+the root document and publishes once (``publish_staged``).  Every stored object has exactly one
+writer, and re-writing a part writes the same bytes under the same names, so re-running a
+worker is harmless.  ``read_rows`` reads rows ``[start, stop)`` of a value, touching only the
+chunks (or checksum blocks) that overlap them.
 """
 
 from __future__ import annotations
 
 import math
 import posixpath
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +22,8 @@ from typing import Any
 import crc32c
 import numpy as np
 
-from ckptlab.core import PackInfo
-from ckptlab.errors import CorruptCheckpointError
+from ckptlab.core import CRC_BLOCK, ArrayInfo, ValueTable
+from ckptlab.errors import CorruptCheckpointError, StorageExistsError
 from ckptlab.storage._commit import (
     ABORTED,
     clean_leftovers,
@@ -34,11 +37,15 @@ from ckptlab.storage._layout import (
     ROOT_DOCUMENT,
     array_metadata,
     chunk_key,
+    data_array,
+    data_metadata,
     group_metadata,
     numpy_dtype,
-    pack_chunk,
+    shard_key,
 )
 from ckptlab.storage._reader import StoredCheckpoint
+from ckptlab.storage._stream import stream_array
+from ckptlab.storage._values import PackedValues
 from ckptlab.storage._writer import BATCH_BYTES
 
 
@@ -90,12 +97,13 @@ class PartWriter:
         self.store = store
         self.staged = staged
         self.durable = durable
+        self.remote = store.concurrent_writes
         self._queue: list[tuple[str, list[Buffer]]] = []
         self._queued = 0
 
-    def _put(self, key: str, parts: list[Buffer]) -> None:
+    def _put(self, key: str, parts: list[Buffer], size: int = 0) -> None:
         self._queue.append((posixpath.join(self.staged, key), parts))
-        self._queued += sum(len(memoryview(p)) for p in parts)
+        self._queued += size
         if self._queued >= BATCH_BYTES:
             self._flush()
 
@@ -135,37 +143,34 @@ class PartWriter:
             crc = crc32c.crc32c(padding, crc32c.crc32c(data)) if padding else crc32c.crc32c(data)
             index = (start + first) // per_chunk
             grid = (index, *([0] * (len(spec.shape) - 1))) if spec.shape else ()
-            self._put(chunk_key(spec.path, grid), [data, padding, crc.to_bytes(4, "little")])
+            parts: list[Buffer] = [data, padding, crc.to_bytes(4, "little")]
+            self._put(chunk_key(spec.path, grid), parts, len(data))
             crcs[index] = crc
         return crcs
 
     def pack(
         self, path: str, members: Sequence[tuple[str, np.ndarray[Any, Any]]]
-    ) -> tuple[PackInfo, dict[str, tuple[int, int]]]:
-        """Queue small values of one dtype packed into the flat array ``path``.
+    ) -> tuple[ArrayInfo, dict[str, tuple[int, tuple[int, ...]]]]:
+        """Queue values of one dtype packed into the data array ``path`` (``data/<name>``).
 
-        Returns the pack's description and ``key -> (element offset, crc32c)``.
+        The values must stay unchanged until :meth:`close`.  Returns the array's description
+        and ``key -> (element offset, checksums)``.
         """
         dtype = members[0][1].dtype
-        length = sum(a.size for _, a in members)
-        chunk = pack_chunk(length, dtype.itemsize)
-        flat = np.zeros(max(1, -(-length // chunk)) * chunk, dtype=dtype)
+        name = dtype.name
+        info = data_array(
+            path, name, sum(a.size for _, a in members), None if not self.remote else 64 * 2**20
+        )
+        crcs: list[list[int]] = [[] for _ in members]
+        self._put(posixpath.join(path, ROOT_DOCUMENT), [data_metadata(info)])
+        for shard, parts, size in _whole_shards(info, [a for _, a in members], crcs):
+            self._put(shard_key(path, shard), parts, size)
         entries = {}
         offset = 0
-        for key, array in members:
-            flat[offset : offset + array.size] = array.reshape(-1)
-            entries[key] = (offset, crc32c.crc32c(array.reshape(-1).view(np.uint8).data))
+        for (key, array), crc in zip(members, crcs, strict=True):
+            entries[key] = (offset, tuple(crc))
             offset += array.size
-        self._put(
-            posixpath.join(path, ROOT_DOCUMENT),
-            [array_metadata((length,), (chunk,), dtype.name, None)],
-        )
-        raw = flat.view(np.uint8).data
-        step = chunk * dtype.itemsize
-        for index in range(-(-length // chunk)):
-            data = raw[index * step : (index + 1) * step]
-            self._put(chunk_key(path, (index,)), [data, crc32c.crc32c(data).to_bytes(4, "little")])
-        return PackInfo(path=path, dtype=dtype.name, length=length, chunk=chunk), entries
+        return info, entries
 
     def close(self) -> None:
         """Write everything still queued."""
@@ -176,7 +181,7 @@ def publish_staged(
     store: ByteStore, staged: str, path: str, document: Mapping[str, Any], *, durable: bool
 ) -> None:
     """Write the group documents and the root document (last), then publish ``path`` once."""
-    for group in ("values", "packed"):
+    for group in ("data", "values"):
         store.write(
             posixpath.join(staged, group, ROOT_DOCUMENT), [group_metadata()], durable=durable
         )
@@ -185,7 +190,10 @@ def publish_staged(
         store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=durable)
         publish(store, staged, path, durable=durable)
     elif not store.write_new(posixpath.join(path, ROOT_DOCUMENT), root, durable=durable):
-        raise FileExistsError(f"Another writer committed {store.display(path)} first.")
+        raise StorageExistsError(
+            f"Another writer committed {store.display(path)} first; its checkpoint stands and "
+            "this save was not published. Give concurrent saves different paths."
+        )
 
 
 def discard_staged(store: ByteStore, staged: str, path: str) -> None:
@@ -215,6 +223,11 @@ def read_rows(
             "regions are row ranges along axis 0."
         )
     chunks = value.chunks
+    table = checkpoint.document.values
+    if value.offset is not None and isinstance(table, ValueTable) and value.size:
+        with checkpoint.open_values() as values:
+            assert isinstance(values, PackedValues)
+            return values.read_rows(key, start, stop)
     if (
         value.offset is not None
         or chunks is None
@@ -241,3 +254,15 @@ def read_rows(
         low, high = max(start, first), min(stop, first + per_chunk)
         out[low - start : high - start] = chunk[low - first : high - first]
     return out
+
+
+def _whole_shards(
+    info: ArrayInfo, arrays: list[np.ndarray[Any, Any]], crcs: list[list[int]]
+) -> list[tuple[int, list[Buffer], int]]:
+    """Every shard of a data array as ``(shard, parts, value bytes)``; fills ``crcs``."""
+    parts: dict[int, list[Buffer]] = defaultdict(list)
+    sizes: dict[int, int] = defaultdict(int)
+    for shard, batch, size in stream_array(info, arrays, crcs, CRC_BLOCK):
+        parts[shard] += batch
+        sizes[shard] += size
+    return [(shard, parts[shard], sizes[shard]) for shard in sorted(parts)]

@@ -24,6 +24,7 @@ from ckptlab.core import (
     CheckpointDocument,
     StoredValue,
     ValueSpec,
+    ValueTable,
     gc_paused,
     parse_document,
     parse_listing,
@@ -32,14 +33,12 @@ from ckptlab.errors import CorruptCheckpointError, NotFoundError
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, numpy_dtype
 from ckptlab.storage._progress import Progress
+from ckptlab.storage._values import LOCAL_GAP, REMOTE_GAP, PackedValues, ValueReader
 
 MAX_DOCUMENT_BYTES = 256 * 2**20
 """Root documents larger than this are refused (a 100,000-value checkpoint needs about 20 MB)."""
 BATCH_BYTES = 64 * 2**20
 """Bytes requested from the store per batch (progress granularity)."""
-LOCAL_GAP = 64 * 2**10
-REMOTE_GAP = 4 * 2**20
-"""Packed values closer than this are fetched with one request (the gap is read and dropped)."""
 
 
 @dataclass(slots=True)
@@ -70,9 +69,6 @@ class StoredCheckpoint:
     array([1., 2.])
     """
 
-    checksum: str | None = "crc32c"
-    """What every read is checked against; ``None`` for formats that carry no checksums."""
-
     def __init__(
         self, store: ByteStore, path: str, document: CheckpointDocument, *, progress: bool = True
     ) -> None:
@@ -92,12 +88,16 @@ class StoredCheckpoint:
         """Shape and dtype of every stored value, by key (equal specs are one shared object)."""
         shared: dict[tuple[tuple[int, ...], str], ValueSpec] = {}
         out = {}
-        for key, value in self.document.values.items():
-            spec = shared.get((value.shape, value.dtype))
+        values = self.document.values
+        listing = (
+            values.listing()
+            if isinstance(values, ValueTable)
+            else [(k, v.shape, v.dtype) for k, v in values.items()]
+        )
+        for key, shape, dtype in listing:
+            spec = shared.get((shape, dtype))
             if spec is None:
-                spec = shared[value.shape, value.dtype] = ValueSpec(
-                    shape=value.shape, dtype=value.dtype
-                )
+                spec = shared[shape, dtype] = ValueSpec(shape=shape, dtype=dtype)
             out[key] = spec
         return out
 
@@ -118,6 +118,15 @@ class StoredCheckpoint:
 
     # -- reading values ---------------------------------------------------------------------
 
+    def open_values(self) -> ValueReader:
+        """A :class:`ValueReader`: verify values, read them, or copy them into your buffers.
+
+        Use it as a context manager; it holds the stored files open until it is closed.
+        """
+        if isinstance(self.document.values, ValueTable):
+            return PackedValues(self, self.document.values, self.document.crc_block)
+        return ValueReader(self)
+
     def read(self, key: str, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read one value, verified, into ``out`` (allocated when ``None``)."""
         return self.read_many([key], None if out is None else {key: out})[key]
@@ -125,11 +134,11 @@ class StoredCheckpoint:
     def read_many(
         self, keys: Iterable[str], outs: Mapping[str, np.ndarray[Any, Any]] | None = None
     ) -> dict[str, np.ndarray[Any, Any]]:
-        """Read several values, verified; each lands directly in its ``outs`` array if given.
+        """Read several values, verified; ``outs`` arrays (by key) are filled instead of new ones.
 
-        Sizes are checked for every value before any array is allocated; a packed array's
-        values are fetched with few requests (neighbours share one); a progress bar appears
-        for long reads.  ``outs`` arrays must be C-contiguous with the stored shape and dtype.
+        Every value is verified before any ``outs`` array is written, so a damaged checkpoint
+        leaves them as they were.  ``outs`` arrays must be writable and C-contiguous with the
+        stored shape and dtype.
 
         Raises
         ------
@@ -137,10 +146,22 @@ class StoredCheckpoint:
             A key is not in the checkpoint.
         CorruptCheckpointError
             A stored object is missing, has the wrong size, or fails its checksum.
+        ValueError
+            An ``outs`` array does not fit its value.
+        """
+        with self.open_values() as values:
+            return values.read_many(keys, outs)
+
+    def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
+        """Fresh arrays holding ``keys``, verified (versions 1-2 and foreign formats).
+
+        Sizes are checked for every value before any array is allocated; a packed array's
+        values are fetched with few requests (neighbours share one); a progress bar appears
+        for long reads.
         """
         values = [self.stored(k) for k in dict.fromkeys(keys)]
         if any(v.foreign is not None for v in values):  # foreign readers override read()
-            return {v.key: self.read(v.key, (outs or {}).get(v.key)) for v in values}
+            return {v.key: self.read(v.key) for v in values}
         own = [v for v in values if v.offset is None]
         packed: dict[str, list[StoredValue]] = defaultdict(list)
         for value in values:
@@ -150,7 +171,7 @@ class StoredCheckpoint:
             self._check_sizes(value)
         for array, members in packed.items():
             self._check_pack_sizes(array, members)
-        arrays = {v.key: self._destination(v, (outs or {}).get(v.key)) for v in values}
+        arrays = {v.key: np.empty(v.shape, dtype=numpy_dtype(v.dtype)) for v in values}
         requests: list[_Request] = []
         for value in own:
             if not value.size:
@@ -170,24 +191,6 @@ class StoredCheckpoint:
             if crc32c.crc32c(raw) != value.crc32c[0]:
                 raise self._fail(value, f"checksum mismatch in {value.array}")
         return arrays
-
-    def _destination(
-        self, value: StoredValue, out: np.ndarray[Any, Any] | None
-    ) -> np.ndarray[Any, Any]:
-        dtype = numpy_dtype(value.dtype)
-        if out is None:
-            return np.empty(value.shape, dtype=dtype)
-        if (
-            out.shape != value.shape
-            or out.dtype != dtype
-            or not out.flags.c_contiguous
-            or not out.flags.writeable
-        ):
-            raise ValueError(
-                f"out for {value.key!r} must be a writable C-contiguous {value.shape} "
-                f"{value.dtype} array; got {out.shape} {out.dtype}."
-            )
-        return out
 
     def _run(self, requests: list[_Request], total: int) -> None:
         name = posixpath.basename(self.path)
@@ -461,7 +464,7 @@ def _not_found(store: ByteStore, path: str) -> NotFoundError:
     siblings = sorted(n for n in store.list_dir(parent) if n.startswith(f"{name}-"))
     hint = (
         "You may be missing the checkpoint suffix (e.g. the '-1' in 'ckpt-1'); "
-        f"ck.latest_checkpoint({parent or '.'!r}) names the newest one"
+        f"ck.latest_checkpoint({store.display(parent or '.')!r}) names the newest one"
     )
     if siblings:
         hint += f"; found {', '.join(siblings[:5])} next to it"

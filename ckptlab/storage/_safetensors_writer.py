@@ -215,5 +215,5 @@ def _write_file(
             os.fsync(handle.fileno())
 
 
-def _raw(array: np.ndarray[Any, Any]) -> Buffer:
+def _raw(array: np.ndarray[Any, Any]) -> memoryview:
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
+from collections.abc import Iterator
 
 from ckptlab.core import CheckpointState, format_state, parse_state
-from ckptlab.storage._commit import is_committed
+from ckptlab.errors import StorageIsADirectoryError
+from ckptlab.storage._commit import is_committed, retract
+from ckptlab.storage._faults import restate
 from ckptlab.storage._fsspec import resolve
 from ckptlab.storage._kv import ByteStore
 
@@ -26,9 +30,23 @@ def _join(directory: str, relative: str) -> str:
 def read_state(
     store: ByteStore, directory: str, filename: str | None = None
 ) -> CheckpointState | None:
-    """The parsed state file of ``directory``, or ``None`` when there is none."""
+    """The parsed state file of ``directory``, or ``None`` when there is none.
+
+    Raises
+    ------
+    CorruptCheckpointError
+        The state file does not parse.
+    StorageIsADirectoryError
+        A directory is where the state file belongs.
+    """
     key = posixpath.join(directory, filename or STATE_FILENAME)
     if not store.exists(key):
+        if store.is_dir(key):
+            raise StorageIsADirectoryError(
+                f"{store.display(key)} is a directory, but it is where the state file of the "
+                f"checkpoint directory {store.display(directory)} belongs (a file naming the "
+                "latest checkpoint). Rename or remove that directory."
+            )
         return None
     raw = store.read(key)
     try:
@@ -43,6 +61,48 @@ def write_state(store: ByteStore, directory: str, state: CheckpointState, *, dur
     store.replace(
         posixpath.join(directory, STATE_FILENAME), format_state(state).encode(), durable=durable
     )
+
+
+@contextlib.contextmanager
+def listed_or_removed(store: ByteStore, directory: str, checkpoint: str) -> Iterator[None]:
+    """Record the committed ``checkpoint`` in the block; if that fails, it is listed or deleted.
+
+    After a failure (no space for the state file, no permission...) the checkpoint stays only
+    when the state file on disk lists it (a re-save of a listed number, or a write that took
+    effect before failing); otherwise it is deleted, so that no save leaves a committed
+    checkpoint that no state file lists and no manager deletes.  The error raised (of the
+    original's class) names the checkpoint, the state file and what became of the checkpoint.
+    """
+    try:
+        yield
+    except BaseException as error:
+        outcome = _list_or_remove(store, directory, checkpoint)
+        state_file = store.display(posixpath.join(directory, STATE_FILENAME))
+        message = (
+            f"{store.display(checkpoint)} was written, but recording it in {state_file} failed, "
+            f"so {outcome}. {error}"
+        )
+        restated = restate(error, message)
+        if restated is error:
+            error.add_note(f"{store.display(checkpoint)}: {outcome}.")
+            raise
+        raise restated from error
+
+
+def _list_or_remove(store: ByteStore, directory: str, checkpoint: str) -> str:
+    """After a failed record of ``checkpoint``: keep it if listed, else delete it; say which."""
+    name = relative_to(directory, checkpoint)
+    try:
+        state = read_state(store, directory)
+    except Exception as unreadable:
+        return f"it was kept (the state file could not be read back either: {unreadable})"
+    if state is not None and name in (state.latest, *state.all_paths):
+        return "it was kept: the state file lists it"
+    try:
+        retract(store, checkpoint, durable=True)
+    except Exception as undeletable:
+        return f"it should have been deleted, but that failed too ({undeletable})"
+    return "it was deleted (a checkpoint no state file lists would never be cleaned up)"
 
 
 def relative_to(directory: str, path: str) -> str:

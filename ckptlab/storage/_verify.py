@@ -1,9 +1,10 @@
 """Full verification of a stored checkpoint (internal; ``ckptlab verify`` calls it).
 
-Unlike a restore, which checks what it reads, verification reads every chunk of every array
-whole (padding included), checks each chunk's crc32c trailer and each packed value's checksum,
-and checks that every array's ``zarr.json`` says what the document says, so that plain Zarr
-readers see the same values.  Problems are returned as data, all at once.
+Unlike a restore, which checks what it reads, verification reads every stored object whole:
+version 3 shards (size, index and every value's checksums) and older versions' chunks (padding
+included, each chunk's crc32c trailer, each packed value's checksum), and checks that every
+array's ``zarr.json`` says what the document says, so that plain Zarr readers see the same
+values.  Problems are returned as data, all at once.
 """
 
 from __future__ import annotations
@@ -16,12 +17,26 @@ from typing import Any
 
 import crc32c
 
-from ckptlab.core import ITEMSIZE, CheckpointDocument, StoredValue
+from ckptlab.core import ITEMSIZE, ArrayInfo, CheckpointDocument, StoredValue, ValueTable
 from ckptlab.errors import CkptlabError, NotFoundError
 from ckptlab.storage._fsspec import resolve
 from ckptlab.storage._kv import ByteStore
-from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, fill_value
-from ckptlab.storage._reader import read_document
+from ckptlab.storage._layout import (
+    ROOT_DOCUMENT,
+    chunk_grid,
+    chunk_key,
+    data_metadata,
+    fill_value,
+    shard_count,
+    shard_index,
+    shard_key,
+    shard_size,
+)
+from ckptlab.storage._reader import StoredCheckpoint, read_document
+from ckptlab.storage._values import PackedValues
+
+NAMED = 20
+"""Damaged values named one by one per data array; the rest are counted."""
 
 
 def verify_checkpoint(
@@ -38,10 +53,10 @@ def verify_checkpoint(
     >>> path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(os.path.join(tempfile.mkdtemp(), "c"))
     >>> verify_checkpoint(path)
     []
-    >>> with open(os.path.join(path, "packed", "float64", "c", "0"), "r+b") as f:
+    >>> with open(os.path.join(path, "data", "float64", "0"), "r+b") as f:  # the shard
     ...     _ = f.write(b"x")
     >>> verify_checkpoint(path)[0][:60]
-    'packed/float64/c/0: checksum mismatch (the bytes changed aft'
+    "data/float64/0: checksum mismatch (value 'w/.ATTRIBUTES/VARI"
     """
     if path is None:
         if not isinstance(store, (str, os.PathLike)):
@@ -53,6 +68,8 @@ def verify_checkpoint(
         document = read_document(store, path)
     except (CkptlabError, OSError) as error:
         return [f"{ROOT_DOCUMENT}: {error}"]
+    if isinstance(document.values, ValueTable):
+        return _verify_columns(StoredCheckpoint(store, path, document, progress=False))
     problems: list[str] = []
     arrays: dict[str, list[StoredValue]] = {}
     for value in document.values.values():
@@ -65,6 +82,81 @@ def verify_checkpoint(
             problems += _verify_own(store, path, members[0])
     for name in sorted(set(document.packs) - set(arrays)):
         problems += _check_metadata(store, path, name, _pack_metadata(document, name))
+    return problems
+
+
+def _verify_columns(checkpoint: StoredCheckpoint) -> list[str]:
+    """Version 3: every data array (metadata, shards, values) and every own array."""
+    table = checkpoint.document.values
+    assert isinstance(table, ValueTable)
+    store, path = checkpoint.store, checkpoint.path
+    problems: list[str] = []
+    rows: dict[int, list[int]] = {}
+    for row, array_id in enumerate(table.array_ids):
+        rows.setdefault(array_id, []).append(row)
+    with checkpoint.open_values() as values:
+        assert isinstance(values, PackedValues)
+        for number, info in enumerate(table.arrays):
+            members = rows.get(number, [])
+            if not info.packed:
+                problems += _verify_own(store, path, table.row(members[0]))
+                continue
+            problems += _check_data_metadata(store, path, info)
+            damaged = _check_shards(store, path, info)
+            problems += damaged
+            if not damaged:
+                problems += _check_values(values, [table.keys_[r] for r in members])
+    return problems
+
+
+def _check_data_metadata(store: ByteStore, path: str, info: ArrayInfo) -> list[str]:
+    """A data array's ``zarr.json`` must be exactly what the document implies."""
+    name = posixpath.join(info.path, ROOT_DOCUMENT)
+    try:
+        found = json.loads(store.read(posixpath.join(path, name)))
+    except NotFoundError:
+        return [f"{name}: missing (plain Zarr readers cannot open {info.path})"]
+    except (ValueError, RecursionError):
+        return [f"{name}: not valid JSON"]
+    if found != json.loads(data_metadata(info)):
+        return [f"{name}: does not describe the array the document describes ({info.path})"]
+    return []
+
+
+def _check_shards(store: ByteStore, path: str, info: ArrayInfo) -> list[str]:
+    """Every shard of a data array has its exact size and index (what plain Zarr reads)."""
+    count = shard_count(info)
+    present = set(store.list_dir(posixpath.join(path, info.path)))
+    missing = [s for s in range(count) if str(s) not in present]
+    problems = []
+    if missing:  # one line, however many: a hostile length must not make a million
+        first = shard_key(info.path, missing[0])
+        problems.append(f"{info.path}: {len(missing)} of {count} shards missing ({first}, ...)")
+    for shard in sorted(int(n) for n in present if n.isdigit() and int(n) < count):
+        name = shard_key(info.path, shard)
+        full = posixpath.join(path, name)
+        size, expected = store.size(full), shard_size(info, shard)
+        if size != expected:
+            found = "is not a file" if size is None else f"holds {size} bytes"
+            problems.append(f"{name}: {found}, expected {expected} bytes")
+        else:
+            index = shard_index(info, shard)
+            stored = bytearray(len(index))
+            store.read_into(full, memoryview(stored), size - len(index))
+            if stored != index:
+                problems.append(f"{name}: its shard index is damaged (plain Zarr readers fail)")
+        if len(problems) >= NAMED:
+            problems.append(f"{info.path}: more shards not checked")
+            break
+    return problems
+
+
+def _check_values(values: PackedValues, keys: list[str]) -> list[str]:
+    """Every value's checksums, in one pass over the shards."""
+    damaged = values.damaged(keys)
+    problems = [f"{where}: checksum mismatch (value {key!r})" for key, where in damaged[:NAMED]]
+    if len(damaged) > NAMED:
+        problems.append(f"... and {len(damaged) - NAMED} more damaged values")
     return problems
 
 

@@ -5,7 +5,7 @@ zarr-python 3 has no bfloat16 (zarr-developers/zarr-python#2656).  This register
 subclasses zarr's float data-type base class (``zarr.core.dtype.npy.float.BaseFloat``, not a
 public API: ``tests/storage/test_zarr_dtype.py`` pins it against the installed zarr).
 
-Importing this module imports zarr; :mod:`ckptlab.storage._zarr_hook` decides when.
+Importing this module imports zarr; :mod:`ckptlab._zarr_hook` decides when.
 """
 
 from __future__ import annotations

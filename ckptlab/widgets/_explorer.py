@@ -23,7 +23,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ckptlab.core import gc_paused
+from ckptlab.core import gc_paused, printable
 from ckptlab.inspect import (
     VIEW_STATES,
     ExplorerSource,
@@ -350,7 +350,7 @@ class ExplorerWidget(anywidget.AnyWidget):
         return {**(bundle or {}), **static}
 
     def __repr__(self) -> str:
-        return f"<ckptlab explorer {self._view.source}: {self._view.summary}>"
+        return printable(f"<ckptlab explorer {self._view.source}: {self._view.summary}>")
 
 
 def _fallback(view: GraphView) -> dict[str, str]:

@@ -23,7 +23,7 @@ function fixture(name: string): unknown {
   return JSON.parse(readFileSync(new URL(name, FIXTURES), "utf-8")) as unknown;
 }
 
-for (const name of ["adam", "hostile", "saver"]) {
+for (const name of ["adam", "hostile", "saver", "adam-v2", "hostile-v2", "saver-v2"]) {
   test(`${name}: the TypeScript view equals Python's`, () => {
     const doc = parseDocument(fixture(`${name}.zarr.json`), SOURCE);
     const { graph } = checkpointView(doc, SOURCE);
@@ -90,8 +90,51 @@ test("sizes read like Python's (half to even)", () => {
   assert.equal(humanBytes(3 * 1024 ** 4), "3072.0 GB");
 });
 
-test("invalid documents are refused with the field named", () => {
+test("format 3 documents: invalid columns are refused with the field named", () => {
   const good = fixture("adam.zarr.json") as { attributes: { ckptlab: Record<string, unknown> } };
+  const document = good.attributes.ckptlab;
+  assert.equal(document.format_version, 3);
+  const broken = (patch: Record<string, unknown>): unknown => ({
+    ...good,
+    attributes: { ckptlab: { ...document, ...patch } },
+  });
+  const values = document.values as Record<"key" | "shape" | "array", unknown[]>;
+  const graph = document.graph as Record<string, unknown>;
+  const edges = graph.edges as Record<"child", unknown[]>;
+  assert.throws(
+    () =>
+      parseDocument(
+        broken({ values: { ...values, shape: [[-1], ...values.shape.slice(1)] } }),
+        "x",
+      ),
+    /values\.shape\[0\]/,
+  );
+  assert.throws(
+    () =>
+      parseDocument(broken({ values: { ...values, array: [99, ...values.array.slice(1)] } }), "x"),
+    /values\.array\[0\]/,
+  );
+  assert.throws(
+    () => parseDocument(broken({ values: { ...values, key: values.key.slice(1) } }), "x"),
+    /columns of equal length/,
+  );
+  assert.throws(
+    () =>
+      parseDocument(
+        broken({
+          graph: { ...graph, edges: { ...edges, child: [999, ...edges.child.slice(1)] } },
+        }),
+        "x",
+      ),
+    /graph\.edges\.child\[0\]/,
+  );
+  assert.throws(() => parseDocument(broken({ arrays: {} }), "x"), /document\.arrays/);
+});
+
+test("invalid documents are refused with the field named", () => {
+  const good = fixture("adam-v2.zarr.json") as {
+    attributes: { ckptlab: Record<string, unknown> };
+  };
   const broken = (patch: Record<string, unknown>): unknown => ({
     ...good,
     attributes: { ckptlab: { ...good.attributes.ckptlab, ...patch } },

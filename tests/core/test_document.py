@@ -70,7 +70,7 @@ def mutated(path, value):
         (
             ("values", "w/.ATTRIBUTES/VARIABLE_VALUE", "shape"),
             [2**30, 2**30],
-            "fewer than 2\\*\\*48",
+            "less than 2\\*\\*48",
         ),
         (("values", "w/.ATTRIBUTES/VARIABLE_VALUE", "offset"), 5, "a range inside packed/float32"),
         (("values", "w/.ATTRIBUTES/VARIABLE_VALUE", "dtype"), "object", "dtype"),

@@ -40,11 +40,12 @@ def test_invalid_assignments_are_listed_together():
         plan_save([entry("a", 8)], 2, {"nope": 0, "a": 5})
 
 
-def test_small_values_are_packed_per_worker():
-    entries = [entry(f"s{i}", 1, 4) for i in range(6)]
+def test_unsharded_values_are_packed_per_worker_and_dtype():
+    entries = [entry(f"s{i}", 1, 4) for i in range(6)] + [entry("big", 4096, dtype="int64")]
     plan = plan_save(entries, 3)
     arrays = {p.array for p in plan.placements}
-    assert arrays == {"packed/float32w0", "packed/float32w1", "packed/float32w2"}
+    assert arrays == {"data/int64_w0", "data/float32_w1", "data/float32_w2"}  # big one first
+    assert all(p.packed for p in plan.placements)
 
 
 def test_sharded_regions_fall_on_chunk_boundaries():
@@ -106,7 +107,7 @@ def workloads(draw):
 @given(workloads())
 def test_every_chunk_has_exactly_one_writer(workload):
     entries, workers = workload
-    plan = plan_save(entries, workers, chunk_bytes=64 * 1024, pack_threshold=4096)
+    plan = plan_save(entries, workers, chunk_bytes=64 * 1024)
     packs = {}
     for placement in plan.placements:
         if placement.packed:

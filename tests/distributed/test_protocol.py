@@ -77,7 +77,7 @@ def test_parts_merge_into_a_bit_exact_checkpoint(tmp_path_factory, program):
     workers, specs, seed = program
     values = full_values(specs, seed)
     path = str(tmp_path_factory.mktemp("p") / "c")
-    options = ck.WriteOptions(durable=False, pack_threshold=64)
+    options = ck.WriteOptions(durable=False)
     job = begin(path, workers, assign=None, counter=None, options=options)
     manifests = [
         write_part(job, worker_state(specs, values, rank), rank) for rank in range(workers)

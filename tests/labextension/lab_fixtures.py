@@ -97,7 +97,8 @@ MAKERS = {"adam": _adam, "hostile": _hostile, "saver": _saver}
 
 
 def generate(out: Path = FIXTURES) -> list[str]:
-    """Write ``<name>.zarr.json`` and ``<name>.view.json`` for every fixture."""
+    """Write ``<name>.zarr.json`` and ``<name>.view.json`` for every fixture (in the format
+    version ckptlab writes; ``<name>-v2.*`` hold the same checkpoints in version 2)."""
     out.mkdir(parents=True, exist_ok=True)
     names = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,9 +21,11 @@ lab_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lab_fixtures)
 
 NAMES = sorted(lab_fixtures.MAKERS)
+OLD = [f"{name}-v2" for name in NAMES]
+"""The same checkpoints in format version 2 (written before version 3; never regenerated)."""
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + OLD)
 def test_committed_view_matches_python(name: str) -> None:
     zarr_json = json.loads((lab_fixtures.FIXTURES / f"{name}.zarr.json").read_text("utf-8"))
     expected = json.loads((lab_fixtures.FIXTURES / f"{name}.view.json").read_text("utf-8"))
@@ -36,6 +38,13 @@ def test_regenerated_fixtures_match_committed(tmp_path: Path) -> None:
         fresh = json.loads((tmp_path / f"{name}.view.json").read_text("utf-8"))
         committed = json.loads((lab_fixtures.FIXTURES / f"{name}.view.json").read_text("utf-8"))
         assert fresh == committed, f"{name}: run python tests/labextension/lab_fixtures.py"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_format_versions_give_the_same_view(name: str) -> None:
+    new = json.loads((lab_fixtures.FIXTURES / f"{name}.view.json").read_text("utf-8"))
+    old = json.loads((lab_fixtures.FIXTURES / f"{name}-v2.view.json").read_text("utf-8"))
+    assert new == old
 
 
 def test_hostile_names_are_in_the_fixture() -> None:

@@ -33,12 +33,17 @@ SPECIAL_FLOATS = {
 }
 
 
-def round_trip(tmp_path, values, *, options=FAST):
+def round_trip(tmp_path, values, *, options=FAST, into=False):
+    """Write ``values``; read them back as fresh arrays, or (``into``) into existing ones."""
     path = str(tmp_path / f"c{next(_COUNTER)}")
     store = LocalStore()
     write_checkpoint(store, path, values, kind="name", graph=None, writer={}, options=options)
     source = open_checkpoint(store, path, progress=False)
-    return source.read_many(k for k, _ in values), path
+    if not into:
+        return source.read_many(k for k, _ in values), path
+    outs = {k: np.full(v.shape, 7, dtype=np.dtype(v.dtype).newbyteorder("<")) for k, v in values}
+    assert source.read_many(outs, outs) == outs
+    return outs, path
 
 
 _COUNTER = itertools.count()
@@ -50,13 +55,12 @@ def same_bits(a, b):
 
 
 @pytest.mark.parametrize("name", sorted(SPECIAL_FLOATS))
-@pytest.mark.parametrize("pack", [True, False])
-def test_special_float_bit_patterns(tmp_path, name, pack):
+@pytest.mark.parametrize("into", [False, True])
+def test_special_float_bit_patterns(tmp_path, name, into):
     dtype = np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
     bits = np.array(SPECIAL_FLOATS[name], dtype=f"u{dtype.itemsize}")
     value = bits.view(dtype)  # NaN payloads, both zeros, subnormals, infinities
-    options = WriteOptions(progress=False, durable=False, pack_threshold=1 << 20 if pack else 0)
-    read, path = round_trip(tmp_path, [("v", value)], options=options)
+    read, path = round_trip(tmp_path, [("v", value)], into=into)
     assert read["v"].view(bits.dtype).tolist() == bits.tolist()
     assert verify_checkpoint(path) == []
 
@@ -74,16 +78,15 @@ def test_shapes_layouts_and_byte_orders(tmp_path, dtype):
         ("strided", base[::2, 1::3]),
         ("transposed", base.T),
         ("fortran", np.asfortranarray(base)),
-        ("big", rng.integers(0, 2, (40_000,)).astype(dtype)),  # own array, not packed
+        ("big", rng.integers(0, 2, (600_000,)).astype(dtype)),  # more than one inner chunk
     ]
     if dtype.itemsize > 1 and dtype != np.dtype(ml_dtypes.bfloat16):
         values.append(("big_endian", base.astype(dtype.newbyteorder(">"))))
         values.append(("big_endian_strided", base.astype(dtype.newbyteorder(">"))[:, ::2]))
-    read, path = round_trip(
-        tmp_path, values, options=WriteOptions(progress=False, durable=False, pack_threshold=2048)
-    )
-    for key, value in values:
-        assert same_bits(read[key], value), key
+    for into in (False, True):
+        read, path = round_trip(tmp_path, values, into=into)
+        for key, value in values:
+            assert same_bits(read[key], value), key
     assert verify_checkpoint(path) == []
 
 
@@ -111,12 +114,7 @@ def test_arbitrary_bytes_round_trip(tmp_path, data):
         ):
             value = value.astype(dtype.newbyteorder(">"))
         values.append((f"v{index}", value))
-    threshold = data.draw(st.sampled_from([0, 16, 1 << 20]))
-    read, _ = round_trip(
-        tmp_path,
-        values,
-        options=WriteOptions(progress=False, durable=False, pack_threshold=threshold),
-    )
+    read, _ = round_trip(tmp_path, values, into=data.draw(st.booleans()))
     for key, value in values:
         assert same_bits(read[key], value), key
 
@@ -164,19 +162,32 @@ def test_whole_api_path_bit_exact(tmp_path):
         assert getattr(fresh, name).numpy().tobytes() == getattr(model, name).numpy().tobytes()
 
 
-@pytest.mark.parametrize("chunk_bytes", [8, 64, 1000, 1 << 20])
-def test_packs_spanning_many_chunks(tmp_path, monkeypatch, chunk_bytes):
-    """Values larger than a pack chunk, and values straddling chunk boundaries, round-trip."""
-    from ckptlab.storage import _layout
+@pytest.mark.parametrize(("inner", "shard"), [(8, 8), (64, 128), (1000, 3000), (1 << 20, None)])
+@pytest.mark.parametrize("into", [False, True])
+@pytest.mark.parametrize("helper", [False, True], ids=["inline", "helper-thread"])
+def test_values_spanning_shards_and_checksum_blocks(
+    tmp_path, monkeypatch, inner, shard, into, helper
+):
+    """Values larger than a shard, straddling shards, and of several checksum blocks; the
+    checksums computed inline or on the helper thread (a second core) alike."""
+    from ckptlab.storage import _layout, _stream, _writer
 
-    monkeypatch.setattr(_layout, "PACK_CHUNK_BYTES", chunk_bytes)
+    if helper:
+        monkeypatch.setattr(_stream, "OFFLOAD_BYTES", 0)
+        monkeypatch.setattr(_stream, "OFFLOAD_VALUE", 0)
+
+    monkeypatch.setattr(_layout, "INNER_BYTES", inner)
+    monkeypatch.setattr(_layout, "LOCAL_SHARD_BYTES", shard)
+    monkeypatch.setattr(_stream, "STEP", 1024)  # pieces of 1 KiB, checksums every 4 KiB
+    monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
     rng = np.random.default_rng(3)
     values = [
         (f"v{i}", rng.standard_normal(n).astype(np.float32))
-        for i, n in enumerate([0, 1, 70, 3, 250, 0, 17])
+        for i, n in enumerate([0, 1, 70, 3, 2500, 0, 17, 1024, 1025])
     ]
-    options = WriteOptions(progress=False, durable=True, pack_threshold=1 << 20)
-    read, path = round_trip(tmp_path, values, options=options)
+    read, path = round_trip(tmp_path, values, into=into)
     for key, value in values:
         assert same_bits(read[key], value), key
     assert verify_checkpoint(path) == []
+    document = open_checkpoint(LocalStore(), path).document
+    assert [len(document.values[k].crc32c) for k, _ in values] == [0, 1, 1, 1, 3, 0, 1, 1, 2]

@@ -1,5 +1,8 @@
 """Mutation fuzzing: 2,000+ damaged variants of valid checkpoints (document and bytes).
 
+Format 3 checkpoints (values spanning shards) and copies of the golden format-2 checkpoint are
+attacked alike.
+
 Every variant is opened, fully read, verified and restored through the facade.  Each step either
 succeeds or raises a ckptlab error: never another exception, a hang, a read outside the
 checkpoint, or (when only bytes were damaged) a silently wrong value.
@@ -20,9 +23,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import ckptlab as ck
-from ckptlab.storage import LocalStore, _layout, open_checkpoint, verify_checkpoint
+from ckptlab.storage import LocalStore, _layout, _stream, open_checkpoint, verify_checkpoint
 
 from .conftest import training_checkpoint
+
+GOLDEN_V2 = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "v2"
 
 pytestmark = pytest.mark.slow  # 2,100 damaged checkpoints
 
@@ -36,6 +41,9 @@ HOSTILE_STRINGS = [
     "packed/float32",
     "packed/int64",
     "packed/../../x",
+    "data/float32",
+    "data/int64",
+    "data/../../x",
     "values/99999999",
     "float32",
     "object",
@@ -84,23 +92,31 @@ class RecordingStore(LocalStore):
 
 
 def build(directory: Path) -> tuple[str, dict[str, np.ndarray]]:
-    """A small object-based checkpoint with packs of two dtypes, chunked own arrays, slots."""
+    """A small checkpoint with data arrays of three dtypes, a value spanning shards, slots."""
     checkpoint = training_checkpoint(3, 2, np.arange(600, dtype=np.float32).reshape(60, 10))
     checkpoint.flags = ck.Variable(np.array([True, False, True]))
-    old = _layout.CHUNK_BYTES
-    _layout.CHUNK_BYTES = 800  # the 2,400-byte value gets 3 chunks
-    try:
-        options = ck.WriteOptions(progress=False, durable=False, pack_threshold=256)
+    saved = _layout.INNER_BYTES, _layout.LOCAL_SHARD_BYTES, _stream.STEP
+    _layout.INNER_BYTES, _layout.LOCAL_SHARD_BYTES, _stream.STEP = 400, 800, 1024
+    try:  # the 2,400-byte value spans 4 shards of 2 inner chunks each
+        options = ck.WriteOptions(progress=False, durable=False)
         path = checkpoint.write(str(directory / "pristine"), options=options)
     finally:
-        _layout.CHUNK_BYTES = old
+        _layout.INNER_BYTES, _layout.LOCAL_SHARD_BYTES, _stream.STEP = saved
+    return path, everything(path)
+
+
+def everything(path: str) -> dict[str, np.ndarray]:
     source = open_checkpoint(LocalStore(), path)
-    return path, source.read_many(source.document.values)
+    return source.read_many(source.document.values)
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("fuzz"))
+@pytest.fixture(scope="module", params=["v3", "golden-v2"])
+def pristine(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fuzz")
+    if request.param == "v3":
+        return build(directory)
+    path = str(shutil.copytree(GOLDEN_V2, directory / "pristine"))
+    return path, everything(path)
 
 
 def fresh_program() -> ck.Checkpoint:
@@ -216,7 +232,7 @@ def exercise(path: str, expected: dict[str, np.ndarray], bytes_only: bool) -> No
 
 
 @settings(
-    max_examples=2100,
+    max_examples=1100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,

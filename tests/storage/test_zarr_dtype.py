@@ -1,4 +1,10 @@
-"""bfloat16 for plain zarr-python: the registered data type, the entry point, the import hook."""
+"""bfloat16 and plain zarr-python.
+
+Format 3 stores bfloat16 values as their uint16 bit patterns (``attributes.ckptlab_dtype``
+names the real dtype), so zarr alone lists and reads every checkpoint; the registered
+``bfloat16`` data type (entry point, import hook) serves version 2 checkpoints and users' own
+arrays.
+"""
 
 from __future__ import annotations
 
@@ -36,19 +42,78 @@ def test_bfloat16_round_trips_bit_exactly_through_plain_zarr(tmp_path):
     assert np.array_equal(back.view(np.uint16), bits)
 
 
-def test_ckptlab_checkpoints_with_bfloat16_open_in_plain_zarr(tmp_path):
+def test_ckptlab_checkpoints_store_bfloat16_as_its_bit_pattern(tmp_path):
     model = ck.Module()
     model.w = ck.Variable(np.arange(6, dtype=np.float32).reshape(2, 3).astype(BF16))
     path = ck.Checkpoint(model=model).write(str(tmp_path / "c"))
     group = zarr.open_group(path, mode="r")
     stored = ck.load_checkpoint(path)._source.stored("model/w/.ATTRIBUTES/VARIABLE_VALUE")
-    flat = group[stored.array][...]
-    assert flat.dtype == BF16
-    assert np.array_equal(flat[stored.offset : stored.offset + 6].reshape(2, 3), model.w.numpy())
+    array = group[stored.array]
+    assert array.dtype == np.uint16 and array.attrs["ckptlab_dtype"] == "bfloat16"
+    flat = array[stored.offset : stored.offset + 6].reshape(2, 3)
+    assert np.array_equal(flat.view(BF16), model.w.numpy())
 
 
-def test_registration_works_whichever_is_imported_first(tmp_path):
-    path = ck.Checkpoint(w=ck.Variable(np.ones(3, BF16))).write(str(tmp_path / "c"))
+PLAIN_ZARR = """
+import hashlib, json, math, sys
+sys.modules["ckptlab"] = None  # as if ckptlab were not installed: importing it fails
+import zarr
+
+group = zarr.open_group(sys.argv[1], mode="r")
+members = sorted(name for name, _ in group.members(max_depth=None))
+document = group.attrs["ckptlab"]
+values, arrays = document["values"], document["arrays"]
+found = {}
+for key, shape, number, offset in zip(
+    values["key"], values["shape"], values["array"], values["offset"]
+):
+    array = group[arrays[number]["path"]]
+    size = math.prod(shape)
+    data = array[offset : offset + size].reshape(shape)
+    dtype = array.attrs.get("ckptlab_dtype", str(array.dtype))
+    found[key] = [dtype, hashlib.sha256(data.tobytes()).hexdigest()]
+loaded = sys.modules.get("ckptlab") is not None
+print(json.dumps({"members": members, "values": found, "ckptlab": loaded}))
+"""
+
+
+def test_plain_zarr_without_ckptlab_lists_and_reads_every_value(tmp_path):
+    """Issue 17 item 13: a checkpoint holding bfloat16 lists and reads with zarr alone."""
+    model = ck.Module()
+    model.half = ck.Variable(np.array([1, -2.5, np.inf], BF16))
+    model.big = ck.Variable(np.arange(300_000, dtype=np.float32).astype(BF16))  # many inner chunks
+    model.f = ck.Variable(np.linspace(0, 1, 7, dtype=np.float32))
+    model.flags = ck.Variable(np.array([True, False]))
+    model.step = ck.Variable(np.int64(3))
+    path = ck.Checkpoint(model=model).write(str(tmp_path / "c"))
+    result = subprocess.run(
+        [sys.executable, "-c", PLAIN_ZARR, path],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    report = json.loads(result.stdout)
+    assert report["ckptlab"] is False
+    assert report["members"] == ["data", "data/bfloat16", "data/bool", "data/float32", "data/int64"]
+    expected = {
+        f"model/{name}/.ATTRIBUTES/VARIABLE_VALUE": [
+            value.numpy().dtype.name,
+            __import__("hashlib").sha256(value.numpy().tobytes()).hexdigest(),
+        ]
+        for name, value in [
+            ("half", model.half),
+            ("big", model.big),
+            ("f", model.f),
+            ("flags", model.flags),
+            ("step", model.step),
+        ]
+    }
+    assert report["values"] == expected
+
+
+def test_registration_works_whichever_is_imported_first():
+    path = str(Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "v2")
     for first, second in (("ckptlab", "zarr"), ("zarr", "ckptlab")):
         script = textwrap.dedent(
             f"""

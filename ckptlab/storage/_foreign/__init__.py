@@ -15,7 +15,7 @@ import posixpath
 import re
 import zipfile
 
-from ckptlab.errors import UnsupportedFormatError
+from ckptlab.errors import NotACheckpointError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
 from ckptlab.storage._foreign._bundle import TensorBundle, read_index
 from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
@@ -90,8 +90,10 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
 
     Raises
     ------
+    NotACheckpointError
+        ``path`` is a file that is not a checkpoint ckptlab recognises.
     UnsupportedFormatError
-        ``path`` is a file that is not a checkpoint ckptlab recognises (or a refused pickle).
+        A refused pickle.
     CorruptCheckpointError
         The file is recognised but damaged or hostile; the message names the file.
     """
@@ -113,7 +115,7 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         return TensorBundle(store, prefix)
     head = bytearray(min(store.size(path) or 0, 8))
     store.read_into(path, memoryview(head), 0)
-    raise UnsupportedFormatError(
+    raise NotACheckpointError(
         f"{store.display(path)} is a file, but not a checkpoint ckptlab recognises (first bytes "
         f"{bytes(head).hex(' ')}). ckptlab opens {KNOWN}. "
         f"Is {posixpath.basename(path)!r} the right file?"
@@ -197,7 +199,7 @@ def _open_file(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         table = Table(store.read(path), store.display(path))
         if looks_like_v1(table):
             return SavedTensorSlicesFile(store, path, table)
-        raise UnsupportedFormatError(
+        raise NotACheckpointError(
             f"{store.display(path)} is a TensorFlow table but not a V1 checkpoint: the index of "
             f"a bundle, which is opened through its prefix, and {posixpath.basename(path)!r} is "
             "not named '<prefix>.index'. Rename it, or pass the prefix of its bundle."

@@ -9,7 +9,6 @@ explorer then work unchanged.
 from __future__ import annotations
 
 import importlib
-import math
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +18,13 @@ from typing import Any
 import crc32c
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, StoredValue
-from ckptlab.errors import CorruptCheckpointError, MissingDependencyError, NotFoundError
+from ckptlab.core import CheckpointDocument, StoredValue, is_text, shape_extent
+from ckptlab.errors import (
+    CorruptCheckpointError,
+    MissingDependencyError,
+    NotFoundError,
+    UnsupportedFormatError,
+)
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
@@ -31,14 +35,21 @@ OVERLAP_PIECE = 16 * 2**20
 """Reads larger than this overlap checksumming with reading, piece by piece."""
 MAX_RANK = 64
 MAX_ELEMENTS = 2**48
+Checksum = Callable[[Any, int], int]
+"""``crc32c.crc32c`` or ``zlib.crc32``: ``update(data, value) -> value``."""
 
 
 def check_shape(shape: tuple[int, ...], where: str) -> tuple[int, ...]:
-    """Refuse negative dims, absurd ranks and absurd element counts before allocating."""
-    if len(shape) > MAX_RANK or any(d < 0 for d in shape) or math.prod(shape) >= MAX_ELEMENTS:
+    """Refuse negative dims, absurd ranks and absurd element counts before allocating.
+
+    The product of the non-zero dims is bounded too: numpy cannot make even an empty array of
+    shape ``[0, 2**47, 2**47]``.
+    """
+    if len(shape) > MAX_RANK or any(d < 0 for d in shape) or shape_extent(shape) >= MAX_ELEMENTS:
         raise CorruptCheckpointError(
-            f"{where} declares shape {list(shape)}; expected at most {MAX_RANK} non-negative "
-            f"dims and fewer than 2**48 elements. The file is damaged or hostile."
+            f"{where} declares shape {list(shape)[: MAX_RANK + 1]}; expected at most {MAX_RANK} "
+            "non-negative dims whose non-zero ones multiply to less than 2**48. The file is "
+            "damaged or hostile."
         )
     return shape
 
@@ -106,16 +117,22 @@ class LazyValues(Mapping[str, StoredValue]):
 class ForeignCheckpoint(StoredCheckpoint):
     """A checkpoint written by another framework, opened read-only.
 
-    Subclasses set ``format_name`` and ``checksum`` and implement :meth:`_load`.
+    Subclasses set ``format_name`` (and ``checksums`` when their reads are checked) and
+    implement :meth:`_load`.
     """
 
     format_name = "foreign checkpoint"
-    checksum: str | None = None
-    """What every read is checked against (e.g. ``"masked crc32c"``); ``None`` when the format
-    carries no checksum, so that ``ckptlab verify`` says so instead of "OK".  Readers of
-    formats with checksums set it."""
+    checksums = False
+    """Whether reading checks stored checksums (``ckptlab verify`` says so when it cannot)."""
 
     def __init__(self, store: ByteStore, path: str, document: CheckpointDocument) -> None:
+        for key in document.values:
+            if not key.isprintable() and not is_text(key):
+                raise UnsupportedFormatError(
+                    f"{store.display(path)} names a value {key!r}, which is not valid Unicode "
+                    "text (a lone surrogate); ckptlab's keys must be encodable as UTF-8. The "
+                    "file is damaged or was not written by the framework it claims."
+                )
         super().__init__(store, path, document)
 
     def read(self, key: str, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
@@ -134,17 +151,15 @@ class ForeignCheckpoint(StoredCheckpoint):
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         raise NotImplementedError
 
-    def read_spans(
-        self, values: list[StoredValue], outs: Mapping[str, np.ndarray[Any, Any]] | None = None
-    ) -> dict[str, np.ndarray[Any, Any]]:
+    def read_spans(self, values: list[StoredValue]) -> dict[str, np.ndarray[Any, Any]]:
         """Read values stored as plain little-endian bytes at ``foreign.offset`` (no checksum).
 
         Values are read in file order, neighbours (closer than 64 KiB) with one scatter read
-        whose gaps land in a scratch buffer, straight into the destination arrays: what
-        ``read_many`` of safetensors shards and unquantized GGUF tensors costs instead of one
-        open and read per value.
+        whose gaps land in a scratch buffer, straight into fresh arrays: what ``read_arrays``
+        of safetensors shards and unquantized GGUF tensors costs instead of one open and read
+        per value.
         """
-        arrays = {v.key: self._destination(v, (outs or {}).get(v.key)) for v in values}
+        arrays = {v.key: np.empty(v.shape, numpy_dtype(v.dtype)) for v in values}
         spans = sorted(
             (value.foreign.file, value.foreign.offset, value)
             for value in values
@@ -198,25 +213,32 @@ class ForeignCheckpoint(StoredCheckpoint):
             raise self.damaged(key, f"{name} ends before byte {offset + len(out)}")
 
     def read_crc32c(self, name: str, offset: int, out: memoryview, key: str) -> int:
-        """Fill ``out`` like :meth:`read_bytes` and return the crc32c of the bytes read.
+        """Fill ``out`` like :meth:`read_bytes` and return the crc32c of the bytes read."""
+        return self.read_checked(name, offset, out, key, crc32c.crc32c)
 
-        Large reads are split in pieces; a helper thread checksums each piece while the next
-        one is read (both release the GIL), so verification adds little to the read time.
+    def read_checked(
+        self, name: str, offset: int, out: memoryview, key: str, update: Checksum
+    ) -> int:
+        """Fill ``out`` like :meth:`read_bytes` and return ``update``'s checksum of the bytes.
+
+        ``update(data, value)`` is ``crc32c.crc32c`` or ``zlib.crc32``.  Large reads are split
+        in pieces; a helper thread checksums each piece while the next one is read (both
+        release the GIL), so verification adds little to the read time.
         """
         if len(out) <= OVERLAP_PIECE:
             self.read_bytes(name, offset, out, key)
-            return int(crc32c.crc32c(out))
+            return int(update(out, 0))
         crc = 0
 
-        def update(piece: memoryview) -> None:
+        def piece_done(piece: memoryview) -> None:
             nonlocal crc
-            crc = crc32c.crc32c(piece, crc)
+            crc = update(piece, crc)
 
         with ThreadPoolExecutor(1) as checksums:
             for start in range(0, len(out), OVERLAP_PIECE):
                 piece = out[start : start + OVERLAP_PIECE]
                 self.read_bytes(name, offset + start, piece, key)
-                checksums.submit(update, piece)
+                checksums.submit(piece_done, piece)
         return crc
 
     def damaged(self, key: str, what: str) -> CorruptCheckpointError:

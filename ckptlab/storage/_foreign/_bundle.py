@@ -62,7 +62,7 @@ def data_file(prefix: str, shard: int, shards: int) -> str:
 class TensorBundle(ForeignCheckpoint):
     """An open TensorBundle: TF2 object-based (with its graph) or TF1 ``Saver`` V2."""
 
-    checksum = "masked crc32c"
+    checksums = True
 
     def __init__(self, store: ByteStore, prefix: str, table: Table | None = None) -> None:
         self.store = store

@@ -67,7 +67,7 @@ class DCPCheckpoint(ForeignCheckpoint):
     """
 
     format_name = "PyTorch Distributed Checkpoint"
-    checksum = "zip CRC-32 of every chunk"
+    checksums = True
 
     def __init__(self, store: ByteStore, directory: str) -> None:
         self.store = store

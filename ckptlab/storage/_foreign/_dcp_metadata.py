@@ -22,15 +22,20 @@ record's own slots (a BUILD aimed at a class fails), and no stand-in touches sha
 from __future__ import annotations
 
 import io
+import pickle
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ckptlab.errors import CorruptCheckpointError, UnsafePickleError
+from ckptlab.errors import CkptlabError, CorruptCheckpointError
 from ckptlab.storage._foreign._unpickle import (
     _PICKLE_ERRORS,
     TORCH_DTYPES,
     RestrictedUnpickler,
+    StandIn,
     StorageRef,
     TorchDtype,
+    brief,
+    check_key,
 )
 
 MODULE = "torch.distributed.checkpoint"
@@ -150,7 +155,7 @@ def _path(*parts: Any) -> str:
 
 _METADATA = f"{MODULE}.metadata"
 _SHARD = "torch.distributed._shard.sharded_tensor.metadata"
-ALLOWED: dict[tuple[str, str], Any] = {
+_TABLE: dict[tuple[str, str], Callable[..., Any]] = {
     (_METADATA, "Metadata"): Metadata,
     (_METADATA, "TensorStorageMetadata"): TensorStorageMetadata,
     (_METADATA, "BytesStorageMetadata"): BytesStorageMetadata,
@@ -168,16 +173,62 @@ ALLOWED: dict[tuple[str, str], Any] = {
     ("pathlib", "WindowsPath"): _path,
     ("pathlib", "PureWindowsPath"): _path,
 }
+ALLOWED: dict[tuple[str, str], StandIn] = {
+    key: StandIn(".".join(key), make) for key, make in _TABLE.items()
+}
 """DCP's metadata classes (module, name) -> stand-in; accepted in ``.metadata`` files only."""
 
 
+def _key(key: Any) -> Any:
+    """A dict key of the metadata: a ``MetadataIndex`` record (hashed by identity) or a scalar."""
+    return key if type(key) is MetadataIndex else check_key(key)
+
+
 class MetadataUnpickler(RestrictedUnpickler):
-    """The restricted unpickler, plus :data:`ALLOWED`; persistent ids are refused."""
+    """The restricted unpickler, plus :data:`ALLOWED`; persistent ids are refused.
+
+    Two rules of the torch unpickler are widened for DCP's records, and only for them: BUILD
+    may set the state of a fresh :class:`Record` (through its validating ``__setstate__``), and
+    a :class:`MetadataIndex` record may be a dict key (``storage_data``).
+    """
+
+    dispatch: ClassVar[dict[int, Callable[..., None]]] = dict(RestrictedUnpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the stand-in for a DCP metadata class or a global the torch reader allows."""
         found = ALLOWED.get((module, name))
         return found if found is not None else super().find_class(module, name)
+
+    def _load_record_build(self) -> None:
+        if len(self.stack) > 1 and isinstance(self.stack[-2], Record):
+            state = self.stack.pop()
+            self.stack[-1].__setstate__(state)
+            return
+        RestrictedUnpickler._load_build(self)
+
+    def _load_record_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._dict()[_key(key)] = value
+
+    def _load_record_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self._dict()
+        if len(items) % 2:
+            raise CorruptCheckpointError("SETITEMS with an odd number of items")
+        for index in range(0, len(items), 2):
+            target[_key(items[index])] = items[index + 1]
+
+    def _load_record_dict(self) -> None:
+        items = self.pop_mark()
+        if len(items) % 2:
+            raise CorruptCheckpointError("DICT with an odd number of items")
+        self.append({_key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+
+    dispatch[pickle.BUILD[0]] = _load_record_build
+    dispatch[pickle.SETITEM[0]] = _load_record_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_record_setitems
+    dispatch[pickle.DICT[0]] = _load_record_dict
 
 
 def looks_like_metadata(head: bytes) -> bool:
@@ -193,11 +244,13 @@ def read_metadata(data: bytes, where: str) -> Metadata:
     """Unpickle ``.metadata`` with the restricted unpickler; return its :class:`Metadata`."""
     try:
         found = MetadataUnpickler(io.BytesIO(data), where, _no_storage).load()
-    except (UnsafePickleError, CorruptCheckpointError):
+    except CkptlabError as error:
+        if isinstance(error, CorruptCheckpointError) and where not in str(error):
+            raise CorruptCheckpointError(f"{where} does not unpickle: {error}.") from None
         raise
     except _PICKLE_ERRORS as error:
         raise CorruptCheckpointError(
-            f"{where} does not unpickle ({type(error).__name__}: {error})."
+            f"{where} does not unpickle ({type(error).__name__}: {brief(str(error))[1:-1]})."
         ) from None
     if not isinstance(found, Metadata):
         raise CorruptCheckpointError(

@@ -13,12 +13,12 @@ import math
 import posixpath
 import struct
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue, shape_extent
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import (
     MAX_ELEMENTS,
@@ -156,7 +156,6 @@ class GGUFFile(ForeignCheckpoint):
     """
 
     format_name = "GGUF file"
-    checksum = None
 
     def __init__(self, store: ByteStore, path: str) -> None:
         self.store = store
@@ -265,7 +264,7 @@ class GGUFFile(ForeignCheckpoint):
         if not self._names:
             return
         elements = list(map(math.prod, self._shapes))
-        if max(elements) >= MAX_ELEMENTS or max(self._offsets) > size:
+        if max(map(shape_extent, self._shapes)) >= MAX_ELEMENTS or max(self._offsets) > size:
             for name, shape, offset in zip(self._names, self._shapes, self._offsets, strict=True):
                 check_shape(shape, f"Tensor {name!r} of {self.display_path}")
                 if offset > size:
@@ -339,16 +338,14 @@ class GGUFFile(ForeignCheckpoint):
         self.read_bytes(value.foreign.file, value.foreign.offset, raw.reshape(-1).data, key)
         return raw
 
-    def read_many(
-        self, keys: Iterable[str], outs: Mapping[str, np.ndarray[Any, Any]] | None = None
-    ) -> dict[str, np.ndarray[Any, Any]]:
-        """Read several tensors: unquantized ones with one scatter read, the others one by one."""
+    def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
+        """Fresh arrays of ``keys``: unquantized ones with one scatter read, others one by one."""
         values = [self.stored(key) for key in dict.fromkeys(keys)]
         plain = [v for v in values if v.dtype in _PLAIN_DTYPES and self._is_plain(v.key)]
-        found = self.read_spans(plain, outs)
+        found = self.read_spans(plain)
         for value in values:
             if value.key not in found:
-                found[value.key] = self.read(value.key, (outs or {}).get(value.key))
+                found[value.key] = self.read(value.key)
         return {value.key: found[value.key] for value in values}
 
     def _is_plain(self, key: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -119,7 +119,7 @@ class HFShardedDirectory(ForeignCheckpoint):
         }
         kinds = {shard.format_name for shard in self.shards.values()}
         self.format_name = f"Hugging Face model directory ({', '.join(sorted(kinds)) or 'empty'})"
-        self.checksum = _common({shard.checksum for shard in self.shards.values()})
+        self.checksums = bool(self.shards) and all(s.checksums for s in self.shards.values())
         self._shard_of: dict[str, ForeignCheckpoint] = {}
         values: dict[str, StoredValue] = {}
         for name, shard_name in weight_map.items():
@@ -164,10 +164,8 @@ class HFShardedDirectory(ForeignCheckpoint):
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         return self._shard_of[value.key]._load(value, out)  # value is the shard's own record
 
-    def read_many(
-        self, keys: Iterable[str], outs: Mapping[str, np.ndarray[Any, Any]] | None = None
-    ) -> dict[str, np.ndarray[Any, Any]]:
-        """Read several values: one scatter read per safetensors shard (what restores use)."""
+    def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
+        """Fresh arrays of ``keys``: one scatter read per safetensors shard (restores use it)."""
         values = [self.stored(key) for key in dict.fromkeys(keys)]
         found: dict[str, np.ndarray[Any, Any]] = {}
         spans: dict[str, list[StoredValue]] = {}
@@ -176,15 +174,10 @@ class HFShardedDirectory(ForeignCheckpoint):
             if isinstance(shard, SafetensorsFile):
                 spans.setdefault(shard.path, []).append(value)
             else:
-                found[value.key] = shard.read(value.key, (outs or {}).get(value.key))
+                found[value.key] = shard.read(value.key)
         for members in spans.values():
-            found.update(self._shard_of[members[0].key].read_spans(members, outs))
+            found.update(self._shard_of[members[0].key].read_spans(members))
         return {value.key: found[value.key] for value in values}
-
-
-def _common(checksums: set[str | None]) -> str | None:
-    """What every shard checks, or ``None`` if some shard checks nothing."""
-    return checksums.pop() if len(checksums) == 1 else None
 
 
 def open_hf_directory(

@@ -122,7 +122,7 @@ class KerasWeights(ForeignCheckpoint):
                     raise self._bad(f"the dataset {key!r} is in two shards")
                 values[key] = value
                 fletcher = fletcher and checked
-        self.checksum = "HDF5 Fletcher-32" if values and fletcher else None
+        self.checksums = bool(values) and fletcher
         document = CheckpointDocument(
             format_version=0,
             kind="name",

@@ -120,7 +120,6 @@ class OrbaxCheckpoint(ForeignCheckpoint):
     """
 
     format_name = "Orbax checkpoint"
-    checksum = None
 
     def __init__(self, store: ByteStore, path: str, items: list[tuple[str, str]]) -> None:
         self.store = store

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue, is_text
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
 from ckptlab.storage._kv import ByteStore
@@ -40,6 +40,18 @@ DTYPES = {
 }
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {duplicate!r}")
+    for key in out:
+        if not is_text(key):
+            raise ValueError(f"key {key!r} holds a lone surrogate")
+    return out
+
+
 def looks_like_safetensors(head: bytes, size: int) -> bool:
     """Whether a file starts like safetensors (a plausible header length, then ``{``)."""
     if len(head) < 9:
@@ -64,16 +76,16 @@ class SafetensorsFile(ForeignCheckpoint):
             raise self._bad_file(f"header length {length} for a file of {size} bytes")
         raw = bytearray(length)
         self.read_bytes(posixpath.basename(path), 8, memoryview(raw), "(header)")
-        try:
-            header = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise self._bad_file(f"the header is not JSON ({error})") from None
-        if not isinstance(header, dict):
-            raise self._bad_file("the header is not a JSON object")
+        header = self._parse_header(bytes(raw))
         metadata = header.pop("__metadata__", {})
-        self.metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
+        if not isinstance(metadata, dict) or not all(
+            type(v) is str and is_text(v) for v in metadata.values()
+        ):
+            raise self._bad_file("__metadata__ is not an object of strings")
+        self.metadata: dict[str, Any] = metadata
         self._start = 8 + length
         values = {k: self._describe(k, v, size) for k, v in header.items()}
+        self._check_tiling(values, size - self._start)
         document = CheckpointDocument(
             format_version=0,
             kind="name",
@@ -82,6 +94,42 @@ class SafetensorsFile(ForeignCheckpoint):
             writer={"format": self.format_name, "metadata": self.metadata},
         )
         super().__init__(store, path, document)
+
+    def _parse_header(self, raw: bytes) -> dict[str, Any]:
+        """The JSON header, as strictly as the safetensors library reads it.
+
+        UTF-8 (no encoded or escaped lone surrogates), no duplicate keys; nesting deep enough
+        to exhaust the JSON parser's recursion is refused like any other malformed header.
+        """
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise self._bad_file(f"the header is not UTF-8 ({error})") from None
+        try:
+            header = json.loads(text, object_pairs_hook=_unique_keys)
+        except (ValueError, RecursionError) as error:
+            raise self._bad_file(f"the header is not JSON ({str(error)[:200]})") from None
+        if not isinstance(header, dict):
+            raise self._bad_file("the header is not a JSON object")
+        return header
+
+    def _check_tiling(self, values: dict[str, StoredValue], data_bytes: int) -> None:
+        """Tensors must tile the data exactly, in offset order (the safetensors library's rule)."""
+        position = 0
+        for value in sorted(values.values(), key=lambda v: (v.foreign.offset, v.foreign.length)):  # type: ignore[union-attr]
+            assert value.foreign is not None
+            begin = value.foreign.offset - self._start
+            if begin != position:
+                what = "overlaps the one before it" if begin < position else "leaves a gap"
+                raise self._bad_file(
+                    f"tensor {value.key!r} at data offset {begin} {what} (expected {position}); "
+                    "tensors must tile the data exactly"
+                )
+            position += value.foreign.length
+        if position != data_bytes:
+            raise self._bad_file(
+                f"its tensors cover {position} of its {data_bytes} data bytes; they must cover all"
+            )
 
     def _bad_file(self, what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(

@@ -20,6 +20,9 @@ MAGIC = bytes.fromhex("57fb808b247547db")
 FOOTER = 48
 MASK_DELTA = 0xA282EAD8
 MAX_TABLE_BYTES = 1 << 32
+KEY_BYTES_PER_BYTE = 16
+"""The keys of a table may spell at most this many bytes per byte of the file (plus 1 MiB);
+TensorFlow's indexes need a few."""
 
 
 def mask(crc: int) -> int:
@@ -89,15 +92,22 @@ class Table:
         )
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
-        for _separator, handle in self._entries(self.index):
+        """Every ``(key, value)``; the keys may total :data:`KEY_BYTES_PER_BYTE` per file byte.
+
+        Keys are prefix-compressed, so 200,000 keys that each repeat the previous one plus a
+        byte fit in a 1.2 MB file and spell 20 GB: the total is bounded by the file's size.
+        """
+        budget = [KEY_BYTES_PER_BYTE * len(self.data) + 2**20]
+        for _separator, handle in self._entries(self.index, budget):
             try:
                 offset, pos = read_varint(handle, 0)
                 size, _ = read_varint(handle, pos)
             except WireError as error:
                 raise self.fail(f"an index entry is malformed ({error})") from None
-            yield from self._entries(self.block(offset, size))
+            yield from self._entries(self.block(offset, size), budget)
 
-    def _entries(self, block: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def _entries(self, block: bytes, budget: list[int]) -> Iterator[tuple[bytes, bytes]]:
+        """A block's entries; ``budget[0]`` (key bytes left to spell) is decreased."""
         if len(block) < 4:
             raise self.fail("a block is shorter than its restart count")
         (restarts,) = struct.unpack_from("<I", block, len(block) - 4)
@@ -113,6 +123,12 @@ class Table:
                 length, pos = read_varint(block, pos)
                 if shared > len(key) or pos + unshared + length > limit:
                     raise self.fail(f"an entry at block offset {pos} overruns the block")
+                budget[0] -= shared + unshared
+                if budget[0] < 0:
+                    raise self.fail(
+                        f"its keys spell more than {KEY_BYTES_PER_BYTE} bytes per byte of the "
+                        "file (prefix-compressed keys that keep growing)"
+                    )
                 key = key[:shared] + block[pos : pos + unshared]
                 pos += unshared
                 yield key, block[pos : pos + length]

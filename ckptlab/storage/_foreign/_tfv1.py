@@ -73,7 +73,7 @@ class SavedTensorSlicesFile(ForeignCheckpoint):
     """An open V1 checkpoint (kind ``name``)."""
 
     format_name = "TensorFlow 1 Saver V1 checkpoint"
-    checksum = "masked crc32c of the table blocks holding the values"
+    checksums = True
 
     def __init__(self, store: ByteStore, path: str, table: Table) -> None:
         self.store = store

@@ -15,6 +15,7 @@ import posixpath
 import struct
 import threading
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,17 +25,35 @@ import numpy as np
 from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
-from ckptlab.storage._foreign._unpickle import StorageRef, StorageType, TensorRef, load_pickle
+from ckptlab.storage._foreign._unpickle import (
+    StorageRef,
+    StorageType,
+    TensorRef,
+    brief,
+    load_pickle,
+)
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
 
-MAX_PICKLE = 256 * 2**20
+MAX_PICKLE = 64 * 2**20
+"""Largest ``data.pkl`` (or legacy file before its storages) ckptlab unpickles."""
+MAX_DEPTH = 100
+"""Containers nested deeper than this in a torch file are refused."""
+ENTRIES_PER_BYTE = 4
+KEY_CHARS_PER_BYTE = 16
+"""Listing a torch file visits at most this many container entries (key characters) per byte
+of its pickle, plus a small allowance; normal files need less than one (a few) per byte."""
 MAX_INFLATED = 2**30
 """A deflated storage member may inflate to at most this many bytes (and exactly its size)."""
 MAX_CACHED = 256 * 2**20
 """Inflated storages kept for the next tensor that views them (least recently used dropped)."""
 MAX_MEMBERS = 1 << 20
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+UNREADABLE_FLAGS = 0x1 | 0x20 | 0x40
+"""Zip flag bits: encrypted, compressed patched data, strong encryption."""
+MAX_EXPANDED_BYTES = 64 * 2**20
+"""A tensor that views its storage with repeats (stride 0, ``expand``) is materialised on read
+only up to this many bytes; larger ones are refused (a 1.5 KB file can describe 2**40 elements)."""
 
 
 class StoreFile(io.RawIOBase):
@@ -77,17 +96,21 @@ class TorchFile(ForeignCheckpoint):
         self._zip: zipfile.ZipFile | None = None
         self._inflated: OrderedDict[str, bytes] = OrderedDict()
         self._inflated_lock = threading.Lock()
+        self._crc32: dict[str, int] = {}
+        """Storage key -> the crc32 its STORED zip member must have (checked on first read)."""
+        self._verified: set[str] = set()
+        """Storages whose member was read whole and matched its crc32."""
         raw = self._open_file()
         head = raw.read(4)
         raw.seek(0)
         if head == b"PK\x03\x04":
             self.format_name, self.kind = "PyTorch checkpoint (torch.save, zip)", "torch-zip"
+            self.checksums = True
             obj = self._load_zip(raw)
         else:
             self.format_name, self.kind = "PyTorch checkpoint (torch.save, legacy)", "torch-legacy"
             obj = self._load_legacy(raw)
-        found = _Found()
-        _flatten(obj, "", found)
+        found = _flatten(obj, self._pickle_bytes, self.store.display(self.path))
         self.tensors = found.tensors
         self.literals = found.literals
         """Non-tensor values (numbers, strings, dtypes, ...) by path."""
@@ -137,25 +160,44 @@ class TorchFile(ForeignCheckpoint):
         self._zip = archive
         self._root = root
         data = self._member(archive, names[pickles[0]], MAX_PICKLE)
+        self._pickle_bytes = len(data)
         return load_pickle(io.BytesIO(data), self.store.display(self.path), self._zip_storage)
+
+    def _check_member(self, info: zipfile.ZipInfo) -> None:
+        """Refuse members ckptlab cannot read as plain bytes (compression, encryption)."""
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise UnsupportedFormatError(
+                f"{self.store.display(self.path)}: member {info.filename!r} uses zip compression "
+                f"{info.compress_type}; ckptlab reads stored and deflated members."
+            )
+        if info.flag_bits & UNREADABLE_FLAGS:
+            raise UnsupportedFormatError(
+                f"{self.store.display(self.path)}: member {info.filename!r} is encrypted or "
+                f"patched (zip flags {info.flag_bits:#06x}); torch.save never writes such "
+                "members. Re-save the checkpoint with torch."
+            )
 
     def _member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
         """Read a whole member: exactly its declared size, which may not exceed ``limit``."""
         if info.file_size > limit:
             raise self._bad_file(
-                f"member {info.filename} declares {info.file_size} bytes (limit {limit})"
+                f"member {info.filename!r} declares {info.file_size} bytes (limit {limit})"
             )
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise UnsupportedFormatError(
-                f"{self.store.display(self.path)}: member {info.filename} uses zip compression "
-                f"{info.compress_type}; ckptlab reads stored and deflated members."
-            )
+        self._check_member(info)
         try:
             with archive.open(info) as handle:
                 # zipfile inflates no further than the declared size, then checks the crc32
                 data = handle.read(info.file_size)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-            raise self._bad_file(f"member {info.filename} is damaged ({error})") from None
+        except (
+            zipfile.BadZipFile,
+            OSError,
+            EOFError,
+            ValueError,
+            RuntimeError,
+            NotImplementedError,
+            zlib.error,
+        ) as error:
+            raise self._bad_file(f"member {info.filename!r} is damaged ({error})") from None
         if len(data) != info.file_size:
             raise self._bad_file(
                 f"member {info.filename} holds {len(data)} bytes; its header declares "
@@ -165,9 +207,9 @@ class TorchFile(ForeignCheckpoint):
 
     def _zip_storage(self, pid: tuple[Any, ...]) -> StorageRef:
         _, kind, key, _location, count = pid[:5]
-        key = str(key)
+        key = self._storage_key(key, pid)
         if not isinstance(kind, StorageType) or type(count) is not int or count < 0:
-            raise self._bad_file(f"storage id {pid!r:.80}")
+            raise self._bad_file(f"storage id {brief(pid)}")
         # The pickle says how big the storage is: elements of its dtype, or bytes if untyped.
         nbytes = count * (numpy_dtype(kind.dtype).itemsize if kind.dtype else 1)
         ref = self._storages.get(key)
@@ -185,9 +227,17 @@ class TorchFile(ForeignCheckpoint):
             )
         return ref
 
+    def _storage_key(self, key: Any, pid: tuple[Any, ...]) -> str:
+        if type(key) is int and 0 <= key < 2**64:
+            return str(key)
+        if type(key) is not str or not 0 < len(key) <= 64:
+            raise self._bad_file(f"storage id {brief(pid)}")
+        return key
+
     def _zip_span(
         self, info: zipfile.ZipInfo, nbytes: int
     ) -> tuple[int, int, zipfile.ZipInfo | None]:
+        self._check_member(info)
         if info.file_size != nbytes:
             raise self._bad_file(
                 f"member {info.filename} declares {info.file_size} bytes; the pickle's storage "
@@ -209,7 +259,8 @@ class TorchFile(ForeignCheckpoint):
         name_length, extra_length = struct.unpack_from("<HH", header, 26)
         start = info.header_offset + 30 + name_length + extra_length
         if start + info.file_size > self._size:
-            raise self._bad_file(f"member {info.filename} runs past the end of the file")
+            raise self._bad_file(f"member {info.filename!r} runs past the end of the file")
+        self._crc32[posixpath.basename(info.filename)] = info.CRC
         return start, info.file_size, None
 
     # -- legacy --------------------------------------------------------------------------------
@@ -233,7 +284,8 @@ class TorchFile(ForeignCheckpoint):
         keys = load_pickle(raw, where, self._no_storage)
         if not isinstance(keys, list):
             raise self._bad_file("the storage key list is missing")
-        self._legacy_spans([str(k) for k in keys], raw.tell())
+        self._pickle_bytes = raw.tell()
+        self._legacy_spans([self._storage_key(k, (k,)) for k in keys], raw.tell())
         return obj
 
     def _no_storage(self, pid: tuple[Any, ...]) -> StorageRef:
@@ -242,14 +294,24 @@ class TorchFile(ForeignCheckpoint):
     def _legacy_storage(self, pid: tuple[Any, ...]) -> StorageRef:
         _, kind, key, _location, count = pid[:5]
         view = pid[5] if len(pid) > 5 else None
-        if not isinstance(kind, StorageType) or kind.dtype is None or type(count) is not int:
-            raise self._bad_file(f"storage id {pid!r:.80}")
-        root = self._storages.setdefault(str(key), StorageRef(str(key), kind.dtype, count))
+        if (
+            not isinstance(kind, StorageType)
+            or kind.dtype is None
+            or type(count) is not int
+            or count < 0
+        ):
+            raise self._bad_file(f"storage id {brief(pid)}")
+        key = self._storage_key(key, pid)
+        root = self._storages.setdefault(key, StorageRef(key, kind.dtype, count))
         if view is None:
             return root
+        if type(view) is not tuple or len(view) != 3:
+            raise self._bad_file(f"storage id {brief(pid)}")
         view_key, base, view_count = view
-        self._storages.setdefault(str(view_key), root)
-        return StorageRef(root.key, root.dtype, view_count, base=int(base))
+        if not (type(base) is int and type(view_count) is int and 0 <= base <= root.count):
+            raise self._bad_file(f"storage id {brief(pid)}")
+        self._storages.setdefault(self._storage_key(view_key, pid), root)
+        return StorageRef(root.key, root.dtype, view_count, base=base)
 
     def _legacy_spans(self, keys: list[str], position: int) -> None:
         for key in keys:
@@ -271,15 +333,19 @@ class TorchFile(ForeignCheckpoint):
         where = f"Tensor {key!r} of {self.store.display(self.path)}"
         shape = check_shape(tensor.shape, where)
         itemsize = numpy_dtype(tensor.dtype).itemsize
-        start, length, _ = self._spans[tensor.storage.key]
-        last = tensor.offset + sum((n - 1) * s for n, s in zip(shape, tensor.stride, strict=True))
+        start, length, member = self._spans[tensor.storage.key]
+        first, end = _byte_span(tensor, itemsize)
         if math.prod(shape) and (
-            tensor.offset < 0 or min(tensor.stride, default=0) < 0 or (last + 1) * itemsize > length
+            tensor.offset < 0 or min(tensor.stride, default=0) < 0 or end > length
         ):
             raise self._bad_file(
                 f"{key!r} (offset {tensor.offset}, stride {list(tensor.stride)}) reaches past "
                 f"its storage of {length} bytes"
             )
+        if member is not None or tensor.storage.key in self._crc32:
+            check = "crc32 of its zip member"
+        else:
+            check = "no checksum"
         return StoredValue(
             key=key,
             shape=shape,
@@ -287,36 +353,53 @@ class TorchFile(ForeignCheckpoint):
             foreign=ForeignLocation(
                 format=self.kind,
                 file=f"{posixpath.basename(self.path)}: storage {tensor.storage.key}",
-                offset=start + tensor.offset * itemsize,
+                offset=start + first,
                 length=math.prod(shape) * itemsize,
-                detail=f"stride {list(tensor.stride)}, storage offset {tensor.offset}; no checksum",
+                detail=f"stride {list(tensor.stride)}, storage offset {tensor.offset}; {check}",
             ),
         )
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         tensor = self.tensors[value.key]
         dtype = numpy_dtype(value.dtype)
+        first, end = _byte_span(tensor, dtype.itemsize)
+        if value.nbytes > max(end - first, MAX_EXPANDED_BYTES):
+            raise UnsupportedFormatError(
+                f"Tensor {value.key!r} of {self.store.display(self.path)} repeats {end - first} "
+                f"bytes of its storage as {value.nbytes} bytes (a view with stride 0, e.g. made "
+                f"by expand()); ckptlab materialises such views up to {MAX_EXPANDED_BYTES} "
+                "bytes. Load the file with torch and save the tensor before expanding it."
+            )
         target = out if out is not None else np.empty(value.shape, dtype)
         if not target.size:
             return target
-        start, _, member = self._spans[tensor.storage.key]
-        last = tensor.offset + sum(
-            (n - 1) * s for n, s in zip(tensor.shape, tensor.stride, strict=True)
-        )
-        first, end = tensor.offset * dtype.itemsize, (last + 1) * dtype.itemsize
-        if member is not None:
-            span: bytes | bytearray | memoryview = memoryview(
-                self._inflate(tensor.storage.key, member)
-            )[first:end]
-        else:
-            span = bytearray(end - first)
-            self.read_bytes(
-                posixpath.basename(self.path), start + first, memoryview(span), value.key
-            )
+        span = self._storage_bytes(tensor.storage.key, first, end, value.key)
         flat = np.frombuffer(span, dtype=dtype)
         strides = tuple(s * dtype.itemsize for s in tensor.stride)
         target[...] = np.lib.stride_tricks.as_strided(flat, shape=tensor.shape, strides=strides)
         return target
+
+    def _storage_bytes(self, storage: str, first: int, end: int, key: str) -> memoryview:
+        """Bytes ``[first, end)`` of a storage; its zip member's crc32 is checked on first use."""
+        start, length, member = self._spans[storage]
+        if member is not None:  # inflated whole, crc32 checked by zipfile
+            return memoryview(self._inflate(storage, member))[first:end]
+        name = posixpath.basename(self.path)
+        expected = self._crc32.get(storage)
+        if expected is None or storage in self._verified:
+            span = memoryview(bytearray(end - first))
+            self.read_bytes(name, start + first, span, key)
+            return span
+        whole = memoryview(bytearray(length))
+        crc = self.read_checked(name, start, whole, key, zlib.crc32)
+        if crc != expected:
+            raise self.damaged(
+                key,
+                f"storage data/{storage} fails its zip crc32 check (stored {expected:#010x}, "
+                f"computed {crc:#010x})",
+            )
+        self._verified.add(storage)
+        return whole[first:end]
 
     def _inflate(self, key: str, member: zipfile.ZipInfo) -> bytes:
         """A deflated storage's bytes (exactly its size), inflated once while it stays cached."""
@@ -335,23 +418,76 @@ class TorchFile(ForeignCheckpoint):
         return data
 
 
-def _flatten(obj: Any, prefix: str, found: _Found) -> None:
-    """Tensors, literal values and ``_metadata`` of nested containers, by ``/``-joined path."""
-    if isinstance(obj, TensorRef):
-        found.tensors[prefix or "value"] = obj
-    elif isinstance(obj, dict):
-        metadata = getattr(obj, "_metadata", None)
-        if isinstance(metadata, dict):
-            found.metadata[prefix] = metadata
-        for name, value in obj.items():
-            _flatten(value, f"{prefix}/{name}" if prefix else str(name), found)
-    elif isinstance(obj, list | tuple) and any(
-        isinstance(v, TensorRef | dict | list | tuple) for v in obj
-    ):
-        for index, value in enumerate(obj):
-            _flatten(value, f"{prefix}/{index}" if prefix else str(index), found)
-    else:
-        found.literals[prefix or "value"] = obj
+def _byte_span(tensor: TensorRef, itemsize: int) -> tuple[int, int]:
+    """The bytes of its storage a tensor reaches: ``[first, end)`` (empty tensors: nothing)."""
+    if not math.prod(tensor.shape):
+        return 0, 0
+    last = tensor.offset + sum(
+        (n - 1) * s for n, s in zip(tensor.shape, tensor.stride, strict=True)
+    )
+    return tensor.offset * itemsize, (last + 1) * itemsize
+
+
+def _flatten(obj: Any, pickle_bytes: int, where: str) -> _Found:
+    """Tensors, literal values and ``_metadata`` of nested containers, by ``/``-joined path.
+
+    Iterative, and bounded by the pickle's size: a container shared by several parents is
+    listed under each path, but the entries visited may not exceed :data:`ENTRIES_PER_BYTE`
+    per pickle byte, nor the key characters :data:`KEY_CHARS_PER_BYTE` (a 700-byte pickle of
+    dicts sharing their children 40 levels deep would otherwise name 2**40 keys); containers
+    nested more than :data:`MAX_DEPTH` deep (a cycle among them) are refused.
+    """
+    found = _Found()
+    entries = ENTRIES_PER_BYTE * pickle_bytes + 10_000
+    chars = KEY_CHARS_PER_BYTE * pickle_bytes + 2**20
+    pending: list[tuple[str, Any, int]] = [("", obj, 0)]
+    while pending:
+        prefix, item, depth = pending.pop()
+        if isinstance(item, dict):
+            metadata = getattr(item, "_metadata", None)
+            if isinstance(metadata, dict):
+                found.metadata[prefix] = metadata
+            children = [(_name(k, prefix, where), v) for k, v in dict.items(item)]
+        elif isinstance(item, list | tuple) and any(
+            isinstance(v, TensorRef | dict | list | tuple) for v in item
+        ):
+            children = [(str(i), v) for i, v in enumerate(item)]
+        else:
+            found.add(prefix or "value", item, where)
+            continue
+        if depth >= MAX_DEPTH:
+            raise CorruptCheckpointError(
+                f"{where} nests containers more than {MAX_DEPTH} deep (at "
+                f"{prefix[:200]!r}), or in a cycle; ckptlab refuses it. The file is "
+                "damaged or hostile."
+            )
+        entries -= len(children)
+        paths = [f"{prefix}/{name}" if prefix else name for name, _ in children]
+        chars -= sum(map(len, paths))
+        if entries < 0 or chars < 0:
+            raise CorruptCheckpointError(
+                f"{where} names more values than its {pickle_bytes}-byte pickle can hold "
+                "(containers shared by many parents, e.g. a dict whose children are one shared "
+                "dict, nested deeply); ckptlab refuses it. The file is damaged or hostile."
+            )
+        pending.extend(
+            (path, value, depth + 1)
+            for path, (_, value) in zip(reversed(paths), reversed(children), strict=True)
+        )
+    return found
+
+
+def _name(key: Any, prefix: str, where: str) -> str:
+    """A dict key as a path component (str and numbers; tuples of them as their repr)."""
+    if type(key) is str:
+        return key
+    parts = key if type(key) is tuple else (key,)
+    if any(isinstance(p, int) and p.bit_length() > 64 for p in parts):
+        raise UnsupportedFormatError(
+            f"{where} has a dict key that is an integer of more than 64 bits (under "
+            f"{prefix[:200]!r}); ckptlab names values by str or int keys."
+        )
+    return repr(key) if type(key) is tuple else str(key)
 
 
 @dataclass(slots=True)
@@ -359,3 +495,15 @@ class _Found:
     tensors: dict[str, TensorRef] = field(default_factory=dict)
     literals: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, path: str, item: Any, where: str) -> None:
+        if path in self.tensors or path in self.literals:
+            raise UnsupportedFormatError(
+                f"{where} holds two values both named {path[:200]!r} once nested "
+                "containers are joined with '/' (e.g. a key 'a/b' next to a dict 'a' with a "
+                "key 'b'); ckptlab cannot list both. Load it with torch and rename one."
+            )
+        if isinstance(item, TensorRef):
+            self.tensors[path] = item
+        else:
+            self.literals[path] = item

@@ -17,7 +17,8 @@ export { VIEW_STATES } from "../core/wire.js";
 /** Bytes per element of the dtypes a ckptlab document holds (the wire contract's table). */
 export const ITEMSIZE = DTYPE_ITEMSIZE;
 
-const READABLE_VERSIONS = new Set([1, 2]);
+const READABLE_VERSIONS = new Set([1, 2, 3]);
+const MAX_NAME = 65536;
 const ATTRIBUTES_VALUE = "VARIABLE_VALUE";
 const OPTIMIZER_SLOT = ".OPTIMIZER_SLOT";
 const SLOTS_GROUP = "slots";
@@ -104,15 +105,14 @@ export function parseDocument(zarrJson: unknown, source: string): ICheckpointDoc
   if (kind !== "object" && kind !== "name") {
     throw fail(source, "document.kind", "'object' or 'name'", kind);
   }
+  if (version >= 3) return parseColumns(data, source, version, kind);
   if (!isObject(data.values)) throw fail(source, "document.values", "a JSON object", data.values);
   const values = new Map<string, IStoredValue>();
   for (const [key, entry] of Object.entries(data.values)) {
     const at = `values[${JSON.stringify(key)}]`;
     if (!isObject(entry)) throw fail(source, at, "a JSON object", entry);
     const { shape, dtype } = entry;
-    if (!Array.isArray(shape) || shape.length > 32 || !shape.every((d) => isCount(d, 2 ** 48))) {
-      throw fail(source, `${at}.shape`, "a list of at most 32 sizes", shape);
-    }
+    if (!isShape(shape)) throw fail(source, `${at}.shape`, "a list of at most 32 sizes", shape);
     if (typeof dtype !== "string" || !(dtype in ITEMSIZE)) {
       throw fail(source, `${at}.dtype`, "a ckptlab dtype", dtype);
     }
@@ -131,6 +131,170 @@ export function parseDocument(zarrJson: unknown, source: string): ICheckpointDoc
     }
     const count = graph.nodes.length;
     nodes = graph.nodes.map((entry: unknown, id) => parseNode(source, entry, id, count, values));
+  }
+  const writer = isObject(data.writer) ? data.writer : {};
+  return { formatVersion: version, kind, nodes, values, writer };
+}
+
+function isShape(shape: unknown): shape is number[] {
+  return Array.isArray(shape) && shape.length <= 32 && shape.every((d) => isCount(d, 2 ** 48));
+}
+
+/** A list column of `data` whose every item passes `good` (the first bad one is named). */
+function column<T>(
+  source: string,
+  data: Record<string, unknown>,
+  name: string,
+  at: string,
+  expected: string,
+  good: (item: unknown) => item is T,
+): T[] {
+  const items = data[name];
+  if (!Array.isArray(items)) throw fail(source, `${at}.${name}`, "a JSON list", items);
+  items.forEach((item: unknown, i) => {
+    if (!good(item)) throw fail(source, `${at}.${name}[${i}]`, expected, item);
+  });
+  return items as T[];
+}
+
+function isName(item: unknown): item is string {
+  return typeof item === "string" && item.length <= MAX_NAME;
+}
+
+function counts(high: number): (item: unknown) => item is number {
+  return (item: unknown): item is number => isCount(item, high);
+}
+
+function sameLength(source: string, at: string, columns: unknown[][]): void {
+  if (new Set(columns.map((c) => c.length)).size > 1) {
+    throw fail(
+      source,
+      at,
+      "columns of equal length",
+      columns.map((c) => c.length),
+    );
+  }
+}
+
+/** Format version 3: values and graph as columns (FORMAT.md section 2). */
+function parseColumns(
+  data: Record<string, unknown>,
+  source: string,
+  version: number,
+  kind: "object" | "name",
+): ICheckpointDocument {
+  const arrays = data.arrays;
+  if (!Array.isArray(arrays)) throw fail(source, "document.arrays", "a JSON list", arrays);
+  const dtypes = arrays.map((entry: unknown, i) => {
+    const dtype = isObject(entry) ? entry.dtype : undefined;
+    if (typeof dtype !== "string" || !(dtype in ITEMSIZE)) {
+      throw fail(source, `arrays[${i}].dtype`, "a ckptlab dtype", dtype);
+    }
+    return dtype;
+  });
+  const table = data.values;
+  if (!isObject(table)) throw fail(source, "document.values", "a JSON object of columns", table);
+  const keys = column(source, table, "key", "values", "a string", isName);
+  const shapes = column(source, table, "shape", "values", "a list of at most 32 sizes", isShape);
+  const where = column(
+    source,
+    table,
+    "array",
+    "values",
+    "an index into arrays",
+    counts(dtypes.length),
+  );
+  sameLength(source, "values", [keys, shapes, where]);
+  const values = new Map<string, IStoredValue>();
+  keys.forEach((key, i) => {
+    if (values.has(key)) throw fail(source, `values.key[${i}]`, "a key no other value has", key);
+    values.set(key, { shape: shapes[i] ?? [], dtype: dtypes[where[i] ?? 0] ?? "" });
+  });
+  let nodes: IDocNode[] | null = null;
+  if (kind === "object") {
+    const graph = data.graph;
+    if (!isObject(graph)) throw fail(source, "document.graph", "a JSON object", graph);
+    const types = column(source, graph, "types", "graph", "a string", isName);
+    const typeOf = column(
+      source,
+      graph,
+      "type",
+      "graph",
+      "an index into types or -1",
+      (item: unknown): item is number => item === -1 || isCount(item, types.length),
+    );
+    const count = typeOf.length;
+    if (count === 0) throw fail(source, "graph.type", "at least the root node", typeOf);
+    nodes = typeOf.map((type) => ({
+      children: [],
+      valueKey: null,
+      slots: [],
+      optimizer: false,
+      type: type < 0 ? "" : (types[type] ?? ""),
+    }));
+    for (const id of column(source, graph, "optimizer", "graph", "a node id", counts(count))) {
+      const node = nodes[id];
+      if (node) node.optimizer = true;
+    }
+    const part = (name: string): Record<string, unknown> => {
+      const value = graph[name];
+      if (!isObject(value)) throw fail(source, `graph.${name}`, "a JSON object", value);
+      return value;
+    };
+    const edges = part("edges");
+    const parents = column(source, edges, "parent", "graph.edges", "a node id", counts(count));
+    const names = column(source, edges, "name", "graph.edges", "a string", isName);
+    const children = column(source, edges, "child", "graph.edges", "a node id", counts(count));
+    sameLength(source, "graph.edges", [parents, names, children]);
+    const seen = nodes.map(() => new Set<string>());
+    parents.forEach((parent, i) => {
+      const name = names[i] ?? "";
+      if (seen[parent]?.has(name))
+        throw fail(source, `graph.edges.name[${i}]`, "unique child names", name);
+      seen[parent]?.add(name);
+      nodes?.[parent]?.children.push([name, children[i] ?? 0]);
+    });
+    const attributes = part("attributes");
+    const owners = column(
+      source,
+      attributes,
+      "node",
+      "graph.attributes",
+      "a node id",
+      counts(count),
+    );
+    const attributeNames = column(
+      source,
+      attributes,
+      "name",
+      "graph.attributes",
+      "a string",
+      isName,
+    );
+    const rows = column(
+      source,
+      attributes,
+      "value",
+      "graph.attributes",
+      "a row of values",
+      counts(keys.length),
+    );
+    sameLength(source, "graph.attributes", [owners, attributeNames, rows]);
+    owners.forEach((owner, i) => {
+      const node = nodes?.[owner];
+      if (node && attributeNames[i] === ATTRIBUTES_VALUE && node.valueKey === null) {
+        node.valueKey = keys[rows[i] ?? 0] ?? null;
+      }
+    });
+    const slots = part("slots");
+    const slotOwners = column(source, slots, "node", "graph.slots", "a node id", counts(count));
+    const originals = column(source, slots, "original", "graph.slots", "a node id", counts(count));
+    const slotNames = column(source, slots, "name", "graph.slots", "a string", isName);
+    const slotNodes = column(source, slots, "slot", "graph.slots", "a node id", counts(count));
+    sameLength(source, "graph.slots", [slotOwners, originals, slotNames, slotNodes]);
+    slotOwners.forEach((owner, i) => {
+      nodes?.[owner]?.slots.push([originals[i] ?? 0, slotNames[i] ?? "", slotNodes[i] ?? 0]);
+    });
   }
   const writer = isObject(data.writer) ? data.writer : {};
   return { formatVersion: version, kind, nodes, values, writer };

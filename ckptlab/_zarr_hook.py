@@ -3,7 +3,7 @@
 Three routes, so ``zarr.open_group`` reads ckptlab's ``bfloat16`` arrays:
 
 * the ``zarr.data_type`` entry point in ``pyproject.toml`` (zarr versions that load it);
-* :func:`register_zarr_dtypes`, which anyone may call;
+* :func:`ckptlab.storage.register_zarr_dtypes`, which anyone may call;
 * on ``import ckptlab``: at once if zarr is already imported, otherwise a one-shot import hook
   registers the types right after ``zarr.core.dtype`` finishes importing.  Importing zarr
   eagerly would double ckptlab's import time.
@@ -21,23 +21,10 @@ from collections.abc import Sequence
 _TARGET = "zarr.core.dtype"
 
 
-def register_zarr_dtypes() -> bool:
-    """Teach zarr-python the ``bfloat16`` data type; return False when that is not possible.
+def _register() -> None:
+    from ckptlab.storage import register_zarr_dtypes  # zarr is imported by now: storage is cheap
 
-    Examples
-    --------
-    >>> register_zarr_dtypes()
-    True
-    >>> import zarr, numpy as np, ml_dtypes
-    >>> zarr.create_array({}, shape=(2,), dtype=ml_dtypes.bfloat16).metadata.data_type.to_json(3)
-    'bfloat16'
-    """
-    try:
-        from ckptlab.storage._zarr_dtype import register
-    except ImportError:  # zarr's private dtype classes moved: readers see the raw uint16 bytes
-        return False
-    register()
-    return True
+    register_zarr_dtypes()
 
 
 class _AfterZarrDtypes(importlib.abc.MetaPathFinder):
@@ -56,7 +43,7 @@ class _AfterZarrDtypes(importlib.abc.MetaPathFinder):
 
         def exec_module(module: types.ModuleType) -> None:
             run(module)
-            register_zarr_dtypes()
+            _register()
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
@@ -65,6 +52,6 @@ class _AfterZarrDtypes(importlib.abc.MetaPathFinder):
 def install() -> None:
     """Register now if zarr's data types are loaded, else once they are."""
     if _TARGET in sys.modules:
-        register_zarr_dtypes()
+        _register()
     elif not any(isinstance(f, _AfterZarrDtypes) for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterZarrDtypes())

@@ -1,0 +1,187 @@
+"""Version 3 data arrays as streams of pieces: what goes where, checksummed on the way (internal).
+
+A data array holds values back to back in the order the writer lists them.  Writers walk the
+values once, handing the store the values' own buffers (no staging copy) in batches of about
+:data:`STEP` bytes and computing each value's crc32c on the same buffers just before they are
+written, while they are still in the processor's cache.  Readers use :func:`pieces` to split the
+byte ranges they want at shard boundaries.  FORMAT.md section 4.2 describes the layout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import crc32c
+import numpy as np
+
+from ckptlab.core import ITEMSIZE, ArrayInfo
+from ckptlab.storage._kv import Buffer
+from ckptlab.storage._layout import shard_chunks, shard_count, shard_index
+
+STEP = 4 * 2**20
+"""Bytes handed to the store per batch (and checksummed just before): fits the cache."""
+OFFLOAD_BYTES = 64 * 2**20
+"""Transfers of at least this many bytes checksum their large pieces on a helper thread."""
+OFFLOAD_VALUE = 256 * 2**10
+"""Values at least this large are checksummed on the helper (crc32c releases the GIL)."""
+
+
+class Checksums:
+    """Runs checksum jobs in order: inline, or on one helper thread (a second core).
+
+    crc32c is the largest CPU cost of moving checkpoint bytes; on a machine with a spare core
+    it can run while the next batch is written or read.  Jobs run first in, first out, so the
+    pieces of one value are checksummed in order.  :meth:`wait` returns once every job is done
+    and raises the first error a job raised.
+    """
+
+    def __init__(self, total: int) -> None:
+        threads = total >= OFFLOAD_BYTES and (os.cpu_count() or 1) > 1
+        self._helper = ThreadPoolExecutor(1, "ckptlab-crc32c") if threads else None
+        self._pending: list[Future[None]] = []
+
+    def run(self, job: Callable[[], None], *, offload: bool = True) -> None:
+        """Run ``job`` now, or (``offload``) on the helper after the jobs queued before it.
+
+        Jobs that must run in order (the pieces of one value) must all be offloaded or none.
+        """
+        if self._helper is None or not offload:
+            job()
+        else:
+            self._pending.append(self._helper.submit(job))
+
+    def wait(self) -> None:
+        """Wait for every job; raise the first error one raised."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        """Wait for every job, then stop the helper; raise the first error a job raised."""
+        try:
+            self.wait()
+        finally:
+            if self._helper is not None:
+                self._helper.shutdown()
+
+    def abandon(self) -> None:
+        """Stop after an error elsewhere: wait for the queued jobs, ignore what they raise."""
+        for future in self._pending:
+            future.exception()
+        self._pending = []
+        if self._helper is not None:
+            self._helper.shutdown()
+
+
+MAX_PARTS = 1024
+"""Buffers per batch (the system's ``IOV_MAX``)."""
+
+
+def raw_bytes(array: np.ndarray[Any, Any]) -> memoryview:
+    """The bytes of a C-contiguous array as a flat byte view (empty arrays included)."""
+    return array.reshape(-1).view(np.uint8).data if array.size else memoryview(b"")
+
+
+def stream_array(
+    info: ArrayInfo,
+    members: Sequence[np.ndarray[Any, Any]],
+    crcs: list[list[int]],
+    block: int,
+    checksums: Checksums | None = None,
+) -> Iterator[tuple[int, list[Buffer], int]]:
+    """Batches of one data array: ``(shard, buffers, value bytes)``; fills ``crcs`` on the way.
+
+    ``members`` are the array's values in order (C-contiguous, little endian); ``crcs[i]``
+    receives member ``i``'s checksums, one per ``block`` bytes (large pieces may be checksummed
+    on ``checksums``' helper thread while they are written: call its ``wait()`` before using
+    ``crcs``).  Batches never cross a shard: a shard's last batch ends with its padding and
+    index.  ``STEP`` divides ``block``.
+    """
+    checksums = checksums or Checksums(0)
+    itemsize = ITEMSIZE[info.dtype]
+    shard_bytes = info.shard * itemsize
+    total = info.length * itemsize
+    shard, position = 0, 0
+    batch: list[Buffer] = []
+    size = 0
+    for number, array in enumerate(members):
+        nbytes = array.nbytes
+        out = crcs[number]
+        if nbytes == 0:
+            continue
+        end = position + nbytes
+        if nbytes <= STEP and nbytes <= block and end <= (shard + 1) * shard_bytes:
+            out.append(crc32c.crc32c(array))  # type: ignore[arg-type]  # one piece, one checksum
+            batch.append(array)
+            size += nbytes
+            position = end
+        else:
+            view = raw_bytes(array)
+            done = 0
+            state = [0]  # the block's checksum so far (updated by jobs, in order)
+            while done < nbytes:
+                boundary = (shard + 1) * shard_bytes - position
+                if boundary == 0:  # this shard is full: finish it, go on in the next
+                    yield shard, [*batch, *_tail(info, shard)], size
+                    batch, size, shard = [], 0, shard + 1
+                    continue
+                stop = min(nbytes, (done // STEP + 1) * STEP, done + boundary)
+                piece = view[done:stop]
+                ends = stop % block == 0 or stop == nbytes
+                job = _piece_job(piece, state, out, ends)
+                checksums.run(job, offload=nbytes >= OFFLOAD_VALUE)
+                batch.append(piece)
+                size += stop - done
+                position += stop - done
+                done = stop
+                if size >= STEP:
+                    yield shard, batch, size
+                    batch, size = [], 0
+        if size >= STEP or len(batch) >= MAX_PARTS:
+            yield shard, batch, size
+            batch, size = [], 0
+        if position == (shard + 1) * shard_bytes and position < total:
+            yield shard, [*batch, *_tail(info, shard)], size
+            batch, size, shard = [], 0, shard + 1
+    if shard < shard_count(info):
+        yield shard, [*batch, *_tail(info, shard)], size
+
+
+def _piece_job(
+    piece: memoryview, state: list[int], out: list[int], ends: bool
+) -> Callable[[], None]:
+    def job() -> None:
+        state[0] = crc32c.crc32c(piece, state[0])
+        if ends:
+            out.append(state[0])
+            state[0] = 0
+
+    return job
+
+
+def _tail(info: ArrayInfo, shard: int) -> list[Buffer]:
+    """A shard's padding (to whole inner chunks) and its index."""
+    itemsize = ITEMSIZE[info.dtype]
+    present = min(info.shard, info.length - shard * info.shard) * itemsize
+    padding = shard_chunks(info, shard) * info.chunk * itemsize - present
+    return [bytes(padding), shard_index(info, shard)] if padding else [shard_index(info, shard)]
+
+
+def pieces(info: ArrayInfo, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+    """Split bytes ``[start, stop)`` of a data array by shard: ``(shard, offset in it, length)``.
+
+    Examples
+    --------
+    >>> info = ArrayInfo(path="data/int8", dtype="int8", length=10, chunk=2, shard=4)
+    >>> list(pieces(info, 3, 9))
+    [(0, 3, 1), (1, 0, 4), (2, 0, 1)]
+    """
+    shard_bytes = info.shard * ITEMSIZE[info.dtype]
+    while start < stop:
+        shard, within = divmod(start, shard_bytes)
+        count = min(stop - start, shard_bytes - within)
+        yield shard, within, count
+        start += count

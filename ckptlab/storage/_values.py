@@ -1,0 +1,581 @@
+"""Verified reads of stored values: check everything first, then copy (internal).
+
+:class:`ValueReader` is what restores use.  ``verify(keys)`` checks values without keeping their
+bytes; ``read(keys)`` returns fresh arrays, verified; ``read_into(outs)`` fills the caller's
+existing buffers only once every one of them has been verified, so a damaged checkpoint
+leaves the program as it was.  The reader holds the stored files open until :meth:`close`:
+on a local file system, keys verified through it are not checked again when copied (the open
+files are the bytes that were verified, even if the checkpoint is replaced meanwhile).
+
+Version 3 checkpoints go through :class:`PackedValues`: values are located by their columns
+(no per-value objects), bytes move with scatter reads in batches of a few MiB straight into
+the destination arrays, and each batch is checksummed while it is still in the cache.  Older
+versions and foreign formats use the generic reader over ``StoredCheckpoint.read_arrays``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import crc32c
+import numpy as np
+
+from ckptlab.core import ITEMSIZE, ArrayInfo, ValueTable
+from ckptlab.errors import CorruptCheckpointError, NotFoundError
+from ckptlab.storage import _stream
+from ckptlab.storage._kv import LocalStore, preadv_all
+from ckptlab.storage._layout import numpy_dtype, shard_key, shard_size
+from ckptlab.storage._progress import Progress
+from ckptlab.storage._stream import MAX_PARTS, pieces
+
+if TYPE_CHECKING:
+    from ckptlab.storage._reader import StoredCheckpoint
+
+LOCAL_GAP = 64 * 2**10
+REMOTE_GAP = 4 * 2**20
+"""Values closer than this are fetched with one request (the gap is read and dropped)."""
+REMOTE_BATCH = 64 * 2**20
+"""Bytes requested at once from an object store (concurrently)."""
+
+Array = np.ndarray[Any, Any]
+_Piece = tuple[int, int, int, int, bool]
+"""Bytes of one value in one shard: (offset in the shard, length, row, offset in the value,
+whether they end the value)."""
+
+
+def check_out(key: str, out: Array, shape: tuple[int, ...], dtype: str) -> None:
+    """Refuse a destination that is not a writable C-contiguous array of the stored spec."""
+    if (
+        out.shape != shape
+        or out.dtype != numpy_dtype(dtype)
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        raise ValueError(
+            f"out for {key!r} must be a writable C-contiguous {shape} {dtype} array; "
+            f"got {out.shape} {out.dtype}"
+            + ("" if out.flags.writeable else " (read-only)")
+            + ("" if out.flags.c_contiguous else " (not C-contiguous)")
+            + "."
+        )
+
+
+class ValueReader:
+    """Verified reads of one checkpoint's values; use as a context manager.
+
+    Examples
+    --------
+    >>> import ckptlab as ck, numpy as np, tempfile, os
+    >>> path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(os.path.join(tempfile.mkdtemp(), "c"))
+    >>> key = "w/.ATTRIBUTES/VARIABLE_VALUE"
+    >>> out = np.zeros(2)
+    >>> with ck.storage.open_checkpoint(*ck.storage.resolve(path)).open_values() as values:
+    ...     values.verify([key])          # nothing kept, nothing written
+    ...     values.read_into({key: out})  # copied only after every value verified
+    >>> out
+    array([1., 2.])
+    """
+
+    def __init__(self, checkpoint: StoredCheckpoint) -> None:
+        self.checkpoint = checkpoint
+
+    def __enter__(self) -> ValueReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the stored files (nothing to release here)."""
+
+    def verify(self, keys: Iterable[str]) -> None:
+        """Check the stored bytes of ``keys`` against their checksums; keep nothing.
+
+        Raises
+        ------
+        NotFoundError
+            A key is not in the checkpoint.
+        CorruptCheckpointError
+            A stored object is missing, has the wrong size, or fails its checksum.
+        """
+        batch: list[str] = []
+        size = 0
+        for key in dict.fromkeys(keys):  # bounded memory: a batch of values at a time
+            batch.append(key)
+            size += self.checkpoint.stored(key).nbytes
+            if size >= REMOTE_BATCH:
+                self.checkpoint.read_arrays(batch)
+                batch, size = [], 0
+        self.checkpoint.read_arrays(batch)
+
+    def read(self, keys: Iterable[str]) -> dict[str, Array]:
+        """Fresh arrays holding ``keys``, every one verified."""
+        return self.checkpoint.read_arrays(keys)
+
+    def read_into(self, outs: Mapping[str, Array]) -> None:
+        """Fill ``outs`` (key -> writable C-contiguous array of the stored shape and dtype).
+
+        Every value is verified before the first destination is written: on any error the
+        destinations are as they were.
+        """
+        for key, out in outs.items():
+            value = self.checkpoint.stored(key)
+            check_out(key, out, value.shape, value.dtype)
+        arrays = self.read(outs)
+        for key, out in outs.items():
+            np.copyto(out, arrays[key])
+
+    def read_many(
+        self, keys: Iterable[str], outs: Mapping[str, Array] | None = None
+    ) -> dict[str, Array]:
+        """Values of ``keys``: the ``outs`` arrays where given (filled), fresh arrays elsewhere.
+
+        Atomic: on any error no ``outs`` array has been written.
+        """
+        wanted = list(dict.fromkeys(keys))
+        given = {k: outs[k] for k in wanted if outs is not None and k in outs}
+        fresh = self.read([k for k in wanted if k not in given])  # may fail: outs untouched
+        self.read_into(given)
+        return {k: given[k] if k in given else fresh[k] for k in wanted}
+
+
+class PackedValues(ValueReader):
+    """A :class:`ValueReader` over a version-3 document's columns."""
+
+    def __init__(self, checkpoint: StoredCheckpoint, table: ValueTable, block: int) -> None:
+        super().__init__(checkpoint)
+        self.table = table
+        self.block = block
+        self.store = checkpoint.store
+        self.local = isinstance(self.store, LocalStore)
+        self._files: dict[str, int] = {}
+        """Shard key -> open file descriptor (local stores), size already checked."""
+        self._sizes: set[str] = set()
+        """Shard keys whose size was checked (other stores)."""
+        self._verified: set[int] = set()
+        """Rows verified through the open files (local stores only)."""
+
+    def close(self) -> None:
+        """Close the stored files; later reads check again."""
+        files, self._files = self._files, {}
+        for fd in files.values():
+            os.close(fd)
+        self._verified.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+    # -- the public operations --------------------------------------------------------------
+
+    def verify(self, keys: Iterable[str]) -> None:
+        rows, own = self._rows(keys)
+        if own:
+            super().verify(own)
+        rows = [r for r in rows if r not in self._verified]
+        self._transfer(self._groups(rows), None)
+        if self.local:
+            self._verified.update(rows)
+
+    def read(self, keys: Iterable[str]) -> dict[str, Array]:
+        rows, own = self._rows(keys)
+        arrays = super().read(own) if own else {}
+        table = self.table
+        groups = self._groups(rows)
+        self._check_shards(groups)  # before anything is allocated
+        dtypes = [numpy_dtype(a.dtype) for a in table.arrays]
+        shapes, ids = table.shapes, table.array_ids
+        fresh = [np.empty(shapes[r], dtypes[ids[r]]) for r in rows]
+        self._transfer(groups, dict(zip(rows, fresh, strict=True)))
+        arrays.update(zip(map(table.keys_.__getitem__, rows), fresh, strict=True))
+        return arrays
+
+    def read_into(self, outs: Mapping[str, Array]) -> None:
+        rows, own = self._rows(outs)
+        table = self.table
+        for row in rows:
+            key = table.keys_[row]
+            check_out(key, outs[key], tuple(table.shapes[row]), table.dtype(row))
+        if own:
+            arrays = super().read(own)
+        if not self.local:  # nothing pins the stored bytes: read fresh (verified), then copy
+            fresh = self.read(table.keys_[r] for r in rows)
+            for key, array in fresh.items():
+                np.copyto(outs[key], array)
+        else:
+            self.verify(table.keys_[r] for r in rows)
+            targets = {r: outs[table.keys_[r]] for r in rows}
+            self._transfer(self._groups(rows), targets, check=False)
+        for key in own:
+            np.copyto(outs[key], arrays[key])
+
+    def read_rows(self, key: str, start: int, stop: int) -> Array:
+        """Rows ``[start, stop)`` of a packed value; only the checksum blocks holding them are read.
+
+        ``0 <= start <= stop <= rows`` is the caller's to check.
+        """
+        row = self.table.position(key)
+        if row is None:
+            self.checkpoint.stored(key)  # raises NotFoundError naming the key
+            raise AssertionError("unreachable")  # pragma: no cover
+        table, block = self.table, self.block
+        info = table.arrays[table.array_ids[row]]
+        shape = tuple(table.shapes[row])
+        dtype = numpy_dtype(info.dtype)
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        nbytes = shape[0] * row_bytes
+        low, high = start * row_bytes, stop * row_bytes
+        first, last = low // block * block, min(nbytes, -(-high // block) * block)
+        scratch = memoryview(bytearray(last - first))
+        base = table.offsets[row] * dtype.itemsize
+        done = 0
+        for shard, within, count in pieces(info, base + first, base + last):
+            fd = self._open(info, shard, [row])
+            piece = scratch[done : done + count]
+            if self._read(fd, shard_key(info.path, shard), [(within, [piece])]) != [count]:
+                raise self._damaged(
+                    info, shard, [row], f"object {shard_key(info.path, shard)} is short"
+                )
+            done += count
+        for number, at in enumerate(range(first, last, block)):
+            data = scratch[at - first : min(at + block, last) - first]
+            if crc32c.crc32c(data) != table.crcs[row][first // block + number]:
+                shard = (base + at) // (info.shard * dtype.itemsize)
+                raise self._corrupt(key, info.path, shard_key(info.path, shard))
+        region = scratch[low - first : high - first]
+        return np.frombuffer(region, dtype=dtype).reshape((stop - start, *shape[1:])).copy()
+
+    # -- locating ---------------------------------------------------------------------------
+
+    def _rows(self, keys: Iterable[str]) -> tuple[list[int], list[str]]:
+        """Rows of packed values (deduplicated) and the keys of values with own arrays."""
+        rows: list[int] = []
+        own: list[str] = []
+        position = self.table.position
+        arrays, ids = self.table.arrays, self.table.array_ids
+        for key in dict.fromkeys(keys):
+            row = position(key)
+            if row is None:
+                self.checkpoint.stored(key)  # raises NotFoundError naming the key
+                raise AssertionError("unreachable")  # pragma: no cover
+            if arrays[ids[row]].packed:
+                rows.append(row)
+            else:
+                own.append(key)
+        return rows, own
+
+    def _groups(self, rows: Sequence[int]) -> dict[int, list[int]]:
+        """Rows by array, each list in the order of the values in their array."""
+        ids, offsets = self.table.array_ids, self.table.offsets
+        groups: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            groups[ids[row]].append(row)
+        for members in groups.values():
+            members.sort(key=offsets.__getitem__)  # usually sorted already: linear time
+        return groups
+
+    def _extents(self, array_id: int, members: list[int]) -> tuple[list[int], list[int]]:
+        """Byte offset in the array and byte size of each of ``members``."""
+        table = self.table
+        itemsize = ITEMSIZE[table.arrays[array_id].dtype]
+        starts = [o * itemsize for o in map(table.offsets.__getitem__, members)]
+        sizes = [n * itemsize for n in map(math.prod, map(table.shapes.__getitem__, members))]
+        return starts, sizes
+
+    def _check_shards(self, groups: Mapping[int, list[int]]) -> None:
+        """Check the size of every shard the rows' values lie in (opening it, locally)."""
+        table = self.table
+        for array_id, members in sorted(groups.items()):
+            info = table.arrays[array_id]
+            starts, sizes = self._extents(array_id, members)
+            ends = [s + n for s, n in zip(starts, sizes, strict=True) if n]
+            if not ends:
+                continue
+            shard_bytes = info.shard * ITEMSIZE[info.dtype]
+            first = min(s for s, n in zip(starts, sizes, strict=True) if n) // shard_bytes
+            for shard in range(first, (max(ends) - 1) // shard_bytes + 1):
+                self._open(info, shard, members)
+
+    def _pieces(self, groups: Mapping[int, list[int]]) -> dict[tuple[int, int], list[_Piece]]:
+        """Where the bytes of the rows are: (array, shard) -> pieces in file order.
+
+        Values are cut at every checksum block boundary and every :data:`STEP` bytes, so a
+        batch of pieces stays cache-sized and every checksum ends on a piece.  Call it only
+        after the shards' sizes were checked (a value's pieces are then bounded by real bytes).
+        """
+        table, block, step = self.table, self.block, _stream.STEP
+        out: dict[tuple[int, int], list[_Piece]] = defaultdict(list)
+        for array_id, members in sorted(groups.items()):
+            info = table.arrays[array_id]
+            shard_bytes = info.shard * ITEMSIZE[info.dtype]
+            small = min(step, block)
+            starts, sizes = self._extents(array_id, members)
+            current, shard_end = -1, -1
+            pieces_of: list[_Piece] = []
+            for row, start, nbytes in zip(members, starts, sizes, strict=True):
+                if not nbytes:
+                    continue
+                if nbytes <= small and start + nbytes <= shard_end:  # the common case
+                    pieces_of.append((start - shard_end + shard_bytes, nbytes, row, 0, True))
+                    continue
+                if nbytes <= small and start // shard_bytes == (start + nbytes - 1) // shard_bytes:
+                    current = start // shard_bytes
+                    shard_end = (current + 1) * shard_bytes
+                    pieces_of = out[array_id, current]
+                    pieces_of.append((start - current * shard_bytes, nbytes, row, 0, True))
+                    continue
+                cuts = sorted({*range(0, nbytes, step), *range(0, nbytes, block), nbytes})
+                for done, stop in itertools.pairwise(cuts):
+                    for shard, within, count in pieces(info, start + done, start + stop):
+                        at = shard * shard_bytes + within - start
+                        out[array_id, shard].append((within, count, row, at, at + count == nbytes))
+                current, shard_end = -1, -1
+        return out
+
+    def _open(self, info: ArrayInfo, shard: int, rows: Sequence[int]) -> int | None:
+        """Check a shard's size (once); locally, open it and keep it open."""
+        key = shard_key(info.path, shard)
+        if key in self._files or key in self._sizes:
+            return self._files.get(key)
+        expected = shard_size(info, shard)
+        full = posixpath.join(self.checkpoint.path, key)
+        if self.local:
+            try:
+                fd = os.open(full, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise self._damaged(info, shard, rows, f"object {key} is missing") from None
+            found: int | None = os.fstat(fd).st_size
+            if found == expected:
+                self._files[key] = fd
+                return fd
+            os.close(fd)
+        else:
+            found = self.store.size(full)
+            if found == expected:
+                self._sizes.add(key)
+                return None
+        what = "is missing" if found is None else f"holds {found} bytes, expected {expected}"
+        raise self._damaged(info, shard, rows, f"object {key} {what}")
+
+    def damaged(self, keys: Iterable[str]) -> list[tuple[str, str]]:
+        """``(key, shard)`` of every value of ``keys`` whose checksum fails.
+
+        Missing or wrongly sized shards still raise (``verify_checkpoint`` checks those first).
+        """
+        rows, _ = self._rows(keys)
+        found: list[tuple[str, str]] = []
+        self._transfer(self._groups(rows), None, report=found)
+        return found
+
+    def _transfer(
+        self,
+        groups: Mapping[int, list[int]],
+        targets: Mapping[int, Array] | None,
+        *,
+        check: bool = True,
+        report: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Read the rows of ``groups`` into ``targets`` (``None``: scratch buffers) and check them.
+
+        Rows already verified through the open files are not checked again.  A progress bar
+        appears when this takes more than about a second (unless the checkpoint was opened with
+        ``progress=False``).
+        """
+        self._check_shards(groups)  # before anything is planned, allocated or read
+        found = self._pieces(groups)
+        total = sum(piece[1] for run in found.values() for piece in run)
+        name = posixpath.basename(self.checkpoint.path)
+        action = "verifying" if targets is None else "reading"
+        checksums = _stream.Checksums(total if self.local else 0)
+        try:
+            with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
+                self._move(found, targets, check, bar, report, checksums)
+        except BaseException:
+            checksums.abandon()
+            raise
+        checksums.close()  # raises the first mismatch found on the helper
+
+    def _move(
+        self,
+        found: dict[tuple[int, int], list[_Piece]],
+        targets: Mapping[int, Array] | None,
+        check: bool,
+        bar: Progress,
+        report: list[tuple[str, str]] | None,
+        checksums: _stream.Checksums,
+    ) -> None:
+        """Read run after run; each round's checksums run while the next round is read."""
+        table = self.table
+        views: dict[int, memoryview] = {}
+        running: dict[int, tuple[int, int]] = {}
+        """Row -> (checksum so far, shard its block began in) of blocks read in part."""
+        gap, run_limit, round_limit, most = (
+            (LOCAL_GAP, _stream.STEP, _stream.STEP, MAX_PARTS // 2)  # one system call a run
+            if self.local
+            else (REMOTE_GAP, _stream.STEP * 4, REMOTE_BATCH, 2**31)
+        )
+        for (array_id, shard), run in sorted(found.items()):
+            info = table.arrays[array_id]
+            fd = self._open(info, shard, [p[2] for p in run])
+            key = shard_key(info.path, shard)
+            for batch in _rounds(_runs(run, gap, run_limit, most), round_limit):
+                requests = [_request(pieces_, targets, views) for pieces_ in batch]
+                counts = self._read(fd, key, [(r.offset, r.buffers) for r in requests])
+                for request, count in zip(requests, counts, strict=True):
+                    if count != request.nbytes:
+                        short = f"object {key} ended after {request.offset + count} bytes"
+                        raise self._damaged(info, shard, [request.pieces[0][2]], short)
+                bar.update(sum(p[1] for r in requests for p in r.pieces))
+                if check:
+                    job = functools.partial(self._check, requests, info, shard, running, report)
+                    checksums.run(job)
+
+    def _check(
+        self,
+        requests: list[_Request],
+        info: ArrayInfo,
+        shard: int,
+        running: dict[int, tuple[int, int]],
+        report: list[tuple[str, str]] | None,
+    ) -> None:
+        """Checksum what ``requests`` read (blocks read in part carry over in ``running``)."""
+        table, block = self.table, self.block
+        crcs, keys = table.crcs, table.keys_
+        key = shard_key(info.path, shard)
+        for request in requests:
+            for (_, length, row, start, last), data in zip(
+                request.pieces, request.holders, strict=True
+            ):
+                if row in self._verified:
+                    continue
+                crc, began = running.pop(row) if start % block else (0, shard)
+                crc = crc32c.crc32c(data, crc)
+                end = start + length
+                if end % block and not last:
+                    running[row] = (crc, began)
+                elif crc != crcs[row][(end - 1) // block]:
+                    where = shard_key(info.path, began)
+                    if began != shard:
+                        where += f" to {key}"
+                    if report is None:
+                        raise self._corrupt(keys[row], info.path, where)
+                    if not report or report[-1][0] != keys[row]:
+                        report.append((keys[row], where))
+
+    def _read(self, fd: int | None, key: str, requests: list[tuple[int, list[Any]]]) -> list[int]:
+        if fd is not None:
+            return [preadv_all(fd, buffers, offset) for offset, buffers in requests]
+        full = posixpath.join(self.checkpoint.path, key)
+        try:
+            return self.store.read_ranges([(full, o, b) for o, b in requests])
+        except NotFoundError:
+            raise CorruptCheckpointError(
+                f"Checkpoint {self.checkpoint.display_path} is damaged: object {key} is missing. "
+                "Restore from another checkpoint."
+            ) from None
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _corrupt(self, key: str, array: str, shard: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f"Value {key!r} in checkpoint {self.checkpoint.display_path} is damaged: checksum "
+            f"mismatch in {shard} (stored in {array}). Restore from another checkpoint; "
+            "ckptlab.storage.verify_checkpoint checks every value."
+        )
+
+    def _damaged(
+        self, info: ArrayInfo, shard: int, rows: Sequence[int], what: str
+    ) -> CorruptCheckpointError:
+        table = self.table
+        key = table.keys_[rows[0]] if rows else "?"
+        return CorruptCheckpointError(
+            f"Value {key!r} in checkpoint {self.checkpoint.display_path} is damaged: {what} "
+            f"(stored in {info.path}). Restore from another checkpoint; "
+            "ckptlab.storage.verify_checkpoint checks every value."
+        )
+
+
+def _runs(found: list[_Piece], gap: int, limit: int, most: int) -> list[list[_Piece]]:
+    """Pieces one request fetches: neighbours closer than ``gap``, at most ``limit`` bytes.
+
+    A run holds at most ``most`` pieces (locally: what one ``preadv`` takes, gaps included).
+    """
+    runs: list[list[_Piece]] = []
+    current: list[_Piece] = []
+    size, end = 0, 0
+    for piece in found:
+        if current and (
+            size + piece[1] > limit
+            or piece[0] - end > gap
+            or piece[0] < end
+            or len(current) >= most
+        ):
+            runs.append(current)
+            current, size = [], 0
+        current.append(piece)
+        size += piece[1]
+        end = piece[0] + piece[1]
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _rounds(runs: list[list[_Piece]], limit: int) -> list[list[list[_Piece]]]:
+    """Runs read together (concurrently on object stores), about ``limit`` bytes at a time."""
+    rounds: list[list[list[_Piece]]] = []
+    size = limit
+    for run in runs:
+        run_bytes = run[-1][0] + run[-1][1] - run[0][0]
+        if size + run_bytes > limit:
+            rounds.append([])
+            size = 0
+        rounds[-1].append(run)
+        size += run_bytes
+    return rounds
+
+
+@dataclass(slots=True)
+class _Request:
+    """One scatter read: a run of pieces into their holders, gaps into scratch."""
+
+    offset: int
+    buffers: list[Any]
+    nbytes: int
+    pieces: list[_Piece]
+    holders: list[Any]
+
+
+def _request(
+    run: list[_Piece], targets: Mapping[int, Array] | None, views: dict[int, memoryview]
+) -> _Request:
+    base = run[0][0]
+    span = run[-1][0] + run[-1][1] - base
+    if targets is None:  # verification: one scratch buffer for the whole run
+        scratch = memoryview(bytearray(span))
+        holders: list[Any] = [scratch[o - base : o - base + n] for o, n, *_ in run]
+        return _Request(base, [scratch], span, run, holders)
+    buffers: list[Any] = []
+    holders = []
+    end = base
+    for offset, length, row, start, _ in run:
+        if offset > end:
+            buffers.append(bytearray(offset - end))
+        target = targets[row]
+        if start == 0 and length == target.nbytes:
+            holder: Any = target  # the whole value: its own array is the buffer
+        else:
+            view = views.get(row)
+            if view is None:
+                view = views[row] = target.reshape(-1).view(np.uint8).data
+            holder = view[start : start + length]
+        buffers.append(holder)
+        holders.append(holder)
+        end = offset + length
+    return _Request(base, buffers, span, run, holders)

@@ -1,0 +1,312 @@
+"""Keras 3 programs through ckptlab, for the backend named by ``KERAS_BACKEND``.
+
+Run by ``test_keras.py`` in one process per backend (``KERAS_BACKEND=jax pytest
+tests/engine/keras/keras_cases.py`` runs them by hand).  Every comparison is bit-exact against
+Keras' own ``get_weights()`` and optimizer variables.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import weakref
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.engine import Program, value_names
+
+if "KERAS_BACKEND" not in os.environ:  # collected by the suite's own process: see test_keras.py
+    pytest.skip("run through test_keras.py (one process per backend)", allow_module_level=True)
+
+# Keras' own Variable.__array__ predates numpy 2's copy keyword (get_weights() warns)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+keras = pytest.importorskip("keras")
+h5py = pytest.importorskip("h5py")
+BACKEND = keras.backend.backend()
+VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
+X = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+Y = np.random.default_rng(1).normal(size=(8, 2)).astype("float32")
+
+
+def sequential(seed=0, units=4, optimizer=None):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(units),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.3, seed=1),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-2), loss="mse")
+    return model
+
+
+class Block(keras.layers.Layer):
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(units)
+        self.norm = keras.layers.LayerNormalization()
+        self.drop = keras.layers.Dropout(0.25, seed=3)
+
+    def call(self, x, training=False):
+        return self.drop(self.norm(self.dense(x)), training=training)
+
+
+class Net(keras.Model):
+    """A subclassed model: a list of blocks, a nested Sequential, a variable of its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [Block(6), Block(6)]
+        self.head = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(2)])
+        self.scale = keras.Variable(np.full((2,), 0.5, "float32"), name="scale")
+
+    def call(self, x, training=False):
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self.head(x) * self.scale
+
+
+def net(seed=0, built=True):
+    keras.utils.set_random_seed(seed)
+    model = Net()
+    model.compile(optimizer=keras.optimizers.AdamW(1e-2), loss="mse")
+    if built:
+        model(X[:1])
+    return model
+
+
+def host(variable):
+    value = variable.value
+    if BACKEND == "torch":
+        value = value.detach().cpu()
+    array = np.asarray(value)
+    return (str(array.dtype), array.shape, array.tobytes())
+
+
+def weights(model):
+    """Keras' own view of the model: ``get_weights()`` as bytes."""
+    return [(str(w.dtype), w.shape, w.tobytes()) for w in model.get_weights()]
+
+
+def optimizer_state(optimizer):
+    return [host(v) for v in optimizer.variables]
+
+
+def trained(tmp_path, build=sequential, steps=2):
+    model = build()
+    model.fit(X, Y, epochs=steps, batch_size=4, verbose=0)
+    path = ck.Checkpoint(model=model, optimizer=model.optimizer).write(tmp_path / "c")
+    return model, path
+
+
+@pytest.mark.parametrize("build", [sequential, net])
+def test_training_resumes_bit_exactly_after_restore(tmp_path, build):
+    model, path = trained(tmp_path, build)
+    fresh = build(seed=9)
+    fresh.optimizer.build(fresh.trainable_variables)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path)
+    status.assert_consumed()
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+    model.train_on_batch(X, Y)
+    fresh.train_on_batch(X, Y)  # dropout too: its seed state was restored
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+
+
+def test_keys_follow_keras_tracking_and_its_file_layout(tmp_path):
+    model, path = trained(tmp_path, net)
+    keys = {k for k, _ in ck.list_variables(path)}
+    for key in (
+        "model/blocks/block/dense/kernel",
+        "model/blocks/block_1/norm/gamma",
+        "model/blocks/block/drop/seed_generator/state",
+        "model/head/layers/dense_1/bias",
+        "model/scale",
+        "optimizer/iterations",
+        "optimizer/learning_rate",
+        "model/blocks/block/dense/kernel/.OPTIMIZER_SLOT/optimizer/momentum",
+        "model/blocks/block/dense/kernel/.OPTIMIZER_SLOT/optimizer/velocity",
+    ):
+        assert key + VALUE in keys, key
+    assert not [k for k in keys if "torch_params" in k or "/_tracker/" in k]
+
+    # every value of Keras' own weights file has a name that is its path in that file
+    model.save_weights(tmp_path / "m.weights.h5")
+    program = Program(model).walk()
+    by_name = {name: node for node, names in value_names(program).items() for name in names}
+    with h5py.File(tmp_path / "m.weights.h5") as file:
+        datasets = []
+
+        def collect(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                datasets.append(name)
+
+        file.visititems(collect)
+        assert len(datasets) > 20
+        for name in datasets:
+            assert name in by_name, name
+            read = ck.engine.require_adapter(program.objects[by_name[name]]).read
+            assert read(program.objects[by_name[name]]).tobytes() == file[name][()].tobytes()
+
+
+def test_iterations_and_learning_rate_are_values(tmp_path):
+    _, path = trained(tmp_path, steps=3)
+    reader = ck.load_checkpoint(path)
+    assert int(reader.get_tensor("optimizer/iterations" + VALUE)) == 6
+    assert reader.get_tensor("optimizer/learning_rate" + VALUE) == np.float32(1e-2)
+
+
+def test_a_model_and_optimizer_that_are_not_built_take_their_values_when_they_build(tmp_path):
+    model, path = trained(tmp_path, net)
+    fresh = net(seed=5, built=False)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path)
+    pending = {e.path for e in status.report().pending}
+    assert "model/blocks/block/dense/kernel" in pending
+    with pytest.raises(AssertionError):
+        status.assert_consumed()
+    model.train_on_batch(X, Y)
+    fresh.train_on_batch(X, Y)  # builds the model, then the optimizer: both restore
+    status.assert_consumed()
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+
+
+def test_an_optimizer_that_is_not_built_takes_its_slots_when_it_builds(tmp_path):
+    model, path = trained(tmp_path)
+    fresh = sequential(seed=4)
+    assert not fresh.optimizer.built
+    status = ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path)
+    assert weights(fresh) == weights(model)
+    fresh.optimizer.build(fresh.trainable_variables)
+    status.assert_consumed()
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+
+
+def test_every_conflict_is_reported_at_once_and_nothing_is_written(tmp_path):
+    _, path = trained(tmp_path)
+    wider = sequential(seed=2, units=5)
+    wider.optimizer.build(wider.trainable_variables)
+    before = (weights(wider), optimizer_state(wider.optimizer))
+    with pytest.raises(ck.RestoreConflictError) as caught:
+        ck.Checkpoint(model=wider, optimizer=wider.optimizer).read(path)
+    message = str(caught.value)
+    for where in (
+        "(root).model.layers.dense.kernel",
+        "(root).model.layers.batch_normalization.moving_mean",
+        "(root).model.layers.dense_1.kernel",
+    ):
+        assert where in message
+    assert "momentum" in message  # the slots of the wider variables too
+    assert (weights(wider), optimizer_state(wider.optimizer)) == before
+
+
+def test_lazy_restore_writes_only_the_selected_layers(tmp_path):
+    model, path = trained(tmp_path)
+    fresh = sequential(seed=3)
+    untouched = weights(fresh)
+    status = ck.Checkpoint(model=fresh).read(path, lazy=True)
+    assert weights(fresh) == untouched
+    status.run_restore_ops(only=["model/layers/dense"])
+    now, expected = weights(fresh), weights(model)
+    assert now[:2] == expected[:2] and now[2:] == untouched[2:]
+    status.expect_partial()
+
+
+def test_assertions_name_what_is_missing_and_unused(tmp_path):
+    _, path = trained(tmp_path)
+    keras.utils.set_random_seed(0)
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    other.compile(optimizer="adam", loss="mse")
+    status = ck.Checkpoint(model=other).read(path)
+    with pytest.raises(AssertionError, match="batch_normalization"):
+        status.assert_consumed()
+    status.assert_existing_objects_matched()
+    extra = sequential(seed=1)
+    extra.extra = keras.layers.Dense(3)
+    extra.extra.build((None, 2))
+    with pytest.raises(AssertionError, match="extra"):
+        ck.Checkpoint(model=extra).read(path).assert_existing_objects_matched()
+
+
+def test_an_optimizer_without_such_slots_leaves_them_unused(tmp_path):
+    _, path = trained(tmp_path)
+    plain = sequential(seed=1, optimizer=keras.optimizers.SGD(1e-2))
+    plain.optimizer.build(plain.trainable_variables)
+    status = ck.Checkpoint(model=plain, optimizer=plain.optimizer).read(path)
+    status.assert_existing_objects_matched()
+    with pytest.raises(AssertionError, match="momentum"):
+        status.assert_consumed()
+
+
+def test_values_are_copied_in_not_shared(tmp_path):
+    _, path = trained(tmp_path)
+    first, second = sequential(seed=5), sequential(seed=6)
+    kernel = first.layers[0].kernel
+    if BACKEND == "torch":
+        memory = kernel.value.data_ptr()
+    ck.Checkpoint(model=first).read(path).expect_partial()
+    ck.Checkpoint(model=second).read(path).expect_partial()
+    assert weights(first) == weights(second)
+    if BACKEND == "torch":
+        assert kernel.value.data_ptr() == memory  # in place, the same tensor
+    else:
+        assert kernel.value.unsafe_buffer_pointer() != (
+            second.layers[0].kernel.value.unsafe_buffer_pointer()
+        )
+    first.train_on_batch(X, Y)  # on JAX the step donates the buffers it updates
+    assert weights(first) != weights(second)
+    ck.Checkpoint(model=first).read(path).expect_partial()
+    assert weights(first) == weights(second)
+
+
+def test_the_explorer_on_a_live_model_restores_the_selection(tmp_path):
+    pytest.importorskip("anywidget")
+    model, path = trained(tmp_path)
+    fresh = sequential(seed=7)
+    widget = ck.explore(path, program=ck.Checkpoint(model=fresh))
+    widget.select(["model/layers/dense_1"])
+    assert widget.restore_selected().startswith("Restored 2 values")
+    assert weights(fresh)[-2:] == weights(model)[-2:]
+    assert weights(fresh)[:2] != weights(model)[:2]
+
+
+@pytest.mark.parametrize("kind", ["weights.h5", "keras"])
+def test_restore_by_name_from_keras_weight_files(tmp_path, kind):
+    model, _ = trained(tmp_path)
+    path = tmp_path / f"m.{kind}"
+    model.save_weights(path) if kind == "weights.h5" else model.save(path)
+    fresh = sequential(seed=8)
+    fresh.optimizer.build(fresh.trainable_variables)
+    status = ck.Checkpoint(root=fresh).restore(path)
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+    # Keras' files hold no dropout RNG state: the status says what the file lacked
+    assert {e.path for e in status.report().missing} == {"layers/dropout/seed_generator/state"}
+    with pytest.raises(AssertionError, match="seed_generator"):
+        status.assert_existing_objects_matched()
+    status.expect_partial()
+
+    wider = sequential(seed=8, units=5)
+    wider.optimizer.build(wider.trainable_variables)
+    before = weights(wider)
+    with pytest.raises(ck.RestoreConflictError, match="'layers/dense/vars/0'"):
+        ck.Checkpoint(root=wider).restore(path)
+    assert weights(wider) == before
+
+
+def test_ckptlab_keeps_no_model_alive(tmp_path):
+    model, path = trained(tmp_path, net)
+    fresh = net(seed=5, built=False)  # restores wait for its build: hooks on its layers
+    ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path).expect_partial()
+    alive = [weakref.ref(o) for o in (model, model.optimizer, fresh, fresh.optimizer)]
+    del model, fresh
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * 4

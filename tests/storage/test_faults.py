@@ -1,0 +1,212 @@
+"""Storage faults are typed ckptlab errors that keep their builtin class and name the path.
+
+Issue 17 #11 and #12.  Permission faults are real: the writer runs in a child process that file
+permissions apply to (``run_unprivileged``: as root it drops the capabilities that bypass them).
+"""
+
+from __future__ import annotations
+
+import doctest
+import errno
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage import _faults
+from ckptlab.storage._faults import noting_failure
+
+FAST = ck.WriteOptions(durable=False, progress=False)
+
+
+def test_a_save_below_a_file_raises_its_own_error(tmp_path):
+    """``save("notes.txt/ckpt")`` used to raise the NotADirectoryError of its clean-up."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    with pytest.raises(ck.StorageNotADirectoryError) as caught:
+        ckpt.save(notes / "ckpt", options=FAST)
+    assert isinstance(caught.value, NotADirectoryError)
+    assert str(caught.value) == (
+        f"Cannot write a checkpoint at {notes}/ckpt-1: {notes} is a file, so nothing can be "
+        "created inside it. Choose a path whose parents are directories, or move that file."
+    )
+    assert caught.value.__context__ is None
+    assert not getattr(caught.value, "__notes__", None)
+    assert notes.read_text() == "mine"
+    assert int(ckpt.save_counter.numpy()) == 0
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_write_over_something_that_is_not_a_checkpoint_is_refused(tmp_path, what):
+    """A regular file gets the refusal a directory that is not a checkpoint gets."""
+    target = tmp_path / "c3"
+    if what == "file":
+        target.write_text("mine")
+        found = "it is a file"
+    else:
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+        found = "it is a directory holding ['notes.txt']"
+    with pytest.raises(ck.StorageExistsError) as caught:
+        ck.Checkpoint(v=ck.Variable(1.0)).write(target, options=FAST)
+    assert isinstance(caught.value, FileExistsError)
+    assert str(caught.value) == (
+        f"Refusing to write a checkpoint at {target}: {found}, which ckptlab did not write. "
+        "Choose another path or remove it yourself."
+    )
+    assert sorted(os.listdir(tmp_path)) == ["c3"]  # nothing written, nothing left behind
+
+
+REPLACE_READ_ONLY = """
+    import os, sys, ckptlab as ck
+    target, locked = sys.argv[1], sys.argv[2]
+    os.chmod(locked, 0o555)
+    try:
+        ck.Checkpoint(v=ck.Variable(2.0)).write(target)
+    except ck.StorageError as error:
+        print(type(error).__name__, isinstance(error, PermissionError), error)
+    finally:
+        os.chmod(locked, 0o755)
+"""
+
+
+@pytest.mark.parametrize("locked", ["the directory", "the checkpoint"])
+def test_write_over_a_read_only_checkpoint_leaves_nothing_behind(
+    tmp_path, run_unprivileged, locked
+):
+    """The old checkpoint could not be deleted after the new one replaced it: this used to
+    leave a hidden ``.c3.tmp-*`` tree holding it.  Now the write is refused up front, and the
+    old checkpoint stays as it was."""
+    target = tmp_path / "c3"
+    ck.Checkpoint(v=ck.Variable(1.0)).write(target, options=FAST)
+    directory = tmp_path if locked == "the directory" else target
+    done = run_unprivileged(REPLACE_READ_ONLY, target, directory)
+    assert done.stderr == ""
+    if locked == "the checkpoint":
+        assert done.stdout == (
+            f"StoragePermissionError True Cannot replace the checkpoint at {target}: {target} is "
+            "not writable, so the old checkpoint could not be deleted. Make it writable (chmod -R "
+            f"u+w {target}) or write somewhere else.\n"
+        )
+    else:
+        assert done.stdout == (
+            f"StoragePermissionError True Cannot write a checkpoint at {target}: {tmp_path} is "
+            "not writable. Check its permissions, or write somewhere else.\n"
+        )
+    assert sorted(os.listdir(tmp_path)) == ["c3"]
+    restored = ck.Checkpoint(v=ck.Variable(0.0))
+    restored.read(target).assert_consumed()
+    assert float(restored.v.numpy()) == 1.0
+
+
+READ_UNREADABLE = """
+    import sys, ckptlab as ck
+    try:
+        ck.load_checkpoint(sys.argv[1]).get_tensor("v/.ATTRIBUTES/VARIABLE_VALUE")
+    except ck.StorageError as error:
+        print(type(error).__name__, isinstance(error, PermissionError), error)
+"""
+
+
+def test_reading_an_unreadable_file_names_it(tmp_path, run_unprivileged):
+    path = ck.Checkpoint(v=ck.Variable(np.arange(4.0))).write(tmp_path / "c", options=FAST)
+    chunk = next(p for p in (tmp_path / "c").rglob("*") if p.is_file() and p.parent.name == "c")
+    chunk.chmod(0)
+    done = run_unprivileged(READ_UNREADABLE, path)
+    assert done.stdout.startswith(
+        f"StoragePermissionError True Could not read {chunk}: Permission denied."
+    ), done.stdout + done.stderr
+
+
+def test_latest_checkpoint_when_the_state_file_is_a_directory(tmp_path):
+    (tmp_path / "checkpoint").mkdir()
+    with pytest.raises(ck.StorageIsADirectoryError) as caught:
+        ck.latest_checkpoint(tmp_path)
+    assert isinstance(caught.value, IsADirectoryError)
+    assert str(caught.value) == (
+        f"{tmp_path / 'checkpoint'} is a directory, but it is where the state file of the "
+        f"checkpoint directory {tmp_path} belongs (a file naming the latest checkpoint). "
+        "Rename or remove that directory."
+    )
+
+
+def test_the_not_found_hint_keeps_the_scheme(s3_prefix):
+    """A missing s3://bkt/run/ckpt-99 suggests ck.latest_checkpoint('s3://bkt/run')."""
+    ck.Checkpoint(v=ck.Variable(1.0)).save(f"{s3_prefix}/ckpt", options=FAST)
+    with pytest.raises(ck.NotFoundError) as caught:
+        ck.Checkpoint(v=ck.Variable(1.0)).restore(f"{s3_prefix}/ckpt-99")
+    assert f"ck.latest_checkpoint('{s3_prefix}') names the newest one" in str(caught.value)
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_set_storage_options_routes_a_prefix_to_its_endpoint(s3_server, s3_prefix):
+    """``ck.set_storage_options``: the longest matching prefix wins; an unreachable endpoint
+    (a botocore error, not an OSError) is a ck.StorageError naming the URL and the fix."""
+    unreachable = {
+        "endpoint_url": f"http://127.0.0.1:{closed_port()}",
+        **s3_server.storage_options,
+    }
+    unreachable["endpoint_url"] = f"http://127.0.0.1:{closed_port()}"
+    unreachable["config_kwargs"] = {"retries": {"max_attempts": 1}}
+    ck.set_storage_options(s3_prefix, **unreachable)
+    try:
+        with pytest.raises(ck.StorageError) as caught:
+            ck.latest_checkpoint(s3_prefix)
+        message = str(caught.value)
+        assert message.startswith(f"Could not inspect {s3_prefix}/checkpoint: ")
+        assert "EndpointConnectionError" in message
+        assert "ck.set_storage_options(url_prefix, endpoint_url=" in message
+        assert type(caught.value.__cause__).__module__.startswith("botocore")
+    finally:
+        ck.set_storage_options(s3_prefix, **s3_server.storage_options)
+    path = ck.Checkpoint(v=ck.Variable(3.0)).save(f"{s3_prefix}/ckpt", options=FAST)
+    assert ck.latest_checkpoint(s3_prefix) == path
+    ck.set_storage_options(s3_prefix)  # forgotten: the bucket's options apply again
+    assert ck.latest_checkpoint(s3_prefix) == path
+
+
+def test_a_failed_clean_up_is_noted_on_the_error_it_follows(ck_log):
+    error = ValueError("the save failed")
+
+    def clean_up():
+        raise ck.StoragePermissionError("Could not delete /x/.c.tmp-1: Permission denied.")
+
+    noting_failure(error, "deleting /x/.c.tmp-1", clean_up)
+    assert error.__notes__ == [
+        "Cleaning up afterwards also failed: deleting /x/.c.tmp-1: Could not delete "
+        "/x/.c.tmp-1: Permission denied."
+    ]
+    assert "Could not clean up after a failed operation" in ck_log.text
+
+
+@pytest.mark.parametrize(
+    ("code", "builtin", "advice"),
+    [
+        (errno.ENOSPC, OSError, "Free some space"),
+        (errno.EROFS, OSError, "mounted read-only"),
+        (errno.EACCES, PermissionError, "Check the permissions of /d/c"),
+        (errno.EISDIR, IsADirectoryError, "/d/c is a directory where a file belongs"),
+    ],
+)
+def test_storage_errors_keep_errno_and_builtin_class(code, builtin, advice):
+    original = builtin(code, os.strerror(code))
+    translated = _faults.storage_error(original, "write", "/d/c")
+    assert isinstance(translated, ck.StorageError)
+    assert isinstance(translated, builtin)
+    assert translated.errno == code
+    assert str(translated).startswith(f"Could not write /d/c: {os.strerror(code)}.")
+    assert advice in str(translated)
+    assert json.dumps(str(translated))  # plain text
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(_faults).failed == 0

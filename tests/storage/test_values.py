@@ -1,0 +1,124 @@
+"""ValueReader: verify without keeping bytes, then read into the program's existing buffers.
+
+This is the storage API restores use (FORMAT.md section 8): every value a restore writes is
+verified before the first one is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage import LocalStore, WriteOptions, open_checkpoint, resolve, write_checkpoint
+
+QUIET = WriteOptions(progress=False, durable=False)
+
+
+def values(seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
+        ("a", rng.standard_normal((64, 32)).astype(np.float32)),
+        ("b", rng.integers(0, 9, 100).astype(np.int16)),
+        ("c", rng.standard_normal(300_000).astype(np.float32)),  # several inner chunks
+        ("scalar", np.asarray(np.float64(seed))),
+        ("empty", np.zeros((0, 4), np.float32)),
+    ]
+
+
+def write(store, path, seed=0):
+    write_checkpoint(store, path, values(seed), kind="name", graph=None, writer={}, options=QUIET)
+    return open_checkpoint(store, path, progress=False)
+
+
+def buffers() -> dict[str, np.ndarray]:
+    return {k: np.full(v.shape, 7, v.dtype) for k, v in values()}
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_verify_then_read_into_existing_buffers(tmp_path, memory_prefix, where):
+    store, path = (
+        (LocalStore(), str(tmp_path / "c")) if where == "local" else resolve(memory_prefix)
+    )
+    source = write(store, path)
+    outs = buffers()
+    before = {k: id(v) for k, v in outs.items()}
+    with source.open_values() as reader:
+        reader.verify(outs)
+        reader.read_into(outs)
+    for key, expected in values():
+        assert outs[key].tobytes() == expected.tobytes(), key
+        assert id(outs[key]) == before[key]  # the same buffers, filled
+
+
+def test_verified_values_are_the_ones_copied_even_if_the_checkpoint_is_replaced(tmp_path):
+    """Locally the reader keeps the files it verified open: a save over the same path between
+    verify and copy does not change what is copied (nor require checking again)."""
+    path = str(tmp_path / "c")
+    source = write(LocalStore(), path, seed=0)
+    outs = buffers()
+    with source.open_values() as reader:
+        reader.verify(outs)
+        write(LocalStore(), path, seed=1)  # replaced (renamed over) meanwhile
+        reader.read_into(outs)
+    for key, expected in values(seed=0):
+        assert outs[key].tobytes() == expected.tobytes(), key
+
+
+def test_a_bad_buffer_is_refused_before_anything_is_written(tmp_path):
+    source = write(LocalStore(), str(tmp_path / "c"))
+    outs = buffers()
+    outs["b"] = np.zeros(100, np.int32)  # wrong dtype
+    with pytest.raises(ValueError, match="out for 'b'.*int16"):
+        source.read_many(outs, outs)
+    assert (outs["a"] == 7).all()
+    outs = buffers()
+    outs["a"] = np.zeros((32, 64), np.float32).T  # right shape, not C-contiguous
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        source.read_many(outs, outs)
+
+
+def test_verify_keeps_nothing_and_names_missing_keys(tmp_path, peak_bytes):
+    big = [("big", np.arange(8 * 2**20, dtype=np.float32))]  # 32 MiB
+    path = str(tmp_path / "big")
+    write_checkpoint(LocalStore(), path, big, kind="name", graph=None, writer={}, options=QUIET)
+    source = open_checkpoint(LocalStore(), path, progress=False)
+
+    def verify() -> None:
+        with source.open_values() as reader:
+            reader.verify(["big"])
+
+    assert peak_bytes(verify) < 12 * 2**20  # two rounds of 4 MiB scratch, not the 32 MiB value
+    with pytest.raises(ck.NotFoundError, match="'nope'"), source.open_values() as reader:
+        reader.verify(["big", "nope"])
+
+
+def test_fresh_and_given_buffers_mix(tmp_path):
+    source = write(LocalStore(), str(tmp_path / "c"))
+    outs = {"a": np.zeros((64, 32), np.float32)}
+    read = source.read_many(["a", "b", "c"], outs)
+    assert read["a"] is outs["a"]
+    expected = dict(values())
+    for key in ("a", "b", "c"):
+        assert read[key].tobytes() == expected[key].tobytes()
+
+
+def test_rows_of_a_packed_value_read_only_their_checksum_blocks(tmp_path, monkeypatch):
+    from ckptlab.storage import _parts, _stream, _writer
+
+    monkeypatch.setattr(_stream, "STEP", 4096)
+    monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
+    table = np.arange(1000 * 16, dtype=np.float32).reshape(1000, 16)  # 64 KiB: 16 blocks
+    path = str(tmp_path / "c")
+    write_checkpoint(
+        LocalStore(), path, [("t", table)], kind="name", graph=None, writer={}, options=QUIET
+    )
+    source = open_checkpoint(LocalStore(), path)
+    assert np.array_equal(_parts.read_rows(source, "t", 100, 130), table[100:130])
+    shard = tmp_path / "c" / "data" / "float32" / "0"
+    data = bytearray(shard.read_bytes())
+    data[900 * 64] ^= 1  # row 900: another checksum block
+    shard.write_bytes(data)
+    assert np.array_equal(_parts.read_rows(source, "t", 100, 130), table[100:130])
+    with pytest.raises(ck.CorruptCheckpointError, match="'t'.*checksum mismatch"):
+        _parts.read_rows(source, "t", 890, 910)
