@@ -1,9 +1,11 @@
-"""``ck.convert``: write any checkpoint ckptlab reads as a ckptlab checkpoint (public, re-exported).
+"""``ck.convert``: write any checkpoint ckptlab reads as ckptlab or safetensors (public).
 
 TF2 object-based checkpoints keep their object graph (keys as in the file); flat name spaces
-(TF1, PyTorch, safetensors) become name-based checkpoints that ``Checkpoint.restore`` matches
-by ``Variable.name``.  PyTorch non-tensor values (epochs, hyper-parameters) are not values and
-are not converted.
+(TF1, PyTorch, safetensors, Hugging Face, DCP, Keras, Orbax, GGUF) become name-based
+checkpoints that ``Checkpoint.restore`` matches by ``Variable.name``.  Non-tensor values
+(epochs, hyper-parameters) are not values and are not converted.  ``format="safetensors"``
+writes the values as safetensors under their keys, sharded with a Hugging Face index JSON
+above ``max_shard_size``.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from ckptlab._keymap import KeyMap
 from ckptlab._reader import open_path
 from ckptlab._version import __version__
 from ckptlab.core import ITEMSIZE, ObjectGraph
 from ckptlab.errors import UnsupportedFormatError
-from ckptlab.storage import WriteOptions, resolve, write_checkpoint
+from ckptlab.storage import (
+    SAFETENSORS_DTYPES,
+    StoredCheckpoint,
+    WriteOptions,
+    resolve,
+    write_checkpoint,
+    write_safetensors,
+)
 
 __all__ = ["convert"]
 
@@ -30,23 +39,37 @@ def convert(
     key_map: KeyMap | None = None,
     skip_unsupported: bool = False,
     options: WriteOptions | None = None,
+    format: Literal["ckptlab", "safetensors"] = "ckptlab",
+    max_shard_size: int | str | None = None,
 ) -> str:
-    """Write the checkpoint at ``src`` (any format ckptlab reads) as a ckptlab checkpoint.
+    """Write the checkpoint at ``src`` (any format ckptlab reads) as ckptlab or safetensors.
 
     Parameters
     ----------
     src
-        A TensorFlow prefix, ``.index`` or data file, a TF1 V1 file, a ``torch.save`` file, a
-        safetensors file, or a ckptlab checkpoint (a directory resolves to its latest one).
+        Any checkpoint ckptlab opens: a TensorFlow prefix, ``.index`` or data file, a TF1 V1
+        file, a ``torch.save`` or safetensors file, a Hugging Face model directory, a PyTorch
+        Distributed Checkpoint, a Keras 3 ``.weights.h5``/``.keras`` file, an Orbax checkpoint,
+        a GGUF file, or a ckptlab checkpoint (a directory resolves to its latest one).
     dst
-        Where to write (exactly this path, like ``Checkpoint.write``).
+        Where to write.  For ``format="ckptlab"`` exactly this path, like ``Checkpoint.write``.
+        For ``"safetensors"`` a directory that gets ``model.safetensors`` (or shards and
+        ``model.safetensors.index.json``), or a path ending in ``.safetensors`` for one file;
+        it must not exist.
     key_map
         Renames (and transposes) applied while converting.
     skip_unsupported
-        Leave out values whose dtype ckptlab's format cannot store (strings, float8, int4)
-        instead of raising.
+        Leave out values whose dtype the target format cannot store (strings, float8, int4 for
+        ckptlab; strings, int4, complex128 for safetensors) instead of raising.
     options
         Write options (durability, progress).
+    format
+        ``"ckptlab"`` (default) or ``"safetensors"``: keys are the source's names, the source's
+        string metadata is kept in ``__metadata__`` (``"format": "pt"`` is added when absent,
+        which ``transformers`` requires).
+    max_shard_size
+        For ``"safetensors"``: bytes per shard (an int, or ``"5GB"``, ``"500MiB"``); above it
+        the values are split into shards with an HF-style index.  ``None``: one file.
 
     Returns
     -------
@@ -56,7 +79,7 @@ def convert(
     Raises
     ------
     UnsupportedFormatError
-        A value has a dtype ckptlab cannot store and ``skip_unsupported`` is false.
+        A value has a dtype the target format cannot store and ``skip_unsupported`` is false.
 
     Examples
     --------
@@ -66,17 +89,34 @@ def convert(
     >>> ck.list_variables(ck.convert(src, os.path.join(directory, "b")))
     [('w/.ATTRIBUTES/VARIABLE_VALUE', [1])]
     """
-    source = open_path(src)
-    if key_map is not None:
-        source = key_map.apply(source)
+    if format not in ("ckptlab", "safetensors"):
+        raise ValueError(f"format must be 'ckptlab' or 'safetensors', got {format!r}")
+    if max_shard_size is not None and format != "safetensors":
+        raise ValueError("max_shard_size applies to format='safetensors' only")
+    original = open_path(src)
+    source = key_map.apply(original) if key_map is not None else original
     document = source.document
-    refused = [k for k, v in document.values.items() if v.dtype not in ITEMSIZE]
+    storable = SAFETENSORS_DTYPES if format == "safetensors" else ITEMSIZE
+    refused = [k for k, v in document.values.items() if v.dtype not in storable]
     if refused and not skip_unsupported:
         shown = ", ".join(f"{k!r} ({document.values[k].dtype})" for k in refused[:10])
         raise UnsupportedFormatError(
-            f"{source.display_path} holds {len(refused)} value(s) whose dtype ckptlab's format "
+            f"{source.display_path} holds {len(refused)} value(s) whose dtype {format} "
             f"cannot store: {shown}. Pass skip_unsupported=True to leave them out."
         )
+    if format == "safetensors":
+        store, path = resolve(dst)
+        write_safetensors(
+            store,
+            path,
+            source,
+            [k for k in document.values if k not in set(refused)],
+            max_shard_size=max_shard_size,
+            metadata=_string_metadata(original),
+            index_metadata=_index_metadata(original),
+            durable=(options or WriteOptions()).durable,
+        )
+        return os.fspath(dst)
     graph = document.graph
     if graph is not None and refused:
         graph = _without(graph, set(refused))
@@ -105,6 +145,26 @@ def _without(graph: ObjectGraph, keys: Iterable[str]) -> ObjectGraph:
             for node in graph.nodes
         )
     )
+
+
+def _string_metadata(source: StoredCheckpoint) -> dict[str, str]:
+    """The source's string metadata for ``__metadata__`` (safetensors headers, GGUF strings)."""
+    shards = getattr(source, "shard_metadata", None)
+    found = getattr(source, "metadata", None)
+    if isinstance(shards, dict) and shards:
+        found = next(iter(shards.values()))
+    kept = {}
+    if isinstance(found, dict):
+        kept = {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
+    return {"format": "pt", **kept}
+
+
+def _index_metadata(source: StoredCheckpoint) -> dict[str, Any]:
+    """The metadata of a Hugging Face index being re-sharded (its ``total_size`` is rewritten)."""
+    if getattr(source, "shard_metadata", None) is None:
+        return {}
+    found = getattr(source, "metadata", {})
+    return {k: v for k, v in found.items() if k != "total_size"} if isinstance(found, dict) else {}
 
 
 def _writer(source: str, original: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ __all__ = [
     "CkptlabError",
     "CorruptCheckpointError",
     "LockedError",
+    "MissingDependencyError",
     "NotACheckpointError",
     "NotFoundError",
     "NotSaveableError",
@@ -113,6 +114,19 @@ class UnsupportedFormatError(CkptlabError, ValueError):
     >>> ck.Checkpoint(w=ck.Variable(np.array(["text"], dtype=object))).write(tempfile.mkdtemp())
     Traceback (most recent call last):
     ckptlab.errors.UnsupportedFormatError: ...
+    """
+
+
+class MissingDependencyError(CkptlabError, ImportError):
+    """Reading a format needs an optional package that is not installed.
+
+    The message names the extra that installs it (``pip install 'ckptlab[keras]'``).
+
+    Examples
+    --------
+    >>> error = ck.MissingDependencyError("GGUF needs gguf: pip install 'ckptlab[gguf]'")
+    >>> isinstance(error, ImportError), "ckptlab[gguf]" in str(error)
+    (True, True)
     """
 
 

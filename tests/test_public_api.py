@@ -15,7 +15,8 @@ from ckptlab import errors, layers, optimizers
 PUBLIC = {
     "AssignmentError", "Checkpoint", "CheckpointLoadStatus", "CheckpointManager",
     "CheckpointReader", "CkptlabError", "CorruptCheckpointError", "InitializationOnlyStatus",
-    "KeyMap", "LockedError", "MatchReport", "Module", "NameBasedSaverStatus", "NearMiss",
+    "KeyMap", "LockedError", "MatchReport", "MissingDependencyError", "Module",
+    "NameBasedSaverStatus", "NearMiss",
     "NotACheckpointError", "NotFoundError", "NotSaveableError", "ReadOptions", "ReportEntry",
     "RestoreConflictError", "SaveHandle", "Saver", "StorageError", "StorageExistsError",
     "StorageIsADirectoryError", "StorageNotADirectoryError", "StoragePermissionError",

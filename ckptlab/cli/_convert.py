@@ -1,7 +1,9 @@
-"""``ckptlab convert SRC DST``: write any checkpoint ckptlab reads as a ckptlab checkpoint.
+"""``ckptlab convert SRC DST``: write any checkpoint ckptlab reads as ckptlab or safetensors.
 
 Sources: TensorFlow (TF2 object-based and TF1 ``Saver`` checkpoints), ``torch.save`` files
-(read by a restricted unpickler that runs no code), safetensors files, and ckptlab checkpoints.
+(read by a restricted unpickler that runs no code), safetensors files, Hugging Face model
+directories, PyTorch Distributed Checkpoints, Keras 3 weights, Orbax checkpoints, GGUF files and
+ckptlab checkpoints.  ``--to safetensors`` writes safetensors (``--max-shard-size`` shards it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
 from ckptlab.core import printable
+from ckptlab.errors import CkptlabError
 
 if TYPE_CHECKING:
     from ckptlab import KeyMap
@@ -23,13 +26,27 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "convert",
         parents=parents,
-        help="convert a TensorFlow, PyTorch or safetensors checkpoint to ckptlab",
-        description="Write SRC (a TensorFlow prefix or .index file, a torch.save file, a "
-        "safetensors file, or a ckptlab checkpoint) as a ckptlab checkpoint at DST. Formats are "
-        "detected by content. torch files are read by a restricted unpickler that runs no code.",
+        help="convert any checkpoint ckptlab reads to ckptlab or safetensors",
+        description="Write SRC (a TensorFlow prefix or .index file, a torch.save or safetensors "
+        "file, a Hugging Face model directory, a PyTorch Distributed Checkpoint, a Keras 3 "
+        ".weights.h5/.keras file, an Orbax checkpoint, a GGUF file, or a ckptlab checkpoint) as "
+        "a ckptlab checkpoint at DST, or with --to safetensors as safetensors (DST a directory, "
+        "or a file ending in .safetensors). Formats are detected by content. torch files are "
+        "read by a restricted unpickler that runs no code.",
     )
     parser.add_argument("src", help="the checkpoint to read")
-    parser.add_argument("dst", help="where to write the ckptlab checkpoint (exactly this path)")
+    parser.add_argument("dst", help="where to write (exactly this path)")
+    parser.add_argument(
+        "--to",
+        choices=("ckptlab", "safetensors"),
+        default="ckptlab",
+        help="the format to write (default: ckptlab)",
+    )
+    parser.add_argument(
+        "--max-shard-size",
+        metavar="SIZE",
+        help="with --to safetensors: shard above SIZE bytes (e.g. 5GB, 500MiB) with an index",
+    )
     parser.add_argument(
         "--rename",
         action="append",
@@ -72,10 +89,25 @@ def run(args: argparse.Namespace, out: Output) -> int:
     """Convert ``args.src`` to ``args.dst``."""
     from ckptlab import convert
 
-    if os.path.lexists(args.dst) and not args.overwrite:
-        raise CommandError(f"{args.dst} already exists; pass --overwrite to replace it", EXIT_USAGE)
+    if os.path.lexists(args.dst) and (not args.overwrite or args.to == "safetensors"):
+        hint = "remove it first" if args.overwrite else "pass --overwrite to replace it"
+        raise CommandError(f"{args.dst} already exists; {hint}", EXIT_USAGE)
+    if args.max_shard_size is not None and args.to != "safetensors":
+        raise CommandError("--max-shard-size needs --to safetensors", EXIT_USAGE)
     mapping = key_map(args.rename, args.transpose)
-    written = convert(args.src, args.dst, key_map=mapping, skip_unsupported=args.skip_unsupported)
+    try:
+        written = convert(
+            args.src,
+            args.dst,
+            key_map=mapping,
+            skip_unsupported=args.skip_unsupported,
+            format=args.to,
+            max_shard_size=args.max_shard_size,
+        )
+    except ValueError as error:
+        if isinstance(error, CkptlabError):
+            raise
+        raise CommandError(str(error), EXIT_USAGE) from None
     result, _ = open_target(written)
     values = result.document.values
     total = sum(v.nbytes for v in values.values())
@@ -84,6 +116,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             {
                 "src": os.fspath(args.src),
                 "dst": result.display_path,
+                "format": args.to,
                 "kind": result.document.kind,
                 "num_values": len(values),
                 "total_bytes": total,
@@ -91,6 +124,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )
         return EXIT_OK
     kind = "object-based" if result.document.kind == "object" else "name-based"
+    if args.to == "safetensors":
+        kind = "safetensors"
     out.line(
         f"{out.style.green('wrote')} {printable(result.display_path)}: {kind}, {len(values)} "
         f"values, {human_bytes(total)} (from {printable(os.fspath(args.src))})"

@@ -40,6 +40,7 @@ from ckptlab.storage._reader import (
     read_document,
     read_listing,
 )
+from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, write_safetensors
 from ckptlab.storage._state import (
     STATE_FILENAME,
     latest_checkpoint,
@@ -55,6 +56,7 @@ from ckptlab.storage._zarr_register import register_zarr_dtypes
 
 __all__ = [
     "CHUNK_BYTES",
+    "SAFETENSORS_DTYPES",
     "STATE_FILENAME",
     "ArraySpec",
     "Buffer",
@@ -97,6 +99,7 @@ __all__ = [
     "storage_options_for",
     "verify_checkpoint",
     "write_checkpoint",
+    "write_safetensors",
     "write_state",
     "writer_info",
 ]

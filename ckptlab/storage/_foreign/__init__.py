@@ -1,9 +1,11 @@
 """Readers for checkpoints written by other frameworks, detected by content (internal).
 
 TensorFlow bundles (TF2 object-based and TF1 ``Saver`` V2: ``P.index`` + ``P.data-*``), TF1
-``Saver`` V1 files, ``torch.save`` files (zip and legacy) and safetensors files.  Each reader is
-a :class:`~ckptlab.storage.StoredCheckpoint`, so restore, the readers and the explorer accept
-them unchanged.  Nothing here imports TensorFlow or PyTorch, and nothing named in a file is
+``Saver`` V1 files, ``torch.save`` files (zip and legacy), safetensors files, Hugging Face model
+directories, PyTorch Distributed Checkpoints, Keras 3 weights, Orbax checkpoints and GGUF files.
+Each reader is a :class:`~ckptlab.storage.StoredCheckpoint`, so restore, the readers and the
+explorer accept them unchanged.  Nothing here imports TensorFlow, PyTorch, JAX, Keras or Orbax
+(``h5py``, ``tensorstore`` and ``gguf`` are optional extras), and nothing named in a file is
 ever imported or called.
 """
 
@@ -11,18 +13,36 @@ from __future__ import annotations
 
 import posixpath
 import re
+import zipfile
 
 from ckptlab.errors import NotACheckpointError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
 from ckptlab.storage._foreign._bundle import TensorBundle, read_index
+from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
+from ckptlab.storage._foreign._dcp_metadata import looks_like_metadata
+from ckptlab.storage._foreign._gguf import GGUFFile, looks_like_gguf
+from ckptlab.storage._foreign._hf import HFShardedDirectory, is_index, open_hf_directory, read_json
+from ckptlab.storage._foreign._keras import (
+    HDF5_MAGIC,
+    KerasWeights,
+    is_keras_zip,
+    is_sharded_weights_map,
+    shard_files,
+)
+from ckptlab.storage._foreign._orbax import OrbaxCheckpoint, find_orbax_items
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._table import MAGIC, Table
 from ckptlab.storage._foreign._tfv1 import MAX_V1_BYTES, SavedTensorSlicesFile, looks_like_v1
-from ckptlab.storage._foreign._torch import TorchFile
+from ckptlab.storage._foreign._torch import StoreFile, TorchFile
 from ckptlab.storage._kv import ByteStore
 
 __all__ = [
+    "DCPCheckpoint",
     "ForeignCheckpoint",
+    "GGUFFile",
+    "HFShardedDirectory",
+    "KerasWeights",
+    "OrbaxCheckpoint",
     "SafetensorsFile",
     "SavedTensorSlicesFile",
     "TensorBundle",
@@ -33,6 +53,13 @@ __all__ = [
 ]
 
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
+MAX_JSON = 64 * 2**20
+KNOWN = (
+    "its own checkpoint directories, TensorFlow checkpoints (pass the prefix, e.g. 'ckpt-1' for "
+    "ckpt-1.index), TF1 V1 files, torch.save files, safetensors files, Hugging Face model "
+    "directories (or their index JSON), PyTorch Distributed Checkpoint directories, Keras 3 "
+    ".weights.h5 and .keras files, Orbax checkpoint directories and GGUF files"
+)
 
 
 def bundle_prefix(path: str) -> str:
@@ -80,7 +107,7 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         if table is not None:
             return TensorBundle(store, prefix, table)
     if not is_file:
-        return None
+        return _open_directory(store, path) if store.is_dir(path) else None
     found = _open_file(store, path)
     if found is not None:
         return found
@@ -90,9 +117,8 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     store.read_into(path, memoryview(head), 0)
     raise NotACheckpointError(
         f"{store.display(path)} is a file, but not a checkpoint ckptlab recognises (first bytes "
-        f"{bytes(head).hex(' ')}). ckptlab opens its own checkpoint directories, TensorFlow "
-        "checkpoints (pass the prefix, e.g. 'ckpt-1' for ckpt-1.index), TF1 V1 files, "
-        f"torch.save files and safetensors files. Is {posixpath.basename(path)!r} the right file?"
+        f"{bytes(head).hex(' ')}). ckptlab opens {KNOWN}. "
+        f"Is {posixpath.basename(path)!r} the right file?"
     )
 
 
@@ -107,15 +133,66 @@ def _bundle_index(store: ByteStore, index: str) -> Table | None:
     return None if looks_like_v1(table) else table
 
 
+def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
+    """Recognise a directory by its entry files' content; ``None`` if nothing fits."""
+    names = store.list_dir(path)
+    if METADATA_FILE in names and looks_like_metadata(
+        _head(store, posixpath.join(path, METADATA_FILE))
+    ):
+        return DCPCheckpoint(store, path)
+    items = find_orbax_items(store, path, names)
+    if items:
+        return OrbaxCheckpoint(store, path, items)
+    return open_hf_directory(store, path, names, _open_file)
+
+
+def _zip_names(store: ByteStore, path: str, size: int) -> list[str]:
+    """Member names of a zip (its central directory only); empty if it does not parse."""
+    try:
+        return zipfile.ZipFile(StoreFile(store, path, size)).namelist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return []  # the torch reader reports what is wrong with it
+
+
+def _head(store: ByteStore, path: str, count: int = 96) -> bytes:
+    """The first bytes of a file (fewer if it is shorter)."""
+    head = bytearray(min(store.size(path) or 0, count))
+    store.read_into(path, memoryview(head), 0)
+    return bytes(head)
+
+
+def _open_json(store: ByteStore, path: str) -> ForeignCheckpoint | None:
+    """A JSON file that stands for a checkpoint: an HF index (its directory is opened)."""
+    data = read_json(store, path, MAX_JSON, "a checkpoint index")
+    if is_sharded_weights_map(data):  # Keras: group path -> [shard files]
+        return KerasWeights(store, path, shards=shard_files(data))
+    if isinstance(data, dict) and "tree_metadata" in data:  # Orbax's _METADATA
+        directory = posixpath.dirname(path)
+        return OrbaxCheckpoint(store, directory, [("", directory)])
+    if is_index(data):
+        directory, name = posixpath.split(path)
+        return HFShardedDirectory(store, directory, name, _open_file)
+    return None
+
+
 def _open_file(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     """Recognise a single file by its first and last bytes; ``None`` if nothing fits."""
     size = store.size(path) or 0
-    head = bytearray(min(size, 16))
-    store.read_into(path, memoryview(head), 0)
+    head = _head(store, path)
+    if looks_like_safetensors(head, size):  # first: its length may start with 0x80
+        return SafetensorsFile(store, path)
+    if looks_like_metadata(head):  # a DCP .metadata pickle: its directory is the checkpoint
+        return DCPCheckpoint(store, posixpath.dirname(path))
+    if head[:4] == b"PK\x03\x04" and is_keras_zip(_zip_names(store, path, size)):
+        return KerasWeights(store, path, zipped=True)
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
         return TorchFile(store, path)
-    if looks_like_safetensors(bytes(head), size):
-        return SafetensorsFile(store, path)
+    if head[:8] == HDF5_MAGIC:
+        return KerasWeights(store, path)
+    if looks_like_gguf(head):
+        return GGUFFile(store, path)
+    if head.lstrip()[:1] == b"{":
+        return _open_json(store, path)
     tail = bytearray(min(size, 8))
     store.read_into(path, memoryview(tail), size - len(tail))
     if bytes(tail) == MAGIC and size <= MAX_V1_BYTES:

@@ -16,6 +16,9 @@ import pytest
 import ckptlab as ck
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "foreign"
+collect_ignore = ["writers"]
+"""Scripts the tests run in subprocesses to write real framework files (they import Keras,
+JAX, Orbax, torch.distributed): not test modules, and not to be imported for doctests."""
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,376 @@
+"""PyTorch Distributed Checkpoint directories: ``.metadata`` + ``__R_N.distcp`` (internal).
+
+``.metadata`` (read through :mod:`._dcp_metadata`) lists every value by its flattened name
+(``model.layers.0.weight``): tensors with their dtype, full size and the chunks each rank saved,
+and where each chunk is: a file, a byte offset and a length.  Each chunk is a ``torch.save``
+archive at that offset: located by :mod:`._dcp_chunk` from the archive's two ends and read
+straight into place (its zip CRC-32 checked), or, for any archive in another layout, read by
+ckptlab's torch reader through a :class:`ByteRange`.  A tensor is reassembled from its chunks
+into one array, and :meth:`DCPCheckpoint.read_region` reads only the chunks a region touches.
+Non-tensor values (``BytesStorageMetadata``) are ``torch.save`` blobs too, read into
+:attr:`DCPCheckpoint.literals` when first asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._crc32 import crc32
+from ckptlab.storage._foreign._dcp_chunk import locate
+from ckptlab.storage._foreign._dcp_metadata import (
+    MAX_METADATA,
+    BytesStorageMetadata,
+    ChunkStorageMetadata,
+    Metadata,
+    MetadataIndex,
+    StorageInfo,
+    TensorStorageMetadata,
+    dtype_of,
+    read_metadata,
+)
+from ckptlab.storage._foreign._hf import safe_member
+from ckptlab.storage._foreign._slices import Region, check_coverage, region_slices
+from ckptlab.storage._foreign._torch import TorchFile
+from ckptlab.storage._foreign._window import ByteRange
+from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._layout import numpy_dtype
+
+METADATA_FILE = ".metadata"
+PREFETCH = (1 << 12, 1 << 12)
+"""Bytes read at the start and the end of a chunk's archive before parsing it: torch writes its
+pickle and small records first (under 1 KiB) and its zip directory last (under 1 KiB)."""
+
+
+class Chunk:
+    """One saved chunk: its region of the full tensor and where its archive is."""
+
+    __slots__ = ("file", "length", "offset", "region")
+
+    def __init__(self, region: Region, file: str, offset: int, length: int) -> None:
+        self.region, self.file, self.offset, self.length = region, file, offset, length
+
+
+class DCPCheckpoint(ForeignCheckpoint):
+    """An open Distributed Checkpoint directory (kind ``name``, keys = flattened names).
+
+    ``literals`` holds the non-tensor values (``step``, learning rates, ...), read on first use;
+    ``dcp_metadata`` is the unpickled ``Metadata`` stand-in (``planner_data``, ``storage_meta``).
+    """
+
+    format_name = "PyTorch Distributed Checkpoint"
+    checksums = True
+
+    def __init__(self, store: ByteStore, directory: str) -> None:
+        self.store = store
+        self.path = directory
+        key = posixpath.join(directory, METADATA_FILE)
+        where = store.display(key)
+        size = store.size(key)
+        if size is None:
+            raise NotFoundError(f"{where} is missing; a DCP directory starts with it.")
+        if size > MAX_METADATA:
+            raise self._bad(f"{METADATA_FILE} is {size} bytes (ckptlab reads at most 256 MiB)")
+        self.dcp_metadata: Metadata = read_metadata(store.read(key), where)
+        self._file_sizes: dict[str, int] = {}
+        self._keys: dict[str, str] = {}
+        self._data_start: int | None = None
+        """Where the tensor's bytes began in the last chunk archive read (a guess for the next)."""
+        """Checked file names (``__0_0.distcp``) -> store keys."""
+        storage = self._storage_index(self.dcp_metadata.get("storage_data"))
+        entries = self.dcp_metadata.get("state_dict_metadata")
+        if not isinstance(entries, dict):
+            raise self._bad("state_dict_metadata is not a dict")
+        self._chunks: dict[str, list[Chunk]] = {}
+        self._objects: dict[str, Chunk] = {}
+        values: dict[str, StoredValue] = {}
+        for fqn, entry in entries.items():
+            if not isinstance(fqn, str):
+                raise self._bad(f"a value is named {fqn!r:.80}")
+            if isinstance(entry, BytesStorageMetadata):
+                self._objects[fqn] = self._chunk(storage, fqn, None, (), 0)
+            elif isinstance(entry, TensorStorageMetadata):
+                values[fqn] = self._tensor(storage, fqn, entry)
+            else:
+                raise self._bad(f"{fqn!r} is described by {type(entry).__name__}")
+        document = CheckpointDocument(
+            format_version=0,
+            kind="name",
+            graph=None,
+            values=values,
+            writer={"format": self.format_name, "version": self.dcp_metadata.get("version")},
+        )
+        super().__init__(store, directory, document)
+
+    def _bad(self, what: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f"{self.store.display(self.path)} is not a readable Distributed Checkpoint: {what}. "
+            "The checkpoint is damaged or was not completely written."
+        )
+
+    def _storage_index(self, data: Any) -> dict[tuple[str, tuple[int, ...] | None], StorageInfo]:
+        if not isinstance(data, dict):
+            raise UnsupportedFormatError(
+                f"{self.store.display(self.path)}: the metadata's storage_data is "
+                f"{type(data).__name__}; ckptlab reads checkpoints written by DCP's "
+                "FileSystemWriter (torch.distributed.checkpoint.save to a directory)."
+            )
+        index: dict[tuple[str, tuple[int, ...] | None], StorageInfo] = {}
+        for where, info in data.items():
+            if not isinstance(where, MetadataIndex) or not isinstance(info, StorageInfo):
+                raise self._bad(f"storage_data maps {where!r:.60} to {info!r:.60}")
+            offset = where.get("offset")
+            index[(where.get("fqn"), None if offset is None else tuple(offset))] = info
+        return index
+
+    def _tensor(
+        self,
+        storage: dict[tuple[str, tuple[int, ...] | None], StorageInfo],
+        fqn: str,
+        entry: TensorStorageMetadata,
+    ) -> StoredValue:
+        where = f"Tensor {fqn!r} of {self.store.display(self.path)}"
+        dtype = dtype_of(entry.get("properties"), where)
+        size = entry.get("size")
+        if not isinstance(size, tuple) or not all(type(d) is int for d in size):
+            raise self._bad(f"{fqn!r} has size {size!r:.80}")
+        shape = check_shape(size, where)
+        records = entry.get("chunks")
+        if not isinstance(records, list):
+            raise self._bad(f"{fqn!r} has chunks {records!r:.80}")
+        itemsize = numpy_dtype(dtype).itemsize
+        chunks = []
+        for record in records:
+            region = self._region(record, shape, where)
+            nbytes = math.prod(n for _, n in region) * itemsize
+            chunks.append(self._chunk(storage, fqn, tuple(s for s, _ in region), region, nbytes))
+        check_coverage([c.region for c in chunks], shape, where)
+        self._chunks[fqn] = chunks
+        files = sorted({c.file for c in chunks})
+        first = chunks[0] if chunks else Chunk((), "", 0, 0)
+        return StoredValue(
+            key=fqn,
+            shape=shape,
+            dtype=dtype,
+            foreign=ForeignLocation(
+                format="torch-dcp",
+                file=first.file,
+                offset=first.offset,
+                length=math.prod(shape) * itemsize,
+                detail=f"{len(chunks)} chunk(s) in {', '.join(files[:4])}"
+                + (", ..." if len(files) > 4 else "")
+                + "; each a torch.save archive (zip CRC-32 checked)",
+            ),
+        )
+
+    def _region(self, record: Any, shape: tuple[int, ...], where: str) -> Region:
+        chunk = type(record) is ChunkStorageMetadata
+        offsets = getattr(record, "offsets", None) if chunk else None
+        sizes = getattr(record, "sizes", None) if chunk else None
+        if (
+            type(offsets) is not tuple
+            or type(sizes) is not tuple
+            or not len(offsets) == len(sizes) == len(shape)
+            or not all(
+                type(o) is int and type(n) is int and o >= 0 and n >= 0 and o + n <= d
+                for o, n, d in zip(offsets, sizes, shape, strict=True)
+            )
+        ):
+            raise CorruptCheckpointError(
+                f"{where}: a chunk at offsets {offsets!r:.60} of sizes {sizes!r:.60} does not "
+                f"fit its shape {list(shape)}. The checkpoint is damaged."
+            )
+        return tuple(zip(offsets, sizes, strict=True))
+
+    def _chunk(
+        self,
+        storage: dict[tuple[str, tuple[int, ...] | None], StorageInfo],
+        fqn: str,
+        offsets: tuple[int, ...] | None,
+        region: Region,
+        nbytes: int,
+    ) -> Chunk:
+        info = storage.get((fqn, offsets))
+        if info is None:
+            raise self._bad(f"no file is recorded for {fqn!r} at offsets {offsets}")
+        file = info.get("relative_path")
+        key = self._keys.get(file) if isinstance(file, str) else None
+        if key is None:
+            where = f"{self.store.display(self.path)}/{METADATA_FILE} (for {fqn!r})"
+            key = self._keys[file] = safe_member(self.path, file, where)
+        offset, length = info.get("offset"), info.get("length")
+        if info.get("transform_descriptors"):
+            raise UnsupportedFormatError(
+                f"{self.store.display(self.path)}/{METADATA_FILE}: {fqn!r} is stored through "
+                f"{info.get('transform_descriptors')!r} (a DCP storage extension such as zstd "
+                "compression), which ckptlab does not read. Save without extensions, or load it "
+                "with torch and save it again."
+            )
+        if type(offset) is not int or type(length) is not int or offset < 0 or length < nbytes:
+            raise self._bad(f"{fqn!r} is at offset {offset!r:.40}, length {length!r:.40}")
+        size = self._file_sizes.get(key)
+        if size is None:
+            found = self.store.size(key)
+            if found is None:
+                raise NotFoundError(
+                    f"{self.store.display(key)} is missing; it holds {fqn!r} of the Distributed "
+                    f"Checkpoint {self.store.display(self.path)}. Copy every .distcp file."
+                )
+            size = self._file_sizes[key] = found
+        if offset + length > size:
+            raise self._bad(
+                f"{fqn!r} is at bytes [{offset}, {offset + length}) of {file}, which has {size}"
+            )
+        return Chunk(region, file, offset, length)
+
+    def file(self, name: str) -> str:
+        """The store key of a file inside the directory."""
+        return posixpath.join(self.path, name)
+
+    # -- values --------------------------------------------------------------------------------
+
+    def _window(self, chunk: Chunk) -> ByteRange:
+        window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
+        window.prefetch(*PREFETCH)  # the pickle and the zip directory
+        return window
+
+    def _read_piece(self, key: str, chunk: Chunk, out: np.ndarray[Any, Any]) -> None:
+        """Read one chunk's tensor into ``out`` (shaped like the chunk) and check its CRC-32.
+
+        Archives in torch's plain layout (all of them, as DCP writes) are read straight into
+        ``out`` and checksummed at once, while the bytes are still in the CPU's cache (a helper
+        thread overlapping checksums with reads was slower on a busy 2-core machine: each
+        hand-off cost milliseconds); anything else goes through the general torch reader.
+
+        The tensor's bytes are fetched with the archive's two ends, at the offset where the
+        previous chunk's bytes began (torch lays out every archive of one kind alike), and read
+        again only when this archive's layout says otherwise.
+        """
+        target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+        raw = target.reshape(-1).view(np.uint8).data if target.size else memoryview(b"")
+        guess = self._data_start
+        window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
+        also = (guess, raw) if guess is not None and 0 < len(raw) <= chunk.length - guess else None
+        head, tail, got = window.prefetch(*PREFETCH, also)
+        plain = locate(head, tail, chunk.length)
+        if plain is None:
+            self._read_archive(key, chunk, TorchFile(window.as_store(), chunk.file), out)
+            return
+        if plain.shape != out.shape or numpy_dtype(plain.dtype) != out.dtype:
+            raise self._mismatch(key, chunk, plain.shape, plain.dtype, out)
+        if also is None or plain.start != guess or got != len(raw):
+            self.read_bytes(chunk.file, chunk.offset + plain.start, raw, key)
+        self._data_start = plain.start
+        if crc32(raw) != plain.crc32:
+            raise self.damaged(
+                key,
+                f"the chunk at {chunk.file}[{chunk.offset}] fails its zip CRC-32 (its bytes "
+                "changed after they were written)",
+            )
+        if target is not out:
+            out[...] = target
+
+    def _mismatch(
+        self, key: str, chunk: Chunk, shape: tuple[int, ...], dtype: str, out: np.ndarray[Any, Any]
+    ) -> CorruptCheckpointError:
+        return self.damaged(
+            key,
+            f"the archive at {chunk.file}[{chunk.offset}] holds a {list(shape)} {dtype} tensor; "
+            f"the metadata says {list(out.shape)} {out.dtype}",
+        )
+
+    def _read_archive(
+        self, key: str, chunk: Chunk, archive: TorchFile, out: np.ndarray[Any, Any]
+    ) -> None:
+        """The general path: any ``torch.save`` archive, through the torch reader."""
+        stored = archive.document.values.get("value")
+        if stored is None or len(archive.document.values) != 1:
+            raise self.damaged(key, f"the archive at {chunk.file}[{chunk.offset}] is not a tensor")
+        if stored.shape != out.shape or numpy_dtype(stored.dtype) != out.dtype:
+            raise self._mismatch(key, chunk, stored.shape, stored.dtype, out)
+        if out.flags.c_contiguous:
+            archive.read("value", out)
+        else:
+            out[...] = archive.read("value")
+
+    def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        for chunk in self._chunks[value.key]:
+            index: tuple[Any, ...] = (*region_slices(chunk.region), Ellipsis)
+            # the trailing ... keeps a 0-d target a view (target[()] would be a scalar)
+            self._read_piece(value.key, chunk, target[index])
+        return target
+
+    def read_region(
+        self, key: str, region: Sequence[slice | tuple[int, int]]
+    ) -> np.ndarray[Any, Any]:
+        """Part of a tensor, reading only the chunks it overlaps.
+
+        ``region`` gives, per dimension, a ``slice`` (step 1) or a ``(start, stop)`` pair.
+
+        Examples
+        --------
+        ``reader.read_region("model.embed.weight", (slice(0, 1024), slice(None)))`` reads the
+        first 1,024 rows from the ranks that saved them.
+        """
+        value = self.stored(key)
+        bounds = _bounds(region, value.shape, key)
+        out = np.empty([stop - start for start, stop in bounds], numpy_dtype(value.dtype))
+        if not out.size:
+            return out
+        for chunk in self._chunks[key]:
+            overlap = [
+                (max(start, c_start), min(stop, c_start + c_size))
+                for (start, stop), (c_start, c_size) in zip(bounds, chunk.region, strict=True)
+            ]
+            if any(low >= high for low, high in overlap):
+                continue
+            shape = tuple(n for _, n in chunk.region)
+            data = np.empty(shape, numpy_dtype(value.dtype))
+            self._read_piece(key, chunk, data)
+            inside = tuple(
+                slice(low - c_start, high - c_start)
+                for (low, high), (c_start, _) in zip(overlap, chunk.region, strict=True)
+            )
+            at = tuple(
+                slice(low - start, high - start)
+                for (low, high), (start, _) in zip(overlap, bounds, strict=True)
+            )
+            out[at] = data[inside]
+        return out
+
+    @cached_property
+    def literals(self) -> dict[str, Any]:
+        """The non-tensor values (numbers, strings, ...) by flattened name, read on first use."""
+        found = {}
+        for fqn, chunk in self._objects.items():
+            archive = TorchFile(self._window(chunk).as_store(), chunk.file)
+            found[fqn] = archive.literals.get("value", archive.literals or None)
+        return found
+
+
+def _bounds(
+    region: Sequence[slice | tuple[int, int]], shape: tuple[int, ...], key: str
+) -> list[tuple[int, int]]:
+    if len(region) != len(shape):
+        raise ValueError(f"{key!r} has {len(shape)} dimensions; the region gives {len(region)}")
+    bounds = []
+    for item, dim in zip(region, shape, strict=True):
+        if isinstance(item, slice):
+            start, stop, step = item.indices(dim)
+            if step != 1:
+                raise ValueError(f"regions are contiguous: step {step} in {item}")
+        else:
+            start, stop = (int(v) for v in item)
+        if not 0 <= start <= stop <= dim:
+            raise ValueError(f"[{start}, {stop}) is outside a dimension of {dim} in {key!r}")
+        bounds.append((start, stop))
+    return bounds

@@ -1,0 +1,231 @@
+"""Hugging Face model directories: an index JSON naming shards, or one weights file (internal).
+
+``model.safetensors.index.json`` (or ``pytorch_model.bin.index.json``) holds
+``{"metadata": {...}, "weight_map": {name: shard}}``; each shard is opened by its content with
+the safetensors or ``torch.save`` reader, which read their headers only.  Only the shards the
+index names are opened (stray files in the directory are ignored), every name must be in the
+shard the index gives, and a shard path must stay inside the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import CheckpointDocument, StoredValue
+from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
+from ckptlab.storage._foreign._base import ForeignCheckpoint
+from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
+from ckptlab.storage._foreign._torch import TorchFile
+from ckptlab.storage._kv import ByteStore
+
+MAX_INDEX = 64 * 2**20
+"""Index files larger than this are refused (a 1,000-shard, 100,000-tensor index is ~8 MB)."""
+INDEX_SUFFIX = ".index.json"
+CANONICAL = ("model.safetensors", "pytorch_model.bin")
+"""The single-file names ``transformers`` writes, preferred when a directory holds several."""
+
+OpenFile = Callable[[ByteStore, str], ForeignCheckpoint | None]
+
+
+def read_json(store: ByteStore, path: str, limit: int, what: str) -> Any:
+    """Parse a small JSON file; damage is a :class:`CorruptCheckpointError` naming the file."""
+    size = store.size(path)
+    if size is None:
+        raise NotFoundError(f"{store.display(path)} is missing; it is {what}.")
+    if size > limit:
+        raise CorruptCheckpointError(
+            f"{store.display(path)} is {size} bytes; ckptlab reads {what} of at most {limit}."
+        )
+    try:
+        return json.loads(store.read(path))
+    except (ValueError, RecursionError) as error:
+        raise CorruptCheckpointError(
+            f"{store.display(path)} is not valid JSON ({str(error)[:200]}); it should be {what}. "
+            "The file is damaged; download it again."
+        ) from None
+
+
+def is_index(data: Any) -> bool:
+    """Whether parsed JSON is an HF index: a ``weight_map`` of names to shard files."""
+    return isinstance(data, dict) and isinstance(data.get("weight_map"), dict)
+
+
+def safe_member(directory: str, name: Any, where: str) -> str:
+    """The store key of file ``name`` inside ``directory``; refuse paths that leave it.
+
+    Examples
+    --------
+    >>> safe_member("/m", "model-00001-of-00002.safetensors", "index")
+    '/m/model-00001-of-00002.safetensors'
+    >>> safe_member("/m", "../etc/passwd", "index")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ckptlab.errors.CorruptCheckpointError: index names the file '../etc/passwd'...
+    """
+    parts = name.split("/") if isinstance(name, str) else []
+    if (
+        not parts
+        or name.startswith("/")
+        or "\\" in name
+        or "\x00" in name
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise CorruptCheckpointError(
+            f"{where} names the file {name!r}; expected a relative path inside the directory "
+            "(no '..', not absolute). The file is damaged or hostile."
+        )
+    return posixpath.join(directory, name)
+
+
+class HFShardedDirectory(ForeignCheckpoint):
+    """A Hugging Face model directory with an index JSON (kind ``name``, keys = HF names).
+
+    ``metadata`` is the index's ``metadata``; ``shard_metadata`` each safetensors shard's
+    ``__metadata__`` (``{"format": "pt"}``); ``shards`` the open shard readers by file name.
+    """
+
+    def __init__(self, store: ByteStore, directory: str, index: str, open_file: OpenFile) -> None:
+        self.store = store
+        self.path = directory
+        self.index_file = index
+        where = store.display(posixpath.join(directory, index))
+        data = read_json(store, posixpath.join(directory, index), MAX_INDEX, "an HF index JSON")
+        if not is_index(data):
+            raise CorruptCheckpointError(
+                f"{where} has no 'weight_map' object; an HF index is "
+                '{"metadata": {...}, "weight_map": {"<name>": "<shard file>"}}.'
+            )
+        weight_map: dict[str, Any] = data["weight_map"]
+        odd = next((v for v in weight_map.values() if not isinstance(v, str)), None)
+        if odd is not None:
+            raise CorruptCheckpointError(
+                f"{where} maps a tensor to {odd!r:.80}; an HF index maps names to shard files."
+            )
+        metadata = data.get("metadata", {})
+        self.metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
+        """The index's ``metadata`` (``total_size`` and whatever the writer added)."""
+        self.shards: dict[str, ForeignCheckpoint] = {}
+        for shard in dict.fromkeys(weight_map.values()):
+            self.shards[shard] = self._open_shard(shard, where, open_file)
+        self.shard_metadata = {
+            name: dict(shard.metadata)
+            for name, shard in self.shards.items()
+            if isinstance(shard, SafetensorsFile)
+        }
+        kinds = {shard.format_name for shard in self.shards.values()}
+        self.format_name = f"Hugging Face model directory ({', '.join(sorted(kinds)) or 'empty'})"
+        self.checksums = bool(self.shards) and all(s.checksums for s in self.shards.values())
+        self._shard_of: dict[str, ForeignCheckpoint] = {}
+        values: dict[str, StoredValue] = {}
+        for name, shard_name in weight_map.items():
+            shard = self.shards[shard_name]
+            stored = shard.document.values.get(name)
+            if stored is None:
+                raise CorruptCheckpointError(
+                    f"{where} puts {name!r} in {shard_name}, which does not hold it (it holds "
+                    f"{len(shard.document.values)} tensors). The directory is incomplete or "
+                    "its shards are from another model; download it again."
+                )
+            values[name] = stored
+            self._shard_of[name] = shard
+        document = CheckpointDocument(
+            format_version=0,
+            kind="name",
+            graph=None,
+            values=values,
+            writer={"format": self.format_name, "metadata": self.metadata},
+        )
+        super().__init__(store, directory, document)
+
+    def _open_shard(self, shard: Any, where: str, open_file: OpenFile) -> ForeignCheckpoint:
+        key = safe_member(self.path, shard, where)
+        if not self.store.exists(key):
+            raise NotFoundError(
+                f"{where} names the shard {shard!r}, which is missing from "
+                f"{self.store.display(self.path)}. Download every shard of the model."
+            )
+        reader = open_file(self.store, key)
+        if not isinstance(reader, SafetensorsFile | TorchFile):
+            raise CorruptCheckpointError(
+                f"Shard {self.store.display(key)} named by {where} is neither a safetensors nor "
+                "a torch.save file. The file is damaged; download it again."
+            )
+        return reader
+
+    def file(self, name: str) -> str:
+        """The store key of a file inside the directory."""
+        return posixpath.join(self.path, name)
+
+    def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        return self._shard_of[value.key]._load(value, out)  # value is the shard's own record
+
+    def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
+        """Fresh arrays of ``keys``: one scatter read per safetensors shard (restores use it)."""
+        values = [self.stored(key) for key in dict.fromkeys(keys)]
+        found: dict[str, np.ndarray[Any, Any]] = {}
+        spans: dict[str, list[StoredValue]] = {}
+        for value in values:
+            shard = self._shard_of[value.key]
+            if isinstance(shard, SafetensorsFile):
+                spans.setdefault(shard.path, []).append(value)
+            else:
+                found[value.key] = shard.read(value.key)
+        for members in spans.values():
+            found.update(self._shard_of[members[0].key].read_spans(members))
+        return {value.key: found[value.key] for value in values}
+
+
+def open_hf_directory(
+    store: ByteStore, directory: str, names: list[str], open_file: OpenFile
+) -> ForeignCheckpoint | None:
+    """The model in an HF directory: its index, else its single weights file; ``None`` if none.
+
+    An index is a ``*.index.json`` file whose content is a weight map (safetensors indexes are
+    preferred, as ``transformers`` does); weights files are recognised by content, and with
+    several of one kind the canonical name (``model.safetensors``, ``pytorch_model.bin``) wins.
+    """
+    indexes = sorted((n for n in names if n.endswith(INDEX_SUFFIX)), key=_index_rank)
+    for name in indexes:
+        key = posixpath.join(directory, name)
+        if store.exists(key) and is_index(read_json(store, key, MAX_INDEX, "an HF index JSON")):
+            return HFShardedDirectory(store, directory, name, open_file)
+    candidates: dict[str, list[str]] = {"safetensors": [], "torch": []}
+    for name in names:
+        key = posixpath.join(directory, name)
+        size = store.size(key)
+        if size is None or name.endswith(".json"):
+            continue
+        head = bytearray(min(size, 16))
+        store.read_into(key, memoryview(head), 0)
+        if looks_like_safetensors(bytes(head), size):
+            candidates["safetensors"].append(name)
+        elif head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+            candidates["torch"].append(name)
+    for kind, files in candidates.items():
+        opened: list[ForeignCheckpoint] = []
+        for name in sorted(files, key=lambda n: n not in CANONICAL):
+            try:
+                reader = open_file(store, posixpath.join(directory, name))
+            except (CorruptCheckpointError, UnsupportedFormatError):
+                continue  # not weights after all (training_args.bin, a damaged file, ...)
+            if isinstance(reader, SafetensorsFile | TorchFile):
+                if name in CANONICAL:
+                    return reader
+                opened.append(reader)
+        if len(opened) == 1:
+            return opened[0]
+        if opened:
+            raise UnsupportedFormatError(
+                f"{store.display(directory)} holds several {kind} weights files and no index "
+                f"JSON ({', '.join(files[:5])}); pass one of them."
+            )
+    return None
+
+
+def _index_rank(name: str) -> tuple[bool, str]:
+    return "safetensors" not in name, name

@@ -1,0 +1,317 @@
+"""Orbax checkpoints (JAX): the tree from ``_METADATA``, arrays through tensorstore (internal).
+
+An Orbax PyTree checkpoint directory holds ``_METADATA`` (JSON: every leaf's key path and value
+type) and one Zarr array per array leaf, named by the dot-joined path (``params.dense.kernel``):
+either as plain directories (``<name>/.zarray`` or ``<name>/zarr.json``) or inside an OCDBT
+key-value store (``manifest.ocdbt`` + ``d/``, ``ocdbt.process_<i>/``).  Zarr v2 and v3 (with
+``sharding_indexed``) both occur.  ``tensorstore`` (extra ``ckptlab[orbax]``) reads them; JAX and
+Orbax are never imported.  Opening reads ``_METADATA`` and every array's Zarr metadata (in one
+batch of concurrent reads); values are read when asked for.  Keys are the leaf paths joined with
+``/`` (``params/dense/kernel``, list items by index).  A step directory of a
+``CheckpointManager`` (``_CHECKPOINT_METADATA`` + one directory per item) opens its items (keys
+prefixed by the item name when there are several), and a manager's root opens its latest step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import threading
+from typing import Any
+
+import numpy as np
+
+from ckptlab.core import (
+    FOREIGN_ITEMSIZE,
+    ITEMSIZE,
+    CheckpointDocument,
+    ForeignLocation,
+    StoredValue,
+)
+from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, require
+from ckptlab.storage._foreign._hf import read_json
+from ckptlab.storage._kv import ByteStore, LocalStore
+from ckptlab.storage._layout import numpy_dtype
+
+TREE_FILE = "_METADATA"
+STEP_FILE = "_CHECKPOINT_METADATA"
+STRINGS_FILE = "_strings.json"
+MAX_TREE = 256 * 2**20
+MAX_ARRAY_METADATA = 2**20
+ARRAY_TYPES = {"jax.Array", "np.ndarray", "scalar"}
+"""``value_type`` of leaves stored as Zarr arrays (Orbax saves Python scalars as 0-d arrays)."""
+
+
+def find_orbax_items(store: ByteStore, directory: str, names: list[str]) -> list[tuple[str, str]]:
+    """``(item name, item directory)`` of the Orbax checkpoint at ``directory``; [] if none.
+
+    ``directory`` may be an item (``_METADATA``), a step (``_CHECKPOINT_METADATA`` and item
+    directories) or a manager's root (numbered step directories: the latest is opened).
+    """
+    if TREE_FILE in names:
+        return [("", directory)]
+    if STEP_FILE in names:
+        items = [
+            (name, posixpath.join(directory, name))
+            for name in names
+            if store.exists(posixpath.join(directory, name, TREE_FILE))
+        ]
+        return items if len(items) > 1 else [("", path) for _, path in items]
+    steps = sorted(
+        (int(name), name)
+        for name in names
+        if name.isdigit() and store.exists(posixpath.join(directory, name, STEP_FILE))
+    )
+    if steps:
+        step = posixpath.join(directory, steps[-1][1])
+        return find_orbax_items(store, step, store.list_dir(step))
+    return []
+
+
+class _Array:
+    """An array leaf: its item, its name in the item's store and its Zarr driver."""
+
+    __slots__ = ("driver", "item", "key", "name")
+
+    def __init__(self, item: _Item, name: str, driver: str, key: str) -> None:
+        self.item, self.name, self.driver, self.key = item, name, driver, key
+
+
+class _Item:
+    """One Orbax item directory: its layout and (opened once) tensorstore key-value store."""
+
+    def __init__(self, reader: OrbaxCheckpoint, prefix: str, path: str) -> None:
+        self.reader, self.prefix, self.path = reader, prefix, path
+        self.tree = read_json(
+            reader.store, posixpath.join(path, TREE_FILE), MAX_TREE, "Orbax's tree"
+        )
+        if not isinstance(self.tree, dict) or not isinstance(self.tree.get("tree_metadata"), dict):
+            raise UnsupportedFormatError(
+                f"{reader.store.display(posixpath.join(path, TREE_FILE))} has no 'tree_metadata'; "
+                "ckptlab reads PyTree checkpoints of orbax-checkpoint 0.5 and later."
+            )
+        names = reader.store.list_dir(path)
+        self.ocdbt = "manifest.ocdbt" in names or any(n.startswith("ocdbt.process_") for n in names)
+        self.local = os.path.abspath(path)
+        self._kvstore: Any = None
+        self._lock = threading.Lock()
+
+    def kvstore_spec(self) -> dict[str, Any]:
+        if self.ocdbt:
+            return {"driver": "ocdbt", "base": f"file://{self.local}/"}
+        return {"driver": "file", "path": f"{self.local}/"}
+
+    def kvstore(self) -> Any:
+        with self._lock:
+            if self._kvstore is None:
+                ts = self.reader.tensorstore
+                spec = self.kvstore_spec()
+                self._kvstore = ts.KvStore.open(spec, context=self.reader.context).result()
+            return self._kvstore
+
+
+class OrbaxCheckpoint(ForeignCheckpoint):
+    """An Orbax PyTree checkpoint (kind ``name``; keys = leaf paths, ``params/dense/kernel``).
+
+    ``literals`` holds the leaves that are not arrays (strings, ``None``); ``tree_metadata``
+    the parsed ``_METADATA`` of each item.
+    """
+
+    format_name = "Orbax checkpoint"
+
+    def __init__(self, store: ByteStore, path: str, items: list[tuple[str, str]]) -> None:
+        self.store = store
+        self.path = path
+        if not isinstance(store, LocalStore):
+            raise UnsupportedFormatError(
+                f"{store.display(path)} is an Orbax checkpoint; ckptlab reads those from local "
+                "directories only (through tensorstore). Copy it to a local disk first."
+            )
+        self.tensorstore = require("tensorstore", "orbax", "Orbax checkpoints")
+        self.context = self.tensorstore.Context()
+        self.literals: dict[str, Any] = {}
+        self._arrays: dict[str, _Array] = {}
+        self._opened: dict[str, Any] = {}
+        """Key -> the open tensorstore array."""
+        self._lock = threading.Lock()
+        values: dict[str, StoredValue] = {}
+        self.tree_metadata: dict[str, Any] = {}
+        for prefix, item_path in items:
+            item = _Item(self, prefix, item_path)
+            self.tree_metadata[prefix] = item.tree
+            values.update(self._leaves(item))
+        kinds = sorted({"OCDBT" if a.item.ocdbt else "plain" for a in self._arrays.values()})
+        drivers = sorted({a.driver for a in self._arrays.values()})
+        self.format_name = f"Orbax checkpoint ({', '.join(kinds + drivers) or 'empty'})"
+        document = CheckpointDocument(
+            format_version=0,
+            kind="name",
+            graph=None,
+            values=values,
+            writer={"format": self.format_name},
+        )
+        super().__init__(store, path, document)
+
+    def _bad(self, where: str, what: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f"{self.store.display(where)} is not a readable Orbax checkpoint: {what}. It is "
+            "damaged or was not completely written."
+        )
+
+    def _leaves(self, item: _Item) -> dict[str, StoredValue]:
+        """Every array leaf of one item, its Zarr metadata read in one concurrent batch."""
+        leaves: list[tuple[str, str]] = []
+        strings: list[str] = []
+        for entry in item.tree["tree_metadata"].values():
+            path = self._key_path(item, entry)
+            key = posixpath.join(item.prefix, *path) if item.prefix else "/".join(path)
+            kind = entry.get("value_metadata", {}).get("value_type")
+            if kind in ARRAY_TYPES:
+                leaves.append((key, ".".join(path)))
+            elif kind == "string":
+                strings.append(key)
+                self.literals[key] = ".".join(path)
+            else:
+                self.literals[key] = None
+        if strings:
+            self._read_strings(item, strings)
+        documents = self._array_metadata(item, [name for _, name in leaves])
+        values = {}
+        for (key, name), (driver, metadata) in zip(leaves, documents, strict=True):
+            shape, dtype = self._spec(item, name, driver, metadata)
+            self._arrays[key] = _Array(item, name, driver, key)
+            values[key] = StoredValue(
+                key=key,
+                shape=shape,
+                dtype=dtype,
+                foreign=ForeignLocation(
+                    format="orbax",
+                    file=f"{posixpath.basename(item.path)}/{name}",
+                    offset=0,
+                    length=int(np.prod(shape)) * numpy_dtype(dtype).itemsize,
+                    detail=f"{driver} array{' in OCDBT' if item.ocdbt else ''}; no checksum",
+                ),
+            )
+        return values
+
+    def _key_path(self, item: _Item, entry: Any) -> list[str]:
+        keys = entry.get("key_metadata") if isinstance(entry, dict) else None
+        if not isinstance(keys, list) or not keys:
+            raise self._bad(item.path, f"a leaf is described by {entry!r:.80}")
+        path = []
+        for part in keys:
+            name = part.get("key") if isinstance(part, dict) else None
+            if not isinstance(name, str | int):
+                raise self._bad(item.path, f"a leaf path holds the key {name!r:.60}")
+            path.append(str(name))
+        return path
+
+    def _array_metadata(self, item: _Item, names: list[str]) -> list[tuple[str, Any]]:
+        """``(driver, Zarr metadata)`` of every array, read concurrently."""
+        if not names:
+            return []
+        kvstore = item.kvstore()
+        pending = [(kvstore.read(f"{n}/.zarray"), kvstore.read(f"{n}/zarr.json")) for n in names]
+        found = []
+        for name, (v2, v3) in zip(names, pending, strict=True):
+            for driver, future in (("zarr", v2), ("zarr3", v3)):
+                result = future.result()
+                if result.state == "value":
+                    raw = bytes(result.value)
+                    if len(raw) > MAX_ARRAY_METADATA:
+                        raise self._bad(item.path, f"the metadata of {name} is {len(raw)} bytes")
+                    try:
+                        found.append((driver, json.loads(raw)))
+                    except ValueError:
+                        raise self._bad(item.path, f"the metadata of {name} is not JSON") from None
+                    break
+            else:
+                raise NotFoundError(
+                    f"{self.store.display(item.path)}: the array {name!r} named by {TREE_FILE} is "
+                    "missing. The checkpoint is incomplete; copy all of it."
+                )
+        return found
+
+    def _spec(
+        self, item: _Item, name: str, driver: str, metadata: Any
+    ) -> tuple[tuple[int, ...], str]:
+        """Shape and dtype from a ``.zarray`` (``dtype``) or a ``zarr.json`` (``data_type``)."""
+        shape = metadata.get("shape") if isinstance(metadata, dict) else None
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape):
+            raise self._bad(item.path, f"array {name} has shape {shape!r:.60}")
+        where = f"Array {name!r} of {self.store.display(item.path)}"
+        kind = metadata.get("dtype" if driver == "zarr" else "data_type")
+        dtype = _dtype(kind)
+        if dtype is None:
+            raise UnsupportedFormatError(
+                f"{where} has data type {kind!r:.60}; ckptlab reads "
+                "bool, integers, floats (bfloat16 and float8 too) and complex."
+            )
+        return check_shape(tuple(shape), where), dtype
+
+    def _read_strings(self, item: _Item, keys: list[str]) -> None:
+        path = posixpath.join(item.path, STRINGS_FILE)
+        found = (
+            read_json(self.store, path, MAX_TREE, "Orbax's string leaves")
+            if self.store.exists(path)
+            else {}
+        )
+        for key in keys:
+            value = found.get(self.literals[key]) if isinstance(found, dict) else None
+            self.literals[key] = value
+
+    def file(self, name: str) -> str:
+        """The store key of a file inside the checkpoint directory."""
+        return posixpath.join(self.path, name)
+
+    def _open(self, array: _Array) -> Any:
+        """The tensorstore of one array (opened once; its metadata is read again here)."""
+        with self._lock:
+            opened = self._opened.get(array.key)
+        if opened is None:
+            spec = {
+                "driver": array.driver,
+                "kvstore": array.item.kvstore_spec(),
+                "path": array.name,
+            }
+            ts = self.tensorstore
+            opened = ts.open(spec, open=True, read=True, context=self.context).result()
+            with self._lock:
+                self._opened[array.key] = opened
+        return opened
+
+    def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        array = self._arrays[value.key]
+        try:
+            source = self._open(array)
+            if tuple(source.shape) != value.shape:
+                raise self.damaged(value.key, f"tensorstore sees shape {list(source.shape)}")
+            self.tensorstore.array(target).write(source).result()
+        except (ValueError, RuntimeError) as error:
+            if isinstance(error, CorruptCheckpointError):
+                raise
+            raise self.damaged(value.key, f"tensorstore could not read it ({error})") from None
+        return target
+
+
+def _dtype(kind: Any) -> str | None:
+    """The dtype name for a Zarr v2 dtype string or v3 data type (``None``: not numbers).
+
+    Examples
+    --------
+    >>> _dtype("<f4"), _dtype("bfloat16"), _dtype("bool"), _dtype(">i8"), _dtype("|O")
+    ('float32', 'bfloat16', 'bool', 'int64', None)
+    """
+    if not isinstance(kind, str):
+        return None
+    bare = kind.lstrip("<>|=")
+    if bare == "bfloat16" or (bare in FOREIGN_ITEMSIZE and bare != "string"):
+        return bare
+    try:
+        name = np.dtype(kind).name
+    except TypeError:
+        return None
+    return name if name in ITEMSIZE else None

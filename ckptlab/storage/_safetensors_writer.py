@@ -1,0 +1,219 @@
+"""Writing safetensors files, sharded with a Hugging Face index when large (internal).
+
+One file ``model.safetensors``, or shards ``model-0000K-of-0000N.safetensors`` of at most
+``max_shard_size`` bytes each (a value larger than that gets a shard of its own) plus
+``model.safetensors.index.json`` (``{"metadata": {"total_size": N}, "weight_map": ...}``),
+which is what ``transformers``' ``save_pretrained`` writes and ``from_pretrained`` reads.
+Within a file, tensors are ordered by dtype size (largest first), then by name, as the
+safetensors library orders them, so every tensor is aligned to its element size.  Values are
+read one at a time and written straight to the file (local files) or one shard at a time
+(object stores), so memory stays bounded by the largest value (or shard).  Everything is
+written under a temporary name and published with one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ckptlab.errors import CkptlabError
+from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
+from ckptlab.storage._layout import numpy_dtype
+from ckptlab.storage._reader import StoredCheckpoint
+
+SAFETENSORS_DTYPES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint64": "U64",
+    "uint32": "U32",
+    "uint16": "U16",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+    "complex64": "C64",
+}
+"""ckptlab dtype -> safetensors dtype code (the ones the safetensors library reads)."""
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+_UNITS = {
+    "": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+}  # fmt: skip
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes in ``size``: an int, or a string such as ``"5GB"`` (10**9) or ``"500MiB"`` (2**20).
+
+    Examples
+    --------
+    >>> parse_size("5GB"), parse_size("1.5KiB"), parse_size(100)
+    (5000000000, 1536, 100)
+    """
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    match = _SIZE.match(size) if isinstance(size, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(
+            f"max_shard_size must be a positive number of bytes or a string such as '5GB' or "
+            f"'500MiB'; got {size!r}."
+        )
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One tensor to write: its key, safetensors dtype, shape and size in bytes."""
+
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    itemsize: int
+
+
+def plan_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[Entry]]:
+    """Split ``entries`` (in order) into shards of at most ``max_bytes`` (HF's greedy rule).
+
+    Examples
+    --------
+    >>> e = [Entry(k, "F32", (n,), 4 * n, 4) for k, n in (("a", 3), ("b", 3), ("c", 10))]
+    >>> [[x.key for x in s] for s in plan_shards(e, 24)]
+    [['a', 'b'], ['c']]
+    """
+    shards: list[list[Entry]] = [[]]
+    size = 0
+    for entry in entries:
+        if max_bytes is not None and shards[-1] and size + entry.nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(entry)
+        size += entry.nbytes
+    return shards
+
+
+def header_bytes(entries: Sequence[Entry], metadata: dict[str, str]) -> bytes:
+    """The length prefix and JSON header of a file holding ``entries`` in that order."""
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for entry in entries:
+        header[entry.key] = {
+            "dtype": entry.dtype,
+            "shape": list(entry.shape),
+            "data_offsets": [offset, offset + entry.nbytes],
+        }
+        offset += entry.nbytes
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text
+
+
+def write_safetensors(
+    store: ByteStore,
+    path: str,
+    source: StoredCheckpoint,
+    keys: Iterable[str],
+    *,
+    max_shard_size: int | str | None,
+    metadata: dict[str, str],
+    index_metadata: dict[str, Any],
+    durable: bool,
+) -> list[str]:
+    """Write ``keys`` of ``source`` as safetensors at ``path``; return the files written.
+
+    ``path`` ending in ``.safetensors`` is one file (``max_shard_size`` must then be ``None``);
+    any other path is a directory that gets ``model.safetensors``, or shards and an index.
+    ``path`` must not exist yet.
+    """
+    values = source.document.values
+    entries = []
+    for key in keys:
+        value = values[key]
+        itemsize = numpy_dtype(value.dtype).itemsize
+        entry = Entry(key, SAFETENSORS_DTYPES[value.dtype], value.shape, value.nbytes, itemsize)
+        entries.append(entry)
+    single = path.endswith(".safetensors")
+    if single and max_shard_size is not None:
+        raise ValueError(
+            f"{store.display(path)} names one file, so it cannot be sharded; pass a directory "
+            "to shard with max_shard_size, or leave max_shard_size out."
+        )
+    if store.exists(path) or store.list_dir(path):
+        raise CkptlabError(
+            f"Refusing to write safetensors to {store.display(path)}: it exists. Choose a new "
+            "path or remove it yourself."
+        )
+    shards = plan_shards(entries, None if max_shard_size is None else parse_size(max_shard_size))
+    names = (
+        [posixpath.basename(path)]
+        if single
+        else [SINGLE_FILE]
+        if len(shards) == 1
+        else [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    )
+    parent, base = posixpath.split(path)
+    staged = posixpath.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:12]}")
+    target = staged if store.supports_rename else path
+    try:
+        for name, shard in zip(names, shards, strict=True):
+            ordered = sorted(shard, key=lambda e: (-e.itemsize, e.key))
+            file = target if single else posixpath.join(target, name)
+            _write_file(store, file, source, ordered, metadata, durable)
+        if len(shards) > 1:
+            weight_map = {e.key: n for n, shard in zip(names, shards, strict=True) for e in shard}
+            total = sum(e.nbytes for e in entries)
+            index = {"metadata": {**index_metadata, "total_size": total}, "weight_map": weight_map}
+            text = json.dumps(index, indent=2, ensure_ascii=False).encode() + b"\n"
+            store.write(posixpath.join(target, INDEX_FILE), [text], durable=durable)
+        if store.supports_rename:
+            if durable and not single:
+                store.sync_tree(staged)
+            store.rename(staged, path, durable=durable)
+    except BaseException:
+        if store.supports_rename:
+            store.delete_tree(staged)
+        raise
+    written = names + ([INDEX_FILE] if len(shards) > 1 else [])
+    return [path] if single else [posixpath.join(path, n) for n in written]
+
+
+def _write_file(
+    store: ByteStore,
+    file: str,
+    source: StoredCheckpoint,
+    entries: Sequence[Entry],
+    metadata: dict[str, str],
+    durable: bool,
+) -> None:
+    head = header_bytes(entries, metadata)
+    if not isinstance(store, LocalStore):  # object stores: one upload per shard
+        parts: list[Buffer] = [head, *(_raw(source.read(e.key)) for e in entries)]
+        store.write(file, parts, durable=durable)
+        return
+    os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
+    with open(file, "wb") as handle:
+        handle.write(head)
+        for entry in entries:
+            handle.write(_raw(source.read(entry.key)))
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _raw(array: np.ndarray[Any, Any]) -> memoryview:
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data

@@ -1,0 +1,293 @@
+"""PyTorch Distributed Checkpoints written by torch.distributed.checkpoint (1 and 2 ranks)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage import open_path
+
+from .contract import (
+    assert_reads_exactly,
+    assert_reads_without,
+    assert_same_array,
+    assert_works_everywhere,
+)
+
+torch = pytest.importorskip("torch")
+dcp = pytest.importorskip("torch.distributed.checkpoint")
+WRITER = Path(__file__).parent / "writers" / "dcp_writer.py"
+
+
+@pytest.fixture(scope="module")
+def dcp_dirs(tmp_path_factory) -> Path:
+    """``single`` (one process) and ``ranks`` (two gloo processes), written by real DCP."""
+    root = tmp_path_factory.mktemp("dcp")
+    result = subprocess.run(
+        [sys.executable, str(WRITER), str(root)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def _numpy(tensor) -> np.ndarray:
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def _dcp_load(directory: Path) -> dict[str, np.ndarray]:
+    """Every tensor as DCP's own reader loads it (into a state dict of the saved shapes)."""
+    metadata = dcp.FileSystemReader(str(directory)).read_metadata()
+    state = {
+        fqn: torch.empty(entry.size, dtype=entry.properties.dtype)
+        for fqn, entry in metadata.state_dict_metadata.items()
+        if isinstance(entry, dcp.metadata.TensorStorageMetadata)
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "torch.distributed is disabled ... single process"
+        dcp.load(state, checkpoint_id=str(directory))
+    return {fqn: _numpy(tensor) for fqn, tensor in state.items()}
+
+
+@pytest.mark.parametrize("name", ["single", "ranks"])
+def test_values_match_dcp_load(dcp_dirs, name):
+    expected = _dcp_load(dcp_dirs / name)
+    assert_reads_exactly(dcp_dirs / name, expected)
+    assert_reads_exactly(dcp_dirs / name / ".metadata", expected)
+
+
+def test_two_ranks_are_reassembled_from_both_files(dcp_dirs):
+    reader = open_path(dcp_dirs / "ranks")
+    assert sorted(os.listdir(dcp_dirs / "ranks")) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    chunks = reader._chunks
+    assert {c.file for c in chunks["model.rows"]} == {"__0_0.distcp", "__1_0.distcp"}
+    assert [c.region for c in chunks["model.cols"]] == [((0, 3), (0, 4)), ((0, 3), (4, 4))]
+    assert [c.region for c in chunks["model.uneven"]] == [((0, 3), (0, 3)), ((3, 2), (0, 3))]
+    assert "2 chunk(s)" in reader.stored("model.rows").foreign.detail
+
+
+def test_regions_read_only_the_chunks_they_touch(dcp_dirs, tmp_path):
+    directory = tmp_path / "ranks"
+    shutil.copytree(dcp_dirs / "ranks", directory)
+    full = _dcp_load(directory)
+    reader = open_path(directory)
+    for key, region in [
+        ("model.rows", (slice(1, 5), slice(None))),
+        ("model.cols", ((0, 3), (2, 7))),
+        ("model.uneven", (slice(2, 4), slice(0, 3))),
+        ("model.replicated", (slice(1, 3),)),
+    ]:
+        index = tuple(slice(*r) if isinstance(r, tuple) else r for r in region)
+        assert_same_array(reader.read_region(key, region), full[key][index], key)
+    (directory / "__1_0.distcp").unlink()  # rank 1's file is gone: its rows cannot be read
+    assert_same_array(
+        reader.read_region("model.rows", (slice(0, 3), slice(None))), full["model.rows"][:3], "rows"
+    )
+    with pytest.raises(ck.NotFoundError, match="__1_0.distcp"):
+        reader.read("model.rows")
+    with pytest.raises(ValueError, match="outside"):
+        reader.read_region("model.rows", ((0, 9), (0, 4)))  # pairs are not clipped like slices
+
+
+@pytest.mark.parametrize("guess", [0, 64, 10**9])
+def test_a_wrong_guess_of_where_a_chunks_bytes_start_is_corrected(dcp_dirs, guess):
+    expected = _dcp_load(dcp_dirs / "ranks")
+    reader = open_path(dcp_dirs / "ranks")
+    for key, want in expected.items():
+        reader._data_start = guess  # as if the previous archive had another layout
+        assert_same_array(reader.read(key), want, key)
+
+
+def test_non_tensor_values_are_literals(dcp_dirs):
+    reader = open_path(dcp_dirs / "single")
+    assert reader.literals == {"optimizer.lr": 0.01, "step": 12, "name": "run-1"}
+    assert "step" not in reader.document.values
+
+
+def test_a_dcp_checkpoint_works_with_every_entry_point(dcp_dirs, tmp_path):
+    assert_works_everywhere(
+        dcp_dirs / "ranks", _dcp_load(dcp_dirs / "ranks"), tmp_path, checksums=True
+    )
+
+
+def test_a_flipped_byte_fails_the_chunks_crc32(dcp_dirs, tmp_path):
+    from .contract import run_cli
+
+    directory = tmp_path / "ranks"
+    shutil.copytree(dcp_dirs / "ranks", directory)
+    reader = open_path(directory)
+    chunk = reader._chunks["model.rows"][1]
+    expected = reader.read("model.rows")
+    target = expected[3:].tobytes()
+    data = bytearray((directory / chunk.file).read_bytes())
+    at = data.find(target, chunk.offset)
+    assert at > 0
+    data[at + 5] ^= 0x01
+    (directory / chunk.file).write_bytes(bytes(data))
+    with pytest.raises(ck.CorruptCheckpointError, match="CRC-32"):
+        ck.load_checkpoint(directory).get_tensor("model.rows")
+    code, text = run_cli("verify", str(directory))
+    assert code == 1 and "DAMAGED model.rows" in text
+
+
+def test_reading_imports_no_torch(dcp_dirs):
+    assert_reads_without([dcp_dirs / "ranks", dcp_dirs / "single"], ("torch",))
+
+
+# -- damaged and hostile checkpoints ---------------------------------------------------------
+
+
+class _Payload:
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+def _edit_metadata(source: Path, target: Path, edit) -> None:
+    """Copy a checkpoint, unpickle its metadata with torch, change it, pickle it again."""
+    shutil.copytree(source, target)
+    with open(target / ".metadata", "rb") as handle:
+        metadata = pickle.load(handle)
+    edit(metadata)
+    with open(target / ".metadata", "wb") as handle:
+        pickle.dump(metadata, handle)
+
+
+def _storage(metadata, fqn):
+    return next(v for k, v in metadata.storage_data.items() if k.fqn == fqn)
+
+
+@pytest.mark.parametrize("global_name", ["os.system", "builtins.exec", "builtins.eval"])
+def test_disallowed_globals_in_metadata_are_refused_and_never_run(dcp_dirs, tmp_path, global_name):
+    marker = tmp_path / "pwned"
+    payloads = {
+        "os.system": _Payload(os.system, f"touch {marker}"),
+        "builtins.exec": _Payload(exec, f"open({str(marker)!r}, 'w').close()"),
+        "builtins.eval": _Payload(eval, f"open({str(marker)!r}, 'w')"),
+    }
+
+    def edit(metadata):
+        metadata.planner_data = payloads[global_name]
+
+    _edit_metadata(dcp_dirs / "single", tmp_path / "evil", edit)
+    with pytest.raises(ck.UnsafePickleError) as raised:
+        ck.list_variables(tmp_path / "evil")
+    assert raised.value.global_name.endswith(global_name.split(".")[1])
+    assert not marker.exists()
+
+
+def test_a_build_aimed_at_a_stand_in_class_fails_and_changes_nothing(tmp_path):
+    from ckptlab.storage._foreign import _dcp_metadata
+
+    directory = tmp_path / "d"
+    directory.mkdir()
+    # GLOBAL Metadata; (None, {"FIELDS": ("x",)}); BUILD: setattr on the class itself
+    evil = (
+        b"\x80\x02ctorch.distributed.checkpoint.metadata\nMetadata\n"
+        b"N}X\x06\x00\x00\x00FIELDS(X\x01\x00\x00\x00xts\x86b."
+    )
+    (directory / ".metadata").write_bytes(evil)
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.list_variables(directory)
+    assert _dcp_metadata.Metadata.FIELDS[0] == "state_dict_metadata"
+
+
+def test_dcp_classes_are_allowed_in_metadata_files_only(tmp_path):
+    metadata = dcp.metadata.Metadata(state_dict_metadata={})
+    torch.save({"meta": metadata}, tmp_path / "model.pt")
+    with pytest.raises(ck.UnsafePickleError, match="torch.distributed.checkpoint"):
+        ck.list_variables(tmp_path / "model.pt")
+
+
+def test_a_metadata_file_that_is_not_dcp_metadata_is_refused(tmp_path):
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / ".metadata").write_bytes(
+        b"\x80\x04\x95" + b"torch.distributed.checkpoint" * 3 + b"."
+    )
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.list_variables(directory)
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "match"),
+    [
+        ("dotdot", ck.CorruptCheckpointError, "inside the directory"),
+        ("absolute", ck.CorruptCheckpointError, "inside the directory"),
+        ("past the end", ck.CorruptCheckpointError, "which has"),
+        ("missing file", ck.NotFoundError, "__9_0.distcp"),
+        ("gap", ck.CorruptCheckpointError, "slices hold"),
+        ("overlap", ck.CorruptCheckpointError, "overlaps"),
+        ("chunk outside", ck.CorruptCheckpointError, "does not fit"),
+        ("compressed", ck.UnsupportedFormatError, "zstd"),
+    ],
+)
+def test_damaged_metadata_is_a_typed_error(dcp_dirs, tmp_path, case, error, match):
+    def edit(metadata):
+        rows = metadata.state_dict_metadata["model.rows"]
+        info = _storage(metadata, "model.rows")
+        if case == "dotdot":
+            info.relative_path = "../__0_0.distcp"
+        elif case == "absolute":
+            info.relative_path = "/etc/passwd"
+        elif case == "past the end":
+            info.offset = 10**9
+        elif case == "missing file":
+            info.relative_path = "__9_0.distcp"
+        elif case == "gap":
+            rows.chunks = rows.chunks[:1]
+        elif case == "overlap":
+            first = rows.chunks[0]
+            rows.chunks[1].offsets = first.offsets
+            for key in list(metadata.storage_data):
+                if key.fqn == "model.rows" and tuple(key.offset) == (3, 0):
+                    metadata.storage_data[type(key)("model.rows", first.offsets)] = (
+                        metadata.storage_data.pop(key)
+                    )
+        elif case == "chunk outside":
+            rows.chunks[1].sizes = torch.Size([9, 4])
+        elif case == "compressed":
+            info.transform_descriptors = ["zstd/1"]
+
+    _edit_metadata(dcp_dirs / "ranks", tmp_path / case, edit)
+    with pytest.raises(error, match=match):
+        ck.list_variables(tmp_path / case)
+
+
+def test_a_chunk_that_is_not_the_tensor_the_metadata_says_is_corrupt(dcp_dirs, tmp_path):
+    def edit(metadata):
+        rows = _storage(metadata, "model.rows")
+        cols = _storage(metadata, "model.cols")
+        rows.offset, rows.length = cols.offset, cols.length  # points at a bfloat16 chunk
+
+    _edit_metadata(dcp_dirs / "ranks", tmp_path / "swapped", edit)
+    reader = ck.load_checkpoint(tmp_path / "swapped")
+    with pytest.raises(ck.CorruptCheckpointError, match="metadata says"):
+        reader.get_tensor("model.rows")
+
+
+def test_truncated_metadata_and_chunks_are_corrupt(dcp_dirs, tmp_path):
+    directory = tmp_path / "cut"
+    shutil.copytree(dcp_dirs / "ranks", directory)
+    data = (directory / ".metadata").read_bytes()
+    (directory / ".metadata").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.list_variables(directory)
+    (directory / ".metadata").write_bytes(data)
+    rank = (directory / "__1_0.distcp").read_bytes()
+    (directory / "__1_0.distcp").write_bytes(rank[:100])
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.list_variables(directory)

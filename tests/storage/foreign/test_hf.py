@@ -1,0 +1,323 @@
+"""Hugging Face model directories written by transformers (and torch bins as HF wrote them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+
+from .contract import (
+    assert_reads_exactly,
+    assert_same_array,
+    assert_works_everywhere,
+    read_everything,
+)
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+huggingface_hub = pytest.importorskip("huggingface_hub")
+
+
+def _tiny_gpt2():
+    config = transformers.GPT2Config(
+        n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=16, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def _save_torch_bins(model, directory: Path, max_shard_size: str | None) -> None:
+    """What transformers 4 wrote with safe_serialization=False: torch.save shards + index."""
+    state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied
+    directory.mkdir()
+    model.config.save_pretrained(directory)
+    if max_shard_size is None:
+        torch.save(state, directory / "pytorch_model.bin")
+        return
+    split = huggingface_hub.split_torch_state_dict_into_shards(
+        state, filename_pattern="pytorch_model{suffix}.bin", max_shard_size=max_shard_size
+    )
+    for file, names in split.filename_to_tensors.items():
+        torch.save({n: state[n].contiguous() for n in names}, directory / file)
+    index = {"metadata": split.metadata, "weight_map": split.tensor_to_filename}
+    (directory / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    model = _tiny_gpt2()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save_pretrained(root / "sharded", max_shard_size="20KB")
+        model.save_pretrained(root / "single")
+    _save_torch_bins(model, root / "bins", "20KB")
+    _save_torch_bins(model, root / "bin", None)
+    return root, model
+
+
+def _safetensors_expected(directory: Path) -> dict[str, np.ndarray]:
+    expected = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        expected.update(safetensors_numpy.load_file(file))
+    return expected
+
+
+def _torch_expected(directory: Path) -> dict[str, np.ndarray]:
+    expected = {}
+    for file in sorted(directory.glob("*.bin")):
+        expected.update({k: v.numpy() for k, v in torch.load(file, weights_only=True).items()})
+    return expected
+
+
+def test_sharded_safetensors_read_as_safetensors_does(hf_dirs):
+    root, _ = hf_dirs
+    directory = root / "sharded"
+    assert len(list(directory.glob("model-*.safetensors"))) > 2
+    expected = _safetensors_expected(directory)
+    assert "transformer.h.0.attn.c_attn.weight" in expected
+    assert_reads_exactly(directory, expected)
+    assert_reads_exactly(directory / "model.safetensors.index.json", expected)
+    reader = ck.storage.open_checkpoint(*ck.storage.resolve(str(directory)))
+    assert reader.shard_metadata and all(
+        m == {"format": "pt"} for m in reader.shard_metadata.values()
+    )
+    assert reader.metadata["total_size"] == sum(v.nbytes for v in expected.values())
+
+
+def test_sharded_torch_bins_read_as_torch_does(hf_dirs):
+    root, _ = hf_dirs
+    directory = root / "bins"
+    assert len(list(directory.glob("pytorch_model-*.bin"))) > 2
+    assert_reads_exactly(directory, _torch_expected(directory))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("single", _safetensors_expected), ("bin", _torch_expected)]
+)
+def test_single_file_directories(hf_dirs, name, expected):
+    root, _ = hf_dirs
+    assert_reads_exactly(root / name, expected(root / name))
+
+
+def test_a_directory_works_with_every_entry_point(hf_dirs, tmp_path):
+    root, _ = hf_dirs
+    assert_works_everywhere(root / "sharded", _safetensors_expected(root / "sharded"), tmp_path)
+
+
+def test_shards_the_index_does_not_name_are_ignored(hf_dirs, tmp_path):
+    directory = tmp_path / "model"
+    shutil.copytree(hf_dirs[0] / "sharded", directory)
+    expected = _safetensors_expected(directory)
+    safetensors_numpy.save_file(
+        {"stray": np.ones(3, np.float32)}, directory / "model-00099-of-00099.safetensors"
+    )
+    (directory / "pytorch_model.bin").write_bytes(b"PK\x03\x04 not even a zip")
+    assert_reads_exactly(directory, expected)
+
+
+def test_a_safetensors_index_is_preferred_over_a_torch_one(hf_dirs, tmp_path):
+    directory = tmp_path / "both"
+    shutil.copytree(hf_dirs[0] / "sharded", directory)
+    for file in (hf_dirs[0] / "bins").iterdir():
+        shutil.copy(file, directory / file.name)
+    assert (
+        "safetensors" in ck.storage.open_checkpoint(*ck.storage.resolve(str(directory))).format_name
+    )
+
+
+# -- damaged and hostile directories ------------------------------------------------------------
+
+
+def _copy(hf_dirs, tmp_path, name="sharded") -> tuple[Path, dict]:
+    directory = tmp_path / name
+    shutil.copytree(hf_dirs[0] / name, directory)
+    index_file = next(directory.glob("*.index.json"))
+    return directory, json.loads(index_file.read_text())
+
+
+def _write_index(directory: Path, index) -> None:
+    next(directory.glob("*.index.json")).write_text(
+        index if isinstance(index, str) else json.dumps(index)
+    )
+
+
+def test_bad_index_json_is_a_corrupt_checkpoint(hf_dirs, tmp_path):
+    directory, _ = _copy(hf_dirs, tmp_path)
+    _write_index(directory, '{"weight_map": {"a": "model-00001')
+    with pytest.raises(ck.CorruptCheckpointError, match="not valid JSON"):
+        ck.list_variables(directory)
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd", "a/../../b", "", 7])
+def test_shard_paths_that_leave_the_directory_are_refused(hf_dirs, tmp_path, shard):
+    directory, index = _copy(hf_dirs, tmp_path)
+    safetensors_numpy.save_file({"x": np.ones(1, np.float32)}, tmp_path / "outside.safetensors")
+    first = next(iter(index["weight_map"]))
+    index["weight_map"][first] = shard
+    _write_index(directory, index)
+    with pytest.raises(ck.CorruptCheckpointError, match="inside the directory|maps a tensor to 7"):
+        ck.list_variables(directory)
+
+
+def test_an_index_naming_a_missing_shard_is_not_found(hf_dirs, tmp_path):
+    directory, index = _copy(hf_dirs, tmp_path)
+    missing = sorted(set(index["weight_map"].values()))[1]
+    (directory / missing).unlink()
+    with pytest.raises(ck.NotFoundError, match=missing):
+        ck.list_variables(directory)
+
+
+def test_an_index_naming_a_tensor_its_shard_lacks_is_corrupt(hf_dirs, tmp_path):
+    directory, index = _copy(hf_dirs, tmp_path)
+    index["weight_map"]["transformer.extra.weight"] = next(iter(index["weight_map"].values()))
+    _write_index(directory, index)
+    with pytest.raises(ck.CorruptCheckpointError, match="transformer.extra.weight"):
+        ck.list_variables(directory)
+
+
+@pytest.mark.parametrize("name", ["sharded", "bins"])
+def test_truncated_shards_are_corrupt(hf_dirs, tmp_path, name):
+    directory, index = _copy(hf_dirs, tmp_path, name)
+    shard = directory / sorted(set(index["weight_map"].values()))[0]
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) - 100])
+    with pytest.raises(ck.CorruptCheckpointError):
+        read_everything(directory)
+
+
+def test_a_shard_that_is_not_weights_is_corrupt(hf_dirs, tmp_path):
+    directory, index = _copy(hf_dirs, tmp_path)
+    (directory / sorted(set(index["weight_map"].values()))[0]).write_text("hello")
+    with pytest.raises(ck.CorruptCheckpointError, match="neither a safetensors nor"):
+        ck.list_variables(directory)
+
+
+# -- export to safetensors, loaded by transformers ------------------------------------------------
+
+
+def _from_pretrained(directory: Path, config_from: Path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    shutil.copy(config_from / "config.json", directory / "config.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.GPT2LMHeadModel.from_pretrained(directory, local_files_only=True)
+
+
+def _assert_same_model(loaded, model) -> None:
+    want, got = model.state_dict(), loaded.state_dict()
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert torch.equal(got[key], value), key
+
+
+def test_torch_bins_exported_to_sharded_safetensors_load_in_transformers(
+    hf_dirs, tmp_path, monkeypatch
+):
+    root, model = hf_dirs
+    out = tmp_path / "exported"
+    assert ck.convert(root / "bins", out, format="safetensors", max_shard_size="30KB") == str(out)
+    files = sorted(p.name for p in out.iterdir())
+    assert "model.safetensors.index.json" in files and len(files) > 3
+    for file in out.glob("*.safetensors"):
+        with open(file, "rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        assert header["__metadata__"] == {"format": "pt"}
+        sizes = sum(
+            v["data_offsets"][1] - v["data_offsets"][0]
+            for k, v in header.items()
+            if k != "__metadata__"
+        )
+        assert sizes <= 30_000 or len(header) == 2  # one value larger than a shard gets its own
+    _assert_same_model(_from_pretrained(out, root / "bins", monkeypatch), model)
+
+
+def test_a_ckptlab_checkpoint_exported_to_safetensors_loads_in_transformers(
+    hf_dirs, tmp_path, monkeypatch
+):
+    root, model = hf_dirs
+    converted = ck.convert(root / "sharded", tmp_path / "ckpt")
+    out = tmp_path / "exported"
+    ck.convert(converted, out, format="safetensors")
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+    _assert_same_model(_from_pretrained(out, root / "sharded", monkeypatch), model)
+
+
+def test_export_keeps_keys_values_and_string_metadata(tmp_path):
+    source = tmp_path / "in.safetensors"
+    tensors = {
+        "b.weight": np.arange(6, dtype=np.float16).reshape(2, 3),
+        "a.bias": np.array([1, -2], np.int64),
+        "c.flag": np.array(True),
+    }
+    safetensors_numpy.save_file(tensors, source, metadata={"format": "pt", "note": "kept"})
+    out = tmp_path / "out.safetensors"
+    ck.convert(source, out, format="safetensors")
+    with open(out, "rb") as handle:
+        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+    assert header["__metadata__"] == {"format": "pt", "note": "kept"}
+    loaded = safetensors_numpy.load_file(out)
+    for key, value in tensors.items():
+        assert_same_array(loaded[key], value, key)
+
+
+def test_shard_sizes_accept_bytes_and_units(tmp_path):
+    source = tmp_path / "in.safetensors"
+    safetensors_numpy.save_file({f"w{i}": np.zeros(250, np.float32) for i in range(8)}, source)
+    ck.convert(source, tmp_path / "ints", format="safetensors", max_shard_size=2000)
+    ck.convert(source, tmp_path / "units", format="safetensors", max_shard_size="2KB")
+    ck.convert(source, tmp_path / "big", format="safetensors", max_shard_size="5GB")
+    assert len(list((tmp_path / "ints").glob("*.safetensors"))) == 4
+    assert len(list((tmp_path / "units").glob("*.safetensors"))) == 4
+    assert [p.name for p in (tmp_path / "big").iterdir()] == ["model.safetensors"]
+    for bad in ("5XB", "-1", 0, "GB"):
+        with pytest.raises(ValueError, match="max_shard_size"):
+            ck.convert(source, tmp_path / f"bad{bad}", format="safetensors", max_shard_size=bad)
+
+
+def test_export_refuses_an_existing_destination_and_leaves_nothing_on_failure(hf_dirs, tmp_path):
+    root, _ = hf_dirs
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    with pytest.raises(ck.CkptlabError, match="exists"):
+        ck.convert(root / "sharded", existing, format="safetensors")
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+    directory, index = _copy(hf_dirs, tmp_path)
+    shard = directory / sorted(set(index["weight_map"].values()))[-1]
+    reader_path = directory
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) - 64])  # the last values are cut: the export fails late
+    before = set(tmp_path.iterdir())
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.convert(reader_path, tmp_path / "out", format="safetensors", max_shard_size="20KB")
+    assert set(tmp_path.iterdir()) == before  # no output, no temporary directory
+
+
+def test_cli_converts_to_safetensors(hf_dirs, tmp_path):
+    from .contract import run_cli
+
+    root, _ = hf_dirs
+    code, text = run_cli(
+        "convert",
+        str(root / "bins"),
+        str(tmp_path / "out"),
+        "--to",
+        "safetensors",
+        "--max-shard-size",
+        "30KB",
+        "--json",
+    )
+    assert code == 0, text
+    assert json.loads(text)["format"] == "safetensors"
+    assert (tmp_path / "out" / "model.safetensors.index.json").exists()
+    code, _ = run_cli("convert", str(root / "bins"), str(tmp_path / "x"), "--max-shard-size", "1KB")
+    assert code == 2
