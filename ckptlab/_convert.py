@@ -5,7 +5,9 @@ TF2 object-based checkpoints keep their object graph (keys as in the file); flat
 checkpoints that ``Checkpoint.restore`` matches by ``Variable.name``.  Non-tensor values
 (epochs, hyper-parameters) are not values and are not converted.  ``format="safetensors"``
 writes the values as safetensors under their keys, sharded with a Hugging Face index JSON
-above ``max_shard_size``.
+above ``max_shard_size``; with ``root="model"`` an object-based checkpoint's values under that
+object are named by their object paths instead (``encoder.0.weight``: the names of a PyTorch
+``state_dict()``, docs/formats.md "Exporting safetensors").
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any, Literal
 from ckptlab._keymap import KeyMap
 from ckptlab._reader import open_path
 from ckptlab._version import __version__
-from ckptlab.core import ITEMSIZE, ObjectGraph
-from ckptlab.errors import UnsupportedFormatError
+from ckptlab.core import ITEMSIZE, VARIABLE_VALUE, ObjectGraph
+from ckptlab.errors import UnknownPathError, UnsupportedFormatError
 from ckptlab.storage import (
     SAFETENSORS_DTYPES,
     StoredCheckpoint,
@@ -41,6 +43,7 @@ def convert(
     options: WriteOptions | None = None,
     format: Literal["ckptlab", "safetensors"] = "ckptlab",
     max_shard_size: int | str | None = None,
+    root: str | None = None,
 ) -> str:
     """Write the checkpoint at ``src`` (any format ckptlab reads) as ckptlab or safetensors.
 
@@ -70,6 +73,15 @@ def convert(
     max_shard_size
         For ``"safetensors"``: bytes per shard (an int, or ``"5GB"``, ``"500MiB"``); above it
         the values are split into shards with an HF-style index.  ``None``: one file.
+    root
+        For ``"safetensors"`` from an object-based checkpoint (ckptlab, TF2): export only the
+        values of the object at this dotted path (``"model"``, ``"model.encoder"``; ``""`` is
+        the root), each named by its dotted object path below it, e.g.
+        ``transformer.h.0.attn.c_attn.weight``: the names ``model.state_dict()`` has, so
+        ``safetensors.torch.load_model`` and ``transformers``' ``from_pretrained`` read the
+        export.  A tensor reachable under several names (tied weights) is written once, under
+        its first name in ``state_dict()`` order.  Optimizer slots and Python state are left
+        out.
 
     Returns
     -------
@@ -91,8 +103,8 @@ def convert(
     """
     if format not in ("ckptlab", "safetensors"):
         raise ValueError(f"format must be 'ckptlab' or 'safetensors', got {format!r}")
-    if max_shard_size is not None and format != "safetensors":
-        raise ValueError("max_shard_size applies to format='safetensors' only")
+    if format != "safetensors" and (max_shard_size is not None or root is not None):
+        raise ValueError("max_shard_size and root apply to format='safetensors' only")
     original = open_path(src)
     source = key_map.apply(original) if key_map is not None else original
     document = source.document
@@ -105,12 +117,17 @@ def convert(
             f"cannot store: {shown}. Pass skip_unsupported=True to leave them out."
         )
     if format == "safetensors":
+        names = (
+            {k: k for k in document.values}
+            if root is None
+            else _names_under(document.graph, root, source.display_path)
+        )
         store, path = resolve(dst)
         write_safetensors(
             store,
             path,
             source,
-            [k for k in document.values if k not in set(refused)],
+            {name: key for name, key in names.items() if key not in set(refused)},
             max_shard_size=max_shard_size,
             metadata=_string_metadata(original),
             index_metadata=_index_metadata(original),
@@ -133,6 +150,47 @@ def convert(
         options=options or WriteOptions(),
     )
     return os.fspath(dst)
+
+
+def _names_under(graph: ObjectGraph | None, root: str, where: str) -> dict[str, str]:
+    """Dotted object paths below the object at ``root`` -> the keys of their values.
+
+    Depth first in the graph's child order, each object's own children before deeper ones:
+    the order of ``torch.nn.Module.state_dict()``, so a tied tensor gets the name PyTorch and
+    Hugging Face keep (``transformer.wte.weight``, not ``lm_head.weight``).
+    """
+    if graph is None:
+        raise ValueError(
+            f"root={root!r} names values by their object paths, but {where} is name-based: its "
+            "keys are names already. Leave root out (rename with key_map if needed)."
+        )
+    node = 0
+    steps = root.split(".") if root else []
+    for depth, step in enumerate(steps):
+        child = graph.nodes[node].children.get(step)
+        if child is None:
+            here = ".".join(["(root)", *steps[:depth]])
+            known = ", ".join(repr(c) for c in sorted(graph.nodes[node].children)[:20])
+            raise UnknownPathError(
+                f"{where} has no object {root!r}: {here} has no child {step!r} (its children: "
+                f"{known or 'none'}). Pass root as a dotted path of local names, e.g. 'model'."
+            )
+        node = child
+    names: dict[str, str] = {}
+    seen = {node}
+    stack: list[tuple[int, str]] = [(node, "")]
+    while stack:
+        node_id, name = stack.pop()
+        values = [a.key for a in graph.nodes[node_id].attributes if a.name == VARIABLE_VALUE]
+        if name and values:
+            names[name] = values[0]
+        below = []
+        for local, child in graph.nodes[node_id].children.items():
+            if child not in seen:
+                seen.add(child)
+                below.append((child, f"{name}.{local}" if name else local))
+        stack.extend(reversed(below))
+    return names
 
 
 def _without(graph: ObjectGraph, keys: Iterable[str]) -> ObjectGraph:

@@ -48,6 +48,12 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="with --to safetensors: shard above SIZE bytes (e.g. 5GB, 500MiB) with an index",
     )
     parser.add_argument(
+        "--root",
+        metavar="PATH",
+        help="with --to safetensors: export the values under this object (e.g. model), named "
+        "by their dotted paths below it as in a PyTorch state_dict (encoder.0.weight)",
+    )
+    parser.add_argument(
         "--rename",
         action="append",
         default=[],
@@ -92,8 +98,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if os.path.lexists(args.dst) and (not args.overwrite or args.to == "safetensors"):
         hint = "remove it first" if args.overwrite else "pass --overwrite to replace it"
         raise CommandError(f"{args.dst} already exists; {hint}", EXIT_USAGE)
-    if args.max_shard_size is not None and args.to != "safetensors":
-        raise CommandError("--max-shard-size needs --to safetensors", EXIT_USAGE)
+    for given, flag in ((args.max_shard_size, "--max-shard-size"), (args.root, "--root")):
+        if given is not None and args.to != "safetensors":
+            raise CommandError(f"{flag} needs --to safetensors", EXIT_USAGE)
     mapping = key_map(args.rename, args.transpose)
     try:
         written = convert(
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             skip_unsupported=args.skip_unsupported,
             format=args.to,
             max_shard_size=args.max_shard_size,
+            root=args.root,
         )
     except ValueError as error:
         if isinstance(error, CkptlabError):

@@ -22,6 +22,7 @@ from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
 from ckptlab.core._keys import (
     OPTIMIZER_SLOT,
+    VARIABLE_VALUE,
     ParsedKey,
     escape_local_name,
     object_prefix,
@@ -78,6 +79,7 @@ __all__ = [
     "FOREIGN_ITEMSIZE",
     "FORMAT_VERSION",
     "ITEMSIZE",
+    "VARIABLE_VALUE",
     "OPTIMIZER_SLOT",
     "STATES",
     "ArrayInfo",

@@ -18,7 +18,7 @@ import os
 import posixpath
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,13 +78,15 @@ def parse_size(size: int | str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One tensor to write: its key, safetensors dtype, shape and size in bytes."""
+    """One tensor to write: its name in the file, safetensors dtype, shape, size, source key."""
 
     key: str
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
     itemsize: int
+    source: str
+    """The key the value is read from in the source checkpoint."""
 
 
 def plan_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[Entry]]:
@@ -92,7 +94,7 @@ def plan_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[En
 
     Examples
     --------
-    >>> e = [Entry(k, "F32", (n,), 4 * n, 4) for k, n in (("a", 3), ("b", 3), ("c", 10))]
+    >>> e = [Entry(k, "F32", (n,), 4 * n, 4, k) for k, n in (("a", 3), ("b", 3), ("c", 10))]
     >>> [[x.key for x in s] for s in plan_shards(e, 24)]
     [['a', 'b'], ['c']]
     """
@@ -127,14 +129,16 @@ def write_safetensors(
     store: ByteStore,
     path: str,
     source: StoredCheckpoint,
-    keys: Iterable[str],
+    names: Mapping[str, str],
     *,
     max_shard_size: int | str | None,
     metadata: dict[str, str],
     index_metadata: dict[str, Any],
     durable: bool,
 ) -> list[str]:
-    """Write ``keys`` of ``source`` as safetensors at ``path``; return the files written.
+    """Write ``source``'s values as safetensors at ``path``; return the files written.
+
+    ``names`` maps each name to write to the source key holding its value.
 
     ``path`` ending in ``.safetensors`` is one file (``max_shard_size`` must then be ``None``);
     any other path is a directory that gets ``model.safetensors``, or shards and an index.
@@ -142,11 +146,11 @@ def write_safetensors(
     """
     values = source.document.values
     entries = []
-    for key in keys:
+    for name, key in names.items():
         value = values[key]
         itemsize = numpy_dtype(value.dtype).itemsize
-        entry = Entry(key, SAFETENSORS_DTYPES[value.dtype], value.shape, value.nbytes, itemsize)
-        entries.append(entry)
+        dtype = SAFETENSORS_DTYPES[value.dtype]
+        entries.append(Entry(name, dtype, value.shape, value.nbytes, itemsize, key))
     single = path.endswith(".safetensors")
     if single and max_shard_size is not None:
         raise ValueError(
@@ -159,7 +163,7 @@ def write_safetensors(
             "path or remove it yourself."
         )
     shards = plan_shards(entries, None if max_shard_size is None else parse_size(max_shard_size))
-    names = (
+    files = (
         [posixpath.basename(path)]
         if single
         else [SINGLE_FILE]
@@ -170,12 +174,12 @@ def write_safetensors(
     staged = posixpath.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:12]}")
     target = staged if store.supports_rename else path
     try:
-        for name, shard in zip(names, shards, strict=True):
+        for name, shard in zip(files, shards, strict=True):
             ordered = sorted(shard, key=lambda e: (-e.itemsize, e.key))
             file = target if single else posixpath.join(target, name)
             _write_file(store, file, source, ordered, metadata, durable)
         if len(shards) > 1:
-            weight_map = {e.key: n for n, shard in zip(names, shards, strict=True) for e in shard}
+            weight_map = {e.key: n for n, shard in zip(files, shards, strict=True) for e in shard}
             total = sum(e.nbytes for e in entries)
             index = {"metadata": {**index_metadata, "total_size": total}, "weight_map": weight_map}
             text = json.dumps(index, indent=2, ensure_ascii=False).encode() + b"\n"
@@ -188,7 +192,7 @@ def write_safetensors(
         if store.supports_rename:
             store.delete_tree(staged)
         raise
-    written = names + ([INDEX_FILE] if len(shards) > 1 else [])
+    written = files + ([INDEX_FILE] if len(shards) > 1 else [])
     return [path] if single else [posixpath.join(path, n) for n in written]
 
 
@@ -202,14 +206,14 @@ def _write_file(
 ) -> None:
     head = header_bytes(entries, metadata)
     if not isinstance(store, LocalStore):  # object stores: one upload per shard
-        parts: list[Buffer] = [head, *(_raw(source.read(e.key)) for e in entries)]
+        parts: list[Buffer] = [head, *(_raw(source.read(e.source)) for e in entries)]
         store.write(file, parts, durable=durable)
         return
     os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
     with open(file, "wb") as handle:
         handle.write(head)
         for entry in entries:
-            handle.write(_raw(source.read(entry.key)))
+            handle.write(_raw(source.read(entry.source)))
         if durable:
             handle.flush()
             os.fsync(handle.fileno())

@@ -321,3 +321,51 @@ def test_cli_converts_to_safetensors(hf_dirs, tmp_path):
     assert (tmp_path / "out" / "model.safetensors.index.json").exists()
     code, _ = run_cli("convert", str(root / "bins"), str(tmp_path / "x"), "--max-shard-size", "1KB")
     assert code == 2
+
+
+def test_a_torch_programs_checkpoint_exports_its_model_under_state_dict_names(
+    hf_dirs, tmp_path, monkeypatch
+):
+    root, _ = hf_dirs
+    model = _tiny_gpt2()  # trained one step here: the fixture's model stays as saved
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.zeros((1, 4), dtype=torch.long)).logits.sum().backward()
+    optimizer.step()  # slots exist: they are not part of the export
+    model.zero_grad()
+    saved = ck.Checkpoint(model=model, optimizer=optimizer).write(str(tmp_path / "train"))
+    out = tmp_path / "exported"
+    ck.convert(saved, out, format="safetensors", root="model", max_shard_size="30KB")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    # the tied embedding once, under the name transformers keeps; every other state-dict name
+    assert set(index["weight_map"]) == set(model.state_dict()) - {"lm_head.weight"}
+    _assert_same_model(_from_pretrained(out, root / "sharded", monkeypatch), model)
+    single = tmp_path / "model.safetensors"
+    ck.convert(saved, single, format="safetensors", root="model")
+    fresh = _tiny_gpt2()
+    torch.nn.init.zeros_(fresh.transformer.wte.weight)
+    pytest.importorskip("safetensors.torch").load_model(fresh, single)  # strict
+    _assert_same_model(fresh, model)
+    block = tmp_path / "block.safetensors"
+    ck.convert(saved, block, format="safetensors", root="model.transformer.h.0")
+    assert set(safetensors_numpy.load_file(block)) == set(model.transformer.h[0].state_dict())
+
+
+def test_export_root_errors_name_the_path(hf_dirs, tmp_path):
+    root, model = hf_dirs
+    saved = ck.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    with pytest.raises(ck.UnknownPathError, match=r"no child 'encoder'.*'lm_head', 'transformer'"):
+        ck.convert(saved, tmp_path / "a", format="safetensors", root="model.encoder")
+    with pytest.raises(ValueError, match="name-based: its keys are names already"):
+        ck.convert(root / "single", tmp_path / "b", format="safetensors", root="model")
+    with pytest.raises(ValueError, match="format='safetensors' only"):
+        ck.convert(saved, tmp_path / "c", root="model")
+    assert not any((tmp_path / n).exists() for n in "abc")
+    from .contract import run_cli
+
+    code, text = run_cli(
+        "convert", saved, str(tmp_path / "d"), "--to", "safetensors", "--root", "model"
+    )
+    assert code == 0, text
+    assert "transformer.wte.weight" in safetensors_numpy.load_file(
+        tmp_path / "d" / "model.safetensors"
+    )
