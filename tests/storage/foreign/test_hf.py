@@ -369,3 +369,16 @@ def test_export_root_errors_name_the_path(hf_dirs, tmp_path):
     assert "transformer.wte.weight" in safetensors_numpy.load_file(
         tmp_path / "d" / "model.safetensors"
     )
+
+
+@pytest.mark.parametrize("name", ["sharded", "single", "bins", "bin"])
+def test_a_directory_restores_into_a_torch_model_by_name(hf_dirs, name):
+    root, model = hf_dirs
+    fresh = _tiny_gpt2()
+    with torch.no_grad():
+        for parameter in fresh.parameters():
+            parameter.zero_()
+    status = ck.Checkpoint(root=fresh).restore(root / name)
+    status.assert_consumed()  # lm_head.weight, stored once as transformer.wte.weight, is filled
+    assert fresh.lm_head.weight is fresh.transformer.wte.weight
+    _assert_same_model(fresh, model)
