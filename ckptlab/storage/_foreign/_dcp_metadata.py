@@ -22,7 +22,6 @@ record's own slots (a BUILD aimed at a class fails), and no stand-in touches sha
 from __future__ import annotations
 
 import io
-import pickle
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -179,11 +178,6 @@ ALLOWED: dict[tuple[str, str], StandIn] = {
 """DCP's metadata classes (module, name) -> stand-in; accepted in ``.metadata`` files only."""
 
 
-def _key(key: Any) -> Any:
-    """A dict key of the metadata: a ``MetadataIndex`` record (hashed by identity) or a scalar."""
-    return key if type(key) is MetadataIndex else check_key(key)
-
-
 class MetadataUnpickler(RestrictedUnpickler):
     """The restricted unpickler, plus :data:`ALLOWED`; persistent ids are refused.
 
@@ -192,43 +186,16 @@ class MetadataUnpickler(RestrictedUnpickler):
     a :class:`MetadataIndex` record may be a dict key (``storage_data``).
     """
 
-    dispatch: ClassVar[dict[int, Callable[..., None]]] = dict(RestrictedUnpickler.dispatch)
-
     def find_class(self, module: str, name: str) -> Any:
         """Return the stand-in for a DCP metadata class or a global the torch reader allows."""
         found = ALLOWED.get((module, name))
         return found if found is not None else super().find_class(module, name)
 
-    def _load_record_build(self) -> None:
-        if len(self.stack) > 1 and isinstance(self.stack[-2], Record):
-            state = self.stack.pop()
-            self.stack[-1].__setstate__(state)
-            return
-        RestrictedUnpickler._load_build(self)
+    def _may_build(self, target: Any) -> bool:
+        return isinstance(target, Record) or super()._may_build(target)
 
-    def _load_record_setitem(self) -> None:
-        value = self.stack.pop()
-        key = self.stack.pop()
-        self._dict()[_key(key)] = value
-
-    def _load_record_setitems(self) -> None:
-        items = self.pop_mark()
-        target = self._dict()
-        if len(items) % 2:
-            raise CorruptCheckpointError("SETITEMS with an odd number of items")
-        for index in range(0, len(items), 2):
-            target[_key(items[index])] = items[index + 1]
-
-    def _load_record_dict(self) -> None:
-        items = self.pop_mark()
-        if len(items) % 2:
-            raise CorruptCheckpointError("DICT with an odd number of items")
-        self.append({_key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
-
-    dispatch[pickle.BUILD[0]] = _load_record_build
-    dispatch[pickle.SETITEM[0]] = _load_record_setitem
-    dispatch[pickle.SETITEMS[0]] = _load_record_setitems
-    dispatch[pickle.DICT[0]] = _load_record_dict
+    def _key(self, key: Any) -> Any:
+        return key if type(key) is MetadataIndex else check_key(key)
 
 
 def looks_like_metadata(head: bytes) -> bool:

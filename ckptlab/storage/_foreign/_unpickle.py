@@ -433,10 +433,18 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _instantiate(self, klass: Any, args: Any) -> None:  # INST and OBJ
         self.append(self._call(klass, tuple(args)))
 
+    def _may_build(self, target: Any) -> bool:
+        """Whether BUILD may set the state of ``target`` (subclasses widen this)."""
+        return type(target) in _BUILDABLE
+
+    def _key(self, key: Any) -> Any:
+        """``key`` if it may be a dict key (subclasses widen this), else raise."""
+        return check_key(key)
+
     def _load_build(self) -> None:
         state = self.stack.pop()
         target = self.stack[-1]
-        if type(target) not in _BUILDABLE:
+        if not self._may_build(target):
             raise CorruptCheckpointError(
                 f"the pickle sets the state of a {type(target).__name__} (BUILD), which ckptlab "
                 "only allows on the dicts and dtypes it rebuilds"
@@ -452,7 +460,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _load_setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
-        self._dict()[check_key(key)] = value
+        self._dict()[self._key(key)] = value
 
     def _load_setitems(self) -> None:
         items = self.pop_mark()
@@ -460,13 +468,13 @@ class RestrictedUnpickler(pickle._Unpickler):
         if len(items) % 2:
             raise CorruptCheckpointError("SETITEMS with an odd number of items")
         for index in range(0, len(items), 2):
-            target[check_key(items[index])] = items[index + 1]
+            target[self._key(items[index])] = items[index + 1]
 
     def _load_dict(self) -> None:
         items = self.pop_mark()
         if len(items) % 2:
             raise CorruptCheckpointError("DICT with an odd number of items")
-        self.append({check_key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+        self.append({self._key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
 
     def _load_append(self) -> None:
         value = self.stack.pop()
