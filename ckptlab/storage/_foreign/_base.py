@@ -114,6 +114,19 @@ class LazyValues(Mapping[str, StoredValue]):
         return len(self._keys)
 
 
+def name_document(
+    format_name: str, values: Mapping[str, StoredValue], **writer: Any
+) -> CheckpointDocument:
+    """The document of a flat, name-based foreign checkpoint (``writer`` adds to its record)."""
+    return CheckpointDocument(
+        format_version=0,
+        kind="name",
+        graph=None,
+        values=values,
+        writer={"format": format_name, **writer},
+    )
+
+
 class ForeignCheckpoint(StoredCheckpoint):
     """A checkpoint written by another framework, opened read-only.
 

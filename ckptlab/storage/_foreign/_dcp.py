@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.core import ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
-from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document
 from ckptlab.storage._foreign._crc32 import crc32
 from ckptlab.storage._foreign._dcp_chunk import locate
 from ckptlab.storage._foreign._dcp_metadata import (
@@ -101,14 +101,11 @@ class DCPCheckpoint(ForeignCheckpoint):
                 values[fqn] = self._tensor(storage, fqn, entry)
             else:
                 raise self._bad(f"{fqn!r} is described by {type(entry).__name__}")
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=values,
-            writer={"format": self.format_name, "version": self.dcp_metadata.get("version")},
+        super().__init__(
+            store,
+            directory,
+            name_document(self.format_name, values, version=self.dcp_metadata.get("version")),
         )
-        super().__init__(store, directory, document)
 
     def _bad(self, what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(

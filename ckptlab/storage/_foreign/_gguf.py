@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue, shape_extent
+from ckptlab.core import ForeignLocation, StoredValue, shape_extent
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import (
     MAX_ELEMENTS,
     ForeignCheckpoint,
     LazyValues,
     check_shape,
+    name_document,
     require,
 )
 from ckptlab.storage._kv import ByteStore
@@ -191,14 +192,10 @@ class GGUFFile(ForeignCheckpoint):
             raise self.bad_file(f"general.alignment is {alignment!r}, not a power of two")
         self._data = -(-cursor.offset // alignment) * alignment
         self._check_bounds(size)
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=LazyValues(self._names, self._value),
-            writer={"format": self.format_name, "metadata": self.metadata},
+        values = LazyValues(self._names, self._value)
+        super().__init__(
+            store, path, name_document(self.format_name, values, metadata=self.metadata)
         )
-        super().__init__(store, path, document)
 
     def _read_infos(self, cursor: _Cursor, count: int) -> None:
         """Tensor infos as columns: name, numpy-order shape, GGML type, offset.

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, StoredValue
+from ckptlab.core import StoredValue
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
-from ckptlab.storage._foreign._base import ForeignCheckpoint
+from ckptlab.storage._foreign._base import ForeignCheckpoint, name_document
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._torch import TorchFile
 from ckptlab.storage._kv import ByteStore
@@ -133,14 +133,9 @@ class HFShardedDirectory(ForeignCheckpoint):
                 )
             values[name] = stored
             self._shard_of[name] = shard
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=values,
-            writer={"format": self.format_name, "metadata": self.metadata},
+        super().__init__(
+            store, directory, name_document(self.format_name, values, metadata=self.metadata)
         )
-        super().__init__(store, directory, document)
 
     def _open_shard(self, shard: Any, where: str, open_file: OpenFile) -> ForeignCheckpoint:
         key = safe_member(self.path, shard, where)

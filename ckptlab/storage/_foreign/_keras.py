@@ -24,9 +24,9 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.core import ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
-from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, require
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document, require
 from ckptlab.storage._foreign._hf import safe_member
 from ckptlab.storage._foreign._torch import StoreFile
 from ckptlab.storage._foreign._window import ByteRange
@@ -123,14 +123,10 @@ class KerasWeights(ForeignCheckpoint):
                 values[key] = value
                 fletcher = fletcher and checked
         self.checksums = bool(values) and fletcher
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=dict(sorted(values.items(), key=lambda item: _natural(item[0]))),
-            writer={"format": self.format_name, "metadata": self.metadata},
+        ordered = dict(sorted(values.items(), key=lambda item: _natural(item[0])))
+        super().__init__(
+            store, path, name_document(self.format_name, ordered, metadata=self.metadata)
         )
-        super().__init__(store, path, document)
 
     # -- opening -------------------------------------------------------------------------------
 

@@ -25,12 +25,11 @@ import numpy as np
 from ckptlab.core import (
     FOREIGN_ITEMSIZE,
     ITEMSIZE,
-    CheckpointDocument,
     ForeignLocation,
     StoredValue,
 )
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
-from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, require
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document, require
 from ckptlab.storage._foreign._hf import read_json
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import numpy_dtype
@@ -145,14 +144,7 @@ class OrbaxCheckpoint(ForeignCheckpoint):
         kinds = sorted({"OCDBT" if a.item.ocdbt else "plain" for a in self._arrays.values()})
         drivers = sorted({a.driver for a in self._arrays.values()})
         self.format_name = f"Orbax checkpoint ({', '.join(kinds + drivers) or 'empty'})"
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=values,
-            writer={"format": self.format_name},
-        )
-        super().__init__(store, path, document)
+        super().__init__(store, path, name_document(self.format_name, values))
 
     def _bad(self, where: str, what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue, is_text
+from ckptlab.core import ForeignLocation, StoredValue, is_text
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
-from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
 
@@ -86,14 +86,9 @@ class SafetensorsFile(ForeignCheckpoint):
         self._start = 8 + length
         values = {k: self._describe(k, v, size) for k, v in header.items()}
         self._check_tiling(values, size - self._start)
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=values,
-            writer={"format": self.format_name, "metadata": self.metadata},
+        super().__init__(
+            store, path, name_document(self.format_name, values, metadata=self.metadata)
         )
-        super().__init__(store, path, document)
 
     def _parse_header(self, raw: bytes) -> dict[str, Any]:
         """The JSON header, as strictly as the safetensors library reads it.

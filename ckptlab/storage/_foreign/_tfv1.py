@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.core import ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
-from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document
 from ckptlab.storage._foreign._slicekey import decode_slice_key
 from ckptlab.storage._foreign._slices import (
     Region,
@@ -91,14 +91,7 @@ class SavedTensorSlicesFile(ForeignCheckpoint):
         except WireError as error:
             raise table.fail(f"an entry does not parse ({error})") from None
         values = {name: self._describe(meta) for name, meta in self._metas.items()}
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=values,
-            writer={"format": self.format_name},
-        )
-        super().__init__(store, path, document)
+        super().__init__(store, path, name_document(self.format_name, values))
 
     def _describe(self, meta: SliceMeta) -> StoredValue:
         where = f"Tensor {meta.name!r} of {self.store.display(self.path)}"

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, ForeignLocation, StoredValue
+from ckptlab.core import ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
-from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document
 from ckptlab.storage._foreign._unpickle import (
     StorageRef,
     StorageType,
@@ -117,14 +117,7 @@ class TorchFile(ForeignCheckpoint):
         self.metadata = found.metadata
         """The ``_metadata`` of every state_dict, by its path (``""`` for the top level)."""
         values = {k: self._describe(k, t) for k, t in self.tensors.items()}
-        document = CheckpointDocument(
-            format_version=0,
-            kind="name",
-            graph=None,
-            values=values,
-            writer={"format": self.format_name},
-        )
-        super().__init__(store, path, document)
+        super().__init__(store, path, name_document(self.format_name, values))
 
     def _open_file(self) -> io.BufferedReader:
         return io.BufferedReader(StoreFile(self.store, self.path, self._size), 1 << 16)
