@@ -171,18 +171,23 @@ class NameBasedRestore:
         self.queued: dict[int, Assignment[Any]] = {}
         self.written: set[int] = set()
         self.expect_partial = False
+        self._nested: dict[str, str] = getattr(source, "nested_names", {})
         self._aliases = self._stored_aliases()
         self._finish: list[Callable[[], None]] = []
         """Lazy mode: positional state to apply once everything is written."""
         self.revision = Revision()
 
     def _stored_aliases(self) -> dict[str, str]:
-        """Stored key by the name it stands for, wrapper segments removed where unambiguous."""
+        """Stored key by the name it stands for, wrapper segments removed where unambiguous.
+
+        A source that flattened nested dicts with another separator (PyTorch DCP's
+        ``model.0.weight``) gives each key's nested path (``model/0.weight``) as a name too.
+        """
         aliases = {key: key for key in self.stored}
         for key in self.stored:
-            bare = normalized(key)
-            if bare != key:
-                aliases.setdefault(bare, key)
+            for name in (self._nested.get(key, key),):
+                aliases.setdefault(name, key)
+                aliases.setdefault(normalized(name), key)
         return aliases
 
     def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
@@ -248,7 +253,8 @@ class NameBasedRestore:
             )
         positional = self._positional(program) if parent is None else []
         for state in positional:
-            for key, target in state.targets.items():
+            for name, target in state.targets.items():
+                key = self._aliases[name]
                 keys_of[id(target)] = [key]
                 writes.append(
                     Assignment(
@@ -291,7 +297,10 @@ class NameBasedRestore:
 
     def _positional(self, program: ProgramGraph[Any]) -> list[Any]:
         """Framework state the file keys by position (torch optimizers), by node name."""
-        literals = getattr(self.source, "literals", {})
+        literals = {
+            self._nested.get(k, k): v for k, v in getattr(self.source, "literals", {}).items()
+        }
+        stored = {name: self.stored[key] for name, key in self._aliases.items()}
         names, _ = node_names(program)
         found = []
         for node, obj in enumerate(program.objects):
@@ -301,7 +310,7 @@ class NameBasedRestore:
             if hook is None:
                 continue
             for name in names.get(node, []):
-                state = hook(obj, name, self.stored, literals)
+                state = hook(obj, name, stored, literals)
                 if state is not None:
                     found.append(state)
                     break

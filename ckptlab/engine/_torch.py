@@ -504,6 +504,8 @@ def positional_state(
 ) -> PositionalState | None:
     """Match ``<prefix>/state/<i>/<name>`` and ``<prefix>/param_groups/<g>/...`` to ``optimizer``.
 
+    ``<i>`` is a parameter's position, or the name ``param_groups/<g>/params`` gives it in the
+    same place (``torch.distributed.checkpoint.state_dict.get_state_dict`` keys state by name).
     ``stored`` maps keys to value specs, ``literals`` maps keys to the file's non-tensor values
     (the torch reader's); ``None`` when the file holds nothing for this optimizer.
     """
@@ -527,7 +529,7 @@ def positional_state(
             f"{prefix}: the file has {len(saved)} parameter group(s), the optimizer has "
             f"{len(live)}; torch's layout matches state by position, so the groups must agree"
         )
-    by_id: dict[int, torch.Tensor] = {}
+    by_id: dict[int | str, torch.Tensor] = {}  # positions, or names (DCP's get_state_dict)
     for index, group in enumerate(live):
         ids = list(saved.get(index, {}).get("params", []))
         if index in saved and len(ids) != len(group["params"]):
@@ -541,7 +543,7 @@ def positional_state(
     python: list[tuple[torch.Tensor, str, Any]] = []
     for key in [*tensors, *others]:
         position, _, name = key[len(state_at) :].partition("/")
-        param = by_id.get(int(position)) if position.isdigit() else None
+        param = by_id.get(int(position) if position.isdigit() else position)
         if param is None or not name or "/" in name:
             problems.append(f"{key}: no parameter of the optimizer is at position {position}")
         elif key in others:

@@ -345,6 +345,27 @@ class DCPCheckpoint(ForeignCheckpoint):
         return out
 
     @cached_property
+    def nested_names(self) -> dict[str, str]:
+        """Flattened name -> the ``/``-joined path of the dict it was saved from.
+
+        DCP flattens ``{"model": m.state_dict(), "optimizer": o.state_dict()}`` into
+        ``model.0.weight`` and ``optimizer.state.0.exp_avg`` and records each original path in
+        ``planner_data``; the path ``model/0.weight``, ``optimizer/state/0/exp_avg`` is the name
+        the ``torch.save`` reader gives the same dict, so name-based restores treat both alike.
+        """
+        planner = self.dcp_metadata.get("planner_data")
+        if not isinstance(planner, dict):
+            return {}
+        return {
+            key: "/".join(map(str, path))
+            for key, path in planner.items()
+            if isinstance(key, str)
+            and isinstance(path, tuple)
+            and path
+            and all(type(p) in (str, int) for p in path)
+        }
+
+    @cached_property
     def literals(self) -> dict[str, Any]:
         """The non-tensor values (numbers, strings, ...) by flattened name, read on first use."""
         found = {}

@@ -291,3 +291,54 @@ def test_truncated_metadata_and_chunks_are_corrupt(dcp_dirs, tmp_path):
     (directory / "__1_0.distcp").write_bytes(rank[:100])
     with pytest.raises(ck.CorruptCheckpointError):
         ck.list_variables(directory)
+
+
+# -- restoring a training program by name ---------------------------------------------------------
+
+
+def _training_program(seed: int):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    return model, torch.optim.Adam(model.parameters(), lr=0.01)
+
+
+@pytest.mark.parametrize("layout", ["state_dict", "get_state_dict"])
+def test_a_training_checkpoint_restores_model_and_optimizer(tmp_path, layout):
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model, optimizer = _training_program(0)
+    for _ in range(2):
+        model(torch.randn(5, 4)).sum().backward()
+        optimizer.step()
+    optimizer.param_groups[0]["lr"] = 0.003
+    if layout == "state_dict":  # state keyed by position: optimizer.state.0.exp_avg
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    else:  # keyed by parameter name: optimizer.state.0.weight.exp_avg
+        state = dict(zip(("model", "optimizer"), get_state_dict(model, optimizer), strict=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "torch.distributed is disabled ... single process"
+        dcp.save(state, checkpoint_id=str(tmp_path / "step-2"))
+    fresh, fresh_optimizer = _training_program(1)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).restore(tmp_path / "step-2")
+    status.assert_consumed()
+    for name, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name
+    for saved, restored in zip(model.parameters(), fresh.parameters(), strict=True):
+        for slot, value in optimizer.state[saved].items():
+            assert torch.equal(fresh_optimizer.state[restored][slot], value), slot
+    assert fresh_optimizer.param_groups[0]["lr"] == 0.003
+
+
+def test_a_dcp_checkpoint_of_another_model_conflicts_and_writes_nothing(tmp_path):
+    model, _ = _training_program(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"model": model.state_dict()}, checkpoint_id=str(tmp_path / "c"))
+    torch.manual_seed(1)
+    other = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(ck.RestoreConflictError) as caught:
+        ck.Checkpoint(model=other).restore(tmp_path / "c")
+    for name in ("model.0.weight", "model.0.bias", "model.2.weight"):
+        assert name in str(caught.value)
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in before.items())
