@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
-from ckptlab.core import printable
+from ckptlab.core import printable, total_nbytes
 from ckptlab.errors import CkptlabError
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise CommandError(str(error), EXIT_USAGE) from None
     result, _ = open_target(written)
     values = result.document.values
-    total = sum(v.nbytes for v in values.values())
+    total = total_nbytes(values)
     if out.json:
         out.emit_json(
             {

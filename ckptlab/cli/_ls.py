@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ckptlab.cli._common import Output, open_target
 from ckptlab.cli._style import Style, describe_shape, human_bytes
 from ckptlab.cli._tree import TreeNode, build_tree, value_json
-from ckptlab.core import printable
+from ckptlab.core import printable, total_nbytes
 
 if TYPE_CHECKING:
     from ckptlab.storage import StoredCheckpoint
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
 def _header(
     source: StoredCheckpoint, tree: TreeNode, resolved_from: str | None, out: Output
 ) -> None:
-    values = list(source.document.values.values())
-    total = sum(v.nbytes for v in values)
+    values = source.document.values
+    total = total_nbytes(values)
     kind = "object-based" if source.document.kind == "object" else "name-based"
     version = source.document.format_version
     fmt = (
@@ -80,7 +80,7 @@ def _json(source: StoredCheckpoint, tree: TreeNode, resolved_from: str | None) -
         "format_version": source.document.format_version,
         "source_format": source.document.writer.get("format"),
         "num_values": len(values),
-        "total_bytes": sum(v.nbytes for v in values.values()),
+        "total_bytes": total_nbytes(values),
         "values": [value_json(values[k]) for k in sorted(values)],
         "tree": tree.to_json(),
     }

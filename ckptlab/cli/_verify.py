@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
 from ckptlab.cli._style import human_bytes
-from ckptlab.core import printable
+from ckptlab.core import printable, total_nbytes
 from ckptlab.errors import CkptlabError, NotFoundError
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
         except CkptlabError as error:
             result.damaged.append((key, str(error)))
     result.checked = len(values)
-    result.nbytes = sum(v.nbytes for v in values.values())
+    result.nbytes = total_nbytes(values)
     result.seconds = time.perf_counter() - start
     return result
 

@@ -17,6 +17,7 @@ from ckptlab.core._document import (
     parse_graph_nodes,
     parse_listing,
     shape_extent,
+    total_nbytes,
 )
 from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
@@ -132,6 +133,7 @@ __all__ = [
     "parse_document",
     "parse_graph_nodes",
     "parse_listing",
+    "total_nbytes",
     "parse_key",
     "parse_state",
     "plan_restore",

@@ -8,6 +8,7 @@ field; nothing from a document is trusted before it passes here.  See FORMAT.md.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,6 +248,20 @@ def _name(where: Where, value: object, path: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_NAME:
         raise where.fail(path, f"a string of at most {MAX_NAME} characters", value)
     return value
+
+
+def total_nbytes(values: Mapping[str, StoredValue]) -> int:
+    """Bytes of all ``values``; a columnar table's without one record per value."""
+    if isinstance(values, ValueTable):
+        sizes = [ITEMSIZE.get(a.dtype) or FOREIGN_ITEMSIZE[a.dtype] for a in values.arrays]
+        return sum(
+            map(
+                operator.mul,
+                map(math.prod, values.shapes),
+                map(sizes.__getitem__, values.array_ids),
+            )
+        )
+    return sum(v.nbytes for v in values.values())
 
 
 def parse_listing(data: object, source: str) -> list[tuple[str, tuple[int, ...], str]]:

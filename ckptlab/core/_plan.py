@@ -31,7 +31,7 @@ def conflict_kind(expected: ValueSpec, stored: ValueSpec) -> ConflictKind | None
     >>> conflict_kind(program, ValueSpec(shape=(2,), dtype="float32"))
     'shape'
     """
-    if not expected.shape_accepts(stored.shape):
+    if expected.shape != stored.shape and not expected.shape_accepts(stored.shape):
         return "shape"
     if expected.dtype != stored.dtype:
         return "dtype"

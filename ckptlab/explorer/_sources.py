@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import MatchReport, ReportEntry
+from ckptlab.core import MatchReport, ReportEntry, total_nbytes
 from ckptlab.errors import CkptlabError
 from ckptlab.explorer import _engine
 from ckptlab.explorer._values import change, difference, squares, value_stats
@@ -301,7 +301,7 @@ class CheckpointSource(_Static):
     def view(self) -> GraphView:
         """Every stored value."""
         values = checkpoint_values(self.stored)
-        total = sum(s.nbytes for s in self.stored.document.values.values())
+        total = total_nbytes(self.stored.document.values)
         return build_view(
             values,
             title="Checkpoint",
