@@ -25,16 +25,15 @@ import io
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ckptlab.errors import CkptlabError, CorruptCheckpointError
+from ckptlab.errors import CorruptCheckpointError
 from ckptlab.storage._foreign._unpickle import (
-    _PICKLE_ERRORS,
     TORCH_DTYPES,
     RestrictedUnpickler,
     StandIn,
     StorageRef,
     TorchDtype,
-    brief,
     check_key,
+    load_pickle,
 )
 
 MODULE = "torch.distributed.checkpoint"
@@ -209,16 +208,7 @@ def _no_storage(pid: tuple[Any, ...]) -> StorageRef:
 
 def read_metadata(data: bytes, where: str) -> Metadata:
     """Unpickle ``.metadata`` with the restricted unpickler; return its :class:`Metadata`."""
-    try:
-        found = MetadataUnpickler(io.BytesIO(data), where, _no_storage).load()
-    except CkptlabError as error:
-        if isinstance(error, CorruptCheckpointError) and where not in str(error):
-            raise CorruptCheckpointError(f"{where} does not unpickle: {error}.") from None
-        raise
-    except _PICKLE_ERRORS as error:
-        raise CorruptCheckpointError(
-            f"{where} does not unpickle ({type(error).__name__}: {brief(str(error))[1:-1]})."
-        ) from None
+    found = load_pickle(io.BytesIO(data), where, _no_storage, MetadataUnpickler)
     if not isinstance(found, Metadata):
         raise CorruptCheckpointError(
             f"{where} holds a {type(found).__name__}, not a DCP Metadata object."

@@ -533,11 +533,17 @@ _PICKLE_ERRORS = (
 
 
 def load_pickle(
-    data: io.BufferedIOBase, where: str, storage: Callable[[tuple[Any, ...]], StorageRef]
+    data: io.BufferedIOBase,
+    where: str,
+    storage: Callable[[tuple[Any, ...]], StorageRef],
+    unpickler: type[RestrictedUnpickler] | None = None,
 ) -> Any:
-    """Run the restricted unpickler; damaged pickles become :class:`CorruptCheckpointError`."""
+    """Run the restricted unpickler; damaged pickles become :class:`CorruptCheckpointError`.
+
+    ``unpickler`` is a subclass of :class:`RestrictedUnpickler` to run instead (DCP metadata).
+    """
     try:
-        return RestrictedUnpickler(data, where, storage).load()
+        return (unpickler or RestrictedUnpickler)(data, where, storage).load()
     except CkptlabError as error:
         if isinstance(error, CorruptCheckpointError) and where not in str(error):
             raise CorruptCheckpointError(f"{where} does not unpickle: {error}.") from None
