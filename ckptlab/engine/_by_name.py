@@ -185,9 +185,9 @@ class NameBasedRestore:
         """
         aliases = {key: key for key in self.stored}
         for key in self.stored:
-            for name in (self._nested.get(key, key),):
-                aliases.setdefault(name, key)
-                aliases.setdefault(normalized(name), key)
+            name = self._nested.get(key, key)
+            aliases.setdefault(name, key)
+            aliases.setdefault(normalized(name), key)
         return aliases
 
     def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
