@@ -461,7 +461,7 @@ class CheckpointManager:
         lock = self.__dict__.get("_lock")
         if lock is not None:
             with contextlib.suppress(Exception):  # best effort, e.g. at interpreter exit
-                lock.release()
+                lock.release_from_finalizer()
 
     def __repr__(self) -> str:
         return (

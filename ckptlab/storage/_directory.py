@@ -110,6 +110,17 @@ class _Holding:
 _HELD: dict[str, _Holding] = {}
 """Locks this process holds, by lock path or URL."""
 _HELD_LOCK = threading.Lock()
+_DEFERRED: list[DirectoryLock] = []
+"""Locks a finalizer released while ``_HELD_LOCK`` was taken; released at the next operation."""
+
+
+def _release_deferred() -> None:
+    while _DEFERRED:
+        try:
+            lock = _DEFERRED.pop()
+        except IndexError:  # another thread took the last one
+            return
+        lock.release()
 
 
 class DirectoryLock:
@@ -159,6 +170,7 @@ class DirectoryLock:
         """
         if self._holding is not None:
             return False
+        _release_deferred()
         with _HELD_LOCK:
             holding = _HELD.get(self._where)
             if holding is not None and holding.pid != os.getpid():  # the parent's, before a fork
@@ -177,12 +189,26 @@ class DirectoryLock:
         holding, self._holding = self._holding, None
         if holding is None:
             return
+        _release_deferred()
         with _HELD_LOCK:
             holding.users -= 1
             if holding.users > 0:
                 return
             del _HELD[self._where]
         self._give_up(holding)
+
+    def release_from_finalizer(self) -> None:
+        """:meth:`release` for ``__del__``: never waits for the process's lock table.
+
+        A garbage collection can run a finalizer on a thread that is inside a lock operation
+        (holding ``_HELD_LOCK``); waiting there would deadlock the thread on itself.  When the
+        table is taken, the release is left to the process's next lock operation.
+        """
+        if _HELD_LOCK.acquire(blocking=False):
+            _HELD_LOCK.release()
+            self.release()
+        else:
+            _DEFERRED.append(self)
 
     def saving(self) -> threading.RLock:
         """The mutex a save of this process holds from reading the state file to deleting.
@@ -256,6 +282,7 @@ class DirectoryLock:
         process does not stop it (TensorFlow's behaviour, docs/semantics.md S90: that manager keeps
         its list and merges it with the state file at its next save).
         """
+        _release_deferred()
         with _HELD_LOCK:
             holding = _HELD.get(self._where)
             if holding is not None and holding.pid == os.getpid():

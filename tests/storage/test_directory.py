@@ -331,3 +331,20 @@ def test_kill_mid_delete_on_s3_leaves_a_prefix_the_next_manager_removes(
         assert manager.restore_or_initialize() == f"{directory}/ckpt-2"
         manager.save(options=FAST)  # takes over the dead process's lock, then cleans up
         assert store.list_dir(key) == [LOCK_FILENAME, "checkpoint", "ckpt-3"]
+
+
+def test_a_manager_finalized_inside_a_lock_operation_does_not_deadlock(tmp_path):
+    # A garbage collection can run a forgotten manager's __del__ on a thread that is inside a
+    # lock operation (holding the process's lock table); CI once hung there.
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), tmp_path, max_to_keep=1)
+    manager.save()
+    where = LocalStore().display(os.path.join(str(tmp_path), LOCK_FILENAME))
+    assert where in _directory._HELD
+    with _directory._HELD_LOCK:
+        manager.__del__()  # what the collector does; returns at once
+    assert where in _directory._HELD  # released at the process's next lock operation:
+    DirectoryLock(LocalStore(), str(tmp_path)).check_plain_save()
+    assert where not in _directory._HELD
+    other = DirectoryLock(LocalStore(), str(tmp_path))
+    assert other.acquire() is True  # this process took it afresh
+    other.release()
