@@ -80,12 +80,12 @@ def parse_size(size: int | str) -> int:
 class Entry:
     """One tensor to write: its name in the file, safetensors dtype, shape, size, source key."""
 
-    key: str
+    name: str
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
     itemsize: int
-    source: str
+    key: str
     """The key the value is read from in the source checkpoint."""
 
 
@@ -95,7 +95,7 @@ def plan_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[En
     Examples
     --------
     >>> e = [Entry(k, "F32", (n,), 4 * n, 4, k) for k, n in (("a", 3), ("b", 3), ("c", 10))]
-    >>> [[x.key for x in s] for s in plan_shards(e, 24)]
+    >>> [[x.name for x in s] for s in plan_shards(e, 24)]
     [['a', 'b'], ['c']]
     """
     shards: list[list[Entry]] = [[]]
@@ -114,7 +114,7 @@ def header_bytes(entries: Sequence[Entry], metadata: dict[str, str]) -> bytes:
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     offset = 0
     for entry in entries:
-        header[entry.key] = {
+        header[entry.name] = {
             "dtype": entry.dtype,
             "shape": list(entry.shape),
             "data_offsets": [offset, offset + entry.nbytes],
@@ -175,11 +175,11 @@ def write_safetensors(
     target = staged if store.supports_rename else path
     try:
         for name, shard in zip(files, shards, strict=True):
-            ordered = sorted(shard, key=lambda e: (-e.itemsize, e.key))
+            ordered = sorted(shard, key=lambda e: (-e.itemsize, e.name))
             file = target if single else posixpath.join(target, name)
             _write_file(store, file, source, ordered, metadata, durable)
         if len(shards) > 1:
-            weight_map = {e.key: n for n, shard in zip(files, shards, strict=True) for e in shard}
+            weight_map = {e.name: n for n, shard in zip(files, shards, strict=True) for e in shard}
             total = sum(e.nbytes for e in entries)
             index = {"metadata": {**index_metadata, "total_size": total}, "weight_map": weight_map}
             text = json.dumps(index, indent=2, ensure_ascii=False).encode() + b"\n"
@@ -206,14 +206,14 @@ def _write_file(
 ) -> None:
     head = header_bytes(entries, metadata)
     if not isinstance(store, LocalStore):  # object stores: one upload per shard
-        parts: list[Buffer] = [head, *(_raw(source.read(e.source)) for e in entries)]
+        parts: list[Buffer] = [head, *(_raw(source.read(e.key)) for e in entries)]
         store.write(file, parts, durable=durable)
         return
     os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
     with open(file, "wb") as handle:
         handle.write(head)
         for entry in entries:
-            handle.write(_raw(source.read(entry.source)))
+            handle.write(_raw(source.read(entry.key)))
         if durable:
             handle.flush()
             os.fsync(handle.fileno())
