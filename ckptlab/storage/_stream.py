@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -36,12 +37,19 @@ class Checksums:
     it can run while the next batch is written or read.  Jobs run first in, first out, so the
     pieces of one value are checksummed in order.  :meth:`wait` returns once every job is done
     and raises the first error a job raised.
+
+    ``ahead`` bounds how many offloaded jobs may wait for the helper: :meth:`run` then waits for
+    the oldest.  A reader whose jobs hold scratch buffers sets it, so the scratch it holds stays a
+    few batches however far the helper falls behind.
     """
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, ahead: int | None = None) -> None:
         threads = total >= OFFLOAD_BYTES and (os.cpu_count() or 1) > 1
         self._helper = ThreadPoolExecutor(1, "ckptlab-crc32c") if threads else None
         self._pending: list[Future[None]] = []
+        self._ahead = ahead
+        self._finished = 0
+        """Leading jobs of ``_pending`` known to be done (their errors still raised by wait)."""
 
     def run(self, job: Callable[[], None], *, offload: bool = True) -> None:
         """Run ``job`` now, or (``offload``) on the helper after the jobs queued before it.
@@ -50,12 +58,15 @@ class Checksums:
         """
         if self._helper is None or not offload:
             job()
-        else:
-            self._pending.append(self._helper.submit(job))
+            return
+        self._pending.append(self._helper.submit(job))
+        if self._ahead is not None and len(self._pending) - self._finished > self._ahead:
+            futures.wait([self._pending[self._finished]])  # jobs finish in order
+            self._finished += 1
 
     def wait(self) -> None:
         """Wait for every job; raise the first error one raised."""
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._finished = self._pending, [], 0
         for future in pending:
             future.result()
 
@@ -71,7 +82,7 @@ class Checksums:
         """Stop after an error elsewhere: wait for the queued jobs, ignore what they raise."""
         for future in self._pending:
             future.exception()
-        self._pending = []
+        self._pending, self._finished = [], 0
         if self._helper is not None:
             self._helper.shutdown()
 

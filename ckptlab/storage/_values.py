@@ -44,6 +44,8 @@ REMOTE_GAP = 4 * 2**20
 """Values closer than this are fetched with one request (the gap is read and dropped)."""
 REMOTE_BATCH = 64 * 2**20
 """Bytes requested at once from an object store (concurrently)."""
+READ_AHEAD = 2
+"""Rounds read (into scratch, when verifying) while older ones wait for the checksum helper."""
 
 Array = np.ndarray[Any, Any]
 _Piece = tuple[int, int, int, int, bool]
@@ -393,7 +395,7 @@ class PackedValues(ValueReader):
         total = sum(piece[1] for run in found.values() for piece in run)
         name = posixpath.basename(self.checkpoint.path)
         action = "verifying" if targets is None else "reading"
-        checksums = _stream.Checksums(total if self.local else 0)
+        checksums = _stream.Checksums(total if self.local else 0, ahead=READ_AHEAD)
         try:
             with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
                 self._move(found, targets, check, bar, report, checksums)
