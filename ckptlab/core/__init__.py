@@ -73,7 +73,7 @@ from ckptlab.core._status import (
     unused_warning,
 )
 from ckptlab.core._text import is_text, printable
-from ckptlab.core._walk import ProgramGraph, ProgramView, build_graph
+from ckptlab.core._walk import NodeInfo, ProgramGraph, ProgramView, build_graph
 
 __all__ = [
     "CRC_BLOCK",
@@ -97,6 +97,7 @@ __all__ = [
     "MatchState",
     "Merge",
     "NearMiss",
+    "NodeInfo",
     "NodePath",
     "ObjectGraph",
     "PackInfo",

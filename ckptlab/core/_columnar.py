@@ -107,9 +107,13 @@ class ValueTable(Mapping[str, Any]):
 
     def position(self, key: str) -> int | None:
         """The row of ``key`` (``None`` when absent)."""
+        return self.index().get(key)
+
+    def index(self) -> Mapping[str, int]:
+        """Key -> row of every value (built on first use)."""
         if self._index is None:
             self._index = dict(zip(self.keys_, range(len(self.keys_)), strict=True))
-        return self._index.get(key)
+        return self._index
 
     def dtype(self, row: int) -> str:
         """The dtype of the value in ``row``."""

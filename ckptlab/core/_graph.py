@@ -55,7 +55,7 @@ class ValueSpec:
         return f"({dims}{trailing}) {self.dtype}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Attribute:
     """One saved attribute of a node (a variable has ``VARIABLE_VALUE``)."""
 
@@ -77,7 +77,7 @@ def _frozen_mapping(items: Mapping[str, int] | None = None) -> Mapping[str, int]
     return MappingProxyType(dict(items or {}))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+@dataclass(slots=True, kw_only=True, eq=False)
 class GraphNode:
     """One object in the saved graph."""
 

@@ -38,7 +38,7 @@ def conflict_kind(expected: ValueSpec, stored: ValueSpec) -> ConflictKind | None
     return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+@dataclass(slots=True, kw_only=True, eq=False)
 class _Write:
     """The stored value of ``key`` (checkpoint node ``node``), checked against ``expected``."""
 
@@ -53,14 +53,14 @@ class _Write:
         return conflict_kind(self.expected, self.stored)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+@dataclass(slots=True, kw_only=True, eq=False)
 class Assignment(_Write, Generic[T]):
     """Write the stored value of ``key`` (checkpoint node ``node``) into ``target``."""
 
     target: T
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+@dataclass(slots=True, kw_only=True, eq=False)
 class SlotRestore(_Write, Generic[T]):
     """Create (or fill) ``optimizer``'s slot ``slot`` for ``variable`` from node ``node``."""
 

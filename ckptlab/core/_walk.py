@@ -8,7 +8,6 @@ nodes in discovery order, then slot variables (docs/semantics.md S14, S17, S57, 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -26,6 +25,8 @@ _VALUE_SUFFIX = value_key("")
 """What a value's key adds to its object's prefix (``/.ATTRIBUTES/VARIABLE_VALUE``)."""
 
 T = TypeVar("T")
+NodeInfo = tuple[ValueSpec | None, str, str, bool]
+"""What the walk records of every object: value spec, type name, full name, is_optimizer."""
 
 
 class ProgramView(Protocol[T]):
@@ -71,8 +72,12 @@ class ProgramView(Protocol[T]):
         """``(type name, full name)`` for display and name-based matching."""
         ...
 
-    def node_info(self, obj: T) -> tuple[ValueSpec | None, str, str, bool]:
+    def node_info(self, obj: T) -> NodeInfo:
         """``(value_spec, type name, full name, is_optimizer)`` in one call (the walk's)."""
+        ...
+
+    def visit(self, obj: T) -> tuple[Sequence[tuple[str, T]], Sequence[tuple[T, str, T]], NodeInfo]:
+        """``(children, slots, node_info)``: everything the walk asks of one object."""
         ...
 
 
@@ -115,24 +120,28 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
     prefixes: list[str | None] = [""]
     """Escaped key prefix of each node's first breadth-first path (as ObjectGraph.paths())."""
     children: list[dict[str, int]] = []
-    queue = deque([0])
-    while queue:
-        node_id = queue.popleft()
+    infos: list[NodeInfo] = []
+    owned: list[Sequence[tuple[T, str, T]]] = []
+    node_id = 0
+    while node_id < len(objects):  # nodes are numbered as found: their order is the queue's
+        found, slots_of, info = view.visit(objects[node_id])
+        owned.append(slots_of)
+        infos.append(info)
         mapping: dict[str, int] = {}
         base = prefixes[node_id]
-        for name, child in view.children(objects[node_id]):
+        for name, child in found:
             child_id = ids.get(id(child))
             if child_id is None:
                 child_id = ids[id(child)] = len(objects)
                 objects.append(child)
-                queue.append(child_id)
                 local = name if "." not in name and "/" not in name else escape_local_name(name)
                 prefixes.append(f"{base}/{local}" if base else local)
             mapping[name] = child_id
         children.append(mapping)
+        node_id += 1
     slot_refs: list[list[SlotRef]] = [[] for _ in objects]
-    for node_id in range(len(children)):
-        for variable, slot_name, slot_variable in view.slots(objects[node_id]):
+    for node_id, slots_of in enumerate(owned):
+        for variable, slot_name, slot_variable in slots_of:
             original = ids.get(id(variable))
             if original is None or original >= len(children):
                 continue  # the variable is not saved, so neither is its slot (as TF)
@@ -142,6 +151,7 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
                 objects.append(slot_variable)
                 slot_refs.append([])
                 children.append({})
+                infos.append(view.node_info(slot_variable))
                 owner, variable_prefix = prefixes[node_id], prefixes[original]
                 prefixes.append(
                     None
@@ -151,8 +161,8 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
             slot_refs[node_id].append(SlotRef(original=original, slot=slot_name, node=slot_id))
     nodes: list[GraphNode] = []
     specs: list[ValueSpec | None] = []
-    for obj, mapping, slots, prefix in zip(objects, children, slot_refs, prefixes, strict=True):
-        spec, type_name, full_name, is_optimizer = view.node_info(obj)
+    for mapping, slots, prefix, info in zip(children, slot_refs, prefixes, infos, strict=True):
+        spec, type_name, full_name, is_optimizer = info
         attributes: tuple[Attribute, ...] = ()
         if spec is not None and prefix is not None:
             key = f"{prefix}{_VALUE_SUFFIX}"

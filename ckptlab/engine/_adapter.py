@@ -24,7 +24,7 @@ import numpy as np
 
 from ckptlab.core import ValueSpec
 
-__all__ = ["Adapter", "adapter_for", "is_trackable", "require_adapter"]
+__all__ = ["Adapter", "adapter_for", "is_trackable", "require_adapter", "unwrapped"]
 
 
 class Adapter(Protocol):
@@ -51,7 +51,11 @@ class Adapter(Protocol):
         ...
 
     def unwrap(self, obj: Any) -> Any:
-        """The object a wrapper stands for (``torch.compile``, ``DataParallel``), else ``obj``."""
+        """The object a wrapper stands for (``torch.compile``, ``DataParallel``), else ``obj``.
+
+        Whether an object is a wrapper depends on its type alone (the engine remembers, per
+        type, that objects of a type are never wrappers).
+        """
         ...
 
     def children(self, obj: Any) -> Sequence[tuple[str, Any]]:
@@ -147,6 +151,8 @@ _FRAMEWORKS: dict[str, str] = {
 }
 _NATIVE = "ckptlab.engine._native"
 _BY_TYPE: dict[type, Adapter | None] = {}
+_WRAPS: dict[type, bool] = {}
+"""Type -> whether its objects are wrappers (see :meth:`Adapter.unwrap`)."""
 
 
 def _load(module: str) -> Adapter:
@@ -183,11 +189,25 @@ def forget_type(cls: type) -> None:
     """Drop ``cls`` from the cache (after :func:`ckptlab.register_trackable`)."""
     for known in [k for k in _BY_TYPE if issubclass(k, cls)]:
         del _BY_TYPE[known]
+        _WRAPS.pop(known, None)
 
 
 def is_trackable(obj: object) -> bool:
     """Whether ``obj`` can be a node of the object graph (any framework's)."""
     return adapter_for(obj) is not None
+
+
+def unwrapped(obj: Any) -> Any:
+    """``obj``, or the object it wraps (``torch.compile``, ``DataParallel``), through its adapter.
+
+    One dictionary lookup for objects of types that never wrap (nearly all of them).
+    """
+    cls = type(obj)
+    if _WRAPS.get(cls) is False:
+        return obj
+    inner = require_adapter(obj).unwrap(obj)
+    _WRAPS[cls] = inner is not obj
+    return inner
 
 
 def require_adapter(obj: object) -> Adapter:

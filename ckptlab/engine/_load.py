@@ -42,7 +42,7 @@ ALIGNMENT = 64
 """Byte alignment of the arrays values are read into at commit (what XLA needs to adopt them)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fetch:
     """One value to fetch: ``ident`` names the write (a node id, or the target's id)."""
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import ProgramGraph, ValueSpec, build_graph
-from ckptlab.engine._adapter import require_adapter
+from ckptlab.core import NodeInfo, ProgramGraph, ValueSpec, build_graph
+from ckptlab.engine._adapter import Adapter, require_adapter, unwrapped
 
 __all__ = ["Program", "program_values"]
 
@@ -29,18 +29,19 @@ class Program:
     """
 
     def __init__(self, root: Any, attached: Mapping[str, Any] | None = None) -> None:
-        self.root = require_adapter(root).unwrap(root)
+        self.root = unwrapped(root)
         self.attached: Mapping[str, Any] = attached if attached is not None else {}
 
     def children(self, obj: Any) -> Sequence[tuple[str, Any]]:
         """Named dependencies (wrappers replaced), plus the attached ones for the root."""
-        own = [
-            (name, require_adapter(c).unwrap(c)) for name, c in require_adapter(obj).children(obj)
-        ]
+        return self._children(obj, require_adapter(obj))
+
+    def _children(self, obj: Any, adapter: Adapter) -> Sequence[tuple[str, Any]]:
+        own = [(name, unwrapped(c)) for name, c in adapter.children(obj)]
         if obj is not self.root or not self.attached:
             return own
         names = {name for name, _ in own}
-        extra = [(n, require_adapter(c).unwrap(c)) for n, c in self.attached.items()]
+        extra = [(n, unwrapped(c)) for n, c in self.attached.items()]
         return [*own, *((n, c) for n, c in extra if n not in names)]
 
     def child(self, obj: Any, name: str) -> Any | None:
@@ -48,7 +49,7 @@ class Program:
         found = self.attached.get(name) if obj is self.root else None
         if found is None:
             found = require_adapter(obj).child(obj, name)
-        return None if found is None else require_adapter(found).unwrap(found)
+        return None if found is None else unwrapped(found)
 
     def value_spec(self, obj: Any) -> ValueSpec | None:
         """Spec of the owned value."""
@@ -61,7 +62,9 @@ class Program:
         paths below a model the optimizer never references) defines ``slots_in(obj,
         program)`` and finds the model in this program.
         """
-        adapter = require_adapter(obj)
+        return self._slots(obj, require_adapter(obj))
+
+    def _slots(self, obj: Any, adapter: Adapter) -> Sequence[tuple[Any, str, Any]]:
         among = getattr(adapter, "slots_in", None)
         if among is not None:
             found: Sequence[tuple[Any, str, Any]] = among(obj, self)
@@ -86,11 +89,20 @@ class Program:
         """Type name and, where values have names, the value's name."""
         return require_adapter(obj).describe(obj)
 
-    def node_info(self, obj: Any) -> tuple[ValueSpec | None, str, str, bool]:
+    def node_info(self, obj: Any) -> NodeInfo:
         """What the walk records of every object, from one adapter lookup."""
         adapter = require_adapter(obj)
         type_name, full_name = adapter.describe(obj)
         return adapter.value_spec(obj), type_name, full_name, adapter.is_optimizer(obj)
+
+    def visit(
+        self, obj: Any
+    ) -> tuple[Sequence[tuple[str, Any]], Sequence[tuple[Any, str, Any]], NodeInfo]:
+        """Children, slots and node info, from one adapter lookup (the walk's question)."""
+        adapter = require_adapter(obj)
+        type_name, full_name = adapter.describe(obj)
+        info = adapter.value_spec(obj), type_name, full_name, adapter.is_optimizer(obj)
+        return self._children(obj, adapter), self._slots(obj, adapter), info
 
     def walk(self) -> ProgramGraph[Any]:
         """Snapshot the program from the root."""

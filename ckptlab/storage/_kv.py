@@ -305,14 +305,19 @@ def _open_for_reading(key: str) -> int:
         raise NotFoundError(f"No file at {key}.") from None
 
 
-def preadv_all(fd: int, buffers: Sequence[Buffer | Any], offset: int) -> int:
+def preadv_all(
+    fd: int, buffers: Sequence[Buffer | Any], offset: int, nbytes: int | None = None
+) -> int:
     """Fill ``buffers`` in turn from ``offset`` until they are full or the file ends.
 
-    Buffers may be memoryviews, bytearrays or writable C-contiguous numpy arrays.
+    Buffers may be memoryviews, bytearrays or writable C-contiguous numpy arrays; ``nbytes``
+    is their total size when the caller knows it.
     """
     if len(buffers) <= _IOV_MAX:  # the usual case: one system call
         count = os.preadv(fd, buffers, offset)  # type: ignore[arg-type]  # numpy arrays too
-        if count == 0 or count == sum(map(buffer_size, buffers)):
+        if nbytes is None:
+            nbytes = sum(map(buffer_size, buffers))
+        if count in (0, nbytes):
             return count
     views = [v for v in map(byte_view, buffers) if len(v)]
     done = first = 0

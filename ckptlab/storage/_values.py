@@ -181,10 +181,15 @@ class PackedValues(ValueReader):
         rows, own = self._rows(keys)
         if own:
             super().verify(own)
-        rows = [r for r in rows if r not in self._verified]
+        self._verify_rows(rows)
+
+    def _verify_rows(self, rows: list[int]) -> None:
+        verified = self._verified
+        if verified:
+            rows = [r for r in rows if r not in verified]
         self._transfer(self._groups(rows), None)
         if self.local:
-            self._verified.update(rows)
+            verified.update(rows)
 
     def read(self, keys: Iterable[str]) -> dict[str, Array]:
         rows, own = self._rows(keys)
@@ -202,18 +207,17 @@ class PackedValues(ValueReader):
     def read_into(self, outs: Mapping[str, Array]) -> None:
         rows, own = self._rows(outs)
         table = self.table
-        for row in rows:
-            key = table.keys_[row]
-            check_out(key, outs[key], tuple(table.shapes[row]), table.dtype(row))
+        keys = table.keys_
+        targets = {row: outs[keys[row]] for row in rows}
+        self._check_outs(targets)
         if own:
             arrays = super().read(own)
         if not self.local:  # nothing pins the stored bytes: read fresh (verified), then copy
-            fresh = self.read(table.keys_[r] for r in rows)
+            fresh = self.read(keys[r] for r in rows)
             for key, array in fresh.items():
                 np.copyto(outs[key], array)
         else:
-            self.verify(table.keys_[r] for r in rows)
-            targets = {r: outs[table.keys_[r]] for r in rows}
+            self._verify_rows(rows)
             self._transfer(self._groups(rows), targets, check=False)
         for key in own:
             np.copyto(outs[key], arrays[key])
@@ -241,7 +245,7 @@ class PackedValues(ValueReader):
         for shard, within, count in pieces(info, base + first, base + last):
             fd = self._open(info, shard, [row])
             piece = scratch[done : done + count]
-            if self._read(fd, shard_key(info.path, shard), [(within, [piece])]) != [count]:
+            if self._read(fd, shard_key(info.path, shard), [(within, [piece], count)]) != [count]:
                 raise self._damaged(
                     info, shard, [row], f"object {shard_key(info.path, shard)} is short"
                 )
@@ -258,20 +262,34 @@ class PackedValues(ValueReader):
 
     def _rows(self, keys: Iterable[str]) -> tuple[list[int], list[str]]:
         """Rows of packed values (deduplicated) and the keys of values with own arrays."""
-        rows: list[int] = []
-        own: list[str] = []
-        position = self.table.position
-        arrays, ids = self.table.arrays, self.table.array_ids
-        for key in dict.fromkeys(keys):
-            row = position(key)
-            if row is None:
-                self.checkpoint.stored(key)  # raises NotFoundError naming the key
-                raise AssertionError("unreachable")  # pragma: no cover
-            if arrays[ids[row]].packed:
-                rows.append(row)
-            else:
-                own.append(key)
-        return rows, own
+        table = self.table
+        index = table.index()
+        wanted = list(dict.fromkeys(keys))
+        try:
+            rows = list(map(index.__getitem__, wanted))
+        except KeyError as missing:
+            self.checkpoint.stored(missing.args[0])  # raises NotFoundError naming the key
+            raise AssertionError("unreachable") from None  # pragma: no cover
+        if all(info.packed for info in table.arrays):  # the common case: one pass in C
+            return rows, []
+        ids, packed = table.array_ids, [info.packed for info in table.arrays]
+        own = [key for key, row in zip(wanted, rows, strict=True) if not packed[ids[row]]]
+        return [row for row in rows if packed[ids[row]]], own
+
+    def _check_outs(self, targets: Mapping[int, Array]) -> None:
+        """:func:`check_out` for each row's destination (one comparison a value when right)."""
+        table = self.table
+        shapes, ids = table.shapes, table.array_ids
+        dtypes = [numpy_dtype(info.dtype) for info in table.arrays]
+        for row, out in targets.items():
+            flags = out.flags
+            if not (
+                out.shape == tuple(shapes[row])
+                and out.dtype == dtypes[ids[row]]
+                and flags.c_contiguous
+                and flags.writeable
+            ):
+                check_out(table.keys_[row], out, tuple(shapes[row]), table.dtype(row))
 
     def _groups(self, rows: Sequence[int]) -> dict[int, list[int]]:
         """Rows by array, each list in the order of the values in their array."""
@@ -429,7 +447,7 @@ class PackedValues(ValueReader):
             key = shard_key(info.path, shard)
             for batch in _rounds(_runs(run, gap, run_limit, most), round_limit):
                 requests = [_request(pieces_, targets, views) for pieces_ in batch]
-                counts = self._read(fd, key, [(r.offset, r.buffers) for r in requests])
+                counts = self._read(fd, key, [(r.offset, r.buffers, r.nbytes) for r in requests])
                 for request, count in zip(requests, counts, strict=True):
                     if count != request.nbytes:
                         short = f"object {key} ended after {request.offset + count} bytes"
@@ -471,12 +489,15 @@ class PackedValues(ValueReader):
                     if not report or report[-1][0] != keys[row]:
                         report.append((keys[row], where))
 
-    def _read(self, fd: int | None, key: str, requests: list[tuple[int, list[Any]]]) -> list[int]:
+    def _read(
+        self, fd: int | None, key: str, requests: list[tuple[int, list[Any], int]]
+    ) -> list[int]:
+        """Scatter reads ``(offset, buffers, their total size)`` of one stored object."""
         if fd is not None:
-            return [preadv_all(fd, buffers, offset) for offset, buffers in requests]
+            return [preadv_all(fd, buffers, offset, n) for offset, buffers, n in requests]
         full = posixpath.join(self.checkpoint.path, key)
         try:
-            return self.store.read_ranges([(full, o, b) for o, b in requests])
+            return self.store.read_ranges([(full, o, b) for o, b, _ in requests])
         except NotFoundError:
             raise CorruptCheckpointError(
                 f"Checkpoint {self.checkpoint.display_path} is damaged: object {key} is missing. "

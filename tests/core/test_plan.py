@@ -58,6 +58,9 @@ class View:
     def node_info(self, obj):
         return (self.value_spec(obj), *self.describe(obj), self.is_optimizer(obj))
 
+    def visit(self, obj):
+        return self.children(obj), self.slots(obj), self.node_info(obj)
+
 
 def var(name, shape=(2,), dtype=F32):
     return Obj(name, ValueSpec(shape=shape, dtype=dtype))
