@@ -9,12 +9,13 @@ returns.  The public classes (``ck.Trackable``, the statuses) are re-exported by
 
 from ckptlab.engine._adapter import Adapter, adapter_for, is_trackable, require_adapter
 from ckptlab.engine._by_name import NameBasedRestore, value_names
-from ckptlab.engine._coordinator import RestoreCoordinator, Revision, conflict_error, next_uid
+from ckptlab.engine._coordinator import RestoreCoordinator, Revision, conflict_error
 from ckptlab.engine._execute import (
     Commit,
     Restorer,
     arm_deferral,
     create_slot,
+    next_uid,
     on_attach,
     pending_positions,
     waiting_names,

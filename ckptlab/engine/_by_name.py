@@ -34,7 +34,7 @@ from ckptlab.core import (
 )
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
-from ckptlab.engine._coordinator import Revision, conflict_error, next_uid
+from ckptlab.engine._coordinator import Revision, conflict_error
 from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program
 from ckptlab.storage import StoredCheckpoint
@@ -159,7 +159,7 @@ class NameBasedRestore:
     """A restore from a name-based checkpoint (docs/semantics.md S77, docs/frameworks.md)."""
 
     def __init__(self, source: StoredCheckpoint, view: Program, *, lazy: bool) -> None:
-        self.uid = next_uid()
+        self.uid = _execute.next_uid()
         self.source = source
         self.stored = source.specs()
         self.view = view

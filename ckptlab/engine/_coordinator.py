@@ -9,7 +9,6 @@ conflict or a damaged value leaves the program untouched.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -34,18 +33,13 @@ from ckptlab.core import (
     unused_warning,
 )
 from ckptlab.engine import _execute
+from ckptlab.engine._execute import next_uid
 from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program
 from ckptlab.errors import RestoreConflictError, UnknownPathError
 from ckptlab.storage import StoredCheckpoint
 
 logger = logging.getLogger("ckptlab")
-_UIDS = itertools.count(1)
-
-
-def next_uid() -> int:
-    """A new restore id; later restores win over earlier ones (docs/semantics.md S41)."""
-    return next(_UIDS)
 
 
 # -- live updates -------------------------------------------------------------------------------
@@ -261,12 +255,7 @@ class RestoreCoordinator:
 
     def _fetch(self, writes: Sequence[Write], *, explicit: bool) -> Load:
         items = [
-            Fetch(
-                ident=w.node,
-                key=w.key,
-                target=w.target if isinstance(w, Assignment) else None,
-                stored=w.stored,
-            )
+            Fetch(w.node, w.key, w.target if isinstance(w, Assignment) else None, w.stored)
             for w in writes
         ]
         return fetch(self.source, items, uid=self.uid, explicit=explicit, preloaded=self._preloaded)

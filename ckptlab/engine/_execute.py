@@ -9,6 +9,7 @@ never in the objects, so copying or pickling a model never drags a restore along
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -58,6 +59,10 @@ _NAME_BASED = ObjectTable("name_based", on_object=True)
 """object -> [name-based restores that restore what is attached below it]."""
 _WRITTEN_BY = ObjectTable("written_by", on_object=False)
 """The restore that wrote an object last, for objects that do not keep it themselves."""
+
+
+_UIDS = itertools.count(1)
+_NEWEST_UID = 0
 
 
 def _newest(target: Any) -> int:
@@ -141,6 +146,18 @@ def write_value(
     holder = require_adapter(target).write(target, array)
     _record(holder, max(newest, uid))
     return holder
+
+
+def next_uid() -> int:
+    """A new restore id; later restores win over earlier ones (docs/semantics.md S41)."""
+    global _NEWEST_UID
+    _NEWEST_UID = next(_UIDS)
+    return _NEWEST_UID
+
+
+def newest_uid() -> int:
+    """The id of the newest restore so far (0: none): no object was written by a newer one."""
+    return _NEWEST_UID
 
 
 def mark_written(target: Any, uid: int) -> None:

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ckptlab.core import ValueSpec
 from ckptlab.engine._adapter import require_adapter
-from ckptlab.engine._execute import mark_written, written_by
+from ckptlab.engine._execute import mark_written, newest_uid, written_by
 from ckptlab.storage import StoredCheckpoint, ValueReader, numpy_dtype
 
 BATCH_BYTES = 16 * 2**20
@@ -42,8 +42,7 @@ ALIGNMENT = 64
 """Byte alignment of the arrays values are read into at commit (what XLA needs to adopt them)."""
 
 
-@dataclass(slots=True)
-class Fetch:
+class Fetch(NamedTuple):
     """One value to fetch: ``ident`` names the write (a node id, or the target's id)."""
 
     ident: int
@@ -121,8 +120,9 @@ def fetch(
     load = Load()
     rest: list[Fetch] = []
     in_place_keys: set[str] = set()
+    every = explicit or newest_uid() <= uid  # no newer restore: every target is this one's
     for item in items:
-        early = (preloaded or {}).pop(item.ident, None)
+        early = preloaded.pop(item.ident, None) if preloaded else None
         if early is not None:
             load.arrays[item.ident] = early
             continue
@@ -130,7 +130,7 @@ def fetch(
             rest.append(item)
             continue
         if item.key not in in_place_keys and (  # a key read in place feeds one target
-            explicit or written_by(item.target) <= uid
+            every or written_by(item.target) <= uid
         ):
             buffer = _buffer_for(item.target, item.stored)
             if buffer is not None:
@@ -176,10 +176,16 @@ def read_at_commit(
 def _deliver(
     values: ValueReader, source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool
 ) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
-    def wanted(target: Any) -> bool:
-        return explicit or written_by(target) <= uid
+    every = explicit or newest_uid() <= uid  # no newer restore: every target is this one's
 
-    in_place = {ident: entry for ident, entry in load.in_place.items() if wanted(entry[1])}
+    def wanted(target: Any) -> bool:
+        return every or written_by(target) <= uid
+
+    in_place = (
+        load.in_place
+        if every
+        else {ident: entry for ident, entry in load.in_place.items() if wanted(entry[1])}
+    )
     values.read_into({key: buffer for key, _, buffer in in_place.values()})
     for ident, (_, target, _) in in_place.items():
         mark_written(target, uid)
