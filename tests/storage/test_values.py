@@ -122,3 +122,40 @@ def test_rows_of_a_packed_value_read_only_their_checksum_blocks(tmp_path, monkey
     assert np.array_equal(_parts.read_rows(source, "t", 100, 130), table[100:130])
     with pytest.raises(ck.CorruptCheckpointError, match="'t'.*checksum mismatch"):
         _parts.read_rows(source, "t", 890, 910)
+
+
+def test_large_fills_copy_on_two_threads_exactly(tmp_path, monkeypatch):
+    """Large verified fills read their second half on a helper thread: every byte lands, and
+    a file cut short under the open reader is reported from either half."""
+    from ckptlab.storage import _stream, _values, _writer
+
+    monkeypatch.setattr(_values, "PARALLEL_FILL", 0)  # every fill takes the two-thread path
+    monkeypatch.setattr(_stream, "STEP", 4096)  # many rounds, values split across them
+    monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
+    rng = np.random.default_rng(3)
+    saved = [
+        (f"v{i}", rng.standard_normal(int(rng.integers(1, 5000))).astype(np.float32))
+        for i in range(40)
+    ]
+    path = str(tmp_path / "c")
+    write_checkpoint(LocalStore(), path, saved, kind="name", graph=None, writer={}, options=QUIET)
+    source = open_checkpoint(LocalStore(), path, progress=False)
+    outs = {key: np.zeros_like(value) for key, value in saved}
+    with source.open_values() as reader:
+        reader.verify(outs)
+        reader.read_into(outs)
+    for key, value in saved:
+        assert outs[key].tobytes() == value.tobytes(), key
+
+    shard = tmp_path / "c" / "data" / "float32" / "0"
+    for keep in (shard.stat().st_size // 4, shard.stat().st_size * 3 // 4):  # either half
+        write_checkpoint(
+            LocalStore(), path, saved, kind="name", graph=None, writer={}, options=QUIET
+        )
+        source = open_checkpoint(LocalStore(), path, progress=False)
+        with source.open_values() as reader:
+            reader.verify(outs)
+            with open(shard, "r+b") as cut:  # the same file the reader holds open
+                cut.truncate(keep)
+            with pytest.raises(ck.CorruptCheckpointError, match=r"ended after \d+ bytes"):
+                reader.read_into(outs)
