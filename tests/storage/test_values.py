@@ -124,12 +124,13 @@ def test_rows_of_a_packed_value_read_only_their_checksum_blocks(tmp_path, monkey
         _parts.read_rows(source, "t", 890, 910)
 
 
-def test_large_fills_copy_on_two_threads_exactly(tmp_path, monkeypatch):
-    """Large verified fills read their second half on a helper thread: every byte lands, and
-    a file cut short under the open reader is reported from either half."""
+def test_large_transfers_run_on_two_threads_exactly(tmp_path, monkeypatch):
+    """Large local transfers read (and check) their second half on a helper thread: every byte
+    lands, a damaged byte in either half names its value, and a file cut short under the open
+    reader is reported from either half."""
     from ckptlab.storage import _stream, _values, _writer
 
-    monkeypatch.setattr(_values, "PARALLEL_FILL", 0)  # every fill takes the two-thread path
+    monkeypatch.setattr(_values, "PARALLEL_BYTES", 0)  # every transfer takes the two-thread path
     monkeypatch.setattr(_stream, "STEP", 4096)  # many rounds, values split across them
     monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
     rng = np.random.default_rng(3)
@@ -159,3 +160,16 @@ def test_large_fills_copy_on_two_threads_exactly(tmp_path, monkeypatch):
                 cut.truncate(keep)
             with pytest.raises(ck.CorruptCheckpointError, match=r"ended after \d+ bytes"):
                 reader.read_into(outs)
+
+    ends = np.cumsum([value.nbytes for _, value in saved])  # the values lie back to back
+    for where in (int(ends[-1]) // 4, int(ends[-1]) * 3 // 4):
+        write_checkpoint(
+            LocalStore(), path, saved, kind="name", graph=None, writer={}, options=QUIET
+        )
+        data = bytearray(shard.read_bytes())
+        data[where] ^= 1
+        shard.write_bytes(data)
+        damaged = saved[int(np.searchsorted(ends, where, side="right"))][0]
+        source = open_checkpoint(LocalStore(), path, progress=False)
+        with pytest.raises(ck.CorruptCheckpointError, match=f"'{damaged}'"):
+            source.open_values().verify(outs)
