@@ -499,14 +499,14 @@ class PackedValues(ValueReader):
         space = memoryview(bytearray(0))
         for info, shard, fd, batch in rounds:
             key = shard_key(info.path, shard)
-            if reuse:
+            if reuse:  # the runs of the round side by side in one growing scratch buffer
                 spans = [run[-1][0] + run[-1][1] - run[0][0] for run in batch]
                 if sum(spans) > len(space):
                     space = memoryview(bytearray(sum(spans)))
-                ends = list(itertools.accumulate(spans))
-                parts = [space[end - n : end] for n, end in zip(spans, ends, strict=True)]
+                starts = itertools.accumulate(spans, initial=0)  # one more than runs
                 requests = [
-                    _request(p, None, views, part) for p, part in zip(batch, parts, strict=True)
+                    _request(run, None, views, space[at:])
+                    for run, at in zip(batch, starts, strict=False)
                 ]
             else:
                 requests = [_request(pieces_, targets, views) for pieces_ in batch]
