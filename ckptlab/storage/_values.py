@@ -47,8 +47,6 @@ REMOTE_BATCH = 64 * 2**20
 """Bytes requested at once from an object store (concurrently)."""
 READ_AHEAD = 2
 """Rounds read (into scratch, when verifying) while older ones wait for the checksum helper."""
-PARALLEL_BYTES = 64 * 2**20
-"""Local transfers of at least this many bytes run on two threads (see ``PackedValues._move``)."""
 
 Array = np.ndarray[Any, Any]
 _Piece = tuple[int, int, int, int, bool]
@@ -417,7 +415,10 @@ class PackedValues(ValueReader):
         name = posixpath.basename(self.checkpoint.path)
         action = "verifying" if targets is None else "reading"
         parallel = (
-            self.local and report is None and total >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1
+            self.local
+            and report is None
+            and total >= _stream.PARALLEL_BYTES
+            and (os.cpu_count() or 1) > 1
         )
         helped = self.local and not parallel  # one thread reads, a helper checks
         checksums = _stream.Checksums(total if helped else 0, ahead=READ_AHEAD)

@@ -128,9 +128,9 @@ def test_large_transfers_run_on_two_threads_exactly(tmp_path, monkeypatch):
     """Large local transfers read (and check) their second half on a helper thread: every byte
     lands, a damaged byte in either half names its value, and a file cut short under the open
     reader is reported from either half."""
-    from ckptlab.storage import _stream, _values, _writer
+    from ckptlab.storage import _stream, _writer
 
-    monkeypatch.setattr(_values, "PARALLEL_BYTES", 0)  # every transfer takes the two-thread path
+    monkeypatch.setattr(_stream, "PARALLEL_BYTES", 0)  # every transfer takes the two-thread path
     monkeypatch.setattr(_stream, "STEP", 4096)  # many rounds, values split across them
     monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
     rng = np.random.default_rng(3)

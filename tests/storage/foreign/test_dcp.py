@@ -141,6 +141,34 @@ def test_a_flipped_byte_fails_the_chunks_crc32(dcp_dirs, tmp_path):
     assert code == 1 and "DAMAGED model.rows" in text
 
 
+def test_large_bulk_reads_run_on_two_threads_exactly(dcp_dirs, tmp_path, monkeypatch):
+    """Bulk reads of 64 MiB and more split the values between two threads; each value still
+    comes back exactly, and a damaged chunk in either half is reported."""
+    from ckptlab.storage import _stream
+
+    monkeypatch.setattr(_stream, "PARALLEL_BYTES", 0)
+    expected = _dcp_load(dcp_dirs / "ranks")
+    keys = list(expected)
+    read = open_path(dcp_dirs / "ranks").read_arrays(keys)
+    assert list(read) == keys
+    for key in keys:
+        assert_same_array(read[key], expected[key], key)
+
+    for key in (keys[0], keys[-1]):  # a value of the first half, then one of the second
+        directory = tmp_path / key
+        shutil.copytree(dcp_dirs / "ranks", directory)
+        reader = open_path(directory)
+        chunk = reader._chunks[key][0]
+        data = bytearray((directory / chunk.file).read_bytes())
+        region = tuple(slice(start, start + size) for start, size in chunk.region)
+        at = data.find(np.ascontiguousarray(expected[key][region]).tobytes(), chunk.offset)
+        assert at > 0
+        data[at] ^= 0x01
+        (directory / chunk.file).write_bytes(bytes(data))
+        with pytest.raises(ck.CorruptCheckpointError, match=f"{key}.*CRC-32"):
+            open_path(directory).read_arrays(keys)
+
+
 def test_reading_imports_no_torch(dcp_dirs):
     assert_reads_without([dcp_dirs / "ranks", dcp_dirs / "single"], ("torch",))
 
