@@ -253,16 +253,20 @@ class DCPCheckpoint(ForeignCheckpoint):
         thread overlapping checksums with reads was slower on a busy 2-core machine: each
         hand-off cost milliseconds); anything else goes through the general torch reader.
 
-        The tensor's bytes are fetched with the archive's two ends, at the offset where the
-        previous chunk's bytes began (torch lays out every archive of one kind alike), and read
-        again only when this archive's layout says otherwise.
+        The tensor's bytes are fetched with the rest of the archive in one request (the bytes
+        before and after them land in small buffers), at the offset where the previous chunk's
+        bytes began (torch lays out every archive of one kind alike), and read again only when
+        this archive's layout says otherwise.
         """
         target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
         raw = target.reshape(-1).view(np.uint8).data if target.size else memoryview(b"")
         guess = self._data_start
         window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
         also = (guess, raw) if guess is not None and 0 < len(raw) <= chunk.length - guess else None
-        head, tail, got = window.prefetch(*PREFETCH, also)
+        ends = None
+        if also is not None and chunk.length - also[0] - len(raw) <= PREFETCH[1]:
+            ends = window.around(also[0], raw)  # the whole archive in one request
+        head, tail, got = (*ends, len(raw)) if ends else window.prefetch(*PREFETCH, also)
         plain = locate(head, tail, chunk.length)
         if plain is None:
             self._read_archive(key, chunk, TorchFile(window.as_store(), chunk.file), out)

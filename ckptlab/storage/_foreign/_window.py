@@ -99,6 +99,21 @@ class ByteRange:
         self._cached = [(0, buffers[0]), (self.length - tail, buffers[1])]
         return buffers[0], buffers[1], counts[2] if also is not None else 0
 
+    def around(self, start: int, out: memoryview) -> tuple[bytearray, bytearray] | None:
+        """Read the whole range in one request: ``out`` from ``start``, the rest kept.
+
+        Returns the bytes before ``start`` and after ``out`` (kept as :meth:`prefetch` keeps
+        its head and tail), or ``None`` when the range ended early (``out`` then holds
+        whatever arrived).
+        """
+        head = bytearray(start)
+        tail = bytearray(self.length - start - len(out))
+        buffers = [memoryview(head), out, memoryview(tail)]
+        if self.store.read_ranges([(self.key, self.offset, buffers)]) != [self.length]:
+            return None
+        self._cached = [(0, head), (start + len(out), tail)]
+        return head, tail
+
     def read(self, key: str) -> bytes:
         """The whole range."""
         data = bytearray(self.length)
