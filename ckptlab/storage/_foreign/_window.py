@@ -105,6 +105,19 @@ class ByteRange:
         Returns the bytes before ``start`` and after ``out`` (kept as :meth:`prefetch` keeps
         its head and tail), or ``None`` when the range ended early (``out`` then holds
         whatever arrived).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from ckptlab.storage import LocalStore
+        >>> path = os.path.join(tempfile.mkdtemp(), "f")
+        >>> with open(path, "wb") as f:
+        ...     _ = f.write(b"0123456789")
+        >>> out = bytearray(3)
+        >>> ByteRange(LocalStore(), path, 2, 6).around(2, memoryview(out)), out
+        ((bytearray(b'23'), bytearray(b'7')), bytearray(b'456'))
+        >>> ByteRange(LocalStore(), path, 2, 9).around(2, memoryview(out)) is None  # past the end
+        True
         """
         head = bytearray(start)
         tail = bytearray(self.length - start - len(out))
