@@ -129,7 +129,10 @@ def stream_array(
             continue
         end = position + nbytes
         if nbytes <= STEP and nbytes <= block and end <= (shard + 1) * shard_bytes:
-            out.append(crc32c.crc32c(array))  # type: ignore[arg-type]  # one piece, one checksum
+            if nbytes >= OFFLOAD_VALUE:  # one piece, one checksum: on the helper when it is big
+                checksums.run(_piece_job(raw_bytes(array), [0], out, True))
+            else:
+                out.append(crc32c.crc32c(array))  # type: ignore[arg-type]
             batch.append(array)
             size += nbytes
             position = end
