@@ -317,7 +317,7 @@ def _npz_load(path: str) -> dict[str, np.ndarray]:
 
 
 ORBAX_SCRIPT = """
-import json, os, sys, time
+import json, os, shutil, sys, time
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -339,6 +339,7 @@ for repeat in range(repeats):
     checkpointer.restore(path, tree)  # into the same tree
     times["load"].append(time.perf_counter() - start)
     times["load_cpu"].append(time.process_time() - cpu)
+    shutil.rmtree(path)
 print(json.dumps({kind: min(values) for kind, values in times.items()}))
 """
 """Orbax ``StandardCheckpointer`` timing itself in its own interpreter (this environment's).
