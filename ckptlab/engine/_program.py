@@ -91,7 +91,9 @@ class Program:
 
     def node_info(self, obj: Any) -> NodeInfo:
         """What the walk records of every object, from one adapter lookup."""
-        adapter = require_adapter(obj)
+        return self._info(obj, require_adapter(obj))
+
+    def _info(self, obj: Any, adapter: Adapter) -> NodeInfo:
         type_name, full_name = adapter.describe(obj)
         return adapter.value_spec(obj), type_name, full_name, adapter.is_optimizer(obj)
 
@@ -100,9 +102,7 @@ class Program:
     ) -> tuple[Sequence[tuple[str, Any]], Sequence[tuple[Any, str, Any]], NodeInfo]:
         """Children, slots and node info, from one adapter lookup (the walk's question)."""
         adapter = require_adapter(obj)
-        type_name, full_name = adapter.describe(obj)
-        info = adapter.value_spec(obj), type_name, full_name, adapter.is_optimizer(obj)
-        return self._children(obj, adapter), self._slots(obj, adapter), info
+        return self._children(obj, adapter), self._slots(obj, adapter), self._info(obj, adapter)
 
     def walk(self) -> ProgramGraph[Any]:
         """Snapshot the program from the root."""

@@ -34,6 +34,11 @@ OFFLOAD_VALUE = 256 * 2**10
 """Values at least this large are checksummed on the helper (crc32c releases the GIL)."""
 
 
+def two_threads(nbytes: int, threshold: int) -> bool:
+    """Whether moving ``nbytes`` is worth a second thread: large enough, and a second core."""
+    return nbytes >= threshold and (os.cpu_count() or 1) > 1
+
+
 class Checksums:
     """Runs checksum jobs in order: inline, or on one helper thread (a second core).
 
@@ -48,7 +53,7 @@ class Checksums:
     """
 
     def __init__(self, total: int, *, ahead: int | None = None) -> None:
-        threads = total >= OFFLOAD_BYTES and (os.cpu_count() or 1) > 1
+        threads = two_threads(total, OFFLOAD_BYTES)
         self._helper = ThreadPoolExecutor(1, "ckptlab-crc32c") if threads else None
         self._pending: list[Future[None]] = []
         self._ahead = ahead

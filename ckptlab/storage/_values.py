@@ -415,10 +415,7 @@ class PackedValues(ValueReader):
         name = posixpath.basename(self.checkpoint.path)
         action = "verifying" if targets is None else "reading"
         parallel = (
-            self.local
-            and report is None
-            and total >= _stream.PARALLEL_BYTES
-            and (os.cpu_count() or 1) > 1
+            self.local and report is None and _stream.two_threads(total, _stream.PARALLEL_BYTES)
         )
         helped = self.local and not parallel  # one thread reads, a helper checks
         checksums = _stream.Checksums(total if helped else 0, ahead=READ_AHEAD)

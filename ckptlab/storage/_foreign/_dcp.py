@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-import os
 import posixpath
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -318,8 +317,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         total = sum(value.nbytes for value in values)
         if not (
             isinstance(self.store, LocalStore)
-            and total >= _stream.PARALLEL_BYTES
-            and (os.cpu_count() or 1) > 1
+            and _stream.two_threads(total, _stream.PARALLEL_BYTES)
         ):
             return super().read_arrays(value.key for value in values)
         ends = list(itertools.accumulate(value.nbytes for value in values))

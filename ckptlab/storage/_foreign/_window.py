@@ -29,6 +29,11 @@ class ByteRange:
     >>> window = ByteRange(LocalStore(), path, 2, 5)
     >>> window.read("any"), window.size("any")
     (b'23456', 5)
+    >>> out = bytearray(2)  # the whole range in one read: 2 bytes before, 2 into out, 1 after
+    >>> window.around(2, memoryview(out)), out
+    ((bytearray(b'23'), bytearray(b'6')), bytearray(b'45'))
+    >>> ByteRange(LocalStore(), path, 2, 9).around(2, memoryview(out)) is None  # past the end
+    True
     """
 
     supports_rename = False
@@ -104,20 +109,7 @@ class ByteRange:
 
         Returns the bytes before ``start`` and after ``out`` (kept as :meth:`prefetch` keeps
         its head and tail), or ``None`` when the range ended early (``out`` then holds
-        whatever arrived).
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> from ckptlab.storage import LocalStore
-        >>> path = os.path.join(tempfile.mkdtemp(), "f")
-        >>> with open(path, "wb") as f:
-        ...     _ = f.write(b"0123456789")
-        >>> out = bytearray(3)
-        >>> ByteRange(LocalStore(), path, 2, 6).around(2, memoryview(out)), out
-        ((bytearray(b'23'), bytearray(b'7')), bytearray(b'456'))
-        >>> ByteRange(LocalStore(), path, 2, 9).around(2, memoryview(out)) is None  # past the end
-        True
+        whatever arrived).  See the class's example.
         """
         head = bytearray(start)
         tail = bytearray(self.length - start - len(out))
