@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ckptlab.core import ValueSpec
-from ckptlab.engine import Trackable, pending_positions
+from ckptlab.engine import Trackable, Visit, pending_positions
 from ckptlab.errors import AssignmentError
 from ckptlab.storage import dtype_name
 
@@ -223,6 +223,10 @@ class Variable(Trackable):
 
     def _ck_value_spec(self) -> ValueSpec:
         return self._ck_spec
+
+    def _ck_visit(self) -> Visit:
+        """A leaf: no children, no slots, this value (the walk's question, answered at once)."""
+        return (), (), (self._ck_spec, type(self).__name__, self._name, False)
 
     def _ck_adopt(self, array: np.ndarray[Any, Any]) -> None:
         """Take ``array`` itself (no copy) as the value; its shape becomes the declared shape."""

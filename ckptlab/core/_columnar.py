@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
 
-from ckptlab.core._graph import Attribute, GraphNode, ObjectGraph, SlotRef
+from ckptlab.core._graph import GraphColumns, ObjectGraph
 from ckptlab.errors import CorruptCheckpointError
 
 MAX_NAME = 65536
@@ -191,46 +191,25 @@ def crc_counts(nbytes: list[int], block: int) -> list[int]:
 
 def graph_json(graph: ObjectGraph, rows: Mapping[str, int]) -> dict[str, Any]:
     """The version-3 ``graph`` object; attributes name values by row (``rows``: key -> row)."""
+    columns = graph.columns
     types: dict[str, int] = {}
-    type_column = []
-    optimizers = []
-    parents, names, children = [], [], []
-    owners, attribute_names, values, full_names = [], [], [], []
-    slot_owners, originals, slot_names, slot_nodes = [], [], [], []
-    for node_id, node in enumerate(graph.nodes):
-        type_column.append(types.setdefault(node.type_name, len(types)) if node.type_name else -1)
-        if node.is_optimizer:
-            optimizers.append(node_id)
-        for name, child in node.children.items():
-            parents.append(node_id)
-            names.append(name)
-            children.append(child)
-        for attribute in node.attributes:
-            owners.append(node_id)
-            attribute_names.append(attribute.name)
-            values.append(rows[attribute.key])
-            full_names.append(attribute.full_name)
-        for ref in node.slot_variables:
-            slot_owners.append(node_id)
-            originals.append(ref.original)
-            slot_names.append(ref.slot)
-            slot_nodes.append(ref.node)
+    type_column = [types.setdefault(t, len(types)) if t else -1 for t in columns.type_names]
     return {
         "types": list(types),
         "type": type_column,
-        "optimizer": optimizers,
-        "edges": {"parent": parents, "name": names, "child": children},
+        "optimizer": columns.optimizers,
+        "edges": {"parent": columns.parents, "name": columns.names, "child": columns.children},
         "attributes": {
-            "node": owners,
-            "name": attribute_names,
-            "value": values,
-            "full_name": full_names,
+            "node": columns.owners,
+            "name": columns.attribute_names,
+            "value": list(map(rows.__getitem__, columns.keys)),
+            "full_name": columns.full_names,
         },
         "slots": {
-            "node": slot_owners,
-            "original": originals,
-            "name": slot_names,
-            "slot": slot_nodes,
+            "node": columns.slot_owners,
+            "original": columns.originals,
+            "name": columns.slot_names,
+            "slot": columns.slot_nodes,
         },
     }
 
@@ -525,12 +504,12 @@ def parse_graph(where: Where, data: object, values: ValueTable) -> ObjectGraph:
     names = str_column(where, edges, "name", "graph.edges")
     children = int_column(where, edges, "child", "graph.edges", 0, count)
     _same_length(where, "graph.edges", {"parent": parents, "name": names, "child": children})
-    table: list[dict[str, int]] = [{} for _ in range(count)]
-    for number, (parent, name, child) in enumerate(zip(parents, names, children, strict=True)):
-        below = table[parent]
-        if name in below:
-            raise where.fail(f"graph.edges.name[{number}]", "unique child names", name)
-        below[name] = child
+    if len(set(zip(parents, names, strict=True))) != len(parents):
+        seen: set[tuple[int, str]] = set()
+        for number, edge in enumerate(zip(parents, names, strict=True)):
+            if edge in seen:
+                raise where.fail(f"graph.edges.name[{number}]", "unique child names", edge[1])
+            seen.add(edge)
     attributes = _member(where, data, "attributes", "graph", dict)
     owners = int_column(where, attributes, "node", "graph.attributes", 0, count)
     attribute_names = str_column(where, attributes, "name", "graph.attributes")
@@ -541,10 +520,6 @@ def parse_graph(where: Where, data: object, values: ValueTable) -> ObjectGraph:
         "graph.attributes",
         {"node": owners, "name": attribute_names, "value": rows, "full_name": full_names},
     )
-    held: list[tuple[Attribute, ...]] = [()] * count
-    keys = values.keys_
-    for owner, name, row, full_name in zip(owners, attribute_names, rows, full_names, strict=True):
-        held[owner] += (Attribute(name=name, key=keys[row], full_name=full_name),)
     slots = _member(where, data, "slots", "graph", dict)
     slot_owners = int_column(where, slots, "node", "graph.slots", 0, count)
     originals = int_column(where, slots, "original", "graph.slots", 0, count)
@@ -555,22 +530,20 @@ def parse_graph(where: Where, data: object, values: ValueTable) -> ObjectGraph:
         "graph.slots",
         {"node": slot_owners, "original": originals, "name": slot_names, "slot": slot_nodes},
     )
-    refs: dict[int, tuple[SlotRef, ...]] = {}
-    for owner, original, slot, node in zip(
-        slot_owners, originals, slot_names, slot_nodes, strict=True
-    ):
-        refs[owner] = (*refs.get(owner, ()), SlotRef(original=original, slot=slot, node=node))
     type_names = [*types, ""]  # index -1: no type
-    nodes = tuple(
-        GraphNode(
-            children=below,
-            attributes=attributes_of,
-            slot_variables=refs.get(node_id, ()),
-            type_name=type_names[type_id],
-            is_optimizer=node_id in optimizers,
-        )
-        for node_id, (below, attributes_of, type_id) in enumerate(
-            zip(table, held, type_ids, strict=True)
-        )
+    columns = GraphColumns(
+        type_names=list(map(type_names.__getitem__, type_ids)),
+        optimizers=sorted(optimizers),
+        parents=parents,
+        names=names,
+        children=children,
+        owners=owners,
+        attribute_names=attribute_names,
+        keys=list(map(values.keys_.__getitem__, rows)),
+        full_names=full_names,
+        slot_owners=slot_owners,
+        originals=originals,
+        slot_names=slot_names,
+        slot_nodes=slot_nodes,
     )
-    return ObjectGraph(nodes=nodes)
+    return ObjectGraph(columns=columns)

@@ -8,12 +8,13 @@ first path found (TensorFlow's rule, docs/semantics.md S14 and S57).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from types import MappingProxyType
 
 from ckptlab.core._keys import (
+    VARIABLE_VALUE,
     escape_local_name,
     object_prefix,
     pretty_path,
@@ -96,7 +97,7 @@ class GraphNode:
     def value_key(self) -> str | None:
         """The key of this node's ``VARIABLE_VALUE``, if it has one."""
         for attribute in self.attributes:
-            if attribute.name == "VARIABLE_VALUE":
+            if attribute.name == VARIABLE_VALUE:
                 return attribute.key
         return None
 
@@ -129,11 +130,169 @@ class NodePath:
         return pretty_slot(self.path, self.slot[0], self.slot[1])
 
 
-@dataclass(frozen=True, eq=False)
-class ObjectGraph:
-    """The saved object graph: ``nodes[0]`` is the root (derived views are cached)."""
+@dataclass(slots=True, kw_only=True, eq=False)
+class GraphColumns:
+    """The object graph as parallel columns: one entry per node, edge, attribute or slot.
 
-    nodes: tuple[GraphNode, ...]
+    What the walk of a live program builds and what a version-3 document stores (FORMAT.md
+    section 4): a graph of 10,000 variables costs a few list appends per object instead of a
+    :class:`GraphNode` and an :class:`Attribute` each.  Edges are listed parent by parent in
+    each parent's insertion order.
+    """
+
+    type_names: list[str]
+    """Per node: the Python type name (``""``: none recorded)."""
+    optimizers: list[int]
+    """Nodes that are optimizers."""
+    parents: list[int]
+    names: list[str]
+    children: list[int]
+    owners: list[int]
+    """Per attribute: the node that has it."""
+    attribute_names: list[str]
+    keys: list[str]
+    full_names: list[str]
+    slot_owners: list[int]
+    """Per slot reference: the optimizer node."""
+    originals: list[int]
+    slot_names: list[str]
+    slot_nodes: list[int]
+
+    @classmethod
+    def empty(cls) -> GraphColumns:
+        """Columns with nothing in them yet (to append to)."""
+        return cls(**{column.name: [] for column in fields(cls)})
+
+    @classmethod
+    def of(cls, nodes: Sequence[GraphNode]) -> GraphColumns:
+        """The columns of a graph given as nodes."""
+        columns = cls.empty()
+        for node_id, node in enumerate(nodes):
+            columns.type_names.append(node.type_name)
+            if node.is_optimizer:
+                columns.optimizers.append(node_id)
+            for name, child in node.children.items():
+                columns.parents.append(node_id)
+                columns.names.append(name)
+                columns.children.append(child)
+            for attribute in node.attributes:
+                columns.owners.append(node_id)
+                columns.attribute_names.append(attribute.name)
+                columns.keys.append(attribute.key)
+                columns.full_names.append(attribute.full_name)
+            for ref in node.slot_variables:
+                columns.slot_owners.append(node_id)
+                columns.originals.append(ref.original)
+                columns.slot_names.append(ref.slot)
+                columns.slot_nodes.append(ref.node)
+        return columns
+
+
+class ObjectGraph:
+    """The saved object graph: ``nodes[0]`` is the root (derived views are cached).
+
+    Made from nodes, or from :class:`GraphColumns` (a program's walk, a version-3 document),
+    whose nodes are built only when something asks for them: a save or a listing never does.
+    """
+
+    def __init__(
+        self, nodes: tuple[GraphNode, ...] | None = None, *, columns: GraphColumns | None = None
+    ) -> None:
+        if (nodes is None) == (columns is None):
+            raise TypeError("ObjectGraph takes nodes or columns")
+        if nodes is not None:
+            self.__dict__["nodes"] = nodes
+        else:
+            self.__dict__["columns"] = columns
+
+    @cached_property
+    def nodes(self) -> tuple[GraphNode, ...]:
+        """Every node; node id = position."""
+        columns = self.columns
+        held: list[tuple[Attribute, ...]] = [()] * len(columns.type_names)
+        for owner, name, key, full_name in zip(
+            columns.owners, columns.attribute_names, columns.keys, columns.full_names, strict=True
+        ):
+            held[owner] += (Attribute(name=name, key=key, full_name=full_name),)
+        slots, optimizers = self.slot_table(), set(columns.optimizers)
+        return tuple(
+            GraphNode(
+                children=children,
+                attributes=attributes,
+                slot_variables=slots.get(node_id, ()),
+                type_name=type_name,
+                is_optimizer=node_id in optimizers,
+            )
+            for node_id, (children, attributes, type_name) in enumerate(
+                zip(self.child_table(), held, columns.type_names, strict=True)
+            )
+        )
+
+    # Matching reads these three tables rather than the nodes: made from columns, they cost a
+    # fraction of a node object each (restoring 10,000 values never builds a node).
+
+    def child_table(self) -> Sequence[Mapping[str, int]]:
+        """Per node: local name -> child node, in insertion order."""
+        return self._child_table
+
+    @cached_property
+    def _child_table(self) -> Sequence[Mapping[str, int]]:
+        if "nodes" in self.__dict__:
+            return [node.children for node in self.nodes]
+        columns = self.columns
+        below: list[dict[str, int]] = [{} for _ in columns.type_names]
+        for parent, name, child in zip(
+            columns.parents, columns.names, columns.children, strict=True
+        ):
+            below[parent][name] = child
+        return below
+
+    def value_keys(self) -> Sequence[str | None]:
+        """Per node: the key of its ``VARIABLE_VALUE`` (as :attr:`GraphNode.value_key`)."""
+        return self._value_keys
+
+    @cached_property
+    def _value_keys(self) -> Sequence[str | None]:
+        if "nodes" in self.__dict__:
+            return [node.value_key for node in self.nodes]
+        columns = self.columns
+        keys: list[str | None] = [None] * len(columns.type_names)
+        for owner, name, key in zip(
+            reversed(columns.owners),
+            reversed(columns.attribute_names),
+            reversed(columns.keys),
+            strict=True,
+        ):  # backwards, so that a node's first VARIABLE_VALUE is the one kept
+            if name == VARIABLE_VALUE:
+                keys[owner] = key
+        return keys
+
+    def slot_table(self) -> Mapping[int, tuple[SlotRef, ...]]:
+        """Optimizer node -> its slot references (nodes without slots are absent)."""
+        return self._slot_table
+
+    @cached_property
+    def _slot_table(self) -> Mapping[int, tuple[SlotRef, ...]]:
+        if "nodes" in self.__dict__:
+            return {
+                i: node.slot_variables for i, node in enumerate(self.nodes) if node.slot_variables
+            }
+        columns = self.columns
+        refs: dict[int, tuple[SlotRef, ...]] = {}
+        for owner, original, slot, node in zip(
+            columns.slot_owners,
+            columns.originals,
+            columns.slot_names,
+            columns.slot_nodes,
+            strict=True,
+        ):
+            refs[owner] = (*refs.get(owner, ()), SlotRef(original=original, slot=slot, node=node))
+        return refs
+
+    @cached_property
+    def columns(self) -> GraphColumns:
+        """The graph as columns (what a version-3 document stores)."""
+        return GraphColumns.of(self.nodes)
 
     def paths(self) -> tuple[NodePath | None, ...]:
         """First breadth-first path of every node (``None`` if unreachable)."""
@@ -169,14 +328,19 @@ class ObjectGraph:
 
     @cached_property
     def _has_values(self) -> tuple[bool, ...]:
-        has = [bool(node.attributes) for node in self.nodes]
-        changed = True
-        while changed:  # fixed point: cycles are fine
-            changed = False
-            for node_id, node in enumerate(self.nodes):
-                if not has[node_id] and any(has[c] for c in node.children.values()):
-                    has[node_id] = True
-                    changed = True
+        columns = self.columns
+        has = [False] * len(columns.type_names)
+        for owner in columns.owners:
+            has[owner] = True
+        above: dict[int, list[int]] = {}
+        for parent, child in zip(columns.parents, columns.children, strict=True):
+            above.setdefault(child, []).append(parent)
+        queue = [node_id for node_id, holds in enumerate(has) if holds]
+        while queue:  # up the edges from every value's owner, each node once: cycles are fine
+            for parent in above.get(queue.pop(), ()):
+                if not has[parent]:
+                    has[parent] = True
+                    queue.append(parent)
         return tuple(has)
 
     def optimizer_nodes(self) -> frozenset[int]:

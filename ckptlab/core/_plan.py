@@ -171,6 +171,7 @@ def plan_restore(
         ``id(object)`` -> node, for objects earlier steps of the same restore gave a value.
     """
     has_values = graph.has_values_below()
+    child_table, value_keys = graph.child_table(), graph.value_keys()
     earlier: Mapping[int, int] = taken or {}
     new: dict[int, T] = {}
     assigned: dict[int, int] = {}
@@ -189,8 +190,7 @@ def plan_restore(
                 inconsistencies.append(Inconsistency(node=node_id, bound=prior, other=obj))
             continue
         new[node_id] = obj
-        node = graph.nodes[node_id]
-        key = node.value_key
+        key = value_keys[node_id]
         if key is not None:
             spec = view.value_spec(obj)
             first = assigned.get(id(obj), earlier.get(id(obj)))
@@ -203,7 +203,7 @@ def plan_restore(
                 assignments.append(
                     Assignment(node=node_id, key=key, target=obj, expected=spec, stored=stored[key])
                 )
-        for name, child_id in node.children.items():
+        for name, child_id in child_table[node_id].items():
             child = view.child(obj, name)
             if child is not None:
                 queue.append((child_id, child))
@@ -240,8 +240,9 @@ def _plan_slots(
     everything = {**bound, **new}
     ready: dict[int, tuple[T, T, str]] = {}
     pending: list[PendingSlot[T]] = []
+    slot_table, value_keys = graph.slot_table(), graph.value_keys()
     for node_id, obj in new.items():
-        for ref in graph.nodes[node_id].slot_variables:
+        for ref in slot_table.get(node_id, ()):
             variable = everything.get(ref.original)
             if ref.node in everything:
                 continue
@@ -259,7 +260,7 @@ def _plan_slots(
     out: list[Assignment[T] | SlotRestore[T]] = []
     existing_slots: dict[int, dict[tuple[int, str], T]] = {}  # one slots() call per optimizer
     for slot_node, (optimizer, variable, slot) in ready.items():
-        key = graph.nodes[slot_node].value_key
+        key = value_keys[slot_node]
         if key is None or view.value_spec(variable) is None:
             continue
         if id(optimizer) not in existing_slots:

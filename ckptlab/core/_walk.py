@@ -12,13 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from ckptlab.core._graph import (
-    Attribute,
-    GraphNode,
-    ObjectGraph,
-    SlotRef,
-    ValueSpec,
-)
+from ckptlab.core._graph import GraphColumns, ObjectGraph, ValueSpec
 from ckptlab.core._keys import VARIABLE_VALUE, escape_local_name, slot_prefix, value_key
 
 _VALUE_SUFFIX = value_key("")
@@ -119,15 +113,16 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
     ids: dict[int, int] = {id(root): 0}
     prefixes: list[str | None] = [""]
     """Escaped key prefix of each node's first breadth-first path (as ObjectGraph.paths())."""
-    children: list[dict[str, int]] = []
-    infos: list[NodeInfo] = []
-    owned: list[Sequence[tuple[T, str, T]]] = []
+    specs: list[ValueSpec | None] = []
+    graph = GraphColumns.empty()
+    parents, names, children = graph.parents, graph.names, graph.children
+    owners: list[tuple[int, Sequence[tuple[T, str, T]]]] = []
+    visit, describe = view.visit, _Describe(graph, specs)
     node_id = 0
     while node_id < len(objects):  # nodes are numbered as found: their order is the queue's
-        found, slots_of, info = view.visit(objects[node_id])
-        owned.append(slots_of)
-        infos.append(info)
-        mapping: dict[str, int] = {}
+        found, slots_of, info = visit(objects[node_id])
+        if slots_of:
+            owners.append((node_id, slots_of))
         base = prefixes[node_id]
         for name, child in found:
             child_id = ids.get(id(child))
@@ -136,47 +131,53 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
                 objects.append(child)
                 local = name if "." not in name and "/" not in name else escape_local_name(name)
                 prefixes.append(f"{base}/{local}" if base else local)
-            mapping[name] = child_id
-        children.append(mapping)
+            parents.append(node_id)
+            names.append(name)
+            children.append(child_id)
+        describe(node_id, info, base)
         node_id += 1
-    slot_refs: list[list[SlotRef]] = [[] for _ in objects]
-    for node_id, slots_of in enumerate(owned):
+    walked = len(objects)
+    for node_id, slots_of in owners:
         for variable, slot_name, slot_variable in slots_of:
             original = ids.get(id(variable))
-            if original is None or original >= len(children):
+            if original is None or original >= walked:
                 continue  # the variable is not saved, so neither is its slot (as TF)
             slot_id = ids.get(id(slot_variable))
             if slot_id is None:
                 slot_id = ids[id(slot_variable)] = len(objects)
                 objects.append(slot_variable)
-                slot_refs.append([])
-                children.append({})
-                infos.append(view.node_info(slot_variable))
                 owner, variable_prefix = prefixes[node_id], prefixes[original]
-                prefixes.append(
+                prefix = (
                     None
                     if owner is None or variable_prefix is None
                     else slot_prefix(variable_prefix, owner, slot_name)
                 )
-            slot_refs[node_id].append(SlotRef(original=original, slot=slot_name, node=slot_id))
-    nodes: list[GraphNode] = []
-    specs: list[ValueSpec | None] = []
-    for mapping, slots, prefix, info in zip(children, slot_refs, prefixes, infos, strict=True):
-        spec, type_name, full_name, is_optimizer = info
-        attributes: tuple[Attribute, ...] = ()
-        if spec is not None and prefix is not None:
-            key = f"{prefix}{_VALUE_SUFFIX}"
-            attributes = (Attribute(name=VARIABLE_VALUE, key=key, full_name=full_name),)
-        nodes.append(
-            GraphNode(
-                children=mapping,
-                attributes=attributes,
-                slot_variables=tuple(slots),
-                type_name=type_name,
-                is_optimizer=is_optimizer,
-            )
-        )
-        specs.append(spec)
+                prefixes.append(prefix)
+                describe(slot_id, view.node_info(slot_variable), prefix)
+            graph.slot_owners.append(node_id)
+            graph.originals.append(original)
+            graph.slot_names.append(slot_name)
+            graph.slot_nodes.append(slot_id)
     return ProgramGraph(
-        graph=ObjectGraph(nodes=tuple(nodes)), objects=tuple(objects), specs=tuple(specs), index=ids
+        graph=ObjectGraph(columns=graph), objects=tuple(objects), specs=tuple(specs), index=ids
     )
+
+
+class _Describe:
+    """Records one walked object's type, optimizer flag and value in the graph's columns."""
+
+    def __init__(self, graph: GraphColumns, specs: list[ValueSpec | None]) -> None:
+        self.graph, self.specs = graph, specs
+
+    def __call__(self, node_id: int, info: NodeInfo, prefix: str | None) -> None:
+        spec, type_name, full_name, is_optimizer = info
+        graph = self.graph
+        graph.type_names.append(type_name)
+        self.specs.append(spec)
+        if is_optimizer:
+            graph.optimizers.append(node_id)
+        if spec is not None and prefix is not None:
+            graph.owners.append(node_id)
+            graph.attribute_names.append(VARIABLE_VALUE)
+            graph.keys.append(f"{prefix}{_VALUE_SUFFIX}")
+            graph.full_names.append(full_name)

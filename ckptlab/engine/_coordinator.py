@@ -198,7 +198,7 @@ class RestoreCoordinator:
         self, node: int, shape: tuple[int | None, ...], dtype: str
     ) -> np.ndarray[Any, Any] | None:
         """Restore-on-create: the stored value for a variable about to be created."""
-        key = self.graph.nodes[node].value_key
+        key = self.graph.value_keys()[node]
         if key is None:
             return None
         stored = self.stored[key]
@@ -352,7 +352,7 @@ class RestoreCoordinator:
         waiting = set(self.deferred)
         queue = [node for node in self.deferred if node not in optimizers]
         while queue:
-            for child in self.graph.nodes[queue.pop()].children.values():
+            for child in self.graph.child_table()[queue.pop()].values():
                 if child not in waiting and child not in self.bound and child not in optimizers:
                     waiting.add(child)
                     queue.append(child)
@@ -378,9 +378,7 @@ class RestoreCoordinator:
         if self.merged or self.unused_attributes or self.inconsistent or self.blocked:
             return False
         taken = self.bound.keys() | self.queued.keys()
-        return all(
-            node_id in taken for node_id, node in enumerate(self.graph.nodes) if node.attributes
-        )
+        return all(owner in taken for owner in self.graph.columns.owners)
 
     def __del__(self) -> None:
         try:  # never raise from a finalizer (at interpreter exit module globals may be gone)

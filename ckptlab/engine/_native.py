@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import ValueSpec
+from ckptlab.core import NodeInfo, ValueSpec
 from ckptlab.engine._adapter import adapter_for, forget_type, is_trackable
 
 __all__ = ["ADAPTER", "Trackable", "register_trackable"]
+
+Visit = tuple[Sequence[tuple[str, Any]], Sequence[tuple[Any, str, Any]], NodeInfo]
+"""What :meth:`NativeAdapter.visit` answers (the walk's three questions)."""
 
 _CHILDREN_HOOKS: dict[type, Callable[[Any], Mapping[str, Any]]] = {}
 
@@ -54,6 +57,24 @@ class Trackable(abc.ABC):  # noqa: B024 (a marker base; every method has a defau
 
     def _ck_check_saveable(self) -> None:  # noqa: B027 (optional hook, empty by default)
         """Raise :class:`NotSaveableError` if this object cannot be saved as it is."""
+
+    def _ck_visit(self) -> Visit:
+        """Everything the graph walk asks of this object, in one call.
+
+        ``(children, slots, (value spec, type name, full name, is_optimizer))``; a subclass
+        with a fixed answer (``ck.Variable``, a leaf) overrides it for speed.
+        """
+        slots = getattr(self, "_ck_slot_variables", None)
+        return (
+            self._ck_children(),
+            slots() if slots is not None else (),
+            (
+                self._ck_value_spec(),
+                type(self).__name__,
+                getattr(self, "_ck_name", ""),
+                bool(self._ck_is_optimizer),
+            ),
+        )
 
 
 def register_trackable(cls: type, children: Callable[[Any], Mapping[str, Any]]) -> None:
@@ -123,6 +144,16 @@ class NativeAdapter:
             children: list[tuple[str, Any]] = method()
             return children
         return _registered_children(obj)
+
+    def visit(self, obj: Any) -> Visit:
+        """Children, slots and node info in one call: ``_ck_visit()`` where defined."""
+        method = getattr(obj, "_ck_visit", None)
+        if method is not None:
+            found: Visit = method()
+            return found
+        spec, (type_name, full_name) = self.value_spec(obj), self.describe(obj)
+        info = (spec, type_name, full_name, self.is_optimizer(obj))
+        return self.children(obj), self.slots(obj), info
 
     def child(self, obj: Any, name: str) -> Any | None:
         """``_ck_child(name)`` where defined."""

@@ -37,7 +37,11 @@ class Program:
         return self._children(obj, require_adapter(obj))
 
     def _children(self, obj: Any, adapter: Adapter) -> Sequence[tuple[str, Any]]:
-        own = [(name, unwrapped(c)) for name, c in adapter.children(obj)]
+        return self._unwrapped(obj, adapter.children(obj))
+
+    def _unwrapped(self, obj: Any, found: Sequence[tuple[str, Any]]) -> Sequence[tuple[str, Any]]:
+        """``obj``'s dependencies ``found``, wrappers replaced, plus the attached for the root."""
+        own = [(name, unwrapped(c)) for name, c in found] if found else []
         if obj is not self.root or not self.attached:
             return own
         names = {name for name, _ in own}
@@ -100,9 +104,17 @@ class Program:
     def visit(
         self, obj: Any
     ) -> tuple[Sequence[tuple[str, Any]], Sequence[tuple[Any, str, Any]], NodeInfo]:
-        """Children, slots and node info, from one adapter lookup (the walk's question)."""
+        """Children, slots and node info, from one adapter lookup (the walk's question).
+
+        An adapter may answer all three at once (``visit``, optional: ckptlab's own objects).
+        """
         adapter = require_adapter(obj)
-        return self._children(obj, adapter), self._slots(obj, adapter), self._info(obj, adapter)
+        at_once = getattr(adapter, "visit", None)
+        if at_once is None:
+            children = self._children(obj, adapter)
+            return children, self._slots(obj, adapter), self._info(obj, adapter)
+        found, slots, info = at_once(obj)
+        return self._unwrapped(obj, found), slots, info
 
     def walk(self) -> ProgramGraph[Any]:
         """Snapshot the program from the root."""
@@ -117,12 +129,13 @@ def program_values(
     ``overrides`` maps ``id(object)`` to the array to save instead of its current value (the
     ``save_counter`` of the save being made).
     """
+    objects = program.objects
+    for obj in objects:
+        require_adapter(obj).check_saveable(obj)
+    columns = program.graph.columns
     values = []
-    for node_id, obj in enumerate(program.objects):
-        adapter = require_adapter(obj)
-        adapter.check_saveable(obj)
-        key = program.graph.nodes[node_id].value_key
-        if key is not None:
-            array = (overrides or {}).get(id(obj))
-            values.append((key, array if array is not None else adapter.read(obj)))
+    for node_id, key in zip(columns.owners, columns.keys, strict=True):
+        obj = objects[node_id]
+        array = overrides.get(id(obj)) if overrides else None
+        values.append((key, array if array is not None else require_adapter(obj).read(obj)))
     return values

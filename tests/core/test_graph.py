@@ -1,0 +1,79 @@
+"""The object graph as nodes and as columns: the same graph either way (docs/architecture.md)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ckptlab.core import Attribute, GraphNode, ObjectGraph, SlotRef
+
+
+@st.composite
+def graphs(draw):
+    """Random graphs: shared children, cycles, nodes with no value, slots, odd attributes."""
+    count = draw(st.integers(1, 12))
+    node_ids = st.integers(0, count - 1)
+    nodes = []
+    for node_id in range(count):
+        names = draw(st.lists(st.sampled_from("abcdef"), unique=True, max_size=4))
+        attributes = tuple(
+            Attribute(name=name, key=f"k{node_id}/{name}", full_name=draw(st.sampled_from("xy")))
+            for name in draw(
+                st.lists(st.sampled_from(["VARIABLE_VALUE", "OTHER"]), unique=True, max_size=2)
+            )
+        )
+        slots = tuple(
+            SlotRef(original=draw(node_ids), slot=slot, node=draw(node_ids))
+            for slot in draw(st.lists(st.sampled_from("mv"), unique=True, max_size=2))
+        )
+        nodes.append(
+            GraphNode(
+                children={name: draw(node_ids) for name in names},
+                attributes=attributes,
+                slot_variables=slots,
+                type_name=draw(st.sampled_from(["", "Module", "Variable"])),
+                is_optimizer=draw(st.booleans()),
+            )
+        )
+    return tuple(nodes)
+
+
+def _has_values_by_fixed_point(nodes):
+    has = [bool(node.attributes) for node in nodes]
+    changed = True
+    while changed:
+        changed = False
+        for node_id, node in enumerate(nodes):
+            if not has[node_id] and any(has[c] for c in node.children.values()):
+                has[node_id] = changed = True
+    return tuple(has)
+
+
+@settings(max_examples=300, deadline=None)
+@given(graphs())
+def test_columns_and_nodes_describe_the_same_graph(nodes):
+    from_nodes = ObjectGraph(nodes=nodes)
+    from_columns = ObjectGraph(columns=from_nodes.columns)
+    assert [
+        (dict(n.children), n.attributes, n.slot_variables, n.type_name, n.is_optimizer)
+        for n in from_columns.nodes
+    ] == [
+        (dict(n.children), n.attributes, n.slot_variables, n.type_name, n.is_optimizer)
+        for n in nodes
+    ]
+    for graph in (from_nodes, from_columns):
+        assert [list(c.items()) for c in graph.child_table()] == [
+            list(n.children.items()) for n in nodes
+        ]
+        assert list(graph.value_keys()) == [n.value_key for n in nodes]
+        assert dict(graph.slot_table()) == {
+            i: n.slot_variables for i, n in enumerate(nodes) if n.slot_variables
+        }
+        assert graph.has_values_below() == _has_values_by_fixed_point(nodes)
+        assert graph.paths() == from_nodes.paths()
+
+
+def test_a_graph_is_made_from_nodes_or_columns():
+    graph = ObjectGraph(nodes=(GraphNode(),))
+    for wrong in ({}, {"nodes": graph.nodes, "columns": graph.columns}):
+        with pytest.raises(TypeError, match="nodes or columns"):
+            ObjectGraph(**wrong)
