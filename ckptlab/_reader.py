@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
@@ -82,10 +83,12 @@ class CheckpointReader:
 
     def __init__(self, source: StoredCheckpoint) -> None:
         self._source = source
-        graph = source.document.graph
-        self.object_graph: ObjectGraphView | None = (
-            ObjectGraphView(graph) if graph is not None else None
-        )
+
+    @cached_property
+    def object_graph(self) -> ObjectGraphView | None:
+        """The saved object graph (built when first asked for: reading values never needs it)."""
+        graph = self._source.document.graph
+        return ObjectGraphView(graph) if graph is not None else None
 
     @property
     def path(self) -> str:

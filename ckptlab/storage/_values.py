@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 import os
 import posixpath
 from collections import defaultdict
@@ -165,6 +166,8 @@ class PackedValues(ValueReader):
         """Shard keys whose size was checked (other stores)."""
         self._verified: set[int] = set()
         """Rows verified through the open files (local stores only)."""
+        self._bytes: tuple[list[int], list[int]] | None = None
+        """Byte offset in its array and byte size of every row (built on first use)."""
 
     def close(self) -> None:
         """Close the stored files; later reads check again."""
@@ -302,20 +305,29 @@ class PackedValues(ValueReader):
             members.sort(key=offsets.__getitem__)  # usually sorted already: linear time
         return groups
 
-    def _extents(self, array_id: int, members: list[int]) -> tuple[list[int], list[int]]:
-        """Byte offset in the array and byte size of each of ``members``."""
-        table = self.table
-        itemsize = ITEMSIZE[table.arrays[array_id].dtype]
-        starts = [o * itemsize for o in map(table.offsets.__getitem__, members)]
-        sizes = [n * itemsize for n in map(math.prod, map(table.shapes.__getitem__, members))]
-        return starts, sizes
+    def _extents(self, members: list[int]) -> tuple[list[int], list[int]]:
+        """Byte offset in its array and byte size of each of ``members``.
+
+        Computed for every row once per reader: a restore locates its rows four times (sizes
+        checked, then pieces planned, for verifying and again for filling).
+        """
+        if self._bytes is None:
+            table = self.table
+            itemsizes = [ITEMSIZE[info.dtype] for info in table.arrays]
+            per_row = list(map(itemsizes.__getitem__, table.array_ids))
+            self._bytes = (
+                list(map(operator.mul, table.offsets, per_row)),
+                list(map(operator.mul, map(math.prod, table.shapes), per_row)),
+            )
+        starts, sizes = self._bytes
+        return list(map(starts.__getitem__, members)), list(map(sizes.__getitem__, members))
 
     def _check_shards(self, groups: Mapping[int, list[int]]) -> None:
         """Check the size of every shard the rows' values lie in (opening it, locally)."""
         table = self.table
         for array_id, members in sorted(groups.items()):
             info = table.arrays[array_id]
-            starts, sizes = self._extents(array_id, members)
+            starts, sizes = self._extents(members)
             ends = [s + n for s, n in zip(starts, sizes, strict=True) if n]
             if not ends:
                 continue
@@ -337,7 +349,7 @@ class PackedValues(ValueReader):
             info = table.arrays[array_id]
             shard_bytes = info.shard * ITEMSIZE[info.dtype]
             small = min(step, block)
-            starts, sizes = self._extents(array_id, members)
+            starts, sizes = self._extents(members)
             current, shard_end = -1, -1
             pieces_of: list[_Piece] = []
             for row, start, nbytes in zip(members, starts, sizes, strict=True):
