@@ -135,7 +135,7 @@ class GraphColumns:
     """The object graph as parallel columns: one entry per node, edge, attribute or slot.
 
     What the walk of a live program builds and what a version-3 document stores (FORMAT.md
-    section 4): a graph of 10,000 variables costs a few list appends per object instead of a
+    section 2.3): a graph of 10,000 variables costs a few list appends per object instead of a
     :class:`GraphNode` and an :class:`Attribute` each.  Edges are listed parent by parent in
     each parent's insertion order.
     """

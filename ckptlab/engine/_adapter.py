@@ -40,7 +40,9 @@ class Adapter(Protocol):
     of :meth:`slots` by optimizers that find their variables in the program: optax state
     names parameters by path below a model it does not hold), ``aliases(parent, name, child)``
     and ``slot_aliases(optimizer, variable, slot, slot_object)`` (further names a value has in
-    the framework's own files, for name-based restores: :mod:`ckptlab.engine._by_name`).
+    the framework's own files, for name-based restores: :mod:`ckptlab.engine._by_name`),
+    ``visit(obj)`` (``(children, slots, (value spec, type name, full name, is_optimizer))`` in
+    one call, for the graph walk; an adapter defining it must not need ``slots_in``).
     """
 
     name: str
