@@ -340,7 +340,7 @@ def test_progress_bars_can_be_turned_off_for_save_and_restore(tmp_path, capsys, 
     assert capsys.readouterr().err == ""
     assert not fresh.checkpoint.w.numpy().any()  # restored
     fresh.restore_or_initialize()
-    assert "reading ckpt-1" in capsys.readouterr().err  # the default shows them
+    assert "verifying ckpt-1" in capsys.readouterr().err  # the default shows them
 
 
 def test_restore_or_initialize_sets_last_step(tmp_path):

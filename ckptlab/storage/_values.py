@@ -36,7 +36,7 @@ from ckptlab.storage import _stream
 from ckptlab.storage._kv import LocalStore, preadv_all
 from ckptlab.storage._layout import numpy_dtype, shard_key, shard_size
 from ckptlab.storage._progress import Progress
-from ckptlab.storage._stream import MAX_PARTS, pieces
+from ckptlab.storage._stream import MAX_PARTS, pieces, raw_bytes
 
 if TYPE_CHECKING:
     from ckptlab.storage._reader import StoredCheckpoint
@@ -48,6 +48,10 @@ REMOTE_BATCH = 64 * 2**20
 """Bytes requested at once from an object store (concurrently)."""
 READ_AHEAD = 2
 """Rounds read (into scratch, when verifying) while older ones wait for the checksum helper."""
+KEEP_BYTES = 32 * 2**20
+"""Verifying at most this many bytes keeps the verified bytes of whole values for the fill that
+follows (restores verify everything, then fill): the fill copies them instead of reading the
+files again, and writes exactly the bytes that were checked."""
 
 Array = np.ndarray[Any, Any]
 _Piece = tuple[int, int, int, int, bool]
@@ -168,6 +172,9 @@ class PackedValues(ValueReader):
         """Rows verified through the open files (local stores only)."""
         self._bytes: tuple[list[int], list[int]] | None = None
         """Byte offset in its array and byte size of every row (built on first use)."""
+        self._kept: dict[int, memoryview] = {}
+        """Row -> its verified bytes (small verifications only, see :data:`KEEP_BYTES`)."""
+        self._keeping = False
 
     def close(self) -> None:
         """Close the stored files; later reads check again."""
@@ -175,6 +182,7 @@ class PackedValues(ValueReader):
         for fd in files.values():
             os.close(fd)
         self._verified.clear()
+        self._kept.clear()
 
     def __del__(self) -> None:
         self.close()
@@ -191,7 +199,8 @@ class PackedValues(ValueReader):
         verified = self._verified
         if verified:
             rows = [r for r in rows if r not in verified]
-        self._transfer(self._groups(rows), None)
+        keep = self.local and sum(self._extents(rows)[1]) <= KEEP_BYTES
+        self._transfer(self._groups(rows), None, keep=keep)
         if self.local:
             verified.update(rows)
 
@@ -204,7 +213,9 @@ class PackedValues(ValueReader):
         dtypes = [numpy_dtype(a.dtype) for a in table.arrays]
         shapes, ids = table.shapes, table.array_ids
         fresh = [np.empty(shapes[r], dtypes[ids[r]]) for r in rows]
-        self._transfer(groups, dict(zip(rows, fresh, strict=True)))
+        targets = dict(zip(rows, fresh, strict=True))
+        rest = self._fill_kept(rows, targets)
+        self._transfer(groups if rest is rows else self._groups(rest), targets)
         arrays.update(zip(map(table.keys_.__getitem__, rows), fresh, strict=True))
         return arrays
 
@@ -222,7 +233,8 @@ class PackedValues(ValueReader):
                 np.copyto(outs[key], array)
         else:
             self._verify_rows(rows)
-            self._transfer(self._groups(rows), targets, check=False)
+            rest = self._fill_kept(rows, targets)
+            self._transfer(self._groups(rest), targets, check=False)
         for key in own:
             np.copyto(outs[key], arrays[key])
 
@@ -261,6 +273,23 @@ class PackedValues(ValueReader):
                 raise self._corrupt(key, info.path, shard_key(info.path, shard))
         region = scratch[low - first : high - first]
         return np.frombuffer(region, dtype=dtype).reshape((stop - start, *shape[1:])).copy()
+
+    def _fill_kept(self, rows: list[int], targets: Mapping[int, Array]) -> list[int]:
+        """Copy the kept verified bytes of ``rows`` into their targets; return the other rows."""
+        kept = self._kept
+        if not kept:
+            return rows
+        rest = []
+        for row in rows:
+            data = kept.pop(row, None)
+            if data is None:
+                rest.append(row)
+            else:
+                target = targets[row]
+                # a memoryview is the cheapest byte view, for dtypes that have a buffer format
+                view = target.data if target.dtype.isbuiltin == 1 else raw_bytes(target)
+                view.cast("B")[:] = data
+        return rest
 
     # -- locating ---------------------------------------------------------------------------
 
@@ -414,8 +443,11 @@ class PackedValues(ValueReader):
         *,
         check: bool = True,
         report: list[tuple[str, str]] | None = None,
+        keep: bool = False,
     ) -> None:
         """Read the rows of ``groups`` into ``targets`` (``None``: scratch buffers) and check them.
+
+        ``keep`` (verifying): keep the verified bytes of whole values for the fill.
 
         Rows already verified through the open files are not checked again.  A progress bar
         appears when this takes more than about a second (unless the checkpoint was opened with
@@ -431,12 +463,15 @@ class PackedValues(ValueReader):
         )
         helped = self.local and not parallel  # one thread reads, a helper checks
         checksums = _stream.Checksums(total if helped else 0, ahead=READ_AHEAD)
+        self._keeping = keep and not parallel  # two threads reuse their scratch: none to keep
         try:
             with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
                 self._move(found, targets, check, bar, report, checksums, parallel=parallel)
         except BaseException:
             checksums.abandon()
             raise
+        finally:
+            self._keeping = False
         checksums.close()  # raises the first mismatch found on the helper
 
     def _move(
@@ -527,7 +562,9 @@ class PackedValues(ValueReader):
                     raise self._damaged(info, shard, [request.pieces[0][2]], short)
             progress(sum(p[1] for r in requests for p in r.pieces))
             if check:
-                job = functools.partial(self._check, requests, info, shard, running, report)
+                job = functools.partial(
+                    self._check, requests, info, shard, running, report, self._keeping
+                )
                 if checksums is None:
                     job()
                 else:
@@ -540,8 +577,12 @@ class PackedValues(ValueReader):
         shard: int,
         running: dict[int, tuple[int, int]],
         report: list[tuple[str, str]] | None,
+        keep: bool,
     ) -> None:
-        """Checksum what ``requests`` read (blocks read in part carry over in ``running``)."""
+        """Checksum what ``requests`` read (blocks read in part carry over in ``running``).
+
+        ``keep``: keep the bytes of each whole value that checks out (see :data:`KEEP_BYTES`).
+        """
         table, block = self.table, self.block
         crcs, keys = table.crcs, table.keys_
         key = shard_key(info.path, shard)
@@ -564,6 +605,8 @@ class PackedValues(ValueReader):
                         raise self._corrupt(keys[row], info.path, where)
                     if not report or report[-1][0] != keys[row]:
                         report.append((keys[row], where))
+                elif keep and last and not start:  # a whole value, verified
+                    self._kept[row] = data
 
     def _read(
         self, fd: int | None, key: str, requests: list[tuple[int, list[Any], int]]

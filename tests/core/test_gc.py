@@ -78,6 +78,8 @@ def test_objects_a_program_froze_stay_frozen():
         frozen = gc.get_freeze_count()
         with gc_paused():
             pass
-        assert gc.get_freeze_count() == frozen
+        # not unfrozen (the count would drop to 0) nor frozen further (it would grow); threads
+        # other tests left running may free a few frozen objects meanwhile
+        assert frozen - 1000 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()

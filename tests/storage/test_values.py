@@ -1,7 +1,8 @@
-"""ValueReader: verify without keeping bytes, then read into the program's existing buffers.
+"""ValueReader: verify, then read into the program's existing buffers.
 
 This is the storage API restores use (FORMAT.md section 8): every value a restore writes is
-verified before the first one is written.
+verified before the first one is written.  A small verification keeps the verified bytes of
+whole values and the fill copies those (``KEEP_BYTES``); a large one keeps nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +63,21 @@ def test_verified_values_are_the_ones_copied_even_if_the_checkpoint_is_replaced(
         write(LocalStore(), path, seed=1)  # replaced (renamed over) meanwhile
         reader.read_into(outs)
     for key, expected in values(seed=0):
+        assert outs[key].tobytes() == expected.tobytes(), key
+
+
+def test_a_small_fill_writes_the_bytes_that_were_verified(tmp_path):
+    """Bytes changed in the file after verify (in place, not a new save) never reach the
+    buffers of a small restore: the fill copies what verify checked."""
+    path = tmp_path / "c"
+    source = write(LocalStore(), str(path))
+    outs = buffers()
+    with source.open_values() as reader:
+        reader.verify(outs)
+        for shard in (path / "data").rglob("[0-9]*"):
+            shard.write_bytes(bytes(len(shard.read_bytes())))  # zeroed in place
+        reader.read_into(outs)
+    for key, expected in values():
         assert outs[key].tobytes() == expected.tobytes(), key
 
 
