@@ -161,6 +161,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def interactive(workspace: Path, port: int | None, reset: bool) -> int:
+    # Ctrl-C (SIGINT) stops the demo however it was started: a command a non-interactive shell
+    # starts in the background inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt (CI runs the tests that way; the test sends SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     prepare_workspace(workspace, reset=reset)
     port = port or free_port(8888)
     token = secrets.token_hex(16)

@@ -69,6 +69,7 @@ def test_interactive_mode_prints_the_url_and_stops_on_ctrl_c(tmp_path):
         text=True,
         cwd=tmp_path,
     )
+    lab: list[psutil.Process] = []
     try:
         url = None
         for line in process.stdout:
@@ -82,7 +83,7 @@ def test_interactive_mode_prints_the_url_and_stops_on_ctrl_c(tmp_path):
         assert url, "the demo printed no URL"
         with urllib.request.urlopen(url, timeout=30) as reply:
             assert reply.status == 200
-        lab = [
+        lab += [
             c
             for c in psutil.Process(process.pid).children()
             if "jupyterlab" in " ".join(c.cmdline())
@@ -97,4 +98,7 @@ def test_interactive_mode_prints_the_url_and_stops_on_ctrl_c(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+        for server in lab:  # never leave a JupyterLab behind, whatever failed
+            if server.is_running():
+                server.kill()
         process.stdout.close()
