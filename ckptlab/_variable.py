@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ckptlab.core import ValueSpec
-from ckptlab.engine import Trackable, Visit, pending_positions
+from ckptlab.core import ValueSpec, Visit
+from ckptlab.engine import Trackable, pending_positions
 from ckptlab.errors import AssignmentError
 from ckptlab.storage import dtype_name
 
@@ -224,7 +224,7 @@ class Variable(Trackable):
     def _ck_value_spec(self) -> ValueSpec:
         return self._ck_spec
 
-    def _ck_visit(self) -> Visit:
+    def _ck_visit(self) -> Visit[Any]:
         """A leaf: no children, no slots, this value (the walk's question, answered at once)."""
         return (), (), (self._ck_spec, type(self).__name__, self._name, False)
 

@@ -73,7 +73,7 @@ from ckptlab.core._status import (
     unused_warning,
 )
 from ckptlab.core._text import is_text, printable
-from ckptlab.core._walk import NodeInfo, ProgramGraph, ProgramView, build_graph
+from ckptlab.core._walk import NodeInfo, ProgramGraph, ProgramView, Visit, build_graph
 
 __all__ = [
     "CRC_BLOCK",
@@ -117,6 +117,7 @@ __all__ = [
     "StoredValue",
     "ValueSpec",
     "ValueTable",
+    "Visit",
     "build_graph",
     "build_report",
     "conflict_kind",

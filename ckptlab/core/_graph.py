@@ -228,8 +228,9 @@ class ObjectGraph:
             )
         )
 
-    # Matching reads these three tables rather than the nodes: made from columns, they cost a
-    # fraction of a node object each (restoring 10,000 values never builds a node).
+    # Matching reads these three tables rather than the nodes: made from the columns (of a
+    # graph made from nodes too), they cost a fraction of a node object each (restoring
+    # 10,000 values never builds a node).
 
     def child_table(self) -> Sequence[Mapping[str, int]]:
         """Per node: local name -> child node, in insertion order."""
@@ -237,8 +238,6 @@ class ObjectGraph:
 
     @cached_property
     def _child_table(self) -> Sequence[Mapping[str, int]]:
-        if "nodes" in self.__dict__:
-            return [node.children for node in self.nodes]
         columns = self.columns
         below: list[dict[str, int]] = [{} for _ in columns.type_names]
         for parent, name, child in zip(
@@ -253,8 +252,6 @@ class ObjectGraph:
 
     @cached_property
     def _value_keys(self) -> Sequence[str | None]:
-        if "nodes" in self.__dict__:
-            return [node.value_key for node in self.nodes]
         columns = self.columns
         keys: list[str | None] = [None] * len(columns.type_names)
         for owner, name, key in zip(
@@ -273,10 +270,6 @@ class ObjectGraph:
 
     @cached_property
     def _slot_table(self) -> Mapping[int, tuple[SlotRef, ...]]:
-        if "nodes" in self.__dict__:
-            return {
-                i: node.slot_variables for i, node in enumerate(self.nodes) if node.slot_variables
-            }
         columns = self.columns
         refs: dict[int, tuple[SlotRef, ...]] = {}
         for owner, original, slot, node in zip(

@@ -21,6 +21,8 @@ _VALUE_SUFFIX = value_key("")
 T = TypeVar("T")
 NodeInfo = tuple[ValueSpec | None, str, str, bool]
 """What the walk records of every object: value spec, type name, full name, is_optimizer."""
+Visit = tuple[Sequence[tuple[str, T]], Sequence[tuple[T, str, T]], NodeInfo]
+"""``(children, slots, node_info)``: everything the walk asks of one object."""
 
 
 class ProgramView(Protocol[T]):
@@ -70,7 +72,7 @@ class ProgramView(Protocol[T]):
         """``(value_spec, type name, full name, is_optimizer)`` in one call (the walk's)."""
         ...
 
-    def visit(self, obj: T) -> tuple[Sequence[tuple[str, T]], Sequence[tuple[T, str, T]], NodeInfo]:
+    def visit(self, obj: T) -> Visit[T]:
         """``(children, slots, node_info)``: everything the walk asks of one object."""
         ...
 

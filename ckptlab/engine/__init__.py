@@ -21,7 +21,7 @@ from ckptlab.engine._execute import (
     waiting_names,
     write_value,
 )
-from ckptlab.engine._native import Trackable, Visit, register_trackable
+from ckptlab.engine._native import Trackable, register_trackable
 from ckptlab.engine._program import Program, program_values
 from ckptlab.engine._status import (
     CheckpointLoadStatus,
@@ -43,7 +43,6 @@ __all__ = [
     "RestoreStatus",
     "Restorer",
     "Trackable",
-    "Visit",
     "adapter_for",
     "arm_deferral",
     "conflict_error",

@@ -15,13 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import NodeInfo, ValueSpec
+from ckptlab.core import ValueSpec, Visit
 from ckptlab.engine._adapter import adapter_for, forget_type, is_trackable
 
 __all__ = ["ADAPTER", "Trackable", "register_trackable"]
-
-Visit = tuple[Sequence[tuple[str, Any]], Sequence[tuple[Any, str, Any]], NodeInfo]
-"""What :meth:`NativeAdapter.visit` answers (the walk's three questions)."""
 
 _CHILDREN_HOOKS: dict[type, Callable[[Any], Mapping[str, Any]]] = {}
 
@@ -58,7 +55,7 @@ class Trackable(abc.ABC):  # noqa: B024 (a marker base; every method has a defau
     def _ck_check_saveable(self) -> None:  # noqa: B027 (optional hook, empty by default)
         """Raise :class:`NotSaveableError` if this object cannot be saved as it is."""
 
-    def _ck_visit(self) -> Visit:
+    def _ck_visit(self) -> Visit[Any]:
         """Everything the graph walk asks of this object, in one call.
 
         ``(children, slots, (value spec, type name, full name, is_optimizer))``; a subclass
@@ -145,11 +142,11 @@ class NativeAdapter:
             return children
         return _registered_children(obj)
 
-    def visit(self, obj: Any) -> Visit:
+    def visit(self, obj: Any) -> Visit[Any]:
         """Children, slots and node info in one call: ``_ck_visit()`` where defined."""
         method = getattr(obj, "_ck_visit", None)
         if method is not None:
-            found: Visit = method()
+            found: Visit[Any] = method()
             return found
         spec, (type_name, full_name) = self.value_spec(obj), self.describe(obj)
         info = (spec, type_name, full_name, self.is_optimizer(obj))

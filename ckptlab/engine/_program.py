@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import NodeInfo, ProgramGraph, ValueSpec, build_graph
+from ckptlab.core import NodeInfo, ProgramGraph, ValueSpec, Visit, build_graph
 from ckptlab.engine._adapter import Adapter, require_adapter, unwrapped
 
 __all__ = ["Program", "program_values"]
@@ -101,9 +101,7 @@ class Program:
         type_name, full_name = adapter.describe(obj)
         return adapter.value_spec(obj), type_name, full_name, adapter.is_optimizer(obj)
 
-    def visit(
-        self, obj: Any
-    ) -> tuple[Sequence[tuple[str, Any]], Sequence[tuple[Any, str, Any]], NodeInfo]:
+    def visit(self, obj: Any) -> Visit[Any]:
         """Children, slots and node info, from one adapter lookup (the walk's question).
 
         An adapter may answer all three at once (``visit``, optional: ckptlab's own objects).

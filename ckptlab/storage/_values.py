@@ -1,7 +1,8 @@
 """Verified reads of stored values: check everything first, then copy (internal).
 
-:class:`ValueReader` is what restores use.  ``verify(keys)`` checks values without keeping their
-bytes; ``read(keys)`` returns fresh arrays, verified; ``read_into(outs)`` fills the caller's
+:class:`ValueReader` is what restores use.  ``verify(keys)`` checks values (keeping the checked
+bytes of a small verification for the copy that follows, :data:`KEEP_BYTES`, and nothing of a
+large one); ``read(keys)`` returns fresh arrays, verified; ``read_into(outs)`` fills the caller's
 existing buffers only once every one of them has been verified, so a damaged checkpoint
 leaves the program as it was.  The reader holds the stored files open until :meth:`close`:
 on a local file system, keys verified through it are not checked again when copied (the open
@@ -105,7 +106,10 @@ class ValueReader:
         """Release the stored files (nothing to release here)."""
 
     def verify(self, keys: Iterable[str]) -> None:
-        """Check the stored bytes of ``keys`` against their checksums; keep nothing.
+        """Check the stored bytes of ``keys`` against their checksums.
+
+        A version-3 reader keeps the checked bytes of a small verification (at most
+        :data:`KEEP_BYTES`) for the ``read``/``read_into`` that follows; a large one keeps nothing.
 
         Raises
         ------
@@ -174,7 +178,6 @@ class PackedValues(ValueReader):
         """Byte offset in its array and byte size of every row (built on first use)."""
         self._kept: dict[int, memoryview] = {}
         """Row -> its verified bytes (small verifications only, see :data:`KEEP_BYTES`)."""
-        self._keeping = False
 
     def close(self) -> None:
         """Close the stored files; later reads check again."""
@@ -463,15 +466,14 @@ class PackedValues(ValueReader):
         )
         helped = self.local and not parallel  # one thread reads, a helper checks
         checksums = _stream.Checksums(total if helped else 0, ahead=READ_AHEAD)
-        self._keeping = keep and not parallel  # two threads reuse their scratch: none to keep
         try:
             with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
-                self._move(found, targets, check, bar, report, checksums, parallel=parallel)
+                self._move(
+                    found, targets, check, bar, report, checksums, parallel=parallel, keep=keep
+                )
         except BaseException:
             checksums.abandon()
             raise
-        finally:
-            self._keeping = False
         checksums.close()  # raises the first mismatch found on the helper
 
     def _move(
@@ -484,8 +486,11 @@ class PackedValues(ValueReader):
         checksums: _stream.Checksums,
         *,
         parallel: bool,
+        keep: bool,
     ) -> None:
         """Read round after round, checking each round (on ``checksums``) as the next is read.
+
+        ``keep``: keep the verified bytes of whole values (where scratch is not reused).
 
         ``parallel`` (large local transfers): two threads each read and check one half of the
         rounds, the halves cut where no checksum block is half read.  Each thread checks a
@@ -506,7 +511,7 @@ class PackedValues(ValueReader):
             rounds += [_Round(info, shard, fd, batch) for batch in batches]
         split = _halfway(rounds, self.block if check else None) if parallel else len(rounds)
         if split == len(rounds):
-            self._segment(rounds, targets, check, report, checksums, bar.update)
+            self._segment(rounds, targets, check, report, checksums, bar.update, keep=keep)
             return
         helper_done = [0]  # bytes the helper moved (written by the helper only)
 
@@ -522,8 +527,10 @@ class PackedValues(ValueReader):
             shown = done
 
         with ThreadPoolExecutor(1, "ckptlab-read") as helper:
-            later = helper.submit(self._segment, rounds[split:], targets, check, None, None, count)
-            self._segment(rounds[:split], targets, check, None, None, update)
+            later = helper.submit(
+                self._segment, rounds[split:], targets, check, None, None, count, keep=keep
+            )
+            self._segment(rounds[:split], targets, check, None, None, update, keep=keep)
             later.result()
         update(0)
 
@@ -535,12 +542,15 @@ class PackedValues(ValueReader):
         report: list[tuple[str, str]] | None,
         checksums: _stream.Checksums | None,
         progress: Callable[[int], None],
+        *,
+        keep: bool,
     ) -> None:
         """Read ``rounds`` in order into their holders; check them (``checksums`` or inline)."""
         running: dict[int, tuple[int, int]] = {}
         """Row -> (checksum so far, shard its block began in) of blocks read in part."""
         views: dict[int, memoryview] = {}
         reuse = targets is None and checksums is None  # checked before the next round: one scratch
+        keep = keep and not reuse  # bytes kept must stay: only fresh scratch can be kept
         space = memoryview(bytearray(0))
         for info, shard, fd, batch in rounds:
             key = shard_key(info.path, shard)
@@ -562,9 +572,7 @@ class PackedValues(ValueReader):
                     raise self._damaged(info, shard, [request.pieces[0][2]], short)
             progress(sum(p[1] for r in requests for p in r.pieces))
             if check:
-                job = functools.partial(
-                    self._check, requests, info, shard, running, report, self._keeping
-                )
+                job = functools.partial(self._check, requests, info, shard, running, report, keep)
                 if checksums is None:
                     job()
                 else:
