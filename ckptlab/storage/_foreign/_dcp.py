@@ -18,7 +18,6 @@ import itertools
 import math
 import posixpath
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
@@ -49,6 +48,12 @@ from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import numpy_dtype
 
 METADATA_FILE = ".metadata"
+SPLIT_BYTES = 4 * 2**20
+"""Local reads of at least this many bytes, in two chunks or more, run on two threads (each
+reads and checks whole chunks): 1 GiB of 8 MiB values, each in 8 chunks, read in 0.053 s where
+one thread took 0.083 (the checksum after every read is what one thread cannot hide)."""
+Piece = tuple[str, "Chunk", np.ndarray[Any, Any]]
+"""A chunk to read: the value's key, the chunk, and the part of the value's array it fills."""
 PREFETCH = (1 << 12, 1 << 12)
 """Bytes read at the start and the end of a chunk's archive before parsing it: torch writes its
 pickle and small records first (under 1 KiB) and its zip directory last (under 1 KiB)."""
@@ -308,37 +313,53 @@ class DCPCheckpoint(ForeignCheckpoint):
             out[...] = archive.read("value")
 
     def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
-        """Fresh arrays of ``keys``, each chunk checked against its CRC-32.
-
-        Large local reads run on two threads, each reading and checking whole values: reading
-        and checksumming are both memory-bound, and a second core adds about a quarter.
-        """
+        """Fresh arrays of ``keys``, each chunk checked against its CRC-32 (see :meth:`_fill`)."""
         values = [self.stored(key) for key in dict.fromkeys(keys)]
-        total = sum(value.nbytes for value in values)
-        if not (
-            isinstance(self.store, LocalStore)
-            and _stream.two_threads(total, _stream.PARALLEL_BYTES)
-        ):
-            return super().read_arrays(value.key for value in values)
-        ends = list(itertools.accumulate(value.nbytes for value in values))
-        split = bisect.bisect_left(ends, total / 2) + 1
-
-        def read_all(part: list[StoredValue]) -> dict[str, np.ndarray[Any, Any]]:
-            return {value.key: self.read(value.key) for value in part}
-
-        with ThreadPoolExecutor(1, "ckptlab-read") as helper:
-            later = helper.submit(read_all, values[split:])
-            arrays = read_all(values[:split])
-            arrays.update(later.result())
+        arrays = {value.key: np.empty(value.shape, numpy_dtype(value.dtype)) for value in values}
+        self._fill([piece for value in values for piece in self._pieces(value, arrays[value.key])])
         return arrays
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
-        for chunk in self._chunks[value.key]:
-            index: tuple[Any, ...] = (*region_slices(chunk.region), Ellipsis)
-            # the trailing ... keeps a 0-d target a view (target[()] would be a scalar)
-            self._read_piece(value.key, chunk, target[index])
+        self._fill(self._pieces(value, target))
         return target
+
+    def _pieces(self, value: StoredValue, target: np.ndarray[Any, Any]) -> list[Piece]:
+        """Each chunk of ``value`` with the part of ``target`` it fills."""
+        pieces: list[Piece] = []
+        for chunk in self._chunks[value.key]:
+            # the trailing ... keeps a 0-d target a view (target[()] would be a scalar)
+            index: tuple[Any, ...] = (*region_slices(chunk.region), Ellipsis)
+            pieces.append((value.key, chunk, target[index]))
+        return pieces
+
+    def _fill(self, pieces: list[Piece]) -> None:
+        """Read and check ``pieces``; local ones of :data:`SPLIT_BYTES` and more on two threads.
+
+        Each thread reads and checks whole chunks, half of the bytes each: the copy and the
+        checksum are both memory-bound, and on one thread the checksum cannot hide behind the
+        read.  The second half goes to the process's waiting helper thread.
+        """
+        ends = list(itertools.accumulate(out.nbytes for _, _, out in pieces))
+        if not (
+            len(pieces) > 1
+            and isinstance(self.store, LocalStore)
+            and _stream.two_threads(ends[-1], SPLIT_BYTES)
+        ):
+            self._read_pieces(pieces)
+            return
+        half = min(bisect.bisect_left(ends, ends[-1] / 2) + 1, len(pieces) - 1)
+        later = _stream.shared_helper().submit(self._read_pieces, pieces[half:])
+        try:
+            self._read_pieces(pieces[:half])
+        finally:
+            error = later.exception()  # the helper writes into the arrays: wait for it whatever
+        if error is not None:
+            raise error
+
+    def _read_pieces(self, pieces: list[Piece]) -> None:
+        for key, chunk, out in pieces:
+            self._read_piece(key, chunk, out)
 
     def read_region(
         self, key: str, region: Sequence[slice | tuple[int, int]]

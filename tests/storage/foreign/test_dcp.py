@@ -7,6 +7,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -142,11 +143,11 @@ def test_a_flipped_byte_fails_the_chunks_crc32(dcp_dirs, tmp_path):
 
 
 def test_large_bulk_reads_run_on_two_threads_exactly(dcp_dirs, tmp_path, monkeypatch):
-    """Bulk reads of 64 MiB and more split the values between two threads; each value still
+    """Bulk reads of 4 MiB and more split the chunks between two threads; each value still
     comes back exactly, and a damaged chunk in either half is reported."""
-    from ckptlab.storage import _stream
+    from ckptlab.storage._foreign import _dcp
 
-    monkeypatch.setattr(_stream, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(_dcp, "SPLIT_BYTES", 0)
     expected = _dcp_load(dcp_dirs / "ranks")
     keys = list(expected)
     read = open_path(dcp_dirs / "ranks").read_arrays(keys)
@@ -167,6 +168,42 @@ def test_large_bulk_reads_run_on_two_threads_exactly(dcp_dirs, tmp_path, monkeyp
         (directory / chunk.file).write_bytes(bytes(data))
         with pytest.raises(ck.CorruptCheckpointError, match=f"{key}.*CRC-32"):
             open_path(directory).read_arrays(keys)
+
+
+@pytest.mark.parametrize("damaged", [None, 0, -1])
+def test_a_large_value_is_read_on_two_threads_exactly(dcp_dirs, tmp_path, monkeypatch, damaged):
+    """A value of 4 MiB and more in several chunks has its chunks split between two threads;
+    it comes back exactly, and a damaged chunk in either half is reported."""
+    from ckptlab.storage._foreign import _dcp
+
+    monkeypatch.setattr(_dcp, "SPLIT_BYTES", 0)
+    key = "model.rows"
+    directory = tmp_path / "ranks"
+    shutil.copytree(dcp_dirs / "ranks", directory)
+    expected = _dcp_load(directory)[key]
+    reader = open_path(directory)
+    chunks = reader._chunks[key]
+    assert len(chunks) == 2
+    threads = []
+    read_pieces = reader._read_pieces
+    monkeypatch.setattr(
+        reader,
+        "_read_pieces",
+        lambda pieces: threads.append(threading.current_thread().name) or read_pieces(pieces),
+    )
+    if damaged is None:
+        assert_same_array(reader.read(key), expected, key)
+        assert sorted(threads) == ["MainThread", "ckptlab-read_0"]
+        return
+    chunk = chunks[damaged]
+    region = tuple(slice(start, start + size) for start, size in chunk.region)
+    data = bytearray((directory / chunk.file).read_bytes())
+    at = data.find(np.ascontiguousarray(expected[region]).tobytes(), chunk.offset)
+    assert at > 0
+    data[at] ^= 0x01
+    (directory / chunk.file).write_bytes(bytes(data))
+    with pytest.raises(ck.CorruptCheckpointError, match=f"{key}.*{chunk.file}.*CRC-32"):
+        reader.read(key)
 
 
 def test_reading_imports_no_torch(dcp_dirs):
