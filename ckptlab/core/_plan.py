@@ -203,8 +203,12 @@ def plan_restore(
                 assignments.append(
                     Assignment(node=node_id, key=key, target=obj, expected=spec, stored=stored[key])
                 )
-        for name, child_id in child_table[node_id].items():
-            child = view.child(obj, name)
+        stored_children = child_table[node_id]
+        if not stored_children:
+            continue
+        live = dict(view.children(obj))  # one call per object, however wide (not one per name)
+        for name, child_id in stored_children.items():
+            child = live.get(name)
             if child is not None:
                 queue.append((child_id, child))
             elif has_values[child_id] and view.can_defer(obj):

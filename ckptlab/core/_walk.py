@@ -32,10 +32,6 @@ class ProgramView(Protocol[T]):
         """Named dependencies, in insertion order."""
         ...
 
-    def child(self, obj: T, name: str) -> T | None:
-        """The dependency called ``name``, or ``None``."""
-        ...
-
     def value_spec(self, obj: T) -> ValueSpec | None:
         """Shape and dtype of the value the object owns, or ``None`` for containers."""
         ...

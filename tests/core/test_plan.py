@@ -34,9 +34,6 @@ class View:
     def children(self, obj):
         return list(obj.deps.items())
 
-    def child(self, obj, name):
-        return obj.deps.get(name)
-
     def value_spec(self, obj):
         return obj.spec
 
@@ -111,6 +108,23 @@ def test_structural_match_and_deferral():
     assert [a.target for a in plan.assignments] == [target.deps["w"]]
     assert [(d.parent, d.name) for d in plan.deferrals] == [(target, "m")]
     assert plan.conflicts() == []
+
+
+def test_each_object_is_asked_for_its_children_once_however_wide():
+    """Matching a node's stored children asks the view once per object, not once per name
+    (an adapter finding one child by listing all of them made wide restores quadratic)."""
+    graph, stored = saved(Obj("root", children={str(i): var(f"v{i}") for i in range(500)}))
+    asked = []
+
+    class Counting(View):
+        def children(self, obj):
+            asked.append(obj.name)
+            return super().children(obj)
+
+    target = Obj("r", children={str(i): var(f"w{i}") for i in range(500)})
+    plan = plan_restore(graph, stored, Counting(), [(0, target)], {}, {})
+    assert [a.target for a in plan.assignments] == list(target.deps.values())
+    assert asked == ["r"]  # the leaves hold values and have no stored children: not asked
 
 
 def test_conflicts_are_data():
