@@ -47,7 +47,8 @@ def shared_helper() -> ThreadPoolExecutor:
 
     Starting a thread costs ~0.1 ms, a tenth of reading a few MiB from the page cache, so work
     handed over once per value goes to this thread, started on first use and kept.  A forked
-    child starts its own (the parent's thread does not exist there).
+    child starts its own (the parent's thread does not exist there).  Callers from several
+    threads share it (their jobs queue); a job must never wait for another job of the helper.
     """
     global _shared
     if _shared is None:
