@@ -131,6 +131,29 @@ def test_save_restore_is_identity(program):
             assert target.numpy().tobytes() == source.numpy().tobytes()
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), programs(), st.booleans())
+def test_the_assertions_fast_check_agrees_with_the_report(saved, other, same):
+    """A passing assertion skips the report when the restore's state says everything matched;
+    that check never passes what the report fails, and passes what it passes for a program of
+    the saved shape (restored lazily: conflicts stay in the status instead of raising)."""
+    from ckptlab.core import consumed_failure, existing_objects_failure
+
+    source_root, _ = build(saved, zero=False)
+    target_root, _ = build(saved if same else other, zero=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = ck.Checkpoint(root=source_root).write(f"{tmp}/c")
+        status = ck.Checkpoint(root=target_root).read(path, lazy=True).expect_partial()
+        report = status.report()
+        for checkpoint_side, failure in (
+            (True, consumed_failure),
+            (False, existing_objects_failure),
+        ):
+            fast = status._coordinator.all_matched(checkpoint_side=checkpoint_side)
+            if fast or same:
+                assert fast == (failure(report) is None), report.summary()
+
+
 class DeferredRestore(RuleBasedStateMachine):
     """Objects appear in any order after the restore; each is restored as it appears."""
 

@@ -51,6 +51,7 @@ from ckptlab.core._report import (
     MatchState,
     ReportEntry,
     RestoreState,
+    all_matched,
     build_report,
 )
 from ckptlab.core._retention import (
@@ -119,6 +120,7 @@ __all__ = [
     "ValueTable",
     "Visit",
     "build_graph",
+    "all_matched",
     "build_report",
     "conflict_kind",
     "consumed_failure",

@@ -271,7 +271,7 @@ class ObjectGraph:
     @cached_property
     def _slot_table(self) -> Mapping[int, tuple[SlotRef, ...]]:
         columns = self.columns
-        refs: dict[int, tuple[SlotRef, ...]] = {}
+        refs: dict[int, list[SlotRef]] = {}
         for owner, original, slot, node in zip(
             columns.slot_owners,
             columns.originals,
@@ -279,8 +279,8 @@ class ObjectGraph:
             columns.slot_nodes,
             strict=True,
         ):
-            refs[owner] = (*refs.get(owner, ()), SlotRef(original=original, slot=slot, node=node))
-        return refs
+            refs.setdefault(owner, []).append(SlotRef(original=original, slot=slot, node=node))
+        return {owner: tuple(found) for owner, found in refs.items()}
 
     @cached_property
     def columns(self) -> GraphColumns:
@@ -342,13 +342,13 @@ class ObjectGraph:
 
     @cached_property
     def _optimizer_nodes(self) -> frozenset[int]:
-        marked = {i for i, n in enumerate(self.nodes) if n.is_optimizer or n.slot_variables}
+        columns, children = self.columns, self.child_table()
+        marked = {*columns.optimizers, *columns.slot_owners}
         queue = deque(marked)
         while queue:
-            for child in self.nodes[queue.popleft()].children.values():
+            for child in children[queue.popleft()].values():
                 if child not in marked:
                     marked.add(child)
                     queue.append(child)
-        for node in self.nodes:
-            marked.update(ref.node for ref in node.slot_variables)
+        marked.update(columns.slot_nodes)
         return frozenset(marked)

@@ -26,6 +26,7 @@ from ckptlab.core import (
     RestoreState,
     SlotRestore,
     ValueSpec,
+    all_matched,
     build_report,
     conflict_kind,
     object_prefix,
@@ -348,6 +349,8 @@ class RestoreCoordinator:
         lacks stays as it was (its values are reported as unused optimizer values: a model-only
         program restoring a training checkpoint is the common case).
         """
+        if not self.deferred:
+            return frozenset()
         optimizers = self.graph.optimizer_nodes()
         waiting = set(self.deferred)
         queue = [node for node in self.deferred if node not in optimizers]
@@ -371,6 +374,17 @@ class RestoreCoordinator:
             program_ids=[id(o) for o in program.objects] if program else (),
             lazy=self.lazy,
             skip_slots=self.skip_slots,
+        )
+
+    def all_matched(self, *, checkpoint_side: bool) -> bool:
+        """:func:`~ckptlab.core.all_matched` against the live program (True: nothing to report)."""
+        program = self.view.walk()
+        return all_matched(
+            self.graph,
+            self.state(),
+            program.specs,
+            [id(o) for o in program.objects],
+            checkpoint_side=checkpoint_side,
         )
 
     def _all_values_taken(self) -> bool:

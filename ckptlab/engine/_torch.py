@@ -489,14 +489,38 @@ class TorchAdapter:
             proxy = _python_slot(optimizer, variable)
             proxy.load(_pystate.decode(array.tobytes(), from_numpy))
             return proxy
-        group: dict[str, Any] = next(
-            (g for g in optimizer.param_groups if any(p is variable for p in g["params"])), {}
-        )
+        group = _group_of(optimizer, variable) if slot == "step" else {}
         on_cpu = slot == "step" and not (group.get("capturable") or group.get("fused"))
         tensor = from_numpy(array)
         tensor = tensor if on_cpu else tensor.to(variable.device)
         optimizer.state[variable][slot] = tensor
         return tensor
+
+
+def _group_of(optimizer: Any, param: torch.Tensor) -> dict[str, Any]:
+    """The param group holding ``param`` (``{}``: none), found in constant time.
+
+    An index of every parameter's place is kept with the optimizer and rebuilt when the place
+    it gives no longer holds the parameter (groups added, lists changed): scanning the groups
+    for every restored slot made restoring an optimizer of P parameters take P * P steps.
+    """
+    table = _proxies(optimizer)
+    groups = optimizer.param_groups
+    for attempt in range(2):
+        index: dict[int, tuple[int, int]] | None = table.get("group_index")
+        if index is None or attempt:
+            index = table["group_index"] = {
+                id(p): (g, i)
+                for g, group in enumerate(groups)
+                for i, p in enumerate(group["params"])
+            }
+        place = index.get(id(param))
+        if place is not None:
+            g, i = place
+            if g < len(groups) and i < len(groups[g]["params"]) and groups[g]["params"][i] is param:
+                group: dict[str, Any] = groups[g]
+                return group
+    return {}
 
 
 def positional_state(

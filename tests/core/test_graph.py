@@ -48,6 +48,18 @@ def _has_values_by_fixed_point(nodes):
     return tuple(has)
 
 
+def _optimizer_nodes_by_walking(nodes):
+    """Optimizers and slot owners, everything reachable below them, and slot variables."""
+    marked = {i for i, n in enumerate(nodes) if n.is_optimizer or n.slot_variables}
+    stack = list(marked)
+    while stack:
+        for child in nodes[stack.pop()].children.values():
+            if child not in marked:
+                marked.add(child)
+                stack.append(child)
+    return frozenset(marked | {ref.node for n in nodes for ref in n.slot_variables})
+
+
 @settings(max_examples=300, deadline=None)
 @given(graphs())
 def test_columns_and_nodes_describe_the_same_graph(nodes):
@@ -70,6 +82,7 @@ def test_columns_and_nodes_describe_the_same_graph(nodes):
         }
         assert graph.has_values_below() == _has_values_by_fixed_point(nodes)
         assert graph.paths() == from_nodes.paths()
+        assert graph.optimizer_nodes() == _optimizer_nodes_by_walking(nodes)
 
 
 def test_a_graph_is_made_from_nodes_or_columns():

@@ -175,3 +175,50 @@ def test_a_manager_saves_torch_programs_in_the_background(tmp_path, tt):
     )
     assert restarted.restore_or_initialize().endswith("ckpt-3")
     assert (tt.state_bytes(fresh), tt.optimizer_bytes(fresh_opt)) == expected
+
+
+def test_the_group_of_a_parameter_follows_the_groups_as_they_change():
+    """Restored ``step`` slots are placed by their parameter's group (``capturable``/``fused``
+    keep it on the parameter's device); the group is found through an index kept with the
+    optimizer, rebuilt when it no longer points at the parameter."""
+    from ckptlab.engine._torch import _group_of
+
+    first, second, late = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    optimizer = torch.optim.Adam([{"params": [first]}, {"params": [second], "lr": 0.5}])
+    assert _group_of(optimizer, second)["lr"] == 0.5
+    optimizer.add_param_group({"params": [late], "lr": 0.25})  # after the index was built
+    assert _group_of(optimizer, late)["lr"] == 0.25
+    optimizer.param_groups[0]["params"], optimizer.param_groups[1]["params"] = [second], [first]
+    assert _group_of(optimizer, first)["lr"] == 0.5 and _group_of(optimizer, second)["lr"] == 1e-3
+    assert _group_of(optimizer, torch.nn.Parameter(torch.zeros(1))) == {}
+
+
+def test_restoring_an_optimizer_indexes_its_groups_once(tmp_path, monkeypatch):
+    """The 600 step slots of 300 layers find their groups through one index (scanning the
+    groups for each slot made restoring P parameters take P * P steps)."""
+    from ckptlab.engine import _torch
+
+    def program():
+        torch.manual_seed(0)
+        model = torch.nn.ModuleList(torch.nn.Linear(1, 1) for _ in range(300))
+        return model, torch.optim.Adam(model.parameters())
+
+    model, optimizer = program()
+    sum(p.sum() for p in model.parameters()).backward()
+    optimizer.step()
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    fresh, fresh_optimizer = program()
+    indexed = []
+    original = _torch._group_of
+
+    def counting(optimizer, param):
+        indexed.append(_torch._proxies(optimizer).get("group_index") is None)
+        return original(optimizer, param)
+
+    monkeypatch.setattr(_torch, "_group_of", counting)
+    ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).read(path).assert_consumed()
+    assert len(indexed) == 600 and sum(indexed) == 1
+    for param, saved in zip(fresh.parameters(), model.parameters(), strict=True):
+        assert torch.equal(
+            fresh_optimizer.state[param]["exp_avg"], optimizer.state[saved]["exp_avg"]
+        )
