@@ -131,6 +131,31 @@ def test_list_elements_match_by_index(ckpt_dir):
         status.assert_existing_objects_matched()
 
 
+def test_values_restored_one_at_a_time_share_the_checkpoints_byte_extents(ckpt_dir, monkeypatch):
+    """Each element appended after a restore fetches its own value through a new reader; the
+    byte extents of every stored value are computed once for the checkpoint, not per element
+    (appending N elements did N * N work)."""
+    from ckptlab.core import ValueTable
+
+    m = module(layers=[ck.Variable(float(i)) for i in range(40)])
+    path = ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    computed = []
+    extents = ValueTable.byte_extents
+
+    def counting(table):
+        computed.append(table._extents is None)
+        return extents(table)
+
+    monkeypatch.setattr(ValueTable, "byte_extents", counting)
+    target = module(layers=[])
+    status = ck.Checkpoint(m=target).read(path)
+    for _ in range(40):
+        target.layers.append(ck.Variable(-1.0))
+    assert [v.numpy() for v in target.layers] == [float(i) for i in range(40)]
+    status.assert_consumed()
+    assert len(computed) >= 40 and sum(computed) == 1
+
+
 def test_list_setitem_and_insert_restore_the_index(ckpt_dir):
     """S38, S42: a trackable put where a plain element was (item, slice, insert) is restored
     for that index, as an append is; a failing restore undoes the change."""

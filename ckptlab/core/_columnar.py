@@ -81,7 +81,7 @@ class ValueTable(Mapping[str, Any]):
     ((2,), 'data/float32', 0)
     """
 
-    __slots__ = ("_index", "array_ids", "arrays", "crcs", "keys_", "offsets", "shapes")
+    __slots__ = ("_extents", "_index", "array_ids", "arrays", "crcs", "keys_", "offsets", "shapes")
 
     def __init__(
         self,
@@ -104,6 +104,7 @@ class ValueTable(Mapping[str, Any]):
         """Checksums of each value (FORMAT.md section 2.1)."""
         self.arrays = arrays
         self._index: dict[str, int] | None = None
+        self._extents: tuple[list[int], list[int]] | None = None
 
     def position(self, key: str) -> int | None:
         """The row of ``key`` (``None`` when absent)."""
@@ -114,6 +115,23 @@ class ValueTable(Mapping[str, Any]):
         if self._index is None:
             self._index = dict(zip(self.keys_, range(len(self.keys_)), strict=True))
         return self._index
+
+    def byte_extents(self) -> tuple[list[int], list[int]]:
+        """Byte offset in its array and byte size of every row (computed on first use).
+
+        Kept with the table, which every reader of the checkpoint shares: a reader opened per
+        value (restore-on-create fetches each new variable's value) must not redo every row.
+        """
+        if self._extents is None:
+            from ckptlab.core._document import ITEMSIZE
+
+            itemsizes = [ITEMSIZE[info.dtype] for info in self.arrays]
+            per_row = list(map(itemsizes.__getitem__, self.array_ids))
+            self._extents = (
+                list(map(operator.mul, self.offsets, per_row)),
+                list(map(operator.mul, map(math.prod, self.shapes), per_row)),
+            )
+        return self._extents
 
     def dtype(self, row: int) -> str:
         """The dtype of the value in ``row``."""

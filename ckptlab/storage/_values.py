@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import operator
 import os
 import posixpath
 from collections import defaultdict
@@ -174,7 +173,6 @@ class PackedValues(ValueReader):
         """Shard keys whose size was checked (other stores)."""
         self._verified: set[int] = set()
         """Rows verified through the open files (local stores only)."""
-        self._bytes: tuple[list[int], list[int]] | None = None
         """Byte offset in its array and byte size of every row (built on first use)."""
         self._kept: dict[int, memoryview] = {}
         """Row -> its verified bytes (small verifications only, see :data:`KEEP_BYTES`)."""
@@ -340,18 +338,11 @@ class PackedValues(ValueReader):
     def _extents(self, members: list[int]) -> tuple[list[int], list[int]]:
         """Byte offset in its array and byte size of each of ``members``.
 
-        Computed for every row once per reader: a restore locates its rows four times (sizes
-        checked, then pieces planned, for verifying and again for filling).
+        Every row's are computed once per checkpoint (:meth:`ValueTable.byte_extents`): a
+        restore locates its rows four times (sizes checked, then pieces planned, for verifying
+        and again for filling).
         """
-        if self._bytes is None:
-            table = self.table
-            itemsizes = [ITEMSIZE[info.dtype] for info in table.arrays]
-            per_row = list(map(itemsizes.__getitem__, table.array_ids))
-            self._bytes = (
-                list(map(operator.mul, table.offsets, per_row)),
-                list(map(operator.mul, map(math.prod, table.shapes), per_row)),
-            )
-        starts, sizes = self._bytes
+        starts, sizes = self.table.byte_extents()
         return list(map(starts.__getitem__, members)), list(map(sizes.__getitem__, members))
 
     def _check_shards(self, groups: Mapping[int, list[int]]) -> None:
