@@ -31,6 +31,7 @@ from ckptlab.core import (
     ProgramGraph,
     ReportEntry,
     ValueSpec,
+    gc_paused,
 )
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
@@ -370,6 +371,7 @@ class NameBasedRestore:
             )
         return "bound", "run_restore_ops() writes it"
 
+    @gc_paused()  # a walk and an entry per value: many small objects, no cycles among them
     def report(self, *, with_program: bool = True, exempt: Iterable[Any] = ()) -> MatchReport:
         """Every program value and every stored name, with its state."""
         entries: list[ReportEntry] = []

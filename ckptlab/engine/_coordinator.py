@@ -29,6 +29,7 @@ from ckptlab.core import (
     all_matched,
     build_report,
     conflict_kind,
+    gc_paused,
     object_prefix,
     plan_restore,
     unused_warning,
@@ -361,6 +362,7 @@ class RestoreCoordinator:
                     queue.append(child)
         return frozenset(waiting)
 
+    @gc_paused()  # a walk and an entry per value: many small objects, no cycles among them
     def report(self, *, with_program: bool = True) -> MatchReport:
         """A snapshot of the match, re-walking the live program."""
         program = self.view.walk() if with_program else None
@@ -376,6 +378,7 @@ class RestoreCoordinator:
             skip_slots=self.skip_slots,
         )
 
+    @gc_paused()
     def all_matched(self, *, checkpoint_side: bool) -> bool:
         """:func:`~ckptlab.core.all_matched` against the live program (True: nothing to report)."""
         program = self.view.walk()
