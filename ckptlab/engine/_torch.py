@@ -504,23 +504,25 @@ def _group_of(optimizer: Any, param: torch.Tensor) -> dict[str, Any]:
     it gives no longer holds the parameter (groups added, lists changed): scanning the groups
     for every restored slot made restoring an optimizer of P parameters take P * P steps.
     """
-    table = _proxies(optimizer)
-    groups = optimizer.param_groups
-    for attempt in range(2):
-        index: dict[int, tuple[int, int]] | None = table.get("group_index")
-        if index is None or attempt:
-            index = table["group_index"] = {
-                id(p): (g, i)
-                for g, group in enumerate(groups)
-                for i, p in enumerate(group["params"])
-            }
+    table, groups = _proxies(optimizer), optimizer.param_groups
+
+    def holds(place: tuple[int, int] | None) -> bool:
+        if place is None:
+            return False
+        g, i = place
+        return g < len(groups) and i < len(groups[g]["params"]) and groups[g]["params"][i] is param
+
+    index: dict[int, tuple[int, int]] = table.get("group_index", {})
+    place = index.get(id(param))
+    if not holds(place):
+        index = table["group_index"] = {
+            id(p): (g, i) for g, group in enumerate(groups) for i, p in enumerate(group["params"])
+        }
         place = index.get(id(param))
-        if place is not None:
-            g, i = place
-            if g < len(groups) and i < len(groups[g]["params"]) and groups[g]["params"][i] is param:
-                group: dict[str, Any] = groups[g]
-                return group
-    return {}
+    if place is None:
+        return {}
+    group: dict[str, Any] = groups[place[0]]
+    return group
 
 
 def positional_state(
