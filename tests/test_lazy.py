@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ckptlab as ck
 
@@ -186,3 +188,54 @@ def test_only_treats_slots_as_the_optimizers(ckpt_dir):
         assert np.array_equal(slot, saved) is slot_written, only
         states = {e.path: e.state for e in status.report().entries}
         assert states[slot_path] == ("restored" if slot_written else "bound")
+
+
+NAMES = ["model", "w", "dense", "optimizer", "m", "a/b", ".OPTIMIZER_SLOT"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    paths=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(NAMES), max_size=3),
+            st.none()
+            | st.tuples(st.lists(st.sampled_from(NAMES), max_size=2), st.sampled_from(NAMES)),
+        ),
+        max_size=8,
+    ),
+    prefixes=st.lists(
+        st.lists(st.sampled_from([*NAMES, "a", "b"]), max_size=4).map("/".join), max_size=5
+    ),
+)
+def test_a_selection_of_paths_is_what_comparing_with_every_prefix_gives(paths, prefixes):
+    """run_restore_ops(only=...) answers from the paths above a value (a path's depth of work
+    each) exactly what comparing the value with every selected prefix answers."""
+    from ckptlab.core import NodePath, object_prefix
+    from ckptlab.engine._coordinator import _Selection
+
+    def under(path, chosen):
+        return any(not p or path == p or path.startswith(p + "/") for p in chosen)
+
+    def by_comparing(path):
+        if path.slot is None:
+            return under(path.prefix, prefixes)
+        own = [p for p in prefixes if "/.OPTIMIZER_SLOT" in f"/{p}"]
+        return under(object_prefix(path.slot[0]), prefixes) or under(path.prefix, own)
+
+    selection = _Selection(prefixes)
+    for names, slot in paths:
+        path = NodePath(path=tuple(names), slot=None if slot is None else (tuple(slot[0]), slot[1]))
+        assert selection(path) == by_comparing(path), (path.prefix, prefixes)
+
+
+def test_a_selection_of_thousands_of_paths_restores_what_it_names(tmp_path):
+    """The explorer passes every selected value's path; half of 2,000 values are restored."""
+    saved = ck.Module()
+    saved.values = [ck.Variable(np.full(2, i, np.float32)) for i in range(2000)]
+    path = ck.Checkpoint(model=saved).write(tmp_path / "c")
+    target = ck.Module()
+    target.values = [ck.Variable(np.zeros(2, np.float32)) for _ in range(2000)]
+    status = ck.Checkpoint(model=target).read(path, lazy=True)
+    status.run_restore_ops(only=[f"model/values/{i}" for i in range(0, 2000, 2)])
+    assert [v.numpy()[0] for v in target.values[:6]] == [0, 0, 2, 0, 4, 0]
+    assert target.values[1999].numpy()[0] == 0 and target.values[1998].numpy()[0] == 1998

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -221,8 +221,8 @@ class RestoreCoordinator:
         """Lazy mode: write queued values (those under ``only``), all or nothing."""
         selected = list(self.queued.values())
         if only is not None:
-            prefixes = self._check_paths(only)
-            selected = [w for w in selected if _selected(self._path(w.node), prefixes)]
+            chosen = _Selection(self._check_paths(only))
+            selected = [w for w in selected if chosen(self._path(w.node))]
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:
             raise self._conflict_error(conflicts, lazy=True)
@@ -233,9 +233,8 @@ class RestoreCoordinator:
             only = [only]
         prefixes = [p.strip("/") for p in only]
         known = {path.prefix for path in self.graph.paths() if path is not None}
-        unknown = [
-            p for p in prefixes if p and not any(k == p or k.startswith(p + "/") for k in known)
-        ]
+        reachable = {a for k in known for a in _ancestors(k)}  # every path and those above it
+        unknown = [p for p in prefixes if p and p not in reachable]
         if unknown:
             close = sorted(k for k in known if k and "/" not in k)
             raise UnknownPathError(
@@ -406,21 +405,37 @@ class RestoreCoordinator:
             pass
 
 
-def _under(path: str, prefixes: Sequence[str]) -> bool:
-    return any(not p or path == p or path.startswith(p + "/") for p in prefixes)
+def _ancestors(path: str) -> Iterator[str]:
+    """``path`` and every path above it: ``a/b/c`` gives ``a``, ``a/b``, ``a/b/c``."""
+    at = path.find("/")
+    while at != -1:
+        yield path[:at]
+        at = path.find("/", at + 1)
+    yield path
 
 
-def _selected(path: NodePath, prefixes: Sequence[str]) -> bool:
-    """Whether ``run_restore_ops(only=prefixes)`` writes the value at ``path``.
+class _Selection:
+    """Which values ``run_restore_ops(only=prefixes)`` writes, a path's depth of work each.
 
     An optimizer slot belongs to its optimizer, as in TF's object graph: the optimizer's path
     selects it, its variable's path does not; a path reaching into the slot's own key prefix
-    (``model/w/.OPTIMIZER_SLOT/optimizer/m``) selects it too.
+    (``model/w/.OPTIMIZER_SLOT/optimizer/m``) selects it too.  (Comparing every value with every
+    prefix made a selection of thousands of paths, as the explorer makes, quadratic.)
     """
-    if path.slot is None:
-        return _under(path.prefix, prefixes)
-    own = [p for p in prefixes if f"/{OPTIMIZER_SLOT}" in f"/{p}"]
-    return _under(object_prefix(path.slot[0]), prefixes) or _under(path.prefix, own)
+
+    def __init__(self, prefixes: Sequence[str]) -> None:
+        self.everything = "" in prefixes
+        self.prefixes = frozenset(prefixes)
+        self.into_slots = frozenset(p for p in prefixes if f"/{OPTIMIZER_SLOT}" in f"/{p}")
+
+    def __call__(self, path: NodePath) -> bool:
+        if self.everything:
+            return True
+        if path.slot is None:
+            return not self.prefixes.isdisjoint(_ancestors(path.prefix))
+        return not self.prefixes.isdisjoint(
+            _ancestors(object_prefix(path.slot[0]))
+        ) or not self.into_slots.isdisjoint(_ancestors(path.prefix))
 
 
 def _nothing() -> None:
