@@ -113,8 +113,9 @@ def _renamed_objects(view: GraphView) -> list[tuple[int, int]]:
     for program in groups["program"]:
         candidates = signatures.get(_signature(view, program), [])
         if candidates:
-            best = max(candidates, key=lambda c: _closeness(view, program, c))
-            pairs.append((program, best))
+            pairs.append((program, _closest(view, program, candidates)))
+            if len(pairs) == MAX_SUGGESTIONS:  # renamed objects come first: the rest is unseen
+                break
     return pairs
 
 
@@ -137,9 +138,29 @@ def _signature(view: GraphView, root: int) -> Signature:
     return tuple(sorted(items))
 
 
-def _closeness(view: GraphView, program: int, checkpoint: int) -> tuple[bool, float]:
-    a, b = view.nodes[program], view.nodes[checkpoint]
-    return a.parent == b.parent, difflib.SequenceMatcher(None, a.name, b.name).ratio()
+def _closest(view: GraphView, program: int, candidates: list[int]) -> int:
+    """The candidate under the same parent first, then with the most similar name.
+
+    Ratios are computed only where the cheap upper bounds (``real_quick_ratio``,
+    ``quick_ratio``) can beat the best so far: a model of 1,000 renamed layers compared every
+    pair in full (6.6 s in the explorer).
+    """
+    node = view.nodes[program]
+    matcher = difflib.SequenceMatcher(None, node.name)
+    best, best_key = candidates[0], (False, -1.0)
+    for candidate in candidates:
+        other = view.nodes[candidate]
+        same_parent = other.parent == node.parent
+        if same_parent < best_key[0]:
+            continue
+        matcher.set_seq2(other.name)
+        floor = best_key[1] if same_parent == best_key[0] else -1.0
+        if matcher.real_quick_ratio() <= floor or matcher.quick_ratio() <= floor:
+            continue
+        key = (same_parent, matcher.ratio())
+        if key > best_key:
+            best, best_key = candidate, key
+    return best
 
 
 def _convention_pairs(view: GraphView, covered: set[int]) -> list[tuple[int, int, str]]:

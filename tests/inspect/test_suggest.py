@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ckptlab as ck
 from ckptlab.core import ValueSpec, near_misses
@@ -186,3 +188,50 @@ def test_a_renamed_layer_in_a_lazy_restore_is_suggested(tmp_path):
     assert view.path_of(suggestion.program) == ("model", "hidden_renamed")
     assert view.path_of(suggestion.checkpoint) == ("model", "hidden")
     assert "renamed?" in suggestion.why
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    program=st.tuples(st.text("ab_1", max_size=6), st.integers(0, 2)),
+    candidates=st.lists(st.tuples(st.text("ab_1", max_size=6), st.integers(0, 2)), min_size=1),
+)
+def test_the_closest_renamed_object_is_the_one_comparing_every_pair_picks(program, candidates):
+    """Pruning with difflib's cheap upper bounds picks what comparing every candidate in full
+    picks: the first of the same parent first, then of the highest name ratio."""
+    import difflib
+    from types import SimpleNamespace
+
+    from ckptlab.inspect._suggest import _closest
+
+    nodes = [SimpleNamespace(name=n, parent=p) for n, p in [program, *candidates]]
+    view = SimpleNamespace(nodes=nodes)
+
+    def closeness(c):
+        a, b = nodes[0], nodes[c]
+        return a.parent == b.parent, difflib.SequenceMatcher(None, a.name, b.name).ratio()
+
+    ids = list(range(1, len(nodes)))
+    assert _closest(view, 0, ids) == max(ids, key=closeness)
+
+
+def test_a_model_of_many_renamed_layers_pairs_each_layer_with_its_own(tmp_path):
+    """1,000 layers saved as ``layer<i>`` and restored as ``block<i>``: the explorer suggests
+    ``block<i>`` ~ ``layer<i>`` (capped at the first 200)."""
+    from ckptlab.inspect import suggest_matches
+
+    def model(prefix):
+        root = ck.Module()
+        for i in range(1000):
+            layer = ck.Module()
+            layer.w = ck.Variable(np.zeros(2, np.float32))
+            setattr(root, f"{prefix}{i}", layer)
+        return root
+
+    path = ck.Checkpoint(model=model("layer")).write(tmp_path / "c")
+    status = ck.Checkpoint(model=model("block")).read(path, lazy=True).expect_partial()
+    view = StatusSource(status).view()
+    found = suggest_matches(view)
+    assert len(found) == 200
+    for suggestion in found:
+        program, checkpoint = view.nodes[suggestion.program], view.nodes[suggestion.checkpoint]
+        assert program.name.removeprefix("block") == checkpoint.name.removeprefix("layer")
