@@ -239,6 +239,26 @@ def test_diff_reports_added_removed_reshaped_and_changed_values(tmp_path):
     assert {d["kind"] for d in structure["differences"]} == {"removed", "added", "spec"}
 
 
+def test_diff_compares_integers_exactly_and_agrees_with_ck_diff(tmp_path):
+    """2**60 and 2**60 + 1 are one float64: the CLI said "identical" (exit 0) where ck.diff
+    said changed; both compare through one function now, integers exactly, in batches."""
+    big = np.array([2**60, 7, -(2**62)], np.int64)
+    path_a = ck.Checkpoint(v=ck.Variable(big), w=ck.Variable(np.arange(3.0))).write(tmp_path / "a")
+    moved = big.copy()
+    moved[0] += 1
+    moved[2] = 2**62
+    path_b = ck.Checkpoint(v=ck.Variable(moved), w=ck.Variable(np.arange(3.0))).write(
+        tmp_path / "b"
+    )
+    done = cli("diff", "--json", path_a, path_b)
+    assert done.returncode == 1
+    (found,) = json.loads(done.stdout)["differences"]
+    assert found["key"].startswith("v/") and found["differing_elements"] == 2
+    assert found["max_abs_diff"] == float(2**63)
+    (entry,) = ck.diff(path_a, path_b).changed
+    assert (entry.differing, entry.max_abs_diff) == (2, float(2**63))
+
+
 def test_diff_treats_matching_nans_as_equal(tmp_path):
     values = np.array([np.nan, 1.0, -0.0])
     path_a = ck.Checkpoint(v=ck.Variable(values)).write(tmp_path / "a")

@@ -12,11 +12,11 @@ from ckptlab.cli._style import describe_shape
 from ckptlab.core import StoredValue, printable
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ckptlab.storage import StoredCheckpoint
 
 MARKS = {"removed": "-", "added": "+", "spec": "!", "changed": "~"}
+BATCH_BYTES = 64 * 2**20
+"""Bytes read from each checkpoint at a time while comparing values."""
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -74,50 +74,39 @@ class Difference:
 def compare(
     a: StoredCheckpoint, b: StoredCheckpoint, *, atol: float, read: bool
 ) -> tuple[list[Difference], int]:
-    """Every difference between two checkpoints, and the number of keys found equal."""
+    """Every difference between two checkpoints, and the number of keys found equal.
+
+    Values of one shape and dtype are read a batch at a time and compared as ``ck.diff``
+    compares them (:func:`ckptlab.explorer.difference`: NaNs at the same places equal,
+    integers exactly).
+    """
+    from ckptlab.explorer import difference  # numpy: not for ``ckptlab --version``
+
     values_a, values_b = a.document.values, b.document.values
     found: list[Difference] = []
-    equal = 0
+    same: list[str] = []
     for key in sorted(set(values_a) | set(values_b)):
         va, vb = values_a.get(key), values_b.get(key)
         if va is None or vb is None:
             found.append(Difference(key, "removed" if vb is None else "added", va, vb))
         elif va.shape != vb.shape or va.dtype != vb.dtype:
             found.append(Difference(key, "spec", va, vb))
-        elif not read:
-            equal += 1
         else:
-            differing, largest = value_difference(a.read(key), b.read(key))
+            same.append(key)
+    if not read:
+        return found, len(same)
+    changed: dict[str, Difference] = {}
+    for batch in a.batches(same, BATCH_BYTES):
+        read_a, read_b = a.read_many(batch), b.read_many(batch)
+        for key in batch:
+            differing, largest, _ = difference(read_a.pop(key), read_b.pop(key))
             if differing and not largest <= atol:
-                found.append(Difference(key, "changed", va, vb, differing, largest))
-            else:
-                equal += 1
-    return found, equal
-
-
-def value_difference(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> tuple[int, float]:
-    """Count differing elements and find the largest absolute difference (NaN equals NaN).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> value_difference(np.array([1.0, np.nan, 3.0]), np.array([1.5, np.nan, 3.0]))
-    (1, 0.5)
-    >>> value_difference(np.array([True, False]), np.array([True, True]))
-    (1, 1.0)
-    """
-    import numpy as np
-
-    wide = np.complex128 if np.iscomplexobj(x) else np.float64
-    xs, ys = x.astype(wide), y.astype(wide)
-    same = (xs == ys) | (np.isnan(xs) & np.isnan(ys))
-    differing = int(same.size - np.count_nonzero(same))
-    if not differing:
-        return 0, 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        gaps = np.abs(xs[~same] - ys[~same])
-    largest = math.inf if np.isnan(gaps).any() else float(gaps.max())
-    return differing, largest
+                changed[key] = Difference(
+                    key, "changed", values_a[key], values_b[key], differing, largest
+                )
+    found += changed.values()
+    found.sort(key=lambda d: d.key)
+    return found, len(same) - len(changed)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -142,8 +131,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     style = out.style
     out.line(style.bold(f"--- {printable(a.display_path)}"))
     out.line(style.bold(f"+++ {printable(b.display_path)}"))
-    for difference in found:
-        out.line(_describe(difference, out))
+    for found_one in found:
+        out.line(_describe(found_one, out))
     out.line(_summary(equal, counts, out, values_compared=not args.structure_only))
     return EXIT_PROBLEMS if found else EXIT_OK
 

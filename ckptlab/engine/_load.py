@@ -79,20 +79,6 @@ def _buffer_for(target: Any, stored: ValueSpec) -> np.ndarray[Any, Any] | None:
     return buffer if buffer.dtype == dtype else None
 
 
-def _batches(keys: Sequence[str], source: StoredCheckpoint) -> Iterator[list[str]]:
-    batch: list[str] = []
-    size = 0
-    for key in keys:
-        nbytes = source.stored(key).nbytes
-        if batch and size + nbytes > BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-        batch.append(key)
-        size += nbytes
-    if batch:
-        yield batch
-
-
 def aligned_empty(shape: Sequence[int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
     """An uninitialised C-contiguous array whose data starts on an :data:`ALIGNMENT` boundary.
 
@@ -197,7 +183,7 @@ def _deliver(
             idents.setdefault(key, []).append(ident)
         else:  # a newer restore wrote it: nothing to read (the write would be skipped)
             yield ident, None
-    for batch in _batches(list(idents), source):
+    for batch in source.batches(idents, BATCH_BYTES):
         outs = {}
         for key in batch:
             stored = source.stored(key)

@@ -16,6 +16,6 @@ Examples
 
 from ckptlab.explorer._api import explore, source_for
 from ckptlab.explorer._compare import Diff, diff
-from ckptlab.explorer._values import value_stats
+from ckptlab.explorer._values import difference, value_stats
 
-__all__ = ["Diff", "diff", "explore", "source_for", "value_stats"]
+__all__ = ["Diff", "diff", "difference", "explore", "source_for", "value_stats"]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
-from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ckptlab.core import ValueSpec, gc_paused
+from ckptlab.core import gc_paused
 from ckptlab.explorer._sources import DiffSource, checkpoint_values
 from ckptlab.explorer._values import difference, squares
-from ckptlab.inspect import DTYPE_ITEMSIZE, CheckpointDiff, DiffEntry, DiffState, diff_view
+from ckptlab.inspect import CheckpointDiff, DiffEntry, DiffState, diff_view
 from ckptlab.storage import StoredCheckpoint, open_path
 
 BATCH_BYTES = 64 * 1024 * 1024
@@ -63,20 +61,6 @@ class Diff(CheckpointDiff):
             return view_mimebundle(diff_view(self))
 
 
-def _batches(keys: Sequence[str], specs: dict[str, ValueSpec]) -> Iterator[list[str]]:
-    batch: list[str] = []
-    size = 0
-    for key in keys:
-        batch.append(key)
-        spec = specs[key]
-        size += math.prod(d or 0 for d in spec.shape) * DTYPE_ITEMSIZE.get(spec.dtype, 8)
-        if size >= BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
 def compare_stored(left: StoredCheckpoint, right: StoredCheckpoint) -> Diff:
     """The diff of two opened checkpoints (see :func:`diff`)."""
     specs_a, specs_b = left.specs(), right.specs()
@@ -104,16 +88,17 @@ def compare_stored(left: StoredCheckpoint, right: StoredCheckpoint) -> Diff:
         else:
             entries[key] = entry(state="unchanged")
             same.append(key)
-    for batch in _batches(same, specs_a):
+    for batch in left.batches(same, BATCH_BYTES):
         read_a, read_b = left.read_many(batch), right.read_many(batch)
         for key in batch:
             a = read_a[key]
-            equal, largest, delta = difference(a, read_b[key])
+            differing, largest, delta = difference(a, read_b[key])
             entries[key] = dataclasses.replace(
                 entries[key],
-                state="unchanged" if equal else "changed",
-                max_abs_diff=None if equal else largest,
-                reason="" if equal else f"max |b - a| = {largest:.6g}",
+                state="changed" if differing else "unchanged",
+                differing=differing,
+                max_abs_diff=largest if differing else None,
+                reason=f"max |b - a| = {largest:.6g}" if differing else "",
                 delta_squares=delta,
                 base_squares=squares(a),
             )

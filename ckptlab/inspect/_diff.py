@@ -28,7 +28,10 @@ class DiffEntry:
     a: ValueSpec | None = None
     b: ValueSpec | None = None
     max_abs_diff: float | None = None
-    """Largest ``|b - a|`` over the elements, for changed values of the same shape and dtype."""
+    """Largest ``|b - a|`` over the elements, for changed values of the same shape and dtype
+    (``inf`` where a NaN faces a number)."""
+    differing: int | None = None
+    """How many elements differ (values of the same shape and dtype that were compared)."""
     reason: str = ""
     delta_squares: float | None = None
     """``||b - a||²`` (values of the same shape and dtype that were compared)."""
@@ -58,6 +61,7 @@ class DiffEntry:
             "a": None if self.a is None else {"shape": list(self.a.shape), "dtype": self.a.dtype},
             "b": None if self.b is None else {"shape": list(self.b.shape), "dtype": self.b.dtype},
             "max_abs_diff": self.max_abs_diff,
+            "differing": self.differing,
             "rel_l2": self.rel_l2,
             "reason": self.reason,
             "optimizer": self.optimizer,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import posixpath
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,24 @@ class StoredCheckpoint:
                 "ck.list_variables(path) lists them."
             )
         return value
+
+    def batches(self, keys: Iterable[str], nbytes: int) -> Iterator[list[str]]:
+        """``keys`` in order, in lists of at most ``nbytes`` stored bytes (a larger value alone).
+
+        For reading many values a batch at a time (:meth:`read_many` each), so that memory stays
+        about one batch and each batch costs a few requests rather than one per value.
+        """
+        batch: list[str] = []
+        size = 0
+        for key in keys:
+            value_bytes = self.stored(key).nbytes
+            if batch and size + value_bytes > nbytes:
+                yield batch
+                batch, size = [], 0
+            batch.append(key)
+            size += value_bytes
+        if batch:
+            yield batch
 
     # -- reading values ---------------------------------------------------------------------
 

@@ -110,6 +110,9 @@ def test_diff_reports_added_removed_changed_with_max_abs_difference(tmp_path):
 
 
 def test_diff_treats_nans_in_the_same_place_as_equal(tmp_path):
-    pa = ck.Checkpoint(w=ck.Variable([np.nan, 1.0])).write(tmp_path / "a")
-    pb = ck.Checkpoint(w=ck.Variable([np.nan, 1.0])).write(tmp_path / "b")
+    pa = ck.Checkpoint(w=ck.Variable([np.nan, 1.0, 2.0])).write(tmp_path / "a")
+    pb = ck.Checkpoint(w=ck.Variable([np.nan, 1.0, 2.0])).write(tmp_path / "b")
     assert ck.diff(pa, pb).identical
+    pc = ck.Checkpoint(w=ck.Variable([np.nan, np.nan, 2.5])).write(tmp_path / "c")
+    (entry,) = ck.diff(pa, pc).changed  # a NaN where a number was: the largest change there is
+    assert (entry.differing, entry.max_abs_diff) == (2, np.inf)
