@@ -117,8 +117,8 @@ def difference(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> tuple[int, f
 
 def _integer_distance(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """``|y - x|`` of integers (or booleans) as float64, computed exactly first."""
-    if x.dtype == y.dtype and x.dtype.kind in "iu":
-        wide = np.int64 if x.dtype.kind == "i" else np.uint64
+    if x.dtype == y.dtype:
+        wide = np.uint64 if x.dtype.kind == "u" else np.int64  # booleans as 0 and 1
         hi = np.maximum(x, y).astype(wide).view(np.uint64)
         lo = np.minimum(x, y).astype(wide).view(np.uint64)
         distance: np.ndarray[Any, Any] = (hi - lo).astype(np.float64)  # mod 2**64: exact

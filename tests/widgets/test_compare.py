@@ -83,3 +83,23 @@ def test_a_training_comparison_ranks_the_model_and_starts_with_the_optimizer_hid
     assert view.options["hide_optimizer"] is True
     slot = next(n for n in view.values() if n.value is not None and n.value.optimizer)
     assert view.nodes[slot.parent].flags & 1  # the optimizer flag the browser hides by
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (np.array([-128], np.int8), np.array([127], np.int8), (1, 255.0)),
+        (np.array([2**64 - 1], np.uint64), np.array([0], np.uint64), (1, float(2**64 - 1))),
+        (np.array([True, False]), np.array([False, False]), (1, 1.0)),
+        (np.array([3], np.int8), np.array([250], np.uint8), (1, 247.0)),
+        (np.array([1.0, np.nan]), np.array([1.0, np.nan]), (0, 0.0)),
+        (np.array([1.0, 2.0]), np.array([np.nan, 2.0]), (1, math.inf)),
+        (np.array([1 + 1j]), np.array([1 + 2j]), (1, 1.0)),
+    ],
+)
+def test_values_differ_by_their_exact_distance(a, b, expected):
+    """Integer distances are computed without overflow or float64 rounding first."""
+    from ckptlab.explorer import difference
+
+    differing, largest, _ = difference(a, b)
+    assert (differing, largest) == expected
