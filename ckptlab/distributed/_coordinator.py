@@ -16,6 +16,7 @@ from ckptlab.core import (
     ArrayInfo,
     CheckpointDocument,
     ValueTable,
+    gc_paused,
     parse_document,
     parse_graph_nodes,
 )
@@ -113,6 +114,7 @@ def failure_message(job: SaveJob, failures: Sequence[WorkerFailure]) -> str:
     return "\n".join(lines)
 
 
+@gc_paused()  # the merged columns and the document: many small objects, no cycles
 def finish(
     job: SaveJob, outcomes: Sequence[PartManifest | WorkerFailure], writer: Mapping[str, Any]
 ) -> CheckpointDocument:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ckptlab import Checkpoint
-from ckptlab.core import CheckpointDocument, ProgramGraph
+from ckptlab.core import CheckpointDocument, ProgramGraph, gc_paused
 from ckptlab.distributed._plan import Placement, Region, SavePlan, ValueEntry, plan_save
 from ckptlab.distributed._sharded import Placeholder, ShardedVariable
 from ckptlab.engine import Program, is_trackable, require_adapter
@@ -139,6 +139,7 @@ def collect(
     return program, entries, objects
 
 
+@gc_paused()  # a walk, a plan and a record per value: many small objects, no cycles
 def write_part(job: SaveJob, state: Any, rank: int) -> PartManifest:
     """Build (or take) this worker's state and write its part of the checkpoint.
 
