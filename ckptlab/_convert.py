@@ -109,9 +109,9 @@ def convert(
     source = key_map.apply(original) if key_map is not None else original
     document = source.document
     storable = SAFETENSORS_DTYPES if format == "safetensors" else ITEMSIZE
-    refused = [k for k, v in document.values.items() if v.dtype not in storable]
+    refused = {k for k, v in document.values.items() if v.dtype not in storable}
     if refused and not skip_unsupported:
-        shown = ", ".join(f"{k!r} ({document.values[k].dtype})" for k in refused[:10])
+        shown = ", ".join(f"{k!r} ({document.values[k].dtype})" for k in sorted(refused)[:10])
         raise UnsupportedFormatError(
             f"{source.display_path} holds {len(refused)} value(s) whose dtype {format} "
             f"cannot store: {shown}. Pass skip_unsupported=True to leave them out."
@@ -127,7 +127,7 @@ def convert(
             store,
             path,
             source,
-            {name: key for name, key in names.items() if key not in set(refused)},
+            {name: key for name, key in names.items() if key not in refused},
             max_shard_size=max_shard_size,
             metadata=_string_metadata(original),
             index_metadata=_index_metadata(original),
@@ -136,9 +136,10 @@ def convert(
         return os.fspath(dst)
     graph = document.graph
     if graph is not None and refused:
-        graph = _without(graph, set(refused))
-    keys = [k for k in document.values if k not in set(refused)]
-    values = [(key, source.read(key)) for key in keys]
+        graph = _without(graph, refused)
+    keys = [k for k in document.values if k not in refused]
+    arrays = source.read_many(keys)  # one reader for all (write_checkpoint holds them all)
+    values = [(key, arrays[key]) for key in keys]
     store, path = resolve(dst)
     write_checkpoint(
         store,

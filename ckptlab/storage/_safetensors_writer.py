@@ -25,9 +25,12 @@ from typing import Any
 import numpy as np
 
 from ckptlab.errors import CkptlabError
-from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
+from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
+
+READ_BYTES = 64 * 2**20
+"""Values are read this many bytes at a time (one reader per batch, not one per value)."""
 
 SAFETENSORS_DTYPES = {
     "float64": "F64",
@@ -205,15 +208,18 @@ def _write_file(
     durable: bool,
 ) -> None:
     head = header_bytes(entries, metadata)
+    keys = [e.key for e in entries]  # a key twice when two names share one stored value
     if not isinstance(store, LocalStore):  # object stores: one upload per shard
-        parts: list[Buffer] = [head, *(_raw(source.read(e.key)) for e in entries)]
-        store.write(file, parts, durable=durable)
+        arrays = source.read_many(keys)
+        store.write(file, [head, *(_raw(arrays[key]) for key in keys)], durable=durable)
         return
     os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
     with open(file, "wb") as handle:
         handle.write(head)
-        for entry in entries:
-            handle.write(_raw(source.read(entry.key)))
+        for batch in source.batches(keys, READ_BYTES):
+            arrays = source.read_many(batch)
+            for key in batch:
+                handle.write(_raw(arrays[key]))
         if durable:
             handle.flush()
             os.fsync(handle.fileno())

@@ -97,3 +97,19 @@ def test_options_passed_per_call(s3_server, s3_prefix):
         assert np.array_equal(fresh.w.numpy(), model.w.numpy())
     finally:
         ck.storage.set_storage_options(bucket, **s3_server.storage_options)
+
+
+@pytest.mark.parametrize("max_shard_size", [None, 3000])
+def test_a_safetensors_export_to_s3_reads_back_exactly(tmp_path, s3_prefix, max_shard_size):
+    """Object stores get one upload per safetensors shard, every value read once for it."""
+    model = small_module(count=20)
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    target = f"{s3_prefix}/export.safetensors" if max_shard_size is None else f"{s3_prefix}/hf"
+    ck.convert(path, target, format="safetensors", max_shard_size=max_shard_size)
+    exported = ck.load_checkpoint(target)
+    source = ck.load_checkpoint(path)
+    names = sorted(exported.get_variable_to_shape_map())
+    assert len(names) == 20
+    for name, key in zip(names, sorted(source.get_variable_to_shape_map()), strict=True):
+        assert name == key
+        assert exported.get_tensor(name).tobytes() == source.get_tensor(key).tobytes()
