@@ -154,7 +154,8 @@ class ValueReader:
         wanted = list(dict.fromkeys(keys))
         given = {k: outs[k] for k in wanted if outs is not None and k in outs}
         fresh = self.read([k for k in wanted if k not in given])  # may fail: outs untouched
-        self.read_into(given)
+        if given:
+            self.read_into(given)
         return {k: given[k] if k in given else fresh[k] for k in wanted}
 
 
