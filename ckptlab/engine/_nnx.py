@@ -73,7 +73,7 @@ class _Place:
     def get(self) -> Any:
         found = self.owner
         for key in self.path:
-            found = _node_dict(found)[key]
+            found = _child(found, key)
         return found
 
     def __repr__(self) -> str:
@@ -104,6 +104,22 @@ def _place(owner: Any, path: tuple[Key, ...], leaf: bool) -> _Place:
 def _node_dict(node: Any) -> dict[Key, Any]:
     impl = nnx_graph.get_node_impl(node)
     return {} if impl is None else impl.node_dict(node)
+
+
+def _child(node: Any, key: Key) -> Any:
+    """``_node_dict(node)[key]`` without building the dict.
+
+    NNX lists every attribute of a node and sorts them to answer ``node_dict``, so a path
+    through an ``nnx.List`` of n layers cost n steps, and restoring the optimizer state of n
+    layers n * n (400 layers with Adam: 1.5 s).  An ``nnx.Pytree`` (modules, lists, optimizers)
+    keeps its children as attributes, integer keys under their decimal names; lists, tuples and
+    dicts index directly; anything else takes the general path.
+    """
+    if isinstance(node, nnx.Pytree):
+        return vars(node)[key if isinstance(key, str) else str(key)]
+    if type(node) in (list, tuple, dict):
+        return node[key]
+    return _node_dict(node)[key]
 
 
 def _data_items(node: Any) -> Iterator[tuple[Key, Any]]:
@@ -212,7 +228,7 @@ def _assign(place: _Place, new: Any) -> None:
     """Put ``new`` at ``place``, rebuilding the immutable pytrees on the way."""
     nodes = [place.owner]
     for key in place.path[:-1]:
-        nodes.append(_node_dict(nodes[-1])[key])
+        nodes.append(_child(nodes[-1], key))
     for node, key in zip(reversed(nodes), reversed(place.path), strict=True):
         impl = nnx_graph.get_node_impl(node)
         assert impl is not None
@@ -418,10 +434,10 @@ def _wanted_paths(optimizer: Any) -> set[tuple[Key, ...]]:
 
 def _variable_at(node: Any, path: tuple[Key, ...]) -> Any | None:
     for key in path:
-        table = _node_dict(node)
-        if key not in table:
+        try:
+            node = _child(node, key)
+        except (KeyError, IndexError, TypeError):
             return None
-        node = table[key]
     return node if isinstance(node, nnx.Variable) else None
 
 

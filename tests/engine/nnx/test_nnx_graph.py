@@ -220,3 +220,24 @@ def test_ckptlab_keeps_no_model_alive(tmp_path, jx):
     del model, optimizer, fresh, fresh_optimizer
     gc.collect()
     assert [ref() for ref in alive] == [None] * 4
+
+
+def test_a_child_is_found_without_listing_its_siblings_and_is_the_same_object(jx):
+    """Every node of a model and its optimizer state (modules, nnx.List, nnx.Dict, tuples,
+    optax's named tuples, dicts): the direct lookup gives exactly what NNX's node dict holds."""
+    from ckptlab.engine._nnx import _child, _node_dict
+
+    model = jx.net()
+    opt = jx.optimizer(model)
+    jx.train(model, opt, steps=1)
+    seen, stack, checked = set(), [model, opt], 0
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for key, value in _node_dict(node).items():
+            assert _child(node, key) is value, (type(node).__name__, key)
+            checked += 1
+            stack.append(value)
+    assert checked > 100
