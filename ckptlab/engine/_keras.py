@@ -182,20 +182,25 @@ def _slot_variables(optimizer: Any) -> dict[tuple[int, str], Any]:
     """``(id(model variable), slot name)`` -> slot variable, for a built optimizer.
 
     Keras names a slot ``<model variable path with _ for />_<slot>``
-    (``add_variable_from_reference``); the longest matching path wins.
+    (``add_variable_from_reference``); the longest matching path wins.  Every prefix ends in
+    ``_``, so each ``_`` of a slot's name, from the right, is looked up once (comparing every
+    slot with every path took P * P steps: 2.4 s to restore 800 layers with Adam).
     """
     if not optimizer.built:
         return {}
-    prefixes = sorted(
-        ((v.path.replace("/", "_") + "_", v) for v in optimizer._trainable_variables),
-        key=lambda item: -len(item[0]),
-    )
+    prefixes: dict[str, Any] = {}
+    for reference in optimizer._trainable_variables:
+        prefixes.setdefault(reference.path.replace("/", "_") + "_", reference)
     found: dict[tuple[int, str], Any] = {}
     for variable in optimizer.variables:
-        for prefix, reference in prefixes:
-            if variable.name.startswith(prefix) and len(variable.name) > len(prefix):
-                found[id(reference), variable.name[len(prefix) :]] = variable
+        name = variable.name
+        cut = name.rfind("_", 0, len(name) - 1)  # a prefix leaves at least one character
+        while cut >= 0:
+            reference = prefixes.get(name[: cut + 1])
+            if reference is not None:
+                found[id(reference), name[cut + 1 :]] = variable
                 break
+            cut = name.rfind("_", 0, cut)
     return found
 
 

@@ -310,3 +310,48 @@ def test_ckptlab_keeps_no_model_alive(tmp_path):
     del model, fresh
     gc.collect()
     assert [ref() for ref in alive] == [None] * 4
+
+
+def test_slots_go_to_the_longest_variable_path_their_name_starts_with():
+    """Keras names a slot ``<path with _ for />_<slot>``; a path that is a prefix of another
+    (``dense`` and ``dense_1``) must not take the other's slots.  Looking up each ``_`` of a
+    name once gives what comparing with every path gives."""
+    import itertools
+    import types
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ckptlab.engine._keras import _slot_variables
+
+    part = st.text("ab_1", min_size=1, max_size=3)
+
+    def reference(optimizer):
+        prefixes = sorted(
+            ((v.path.replace("/", "_") + "_", v) for v in optimizer._trainable_variables),
+            key=lambda item: -len(item[0]),
+        )
+        found = {}
+        for variable in optimizer.variables:
+            for prefix, ref in prefixes:
+                if variable.name.startswith(prefix) and len(variable.name) > len(prefix):
+                    found[id(ref), variable.name[len(prefix) :]] = variable
+                    break
+        return found
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        paths=st.lists(st.lists(part, min_size=1, max_size=3).map("/".join), max_size=6),
+        slots=st.lists(st.tuples(st.integers(0, 5), part), max_size=10),
+        strays=st.lists(part, max_size=3),
+    )
+    def check(paths, slots, strays):
+        refs = [types.SimpleNamespace(path=p) for p in paths]
+        names = [f"{refs[i].path.replace('/', '_')}_{slot}" for i, slot in slots if i < len(refs)]
+        variables = [types.SimpleNamespace(name=n) for n in itertools.chain(names, strays)]
+        optimizer = types.SimpleNamespace(
+            built=True, _trainable_variables=refs, variables=variables
+        )
+        assert _slot_variables(optimizer) == reference(optimizer)
+
+    check()
