@@ -113,8 +113,9 @@ def collect(
     program = view.walk()
     entries: list[ValueEntry] = []
     objects: dict[str, Any] = {}
+    keys = program.graph.value_keys()
     for node_id, obj in enumerate(program.objects):
-        key = program.graph.nodes[node_id].value_key
+        key = keys[node_id]
         if key is None:
             continue
         if isinstance(obj, Placeholder):

@@ -60,14 +60,14 @@ def node_names(
     ``base`` are the names of the program's root and ``dotted_root`` whether its children
     join with the framework's separator (the root sits inside a framework's tree).
     """
-    graph = program.graph
+    children = program.graph.child_table()  # the graph's tables: no node object per value
     names: dict[int, list[str]] = {0: list(base)}
     joins: dict[int, str] = {0: _separator(program.objects[0]) if dotted_root else "/"}
     order = [0]
     for node_id in order:
         parent = program.objects[node_id]
         join = joins[node_id]
-        for local, child_id in graph.nodes[node_id].children.items():
+        for local, child_id in children[node_id].items():
             child = program.objects[child_id]
             here = [
                 f"{p}{join}{name}" if p else name
@@ -104,7 +104,7 @@ def _name_slots(
     names of a slot below the optimizer (``opt_state/0/mu/dense/kernel`` for optax state in
     an Orbax file, ``vars/2`` in a Keras weights file).
     """
-    refs = program.graph.nodes[node_id].slot_variables
+    refs = program.graph.slot_table().get(node_id, ())
     if not refs or node_id not in names:
         return
     optimizer = program.objects[node_id]
@@ -130,10 +130,11 @@ def value_names(
 ) -> dict[int, list[str]]:
     """Every name of every value node of ``program`` (see the module docstring)."""
     names, _ = node_names(program, base, dotted_root)
+    keys = program.graph.value_keys()
     return {
         node: found
         for node, found in names.items()
-        if program.specs[node] is not None and program.graph.nodes[node].value_key is not None
+        if program.specs[node] is not None and keys[node] is not None
     }
 
 
