@@ -293,8 +293,9 @@ class ObjectGraph:
 
     @cached_property
     def _paths(self) -> tuple[NodePath | None, ...]:
-        found: list[NodePath | None] = [None] * len(self.nodes)
-        if self.nodes:
+        children = self.child_table()
+        found: list[NodePath | None] = [None] * len(children)
+        if children:
             found[0] = NodePath(path=(), escaped="")
             queue = deque([0])
             while queue:
@@ -302,14 +303,14 @@ class ObjectGraph:
                 here = found[node_id]
                 assert here is not None
                 base = f"{here.escaped}/" if here.path else ""
-                for name, child in self.nodes[node_id].children.items():
+                for name, child in children[node_id].items():
                     if found[child] is None:
                         escaped = base + escape_local_name(name)
                         found[child] = NodePath(path=(*here.path, name), escaped=escaped)
                         queue.append(child)
-            for node_id, node in enumerate(self.nodes):
+            for node_id, refs in sorted(self.slot_table().items()):
                 owner = found[node_id]
-                for ref in node.slot_variables:
+                for ref in refs:
                     variable = found[ref.original]
                     if found[ref.node] is None and owner is not None and variable is not None:
                         found[ref.node] = NodePath(path=variable.path, slot=(owner.path, ref.slot))

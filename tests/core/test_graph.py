@@ -60,6 +60,30 @@ def _optimizer_nodes_by_walking(nodes):
     return frozenset(marked | {ref.node for n in nodes for ref in n.slot_variables})
 
 
+def _paths_by_walking(nodes):
+    """First breadth-first paths over the node objects, then slots by their owners' paths."""
+    from collections import deque
+
+    from ckptlab.core import NodePath
+
+    found = [None] * len(nodes)
+    if nodes:
+        found[0] = NodePath(path=())
+        queue = deque([0])
+        while queue:
+            node_id = queue.popleft()
+            for name, child in nodes[node_id].children.items():
+                if found[child] is None:
+                    found[child] = NodePath(path=(*found[node_id].path, name))
+                    queue.append(child)
+        for node_id, node in enumerate(nodes):
+            for ref in node.slot_variables:
+                owner, variable = found[node_id], found[ref.original]
+                if found[ref.node] is None and owner is not None and variable is not None:
+                    found[ref.node] = NodePath(path=variable.path, slot=(owner.path, ref.slot))
+    return found
+
+
 @settings(max_examples=300, deadline=None)
 @given(graphs())
 def test_columns_and_nodes_describe_the_same_graph(nodes):
@@ -82,6 +106,10 @@ def test_columns_and_nodes_describe_the_same_graph(nodes):
         }
         assert graph.has_values_below() == _has_values_by_fixed_point(nodes)
         assert graph.paths() == from_nodes.paths()
+        expected = _paths_by_walking(nodes)
+        assert [(p.path, p.slot, p.prefix) if p else None for p in graph.paths()] == [
+            (p.path, p.slot, p.prefix) if p else None for p in expected
+        ]
         assert graph.optimizer_nodes() == _optimizer_nodes_by_walking(nodes)
 
 
