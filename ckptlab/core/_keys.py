@@ -8,7 +8,7 @@ a lone ``.`` starts a reserved segment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ckptlab.core._text import printable
@@ -70,6 +70,22 @@ def object_prefix(path: Sequence[str]) -> str:
     'model/layers/0'
     """
     return "/".join(escape_local_name(name) for name in path)
+
+
+def ancestor_paths(prefix: str) -> Iterator[str]:
+    """The object prefixes above ``prefix`` (an escaped, ``/``-separated path), outermost first.
+
+    Examples
+    --------
+    >>> list(ancestor_paths("model/dense/kernel"))
+    ['model', 'model/dense']
+    >>> list(ancestor_paths("model"))
+    []
+    """
+    at = prefix.find("/")
+    while at != -1:
+        yield prefix[:at]
+        at = prefix.find("/", at + 1)
 
 
 def value_key(prefix: str, attribute: str = VARIABLE_VALUE) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from ckptlab.core import (
     SlotRestore,
     ValueSpec,
     all_matched,
+    ancestor_paths,
     build_report,
     conflict_kind,
     gc_paused,
@@ -233,7 +234,7 @@ class RestoreCoordinator:
             only = [only]
         prefixes = [p.strip("/") for p in only]
         known = {path.prefix for path in self.graph.paths() if path is not None}
-        reachable = {a for k in known for a in _ancestors(k)}  # every path and those above it
+        reachable = known.union(*map(ancestor_paths, known))  # every path and those above it
         unknown = [p for p in prefixes if p and p not in reachable]
         if unknown:
             close = sorted(k for k in known if k and "/" not in k)
@@ -405,15 +406,6 @@ class RestoreCoordinator:
             pass
 
 
-def _ancestors(path: str) -> Iterator[str]:
-    """``path`` and every path above it: ``a/b/c`` gives ``a``, ``a/b``, ``a/b/c``."""
-    at = path.find("/")
-    while at != -1:
-        yield path[:at]
-        at = path.find("/", at + 1)
-    yield path
-
-
 class _Selection:
     """Which values ``run_restore_ops(only=prefixes)`` writes, a path's depth of work each.
 
@@ -432,10 +424,15 @@ class _Selection:
         if self.everything:
             return True
         if path.slot is None:
-            return not self.prefixes.isdisjoint(_ancestors(path.prefix))
-        return not self.prefixes.isdisjoint(
-            _ancestors(object_prefix(path.slot[0]))
-        ) or not self.into_slots.isdisjoint(_ancestors(path.prefix))
+            return _under(path.prefix, self.prefixes)
+        return _under(object_prefix(path.slot[0]), self.prefixes) or _under(
+            path.prefix, self.into_slots
+        )
+
+
+def _under(prefix: str, chosen: frozenset[str]) -> bool:
+    """Whether ``prefix`` is one of ``chosen`` or below one."""
+    return prefix in chosen or not chosen.isdisjoint(ancestor_paths(prefix))
 
 
 def _nothing() -> None:

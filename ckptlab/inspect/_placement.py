@@ -17,7 +17,7 @@ import bisect
 import re
 from collections.abc import Iterable
 
-from ckptlab.core import OPTIMIZER_SLOT, NodePath, ValueSpec, unescape_local_name
+from ckptlab.core import OPTIMIZER_SLOT, NodePath, ValueSpec, ancestor_paths, unescape_local_name
 from ckptlab.errors import CkptlabError
 from ckptlab.inspect._graphview import ViewValue
 
@@ -182,13 +182,4 @@ def covering_paths(chosen: Iterable[str], known: Iterable[str]) -> list[str]:
                 break
         else:
             result.add(path)
-    return sorted(
-        placed.get(p, p)
-        for p in result
-        if not any(p.startswith(q + "/") for q in _ancestors(p) & result)
-    )
-
-
-def _ancestors(path: str) -> set[str]:
-    segments = path.split("/")
-    return {"/".join(segments[:i]) for i in range(1, len(segments))}
+    return sorted(placed.get(p, p) for p in result if result.isdisjoint(ancestor_paths(p)))
