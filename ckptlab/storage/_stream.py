@@ -56,6 +56,21 @@ def shared_helper() -> ThreadPoolExecutor:
     return _shared
 
 
+def in_two_halves(here: Callable[[], None], there: Callable[[], None]) -> None:
+    """Run ``there`` on the shared helper and ``here`` on this thread; return when both are done.
+
+    Both halves fill memory the caller owns, so neither may still run when this returns: an
+    error of ``here`` is raised once ``there`` has finished, else an error of ``there``.
+    """
+    later = shared_helper().submit(there)
+    try:
+        here()
+    finally:
+        error = later.exception()  # waits for the helper, whatever happened here
+    if error is not None:
+        raise error
+
+
 def _forget_shared_helper() -> None:
     global _shared
     _shared = None

@@ -23,7 +23,6 @@ import os
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -518,12 +517,14 @@ class PackedValues(ValueReader):
             bar.update(nbytes + done - shown)
             shown = done
 
-        with ThreadPoolExecutor(1, "ckptlab-read") as helper:
-            later = helper.submit(
+        _stream.in_two_halves(
+            functools.partial(
+                self._segment, rounds[:split], targets, check, None, None, update, keep=keep
+            ),
+            functools.partial(
                 self._segment, rounds[split:], targets, check, None, None, count, keep=keep
-            )
-            self._segment(rounds[:split], targets, check, None, None, update, keep=keep)
-            later.result()
+            ),
+        )
         update(0)
 
     def _segment(

@@ -14,6 +14,7 @@ Non-tensor values (``BytesStorageMetadata``) are ``torch.save`` blobs too, read 
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import posixpath
@@ -349,13 +350,10 @@ class DCPCheckpoint(ForeignCheckpoint):
             self._read_pieces(pieces)
             return
         half = min(bisect.bisect_left(ends, ends[-1] / 2) + 1, len(pieces) - 1)
-        later = _stream.shared_helper().submit(self._read_pieces, pieces[half:])
-        try:
-            self._read_pieces(pieces[:half])
-        finally:
-            error = later.exception()  # the helper writes into the arrays: wait for it whatever
-        if error is not None:
-            raise error
+        _stream.in_two_halves(
+            functools.partial(self._read_pieces, pieces[:half]),
+            functools.partial(self._read_pieces, pieces[half:]),
+        )
 
     def _read_pieces(self, pieces: list[Piece]) -> None:
         for key, chunk, out in pieces:
