@@ -10,6 +10,7 @@ byte ranges they want at shard boundaries.  FORMAT.md section 4.2 describes the 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,22 +47,40 @@ def shared_helper() -> ThreadPoolExecutor:
     """The process's one waiting helper thread, for work split per call (one value's pieces).
 
     Starting a thread costs ~0.1 ms, a tenth of reading a few MiB from the page cache, so work
-    handed over once per value goes to this thread, started on first use and kept.  A forked
-    child starts its own (the parent's thread does not exist there).  Callers from several
-    threads share it (their jobs queue); a job must never wait for another job of the helper.
+    handed over once per value or transfer goes to this thread, started on first use and kept.
+    A forked child starts its own (the parent's thread does not exist there).  Callers from
+    several threads share it (their jobs queue).  A job of the helper must never wait for
+    another one, so work split from a job running there runs inline (:func:`on_helper`).
     """
     global _shared
     if _shared is None:
-        _shared = ThreadPoolExecutor(1, "ckptlab-read")
+        _shared = ThreadPoolExecutor(1, "ckptlab-read", initializer=_mark_helper)
     return _shared
+
+
+_thread = threading.local()
+
+
+def _mark_helper() -> None:
+    _thread.helper = True
+
+
+def on_helper() -> bool:
+    """Whether this is the :func:`shared_helper` thread (which must not wait for itself)."""
+    return getattr(_thread, "helper", False)
 
 
 def in_two_halves(here: Callable[[], None], there: Callable[[], None]) -> None:
     """Run ``there`` on the shared helper and ``here`` on this thread; return when both are done.
 
     Both halves fill memory the caller owns, so neither may still run when this returns: an
-    error of ``here`` is raised once ``there`` has finished, else an error of ``there``.
+    error of ``here`` is raised once ``there`` has finished, else an error of ``there``.  On
+    the helper itself both halves run here, one after the other.
     """
+    if on_helper():
+        here()
+        there()
+        return
     later = shared_helper().submit(there)
     try:
         here()
@@ -90,11 +109,16 @@ class Checksums:
     ``ahead`` bounds how many offloaded jobs may wait for the helper: :meth:`run` then waits for
     the oldest.  A reader whose jobs hold scratch buffers sets it, so the scratch it holds stays a
     few batches however far the helper falls behind.
+
+    The helper is the process's :func:`shared_helper` (transfers of ``threshold`` bytes and
+    more, on a machine with a second core): no thread is started per transfer.
     """
 
-    def __init__(self, total: int, *, ahead: int | None = None) -> None:
-        threads = two_threads(total, OFFLOAD_BYTES)
-        self._helper = ThreadPoolExecutor(1, "ckptlab-crc32c") if threads else None
+    def __init__(
+        self, total: int, *, ahead: int | None = None, threshold: int = OFFLOAD_BYTES
+    ) -> None:
+        helped = two_threads(total, threshold) and not on_helper()
+        self._helper = shared_helper() if helped else None
         self._pending: list[Future[None]] = []
         self._ahead = ahead
         self._finished = 0
@@ -119,21 +143,11 @@ class Checksums:
         for future in pending:
             future.result()
 
-    def close(self) -> None:
-        """Wait for every job, then stop the helper; raise the first error a job raised."""
-        try:
-            self.wait()
-        finally:
-            if self._helper is not None:
-                self._helper.shutdown()
-
     def abandon(self) -> None:
         """Stop after an error elsewhere: wait for the queued jobs, ignore what they raise."""
         for future in self._pending:
             future.exception()
         self._pending, self._finished = [], 0
-        if self._helper is not None:
-            self._helper.shutdown()
 
 
 MAX_PARTS = 1024

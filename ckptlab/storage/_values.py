@@ -465,7 +465,7 @@ class PackedValues(ValueReader):
         except BaseException:
             checksums.abandon()
             raise
-        checksums.close()  # raises the first mismatch found on the helper
+        checksums.wait()  # raises the first mismatch found on the helper
 
     def _move(
         self,

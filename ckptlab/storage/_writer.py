@@ -288,7 +288,7 @@ def _write_data(
     except BaseException:
         checksums.abandon()
         raise
-    checksums.close()  # every checksum is in the document before it is written
+    checksums.wait()  # every checksum is in the document before it is written
 
 
 def _stream_arrays(

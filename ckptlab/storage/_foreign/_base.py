@@ -8,10 +8,10 @@ explorer then work unchanged.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import posixpath
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -28,6 +28,7 @@ from ckptlab.errors import (
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
+from ckptlab.storage._stream import Checksums
 
 GAP = 64 * 2**10
 """Values this close in a file are read with one request (the gap is read and dropped)."""
@@ -235,23 +236,25 @@ class ForeignCheckpoint(StoredCheckpoint):
         """Fill ``out`` like :meth:`read_bytes` and return ``update``'s checksum of the bytes.
 
         ``update(data, value)`` is ``crc32c.crc32c`` or ``zlib.crc32``.  Large reads are split
-        in pieces; a helper thread checksums each piece while the next one is read (both
-        release the GIL), so verification adds little to the read time.
+        in pieces; the process's helper thread checksums each piece while the next one is read
+        (both release the GIL), so verification adds little to the read time.
         """
-        if len(out) <= OVERLAP_PIECE:
-            self.read_bytes(name, offset, out, key)
-            return int(update(out, 0))
         crc = 0
 
         def piece_done(piece: memoryview) -> None:
             nonlocal crc
             crc = update(piece, crc)
 
-        with ThreadPoolExecutor(1) as checksums:
+        checksums = Checksums(len(out), threshold=OVERLAP_PIECE + 1)  # more than one piece
+        try:
             for start in range(0, len(out), OVERLAP_PIECE):
                 piece = out[start : start + OVERLAP_PIECE]
                 self.read_bytes(name, offset + start, piece, key)
-                checksums.submit(piece_done, piece)
+                checksums.run(functools.partial(piece_done, piece))
+        except BaseException:
+            checksums.abandon()
+            raise
+        checksums.wait()
         return crc
 
     def damaged(self, key: str, what: str) -> CorruptCheckpointError:

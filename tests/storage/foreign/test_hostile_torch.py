@@ -360,3 +360,32 @@ def test_a_flipped_storage_byte_is_caught_on_read(tmp_path, fixtures_dir):
                 reader.get_tensor(key)
         else:
             np.testing.assert_array_equal(reader.get_tensor(key), good.get_tensor(key))
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_storage_of_many_pieces_is_checked_on_any_thread(tmp_path, monkeypatch, damaged):
+    """A storage larger than one read piece has its pieces checksummed on the process's helper
+    thread; read from a job already running on that helper (a DCP chunk's half), the pieces are
+    checksummed inline instead of waiting for the helper itself.  Both ways the bytes are exact
+    and a flipped byte in the last piece is caught."""
+    from ckptlab.storage import _stream
+    from ckptlab.storage._foreign import _base
+
+    monkeypatch.setattr(_base, "OVERLAP_PIECE", 4096)
+    path = tmp_path / "big.pt"
+    weight = torch.arange(10_000, dtype=torch.float32)
+    torch.save({"weight": weight}, path)
+    if damaged:
+        data = bytearray(path.read_bytes())
+        data[data.find(weight.numpy().tobytes()) + weight.numpy().nbytes - 1] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    def read() -> np.ndarray:
+        return ck.load_checkpoint(path).get_tensor("weight")
+
+    for run in (read, lambda: _stream.shared_helper().submit(read).result(timeout=60)):
+        if damaged:
+            with pytest.raises(ck.CorruptCheckpointError, match="crc32"):
+                run()
+        else:
+            np.testing.assert_array_equal(run(), weight.numpy())
