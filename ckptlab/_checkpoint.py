@@ -45,6 +45,12 @@ __all__ = ["Checkpoint"]
 
 logger = logging.getLogger("ckptlab")
 _RESERVED = frozenset({"save", "write", "restore", "read", "save_counter", "sync", "options"})
+_KEYWORD_PREFIXES = ("_ck_", "__")
+
+
+def takes_keyword(name: str) -> bool:
+    """Whether ``ck.Checkpoint(**{name: obj})`` accepts ``name`` (not ``save_counter``)."""
+    return name not in _RESERVED and not name.startswith(_KEYWORD_PREFIXES)
 
 
 class Checkpoint(Module):
@@ -82,7 +88,7 @@ class Checkpoint(Module):
             raise ValueError(_not_trackable("root", root))
         children = {}
         for name in sorted(kwargs):
-            _check_name(name, "keyword argument", ("_ck_", "__"))
+            _check_name(name, "keyword argument", _KEYWORD_PREFIXES)
             if name in _RESERVED:
                 raise ValueError(
                     f"Checkpoint keyword argument {name!r} would shadow Checkpoint.{name}; "
@@ -445,8 +451,8 @@ class Checkpoint(Module):
             source = key_map.apply(source)
         if source.document.kind == "name":
             logger.warning(
-                "Restoring a name-based checkpoint (%s): values are matched by Variable.name, "
-                "not by object path.",
+                "Restoring a name-based checkpoint (%s): values are matched by name (a "
+                "Variable's name, a module's state-dict name), not by object path.",
                 source.display_path,
             )
             restore = NameBasedRestore(source, view, lazy=lazy)

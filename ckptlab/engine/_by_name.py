@@ -19,6 +19,9 @@ restored object are restored when attached, by name.
 
 from __future__ import annotations
 
+import difflib
+import itertools
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -38,6 +41,7 @@ from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._coordinator import Revision, conflict_error
 from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
 from ckptlab.engine._program import Program
+from ckptlab.errors import UnknownPathError
 from ckptlab.storage import StoredCheckpoint
 
 __all__ = ["NameBasedRestore", "value_names"]
@@ -174,23 +178,27 @@ class NameBasedRestore:
         self.written: set[int] = set()
         self.expect_partial = False
         self._nested: dict[str, str] = getattr(source, "nested_names", {})
-        self._aliases = self._stored_aliases()
+        self._exact, self._bare = self._stored_names()
+        unique = {name: keys[0] for name, keys in self._bare.items() if len(keys) == 1}
+        self._aliases = {**unique, **self._exact}
+        """Stored key by name, as spelled or without wrapper segments (positional state)."""
         self._finish: list[Callable[[], None]] = []
         """Lazy mode: positional state to apply once everything is written."""
         self.revision = Revision()
 
-    def _stored_aliases(self) -> dict[str, str]:
-        """Stored key by the name it stands for, wrapper segments removed where unambiguous.
+    def _stored_names(self) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """Stored key by the name it stands for, and the stored keys by name without wrappers.
 
         A source that flattened nested dicts with another separator (PyTorch DCP's
         ``model.0.weight``) gives each key's nested path (``model/0.weight``) as a name too.
         """
-        aliases = {key: key for key in self.stored}
+        exact = {key: key for key in self.stored}
+        bare: dict[str, list[str]] = {}
         for key in self.stored:
             name = self._nested.get(key, key)
-            aliases.setdefault(name, key)
-            aliases.setdefault(normalized(name), key)
-        return aliases
+            exact.setdefault(name, key)
+            bare.setdefault(normalized(name), []).append(key)
+        return exact, bare
 
     def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
         """Name-based restores have no checkpoint nodes to wait on."""
@@ -233,6 +241,7 @@ class NameBasedRestore:
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
         """Check and read the values below ``obj`` that match by name; return the effects."""
         program, names = self._names_below(parent, name, obj)
+        key_of = self._key_lookup(names.values())
         writes: list[Assignment[Any]] = []
         keys_of: dict[int, list[str]] = {}
         for node, target in enumerate(program.objects):
@@ -240,7 +249,7 @@ class NameBasedRestore:
             if spec is None or id(target) in self.matched:
                 continue
             own = self.view.describe(target)[1]  # a ck.Variable matches by its name only
-            keys = [self._aliases[n] for n in ([own] if own else found) if n in self._aliases]
+            keys = [k for k in map(key_of, [own] if own else found) if k is not None]
             if not keys:
                 continue
             keys_of[id(target)] = keys
@@ -297,6 +306,28 @@ class NameBasedRestore:
 
         return commit
 
+    def _key_lookup(self, names: Iterable[list[str]]) -> Callable[[str], str | None]:
+        """The stored key for a program name: the same name, or the same without wrappers.
+
+        Without their wrapper segments (``module.``, ``_orig_mod.``), a program name and a
+        stored name match when no other name of either side reads the same: the program's own
+        names may hold such segments too (``AveragedModel`` keeps its model as ``module``,
+        whose file saved through ``DataParallel`` says ``module.module.0.weight``).
+        """
+        program = Counter(map(normalized, itertools.chain.from_iterable(names)))
+        exact, bare = self._exact, self._bare
+
+        def key_of(name: str) -> str | None:
+            key = exact.get(name)
+            if key is None:
+                plain = normalized(name)
+                stored = bare.get(plain, ())
+                if len(stored) == 1 and program[plain] == 1:
+                    key = stored[0]
+            return key
+
+        return key_of
+
     def _positional(self, program: ProgramGraph[Any]) -> list[Any]:
         """Framework state the file keys by position (torch optimizers), by node name."""
         literals = {
@@ -340,6 +371,14 @@ class NameBasedRestore:
     def run_queued(self, only: Iterable[str] | None) -> None:
         """Lazy mode: write the queued values (``only`` selects stored names)."""
         wanted = None if only is None else {only} if isinstance(only, str) else set(only)
+        unknown = sorted(wanted - self.stored.keys()) if wanted is not None else []
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], self.stored, n=5)
+            raise UnknownPathError(
+                f"run_restore_ops(only=...) got {unknown[:20]}, which name no stored value of "
+                f"{self.source.display_path}. A name-based checkpoint selects by stored name "
+                f"(the file's keys, as in report()); closest to {unknown[0]!r}: {close}."
+            )
         selected = [w for w in self.queued.values() if wanted is None or w.key in wanted]
         conflicts = [w for w in selected if w.conflict is not None]
         if conflicts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ckptlab._checkpoint import Checkpoint
+from ckptlab._checkpoint import Checkpoint, takes_keyword
 from ckptlab.core import gc_paused
 from ckptlab.explorer import _engine
 from ckptlab.explorer._compare import compare_stored
@@ -44,7 +44,7 @@ def _lazy_status(program: Any, path: str) -> Any:
     graph = stored.document.graph if stored is not None else None
     if _paired(best) or graph is None:
         return best
-    for name in graph.nodes[0].children:
+    for name in filter(takes_keyword, graph.nodes[0].children):  # not save_counter
         candidate = Checkpoint(**{name: program}).read(path, lazy=True)
         candidate.expect_partial()
         if _paired(candidate) > _paired(best):

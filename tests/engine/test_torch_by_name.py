@@ -31,6 +31,37 @@ def test_wrapper_prefixes_in_the_file_are_recognised(tmp_path, tt, wrap):
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
+@pytest.mark.parametrize("saved_through", ["DataParallel", "bare"])
+def test_a_model_with_its_own_module_child_takes_wrapped_and_bare_files(
+    tmp_path, tt, saved_through
+):
+    """``AveragedModel`` keeps its model as ``module``: saved through DataParallel its keys are
+    ``module.module.0.weight``, and only the wrapper's ``module.`` is not the program's."""
+    averaged_model = torch.optim.swa_utils.AveragedModel
+    saved = averaged_model(tt.mlp())
+    wrapped = nn.DataParallel(saved) if saved_through == "DataParallel" else saved
+    torch.save(wrapped.state_dict(), tmp_path / "swa.pt")
+    fresh = averaged_model(tt.mlp(seed=4))
+    ck.Checkpoint(root=fresh).restore(tmp_path / "swa.pt").assert_consumed()
+    assert tt.state_bytes(fresh) == tt.state_bytes(saved)
+
+
+@pytest.mark.parametrize(
+    ("stored", "filled"), [("module.module.module.w", set()), ("module.w", {"module.w"})]
+)
+def test_a_bare_name_two_program_names_share_is_not_guessed(tmp_path, stored, filled):
+    """``module.w`` and ``w`` of the program both read ``w`` without wrappers: a stored name
+    fills the program name it spells exactly, never one it only resembles."""
+    program = nn.Module()
+    program.w = nn.Parameter(torch.zeros(2))
+    program.module = nn.Module()
+    program.module.w = nn.Parameter(torch.zeros(2))
+    torch.save({stored: torch.ones(2)}, tmp_path / "f.pt")
+    report = ck.Checkpoint(root=program).restore(tmp_path / "f.pt", lazy=True).report()
+    assert {e.key for e in report.missing} == {"w", "module.w"} - filled
+    assert {e.key for e in report.unused} == {stored} - filled
+
+
 def test_tied_weights_stored_once_fill_every_name(tmp_path, tt):
     model = tt.TinyLM()
     safetensors_torch.save_model(model, str(tmp_path / "lm.safetensors"))  # drops the duplicate
@@ -58,6 +89,9 @@ def test_mismatches_are_all_reported_and_nothing_is_written(tmp_path, tt):
     report = status.report()
     assert {e.key for e in report.missing} >= {"extra.weight", "extra.bias"}
     assert {e.key for e in report.conflicts} == {"0.weight", "0.bias", "2.weight"}
+    with pytest.raises(ck.UnknownPathError, match=r"\['2.bais'\].*closest to '2.bais': \['2.bias'"):
+        status.run_restore_ops(only=["2.bais"])  # a typo restores nothing, and says so
+    assert not torch.equal(changed[2].bias, saved[2].bias)
     status.run_restore_ops(only=["2.bias"])
     assert torch.equal(changed[2].bias, saved[2].bias)
 

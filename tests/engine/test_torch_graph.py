@@ -197,7 +197,7 @@ def test_scheduler_state_that_is_not_json_is_refused_by_name(tmp_path, tt):
 def test_the_explorer_finds_a_bare_model_under_its_checkpoint_name(tmp_path, tt):
     model = tt.mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    path = ck.Checkpoint(model=model, optimizer=optimizer).save(tmp_path / "c")  # save_counter too
     changed = tt.mlp((4, 8, 3), seed=2)
     widget = ck.explore(path, program=changed)  # the bare model, not a ck.Checkpoint
     assert widget.summary.startswith("2 matched but not yet written")
