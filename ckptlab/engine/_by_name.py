@@ -39,7 +39,7 @@ from ckptlab.core import (
 from ckptlab.engine import _execute
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._coordinator import Revision, conflict_error
-from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
+from ckptlab.engine._load import Fetch, Load, commit, fetch
 from ckptlab.engine._program import Program
 from ckptlab.errors import UnknownPathError
 from ckptlab.storage import StoredCheckpoint
@@ -357,16 +357,26 @@ class NameBasedRestore:
 
     def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:
         by_ident = {id(write.target): write for write in writes}
-        for ident, array in read_at_commit(self.source, load, uid=self.uid, explicit=explicit):
+
+        def one(ident: int, array: np.ndarray[Any, Any] | None) -> None:
+            if array is not None:  # else read straight into the target's memory
+                write = by_ident[ident]
+                holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
+                if holder is not write.target:  # the framework replaced the object
+                    del self.matched[ident]
+                    self.matched[id(holder)] = (holder, write.key)
+                    self.written.add(id(holder))
             self.written.add(ident)
-            if array is None:  # read straight into the target's memory
-                continue
-            write = by_ident[ident]
-            holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
-            if holder is not write.target:  # the framework replaced the object
-                del self.matched[ident]
-                self.matched[id(holder)] = (holder, write.key)
-                self.written.add(id(holder))
+
+        commit(
+            self.source,
+            load,
+            one,
+            lambda ident: repr(by_ident[ident].key),
+            self.written.difference_update,
+            uid=self.uid,
+            explicit=explicit,
+        )
 
     def run_queued(self, only: Iterable[str] | None) -> None:
         """Lazy mode: write the queued values (``only`` selects stored names)."""

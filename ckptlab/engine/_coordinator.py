@@ -37,7 +37,7 @@ from ckptlab.core import (
 )
 from ckptlab.engine import _execute
 from ckptlab.engine._execute import next_uid
-from ckptlab.engine._load import Fetch, Load, fetch, read_at_commit
+from ckptlab.engine._load import Fetch, Load, commit, fetch
 from ckptlab.engine._program import Program
 from ckptlab.errors import RestoreConflictError, UnknownPathError
 from ckptlab.storage import StoredCheckpoint
@@ -296,7 +296,13 @@ class RestoreCoordinator:
 
     def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
         by_node = {write.node: write for write in writes}
-        for node, array in read_at_commit(self.source, load, uid=self.uid, explicit=explicit):
+        queued = {node: self.queued[node] for node in by_node if node in self.queued}
+
+        def forget(nodes: list[int]) -> None:  # put back: neither written nor dequeued
+            self.written.difference_update(nodes)
+            self.queued.update((node, queued[node]) for node in nodes if node in queued)
+
+        def one(node: int, array: np.ndarray[Any, Any] | None) -> None:
             write = by_node[node]
             if array is None:  # read straight into the target's memory
                 pass
@@ -312,6 +318,16 @@ class RestoreCoordinator:
                     self.taken[id(holder)] = self.taken.pop(id(write.target), write.node)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
+
+        commit(
+            self.source,
+            load,
+            one,
+            lambda node: self._path(node).pretty,
+            forget,
+            uid=self.uid,
+            explicit=explicit,
+        )
         if writes:
             self.revision.bump()
 

@@ -16,6 +16,12 @@ must not hold a second copy of the model while it checks.  So values go one of t
   memory without a copy (JAX on the CPU does).  Extra memory: one batch, plus whatever the
   framework keeps of the old value until it is replaced.
 * **fetched**: values without a target yet (optimizer slots to create) are read now.
+* **guarded**: values whose write runs framework code that may refuse them (a scheduler's or
+  a ``GradScaler``'s ``load_state_dict``, a module's ``set_extra_state``: the adapter's
+  ``undo``) are read now too, and written first at commit, each after noting how to put its
+  target back.  When one refuses, the ones written before it are put back and the restore
+  raises :class:`~ckptlab.RestoreConflictError` before any other value is written
+  (:func:`commit`).
 
 On an object store nothing pins the bytes between the passes: the reads at commit time are
 verified again, and can still fail if the checkpoint is replaced in between (ckptlab's own
@@ -25,7 +31,7 @@ were written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -34,6 +40,7 @@ import numpy as np
 from ckptlab.core import ValueSpec
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._execute import mark_written, newest_uid, written_by
+from ckptlab.errors import RestoreConflictError
 from ckptlab.storage import StoredCheckpoint, ValueReader, numpy_dtype
 
 BATCH_BYTES = 16 * 2**20
@@ -64,6 +71,8 @@ class Load:
     streamed: dict[int, tuple[str, Any]] = field(default_factory=dict)
     """ident -> (key, target): verified, read into a fresh array at commit."""
     arrays: dict[int, np.ndarray[Any, Any]] = field(default_factory=dict)
+    undo: dict[int, Callable[[], None]] = field(default_factory=dict)
+    """ident -> puts a guarded target back as it was when fetched (its array is in ``arrays``)."""
 
 
 _DTYPES: dict[str, np.dtype[Any]] = {}
@@ -123,6 +132,11 @@ def fetch(
                 load.in_place[item.ident] = (item.key, item.target, buffer)
                 in_place_keys.add(item.key)
                 continue
+        undo = _undo_for(item.target)
+        if undo is not None:
+            load.undo[item.ident] = undo
+            rest.append(item)
+            continue
         load.streamed[item.ident] = (item.key, item.target)
     load.values = source.open_values()
     try:
@@ -141,13 +155,58 @@ def fetch(
     return load
 
 
+def _undo_for(target: Any) -> Callable[[], None] | None:
+    hook: Callable[[Any], Callable[[], None] | None] | None = getattr(
+        require_adapter(target), "undo", None
+    )
+    return None if hook is None else hook(target)
+
+
+def commit(
+    source: StoredCheckpoint,
+    load: Load,
+    write: Callable[[int, np.ndarray[Any, Any] | None], None],
+    name_of: Callable[[int], str],
+    forget: Callable[[list[int]], None],
+    *,
+    uid: int,
+    explicit: bool = False,
+) -> None:
+    """Give every value of ``load`` to ``write(ident, array)`` (see :func:`read_at_commit`).
+
+    Guarded values come first: when the framework refuses one, the guarded values written
+    before it are put back, ``forget`` is told their idents and the refused one's (the caller's
+    record of them), and nothing else has been written yet; the error names the object
+    (``name_of(ident)``) and keeps the framework's error as its cause.
+    """
+    done: list[int] = []
+    for ident, array in read_at_commit(source, load, uid=uid, explicit=explicit):
+        if ident not in load.undo:
+            write(ident, array)
+            continue
+        try:
+            write(ident, array)
+        except Exception as error:
+            for earlier in reversed(done):
+                load.undo[earlier]()
+            forget([*done, ident])
+            raise RestoreConflictError(
+                f"Restoring from {source.display_path}: {name_of(ident)} refused the saved "
+                f"state ({type(error).__name__}: {error}); nothing was written. Make the "
+                "object able to take it (configured as the saved one was: a GradScaler saved "
+                "disabled refuses to load into an enabled one), or restore without it."
+            ) from error
+        done.append(ident)
+
+
 def read_at_commit(
     source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool = False
 ) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
     """Deliver every value of ``load``: ``(ident, array)``, or ``(ident, None)`` when done.
 
-    In-place values are read into their targets' memory first (``None``: nothing left to
-    write); then the arrays read by :func:`fetch`; then the streamed values, one batch at a
+    Guarded arrays come first (see :func:`commit`), then the other arrays read by
+    :func:`fetch`; then in-place values are read into their targets' memory (``None``:
+    nothing left to write); then the streamed values, one batch at a
     time (the caller writes each array before the next batch is read, so the batch's memory is
     released as it goes).  A target a newer restore wrote since :func:`fetch` is left alone
     (unless ``explicit``): in place it is not delivered at all, streamed it comes as ``None``.
@@ -172,11 +231,12 @@ def _deliver(
         if every
         else {ident: entry for ident, entry in load.in_place.items() if wanted(entry[1])}
     )
+    yield from ((ident, load.arrays[ident]) for ident in load.undo)
+    yield from ((ident, array) for ident, array in load.arrays.items() if ident not in load.undo)
     values.read_into({key: buffer for key, _, buffer in in_place.values()})
     for ident, (_, target, _) in in_place.items():
         mark_written(target, uid)
         yield ident, None
-    yield from load.arrays.items()
     idents: dict[str, list[int]] = {}
     for ident, (key, target) in load.streamed.items():
         if wanted(target):

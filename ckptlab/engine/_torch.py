@@ -22,8 +22,10 @@ Imported only once a torch object reaches ckptlab (so torch is already imported)
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -417,6 +419,31 @@ class TorchAdapter:
             raise NotSaveableError(f"{where}: {error}") from None
         return np.frombuffer(data, dtype=np.uint8)
 
+    def undo(self, obj: Any) -> Callable[[], None] | None:
+        """How to put back Python state, whose load runs code that may refuse the saved state.
+
+        A ``GradScaler`` saved disabled refuses to load into an enabled one; a module's
+        ``set_extra_state`` may validate.  Tensors need no undo: their writes cannot fail once
+        shapes and dtypes are checked, except into an expanded tensor (elements sharing memory),
+        which torch refuses before writing anything.  State that cannot be copied is not
+        guarded.
+        """
+        if isinstance(obj, torch.Tensor):
+            shared = any(s == 0 and n > 1 for s, n in zip(obj.stride(), obj.shape, strict=True))
+            return _nothing if shared else None
+        if isinstance(obj, _PythonState):
+            load: Callable[[Any], None] = obj.load
+            state = obj.state()
+        elif isinstance(obj, LRScheduler | torch.amp.GradScaler):
+            load, state = obj.load_state_dict, obj.state_dict()
+        else:
+            return None
+        try:
+            before = copy.deepcopy(state)
+        except Exception:  # an object deepcopy refuses: written unguarded, as torch would
+            return None
+        return functools.partial(load, before)
+
     def buffer(self, obj: Any) -> np.ndarray[Any, Any] | None:
         """A contiguous CPU tensor's own memory."""
         if (
@@ -495,6 +522,10 @@ class TorchAdapter:
         tensor = tensor if on_cpu else tensor.to(variable.device)
         optimizer.state[variable][slot] = tensor
         return tensor
+
+
+def _nothing() -> None:
+    """Nothing to put back."""
 
 
 def _group_of(optimizer: Any, param: torch.Tensor) -> dict[str, Any]:

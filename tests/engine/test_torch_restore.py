@@ -187,6 +187,90 @@ def test_a_damaged_value_fails_the_restore_before_anything_is_written(tmp_path, 
     assert tt.state_bytes(fresh) == before
 
 
+def test_a_scaler_that_refuses_its_saved_state_fails_the_restore_with_nothing_written(tmp_path, tt):
+    """A GradScaler saved disabled refuses to load into an enabled one (torch raises
+    RuntimeError): the restore raises before any tensor is written."""
+    model = tt.mlp()
+    path = ck.Checkpoint(model=model, scaler=torch.amp.GradScaler("cpu", enabled=False)).write(
+        tmp_path / "c"
+    )
+    fresh, scaler = tt.mlp(seed=3), torch.amp.GradScaler("cpu")
+    before, scale = tt.state_bytes(fresh), scaler.state_dict()
+    with pytest.raises(ck.RestoreConflictError, match=r"\(root\)\.scaler refused") as caught:
+        ck.Checkpoint(model=fresh, scaler=scaler).read(path)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert "nothing was written" in str(caught.value)
+    assert tt.state_bytes(fresh) == before and scaler.state_dict() == scale
+
+
+def test_an_expanded_buffer_refuses_before_anything_is_written(tmp_path, tt):
+    """torch cannot copy into a tensor whose elements share memory (``expand``): the restore
+    says so before writing any other value."""
+
+    def program(seed: int) -> nn.Module:
+        model = tt.mlp(seed=seed)
+        model.register_buffer("grid", torch.arange(3.0).expand(2, 3))
+        return model
+
+    path = ck.Checkpoint(model=program(0)).write(tmp_path / "c")
+    fresh = program(5)
+    before = tt.state_bytes(fresh)
+    with pytest.raises(ck.RestoreConflictError, match=r"model\.grid refused"):
+        ck.Checkpoint(model=fresh).read(path)
+    assert tt.state_bytes(fresh) == before
+
+
+class _Checked(nn.Linear):
+    """A layer whose extra state validates what it is given."""
+
+    version = 1
+
+    def get_extra_state(self):
+        return {"version": self.version}
+
+    def set_extra_state(self, state):
+        if state["version"] != self.version:
+            raise ValueError(f"version {state['version']} cannot load into {self.version}")
+
+
+def test_state_loaded_before_a_refusal_is_put_back(tmp_path, tt):
+    """Python state loads first, in order; when one refuses, those loaded before it are put
+    back and no tensor is written.  A lazy restore stays queued, and loads once fixed."""
+
+    def program(version: int, seed: int):
+        torch.manual_seed(seed)
+        model = nn.Sequential(_Checked(4, 2))
+        model[0].version = version
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+        return model, optimizer, scheduler
+
+    model, optimizer, scheduler = program(1, 0)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    # "a_scheduler" sorts before "model": its state loads before the layer's extra state
+    path = ck.Checkpoint(a_scheduler=scheduler, model=model).write(tmp_path / "c")
+    fresh, _, fresh_scheduler = program(2, 1)
+    before, schedule = tt.state_bytes(fresh), fresh_scheduler.state_dict()
+    checkpoint = ck.Checkpoint(a_scheduler=fresh_scheduler, model=fresh)
+    with pytest.raises(ck.RestoreConflictError, match=r"model\.0\._extra_state refused"):
+        checkpoint.read(path)
+    assert tt.state_bytes(fresh) == before
+    assert fresh_scheduler.state_dict() == schedule
+
+    status = checkpoint.read(path, lazy=True)
+    with pytest.raises(ck.RestoreConflictError, match="version 1 cannot load into 2"):
+        status.run_restore_ops()
+    assert tt.state_bytes(fresh) == before and fresh_scheduler.state_dict() == schedule
+    assert "restored" not in {e.state for e in status.report().entries}
+    fresh[0].version = 1
+    status.run_restore_ops()
+    status.assert_consumed()
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert fresh_scheduler.state_dict() == scheduler.state_dict()
+
+
 def test_training_resumes_bit_exactly_after_restore(tmp_path, tt):
     torch.manual_seed(0)
     batches = [torch.randn(4, 4) for _ in range(4)]
