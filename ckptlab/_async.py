@@ -17,7 +17,6 @@ last save never goes unnoticed.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import threading
 import weakref
@@ -171,8 +170,12 @@ class SaveHandle:
         )
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # best effort, e.g. late in interpreter shutdown
+        # best effort; not contextlib.suppress: late in interpreter shutdown, module globals
+        # such as contextlib may already be None
+        try:  # noqa: SIM105
             self._report_unseen()
+        except Exception:
+            pass
 
     def result(self, timeout: float | None = None) -> str:
         """Wait, then return the saved path or raise the save's error.

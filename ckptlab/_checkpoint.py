@@ -387,6 +387,10 @@ class Checkpoint(Module):
         >>> w.numpy(), status.assert_consumed().report().summary()
         (array([1., 2.]), '2 matched')
         """
+        if self._ck_root is not None:
+            # the counter is then a child the Checkpoint adds to the root, and the read matches
+            # it like any other: NNX and Keras objects cannot restore a child attached later
+            self.save_counter  # noqa: B018
         status = self.read(
             save_path,
             lazy=lazy,

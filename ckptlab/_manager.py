@@ -20,7 +20,6 @@ favour:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -460,8 +459,10 @@ class CheckpointManager:
     def __del__(self) -> None:
         lock = self.__dict__.get("_lock")
         if lock is not None:
-            with contextlib.suppress(Exception):  # best effort, e.g. at interpreter exit
+            try:  # noqa: SIM105 (best effort; at interpreter exit contextlib may be None)
                 lock.release_from_finalizer()
+            except Exception:
+                pass
 
     def __repr__(self) -> str:
         return (

@@ -784,3 +784,33 @@ def test_manager_on_an_object_store(tmp_path):
     again = ck.CheckpointManager(new_checkpoint(5.0), directory, max_to_keep=2)
     assert again.restore_or_initialize() == f"{directory}/ckpt-4"
     assert float(again.checkpoint.v.numpy()) == 0.0
+
+
+def _framework_model(kind: str):
+    """A tiny model of each framework whose objects cannot all restore a child added later."""
+    if kind == "nnx":
+        nnx = pytest.importorskip("flax.nnx")
+        return nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    if kind == "torch":
+        torch = pytest.importorskip("torch")
+        return torch.nn.Linear(3, 2)
+    module = ck.Module()
+    module.w = ck.Variable(np.zeros(3, np.float32))
+    return module
+
+
+@pytest.mark.parametrize("kind", ["native", "torch", "nnx"])
+def test_a_resumed_run_with_a_framework_root_continues_the_numbering(tmp_path, kind):
+    """With root= a model, save_counter is a child the Checkpoint adds to it: a resumed run
+    restores it (NNX cannot restore children attached later) and never overwrites ckpt-1."""
+    manager = ck.CheckpointManager(ck.Checkpoint(root=_framework_model(kind)), tmp_path, 5)
+    for _ in range(3):
+        manager.save()
+    resumed_checkpoint = ck.Checkpoint(root=_framework_model(kind))
+    resumed = ck.CheckpointManager(resumed_checkpoint, tmp_path, 5)
+    assert resumed.restore_or_initialize() == str(tmp_path / "ckpt-3")
+    assert int(resumed_checkpoint.save_counter.numpy()) == 3
+    assert resumed.save() == str(tmp_path / "ckpt-4")
+    assert [os.path.basename(p) for p in resumed.checkpoints] == [f"ckpt-{i}" for i in (1, 2, 3, 4)]
+    status = ck.Checkpoint(root=_framework_model(kind)).restore(tmp_path / "ckpt-4")
+    status.assert_consumed()
