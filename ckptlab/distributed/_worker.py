@@ -21,7 +21,7 @@ from ckptlab import Checkpoint
 from ckptlab.core import CheckpointDocument, ProgramGraph, gc_paused
 from ckptlab.distributed._plan import Placement, Region, SavePlan, ValueEntry, plan_save
 from ckptlab.distributed._sharded import Placeholder, ShardedVariable
-from ckptlab.engine import Program, is_trackable, require_adapter
+from ckptlab.engine import Program, check_saveable, is_trackable, require_adapter
 from ckptlab.storage import ArraySpec, PartWriter, little_endian, resolve
 
 
@@ -129,7 +129,7 @@ def collect(
             objects[key] = obj
             continue
         adapter = require_adapter(obj)
-        adapter.check_saveable(obj)
+        check_saveable(obj, key)
         array = (
             np.asarray(overrides[id(obj)], dtype=np.int64)
             if id(obj) in overrides

@@ -22,7 +22,7 @@ from ckptlab.engine._execute import (
     write_value,
 )
 from ckptlab.engine._native import Trackable, register_trackable
-from ckptlab.engine._program import Program, program_values
+from ckptlab.engine._program import Program, check_saveable, program_values
 from ckptlab.engine._status import (
     CheckpointLoadStatus,
     InitializationOnlyStatus,
@@ -45,6 +45,7 @@ __all__ = [
     "Trackable",
     "adapter_for",
     "arm_deferral",
+    "check_saveable",
     "conflict_error",
     "create_slot",
     "is_trackable",

@@ -9,13 +9,15 @@ appear, so a wrapped model has the bare model's graph and keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ckptlab.core import NodeInfo, ProgramGraph, ValueSpec, Visit, build_graph
 from ckptlab.engine._adapter import Adapter, require_adapter, unwrapped
+from ckptlab.errors import NotSaveableError
 
 __all__ = ["Program", "program_values"]
 
@@ -119,6 +121,22 @@ class Program:
         return build_graph(self.root, self)
 
 
+def check_saveable(obj: Any, where: str | Callable[[], str]) -> None:
+    """Refuse an object that cannot be saved as it is, the error starting with where it is.
+
+    ``where`` is the object's path or key, or a function giving it (paths cost a walk).
+    """
+    try:
+        require_adapter(obj).check_saveable(obj)
+    except NotSaveableError as error:
+        raise NotSaveableError(f"{where if isinstance(where, str) else where()}: {error}") from None
+
+
+def _where(program: ProgramGraph[Any], node_id: int, obj: Any) -> str:
+    path = program.graph.paths()[node_id]
+    return path.pretty if path is not None else type(obj).__name__
+
+
 def program_values(
     program: ProgramGraph[Any], overrides: Mapping[int, np.ndarray[Any, Any]] | None = None
 ) -> list[tuple[str, np.ndarray[Any, Any]]]:
@@ -128,8 +146,8 @@ def program_values(
     ``save_counter`` of the save being made).
     """
     objects = program.objects
-    for obj in objects:
-        require_adapter(obj).check_saveable(obj)
+    for node_id, obj in enumerate(objects):
+        check_saveable(obj, functools.partial(_where, program, node_id, obj))
     columns = program.graph.columns
     values = []
     for node_id, key in zip(columns.owners, columns.keys, strict=True):

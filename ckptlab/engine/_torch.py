@@ -388,20 +388,19 @@ class TorchAdapter:
             return
         if isinstance(obj, torch.Tensor):
             problem = (
-                "is on the meta device (it holds no data)"
+                "is on the meta device (it holds no data). Materialise it "
+                "(model.to_empty(device='cpu') then initialise it, or restore into it)"
                 if obj.is_meta
-                else "is not a strided (dense) tensor"
+                else f"is a {obj.layout} tensor, not a dense one. Save its .to_dense(), or keep "
+                "it out of the saved state"
                 if obj.layout != torch.strided
-                else f"has dtype {obj.dtype}, which ckptlab does not store"
+                else f"has dtype {obj.dtype}, which ckptlab does not store. Convert it (e.g. "
+                ".float()) before saving"
                 if obj.dtype not in _DTYPES
                 else ""
             )
             if problem:
-                raise NotSaveableError(
-                    f"A tensor of shape {tuple(obj.shape)} {problem}. Materialise it (e.g. "
-                    "model.to_empty(device='cpu') then initialise, or restore into it), or "
-                    "convert it before saving."
-                )
+                raise NotSaveableError(f"A tensor of shape {tuple(obj.shape)} {problem}.")
             return
         if isinstance(obj, _PythonState | LRScheduler | torch.amp.GradScaler):
             self.read(obj)  # refuses state it cannot encode, naming it
@@ -493,15 +492,19 @@ class TorchAdapter:
     def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
         """Parameter-shaped state must fit the parameter; other state is taken as stored.
 
-        A state entry with as many dimensions as its parameter (``exp_avg``) must have the
-        parameter's shape; single numbers (``step``) and factored state are taken as saved.  The
-        dtype is the saved one (a new optimizer has no dtype of its own to check against).
+        A state entry with as many dimensions as its parameter must have the parameter's size
+        in every dimension the saved entry does not reduce to 1: ``exp_avg`` has the
+        parameter's shape, Adafactor's factored ``row_var`` ``(rows, 1)`` and ``col_var``
+        ``(1, columns)``.  Single numbers (``step``) and entries of another rank are taken as
+        saved.  The dtype is the saved one (a new optimizer has no dtype of its own to check
+        against).
         """
         if slot == PYTHON_SLOT:
             return _STATE_SPEC
         shape = tuple(variable.shape)
         if len(stored.shape) == len(shape) and math.prod(d or 0 for d in stored.shape) != 1:
-            return ValueSpec(shape=shape, dtype=stored.dtype)
+            fitted = tuple(1 if s == 1 else p for s, p in zip(stored.shape, shape, strict=True))
+            return ValueSpec(shape=fitted, dtype=stored.dtype)
         return stored
 
     def create_slot(

@@ -25,8 +25,9 @@ def batches(n=4, width=4, seed=0):
         lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True),
         lambda p: torch.optim.RMSprop(p, lr=1e-2, centered=True),
         lambda p: torch.optim.Adagrad(p, lr=1e-2),
+        lambda p: torch.optim.Adafactor(p, lr=1e-2),  # factored row_var (R, 1), col_var (1, C)
     ],
-    ids=["Adam", "AdamW-amsgrad", "SGD-nesterov", "RMSprop", "Adagrad"],
+    ids=["Adam", "AdamW-amsgrad", "SGD-nesterov", "RMSprop", "Adagrad", "Adafactor"],
 )
 def test_optimizer_state_round_trips_and_the_next_step_is_identical(tmp_path, tt, make):
     data = batches()
