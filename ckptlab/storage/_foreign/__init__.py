@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-import zipfile
 
-from ckptlab.errors import NotACheckpointError
+from ckptlab.errors import CorruptCheckpointError, NotACheckpointError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
 from ckptlab.storage._foreign._bundle import TensorBundle, read_index
 from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
@@ -33,7 +32,7 @@ from ckptlab.storage._foreign._orbax import OrbaxCheckpoint, find_orbax_items
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._table import MAGIC, Table
 from ckptlab.storage._foreign._tfv1 import MAX_V1_BYTES, SavedTensorSlicesFile, looks_like_v1
-from ckptlab.storage._foreign._torch import StoreFile, TorchFile
+from ckptlab.storage._foreign._torch import StoreFile, TorchFile, open_zip
 from ckptlab.storage._kv import ByteStore
 
 __all__ = [
@@ -149,9 +148,10 @@ def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
 def _zip_names(store: ByteStore, path: str, size: int) -> list[str]:
     """Member names of a zip (its central directory only); empty if it does not parse."""
     try:
-        return zipfile.ZipFile(StoreFile(store, path, size)).namelist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        _, members = open_zip(StoreFile(store, path, size), CorruptCheckpointError)
+    except CorruptCheckpointError:
         return []  # the torch reader reports what is wrong with it
+    return [member.filename for member in members]
 
 
 def _head(store: ByteStore, path: str, count: int = 96) -> bytes:
