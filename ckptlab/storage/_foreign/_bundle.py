@@ -242,7 +242,7 @@ class TensorBundle(ForeignCheckpoint):
         entry = self.entries[value.key]
         if not entry.slices:
             return self._read_entry(value.key, entry, value.dtype, value.shape, out)
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         for extents in entry.slices:
             region = resolve_region(extents, value.shape, value.key)
             piece = self.slices[(value.key, region)]

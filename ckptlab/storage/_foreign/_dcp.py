@@ -316,12 +316,12 @@ class DCPCheckpoint(ForeignCheckpoint):
     def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
         """Fresh arrays of ``keys``, each chunk checked against its CRC-32 (see :meth:`_fill`)."""
         values = [self.stored(key) for key in dict.fromkeys(keys)]
-        arrays = {value.key: np.empty(value.shape, numpy_dtype(value.dtype)) for value in values}
+        arrays = {value.key: self.allocate(value) for value in values}
         self._fill([piece for value in values for piece in self._pieces(value, arrays[value.key])])
         return arrays
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         self._fill(self._pieces(value, target))
         return target
 

@@ -275,7 +275,7 @@ class OrbaxCheckpoint(ForeignCheckpoint):
         return opened
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         array = self._arrays[value.key]
         try:
             source = self._open(array)

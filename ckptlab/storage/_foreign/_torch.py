@@ -379,7 +379,7 @@ class TorchFile(ForeignCheckpoint):
                 f"by expand()); ckptlab materialises such views up to {MAX_EXPANDED_BYTES} "
                 "bytes. Load the file with torch and save the tensor before expanding it."
             )
-        target = out if out is not None else np.empty(value.shape, dtype)
+        target = out if out is not None else self.allocate(value)
         if not target.size:
             return target
         span = self._storage_bytes(tensor.storage.key, first, end, value.key)
