@@ -25,6 +25,7 @@ from ckptlab.core import (
 )
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._members import check_inside
 from ckptlab.storage._foreign._slicekey import decode_slice_key
 from ckptlab.storage._foreign._slices import (
     Region,
@@ -133,6 +134,7 @@ class TensorBundle(ForeignCheckpoint):
 
     def _shard_size(self, shard: int) -> int:
         name = self.file(self._data_files[shard])
+        check_inside(self.store, posixpath.dirname(self.path), name)
         size = self.store.size(name)
         if size is None:
             raise NotFoundError(

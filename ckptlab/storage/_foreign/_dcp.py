@@ -41,7 +41,7 @@ from ckptlab.storage._foreign._dcp_metadata import (
     dtype_of,
     read_metadata,
 )
-from ckptlab.storage._foreign._hf import safe_member
+from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._slices import Region, check_coverage, region_slices
 from ckptlab.storage._foreign._torch import TorchFile
 from ckptlab.storage._foreign._window import ByteRange
@@ -84,6 +84,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         self.path = directory
         key = posixpath.join(directory, METADATA_FILE)
         where = store.display(key)
+        check_inside(store, directory, key)
         size = store.size(key)
         if size is None:
             raise NotFoundError(f"{where} is missing; a DCP directory starts with it.")
@@ -213,7 +214,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         key = self._keys.get(file) if isinstance(file, str) else None
         if key is None:
             where = f"{self.store.display(self.path)}/{METADATA_FILE} (for {fqn!r})"
-            key = self._keys[file] = safe_member(self.path, file, where)
+            key = self._keys[file] = safe_member(self.store, self.path, file, where)
         offset, length = info.get("offset"), info.get("length")
         if info.get("transform_descriptors"):
             raise UnsupportedFormatError(

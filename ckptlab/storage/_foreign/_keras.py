@@ -33,7 +33,7 @@ from ckptlab.errors import (
 )
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document, require
 from ckptlab.storage._foreign._crc32 import crc32
-from ckptlab.storage._foreign._hf import safe_member
+from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._torch import ZIP_ERRORS, StoreFile, open_zip
 from ckptlab.storage._foreign._window import ByteRange
 from ckptlab.storage._kv import ByteStore
@@ -118,6 +118,7 @@ class KerasWeights(ForeignCheckpoint):
         self.skipped: dict[str, str] = {}
         """Datasets that are not arrays of numbers (strings, compound types), with the reason."""
         if shards is not None:
+            check_inside(store, posixpath.dirname(path), path)
             sources = [self._local(name) for name in shards]
             self.format_name = "Keras 3 sharded weights (.weights.json)"
         elif zipped:
@@ -355,7 +356,8 @@ class KerasWeights(ForeignCheckpoint):
 
     def file(self, name: str) -> str:
         """The store key of a file next to the checkpoint (shards of a ``.weights.json``)."""
-        return safe_member(posixpath.dirname(self.path), name, self.store.display(self.path))
+        directory = posixpath.dirname(self.path)
+        return safe_member(self.store, directory, name, self.store.display(self.path))
 
     # -- values --------------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ from ckptlab.core import (
 )
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document, require
-from ckptlab.storage._foreign._hf import read_json, safe_member
+from ckptlab.storage._foreign._hf import read_json
+from ckptlab.storage._foreign._members import check_tree, safe_member
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import numpy_dtype
 
@@ -85,6 +86,7 @@ class _Item:
 
     def __init__(self, reader: OrbaxCheckpoint, prefix: str, path: str) -> None:
         self.reader, self.prefix, self.path = reader, prefix, path
+        check_tree(reader.store, reader.path, path)  # tensorstore opens the files below it
         self.tree = read_json(
             reader.store, posixpath.join(path, TREE_FILE), MAX_TREE, "Orbax's tree"
         )
@@ -168,7 +170,7 @@ class OrbaxCheckpoint(ForeignCheckpoint):
             kind = metadata.get("value_type")
             if kind in ARRAY_TYPES:
                 name = ".".join(path)  # the array's key in the item's store: stays inside it
-                safe_member(item.path, name, f"{where} (the array of leaf {key!r:.80})")
+                safe_member(self.store, item.path, name, f"{where} (the array of leaf {key!r:.80})")
                 leaves.append((key, name))
             elif kind == "string":
                 strings.append(key)
