@@ -307,6 +307,7 @@ class KerasWeights(ForeignCheckpoint):
             what = "a virtual dataset, whose values HDF5 reads from other files"
         elif plist.get_external_count():
             outside = plist.get_external(0)[0]
+            outside = outside.decode(errors="replace") if isinstance(outside, bytes) else outside
             what = f"stored in external files ({outside!r:.120}, ...), outside the HDF5 file"
         else:
             return
