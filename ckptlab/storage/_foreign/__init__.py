@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-import zipfile
 
-from ckptlab.errors import NotACheckpointError
+from ckptlab.errors import CorruptCheckpointError, NotACheckpointError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
 from ckptlab.storage._foreign._bundle import TensorBundle, read_index
 from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
@@ -29,11 +28,12 @@ from ckptlab.storage._foreign._keras import (
     is_sharded_weights_map,
     shard_files,
 )
+from ckptlab.storage._foreign._members import check_inside
 from ckptlab.storage._foreign._orbax import OrbaxCheckpoint, find_orbax_items
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._table import MAGIC, Table
 from ckptlab.storage._foreign._tfv1 import MAX_V1_BYTES, SavedTensorSlicesFile, looks_like_v1
-from ckptlab.storage._foreign._torch import StoreFile, TorchFile
+from ckptlab.storage._foreign._torch import StoreFile, TorchFile, open_zip
 from ckptlab.storage._kv import ByteStore
 
 __all__ = [
@@ -136,9 +136,8 @@ def _bundle_index(store: ByteStore, index: str) -> Table | None:
 def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     """Recognise a directory by its entry files' content; ``None`` if nothing fits."""
     names = store.list_dir(path)
-    if METADATA_FILE in names and looks_like_metadata(
-        _head(store, posixpath.join(path, METADATA_FILE))
-    ):
+    metadata = posixpath.join(path, METADATA_FILE)
+    if METADATA_FILE in names and looks_like_metadata(_head(store, metadata, inside=path)):
         return DCPCheckpoint(store, path)
     items = find_orbax_items(store, path, names)
     if items:
@@ -149,13 +148,16 @@ def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
 def _zip_names(store: ByteStore, path: str, size: int) -> list[str]:
     """Member names of a zip (its central directory only); empty if it does not parse."""
     try:
-        return zipfile.ZipFile(StoreFile(store, path, size)).namelist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        _, members = open_zip(StoreFile(store, path, size), CorruptCheckpointError)
+    except CorruptCheckpointError:
         return []  # the torch reader reports what is wrong with it
+    return [member.filename for member in members]
 
 
-def _head(store: ByteStore, path: str, count: int = 96) -> bytes:
-    """The first bytes of a file (fewer if it is shorter)."""
+def _head(store: ByteStore, path: str, count: int = 96, inside: str | None = None) -> bytes:
+    """The first bytes of a file (fewer if it is shorter); ``inside``: its checkpoint directory."""
+    if inside is not None:
+        check_inside(store, inside, path)
     head = bytearray(min(store.size(path) or 0, count))
     store.read_into(path, memoryview(head), 0)
     return bytes(head)
@@ -191,7 +193,8 @@ def _open_file(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         return KerasWeights(store, path)
     if looks_like_gguf(head):
         return GGUFFile(store, path)
-    if head.lstrip()[:1] == b"{":
+    if head.lstrip()[:1] == b"{":  # an index or metadata: a file of a multi-file checkpoint
+        check_inside(store, posixpath.dirname(path), path)
         return _open_json(store, path)
     tail = bytearray(min(size, 8))
     store.read_into(path, memoryview(tail), size - len(tail))

@@ -162,6 +162,25 @@ class ForeignCheckpoint(StoredCheckpoint):
             raise ValueError(f"out must be a C-contiguous {value.shape} {value.dtype} array")
         return self._load(value, out)
 
+    def allocate(self, value: StoredValue) -> np.ndarray[Any, Any]:
+        """A new array for ``value``: where every foreign reader allocates a value's buffer.
+
+        A few-KB file may declare a value of gigabytes that a format legitimately stores as
+        unwritten chunks (Orbax fill values); memory the process cannot get is then a typed
+        error naming the value, not a bare ``MemoryError``.
+        """
+        dtype = numpy_dtype(value.dtype)
+        try:
+            return np.empty(value.shape, dtype)
+        except MemoryError:
+            raise CorruptCheckpointError(
+                f"Value {value.key!r} of {self.format_name} {self.display_path} is a "
+                f"{list(value.shape)} {value.dtype} array of {value.nbytes:,} bytes, more memory "
+                "than this process can allocate. If the checkpoint is genuine, read it on a "
+                "machine with more memory or restore fewer values at a time; if the file is "
+                "much smaller than the value, it is damaged or hostile."
+            ) from None
+
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         raise NotImplementedError
 
@@ -173,7 +192,7 @@ class ForeignCheckpoint(StoredCheckpoint):
         of safetensors shards and unquantized GGUF tensors costs instead of one open and read
         per value.
         """
-        arrays = {v.key: np.empty(v.shape, numpy_dtype(v.dtype)) for v in values}
+        arrays = {v.key: self.allocate(v) for v in values}
         spans = sorted(
             (value.foreign.file, value.foreign.offset, value)
             for value in values

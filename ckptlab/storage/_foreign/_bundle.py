@@ -25,6 +25,7 @@ from ckptlab.core import (
 )
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape
+from ckptlab.storage._foreign._members import check_inside
 from ckptlab.storage._foreign._slicekey import decode_slice_key
 from ckptlab.storage._foreign._slices import (
     Region,
@@ -133,6 +134,7 @@ class TensorBundle(ForeignCheckpoint):
 
     def _shard_size(self, shard: int) -> int:
         name = self.file(self._data_files[shard])
+        check_inside(self.store, posixpath.dirname(self.path), name)
         size = self.store.size(name)
         if size is None:
             raise NotFoundError(
@@ -242,7 +244,7 @@ class TensorBundle(ForeignCheckpoint):
         entry = self.entries[value.key]
         if not entry.slices:
             return self._read_entry(value.key, entry, value.dtype, value.shape, out)
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         for extents in entry.slices:
             region = resolve_region(extents, value.shape, value.key)
             piece = self.slices[(value.key, region)]

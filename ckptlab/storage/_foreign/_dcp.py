@@ -41,7 +41,7 @@ from ckptlab.storage._foreign._dcp_metadata import (
     dtype_of,
     read_metadata,
 )
-from ckptlab.storage._foreign._hf import safe_member
+from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._slices import Region, check_coverage, region_slices
 from ckptlab.storage._foreign._torch import TorchFile
 from ckptlab.storage._foreign._window import ByteRange
@@ -84,6 +84,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         self.path = directory
         key = posixpath.join(directory, METADATA_FILE)
         where = store.display(key)
+        check_inside(store, directory, key)
         size = store.size(key)
         if size is None:
             raise NotFoundError(f"{where} is missing; a DCP directory starts with it.")
@@ -213,7 +214,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         key = self._keys.get(file) if isinstance(file, str) else None
         if key is None:
             where = f"{self.store.display(self.path)}/{METADATA_FILE} (for {fqn!r})"
-            key = self._keys[file] = safe_member(self.path, file, where)
+            key = self._keys[file] = safe_member(self.store, self.path, file, where)
         offset, length = info.get("offset"), info.get("length")
         if info.get("transform_descriptors"):
             raise UnsupportedFormatError(
@@ -316,12 +317,12 @@ class DCPCheckpoint(ForeignCheckpoint):
     def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
         """Fresh arrays of ``keys``, each chunk checked against its CRC-32 (see :meth:`_fill`)."""
         values = [self.stored(key) for key in dict.fromkeys(keys)]
-        arrays = {value.key: np.empty(value.shape, numpy_dtype(value.dtype)) for value in values}
+        arrays = {value.key: self.allocate(value) for value in values}
         self._fill([piece for value in values for piece in self._pieces(value, arrays[value.key])])
         return arrays
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         self._fill(self._pieces(value, target))
         return target
 

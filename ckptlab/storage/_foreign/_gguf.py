@@ -29,7 +29,6 @@ from ckptlab.storage._foreign._base import (
     require,
 )
 from ckptlab.storage._kv import ByteStore
-from ckptlab.storage._layout import numpy_dtype
 
 MAGIC = b"GGUF"
 MAX_NAME = 65536
@@ -357,7 +356,7 @@ class GGUFFile(ForeignCheckpoint):
         assert value.foreign is not None
         kind = self._types[self._index(value.key)]
         type_name = self._type_info[kind][0]
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         if type_name in UNQUANTIZED:
             raw = target.reshape(-1).view(np.uint8).data
             self.read_bytes(value.foreign.file, value.foreign.offset, raw, value.key)

@@ -19,6 +19,7 @@ import numpy as np
 from ckptlab.core import StoredValue
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, name_document
+from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._torch import TorchFile
 from ckptlab.storage._kv import ByteStore
@@ -55,33 +56,6 @@ def is_index(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("weight_map"), dict)
 
 
-def safe_member(directory: str, name: Any, where: str) -> str:
-    """The store key of file ``name`` inside ``directory``; refuse paths that leave it.
-
-    Examples
-    --------
-    >>> safe_member("/m", "model-00001-of-00002.safetensors", "index")
-    '/m/model-00001-of-00002.safetensors'
-    >>> safe_member("/m", "../etc/passwd", "index")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ckptlab.errors.CorruptCheckpointError: index names the file '../etc/passwd'...
-    """
-    parts = name.split("/") if isinstance(name, str) else []
-    if (
-        not parts
-        or name.startswith("/")
-        or "\\" in name
-        or "\x00" in name
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise CorruptCheckpointError(
-            f"{where} names the file {name!r}; expected a relative path inside the directory "
-            "(no '..', not absolute). The file is damaged or hostile."
-        )
-    return posixpath.join(directory, name)
-
-
 class HFShardedDirectory(ForeignCheckpoint):
     """A Hugging Face model directory with an index JSON (kind ``name``, keys = HF names).
 
@@ -94,6 +68,7 @@ class HFShardedDirectory(ForeignCheckpoint):
         self.path = directory
         self.index_file = index
         where = store.display(posixpath.join(directory, index))
+        check_inside(store, directory, posixpath.join(directory, index))
         data = read_json(store, posixpath.join(directory, index), MAX_INDEX, "an HF index JSON")
         if not is_index(data):
             raise CorruptCheckpointError(
@@ -138,7 +113,7 @@ class HFShardedDirectory(ForeignCheckpoint):
         )
 
     def _open_shard(self, shard: Any, where: str, open_file: OpenFile) -> ForeignCheckpoint:
-        key = safe_member(self.path, shard, where)
+        key = safe_member(self.store, self.path, shard, where)
         if not self.store.exists(key):
             raise NotFoundError(
                 f"{where} names the shard {shard!r}, which is missing from "
@@ -187,13 +162,23 @@ def open_hf_directory(
     indexes = sorted((n for n in names if n.endswith(INDEX_SUFFIX)), key=_index_rank)
     for name in indexes:
         key = posixpath.join(directory, name)
-        if store.exists(key) and is_index(read_json(store, key, MAX_INDEX, "an HF index JSON")):
+        if not store.exists(key):
+            continue
+        check_inside(store, directory, key)
+        if is_index(read_json(store, key, MAX_INDEX, "an HF index JSON")):
             return HFShardedDirectory(store, directory, name, open_file)
     candidates: dict[str, list[str]] = {"safetensors": [], "torch": []}
+    outside: UnsupportedFormatError | None = None
+    """A file linked from outside the directory: not read, and the reason when nothing else is."""
     for name in names:
         key = posixpath.join(directory, name)
         size = store.size(key)
         if size is None or name.endswith(".json"):
+            continue
+        try:
+            check_inside(store, directory, key)
+        except UnsupportedFormatError as error:
+            outside = outside or error
             continue
         head = bytearray(min(size, 16))
         store.read_into(key, memoryview(head), 0)
@@ -219,6 +204,8 @@ def open_hf_directory(
                 f"{store.display(directory)} holds several {kind} weights files and no index "
                 f"JSON ({', '.join(files[:5])}); pass one of them."
             )
+    if outside is not None:
+        raise outside
     return None
 
 

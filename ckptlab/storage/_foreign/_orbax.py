@@ -31,6 +31,7 @@ from ckptlab.core import (
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document, require
 from ckptlab.storage._foreign._hf import read_json
+from ckptlab.storage._foreign._members import check_tree, safe_member
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import numpy_dtype
 
@@ -39,6 +40,8 @@ STEP_FILE = "_CHECKPOINT_METADATA"
 STRINGS_FILE = "_strings.json"
 MAX_TREE = 256 * 2**20
 MAX_ARRAY_METADATA = 2**20
+TENSORSTORE_ERRORS = (ValueError, RuntimeError, OSError)
+"""What tensorstore raises for a damaged store (``ValueError("DATA_LOSS: ...")`` mostly)."""
 ARRAY_TYPES = {"jax.Array", "np.ndarray", "scalar"}
 """``value_type`` of leaves stored as Zarr arrays (Orbax saves Python scalars as 0-d arrays)."""
 
@@ -83,6 +86,7 @@ class _Item:
 
     def __init__(self, reader: OrbaxCheckpoint, prefix: str, path: str) -> None:
         self.reader, self.prefix, self.path = reader, prefix, path
+        check_tree(reader.store, reader.path, path)  # tensorstore opens the files below it
         self.tree = read_json(
             reader.store, posixpath.join(path, TREE_FILE), MAX_TREE, "Orbax's tree"
         )
@@ -149,19 +153,25 @@ class OrbaxCheckpoint(ForeignCheckpoint):
     def _bad(self, where: str, what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(
             f"{self.store.display(where)} is not a readable Orbax checkpoint: {what}. It is "
-            "damaged or was not completely written."
+            "damaged or was not completely written; copy it again from its source."
         )
 
     def _leaves(self, item: _Item) -> dict[str, StoredValue]:
         """Every array leaf of one item, its Zarr metadata read in one concurrent batch."""
         leaves: list[tuple[str, str]] = []
         strings: list[str] = []
+        where = self.store.display(posixpath.join(item.path, TREE_FILE))
         for entry in item.tree["tree_metadata"].values():
             path = self._key_path(item, entry)
             key = posixpath.join(item.prefix, *path) if item.prefix else "/".join(path)
-            kind = entry.get("value_metadata", {}).get("value_type")
+            metadata = entry.get("value_metadata", {})
+            if not isinstance(metadata, dict):
+                raise self._bad(item.path, f"leaf {key!r:.80} has value_metadata {metadata!r:.60}")
+            kind = metadata.get("value_type")
             if kind in ARRAY_TYPES:
-                leaves.append((key, ".".join(path)))
+                name = ".".join(path)  # the array's key in the item's store: stays inside it
+                safe_member(self.store, item.path, name, f"{where} (the array of leaf {key!r:.80})")
+                leaves.append((key, name))
             elif kind == "string":
                 strings.append(key)
                 self.literals[key] = ".".join(path)
@@ -204,19 +214,26 @@ class OrbaxCheckpoint(ForeignCheckpoint):
         """``(driver, Zarr metadata)`` of every array, read concurrently."""
         if not names:
             return []
-        kvstore = item.kvstore()
-        pending = [(kvstore.read(f"{n}/.zarray"), kvstore.read(f"{n}/zarr.json")) for n in names]
+        try:
+            kvstore = item.kvstore()
+            pending = [
+                (kvstore.read(f"{n}/.zarray"), kvstore.read(f"{n}/zarr.json")) for n in names
+            ]
+            results = [(v2.result(), v3.result()) for v2, v3 in pending]
+        except TENSORSTORE_ERRORS as error:  # a damaged manifest.ocdbt or d/ file
+            raise self._bad(
+                item.path, f"tensorstore could not read it ({str(error)[:300]})"
+            ) from None
         found = []
-        for name, (v2, v3) in zip(names, pending, strict=True):
-            for driver, future in (("zarr", v2), ("zarr3", v3)):
-                result = future.result()
+        for name, (v2, v3) in zip(names, results, strict=True):
+            for driver, result in (("zarr", v2), ("zarr3", v3)):
                 if result.state == "value":
                     raw = bytes(result.value)
                     if len(raw) > MAX_ARRAY_METADATA:
                         raise self._bad(item.path, f"the metadata of {name} is {len(raw)} bytes")
                     try:
                         found.append((driver, json.loads(raw)))
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         raise self._bad(item.path, f"the metadata of {name} is not JSON") from None
                     break
             else:
@@ -275,14 +292,14 @@ class OrbaxCheckpoint(ForeignCheckpoint):
         return opened
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         array = self._arrays[value.key]
         try:
             source = self._open(array)
             if tuple(source.shape) != value.shape:
                 raise self.damaged(value.key, f"tensorstore sees shape {list(source.shape)}")
             self.tensorstore.array(target).write(source).result()
-        except (ValueError, RuntimeError) as error:
+        except TENSORSTORE_ERRORS as error:
             if isinstance(error, CorruptCheckpointError):
                 raise
             raise self.damaged(value.key, f"tensorstore could not read it ({error})") from None

@@ -176,7 +176,7 @@ class SafetensorsFile(ForeignCheckpoint):
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         assert value.foreign is not None
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         raw = target.reshape(-1).view(np.uint8).data
         self.read_bytes(value.foreign.file, value.foreign.offset, raw, value.key)
         return target

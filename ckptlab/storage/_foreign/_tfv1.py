@@ -157,7 +157,7 @@ class SavedTensorSlicesFile(ForeignCheckpoint):
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         meta = self._metas[value.key]
         # Every element is covered exactly once (checked when the file was opened).
-        target = out if out is not None else np.empty(value.shape, numpy_dtype(value.dtype))
+        target = out if out is not None else self.allocate(value)
         for extents in meta.slices:
             region = resolve_region(extents, value.shape, value.key)
             try:

@@ -17,6 +17,7 @@ import threading
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +52,36 @@ MAX_MEMBERS = 1 << 20
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 UNREADABLE_FLAGS = 0x1 | 0x20 | 0x40
 """Zip flag bits: encrypted, compressed patched data, strong encryption."""
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
+"""What ``zipfile`` raises for a damaged or unreadable archive or member (``NotImplementedError``:
+a "version needed to extract" or compression method it does not know; ``RuntimeError``:
+encryption)."""
 MAX_EXPANDED_BYTES = 64 * 2**20
 """A tensor that views its storage with repeats (stride 0, ``expand``) is materialised on read
 only up to this many bytes; larger ones are refused (a 1.5 KB file can describe 2**40 elements)."""
+
+
+def open_zip(
+    file: io.RawIOBase | io.BufferedReader, bad: Callable[[str], Exception]
+) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """An archive and its members (its central directory only); damage raises ``bad(what)``.
+
+    The one way ``torch.save`` files, ``.keras`` files and format detection open a zip, so that
+    every error ``zipfile`` raises for a damaged archive becomes the caller's typed error.
+    """
+    try:
+        archive = zipfile.ZipFile(file)
+        return archive, archive.infolist()
+    except ZIP_ERRORS as error:
+        raise bad(f"the zip archive is damaged ({error})") from None
 
 
 class StoreFile(io.RawIOBase):
@@ -130,11 +158,7 @@ class TorchFile(ForeignCheckpoint):
     # -- zip -----------------------------------------------------------------------------------
 
     def _load_zip(self, raw: io.BufferedReader) -> Any:
-        try:
-            archive = zipfile.ZipFile(raw)
-            members = archive.infolist()
-        except (zipfile.BadZipFile, ValueError, OSError) as error:
-            raise self._bad_file(f"the zip archive is damaged ({error})") from None
+        archive, members = open_zip(raw, self._bad_file)
         if len(members) > MAX_MEMBERS:
             raise self._bad_file(f"{len(members)} zip members")
         names = {m.filename: m for m in members}
@@ -181,15 +205,7 @@ class TorchFile(ForeignCheckpoint):
             with archive.open(info) as handle:
                 # zipfile inflates no further than the declared size, then checks the crc32
                 data = handle.read(info.file_size)
-        except (
-            zipfile.BadZipFile,
-            OSError,
-            EOFError,
-            ValueError,
-            RuntimeError,
-            NotImplementedError,
-            zlib.error,
-        ) as error:
+        except ZIP_ERRORS as error:
             raise self._bad_file(f"member {info.filename!r} is damaged ({error})") from None
         if len(data) != info.file_size:
             raise self._bad_file(
@@ -363,7 +379,7 @@ class TorchFile(ForeignCheckpoint):
                 f"by expand()); ckptlab materialises such views up to {MAX_EXPANDED_BYTES} "
                 "bytes. Load the file with torch and save the tensor before expanding it."
             )
-        target = out if out is not None else np.empty(value.shape, dtype)
+        target = out if out is not None else self.allocate(value)
         if not target.size:
             return target
         span = self._storage_bytes(tensor.storage.key, first, end, value.key)

@@ -299,6 +299,20 @@ def test_zip_flag_bits_are_refused(tmp_path, fixtures_dir, flag, member):
         everything()
 
 
+def test_a_zip_needing_an_unknown_version_is_typed(tmp_path, fixtures_dir):
+    data = bytearray((fixtures_dir / "torch" / "state_dict.pt").read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        data[at + 6] = 250  # "version needed to extract": 25.0, which zipfile refuses
+        at = data.find(b"PK\x01\x02", at + 4)
+    target = tmp_path / "version.pt"
+    target.write_bytes(bytes(data))
+    for action in (ck.list_variables, ck.load_checkpoint):
+        with pytest.raises(ck.CorruptCheckpointError, match=r"zip file version 25\.0") as info:
+            action(target)
+        assert str(target) in str(info.value)
+
+
 def test_odd_storage_ids_are_typed(tmp_path):
     class Storage:
         pass

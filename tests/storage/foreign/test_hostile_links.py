@@ -1,0 +1,191 @@
+"""Symbolic links in multi-file foreign checkpoints: followed only inside the checkpoint.
+
+docs/foreign-formats.md §12.1: a shard, an index or a metadata file may be a link that resolves
+inside the checkpoint's directory, or (a Hugging Face hub cache snapshot) into the repository's
+``blobs``; anything else is refused before a byte of it is read.  Every layout here is built
+with real links.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ckptlab as ck
+from ckptlab.storage._foreign._bundle_writer import write_bundle
+
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+SECRET = np.full(3, 42.0, np.float32)
+
+
+def expect_refused(action, link: Path, target: Path) -> str:
+    with pytest.raises(ck.UnsupportedFormatError, match="is a symbolic link to") as info:
+        action()
+    message = str(info.value)
+    assert str(link) in message and str(target.resolve()) in message, message
+    assert "Copy the real files" in message, message
+    return message
+
+
+def hf_sharded(directory: Path, shards: dict[str, dict[str, np.ndarray]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    weight_map = {}
+    for shard, tensors in shards.items():
+        safetensors_numpy.save_file(tensors, str(directory / shard))
+        weight_map.update(dict.fromkeys(tensors, shard))
+    index = {"metadata": {}, "weight_map": weight_map}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    return directory
+
+
+def move_out(link: Path, target: Path) -> Path:
+    """Move ``link``'s file to ``target`` and leave a symbolic link to it in its place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(link, target)
+    link.symlink_to(target)
+    return target
+
+
+# -- Hugging Face --------------------------------------------------------------------------------
+
+
+def test_an_hf_shard_linked_from_outside_is_refused(tmp_path):
+    model = hf_sharded(tmp_path / "hf", {"model-00001-of-00001.safetensors": {"w": SECRET}})
+    shard = model / "model-00001-of-00001.safetensors"
+    target = move_out(shard, tmp_path / "outside" / "secret.safetensors")
+    expect_refused(lambda: ck.load_checkpoint(model).get_tensor("w"), shard, target)
+    expect_refused(lambda: ck.list_variables(model / "model.safetensors.index.json"), shard, target)
+
+
+def test_an_hf_index_linked_from_outside_is_refused_before_it_is_parsed(tmp_path):
+    model = tmp_path / "hf"
+    model.mkdir()
+    target = tmp_path / "outside" / "hostname"
+    target.parent.mkdir()
+    target.write_text("not json at all")
+    index = model / "model.safetensors.index.json"
+    index.symlink_to(target)
+    message = expect_refused(lambda: ck.list_variables(model), index, target)
+    assert "JSON" not in message
+
+
+def test_a_single_weights_file_linked_from_outside_is_refused(tmp_path):
+    model = tmp_path / "hf"
+    model.mkdir()
+    target = tmp_path / "outside" / "model.safetensors"
+    target.parent.mkdir()
+    safetensors_numpy.save_file({"w": SECRET}, str(target))
+    (model / "model.safetensors").symlink_to(target)
+    expect_refused(lambda: ck.list_variables(model), model / "model.safetensors", target)
+
+
+def test_a_stray_outside_link_does_not_hide_the_weights(tmp_path):
+    model = tmp_path / "hf"
+    model.mkdir()
+    safetensors_numpy.save_file({"w": np.ones(2, np.float32)}, str(model / "model.safetensors"))
+    (tmp_path / "notes.bin").write_bytes(b"\x80notes")
+    (model / "training_args.bin").symlink_to(tmp_path / "notes.bin")
+    assert ck.list_variables(model) == [("w", [2])]
+
+
+def test_links_inside_the_directory_are_followed(tmp_path):
+    model = hf_sharded(tmp_path / "hf", {"model-00001-of-00001.safetensors": {"w": SECRET}})
+    shard = model / "model-00001-of-00001.safetensors"
+    move_out(shard, model / "store" / "real.safetensors")
+    np.testing.assert_array_equal(ck.load_checkpoint(model).get_tensor("w"), SECRET)
+
+
+@pytest.mark.parametrize("subfolder", ["", "text_encoder"])
+def test_a_hub_cache_snapshot_keeps_working(tmp_path, subfolder):
+    """``models--org--name/snapshots/<rev>/[subfolder/]`` files link into ``../../blobs``."""
+    repo = tmp_path / "hub" / "models--org--name"
+    snapshot = repo / "snapshots" / "0123abcd" / subfolder
+    shards = {
+        "model-00001-of-00002.safetensors": {"a": np.arange(3, dtype=np.float32)},
+        "model-00002-of-00002.safetensors": {"b": np.ones((2, 2), np.float32)},
+    }
+    hf_sharded(snapshot, shards)
+    (repo / "blobs").mkdir()
+    for number, name in enumerate([*shards, "model.safetensors.index.json"]):
+        blob = repo / "blobs" / f"{number:040x}"
+        shutil.move(snapshot / name, blob)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    reader = ck.load_checkpoint(snapshot)
+    np.testing.assert_array_equal(reader.get_tensor("a"), np.arange(3))
+    np.testing.assert_array_equal(reader.get_tensor("b"), np.ones((2, 2)))
+    listed = ck.list_variables(snapshot / "model.safetensors.index.json")
+    assert listed == [("a", [3]), ("b", [2, 2])]
+
+
+def test_a_snapshot_may_not_link_past_its_repository_blobs(tmp_path):
+    repo = tmp_path / "hub" / "models--org--name"
+    snapshot = hf_sharded(
+        repo / "snapshots" / "0123abcd", {"model-00001-of-00001.safetensors": {"w": SECRET}}
+    )
+    (repo / "blobs").mkdir()
+    shard = snapshot / "model-00001-of-00001.safetensors"
+    target = move_out(shard, tmp_path / "hub" / "models--other--repo" / "blobs" / "x")
+    expect_refused(lambda: ck.list_variables(snapshot), shard, target)
+
+
+# -- DCP, Keras, Orbax, TensorFlow -------------------------------------------------------------
+
+
+def test_a_dcp_file_linked_from_outside_is_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    dcp = pytest.importorskip("torch.distributed.checkpoint")
+    directory = tmp_path / "dcp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "torch.distributed is disabled ... single process"
+        dcp.save({"w": torch.arange(4.0)}, checkpoint_id=str(directory))
+    assert ck.list_variables(directory) == [("w", [4])]
+    (data,) = directory.glob("*.distcp")
+    target = move_out(data, tmp_path / "outside" / data.name)
+    expect_refused(lambda: ck.list_variables(directory), data, target)
+    metadata = directory / ".metadata"
+    metadata_target = move_out(metadata, tmp_path / "outside" / "metadata")
+    expect_refused(lambda: ck.list_variables(directory), metadata, metadata_target)
+
+
+def test_keras_shards_and_their_map_linked_from_outside_are_refused(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    directory = tmp_path / "keras"
+    directory.mkdir()
+    with h5py.File(directory / "model_00000.weights.h5", "w") as handle:
+        handle["layers/dense/vars/0"] = SECRET
+    index = directory / "model.weights.json"
+    index.write_text(json.dumps({"weight_map": {"/layers/dense/vars": "model_00000.weights.h5"}}))
+    assert ck.list_variables(index) == [("layers/dense/vars/0", [3])]
+    shard = directory / "model_00000.weights.h5"
+    target = move_out(shard, tmp_path / "outside" / "secret.h5")
+    expect_refused(lambda: ck.list_variables(index), shard, target)
+    shard.unlink()
+    shutil.move(target, shard)
+    index_target = move_out(index, tmp_path / "outside" / "model.weights.json")
+    expect_refused(lambda: ck.list_variables(index), index, index_target)
+
+
+def test_an_orbax_array_linked_from_outside_is_refused(tmp_path):
+    from .test_hostile_orbax import orbax_item
+
+    item = orbax_item(tmp_path / "item", ocdbt=False)
+    assert ck.list_variables(item) == [("params/kernel", [3, 4])]
+    array = item / "params.kernel"
+    target = move_out(array, tmp_path / "outside" / "params.kernel")
+    expect_refused(lambda: ck.list_variables(item), array, target)
+
+
+def test_a_tensorflow_data_file_linked_from_outside_is_refused(tmp_path):
+    prefix = tmp_path / "tf" / "ckpt"
+    prefix.parent.mkdir()
+    write_bundle(str(prefix), {"a": SECRET})
+    data = Path(f"{prefix}.data-00000-of-00001")
+    target = move_out(data, tmp_path / "outside" / data.name)
+    expect_refused(lambda: ck.list_variables(str(prefix)), data, target)
