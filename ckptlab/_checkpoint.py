@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import posixpath
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
@@ -15,7 +16,7 @@ from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap
 from ckptlab._module import Module, wrap
 from ckptlab._variable import Variable, create_variable
-from ckptlab.core import CheckpointState, gc_paused
+from ckptlab.core import CheckpointState, ProgramGraph, gc_paused
 from ckptlab.engine import (
     CheckpointLoadStatus,
     InitializationOnlyStatus,
@@ -316,6 +317,8 @@ class Checkpoint(Module):
         """Walk the program now; return the write.  ``snapshot`` copies the values first."""
         program = self._ck_view().walk()
         values = program_values(program, overrides)
+        if program.unsaved_slots:
+            _warn_unsaved_slots(program)
         values = stage(self, values, copy=snapshot)
         store, key = resolve(path, (options or WriteOptions()).storage_options)
         return functools.partial(
@@ -473,6 +476,27 @@ class Checkpoint(Module):
     def __repr__(self) -> str:
         names = [name for name, _ in self._ck_view().children(self._ck_graph_root)]
         return f"<ck.Checkpoint {', '.join(names) or '(empty)'}>"
+
+
+def _warn_unsaved_slots(program: ProgramGraph[Any]) -> None:
+    """Say which optimizer state is not saved because its variable is not.
+
+    TensorFlow saves a slot only with its variable (docs/semantics.md S17); ckptlab does the
+    same, but a save never drops values without a word.
+    """
+    paths = program.graph.paths()
+    counts = Counter(program.unsaved_slots)
+    shown = ", ".join(
+        f"{path.pretty if (path := paths[node]) else '?'} {slot!r} x{count}"
+        for (node, slot), count in list(counts.items())[:6]
+    )
+    logger.warning(
+        "%d optimizer slot value(s) are not saved: their variables are not part of this "
+        "checkpoint (%s). Add those variables to the Checkpoint (e.g. ck.Checkpoint(model=..., "
+        "extra=parameter, optimizer=...)) to save their state too.",
+        len(program.unsaved_slots),
+        shown,
+    )
 
 
 def _check_name(name: str, what: str, reserved: tuple[str, ...]) -> None:

@@ -82,6 +82,9 @@ class ProgramGraph(Generic[T]):
     specs: tuple[ValueSpec | None, ...]
     index: dict[int, int]
     """``id(object)`` -> node id."""
+    unsaved_slots: tuple[tuple[int, str], ...] = ()
+    """``(optimizer node, slot name)`` of slots whose variable is not in the graph: not
+    saved (as TensorFlow), reported by the saver."""
 
     def node_of(self, obj: T) -> int | None:
         """The node id of ``obj`` (by identity), or ``None``."""
@@ -135,10 +138,12 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
         describe(node_id, info, base)
         node_id += 1
     walked = len(objects)
+    unsaved: list[tuple[int, str]] = []
     for node_id, slots_of in owners:
         for variable, slot_name, slot_variable in slots_of:
             original = ids.get(id(variable))
             if original is None or original >= walked:
+                unsaved.append((node_id, slot_name))
                 continue  # the variable is not saved, so neither is its slot (as TF)
             slot_id = ids.get(id(slot_variable))
             if slot_id is None:
@@ -157,7 +162,11 @@ def build_graph(root: T, view: ProgramView[T]) -> ProgramGraph[T]:
             graph.slot_names.append(slot_name)
             graph.slot_nodes.append(slot_id)
     return ProgramGraph(
-        graph=ObjectGraph(columns=graph), objects=tuple(objects), specs=tuple(specs), index=ids
+        graph=ObjectGraph(columns=graph),
+        objects=tuple(objects),
+        specs=tuple(specs),
+        index=ids,
+        unsaved_slots=tuple(unsaved),
     )
 
 

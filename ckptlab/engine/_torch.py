@@ -402,6 +402,15 @@ class TorchAdapter:
             if problem:
                 raise NotSaveableError(f"A tensor of shape {tuple(obj.shape)} {problem}.")
             return
+        if isinstance(obj, torch.optim.Optimizer):
+            unkeyed = [k for k in obj.state if not isinstance(k, torch.Tensor)]
+            if unkeyed:
+                raise NotSaveableError(
+                    f"{type(obj).__name__}.state holds entries keyed by {unkeyed[:5]!r}, not by a "
+                    "parameter; ckptlab saves optimizer state as slots of the parameter it "
+                    "belongs to. Keep such state in a parameter's entry or a param group, or "
+                    "in an object of its own saved next to the optimizer."
+                )
         if isinstance(obj, _PythonState | LRScheduler | torch.amp.GradScaler):
             self.read(obj)  # refuses state it cannot encode, naming it
 
@@ -601,10 +610,13 @@ def positional_state(
     adapter = ADAPTER
     targets: dict[str, Any] = {}
     python: list[tuple[torch.Tensor, str, Any]] = []
+    unkeyed: list[tuple[str, str, Any]] = []
     for key in [*tensors, *others]:
         position, _, name = key[len(state_at) :].partition("/")
         param = by_id.get(int(position) if position.isdigit() else position)
-        if param is None or not name or "/" in name:
+        if param is None and key in others and not position.isdigit() and name and "/" not in name:
+            unkeyed.append((position, name, others[key]))  # state not keyed by a parameter
+        elif param is None or not name or "/" in name:
             problems.append(f"{key}: no parameter of the optimizer is at position {position}")
         elif key in others:
             python.append((param, name, others[key]))
@@ -619,6 +631,9 @@ def positional_state(
             group.update({k: v for k, v in saved.get(index, {}).items() if k != "params"})
         for param, name, value in python:
             optimizer.state[param][name] = _on_device(value, param.device)
+        state: dict[Any, Any] = optimizer.state  # torch allows keys that are not parameters
+        for owner, name, value in unkeyed:
+            state[owner][name] = value
 
     table = _proxies(optimizer)
     groups = _Groups(optimizer) if "groups" not in table else table["groups"]

@@ -127,6 +127,54 @@ def test_custom_optimizers_with_their_own_state_keys_round_trip(tmp_path, tt):
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
+class GlobalCountSGD(torch.optim.SGD):
+    """Keeps a count in ``state`` under a key that is not a parameter (torch allows it)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step(closure)
+        self.state.setdefault("global", {"steps": 0})["steps"] += 1
+
+
+def test_optimizer_state_not_keyed_by_a_parameter(tmp_path, tt):
+    """ckptlab saves optimizer state as slots of parameters: state under another key is
+    refused by name, never dropped; a torch training file holding such state loads as torch
+    loads it."""
+    model = tt.mlp()
+    optimizer = GlobalCountSGD(model.parameters(), lr=0.1)
+    tt.train_steps(model, optimizer, batches()[:3])
+    with pytest.raises(ck.NotSaveableError, match=r"\(root\)\.optimizer: .*\['global'\]"):
+        ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, tmp_path / "t")
+    fresh = tt.mlp(seed=3)
+    fresh_opt = GlobalCountSGD(fresh.parameters(), lr=0.1)
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(tmp_path / "t").assert_consumed()
+    assert fresh_opt.state["global"] == {"steps": 3}
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+
+
+def test_state_of_parameters_outside_the_checkpoint_is_not_dropped_silently(tmp_path, tt, ck_log):
+    """As in TensorFlow, a slot is saved only with its variable; the save says which
+    optimizer state it leaves out, and saving the parameter too saves its state."""
+    model = tt.mlp()
+    temperature = nn.Parameter(torch.tensor(1.0))
+    optimizer = torch.optim.Adam([*model.parameters(), temperature], lr=1e-2)
+    optimizer.zero_grad()
+    (model(batches()[0]).sum() * temperature).backward()
+    optimizer.step()
+    ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "a")
+    (warning,) = [r.getMessage() for r in ck_log.records]
+    assert warning.startswith("3 optimizer slot value(s) are not saved")
+    assert "(root).optimizer 'exp_avg' x1" in warning
+
+    ck_log.clear()
+    path = ck.Checkpoint(model=model, t=temperature, optimizer=optimizer).write(tmp_path / "b")
+    assert not ck_log.records
+    assert f"t{SLOT}exp_avg/.ATTRIBUTES/VARIABLE_VALUE" in dict(ck.list_variables(path))
+
+
 def test_schedulers_and_grad_scaler_round_trip_their_state_dict_exactly(tmp_path, tt):
     model = tt.mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
