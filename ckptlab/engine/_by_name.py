@@ -176,6 +176,8 @@ class NameBasedRestore:
         """Stored keys that filled a value (a tied weight's second name too)."""
         self.queued: dict[int, Assignment[Any]] = {}
         self.written: set[int] = set()
+        self.differing: dict[str, str] = {}
+        """Stored key -> the key restored into the value the program ties it to (differing)."""
         self.expect_partial = False
         self._nested: dict[str, str] = getattr(source, "nested_names", {})
         self._exact, self._bare = self._stored_names()
@@ -249,9 +251,11 @@ class NameBasedRestore:
             if spec is None or id(target) in self.matched:
                 continue
             own = self.view.describe(target)[1]  # a ck.Variable matches by its name only
-            keys = [k for k in map(key_of, [own] if own else found) if k is not None]
+            keys = list(dict.fromkeys(k for k in map(key_of, [own] if own else found) if k))
             if not keys:
                 continue
+            if len(keys) > 1:  # a shared (tied) value the file may hold under each name
+                keys = self._tied(keys)
             keys_of[id(target)] = keys
             writes.append(
                 Assignment(
@@ -305,6 +309,18 @@ class NameBasedRestore:
                 self.revision.bump()
 
         return commit
+
+    def _tied(self, keys: list[str]) -> list[str]:
+        """The keys that hold the same value as the first: the one value the program shares.
+
+        A file of the untied program holds different values under the names the program ties;
+        those stay unused (reported) rather than silently overwritten by the first.
+        """
+        first, *others = keys
+        for key in others:
+            if not self.source.same_value(first, key):
+                self.differing[key] = first
+        return [first, *(k for k in others if k not in self.differing)]
 
     def _key_lookup(self, names: Iterable[list[str]]) -> Callable[[str], str | None]:
         """The stored key for a program name: the same name, or the same without wrappers.
@@ -458,7 +474,12 @@ class NameBasedRestore:
                         key=key,
                         state="checkpoint_only",
                         stored=spec,
-                        reason="no program value has this name",
+                        reason=(
+                            f"the program ties it to {self.differing[key]!r}, whose value was "
+                            "restored; the file holds a different one under this name"
+                            if key in self.differing
+                            else "no program value has this name"
+                        ),
                     )
                 )
         return MatchReport(

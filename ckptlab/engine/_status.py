@@ -426,12 +426,23 @@ class NameBasedSaverStatus(_StatusDisplay):
 
     def _check(self) -> NameBasedSaverStatus:
         missing = self.report().missing
+        source = self._restore.source.display_path
         if missing:
             listed = "\n".join(f"  {e.pretty}: [{e.key!r}]" for e in missing)
             raise AssertionError(
                 f"Some objects had attributes which were not restored ({len(missing)} from the "
-                f"name-based checkpoint {self._restore.source.display_path}, which matches by "
-                f"Variable.name):\n{listed}"
+                f"name-based checkpoint {source}, which matches by Variable.name):\n{listed}"
+            )
+        differing = self._restore.differing
+        if differing:
+            listed = "\n".join(
+                f"  {key!r} (restored: {first!r})" for key, first in differing.items()
+            )
+            raise AssertionError(
+                f"The program ties values the name-based checkpoint {source} holds separately, "
+                f"with different contents ({len(differing)}); the first name's value was "
+                f"restored, these were not:\n{listed}\nUntie the program to load both, or restore "
+                "from a checkpoint of the tied program."
             )
         return self
 

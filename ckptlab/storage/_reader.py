@@ -116,6 +116,21 @@ class StoredCheckpoint:
             )
         return value
 
+    def same_value(self, a: str, b: str) -> bool:
+        """Whether keys ``a`` and ``b`` hold the same value: shape, dtype and bytes (verified).
+
+        Readers that know two keys share their bytes (a torch file's tied tensors) answer
+        without reading.
+        """
+        first, second = self.stored(a), self.stored(b)
+        if (first.shape, first.dtype) != (second.shape, second.dtype):
+            return False
+        values = self.read_many([a, b])
+        x, y = values[a], values[b]
+        if x.dtype.kind == "O":  # strings
+            return bool(x.tolist() == y.tolist())
+        return bool(np.array_equal(x.reshape(-1).view(np.uint8), y.reshape(-1).view(np.uint8)))
+
     def batches(self, keys: Iterable[str], nbytes: int) -> Iterator[list[str]]:
         """``keys`` in order, in lists of at most ``nbytes`` stored bytes (a larger value alone).
 

@@ -72,6 +72,35 @@ def test_tied_weights_stored_once_fill_every_name(tmp_path, tt):
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
+@pytest.mark.parametrize("file", ["torch tied", "safetensors equal", "untied different"])
+def test_a_tied_weight_the_file_holds_under_both_names(tmp_path, tt, file):
+    """Both names of a tied weight in the file: one shared tensor (torch.save of the tied
+    model) or equal copies restore it; different values (a file of the untied model) restore
+    the first and report the second, and assert_consumed fails naming it."""
+    model = tt.TinyLM()
+    state = model.state_dict()
+    if file == "torch tied":
+        torch.save(state, tmp_path / "f")
+    elif file == "safetensors equal":
+        copies = {k: v.clone() for k, v in state.items()}
+        safetensors_torch.save_file(copies, str(tmp_path / "f"))
+    else:
+        state["head.weight"] = torch.randn_like(state["head.weight"])
+        torch.save(state, tmp_path / "f")
+    fresh = tt.TinyLM()
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "f")
+    assert torch.equal(fresh.embed.weight, model.embed.weight)
+    assert fresh.head.weight is fresh.embed.weight
+    if file != "untied different":
+        status.assert_consumed()
+        assert not status.report().unused
+        return
+    (unused,) = status.report().unused
+    assert unused.key == "head.weight" and "ties it to 'embed.weight'" in unused.reason
+    with pytest.raises(AssertionError, match=r"'head\.weight' \(restored: 'embed\.weight'\)"):
+        status.assert_consumed()
+
+
 def test_mismatches_are_all_reported_and_nothing_is_written(tmp_path, tt):
     saved = tt.mlp((4, 8, 2))
     torch.save(saved.state_dict(), tmp_path / "m.pt")

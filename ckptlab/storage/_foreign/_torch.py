@@ -338,6 +338,13 @@ class TorchFile(ForeignCheckpoint):
 
     # -- values --------------------------------------------------------------------------------
 
+    def same_value(self, a: str, b: str) -> bool:
+        """Tensors that view one storage alike (tied weights) are the same without a read."""
+        first = self.tensors.get(a)
+        if first is not None and first == self.tensors.get(b):
+            return True
+        return super().same_value(a, b)
+
     def _describe(self, key: str, tensor: TensorRef) -> StoredValue:
         where = f"Tensor {key!r} of {self.store.display(self.path)}"
         shape = check_shape(tensor.shape, where)
