@@ -357,16 +357,20 @@ class NameBasedRestore:
 
     def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:
         by_ident = {id(write.target): write for write in writes}
+        done: list[Any] = []
         for ident, array in read_at_commit(self.source, load, uid=self.uid, explicit=explicit):
             self.written.add(ident)
-            if array is None:  # read straight into the target's memory
-                continue
             write = by_ident[ident]
+            if array is None:  # read straight into the target's memory
+                done.append(write.target)
+                continue
             holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
+            done.append(holder)
             if holder is not write.target:  # the framework replaced the object
                 del self.matched[ident]
                 self.matched[id(holder)] = (holder, write.key)
                 self.written.add(id(holder))
+        _execute.after_writes(done)
 
     def run_queued(self, only: Iterable[str] | None) -> None:
         """Lazy mode: write the queued values (``only`` selects stored names)."""
