@@ -373,15 +373,18 @@ class NameBasedRestore:
 
     def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:
         by_ident = {id(write.target): write for write in writes}
+        done: list[Any] = []
 
         def one(ident: int, array: np.ndarray[Any, Any] | None) -> None:
+            write = by_ident[ident]
+            holder = write.target
             if array is not None:  # else read straight into the target's memory
-                write = by_ident[ident]
                 holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
                 if holder is not write.target:  # the framework replaced the object
                     del self.matched[ident]
                     self.matched[id(holder)] = (holder, write.key)
                     self.written.add(id(holder))
+            done.append(holder)
             self.written.add(ident)
 
         commit(
@@ -393,6 +396,7 @@ class NameBasedRestore:
             uid=self.uid,
             explicit=explicit,
         )
+        _execute.after_writes(done)
 
     def run_queued(self, only: Iterable[str] | None) -> None:
         """Lazy mode: write the queued values (``only`` selects stored names)."""

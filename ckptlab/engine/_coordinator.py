@@ -153,6 +153,9 @@ class RestoreCoordinator:
         """Bound node -> the other program objects a second reference to it resolved to."""
         self.merged: dict[int, int] = {}
         self.unused_attributes: dict[int, str] = {}
+        self.kept: dict[int, Any] = {}
+        """Bound node -> the object keeping its value until its own object exists (a slot of
+        a Keras optimizer that is not built yet): pending until then."""
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
         self.revision = Revision()
@@ -168,24 +171,9 @@ class RestoreCoordinator:
 
         Raises :class:`RestoreConflictError` (or a read error) having changed nothing.
         """
-        plan = plan_restore(
-            self.graph,
-            self.stored,
-            self.view,
-            starts,
-            self.bound,
-            self.pending_slots,
-            skip_slots=self.skip_slots,
-            taken=self.taken,
-        )
-        writes: list[Write] = [*plan.assignments, *plan.slot_restores]
+        plan, writes = self._plan(starts)
         if self.lazy:
-
-            def queue() -> None:
-                self._record(plan)
-                self.queued.update((w.node, w) for w in writes)
-
-            return queue
+            return lambda: self._queue(plan, writes)
         conflicts = plan.conflicts()
         if conflicts:
             raise self._conflict_error(conflicts)
@@ -196,6 +184,39 @@ class RestoreCoordinator:
             self._write(writes, load)
 
         return commit
+
+    def hold(self, starts: list[tuple[int, Any]]) -> None:
+        """Match ``starts`` and queue every value unwritten, conflicts included (as lazily).
+
+        For objects created with conflicting shapes or dtypes that cannot be undone (a Keras
+        layer built by the framework): the status reports the conflicts, and
+        ``run_restore_ops(only=...)`` writes a conflict-free part.
+        """
+        self._queue(*self._plan(starts))
+
+    def give_up(self, nodes: Iterable[int]) -> None:
+        """Stop waiting for ``nodes``: their parent was completed without them (now unused)."""
+        nodes = set(nodes)
+        if nodes & self.deferred:
+            self.deferred -= nodes
+            self.revision.bump()
+
+    def _plan(self, starts: list[tuple[int, Any]]) -> tuple[RestorePlan[Any], list[Write]]:
+        plan = plan_restore(
+            self.graph,
+            self.stored,
+            self.view,
+            starts,
+            self.bound,
+            self.pending_slots,
+            skip_slots=self.skip_slots,
+            taken=self.taken,
+        )
+        return plan, [*plan.assignments, *plan.slot_restores]
+
+    def _queue(self, plan: RestorePlan[Any], writes: list[Write]) -> None:
+        self._record(plan)
+        self.queued.update((w.node, w) for w in writes)
 
     def value_for_creation(
         self, node: int, shape: tuple[int | None, ...], dtype: str
@@ -297,6 +318,7 @@ class RestoreCoordinator:
     def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
         by_node = {write.node: write for write in writes}
         queued = {node: self.queued[node] for node in by_node if node in self.queued}
+        done: list[Any] = []
 
         def forget(nodes: list[int]) -> None:  # put back: neither written nor dequeued
             self.written.difference_update(nodes)
@@ -304,18 +326,22 @@ class RestoreCoordinator:
 
         def one(node: int, array: np.ndarray[Any, Any] | None) -> None:
             write = by_node[node]
-            if array is None:  # read straight into the target's memory
-                pass
+            if array is None:  # read straight into the target's memory (never a new slot)
+                assert isinstance(write, Assignment)
+                holder = write.target
             elif isinstance(write, SlotRestore):
-                slot = _execute.create_slot(
+                holder = _execute.create_slot(
                     write.optimizer, write.variable, write.slot, array, self.uid, explicit=explicit
                 )
-                self.bound[write.node] = slot
+                self.bound[write.node] = holder
             else:
                 holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
                 if holder is not write.target:  # the framework replaced the object
                     self.bound[write.node] = holder
                     self.taken[id(holder)] = self.taken.pop(id(write.target), write.node)
+            if array is not None and _execute.kept(holder) == "kept":  # (never in place)
+                self.kept[write.node] = holder
+            done.append(holder)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
 
@@ -328,13 +354,26 @@ class RestoreCoordinator:
             uid=self.uid,
             explicit=explicit,
         )
+        _execute.after_writes(done)
         if writes:
             self.revision.bump()
+
+    def _settle(self) -> None:
+        """Values kept for objects that did not exist yet: placed by now, or never placed."""
+        for node, holder in list(self.kept.items()):
+            now = _execute.kept(holder)
+            if now == "kept":
+                continue
+            del self.kept[node]
+            if now == "unused":  # e.g. Adam's slots kept for an SGD that built without them
+                self.bound.pop(node, None)
+                self.written.discard(node)
 
     # -- reporting --------------------------------------------------------------------------
 
     def state(self) -> RestoreState:
         """What this restore has done, as data."""
+        self._settle()
         conflicts = {
             node: (kind, w.expected)
             for node, w in self.queued.items()
@@ -342,12 +381,12 @@ class RestoreCoordinator:
         }
         pending_slot_nodes = {p.node for entries in self.pending_slots.values() for p in entries}
         return RestoreState(
-            bound=frozenset(self.bound) | frozenset(self.queued),
+            bound=frozenset(self.bound.keys() - self.kept.keys()) | frozenset(self.queued),
             written=frozenset(self.written),
             queued=frozenset(self.queued),
             conflicts=conflicts,
             pending_slots=frozenset(pending_slot_nodes),
-            deferred=self._waiting_below(),
+            deferred=self._waiting_below() | frozenset(self.kept),
             blocked=dict(self.blocked),
             inconsistent={
                 node: (id(self.bound[node]), frozenset(map(id, others)))
@@ -408,6 +447,7 @@ class RestoreCoordinator:
 
     def _all_values_taken(self) -> bool:
         """Whether every checkpoint value went somewhere (the common case: nothing to warn)."""
+        self._settle()
         if self.merged or self.unused_attributes or self.inconsistent or self.blocked:
             return False
         taken = self.bound.keys() | self.queued.keys()

@@ -10,13 +10,14 @@ never in the objects, so copying or pickling a model never drags a restore along
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ckptlab.engine._adapter import require_adapter
+from ckptlab.engine._adapter import adapter_for, require_adapter
 from ckptlab.engine._tables import ObjectTable
+from ckptlab.errors import RestoreConflictError
 
 Commit = Callable[[], None]
 """The effects of a validated restore step: record, write or queue (does not fail)."""
@@ -49,8 +50,28 @@ class Restorer(Protocol):
         ...
 
 
-Position = tuple[Restorer, int]
+class Deferring(Restorer, Protocol):
+    """A restore that waits for objects (an object-based restore: a coordinator)."""
+
+    def hold(self, starts: list[tuple[int, Any]]) -> None:
+        """Match ``starts`` and keep what matched unwritten, as a lazy restore does.
+
+        For objects that appeared with conflicting shapes or dtypes and cannot be undone (a
+        Keras layer built by the framework): the conflicts stay in the status, the rest can be
+        written with ``run_restore_ops(only=...)``.
+        """
+        ...
+
+    def give_up(self, nodes: Iterable[int]) -> None:
+        """Stop waiting for ``nodes``: their parent was completed without them."""
+        ...
+
+
+Position = tuple[Deferring, int]
 """A deferred restoration: (coordinator, checkpoint node id)."""
+
+Kept = Literal["kept", "placed", "unused"]
+"""Where a value kept for an object that does not exist yet went (see :func:`kept`)."""
 
 
 _DEFERRED = ObjectTable("deferred", on_object=True)
@@ -129,6 +150,70 @@ def on_attach(parent: Any, name: str, child: Any) -> None:
             del table[name]
         if not table:
             _DEFERRED.discard(parent)
+
+
+def on_build(
+    parent: Any, present: Sequence[tuple[str, Any]], absent: Sequence[str]
+) -> RestoreConflictError | None:
+    """``parent`` was completed (a Keras layer or optimizer built): fire or end what waits on it.
+
+    Unlike :func:`on_attach`, the framework cannot undo a build.  Each waiting restore (newest
+    first) matches, checks and reads all of ``parent``'s new dependencies at once and writes
+    them; on a conflict it writes none of them and holds them (:meth:`Deferring.hold`), and
+    the error is returned for the caller to raise or report.  Dependencies in ``absent`` will
+    not appear: no restore waits for them any longer (they are reported unused).
+    """
+    table: dict[str, list[Position]] = _DEFERRED.get(parent, {})
+    waiting: dict[int, tuple[Deferring, list[tuple[int, Any]], list[int]]] = {}
+    for name, child in [*present, *((name, None) for name in absent)]:
+        for restorer, node in table.pop(name, []):
+            _, starts, gone = waiting.setdefault(id(restorer), (restorer, [], []))
+            if child is None:
+                gone.append(node)
+            else:
+                starts.append((node, child))
+    if not table:
+        _DEFERRED.discard(parent)
+    error: RestoreConflictError | None = None
+    for restorer, starts, gone in sorted(waiting.values(), key=lambda w: -w[0].uid):
+        restorer.give_up(gone)
+        if not starts:
+            continue
+        try:
+            commit = restorer.prepare(starts)
+        except RestoreConflictError as found:
+            restorer.hold(starts)
+            error = error or found
+        else:
+            commit()
+    return error
+
+
+def kept(obj: Any) -> Kept | None:
+    """For a value an adapter keeps until its object exists: where it is now.
+
+    A Keras optimizer that is not built yet keeps restored slots until it builds: ``"kept"``
+    (still waiting), ``"placed"`` (given to the slot), ``"unused"`` (the optimizer built
+    without such a slot).  ``None`` for every other object (adapters without ``kept``).
+    """
+    adapter = adapter_for(obj)
+    ask: Callable[[Any], Kept | None] | None = getattr(adapter, "kept", None)
+    return None if ask is None else ask(obj)
+
+
+def after_writes(targets: Iterable[Any]) -> None:
+    """Tell the adapters which objects one restore step has just written (all of them).
+
+    An adapter with ``written(objects)`` recomputes what depends on them (a Keras
+    ``Normalization`` layer's mean and variance, from its restored statistics).
+    """
+    by_adapter: dict[Callable[[list[Any]], None], list[Any]] = {}
+    for target in targets:
+        tell = getattr(adapter_for(target), "written", None)  # adapters are cached by type
+        if tell is not None:
+            by_adapter.setdefault(tell, []).append(target)
+    for tell, written in by_adapter.items():
+        tell(written)
 
 
 def write_value(

@@ -18,13 +18,18 @@ The mapping (docs/keras.md):
   backend), never aliasing a checkpoint's or another model's arrays: a JAX training step
   donates its buffers;
 * a layer that is not built yet takes its saved values when it builds, and an optimizer that
-  is not built yet takes its slots when it builds (restore-on-create, through a hook on the
-  object's ``build``).
+  is not built yet takes its slots and the other variables its ``build`` creates when it
+  builds (restore-on-create, through a hook on the object's ``build``); a conflict found then
+  is reported and nothing of that layer is written.  A ``LossScaleOptimizer``'s slots are
+  those of the optimizer it wraps;
+* after a restore wrote a layer's variables, the layer's ``finalize_state()`` runs, as after
+  Keras' own ``load_own_variables`` (a ``Normalization`` layer's mean and variance).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -40,13 +45,14 @@ from keras.src.saving.keras_saveable import KerasSaveable
 from keras.src.utils import naming
 
 from ckptlab.core import ITEMSIZE, ValueSpec
-from ckptlab.engine._execute import on_attach, pending_positions, waiting_names
+from ckptlab.engine._execute import Kept, on_build, waiting_names
 from ckptlab.engine._tables import ObjectTable
 from ckptlab.errors import NotSaveableError
 
 __all__ = ["ADAPTER", "KerasAdapter"]
 
 BACKEND = keras.backend.backend()
+logger = logging.getLogger("ckptlab")
 
 
 class _Container:
@@ -75,7 +81,8 @@ class _Slot:
     """An optimizer slot restored before the optimizer was built.
 
     It holds the restored array until ``optimizer.build`` creates the slot, then stands for
-    that slot variable (so the engine sees one object throughout).
+    that slot variable (so the engine sees one object throughout).  ``optimizer`` is the one
+    that creates the slot variables (the inner optimizer of a ``LossScaleOptimizer``).
     """
 
     def __init__(
@@ -85,6 +92,8 @@ class _Slot:
         self.variable = variable
         self.name = name
         self.array: np.ndarray[Any, Any] | None = array
+        self.state: Kept = "kept"
+        """``"placed"`` once the optimizer built the slot, ``"unused"`` if it built none."""
 
     @property
     def optimizer(self) -> Any:
@@ -106,6 +115,23 @@ def _alive(reference: weakref.ref[Any], what: str) -> Any:
 
 _PROXIES = ObjectTable("keras_proxies", on_object=False)
 """Keras object -> {key: proxy}: its containers and restored-before-build slots."""
+_FINALIZED = ObjectTable("keras_finalize", on_object=False)
+"""Variable -> a weak reference to its layer, for layers with ``finalize_state``."""
+
+
+def _gone() -> None:
+    """A dead weak reference: no layer."""
+
+
+def _slot_owner(optimizer: Any) -> Any:
+    """The optimizer whose ``build`` creates ``optimizer``'s slot variables.
+
+    A ``LossScaleOptimizer`` lists the variables of the optimizer it wraps as its own (so its
+    slots are saved under it), but the wrapped optimizer creates them: slots restored before
+    the build are kept there, the same proxies whichever of the two the engine asks.
+    """
+    inner = getattr(optimizer, "inner_optimizer", None)
+    return _slot_owner(inner) if isinstance(inner, BaseOptimizer) else optimizer
 
 
 def _proxies(owner: Any) -> dict[Any, Any]:
@@ -227,7 +253,11 @@ def _children(obj: Any) -> list[tuple[str, Any]]:
         for name, value in _optimizer_values(obj):
             add(name, value)
     else:
-        for variable, _ in _own_variables(obj):
+        own = _own_variables(obj)
+        if own and hasattr(type(obj), "finalize_state"):
+            for variable, _ in own:
+                _FINALIZED.set(variable, weakref.ref(obj))
+        for variable, _ in own:
             add(variable.name, variable)
         for name, generator in _seed_generators(obj):
             add(name, generator)
@@ -334,22 +364,77 @@ def _hook_build(obj: Any, after: Callable[[Any], None]) -> None:
     obj.__dict__["build"] = build
 
 
-def _layer_built(layer: Any) -> None:
-    """Restore the variables that restores were waiting for, now that the layer has them."""
-    for name in waiting_names(layer):
-        child = ADAPTER.child(layer, name)
-        if child is not None and pending_positions(layer, name):
-            on_attach(layer, name, child)
+def _built(obj: Any) -> None:
+    """``obj`` (a layer or an optimizer) was built: give what restores kept for it.
+
+    Slots restored before an optimizer's build are assigned; a slot it did not create (Adam's
+    state kept for an SGD) becomes unused.  Every restore waiting for the object's variables
+    gets them now, all of a restore's at once; a variable the build did not create is no
+    longer waited for.  A conflict writes nothing of the object, is kept in the status and
+    raised (docs/keras.md: Keras swallows errors while it traces a model, so the error is
+    also logged, and raised again by the layer's next call).
+    """
+    if isinstance(obj, BaseOptimizer):
+        _place_slots(obj)
+    names = waiting_names(obj)
+    if not names:
+        return
+    children = dict(ADAPTER.children(obj))
+    present = [(name, children[name]) for name in names if name in children]
+    error = on_build(obj, present, [name for name in names if name not in children])
+    if error is not None:
+        logger.warning("%s", error)
+        if _tracing():
+            _raise_at_next_call(obj, error)
+        raise error
 
 
-def _optimizer_built(optimizer: Any) -> None:
-    """Give the slots restored before the build their values."""
-    for proxy in _proxies(optimizer).values():
-        if isinstance(proxy, _Slot) and proxy.array is not None:
+def _place_slots(optimizer: Any) -> None:
+    """Give the slots restored before the build their values (or mark them unused)."""
+    table = _proxies(optimizer)
+    for key, proxy in list(table.items()):
+        if isinstance(proxy, _Slot) and proxy.state == "kept":
             real = proxy.real()
-            if real is not None:
+            if real is None:
+                del table[key]
+                proxy.state = "unused"
+            else:
+                assert proxy.array is not None
                 _assign(real, proxy.array)
-                proxy.array = None
+                proxy.state = "placed"
+            proxy.array = None
+
+
+def _tracing() -> bool:
+    """Whether Keras is tracing a model (building it symbolically), where it catches errors."""
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    if in_stateless_scope() or in_symbolic_scope():
+        return True
+    if BACKEND == "torch":
+        from keras.src.backend.torch.core import get_device
+
+        return str(get_device()) == "meta"
+    return False
+
+
+def _raise_at_next_call(layer: Any, error: Exception) -> None:
+    """Make ``layer``'s next call raise ``error`` (once; then the hook removes itself)."""
+    if not isinstance(layer, keras.Layer):
+        return
+    own = layer.__dict__.get("call")
+
+    @functools.wraps(layer.call)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if own is None:
+            layer.__dict__.pop("call", None)
+        else:
+            layer.__dict__["call"] = own
+        if _tracing():  # still inside Keras' trace: it would swallow the error again
+            _raise_at_next_call(layer, error)
+        raise error
+
+    layer.__dict__["call"] = call
 
 
 class KerasAdapter:
@@ -393,12 +478,16 @@ class KerasAdapter:
         """A built optimizer's slot variables; slots restored before the build."""
         if not isinstance(obj, BaseOptimizer):
             return []
-        restored = {key: proxy for key, proxy in _proxies(obj).items() if isinstance(proxy, _Slot)}
+        restored = {
+            key: proxy
+            for key, proxy in _proxies(_slot_owner(obj)).items()
+            if isinstance(proxy, _Slot)
+        }
         found: list[tuple[Any, str, Any]] = []
         variables = {id(v): v for v in obj._trainable_variables}
         for (ident, slot), variable in _slot_variables(obj).items():
             found.append((variables[ident], slot, restored.pop(("slot", ident, slot), variable)))
-        found += [(p.variable, p.name, p) for p in restored.values() if p.array is not None]
+        found += [(p.variable, p.name, p) for p in restored.values() if p.state == "kept"]
         return found
 
     def is_optimizer(self, obj: Any) -> bool:
@@ -414,13 +503,31 @@ class KerasAdapter:
         return type(obj).__name__, ""
 
     def can_defer(self, obj: Any) -> bool:
-        """A layer (or model) that is not built yet gains its variables when it builds."""
-        return isinstance(obj, keras.Layer) and not obj.built
+        """A layer, model or optimizer that is not built yet gains variables when it builds."""
+        return isinstance(obj, keras.Layer | BaseOptimizer) and not obj.built
 
     def watch(self, obj: Any, name: str) -> None:
         """Restore ``obj``'s variable ``name`` when ``obj`` builds."""
-        if isinstance(obj, keras.Layer) and not obj.built:
-            _hook_build(obj, _layer_built)
+        if self.can_defer(obj):
+            _hook_build(obj, _built)
+
+    def kept(self, obj: Any) -> Kept | None:
+        """Where a slot restored before its optimizer was built is now (docs/frameworks.md)."""
+        return obj.state if isinstance(obj, _Slot) else None
+
+    def written(self, objects: Sequence[Any]) -> None:
+        """Run ``finalize_state()`` of each layer whose variables a restore step wrote.
+
+        Keras' own ``load_own_variables`` does so (``Normalization`` computes its mean and
+        variance from the restored statistics), once per layer, after all of them.
+        """
+        layers: dict[int, Any] = {}
+        for obj in objects:
+            owner = _FINALIZED.get(obj, _gone)()
+            if owner is not None:
+                layers.setdefault(id(owner), owner)
+        for layer in layers.values():
+            layer.finalize_state()
 
     def check_saveable(self, obj: Any) -> None:
         """Refuse variables without a value yet, or of a dtype ckptlab does not store."""
@@ -470,7 +577,7 @@ class KerasAdapter:
 
     def find_slot(self, optimizer: Any, variable: Any, slot: str) -> Any | None:
         """The slot variable (or the slot restored before the build)."""
-        found = _proxies(optimizer).get(("slot", id(variable), slot))
+        found = _proxies(_slot_owner(optimizer)).get(("slot", id(variable), slot))
         if found is not None:
             return found
         return _slot_variables(optimizer).get((id(variable), slot))
@@ -487,9 +594,10 @@ class KerasAdapter:
         self, optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any]
     ) -> Any:
         """Keep the value until the optimizer builds its slots."""
-        proxy = _Slot(optimizer, variable, slot, array.copy())
-        _proxies(optimizer)[("slot", id(variable), slot)] = proxy
-        _hook_build(optimizer, _optimizer_built)
+        owner = _slot_owner(optimizer)
+        proxy = _Slot(owner, variable, slot, array.copy())
+        _proxies(owner)[("slot", id(variable), slot)] = proxy
+        _hook_build(owner, _built)
         return proxy
 
     # -- names in Keras' own files (name-based restores) --

@@ -11,6 +11,10 @@ mapping (docs/jax.md):
   ``OptState``, user-defined) owns its value; an array held directly as a data attribute owns
   one too, through a proxy that stands for the attribute, and pytrees of such things (tuples,
   dicts, optax states) are container nodes: exactly what ``nnx.state`` holds;
+* a number, bool or string marked as data (``nnx.data(1.5)``: a leaf of ``nnx.state``) is a
+  value too: numbers and bools as 0-d arrays of their numpy dtype, strings as UTF-8 JSON bytes
+  (Python state, :mod:`ckptlab.engine._pystate`); restored as the same Python type.  Any other
+  object marked as data is refused (``NotSaveableError``): a save never drops state silently;
 * a typed PRNG key array is stored as its key data (``uint32``) and restored as keys of the
   same implementation;
 * a restore gives each value a *new* array, of the target's dtype, placed with the target's
@@ -38,6 +42,7 @@ from flax.nnx import graph as nnx_graph
 from flax.nnx.training.optimizer import OptVariable
 
 from ckptlab.core import ITEMSIZE, ValueSpec
+from ckptlab.engine import _pystate
 from ckptlab.engine._tables import ObjectTable
 from ckptlab.errors import NotSaveableError
 
@@ -45,6 +50,9 @@ __all__ = ["ADAPTER", "NnxAdapter"]
 
 Key = Any
 """A key in NNX's graph: an attribute name, a list position, a dict key."""
+
+_TEXT = ValueSpec(shape=(None,), dtype="uint8")
+"""A string's value: its UTF-8 JSON bytes, of any length (Python state)."""
 
 
 class _Place:
@@ -124,6 +132,12 @@ def _child(node: Any, key: Key) -> Any:
 
 def _data_items(node: Any) -> Iterator[tuple[Key, Any]]:
     """``(key, value)`` of a graph node or pytree, without what NNX treats as static."""
+    for key, value, _ in _marked_items(node):
+        yield key, value
+
+
+def _marked_items(node: Any) -> Iterator[tuple[Key, Any, bool]]:
+    """``(key, value, marked as data)``, without what NNX treats as static."""
     impl = nnx_graph.get_node_impl(node)
     if impl is None:
         return
@@ -131,7 +145,21 @@ def _data_items(node: Any) -> Iterator[tuple[Key, Any]]:
     for key, value in items:
         if isinstance(value, nnx_graph.StaticElem):
             continue
-        yield key, value.value if isinstance(value, nnx_graph.DataElem) else value
+        if isinstance(value, nnx_graph.DataElem):
+            yield key, value.value, True
+        else:
+            yield key, value, False
+
+
+def _is_leaf(value: Any, marked: bool) -> bool:
+    """Whether ``value`` is a leaf of ``nnx.state`` that is not a Variable.
+
+    An array, or anything marked as data (``nnx.data(1.5)``) that is not itself a node: NNX's
+    own rule (``flax.nnx.graphlib``).
+    """
+    return _is_array(value) or (
+        marked and not isinstance(value, nnx.Variable) and nnx_graph.get_node_impl(value) is None
+    )
 
 
 def _is_array(value: Any) -> bool:
@@ -166,10 +194,10 @@ def _children(owner: Any, path: tuple[Key, ...], node: Any) -> list[tuple[str, A
     """The children of ``node``, found at ``path`` below the graph node ``owner``."""
     found: list[tuple[str, Any]] = []
     below_optimizer = isinstance(owner, nnx.Optimizer)
-    for key, value in _data_items(node):
+    for key, value, marked in _marked_items(node):
         if isinstance(value, nnx.Variable) or nnx_graph.is_graph_node(value):
             found.append((str(key), value))
-        elif _is_array(value):
+        elif _is_leaf(value, marked):
             found.append((str(key), _place(owner, (*path, key), leaf=True)))
         elif below_optimizer and _is_param_state(value):
             continue  # slots of the parameters (see NnxAdapter.slots_in)
@@ -200,6 +228,8 @@ def _spec_of(value: Any) -> ValueSpec | None:
         return ValueSpec(shape=tuple(value.shape), dtype=np.dtype(value.dtype).name)
     if isinstance(value, bool | int | float | complex | np.generic):
         return ValueSpec(shape=(), dtype=np.asarray(value).dtype.name)
+    if isinstance(value, str):
+        return _TEXT
     return None
 
 
@@ -221,6 +251,11 @@ def _new_value(old: Any, array: np.ndarray[Any, Any]) -> Any:
         return jax.device_put(array, _sharding(old))
     if isinstance(old, np.ndarray):
         return array if array.flags.writeable else array.copy()
+    if isinstance(old, str):
+        text = _pystate.decode(array.tobytes(), lambda a: a)
+        if not isinstance(text, str):
+            raise TypeError(f"expected a string, the checkpoint holds {type(text).__name__}")
+        return text
     return type(old)(array.item())
 
 
@@ -294,7 +329,8 @@ class NnxAdapter:
     def describe(self, obj: Any) -> tuple[str, str]:
         """The type name; NNX values have no names of their own (paths name them)."""
         if isinstance(obj, _Place):
-            return ("Array" if obj.leaf else type(obj.get()).__name__), ""
+            value = obj.get()
+            return ("Array" if _is_array(value) else type(value).__name__), ""
         return type(obj).__name__, ""
 
     def can_defer(self, obj: Any) -> bool:
@@ -310,6 +346,9 @@ class NnxAdapter:
             return
         value = _value(obj)
         what = f"{type(obj).__name__} of shape {getattr(value, 'shape', '()')}"
+        if isinstance(obj, _Place):
+            where = "/".join(map(str, obj.path))
+            what = f"{type(obj.owner).__name__}.{where} (a leaf of nnx.state)"
         if _is_abstract(value):
             raise NotSaveableError(
                 f"{what} is abstract (nnx.eval_shape): it holds no data. Restore into it "
@@ -321,10 +360,17 @@ class NnxAdapter:
                 "Variable was not updated with the result. Save the model the step returned."
             )
         spec = _spec_of(value)
+        if spec is None and isinstance(obj, _Place):
+            raise NotSaveableError(
+                f"{what} holds a {type(value).__name__}: ckptlab saves arrays, numbers, bools "
+                "and strings, and never pickles. Keep it static (a plain attribute, not "
+                "nnx.data(...)), or hold its state as arrays."
+            )
         if spec is None:
             raise NotSaveableError(
-                f"{what} holds a {type(value).__name__}, not an array: ckptlab saves arrays. "
-                "Pop such state before saving (e.g. nnx.pop(model, nnx.Intermediate))."
+                f"{what} holds a {type(value).__name__}, not an array: ckptlab saves arrays, "
+                "numbers, bools and strings. Pop such state before saving (e.g. "
+                "nnx.pop(model, nnx.Intermediate))."
             )
         if spec.dtype not in ITEMSIZE:
             raise NotSaveableError(
@@ -335,6 +381,8 @@ class NnxAdapter:
     def read(self, obj: Any) -> np.ndarray[Any, Any]:
         """The value as a host array (key data for PRNG keys)."""
         value = _value(obj)
+        if isinstance(value, str):
+            return np.frombuffer(_pystate.encode(value, lambda _: None), dtype=np.uint8)
         array = np.asarray(jax.random.key_data(value) if _is_key(value) else value)
         return array if array.flags.c_contiguous else array.copy(order="C")
 
@@ -486,14 +534,34 @@ def _find_model(optimizer: Any, program: Any) -> Any | None:
         if len(fits) == 1:
             return fits[0]
         if len(fits) > 1:
-            raise ValueError(
-                f"An nnx.Optimizer's state fits {len(fits)} modules of this program "
-                f"({', '.join(type(f).__name__ for f in fits)}), so ckptlab cannot tell whose "
-                "parameters its slots belong to. Put the optimizer next to its model in a "
-                "container of their own, e.g. ck.Checkpoint(train=ck.Checkpoint(model=model, "
-                "optimizer=optimizer), ema=ema_model)."
-            )
+            raise _ambiguous(fits, program)
     return None
+
+
+def _ambiguous(fits: list[Any], program: Any) -> ValueError:
+    """The error for an optimizer whose state fits several modules, naming them and the fix.
+
+    ``nnx.Optimizer`` keeps no reference to its model or its Variables (only copies of their
+    values in optax state), so identity cannot decide: the program must.
+    """
+    paths: dict[int, str] = {id(program.root): ""}
+    queue = [program.root]
+    while queue:
+        parent = queue.pop(0)
+        for name, child in program.children(parent):
+            if id(child) not in paths:
+                paths[id(child)] = f"{paths[id(parent)]}/{name}".lstrip("/")
+                queue.append(child)
+    shown = ", ".join(f"{paths.get(id(f), '?')} ({type(f).__name__})" for f in fits)
+    return ValueError(
+        f"An nnx.Optimizer's state fits {len(fits)} modules of this program equally well "
+        f"({shown}), so ckptlab cannot tell whose parameters its slots belong to "
+        "(nnx.Optimizer keeps no reference to its model). Put the optimizer in a container of "
+        "its own next to the module it updates: for a submodule, as in nnx.Optimizer("
+        "model.encoder, ...), ck.Checkpoint(model=model, finetune=ck.Checkpoint("
+        "encoder=model.encoder, optimizer=optimizer)); for a model and its EMA copy, "
+        "ck.Checkpoint(train=ck.Checkpoint(model=model, optimizer=optimizer), ema=ema_model)."
+    )
 
 
 def _is_model(obj: Any) -> bool:

@@ -355,3 +355,146 @@ def test_slots_go_to_the_longest_variable_path_their_name_starts_with():
         assert _slot_variables(optimizer) == reference(optimizer)
 
     check()
+
+
+def small(seed=0, optimizer=None, units=2, dtype=None):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(units, dtype=dtype)])
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-2), loss="mse")
+    return model
+
+
+def test_a_loss_scale_optimizer_resumes_bit_exactly_in_a_fresh_compiled_model(tmp_path):
+    """Its step counter and loss scale exist only once built, and the slots it lists are
+    created by the optimizer it wraps: compile, restore, fit, assert_consumed (docs/keras.md)."""
+
+    def build(seed):
+        lso = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2))
+        return small(seed, lso, dtype="mixed_float16")
+
+    model = build(0)
+    model.fit(X, Y[:, :2], epochs=3, batch_size=4, verbose=0, shuffle=False)
+    assert int(model.optimizer.step_counter.numpy()) == 6
+    path = ck.Checkpoint(model=model, optimizer=model.optimizer).write(tmp_path / "c")
+    fresh = build(9)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path)
+    with pytest.raises(AssertionError, match="step_counter"):
+        status.assert_consumed()  # waits for the optimizer's build
+    model.fit(X, Y, epochs=1, batch_size=4, verbose=0, shuffle=False)
+    fresh.fit(X, Y, epochs=1, batch_size=4, verbose=0, shuffle=False)
+    status.assert_consumed()
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+
+
+def test_variables_an_optimizer_creates_in_build_are_restored_when_it_builds(tmp_path):
+    """Adafactor's factored accumulators are optimizer variables, not per-variable slots."""
+    model = small(0, keras.optimizers.Adafactor(1e-2), units=3)
+    model.fit(X, Y[:, :1].repeat(3, 1), epochs=2, batch_size=4, verbose=0)
+    path = ck.Checkpoint(model=model, optimizer=model.optimizer).write(tmp_path / "c")
+    assert "optimizer/kernel" + VALUE in {k for k, _ in ck.list_variables(path)}
+    fresh = small(7, keras.optimizers.Adafactor(1e-2), units=3)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path)
+    assert {"optimizer/kernel", "optimizer/kernel_1"} <= {e.path for e in status.report().pending}
+    fresh.optimizer.build(fresh.trainable_variables)
+    status.assert_consumed()
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+
+
+def test_state_kept_for_an_optimizer_that_builds_without_it_becomes_unused(tmp_path):
+    """Adam's slots and Adafactor's accumulators, kept for an SGD that is not built yet, are
+    pending until it builds and then reported unused, as when SGD was built first."""
+    adam = small(0)
+    adam.fit(X, Y, epochs=2, batch_size=4, verbose=0)
+    factored = small(0, keras.optimizers.Adafactor(1e-2))
+    factored.fit(X, Y, epochs=2, batch_size=4, verbose=0)
+    for source, stays in ((adam, "momentum"), (factored, "optimizer/kernel")):
+        path = ck.Checkpoint(model=source, optimizer=source.optimizer).write(tmp_path / stays)
+        plain = small(1, keras.optimizers.SGD(0.1))
+        status = ck.Checkpoint(model=plain, optimizer=plain.optimizer).read(path)
+        assert stays in str([e.path for e in status.report().pending])
+        plain.optimizer.build(plain.trainable_variables)
+        report = status.report()
+        assert not report.pending
+        unused = [e.path for e in report.by_state("checkpoint_only")]
+        # Adam: momentum and velocity of two variables; Adafactor: 4 accumulators, 2 velocities
+        assert len(unused) == (4 if stays == "momentum" else 6)
+        assert stays in str(unused)
+        status.assert_existing_objects_matched()
+        with pytest.raises(AssertionError, match=stays):
+            status.assert_consumed()
+        status.expect_partial()
+
+
+class Wide(keras.Model):
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.a = keras.layers.Dense(units)
+
+    def call(self, x):
+        return self.a(x)
+
+
+def test_a_conflict_found_when_a_layer_builds_is_raised_reported_and_writes_nothing(tmp_path):
+    keras.utils.set_random_seed(0)
+    saved = Wide(8)
+    saved(X)
+    path = ck.Checkpoint(model=saved).write(tmp_path / "c")
+    keras.utils.set_random_seed(1)
+    twin = Wide(6)
+    twin(X)  # the same random initial values, never restored
+    keras.utils.set_random_seed(1)
+    narrow = Wide(6)
+    status = ck.Checkpoint(model=narrow).read(path)
+    # Keras builds a subclassed model by tracing it and swallows errors there: the layer's
+    # next call raises the conflict
+    with pytest.raises(ck.RestoreConflictError, match=r"\(root\).model.a.kernel"):
+        narrow(X)
+    assert weights(narrow) == weights(twin)
+    report = status.report()
+    paths = [e.path for e in report.entries]
+    assert sorted(paths) == ["model/a/bias", "model/a/kernel"]
+    assert {e.path for e in report.conflicts} == {"model/a/bias", "model/a/kernel"}
+    for check in (status.assert_consumed, status.assert_existing_objects_matched):
+        with pytest.raises(AssertionError, match="model.a.kernel"):
+            check()
+    narrow(X)  # raised once: the layer works (with its own values) afterwards
+
+    # built outside a trace, the layer's build raises at once
+    layer = keras.layers.Dense(8, dtype="bfloat16")
+    status = ck.Checkpoint(model=ck.Checkpoint(a=layer)).read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match="expected dtype bfloat16"):
+        layer.build((None, 3))
+    assert {e.state for e in status.report().conflicts} == {"dtype_conflict"}
+
+
+def test_a_restored_normalization_layer_computes_with_the_restored_statistics(tmp_path):
+    """As after Keras' own load_weights: finalize_state() runs once the variables are in."""
+    data = (np.random.default_rng(3).normal(size=(16, 3)) * 3 + 1).astype("float32")
+
+    class Counting(keras.layers.Normalization):
+        calls = 0
+
+        def finalize_state(self):
+            type(self).calls += 1
+            super().finalize_state()
+
+    def build(adapt, with_input=True):
+        layer = Counting()
+        if adapt:
+            layer.adapt(data)
+        return keras.Sequential([*([keras.Input((3,))] if with_input else []), layer])
+
+    model = build(adapt=True)
+    expected = np.asarray(model(data)).tobytes()
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    model.save_weights(tmp_path / "m.weights.h5")
+    by_keras = build(adapt=False)
+    by_keras.load_weights(tmp_path / "m.weights.h5")
+    assert np.asarray(by_keras(data)).tobytes() == expected
+    for built in (True, False):
+        fresh = build(adapt=False, with_input=built)
+        Counting.calls = 0
+        ck.Checkpoint(model=fresh).read(path).assert_existing_objects_matched()
+        assert Counting.calls == (1 if built else 0)
+        assert np.asarray(fresh(data)).tobytes() == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import subprocess
 import sys
 import textwrap
@@ -241,3 +242,85 @@ def test_a_child_is_found_without_listing_its_siblings_and_is_the_same_object(jx
             checked += 1
             stack.append(value)
     assert checked > 100
+
+
+def test_numbers_bools_and_strings_marked_as_data_are_saved_and_restored_exactly(tmp_path):
+    """They are leaves of nnx.state: a save never drops them (docs/jax.md)."""
+
+    class Run(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(2))
+            self.temperature = nnx.data(1.5)
+            self.steps = nnx.data(3)
+            self.warm = nnx.data(False)
+            self.scale = nnx.data(np.float32(2.0))
+            self.tag = nnx.data("run-a")
+            self.note = nnx.Variable("é")  # a Variable holding a string, too
+            self.width = 4  # static: code, not state
+
+    model = Run()
+    model.temperature, model.steps, model.warm = 0.1 + 0.2, 2**40, True
+    model.scale, model.tag, model.note = np.float32(0.7), "run-b ✓", nnx.Variable("ü")
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    assert keys_of(path) == state_keys(model)
+    reader = ck.load_checkpoint(path)
+    assert reader.get_tensor("model/temperature" + VALUE).dtype == np.float64
+    assert reader.get_tensor("model/steps" + VALUE).dtype == np.int64
+    assert json.loads(bytes(reader.get_tensor("model/tag" + VALUE))) == "run-b ✓"
+
+    fresh = Run()
+    ck.Checkpoint(model=fresh).read(path).assert_consumed()
+    for name in ("temperature", "steps", "warm", "scale", "tag"):
+        restored, saved = getattr(fresh, name), getattr(model, name)
+        assert type(restored) is type(saved) and restored == saved, name
+    assert fresh.note.get_value() == "ü"
+
+
+def test_other_objects_marked_as_data_are_refused_naming_the_path(tmp_path):
+    class Holder(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(2))
+            self.config = nnx.data(object())
+
+    with pytest.raises(ck.NotSaveableError, match=r"Holder\.config .*nnx\.data"):
+        ck.Checkpoint(model=Holder()).write(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_shared_variable_is_keyed_by_its_shortest_path_and_restores_through_either(tmp_path):
+    """TF's rule, the same for every framework: the breadth-first (shortest) path names a
+    shared value, which may differ from the first path nnx.state lists (docs/jax.md)."""
+
+    class Aliased(nnx.Module):
+        def __init__(self, value):
+            self.w = nnx.Param(jnp.full(4, value))
+            self.d = nnx.Dict({"x": self.w})
+
+    model = Aliased(1.0)
+    assert [p for p, _ in nnx.to_flat_state(nnx.state(model))] == [("d", "x")]
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    assert keys_of(path) == {"model/w" + VALUE}
+    fresh = Aliased(0.0)
+    ck.Checkpoint(model=fresh).read(path).assert_consumed()
+    assert fresh.d["x"] is fresh.w
+    np.testing.assert_array_equal(fresh.w.get_value(), model.w.get_value())
+
+
+def test_an_optimizer_of_one_of_several_alike_submodules_is_refused_naming_them(tmp_path):
+    class Tower(nnx.Module):
+        def __init__(self, seed):
+            rngs = nnx.Rngs(seed)
+            self.enc = nnx.Linear(3, 3, rngs=rngs)
+            self.mid = nnx.Linear(3, 3, rngs=rngs)
+            self.dec = nnx.Linear(3, 3, rngs=rngs)
+
+    model = Tower(0)
+    optimizer = nnx.Optimizer(model.mid, optax.adam(1e-2), wrt=nnx.Param)
+    grads = jax.tree.map(jnp.ones_like, nnx.state(model.mid, nnx.Param))
+    optimizer.update(model.mid, grads)
+    with pytest.raises(ValueError, match=r"model/dec \(Linear\).*model/mid.*finetune="):
+        ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "a")
+    grouped = ck.Checkpoint(model=model, finetune=ck.Checkpoint(mid=model.mid, optimizer=optimizer))
+    path = grouped.write(tmp_path / "b")
+    slots = {k.split("/.OPTIMIZER_SLOT")[0] for k, _ in ck.list_variables(path) if "SLOT" in k}
+    assert {s.split("/", 1)[1] for s in slots} == {"mid/bias", "mid/kernel"}  # mid's, once
