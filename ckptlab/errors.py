@@ -205,7 +205,7 @@ class NotSaveableError(CkptlabError, ValueError):
     >>> del model.layers[0]  # the second variable's saved name would change
     >>> ck.Checkpoint(model=model).write(tempfile.mkdtemp())
     Traceback (most recent call last):
-    ckptlab.errors.NotSaveableError: Unable to save the object ...
+    ckptlab.errors.NotSaveableError: (root).model.layers: Unable to save the object ...
     """
 
 
