@@ -80,9 +80,11 @@ def squares(array: np.ndarray[Any, Any]) -> float:
 def difference(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> tuple[int, float, float]:
     """(elements that differ, max |b - a|, ||b - a||²) of two arrays of one shape.
 
-    NaNs at the same places are equal.  Integers compare exactly, and their distance is
-    computed exactly before it becomes a float (as float64, 2**60 and 2**60 + 1 are equal).
-    ``ck.diff``, ``ckptlab diff``, the explorer's comparisons and the timeline all use it.
+    NaNs at the same places are equal; a NaN or an infinity against anything else is an
+    infinite distance (a run that diverged changed the most).  Integers compare exactly, and
+    their distance is computed exactly before it becomes a float (as float64, 2**60 and
+    2**60 + 1 are equal).  ``ck.diff``, ``ckptlab diff``, the explorer's comparisons and the
+    timeline all use it.
 
     Examples
     --------
@@ -90,6 +92,8 @@ def difference(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> tuple[int, f
     (1, 0.5, 0.25)
     >>> difference(np.array([np.nan]), np.array([np.nan]))
     (0, 0.0, 0.0)
+    >>> difference(np.array([1.0, 2.0]), np.array([1.0, np.nan]))
+    (1, inf, inf)
     >>> difference(np.array([2**60], np.int64), np.array([2**60 + 1], np.int64))
     (1, 1.0, 1.0)
     """
@@ -108,11 +112,9 @@ def difference(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> tuple[int, f
         return 0, 0.0, 0.0
     with np.errstate(invalid="ignore", over="ignore"):
         delta = np.abs(np.where(same, 0, y - x))
-    finite = delta[np.isfinite(delta)]
-    largest = float(np.nanmax(delta)) if delta.size else 0.0
-    if np.isnan(delta).any():  # a NaN against a number: no distance is larger
-        largest = math.inf
-    return differing, largest, float(np.dot(finite, finite))
+    if not np.isfinite(delta).all():  # a NaN or an infinity against anything else
+        return differing, math.inf, math.inf
+    return differing, float(delta.max()), float(np.dot(delta, delta))
 
 
 def _integer_distance(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -85,6 +85,25 @@ def test_a_training_comparison_ranks_the_model_and_starts_with_the_optimizer_hid
     assert view.nodes[slot.parent].flags & 1  # the optimizer flag the browser hides by
 
 
+def test_a_value_that_diverged_is_the_most_changed(tmp_path):
+    """A value that became NaN or infinite changed infinitely (relative L2 and ranking),
+    never 0 because its distance has no finite part."""
+
+    def write(path, **values):
+        model = ck.Module()
+        for name, value in values.items():
+            setattr(model, name, ck.Variable(np.array(value)))
+        return ck.Checkpoint(model=model).write(path)
+
+    a = write(tmp_path / "a", diverged=[1.0, 2.0], exploded=[1.0, 2.0], tiny=[1.0, 2.0])
+    b = write(tmp_path / "b", diverged=[1.0, np.nan], exploded=[1.0, np.inf], tiny=[1.0, 2.5])
+    result = ck.diff(a, b)
+    rel = {e.path[-1]: e.rel_l2 for e in result.entries}
+    assert rel["diverged"] == rel["exploded"] == math.inf and 0 < rel["tiny"] < 1
+    assert [e.path[-1] for e in result.most_changed()][-1] == "tiny"
+    assert {m.module: m.rel_l2 for m in result.modules()}["model"] == math.inf
+
+
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
