@@ -69,13 +69,13 @@ class KeyMap:
         transpose: Iterable[str] | Mapping[str, Sequence[int]] = (),
     ) -> None:
         pairs = rules.items() if isinstance(rules, Mapping) else rules
-        self.rules = tuple((re.compile(p), r) for p, r in pairs)
+        self.rules = tuple((_compiled(p, r), r) for p, r in pairs)
         chosen = (
             [(p, _permutation(p, a)) for p, a in transpose.items()]
             if isinstance(transpose, Mapping)
             else [(p, None) for p in transpose]
         )
-        self.transpose = tuple(re.compile(p) for p, _ in chosen)
+        self.transpose = tuple(_compiled(p) for p, _ in chosen)
         self.axes = tuple(a for _, a in chosen)
         """Per ``transpose`` pattern: its axes, or ``None`` (2-D values transposed)."""
 
@@ -223,6 +223,21 @@ class KeyMap:
             chosen = {p.pattern: a for p, a in zip(self.transpose, self.axes, strict=True)}
             return f"ck.KeyMap({{{rules}}}, transpose={chosen})"
         return f"ck.KeyMap({{{rules}}}, transpose={[p.pattern for p in self.transpose]})"
+
+
+def _compiled(pattern: str, replacement: str | None = None) -> re.Pattern[str]:
+    """``pattern`` compiled, and ``replacement`` checked against it; ValueError names both."""
+    try:
+        compiled = re.compile(pattern)
+        if replacement is not None:
+            compiled.sub(replacement, "")  # checks group references such as \\1
+    except re.error as error:
+        shown = pattern if replacement is None else f"{pattern} -> {replacement}"
+        raise ValueError(
+            f"KeyMap rule {shown!r} is not a valid regular expression ({error}); write it in "
+            "Python's re syntax, e.g. r'^module\\.' -> '' or r'(.*)\\.weight$' -> r'\\1/kernel'."
+        ) from None
+    return compiled
 
 
 def _permutation(pattern: str, axes: Sequence[int]) -> tuple[int, ...]:

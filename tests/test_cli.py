@@ -604,3 +604,26 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert process.returncode == 0
     assert b"Traceback" not in errors
     assert b"BrokenPipeError" not in errors
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--rename", "(=x"], ["--rename", r"v=\9"], ["--transpose", "["]],
+    ids=["pattern", "group reference", "transpose"],
+)
+def test_convert_refuses_a_rule_that_is_not_a_regular_expression(tmp_path, options):
+    source = ck.Saver({"v": ck.Variable(np.ones(2))}).save(str(tmp_path / "named"))
+    done = cli("convert", source, tmp_path / "out", *options)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("ckptlab: error: KeyMap rule") and "regular expression" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_to_a_place_it_cannot_write_is_a_usage_error(tmp_path):
+    _, (path,) = model_checkpoint(tmp_path)
+    for target in (tmp_path, tmp_path / "no" / "such" / "g.json"):
+        done = cli("export", "--format", "json", "-o", target, path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"ckptlab: error: cannot write {target}")

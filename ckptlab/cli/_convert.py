@@ -88,7 +88,10 @@ def key_map(renames: list[str], transposes: list[str]) -> KeyMap | None:
         rules.append((pattern, replacement))
     from ckptlab import KeyMap
 
-    return KeyMap(rules, transpose=transposes)
+    try:
+        return KeyMap(rules, transpose=transposes)
+    except ValueError as error:  # a pattern that is not a regular expression
+        raise CommandError(str(error), EXIT_USAGE) from None
 
 
 def run(args: argparse.Namespace, out: Output) -> int:

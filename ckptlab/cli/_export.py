@@ -17,6 +17,7 @@ from ckptlab.cli._common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     EXIT_UNAVAILABLE,
+    EXIT_USAGE,
     CommandError,
     Output,
     open_target,
@@ -225,8 +226,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         if args.format == "svg":
             text = to_svg(text)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as error:
+            raise CommandError(
+                f"cannot write {args.output}: {error.strerror}; give -o a file in an existing, "
+                "writable directory",
+                EXIT_USAGE,
+            ) from None
     else:
         out.stream.write(text)
     return EXIT_OK

@@ -169,7 +169,8 @@ def open_hf_directory(
             return HFShardedDirectory(store, directory, name, open_file)
     candidates: dict[str, list[str]] = {"safetensors": [], "torch": []}
     outside: UnsupportedFormatError | None = None
-    """A file linked from outside the directory: not read, and the reason when nothing else is."""
+    """A weights file linked from outside the directory: not read, and the reason when nothing
+    else is (a link named like anything else is no reason: the folder is then no checkpoint)."""
     for name in names:
         key = posixpath.join(directory, name)
         size = store.size(key)
@@ -178,7 +179,8 @@ def open_hf_directory(
         try:
             check_inside(store, directory, key)
         except UnsupportedFormatError as error:
-            outside = outside or error
+            if name.endswith(WEIGHTS_SUFFIXES):
+                outside = outside or error
             continue
         head = bytearray(min(size, 16))
         store.read_into(key, memoryview(head), 0)
@@ -207,6 +209,10 @@ def open_hf_directory(
     if outside is not None:
         raise outside
     return None
+
+
+WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+"""Names of weights files (a link out of the folder named so is reported, not skipped)."""
 
 
 def _index_rank(name: str) -> tuple[bool, str]:

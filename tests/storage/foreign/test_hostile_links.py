@@ -95,6 +95,18 @@ def test_a_stray_outside_link_does_not_hide_the_weights(tmp_path):
     assert ck.list_variables(model) == [("w", [2])]
 
 
+def test_a_folder_whose_only_outside_link_is_no_weights_file_is_no_checkpoint(tmp_path):
+    """A link named like notes, not weights, is no reason to read or refuse: the folder is
+    simply not a checkpoint (the CLI's exit status 2, not a link error)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    (tmp_path / "elsewhere.txt").write_text("secret")
+    (folder / "link.txt").symlink_to(tmp_path / "elsewhere.txt")
+    with pytest.raises(ck.NotFoundError, match="is a directory but not a ckptlab checkpoint"):
+        ck.list_variables(folder)
+
+
 def test_links_inside_the_directory_are_followed(tmp_path):
     model = hf_sharded(tmp_path / "hf", {"model-00001-of-00001.safetensors": {"w": SECRET}})
     shard = model / "model-00001-of-00001.safetensors"
