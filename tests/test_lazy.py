@@ -239,3 +239,27 @@ def test_a_selection_of_thousands_of_paths_restores_what_it_names(tmp_path):
     status.run_restore_ops(only=[f"model/values/{i}" for i in range(0, 2000, 2)])
     assert [v.numpy()[0] for v in target.values[:6]] == [0, 0, 2, 0, 4, 0]
     assert target.values[1999].numpy()[0] == 0 and target.values[1998].numpy()[0] == 1998
+
+
+def test_only_takes_tuples_of_local_names_and_a_child_named_empty(tmp_path):
+    """A child called "" is 'model/dct/' (not its parent 'model/dct'); tuples give local names
+    as they are; anything else is refused before anything is written."""
+
+    def build(fill: float) -> ck.Module:
+        model = ck.Module()
+        model.dct = {"": ck.Variable(np.full(2, fill)), "a/b": ck.Variable(np.full(2, fill))}
+        model.other = ck.Variable(np.full(2, fill))
+        return model
+
+    path = ck.Checkpoint(model=build(1.0)).write(tmp_path / "c")
+    model = build(0.0)
+    status = ck.Checkpoint(model=model).read(path, lazy=True)
+    for bad in (None, 123, ("model", 4)):
+        with pytest.raises(ck.UnknownPathError, match="which is not a path"):
+            status.run_restore_ops(only=[bad])
+    status.run_restore_ops(only=["model/dct/"])
+    assert [model.dct[""].numpy()[0], model.dct["a/b"].numpy()[0]] == [1.0, 0.0]
+    status.run_restore_ops(only=[("model", "dct", "a/b")])
+    assert model.dct["a/b"].numpy()[0] == 1.0 and model.other.numpy()[0] == 0.0
+    status.run_restore_ops(only=["/model/"])  # slashes around a path are dropped
+    assert model.other.numpy()[0] == 1.0

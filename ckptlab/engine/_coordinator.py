@@ -239,7 +239,7 @@ class RestoreCoordinator:
         """Object-based restores do not restore by name."""
         return _nothing
 
-    def run_queued(self, only: Iterable[str] | None) -> None:
+    def run_queued(self, only: Iterable[str | tuple[str, ...]] | None) -> None:
         """Lazy mode: write queued values (those under ``only``), all or nothing."""
         selected = list(self.queued.values())
         if only is not None:
@@ -250,12 +250,12 @@ class RestoreCoordinator:
             raise self._conflict_error(conflicts, lazy=True)
         self._write(selected, self._fetch(selected, explicit=True), explicit=True)
 
-    def _check_paths(self, only: Iterable[str]) -> list[str]:
+    def _check_paths(self, only: Iterable[str | tuple[str, ...]]) -> list[str]:
         if isinstance(only, str):
             only = [only]
-        prefixes = [p.strip("/") for p in only]
         known = {path.prefix for path in self.graph.paths() if path is not None}
         reachable = known.union(*map(ancestor_paths, known))  # every path and those above it
+        prefixes = [_prefix(path, reachable) for path in only]
         unknown = [p for p in prefixes if p and p not in reachable]
         if unknown:
             close = sorted(k for k in known if k and "/" not in k)
@@ -460,6 +460,25 @@ class RestoreCoordinator:
                     logger.warning("%s", line)
         except Exception:
             pass
+
+
+def _prefix(path: object, reachable: set[str]) -> str:
+    """The escaped prefix ``run_restore_ops(only=...)`` means by ``path``.
+
+    A tuple gives local names as they are (``("model", "a/b")``, or an empty name); a string is
+    a prefix as in the keys, where a trailing ``/`` is dropped unless the path names a child
+    called ``""`` (``"model/dct/"``).
+    """
+    if isinstance(path, tuple) and all(isinstance(name, str) for name in path):
+        return object_prefix(path)
+    if not isinstance(path, str):
+        raise UnknownPathError(
+            f"run_restore_ops(only=...) got {type(path).__name__} {path!r:.80}, which is not a "
+            "path: give '/'-separated local names as in the keys ('model/dense'), or a tuple of "
+            "local names (('model', 'a/b')) for names holding '/' or '.'."
+        )
+    exact = path.lstrip("/")
+    return exact if exact in reachable else path.strip("/")
 
 
 class _Selection:

@@ -183,7 +183,9 @@ class CheckpointLoadStatus(_StatusDisplay):
         self._coordinator.expect_partial = True
         return self
 
-    def run_restore_ops(self, session: object = None, *, only: Iterable[str] | None = None) -> None:
+    def run_restore_ops(
+        self, session: object = None, *, only: Iterable[str | tuple[str, ...]] | None = None
+    ) -> None:
         """Write queued values (lazy mode); ``only`` restores just those subtrees.
 
         All or nothing: a conflict in what is selected raises :class:`ck.RestoreConflictError`
@@ -196,8 +198,9 @@ class CheckpointLoadStatus(_StatusDisplay):
             Ignored (TensorFlow's graph-mode session).
         only
             Object-graph paths: ``/``-separated local names as in the keys
-            (``"model/dense"``).  Optimizer slots belong to their optimizer
-            (``only=["optimizer"]`` writes them, ``only=["model"]`` does not).
+            (``"model/dense"``), or tuples of local names as they are (``("model", "a/b")``,
+            for names holding ``/`` or ``.``, or empty).  Optimizer slots belong to their
+            optimizer (``only=["optimizer"]`` writes them, ``only=["model"]`` does not).
 
         Raises
         ------
