@@ -9,8 +9,7 @@ appear, so a wrapped model has the bare model's graph and keys.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -121,20 +120,12 @@ class Program:
         return build_graph(self.root, self)
 
 
-def check_saveable(obj: Any, where: str | Callable[[], str]) -> None:
-    """Refuse an object that cannot be saved as it is, the error starting with where it is.
-
-    ``where`` is the object's path or key, or a function giving it (paths cost a walk).
-    """
+def check_saveable(obj: Any, where: str) -> None:
+    """Refuse an object that cannot be saved as it is, the error starting with ``where``."""
     try:
         require_adapter(obj).check_saveable(obj)
     except NotSaveableError as error:
-        raise NotSaveableError(f"{where if isinstance(where, str) else where()}: {error}") from None
-
-
-def _where(program: ProgramGraph[Any], node_id: int, obj: Any) -> str:
-    path = program.graph.paths()[node_id]
-    return path.pretty if path is not None else type(obj).__name__
+        raise NotSaveableError(f"{where}: {error}") from None
 
 
 def program_values(
@@ -147,7 +138,12 @@ def program_values(
     """
     objects = program.objects
     for node_id, obj in enumerate(objects):
-        check_saveable(obj, functools.partial(_where, program, node_id, obj))
+        try:
+            require_adapter(obj).check_saveable(obj)
+        except NotSaveableError as error:  # named by its path (a walk: only when refusing)
+            path = program.graph.paths()[node_id]
+            where = path.pretty if path is not None else type(obj).__name__
+            raise NotSaveableError(f"{where}: {error}") from None
     columns = program.graph.columns
     values = []
     for node_id, key in zip(columns.owners, columns.keys, strict=True):
