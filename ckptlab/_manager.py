@@ -53,6 +53,7 @@ from ckptlab.storage import (
     listed_or_removed,
     note_eviction,
     noting_failure,
+    path_text,
     read_state,
     remove_leftovers,
     resolve,
@@ -173,7 +174,7 @@ class CheckpointManager:
                     f"{function!r} ({type(function).__name__})."
                 )
         self._checkpoint = checkpoint
-        self._directory = os.fspath(directory)
+        self._directory = path_text(directory)
         self._name = checkpoint_name
         self._step_counter = step_counter
         self._interval = checkpoint_interval

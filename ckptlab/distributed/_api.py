@@ -29,6 +29,7 @@ from ckptlab.engine import is_trackable
 from ckptlab.storage import (
     WriteOptions,
     open_path,
+    path_text,
     read_rows,
     read_state,
     relative_to,
@@ -88,7 +89,7 @@ def write(
     str
         ``path``, committed; an ordinary checkpoint any reader opens.
     """
-    text = os.fspath(path)
+    text = path_text(path)
     return _run(text, state, engine, assign, timeout, options, counter=None)
 
 
@@ -122,7 +123,7 @@ def save(
     >>> ck.list_variables(path)[0]
     ('model/a/.ATTRIBUTES/VARIABLE_VALUE', [4, 3])
     """
-    prefix = os.fspath(file_prefix)
+    prefix = path_text(file_prefix)
     chosen = engine or LocalEngine()
     settings = options or WriteOptions()
     number: int = _decide(chosen, prefix, lambda: _next_number(prefix, settings))
