@@ -27,7 +27,9 @@ from ckptlab.distributed._worker import (
 )
 from ckptlab.engine import is_trackable
 from ckptlab.storage import (
+    DirectoryLock,
     WriteOptions,
+    listed_or_removed,
     open_path,
     path_text,
     read_rows,
@@ -109,6 +111,12 @@ def save(
     ``save_counter`` is ``n`` (the workers' live counters are not changed, except on SPMD
     engines, where each rank's is set to ``n`` after the commit).  Arguments as for :func:`write`.
 
+    Raises
+    ------
+    LockedError
+        A ``CheckpointManager`` of another process holds the directory's lock (checked on the
+        coordinator before any worker writes, as ``Checkpoint.save`` does).
+
     Examples
     --------
     >>> import ckptlab as ck, numpy as np, tempfile
@@ -149,12 +157,19 @@ def _record_latest(path: str, options: WriteOptions) -> None:
     directory = posixpath.dirname(key)
     relative = relative_to(directory, key)
     state = CheckpointState(latest=relative, all_paths=(relative,))
-    write_state(store, directory, state, durable=options.durable)
+    with listed_or_removed(store, directory, key):  # as Checkpoint.save: never left unlisted
+        write_state(store, directory, state, durable=options.durable)
 
 
 def _next_number(prefix: str, options: WriteOptions) -> int:
+    """The number of the next checkpoint under ``prefix``, on the coordinator before any write.
+
+    Raises :class:`~ckptlab.LockedError` first when a manager of another process holds the
+    directory's lock: the state file this save replaces is that manager's (docs/manager.md).
+    """
     store, key = resolve(prefix, options.storage_options or None)
     directory, name = posixpath.split(key)
+    DirectoryLock(store, directory).check_plain_save("ckptlab.distributed.save")
     pattern = re.compile(rf"^{re.escape(name)}-(\d+)$")
     state = read_state(store, directory)
     names = [*store.list_dir(directory), *((state.latest, *state.all_paths) if state else ())]
