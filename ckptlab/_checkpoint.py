@@ -35,6 +35,7 @@ from ckptlab.storage import (
     WriteOptions,
     listed_or_removed,
     open_checkpoint,
+    path_text,
     relative_to,
     resolve,
     write_checkpoint,
@@ -206,7 +207,7 @@ class Checkpoint(Module):
         >>> path.endswith("/weights"), ck.list_variables(path)
         (True, [('w/.ATTRIBUTES/VARIABLE_VALUE', [2])])
         """
-        path = os.fspath(file_prefix)
+        path = path_text(file_prefix)
         settle(self)
         self._write(path, options, overrides=None)
         return path
@@ -266,7 +267,7 @@ class Checkpoint(Module):
         >>> ck.latest_checkpoint(directory) == second
         True
         """
-        prefix = os.fspath(file_prefix)
+        prefix = path_text(file_prefix)
         settle(self)
         store, key = resolve(prefix, (options or WriteOptions()).storage_options)
         DirectoryLock(store, posixpath.dirname(key)).check_plain_save()  # another's manager?
@@ -315,12 +316,12 @@ class Checkpoint(Module):
         snapshot: bool,
     ) -> Callable[[], object]:
         """Walk the program now; return the write.  ``snapshot`` copies the values first."""
+        store, key = resolve(path, (options or WriteOptions()).storage_options)  # a bad path?
         program = self._ck_view().walk()
         values = program_values(program, overrides)
         if program.unsaved_slots:
             _warn_unsaved_slots(program)
         values = stage(self, values, copy=snapshot)
-        store, key = resolve(path, (options or WriteOptions()).storage_options)
         return functools.partial(
             write_checkpoint,
             store,

@@ -37,12 +37,13 @@ from ckptlab.core import (
     RetentionState,
     interval_allows,
     merge,
+    positive_int,
     record_save,
     recover,
     sweep,
     validate_policy,
 )
-from ckptlab.errors import StorageError
+from ckptlab.errors import InvalidArgumentError, StorageError
 from ckptlab.storage import (
     DirectoryLock,
     ReadOptions,
@@ -52,6 +53,7 @@ from ckptlab.storage import (
     listed_or_removed,
     note_eviction,
     noting_failure,
+    path_text,
     read_state,
     remove_leftovers,
     resolve,
@@ -76,11 +78,21 @@ def _read_int(value: Any, what: str) -> int:
     """Read an int from an int, a numpy integer or an integer (0-d) ``ck.Variable``."""
     array = np.asarray(value)
     if array.shape != () or array.dtype.kind not in "iu":
-        raise TypeError(
+        raise InvalidArgumentError(
             f"{what} must be an int or an integer scalar ck.Variable, got {value!r} "
             f"(dtype {array.dtype}, shape {array.shape})."
         )
     return int(array)
+
+
+def _check_name(name: object) -> None:
+    """``checkpoint_name`` is a non-empty name without a path separator or a NUL."""
+    if not isinstance(name, str) or not name or "/" in name or "\x00" in name:
+        raise InvalidArgumentError(
+            "`checkpoint_name` must be a non-empty string without '/' or NUL characters, got "
+            f"{name!r}; it prefixes the checkpoint names (ckpt -> ckpt-1). "
+            "To save into a subdirectory, put it into `directory`."
+        )
 
 
 class CheckpointManager:
@@ -140,17 +152,29 @@ class CheckpointManager:
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(checkpoint, Checkpoint):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"CheckpointManager expects a ck.Checkpoint, got {type(checkpoint).__name__}; "
                 "wrap your objects first: ck.CheckpointManager(ck.Checkpoint(model=model), ...)."
             )
         self._policy = validate_policy(max_to_keep, keep_checkpoint_every_n_hours)
-        if checkpoint_interval is not None and step_counter is None:
-            raise ValueError(
-                "`step_counter` should be passed if `checkpoint_interval` is not None."
+        if checkpoint_interval is not None:
+            if step_counter is None:
+                raise InvalidArgumentError(
+                    "`step_counter` should be passed if `checkpoint_interval` is not None."
+                )
+            checkpoint_interval = positive_int(
+                checkpoint_interval, "checkpoint_interval", "saves at every call"
             )
+            _read_int(step_counter, "step_counter")
+        _check_name(checkpoint_name)
+        for name, function in (("init_fn", init_fn), ("clock", clock)):
+            if function is not None and not callable(function):
+                raise InvalidArgumentError(
+                    f"`{name}` must be a callable taking no arguments or None, got "
+                    f"{function!r} ({type(function).__name__})."
+                )
         self._checkpoint = checkpoint
-        self._directory = os.fspath(directory)
+        self._directory = path_text(directory)
         self._name = checkpoint_name
         self._step_counter = step_counter
         self._interval = checkpoint_interval
@@ -274,23 +298,29 @@ class CheckpointManager:
         if checkpoint_number is not None:
             checkpoint_number = _read_int(checkpoint_number, "checkpoint_number")
         self._take_lock()
-        if step is not None:
-            self._last_step = step
         counter = self._checkpoint.save_counter
-        counter.assign(int(counter.numpy()) + 1)
-        number = int(counter.numpy()) if checkpoint_number is None else checkpoint_number
+        count = int(counter.numpy()) + 1
+        number = count if checkpoint_number is None else checkpoint_number
         name = f"{self._name}-{number}"
         path = _join(self._directory, name)
-        write = self._checkpoint._prepare(path, options, None, snapshot=not blocking)
+        overrides = {id(counter): np.asarray(count, dtype=np.int64)}  # saved before it is assigned
+        write = self._checkpoint._prepare(path, options, overrides, snapshot=not blocking)
 
         def finish() -> str:
             with self._lock.saving():  # managers of this process on this directory take turns
                 current = self._current()
                 write()
+                if blocking:  # committed: the number is used, even if recording it fails
+                    counter.assign(count)
                 self._record_and_sweep(current, name, options or WriteOptions())
+            if step is not None:  # the step counts as saved only once it is (S88)
+                self._last_step = step
             return path
 
-        return finish() if blocking else start(self._checkpoint, path, finish)
+        if blocking:
+            return finish()
+        counter.assign(count)  # a background save's number is taken now (docs/manager.md)
+        return start(self._checkpoint, path, finish)
 
     def _take_lock(self) -> None:
         if self._lock.acquire():  # the first manager of this process to save here
@@ -335,19 +365,21 @@ class CheckpointManager:
     def _record_and_sweep(self, current: RetentionState, name: str, options: WriteOptions) -> None:
         """Record the committed ``name``, sweep, write the state file once, then delete.
 
-        If noting the evictions or writing the state file fails, the new checkpoint is deleted
-        unless the state file lists it (:func:`listed_or_removed`).
+        If anything before the state file is replaced fails (the clock, noting the evictions,
+        writing the state file), the new checkpoint is deleted unless the state file lists it
+        (:func:`listed_or_removed`).
         """
-        result = sweep(record_save(current, name, self._now()), self._policy)
-        state = CheckpointState(
-            latest=name,
-            all_paths=result.state.paths,
-            timestamps=result.state.timestamps,
-            last_preserved=result.state.last_preserved,
-        )
-        doomed = [self._key_of(path) for path in result.delete]
+        doomed: list[str] = []
         with listed_or_removed(self._store, self._key, self._key_of(name)):
-            try:
+            try:  # the clock, the policy and the notes may fail too: all after the commit
+                result = sweep(record_save(current, name, self._now()), self._policy)
+                state = CheckpointState(
+                    latest=name,
+                    all_paths=result.state.paths,
+                    timestamps=result.state.timestamps,
+                    last_preserved=result.state.last_preserved,
+                )
+                doomed = [self._key_of(path) for path in result.delete]
                 for key in doomed:  # so that a crash after the state-file write cannot orphan it
                     note_eviction(self._store, key)
                 write_state(self._store, self._key, state, durable=options.durable)

@@ -20,6 +20,7 @@ __all__ = [
     "AssignmentError",
     "CkptlabError",
     "CorruptCheckpointError",
+    "InvalidArgumentError",
     "LockedError",
     "MissingDependencyError",
     "NotACheckpointError",
@@ -206,6 +207,22 @@ class NotSaveableError(CkptlabError, ValueError):
     >>> ck.Checkpoint(model=model).write(tempfile.mkdtemp())
     Traceback (most recent call last):
     ckptlab.errors.NotSaveableError: (root).model.layers: Unable to save the object ...
+    """
+
+
+class InvalidArgumentError(CkptlabError, ValueError, TypeError):
+    """An argument has the wrong type or value (TensorFlow's ``InvalidArgumentError``).
+
+    Raised before anything is written or changed: a ``CheckpointManager`` argument that is not
+    what it must be (``max_to_keep=1.5``), a path with a NUL character.  It is a ``ValueError``
+    and a ``TypeError`` too, the builtins such mistakes raise elsewhere.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> ck.CheckpointManager(ck.Checkpoint(), tempfile.mkdtemp(), max_to_keep=1.5)
+    Traceback (most recent call last):
+    ckptlab.errors.InvalidArgumentError: Expected a positive integer or `None` for ...
     """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -161,3 +162,36 @@ def run_unprivileged():
         )
 
     return run
+
+
+HOLD_THE_LOCK = """
+    import sys, time, ckptlab as ck
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), sys.argv[1], max_to_keep=1)
+    manager.save()
+    print("LOCKED", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def manager_in_another_process():
+    """``with manager_in_another_process(directory) as child``: a child process whose manager
+    saved ckpt-1 into ``directory`` and holds its lock until the block ends (kill -9)."""
+
+    @contextlib.contextmanager
+    def holding(directory):
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(HOLD_THE_LOCK), str(directory)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout.readline() == "LOCKED\n"
+            yield child
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+        assert child.returncode == -signal.SIGKILL
+
+    return holding

@@ -418,6 +418,22 @@ def test_missing_path_exits_two_with_a_hint(saved, tmp_path, command):
     assert "ckpt-1" in done.stderr  # the hint names the numbered checkpoints next to it
 
 
+def test_a_directory_whose_latest_is_missing_gives_just_the_error_line(tmp_path):
+    """The state file names a deleted checkpoint: one error line naming it (it used to be
+    preceded by the log line "Couldn't match files for checkpoint ...")."""
+    path = ck.Checkpoint(v=ck.Variable(1.0)).save(tmp_path / "ckpt")
+    shutil.rmtree(path)
+    done = cli("ls", tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"ckptlab: error: {tmp_path} is a checkpoint directory whose state file names {path} "
+        "as the latest checkpoint, but it is missing or incomplete (deleted, or its save was "
+        "interrupted). Pass a checkpoint path (one the state file lists, or another one), or "
+        "save one first.\n"
+    )
+
+
 def test_usage_errors_and_help():
     assert cli().returncode == 2
     assert cli("ls").returncode == 2

@@ -6,6 +6,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -52,24 +53,66 @@ def new_checkpoint(value=0.0):
 # -- constructor ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [0, -1])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True, np.float64(2.0)])
 def test_max_to_keep_must_be_positive_or_none(tmp_path, bad):
-    """S82."""
-    with pytest.raises(ValueError, match="Expected a positive integer or `None` for `max_to_keep`"):
-        ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=bad)
-
-
-def test_interval_needs_step_counter(tmp_path):
-    """S82."""
+    """S82, and a float or a string is refused up front (max_to_keep=1.5 was accepted, and
+    the second save failed in the sweep after committing its checkpoint)."""
     with pytest.raises(
-        ValueError, match="`step_counter` should be passed if `checkpoint_interval`"
+        ck.InvalidArgumentError,
+        match=r"Expected a positive integer or `None` for `max_to_keep`, "
+        rf"got {re.escape(repr(bad))} \(\w+\)\. Pass a whole number of at least 1, "
+        r"e\.g\. max_to_keep=3",
+    ) as caught:
+        ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=bad)
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)
+    assert os.listdir(tmp_path) == []
+
+
+def test_numpy_integers_are_whole_numbers(tmp_path):
+    step = ck.Variable(0, dtype="int64")
+    manager = ck.CheckpointManager(
+        new_checkpoint(), tmp_path, np.int64(2), step_counter=step, checkpoint_interval=np.int32(3)
+    )
+    assert "max_to_keep=2" in repr(manager)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 0.5, "5", False])
+def test_checkpoint_interval_must_be_a_positive_integer(tmp_path, bad):
+    """checkpoint_interval=-2 or 0.5 was silently accepted."""
+    step = ck.Variable(0, dtype="int64")
+    with pytest.raises(
+        ck.InvalidArgumentError,
+        match=rf"for `checkpoint_interval`, got {re.escape(repr(bad))} .*None saves at every call",
     ):
-        ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1, checkpoint_interval=5)
+        ck.CheckpointManager(
+            new_checkpoint(), tmp_path, 1, step_counter=step, checkpoint_interval=bad
+        )
 
 
-def test_checkpoint_argument_must_be_a_checkpoint(tmp_path):
-    with pytest.raises(ValueError, match=r"expects a ck.Checkpoint, got Module"):
-        ck.CheckpointManager(ck.Module(), tmp_path, max_to_keep=1)
+@pytest.mark.parametrize("bad", [-1, float("nan"), "2", True])
+def test_keep_every_n_hours_must_be_a_non_negative_number(tmp_path, bad):
+    with pytest.raises(
+        ck.InvalidArgumentError,
+        match=r"non-negative number of hours or `None` for `keep_checkpoint_every_n_hours`, "
+        rf"got {re.escape(repr(bad))}",
+    ):
+        ck.CheckpointManager(new_checkpoint(), tmp_path, 1, keep_checkpoint_every_n_hours=bad)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("checkpoint_name", "", "`checkpoint_name` must be a non-empty string without '/'"),
+        ("checkpoint_name", "sub/ckpt", "To save into a subdirectory, put it into `directory`"),
+        ("checkpoint_name", 3, "`checkpoint_name` must be a non-empty string"),
+        ("init_fn", "setup", "`init_fn` must be a callable taking no arguments or None"),
+        ("clock", 12.0, "`clock` must be a callable taking no arguments or None, got 12.0"),
+    ],
+)
+def test_other_arguments_are_checked_up_front(tmp_path, argument, value, message):
+    with pytest.raises(ck.InvalidArgumentError, match=re.escape(message)):
+        ck.CheckpointManager(new_checkpoint(), tmp_path, 1, **{argument: value})
+    assert os.listdir(tmp_path) == []
 
 
 def test_properties(tmp_path):
@@ -243,11 +286,56 @@ def test_checkpoint_interval_scenario(tmp_path):
 
 
 def test_step_counter_must_be_an_integer(tmp_path):
+    """Checked at construction (it used to fail at the first save)."""
+    with pytest.raises(
+        ck.InvalidArgumentError, match="step_counter must be an int or an integer scalar"
+    ):
+        ck.CheckpointManager(
+            new_checkpoint(), tmp_path, 1, step_counter=ck.Variable(1.5), checkpoint_interval=2
+        )
+
+
+def test_a_failed_save_does_not_use_up_its_step(tmp_path):
+    """A save refused before writing (a file of the user's at ckpt-1) used to record step 5
+    as saved, so the retry after the user removed the file was skipped (returned None)."""
+    step = ck.Variable(5, dtype="int64")
     manager = ck.CheckpointManager(
-        new_checkpoint(), tmp_path, 1, step_counter=ck.Variable(1.5), checkpoint_interval=2
+        ck.Checkpoint(step=step), tmp_path, 2, step_counter=step, checkpoint_interval=1
     )
-    with pytest.raises(TypeError, match="step_counter must be an int or an integer scalar"):
-        manager.save()
+    (tmp_path / "ckpt-1").write_text("the user's file")
+    with pytest.raises(ck.StorageExistsError):
+        manager.save(options=FAST)
+    (tmp_path / "ckpt-1").unlink()
+    assert names([manager.save(options=FAST)]) == ["ckpt-1"]
+    assert manager.save(options=FAST) is None  # a successful save does use it up (S88)
+
+
+def test_a_failed_background_save_does_not_use_up_its_step(tmp_path):
+    step = ck.Variable(5, dtype="int64")
+    manager = ck.CheckpointManager(
+        ck.Checkpoint(step=step), tmp_path, 2, step_counter=step, checkpoint_interval=1
+    )
+    (tmp_path / "ckpt-1").write_text("the user's file")
+    with pytest.raises(ck.StorageExistsError):
+        manager.save(blocking=False, options=FAST).result()
+    assert manager.save(blocking=False, options=FAST).result().endswith("ckpt-2")
+    assert manager.save(blocking=False, options=FAST) is None
+    manager.close()
+
+
+def test_a_save_refused_before_writing_leaves_save_counter(tmp_path):
+    """As Checkpoint.save does; the manager used to increment it before writing."""
+    ckpt = new_checkpoint()
+    manager = ck.CheckpointManager(ckpt, tmp_path, 2)
+    (tmp_path / "ckpt-1").write_text("the user's file")
+    with pytest.raises(ck.StorageExistsError):
+        manager.save(options=FAST)
+    assert int(ckpt.save_counter.numpy()) == 0
+    (tmp_path / "ckpt-1").unlink()
+    manager.save(options=FAST)
+    restored = new_checkpoint()
+    restored.restore(tmp_path / "ckpt-1")
+    assert int(restored.save_counter.numpy()) == int(ckpt.save_counter.numpy()) == 1
 
 
 # -- checkpoint_number --------------------------------------------------------------------------
@@ -532,6 +620,30 @@ def test_a_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_spac
     assert state_of(tmp_path) == before
     assert names(manager.checkpoints) == ["ckpt-1", "ckpt-2"]
     assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-1", "ckpt-2"]
+
+
+def test_a_clock_that_fails_after_the_commit_removes_the_checkpoint(tmp_path):
+    """The timestamp is taken after the commit: a clock that raises there used to leave
+    ckpt-2 committed, never listed and never deleted."""
+    clock = FakeClock()
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=2, clock=clock)
+    manager.save(options=FAST)
+    before = state_of(tmp_path)
+    calls = []
+
+    def broken_clock():
+        calls.append(1)
+        if len(calls) > 1:  # the first call merges the state file, before the write
+            raise RuntimeError("clock broke")
+        return clock.now + 1
+
+    manager._clock = broken_clock
+    with pytest.raises(RuntimeError, match="clock broke") as caught:
+        manager.save(options=FAST)
+    assert f"{tmp_path / 'ckpt-2'}: it was deleted" in caught.value.__notes__[0]
+    assert state_of(tmp_path) == before
+    assert names(manager.checkpoints) == ["ckpt-1"]
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-1"]
 
 
 def test_a_resave_that_cannot_be_recorded_keeps_the_listed_checkpoint(tmp_path, no_space):

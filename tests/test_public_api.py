@@ -15,6 +15,7 @@ from ckptlab import errors, layers, optimizers
 PUBLIC = {
     "AssignmentError", "Checkpoint", "CheckpointLoadStatus", "CheckpointManager",
     "CheckpointReader", "CkptlabError", "CorruptCheckpointError", "InitializationOnlyStatus",
+    "InvalidArgumentError",
     "KeyMap", "LockedError", "MatchReport", "MissingDependencyError", "Module",
     "NameBasedSaverStatus", "NearMiss",
     "NotACheckpointError", "NotFoundError", "NotSaveableError", "ReadOptions", "ReportEntry",
@@ -46,6 +47,9 @@ def test_errors_inherit_the_builtins_they_resemble():
         ck.RestoreConflictError, TypeError
     )
     assert issubclass(ck.UnsupportedFormatError, ValueError)
+    assert issubclass(ck.InvalidArgumentError, ValueError) and issubclass(
+        ck.InvalidArgumentError, TypeError
+    )
     assert issubclass(ck.NotACheckpointError, ck.UnsupportedFormatError)
     assert issubclass(ck.StorageError, OSError)
     for error, builtin in [

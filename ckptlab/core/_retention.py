@@ -7,10 +7,13 @@ reads a clock or touches a file; timestamps are plain seconds (docs/semantics.md
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from ckptlab.core._statefile import CheckpointState
+from ckptlab.errors import InvalidArgumentError
 
 HOUR = 3600.0
 """Seconds per hour (``keep_checkpoint_every_n_hours`` is in hours)."""
@@ -79,27 +82,63 @@ class Recovery:
     """Seconds the clock is behind the stored last-preserved time (0 when it is not)."""
 
 
-def validate_policy(max_to_keep: int | None, keep_every_n_hours: float | None) -> RetentionPolicy:
+def validate_policy(max_to_keep: object, keep_every_n_hours: object) -> RetentionPolicy:
     """Check the constructor arguments with TF's wording (docs/semantics.md S82).
+
+    ``max_to_keep`` is ``None`` or a positive integer (a Python or numpy integer, not a bool);
+    ``keep_every_n_hours`` is ``None`` or a non-negative number (0 disables it, as in TF).
+
+    Raises
+    ------
+    InvalidArgumentError
+        Either is something else (a ``ValueError`` and a ``TypeError``).
 
     Examples
     --------
     >>> validate_policy(0, None)
     Traceback (most recent call last):
     ...
-    ValueError: Expected a positive integer or `None` for `max_to_keep`, got 0.
+    ckptlab.errors.InvalidArgumentError: Expected a positive integer ... got 0 (int). ...
+    >>> validate_policy(3, 0).keep_every_n_hours is None
+    True
     """
-    if max_to_keep is not None and (isinstance(max_to_keep, bool) or max_to_keep <= 0):
-        raise ValueError(
-            f"Expected a positive integer or `None` for `max_to_keep`, got {max_to_keep}."
+    if max_to_keep is not None:
+        max_to_keep = positive_int(max_to_keep, "max_to_keep", "keeps every checkpoint")
+    hours = keep_every_n_hours
+    if hours is None:
+        return RetentionPolicy(max_to_keep=max_to_keep)
+    if not isinstance(hours, bool) and isinstance(hours, numbers.Real) and float(hours) >= 0:
+        return RetentionPolicy(max_to_keep=max_to_keep, keep_every_n_hours=float(hours) or None)
+    raise InvalidArgumentError(
+        "Expected a non-negative number of hours or `None` for "
+        f"`keep_checkpoint_every_n_hours`, got {hours!r} ({type(hours).__name__}). Pass "
+        "e.g. keep_checkpoint_every_n_hours=2.5, or None (or 0) to preserve nothing."
+    )
+
+
+def positive_int(value: object, name: str, none_means: str) -> int:
+    """``value`` as an int when it is a positive integer (Python or numpy, not a bool).
+
+    Examples
+    --------
+    >>> positive_int(5, "checkpoint_interval", "saves at every call")
+    5
+    >>> positive_int(0.5, "checkpoint_interval", "saves at every call")
+    Traceback (most recent call last):
+    ...
+    ckptlab.errors.InvalidArgumentError: Expected a positive integer ... got 0.5 (float). ...
+    """
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        number = None
+    if number is None or number <= 0:
+        raise InvalidArgumentError(
+            f"Expected a positive integer or `None` for `{name}`, got {value!r} "
+            f"({type(value).__name__}). Pass a whole number of at least 1, e.g. {name}=3; "
+            f"None {none_means}."
         )
-    if keep_every_n_hours is not None and not keep_every_n_hours >= 0:
-        raise ValueError(
-            "Expected a non-negative number of hours or `None` for "
-            f"`keep_checkpoint_every_n_hours`, got {keep_every_n_hours}."
-        )
-    hours = keep_every_n_hours or None  # 0 disables it, as in TF
-    return RetentionPolicy(max_to_keep=max_to_keep, keep_every_n_hours=hours)
+    return number
 
 
 def recover(saved: CheckpointState | None, now: float) -> Recovery:

@@ -27,8 +27,11 @@ from ckptlab.distributed._worker import (
 )
 from ckptlab.engine import is_trackable
 from ckptlab.storage import (
+    DirectoryLock,
     WriteOptions,
+    listed_or_removed,
     open_path,
+    path_text,
     read_rows,
     read_state,
     relative_to,
@@ -88,7 +91,7 @@ def write(
     str
         ``path``, committed; an ordinary checkpoint any reader opens.
     """
-    text = os.fspath(path)
+    text = path_text(path)
     return _run(text, state, engine, assign, timeout, options, counter=None)
 
 
@@ -108,6 +111,12 @@ def save(
     ``save_counter`` is ``n`` (the workers' live counters are not changed, except on SPMD
     engines, where each rank's is set to ``n`` after the commit).  Arguments as for :func:`write`.
 
+    Raises
+    ------
+    LockedError
+        A ``CheckpointManager`` of another process holds the directory's lock (checked on the
+        coordinator before any worker writes, as ``Checkpoint.save`` does).
+
     Examples
     --------
     >>> import ckptlab as ck, numpy as np, tempfile
@@ -122,7 +131,7 @@ def save(
     >>> ck.list_variables(path)[0]
     ('model/a/.ATTRIBUTES/VARIABLE_VALUE', [4, 3])
     """
-    prefix = os.fspath(file_prefix)
+    prefix = path_text(file_prefix)
     chosen = engine or LocalEngine()
     settings = options or WriteOptions()
     number: int = _decide(chosen, prefix, lambda: _next_number(prefix, settings))
@@ -148,12 +157,19 @@ def _record_latest(path: str, options: WriteOptions) -> None:
     directory = posixpath.dirname(key)
     relative = relative_to(directory, key)
     state = CheckpointState(latest=relative, all_paths=(relative,))
-    write_state(store, directory, state, durable=options.durable)
+    with listed_or_removed(store, directory, key):  # as Checkpoint.save: never left unlisted
+        write_state(store, directory, state, durable=options.durable)
 
 
 def _next_number(prefix: str, options: WriteOptions) -> int:
+    """The number of the next checkpoint under ``prefix``, on the coordinator before any write.
+
+    Raises :class:`~ckptlab.LockedError` first when a manager of another process holds the
+    directory's lock: the state file this save replaces is that manager's (docs/manager.md).
+    """
     store, key = resolve(prefix, options.storage_options or None)
     directory, name = posixpath.split(key)
+    DirectoryLock(store, directory).check_plain_save("ckptlab.distributed.save")
     pattern = re.compile(rf"^{re.escape(name)}-(\d+)$")
     state = read_state(store, directory)
     names = [*store.list_dir(directory), *((state.latest, *state.all_paths) if state else ())]

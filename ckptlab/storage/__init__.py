@@ -16,7 +16,13 @@ from ckptlab.storage._directory import (
     remove_leftovers,
 )
 from ckptlab.storage._faults import noting_failure
-from ckptlab.storage._fsspec import FsspecStore, resolve, set_storage_options, storage_options_for
+from ckptlab.storage._fsspec import (
+    FsspecStore,
+    path_text,
+    resolve,
+    set_storage_options,
+    storage_options_for,
+)
 from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
 from ckptlab.storage._layout import (
     CHUNK_BYTES,
@@ -92,6 +98,7 @@ __all__ = [
     "register_zarr_dtypes",
     "relative_to",
     "remove_leftovers",
+    "path_text",
     "resolve",
     "resolve_path",
     "retract",

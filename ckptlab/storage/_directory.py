@@ -251,7 +251,7 @@ class DirectoryLock:
             self.store.delete_tree(self.key)
 
     def _locked_error(
-        self, holder: dict[str, Any] | None, *, plain_save: bool = False
+        self, holder: dict[str, Any] | None, *, plain_save: str | None = None
     ) -> LockedError:
         directory = self.store.display(posixpath.dirname(self.key))
         where = self.store.display(self.key)
@@ -261,11 +261,11 @@ class DirectoryLock:
             else f"If that process is gone (e.g. a machine that crashed), delete {where}."
         )
         why = (
-            "a CheckpointManager saves into it, and Checkpoint.save would replace the state "
+            f"a CheckpointManager saves into it, and {plain_save} would replace the state "
             "file that manager keeps (dropping its checkpoint list and timestamps). Save into "
             "another directory, or close that manager (manager.close()) or let its process "
             "finish."
-            if plain_save
+            if plain_save is not None
             else "the managers of one process at a time may save into a directory. Close the "
             "other process's manager (manager.close()) or let that process finish, or save "
             "into another directory."
@@ -274,10 +274,11 @@ class DirectoryLock:
             f"Checkpoint directory {directory} is locked by {_describe(holder)}: {why} {remedy}"
         )
 
-    def check_plain_save(self) -> None:
+    def check_plain_save(self, caller: str = "Checkpoint.save") -> None:
         """Raise :class:`LockedError` if another process's manager holds the lock.
 
-        Called by ``Checkpoint.save``, which replaces the directory's state file.  Nothing is
+        Called by ``Checkpoint.save`` and ``ckptlab.distributed.save`` (``caller``, named in
+        the error), which replace the directory's state file.  Nothing is
         created: a directory that no manager ever locked has no lock file.  A manager of this
         process does not stop it (TensorFlow's behaviour, docs/semantics.md S90: that manager keeps
         its list and merges it with the state file at its next save).
@@ -289,7 +290,7 @@ class DirectoryLock:
                 return
         locked, holder = self._peek_flock() if self._uses_flock else self._peek_object()
         if locked and not _is_this_process(holder):
-            raise self._locked_error(holder, plain_save=True)
+            raise self._locked_error(holder, plain_save=caller)
 
     def _peek_flock(self) -> tuple[bool, dict[str, Any] | None]:
         """Whether someone holds the flock (and the record it wrote), without taking it."""

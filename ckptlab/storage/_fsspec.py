@@ -20,7 +20,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from ckptlab.errors import NotFoundError
+from ckptlab.errors import InvalidArgumentError, NotFoundError
 from ckptlab.storage._faults import translate_faults
 from ckptlab.storage._kv import Buffer, ByteStore, LocalStore, buffer_size, byte_view
 
@@ -298,9 +298,44 @@ def resolve(
     Local paths (and ``file://`` URLs) are served by :class:`LocalStore`; any other URL by
     :class:`FsspecStore` (``storage_options`` as in :func:`set_storage_options`).
     """
-    text = os.fspath(path)
+    text = path_text(path)
     if text.startswith("file://"):
         text = text[len("file://") :]
     if "://" in text:
         return FsspecStore.from_url(text, storage_options)
     return LocalStore(), os.path.abspath(text)
+
+
+def path_text(path: object) -> str:
+    r"""``path`` as a string, refused when no store could hold it (every path goes through here).
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``path`` is not a ``str`` or ``os.PathLike`` of one, or contains a NUL character.
+
+    Examples
+    --------
+    >>> path_text("runs/a\x00b")
+    Traceback (most recent call last):
+    ...
+    ckptlab.errors.InvalidArgumentError: The path 'runs/a\x00b' contains a NUL character ...
+    """
+    try:
+        text = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        text = None
+    if not isinstance(text, str):
+        raise InvalidArgumentError(
+            f"Expected a path (a str or an os.PathLike such as pathlib.Path) or a URL, got "
+            f"{path!r} ({type(path).__name__}). Pass the path as a string "
+            "(bytes: path.decode())."
+        )
+    if "\x00" in text:
+        raise InvalidArgumentError(
+            f"The path {text!r} contains a NUL character ('\\x00'), which no file system or "
+            "object store accepts in a path; nothing was read or written. Remove it (it often "
+            "comes from a C string or a fixed-size buffer decoded with its padding: "
+            "text.rstrip('\\x00'))."
+        )
+    return text

@@ -8,7 +8,7 @@ from ckptlab.errors import NotFoundError
 from ckptlab.storage._fsspec import resolve
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._reader import StoredCheckpoint, open_checkpoint
-from ckptlab.storage._state import STATE_FILENAME, latest_checkpoint
+from ckptlab.storage._state import STATE_FILENAME, named_latest
 
 __all__ = ["open_path", "resolve_path"]
 
@@ -66,11 +66,13 @@ def resolve_path(path_or_dir: str | os.PathLike[str]) -> tuple[ByteStore, str]:
     """
     store, key = resolve(path_or_dir)
     if store.exists(f"{key}/{STATE_FILENAME}") and not store.exists(f"{key}/zarr.json"):
-        latest = latest_checkpoint(path_or_dir)
-        if latest is None:
+        latest, complete = named_latest(store, key)  # the error says it: nothing logged
+        if latest is None or not complete:
             raise NotFoundError(
-                f"{store.display(key)} is a checkpoint directory whose state file names no "
-                "complete checkpoint. Save one first, or pass a checkpoint path."
+                f"{store.display(key)} is a checkpoint directory whose state file names "
+                f"{store.display(latest or '')} as the latest checkpoint, but it is missing or "
+                "incomplete (deleted, or its save was interrupted). Pass a checkpoint path "
+                "(one the state file lists, or another one), or save one first."
             )
-        store, key = resolve(latest)
+        store, key = resolve(store.display(latest))
     return store, key

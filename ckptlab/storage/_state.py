@@ -150,14 +150,29 @@ def latest_checkpoint(
     True
     """
     store, directory = resolve(checkpoint_dir)
-    state = read_state(store, directory, latest_filename)
-    if state is None:
+    path, complete = named_latest(store, directory, latest_filename)
+    if path is None:
         return None
-    path = _join(directory, state.latest)
-    if not is_committed(store, path) and not _is_foreign(store, path):
-        logger.error("Couldn't match files for checkpoint %s", store.display(path))
+    if not complete:
+        logger.error("Couldn't match files for checkpoint %s", store.display(path))  # as TF
         return None
     return store.display(path) if "://" in os.fspath(checkpoint_dir) else path
+
+
+def named_latest(
+    store: ByteStore, directory: str, filename: str | None = None
+) -> tuple[str | None, bool]:
+    """The key the state file names as the latest, and whether that checkpoint is complete.
+
+    ``(None, False)`` without a state file.  Complete means ckptlab's, TensorFlow's or a
+    single-file checkpoint is there.  Unlike :func:`latest_checkpoint` it logs nothing: callers
+    that raise say it in their error.
+    """
+    state = read_state(store, directory, filename)
+    if state is None:
+        return None, False
+    path = _join(directory, state.latest)
+    return path, is_committed(store, path) or _is_foreign(store, path)
 
 
 def _is_foreign(store: ByteStore, path: str) -> bool:

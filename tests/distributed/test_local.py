@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import time
 
 import numpy as np
@@ -178,6 +179,44 @@ def test_a_failed_worker_commits_nothing(saved, tmp_path, kind, expected):
     assert [f.rank for f in caught.value.failures] == [1]
     assert ck.latest_checkpoint(directory) == path
     assert sorted(os.listdir(directory)) == ["checkpoint", "ckpt-1"]
+
+
+def small(rank):
+    return ck.Checkpoint(v=ck.Variable(np.arange(3.0)), w=ck.Variable(np.ones(2)))
+
+
+def test_a_save_into_a_directory_another_process_manages_is_refused(
+    tmp_path, manager_in_another_process
+):
+    """ckd.save used to replace the state file of another process's manager (which then
+    overwrote the multi-worker checkpoint at its next save); Checkpoint.save is refused
+    (docs/manager.md), and so is ckd.save now, on the coordinator before any worker writes."""
+    with manager_in_another_process(tmp_path) as child:
+        before = (tmp_path / "checkpoint").read_bytes()
+        pattern = (
+            rf"{tmp_path} is locked by pid {child.pid} on host {socket.gethostname()} .*"
+            r"ckptlab.distributed.save would replace the state file .* Save into another"
+        )
+        with pytest.raises(ck.LockedError, match=pattern):
+            ckd.save(tmp_path / "ckpt", small, engine=ckd.LocalEngine(2), timeout=60)
+        assert (tmp_path / "checkpoint").read_bytes() == before
+        assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-1"]
+    path = ckd.save(tmp_path / "ckpt", small, engine=ckd.LocalEngine(2), timeout=60)
+    assert path == str(tmp_path / "ckpt-2")  # the holder is gone (kill -9): it goes ahead
+    assert ck.latest_checkpoint(tmp_path) == path
+
+
+def test_a_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_space):
+    """As Checkpoint.save (docs/manager.md): a full disk at the state file used to leave the
+    committed checkpoint on disk, listed nowhere."""
+    no_space(lambda name: name.startswith(".checkpoint.tmp-"))
+    with pytest.raises(
+        ck.StorageError,
+        match=rf"{tmp_path / 'ckpt-1'} was written, but recording it in "
+        rf"{tmp_path / 'checkpoint'} failed, so it was deleted",
+    ):
+        ckd.save(tmp_path / "ckpt", small, engine=ckd.LocalEngine(2), timeout=60)
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_silent_worker_times_out(tmp_path):

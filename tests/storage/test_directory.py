@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,14 +16,6 @@ from ckptlab.storage import LocalStore, _directory, resolve
 from ckptlab.storage._directory import LOCK_FILENAME, DirectoryLock, remove_leftovers
 
 FAST = ck.WriteOptions(durable=False, progress=False)
-
-HOLD_THE_LOCK = """
-    import sys, time, ckptlab as ck
-    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), sys.argv[1], max_to_keep=1)
-    manager.save()
-    print("LOCKED", flush=True)
-    time.sleep(600)
-"""
 
 
 def dead_pid():
@@ -99,25 +89,7 @@ def test_a_forked_child_does_not_share_its_parents_lock(tmp_path):
     assert done.stdout == "0 True\n"  # refused, naming the parent; the parent's record intact
 
 
-@contextlib.contextmanager
-def manager_in_another_process(directory):
-    """A child process whose manager saved ckpt-1 into ``directory`` and holds its lock."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(HOLD_THE_LOCK), str(directory)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline() == "LOCKED\n"
-        yield child
-    finally:
-        child.kill()
-        child.wait()
-        child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
-
-
-def test_other_process_holds_the_lock_then_dies(tmp_path, ck_log):
+def test_other_process_holds_the_lock_then_dies(tmp_path, ck_log, manager_in_another_process):
     """A second process is refused, naming the holder (pid, host); after kill -9 it takes over."""
     with manager_in_another_process(tmp_path) as child:
         manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(2.0)), tmp_path, max_to_keep=1)
@@ -173,7 +145,9 @@ def test_unreadable_lock_file_is_reported_as_unknown(tmp_path):
         DirectoryLock(store, directory).acquire()
 
 
-def test_plain_save_into_a_directory_another_process_manages_is_refused(tmp_path):
+def test_plain_save_into_a_directory_another_process_manages_is_refused(
+    tmp_path, manager_in_another_process
+):
     """Checkpoint.save would replace the state file the other process's manager keeps."""
     with manager_in_another_process(tmp_path) as child:
         before = (tmp_path / "checkpoint").read_bytes()

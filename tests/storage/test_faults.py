@@ -9,7 +9,9 @@ from __future__ import annotations
 import doctest
 import errno
 import json
+import logging
 import os
+import pathlib
 import socket
 
 import numpy as np
@@ -38,6 +40,56 @@ def test_a_save_below_a_file_raises_its_own_error(tmp_path):
     assert not getattr(caught.value, "__notes__", None)
     assert notes.read_text() == "mine"
     assert int(ckpt.save_counter.numpy()) == 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "save",
+        "save blocking=False",
+        "write",
+        "restore",
+        "list_variables",
+        "latest_checkpoint",
+        "CheckpointManager",
+    ],
+)
+def test_a_path_with_a_nul_character_is_refused_before_anything_happens(tmp_path, caplog, call):
+    """save/write/restore/list_variables raised a bare ``ValueError: embedded null byte`` (save
+    and write also logged a failed clean-up), latest_checkpoint returned None, and a manager
+    was created on such a directory."""
+    caplog.set_level(logging.DEBUG, logger="ckptlab")
+    bad = f"{tmp_path}/run\x00/ckpt"
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    calls = {
+        "save": lambda: ckpt.save(bad, options=FAST),
+        "save blocking=False": lambda: ckpt.save(bad, options=FAST, blocking=False),
+        "write": lambda: ckpt.write(pathlib.Path(bad), options=FAST),
+        "restore": lambda: ckpt.restore(bad),
+        "list_variables": lambda: ck.list_variables(bad),
+        "latest_checkpoint": lambda: ck.latest_checkpoint(bad),
+        "CheckpointManager": lambda: ck.CheckpointManager(ckpt, bad, max_to_keep=1),
+    }
+    with pytest.raises(ck.InvalidArgumentError) as caught:
+        calls[call]()
+    assert isinstance(caught.value, ValueError)
+    assert str(caught.value) == (
+        f"The path {bad!r} contains a NUL character ('\\x00'), which no file system or object "
+        "store accepts in a path; nothing was read or written. Remove it (it often comes from a "
+        "C string or a fixed-size buffer decoded with its padding: text.rstrip('\\x00'))."
+    )
+    assert "\\x00" in str(caught.value)  # shown escaped
+    assert os.listdir(tmp_path) == []
+    assert int(ckpt.save_counter.numpy()) == 0
+    assert caplog.records == []
+
+
+def test_a_path_that_is_not_a_string_is_refused(tmp_path):
+    with pytest.raises(ck.InvalidArgumentError, match=r"Expected a path .* got 3 \(int\)"):
+        ck.Checkpoint().write(3)
+    with pytest.raises(ck.InvalidArgumentError, match=r"got b'.*' \(bytes\).*path\.decode\(\)"):
+        ck.Checkpoint().save(os.fsencode(tmp_path / "ckpt"))
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("what", ["file", "directory"])
