@@ -86,7 +86,7 @@ class Module(Trackable):
 
 
 def wrap(value: Any) -> Any:
-    """Wrap lists, dicts and plain tuples so their trackable elements are tracked."""
+    """Wrap lists, dicts, tuples and namedtuples so their trackable elements are tracked."""
     if isinstance(value, Trackable):
         return value
     if type(value) is list:
@@ -95,7 +95,40 @@ def wrap(value: Any) -> Any:
         return TrackedDict(value)
     if type(value) is tuple:
         return TrackedTuple(value)
+    if isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple):
+        return _tracked_namedtuple(type(value))._make(wrap(v) for v in value)
     return value
+
+
+_NAMEDTUPLES: dict[type, type] = {}
+"""A namedtuple class -> its tracked subclass."""
+
+
+def _tracked_namedtuple(cls: Any) -> Any:
+    """A subclass of namedtuple ``cls`` whose trackable fields are dependencies by field name.
+
+    As TensorFlow does, a namedtuple's elements are named by their fields (``pair/x``), and the
+    object stays an instance of the user's class (``_replace`` and ``_asdict`` work).
+    """
+    tracked = _NAMEDTUPLES.get(cls)
+    if tracked is None:
+
+        def _ck_children(self: Any) -> list[tuple[str, Any]]:
+            pairs = zip(self._fields, self, strict=True)
+            return [(field, item) for field, item in pairs if is_trackable(item)]
+
+        def __reduce__(self: Any) -> tuple[Any, ...]:  # pickled as the user's class, wrapped again
+            return wrap, (cls._make(self),)
+
+        namespace = {
+            "__slots__": (),
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "_ck_children": _ck_children,
+            "__reduce__": __reduce__,
+        }
+        tracked = _NAMEDTUPLES[cls] = type(cls.__name__, (cls, Trackable), namespace)
+    return tracked
 
 
 class TrackedList(Trackable, MutableSequence[Any]):

@@ -3,8 +3,10 @@
 Behaviour numbers (S1-S35) refer to docs/semantics.md, sections A-E.
 """
 
+import collections
 import os
 import pathlib
+import pickle
 
 import numpy as np
 import pytest
@@ -37,6 +39,42 @@ def test_nested_structures_are_wrapped(ckpt_dir):
     )
     path = ckpt.write(ckpt_dir / "c")
     assert [k for k, _ in ck.list_variables(path)] == ["dct/k" + KEY, "lst/0" + KEY]
+
+
+Pair = collections.namedtuple("Pair", "x y")
+
+
+def test_namedtuples_are_tracked_by_field_name(ckpt_dir):
+    """S4, S63: as TensorFlow, a namedtuple's trackable fields are saved under their names,
+    and the object stays an instance of the user's class."""
+    model = ck.Module()
+    model.pair = Pair(ck.Variable(1.0), "label")
+    path = ck.Checkpoint(model=model, top=Pair(x=[ck.Variable(2.0)], y=None)).write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["model/pair/x" + KEY, "top/x/0" + KEY]
+    assert isinstance(model.pair, Pair) and model.pair._replace(y="z").y == "z"
+    assert pickle.loads(pickle.dumps(model.pair)).x.numpy() == 1.0
+    fresh = ck.Module()
+    fresh.pair = Pair(ck.Variable(0.0), "label")
+    ck.Checkpoint(model=fresh).read(path).expect_partial()
+    assert fresh.pair.x.numpy() == 1.0
+
+
+@pytest.mark.parametrize("remove", ["del", "pop", "popitem", "clear", "plain"])
+def test_a_removed_dict_entry_is_no_longer_saved(ckpt_dir, remove):
+    """S66b (different from TF, documented): removing or replacing a dict entry removes it
+    from what is saved, and the save goes on."""
+    model = ck.Module()
+    model.d = {"a": ck.Variable(1.0)}
+    {
+        "del": lambda d: d.__delitem__("a"),
+        "pop": lambda d: d.pop("a"),
+        "popitem": lambda d: d.popitem(),
+        "clear": lambda d: d.clear(),
+        "plain": lambda d: d.__setitem__("a", 3),
+    }[remove](model.d)
+    model.d["b"] = ck.Variable(2.0)
+    path = ck.Checkpoint(model=model).write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["model/d/b" + KEY]
 
 
 @pytest.mark.parametrize("name", ["save", "write", "restore", "read", "save_counter", "sync"])
@@ -223,6 +261,21 @@ def test_hand_written_state_file_and_latest_filename(ckpt_dir):
     (ckpt_dir / "other").write_text('model_checkpoint_path: "mine"\n')
     assert ck.latest_checkpoint(ckpt_dir, latest_filename="other") == path
     assert ck.latest_checkpoint(ckpt_dir) is None
+
+
+def test_latest_checkpoint_keeps_the_directory_as_given(tmp_path, monkeypatch):
+    """S26: TF joins the directory it is given and the state file's path: a relative
+    directory gives a relative path, equal to what save() returned."""
+    monkeypatch.chdir(tmp_path)
+    saved = ck.Checkpoint(v=ck.Variable(1.0)).save("runs/ckpt")
+    assert saved == "runs/ckpt-1" == ck.latest_checkpoint("runs")
+    assert ck.latest_checkpoint("runs/") == "runs/ckpt-1"
+    assert ck.latest_checkpoint(tmp_path / "runs") == str(tmp_path / "runs" / "ckpt-1")
+    monkeypatch.chdir(tmp_path / "runs")
+    assert ck.latest_checkpoint(".") == "./ckpt-1"
+    elsewhere = ck.Checkpoint(v=ck.Variable(1.0)).write(tmp_path / "elsewhere")
+    (tmp_path / "runs" / "checkpoint").write_text(f'model_checkpoint_path: "{elsewhere}"\n')
+    assert ck.latest_checkpoint(".") == elsewhere  # an absolute path is kept as it is
 
 
 # --- E. entry points --------------------------------------------------------------------------

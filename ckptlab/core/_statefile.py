@@ -76,11 +76,60 @@ def parse_state(text: str, source: str) -> CheckpointState:
     )
 
 
+_PIECE = re.compile(r"""\s*("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+_ESCAPE = re.compile(
+    r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))"
+)
+_SIMPLE = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "?": 63}
+_SIMPLE.update({"\\": 92, "'": 39, '"': 34})
+
+
 def _string(raw: str) -> str:
-    value = json.loads(raw)
-    if not isinstance(value, str):
+    r"""A protobuf text-format string: quoted pieces, C escapes, UTF-8.
+
+    Pieces are ``"..."`` or ``'...'`` (adjacent ones joined); escapes are C's (``\'``, octal
+    ``\303``, ``\xe8``, ``\u00e8``).  TensorFlow writes non-ASCII names as octal escapes of
+    their UTF-8 bytes and escapes apostrophes; ckptlab writes JSON strings, which are
+    text-format strings too.
+
+    Examples
+    --------
+    >>> _string(r'"bob\'s run-1"'), _string(r'"mod\303\250le-1"'), _string("'a' 'b'")
+    ("bob's run-1", 'modèle-1', 'ab')
+    """
+    data = bytearray()
+    position = 0
+    while position < len(raw):
+        piece = _PIECE.match(raw, position)
+        if piece is None:
+            raise ValueError(raw)
+        data += _unescaped(piece.group(1)[1:-1])
+        position = piece.end()
+    if not raw:
         raise ValueError(raw)
-    return value
+    return data.decode("utf-8")  # a UnicodeDecodeError is a ValueError
+
+
+def _unescaped(body: str) -> bytes:
+    out = bytearray()
+    last = 0
+    for escape in _ESCAPE.finditer(body):
+        out += body[last : escape.start()].encode()
+        octal, byte, short, long, char = escape.groups()
+        if octal or byte:
+            value = int(octal, 8) if octal else int(byte, 16)
+            if value > 255:
+                raise ValueError(escape.group())
+            out.append(value)
+        elif short or long:
+            out += chr(int(short or long, 16)).encode()
+        elif char in _SIMPLE:
+            out.append(_SIMPLE[char])
+        else:
+            raise ValueError(escape.group())
+        last = escape.end()
+    out += body[last:].encode()
+    return bytes(out)
 
 
 def _bad(source: str, number: int, line: str) -> CorruptCheckpointError:

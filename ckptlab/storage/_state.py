@@ -156,7 +156,13 @@ def latest_checkpoint(
     if not complete:
         logger.error("Couldn't match files for checkpoint %s", store.display(path))  # as TF
         return None
-    return store.display(path) if "://" in os.fspath(checkpoint_dir) else path
+    given = os.fspath(checkpoint_dir)
+    if "://" in given:
+        return store.display(path)
+    inside = posixpath.relpath(path, directory)
+    if inside.startswith("../") or os.path.isabs(inside):
+        return path
+    return os.path.join(given, inside)  # as given, as TF joins them: "runs/ckpt-1", not absolute
 
 
 def named_latest(

@@ -27,9 +27,31 @@ def test_tensorflow_written_file_parses():
 
 
 @pytest.mark.parametrize(
+    ("written", "path"),
+    [
+        (r'"bob\'s run-1"', "bob's run-1"),  # what TensorFlow writes for prefix "bob's run"
+        ("'ckpt-1'", "ckpt-1"),
+        (r'"ck\x2d1"', "ck-1"),
+        (r'"mod\303\250le-1"', "modèle-1"),  # TensorFlow: UTF-8 bytes as octal escapes
+        (r'"mod\u00e8le-1"', "modèle-1"),  # ckptlab: a JSON string
+        (r'"tab\there" "-1"', "tab\there-1"),
+    ],
+)
+def test_text_format_strings_as_tensorflow_writes_them(written, path):
+    text = f"model_checkpoint_path: {written}\nall_model_checkpoint_paths: {written}\n"
+    assert parse_state(text, "x") == CheckpointState(latest=path, all_paths=(path,))
+    assert parse_state(format_state(CheckpointState(latest=path)), "x").latest == path
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("", "Invalid checkpoint state loaded from dir/checkpoint"),
+        ('model_checkpoint_path: "a\n', "does not parse at line 1"),
+        ('model_checkpoint_path: "a" b\n', "does not parse at line 1"),
+        ('model_checkpoint_path: "\\400"\n', "does not parse at line 1"),
+        ('model_checkpoint_path: "\\q"\n', "does not parse at line 1"),
+        ('model_checkpoint_path: "\\377"\n', "does not parse at line 1"),  # not UTF-8
         ('all_model_checkpoint_paths: "a"\n', "no model_checkpoint_path"),
         ("model_checkpoint_path: ckpt-1\n", "does not parse at line 1"),
         ("unknown_field: 1\n", "does not parse at line 1"),
