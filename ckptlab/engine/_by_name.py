@@ -67,23 +67,31 @@ def node_names(
     children = program.graph.child_table()  # the graph's tables: no node object per value
     names: dict[int, list[str]] = {0: list(base)}
     joins: dict[int, str] = {0: _separator(program.objects[0]) if dotted_root else "/"}
+    positions: dict[str, tuple[int, ...]] = dict.fromkeys(base, ())
+    """Name -> the child positions along its path: sorting by them is the framework's own
+    depth-first order (torch's ``state_dict()``), which decides a shared value's first name."""
     order = [0]
+    shared: list[int] = []
     for node_id in order:
         parent = program.objects[node_id]
         join = joins[node_id]
-        for local, child_id in children[node_id].items():
+        for position, (local, child_id) in enumerate(children[node_id].items()):
             child = program.objects[child_id]
-            here = [
-                f"{p}{join}{name}" if p else name
-                for p in names[node_id]
-                for name in local_names(parent, local, child)
-            ]
+            here = []
+            for p in names[node_id]:
+                for name in local_names(parent, local, child):
+                    full = f"{p}{join}{name}" if p else name
+                    positions.setdefault(full, (*positions[p], position))
+                    here.append(full)
             if child_id not in names:
                 names[child_id] = here
                 joins[child_id] = _join_below(parent, child)
                 order.append(child_id)
             else:  # a shared object: one more name
                 names[child_id] += [h for h in here if h not in names[child_id]]
+                shared.append(child_id)
+    for node_id in shared:
+        names[node_id].sort(key=positions.__getitem__)
     for node_id in order:
         _name_slots(program, node_id, names, joins[node_id])
     return names, joins

@@ -101,6 +101,28 @@ def test_a_tied_weight_the_file_holds_under_both_names(tmp_path, tt, file):
         status.assert_consumed()
 
 
+def test_a_tied_weight_keeps_its_first_state_dict_name_not_its_shortest(tmp_path):
+    """"First" is state_dict() order (depth-first), as from_pretrained keeps the embedding:
+    here the deeper enc.emb.weight comes before head.weight."""
+
+    def program(tied: bool) -> nn.Module:
+        model = nn.Module()
+        model.enc = nn.Module()
+        model.enc.emb = nn.Embedding(5, 3)
+        model.head = nn.Linear(3, 5, bias=False)
+        if tied:
+            model.head.weight = model.enc.emb.weight
+        return model
+
+    untied = program(tied=False)
+    torch.save(untied.state_dict(), tmp_path / "f")
+    tied = program(tied=True)
+    assert list(tied.state_dict()) == ["enc.emb.weight", "head.weight"]
+    status = ck.Checkpoint(root=tied).restore(tmp_path / "f")
+    assert torch.equal(tied.head.weight, untied.enc.emb.weight)
+    assert [e.key for e in status.report().unused] == ["head.weight"]
+
+
 def test_mismatches_are_all_reported_and_nothing_is_written(tmp_path, tt):
     saved = tt.mlp((4, 8, 2))
     torch.save(saved.state_dict(), tmp_path / "m.pt")
