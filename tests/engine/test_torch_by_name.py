@@ -102,8 +102,8 @@ def test_a_tied_weight_the_file_holds_under_both_names(tmp_path, tt, file):
 
 
 def test_a_tied_weight_keeps_its_first_state_dict_name_not_its_shortest(tmp_path):
-    """"First" is state_dict() order (depth-first), as from_pretrained keeps the embedding:
-    here the deeper enc.emb.weight comes before head.weight."""
+    """The first name is the state_dict() one (depth-first), as from_pretrained keeps the
+    embedding's value: here the deeper enc.emb.weight comes before head.weight."""
 
     def program(tied: bool) -> nn.Module:
         model = nn.Module()
