@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import posixpath
 import re
@@ -26,6 +27,7 @@ from ckptlab.distributed._worker import (
     write_part_for,
 )
 from ckptlab.engine import is_trackable
+from ckptlab.errors import InvalidArgumentError
 from ckptlab.storage import (
     DirectoryLock,
     WriteOptions,
@@ -312,9 +314,15 @@ def read_region(
     array([[4, 5],
            [6, 7]])
     """
+    try:
+        start, stop = (operator.index(row) for row in rows)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"read_region(rows={rows!r:.60}): expected a (start, stop) pair of integers, e.g. "
+            "(0, 1024) for the first 1,024 rows."
+        ) from None
     checkpoint = open_path(path_or_dir)
-    full = stored_key(checkpoint.document.values, key)
-    return read_rows(checkpoint, full, int(rows[0]), int(rows[1]))
+    return read_rows(checkpoint, stored_key(checkpoint.document.values, key), start, stop)
 
 
 def plan(root: Any, world_size: int, assign: Mapping[str, int] | None = None) -> SavePlan:

@@ -23,7 +23,7 @@ import crc32c
 import numpy as np
 
 from ckptlab.core import CRC_BLOCK, ArrayInfo, ValueTable
-from ckptlab.errors import CorruptCheckpointError, StorageExistsError
+from ckptlab.errors import CorruptCheckpointError, InvalidArgumentError, StorageExistsError
 from ckptlab.storage._commit import (
     ABORTED,
     clean_leftovers,
@@ -218,7 +218,7 @@ def read_rows(
     value = checkpoint.stored(key)
     rows = value.shape[0] if value.shape else 0
     if not value.shape or not 0 <= start <= stop <= rows:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Rows [{start}, {stop}) are outside {key!r}, which has shape {value.shape}; "
             "regions are row ranges along axis 0."
         )

@@ -328,3 +328,11 @@ def test_unsupported_dtypes_are_refused_at_construction():
         ckd.ShardedVariable(np.array(["a", "b"]), shape=(2,), partition=(0, 2), rank=0)
     with pytest.raises(ck.UnsupportedFormatError, match="Placeholder"):
         ckd.Placeholder((2,), object)
+
+
+@pytest.mark.parametrize("rows", [(2.5, 4), (0, 99), (3, 1), ("0", "2"), (1,)])
+def test_read_region_refuses_rows_that_are_no_range_of_the_value(tmp_path, rows):
+    """Rows are a (start, stop) pair of integers inside the value (2.5 was truncated to 2)."""
+    path = ck.Checkpoint(w=ck.Variable(np.arange(12).reshape(6, 2))).write(tmp_path / "c")
+    with pytest.raises(ck.InvalidArgumentError, match="rows|Rows"):
+        ckd.read_region(path, "w", rows)
