@@ -31,6 +31,7 @@ from ckptlab.core import (
     Assignment,
     MatchReport,
     MatchState,
+    NodePath,
     ProgramGraph,
     ReportEntry,
     ValueSpec,
@@ -457,7 +458,7 @@ class NameBasedRestore:
         if with_program:
             program = self.view.walk()
             names = value_names(program)
-            paths = program.graph.paths()
+            paths = _depth_first_paths(program)
             for node_id, found in names.items():
                 obj, spec, path = program.objects[node_id], program.specs[node_id], paths[node_id]
                 if spec is None or path is None or id(obj) in skip:
@@ -497,6 +498,31 @@ class NameBasedRestore:
         return MatchReport(
             checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy
         )
+
+
+def _depth_first_paths(program: ProgramGraph[Any]) -> list[NodePath | None]:
+    """Each node's first path in depth-first order (torch's ``state_dict()`` order).
+
+    A name-based report places a shared value (a tied weight) where the framework's own files
+    name it first (``transformer.wte.weight``, not the shorter ``lm_head.weight``), so the
+    subtree holding it keeps the file's structure (the explorer's rename suggestions compare
+    subtrees).  Slots keep their graph paths.
+    """
+    children = program.graph.child_table()
+    found = list(program.graph.paths())
+    seen: set[int] = set()
+    stack: list[tuple[int, tuple[str, ...]]] = [(0, ())]
+    while stack:
+        node_id, path = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        graph_path = found[node_id]
+        if graph_path is not None and graph_path.slot is None:
+            found[node_id] = NodePath(path=path)
+        below = list(children[node_id].items())
+        stack.extend((child, (*path, name)) for name, child in reversed(below))
+    return found
 
 
 def _nothing() -> None:

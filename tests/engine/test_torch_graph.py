@@ -210,3 +210,28 @@ def test_the_explorer_finds_a_bare_model_under_its_checkpoint_name(tmp_path, tt)
     torch.save(model.state_dict(), tmp_path / "m.pt")
     by_name = ck.explore(tmp_path / "m.pt", program=changed).summary
     assert by_name.startswith("2 matched but not yet written") and "2 shape conflicts" in by_name
+
+
+def test_the_explorer_suggests_a_renamed_body_that_holds_a_tied_embedding(tmp_path):
+    """The tied weight sits where state_dict() names it first (body.embed.weight), so the
+    renamed body keeps the file's structure and the rename is suggested (placed at the shorter
+    head.weight, the body lacked it and nothing was suggested)."""
+
+    def program(body_name: str) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Module()
+        body = nn.Module()
+        body.embed = nn.Embedding(10, 4)
+        body.mix = nn.Linear(4, 4)
+        setattr(model, body_name, body)
+        model.head = nn.Linear(4, 10, bias=False)
+        model.head.weight = body.embed.weight
+        return model
+
+    pytest.importorskip("safetensors.torch").save_model(
+        program("body"), str(tmp_path / "m.safetensors")
+    )
+    widget = ck.explore(tmp_path / "m.safetensors", program=program("backbone"))
+    view = widget.view
+    pairs = [(view.path_of(s.program), view.path_of(s.checkpoint)) for s in view.suggestions]
+    assert pairs[0] == (("backbone",), ("body",))
