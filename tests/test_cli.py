@@ -643,3 +643,17 @@ def test_export_to_a_place_it_cannot_write_is_a_usage_error(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith(f"ckptlab: error: cannot write {target}")
+
+
+def test_a_path_that_is_neither_file_nor_directory_says_so(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/null"):
+        done = cli("ls", path)
+        assert done.returncode == 2
+        (line,) = done.stderr.strip().splitlines()
+        assert line == (
+            f"ckptlab: error: {path} is neither a file nor a directory (a device, a pipe or a "
+            "socket). Pass a checkpoint: the path that save() or write() returned, or a "
+            "checkpoint file."
+        )

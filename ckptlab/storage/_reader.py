@@ -9,6 +9,7 @@ failure names the key and the stored object (FORMAT.md, "Reading").
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -492,6 +493,11 @@ def _not_found(store: ByteStore, path: str) -> NotFoundError:
         return NotFoundError(
             f"{shown} is a directory but not a ckptlab checkpoint (no zarr.json with a "
             "checkpoint document). Pass the path that save() or write() returned."
+        )
+    if isinstance(store, LocalStore) and os.path.exists(path) and not os.path.isfile(path):
+        return NotFoundError(
+            f"{shown} is neither a file nor a directory (a device, a pipe or a socket). Pass a "
+            "checkpoint: the path that save() or write() returned, or a checkpoint file."
         )
     parent, name = posixpath.split(path)
     siblings = sorted(n for n in store.list_dir(parent) if n.startswith(f"{name}-"))
