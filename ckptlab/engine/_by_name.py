@@ -213,7 +213,7 @@ class NameBasedRestore:
 
     def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
         """Name-based restores have no checkpoint nodes to wait on."""
-        return _nothing
+        return _execute.nothing
 
     def value_for_creation(
         self, node: int, shape: tuple[int | None, ...], dtype: str
@@ -523,7 +523,3 @@ def _depth_first_paths(program: ProgramGraph[Any]) -> list[NodePath | None]:
         below = list(children[node_id].items())
         stack.extend((child, (*path, name)) for name, child in reversed(below))
     return found
-
-
-def _nothing() -> None:
-    """The effects of a restore step that has nothing to do."""

@@ -237,7 +237,7 @@ class RestoreCoordinator:
 
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
         """Object-based restores do not restore by name."""
-        return _nothing
+        return _execute.nothing
 
     def run_queued(self, only: Iterable[str | tuple[str, ...]] | None) -> None:
         """Lazy mode: write queued values (those under ``only``), all or nothing."""
@@ -508,7 +508,3 @@ class _Selection:
 def _under(prefix: str, chosen: frozenset[str]) -> bool:
     """Whether ``prefix`` is one of ``chosen`` or below one."""
     return prefix in chosen or not chosen.isdisjoint(ancestor_paths(prefix))
-
-
-def _nothing() -> None:
-    """The effects of a restore step that has nothing to do."""

@@ -23,6 +23,10 @@ Commit = Callable[[], None]
 """The effects of a validated restore step: record, write or queue (does not fail)."""
 
 
+def nothing() -> None:
+    """Does nothing: a restore step with no effects, or an undo with nothing to put back."""
+
+
 class Restorer(Protocol):
     """A restore in progress that objects may wait on (a coordinator)."""
 

@@ -9,7 +9,7 @@ appear, so a wrapped model has the bare model's graph and keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -120,12 +120,16 @@ class Program:
         return build_graph(self.root, self)
 
 
-def check_saveable(obj: Any, where: str) -> None:
-    """Refuse an object that cannot be saved as it is, the error starting with ``where``."""
+def check_saveable(obj: Any, where: str | Callable[[], str]) -> None:
+    """Refuse an object that cannot be saved as it is, the error starting with where it is.
+
+    ``where`` is the object's path or key, or a function giving it (paths cost a walk: asked
+    only when refusing).
+    """
     try:
         require_adapter(obj).check_saveable(obj)
     except NotSaveableError as error:
-        raise NotSaveableError(f"{where}: {error}") from None
+        raise NotSaveableError(f"{where if isinstance(where, str) else where()}: {error}") from None
 
 
 def program_values(
@@ -137,13 +141,14 @@ def program_values(
     ``save_counter`` of the save being made).
     """
     objects = program.objects
-    for node_id, obj in enumerate(objects):
-        try:
-            require_adapter(obj).check_saveable(obj)
-        except NotSaveableError as error:  # named by its path (a walk: only when refusing)
-            path = program.graph.paths()[node_id]
-            where = path.pretty if path is not None else type(obj).__name__
-            raise NotSaveableError(f"{where}: {error}") from None
+    node_id = 0
+
+    def where() -> str:  # the path of the object checked last (one function, not one per value)
+        path = program.graph.paths()[node_id]
+        return path.pretty if path is not None else type(objects[node_id]).__name__
+
+    for node_id, obj in enumerate(objects):  # noqa: B007 (where() reads node_id)
+        check_saveable(obj, where)
     columns = program.graph.columns
     values = []
     for node_id, key in zip(columns.owners, columns.keys, strict=True):

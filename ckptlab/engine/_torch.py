@@ -39,7 +39,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ckptlab.core import ValueSpec
 from ckptlab.engine import _pystate
-from ckptlab.engine._execute import on_attach, pending_positions, waiting_names
+from ckptlab.engine._execute import nothing, on_attach, pending_positions, waiting_names
 from ckptlab.engine._tables import ObjectTable
 from ckptlab.errors import NotSaveableError
 
@@ -438,7 +438,7 @@ class TorchAdapter:
         """
         if isinstance(obj, torch.Tensor):
             shared = any(s == 0 and n > 1 for s, n in zip(obj.stride(), obj.shape, strict=True))
-            return _nothing if shared else None
+            return nothing if shared else None
         if isinstance(obj, _PythonState):
             load: Callable[[Any], None] = obj.load
             state = obj.state()
@@ -534,10 +534,6 @@ class TorchAdapter:
         tensor = tensor if on_cpu else tensor.to(variable.device)
         optimizer.state[variable][slot] = tensor
         return tensor
-
-
-def _nothing() -> None:
-    """Nothing to put back."""
 
 
 def _group_of(optimizer: Any, param: torch.Tensor) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def latest_checkpoint(
     if "://" in given:
         return store.display(path)
     inside = posixpath.relpath(path, directory)
-    if inside.startswith("../") or os.path.isabs(inside):
+    if inside.startswith("../"):  # the state file names a checkpoint outside the directory
         return path
     return os.path.join(given, inside)  # as given, as TF joins them: "runs/ckpt-1", not absolute
 
