@@ -170,7 +170,6 @@ def plan_restore(
     taken
         ``id(object)`` -> node, for objects earlier steps of the same restore gave a value.
     """
-    has_values = graph.has_values_below()
     child_table, value_keys = graph.child_table(), graph.value_keys()
     earlier: Mapping[int, int] = taken or {}
     new: dict[int, T] = {}
@@ -211,12 +210,16 @@ def plan_restore(
             child = live.get(name)
             if child is not None:
                 queue.append((child_id, child))
-            elif has_values[child_id] and view.can_defer(obj):
+            elif not graph.has_values_below()[child_id]:  # (computed on the first miss)
+                continue
+            elif view.can_defer(obj):
                 deferrals.append(Deferral(parent=obj, name=name, node=child_id))
-            elif has_values[child_id]:
+            else:
                 blocked.append(Blocked(node=child_id, parent=obj))
     slots, pending = (
-        ([], []) if skip_slots else _plan_slots(graph, stored, view, new, bound, pending_slots)
+        ([], [])
+        if skip_slots or not (graph.slot_table() or pending_slots)
+        else _plan_slots(graph, stored, view, new, bound, pending_slots)
     )
     slot_bindings = [(s.node, s.target) for s in slots if isinstance(s, Assignment)]
     return RestorePlan(

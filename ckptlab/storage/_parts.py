@@ -44,7 +44,7 @@ from ckptlab.storage._layout import (
     shard_key,
 )
 from ckptlab.storage._reader import StoredCheckpoint
-from ckptlab.storage._stream import stream_array
+from ckptlab.storage._stream import raw_bytes, stream_array
 from ckptlab.storage._values import PackedValues
 from ckptlab.storage._writer import BATCH_BYTES
 
@@ -135,7 +135,7 @@ class PartWriter:
             return {}
         row_bytes = rows.nbytes // count
         chunk_bytes = math.prod(spec.chunks) * rows.itemsize
-        raw = rows.reshape(-1).view(np.uint8).data
+        raw = raw_bytes(rows)
         crcs = {}
         for first in range(0, count, per_chunk):
             data = raw[first * row_bytes : (first + per_chunk) * row_bytes]

@@ -34,6 +34,7 @@ from ckptlab.errors import CorruptCheckpointError, NotFoundError
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, numpy_dtype
 from ckptlab.storage._progress import Progress
+from ckptlab.storage._stream import raw_bytes
 from ckptlab.storage._values import LOCAL_GAP, REMOTE_GAP, PackedValues, ValueReader
 
 MAX_DOCUMENT_BYTES = 256 * 2**20
@@ -212,12 +213,12 @@ class StoredCheckpoint:
                 continue
             assert value.chunks is not None
             if value.chunks[1:] == value.shape[1:]:
-                requests += self._own_requests(value, _raw(arrays[value.key]))
+                requests += self._own_requests(value, raw_bytes(arrays[value.key]))
             else:
                 self._read_own_general(value, arrays[value.key])
         checks: list[tuple[StoredValue, memoryview]] = []
         for array, members in packed.items():
-            views = [(v, _raw(arrays[v.key])) for v in members]
+            views = [(v, raw_bytes(arrays[v.key])) for v in members]
             requests += self._packed_requests(array, views)
             checks += views
         self._run(requests, sum(a.nbytes for a in arrays.values()))
@@ -400,10 +401,6 @@ class StoredCheckpoint:
 
 def _named(request: _Request) -> StoredValue:
     return request.value if request.value is not None else request.checks[0][0]
-
-
-def _raw(array: np.ndarray[Any, Any]) -> memoryview:
-    return array.reshape(-1).view(np.uint8).data if array.size else memoryview(bytearray())
 
 
 def read_document(store: ByteStore, path: str) -> CheckpointDocument:

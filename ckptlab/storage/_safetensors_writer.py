@@ -22,12 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ckptlab.errors import CkptlabError
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
+from ckptlab.storage._stream import raw_bytes
 
 READ_BYTES = 64 * 2**20
 """Values are read this many bytes at a time (one reader per batch, not one per value)."""
@@ -211,7 +210,7 @@ def _write_file(
     keys = [e.key for e in entries]  # a key twice when two names share one stored value
     if not isinstance(store, LocalStore):  # object stores: one upload per shard
         arrays = source.read_many(keys)
-        store.write(file, [head, *(_raw(arrays[key]) for key in keys)], durable=durable)
+        store.write(file, [head, *(raw_bytes(arrays[key]) for key in keys)], durable=durable)
         return
     os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
     with open(file, "wb") as handle:
@@ -219,11 +218,7 @@ def _write_file(
         for batch in source.batches(keys, READ_BYTES):
             arrays = source.read_many(batch)
             for key in batch:
-                handle.write(_raw(arrays[key]))
+                handle.write(raw_bytes(arrays[key]))
         if durable:
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def _raw(array: np.ndarray[Any, Any]) -> memoryview:
-    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data

@@ -155,8 +155,12 @@ MAX_PARTS = 1024
 
 
 def raw_bytes(array: np.ndarray[Any, Any]) -> memoryview:
-    """The bytes of a C-contiguous array as a flat byte view (empty arrays included)."""
-    return array.reshape(-1).view(np.uint8).data if array.size else memoryview(b"")
+    """The bytes of an array as a flat byte view (empty arrays included).
+
+    A C-contiguous array's own memory (writable when the array is); any other array's bytes are
+    a C-ordered copy's.
+    """
+    return array.reshape(-1).view(np.uint8).data if array.size else memoryview(bytearray())
 
 
 def stream_array(

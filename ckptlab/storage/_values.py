@@ -747,7 +747,7 @@ def _request(
         else:
             view = views.get(row)
             if view is None:
-                view = views[row] = target.reshape(-1).view(np.uint8).data
+                view = views[row] = raw_bytes(target)
             holder = view[start : start + length]
         buffers.append(holder)
         holders.append(holder)

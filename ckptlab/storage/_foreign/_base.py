@@ -28,7 +28,7 @@ from ckptlab.errors import (
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
-from ckptlab.storage._stream import Checksums
+from ckptlab.storage._stream import Checksums, raw_bytes
 
 GAP = 64 * 2**10
 """Values this close in a file are read with one request (the gap is read and dropped)."""
@@ -202,7 +202,7 @@ class ForeignCheckpoint(StoredCheckpoint):
         members: list[list[StoredValue]] = []
         end, last = -1, ""
         for file, offset, value in spans:
-            raw = arrays[value.key].reshape(-1).view(np.uint8).data
+            raw = raw_bytes(arrays[value.key])
             if file != last or not 0 <= offset - end <= GAP or len(requests[-1][2]) >= 1000:
                 requests.append((self.file(file), offset, []))
                 members.append([])

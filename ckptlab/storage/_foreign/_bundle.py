@@ -50,6 +50,7 @@ from ckptlab.storage._foreign._tfv1 import looks_like_v1
 from ckptlab.storage._foreign._wire import WireError
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
+from ckptlab.storage._stream import raw_bytes
 
 GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 MAX_INDEX_BYTES = 1 << 31
@@ -272,7 +273,7 @@ class TensorBundle(ForeignCheckpoint):
             self._check_crc(key, crc, entry)
             return array.reshape(shape)
         target = out if out is not None else np.empty(shape, numpy_dtype(dtype))
-        raw_out = target.reshape(-1).view(np.uint8).data
+        raw_out = raw_bytes(target)
         self._check_crc(key, self.read_crc32c(name, entry.offset, raw_out, key), entry)
         return target
 

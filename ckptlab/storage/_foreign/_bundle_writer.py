@@ -16,6 +16,7 @@ import numpy as np
 
 from ckptlab.storage._foreign._table import MAGIC, mask
 from ckptlab.storage._foreign._tfproto import DTYPES
+from ckptlab.storage._stream import raw_bytes
 
 BLOCK_BYTES = 256 * 1024
 RESTART_INTERVAL = 16
@@ -185,7 +186,7 @@ def write_bundle(prefix: str, tensors: dict[str, np.ndarray[Any, Any]]) -> None:
                 raw, crc = string_bytes(bytes(v) for v in array.reshape(-1))
                 dtype = ENUMS["string"]
             else:
-                raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+                raw = raw_bytes(array)
                 crc, dtype = mask(crc32c.crc32c(raw)), ENUMS[array.dtype.name]
             data.write(raw)
             entries[key.encode()] = encode_entry(dtype, array.shape, offset, len(raw), crc)

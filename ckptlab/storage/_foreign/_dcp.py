@@ -265,7 +265,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         this archive's layout says otherwise.
         """
         target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
-        raw = target.reshape(-1).view(np.uint8).data if target.size else memoryview(b"")
+        raw = _stream.raw_bytes(target)
         guess = self._data_start
         window = ByteRange(self.store, self.file(chunk.file), chunk.offset, chunk.length)
         also = (guess, raw) if guess is not None and 0 < len(raw) <= chunk.length - guess else None

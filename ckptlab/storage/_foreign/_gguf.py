@@ -29,6 +29,7 @@ from ckptlab.storage._foreign._base import (
     require,
 )
 from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._stream import raw_bytes
 
 MAGIC = b"GGUF"
 MAX_NAME = 65536
@@ -358,7 +359,7 @@ class GGUFFile(ForeignCheckpoint):
         type_name = self._type_info[kind][0]
         target = out if out is not None else self.allocate(value)
         if type_name in UNQUANTIZED:
-            raw = target.reshape(-1).view(np.uint8).data
+            raw = raw_bytes(target)
             self.read_bytes(value.foreign.file, value.foreign.offset, raw, value.key)
             return target
         blocks = self.read_raw(value.key)

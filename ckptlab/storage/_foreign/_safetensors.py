@@ -18,6 +18,7 @@ from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._layout import numpy_dtype
+from ckptlab.storage._stream import raw_bytes
 
 MAX_HEADER = 100 * 2**20
 DTYPES = {
@@ -177,6 +178,6 @@ class SafetensorsFile(ForeignCheckpoint):
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         assert value.foreign is not None
         target = out if out is not None else self.allocate(value)
-        raw = target.reshape(-1).view(np.uint8).data
+        raw = raw_bytes(target)
         self.read_bytes(value.foreign.file, value.foreign.offset, raw, value.key)
         return target
