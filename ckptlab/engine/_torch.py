@@ -111,6 +111,21 @@ class _PythonState:
         return f"<{self.kind} of {type(self.owner).__name__}>"
 
 
+_STATEFUL = (_PythonState, LRScheduler, torch.amp.GradScaler)
+"""Objects saved as one Python-state value (``_STATE_SPEC``)."""
+
+
+def _state(obj: _PythonState | LRScheduler | torch.amp.GradScaler) -> Any:
+    return obj.state() if isinstance(obj, _PythonState) else obj.state_dict()
+
+
+def _load(obj: _PythonState | LRScheduler | torch.amp.GradScaler, state: Any) -> None:
+    if isinstance(obj, _PythonState):
+        obj.load(state)
+    else:
+        obj.load_state_dict(state)
+
+
 class _Groups:
     """An optimizer's ``param_groups`` as a container node (children ``0``, ``1``, ...)."""
 
@@ -322,7 +337,7 @@ class TorchAdapter:
             return ValueSpec(shape=tuple(obj.shape), dtype=_dtype_name(obj.dtype))
         if isinstance(obj, _StateEntry):
             return obj.spec
-        if isinstance(obj, _PythonState | LRScheduler | torch.amp.GradScaler):
+        if isinstance(obj, _STATEFUL):
             return _STATE_SPEC
         return None
 
@@ -411,7 +426,7 @@ class TorchAdapter:
                     "belongs to. Keep such state in a parameter's entry or a param group, or "
                     "in an object of its own saved next to the optimizer."
                 )
-        if isinstance(obj, _PythonState | LRScheduler | torch.amp.GradScaler):
+        if isinstance(obj, _STATEFUL):
             self.read(obj)  # refuses state it cannot encode, naming it
 
     def read(self, obj: Any) -> np.ndarray[Any, Any]:
@@ -419,10 +434,9 @@ class TorchAdapter:
         if isinstance(obj, torch.Tensor):
             array = to_numpy(obj)
             return array if array.flags.c_contiguous else array.copy(order="C")
-        state = obj.state() if isinstance(obj, _PythonState) else obj.state_dict()
         where = getattr(obj, "kind", type(obj).__name__)
         try:
-            data = _pystate.encode(state, _tensor_array)
+            data = _pystate.encode(_state(obj), _tensor_array)
         except _pystate.PythonStateError as error:
             raise NotSaveableError(f"{where}: {error}") from None
         return np.frombuffer(data, dtype=np.uint8)
@@ -439,18 +453,13 @@ class TorchAdapter:
         if isinstance(obj, torch.Tensor):
             shared = any(s == 0 and n > 1 for s, n in zip(obj.stride(), obj.shape, strict=True))
             return nothing if shared else None
-        if isinstance(obj, _PythonState):
-            load: Callable[[Any], None] = obj.load
-            state = obj.state()
-        elif isinstance(obj, LRScheduler | torch.amp.GradScaler):
-            load, state = obj.load_state_dict, obj.state_dict()
-        else:
+        if not isinstance(obj, _STATEFUL):
             return None
         try:
-            before = copy.deepcopy(state)
+            before = copy.deepcopy(_state(obj))
         except Exception:  # an object deepcopy refuses: written unguarded, as torch would
             return None
-        return functools.partial(load, before)
+        return functools.partial(_load, obj, before)
 
     def buffer(self, obj: Any) -> np.ndarray[Any, Any] | None:
         """A contiguous CPU tensor's own memory."""
@@ -480,11 +489,7 @@ class TorchAdapter:
             if existing is not None:
                 return self.write(existing, array)
             return self.create_slot(obj.optimizer, obj.param, obj.name, array)
-        state = _pystate.decode(array.tobytes(), from_numpy)
-        if isinstance(obj, _PythonState):
-            obj.load(state)
-        else:
-            obj.load_state_dict(state)
+        _load(obj, _pystate.decode(array.tobytes(), from_numpy))
         return obj
 
     def find_slot(self, optimizer: Any, variable: Any, slot: str) -> Any | None:
