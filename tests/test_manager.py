@@ -926,3 +926,20 @@ def test_a_resumed_run_with_a_framework_root_continues_the_numbering(tmp_path, k
     assert [os.path.basename(p) for p in resumed.checkpoints] == [f"ckpt-{i}" for i in (1, 2, 3, 4)]
     status = ck.Checkpoint(root=_framework_model(kind)).restore(tmp_path / "ckpt-4")
     status.assert_consumed()
+
+
+def test_retention_on_an_object_store_deletes_only_its_own_checkpoints(tmp_path):
+    """A manager in ``runs/run*`` evicts its own checkpoints, not ``runs/runA``'s (fsspec globs)."""
+    base = f"memory://{tmp_path.name}/runs"
+    other = ck.CheckpointManager(new_checkpoint(42.0), f"{base}/runA", max_to_keep=None)
+    theirs = [other.save(options=FAST) for _ in range(2)]
+    other.close()
+    manager = ck.CheckpointManager(new_checkpoint(), f"{base}/run*", max_to_keep=1)
+    for _ in range(3):
+        manager.save(options=FAST)
+    manager.close()
+    assert ck.latest_checkpoint(f"{base}/runA") == theirs[-1]
+    for path in theirs:
+        ckpt = new_checkpoint(0.0)
+        ckpt.read(path).assert_existing_objects_matched()
+        assert float(ckpt.v.numpy()) == 42.0

@@ -82,6 +82,10 @@ def _sync(coroutine: Coroutine[Any, Any, T]) -> T:
     return result
 
 
+_DELETES = 64
+"""Objects deleted concurrently."""
+
+
 class FsspecStore:
     """A :class:`~ckptlab.storage.ByteStore` over ``zarr.storage.FsspecStore`` (no rename)."""
 
@@ -273,11 +277,21 @@ class FsspecStore:
 
     @translate_faults("delete")
     def delete_tree(self, key: str) -> None:
-        """Delete ``key`` and everything below it."""
+        """Delete ``key`` and everything below it, and nothing else.
+
+        fsspec's ``rm`` takes its paths as glob patterns: a checkpoint at ``runs/exp[1]`` would
+        take ``runs/exp1`` with it (and leave itself).  So the objects are found by a walk
+        (``find`` never globs) and deleted one by one (a version-3 checkpoint is a handful).
+        """
+
+        async def gone(path: str) -> None:
+            with contextlib.suppress(FileNotFoundError):
+                await self.fs._rm_file(path)
 
         async def run() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                await self.fs._rm(key, recursive=True)
+            found: list[str] = await self.fs._find(key)
+            for start in range(0, len(found), _DELETES):
+                await asyncio.gather(*map(gone, found[start : start + _DELETES]))
             self.fs.invalidate_cache(key)
 
         _sync(run())

@@ -213,6 +213,17 @@ class StoreConformance:
         store.delete_tree(posixpath.join(prefix, "t.x"))
         assert store.list_dir(prefix) == ["tt"]
 
+    def test_delete_tree_takes_names_literally(self, root: tuple[ByteStore, str]) -> None:
+        """Glob characters in a name match only themselves (fsspec's ``rm`` globs)."""
+        store, prefix = root
+        names = ("run*", "runA", "exp[1]", "exp1", "r?n", "ran")
+        for name in names:
+            store.write(posixpath.join(prefix, name, "zarr.json"), [b"1"], durable=False)
+        for doomed in ("run*", "exp[1]", "r?n"):
+            store.delete_tree(posixpath.join(prefix, doomed, "zarr.json"))  # a file
+            store.delete_tree(posixpath.join(prefix, doomed))  # and a tree
+        assert store.list_dir(prefix) == ["exp1", "ran", "runA"]
+
     def test_rename_or_refuse(self, root: tuple[ByteStore, str]) -> None:
         """Rename-capable stores move trees; others refuse."""
         store, prefix = root
@@ -278,6 +289,25 @@ class StoreConformance:
         assert verify_checkpoint(store, path) == []
         siblings = [n for n in store.list_dir(prefix) if n != "over"]
         assert siblings == []  # no temporary or retracted leftovers
+
+    def test_overwrite_at_a_path_with_glob_characters(self, root: tuple[ByteStore, str]) -> None:
+        """Overwriting ``exp[1]/w`` replaces it and leaves ``exp1/w`` alone."""
+        store, prefix = root
+        key = "w/.ATTRIBUTES/VARIABLE_VALUE"
+        other, path = posixpath.join(prefix, "exp1", "w"), posixpath.join(prefix, "exp[1]", "w")
+        for where, value in ((other, 42.0), (path, 1.0), (path, 2.0)):
+            write_checkpoint(
+                store,
+                where,
+                [(key, np.full(4, value))],
+                kind="name",
+                graph=None,
+                writer={},
+                options=QUIET,
+            )
+        assert open_checkpoint(store, path).read(key).tolist() == [2.0] * 4
+        assert open_checkpoint(store, other).read(key).tolist() == [42.0] * 4
+        assert verify_checkpoint(store, path) == verify_checkpoint(store, other) == []
 
     def test_interrupted_write_is_invisible_then_cleaned(self, root: tuple[ByteStore, str]) -> None:
         """A write that dies midway is never visible; the next write cleans up."""
