@@ -133,6 +133,10 @@ class RestorePlan(Generic[T]):
     blocked: tuple[Blocked[T], ...] = ()
     unused_attributes: tuple[int, ...] = ()
     """Bound nodes holding a value whose object cannot take one."""
+    unused_slots: tuple[int, ...] = ()
+    """Slot nodes whose optimizer cannot hold such a slot for their variable (``slot_spec`` is
+    ``None``: a torch optimizer that does not optimize the variable, optax state of a fixed
+    structure); their values stay unused and no longer wait."""
 
     def conflicts(self) -> list[Assignment[T] | SlotRestore[T]]:
         """Assignments and slot restorations that cannot be written."""
@@ -216,8 +220,8 @@ def plan_restore(
                 deferrals.append(Deferral(parent=obj, name=name, node=child_id))
             else:
                 blocked.append(Blocked(node=child_id, parent=obj))
-    slots, pending = (
-        ([], [])
+    slots, pending, unplaced = (
+        ([], [], [])
         if skip_slots or not (graph.slot_table() or pending_slots)
         else _plan_slots(graph, stored, view, new, bound, pending_slots)
     )
@@ -232,6 +236,7 @@ def plan_restore(
         merges=tuple(merges),
         blocked=tuple(blocked),
         unused_attributes=tuple(unused),
+        unused_slots=tuple(unplaced),
     )
 
 
@@ -242,8 +247,12 @@ def _plan_slots(
     new: Mapping[int, T],
     bound: Mapping[int, T],
     pending_slots: Mapping[int, Sequence[PendingSlot[T]]],
-) -> tuple[list[Assignment[T] | SlotRestore[T]], list[PendingSlot[T]]]:
-    """Slot restorations become possible once both the variable and the optimizer are bound."""
+) -> tuple[list[Assignment[T] | SlotRestore[T]], list[PendingSlot[T]], list[int]]:
+    """Slot restorations become possible once both the variable and the optimizer are bound.
+
+    Returns the restorations, the slots still waiting for their variable, and the slots the
+    optimizer cannot hold (see :attr:`RestorePlan.unused_slots`).
+    """
     everything = {**bound, **new}
     ready: dict[int, tuple[T, T, str]] = {}
     pending: list[PendingSlot[T]] = []
@@ -265,6 +274,7 @@ def _plan_slots(
             if waiting.node not in everything:
                 ready[waiting.node] = (waiting.optimizer, obj, waiting.slot)
     out: list[Assignment[T] | SlotRestore[T]] = []
+    unplaced: list[int] = []
     existing_slots: dict[int, dict[tuple[int, str], T]] = {}  # one slots() call per optimizer
     for slot_node, (optimizer, variable, slot) in ready.items():
         key = value_keys[slot_node]
@@ -289,6 +299,7 @@ def _plan_slots(
             continue
         expected = view.slot_spec(optimizer, variable, slot, stored[key])
         if expected is None:  # this optimizer cannot hold such a slot: the value stays unused
+            unplaced.append(slot_node)
             continue
         out.append(
             SlotRestore(
@@ -301,4 +312,4 @@ def _plan_slots(
                 stored=stored[key],
             )
         )
-    return out, pending
+    return out, pending, unplaced

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ckptlab.core._graph import NodePath, ObjectGraph, ValueSpec
@@ -343,6 +343,8 @@ class RestoreState:
     """Bound nodes holding a value whose program object holds none -> that object's type name."""
     bound_program_ids: frozenset[int]
     """``id()`` of every program object bound by this restore."""
+    given_up: Mapping[int, str] = field(default_factory=dict)
+    """Nodes the restore stopped waiting for -> why (phrased to follow "unused: ")."""
 
 
 def build_report(
@@ -370,6 +372,7 @@ def build_report(
     entries = _checkpoint_entries(graph, stored, state, others, skip_slots=skip_slots)
     below = {p.path: node for node, (_, found) in others.items() for p in found}
     checkpoint_paths = graph.paths()
+    at_path = _value_nodes(graph) if state.given_up or state.bound else {}
     for node_id, (spec, obj_id) in enumerate(zip(program_specs, ids, strict=True)):
         path = paths[node_id]
         if spec is None or path is None or obj_id in state.bound_program_ids:
@@ -379,7 +382,9 @@ def build_report(
         node = program_graph.nodes[node_id]
         shared = _under(path, below)
         state_name: MatchState = "program_only"
-        reason = "not in the checkpoint"
+        reason = _program_only_reason(
+            state, at_path.get(path.prefix) if path.slot is None else None
+        )
         if shared is not None:
             where = checkpoint_paths[shared[0]]
             shown = where.pretty if where else "a shared object"
@@ -404,6 +409,29 @@ def build_report(
     return MatchReport(
         checkpoint=checkpoint, entries=tuple(entries), bound_nodes=state.bound, lazy=lazy
     )
+
+
+def _value_nodes(graph: ObjectGraph) -> dict[str, int]:
+    """Checkpoint value nodes by object path (slots left out: their paths are not unique)."""
+    return {
+        path.prefix: node
+        for node, (path, key) in enumerate(zip(graph.paths(), graph.value_keys(), strict=True))
+        if key is not None and path is not None and path.slot is None
+    }
+
+
+def _program_only_reason(state: RestoreState, node: int | None) -> str:
+    """Why a program value at a path took nothing (the checkpoint may hold that path)."""
+    if node is None:
+        return "not in the checkpoint"
+    if node in state.given_up:
+        return f"the checkpoint's value here was not restored: {state.given_up[node]}"
+    if node in state.bound:
+        return (
+            "replaced after the restore matched this path: the checkpoint's value went to the "
+            "object this one replaced"
+        )
+    return "not in the checkpoint"
 
 
 def all_matched(
@@ -545,6 +573,8 @@ def _classify(
         return "pending", PENDING_SLOT, None
     if node_id in state.deferred:
         return "pending", "restored when the object is created or attached", None
+    if node_id in state.given_up:
+        return "checkpoint_only", state.given_up[node_id], None
     if node_id in state.blocked:
         return (
             "checkpoint_only",

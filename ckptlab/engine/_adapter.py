@@ -42,7 +42,9 @@ class Adapter(Protocol):
     and ``slot_aliases(optimizer, variable, slot, slot_object)`` (further names a value has in
     the framework's own files, for name-based restores: :mod:`ckptlab.engine._by_name`),
     ``visit(obj)`` (``(children, slots, (value spec, type name, full name, is_optimizer))`` in
-    one call, for the graph walk; an adapter defining it must not need ``slots_in``).
+    one call, for the graph walk; an adapter defining it must not need ``slots_in``),
+    ``check_writes(targets, program)`` (problems writing into ``targets`` would cause
+    elsewhere in the program, asked before anything is written: docs/frameworks.md).
     """
 
     name: str

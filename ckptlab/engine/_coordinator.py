@@ -36,6 +36,7 @@ from ckptlab.core import (
     unused_warning,
 )
 from ckptlab.engine import _execute
+from ckptlab.engine._adapter import adapter_for
 from ckptlab.engine._execute import next_uid
 from ckptlab.engine._load import Fetch, Load, commit, fetch
 from ckptlab.engine._program import Program
@@ -81,6 +82,11 @@ class Revision:
 
 
 Write = Assignment[Any] | SlotRestore[Any]
+UNPLACED_SLOT = (
+    "the optimizer has no such slot for this variable and cannot create one (a torch "
+    "optimizer whose param_groups do not hold the parameter; optax state has a fixed structure)"
+)
+"""Why a slot value whose optimizer cannot hold it stays unused (``RestorePlan.unused_slots``)."""
 
 
 def conflict_error(
@@ -153,6 +159,8 @@ class RestoreCoordinator:
         """Bound node -> the other program objects a second reference to it resolved to."""
         self.merged: dict[int, int] = {}
         self.unused_attributes: dict[int, str] = {}
+        self.given_up: dict[int, str] = {}
+        """Nodes this restore stopped waiting for -> why (see :meth:`give_up`)."""
         self.kept: dict[int, Any] = {}
         """Bound node -> the object keeping its value until its own object exists (a slot of
         a Keras optimizer that is not built yet): pending until then."""
@@ -194,11 +202,17 @@ class RestoreCoordinator:
         """
         self._queue(*self._plan(starts))
 
-    def give_up(self, nodes: Iterable[int]) -> None:
-        """Stop waiting for ``nodes``: their parent was completed without them (now unused)."""
-        nodes = set(nodes)
-        if nodes & self.deferred:
+    def give_up(self, nodes: Iterable[int], reason: str = "") -> None:
+        """Stop waiting for ``nodes``: they will not appear, or not for this restore (unused).
+
+        ``reason`` says why, for the report (empty: their parent was completed without them,
+        so nothing is in the program at their path).
+        """
+        nodes = set(nodes) & self.deferred
+        if nodes:
             self.deferred -= nodes
+            if reason:
+                self.given_up.update(dict.fromkeys(nodes, reason))
             self.revision.bump()
 
     def _plan(self, starts: list[tuple[int, Any]]) -> tuple[RestorePlan[Any], list[Write]]:
@@ -276,7 +290,38 @@ class RestoreCoordinator:
         shown = [self._path(c.node).pretty for c in conflicts]
         return conflict_error(conflicts, self.source.display_path, shown, lazy=lazy)
 
+    def _check_writes(self, writes: Sequence[Write]) -> None:
+        """Let adapters refuse writes that would break other objects of the program.
+
+        A torch ``meta`` tensor is replaced by a real one; an optimizer built around the meta
+        tensor would keep it (and take its restored state onto it). Raises
+        :class:`RestoreConflictError` naming every problem; nothing has been written.
+        """
+        targets: dict[Any, list[Any]] = {}
+        for write in writes:
+            if isinstance(write, Assignment):
+                check = getattr(adapter_for(write.target), "check_writes", None)
+                if check is not None:
+                    targets.setdefault(check, []).append(write.target)
+        if not targets:
+            return
+
+        def program() -> list[tuple[str, Any]]:
+            walked = self.view.walk()
+            paths = walked.graph.paths()
+            return [(p.pretty, obj) for p, obj in zip(paths, walked.objects, strict=True) if p]
+
+        problems = [
+            problem for check, found in targets.items() for problem in check(found, program)
+        ]
+        if problems:
+            raise RestoreConflictError(
+                f"Restoring from {self.source.display_path} found {len(problems)} problem(s); "
+                "nothing was written:\n" + "\n".join(f"  {problem}" for problem in problems)
+            )
+
     def _fetch(self, writes: Sequence[Write], *, explicit: bool) -> Load:
+        self._check_writes(writes)
         items = [
             Fetch(w.node, w.key, w.target if isinstance(w, Assignment) else None, w.stored)
             for w in writes
@@ -287,15 +332,17 @@ class RestoreCoordinator:
         self.bound.update(plan.bindings)
         self.taken.update((id(a.target), a.node) for a in plan.assignments)
         for deferral in plan.deferrals:
+            self.deferred.add(deferral.node)  # first: arming may give up at once (give_up)
             _execute.arm_deferral(deferral.parent, deferral.name, (self, deferral.node))
-            self.deferred.add(deferral.node)
         for blocked in plan.blocked:
             self.blocked[blocked.node] = type(blocked.parent).__name__
         for merge in plan.merges:
             self.merged[merge.node] = merge.first
         for waiting in plan.pending_slots:
             self.pending_slots.setdefault(waiting.variable_node, []).append(waiting)
+        self.given_up.update(dict.fromkeys(plan.unused_slots, UNPLACED_SLOT))
         done = {a.node for a in plan.assignments} | {s.node for s in plan.slot_restores}
+        done.update(plan.unused_slots)
         for variable_node, entries in list(self.pending_slots.items()):
             self.pending_slots[variable_node] = [p for p in entries if p.node not in done]
         if plan.inconsistencies:
@@ -306,14 +353,32 @@ class RestoreCoordinator:
                     "Either the Trackable object references in the Python program have changed in "
                     "an incompatible way, or the checkpoint was generated in an incompatible "
                     "program. Two checkpoint references (to %s) resolved to different objects "
-                    "(%r and %r).",
+                    "(%s and %s).",
                     self._path(item.node).pretty,
-                    item.bound,
-                    item.other,
+                    self._brief(item.bound),
+                    self._brief(item.other),
                 )
         for node in plan.unused_attributes:
             self.unused_attributes[node] = type(self.bound[node]).__name__
         self.revision.bump()
+
+    def _brief(self, obj: Any) -> str:
+        """A short description of a program object for messages: never its values.
+
+        Type, name, shape, dtype and device (``Parameter (64, 32) float32 on cpu``) and its
+        identity, since two objects of one description are what an inconsistency shows.
+        """
+        type_name, name = self.view.describe(obj)
+        spec = self.view.value_spec(obj)
+        device = getattr(obj, "device", None)
+        parts = [
+            type_name,
+            repr(name) if name else "",
+            spec.describe() if spec else "",
+            f"on {device}" if device is not None and not callable(device) else "",
+            f"at {id(obj):#x}",
+        ]
+        return " ".join(part for part in parts if part)
 
     def _write(self, writes: Sequence[Write], load: Load, *, explicit: bool = False) -> None:
         by_node = {write.node: write for write in writes}
@@ -394,6 +459,7 @@ class RestoreCoordinator:
             },
             merged=dict(self.merged),
             unused_attributes=dict(self.unused_attributes),
+            given_up=dict(self.given_up),
             bound_program_ids=frozenset(id(o) for o in self.bound.values())
             | frozenset(id(w.target) for w in self.queued.values() if isinstance(w, Assignment)),
         )

@@ -66,8 +66,11 @@ class Deferring(Restorer, Protocol):
         """
         ...
 
-    def give_up(self, nodes: Iterable[int]) -> None:
-        """Stop waiting for ``nodes``: their parent was completed without them."""
+    def give_up(self, nodes: Iterable[int], reason: str = "") -> None:
+        """Stop waiting for ``nodes``: their parent was completed without them.
+
+        ``reason``: why they will not be restored, when it is not that (for the report).
+        """
         ...
 
 
@@ -191,6 +194,21 @@ def on_build(
         else:
             commit()
     return error
+
+
+def abandon(parent: Any, names: Iterable[str], reason: str) -> None:
+    """No restore waits for ``parent``'s dependencies ``names`` any longer, because ``reason``.
+
+    For dependencies that appeared in a way that must not take a restored value (a torch
+    lazy parameter that ``load_state_dict`` materialised with the user's values, a buffer
+    registered as non-persistent): the waiting values are reported unused, with the reason.
+    """
+    table: dict[str, list[Position]] = _DEFERRED.get(parent, {})
+    for name in names:
+        for restorer, node in table.pop(name, []):
+            restorer.give_up([node], reason)
+    if not table:
+        _DEFERRED.discard(parent)
 
 
 def kept(obj: Any) -> Kept | None:

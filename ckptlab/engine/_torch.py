@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,13 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ckptlab.core import ValueSpec
 from ckptlab.engine import _pystate
-from ckptlab.engine._execute import nothing, on_attach, pending_positions, waiting_names
+from ckptlab.engine._execute import (
+    abandon,
+    nothing,
+    on_attach,
+    on_build,
+    waiting_names,
+)
 from ckptlab.engine._tables import ObjectTable
 from ckptlab.errors import NotSaveableError
 
@@ -382,13 +389,22 @@ class TorchAdapter:
         return isinstance(obj, nn.Module)
 
     def watch(self, obj: Any, name: str) -> None:
-        """A lazy module's pending parameter: restore it when the first forward makes it."""
-        if isinstance(obj, nn.Module) and _is_pending(
-            obj._parameters.get(name, obj._buffers.get(name))
-        ):
+        """Restore a lazy module's parameter at the forward that materialises it.
+
+        A non-persistent buffer of that name is not part of the module's state (torch's
+        ``state_dict()`` leaves it out), so nothing waits for it: the stored value is unused.
+        """
+        if not isinstance(obj, nn.Module):
+            return
+        if name in obj._buffers and name in obj._non_persistent_buffers_set:
+            abandon(obj, [name], NON_PERSISTENT)
+        elif _is_pending(obj._parameters.get(name, obj._buffers.get(name))):
             table = _proxies(obj)
-            if "lazy_hook" not in table:
-                table["lazy_hook"] = obj.register_forward_pre_hook(_after_materialise)
+            if "lazy_hooks" not in table:
+                table["lazy_hooks"] = (
+                    obj.register_forward_pre_hook(_after_materialise),
+                    obj.register_load_state_dict_post_hook(_after_load),  # type: ignore[no-untyped-call]
+                )
 
     def check_saveable(self, obj: Any) -> None:
         """Refuse what cannot be saved as it is, naming the object and the fix."""
@@ -428,6 +444,39 @@ class TorchAdapter:
                 )
         if isinstance(obj, _STATEFUL):
             self.read(obj)  # refuses state it cannot encode, naming it
+
+    def check_writes(
+        self, targets: Sequence[Any], program: Callable[[], Sequence[tuple[str, Any]]]
+    ) -> list[str]:
+        """Refuse to replace ``meta`` parameters that an optimizer of the program holds.
+
+        A restore gives a ``meta`` tensor a real one in every module that held it, but an
+        optimizer keeps the tensors it was built with: it would go on optimizing the meta
+        ones (training changes nothing) and its restored state would land on them.  Moving the
+        optimizer to the new tensors is not safe in general (state, fused or foreach caches,
+        schedulers), so the restore refuses, before anything is written.
+        """
+        meta = {id(t) for t in targets if isinstance(t, torch.Tensor) and t.is_meta}
+        if not meta:
+            return []
+        found = program()
+        names = {id(obj): path for path, obj in found}
+        problems = []
+        for path, obj in found:
+            if not isinstance(obj, torch.optim.Optimizer):
+                continue
+            held = [p for g in obj.param_groups for p in g["params"] if id(p) in meta]
+            if held:
+                shown = ", ".join(names.get(id(p), f"a {tuple(p.shape)} parameter") for p in held)
+                problems.append(
+                    f"{path} ({type(obj).__name__}) holds {len(held)} parameter(s) on the meta "
+                    f"device that this restore replaces with real tensors ({shown}); the "
+                    "optimizer would keep the meta ones and training would not change the model. "
+                    "Create the optimizer after restoring the model (ck.Checkpoint(model=m)"
+                    ".restore(path); o = Adam(m.parameters()); then restore "
+                    "ck.Checkpoint(model=m, optimizer=o) for its state)"
+                )
+        return problems
 
     def read(self, obj: Any) -> np.ndarray[Any, Any]:
         """A tensor's host array; Python state as its JSON bytes."""
@@ -503,8 +552,15 @@ class TorchAdapter:
         found = entries.get(slot)
         return found if isinstance(found, torch.Tensor) else None
 
-    def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
+    def slot_spec(
+        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+    ) -> ValueSpec | None:
         """Parameter-shaped state must fit the parameter; other state is taken as stored.
+
+        ``None`` when no param group of ``optimizer`` holds ``variable``: torch keeps state only
+        for the parameters it optimizes (``state_dict()`` fails on any other), so the stored
+        slot stays unused, as TensorFlow leaves the slots of a variable its optimizer does not
+        track.  A parameter added later (``add_param_group``) starts with fresh state.
 
         A state entry with as many dimensions as its parameter must have the parameter's size
         in every dimension the saved entry does not reduce to 1: ``exp_avg`` has the
@@ -513,6 +569,8 @@ class TorchAdapter:
         saved.  The dtype is the saved one (a new optimizer has no dtype of its own to check
         against).
         """
+        if not _group_of(optimizer, variable):
+            return None
         if slot == PYTHON_SLOT:
             return _STATE_SPEC
         shape = tuple(variable.shape)
@@ -625,6 +683,7 @@ def positional_state(
             existing = adapter.find_slot(optimizer, param, name)
             spec = adapter.value_spec(existing) if existing is not None else None
             spec = spec or adapter.slot_spec(optimizer, param, name, stored[key])
+            assert spec is not None  # ``param`` came from a param group, so it has a spec
             targets[key] = _StateEntry(optimizer, param, name, spec)
 
     def apply() -> None:
@@ -663,28 +722,97 @@ def _materialise(meta: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return real
 
 
+SUPERSEDED = (
+    "load_state_dict materialised the lazy parameter with its own values before the forward "
+    "that would have restored it; that later write wins"
+)
+NON_PERSISTENT = (
+    "the program's object here is a non-persistent buffer (not in state_dict()), which no "
+    "restore writes"
+)
+
+
+def _lazy_tensor(module: nn.Module, name: str) -> Any:
+    return module._parameters.get(name, module._buffers.get(name))
+
+
+def _materialised(module: nn.Module) -> list[str]:
+    """Waiting names whose lazy tensor exists by now (materialised in place: no attach hook)."""
+    return [
+        name
+        for name in waiting_names(module)
+        if isinstance(_lazy_tensor(module, name), torch.Tensor)
+        and not _is_pending(_lazy_tensor(module, name))
+    ]
+
+
+def _after_load(module: nn.Module, incompatible_keys: Any) -> None:
+    """``load_state_dict`` post-hook of a lazy module: give up on the parameters it made.
+
+    torch's ``load_state_dict`` materialises a lazy module's parameters from the state dict
+    and copies the user's values in: that later write wins, so the restore must not write over
+    it at the first forward.  (Only here: ``torch.compile`` materialises parameters before the
+    forward hooks run, so "materialised before the forward" does not mean "by someone else".)
+    """
+    abandon(module, _materialised(module), SUPERSEDED)
+    _unhook_if_done(module)
+
+
 def _after_materialise(module: nn.Module, args: Any) -> None:
-    """Forward pre-hook of a lazy module: restore the parameters its forward just made."""
-    for name in waiting_names(module):
-        tensor = module._parameters.get(name, module._buffers.get(name))
-        if tensor is not None and not _is_pending(tensor) and pending_positions(module, name):
-            on_attach(module, name, tensor)
-    if not waiting_names(module) or not any(
-        _is_pending(t) for t in (*module._parameters.values(), *module._buffers.values())
-    ):
-        handle = _proxies(module).pop("lazy_hook", None)
-        if handle is not None:
-            handle.remove()
+    """Forward pre-hook after torch's shape inference: restore the parameters it just made.
+
+    torch cannot take a materialisation back, so this is a build (``on_build``): all of the
+    new parameters are restored, or, when one conflicts, none of them; the conflicting values
+    stay bound (``shape_conflict`` in the report) and the forward raises the conflict.
+    """
+    made = [(name, _lazy_tensor(module, name)) for name in _materialised(module)]
+    error = on_build(module, made, []) if made else None
+    _unhook_if_done(module)
+    if error is not None:
+        raise error
+
+
+def _unhook_if_done(module: nn.Module) -> None:
+    """Remove the lazy hooks once no restore waits for an uninitialised tensor of ``module``."""
+    if any(_is_pending(_lazy_tensor(module, name)) for name in waiting_names(module)):
+        return
+    for handle in _proxies(module).pop("lazy_hooks", ()):
+        handle.remove()
 
 
 def _on_registration(module: nn.Module, name: str, value: Any) -> None:
-    """Called by torch before a submodule, parameter or buffer is set on any module."""
+    """Called by torch before a submodule or parameter is set on any module."""
     if value is not None and not _is_pending(value):
         on_attach(module, name, value)
 
 
+def _on_buffer_registration(module: nn.Module, name: str, value: Any) -> None:
+    """Called by torch before a buffer is set on any module: restore it unless non-persistent."""
+    if value is None or _is_pending(value):
+        return
+    if _registered_persistent(module, name):
+        on_attach(module, name, value)
+    else:
+        abandon(module, [name], NON_PERSISTENT)
+
+
+def _registered_persistent(module: nn.Module, name: str) -> bool:
+    """Whether the buffer being registered on ``module`` is persistent (in ``state_dict()``).
+
+    torch calls the buffer registration hooks before it records the buffer's persistence, so
+    the set of non-persistent names still describes the buffer being replaced.  Every buffer
+    registration (attribute assignment included) goes through ``register_buffer``, whose
+    documented ``persistent`` argument says it; when the caller is not that function (a
+    future torch), the recorded persistence of the name is the best answer.
+    """
+    caller = sys._getframe(2)  # this function <- the hook <- register_buffer
+    if caller.f_code is nn.Module.register_buffer.__code__:
+        return bool(caller.f_locals.get("persistent", True))
+    return name not in module._non_persistent_buffers_set
+
+
 torch_module.register_module_module_registration_hook(_on_registration)
 torch_module.register_module_parameter_registration_hook(_on_registration)
-torch_module.register_module_buffer_registration_hook(_on_registration)
+torch_module.register_module_buffer_registration_hook(_on_buffer_registration)
 
 ADAPTER = TorchAdapter()

@@ -243,8 +243,9 @@ def test_the_group_of_a_parameter_follows_the_groups_as_they_change():
 
 
 def test_restoring_an_optimizer_indexes_its_groups_once(tmp_path, monkeypatch):
-    """The 600 step slots of 300 layers find their groups through one index (scanning the
-    groups for each slot made restoring P parameters take P * P steps)."""
+    """The 1800 slots of 300 layers (whether their parameter is optimized) and the 600 step
+    slots (where to put them) find their groups through one index (scanning the groups for
+    each slot made restoring P parameters take P * P steps)."""
     from ckptlab.engine import _torch
 
     def program():
@@ -266,8 +267,50 @@ def test_restoring_an_optimizer_indexes_its_groups_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_torch, "_group_of", counting)
     ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).read(path).assert_consumed()
-    assert len(indexed) == 600 and sum(indexed) == 1
+    assert len(indexed) == 1800 + 600 and sum(indexed) == 1
     for param, saved in zip(fresh.parameters(), model.parameters(), strict=True):
         assert torch.equal(
             fresh_optimizer.state[param]["exp_avg"], optimizer.state[saved]["exp_avg"]
         )
+
+
+def test_slots_of_parameters_the_optimizer_does_not_optimize_stay_unused(tmp_path, tt):
+    """Fine-tuning with a frozen head: torch keeps no state for parameters outside the
+    param_groups (state_dict() would fail), so their stored slots are unused and reported."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    optimizer = torch.optim.Adam(model.parameters())
+    tt.train_steps(model, optimizer, [torch.randn(2, 4)])
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    fresh = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    body = torch.optim.Adam(fresh[0].parameters())
+    status = ck.Checkpoint(model=fresh, optimizer=body).read(path)
+    assert set(body.state) == {fresh[0].weight, fresh[0].bias}
+    for name in ("weight", "bias"):
+        mine, saved = getattr(fresh[0], name), getattr(model[0], name)
+        assert torch.equal(body.state[mine]["exp_avg"], optimizer.state[saved]["exp_avg"])
+    body.state_dict()  # torch's own view of the optimizer is intact
+    unused = [e for e in status.report().entries if e.state == "checkpoint_only"]
+    assert len(unused) == 6 and all("model.1." in e.pretty for e in unused)
+    assert all("param_groups do not hold the parameter" in e.reason for e in unused)
+    with pytest.raises(AssertionError, match=r"'exp_avg' for \(root\)\.model\.1\.weight"):
+        status.assert_consumed()
+    body.add_param_group({"params": list(fresh[1].parameters())})  # later: fresh state
+    assert fresh[1].weight not in body.state
+    status.expect_partial()
+
+
+def test_slots_of_a_module_attached_later_outside_the_optimizer_stay_unused(tmp_path, tt):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    optimizer = torch.optim.Adam(model.parameters())
+    tt.train_steps(model, optimizer, [torch.randn(2, 4)])
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    fresh = nn.Sequential(nn.Linear(4, 4))
+    body = torch.optim.Adam(fresh.parameters())
+    status = ck.Checkpoint(model=fresh, optimizer=body).read(path)
+    fresh.append(nn.Linear(4, 2))
+    assert torch.equal(fresh[1].weight, model[1].weight) and fresh[1].weight not in body.state
+    counts = status.report().counts()
+    assert counts["pending"] == 0 and counts["checkpoint_only"] == 6
+    status.expect_partial()

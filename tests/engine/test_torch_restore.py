@@ -139,6 +139,121 @@ def test_a_lazy_module_fed_the_wrong_size_refuses_with_the_conflict(tmp_path):
         fresh(torch.ones(1, 6))
 
 
+def _lazy_checkpoint(tmp_path, out=3, width=2):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LazyLinear(out))
+    model(torch.randn(1, width))
+    return model, ck.Checkpoint(model=model).write(tmp_path / "c")
+
+
+def test_load_state_dict_after_the_restore_wins_over_the_waiting_lazy_values(tmp_path):
+    """torch's load_state_dict materialises a lazy module's parameters and writes the user's
+    values: that later write wins, the restore gives them up and says so."""
+    _, path = _lazy_checkpoint(tmp_path)
+    fresh = nn.Sequential(nn.LazyLinear(3))
+    status = ck.Checkpoint(model=fresh).read(path)
+    mine = {"0.weight": torch.full((3, 2), 5.0), "0.bias": torch.full((3,), 5.0)}
+    fresh.load_state_dict(mine)
+    fresh(torch.randn(1, 2))
+    assert torch.equal(fresh[0].weight, mine["0.weight"])
+    assert torch.equal(fresh[0].bias, mine["0.bias"])
+    entries = status.report().entries
+    assert sorted((e.path, e.state) for e in entries) == [
+        ("model/0/bias", "checkpoint_only"),
+        ("model/0/bias", "program_only"),
+        ("model/0/weight", "checkpoint_only"),
+        ("model/0/weight", "program_only"),
+    ]
+    assert all("load_state_dict materialised the lazy parameter" in e.reason for e in entries)
+    assert not fresh[0]._forward_pre_hooks  # nothing of ckptlab's is left on the module
+    with pytest.raises(AssertionError, match=r"\(root\)\.model\.0\.weight"):
+        status.assert_consumed()
+    status.expect_partial()
+
+
+def test_a_lazy_module_fed_the_wrong_size_is_left_in_one_consistent_state(tmp_path):
+    """torch cannot take a materialisation back: the forward raises, and the report lists
+    each path once, the conflict bound and not written (as a Keras layer built wrong)."""
+    model, path = _lazy_checkpoint(tmp_path, out=8, width=4)
+    fresh = nn.Sequential(nn.LazyLinear(8))
+    status = ck.Checkpoint(model=fresh).read(path)
+    with pytest.raises(ck.RestoreConflictError, match=r"\(8, 4\)"):
+        fresh(torch.randn(2, 5))
+    states = {}
+    for entry in status.report().entries:
+        assert entry.path not in states  # one entry per path
+        states[entry.path] = entry.state
+    assert states == {"model/0/weight": "shape_conflict", "model/0/bias": "bound"}
+    assert not torch.equal(fresh[0].bias, model[0].bias)  # nothing written
+    status.run_restore_ops(only=["model/0/bias"])  # the conflict-free part, if wanted
+    assert torch.equal(fresh[0].bias, model[0].bias)
+    status.expect_partial()
+
+
+def test_non_persistent_buffers_are_never_restored_nor_pending(tmp_path):
+    """As torch's state_dict(): a non-persistent buffer takes no stored value, whether it
+    exists at the restore, is registered after it, or is re-registered (rotary inv_freq)."""
+
+    class Block(nn.Module):
+        def __init__(self, buffer=True, persistent=True):
+            super().__init__()
+            self.a = nn.Parameter(torch.randn(3))
+            if buffer:
+                self.register_buffer("b", torch.randn(2), persistent=persistent)
+
+    torch.manual_seed(0)
+    saved = Block()
+    path = ck.Checkpoint(model=saved).write(tmp_path / "c")
+    mine = torch.tensor([7.0, 8.0])
+
+    present = Block(persistent=False)
+    status = ck.Checkpoint(model=present).read(path)
+    present.register_buffer("b", mine.clone(), persistent=False)  # recomputed later
+    later = Block(buffer=False)
+    late_status = ck.Checkpoint(model=later).read(path)
+    later.register_buffer("b", mine.clone(), persistent=False)
+
+    for module, restore in ((present, status), (later, late_status)):
+        assert torch.equal(module.b, mine)
+        assert torch.equal(module.a, saved.a)
+        states = {e.path: (e.state, e.reason) for e in restore.report().entries}
+        assert states["model/b"][0] == "checkpoint_only"
+        assert "non-persistent buffer" in states["model/b"][1]
+        restore.expect_partial()
+    persistent = Block(buffer=False)
+    ck.Checkpoint(model=persistent).read(path)
+    persistent.register_buffer("b", torch.zeros(2))  # persistent: restored on registration
+    assert torch.equal(persistent.b, saved.b)
+
+
+def test_a_replaced_parameter_is_reported_as_replaced(tmp_path, tt):
+    model = tt.mlp()
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    fresh = tt.mlp(seed=3)
+    status = ck.Checkpoint(model=fresh).read(path)
+    fresh[0].weight = nn.Parameter(torch.zeros(8, 4))
+    (replaced,) = status.report().missing
+    assert replaced.pretty == "(root).model.0.weight"
+    assert "went to the object this one replaced" in replaced.reason
+
+
+def test_the_inconsistent_references_warning_is_short(tmp_path, ck_log):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(64, 32)
+            self.out = nn.Linear(32, 64, bias=False)
+            self.out.weight = self.emb.weight
+
+    path = ck.Checkpoint(model=Tied()).write(tmp_path / "c")
+    untied = Tied()
+    untied.out.weight = nn.Parameter(untied.emb.weight.detach().clone())
+    ck.Checkpoint(model=untied).read(path).expect_partial()
+    (message,) = [r.getMessage() for r in ck_log.records if "Inconsistent" in r.getMessage()]
+    assert "Parameter (64, 32) float32 on cpu at 0x" in message
+    assert "tensor(" not in message and "\n" not in message and len(message) < 600
+
+
 def test_meta_device_parameters_become_real_tensors_holding_the_saved_values(tmp_path, tt):
     model = tt.TinyLM()
     path = ck.Checkpoint(model=model).write(tmp_path / "c")
@@ -162,6 +277,28 @@ def test_meta_parameters_absent_from_the_checkpoint_are_reported(tmp_path, tt):
     assert fresh.extra.weight.is_meta and not fresh[0].weight.is_meta
     with pytest.raises(AssertionError, match="extra"):
         status.assert_consumed()
+
+
+def test_an_optimizer_built_around_meta_parameters_refuses_the_restore(tmp_path, tt):
+    """Replacing the meta parameters would orphan the optimizer's: nothing is written."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    tt.train_steps(model, optimizer, [torch.randn(1, 2)])
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    with torch.device("meta"):
+        fresh = nn.Linear(2, 2)
+    early = torch.optim.Adam(fresh.parameters())
+    with pytest.raises(ck.RestoreConflictError) as caught:
+        ck.Checkpoint(model=fresh, optimizer=early).read(path)
+    message = str(caught.value)
+    assert "(root).optimizer (Adam)" in message and "(root).model.weight" in message
+    assert "nothing was written" in message and "Create the optimizer after" in message
+    assert fresh.weight.is_meta and fresh.bias.is_meta and not early.state
+    ck.Checkpoint(model=fresh).read(path).expect_partial()  # the fix the message gives
+    later = torch.optim.Adam(fresh.parameters())
+    ck.Checkpoint(model=fresh, optimizer=later).read(path).assert_consumed()
+    assert tt.optimizer_bytes(later) == tt.optimizer_bytes(optimizer)
 
 
 def test_restore_holds_a_few_mib_of_extra_memory_not_a_second_model(tmp_path, tt, peak_bytes):
