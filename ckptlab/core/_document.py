@@ -57,15 +57,34 @@ FOREIGN_ITEMSIZE = {
     "float8_e4m3fnuz": 1,
     "float8_e4m3b11fnuz": 1,
     "float8_e5m2fnuz": 1,
+    "float8_e8m0fnu": 1,
     "float4_e2m1fn": 1,
     "int4": 1,
     "uint4": 1,
     "int2": 1,
     "uint2": 1,
     "string": 0,
+    "complex32": 4,
+    "float4_e2m1fn_x2": 1,
+    "bits1x8": 1,
+    "bits2x4": 1,
+    "bits4x2": 1,
+    "bits8": 1,
+    "bits16": 2,
+    "F4": 0,
+    "F6_E2M3": 0,
+    "F6_E3M2": 0,
 }
 """Dtypes that only foreign checkpoints hold: ckptlab reads them (``string`` values are arrays
-of ``bytes`` of any length) but its own format does not store them."""
+of ``bytes`` of any length), except :data:`UNREADABLE_DTYPES`, but its own format does not
+store them.  An itemsize of 0: the value's stored length is its size."""
+UNREADABLE_DTYPES = frozenset(
+    {"complex32", "float4_e2m1fn_x2", "bits1x8", "bits2x4", "bits4x2", "bits8", "bits16"}
+    | {"F4", "F6_E2M3", "F6_E3M2"}
+)
+"""Foreign dtypes neither numpy nor ml_dtypes has a type for (torch's ``complex32``,
+``float4_e2m1fn_x2`` and ``bits*``; safetensors' ``F4`` and ``F6_*``, packed below a byte):
+listed under the framework's name, refused on read (``UnsupportedFormatError``)."""
 _ARRAY_PATH = re.compile(r"^values/[0-9]{1,9}$")
 _PACK_PATH = re.compile(r"^packed/[a-z0-9]{1,16}$")
 _ATTR_MARK = f"/{ATTRIBUTES}/"
@@ -117,10 +136,10 @@ class StoredValue:
 
     @property
     def nbytes(self) -> int:
-        """Size of the value in bytes (for strings: the stored bytes)."""
-        if self.dtype == "string":
-            return self.foreign.length if self.foreign is not None else 0
+        """Size of the value in bytes (strings, dtypes packed below a byte: the stored bytes)."""
         itemsize = ITEMSIZE.get(self.dtype) or FOREIGN_ITEMSIZE[self.dtype]
+        if not itemsize:
+            return self.foreign.length if self.foreign is not None else 0
         return math.prod(self.shape) * itemsize
 
     @property

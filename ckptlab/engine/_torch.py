@@ -91,12 +91,25 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
     return tensor.numpy()
 
 
+_BIT_PATTERNS = {
+    np.dtype(getattr(ml_dtypes, name)): getattr(torch, name)
+    for name in (
+        "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+        "float8_e8m0fnu",
+    )
+    if hasattr(torch, name)
+}  # fmt: skip
+"""ml_dtypes dtypes torch has but cannot take from numpy: they cross as their bit patterns."""
+
+
 def from_numpy(array: np.ndarray[Any, Any]) -> torch.Tensor:
-    """A CPU tensor sharing ``array``'s memory (bfloat16 through its bit pattern)."""
+    """A CPU tensor sharing ``array``'s memory (bfloat16 and float8 through their bits)."""
     if not array.flags.writeable:  # torch would warn; the tensor is only read from
         array = array.copy()
-    if array.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    dtype = _BIT_PATTERNS.get(array.dtype)
+    if dtype is not None:
+        bits = np.int16 if array.dtype.itemsize == 2 else np.uint8
+        return torch.from_numpy(array.view(bits)).view(dtype)
     return torch.from_numpy(array)
 
 

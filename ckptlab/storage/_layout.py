@@ -26,7 +26,7 @@ import ml_dtypes
 import numpy as np
 import orjson
 
-from ckptlab.core import FOREIGN_ITEMSIZE, ITEMSIZE, ArrayInfo
+from ckptlab.core import FOREIGN_ITEMSIZE, ITEMSIZE, UNREADABLE_DTYPES, ArrayInfo
 from ckptlab.errors import UnsupportedFormatError
 
 CHUNK_BYTES = 64 * 2**20
@@ -67,9 +67,12 @@ def dtype_name(dtype: np.dtype[Any], where: str) -> str:
 def numpy_dtype(name: str) -> np.dtype[Any]:
     """The little-endian numpy dtype for a format dtype name.
 
-    Dtypes only foreign checkpoints hold (``FOREIGN_ITEMSIZE``) map to ml_dtypes, and
-    ``string`` to ``object`` (arrays of ``bytes``).
+    Dtypes only foreign checkpoints hold (``FOREIGN_ITEMSIZE``) map to ml_dtypes, ``string`` to
+    ``object`` (arrays of ``bytes``), and ``UNREADABLE_DTYPES`` to raw bytes of their width
+    (listings show them; readers refuse to read them).
     """
+    if name in UNREADABLE_DTYPES:
+        return np.dtype((np.void, FOREIGN_ITEMSIZE[name]))
     if name == "bfloat16":
         bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
         return bfloat16

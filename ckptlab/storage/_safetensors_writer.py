@@ -47,6 +47,7 @@ SAFETENSORS_DTYPES = {
     "bool": "BOOL",
     "float8_e4m3fn": "F8_E4M3",
     "float8_e5m2": "F8_E5M2",
+    "float8_e8m0fnu": "F8_E8M0",
     "complex64": "C64",
 }
 """ckptlab dtype -> safetensors dtype code (the ones the safetensors library reads)."""

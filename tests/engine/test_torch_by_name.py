@@ -181,3 +181,25 @@ def test_a_safetensors_file_with_a_renamed_layer_reports_both_sides(tmp_path, tt
     assert {e.key for e in report.unused} == {"first.weight", "first.bias"}
     status.run_restore_ops()
     assert torch.equal(fresh[2].weight, model[2].weight)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu"],
+)
+def test_float8_buffers_restore_from_a_torch_file(tmp_path, name):
+    dtype = getattr(torch, name)
+
+    def model():
+        module = nn.Module()
+        module.register_buffer("scale", torch.zeros(3, dtype=dtype))
+        return module
+
+    source = model()
+    source.scale = torch.tensor([1.0, 2.0, 0.5]).to(dtype)
+    torch.save(source.state_dict(), tmp_path / "model.pt")
+    fresh = model()
+    ck.Checkpoint(root=fresh).restore(tmp_path / "model.pt").assert_consumed()
+    want = torch.load(tmp_path / "model.pt", weights_only=True)["scale"]
+    assert fresh.scale.dtype == dtype
+    assert torch.equal(fresh.scale.view(torch.uint8), want.view(torch.uint8))

@@ -18,7 +18,13 @@ from typing import Any
 import crc32c
 import numpy as np
 
-from ckptlab.core import CheckpointDocument, StoredValue, is_text, shape_extent
+from ckptlab.core import (
+    UNREADABLE_DTYPES,
+    CheckpointDocument,
+    StoredValue,
+    is_text,
+    shape_extent,
+)
 from ckptlab.errors import (
     CorruptCheckpointError,
     MissingDependencyError,
@@ -138,6 +144,11 @@ class ForeignCheckpoint(StoredCheckpoint):
     format_name = "foreign checkpoint"
     checksums = False
     """Whether reading checks stored checksums (``ckptlab verify`` says so when it cannot)."""
+    convert_first = (
+        "Load it with torch and convert the tensor to a dtype numpy has before saving "
+        "(t.to(torch.float32), or t.view(torch.uint8) for its raw bits)"
+    )
+    """How to make a value of an :data:`~ckptlab.core.UNREADABLE_DTYPES` dtype readable."""
 
     def __init__(self, store: ByteStore, path: str, document: CheckpointDocument) -> None:
         for key in document.values:
@@ -152,6 +163,7 @@ class ForeignCheckpoint(StoredCheckpoint):
     def read(self, key: str, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read one value (verified where the format has checksums) into ``out`` or a new array."""
         value = self.stored(key)
+        self._check_readable(value)
         dtype = numpy_dtype(value.dtype)
         if out is not None and (
             out.shape != value.shape
@@ -167,8 +179,10 @@ class ForeignCheckpoint(StoredCheckpoint):
 
         A few-KB file may declare a value of gigabytes that a format legitimately stores as
         unwritten chunks (Orbax fill values); memory the process cannot get is then a typed
-        error naming the value, not a bare ``MemoryError``.
+        error naming the value, not a bare ``MemoryError``.  A value of a dtype numpy has no
+        type for is refused here, so that no reader's path fills a buffer with it.
         """
+        self._check_readable(value)
         dtype = numpy_dtype(value.dtype)
         try:
             return np.empty(value.shape, dtype)
@@ -180,6 +194,15 @@ class ForeignCheckpoint(StoredCheckpoint):
                 "machine with more memory or restore fewer values at a time; if the file is "
                 "much smaller than the value, it is damaged or hostile."
             ) from None
+
+    def _check_readable(self, value: StoredValue) -> None:
+        """Refuse a value of a dtype numpy has no type for (it is listed, never read)."""
+        if value.dtype in UNREADABLE_DTYPES:
+            raise UnsupportedFormatError(
+                f"Value {value.key!r} of {self.format_name} {self.display_path} has dtype "
+                f"{value.dtype}, which numpy (and so ckptlab) has no type for; ckptlab lists it "
+                f"but cannot read it. {self.convert_first}."
+            )
 
     def _load(self, value: StoredValue, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         raise NotImplementedError

@@ -93,7 +93,9 @@ class HFShardedDirectory(ForeignCheckpoint):
             if isinstance(shard, SafetensorsFile)
         }
         kinds = {shard.format_name for shard in self.shards.values()}
-        self.format_name = f"Hugging Face model directory ({', '.join(sorted(kinds)) or 'empty'})"
+        count = f"{len(self.shards)} shard{'' if len(self.shards) == 1 else 's'}"
+        shards = f"{count}: {', '.join(sorted(kinds))}" if self.shards else "empty"
+        self.format_name = f"Hugging Face model directory ({shards})"
         self.checksums = bool(self.shards) and all(s.checksums for s in self.shards.values())
         self._shard_of: dict[str, ForeignCheckpoint] = {}
         values: dict[str, StoredValue] = {}

@@ -9,7 +9,8 @@ Orbax are never imported.  Opening reads ``_METADATA`` and every array's Zarr me
 batch of concurrent reads); values are read when asked for.  Keys are the leaf paths joined with
 ``/`` (``params/dense/kernel``, list items by index).  A step directory of a
 ``CheckpointManager`` (``_CHECKPOINT_METADATA`` + one directory per item) opens its items (keys
-prefixed by the item name when there are several), and a manager's root opens its latest step.
+prefixed by the item name when there are several), and a manager's root opens its latest step
+(step directories ``12`` or ``<step_prefix>_00012``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import threading
 from typing import Any
 
@@ -25,6 +27,7 @@ import numpy as np
 from ckptlab.core import (
     FOREIGN_ITEMSIZE,
     ITEMSIZE,
+    UNREADABLE_DTYPES,
     ForeignLocation,
     StoredValue,
 )
@@ -42,6 +45,10 @@ MAX_TREE = 256 * 2**20
 MAX_ARRAY_METADATA = 2**20
 TENSORSTORE_ERRORS = (ValueError, RuntimeError, OSError)
 """What tensorstore raises for a damaged store (``ValueError("DATA_LOSS: ...")`` mostly)."""
+STEP_NAME = re.compile(r"(?:(?P<prefix>.+)_)?(?P<step>[0-9]+)")
+"""A step directory's name: ``12``, ``0012`` or ``<step_prefix>_00012``."""
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+"""Orbax writes a step under ``<name>.orbax-checkpoint-tmp-<n>`` and renames it when done."""
 ARRAY_TYPES = {"jax.Array", "np.ndarray", "scalar"}
 """``value_type`` of leaves stored as Zarr arrays (Orbax saves Python scalars as 0-d arrays)."""
 
@@ -50,7 +57,15 @@ def find_orbax_items(store: ByteStore, directory: str, names: list[str]) -> list
     """``(item name, item directory)`` of the Orbax checkpoint at ``directory``; [] if none.
 
     ``directory`` may be an item (``_METADATA``), a step (``_CHECKPOINT_METADATA`` and item
-    directories) or a manager's root (numbered step directories: the latest is opened).
+    directories) or a manager's root (step directories named as Orbax names them, ``12`` or
+    ``<step_prefix>_00012``: the latest step is opened).
+
+    Raises
+    ------
+    NotFoundError
+        ``directory`` holds Orbax step directories of which none is finished.
+    UnsupportedFormatError
+        ``directory`` holds finished steps under several step prefixes.
     """
     if TREE_FILE in names:
         return [("", directory)]
@@ -61,15 +76,46 @@ def find_orbax_items(store: ByteStore, directory: str, names: list[str]) -> list
             if store.exists(posixpath.join(directory, name, TREE_FILE))
         ]
         return items if len(items) > 1 else [("", path) for _, path in items]
-    steps = sorted(
-        (int(name), name)
-        for name in names
-        if name.isdigit() and store.exists(posixpath.join(directory, name, STEP_FILE))
+    # Orbax's rule (orbax.checkpoint.path.step.step_from_checkpoint_name): digits, or a prefix,
+    # an underscore and digits (step_prefix="ckpt", step_format_fixed_length=5: "ckpt_00012").
+    matches = [(STEP_NAME.fullmatch(name), name) for name in names]
+    candidates = sorted(
+        (int(match["step"]), match["prefix"] or "", name) for match, name in matches if match
     )
+    steps = [
+        found
+        for found in candidates
+        if store.exists(posixpath.join(directory, found[2], STEP_FILE))
+    ]
+    prefixes = sorted({prefix for _, prefix, _ in steps})
+    if len(prefixes) > 1:
+        raise UnsupportedFormatError(
+            f"{store.display(directory)} holds Orbax steps of {len(prefixes)} managers (step "
+            f"prefixes {', '.join(repr(p) for p in prefixes[:5])}), so its latest step is "
+            "ambiguous. Open the step directory you want (e.g. "
+            f"{store.display(posixpath.join(directory, steps[-1][2]))})."
+        )
     if steps:
-        step = posixpath.join(directory, steps[-1][1])
+        step = posixpath.join(directory, steps[-1][2])
         return find_orbax_items(store, step, store.list_dir(step))
+    unfinished = [name for name in names if TMP_SUFFIX in name]
+    if candidates and _holds_items(store, posixpath.join(directory, candidates[-1][2])):
+        unfinished.append(candidates[-1][2])
+    if unfinished:
+        raise NotFoundError(
+            f"{store.display(directory)} looks like an Orbax CheckpointManager directory (it "
+            f"holds {', '.join(repr(n) for n in sorted(unfinished)[:5])}) but has no finished "
+            f"step: Orbax writes {STEP_FILE} into a step directory when it commits the step. "
+            "If a save is running, wait for it (CheckpointManager.wait_until_finished()); if it "
+            "was interrupted, save again or open an item directory (one holding "
+            f"{TREE_FILE}) directly."
+        )
     return []
+
+
+def _holds_items(store: ByteStore, step: str) -> bool:
+    """Whether a directory named like a step holds an Orbax item (``<step>/<item>/_METADATA``)."""
+    return any(store.exists(posixpath.join(step, name, TREE_FILE)) for name in store.list_dir(step))
 
 
 class _Array:
@@ -317,7 +363,9 @@ def _dtype(kind: Any) -> str | None:
     if not isinstance(kind, str):
         return None
     bare = kind.lstrip("<>|=")
-    if bare == "bfloat16" or (bare in FOREIGN_ITEMSIZE and bare != "string"):
+    if bare == "bfloat16" or (
+        bare in FOREIGN_ITEMSIZE and bare != "string" and bare not in UNREADABLE_DTYPES
+    ):
         return bare
     try:
         name = np.dtype(kind).name

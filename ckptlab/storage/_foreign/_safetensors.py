@@ -37,8 +37,12 @@ DTYPES = {
     "BOOL": "bool",
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
     "C64": "complex64",
 }
+PACKED_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+"""Dtypes of fewer bits than a byte, packed (numpy has no type for them): listed under these
+names, refused on read (``ckptlab.core.UNREADABLE_DTYPES``)."""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -65,6 +69,10 @@ class SafetensorsFile(ForeignCheckpoint):
     """An open safetensors file (kind ``name``; ``metadata`` holds ``__metadata__``)."""
 
     format_name = "safetensors file"
+    convert_first = (
+        "Load it with safetensors.torch.load_file and convert the tensor to a dtype numpy has "
+        "before saving (t.to(torch.float32), or t.view(torch.uint8) for its raw bits)"
+    )
 
     def __init__(self, store: ByteStore, path: str) -> None:
         self.store = store
@@ -138,12 +146,13 @@ class SafetensorsFile(ForeignCheckpoint):
             raise self._bad_file(
                 f"tensor {key!r} is described by {type(info).__name__}, not an object"
             )
-        dtype = DTYPES.get(str(info.get("dtype")))
+        code = str(info.get("dtype"))
+        dtype = DTYPES.get(code) or (code if code in PACKED_BITS else None)
         if dtype is None:
             raise UnsupportedFormatError(
                 f"Tensor {key!r} of {self.store.display(self.path)} has dtype "
                 f"{info.get('dtype')!r}; "
-                f"ckptlab reads {', '.join(DTYPES)}."
+                f"ckptlab reads {', '.join(DTYPES)} and lists {', '.join(PACKED_BITS)}."
             )
         shape_data, offsets = info.get("shape"), info.get("data_offsets")
         if not isinstance(shape_data, list) or not all(type(d) is int for d in shape_data):
@@ -156,11 +165,12 @@ class SafetensorsFile(ForeignCheckpoint):
             raise self._bad_file(f"tensor {key!r} has data_offsets {offsets!r}")
         shape = check_shape(tuple(shape_data), f"Tensor {key!r} of {self.store.display(self.path)}")
         begin, end = offsets
-        needed = math.prod(shape) * numpy_dtype(dtype).itemsize
-        if not 0 <= begin <= end <= size - self._start or end - begin != needed:
+        bits = math.prod(shape) * PACKED_BITS.get(dtype, numpy_dtype(dtype).itemsize * 8)
+        needed = bits // 8
+        if bits % 8 or not 0 <= begin <= end <= size - self._start or end - begin != needed:
             raise self._bad_file(
                 f"tensor {key!r} at data_offsets [{begin}, {end}) (data holds {size - self._start} "
-                f"bytes; shape {list(shape)} of {dtype} needs {needed})"
+                f"bytes; shape {list(shape)} of {dtype} needs {bits / 8:g})"
             )
         return StoredValue(
             key=key,

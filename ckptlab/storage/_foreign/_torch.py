@@ -128,6 +128,8 @@ class TorchFile(ForeignCheckpoint):
         """Storage key -> the crc32 its STORED zip member must have (checked on first read)."""
         self._verified: set[str] = set()
         """Storages whose member was read whole and matched its crc32."""
+        self._big_endian = False
+        """Whether the storages hold big-endian elements (a zip whose byteorder is ``big``)."""
         raw = self._open_file()
         head = raw.read(4)
         raw.seek(0)
@@ -172,8 +174,12 @@ class TorchFile(ForeignCheckpoint):
                 "ckptlab reads torch.save files. Save the module's state_dict instead."
             )
         order = names.get(f"{root}byteorder")
-        if order is not None and self._member(archive, order, 16).strip() != b"little":
-            raise UnsupportedFormatError(f"{self.store.display(self.path)} was written big-endian.")
+        byteorder = b"little" if order is None else self._member(archive, order, 16).strip()
+        if byteorder not in (b"little", b"big"):
+            raise self._bad_file(f"its byteorder member says {brief(byteorder)}")
+        # Storages hold the writer's byte order; each tensor is swapped by its own dtype as it
+        # is read (torch.load swaps typed storages only: docs/foreign-formats.md §11.1).
+        self._big_endian = byteorder == b"big"
         self._zip = archive
         self._root = root
         data = self._member(archive, names[pickles[0]], MAX_PICKLE)
@@ -288,7 +294,12 @@ class TorchFile(ForeignCheckpoint):
                 "old tar-based files are not supported."
             )
         if not info.get("little_endian", True):
-            raise UnsupportedFormatError(f"{where} was written big-endian.")
+            raise UnsupportedFormatError(
+                f"{where} is a legacy (pre-1.6) torch.save file written on a big-endian machine; "
+                "ckptlab reads legacy files written little-endian. Load it with torch and save "
+                "it again (torch.save writes the zip format, which ckptlab reads in either byte "
+                "order)."
+            )
         obj = load_pickle(raw, where, self._legacy_storage)
         keys = load_pickle(raw, where, self._no_storage)
         if not isinstance(keys, list):
@@ -390,9 +401,15 @@ class TorchFile(ForeignCheckpoint):
         if not target.size:
             return target
         span = self._storage_bytes(tensor.storage.key, first, end, value.key)
-        flat = np.frombuffer(span, dtype=dtype)
+        # Strided over opaque items of the dtype's width, then viewed as the dtype: as_strided
+        # rebuilds its array from a type string, and ml_dtypes' float8_e5m2 ('<f1') has none
+        # numpy understands.
+        flat = np.frombuffer(span, dtype=np.dtype((np.void, dtype.itemsize)))
         strides = tuple(s * dtype.itemsize for s in tensor.stride)
-        target[...] = np.lib.stride_tricks.as_strided(flat, shape=tensor.shape, strides=strides)
+        strided = np.lib.stride_tricks.as_strided(flat, shape=tensor.shape, strides=strides)
+        target[...] = strided.view(dtype)
+        if self._big_endian:
+            _swap_bytes(target)
         return target
 
     def _storage_bytes(self, storage: str, first: int, end: int, key: str) -> memoryview:
@@ -432,6 +449,17 @@ class TorchFile(ForeignCheckpoint):
                 while sum(len(d) for d in self._inflated.values()) > MAX_CACHED:
                     self._inflated.popitem(last=False)
         return data
+
+
+def _swap_bytes(array: np.ndarray[Any, Any]) -> None:
+    """Reverse the bytes of every element of a C-contiguous array in place.
+
+    As ``torch.UntypedStorage.byteswap`` does: the real and imaginary parts of a complex
+    number are swapped separately, one-byte dtypes are left alone.
+    """
+    width = array.dtype.itemsize // 2 if array.dtype.kind == "c" else array.dtype.itemsize
+    if width > 1 and array.size:
+        array.reshape(-1).view(f"<u{width}").byteswap(inplace=True)
 
 
 def _byte_span(tensor: TensorRef, itemsize: int) -> tuple[int, int]:

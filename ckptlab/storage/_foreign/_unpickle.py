@@ -56,6 +56,11 @@ TORCH_DTYPES = {
     "bool": "bool", "complex64": "complex64", "cfloat": "complex64", "complex128": "complex128",
     "cdouble": "complex128", "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
     "float8_e4m3fnuz": "float8_e4m3fnuz", "float8_e5m2fnuz": "float8_e5m2fnuz",
+    "float8_e8m0fnu": "float8_e8m0fnu",
+    # no numpy type: listed, refused on read (ckptlab.core.UNREADABLE_DTYPES)
+    "complex32": "complex32", "chalf": "complex32", "float4_e2m1fn_x2": "float4_e2m1fn_x2",
+    "bits1x8": "bits1x8", "bits2x4": "bits2x4", "bits4x2": "bits4x2", "bits8": "bits8",
+    "bits16": "bits16",
 }  # fmt: skip
 
 

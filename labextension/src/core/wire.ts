@@ -141,12 +141,23 @@ export const DTYPE_ITEMSIZE: Readonly<Record<string, number>> = {
   "float8_e4m3fnuz": 1,
   "float8_e4m3b11fnuz": 1,
   "float8_e5m2fnuz": 1,
+  "float8_e8m0fnu": 1,
   "float4_e2m1fn": 1,
   "int4": 1,
   "uint4": 1,
   "int2": 1,
   "uint2": 1,
-  "string": 0
+  "string": 0,
+  "complex32": 4,
+  "float4_e2m1fn_x2": 1,
+  "bits1x8": 1,
+  "bits2x4": 1,
+  "bits4x2": 1,
+  "bits8": 1,
+  "bits16": 2,
+  "F4": 0,
+  "F6_E2M3": 0,
+  "F6_E3M2": 0
 };
 
 export const FLAG_OPTIMIZER = 1;

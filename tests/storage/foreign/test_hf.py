@@ -87,6 +87,8 @@ def test_sharded_safetensors_read_as_safetensors_does(hf_dirs):
     assert_reads_exactly(directory, expected)
     assert_reads_exactly(directory / "model.safetensors.index.json", expected)
     reader = ck.storage.open_checkpoint(*ck.storage.resolve(str(directory)))
+    shards = len(list(directory.glob("model-*.safetensors")))
+    assert reader.format_name == f"Hugging Face model directory ({shards} shards: safetensors file)"
     assert reader.shard_metadata and all(
         m == {"format": "pt"} for m in reader.shard_metadata.values()
     )

@@ -209,3 +209,35 @@ def test_verify_of_a_format_without_checksums_says_so(tmp_path, fixtures_dir, ca
     write_bundle(prefix, {"a": np.ones(3, np.float32)})
     assert main(["verify", prefix]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_float8_e8m0_reads_and_packed_dtypes_are_listed_but_not_read(tmp_path):
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    tensors = {
+        "w": torch.arange(3.0),
+        "scale": torch.tensor([1, 2, 127, 128, 255], dtype=torch.uint8).view(torch.float8_e8m0fnu),
+        "fp4": torch.arange(4, dtype=torch.uint8).view(torch.float4_e2m1fn_x2),
+    }
+    path = tmp_path / "m.safetensors"
+    safetensors_torch.save_file(tensors, path)
+    header = json.loads(path.read_bytes()[8 : 8 + struct.unpack("<Q", path.read_bytes()[:8])[0]])
+    assert (header["scale"]["dtype"], header["fp4"]["dtype"], header["fp4"]["shape"]) == (
+        "F8_E8M0", "F4", [8],
+    )  # fmt: skip
+    loaded = safetensors_torch.load_file(path)
+    reader = ck.load_checkpoint(path)
+    assert ck.list_variables(path) == [("fp4", [8]), ("scale", [5]), ("w", [3])]
+    scale = reader.get_tensor("scale")
+    assert scale.dtype.name == "float8_e8m0fnu"
+    assert scale.tobytes() == loaded["scale"].view(torch.uint8).numpy().tobytes()
+    assert reader.get_tensor("w").tobytes() == loaded["w"].numpy().tobytes()
+    with pytest.raises(ck.UnsupportedFormatError, match=r"'fp4' of .*m\.safetensors has dtype F4"):
+        reader.get_tensor("fp4")
+    ck.convert(path, tmp_path / "out", format="safetensors", skip_unsupported=True)
+    exported = safetensors_torch.load_file(tmp_path / "out" / "model.safetensors")
+    assert sorted(exported) == ["scale", "w"]
+    assert torch.equal(exported["scale"].view(torch.uint8), loaded["scale"].view(torch.uint8))
+    refused = r"'fp4' \(F4\), 'scale' \(float8_e8m0fnu\)"
+    with pytest.raises(ck.UnsupportedFormatError, match=refused):
+        ck.convert(path, tmp_path / "ckpt")

@@ -403,3 +403,93 @@ def test_a_storage_of_many_pieces_is_checked_on_any_thread(tmp_path, monkeypatch
                 run()
         else:
             np.testing.assert_array_equal(run(), weight.numpy())
+
+
+# -- dtypes and byte orders: read as torch.load reads them -----------------------------------------
+
+
+def _bits(tensor) -> bytes:
+    """A tensor's bytes in C order, whatever its dtype (torch cannot hand float8 to numpy)."""
+    return tensor.contiguous().view(torch.uint8).numpy().tobytes()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu",
+     "bfloat16"],
+)  # fmt: skip
+def test_float8_and_bfloat16_tensors_and_views_read_as_torch_loads_them(tmp_path, name):
+    dtype = getattr(torch, name)
+    base = torch.tensor([[1.0, -2.0, 0.5], [4.0, 0.25, 8.0]]).abs().to(dtype)
+    path = tmp_path / "f8.pt"
+    torch.save({"w": base, "t": base.t(), "every_other": base.reshape(-1)[::2]}, path)
+    loaded = torch.load(path, weights_only=True)
+    reader = ck.load_checkpoint(path)
+    for key, want in loaded.items():
+        got = reader.get_tensor(key)
+        assert got.dtype.name == name and got.shape == tuple(want.shape), key
+        assert got.tobytes() == _bits(want), key
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+@pytest.mark.parametrize("name", ["complex32", "float4_e2m1fn_x2", "bits8", "bits16"])
+def test_dtypes_numpy_has_no_type_for_are_listed_and_refused_only_on_read(tmp_path, name):
+    dtype = getattr(torch, name)
+    exotic = torch.arange(6 * dtype.itemsize, dtype=torch.uint8).view(dtype).reshape(2, 3)
+    path = tmp_path / "exotic.pt"
+    torch.save({"w": torch.arange(3.0), "x": exotic}, path)
+    reader = ck.load_checkpoint(path)
+    assert ck.list_variables(path) == [("w", [3]), ("x", [2, 3])]
+    assert reader.get_tensor("w").tobytes() == torch.load(path)["w"].numpy().tobytes()
+    refused = rf"'x' of .*exotic\.pt has dtype {name}.*t\.to\(torch\.float32\)"
+    with pytest.raises(ck.UnsupportedFormatError, match=refused):
+        reader.get_tensor("x")
+    with pytest.raises(ck.UnsupportedFormatError, match=rf"'x' \({name}\)"):
+        ck.convert(path, tmp_path / "converted")
+
+
+def test_an_unknown_torch_global_is_still_refused(tmp_path):
+    path = torch_zip(tmp_path / "m.pt", b"\x80\x02ctorch\nnot_a_dtype\nq\x00.")
+    with pytest.raises(ck.UnsafePickleError, match="torch.not_a_dtype"):
+        ck.list_variables(path)
+
+
+def _big_endian_copy(source: Path, target: Path, widths: dict[str, int]) -> None:
+    """``source`` as torch.save writes it on a big-endian machine: each storage's elements
+    (``widths``: storage key -> bytes per swapped unit) reversed, ``byteorder`` set to big."""
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
+        for info in archive.infolist():
+            data = archive.read(info)
+            folder, _, key = info.filename.rpartition("/")
+            if info.filename.endswith("/byteorder"):
+                data = b"big"
+            elif folder.endswith("/data") and key in widths:
+                units = np.frombuffer(data, np.uint8).reshape(-1, widths[key])
+                data = units[:, ::-1].tobytes()
+            out.writestr(info, data)
+
+
+def test_a_big_endian_file_reads_as_torch_loads_it(tmp_path):
+    weights = torch.arange(12, dtype=torch.float32).reshape(3, 4) / 7
+    tensors = {
+        "w": weights,
+        "w_t": weights.t(),  # a view sharing storage 0
+        "i": torch.tensor([1, 256, -(2**40)], dtype=torch.int64),
+        "h": torch.tensor([1.5, -3.25], dtype=torch.bfloat16),
+        "c": torch.tensor([1 + 2j, -3.5j], dtype=torch.complex64),
+        "f8": torch.tensor([1.0, -2.0]).to(torch.float8_e5m2),
+        "b": torch.tensor([True, False]),
+        "u16": torch.tensor([1, 65535], dtype=torch.uint16),
+    }
+    # storage keys follow first appearance; complex numbers swap each part (torch's byteswap)
+    widths = dict(enumerate([4, 8, 2, 4, 1, 1, 2]))
+    little, big = tmp_path / "little.pt", tmp_path / "big.pt"
+    torch.save(tensors, little)
+    _big_endian_copy(little, big, {str(k): v for k, v in widths.items()})
+    # torch.load swaps typed storages only: a uint16 storage (untyped, _rebuild_tensor_v3) is
+    # left big-endian (torch 2.14 reads 1 as 256); ckptlab swaps every tensor by its dtype.
+    loaded = {**torch.load(big, weights_only=True), "u16": tensors["u16"]}
+    assert {k: _bits(v) for k, v in loaded.items()} == {k: _bits(v) for k, v in tensors.items()}
+    reader = ck.load_checkpoint(big)
+    for key, want in loaded.items():
+        assert reader.get_tensor(key).tobytes() == _bits(want), key

@@ -79,6 +79,19 @@ def test_a_manager_opens_at_its_latest_step_and_at_any_level(orbax_dir):
     np.testing.assert_array_equal(older, [1, 1, 1])
 
 
+def test_a_manager_with_a_step_prefix_opens_at_its_latest_step(orbax_dir, tmp_path):
+    root = orbax_dir / "prefixed"
+    assert sorted(os.listdir(root)) == ["ckpt_00003", "ckpt_00012"]
+    arrays, _ = _expected(orbax_dir, "prefixed")
+    assert arrays["seen"].tolist() == [12, 12, 12]
+    assert_reads_exactly(root, arrays)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(root / "ckpt_00012", unfinished / "ckpt_00012")
+    (unfinished / "ckpt_00012" / "_CHECKPOINT_METADATA").unlink()
+    with pytest.raises(ck.NotFoundError, match=r"'ckpt_00012'.*no finished step.*wait_until_fini"):
+        ck.load_checkpoint(unfinished)
+
+
 def test_an_orbax_checkpoint_works_with_every_entry_point(orbax_dir, tmp_path):
     assert_works_everywhere(orbax_dir / "ocdbt", _expected(orbax_dir, "ocdbt")[0], tmp_path)
 

@@ -2,9 +2,11 @@
 
 Variants (one tree of float32, bfloat16, float16, int32, uint8, bool arrays, a list and Python
 scalars): ``ocdbt`` (StandardCheckpointer: OCDBT + Zarr v2), ``ocdbt_zarr3``, ``plain`` (per-array
-Zarr v2 directories, plus a string leaf), ``plain_zarr3``, and ``manager`` (a CheckpointManager
-with two steps of two items).  ``expected.pickle`` holds, per variant, every leaf as Orbax's own
-restore returns it: ``{key: (dtype name, shape, bytes)}`` for arrays, the value otherwise.
+Zarr v2 directories, plus a string leaf), ``plain_zarr3``, ``manager`` (a CheckpointManager with
+two steps of two items) and ``prefixed`` (a CheckpointManager with ``step_prefix="ckpt"`` and
+``step_format_fixed_length=5``: steps ``ckpt_00003`` and ``ckpt_00012``).  ``expected.pickle``
+holds, per variant, every leaf as Orbax's own restore returns it: ``{key: (dtype name, shape,
+bytes)}`` for arrays, the value otherwise.
 """
 
 from __future__ import annotations
@@ -87,6 +89,14 @@ def main() -> None:
         for item in ("state", "extra")
         for key, value in flatten(restorer.restore(os.path.join(latest, item))).items()
     }
+    options = ocp.CheckpointManagerOptions(step_prefix="ckpt", step_format_fixed_length=5)
+    prefixed = ocp.CheckpointManager(os.path.join(out, "prefixed"), options=options)
+    for step in (3, 12):
+        prefixed.save(step, args=ocp.args.StandardSave({"seen": np.full(3, step, np.int64)}))
+    prefixed.wait_until_finished()
+    latest = prefixed.latest_step()
+    expected["prefixed"] = flatten(prefixed.restore(latest, args=ocp.args.StandardRestore()))
+    prefixed.close()
     with open(os.path.join(out, "expected.pickle"), "wb") as handle:
         pickle.dump(expected, handle)
 
