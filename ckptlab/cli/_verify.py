@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ckptlab.cli._common import EXIT_OK, EXIT_PROBLEMS, Output, open_target
 from ckptlab.cli._style import human_bytes
 from ckptlab.core import printable, total_nbytes
-from ckptlab.errors import CkptlabError, NotFoundError
+from ckptlab.errors import CkptlabError, NotFoundError, UnsupportedFormatError
 
 if TYPE_CHECKING:
     from ckptlab.storage import StoredCheckpoint
@@ -52,6 +52,9 @@ class Verification:
     """(key, message) of every value that could not be read back intact."""
     problems: list[str] = field(default_factory=list)
     """Problems in the stored files (chunks, padding, array metadata), one line each."""
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    """(key, message) of values of a dtype numpy has no type for (listed, never read): not
+    checked, and not damage."""
     checksums: bool = True
     """Whether the format carries checksums; without them only sizes and bounds are checked."""
 
@@ -71,6 +74,7 @@ class Verification:
             "checksums": self.checksums,
             "damaged": [{"key": k, "error": m} for k, m in self.damaged],
             "problems": list(self.problems),
+            "unreadable": [{"key": k, "error": m} for k, m in self.unreadable],
         }
 
 
@@ -95,9 +99,11 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     for key in suspects:
         try:
             source.read(key)
+        except UnsupportedFormatError as error:  # a dtype numpy has no type for
+            result.unreadable.append((key, str(error)))
         except CkptlabError as error:
             result.damaged.append((key, str(error)))
-    result.checked = len(values)
+    result.checked = len(values) - len(result.unreadable)
     result.nbytes = total_nbytes(values)
     result.seconds = time.perf_counter() - start
     return result
@@ -175,6 +181,9 @@ def _print_result(result: Verification, out: Output) -> None:
         out.line(f"  {printable(message)}")
     for problem in result.problems:
         out.line(f"{style.red('PROBLEM')} {printable(problem)}")
+    for key, message in result.unreadable:
+        out.line(f"{style.yellow('UNREADABLE')} {printable(key)} (not checked)")
+        out.line(f"  {printable(message)}")
     size = human_bytes(result.nbytes)
     counts = f"{result.checked} values, {size} checked in {result.seconds:.2f} s"
     if result.ok and not result.checksums:

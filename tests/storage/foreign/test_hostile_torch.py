@@ -22,6 +22,8 @@ import pytest
 import torch
 
 import ckptlab as ck
+from ckptlab.cli._common import open_target
+from ckptlab.cli._verify import verify_checkpoint
 from ckptlab.storage._foreign import _unpickle
 
 
@@ -446,6 +448,9 @@ def test_dtypes_numpy_has_no_type_for_are_listed_and_refused_only_on_read(tmp_pa
         reader.get_tensor("x")
     with pytest.raises(ck.UnsupportedFormatError, match=rf"'x' \({name}\)"):
         ck.convert(path, tmp_path / "converted")
+    verified = verify_checkpoint(open_target(str(path))[0])  # `ckptlab verify`: not damage
+    assert verified.ok and verified.damaged == []
+    assert [key for key, _ in verified.unreadable] == ["x"]
 
 
 def test_an_unknown_torch_global_is_still_refused(tmp_path):
