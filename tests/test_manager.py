@@ -203,6 +203,14 @@ def test_corrupt_state_file_is_refused_not_ignored(tmp_path):
         ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
 
 
+def test_a_huge_state_file_is_refused_unread(tmp_path):
+    """A sparse 3 GiB 'checkpoint' file costs no memory: its size alone refuses it."""
+    with open(tmp_path / "checkpoint", "wb") as state:
+        state.truncate(3 * 2**30)
+    with pytest.raises(ck.CorruptCheckpointError, match=r"holds 3221225472 bytes.*fix or delete"):
+        ck.latest_checkpoint(tmp_path)
+
+
 def test_foreign_save_does_not_move_manager_latest(tmp_path):
     """S90."""
     ckpt = new_checkpoint()

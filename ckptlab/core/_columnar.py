@@ -27,8 +27,8 @@ MAX_CHUNKS = 2**20
 MAX_DIMS = 32
 CRC_BLOCK = 16 * 2**20
 """Bytes per checksum of a packed value: a value of 40 MiB has three (16, 16 and 8 MiB)."""
-_DATA_PATH = re.compile(r"^data/[a-z0-9_]{1,32}$")
-_OWN_PATH = re.compile(r"^values/[0-9]{1,9}$")
+_DATA_PATH = re.compile(r"^data/[a-z0-9_]{1,32}\Z")
+_OWN_PATH = re.compile(r"^values/[0-9]{1,9}\Z")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -564,4 +564,4 @@ def parse_graph(where: Where, data: object, values: ValueTable) -> ObjectGraph:
         slot_names=slot_names,
         slot_nodes=slot_nodes,
     )
-    return ObjectGraph(columns=columns)
+    return ObjectGraph(columns=columns, source=where.source)

@@ -85,8 +85,8 @@ UNREADABLE_DTYPES = frozenset(
 """Foreign dtypes neither numpy nor ml_dtypes has a type for (torch's ``complex32``,
 ``float4_e2m1fn_x2`` and ``bits*``; safetensors' ``F4`` and ``F6_*``, packed below a byte):
 listed under the framework's name, refused on read (``UnsupportedFormatError``)."""
-_ARRAY_PATH = re.compile(r"^values/[0-9]{1,9}$")
-_PACK_PATH = re.compile(r"^packed/[a-z0-9]{1,16}$")
+_ARRAY_PATH = re.compile(r"^values/[0-9]{1,9}\Z")
+_PACK_PATH = re.compile(r"^packed/[a-z0-9]{1,16}\Z")
 _ATTR_MARK = f"/{ATTRIBUTES}/"
 _SLOT_MARK = f"/{OPTIMIZER_SLOT}/"
 _BAD_SLOT = re.compile(
@@ -667,7 +667,7 @@ def _parse_graph(
                 raise where.fail(at, "a JSON object", entry)
             node = _parse_node(where, entry, at, count, values)
         nodes.append(node)
-    return ObjectGraph(nodes=tuple(nodes))
+    return ObjectGraph(nodes=tuple(nodes), source=where.source)
 
 
 def _fast_node(entry: Any, count: int, values: Mapping[str, StoredValue]) -> GraphNode | None:

@@ -21,6 +21,7 @@ from ckptlab.core._keys import (
     pretty_slot,
     slot_prefix,
 )
+from ckptlab.errors import CorruptCheckpointError
 
 Shape = tuple[int | None, ...]
 
@@ -188,6 +189,10 @@ class GraphColumns:
         return columns
 
 
+PATH_DEPTH = 64
+"""Names per object, on average, that the paths of a graph read from a file may take."""
+
+
 class ObjectGraph:
     """The saved object graph: ``nodes[0]`` is the root (derived views are cached).
 
@@ -196,7 +201,11 @@ class ObjectGraph:
     """
 
     def __init__(
-        self, nodes: tuple[GraphNode, ...] | None = None, *, columns: GraphColumns | None = None
+        self,
+        nodes: tuple[GraphNode, ...] | None = None,
+        *,
+        columns: GraphColumns | None = None,
+        source: str | None = None,
     ) -> None:
         if (nodes is None) == (columns is None):
             raise TypeError("ObjectGraph takes nodes or columns")
@@ -204,6 +213,8 @@ class ObjectGraph:
             self.__dict__["nodes"] = nodes
         else:
             self.__dict__["columns"] = columns
+        self.source = source
+        """Where a graph read from a file came from, for its errors (``None``: a program's)."""
 
     @cached_property
     def nodes(self) -> tuple[GraphNode, ...]:
@@ -295,6 +306,10 @@ class ObjectGraph:
     def _paths(self) -> tuple[NodePath | None, ...]:
         children = self.child_table()
         found: list[NodePath | None] = [None] * len(children)
+        # Every path is kept whole, so their total length is the memory they take: a chain of
+        # 20,000 nodes (a 440 KB document) would take gigabytes. A graph from a file may
+        # average PATH_DEPTH names per node; a program's graph is what the program is.
+        budget = PATH_DEPTH * len(children) + 2**20 if self.source is not None else None
         if children:
             found[0] = NodePath(path=(), escaped="")
             queue = deque([0])
@@ -303,6 +318,10 @@ class ObjectGraph:
                 here = found[node_id]
                 assert here is not None
                 base = f"{here.escaped}/" if here.path else ""
+                if budget is not None:
+                    budget -= (len(here.path) + 1) * len(children[node_id])
+                    if budget < 0:
+                        raise self._too_deep(len(here.path) + 1)
                 for name, child in children[node_id].items():
                     if found[child] is None:
                         escaped = base + escape_local_name(name)
@@ -315,6 +334,13 @@ class ObjectGraph:
                     if found[ref.node] is None and owner is not None and variable is not None:
                         found[ref.node] = NodePath(path=variable.path, slot=(owner.path, ref.slot))
         return tuple(found)
+
+    def _too_deep(self, depth: int) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f"The object graph of {self.source} nests too deep to name its objects: paths reach "
+            f"{depth} names, on average more than {PATH_DEPTH} per object (programs nest a few "
+            "levels). The checkpoint is damaged or hostile; restore from another one."
+        )
 
     def has_values_below(self) -> tuple[bool, ...]:
         """For every node, whether it or anything reachable from it holds a value."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from ckptlab.errors import CorruptCheckpointError
 
 _LINE = re.compile(r"^\s*([a-z_]+)\s*:\s*(.*?)\s*$")
+MAX_LINE = 65_536
+"""Characters in one line: far beyond any path a file system or object store takes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,7 +50,7 @@ def parse_state(text: str, source: str) -> CheckpointState:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        match = _LINE.match(line)
+        match = _LINE.match(line) if len(line) <= MAX_LINE else None
         if match is None:
             raise _bad(source, number, line)
         field, raw = match.groups()

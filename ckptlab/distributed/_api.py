@@ -172,7 +172,7 @@ def _next_number(prefix: str, options: WriteOptions) -> int:
     store, key = resolve(prefix, options.storage_options or None)
     directory, name = posixpath.split(key)
     DirectoryLock(store, directory).check_plain_save("ckptlab.distributed.save")
-    pattern = re.compile(rf"^{re.escape(name)}-(\d+)$")
+    pattern = re.compile(rf"^{re.escape(name)}-(\d+)\Z")
     state = read_state(store, directory)
     names = [*store.list_dir(directory), *((state.latest, *state.all_paths) if state else ())]
     numbers = [int(m.group(1)) for n in names if (m := pattern.match(posixpath.basename(n)))]

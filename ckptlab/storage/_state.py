@@ -9,13 +9,15 @@ import posixpath
 from collections.abc import Iterator
 
 from ckptlab.core import CheckpointState, format_state, parse_state
-from ckptlab.errors import StorageIsADirectoryError
+from ckptlab.errors import CorruptCheckpointError, StorageIsADirectoryError
 from ckptlab.storage._commit import is_committed, retract
 from ckptlab.storage._faults import restate
 from ckptlab.storage._fsspec import resolve
 from ckptlab.storage._kv import ByteStore
 
 STATE_FILENAME = "checkpoint"
+MAX_STATE_BYTES = 16 * 2**20
+"""Bytes a state file may hold (some 200,000 checkpoints listed): a bigger one is refused unread."""
 logger = logging.getLogger("ckptlab")
 
 
@@ -48,6 +50,13 @@ def read_state(
                 "latest checkpoint). Rename or remove that directory."
             )
         return None
+    size = store.size(key)
+    if size is not None and size > MAX_STATE_BYTES:
+        raise CorruptCheckpointError(
+            f"Checkpoint state file {store.display(key)} holds {size} bytes; a state file names "
+            f"checkpoints, a few bytes each (at most {MAX_STATE_BYTES} are read). It is damaged "
+            "or not a state file: fix or delete it (the checkpoints themselves stay readable)."
+        )
     raw = store.read(key)
     try:
         text = raw.decode("utf-8")

@@ -21,6 +21,7 @@ import itertools
 import math
 import os
 import posixpath
+import stat
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -403,11 +404,15 @@ class PackedValues(ValueReader):
         expected = shard_size(info, shard)
         full = posixpath.join(self.checkpoint.path, key)
         if self.local:
-            try:
-                fd = os.open(full, os.O_RDONLY)
+            try:  # non-blocking: opening a FIFO to read waits for a writer (forever)
+                fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 raise self._damaged(info, shard, rows, f"object {key} is missing") from None
-            found: int | None = os.fstat(fd).st_size
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                os.close(fd)
+                raise self._damaged(info, shard, rows, f"object {key} is not a regular file")
+            found: int | None = status.st_size
             if found == expected:
                 self._files[key] = fd
                 return fd

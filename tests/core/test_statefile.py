@@ -56,6 +56,7 @@ def test_text_format_strings_as_tensorflow_writes_them(written, path):
         ("model_checkpoint_path: ckpt-1\n", "does not parse at line 1"),
         ("unknown_field: 1\n", "does not parse at line 1"),
         ('model_checkpoint_path: "a"\nall_model_checkpoint_timestamps: soon\n', "line 2"),
+        ('model_checkpoint_path: "' + "a" * 70_000 + '"\n', "does not parse at line 1"),
     ],
 )
 def test_bad_files_name_the_file_and_line(text, message):

@@ -154,13 +154,14 @@ def test_a_damaged_shard_index_is_reported_by_verify(path):
         lambda f: f.write_bytes(b""),
         lambda f: f.unlink(),
         lambda f: (f.unlink(), f.mkdir()),
+        lambda f: (f.unlink(), os.mkfifo(f)),  # opening it to read would wait for a writer
     ],
-    ids=["truncated", "appended", "emptied", "missing", "directory"],
+    ids=["truncated", "appended", "emptied", "missing", "directory", "fifo"],
 )
 @pytest.mark.parametrize("number", [0, 2])
 def test_damaged_shards(path, damage, number):
     damage(shard(path, number=number))
-    expect(path, match=r"missing|holds \d+ bytes")
+    expect(path, match=r"missing|holds \d+ bytes|not a regular file")
     assert any(f"data/float32/{number}" in p for p in verify_checkpoint(path))
 
 
@@ -246,6 +247,13 @@ def test_hostile_documents(path, edit):
     expect(path)
 
 
+@pytest.mark.parametrize("where", ["data/float32\n", "values/3\n"])
+def test_an_array_path_ending_in_a_newline_is_refused_by_the_document(path, where):
+    """``$`` matches before a final newline: such a path must not reach the file system."""
+    rewrite(path, lambda d: array_of(d).update(path=where))
+    expect(path, match=r"invalid at arrays\[0\]\.path")
+
+
 def test_unknown_format_version(path):
     rewrite(path, lambda d: d.update(format_version=99))
     expect(path, ck.UnsupportedFormatError, match="format_version 99")
@@ -272,6 +280,27 @@ def test_hostile_root_documents(path, text):
 def test_oversize_document_is_refused_before_reading(path, monkeypatch):
     monkeypatch.setattr(_reader, "MAX_DOCUMENT_BYTES", 1000)
     expect(path, match="refuses documents over")
+
+
+def test_a_deep_chain_is_refused_before_its_paths_take_gigabytes(path, peak_bytes):
+    """Every path is kept whole: a 20,000-node chain (a 440 KB document) would take ~2 GB."""
+
+    def edit(doc):
+        graph, edges = doc["graph"], doc["graph"]["edges"]
+        first = len(graph["type"])
+        graph["type"] += [-1] * 20_000
+        for number in range(20_000):
+            edges["parent"].append(first + number - 1 if number else 0)
+            edges["name"].append("c")
+            edges["child"].append(first + number)
+
+    rewrite(path, edit)
+
+    def name_every_object():
+        with pytest.raises(ck.CorruptCheckpointError, match="nests too deep.*restore from another"):
+            ck.explore(path)  # names every object
+
+    assert peak_bytes(name_every_object) < 64 * 2**20
 
 
 @pytest.mark.parametrize("shard_elements", [1024, 2**30])

@@ -52,7 +52,7 @@ __all__ = [
     "open_foreign",
 ]
 
-_DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
+_DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}\Z")
 MAX_JSON = 64 * 2**20
 KNOWN = (
     "its own checkpoint directories, TensorFlow checkpoints (pass the prefix, e.g. 'ckpt-1' for "

@@ -359,4 +359,4 @@ def build_object_graph(
                 is_optimizer=bool(node.slot_variables),
             )
         )
-    return ObjectGraph(nodes=tuple(built))
+    return ObjectGraph(nodes=tuple(built), source=where)
