@@ -245,8 +245,10 @@ def _new_value(old: Any, array: np.ndarray[Any, Any]) -> Any:
     """A new value like ``old`` holding ``array`` (never written into ``old``)."""
     if _is_key(old):
         impl = old.dtype._impl if _is_abstract(old) else jax.random.key_impl(old)
-        keys = jax.random.wrap_key_data(jnp.asarray(array), impl=impl)
-        return jax.device_put(keys, _sharding(old))
+        # A key array's sharding is its data's (under an explicit mesh a scalar key reports
+        # P(None,), of rank 1): the data goes there, then is wrapped.
+        data = jax.device_put(array, _sharding(old))
+        return jax.random.wrap_key_data(data, impl=impl)
     if isinstance(old, jax.Array | jax.ShapeDtypeStruct):
         return jax.device_put(array, _sharding(old))
     if isinstance(old, np.ndarray):

@@ -260,6 +260,25 @@ def test_sharded_arrays_keep_their_sharding_and_abstract_ones_take_theirs(tmp_pa
     assert done.stdout.strip().endswith("ok")
 
 
+def test_rng_keys_created_under_an_explicit_mesh_restore(tmp_path):
+    """Flax's sharded recipe builds models under ``jax.set_mesh``: a scalar key then reports the
+    rank-1 sharding of its data (``P(None,)``), which a restored key must not be put with."""
+
+    class Net(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.linear = nnx.Linear(2, 3, rngs=rngs)
+            self.dropout = nnx.Dropout(0.5, rngs=rngs)
+
+    with jax.set_mesh(jax.make_mesh((1,), ("model",))):
+        model, fresh = Net(nnx.Rngs(0, dropout=1)), Net(nnx.Rngs(5, dropout=9))
+    path = ck.Checkpoint(model=model).write(tmp_path / "ckpt")
+    ck.Checkpoint(model=fresh).read(path).assert_consumed()
+    keys = [fresh.dropout.rngs.key.get_value(), model.dropout.rngs.key.get_value()]
+    assert (jax.random.key_data(keys[0]) == jax.random.key_data(keys[1])).all()
+    assert keys[0].sharding == keys[1].sharding
+    assert (fresh.linear.kernel.get_value() == model.linear.kernel.get_value()).all()
+
+
 def test_a_manager_saves_nnx_programs_in_the_background(tmp_path, jx):
     model = jx.net()
     optimizer = jx.optimizer(model)
