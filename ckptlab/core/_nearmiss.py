@@ -101,6 +101,7 @@ def near_misses(stored: Mapping[str, ValueSpec], wanted: Mapping[str, ValueSpec]
 
     Examples
     --------
+    >>> from ckptlab.core import ValueSpec  # the shape and dtype of a value
     >>> f32 = lambda *shape: ValueSpec(shape=shape, dtype="float32")
     >>> stored = {"fc1.weight": f32(3, 4), "fc1.bias": f32(3)}
     >>> wanted = {"fc1/kernel": f32(4, 3), "fc1/bias": f32(3)}

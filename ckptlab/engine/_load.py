@@ -193,8 +193,9 @@ def commit(
             raise RestoreConflictError(
                 f"Restoring from {source.display_path}: {name_of(ident)} refused the saved "
                 f"state ({type(error).__name__}: {error}); nothing was written. Make the "
-                "object able to take it (configured as the saved one was: a GradScaler saved "
-                "disabled refuses to load into an enabled one), or restore without it."
+                "object able to take it (for example, configure it as the saved one was: a "
+                "GradScaler saved disabled refuses to load into an enabled one; give a tensor "
+                "made by expand() memory of its own), or restore without it."
             ) from error
         done.append(ident)
 
