@@ -68,6 +68,10 @@ class ReportEntry:
         The program object's type, where it matters to the reason.
     reason
         Why the value is in this state, in words.
+    names
+        A name-based restore's program value: every stored name that would fill it, its path
+        names and its framework's spellings in files (``encoder/kernel/value`` in an Orbax
+        file, ``encoder/vars/0`` in a Keras one); empty otherwise.
 
     Examples
     --------
@@ -87,6 +91,7 @@ class ReportEntry:
     optimizer: bool = False
     type_name: str = ""
     reason: str = ""
+    names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data.
@@ -115,6 +120,7 @@ class ReportEntry:
             "optimizer": self.optimizer,
             "type": self.type_name,
             "reason": self.reason,
+            "names": list(self.names),
         }
 
 

@@ -464,7 +464,8 @@ class NameBasedRestore:
                 if spec is None or path is None or id(obj) in skip:
                     continue
                 match = self.matched.get(id(obj))
-                shown = self.view.describe(obj)[1] or found[0]
+                own = self.view.describe(obj)[1]  # a ck.Variable matches by its name only
+                shown = own or found[0]
                 state, reason = self._state_of(obj, match)
                 entries.append(
                     ReportEntry(
@@ -476,6 +477,7 @@ class NameBasedRestore:
                         stored=self.stored.get(match[1]) if match else None,
                         type_name=type(obj).__name__,
                         reason=reason,
+                        names=(own,) if own else tuple(found),
                     )
                 )
         for key, spec in self.stored.items():

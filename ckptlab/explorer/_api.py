@@ -88,7 +88,9 @@ def explore(target: Any, *, program: Any = None, compare: Any = None) -> Explore
     ----------
     target
         A checkpoint path; a directory (a training run with two or more checkpoints shows as a
-        timeline, otherwise its latest checkpoint); a :class:`ck.Checkpoint` (its program: what
+        timeline, otherwise its latest checkpoint; a directory that is itself one checkpoint,
+        such as a sharded Hugging Face model, opens as it, as ``ck.list_variables`` does); a
+        :class:`ck.Checkpoint` (its program: what
         ``save()`` would write); or a status from ``restore``/``read``, whose colours follow
         later restores.  With ``restore(path, lazy=True)`` "Restore selected" writes chosen
         subgraphs.

@@ -133,7 +133,12 @@ class StatusSource:
             self._program_paths[restore_path] = entry.path
         compared = self._compared.get(entry.key) if self._compared is not None else None
         if self.name_based or compared is not None:
-            fields = {**_fields(value), "restore_path": restore_path, "change": compared}
+            fields = {
+                **_fields(value),
+                "restore_path": restore_path,
+                "change": compared,
+                "names": entry.names,
+            }
             value = ViewValue(**fields)
         return value
 

@@ -3,10 +3,13 @@
 A run is a ``CheckpointManager`` directory (its state file lists the checkpoints, oldest first,
 with their times) or any directory of checkpoints ckptlab reads whose names carry a step number
 (``checkpoint-500/`` of the Hugging Face trainer with its ``model.safetensors``, ``step_10.pt``,
-``ckpt-3``).  Per checkpoint the timeline holds its step, time, size, weight norm and update
-ratio (``||w_i - w_{i-1}|| / ||w_{i-1}||``), in total and per module (the object holding the
-values).  Weights are the model's floating-point values: optimizer state (moments, step
-counters) is neither read nor counted.
+``ckpt-3``).  A directory the readers open as one checkpoint (a Hugging Face model directory,
+sharded or not, a PyTorch DCP directory, an Orbax checkpoint) is no run of its files: its
+numbered files are its shards (``model-00001-of-00003.safetensors``, ``__0_0.distcp``).  Per
+checkpoint the timeline holds its step, time, size, weight norm and update ratio
+(``||w_i - w_{i-1}|| / ||w_{i-1}||``), in total and per module (the object holding the values).
+Weights are the model's floating-point values: optimizer state (moments, step counters) is
+neither read nor counted.
 
 Statistics are computed lazily (when the widget asks), each value read once: the previous
 checkpoint's values stay in memory to measure the update.  They are cached per checkpoint in
@@ -25,11 +28,19 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import ValueSpec
+from ckptlab.errors import NotFoundError, UnsupportedFormatError
 from ckptlab.explorer._compare import Diff, compare_stored
 from ckptlab.explorer._sources import DiffSource, checkpoint_values
 from ckptlab.explorer._values import difference, squares
 from ckptlab.inspect import DTYPE_ITEMSIZE, GraphView, ModuleSeries, TimelineData, TimelinePoint
-from ckptlab.storage import StoredCheckpoint, open_path, read_state, resolve
+from ckptlab.storage import (
+    ByteStore,
+    StoredCheckpoint,
+    open_checkpoint,
+    open_path,
+    read_state,
+    resolve,
+)
 
 Progress = Callable[[float, str], None]
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
@@ -84,7 +95,9 @@ def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
     """The checkpoints of a run directory, oldest first; ``None`` when it is not a run.
 
     A run has at least two checkpoints: listed by a state file, or (local directories) entries
-    with a step number in their names that hold a checkpoint.
+    with a step number in their names that hold a checkpoint.  In a directory that is itself
+    one checkpoint (:func:`is_one_checkpoint`) only subdirectories count: its own files are
+    parts of that checkpoint, not checkpoints of a run.
 
     Examples
     --------
@@ -106,16 +119,40 @@ def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
         ]
     if "://" in os.fspath(directory) or not os.path.isdir(folder):
         return None
-    found = []
+    files: list[RunCheckpoint] = []
+    folders: list[RunCheckpoint] = []
     for name in os.listdir(folder):
         step, full = _step(name), os.path.join(folder, name)
         if step is None or name.endswith((".index", ".json")) or name.startswith("."):
             continue
-        target = _weights_in(full) if os.path.isdir(full) else full
+        inside = os.path.isdir(full)
+        target = _weights_in(full) if inside else full
         if target is not None:
-            found.append(RunCheckpoint(path=target, step=step, time=os.path.getmtime(target)))
-    found.sort(key=lambda c: (c.step or 0, c.path))
-    return found if len(found) >= 2 else None
+            found = RunCheckpoint(path=target, step=step, time=os.path.getmtime(target))
+            (folders if inside else files).append(found)
+    if len(files) + len(folders) >= 2 and files and is_one_checkpoint(store, folder):
+        files = []  # its shards; step folders beside them (a trainer's output) still make a run
+    run = sorted(files + folders, key=lambda c: (c.step or 0, c.path))
+    return run if len(run) >= 2 else None
+
+
+def is_one_checkpoint(store: ByteStore, folder: str) -> bool:
+    """Whether the readers open ``folder`` itself as one checkpoint, as ``ckptlab ls`` does.
+
+    The same question ``ck.list_variables(folder)`` answers, so the explorer and the readers
+    agree.  A folder they refuse as ambiguous (several weights files and no index joining them:
+    a run of ``step_10.pt`` files) or find nothing in is none.
+
+    Raises
+    ------
+    CorruptCheckpointError
+        The folder is recognised as one checkpoint but damaged (its index, its metadata).
+    """
+    try:
+        open_checkpoint(store, folder, progress=False)
+    except (NotFoundError, UnsupportedFormatError):
+        return False
+    return True
 
 
 def _cache_key(path: str) -> tuple[str, float]:

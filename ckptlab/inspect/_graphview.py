@@ -58,6 +58,9 @@ class ViewValue:
     reason: str = ""
     change: tuple[float, float, float] | None = None
     """How the value changed: (max |b - a|, ||b - a||², ||a||²); summed per module by the view."""
+    names: tuple[str, ...] = ()
+    """A name-based restore's program value: the stored names that would fill it (the report's
+    ``names``); rename suggestions compare subtrees by them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,7 +21,14 @@ from ckptlab.core import OPTIMIZER_SLOT, NodePath, ValueSpec, ancestor_paths, un
 from ckptlab.errors import CkptlabError
 from ckptlab.inspect._graphview import ViewValue
 
-__all__ = ["SLOTS_GROUP", "covering_paths", "name_value", "object_value", "path_value"]
+__all__ = [
+    "SLOTS_GROUP",
+    "covering_paths",
+    "name_path",
+    "name_value",
+    "object_value",
+    "path_value",
+]
 
 SLOTS_GROUP = "slots"
 
@@ -121,9 +128,8 @@ def name_value(
     >>> name_value("model.layers.0.weight", state="stored").path
     ('model', 'layers', '0', 'weight')
     """
-    parts = tuple(p for p in re.split(r"[/.]", key) if p) or (key,)
     return ViewValue(
-        path=parts,
+        path=name_path(key),
         state=state,
         key=key,
         restore_path=key,
@@ -131,6 +137,17 @@ def name_value(
         program=program,
         reason=reason,
     )
+
+
+def name_path(key: str) -> tuple[str, ...]:
+    """Where a name-based checkpoint's value sits: its name split on ``/`` and ``.``.
+
+    Examples
+    --------
+    >>> name_path("enc/kernel/value"), name_path("model.layers.0.weight")
+    (('enc', 'kernel', 'value'), ('model', 'layers', '0', 'weight'))
+    """
+    return tuple(p for p in re.split(r"[/.]", key) if p) or (key,)
 
 
 def covering_paths(chosen: Iterable[str], known: Iterable[str]) -> list[str]:

@@ -7,7 +7,9 @@ Four rules, strongest first (internal, pure):
 
 1. a renamed object: a subtree whose values are all missing from the checkpoint has the same
    structure, shapes and dtypes as a subtree whose values are all unused (``hidden`` vs
-   ``hidden_renamed``);
+   ``hidden_renamed``).  In a name-based restore the program's structure is also spelled by
+   the names restore matches (the report's ``names``: an NNX kernel's ``kernel/value`` in an
+   Orbax file, a Keras kernel's ``vars/0``), so files spelling it so compare too;
 2. names that differ only by framework conventions, by :func:`ckptlab.core.near_misses` itself
    (one rule table for both): ``fc1.weight`` ~ ``fc1/kernel`` transposed, ``running_mean`` ~
    ``moving_mean``, ``_kernel`` ~ ``kernel``, shapes and dtypes fitting.  Names are what restore
@@ -23,6 +25,7 @@ import difflib
 from typing import TYPE_CHECKING
 
 from ckptlab.core import ValueSpec, near_misses
+from ckptlab.inspect._placement import name_path
 
 if TYPE_CHECKING:
     from ckptlab.inspect._graphview import GraphView, Suggestion, ViewNode
@@ -111,7 +114,8 @@ def _renamed_objects(view: GraphView) -> list[tuple[int, int]]:
         signatures.setdefault(_signature(view, checkpoint), []).append(checkpoint)
     pairs = []
     for program in groups["program"]:
-        candidates = signatures.get(_signature(view, program), [])
+        found = (signatures.get(s, ()) for s in _spellings(view, program))
+        candidates = list(dict.fromkeys(c for group in found for c in group))
         if candidates:
             pairs.append((program, _closest(view, program, candidates)))
             if len(pairs) == MAX_SUGGESTIONS:  # renamed objects come first: the rest is unseen
@@ -128,14 +132,39 @@ def _merge(own: str | None, child: str | None, mixed: list[bool], node_id: int) 
     return None
 
 
-def _signature(view: GraphView, root: int) -> Signature:
+def _signature(view: GraphView, root: int, spelling: int | None = None) -> Signature:
+    """Relative paths, dtypes and shapes of the values below ``root``.
+
+    ``spelling`` ``i``: a value's path is its ``i``-th name where it has one below ``root``'s
+    path (a name spelled from elsewhere says nothing about this subtree's structure).
+    """
     items = []
-    base = len(view.path_of(root))
+    base = view.path_of(root)
+    depth = len(base)
     for node_id in view.subtree(root):
-        spec = _spec(view.nodes[node_id])
-        if spec is not None:
-            items.append((view.path_of(node_id)[base:], *spec))
+        node = view.nodes[node_id]
+        spec = _spec(node)
+        if spec is None:
+            continue
+        path = view.path_of(node_id)
+        names = node.value.names if node.value is not None else ()
+        if spelling is not None and spelling < len(names):
+            spelled = name_path(names[spelling])
+            path = spelled if spelled[:depth] == base else path
+        items.append((path[depth:], *spec))
     return tuple(sorted(items))
+
+
+def _spellings(view: GraphView, root: int) -> list[Signature]:
+    """The program subtree's signature by its paths, then by each position of its names.
+
+    A framework's adapter names every value alike (``[<path>, <path>/value]`` for NNX), so the
+    values' ``i``-th names spell the subtree as one file convention does.
+    """
+    count = max(
+        (len(v.names) for v in (view.nodes[i].value for i in view.subtree(root)) if v), default=0
+    )
+    return [_signature(view, root), *(_signature(view, root, i) for i in range(count))]
 
 
 def _closest(view: GraphView, program: int, candidates: list[int]) -> int:

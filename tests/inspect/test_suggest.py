@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ckptlab as ck
 from ckptlab.core import ValueSpec, near_misses
+from ckptlab.explorer._api import source_for
 from ckptlab.explorer._sources import StatusSource
 from ckptlab.inspect import ViewValue, build_view
 
@@ -188,6 +190,35 @@ def test_a_renamed_layer_in_a_lazy_restore_is_suggested(tmp_path):
     assert view.path_of(suggestion.program) == ("model", "hidden_renamed")
     assert view.path_of(suggestion.checkpoint) == ("model", "hidden")
     assert "renamed?" in suggestion.why
+
+
+def test_a_renamed_nnx_layer_in_an_orbax_file_is_suggested_and_its_rename_works(tmp_path):
+    """Orbax ends each leaf in ``/value`` (``enc/kernel/value``), which the program's paths do
+    not spell (``encoder/kernel``): the subtrees compare by the names restore matches."""
+    nnx = pytest.importorskip("flax.nnx")
+    ocp = pytest.importorskip("orbax.checkpoint")
+
+    class Net(nnx.Module):
+        def __init__(self, encoder, rngs):
+            setattr(self, encoder, nnx.Linear(3, 4, rngs=rngs))
+            self.head = nnx.Linear(4, 2, rngs=rngs)
+
+    saved = Net("enc", nnx.Rngs(0))
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "orbax", nnx.state(saved))
+    checkpointer.wait_until_finished()
+    fresh = Net("encoder", nnx.Rngs(1))
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "orbax", lazy=True).expect_partial()
+    for source in (source_for(status), source_for(tmp_path / "orbax", program=fresh)):
+        view = source.view()  # ck.explore(status), ck.explore(path, program=fresh)
+        [suggestion] = view.suggestions
+        assert view.path_of(suggestion.program) == ("encoder",)
+        assert view.path_of(suggestion.checkpoint) == ("enc",)
+        assert "renamed?" in suggestion.why
+    key_map = ck.KeyMap({"^enc/": "encoder/"})  # the rename, on the stored names
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "orbax", key_map=key_map)
+    status.assert_consumed()
+    np.testing.assert_array_equal(fresh.encoder.kernel[...], saved.enc.kernel[...])
 
 
 @settings(max_examples=300, deadline=None)

@@ -98,6 +98,72 @@ def test_one_checkpoint_is_not_a_run(tmp_path):
     assert not ck.explore(tmp_path).is_run
 
 
+def _tiny_gpt2():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=16, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(config)
+
+
+def test_a_sharded_hugging_face_directory_is_one_checkpoint(tmp_path):
+    """Its shards are numbered files: the directory opens as the model, as ckptlab ls does."""
+    model = _tiny_gpt2()
+    model.save_pretrained(tmp_path / "gpt2", max_shard_size="50KB")
+    shards = sorted(p.name for p in (tmp_path / "gpt2").glob("model-*.safetensors"))
+    assert len(shards) >= 2
+    assert _timeline.find_run(tmp_path / "gpt2") is None
+    widget = ck.explore(tmp_path / "gpt2")
+    assert not widget.is_run
+    assert widget.view.kind == "checkpoint"
+    stored = {"/".join(v.value.path) for v in widget.view.values()}
+    assert stored == {k.replace(".", "/") for k, _ in ck.list_variables(tmp_path / "gpt2")}
+
+
+def test_a_sharded_safetensors_export_is_one_checkpoint(tmp_path):
+    """ck.convert and ckptlab convert write shards and an index: one checkpoint, not a run."""
+    from ckptlab.cli import main
+
+    model = ck.Module()
+    model.layers = [ck.layers.Dense(64) for _ in range(3)]
+    x = np.ones((1, 64), "float32")
+    for layer in model.layers:
+        x = layer(x)
+    path = ck.Checkpoint(model=model).save(tmp_path / "ckpt")
+    ck.convert(path, tmp_path / "api", format="safetensors", max_shard_size="20KB")
+    assert main(["convert", path, str(tmp_path / "cli"), "--to", "safetensors",
+                 "--max-shard-size", "20KB"]) == 0  # fmt: skip
+    for name in ("api", "cli"):
+        assert len(list((tmp_path / name).glob("*.safetensors"))) >= 2
+        widget = ck.explore(tmp_path / name)
+        assert not widget.is_run
+        assert widget.summary.startswith(f"{len(ck.list_variables(path))} values")
+
+
+def test_a_directory_of_torch_files_is_a_run(tmp_path):
+    """Numbered weights files with no index joining them are separate checkpoints."""
+    torch = pytest.importorskip("torch")
+    for step in (10, 20, 30):
+        torch.save({"layer.weight": torch.full((2, 2), float(step))}, tmp_path / f"step_{step}.pt")
+    widget = ck.explore(tmp_path)
+    assert widget.is_run
+    assert list(widget.timeline_table()["step"]) == [10, 20, 30]
+
+
+def test_trainer_checkpoints_beside_the_final_model_are_a_run(tmp_path):
+    """An HF trainer's output: the final model.safetensors, and checkpoint-<step> folders."""
+    pytest.importorskip("safetensors")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.full(2, 3.0, "float32")}, str(tmp_path / "model.safetensors"))
+    for step in (100, 200):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        weights = {"w": np.full(2, step, "float32")}
+        save_file(weights, str(tmp_path / f"checkpoint-{step}" / "model.safetensors"))
+    assert [c.step for c in _timeline.find_run(tmp_path)] == [100, 200]
+
+
 def test_optimizer_state_is_no_weight(tmp_path):
     """A manager run with an optimizer: its moments are neither read nor counted."""
     model = ck.Module()

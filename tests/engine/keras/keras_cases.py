@@ -302,6 +302,46 @@ def test_restore_by_name_from_keras_weight_files(tmp_path, kind):
     assert weights(wider) == before
 
 
+class Renamable(keras.Model):
+    """A subclassed model whose first layer is the attribute ``encoder`` names."""
+
+    def __init__(self, encoder="enc", **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_name = encoder
+        setattr(self, encoder, keras.layers.Dense(4))
+        self.head = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.head(getattr(self, self.encoder_name)(x))
+
+    def get_config(self):
+        return {**super().get_config(), "encoder": self.encoder_name}
+
+
+@pytest.mark.parametrize("kind", ["weights.h5", "keras"])
+def test_a_renamed_layer_in_keras_weight_files_is_suggested_and_its_rename_works(tmp_path, kind):
+    """Keras' files number a layer's variables (``enc/vars/0``), which the program's paths do
+    not spell (``encoder/kernel``): the subtrees compare by the names restore matches."""
+    from ckptlab.explorer._api import source_for
+
+    saved = Renamable("enc")
+    saved(X)
+    path = tmp_path / f"m.{kind}"
+    saved.save_weights(path) if kind == "weights.h5" else saved.save(path)
+    fresh = Renamable("encoder")
+    fresh(X)
+    status = ck.Checkpoint(root=fresh).restore(path, lazy=True).expect_partial()
+    for source in (source_for(status), source_for(path, program=fresh)):
+        view = source.view()  # ck.explore(status), ck.explore(path, program=fresh)
+        [suggestion] = view.suggestions
+        assert view.path_of(suggestion.program) == ("encoder",)
+        assert view.path_of(suggestion.checkpoint) == ("enc",)
+        assert "renamed?" in suggestion.why
+    key_map = ck.KeyMap({"^enc/": "encoder/"})  # the rename, on the stored names
+    ck.Checkpoint(root=fresh).restore(path, key_map=key_map).assert_consumed()
+    assert weights(fresh) == weights(saved)
+
+
 def test_ckptlab_keeps_no_model_alive(tmp_path):
     model, path = trained(tmp_path, net)
     fresh = net(seed=5, built=False)  # restores wait for its build: hooks on its layers
