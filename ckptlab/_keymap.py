@@ -326,24 +326,21 @@ class MappedCheckpoint(StoredCheckpoint):
         self.permuted[value.key] = axes
         return dataclasses.replace(value, shape=tuple(value.shape[a] for a in axes))
 
-    def read(self, key: str, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
-        """Read one value from the underlying checkpoint, transposed if a rule says so."""
-        value = self.stored(key)
-        array = self.source.read(self.origin[key])
-        if key in self.permuted:
-            array = np.ascontiguousarray(array.transpose(self.permuted[key]))
-        if out is None:
-            return array
-        if out.shape != value.shape or out.dtype != array.dtype:
-            raise ValueError(f"out must be a {value.shape} {value.dtype} array")
-        out[...] = array
-        return out
+    def read_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray[Any, Any]]:
+        """Values of ``keys``, verified, from the underlying checkpoint (transposed by the rules).
 
-    def read_many(
-        self, keys: Iterable[str], outs: Mapping[str, np.ndarray[Any, Any]] | None = None
-    ) -> dict[str, np.ndarray[Any, Any]]:
-        """Read several values (one at a time, through :meth:`read`)."""
-        return {k: self.read(k, (outs or {}).get(k)) for k in dict.fromkeys(keys)}
+        Every read goes through here: the renamed document has no storage layout of its own,
+        so :meth:`open_values` gives the generic reader, which calls this.
+        """
+        wanted = [self.stored(key).key for key in dict.fromkeys(keys)]  # unknown keys raise
+        arrays = self.source.read_many([self.origin[key] for key in wanted])
+        out = {}
+        for key in wanted:
+            array = arrays[self.origin[key]]
+            if key in self.permuted:
+                array = np.ascontiguousarray(array.transpose(self.permuted[key]))
+            out[key] = array
+        return out
 
 
 def _rename_graph(graph: ObjectGraph, key_map: KeyMap, where: str) -> ObjectGraph:

@@ -4,6 +4,7 @@ Behaviours of docs/semantics.md sections F, I, L and N.
 """
 
 import gc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -473,3 +474,35 @@ def test_subobject_root_round_trip(ckpt_dir):
     other = module(w=ck.Variable(0.0))
     ck.Checkpoint(root=other).read(path).assert_consumed()
     assert other.w.numpy() == 4.0
+
+
+def test_a_key_map_renames_and_transposes_a_ckptlab_checkpoint(tmp_path):
+    """A layer renamed since the save (the explorer's suggestion), applied with a key map."""
+    saved = ck.Module()
+    saved.enc = ck.Module()
+    saved.enc.w = ck.Variable(np.arange(6.0).reshape(2, 3))
+    saved.enc.b = ck.Variable(np.ones(2))
+    path = ck.Checkpoint(model=saved).write(tmp_path / "ckpt")
+    key_map = ck.KeyMap({"^enc$": "encoder"}, transpose=["encoder/w$"])
+
+    def renamed() -> ck.Module:
+        model = ck.Module()
+        model.encoder = ck.Module()
+        model.encoder.w = ck.Variable(np.zeros((3, 2)))
+        model.encoder.b = ck.Variable(np.zeros(2))
+        return model
+
+    eager = renamed()
+    ck.Checkpoint(model=eager).read(path, key_map=key_map).assert_consumed()
+    np.testing.assert_array_equal(eager.encoder.w.numpy(), saved.enc.w.numpy().T)
+    np.testing.assert_array_equal(eager.encoder.b.numpy(), saved.enc.b.numpy())
+    lazy = renamed()
+    status = ck.Checkpoint(model=lazy).read(path, key_map=key_map, lazy=True)
+    status.run_restore_ops(only=["model/encoder/b"])
+    np.testing.assert_array_equal(lazy.encoder.b.numpy(), saved.enc.b.numpy())
+    assert not lazy.encoder.w.numpy().any()
+    (Path(path) / "data" / "float64" / "0").write_bytes(b"\0" * 64)  # damaged: nothing written
+    damaged = renamed()
+    with pytest.raises(ck.CorruptCheckpointError):
+        ck.Checkpoint(model=damaged).read(path, key_map=key_map)
+    assert not damaged.encoder.w.numpy().any() and not damaged.encoder.b.numpy().any()
