@@ -44,6 +44,8 @@ from ckptlab.storage import (
 
 Progress = Callable[[float, str], None]
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
+_EXTENSIONS = re.compile(r"(\.(weights|h5|hdf5|keras|pt|pth|bin|safetensors|gguf|json|npz))+\Z")
+"""File extensions left out of a step number (``epoch_3.weights.h5`` is step 3, not 5)."""
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")
 KEEP_BYTES = 1024**3
 """Previous values kept in memory for the update ratio; above this they are read again."""
@@ -77,7 +79,7 @@ _CACHE: dict[tuple[str, float], CheckpointStats] = {}
 
 
 def _step(name: str) -> int | None:
-    found = _NUMBER.search(name)
+    found = _NUMBER.search(_EXTENSIONS.sub("", name))
     return int(found.group(1)) if found else None
 
 

@@ -184,3 +184,11 @@ def test_optimizer_state_is_no_weight(tmp_path):
     kernel, bias = model.dense.kernel.numpy(), model.dense.bias.numpy()
     norm = math.sqrt(float((kernel**2).sum() + (bias**2).sum()))
     assert data["points"][-1]["weight_norm"] == pytest.approx(norm, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [("epoch_3.weights.h5", 3), ("step_20.pt", 20), ("checkpoint-500", 500), ("run.h5", None)],
+)
+def test_a_step_number_is_not_read_from_a_file_extension(name, step):
+    assert _timeline._step(name) == step
