@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -187,6 +187,24 @@ def adapter_for(obj: object) -> Adapter | None:
     except KeyError:
         adapter = _BY_TYPE[cls] = _find(obj)
         return adapter
+
+
+def by_hook(objects: Iterable[Any], hook: str) -> dict[Callable[..., Any], list[Any]]:
+    """``objects`` grouped by their adapter's optional member ``hook`` (those without it: left out).
+
+    The adapter is looked up once per type: restores ask this of every value they write.
+    """
+    hooks: dict[type, Callable[..., Any] | None] = {}
+    grouped: dict[Callable[..., Any], list[Any]] = {}
+    for obj in objects:
+        kind = type(obj)
+        if kind in hooks:
+            found = hooks[kind]
+        else:
+            found = hooks[kind] = getattr(adapter_for(obj), hook, None)
+        if found is not None:
+            grouped.setdefault(found, []).append(obj)
+    return grouped
 
 
 def forget_type(cls: type) -> None:

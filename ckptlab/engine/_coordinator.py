@@ -36,7 +36,7 @@ from ckptlab.core import (
     unused_warning,
 )
 from ckptlab.engine import _execute
-from ckptlab.engine._adapter import adapter_for
+from ckptlab.engine._adapter import by_hook
 from ckptlab.engine._execute import next_uid
 from ckptlab.engine._load import Fetch, Load, commit, fetch
 from ckptlab.engine._program import Program
@@ -297,12 +297,7 @@ class RestoreCoordinator:
         tensor would keep it (and take its restored state onto it). Raises
         :class:`RestoreConflictError` naming every problem; nothing has been written.
         """
-        targets: dict[Any, list[Any]] = {}
-        for write in writes:
-            if isinstance(write, Assignment):
-                check = getattr(adapter_for(write.target), "check_writes", None)
-                if check is not None:
-                    targets.setdefault(check, []).append(write.target)
+        targets = by_hook((w.target for w in writes if isinstance(w, Assignment)), "check_writes")
         if not targets:
             return
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ckptlab.engine._adapter import adapter_for, require_adapter
+from ckptlab.engine._adapter import adapter_for, by_hook, require_adapter
 from ckptlab.engine._tables import ObjectTable
 from ckptlab.errors import RestoreConflictError
 
@@ -229,12 +229,7 @@ def after_writes(targets: Iterable[Any]) -> None:
     An adapter with ``written(objects)`` recomputes what depends on them (a Keras
     ``Normalization`` layer's mean and variance, from its restored statistics).
     """
-    by_adapter: dict[Callable[[list[Any]], None], list[Any]] = {}
-    for target in targets:
-        tell = getattr(adapter_for(target), "written", None)  # adapters are cached by type
-        if tell is not None:
-            by_adapter.setdefault(tell, []).append(target)
-    for tell, written in by_adapter.items():
+    for tell, written in by_hook(targets, "written").items():
         tell(written)
 
 
@@ -269,7 +264,7 @@ def newest_uid() -> int:
 
 def mark_written(target: Any, uid: int) -> None:
     """Record that restore ``uid`` gave ``target`` its value (read straight into its memory)."""
-    _record(target, max(_newest(target), uid))
+    _record(target, uid if uid >= _NEWEST_UID else max(_newest(target), uid))
 
 
 def written_by(target: Any) -> int:
