@@ -14,20 +14,21 @@ written under a temporary name and published with one rename.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ckptlab.errors import CkptlabError
-from ckptlab.storage._kv import ByteStore, LocalStore
+from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
 from ckptlab.storage._stream import raw_bytes
 
+METADATA = "__metadata__"
+"""The header entry safetensors reserves for string metadata (never a tensor name)."""
 READ_BYTES = 64 * 2**20
 """Values are read this many bytes at a time (one reader per batch, not one per value)."""
 
@@ -114,7 +115,7 @@ def plan_shards(entries: Sequence[Entry], max_bytes: int | None) -> list[list[En
 
 def header_bytes(entries: Sequence[Entry], metadata: dict[str, str]) -> bytes:
     """The length prefix and JSON header of a file holding ``entries`` in that order."""
-    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    header: dict[str, Any] = {METADATA: metadata} if metadata else {}
     offset = 0
     for entry in entries:
         header[entry.name] = {
@@ -147,6 +148,12 @@ def write_safetensors(
     any other path is a directory that gets ``model.safetensors``, or shards and an index.
     ``path`` must not exist yet.
     """
+    if METADATA in names:
+        raise CkptlabError(
+            f"Cannot write safetensors to {store.display(path)}: a value would be named "
+            f"{METADATA!r}, which safetensors reserves for the header's metadata (readers would "
+            "refuse the file). Rename it (key_map=ck.KeyMap(...), or --rename)."
+        )
     values = source.document.values
     entries = []
     for name, key in names.items():
@@ -207,19 +214,12 @@ def _write_file(
     metadata: dict[str, str],
     durable: bool,
 ) -> None:
-    head = header_bytes(entries, metadata)
     keys = [e.key for e in entries]  # a key twice when two names share one stored value
-    if not isinstance(store, LocalStore):  # object stores: one upload per shard
-        arrays = source.read_many(keys)
-        store.write(file, [head, *(raw_bytes(arrays[key]) for key in keys)], durable=durable)
-        return
-    os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
-    with open(file, "wb") as handle:
-        handle.write(head)
+
+    def batches() -> Iterator[list[Buffer]]:  # a file a batch at a time (object stores: one upload)
+        yield [header_bytes(entries, metadata)]
         for batch in source.batches(keys, READ_BYTES):
             arrays = source.read_many(batch)
-            for key in batch:
-                handle.write(raw_bytes(arrays[key]))
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
+            yield [raw_bytes(arrays[key]) for key in batch]
+
+    store.write_stream(file, batches(), durable=durable)

@@ -304,6 +304,23 @@ def test_export_refuses_an_existing_destination_and_leaves_nothing_on_failure(hf
     assert set(tmp_path.iterdir()) == before  # no output, no temporary directory
 
 
+def test_export_refuses_a_value_named_like_the_metadata_entry(tmp_path):
+    """safetensors reserves ``__metadata__``: a tensor of that name would make a corrupt file."""
+    source = tmp_path / "weights.pt"
+    torch.save({"__metadata__": torch.ones(2), "w": torch.zeros(3)}, source)
+    with pytest.raises(ck.CkptlabError, match="'__metadata__', which safetensors reserves"):
+        ck.convert(source, tmp_path / "out", format="safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
+
+
+def test_export_under_a_file_is_a_typed_error(tmp_path):
+    source = tmp_path / "in.safetensors"
+    safetensors_numpy.save_file({"w": np.zeros(3, np.float32)}, source)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ck.StorageNotADirectoryError, match="afile is a file"):
+        ck.convert(source, tmp_path / "afile" / "out", format="safetensors")
+
+
 def test_cli_converts_to_safetensors(hf_dirs, tmp_path):
     from .contract import run_cli
 
