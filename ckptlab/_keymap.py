@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import GraphNode, NearMiss, ObjectGraph, StoredValue
+from ckptlab.core import GraphNode, NearMiss, ObjectGraph, StoredValue, value_key
 from ckptlab.errors import RestoreConflictError
 from ckptlab.storage import StoredCheckpoint
 
@@ -284,8 +284,8 @@ class MappedCheckpoint(StoredCheckpoint):
             graph = None
         else:
             assert document.graph is not None
-            graph = _rename_graph(document.graph, key_map, source.display_path)
-            values = self._transpose_values(document.values, graph, key_map)
+            graph, keys = _rename_graph(document.graph, key_map, source.display_path)
+            values = self._transpose_values(document.values, keys, graph, key_map)
         super().__init__(
             source.store, source.path, dataclasses.replace(document, values=values, graph=graph)
         )
@@ -307,18 +307,27 @@ class MappedCheckpoint(StoredCheckpoint):
         return renamed
 
     def _transpose_values(
-        self, values: Mapping[str, StoredValue], graph: ObjectGraph, key_map: KeyMap
+        self,
+        values: Mapping[str, StoredValue],
+        keys: Mapping[str, str],
+        graph: ObjectGraph,
+        key_map: KeyMap,
     ) -> dict[str, StoredValue]:
+        """``values`` under their ``keys`` after renaming, transposed where a rule says so."""
+        self.origin = {keys.get(key, key): key for key in values}
+        renamed = {
+            new: dataclasses.replace(values[old], key=new) if new != old else values[old]
+            for new, old in self.origin.items()
+        }
         where = f" in {self.source.display_path}"
         axes: dict[str, tuple[int, ...] | None] = {}
         for node, path in zip(graph.nodes, graph.paths(), strict=True):
             key = node.value_key
-            if path is None or key is None or key not in values:
+            if path is None or key is None or key not in renamed:
                 continue
             if key_map.transposes(path.prefix):
-                axes[key] = key_map.axes_for(path.prefix, values[key].shape, where)
-        self.origin = {key: key for key in values}
-        return {key: self._permute(value, axes.get(key)) for key, value in values.items()}
+                axes[key] = key_map.axes_for(path.prefix, renamed[key].shape, where)
+        return {key: self._permute(value, axes.get(key)) for key, value in renamed.items()}
 
     def _permute(self, value: StoredValue, axes: tuple[int, ...] | None) -> StoredValue:
         if axes is None:
@@ -343,7 +352,14 @@ class MappedCheckpoint(StoredCheckpoint):
         return out
 
 
-def _rename_graph(graph: ObjectGraph, key_map: KeyMap, where: str) -> ObjectGraph:
+def _rename_graph(
+    graph: ObjectGraph, key_map: KeyMap, where: str
+) -> tuple[ObjectGraph, dict[str, str]]:
+    """``graph`` with its edges renamed, and each value's new key (old key -> new key).
+
+    Keys name an object by its first path (FORMAT.md section 3), so a renamed edge renames the
+    keys below it; a key that does not follow its old path is kept as it is.
+    """
     nodes: list[GraphNode] = []
     for node_id, node in enumerate(graph.nodes):
         children: dict[str, int] = {}
@@ -360,4 +376,18 @@ def _rename_graph(graph: ObjectGraph, key_map: KeyMap, where: str) -> ObjectGrap
             if children != dict(node.children)
             else node
         )
-    return ObjectGraph(nodes=tuple(nodes))
+    renamed = ObjectGraph(nodes=tuple(nodes), source=graph.source)
+    keys: dict[str, str] = {}
+    for node_id, (before, after) in enumerate(zip(graph.paths(), renamed.paths(), strict=True)):
+        if before is None or after is None or before.prefix == after.prefix:
+            continue
+        attributes = []
+        for attribute in nodes[node_id].attributes:
+            if attribute.key == value_key(before.prefix, attribute.name):
+                keys[attribute.key] = value_key(after.prefix, attribute.name)
+                attribute = dataclasses.replace(attribute, key=keys[attribute.key])
+            attributes.append(attribute)
+        nodes[node_id] = dataclasses.replace(nodes[node_id], attributes=tuple(attributes))
+    if not keys:
+        return renamed, keys
+    return ObjectGraph(nodes=tuple(nodes), source=graph.source), keys

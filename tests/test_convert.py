@@ -123,3 +123,20 @@ def test_convert_upgrades_old_format_versions(tmp_path, version):
     model.step = ck.Variable(np.int64(0))
     ck.Checkpoint(model=model).read(dst).expect_partial()
     assert int(model.step.numpy()) == 42
+
+
+def test_a_key_map_renames_the_keys_of_an_object_based_checkpoint(tmp_path):
+    """Keys name an object by its first path, so a renamed edge renames the keys below it."""
+    model = ck.Module()
+    model.w = ck.Variable(np.arange(6, dtype=np.float32).reshape(2, 3))
+    source = ck.Checkpoint(model=model).write(tmp_path / "src")
+    key_map = ck.KeyMap({"^w$": "kernel"}, transpose=["model/kernel$"])
+    converted = ck.convert(source, tmp_path / "out", key_map=key_map)
+    assert ck.list_variables(converted) == [("model/kernel/.ATTRIBUTES/VARIABLE_VALUE", [3, 2])]
+    renamed = ck.Module()
+    renamed.kernel = ck.Variable(np.zeros((3, 2), np.float32))
+    ck.Checkpoint(model=renamed).restore(converted).expect_partial()  # (no save_counter saved)
+    np.testing.assert_array_equal(renamed.kernel.numpy(), model.w.numpy().T)
+    exported = ck.convert(source, tmp_path / "st", format="safetensors", key_map=key_map)
+    reader = ck.load_checkpoint(exported)
+    assert list(reader.get_variable_to_shape_map()) == ["model/kernel/.ATTRIBUTES/VARIABLE_VALUE"]
