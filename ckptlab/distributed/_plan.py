@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ckptlab.core import ITEMSIZE
+from ckptlab.errors import InvalidArgumentError
 from ckptlab.storage import CHUNK_BYTES, choose_chunks
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -213,17 +214,31 @@ def _check_partition(entry: ValueEntry, world_size: int, explicit: Mapping[str, 
         raise ValueError(
             f"{where} is written by the workers holding its regions; remove it from assign=."
         )
-    bounds = entry.partition
-    if not entry.shape:
-        raise ValueError(f"{where} is a scalar; only arrays with at least one axis can be sharded.")
-    if len(bounds) != world_size + 1 or bounds[0] != 0 or bounds[-1] != entry.shape[0]:
-        raise ValueError(
-            f"{where} has partition {list(bounds)}; expected {world_size + 1} row boundaries "
-            f"from 0 to {entry.shape[0]} (one region per worker), e.g. "
-            f"ckptlab.distributed.row_partition({entry.shape[0]}, {world_size})."
+    check_partition(where, entry.shape, entry.partition, world_size)
+
+
+def check_partition(
+    where: str, shape: tuple[int, ...], bounds: Sequence[int], world_size: int | None = None
+) -> None:
+    """Refuse row boundaries that do not cut ``shape``'s rows into ordered regions.
+
+    ``world_size``: how many regions there must be (any number when ``None``).
+    """
+    if not shape:
+        raise InvalidArgumentError(
+            f"{where} is a scalar; only arrays with at least one axis can be sharded."
+        )
+    regions = max(len(bounds) - 1, 1) if world_size is None else world_size
+    if len(bounds) != regions + 1 or bounds[0] != 0 or bounds[-1] != shape[0]:
+        raise InvalidArgumentError(
+            f"{where} has partition {list(bounds)}; expected {regions + 1} row boundaries "
+            f"from 0 to {shape[0]} (one region per worker), e.g. "
+            f"ckptlab.distributed.row_partition({shape[0]}, {regions})."
         )
     if any(b > a for a, b in zip(bounds[1:], bounds, strict=False)):
-        raise ValueError(f"{where} has partition {list(bounds)}; boundaries must not decrease.")
+        raise InvalidArgumentError(
+            f"{where} has partition {list(bounds)}; boundaries must not decrease."
+        )
 
 
 def _balance(

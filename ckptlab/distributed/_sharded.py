@@ -10,8 +10,9 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ckptlab.core import ValueSpec
+from ckptlab.distributed._plan import check_partition
 from ckptlab.engine import Trackable
-from ckptlab.errors import AssignmentError, NotSaveableError
+from ckptlab.errors import AssignmentError, InvalidArgumentError, NotSaveableError
 from ckptlab.storage import dtype_name, open_path, read_rows
 
 
@@ -99,11 +100,7 @@ class ShardedVariable(Trackable):
         self._name = "Variable" if name is None else str(name)
         array = np.ascontiguousarray(np.asarray(local, dtype=dtype))
         dtype_name(array.dtype, f"ShardedVariable {self._name!r}")
-        if not self._shape or not 0 <= self._rank < len(self._partition) - 1:
-            raise ValueError(
-                f"ShardedVariable {self._name!r}: need a shape with at least one axis and a rank "
-                f"in [0, {len(self._partition) - 1}); got shape {self._shape}, rank {self._rank}."
-            )
+        _check_region(f"ShardedVariable {self._name!r}", self._shape, self._partition, self._rank)
         expected = (self.rows[1] - self.rows[0], *self._shape[1:])
         if array.shape != expected:
             raise AssignmentError(
@@ -140,8 +137,9 @@ class ShardedVariable(Trackable):
         checkpoint = open_path(path_or_dir)
         full = stored_key(checkpoint.document.values, key)
         bounds = tuple(int(b) for b in partition)
-        local = read_rows(checkpoint, full, bounds[rank], bounds[rank + 1])
         shape = checkpoint.stored(full).shape
+        _check_region(f"Value {full!r} of {checkpoint.display_path}", shape, bounds, rank)
+        local = read_rows(checkpoint, full, bounds[rank], bounds[rank + 1])
         return cls(local, shape=shape, partition=bounds, rank=rank, name=name)
 
     @property
@@ -241,4 +239,14 @@ class Placeholder(Trackable):
         raise AssignmentError(
             f"Placeholder {self.name!r} holds no data and cannot be restored; restore this value "
             "on the worker that holds it (or build a ck.Variable here)."
+        )
+
+
+def _check_region(where: str, shape: tuple[int, ...], bounds: tuple[int, ...], rank: int) -> None:
+    """Refuse a partition that does not cut ``shape``'s rows, or a rank it has no region for."""
+    check_partition(where, shape, bounds)
+    if not 0 <= rank < len(bounds) - 1:
+        raise InvalidArgumentError(
+            f"{where}: partition {list(bounds)} has regions for ranks 0 to {len(bounds) - 2}; "
+            f"got rank {rank}."
         )

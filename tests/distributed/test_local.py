@@ -138,6 +138,22 @@ def test_sharded_variables_load_from_a_checkpoint_saved_by_other_workers(saved):
     np.testing.assert_array_equal(np.concatenate([p.local for p in parts]), full_embedding())
 
 
+@pytest.mark.parametrize(
+    ("partition", "rank", "match"),
+    [
+        ((0, 3, ROWS), 2, "regions for ranks 0 to 1; got rank 2"),
+        ((0, 3, ROWS), -1, "got rank -1"),
+        ((0, 3, ROWS + 2), 0, f"row boundaries from 0 to {ROWS}"),
+        ((0, 5, 3, ROWS), 0, "must not decrease"),
+    ],
+)
+def test_a_region_outside_the_partition_is_refused_by_name(saved, partition, rank, match):
+    path, _ = saved
+    with pytest.raises(ck.InvalidArgumentError, match=match) as refused:
+        ckd.ShardedVariable.from_checkpoint(path, "model/embedding", partition=partition, rank=rank)
+    assert "model/embedding" in str(refused.value)
+
+
 def test_sharded_variable_restores_its_rows(saved):
     path, _ = saved
     bounds = ckd.row_partition(ROWS, 3)
