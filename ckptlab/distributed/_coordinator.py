@@ -147,9 +147,11 @@ def merge(
     plan = plan_save(manifests[0].entries, job.world_size, job.assign)
     differing = [m.rank for m in manifests if m.digest != plan.digest]
     if differing:
-        raise CkptlabError(
-            f"Workers {differing} planned a different save than worker 0 (their programs differ in "
-            "keys, shapes, dtypes or partitions). Every worker must build the same object graph."
+        raise WorkerError(  # every rank raises this (docs/distributed.md, "Faults")
+            f"Saving {job.path}: workers {differing} planned a different save than worker 0 "
+            "(their programs differ in keys, shapes, dtypes or partitions); nothing was "
+            "committed. Every worker must build the same object graph: compare "
+            f"ckptlab.distributed.plan(state, {job.world_size}).placements on the workers."
         )
     table = _value_table(plan, manifests)
     graph = parse_graph_nodes(manifests[0].graph, table, job.path)
