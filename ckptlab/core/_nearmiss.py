@@ -26,6 +26,8 @@ _SYNONYMS = {
     "movingvariance": "variance",
 }
 _SPLIT = re.compile(r"[/.]")
+_TENSOR_SUFFIX = re.compile(r":\d+\Z")
+"""TF 1 variable names end in the output index (``kernel:0``); a ``:`` elsewhere is a name."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,7 +59,7 @@ class NearMiss:
 
 
 def _canonical(name: str, rank: int) -> tuple[str, ...]:
-    name = name.split(":", 1)[0].replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
+    name = _TENSOR_SUFFIX.sub("", name).replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
     parts = []
     for part in _SPLIT.split(name):
         word = part.strip("_").replace("_", "").lower()

@@ -136,6 +136,14 @@ def test_the_explorer_and_near_misses_share_one_rule_table():
     assert set(_pairs(view)) == expected
 
 
+def test_only_a_trailing_output_index_is_dropped_from_a_name():
+    """TF 1's ``kernel:0`` is ``kernel``; ``stage:1`` and ``stage:2`` are different names."""
+    spec = ValueSpec(shape=(3, 4), dtype="float32")
+    assert near_misses({"dense/kernel:0": spec}, {"dense/kernel": spec})
+    assert not near_misses({"stage:1/dense/kernel": spec}, {"stage:2/dense/kernel": spec})
+    assert not near_misses({"box/x:alert(5)": spec}, {"box/x:alert(5)_new": spec})
+
+
 def test_underscore_names_in_an_object_graph_are_near_misses():
     spec = ValueSpec(shape=(4, 3), dtype="float32")
     view = build_view(
