@@ -36,6 +36,28 @@ from ckptlab.storage import StoredCheckpoint
 RECHECK_LIMIT = 20_000
 MATCHED = frozenset({"restored", "bound"})
 CONFLICTS = frozenset({"shape_conflict", "dtype_conflict"})
+HELD_BACK = "slots of a parameter with a conflicting slot"
+"""Why a restorable slot is held back: a parameter's optimizer state is one unit (a torch Adam
+given ``step`` without ``exp_avg`` fails on its next step)."""
+
+
+def _slot_unit(restore_path: str) -> str:
+    """A slot's variable and optimizer: ``model/w/.OPTIMIZER_SLOT/optimizer`` (name dropped)."""
+    return restore_path.rsplit("/", 1)[0]
+
+
+def _conflicting_slot_units(view: GraphView) -> set[str]:
+    """The slot units (:func:`_slot_unit`) holding a slot that conflicts."""
+    return {
+        _slot_unit(node.value.restore_path)
+        for node in view.nodes
+        if node.value is not None
+        and node.value.slot
+        and node.value.restore_path is not None
+        and node.state in ("shape_conflict", "dtype_conflict")
+    }
+
+
 SKIPPED = {
     "shape_conflict": "conflicting",
     "dtype_conflict": "conflicting",
@@ -230,15 +252,19 @@ class StatusSource:
         """``run_restore_ops(only=...)`` for the not-yet-written values under the selected nodes."""
         chosen: set[str] = set()
         skipped_by: dict[str, int] = {}
-        for i in {i for n in node_ids for i in view.subtree(n)}:
+        selected = {i for n in node_ids for i in view.subtree(n)}
+        broken = _conflicting_slot_units(view)
+        for i in selected:
             v, state = view.nodes[i].value, view.nodes[i].state
             if v is None or v.restore_path is None or state == "restored":
                 continue
-            if state == "bound":
+            if state == "bound" and v.slot and _slot_unit(v.restore_path) in broken:
+                skipped_by[HELD_BACK] = skipped_by.get(HELD_BACK, 0) + 1
+            elif state == "bound":
                 chosen.add(v.restore_path)
             elif state in SKIPPED:  # restoring a conflict would write nothing at all
                 skipped_by[SKIPPED[state]] = skipped_by.get(SKIPPED[state], 0) + 1
-        order = list(dict.fromkeys(SKIPPED.values()))
+        order = [*dict.fromkeys(SKIPPED.values()), HELD_BACK]
         shown_skips = ", ".join(f"{skipped_by[why]} {why}" for why in order if why in skipped_by)
         skipped = f" (skipped {shown_skips})" if shown_skips else ""
         if not chosen:

@@ -232,3 +232,27 @@ def test_a_closed_explorer_and_its_checkpoint_are_freed(saved):
     del widget
     gc.collect()
     assert [ref() for ref in held] == [None, None]
+
+
+def test_restore_selected_holds_back_the_slots_of_a_parameter_with_a_conflicting_slot(tmp_path):
+    """A parameter's optimizer state is one unit: Adam given ``step`` without ``exp_avg`` (whose
+    shape conflicts) would fail on its next step."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    saved = torch.nn.ModuleDict({"enc": torch.nn.Linear(4, 3), "aux": torch.nn.Linear(2, 5)})
+    optimizer = torch.optim.Adam(saved.parameters())
+    sum(layer(torch.ones(1, layer.in_features)).sum() for layer in saved.values()).backward()
+    optimizer.step()
+    path = ck.Checkpoint(model=saved, optimizer=optimizer).write(tmp_path / "ckpt")
+    model = torch.nn.ModuleDict({"enc": torch.nn.Linear(4, 3), "aux": torch.nn.Linear(2, 7)})
+    fresh = torch.optim.Adam(model.parameters())
+    status = ck.Checkpoint(model=model, optimizer=fresh).read(path, lazy=True)
+    widget = ck.explore(status)
+    widget.select(["optimizer"])
+    message = widget.restore_selected()
+    assert "slots of a parameter with a conflicting slot" in message, message
+    assert {id(p): sorted(s) for p, s in fresh.state.items()} == {
+        id(p): ["exp_avg", "exp_avg_sq", "step"] for p in model["enc"].parameters()
+    }
+    sum(layer(torch.ones(1, layer.in_features)).sum() for layer in model.values()).backward()
+    fresh.step()  # the held-back parameters start fresh
