@@ -85,6 +85,22 @@ UNREADABLE_DTYPES = frozenset(
 """Foreign dtypes neither numpy nor ml_dtypes has a type for (torch's ``complex32``,
 ``float4_e2m1fn_x2`` and ``bits*``; safetensors' ``F4`` and ``F6_*``, packed below a byte):
 listed under the framework's name, refused on read (``UnsupportedFormatError``)."""
+
+
+def is_floating(dtype: str) -> bool:
+    """Whether values of format dtype ``dtype`` are floating-point (weights, not counters).
+
+    Comparisons measure how much these changed; integers and bytes (step counters, Python
+    state) are compared exactly but not measured.
+
+    Examples
+    --------
+    >>> [is_floating(d) for d in ("float32", "bfloat16", "float8_e5m2", "int64", "uint8")]
+    [True, True, True, False, False]
+    """
+    return dtype.startswith(("float", "bfloat", "complex"))
+
+
 _ARRAY_PATH = re.compile(r"^values/[0-9]{1,9}\Z")
 _PACK_PATH = re.compile(r"^packed/[a-z0-9]{1,16}\Z")
 _ATTR_MARK = f"/{ATTRIBUTES}/"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import MatchReport, ReportEntry, total_nbytes
+from ckptlab.core import MatchReport, ReportEntry, is_floating, total_nbytes
 from ckptlab.errors import CkptlabError
 from ckptlab.explorer import _engine
 from ckptlab.explorer._values import change, difference, squares, value_stats
@@ -243,8 +243,9 @@ class StatusSource:
         compared: dict[str, tuple[float, float, float]] = {}
         for key, obj in pairs:
             a, b = arrays[key], _engine.value_of(obj)
-            _, largest, delta = difference(a, b)
-            compared[key] = (largest, delta, squares(a))
+            if is_floating(a.dtype.name):  # weights; counters and Python state are not measured
+                _, largest, delta = difference(a, b)
+                compared[key] = (largest, delta, squares(a))
         self._compared = compared
         return self.view()
 

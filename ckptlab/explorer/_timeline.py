@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import ValueSpec
+from ckptlab.core import ValueSpec, is_floating
 from ckptlab.errors import NotFoundError, UnsupportedFormatError
 from ckptlab.explorer._compare import Diff, compare_stored
 from ckptlab.explorer._sources import DiffSource, checkpoint_values
@@ -304,7 +304,7 @@ def _model_paths(stored: StoredCheckpoint) -> dict[str, tuple[str, ...]]:
 
 def _is_weight(array: np.ndarray[Any, Any]) -> bool:
     """Floating-point values are weights; counters and other integers are not measured."""
-    return array.dtype.kind in "fc" or array.dtype.name in ("bfloat16", "float8_e4m3fn")
+    return is_floating(array.dtype.name)
 
 
 def _ratio(update: dict[str, float], base: dict[str, float]) -> float:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ckptlab.core import ValueSpec, printable
+from ckptlab.core import ValueSpec, is_floating, printable
 from ckptlab.inspect._graphview import GraphView, ViewValue, build_view
 
 DiffState = Literal["added", "removed", "changed", "unchanged"]
@@ -166,7 +166,7 @@ class CheckpointDiff:
             groups.setdefault(entry.module, []).append(entry)
         out = []
         for module, entries in groups.items():
-            compared = [e for e in entries if e.delta_squares is not None]
+            compared = [e for e in entries if e.delta_squares is not None and _measured(e)]
             delta = sum(e.delta_squares or 0.0 for e in compared)
             base = sum(e.base_squares or 0.0 for e in compared)
             diffs = [e.max_abs_diff for e in compared if e.max_abs_diff is not None]
@@ -206,6 +206,15 @@ class CheckpointDiff:
         return "\n".join(lines)
 
 
+def _measured(entry: DiffEntry) -> bool:
+    """Whether an entry's change counts in its module's total (weights, not counters).
+
+    Integers and bytes (step counters, Python state) are compared exactly but not measured.
+    """
+    spec = entry.b or entry.a
+    return spec is not None and is_floating(spec.dtype)
+
+
 def diff_view(diff: CheckpointDiff) -> GraphView:
     """A graph view of ``diff`` coloured by diff state."""
     values = [
@@ -218,7 +227,7 @@ def diff_view(diff: CheckpointDiff) -> GraphView:
             reason=e.reason,
             optimizer=e.optimizer,
             change=None
-            if e.delta_squares is None or e.base_squares is None
+            if e.delta_squares is None or e.base_squares is None or not _measured(e)
             else (e.max_abs_diff or 0.0, e.delta_squares, e.base_squares),
         )
         for e in diff.entries

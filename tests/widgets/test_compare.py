@@ -122,3 +122,26 @@ def test_values_differ_by_their_exact_distance(a, b, expected):
 
     differing, largest, _ = difference(a, b)
     assert (differing, largest) == expected
+
+
+def test_counters_and_python_state_are_compared_but_not_measured(tmp_path):
+    """Module totals are about weights: a step counter or a bytes blob changing must not
+    outweigh (or dilute) the weights' relative change."""
+    weights = ck.Variable(np.ones(4, np.float32))
+    step = ck.Variable(np.array(1, np.int64))
+    blob = ck.Variable(np.frombuffer(b'{"lr": 0.1}', np.uint8).copy())
+    ckpt = ck.Checkpoint(model=ck.Module(), state=ck.Module())
+    ckpt.model.w, ckpt.state.step, ckpt.state.blob = weights, step, blob
+    first = ckpt.write(tmp_path / "a")
+    weights.assign(np.full(4, 2.0, np.float32))
+    step.assign(np.array(1000, np.int64))
+    blob.assign(np.frombuffer(b'{"lr": 0.2}', np.uint8).copy())
+    second = ckpt.write(tmp_path / "b")
+    diff = ck.diff(first, second)
+    modules = {m.module: m for m in diff.modules()}
+    assert modules["model"].rel_l2 == pytest.approx(1.0)
+    assert modules["state"].rel_l2 is None and modules["state"].changed == 2
+    assert diff.modules()[0].module == "model"
+    changed = {v.key: v.change for v in (n.value for n in diff.widget().view.nodes) if v}
+    assert changed["model/w/.ATTRIBUTES/VARIABLE_VALUE"] is not None
+    assert changed["state/step/.ATTRIBUTES/VARIABLE_VALUE"] is None
