@@ -72,12 +72,13 @@ def parse_size(size: int | str) -> int:
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
         return size
     match = _SIZE.match(size) if isinstance(size, str) else None
-    if match is None or float(match.group(1)) <= 0:
+    nbytes = int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()]) if match else 0
+    if nbytes < 1:  # "0.5B" is no byte at all
         raise ValueError(
-            f"max_shard_size must be a positive number of bytes or a string such as '5GB' or "
+            f"max_shard_size must be at least one byte, as an int or a string such as '5GB' or "
             f"'500MiB'; got {size!r}."
         )
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
+    return nbytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,7 @@ def write_safetensors(
             f"{store.display(path)} names one file, so it cannot be sharded; pass a directory "
             "to shard with max_shard_size, or leave max_shard_size out."
         )
-    if store.exists(path) or store.list_dir(path):
+    if store.exists(path) or store.is_dir(path):
         raise CkptlabError(
             f"Refusing to write safetensors to {store.display(path)}: it exists. Choose a new "
             "path or remove it yourself."

@@ -280,7 +280,7 @@ def test_shard_sizes_accept_bytes_and_units(tmp_path):
     assert len(list((tmp_path / "ints").glob("*.safetensors"))) == 4
     assert len(list((tmp_path / "units").glob("*.safetensors"))) == 4
     assert [p.name for p in (tmp_path / "big").iterdir()] == ["model.safetensors"]
-    for bad in ("5XB", "-1", 0, "GB"):
+    for bad in ("5XB", "-1", 0, "GB", "0.5B"):
         with pytest.raises(ValueError, match="max_shard_size"):
             ck.convert(source, tmp_path / f"bad{bad}", format="safetensors", max_shard_size=bad)
 
@@ -293,6 +293,9 @@ def test_export_refuses_an_existing_destination_and_leaves_nothing_on_failure(hf
     with pytest.raises(ck.CkptlabError, match="exists"):
         ck.convert(root / "sharded", existing, format="safetensors")
     assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+    (tmp_path / "empty").mkdir()  # as the CLI: a destination must not exist
+    with pytest.raises(ck.CkptlabError, match="exists"):
+        ck.convert(root / "sharded", tmp_path / "empty", format="safetensors")
     directory, index = _copy(hf_dirs, tmp_path)
     shard = directory / sorted(set(index["weight_map"].values()))[-1]
     reader_path = directory
