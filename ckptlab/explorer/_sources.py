@@ -67,6 +67,16 @@ SKIPPED = {
 """Values "Restore selected" leaves out, and how its message counts them; it restores the
 values that are bound and not yet written (program-only and unused ones have nothing to write)."""
 
+SKIP_REASONS = {
+    "conflicting": "shape or dtype differs",
+    "inconsistent": "one saved object, two program objects",
+    "pending": "its object does not exist yet",
+}
+"""Why each kind of skipped value cannot be written (the message when nothing is restored)."""
+
+NOT_STORED = "not in the checkpoint: no stored value"
+"""The details' ``no_stats`` of a value only the program has."""
+
 
 def node_details(view: GraphView, node_id: int) -> NodeDetails:
     """What the view itself knows of a node: path, key, state, reason, suggestions."""
@@ -204,7 +214,12 @@ class StatusSource:
         out = node_details(view, node_id)
         value = view.nodes[node_id].value
         stored = self.stored
-        if value is None or stored is None or value.key not in stored.document.values:
+        if value is None:
+            return out
+        if stored is None or value.key not in stored.document.values:
+            # A program-only value's key is the one it would have: the checkpoint holds none.
+            out["expected_key"] = out.pop("key")
+            out["no_stats"] = NOT_STORED
             return out
         read: list[np.ndarray[Any, Any]] = []
 
@@ -269,7 +284,15 @@ class StatusSource:
         shown_skips = ", ".join(f"{skipped_by[why]} {why}" for why in order if why in skipped_by)
         skipped = f" (skipped {shown_skips})" if shown_skips else ""
         if not chosen:
-            return f"Nothing selected to restore{skipped}."
+            # Something was selected (the button needs a selection): say why none of it counts.
+            why = ", ".join(
+                f"{skipped_by[what]} {what} ({SKIP_REASONS[what]})"
+                for what in order
+                if what in skipped_by
+            )
+            return "Nothing restored: no selected value is waiting to be written" + (
+                f"; skipped {why}." if why else "."
+            )
         if self.name_based:
             paths = sorted(chosen)
         else:

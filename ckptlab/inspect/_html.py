@@ -7,7 +7,7 @@ from html import escape
 from ckptlab.core import STATES, MatchReport, printable
 from ckptlab.inspect._dot import COLOURS
 from ckptlab.inspect._graphview import GraphView
-from ckptlab.inspect._wire import PROBLEM_STATES
+from ckptlab.inspect._wire import NO_PROBLEMS, PROBLEM_STATES
 
 _COLOURS = COLOURS
 MAX_ROWS = 200
@@ -85,7 +85,7 @@ def view_html(view: GraphView, *, max_rows: int = MAX_ROWS) -> str:
         "<table><thead><tr><th>state</th><th>path</th><th>program</th><th>checkpoint</th>"
         f"<th>why</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         if rows
-        else "<p>No problems.</p>"
+        else f"<p>{escape(NO_PROBLEMS[view.kind])}</p>"
     )
     hints = "".join(
         f"<li><code>{escape('/'.join(view.path_of(s.program)))}</code> &#8596; "

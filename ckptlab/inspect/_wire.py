@@ -148,6 +148,15 @@ PROBLEM_GROUPS: tuple[tuple[ProblemKind, str], ...] = (
     ("changed", "Changed"),
 )
 """The problem list's groups, in the order shown, with their headings."""
+NO_PROBLEMS: dict[str, str] = {
+    "match": "No problems: everything matched.",
+    "checkpoint": "A checkpoint alone, without a program: nothing was matched. "
+    "To compare it with one: ck.explore(path, program=model).",
+    "program": "A program alone, without a checkpoint: nothing was matched. "
+    "To compare it with one: ck.explore(path, program=model).",
+    "diff": "No differences: every value is equal in a and b.",
+}
+"""What an empty problem list says, per view kind (only a match view had something to match)."""
 DTYPE_ITEMSIZE: dict[str, int] = {**ITEMSIZE, **FOREIGN_ITEMSIZE}
 """Bytes per element of every dtype a checkpoint can hold (0: variable size)."""
 
@@ -278,11 +287,16 @@ class NodeDetails(TypedDict, total=False):
     node: int
     path: str
     key: str
+    expected_key: str
+    """For a value the checkpoint does not have: the key it would be stored under (not ``key``)."""
     state: str
     reason: str
     restore_path: str | None
     suggestions: list[SuggestionInfo]
     stats: Stats
+    no_stats: str
+    """Why a value has no statistics (``"not in the checkpoint: no stored value"``), so the
+    pane shows that instead of waiting for them."""
     checksum: str
     change: Change
     error: str
@@ -386,6 +400,8 @@ def typescript() -> str:
         f"{dump(sorted(PROBLEM_STATES))});",
         "export const PROBLEM_GROUPS: readonly [ProblemKind, string][] = "
         f"{dump([list(g) for g in PROBLEM_GROUPS])};",
+        "export const NO_PROBLEMS: Readonly<Record<string, string>> = "
+        f"{dump(NO_PROBLEMS, indent=2)};",
         "export const DTYPE_ITEMSIZE: Readonly<Record<string, number>> = "
         f"{dump(DTYPE_ITEMSIZE, indent=2)};",
         f"export const FLAG_OPTIMIZER = {OPTIMIZER};",

@@ -18,6 +18,10 @@ test("DOT strings escape quotes, backslashes and control characters", () => {
   assert.equal(dotString('a"b\\c\n'), '"a\\"b\\\\c "');
   assert.equal(dotString("x".repeat(200)).length, 82);
   assert.equal(dotString("a&amp;b"), '"a&amp;amp;b"', "entities stay literal text");
+  // Bidi controls would draw a name reversed ("\u202eevil\u202c gnp.exe" reads "exe.png live").
+  assert.equal(dotString("\u202eevil\u202c gnp.exe"), '" evil  gnp.exe"');
+  assert.equal(dotString("a\u200eb\u200fc\u202ad\u2066e\u2069f\u2028g"), '"a b c d e f g"');
+  assert.equal(dotString("café 模型 a\u00a0b"), '"café 模型 a b"', "letters stay, odd spaces go");
 });
 
 test("node ids are indices, names only inside quoted labels", () => {

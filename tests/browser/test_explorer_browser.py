@@ -133,6 +133,11 @@ def test_colours_details_and_restore_selected(lab, page, nb):
         assert found == expected, (state, found, expected)
     assert len({found for found, _ in colours.values()}) == len(colours)  # all distinct
     details = page.locator(f"{EXPLORER} .ck-details")
+    # A value the checkpoint lacks: the kernel says so, the pane does not wait for statistics.
+    page.locator(f"{EXPLORER} g.node.st-program_only text").first.click()
+    expect(details).to_contain_text("not in the checkpoint: no stored value", timeout=20_000)
+    expect(details).to_contain_text("expected key")
+    expect(details).not_to_contain_text("reading")
     node(page, "scale").click()  # a plain click selects just that node and shows it
     expect(details).to_contain_text("model/scale")
     expect(details).to_contain_text("float64")

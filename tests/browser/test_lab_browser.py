@@ -123,6 +123,19 @@ def test_saved_notebook_shows_the_graph_without_its_kernel(lab, page):
     page.reload()
     expect(page.locator(STATIC)).to_be_visible(timeout=60_000)
 
+    # Untrusted (edited elsewhere, so its signature no longer matches): drawn static before it
+    # is attached, it still finds its notebook's kernel, and follows Kernel > Shut Down.
+    notebook = json.loads(saved.read_text("utf-8"))
+    notebook["metadata"]["edited"] = True
+    (lab.root / "untrusted.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    page.goto(lab.tree("untrusted.ipynb"))
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("| Idle", timeout=90_000)
+    message = page.locator(f"{STATIC} .ck-message")
+    expect(message).to_contain_text("re-run the cell", timeout=10_000)
+    page.evaluate("window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("No Kernel", timeout=30_000)
+    expect(message).to_contain_text("no kernel", timeout=10_000)
+
 
 def _runs(root: Path) -> tuple[str, dict]:
     """runs/ckpt-1, runs/ckpt-2 and the state file; Python's view of the latest."""

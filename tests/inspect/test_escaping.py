@@ -5,6 +5,7 @@ from __future__ import annotations
 import html.parser
 import re
 
+from ckptlab.core import printable
 from ckptlab.inspect import dot_string, view_dot, view_html, view_mimebundle
 
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
@@ -27,6 +28,11 @@ def test_dot_string_escapes_quotes_backslashes_controls_and_entities():
     assert dot_string("a\nb\x00") == '"a b "'
     assert dot_string("&lt;") == '"&amp;lt;"'
     assert len(dot_string("x" * 500)) == 82
+    # Bidi controls would draw a name reversed; the TypeScript dotString drops the same ones.
+    assert dot_string("\u202eevil\u202c gnp.exe") == '" evil  gnp.exe"'
+    assert dot_string("a\u200eb\u200fc\u202ad\u2066e\u2069f\u2028g") == '"a b c d e f g"'
+    assert dot_string("café 模型 a\u00a0b") == '"café 模型 a b"'
+    assert printable("\u202eevil\u202c gnp.exe") == "\\u202eevil\\u202c gnp.exe"
 
 
 def test_dot_has_index_ids_and_only_quoted_names(mismatch):

@@ -7,7 +7,7 @@ import pytest
 
 import ckptlab as ck
 from ckptlab.explorer import value_stats
-from ckptlab.inspect import covering_paths, name_value, object_value
+from ckptlab.inspect import covering_paths, name_value, object_value, view_html
 
 
 def test_explore_a_path_with_a_program_compares_without_writing(saved):
@@ -30,6 +30,14 @@ def test_explore_a_directory_uses_its_latest_checkpoint(saved):
 
     widget = ck.explore(os.path.dirname(path))
     assert widget.view.source.endswith("ckpt-1")
+
+
+def test_a_checkpoint_alone_does_not_claim_everything_matched(saved):
+    _, path = saved
+    html = view_html(ck.explore(path).view)
+    assert "everything matched" not in html
+    assert "A checkpoint alone, without a program" in html
+    assert "ck.explore(path, program=model)" in html
 
 
 def test_explore_an_eager_status_shows_restored_values(saved):

@@ -60,6 +60,21 @@ def test_focus_loads_details_with_statistics_of_that_value_only(lazy, monkeypatc
     assert "stats" not in widget.details
 
 
+def test_details_of_a_value_the_checkpoint_lacks_say_so_without_a_stored_key(lazy):
+    _, _, status = lazy
+    widget = ck.explore(status)
+    missing = widget.view.find(("model", "hidden_renamed", "kernel"))
+    widget.focused = missing
+    details = widget.details
+    assert details["state"] == "program_only"
+    # the pane stops waiting: an explicit answer instead of statistics
+    assert "stats" not in details
+    assert details["no_stats"] == "not in the checkpoint: no stored value"
+    # the key it would be saved under, never shown as a key the checkpoint holds
+    assert "key" not in details
+    assert details["expected_key"] == "model/hidden_renamed/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+
+
 def test_restore_selected_writes_only_the_selection_and_updates_states(lazy):
     model, fresh, status = lazy
     widget = ck.explore(status)
@@ -82,7 +97,10 @@ def test_restore_message_from_the_front_end_and_conflict_errors(lazy):
     widget = ck.explore(status)
     head = widget.view.find(("model", "head"))
     widget._on_message(widget, {"type": "restore", "nodes": [head]}, [])
-    assert widget.message == "Nothing selected to restore (skipped 2 conflicting)."
+    assert widget.message == (
+        "Nothing restored: no selected value is waiting to be written; "
+        "skipped 2 conflicting (shape or dtype differs)."
+    )
     assert widget.selected == [head]
     widget._on_message(widget, {"type": "restore", "nodes": [0]}, [])  # the rest restores
     assert widget.message.startswith("Restored 8 values")

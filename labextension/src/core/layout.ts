@@ -19,15 +19,20 @@ export function elide(text: string, max = MAX_NAME): string {
 }
 
 /**
+ * What Python's `str.isprintable` rejects: control and format characters (bidi overrides such
+ * as U+202E would draw a name reversed), separators other than the space, surrogates.
+ */
+const UNPRINTABLE = /[\p{C}\p{Z}]/u;
+
+/**
  * Quote `text` as a DOT string (same rules as Python's ckptlab.inspect.dot_string):
- * backslashes, quotes and control characters escaped, and `&` written as `&amp;` so Graphviz
- * shows entity-like names literally.
+ * backslashes, quotes and unprintable characters escaped, and `&` written as `&amp;` so
+ * Graphviz shows entity-like names literally.
  */
 export function dotString(text: string): string {
   let cleaned = "";
   for (const ch of text.slice(0, MAX_LABEL)) {
-    const code = ch.codePointAt(0) ?? 0;
-    cleaned += code < 0x20 || (code >= 0x7f && code < 0xa0) ? " " : ch;
+    cleaned += ch !== " " && UNPRINTABLE.test(ch) ? " " : ch;
   }
   const escaped = cleaned.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/&/g, "&amp;");
   return `"${escaped}"`;

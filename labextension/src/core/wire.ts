@@ -120,6 +120,13 @@ export const PROBLEM_STATES: ReadonlySet<string> = new Set(["added", "changed", 
 
 export const PROBLEM_GROUPS: readonly [ProblemKind, string][] = [["conflict", "Conflicts"], ["renamed", "Renamed?"], ["missing", "Missing in checkpoint"], ["unused", "Unused checkpoint values"], ["pending", "Pending"], ["changed", "Changed"]];
 
+export const NO_PROBLEMS: Readonly<Record<string, string>> = {
+  "match": "No problems: everything matched.",
+  "checkpoint": "A checkpoint alone, without a program: nothing was matched. To compare it with one: ck.explore(path, program=model).",
+  "program": "A program alone, without a checkpoint: nothing was matched. To compare it with one: ck.explore(path, program=model).",
+  "diff": "No differences: every value is equal in a and b."
+};
+
 export const DTYPE_ITEMSIZE: Readonly<Record<string, number>> = {
   "bool": 1,
   "int8": 1,
@@ -249,11 +256,13 @@ export interface INodeDetails {
   node?: number;
   path?: string;
   key?: string;
+  expected_key?: string;
   state?: string;
   reason?: string;
   restore_path?: string | null;
   suggestions?: ISuggestionInfo[];
   stats?: IStats;
+  no_stats?: string;
   checksum?: string;
   change?: IChange;
   error?: string;

@@ -99,6 +99,9 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
   private live: IRenderMime.IRenderer | null = null;
   private observer: MutationObserver | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The static view's host, whose message follows the notebook's kernel once attached. */
+  private staticHost: LocalHost | null = null;
+  private notebook: INotebookContext | null = null;
   private unwatch: (() => void) | null = null;
 
   constructor(
@@ -140,6 +143,23 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
   protected override onAfterAttach(msg: Parameters<Panel["onAfterAttach"]>[0]): void {
     super.onAfterAttach(msg);
     if (this.wantsLive && !this.liveTried) this.tryLive();
+    this.watchKernel();
+  }
+
+  /**
+   * Let the static view's message follow the notebook's kernel. Only an attached output can
+   * find its notebook, and an untrusted one is rendered (static at once) before it is attached,
+   * so this runs both when the view is built and when the output is attached.
+   */
+  private watchKernel(): void {
+    const host = this.staticHost;
+    if (!host || this.unwatch || !this.isAttached) return;
+    this.notebook = this.context.findNotebook(this.node);
+    this.unwatch =
+      this.notebook?.watchKernel(() => {
+        host.kernelChanged();
+      }) ?? null;
+    host.kernelChanged();
   }
 
   override dispose(): void {
@@ -158,6 +178,8 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
     this.staticWidget = null;
     this.unwatch?.();
     this.unwatch = null;
+    this.staticHost = null;
+    this.notebook = null;
     this.staticShown = this.liveShown = this.liveTried = false;
     delete this.node.dataset.mode;
   }
@@ -213,16 +235,13 @@ export class GraphRenderer extends Panel implements IRenderMime.IRenderer {
     if (this.staticShown || this.liveShown || !model) return;
     this.staticShown = true;
     const data = model.data[this.options.mimeType] as unknown as IGraphJSON | IEnvelope;
-    const notebook = this.context.findNotebook(this.node);
-    const kernel = (): boolean => notebook?.kernel() ?? false;
+    // The message says truthfully whether a kernel runs, also after it starts or stops.
+    const kernel = (): boolean => this.notebook?.kernel() ?? false;
     const { widget, ready } = explorerWidget(async () => {
       const prepared = prepareView(await decodeGraphBundle(data), this.context.settings(), kernel);
-      // The message says truthfully whether a kernel runs, also after it starts or stops.
-      this.unwatch?.();
-      this.unwatch =
-        notebook?.watchKernel(() => {
-          prepared.host.kernelChanged();
-        }) ?? null;
+      if (this.model !== model) return prepared; // re-rendered meanwhile: not the current view
+      this.staticHost = prepared.host;
+      this.watchKernel();
       return prepared;
     }, "ckptlab-static");
     this.staticWidget = widget;

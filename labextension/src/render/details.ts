@@ -152,6 +152,7 @@ export function renderDetails(
   if (graph.isGroup(node)) row(table, "holds", groupSummary(graph, node));
   const fresh = details.node === node ? details : {};
   if (fresh.key) row(table, "key", fresh.key);
+  if (fresh.expected_key) row(table, "expected key", fresh.expected_key);
   if (fresh.checksum) row(table, "checksum", fresh.checksum);
   if (fresh.change) {
     const change: IChange = fresh.change;
@@ -166,7 +167,10 @@ export function renderDetails(
     const b = fresh.change?.b;
     const chart = a && b ? overlay(a, b, diff) : histogram(fresh.stats);
     if (chart) pane.append(chart);
-  } else if (state && live) {
+  } else if (fresh.no_stats) {
+    row(table, "statistics", fresh.no_stats);
+  } else if (state && live && fresh.node !== node) {
+    // Not answered yet; an answer without statistics (an error) is not waited for.
     row(table, "statistics", "reading…");
   }
   for (const [from, to, kind] of graph.data.edges) {

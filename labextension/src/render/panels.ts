@@ -5,7 +5,7 @@ import { FLAG_OPTIMIZER, type Graph } from "../core/model.js";
 import { problemReason, type IProblemGroup } from "../core/problems.js";
 import { paths } from "../core/search.js";
 import { sparkPath } from "../core/spark.js";
-import type { ITimelineData } from "../core/wire.js";
+import { NO_PROBLEMS, type ITimelineData } from "../core/wire.js";
 import { svgElement } from "./canvas.js";
 
 export function element<K extends keyof HTMLElementTagNameMap>(
@@ -29,7 +29,7 @@ export function renderProblems(
 ): void {
   pane.replaceChildren();
   if (!groups.length) {
-    pane.append(element("div", "ck-no-problems", "No problems: everything matched."));
+    pane.append(element("div", "ck-no-problems", NO_PROBLEMS[graph.data.kind] ?? ""));
     return;
   }
   const all = paths(graph);
