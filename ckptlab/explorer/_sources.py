@@ -36,9 +36,9 @@ from ckptlab.storage import StoredCheckpoint
 RECHECK_LIMIT = 20_000
 MATCHED = frozenset({"restored", "bound"})
 CONFLICTS = frozenset({"shape_conflict", "dtype_conflict"})
-HELD_BACK = "slots of a parameter with a conflicting slot"
-"""Why a restorable slot is held back: a parameter's optimizer state is one unit (a torch Adam
-given ``step`` without ``exp_avg`` fails on its next step)."""
+HELD_BACK = "held back"
+"""A restorable slot of a parameter one of whose slots conflicts: a parameter's optimizer state
+is one unit (a torch Adam given ``step`` without ``exp_avg`` fails on its next step)."""
 
 
 def _slot_unit(restore_path: str) -> str:
@@ -54,7 +54,7 @@ def _conflicting_slot_units(view: GraphView) -> set[str]:
         if node.value is not None
         and node.value.slot
         and node.value.restore_path is not None
-        and node.state in ("shape_conflict", "dtype_conflict")
+        and node.state in CONFLICTS
     }
 
 
@@ -71,6 +71,7 @@ SKIP_REASONS = {
     "conflicting": "shape or dtype differs",
     "inconsistent": "one saved object, two program objects",
     "pending": "its object does not exist yet",
+    HELD_BACK: "optimizer state of a parameter with a conflicting slot",
 }
 """Why each kind of skipped value cannot be written (the message when nothing is restored)."""
 
@@ -280,8 +281,12 @@ class StatusSource:
                 chosen.add(v.restore_path)
             elif state in SKIPPED:  # restoring a conflict would write nothing at all
                 skipped_by[SKIPPED[state]] = skipped_by.get(SKIPPED[state], 0) + 1
-        order = [*dict.fromkeys(SKIPPED.values()), HELD_BACK]
-        shown_skips = ", ".join(f"{skipped_by[why]} {why}" for why in order if why in skipped_by)
+        order = list(SKIP_REASONS)
+        shown_skips = ", ".join(
+            f"{skipped_by[why]} {why}" + (f" ({SKIP_REASONS[why]})" if why == HELD_BACK else "")
+            for why in order
+            if why in skipped_by
+        )
         skipped = f" (skipped {shown_skips})" if shown_skips else ""
         if not chosen:
             # Something was selected (the button needs a selection): say why none of it counts.
