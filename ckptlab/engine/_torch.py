@@ -411,7 +411,7 @@ class TorchAdapter:
             return
         if name in obj._buffers and name in obj._non_persistent_buffers_set:
             abandon(obj, [name], NON_PERSISTENT)
-        elif _is_pending(obj._parameters.get(name, obj._buffers.get(name))):
+        elif _is_pending(_lazy_tensor(obj, name)):
             table = _proxies(obj)
             if "lazy_hooks" not in table:
                 table["lazy_hooks"] = (
@@ -754,8 +754,8 @@ def _materialised(module: nn.Module) -> list[str]:
     return [
         name
         for name in waiting_names(module)
-        if isinstance(_lazy_tensor(module, name), torch.Tensor)
-        and not _is_pending(_lazy_tensor(module, name))
+        if isinstance(tensor := _lazy_tensor(module, name), torch.Tensor)
+        and not _is_pending(tensor)
     ]
 
 
