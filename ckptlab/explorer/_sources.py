@@ -8,7 +8,7 @@ restores a selection.  Calls into the restore engine go through :mod:`._engine` 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import numpy as np
@@ -281,23 +281,20 @@ class StatusSource:
                 chosen.add(v.restore_path)
             elif state in SKIPPED:  # restoring a conflict would write nothing at all
                 skipped_by[SKIPPED[state]] = skipped_by.get(SKIPPED[state], 0) + 1
-        order = list(SKIP_REASONS)
-        shown_skips = ", ".join(
-            f"{skipped_by[why]} {why}" + (f" ({SKIP_REASONS[why]})" if why == HELD_BACK else "")
-            for why in order
-            if why in skipped_by
-        )
-        skipped = f" (skipped {shown_skips})" if shown_skips else ""
+
+        def counted(explained: Container[str]) -> str:  # "6 conflicting, 2 held back (why)"
+            return ", ".join(
+                f"{skipped_by[why]} {why}" + (f" ({SKIP_REASONS[why]})" if why in explained else "")
+                for why in SKIP_REASONS
+                if why in skipped_by
+            )
+
         if not chosen:
             # Something was selected (the button needs a selection): say why none of it counts.
-            why = ", ".join(
-                f"{skipped_by[what]} {what} ({SKIP_REASONS[what]})"
-                for what in order
-                if what in skipped_by
-            )
             return "Nothing restored: no selected value is waiting to be written" + (
-                f"; skipped {why}." if why else "."
+                f"; skipped {counted(SKIP_REASONS)}." if skipped_by else "."
             )
+        skipped = f" (skipped {counted({HELD_BACK})})" if skipped_by else ""
         if self.name_based:
             paths = sorted(chosen)
         else:
