@@ -22,36 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptlab.errors import CkptlabError
+from ckptlab.storage._foreign._safetensors import DTYPES, METADATA
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
 from ckptlab.storage._stream import raw_bytes
 
-METADATA = "__metadata__"
-"""The header entry safetensors reserves for string metadata (never a tensor name)."""
 READ_BYTES = 64 * 2**20
 """Values are read this many bytes at a time (one reader per batch, not one per value)."""
 
-SAFETENSORS_DTYPES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint64": "U64",
-    "uint32": "U32",
-    "uint16": "U16",
-    "uint8": "U8",
-    "bool": "BOOL",
-    "float8_e4m3fn": "F8_E4M3",
-    "float8_e5m2": "F8_E5M2",
-    "float8_e8m0fnu": "F8_E8M0",
-    "complex64": "C64",
-}
-"""ckptlab dtype -> safetensors dtype code (the ones the safetensors library reads)."""
+SAFETENSORS_DTYPES = {dtype: code for code, dtype in DTYPES.items()}
+"""ckptlab dtype -> safetensors dtype code (the reader's table, inverted)."""
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 _UNITS = {

@@ -40,6 +40,9 @@ DTYPES = {
     "F8_E8M0": "float8_e8m0fnu",
     "C64": "complex64",
 }
+"""safetensors dtype code -> ckptlab dtype (the codes the safetensors library reads)."""
+METADATA = "__metadata__"
+"""The header entry safetensors reserves for string metadata (never a tensor name)."""
 PACKED_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 """Dtypes of fewer bits than a byte, packed (numpy has no type for them): listed under these
 names, refused on read (``ckptlab.core.UNREADABLE_DTYPES``)."""
@@ -86,7 +89,7 @@ class SafetensorsFile(ForeignCheckpoint):
         raw = bytearray(length)
         self.read_bytes(posixpath.basename(path), 8, memoryview(raw), "(header)")
         header = self._parse_header(bytes(raw))
-        metadata = header.pop("__metadata__", {})
+        metadata = header.pop(METADATA, {})
         if not isinstance(metadata, dict) or not all(
             type(v) is str and is_text(v) for v in metadata.values()
         ):
