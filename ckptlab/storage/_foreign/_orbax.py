@@ -70,11 +70,7 @@ def find_orbax_items(store: ByteStore, directory: str, names: list[str]) -> list
     if TREE_FILE in names:
         return [("", directory)]
     if STEP_FILE in names:
-        items = [
-            (name, posixpath.join(directory, name))
-            for name in names
-            if store.exists(posixpath.join(directory, name, TREE_FILE))
-        ]
+        items = _items(store, directory, names)
         return items if len(items) > 1 else [("", path) for _, path in items]
     # Orbax's rule (orbax.checkpoint.path.step.step_from_checkpoint_name): digits, or a prefix,
     # an underscore and digits (step_prefix="ckpt", step_format_fixed_length=5: "ckpt_00012").
@@ -99,7 +95,8 @@ def find_orbax_items(store: ByteStore, directory: str, names: list[str]) -> list
         step = posixpath.join(directory, steps[-1][2])
         return find_orbax_items(store, step, store.list_dir(step))
     unfinished = [name for name in names if TMP_SUFFIX in name]
-    if candidates and _holds_items(store, posixpath.join(directory, candidates[-1][2])):
+    latest = posixpath.join(directory, candidates[-1][2]) if candidates else None
+    if latest is not None and _items(store, latest, store.list_dir(latest)):
         unfinished.append(candidates[-1][2])
     if unfinished:
         raise NotFoundError(
@@ -113,9 +110,13 @@ def find_orbax_items(store: ByteStore, directory: str, names: list[str]) -> list
     return []
 
 
-def _holds_items(store: ByteStore, step: str) -> bool:
-    """Whether a directory named like a step holds an Orbax item (``<step>/<item>/_METADATA``)."""
-    return any(store.exists(posixpath.join(step, name, TREE_FILE)) for name in store.list_dir(step))
+def _items(store: ByteStore, step: str, names: list[str]) -> list[tuple[str, str]]:
+    """``(name, directory)`` of the Orbax items (holding ``_METADATA``) among a step's ``names``."""
+    return [
+        (name, posixpath.join(step, name))
+        for name in names
+        if store.exists(posixpath.join(step, name, TREE_FILE))
+    ]
 
 
 class _Array:
