@@ -45,7 +45,7 @@ from ckptlab.engine._program import Program
 from ckptlab.errors import UnknownPathError
 from ckptlab.storage import StoredCheckpoint
 
-__all__ = ["NameBasedRestore", "value_names"]
+__all__ = ["NameBasedRestore", "layout_hint", "value_names"]
 
 WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
 """Local names that DataParallel/DDP (``module``) and ``torch.compile`` (``_orig_mod``) add."""
@@ -500,6 +500,63 @@ class NameBasedRestore:
         return MatchReport(
             checkpoint=self.source.display_path, entries=tuple(entries), lazy=self.lazy
         )
+
+
+def layout_hint(report: MatchReport) -> str:
+    """How to restore when the program's names and the file's differ by one leading segment.
+
+    ``ck.Checkpoint(model=m)`` names ``m``'s values ``model/...``: a file of ``m`` alone
+    (``torch.save(m.state_dict())``, ``m.save("m.keras")``) stores them at its top level, so
+    ``root=m`` is the restore that matches; and a training checkpoint stores them below
+    ``model/``, which ``root=m`` misses.  ``""`` when neither explains the missing values.
+
+    Examples
+    --------
+    >>> from ckptlab.core import ReportEntry
+    >>> entries = (
+    ...     ReportEntry(path="w", pretty="w", key="model/0.weight", state="program_only",
+    ...                 names=("model/0.weight",)),
+    ...     ReportEntry(path="0.weight", pretty="0.weight", key="0.weight",
+    ...                 state="checkpoint_only"),
+    ... )
+    >>> report = MatchReport(checkpoint="m.pt", entries=entries)
+    >>> print(layout_hint(report))  # doctest: +NORMALIZE_WHITESPACE
+    <BLANKLINE>
+    1 of them are stored at the file's top level, without the leading 'model/': restore that
+    object as the root, ck.Checkpoint(root=<your model>).restore(path).
+    """
+    unused = {normalized(e.key) for e in report.unused}
+    if not unused:
+        return ""
+    top: Counter[str] = Counter()  # a missing name's first segment, where the rest is stored
+    below: Counter[str] = Counter()  # an unused key's first segment, where the rest is wanted
+    wanted: set[str] = set()
+    for entry in report.missing:
+        wanted.update(normalized(n) for n in entry.names)
+        for name in entry.names:
+            head, sep, rest = name.partition("/")
+            if sep and normalized(rest) in unused:
+                top[head] += 1
+                break
+    for key in unused:
+        head, sep, rest = key.partition("/")
+        if sep and rest in wanted:
+            below[head] += 1
+    if top and top.most_common(1)[0][1] >= sum(below.values()):
+        head, count = top.most_common(1)[0]
+        return (
+            f"\n{count} of them are stored at the file's top level, without the leading "
+            f"{head + '/'!r}: restore that object as the root, "
+            f"ck.Checkpoint(root=<your {head}>).restore(path)."
+        )
+    if below:
+        head, count = below.most_common(1)[0]
+        return (
+            f"\n{count} of them are stored below {head + '/'!r} (a training checkpoint's "
+            f"layout, {{{head!r}: ..., ...}}): name each object as the file does, "
+            f"ck.Checkpoint({head}=<your {head}>, ...).restore(path)."
+        )
+    return ""
 
 
 def _depth_first_paths(program: ProgramGraph[Any]) -> list[NodePath | None]:

@@ -17,7 +17,7 @@ from ckptlab.core import (
     existing_objects_failure,
     nontrivial_failure,
 )
-from ckptlab.engine._by_name import NameBasedRestore
+from ckptlab.engine._by_name import NameBasedRestore, layout_hint
 from ckptlab.engine._coordinator import RestoreCoordinator
 from ckptlab.engine._program import Program
 
@@ -428,13 +428,15 @@ class NameBasedSaverStatus(_StatusDisplay):
         self._exempt = exempt
 
     def _check(self) -> NameBasedSaverStatus:
-        missing = self.report().missing
+        report = self.report()
+        missing = report.missing
         source = self._restore.source.display_path
         if missing:
             listed = "\n".join(f"  {e.pretty}: [{e.key!r}]" for e in missing)
             raise AssertionError(
                 f"Some objects had attributes which were not restored ({len(missing)} from the "
-                f"name-based checkpoint {source}, which matches by Variable.name):\n{listed}"
+                f"name-based checkpoint {source}, which matches by Variable.name):"
+                f"{layout_hint(report)}\n{listed}"
             )
         differing = self._restore.differing
         if differing:

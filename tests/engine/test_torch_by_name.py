@@ -167,6 +167,28 @@ def test_a_training_checkpoint_restores_model_and_optimizer_by_position(tmp_path
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
+@pytest.mark.parametrize("layout", ["state_dict_file", "training_checkpoint"])
+def test_a_root_naming_the_model_differently_from_the_file_says_which_restore_fits(
+    tmp_path, tt, layout
+):
+    """``model=m`` against a file of ``m`` alone, or ``root=m`` against a training
+    checkpoint: nothing matches, and the assertion names the restore that would."""
+    model = tt.mlp()
+    saved = model.state_dict() if layout == "state_dict_file" else {"model": model.state_dict()}
+    torch.save(saved, tmp_path / "f.pt")
+    fresh = tt.mlp(seed=4)
+    before = tt.state_bytes(fresh)
+    if layout == "state_dict_file":
+        status, fix = ck.Checkpoint(model=fresh).restore(tmp_path / "f.pt"), "root=<your model>"
+    else:
+        status, fix = ck.Checkpoint(root=fresh).restore(tmp_path / "f.pt"), "model=<your model>"
+    assert tt.state_bytes(fresh) == before
+    with pytest.raises(AssertionError, match="not restored") as raised:
+        status.assert_consumed()
+    assert "4 of them are stored" in str(raised.value)
+    assert f"ck.Checkpoint({fix}" in str(raised.value)
+
+
 def test_a_safetensors_file_with_a_renamed_layer_reports_both_sides(tmp_path, tt):
     model = tt.mlp()
     renamed = {

@@ -294,6 +294,14 @@ def test_restore_by_name_from_keras_weight_files(tmp_path, kind):
         status.assert_existing_objects_matched()
     status.expect_partial()
 
+    # the training-checkpoint form names the model's values model/...: the file has them at
+    # its top level, and the assertion says which restore fits
+    keyword = sequential(seed=9)
+    keyword.optimizer.build(keyword.trainable_variables)
+    status = ck.Checkpoint(model=keyword, optimizer=keyword.optimizer).restore(path)
+    with pytest.raises(AssertionError, match=r"without the leading 'model/'.*root=<your model>"):
+        status.assert_consumed()
+
     wider = sequential(seed=8, units=5)
     wider.optimizer.build(wider.trainable_variables)
     before = weights(wider)
