@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import ValueSpec, is_floating
-from ckptlab.errors import NotFoundError, UnsupportedFormatError
+from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.explorer._compare import Diff, compare_stored
 from ckptlab.explorer._sources import DiffSource, checkpoint_values
 from ckptlab.explorer._values import difference, squares
@@ -83,14 +83,23 @@ def _step(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _weights_in(folder: str) -> str | None:
-    """The checkpoint inside a folder: ckptlab's own, or a trainer's weight file."""
+def _weights_in(store: ByteStore, folder: str) -> str | None:
+    """The checkpoint inside a step folder; ``None`` if it holds none.
+
+    ckptlab's own, a trainer's weights file (``checkpoint-500/model.safetensors``), or the
+    folder itself where the readers open it as one checkpoint (a model sharded with its index,
+    a DCP or Keras checkpoint).  A folder recognised as a checkpoint but damaged is one: the
+    timeline says what is wrong with it when it reads it.
+    """
     if os.path.exists(os.path.join(folder, "zarr.json")):
         return folder
     for name in _WEIGHT_FILES:
         if os.path.isfile(os.path.join(folder, name)):
             return os.path.join(folder, name)
-    return None
+    try:
+        return folder if is_one_checkpoint(store, folder) else None
+    except CorruptCheckpointError:
+        return folder
 
 
 def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
@@ -128,7 +137,7 @@ def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
         if step is None or name.endswith((".index", ".json")) or name.startswith("."):
             continue
         inside = os.path.isdir(full)
-        target = _weights_in(full) if inside else full
+        target = _weights_in(store, full) if inside else full
         if target is not None:
             found = RunCheckpoint(path=target, step=step, time=os.path.getmtime(target))
             (folders if inside else files).append(found)

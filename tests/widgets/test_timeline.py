@@ -164,6 +164,18 @@ def test_trainer_checkpoints_beside_the_final_model_are_a_run(tmp_path):
     assert [c.step for c in _timeline.find_run(tmp_path)] == [100, 200]
 
 
+def test_trainer_checkpoints_of_a_sharded_model_are_a_run(tmp_path):
+    """``checkpoint-<step>`` folders holding shards and their index (no model.safetensors)."""
+    model = _tiny_gpt2()
+    for step in (100, 200):
+        model.save_pretrained(tmp_path / f"checkpoint-{step}", max_shard_size="50KB")
+    assert len(list((tmp_path / "checkpoint-100").glob("model-*.safetensors"))) >= 2
+    run = _timeline.find_run(tmp_path)
+    assert [(c.step, c.path) for c in run] == [
+        (step, str(tmp_path / f"checkpoint-{step}")) for step in (100, 200)
+    ]
+
+
 def test_optimizer_state_is_no_weight(tmp_path):
     """A manager run with an optimizer: its moments are neither read nor counted."""
     model = ck.Module()

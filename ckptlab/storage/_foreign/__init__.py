@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ckptlab.errors import CorruptCheckpointError, NotACheckpointError
+from ckptlab.errors import CorruptCheckpointError, NotACheckpointError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
 from ckptlab.storage._foreign._bundle import TensorBundle, read_index
 from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
@@ -142,7 +142,33 @@ def _open_directory(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     items = find_orbax_items(store, path, names)
     if items:
         return OrbaxCheckpoint(store, path, items)
-    return open_hf_directory(store, path, names, _open_file)
+    found = open_hf_directory(store, path, names, _open_file)
+    return found if found is not None else _open_keras_directory(store, path, names)
+
+
+def _open_keras_directory(
+    store: ByteStore, path: str, names: list[str]
+) -> ForeignCheckpoint | None:
+    """A folder holding one Keras checkpoint; ``None`` if it holds none.
+
+    A ``.weights.json`` is the checkpoint its shards (``model_00000.weights.h5``) are parts of;
+    without one, a single ``.keras`` or ``.weights.h5`` file is.  Several of either are several
+    checkpoints (a run of ``epoch_3.weights.h5`` files): the user picks one.
+    """
+    for suffixes in ((".weights.json",), (".keras", ".weights.h5")):
+        found = sorted(
+            n for n in names if n.endswith(suffixes) and store.size(posixpath.join(path, n))
+        )
+        if len(found) > 1:
+            raise UnsupportedFormatError(
+                f"{store.display(path)} holds several Keras checkpoints ({', '.join(found[:5])}"
+                f"{', ...' if len(found) > 5 else ''}); pass one of them."
+            )
+        if found:
+            key = posixpath.join(path, found[0])
+            check_inside(store, path, key)
+            return _open_file(store, key)
+    return None
 
 
 def _zip_names(store: ByteStore, path: str, size: int) -> list[str]:

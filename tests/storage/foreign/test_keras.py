@@ -91,6 +91,24 @@ def test_sharded_weights_span_several_files(keras_dir):
     }
 
 
+def test_a_folder_of_one_keras_checkpoint_opens_as_it(keras_dir, tmp_path):
+    """``ckptlab ls folder/`` of a sharded save opens its ``.weights.json``; of one ``.keras``
+    file, that file; a folder of several is several checkpoints, and the error lists them."""
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    for part in [keras_dir / "sharded.weights.json", *keras_dir.glob("sharded_*.weights.h5")]:
+        shutil.copy(part, sharded)
+    assert ck.list_variables(sharded) == ck.list_variables(keras_dir / "sharded.weights.json")
+    single = tmp_path / "single"
+    single.mkdir()
+    shutil.copy(keras_dir / "model.keras", single)
+    (single / "notes.txt").write_text("trained for 2 epochs")
+    assert ck.list_variables(single) == ck.list_variables(keras_dir / "model.keras")
+    shutil.copy(keras_dir / "model.weights.h5", single)
+    with pytest.raises(ck.UnsupportedFormatError, match=r"several Keras checkpoints \(model\."):
+        ck.list_variables(single)
+
+
 def test_keras_weights_work_with_every_entry_point(keras_dir, tmp_path):
     assert_works_everywhere(keras_dir / "model.keras", _expected(keras_dir, "keras"), tmp_path)
 
