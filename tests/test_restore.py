@@ -4,6 +4,7 @@ Behaviours of docs/semantics.md sections F, I, L and N.
 """
 
 import gc
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -506,3 +507,27 @@ def test_a_key_map_renames_and_transposes_a_ckptlab_checkpoint(tmp_path):
     with pytest.raises(ck.CorruptCheckpointError):
         ck.Checkpoint(model=damaged).read(path, key_map=key_map)
     assert not damaged.encoder.w.numpy().any() and not damaged.encoder.b.numpy().any()
+
+
+@pytest.mark.parametrize("change", ["deleted", "written again"])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_waiting_restore_whose_checkpoint_went_away_says_so(ckpt_dir, change, lazy):
+    """Values kept for objects not created yet (or queued by a lazy restore) are read from the
+    checkpoint restore() opened: if it was deleted or written again since, that is what the
+    error says (a NotFoundError), not that the checkpoint is damaged."""
+    path = ck.Checkpoint(head=module(w=ck.Variable(np.ones(4, "float32")))).write(ckpt_dir / "c")
+    root = ck.Module()
+    status = ck.Checkpoint(head=root).read(path, lazy=lazy)
+    if change == "deleted":
+        shutil.rmtree(path)
+    else:
+        ck.Checkpoint(head=module(w=ck.Variable(np.full(4, 2.0, "float32")))).write(path)
+
+    def create_and_run() -> None:  # eager: creating reads; lazy: running does
+        root.w = ck.Variable(np.zeros(4, "float32"))
+        status.run_restore_ops()
+
+    with pytest.raises(ck.NotFoundError, match=f"the checkpoint was {change} \\("):
+        create_and_run()
+    if change == "written again":
+        assert ck.storage.verify_checkpoint(path) == []  # not damaged: another checkpoint

@@ -30,7 +30,7 @@ from ckptlab.core import (
     parse_document,
     parse_listing,
 )
-from ckptlab.errors import CorruptCheckpointError, NotFoundError
+from ckptlab.errors import CkptlabError, CorruptCheckpointError, NotFoundError
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, numpy_dtype
 from ckptlab.storage._progress import Progress
@@ -342,10 +342,37 @@ class StoredCheckpoint:
 
     # -- checks -----------------------------------------------------------------------------
 
-    def _fail(self, value: StoredValue, what: str) -> CorruptCheckpointError:
+    def _fail(self, value: StoredValue, what: str) -> CkptlabError:
+        return self.unreadable(value.key, what, value.array)
+
+    def unreadable(self, key: str, what: str, where: str) -> CkptlabError:
+        """The error for a value that failed its checks: damaged, or no longer this checkpoint.
+
+        A restore that waits (values kept for objects not created yet, a lazy restore) reads
+        from the checkpoint it opened; if that was deleted (a manager's ``max_to_keep``) or
+        written again at the same path since, the value's bytes are gone or others, and
+        the checkpoint is not damaged.  That is a :class:`NotFoundError` saying so.
+        """
+        change = ""
+        try:
+            now = read_document(self.store, self.path)
+        except NotFoundError:
+            change = "was deleted (by a CheckpointManager's max_to_keep, or by hand)"
+        except CkptlabError:
+            pass  # damaged, document and all
+        else:
+            if now.values.get(key) != self.document.values.get(key):
+                change = "was written again (another save or write to the same path)"
+        if change:
+            return NotFoundError(
+                f"Value {key!r} cannot be read from checkpoint {self.display_path}: the "
+                f"checkpoint {change} after it was opened. A restore still waiting for objects "
+                "to be created, or a lazy restore, reads the checkpoint it opened. Restore "
+                "again from a checkpoint that exists (ck.latest_checkpoint(directory))."
+            )
         return CorruptCheckpointError(
-            f"Value {value.key!r} in checkpoint {self.display_path} is damaged: {what} "
-            f"(stored in {value.array}). Restore from another checkpoint; "
+            f"Value {key!r} in checkpoint {self.display_path} is damaged: {what} "
+            f"(stored in {where}). Restore from another checkpoint; "
             "ckptlab.storage.verify_checkpoint checks every value."
         )
 

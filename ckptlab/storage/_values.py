@@ -31,7 +31,7 @@ import crc32c
 import numpy as np
 
 from ckptlab.core import ITEMSIZE, ArrayInfo, ValueTable
-from ckptlab.errors import CorruptCheckpointError, NotFoundError
+from ckptlab.errors import CkptlabError, CorruptCheckpointError, NotFoundError
 from ckptlab.storage import _stream
 from ckptlab.storage._kv import LocalStore, preadv_all
 from ckptlab.storage._layout import numpy_dtype, shard_key, shard_size
@@ -631,23 +631,12 @@ class PackedValues(ValueReader):
 
     # -- errors -----------------------------------------------------------------------------
 
-    def _corrupt(self, key: str, array: str, shard: str) -> CorruptCheckpointError:
-        return CorruptCheckpointError(
-            f"Value {key!r} in checkpoint {self.checkpoint.display_path} is damaged: checksum "
-            f"mismatch in {shard} (stored in {array}). Restore from another checkpoint; "
-            "ckptlab.storage.verify_checkpoint checks every value."
-        )
+    def _corrupt(self, key: str, array: str, shard: str) -> CkptlabError:
+        return self.checkpoint.unreadable(key, f"checksum mismatch in {shard}", array)
 
-    def _damaged(
-        self, info: ArrayInfo, shard: int, rows: Sequence[int], what: str
-    ) -> CorruptCheckpointError:
-        table = self.table
-        key = table.keys_[rows[0]] if rows else "?"
-        return CorruptCheckpointError(
-            f"Value {key!r} in checkpoint {self.checkpoint.display_path} is damaged: {what} "
-            f"(stored in {info.path}). Restore from another checkpoint; "
-            "ckptlab.storage.verify_checkpoint checks every value."
-        )
+    def _damaged(self, info: ArrayInfo, shard: int, rows: Sequence[int], what: str) -> CkptlabError:
+        key = self.table.keys_[rows[0]] if rows else "?"
+        return self.checkpoint.unreadable(key, what, info.path)
 
 
 def _halfway(rounds: list[_Round], block: int | None) -> int:
