@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 import ckptlab as ck
@@ -368,6 +370,30 @@ class _Checked(nn.Linear):
     def set_extra_state(self, state):
         if state["version"] != self.version:
             raise ValueError(f"version {state['version']} cannot load into {self.version}")
+
+
+class _Interrupted(nn.Linear):
+    """A layer whose extra state loads as Ctrl-C arrives (SIGINT raised in its load)."""
+
+    def get_extra_state(self):
+        return {"version": 1}
+
+    def set_extra_state(self, state):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_during_the_writes_takes_effect_once_every_value_is_written(tmp_path, tt):
+    """Python state loads first; an interrupt arriving then is held until the parameters are
+    written too, so the model is never left half restored."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_Interrupted(4, 2), nn.Linear(2, 3))
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    torch.manual_seed(1)
+    fresh = nn.Sequential(_Interrupted(4, 2), nn.Linear(2, 3))
+    with pytest.raises(KeyboardInterrupt):
+        ck.Checkpoint(model=fresh).read(path)
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_state_loaded_before_a_refusal_is_put_back(tmp_path, tt):
