@@ -38,7 +38,7 @@ from ckptlab.core import (
     gc_paused,
 )
 from ckptlab.engine import _execute
-from ckptlab.engine._adapter import require_adapter
+from ckptlab.engine._adapter import by_hook, require_adapter
 from ckptlab.engine._coordinator import Revision, conflict_error
 from ckptlab.engine._load import Fetch, Load, commit, fetch
 from ckptlab.engine._program import Program
@@ -157,8 +157,8 @@ def _spec(target: Any) -> ValueSpec:
     return spec
 
 
-def normalized(key: str) -> str:
-    """``key`` without the segments wrappers add (``module.``, ``_orig_mod.``).
+def normalized(key: str, segments: frozenset[str] = WRAPPER_SEGMENTS) -> str:
+    """``key`` without the segments wrappers add (``module.``, ``_orig_mod.``), or ``segments``.
 
     Examples
     --------
@@ -166,8 +166,21 @@ def normalized(key: str) -> str:
     'model/encoder.0.weight'
     """
     head, _, tail = key.rpartition("/")
-    parts = [p for p in tail.split(".") if p not in WRAPPER_SEGMENTS] or [tail]
+    parts = [p for p in tail.split(".") if p not in segments] or [tail]
     return f"{head}/{'.'.join(parts)}" if head else ".".join(parts)
+
+
+def optional_segments(program: ProgramGraph[Any]) -> frozenset[str]:
+    """The local names a file may have or lack where the program has them, or the reverse.
+
+    Those wrappers add, and those the program's adapters name (``optional_segments(obj)``: a
+    Hugging Face model's ``base_model_prefix``).
+    """
+    found = set(WRAPPER_SEGMENTS)
+    for hook, objects in by_hook(program.objects, "optional_segments").items():
+        for obj in objects:
+            found.update(hook(obj))
+    return frozenset(found)
 
 
 class NameBasedRestore:
@@ -197,8 +210,10 @@ class NameBasedRestore:
         """Lazy mode: positional state to apply once everything is written."""
         self.revision = Revision()
 
-    def _stored_names(self) -> tuple[dict[str, str], dict[str, list[str]]]:
-        """Stored key by the name it stands for, and the stored keys by name without wrappers.
+    def _stored_names(
+        self, segments: frozenset[str] = WRAPPER_SEGMENTS
+    ) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """Stored key by the name it stands for, and the stored keys by name without ``segments``.
 
         A source that flattened nested dicts with another separator (PyTorch DCP's
         ``model.0.weight``) gives each key's nested path (``model/0.weight``) as a name too.
@@ -208,7 +223,7 @@ class NameBasedRestore:
         for key in self.stored:
             name = self._nested.get(key, key)
             exact.setdefault(name, key)
-            bare.setdefault(normalized(name), []).append(key)
+            bare.setdefault(normalized(name, segments), []).append(key)
         return exact, bare
 
     def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
@@ -252,7 +267,7 @@ class NameBasedRestore:
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
         """Check and read the values below ``obj`` that match by name; return the effects."""
         program, names = self._names_below(parent, name, obj)
-        key_of = self._key_lookup(names.values())
+        key_of = self._key_lookup(names.values(), optional_segments(program))
         writes: list[Assignment[Any]] = []
         keys_of: dict[int, list[str]] = {}
         for node, target in enumerate(program.objects):
@@ -331,21 +346,29 @@ class NameBasedRestore:
                 self.differing[key] = first
         return [first, *(k for k in others if k not in self.differing)]
 
-    def _key_lookup(self, names: Iterable[list[str]]) -> Callable[[str], str | None]:
-        """The stored key for a program name: the same name, or the same without wrappers.
+    def _key_lookup(
+        self, names: Iterable[list[str]], segments: frozenset[str]
+    ) -> Callable[[str], str | None]:
+        """The stored key for a program name: the same name, or the same without ``segments``.
 
-        Without their wrapper segments (``module.``, ``_orig_mod.``), a program name and a
-        stored name match when no other name of either side reads the same: the program's own
-        names may hold such segments too (``AveragedModel`` keeps its model as ``module``,
-        whose file saved through ``DataParallel`` says ``module.module.0.weight``).
+        Without the segments wrappers add (``module.``, ``_orig_mod.``) and those the program
+        names optional (a Hugging Face model's ``base_model_prefix``: ``bert.`` in the files
+        of ``BertForMaskedLM``, absent in ``BertModel``'s, as ``from_pretrained`` matches
+        them), a program name and a stored name match when no other name of either side reads
+        the same: the program's own names may hold such segments too (``AveragedModel`` keeps
+        its model as ``module``, whose file saved through ``DataParallel`` says
+        ``module.module.0.weight``).
         """
-        program = Counter(map(normalized, itertools.chain.from_iterable(names)))
-        exact, bare = self._exact, self._bare
+        program = Counter(
+            normalized(name, segments) for name in itertools.chain.from_iterable(names)
+        )
+        exact = self._exact
+        bare = self._bare if segments == WRAPPER_SEGMENTS else self._stored_names(segments)[1]
 
         def key_of(name: str) -> str | None:
             key = exact.get(name)
             if key is None:
-                plain = normalized(name)
+                plain = normalized(name, segments)
                 stored = bare.get(plain, ())
                 if len(stored) == 1 and program[plain] == 1:
                     key = stored[0]

@@ -381,6 +381,16 @@ class TorchAdapter:
                     found.append((param, PYTHON_SLOT, _python_slot(obj, param)))
         return found
 
+    def optional_segments(self, obj: Any) -> tuple[str, ...]:
+        """Local names files may have or lack above ``obj``'s values (name-based restores).
+
+        A Hugging Face model's ``base_model_prefix``: ``BertForMaskedLM`` holds its
+        ``BertModel`` as ``bert``, and ``from_pretrained`` loads the files of either into the
+        other by adding or dropping ``bert.``.
+        """
+        prefix = getattr(obj, "base_model_prefix", None) if isinstance(obj, nn.Module) else None
+        return (prefix,) if isinstance(prefix, str) and prefix else ()
+
     def positional_state(
         self, obj: Any, prefix: str, stored: Any, literals: Any
     ) -> PositionalState | None:

@@ -225,3 +225,31 @@ def test_float8_buffers_restore_from_a_torch_file(tmp_path, name):
     want = torch.load(tmp_path / "model.pt", weights_only=True)["scale"]
     assert fresh.scale.dtype == dtype
     assert torch.equal(fresh.scale.view(torch.uint8), want.view(torch.uint8))
+
+
+@pytest.mark.parametrize(
+    ("saved", "restored"),
+    [("BertForMaskedLM", "BertModel"), ("BertModel", "BertForSequenceClassification")],
+)
+def test_a_model_with_a_head_and_its_base_model_load_each_others_files(tmp_path, saved, restored):
+    """``base_model_prefix``: the files of ``BertForMaskedLM`` say ``bert.embeddings...``,
+    those of ``BertModel`` ``embeddings...``; each restores into the other as
+    ``from_pretrained`` loads it (the head stays missing, or unused)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    getattr(transformers, saved)(config).save_pretrained(tmp_path / "saved")
+    expected = getattr(transformers, restored).from_pretrained(tmp_path / "saved")
+    torch.manual_seed(1)
+    fresh = getattr(transformers, restored)(config)
+    report = ck.Checkpoint(root=fresh).restore(tmp_path / "saved").report()
+    loaded = {e.path for e in report.entries if e.state == "restored"}
+    assert len(loaded) >= 20
+    state, want = fresh.state_dict(), expected.state_dict()
+    for name in loaded:
+        assert torch.equal(state[name.replace("/", ".")], want[name.replace("/", ".")]), name
+    missing = {e.path.replace("/", ".") for e in report.missing}
+    assert missing == {n for n in state if n.startswith(("pooler.", "classifier."))}
