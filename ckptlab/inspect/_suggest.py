@@ -67,12 +67,15 @@ def suggest_matches(view: GraphView) -> tuple[Suggestion, ...]:
     found: list[Suggestion] = []
     covered: set[int] = set()
     for program, checkpoint in _renamed_objects(view):
+        at = view.path_of(checkpoint)
+        moved = len(at) != len(view.path_of(program))
         found.append(
             Suggestion(
                 program=program,
                 checkpoint=checkpoint,
-                why=f"renamed? '{view.nodes[checkpoint].name}' in the checkpoint has the same "
-                "structure, shapes and dtypes",
+                why=f"renamed? '{'/'.join(at) if moved else at[-1]}' in the checkpoint has the "
+                "same structure, shapes and dtypes"
+                + (" (a level of names more or less: a prefix such as 'model.')" if moved else ""),
             )
         )
         covered.update(view.subtree(program))
@@ -110,10 +113,10 @@ def _renamed_objects(view: GraphView) -> list[tuple[int, int]]:
         ):
             groups[this].append(node.id)
     signatures: dict[Signature, list[int]] = {}
-    for checkpoint in groups["checkpoint"]:
+    for checkpoint in _with_levels(view, groups["checkpoint"]):
         signatures.setdefault(_signature(view, checkpoint), []).append(checkpoint)
     pairs = []
-    for program in groups["program"]:
+    for program in _with_levels(view, groups["program"]):
         found = (signatures.get(s, ()) for s in _spellings(view, program))
         candidates = list(dict.fromkeys(c for group in found for c in group))
         if candidates:
@@ -121,6 +124,22 @@ def _renamed_objects(view: GraphView) -> list[tuple[int, int]]:
             if len(pairs) == MAX_SUGGESTIONS:  # renamed objects come first: the rest is unseen
                 break
     return pairs
+
+
+def _with_levels(view: GraphView, groups: list[int]) -> list[int]:
+    """The groups, then the objects a level of names below each (a prefix more or less).
+
+    Below a group that is one name deep (``backbone`` of ``backbone.0.weight``, or
+    ``state_dict/model`` of a Lightning file) are the objects the other side may hold without
+    that prefix (``0``, ``2``); with it, a file saved from a wrapper pairs with its model.
+    """
+    below = []
+    for group in groups:
+        node = group
+        while len(view.children[node]) == 1 and view.children[view.children[node][0]]:
+            node = view.children[node][0]
+        below += [c for c in view.children[node] if view.children[c]]
+    return [*groups, *below]
 
 
 def _merge(own: str | None, child: str | None, mixed: list[bool], node_id: int) -> str | None:

@@ -274,3 +274,34 @@ def test_a_model_of_many_renamed_layers_pairs_each_layer_with_its_own(tmp_path):
     for suggestion in found:
         program, checkpoint = view.nodes[suggestion.program], view.nodes[suggestion.checkpoint]
         assert program.name.removeprefix("block") == checkpoint.name.removeprefix("layer")
+
+
+@pytest.mark.parametrize("extra", ["checkpoint", "program"])
+def test_a_prefix_more_or_less_pairs_the_objects_below_it(extra):
+    """``backbone.0.weight`` stored for a model's ``0.weight`` (a file saved from a wrapper),
+    or the reverse: each object pairs with the one a level of names below the prefix."""
+    spec = ValueSpec(shape=(3,), dtype="float32")
+    values = []
+    for side, state in (("checkpoint", "checkpoint_only"), ("program", "program_only")):
+        prefix = ("backbone",) if side == extra else ()
+        for layer in ("0", "2"):
+            for name in ("weight", "bias"):
+                values.append(
+                    ViewValue(
+                        path=(*prefix, layer, name),
+                        state=state,
+                        stored=spec if side == "checkpoint" else None,
+                        program=spec if side == "program" else None,
+                    )
+                )
+    view = build_view(values, title="t", source="s", kind="match", summary="")
+    pairs = {
+        ("/".join(view.path_of(s.program)), "/".join(view.path_of(s.checkpoint))): s.why
+        for s in view.suggestions
+    }
+    if extra == "checkpoint":
+        assert set(pairs) == {("0", "backbone/0"), ("2", "backbone/2")}
+        assert "renamed? 'backbone/0'" in pairs["0", "backbone/0"]
+    else:
+        assert set(pairs) == {("backbone/0", "0"), ("backbone/2", "2")}
+    assert all("a level of names more or less" in why for why in pairs.values())
