@@ -143,6 +143,10 @@ def value_names(
 ) -> dict[int, list[str]]:
     """Every name of every value node of ``program`` (see the module docstring)."""
     names, _ = node_names(program, base, dotted_root)
+    return _of_values(program, names)
+
+
+def _of_values(program: ProgramGraph[Any], names: dict[int, list[str]]) -> dict[int, list[str]]:
     keys = program.graph.value_keys()
     return {
         node: found
@@ -211,19 +215,22 @@ class NameBasedRestore:
         self.revision = Revision()
 
     def _stored_names(
-        self, segments: frozenset[str] = WRAPPER_SEGMENTS
+        self, segments: frozenset[str] = WRAPPER_SEGMENTS, renamed: dict[str, str] | None = None
     ) -> tuple[dict[str, str], dict[str, list[str]]]:
         """Stored key by the name it stands for, and the stored keys by name without ``segments``.
 
         A source that flattened nested dicts with another separator (PyTorch DCP's
-        ``model.0.weight``) gives each key's nested path (``model/0.weight``) as a name too.
+        ``model.0.weight``) gives each key's nested path (``model/0.weight``) as a name too;
+        ``renamed`` maps more names to stored keys (:meth:`_file_names`).
         """
         exact = {key: key for key in self.stored}
         bare: dict[str, list[str]] = {}
-        for key in self.stored:
-            name = self._nested.get(key, key)
+        named = [(self._nested.get(key, key), key) for key in self.stored]
+        for name, key in [*named, *(renamed or {}).items()]:
             exact.setdefault(name, key)
-            bare.setdefault(normalized(name, segments), []).append(key)
+            keys = bare.setdefault(normalized(name, segments), [])
+            if key not in keys:
+                keys.append(key)
         return exact, bare
 
     def prepare(self, starts: list[tuple[int, Any]]) -> _execute.Commit:
@@ -242,32 +249,58 @@ class NameBasedRestore:
 
     def _names_below(
         self, parent: Any, name: str, obj: Any
-    ) -> tuple[ProgramGraph[Any], dict[int, list[str]]]:
-        """The values below ``obj`` and their path names; ``parent`` takes ``obj`` as ``name``.
+    ) -> tuple[ProgramGraph[Any], dict[int, list[str]], dict[int, str]]:
+        """The objects below ``obj``, their names, and how each one's children's names join.
 
-        ``parent`` is ``None`` for the restore's root.  Slot variables have no path names (a
-        ``ck.Variable`` slot still matches by its own name).
+        ``parent`` takes ``obj`` as ``name``; ``parent`` is ``None`` for the restore's root.
+        Slot variables have no path names (a ``ck.Variable`` slot still matches by its own
+        name).
         """
         if parent is None:
             program = self.view.walk()
-            return program, value_names(program)
+            return program, *node_names(program)
         whole = self.view.walk()
         program = Program(obj).walk()
         parent_id = whole.node_of(parent)
+        dotted = _join_below(parent, obj) != "/"
         if parent_id is None:  # the parent left the program: name from the parent down
-            return program, value_names(program, (name,), _join_below(parent, obj) != "/")
+            return program, *node_names(program, (name,), dotted)
         names, joins = node_names(whole)
         base = [
             f"{p}{joins[parent_id]}{local}" if p else local
             for p in names[parent_id]
             for local in local_names(parent, name, obj)
         ]
-        return program, value_names(program, base, _join_below(parent, obj) != "/")
+        return program, *node_names(program, base, dotted)
+
+    def _file_names(
+        self, program: ProgramGraph[Any], names: dict[int, list[str]], joins: dict[int, str]
+    ) -> dict[str, str]:
+        """Stored key by the name the program gives it, where an adapter renames files' names.
+
+        ``file_names(obj)``: transformers 5's renames of a model's weights.
+        """
+        found: dict[str, str] = {}
+        for hook, objects in by_hook(program.objects, "file_names").items():
+            for obj in objects:
+                rename, node = hook(obj), program.node_of(obj)
+                if rename is None or node is None:
+                    continue
+                for prefix in names.get(node, []):
+                    lead = f"{prefix}{joins[node]}" if prefix else ""
+                    for key in self.stored:
+                        stored = self._nested.get(key, key)
+                        if stored.startswith(lead):
+                            found.setdefault(lead + rename(stored[len(lead) :]), key)
+        return found
 
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
         """Check and read the values below ``obj`` that match by name; return the effects."""
-        program, names = self._names_below(parent, name, obj)
-        key_of = self._key_lookup(names.values(), optional_segments(program))
+        program, every, joins = self._names_below(parent, name, obj)
+        names = _of_values(program, every)
+        key_of = self._key_lookup(
+            names.values(), optional_segments(program), self._file_names(program, every, joins)
+        )
         writes: list[Assignment[Any]] = []
         keys_of: dict[int, list[str]] = {}
         for node, target in enumerate(program.objects):
@@ -347,23 +380,26 @@ class NameBasedRestore:
         return [first, *(k for k in others if k not in self.differing)]
 
     def _key_lookup(
-        self, names: Iterable[list[str]], segments: frozenset[str]
+        self, names: Iterable[list[str]], segments: frozenset[str], renamed: dict[str, str]
     ) -> Callable[[str], str | None]:
         """The stored key for a program name: the same name, or the same without ``segments``.
 
-        Without the segments wrappers add (``module.``, ``_orig_mod.``) and those the program
-        names optional (a Hugging Face model's ``base_model_prefix``: ``bert.`` in the files
-        of ``BertForMaskedLM``, absent in ``BertModel``'s, as ``from_pretrained`` matches
-        them), a program name and a stored name match when no other name of either side reads
-        the same: the program's own names may hold such segments too (``AveragedModel`` keeps
-        its model as ``module``, whose file saved through ``DataParallel`` says
-        ``module.module.0.weight``).
+        ``renamed`` gives stored keys more names.  Without the segments wrappers add
+        (``module.``, ``_orig_mod.``) and those the program names optional (a Hugging Face
+        model's ``base_model_prefix``: ``bert.`` in the files of ``BertForMaskedLM``, absent
+        in ``BertModel``'s, as ``from_pretrained`` matches them), a program name and a stored
+        name match when no other name of either side reads the same: the program's own names
+        may hold such segments too (``AveragedModel`` keeps its model as ``module``, whose
+        file saved through ``DataParallel`` says ``module.module.0.weight``).
         """
         program = Counter(
             normalized(name, segments) for name in itertools.chain.from_iterable(names)
         )
-        exact = self._exact
-        bare = self._bare if segments == WRAPPER_SEGMENTS else self._stored_names(segments)[1]
+        exact, bare = (
+            (self._exact, self._bare)
+            if segments == WRAPPER_SEGMENTS and not renamed
+            else self._stored_names(segments, renamed)
+        )
 
         def key_of(name: str) -> str | None:
             key = exact.get(name)

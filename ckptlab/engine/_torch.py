@@ -391,6 +391,39 @@ class TorchAdapter:
         prefix = getattr(obj, "base_model_prefix", None) if isinstance(obj, nn.Module) else None
         return (prefix,) if isinstance(prefix, str) and prefix else ()
 
+    def file_names(self, obj: Any) -> Callable[[str], str] | None:
+        """How ``obj`` names a value its files name ``key`` (name-based restores), if it differs.
+
+        transformers 5 renames some weights between a model's files and its modules
+        (``encoder.layer.0.attention.attention.query`` in a ViT file is the module's
+        ``layers.0.attention.q_proj``) and applies the renames as ``from_pretrained`` loads;
+        this asks transformers for the model's renames and applies them the same way.  Its
+        converters, which change values (MoE experts fused into one tensor), are not applied:
+        those values show as missing and unused.
+        """
+        if "transformers" not in sys.modules:  # a model of it implies it was imported
+            return None
+        try:
+            from transformers import PreTrainedModel
+            from transformers.conversion_mapping import (  # type: ignore[attr-defined]
+                WeightRenaming,
+                get_model_conversion_mapping,
+            )
+        except ImportError:  # transformers 4: files and modules use the same names
+            return None
+        if not isinstance(obj, PreTrainedModel):
+            return None
+        renames = [t for t in get_model_conversion_mapping(obj) if type(t) is WeightRenaming]
+        if not renames:
+            return None
+
+        def rename(key: str) -> str:
+            for transform in renames:
+                key, _ = transform.rename_source_key(key)
+            return key
+
+        return rename
+
     def positional_state(
         self, obj: Any, prefix: str, stored: Any, literals: Any
     ) -> PositionalState | None:

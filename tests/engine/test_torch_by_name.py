@@ -253,3 +253,38 @@ def test_a_model_with_a_head_and_its_base_model_load_each_others_files(tmp_path,
         assert torch.equal(state[name.replace("/", ".")], want[name.replace("/", ".")]), name
     missing = {e.path.replace("/", ".") for e in report.missing}
     assert missing == {n for n in state if n.startswith(("pooler.", "classifier."))}
+
+
+@pytest.mark.parametrize("restored", ["ViTForImageClassification", "ViTModel"])
+def test_weights_transformers_renames_between_files_and_modules_restore(tmp_path, restored):
+    """transformers 5 saves a ViT's weights under its Hub names
+    (``vit.encoder.layer.0.attention.attention.query``) and renames them on load
+    (``vit.layers.0.attention.q_proj``): a restore applies the model's own renames."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+        image_size=8, patch_size=4, num_labels=3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "saved")
+    stored = {k for k, _ in ck.list_variables(tmp_path / "saved")}
+    assert any(".attention.attention.query." in k for k in stored)  # the files' names differ
+    expected = getattr(transformers, restored).from_pretrained(tmp_path / "saved")
+    torch.manual_seed(1)
+    fresh = getattr(transformers, restored)(config)
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "saved")
+    want = expected.state_dict()
+    assert _equal_but_the_pooler(fresh.state_dict(), want)
+    if restored == "ViTModel":  # the classifier is the file's alone; the pooler the model's
+        status.expect_partial()
+        assert {e.path for e in status.report().unused} == {
+            "classifier.weight",
+            "classifier.bias",
+        }
+    else:
+        status.assert_consumed()
+
+
+def _equal_but_the_pooler(state, want):
+    """Every tensor the restore could fill equals from_pretrained's (the pooler is random)."""
+    return all(torch.equal(v, want[k]) for k, v in state.items() if not k.startswith("pooler."))
