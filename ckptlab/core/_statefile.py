@@ -263,9 +263,18 @@ def format_state(state: CheckpointState) -> str:
     all_model_checkpoint_paths: "ckpt-1"
     <BLANKLINE>
     """
-    lines = [f"model_checkpoint_path: {json.dumps(state.latest)}"]
-    lines += [f"all_model_checkpoint_paths: {json.dumps(p)}" for p in state.all_paths]
+    lines = [f"model_checkpoint_path: {_quoted(state.latest)}"]
+    lines += [f"all_model_checkpoint_paths: {_quoted(p)}" for p in state.all_paths]
     lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in state.timestamps]
     if state.last_preserved is not None:
         lines.append(f"last_preserved_timestamp: {state.last_preserved!r}")
     return "\n".join(lines) + "\n"
+
+
+def _quoted(path: str) -> str:
+    r"""A text-format string: JSON's escapes, non-ASCII as UTF-8 (as TensorFlow writes it).
+
+    JSON would write a character beyond U+FFFF as two ``\u`` surrogates, which the text format
+    does not take (TensorFlow ignored such a state file, ckptlab refused it).
+    """
+    return json.dumps(path, ensure_ascii=False)

@@ -37,6 +37,7 @@ def test_tensorflow_written_file_parses():
         (r'"mod\303\250le-1"', "modèle-1"),  # TensorFlow: UTF-8 bytes as octal escapes
         (r'"mod\u00e8le-1"', "modèle-1"),  # ckptlab: a JSON string
         (r'"tab\there" "-1"', "tab\there-1"),
+        ('"run😀-1"', "run😀-1"),  # TensorFlow 2.21 writes non-ASCII as it is (UTF-8)
     ],
 )
 def test_text_format_strings_as_tensorflow_writes_them(written, path):
