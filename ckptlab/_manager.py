@@ -58,6 +58,7 @@ from ckptlab.storage import (
     remove_leftovers,
     resolve,
     retract,
+    retract_bundle,
     write_state,
 )
 
@@ -390,6 +391,7 @@ class CheckpointManager:
         for key in doomed:
             try:
                 retract(self._store, key, durable=options.durable)
+                retract_bundle(self._store, key)  # TensorFlow's, in a directory it took over
                 clear_eviction(self._store, key)
             except StorageError as error:  # noted: the next manager of the directory deletes it
                 logger.warning(

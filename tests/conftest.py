@@ -67,6 +67,24 @@ def ck_log(caplog):
     return caplog
 
 
+FOREIGN_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "foreign")
+
+
+@pytest.fixture
+def tensorflow_bundle():
+    """``tensorflow_bundle(store, prefix)``: a bundle TensorFlow 2.21 wrote, copied to ``prefix``.
+
+    Its ``<prefix>.index`` and ``<prefix>.data-00000-of-00001`` (tests/fixtures/foreign/tf2_module).
+    """
+
+    def copy(store, prefix):
+        for suffix in (".index", ".data-00000-of-00001"):
+            with open(os.path.join(FOREIGN_FIXTURES, "tf2_module", f"ckpt-1{suffix}"), "rb") as f:
+                store.write(prefix + suffix, [f.read()], durable=False)
+
+    return copy
+
+
 @pytest.fixture
 def trained_model():
     """Factory: a built Sequential model and an Adam optimizer that has taken one step."""

@@ -936,6 +936,45 @@ def test_a_resumed_run_with_a_framework_root_continues_the_numbering(tmp_path, k
     status.assert_consumed()
 
 
+TF_MANAGED_STATE = b"""\
+model_checkpoint_path: "ckpt-2"
+all_model_checkpoint_paths: "ckpt-1"
+all_model_checkpoint_paths: "ckpt-2"
+all_model_checkpoint_timestamps: 999000.5
+all_model_checkpoint_timestamps: 999060.25
+last_preserved_timestamp: 998000.0
+"""
+"""What tf.train.CheckpointManager(max_to_keep=2) writes after saving ckpt-1 and ckpt-2."""
+
+
+@pytest.mark.parametrize("where", ["local", "object store"])
+def test_evicting_a_tensorflow_checkpoint_deletes_its_files(tmp_path, where, tensorflow_bundle):
+    """Resuming a directory TF's manager wrote: TF's checkpoints beyond max_to_keep are deleted
+    as TF deletes them, their .index and data files and nothing else (they stayed, unlisted)."""
+    base = str(tmp_path) if where == "local" else f"memory://{tmp_path.name}"
+    directory = f"{base}/runs[1]"  # fsspec's rm takes "[1]" as a pattern
+    store, key = ck.storage.resolve(directory)
+    _, twin = ck.storage.resolve(f"{base}/runs1")
+    for prefix in (f"{key}/ckpt-1", f"{key}/ckpt-2", f"{key}/ckpt-10", f"{twin}/ckpt-1"):
+        tensorflow_bundle(store, prefix)
+    store.write(f"{key}/checkpoint", [TF_MANAGED_STATE], durable=False)
+    manager = ck.CheckpointManager(new_checkpoint(), directory, max_to_keep=2, clock=FakeClock())
+    assert names(manager.checkpoints) == ["ckpt-1", "ckpt-2"]
+    manager.save(3, options=FAST)
+    assert not store.exists(f"{key}/ckpt-1.index")
+    manager.save(4, options=FAST)
+    manager.close()
+    assert names(manager.checkpoints) == ["ckpt-3", "ckpt-4"]
+    assert [n for n in store.list_dir(key) if n != ".ckptlab.lock"] == [
+        "checkpoint",
+        "ckpt-10.data-00000-of-00001",  # not a file of ckpt-1's
+        "ckpt-10.index",
+        "ckpt-3",
+        "ckpt-4",
+    ]
+    assert store.list_dir(twin) == ["ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+
+
 def test_retention_on_an_object_store_deletes_only_its_own_checkpoints(tmp_path):
     """A manager in ``runs/run*`` evicts its own checkpoints, not ``runs/runA``'s (fsspec globs)."""
     base = f"memory://{tmp_path.name}/runs"

@@ -8,7 +8,7 @@ Examples
 []
 """
 
-from ckptlab.storage._commit import is_committed, publish, retract
+from ckptlab.storage._commit import is_committed, publish, retract, retract_bundle
 from ckptlab.storage._directory import (
     DirectoryLock,
     clear_eviction,
@@ -102,6 +102,7 @@ __all__ = [
     "resolve",
     "resolve_path",
     "retract",
+    "retract_bundle",
     "set_storage_options",
     "storage_options_for",
     "verify_checkpoint",

@@ -24,6 +24,7 @@ from ckptlab.errors import (
     StoragePermissionError,
 )
 from ckptlab.storage._faults import blocking_file
+from ckptlab.storage._foreign import bundle_files
 from ckptlab.storage._kv import ByteStore, LocalStore, fsync_dir
 from ckptlab.storage._layout import ROOT_DOCUMENT
 
@@ -214,3 +215,17 @@ def retract(store: ByteStore, path: str, *, durable: bool) -> None:
         return
     store.delete_tree(posixpath.join(path, ROOT_DOCUMENT))
     store.delete_tree(path)
+
+
+def retract_bundle(store: ByteStore, prefix: str) -> list[str]:
+    """Delete the TensorFlow bundle ``prefix`` so that it stops being valid before its data goes.
+
+    Its ``.index`` goes first (without it nothing reads the prefix as a checkpoint), then its
+    data files, exactly those of ``prefix`` (:func:`bundle_files`).  A crash in between leaves
+    data files that no reader takes for a checkpoint; a manager's eviction note has the next
+    manager delete them.  Returns the names deleted.
+    """
+    files = bundle_files(store, prefix)
+    for key in files:
+        store.delete_tree(key)
+    return [posixpath.basename(key) for key in files]

@@ -30,7 +30,7 @@ from typing import Any
 import crc32c
 
 from ckptlab.errors import LockedError
-from ckptlab.storage._commit import OWN_ENTRIES, retract
+from ckptlab.storage._commit import OWN_ENTRIES, retract, retract_bundle
 from ckptlab.storage._faults import faults_translated
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT
@@ -374,25 +374,34 @@ def _eviction_note(path: str) -> str:
     return posixpath.join(parent, f".{name}{EVICTION_SUFFIX}")
 
 
-def _root_checksum(store: ByteStore, path: str) -> int | None:
-    try:
-        return int(crc32c.crc32c(store.read(posixpath.join(path, ROOT_DOCUMENT))))
-    except FileNotFoundError:
-        return None
+_ZARR_CHECKSUM, _INDEX_CHECKSUM = "zarr.json crc32c", "index crc32c"
+_IDENTIFIED_BY = {_ZARR_CHECKSUM: f"/{ROOT_DOCUMENT}", _INDEX_CHECKSUM: ".index"}
+"""What identifies a checkpoint at ``<path>``, by the key its note gives the CRC-32C under: the
+root ``<path>/zarr.json`` of ckptlab's, the ``<path>.index`` of a TensorFlow bundle (a manager
+that resumed a TensorFlow directory evicts those)."""
+
+
+def _checksums(store: ByteStore, path: str) -> dict[str, int]:
+    """The CRC-32Cs of what identifies the checkpoints at ``path`` (none: nothing is there)."""
+    found = {}
+    for label, suffix in _IDENTIFIED_BY.items():
+        with contextlib.suppress(FileNotFoundError):
+            found[label] = int(crc32c.crc32c(store.read(path + suffix)))
+    return found
 
 
 def note_eviction(store: ByteStore, path: str) -> None:
     """Before the state file stops listing ``path``, note that its manager is deleting it.
 
-    The note holds the checksum of the checkpoint's root ``zarr.json``: if the process dies
-    after the state-file write and before the delete, :func:`remove_leftovers` removes exactly
-    that checkpoint (provably the one its manager superseded) and nothing written there since.
-    It needs no fsync: a lost note only means a checkpoint is kept.
+    The note holds the checksum of the checkpoint's root ``zarr.json`` (of its ``.index`` for a
+    TensorFlow bundle): if the process dies after the state-file write and before the delete,
+    :func:`remove_leftovers` removes exactly that checkpoint (provably the one its manager
+    superseded) and nothing written there since.  It needs no fsync: a lost note only means a
+    checkpoint is kept.
     """
-    checksum = _root_checksum(store, path)
-    if checksum is not None:
-        note = json.dumps({"zarr.json crc32c": checksum}).encode()
-        store.write(_eviction_note(path), [note], durable=False)
+    checksums = _checksums(store, path)
+    if checksums:
+        store.write(_eviction_note(path), [json.dumps(checksums).encode()], durable=False)
 
 
 def clear_eviction(store: ByteStore, path: str) -> None:
@@ -410,7 +419,9 @@ def remove_leftovers(
     * on object stores, ``<checkpoint_name>-<n>`` prefixes with no commit object and only
       ckptlab's own entries: interrupted writes or deletes;
     * a checkpoint its manager noted as evicted (:func:`note_eviction`) that no state file
-      lists, while its root ``zarr.json`` is byte for byte the one noted.
+      lists, while its root ``zarr.json`` is byte for byte the one noted;
+    * likewise a TensorFlow bundle, by its ``.index``; and the data files of a noted bundle
+      whose ``.index`` is gone (a delete interrupted after the index went).
 
     A complete checkpoint without such a note is never deleted, listed or not (a checkpoint
     kept by ``keep_checkpoint_every_n_hours``, one saved by ``Checkpoint.save``, or one
@@ -448,15 +459,25 @@ def _finish_eviction(store: ByteStore, note: str, name: str, listed: Collection[
     path = posixpath.join(posixpath.dirname(note), name)
     removed = []
     if name not in listed:
-        try:
-            noted = json.loads(store.read(note))["zarr.json crc32c"]
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            noted = None  # unreadable (e.g. lost in a power cut): keep the checkpoint
-        if noted is not None and noted == _root_checksum(store, path):
+        noted, found = _read_note(store, note), _checksums(store, path)
+        if _ZARR_CHECKSUM in found and noted.get(_ZARR_CHECKSUM) == found[_ZARR_CHECKSUM]:
             retract(store, path, durable=True)
             removed.append(name)
         elif not store.supports_rename and _is_unfinished(store, path):
             store.delete_tree(path)
             removed.append(name)
+        # a noted bundle: its index unchanged, or gone (a delete interrupted after the index)
+        index = noted.get(_INDEX_CHECKSUM)
+        if index is not None and found.get(_INDEX_CHECKSUM) in (index, None):
+            removed += retract_bundle(store, path)
     store.delete_tree(note)
     return removed
+
+
+def _read_note(store: ByteStore, note: str) -> dict[str, Any]:
+    """An eviction note's checksums; none when unreadable (e.g. lost in a power cut)."""
+    try:
+        noted = json.loads(store.read(note))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return noted if isinstance(noted, dict) else {}

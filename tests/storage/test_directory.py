@@ -227,6 +227,30 @@ def test_an_eviction_note_removes_exactly_the_checkpoint_it_noted(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ckpt-2", "ckpt-3", "ckpt-4", "ckpt-5"]
 
 
+@pytest.mark.parametrize("where", ["local", "memory", "s3"])
+def test_an_eviction_note_removes_exactly_the_tensorflow_bundle_it_noted(
+    tmp_path, where, request, tensorflow_bundle
+):
+    """A TF bundle a manager took over is noted by its .index; the next manager deletes it, or
+    the data files a delete interrupted after the index left, and no other file (no globbing)."""
+    base = {"local": str(tmp_path), "memory": f"memory://{tmp_path.name}"}.get(where)
+    base = base or request.getfixturevalue("s3_prefix")
+    store, key = resolve(f"{base}/runs[1]")
+    _, twin = resolve(f"{base}/runs1")
+    for prefix in [f"{key}/ckpt-{n}" for n in (1, 2, 3, 4, 10)] + [f"{twin}/ckpt-1"]:
+        tensorflow_bundle(store, prefix)
+    for n in (1, 2, 3, 4):
+        _directory.note_eviction(store, f"{key}/ckpt-{n}")
+    store.write(f"{key}/ckpt-2.index", [b"written anew"], durable=False)  # not the one noted
+    store.delete_tree(f"{key}/ckpt-4.index")  # a delete interrupted after the index went
+    removed = remove_leftovers(store, key, "ckpt", listed={"ckpt-3"})
+    data = ".data-00000-of-00001"
+    assert removed == ["ckpt-1.index", f"ckpt-1{data}", f"ckpt-4{data}"]
+    kept = [f"ckpt-{n}{suffix}" for n in (10, 2, 3) for suffix in (data, ".index")]
+    assert store.list_dir(key) == kept  # every note is gone too
+    assert store.list_dir(twin) == [f"ckpt-1{data}", "ckpt-1.index"]
+
+
 def test_remove_leftovers_on_an_object_store(tmp_path):
     store, directory = resolve(f"memory://{tmp_path.name}/runs")
     for name in ("ckpt-1", "ckpt-7", "ckpt-8", "notes-1"):

@@ -47,6 +47,7 @@ __all__ = [
     "SavedTensorSlicesFile",
     "TensorBundle",
     "TorchFile",
+    "bundle_files",
     "bundle_prefix",
     "is_foreign_checkpoint",
     "open_foreign",
@@ -74,6 +75,31 @@ def bundle_prefix(path: str) -> str:
         return path[: -len(".index")]
     match = _DATA_SUFFIX.search(path)
     return path[: match.start()] if match else path
+
+
+def bundle_files(store: ByteStore, prefix: str) -> list[str]:
+    """The files of the TensorFlow bundle ``prefix``: its ``.index`` first, then its data files.
+
+    Exactly the names TensorFlow gives them, ``<prefix>.index`` and
+    ``<prefix>.data-NNNNN-of-NNNNN``: the directory is listed and each name compared whole, never
+    used as a pattern (``ckpt-1`` leaves ``ckpt-10``'s files alone, ``runs[1]/ckpt-1`` those of
+    ``runs1/ckpt-1``).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from ckptlab.storage import LocalStore
+    >>> directory = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ["ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-10.index", "ckpt-1.meta"]:
+    ...     (directory / name).touch()
+    >>> [posixpath.basename(f) for f in bundle_files(LocalStore(), f"{directory}/ckpt-1")]
+    ['ckpt-1.index', 'ckpt-1.data-00000-of-00001']
+    """
+    parent, name = posixpath.split(prefix)
+    entries = store.list_dir(parent)
+    index = [entry for entry in entries if entry == f"{name}.index"]
+    data = [e for e in entries if e.startswith(name) and _DATA_SUFFIX.fullmatch(e, len(name))]
+    return [posixpath.join(parent, entry) for entry in index + sorted(data)]
 
 
 def is_foreign_checkpoint(store: ByteStore, path: str) -> bool:
