@@ -595,10 +595,13 @@ class TorchAdapter:
     def create_slot(
         self, optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any]
     ) -> Any:
-        """Put the entry into ``optimizer.state[variable]`` on the parameter's device.
+        """Put the entry into ``optimizer.state[variable]`` as torch's optimizers create it.
 
-        ``step`` stays on the CPU unless its group is ``capturable`` or ``fused``, as torch's
-        own optimizers keep it.
+        On the parameter's device, and, when it has the parameter's shape, in the parameter's
+        layout (torch's ``zeros_like(p, memory_format=torch.preserve_format)``): fused kernels
+        pair state and parameter elements by memory position, so contiguous state for a
+        ``channels_last`` parameter trains to other weights.  ``step`` stays on the CPU unless
+        its group is ``capturable`` or ``fused``, as torch's own optimizers keep it.
         """
         if slot == PYTHON_SLOT:
             proxy = _python_slot(optimizer, variable)
@@ -607,7 +610,10 @@ class TorchAdapter:
         group = _group_of(optimizer, variable) if slot == "step" else {}
         on_cpu = slot == "step" and not (group.get("capturable") or group.get("fused"))
         tensor = from_numpy(array)
-        tensor = tensor if on_cpu else tensor.to(variable.device)
+        if not on_cpu:  # a contiguous parameter's state is laid out as the array already is
+            laid_out = tensor.shape == variable.shape and not variable.is_contiguous()
+            device = variable.device
+            tensor = _laid_out_like(variable, tensor, device) if laid_out else tensor.to(device)
         optimizer.state[variable][slot] = tensor
         return tensor
 
@@ -720,9 +726,20 @@ def _tensor_array(value: Any) -> np.ndarray[Any, Any] | None:
     return to_numpy(value).copy() if isinstance(value, torch.Tensor) else None
 
 
+def _laid_out_like(
+    tensor: torch.Tensor, source: torch.Tensor, device: torch.device | str
+) -> torch.Tensor:
+    """A copy of ``source`` on ``device`` in ``tensor``'s layout (``channels_last``, transposed)."""
+    return torch.empty_like(tensor, dtype=source.dtype, device=device).copy_(source)
+
+
 def _materialise(meta: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """A real CPU tensor for a ``meta`` one, put in every module that held it."""
-    value = source.clone()
+    """A real CPU tensor for a ``meta`` one, in its layout, put in every module that held it.
+
+    The layout is the one ``to_empty(device="cpu")`` would give (a model made ``channels_last``
+    on ``meta`` stays so).
+    """
+    value = _laid_out_like(meta, source, "cpu")
     real: torch.Tensor = (
         nn.Parameter(value, requires_grad=meta.requires_grad)
         if isinstance(meta, nn.Parameter)

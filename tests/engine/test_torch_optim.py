@@ -314,3 +314,48 @@ def test_slots_of_a_module_attached_later_outside_the_optimizer_stay_unused(tmp_
     counts = status.report().counts()
     assert counts["pending"] == 0 and counts["checkpoint_only"] == 6
     status.expect_partial()
+
+
+@pytest.mark.parametrize("source", ["ckptlab", "torch.save"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.Adam(p, lr=1e-2, fused=True),
+        lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, fused=True),
+    ],
+    ids=["Adam-fused", "SGD-fused"],
+)
+def test_new_state_takes_its_parameters_layout_so_a_fused_resume_is_bit_exact(
+    tmp_path, tt, make, source
+):
+    """torch creates state with ``zeros_like(p, memory_format=torch.preserve_format)``, and
+    fused kernels pair state and parameter elements by memory position: state restored
+    contiguous into a channels_last model trained to other weights, silently."""
+
+    def program(seed):
+        torch.manual_seed(seed)
+        model = nn.Conv2d(3, 4, 3, padding=1).to(memory_format=torch.channels_last)
+        return model, make(model.parameters())
+
+    generator = torch.Generator().manual_seed(2)
+    data = [
+        torch.randn(2, 3, 5, 5, generator=generator).to(memory_format=torch.channels_last)
+        for _ in range(4)
+    ]
+    uninterrupted, uninterrupted_opt = program(0)
+    tt.train_steps(uninterrupted, uninterrupted_opt, data)
+    model, optimizer = program(0)
+    tt.train_steps(model, optimizer, data[:2])
+    if source == "ckptlab":
+        path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    else:
+        path = tmp_path / "train.pt"
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
+
+    fresh, fresh_opt = program(1)
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    shaped = [v for v in fresh_opt.state[fresh.weight].values() if v.shape == fresh.weight.shape]
+    assert shaped and all(v.stride() == fresh.weight.stride() for v in shaped)
+    tt.train_steps(fresh, fresh_opt, data[2:])
+    assert tt.state_bytes(fresh) == tt.state_bytes(uninterrupted)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(uninterrupted_opt)
