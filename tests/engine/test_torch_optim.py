@@ -359,3 +359,81 @@ def test_new_state_takes_its_parameters_layout_so_a_fused_resume_is_bit_exact(
     tt.train_steps(fresh, fresh_opt, data[2:])
     assert tt.state_bytes(fresh) == tt.state_bytes(uninterrupted)
     assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(uninterrupted_opt)
+
+
+class Scaled(nn.Module):
+    """A 1-D parameter registered first: LBFGS keeps its flat state on the first parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(4))
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.linear(x * self.scale)
+
+
+class Shampoo(torch.optim.Optimizer):
+    """Keeps an (m, m) and an (n, n) preconditioner for an (m, n) weight."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state["L"] = torch.zeros(p.shape[0], p.shape[0])
+                    state["R"] = torch.zeros(p.shape[1], p.shape[1])
+                state["L"] += p.grad @ p.grad.T
+                state["R"] += p.grad.T @ p.grad
+                p -= group["lr"] * p.grad
+
+
+def test_new_state_of_the_parameters_rank_but_another_shape_is_taken_as_saved(tmp_path, tt):
+    """A state entry that does not exist yet has no shape to fit: LBFGS's flat ``d`` (14,) on
+    a (4,) first parameter and a Shampoo-style (2, 2) and (4, 4) for a (2, 4) weight restore
+    as torch's load_state_dict takes them; an existing entry is still checked."""
+    x, y = torch.randn(8, 4), torch.randn(8, 2)
+
+    def lbfgs(seed):
+        torch.manual_seed(seed)
+        model = Scaled()
+        optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4, history_size=3)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = (model(x) - y).pow(2).mean()
+            loss.backward()
+            return loss
+
+        return model, optimizer, closure
+
+    model, optimizer, closure = lbfgs(0)
+    optimizer.step(closure)
+    assert optimizer.state[model.scale]["d"].shape == (14,)
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "lbfgs")
+    fresh, fresh_opt, fresh_closure = lbfgs(1)
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    assert torch.equal(fresh_opt.state[fresh.scale]["d"], optimizer.state[model.scale]["d"])
+    optimizer.step(closure)
+    fresh_opt.step(fresh_closure)
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+    torch.manual_seed(0)
+    linear = nn.Linear(4, 2, bias=False)
+    shampoo = Shampoo(linear.parameters())
+    tt.train_steps(linear, shampoo, [x])
+    path = ck.Checkpoint(model=linear, optimizer=shampoo).write(tmp_path / "shampoo")
+    other = nn.Linear(4, 2, bias=False)
+    other_opt = Shampoo(other.parameters())
+    ck.Checkpoint(model=other, optimizer=other_opt).read(path).assert_consumed()
+    assert tt.optimizer_bytes(other_opt) == tt.optimizer_bytes(shampoo)
+
+    stale = Shampoo(other.parameters())
+    stale.state[other.weight]["L"] = torch.zeros(3, 3)
+    with pytest.raises(ck.RestoreConflictError, match=r"state 'L' for .* shape \(2, 2\)"):
+        ck.Checkpoint(model=other, optimizer=stale).read(path)
+    assert stale.state[other.weight].keys() == {"L"}
