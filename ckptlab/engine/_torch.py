@@ -162,16 +162,25 @@ class _Groups:
         return f"<param_groups of {type(self.optimizer).__name__}>"
 
 
+_GROUP_OWN = ("params", "param_names")
+"""Group keys a restore leaves as they are: they list the group's own parameters."""
+
+
 def _group_state(optimizer: torch.optim.Optimizer, index: int) -> _PythonState:
+    """Group ``index``'s hyperparameters.
+
+    Its ``params`` and ``param_names`` (``Adam(model.named_parameters())``) are the group's
+    own, by position: state is restored by parameter identity, so the saved names, in the
+    saving program's order, would name other parameters once the order changed.
+    """
+
     def get() -> dict[str, Any]:
         group = optimizer.param_groups[index]
         return {k: v for k, v in group.items() if k != "params"}
 
     def put(state: dict[str, Any]) -> None:
         group = optimizer.param_groups[index]
-        for key, value in state.items():
-            if key != "params":
-                group[key] = value
+        group.update((k, v) for k, v in state.items() if k not in _GROUP_OWN)
 
     return _PythonState(f"param_groups[{index}]", optimizer, get, put)
 

@@ -92,6 +92,40 @@ def test_hyperparameters_are_restored_by_group(tmp_path, tt):
     assert group["params"] == list(fresh.parameters())
 
 
+def test_param_names_keep_naming_the_groups_own_parameters(tmp_path):
+    """State follows the parameter, not its position, so the saved ``param_names`` (which name
+    the saving program's order) are not written over the group's: after a restore into a
+    program whose parameters are in another order, ``param_names[i]`` still names
+    ``params[i]``, and ``state_dict()`` pairs each name with that parameter's state."""
+
+    def program(order):
+        torch.manual_seed(0)
+        model = nn.ModuleDict({name: nn.Linear(3, 3) for name in order})
+        return model, torch.optim.Adam(model.named_parameters(), lr=1e-2)
+
+    model, optimizer = program("ab")
+    (model["a"](torch.randn(2, 3)) + model["b"](torch.randn(2, 3))).sum().backward()
+    optimizer.step()
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+
+    fresh, fresh_opt = program("ba")
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    (group,) = fresh_opt.param_groups
+    names = {id(p): n for n, p in fresh.named_parameters()}
+    assert group["param_names"] == [names[id(p)] for p in group["params"]] == [
+        "b.weight", "b.bias", "a.weight", "a.bias"
+    ]  # fmt: skip
+    saved = fresh_opt.state_dict()
+    for index, name in enumerate(saved["param_groups"][0]["param_names"]):
+        expected = optimizer.state[model.get_parameter(name)]["exp_avg"]
+        assert torch.equal(saved["state"][index]["exp_avg"], expected)
+
+    unnamed = torch.optim.Adam(fresh.parameters(), lr=1e-2)  # torch keeps groups all unnamed
+    ck.Checkpoint(model=fresh, optimizer=unnamed).read(path).assert_consumed()
+    assert "param_names" not in unnamed.param_groups[0]
+    unnamed.add_param_group({"params": [nn.Parameter(torch.zeros(1))]})
+
+
 class CountingSGD(torch.optim.Optimizer):
     """A custom optimizer whose state mixes tensors, Python numbers and a list."""
 
