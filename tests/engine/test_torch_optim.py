@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 import ckptlab as ck
@@ -207,6 +209,41 @@ def test_state_of_parameters_outside_the_checkpoint_is_not_dropped_silently(tmp_
     path = ck.Checkpoint(model=model, t=temperature, optimizer=optimizer).write(tmp_path / "b")
     assert not ck_log.records
     assert f"t{SLOT}exp_avg/.ATTRIBUTES/VARIABLE_VALUE" in dict(ck.list_variables(path))
+
+
+def test_rolling_back_keeps_state_the_checkpoint_lacks_and_says_so(tmp_path, tt):
+    """A restore writes the saved slots and deletes none (TensorFlow's slots, for every
+    optimizer): state a parameter gained after the checkpoint stays, ``program_only`` with
+    the reason, and the assertions name it. Clearing the state first gives torch's rollback."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"a": nn.Linear(4, 2), "b": nn.Linear(4, 2)})
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data = batches(4)
+    tt.train_steps(model["a"], optimizer, data[:2])  # b has no gradient yet: no state
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    rolled_back = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rolled_back.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # b has no state
+    tt.train_steps(lambda x: model["a"](x) + model["b"](x), optimizer, data[2:])
+
+    status = ck.Checkpoint(model=model, optimizer=optimizer).read(path)
+    kept = status.report().missing
+    assert {e.pretty for e in kept} == {
+        f"(root).optimizer's state '{name}' for (root).model.b.{param}"
+        for name in ("step", "exp_avg", "exp_avg_sq")
+        for param in ("weight", "bias")
+    }
+    assert all(e.reason.startswith("not in the checkpoint, which holds its variable") for e in kept)
+    assert optimizer.state[model["b"].weight]["step"] == 2
+    with pytest.raises(AssertionError, match=r"state 'exp_avg' for \(root\)\.model\.b\.bias"):
+        status.assert_existing_objects_matched()
+
+    optimizer.state[model["a"].weight]["exp_avg"] = torch.zeros(2, 4)  # replaced, not kept
+    (replaced,) = [e for e in status.report().missing if ".a.weight" in e.pretty]
+    assert replaced.reason.startswith("replaced after the restore matched this path")
+
+    optimizer.state.clear()  # the rollback torch's load_state_dict does
+    ck.Checkpoint(model=model, optimizer=optimizer).read(path).assert_consumed()
+    assert tt.optimizer_bytes(optimizer) == tt.optimizer_bytes(rolled_back)
 
 
 def test_schedulers_and_grad_scaler_round_trip_their_state_dict_exactly(tmp_path, tt):
