@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ckptlab.core._graph import NodePath, ObjectGraph, ValueSpec
+from ckptlab.core._keys import object_prefix
 from ckptlab.core._text import printable
 
 MatchState = Literal[
@@ -32,6 +33,13 @@ UNUSED_ATTRIBUTE = "the program object here holds no value"
 PENDING_SLOT = "restored when the optimizer's variable is bound"
 DISCARDED = "not written:"
 """Start of the reason of an ``inconsistent`` checkpoint value that went nowhere."""
+SLOT_KEPT = (
+    "not in the checkpoint, which holds its variable without it: a restore writes the saved slots "
+    "and deletes none, so this one keeps its value"
+)
+"""Reason of a program slot the checkpoint lacks although it holds the slot's variable (made
+after the checkpoint was written): a program-side extra, which only the assertions catch
+(docs/semantics.md S53)."""
 STATES: tuple[MatchState, ...] = (
     "restored",
     "bound",
@@ -388,9 +396,7 @@ def build_report(
         node = program_graph.nodes[node_id]
         shared = _under(path, below)
         state_name: MatchState = "program_only"
-        reason = _program_only_reason(
-            state, at_path.get(path.prefix) if path.slot is None else None
-        )
+        reason = _program_only_reason(state, path, at_path)
         if shared is not None:
             where = checkpoint_paths[shared[0]]
             shown = where.pretty if where else "a shared object"
@@ -418,18 +424,20 @@ def build_report(
 
 
 def _value_nodes(graph: ObjectGraph) -> dict[str, int]:
-    """Checkpoint value nodes by object path (slots left out: their paths are not unique)."""
+    """Checkpoint value nodes by object path (a slot's: variable, optimizer and slot name)."""
     return {
         path.prefix: node
         for node, (path, key) in enumerate(zip(graph.paths(), graph.value_keys(), strict=True))
-        if key is not None and path is not None and path.slot is None
+        if key is not None and path is not None
     }
 
 
-def _program_only_reason(state: RestoreState, node: int | None) -> str:
+def _program_only_reason(state: RestoreState, path: NodePath, at_path: Mapping[str, int]) -> str:
     """Why a program value at a path took nothing (the checkpoint may hold that path)."""
+    node = at_path.get(path.prefix)
     if node is None:
-        return "not in the checkpoint"
+        variable = at_path.get(object_prefix(path.path)) if path.slot is not None else None
+        return SLOT_KEPT if variable in state.bound else "not in the checkpoint"
     if node in state.given_up:
         return f"the checkpoint's value here was not restored: {state.given_up[node]}"
     if node in state.bound:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -163,16 +162,25 @@ class _Groups:
         return f"<param_groups of {type(self.optimizer).__name__}>"
 
 
+_GROUP_OWN = ("params", "param_names")
+"""Group keys a restore leaves as they are: they list the group's own parameters."""
+
+
 def _group_state(optimizer: torch.optim.Optimizer, index: int) -> _PythonState:
+    """Group ``index``'s hyperparameters.
+
+    Its ``params`` and ``param_names`` (``Adam(model.named_parameters())``) are the group's
+    own, by position: state is restored by parameter identity, so the saved names, in the
+    saving program's order, would name other parameters once the order changed.
+    """
+
     def get() -> dict[str, Any]:
         group = optimizer.param_groups[index]
         return {k: v for k, v in group.items() if k != "params"}
 
     def put(state: dict[str, Any]) -> None:
         group = optimizer.param_groups[index]
-        for key, value in state.items():
-            if key != "params":
-                group[key] = value
+        group.update((k, v) for k, v in state.items() if k not in _GROUP_OWN)
 
     return _PythonState(f"param_groups[{index}]", optimizer, get, put)
 
@@ -611,37 +619,33 @@ class TorchAdapter:
     def slot_spec(
         self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
     ) -> ValueSpec | None:
-        """Parameter-shaped state must fit the parameter; other state is taken as stored.
+        """A state entry that does not exist yet is taken as saved, in shape and dtype.
 
         ``None`` when no param group of ``optimizer`` holds ``variable``: torch keeps state only
         for the parameters it optimizes (``state_dict()`` fails on any other), so the stored
         slot stays unused, as TensorFlow leaves the slots of a variable its optimizer does not
         track.  A parameter added later (``add_param_group``) starts with fresh state.
 
-        A state entry with as many dimensions as its parameter must have the parameter's size
-        in every dimension the saved entry does not reduce to 1: ``exp_avg`` has the
-        parameter's shape, Adafactor's factored ``row_var`` ``(rows, 1)`` and ``col_var``
-        ``(1, columns)``.  Single numbers (``step``) and entries of another rank are taken as
-        saved.  The dtype is the saved one (a new optimizer has no dtype of its own to check
-        against).
+        An optimizer keeps state of any shape next to a parameter (``exp_avg`` of its shape,
+        Adafactor's ``row_var`` ``(rows, 1)``, LBFGS's flat history on the first parameter, a
+        Shampoo preconditioner ``(m, m)`` for an ``(m, n)`` weight), and a new optimizer has no
+        entry to check against, as torch's ``load_state_dict`` has none.  An entry that exists
+        keeps its own shape and dtype, checked like any restored value.
         """
         if not _group_of(optimizer, variable):
             return None
-        if slot == PYTHON_SLOT:
-            return _STATE_SPEC
-        shape = tuple(variable.shape)
-        if len(stored.shape) == len(shape) and math.prod(d or 0 for d in stored.shape) != 1:
-            fitted = tuple(1 if s == 1 else p for s, p in zip(stored.shape, shape, strict=True))
-            return ValueSpec(shape=fitted, dtype=stored.dtype)
-        return stored
+        return _STATE_SPEC if slot == PYTHON_SLOT else stored
 
     def create_slot(
         self, optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any]
     ) -> Any:
-        """Put the entry into ``optimizer.state[variable]`` on the parameter's device.
+        """Put the entry into ``optimizer.state[variable]`` as torch's optimizers create it.
 
-        ``step`` stays on the CPU unless its group is ``capturable`` or ``fused``, as torch's
-        own optimizers keep it.
+        On the parameter's device, and, when it has the parameter's shape, in the parameter's
+        layout (torch's ``zeros_like(p, memory_format=torch.preserve_format)``): fused kernels
+        pair state and parameter elements by memory position, so contiguous state for a
+        ``channels_last`` parameter trains to other weights.  ``step`` stays on the CPU unless
+        its group is ``capturable`` or ``fused``, as torch's own optimizers keep it.
         """
         if slot == PYTHON_SLOT:
             proxy = _python_slot(optimizer, variable)
@@ -650,7 +654,10 @@ class TorchAdapter:
         group = _group_of(optimizer, variable) if slot == "step" else {}
         on_cpu = slot == "step" and not (group.get("capturable") or group.get("fused"))
         tensor = from_numpy(array)
-        tensor = tensor if on_cpu else tensor.to(variable.device)
+        if not on_cpu:  # a contiguous parameter's state is laid out as the array already is
+            laid_out = tensor.shape == variable.shape and not variable.is_contiguous()
+            device = variable.device
+            tensor = _laid_out_like(variable, tensor, device) if laid_out else tensor.to(device)
         optimizer.state[variable][slot] = tensor
         return tensor
 
@@ -763,9 +770,20 @@ def _tensor_array(value: Any) -> np.ndarray[Any, Any] | None:
     return to_numpy(value).copy() if isinstance(value, torch.Tensor) else None
 
 
+def _laid_out_like(
+    tensor: torch.Tensor, source: torch.Tensor, device: torch.device | str
+) -> torch.Tensor:
+    """A copy of ``source`` on ``device`` in ``tensor``'s layout (``channels_last``, transposed)."""
+    return torch.empty_like(tensor, dtype=source.dtype, device=device).copy_(source)
+
+
 def _materialise(meta: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """A real CPU tensor for a ``meta`` one, put in every module that held it."""
-    value = source.clone()
+    """A real CPU tensor for a ``meta`` one, in its layout, put in every module that held it.
+
+    The layout is the one ``to_empty(device="cpu")`` would give (a model made ``channels_last``
+    on ``meta`` stays so).
+    """
+    value = _laid_out_like(meta, source, "cpu")
     real: torch.Tensor = (
         nn.Parameter(value, requires_grad=meta.requires_grad)
         if isinstance(meta, nn.Parameter)

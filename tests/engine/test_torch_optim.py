@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 import ckptlab as ck
@@ -92,6 +94,40 @@ def test_hyperparameters_are_restored_by_group(tmp_path, tt):
     assert group["params"] == list(fresh.parameters())
 
 
+def test_param_names_keep_naming_the_groups_own_parameters(tmp_path):
+    """State follows the parameter, not its position, so the saved ``param_names`` (which name
+    the saving program's order) are not written over the group's: after a restore into a
+    program whose parameters are in another order, ``param_names[i]`` still names
+    ``params[i]``, and ``state_dict()`` pairs each name with that parameter's state."""
+
+    def program(order):
+        torch.manual_seed(0)
+        model = nn.ModuleDict({name: nn.Linear(3, 3) for name in order})
+        return model, torch.optim.Adam(model.named_parameters(), lr=1e-2)
+
+    model, optimizer = program("ab")
+    (model["a"](torch.randn(2, 3)) + model["b"](torch.randn(2, 3))).sum().backward()
+    optimizer.step()
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+
+    fresh, fresh_opt = program("ba")
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    (group,) = fresh_opt.param_groups
+    names = {id(p): n for n, p in fresh.named_parameters()}
+    assert group["param_names"] == [names[id(p)] for p in group["params"]] == [
+        "b.weight", "b.bias", "a.weight", "a.bias"
+    ]  # fmt: skip
+    saved = fresh_opt.state_dict()
+    for index, name in enumerate(saved["param_groups"][0]["param_names"]):
+        expected = optimizer.state[model.get_parameter(name)]["exp_avg"]
+        assert torch.equal(saved["state"][index]["exp_avg"], expected)
+
+    unnamed = torch.optim.Adam(fresh.parameters(), lr=1e-2)  # torch keeps groups all unnamed
+    ck.Checkpoint(model=fresh, optimizer=unnamed).read(path).assert_consumed()
+    assert "param_names" not in unnamed.param_groups[0]
+    unnamed.add_param_group({"params": [nn.Parameter(torch.zeros(1))]})
+
+
 class CountingSGD(torch.optim.Optimizer):
     """A custom optimizer whose state mixes tensors, Python numbers and a list."""
 
@@ -173,6 +209,41 @@ def test_state_of_parameters_outside_the_checkpoint_is_not_dropped_silently(tmp_
     path = ck.Checkpoint(model=model, t=temperature, optimizer=optimizer).write(tmp_path / "b")
     assert not ck_log.records
     assert f"t{SLOT}exp_avg/.ATTRIBUTES/VARIABLE_VALUE" in dict(ck.list_variables(path))
+
+
+def test_rolling_back_keeps_state_the_checkpoint_lacks_and_says_so(tmp_path, tt):
+    """A restore writes the saved slots and deletes none (TensorFlow's slots, for every
+    optimizer): state a parameter gained after the checkpoint stays, ``program_only`` with
+    the reason, and the assertions name it. Clearing the state first gives torch's rollback."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"a": nn.Linear(4, 2), "b": nn.Linear(4, 2)})
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data = batches(4)
+    tt.train_steps(model["a"], optimizer, data[:2])  # b has no gradient yet: no state
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    rolled_back = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rolled_back.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # b has no state
+    tt.train_steps(lambda x: model["a"](x) + model["b"](x), optimizer, data[2:])
+
+    status = ck.Checkpoint(model=model, optimizer=optimizer).read(path)
+    kept = status.report().missing
+    assert {e.pretty for e in kept} == {
+        f"(root).optimizer's state '{name}' for (root).model.b.{param}"
+        for name in ("step", "exp_avg", "exp_avg_sq")
+        for param in ("weight", "bias")
+    }
+    assert all(e.reason.startswith("not in the checkpoint, which holds its variable") for e in kept)
+    assert optimizer.state[model["b"].weight]["step"] == 2
+    with pytest.raises(AssertionError, match=r"state 'exp_avg' for \(root\)\.model\.b\.bias"):
+        status.assert_existing_objects_matched()
+
+    optimizer.state[model["a"].weight]["exp_avg"] = torch.zeros(2, 4)  # replaced, not kept
+    (replaced,) = [e for e in status.report().missing if ".a.weight" in e.pretty]
+    assert replaced.reason.startswith("replaced after the restore matched this path")
+
+    optimizer.state.clear()  # the rollback torch's load_state_dict does
+    ck.Checkpoint(model=model, optimizer=optimizer).read(path).assert_consumed()
+    assert tt.optimizer_bytes(optimizer) == tt.optimizer_bytes(rolled_back)
 
 
 def test_schedulers_and_grad_scaler_round_trip_their_state_dict_exactly(tmp_path, tt):
@@ -314,3 +385,126 @@ def test_slots_of_a_module_attached_later_outside_the_optimizer_stay_unused(tmp_
     counts = status.report().counts()
     assert counts["pending"] == 0 and counts["checkpoint_only"] == 6
     status.expect_partial()
+
+
+@pytest.mark.parametrize("source", ["ckptlab", "torch.save"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.Adam(p, lr=1e-2, fused=True),
+        lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, fused=True),
+    ],
+    ids=["Adam-fused", "SGD-fused"],
+)
+def test_new_state_takes_its_parameters_layout_so_a_fused_resume_is_bit_exact(
+    tmp_path, tt, make, source
+):
+    """torch creates state with ``zeros_like(p, memory_format=torch.preserve_format)``, and
+    fused kernels pair state and parameter elements by memory position: state restored
+    contiguous into a channels_last model trained to other weights, silently."""
+
+    def program(seed):
+        torch.manual_seed(seed)
+        model = nn.Conv2d(3, 4, 3, padding=1).to(memory_format=torch.channels_last)
+        return model, make(model.parameters())
+
+    generator = torch.Generator().manual_seed(2)
+    data = [
+        torch.randn(2, 3, 5, 5, generator=generator).to(memory_format=torch.channels_last)
+        for _ in range(4)
+    ]
+    uninterrupted, uninterrupted_opt = program(0)
+    tt.train_steps(uninterrupted, uninterrupted_opt, data)
+    model, optimizer = program(0)
+    tt.train_steps(model, optimizer, data[:2])
+    if source == "ckptlab":
+        path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    else:
+        path = tmp_path / "train.pt"
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
+
+    fresh, fresh_opt = program(1)
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    shaped = [v for v in fresh_opt.state[fresh.weight].values() if v.shape == fresh.weight.shape]
+    assert shaped and all(v.stride() == fresh.weight.stride() for v in shaped)
+    tt.train_steps(fresh, fresh_opt, data[2:])
+    assert tt.state_bytes(fresh) == tt.state_bytes(uninterrupted)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(uninterrupted_opt)
+
+
+class Scaled(nn.Module):
+    """A 1-D parameter registered first: LBFGS keeps its flat state on the first parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(4))
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.linear(x * self.scale)
+
+
+class Shampoo(torch.optim.Optimizer):
+    """Keeps an (m, m) and an (n, n) preconditioner for an (m, n) weight."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state["L"] = torch.zeros(p.shape[0], p.shape[0])
+                    state["R"] = torch.zeros(p.shape[1], p.shape[1])
+                state["L"] += p.grad @ p.grad.T
+                state["R"] += p.grad.T @ p.grad
+                p -= group["lr"] * p.grad
+
+
+def test_new_state_of_the_parameters_rank_but_another_shape_is_taken_as_saved(tmp_path, tt):
+    """A state entry that does not exist yet has no shape to fit: LBFGS's flat ``d`` (14,) on
+    a (4,) first parameter and a Shampoo-style (2, 2) and (4, 4) for a (2, 4) weight restore
+    as torch's load_state_dict takes them; an existing entry is still checked."""
+    x, y = torch.randn(8, 4), torch.randn(8, 2)
+
+    def lbfgs(seed):
+        torch.manual_seed(seed)
+        model = Scaled()
+        optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4, history_size=3)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = (model(x) - y).pow(2).mean()
+            loss.backward()
+            return loss
+
+        return model, optimizer, closure
+
+    model, optimizer, closure = lbfgs(0)
+    optimizer.step(closure)
+    assert optimizer.state[model.scale]["d"].shape == (14,)
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "lbfgs")
+    fresh, fresh_opt, fresh_closure = lbfgs(1)
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    assert torch.equal(fresh_opt.state[fresh.scale]["d"], optimizer.state[model.scale]["d"])
+    optimizer.step(closure)
+    fresh_opt.step(fresh_closure)
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+    torch.manual_seed(0)
+    linear = nn.Linear(4, 2, bias=False)
+    shampoo = Shampoo(linear.parameters())
+    tt.train_steps(linear, shampoo, [x])
+    path = ck.Checkpoint(model=linear, optimizer=shampoo).write(tmp_path / "shampoo")
+    other = nn.Linear(4, 2, bias=False)
+    other_opt = Shampoo(other.parameters())
+    ck.Checkpoint(model=other, optimizer=other_opt).read(path).assert_consumed()
+    assert tt.optimizer_bytes(other_opt) == tt.optimizer_bytes(shampoo)
+
+    stale = Shampoo(other.parameters())
+    stale.state[other.weight]["L"] = torch.zeros(3, 3)
+    with pytest.raises(ck.RestoreConflictError, match=r"state 'L' for .* shape \(2, 2\)"):
+        ck.Checkpoint(model=other, optimizer=stale).read(path)
+    assert stale.state[other.weight].keys() == {"L"}

@@ -268,6 +268,19 @@ def test_meta_device_parameters_become_real_tensors_holding_the_saved_values(tmp
     fresh(torch.zeros(1, 4, dtype=torch.long))  # usable
 
 
+def test_meta_parameters_become_real_tensors_in_their_own_layout(tmp_path):
+    """A model made channels_last on ``meta`` keeps that layout, as ``to_empty`` would."""
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 4, 3)
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    with torch.device("meta"):
+        fresh = nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+        emptied = nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    ck.Checkpoint(model=fresh).read(path).assert_consumed()
+    assert fresh.weight.stride() == emptied.to_empty(device="cpu").weight.stride() == (27, 1, 9, 3)
+    assert torch.equal(fresh.weight, model.weight) and isinstance(fresh.weight, nn.Parameter)
+
+
 def test_meta_parameters_absent_from_the_checkpoint_are_reported(tmp_path, tt):
     path = ck.Checkpoint(model=tt.mlp()).write(tmp_path / "c")
     with torch.device("meta"):
