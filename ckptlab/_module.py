@@ -8,6 +8,7 @@ docs/semantics.md S37-S39); a restore that fails undoes the attach.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
 from typing import Any, SupportsIndex, overload
 
@@ -86,12 +87,16 @@ class Module(Trackable):
 
 
 def wrap(value: Any) -> Any:
-    """Wrap lists, dicts, tuples and namedtuples so their trackable elements are tracked."""
+    """Wrap lists, dicts, tuples and namedtuples so their trackable elements are tracked.
+
+    An ``OrderedDict`` is wrapped like a dict (its order kept), as TensorFlow does; other
+    subclasses of list and dict (``defaultdict``) are left as they are, as in TensorFlow.
+    """
     if isinstance(value, Trackable):
         return value
     if type(value) is list:
         return TrackedList(value)
-    if type(value) is dict:
+    if type(value) is dict or type(value) is OrderedDict:
         return TrackedDict(value)
     if type(value) is tuple:
         return TrackedTuple(value)

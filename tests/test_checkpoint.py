@@ -41,6 +41,27 @@ def test_nested_structures_are_wrapped(ckpt_dir):
     assert [k for k, _ in ck.list_variables(path)] == ["dct/k" + KEY, "lst/0" + KEY]
 
 
+def test_ordered_dicts_are_wrapped_like_dicts(ckpt_dir):
+    """S4: as TensorFlow, an OrderedDict (an attribute or a keyword argument) is wrapped like a
+    dict, its order kept, and its trackable values are saved and restored by key."""
+    model = ck.Module()
+    model.heads = collections.OrderedDict(cls=ck.Variable(3.0), box=ck.Variable(4.0))
+    extra = collections.OrderedDict(b=ck.Variable(5.0))
+    path = ck.Checkpoint(model=model, extra=extra).write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == [
+        "extra/b" + KEY,
+        "model/heads/box" + KEY,
+        "model/heads/cls" + KEY,
+    ]
+    assert isinstance(model.heads, ck.TrackedDict) and list(model.heads) == ["cls", "box"]
+    fresh = ck.Module()
+    fresh.heads = collections.OrderedDict(cls=ck.Variable(0.0), box=ck.Variable(0.0))
+    fresh_extra = collections.OrderedDict(b=ck.Variable(0.0))
+    ck.Checkpoint(model=fresh, extra=fresh_extra).read(path).assert_consumed()
+    assert (fresh.heads["cls"].numpy(), fresh.heads["box"].numpy()) == (3.0, 4.0)
+    assert fresh_extra["b"].numpy() == 5.0
+
+
 Pair = collections.namedtuple("Pair", "x y")
 
 
