@@ -128,6 +128,32 @@ def test_root_plus_kwargs_and_conflict(ckpt_dir):
         ck.Checkpoint(root, a=ck.Variable(5.0))
 
 
+def test_a_root_child_named_like_a_kwarg_later_fails_save_and_restore(ckpt_dir):
+    """S8: root gets its own child named like a keyword argument after the Checkpoint was made:
+    save and restore refuse, as the constructor does (TF's save raises KeyError), instead of
+    silently leaving the keyword argument's value out; nothing is written or changed."""
+    root = ck.Module()
+    root.w = ck.Variable(1.0)
+    extra = ck.Variable(2.0)
+    ckpt = ck.Checkpoint(root=root, extra=extra)
+    path = ckpt.write(ckpt_dir / "before")
+    root.extra = ck.Variable(3.0)
+    calls = {
+        "write": lambda: ckpt.write(ckpt_dir / "c"),
+        "save": lambda: ckpt.save(ckpt_dir / "s"),
+        "restore": lambda: ckpt.restore(path),
+        "read": lambda: ckpt.read(path),
+    }
+    for call in calls.values():
+        with pytest.raises(ck.InvalidArgumentError, match=r"keyword argument extra .*root\.extra"):
+            call()
+    assert sorted(os.listdir(ckpt_dir)) == ["before"]
+    assert (extra.numpy(), root.extra.numpy()) == (2.0, 3.0)
+    del root.extra  # the clash is gone: nothing above created the save counter
+    after = ckpt.write(ckpt_dir / "after")
+    assert [k for k, _ in ck.list_variables(after)] == ["extra" + KEY, "w" + KEY]
+
+
 def test_attribute_assignment_after_construction(ckpt_dir):
     """S10: a Checkpoint auto-tracks; plain values are untracked; del removes
     (stricter: re-assigning a plain value drops the dependency, unlike TF)."""
