@@ -64,7 +64,8 @@ class Checkpoint(Module):
     root
         Optional object to use as the root of the graph (its dependencies become top-level).
     **kwargs
-        Trackable objects (or lists/tuples/dicts of them) to save, by name.
+        Trackable objects (or lists/tuples/dicts of them) to save, by name; each is also an
+        attribute of the Checkpoint (``ckpt.step``), with or without ``root``.
 
     Examples
     --------
@@ -107,8 +108,9 @@ class Checkpoint(Module):
         for name, value in children.items():
             if root is None:
                 setattr(self, name, value)
-            else:
+            else:  # a child of root in the graph, and an attribute here as in TensorFlow
                 self._ck_attached[name] = value
+                object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         _check_name(name, "attribute", ("_ck_",))

@@ -128,6 +128,20 @@ def test_root_plus_kwargs_and_conflict(ckpt_dir):
         ck.Checkpoint(root, a=ck.Variable(5.0))
 
 
+def test_root_kwargs_are_attributes(ckpt_dir):
+    """S8: as TF, every keyword argument is an attribute of the Checkpoint, also with root=
+    (and is saved once, next to the root's children)."""
+    model = ck.Module()
+    model.w = ck.Variable(1.0)
+    step = ck.Variable(np.int64(0))
+    ckpt = ck.Checkpoint(root=model, step=step, history=[ck.Variable(2.0)])
+    assert ckpt.step is step and isinstance(ckpt.history, ck.TrackedList)
+    ckpt.step.assign(3)
+    path = ckpt.write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["history/0" + KEY, "step" + KEY, "w" + KEY]
+    assert ck.load_checkpoint(path).get_tensor("step" + KEY) == 3
+
+
 def test_a_root_child_named_like_a_kwarg_later_fails_save_and_restore(ckpt_dir):
     """S8: root gets its own child named like a keyword argument after the Checkpoint was made:
     save and restore refuse, as the constructor does (TF's save raises KeyError), instead of
