@@ -9,13 +9,23 @@ docs/semantics.md S37-S39); a restore that fails undoes the attach.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    MutableSequence,
+    Sequence,
+)
 from typing import Any, SupportsIndex, overload
 
-from ckptlab.engine import Trackable, is_trackable, on_attach
+from ckptlab.engine import Trackable, is_trackable, on_attach, on_attach_all
 from ckptlab.errors import NotSaveableError
 
 __all__ = ["Module", "TrackedDict", "TrackedList", "TrackedTuple", "wrap"]
+
+_ABSENT = object()
+"""No dependency or attribute of that name (what ``Module._ck_track_all`` puts back)."""
 
 
 class Module(Trackable):
@@ -48,23 +58,33 @@ class Module(Trackable):
 
     def _ck_track(self, name: str, child: Any, *, set_attribute: bool) -> None:
         """Make ``child`` the dependency ``name`` and fire waiting restores; undo on failure."""
-        deps = self._ck_deps
-        had_dep, old_dep = name in deps, deps.get(name)
-        had_attr, old_attr = name in self.__dict__, self.__dict__.get(name)
-        deps[name] = child
-        if set_attribute:
-            object.__setattr__(self, name, child)
+        self._ck_track_all([(name, child)], set_attribute=set_attribute)
+
+    def _ck_track_all(self, children: Sequence[tuple[str, Any]], *, set_attribute: bool) -> None:
+        """Make each ``(name, child)`` a dependency and fire waiting restores, all or none.
+
+        On failure every dependency and attribute is put back as it was.
+        """
+        deps, attributes = self._ck_deps, self.__dict__
+        before = [
+            (name, deps.get(name, _ABSENT), attributes.get(name, _ABSENT)) for name, _ in children
+        ]
+        for name, child in children:
+            deps[name] = child
+            if set_attribute:
+                object.__setattr__(self, name, child)
         try:
-            on_attach(self, name, child)
+            on_attach_all(self, children)
         except BaseException:
-            if had_dep:
-                deps[name] = old_dep
-            else:
-                del deps[name]
-            if set_attribute and had_attr:
-                object.__setattr__(self, name, old_attr)
-            elif set_attribute:
-                object.__delattr__(self, name)
+            for name, dep, attribute in reversed(before):
+                if dep is _ABSENT:
+                    del deps[name]
+                else:
+                    deps[name] = dep
+                if set_attribute and attribute is _ABSENT:
+                    object.__delattr__(self, name)
+                elif set_attribute:
+                    object.__setattr__(self, name, attribute)
             raise
 
     def __delattr__(self, name: str) -> None:
