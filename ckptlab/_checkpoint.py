@@ -29,6 +29,7 @@ from ckptlab.engine import (
     on_attach,
     program_values,
 )
+from ckptlab.errors import InvalidArgumentError
 from ckptlab.storage import (
     DirectoryLock,
     ReadOptions,
@@ -63,7 +64,8 @@ class Checkpoint(Module):
     root
         Optional object to use as the root of the graph (its dependencies become top-level).
     **kwargs
-        Trackable objects (or lists/tuples/dicts of them) to save, by name.
+        Trackable objects (or lists/tuples/dicts of them) to save, by name; each is also an
+        attribute of the Checkpoint (``ckpt.step``), with or without ``root``.
 
     Examples
     --------
@@ -100,19 +102,15 @@ class Checkpoint(Module):
             if not is_trackable(value):
                 raise ValueError(_not_trackable(name, value))
             if root is not None:
-                existing = Program(root).child(root, name)
-                if existing is not None and existing is not value:
-                    raise ValueError(
-                        f"Cannot create a Checkpoint with keyword argument {name} if root.{name} "
-                        "already exists (and is a different object). Rename the keyword argument."
-                    )
+                _check_keyword(root, name, value, created=False)
             children[name] = value
         object.__setattr__(self, "_ck_root", root)
         for name, value in children.items():
             if root is None:
                 setattr(self, name, value)
-            else:
+            else:  # a child of root in the graph, and an attribute here as in TensorFlow
                 self._ck_attached[name] = value
+                object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         _check_name(name, "attribute", ("_ck_",))
@@ -127,9 +125,29 @@ class Checkpoint(Module):
         return self if self._ck_root is None else self._ck_root
 
     def _ck_view(self) -> Program:
+        """The program saved and restored; refuses keyword arguments root's children hide."""
+        self._ck_check_keywords()
+        return self._ck_program()
+
+    def _ck_program(self) -> Program:
         return Program(
             self._ck_graph_root, self._ck_attached if self._ck_root is not None else None
         )
+
+    def _ck_check_keywords(self) -> None:
+        """Refuse a keyword argument that a child root got later under its name would hide.
+
+        The constructor refuses such a clash (docs/semantics.md S8); a child added to root
+        afterwards would otherwise silently win over the keyword argument's object in every
+        save and restore.  The ``save_counter`` is exempt: root's own counter is meant to win
+        (docs/semantics.md S20).
+        """
+        root = self._ck_root
+        if root is None:
+            return
+        for name, value in self._ck_attached.items():
+            if name != "save_counter":
+                _check_keyword(root, name, value, created=True)
 
     @property
     def save_counter(self) -> Variable:
@@ -269,6 +287,7 @@ class Checkpoint(Module):
         """
         prefix = path_text(file_prefix)
         settle(self)
+        self._ck_check_keywords()  # before the counter is created
         store, key = resolve(prefix, (options or WriteOptions()).storage_options)
         DirectoryLock(store, posixpath.dirname(key)).check_plain_save()  # another's manager?
         counter = self.save_counter
@@ -391,6 +410,7 @@ class Checkpoint(Module):
         >>> w.numpy(), status.assert_consumed().report().summary()
         (array([1., 2.]), '2 matched')
         """
+        self._ck_check_keywords()  # before the counter is created
         if self._ck_root is not None:
             # the counter is then a child the Checkpoint adds to the root, and the read matches
             # it like any other: NNX and Keras objects cannot restore a child attached later
@@ -475,7 +495,7 @@ class Checkpoint(Module):
         return CheckpointLoadStatus(coordinator)
 
     def __repr__(self) -> str:
-        names = [name for name, _ in self._ck_view().children(self._ck_graph_root)]
+        names = [name for name, _ in self._ck_program().children(self._ck_graph_root)]
         return f"<ck.Checkpoint {', '.join(names) or '(empty)'}>"
 
 
@@ -508,6 +528,28 @@ def _check_name(name: str, what: str, reserved: tuple[str, ...]) -> None:
             f"(names starting with {' or '.join(repr(p) for p in reserved)}); choose another "
             "name (e.g. without the leading underscores)."
         )
+
+
+def _check_keyword(root: Any, name: str, value: Any, *, created: bool) -> None:
+    """Refuse keyword argument ``name`` when root has a different child of that name.
+
+    ``created``: the Checkpoint exists already (root got the child afterwards).
+    """
+    existing = Program(root).child(root, name)
+    if existing is None or existing is value:
+        return
+    if not created:
+        raise InvalidArgumentError(
+            f"Cannot create a Checkpoint with keyword argument {name} if root.{name} already "
+            "exists (and is a different object). Rename the keyword argument."
+        )
+    raise InvalidArgumentError(
+        f"(root).{name}: expected the Checkpoint's keyword argument {name} (a "
+        f"{type(value).__name__}) there, found root.{name}, a different {type(existing).__name__} "
+        "added to root after the Checkpoint was created. One of them would be silently left "
+        "out, so nothing was saved or restored. Rename the keyword argument "
+        f"(ck.Checkpoint(root=..., {name}_2=...)) or root's attribute {name}."
+    )
 
 
 def _not_trackable(name: str, value: Any) -> str:

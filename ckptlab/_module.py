@@ -8,13 +8,22 @@ docs/semantics.md S37-S39); a restore that fails undoes the attach.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
+from collections import OrderedDict
+from collections.abc import (
+    Callable,
+    Iterable,
+    MutableSequence,
+    Sequence,
+)
 from typing import Any, SupportsIndex, overload
 
-from ckptlab.engine import Trackable, is_trackable, on_attach
+from ckptlab.engine import Trackable, is_trackable, on_attach, on_attach_all
 from ckptlab.errors import NotSaveableError
 
 __all__ = ["Module", "TrackedDict", "TrackedList", "TrackedTuple", "wrap"]
+
+_ABSENT = object()
+"""No dependency or attribute of that name (what ``Module._ck_track_all`` puts back)."""
 
 
 class Module(Trackable):
@@ -47,23 +56,33 @@ class Module(Trackable):
 
     def _ck_track(self, name: str, child: Any, *, set_attribute: bool) -> None:
         """Make ``child`` the dependency ``name`` and fire waiting restores; undo on failure."""
-        deps = self._ck_deps
-        had_dep, old_dep = name in deps, deps.get(name)
-        had_attr, old_attr = name in self.__dict__, self.__dict__.get(name)
-        deps[name] = child
-        if set_attribute:
-            object.__setattr__(self, name, child)
+        self._ck_track_all([(name, child)], set_attribute=set_attribute)
+
+    def _ck_track_all(self, children: Sequence[tuple[str, Any]], *, set_attribute: bool) -> None:
+        """Make each ``(name, child)`` a dependency and fire waiting restores, all or none.
+
+        On failure every dependency and attribute is put back as it was.
+        """
+        deps, attributes = self._ck_deps, self.__dict__
+        before = [
+            (name, deps.get(name, _ABSENT), attributes.get(name, _ABSENT)) for name, _ in children
+        ]
+        for name, child in children:
+            deps[name] = child
+            if set_attribute:
+                object.__setattr__(self, name, child)
         try:
-            on_attach(self, name, child)
+            on_attach_all(self, children)
         except BaseException:
-            if had_dep:
-                deps[name] = old_dep
-            else:
-                del deps[name]
-            if set_attribute and had_attr:
-                object.__setattr__(self, name, old_attr)
-            elif set_attribute:
-                object.__delattr__(self, name)
+            for name, dep, attribute in reversed(before):
+                if dep is _ABSENT:
+                    del deps[name]
+                else:
+                    deps[name] = dep
+                if set_attribute and attribute is _ABSENT:
+                    object.__delattr__(self, name)
+                elif set_attribute:
+                    object.__setattr__(self, name, attribute)
             raise
 
     def __delattr__(self, name: str) -> None:
@@ -86,12 +105,16 @@ class Module(Trackable):
 
 
 def wrap(value: Any) -> Any:
-    """Wrap lists, dicts, tuples and namedtuples so their trackable elements are tracked."""
+    """Wrap lists, dicts, tuples and namedtuples so their trackable elements are tracked.
+
+    An ``OrderedDict`` is wrapped like a dict (its order kept), as TensorFlow does; other
+    subclasses of list and dict (``defaultdict``) are left as they are, as in TensorFlow.
+    """
     if isinstance(value, Trackable):
         return value
     if type(value) is list:
         return TrackedList(value)
-    if type(value) is dict:
+    if type(value) is dict or type(value) is OrderedDict:
         return TrackedDict(value)
     if type(value) is tuple:
         return TrackedTuple(value)
@@ -367,43 +390,60 @@ class TrackedList(Trackable, MutableSequence[Any]):
         return f"TrackedList({self._ck_storage!r})"
 
 
-class TrackedDict(Trackable, MutableMapping[Any, Any]):
+class TrackedDict(Trackable, dict[Any, Any]):
     """A dict whose trackable values are dependencies named by key (``cfg/enc``).
 
-    A non-string key mapping to a trackable makes ``save`` raise :class:`NotSaveableError`
-    (docs/semantics.md S66).  ``ck.Module`` wraps dicts assigned to it.
+    A ``dict`` subclass, so it passes wherever a dict is expected (``isinstance``,
+    ``json.dumps``, ``**``, ``|``); ``copy()`` and ``|`` give plain dicts.  Every mutator
+    (``[]=``, ``update``, ``setdefault``, ``|=``, ``del``, ``pop``, ``popitem``, ``clear``) keeps
+    tracking: a trackable put in is a dependency (restored if a restore waits for its key), one
+    taken out is no longer saved (docs/semantics.md S66b).  Changes made through it go through
+    to the dict it wraps too; that dict changed behind its back makes ``save`` raise
+    :class:`NotSaveableError`, as for lists (S65), and so does a non-string key mapping to a
+    trackable (S66).  ``ck.Module`` wraps dicts (and ``OrderedDict``s) assigned to it.
 
     Parameters
     ----------
     storage
-        The dict to wrap (its values are wrapped too); ``None``: a new empty dict.
+        The dict to wrap (its values are wrapped too, in it as well); ``None``: a new dict.
 
     Examples
     --------
-    >>> import tempfile
+    >>> import json, tempfile
     >>> model = ck.Module()
     >>> model.cfg = {"enc": ck.Variable(1.0), "lr": 0.1}
     >>> path = ck.Checkpoint(model=model).write(tempfile.mkdtemp())
     >>> type(model.cfg).__name__, ck.list_variables(path)
     ('TrackedDict', [('model/cfg/enc/.ATTRIBUTES/VARIABLE_VALUE', [])])
+    >>> isinstance(model.cfg, dict), json.dumps(model.cfg | {"enc": "encoder"})
+    (True, '{"enc": "encoder", "lr": 0.1}')
     """
 
     def __init__(self, storage: dict[Any, Any] | None = None) -> None:
-        self._ck_storage: dict[Any, Any] = {} if storage is None else storage
-        for key, value in list(self._ck_storage.items()):
-            self._ck_storage[key] = wrap(value)
+        super().__init__()
+        self._ck_source = storage
+        for key, value in list(storage.items()) if storage is not None else ():
+            self._ck_put(key, wrap(value))
 
     def _ck_children(self) -> list[tuple[str, Any]]:
-        return [
-            (k, v) for k, v in self._ck_storage.items() if isinstance(k, str) and is_trackable(v)
-        ]
+        return [(k, v) for k, v in self.items() if isinstance(k, str) and is_trackable(v)]
 
     def _ck_child(self, name: str) -> Any | None:
-        value = self._ck_storage.get(name)
+        value = self.get(name)
         return value if is_trackable(value) else None
 
     def _ck_check_saveable(self) -> None:
-        bad = [k for k, v in self._ck_storage.items() if not isinstance(k, str) and is_trackable(v)]
+        changed = _changed_keys(self._ck_source, self)
+        if changed:
+            raise NotSaveableError(
+                "Unable to save the object (a dictionary wrapper constructed automatically on "
+                "attribute assignment). The wrapped dictionary was modified outside the wrapper: "
+                f"{len(changed)} key(s) differ from what the wrapper holds "
+                f"({', '.join(repr(k) for k in changed[:10])}). The wrapper does not see such "
+                "changes, so saving would leave them out. Modify the dict through the attribute "
+                "(module.cfg[key] = ...), not the original dict."
+            )
+        bad = [k for k, v in self.items() if not isinstance(k, str) and is_trackable(v)]
         if bad:
             raise NotSaveableError(
                 f"Unable to save the object {self!r} (a dictionary wrapper constructed "
@@ -413,41 +453,153 @@ class TrackedDict(Trackable, MutableMapping[Any, Any]):
                 "trackable values."
             )
 
-    def __getitem__(self, key: Any) -> Any:
-        return self._ck_storage[key]
-
     def __setitem__(self, key: Any, value: Any) -> None:
-        had, old = key in self._ck_storage, self._ck_storage.get(key)
-        item = wrap(value)
-        self._ck_storage[key] = item
-        if isinstance(key, str) and is_trackable(item):
-            try:
-                on_attach(self, key, item)
-            except BaseException:
-                if had:
-                    self._ck_storage[key] = old
+        self._ck_set_all([(key, value)])
+
+    def _ck_set_all(self, entries: Iterable[tuple[Any, Any]]) -> None:
+        """Put ``entries`` in (wrapped) and fire waiting restores for them: all or none.
+
+        If a restore fails, every entry is put back as it was and the error propagates.
+        """
+        items = [(key, wrap(value)) for key, value in entries]
+        before = [(key, self.get(key, _ABSENT)) for key, _ in items]
+        for key, item in items:
+            self._ck_put(key, item)
+        tracked = [(k, item) for k, item in items if isinstance(k, str) and is_trackable(item)]
+        try:
+            on_attach_all(self, tracked)
+        except BaseException:
+            for key, old in reversed(before):
+                if old is _ABSENT:
+                    del self[key]
                 else:
-                    del self._ck_storage[key]
-                raise
+                    self._ck_put(key, old)
+            raise
 
     def __delitem__(self, key: Any) -> None:
-        del self._ck_storage[key]
+        super().__delitem__(key)
+        if self._ck_source is not None:
+            self._ck_source.pop(key, None)
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._ck_storage)
+    def _ck_put(self, key: Any, item: Any) -> None:
+        super().__setitem__(key, item)
+        if self._ck_source is not None:
+            self._ck_source[key] = item
 
-    def __len__(self) -> int:
-        return len(self._ck_storage)
+    def update(self, *others: Any, **entries: Any) -> None:
+        """Set each entry as ``self[key] = value`` does (as ``dict.update``), all or none.
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TrackedDict):
-            other = other._ck_storage
-        return self._ck_storage == other
+        Parameters
+        ----------
+        *others, **entries
+            A mapping or an iterable of pairs, and keyword entries.
 
-    __hash__ = None  # type: ignore[assignment]
+        Examples
+        --------
+        >>> table = ck.TrackedDict()
+        >>> table.update({"a": [1]}, b=2)
+        >>> type(table["a"]).__name__, table["b"]
+        ('TrackedList', 2)
+        """
+        self._ck_set_all(dict(*others, **entries).items())
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """``self[key]``, first set to ``default`` (tracked) when missing.
+
+        Parameters
+        ----------
+        key, default
+            As for ``dict.setdefault``.
+
+        Returns
+        -------
+        object
+            The value now under ``key``.
+
+        Examples
+        --------
+        >>> ck.TrackedDict().setdefault("a", [1])
+        TrackedList([1])
+        """
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        """Remove ``key`` and return its value (no longer saved), as ``dict.pop``.
+
+        Parameters
+        ----------
+        key, *default
+            As for ``dict.pop``: without a default, a missing key raises ``KeyError``.
+
+        Returns
+        -------
+        object
+            The removed value, or the default.
+
+        Examples
+        --------
+        >>> ck.TrackedDict({"a": 1}).pop("a"), ck.TrackedDict().pop("a", 0)
+        (1, 0)
+        """
+        if key not in self and default:
+            return default[0]
+        value = self[key]
+        del self[key]
+        return value
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the last entry (no longer saved), as ``dict.popitem``.
+
+        Returns
+        -------
+        tuple
+            ``(key, value)``.
+
+        Examples
+        --------
+        >>> ck.TrackedDict({"a": 1, "b": 2}).popitem()
+        ('b', 2)
+        """
+        key, value = super().popitem()
+        if self._ck_source is not None:
+            self._ck_source.pop(key, None)
+        return key, value
+
+    def clear(self) -> None:
+        """Remove every entry (none is saved any longer).
+
+        Examples
+        --------
+        >>> table = ck.TrackedDict({"a": 1})
+        >>> table.clear()
+        >>> len(table)
+        0
+        """
+        super().clear()
+        if self._ck_source is not None:
+            self._ck_source.clear()
+
+    def __ior__(self, other: Any) -> TrackedDict:  # type: ignore[misc]
+        self.update(other)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled and copied as its entries, put into a new TrackedDict one by one (cycles
+        # through it work); the dict it wrapped and any waiting restore stay behind
+        return TrackedDict, (), None, None, iter(self.items())
 
     def __repr__(self) -> str:
-        return f"TrackedDict({self._ck_storage!r})"
+        return f"TrackedDict({dict(self)!r})"
+
+
+def _changed_keys(source: dict[Any, Any] | None, wrapper: TrackedDict) -> list[Any]:
+    """Keys whose entry in the wrapped ``source`` is not the wrapper's (the same object)."""
+    if source is None:
+        return []
+    changed = [key for key, value in wrapper.items() if source.get(key, _ABSENT) is not value]
+    return changed + [key for key in source if key not in wrapper]
 
 
 class TrackedTuple(tuple[Any, ...], Trackable):

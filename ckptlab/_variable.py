@@ -7,20 +7,21 @@ Auto-tracking modules and the tracked containers are in ``ckptlab._module``; the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ckptlab.core import ValueSpec, Visit
-from ckptlab.engine import Trackable, pending_positions
+from ckptlab.engine import Trackable, values_for_creation
 from ckptlab.errors import AssignmentError
 from ckptlab.storage import dtype_name
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = ["Variable", "create_variable"]
+__all__ = ["NewVariable", "Variable", "create_variable", "create_variables"]
 
 
 class Variable(Trackable):
@@ -275,18 +276,61 @@ def create_variable(
     pending for ``name``, the stored value becomes the initial value and ``initializer`` is not
     called.
     """
-    resolved = np.dtype(dtype)
-    value = None
-    for restorer, node in pending_positions(owner, name):
-        if not restorer.lazy:
-            value = restorer.value_for_creation(node, shape, resolved.name)
-            if value is not None:
-                break
-    if value is None:
-        concrete = tuple(d if d is not None else 0 for d in shape)
-        value = np.asarray(initializer(concrete, resolved), dtype=resolved)
-    variable = Variable(
-        value, name=variable_name or name, dtype=resolved, shape=shape, trainable=trainable
+    new = NewVariable(
+        name=name,
+        shape=shape,
+        dtype=dtype,
+        initializer=initializer,
+        trainable=trainable,
+        variable_name=variable_name,
     )
-    owner._ck_track(name, variable, set_attribute=set_attribute)
-    return variable
+    return create_variables(owner, [new], set_attribute=set_attribute)[0]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewVariable:
+    """A variable for :func:`create_variables` to create: its owner's dependency ``name``.
+
+    ``variable_name`` is its ``Variable.name`` (default ``name``); ``initializer(shape,
+    dtype)`` gives its value when no restore holds one.
+    """
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: DTypeLike
+    initializer: Callable[[tuple[int, ...], np.dtype[Any]], Any]
+    trainable: bool = True
+    variable_name: str | None = None
+
+
+def create_variables(
+    owner: Any, new: Sequence[NewVariable], *, set_attribute: bool = True
+) -> list[Variable]:
+    """Create several variables of ``owner`` at once (a layer's build): all of them or none.
+
+    Restore-on-create as :func:`create_variable`, for the group: every value a waiting restore
+    holds for them is checked (one error lists every conflict) and read before the first
+    variable exists, and they are attached together, so a restore that fails leaves ``owner``
+    without any of them and every restore still waiting.
+    """
+    dtypes = [np.dtype(n.dtype) for n in new]
+    stored = values_for_creation(
+        owner, [(n.name, n.shape, d) for n, d in zip(new, dtypes, strict=True)]
+    )
+    variables = []
+    for spec, dtype, value in zip(new, dtypes, stored, strict=True):
+        if value is None:
+            concrete = tuple(d if d is not None else 0 for d in spec.shape)
+            value = np.asarray(spec.initializer(concrete, dtype), dtype=dtype)
+        variables.append(
+            Variable(
+                value,
+                name=spec.variable_name or spec.name,
+                dtype=dtype,
+                shape=spec.shape,
+                trainable=spec.trainable,
+            )
+        )
+    pairs = [(spec.name, v) for spec, v in zip(new, variables, strict=True)]
+    owner._ck_track_all(pairs, set_attribute=set_attribute)
+    return variables

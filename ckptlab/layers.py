@@ -2,7 +2,8 @@
 
 Layers create their variables lazily, on the first call, through the restore-on-create path:
 when a restore is waiting for ``kernel``, the stored value becomes the initial value and the
-initializer is not called (docs/semantics.md S39).
+initializer is not called (docs/semantics.md S39).  A build creates all of a layer's variables
+or none: every waiting value is checked before the first is created (docs/semantics.md S73).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ckptlab._module import Module
-from ckptlab._variable import Variable, create_variable
+from ckptlab._variable import NewVariable, Variable, create_variables
 
 __all__ = ["Dense", "Sequential", "get_initializer"]
 
@@ -139,7 +140,10 @@ class Dense(Module):
         Raises
         ------
         RestoreConflictError
-            A waiting restore holds a value of another shape or dtype; nothing is created.
+            A waiting restore holds a value of another shape or dtype for ``kernel`` or
+            ``bias``: every waiting value is checked before either variable is created, so
+            neither is created or restored (the layer stays unbuilt, the restore waiting), and
+            the error lists every conflict.
 
         Examples
         --------
@@ -155,23 +159,26 @@ class Dense(Module):
                [1., 1.],
                [1., 1.]], dtype=float32)
         """
-        create_variable(
-            self,
-            "kernel",
-            shape=(input_dim, self.units),
-            dtype=np.float32,
-            initializer=self._kernel_initializer,
-            variable_name=f"{self.name}/kernel",
-        )
-        if self.use_bias:
-            create_variable(
-                self,
-                "bias",
-                shape=(self.units,),
+        new = [
+            NewVariable(
+                name="kernel",
+                shape=(input_dim, self.units),
                 dtype=np.float32,
-                initializer=_INITIALIZERS["zeros"],
-                variable_name=f"{self.name}/bias",
+                initializer=self._kernel_initializer,
+                variable_name=f"{self.name}/kernel",
             )
+        ]
+        if self.use_bias:
+            new.append(
+                NewVariable(
+                    name="bias",
+                    shape=(self.units,),
+                    dtype=np.float32,
+                    initializer=_INITIALIZERS["zeros"],
+                    variable_name=f"{self.name}/bias",
+                )
+            )
+        create_variables(self, new)  # all or none (docs/semantics.md S73)
         self.built = True
 
     def __call__(self, x: Any) -> np.ndarray[Any, Any]:

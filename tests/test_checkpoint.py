@@ -41,6 +41,27 @@ def test_nested_structures_are_wrapped(ckpt_dir):
     assert [k for k, _ in ck.list_variables(path)] == ["dct/k" + KEY, "lst/0" + KEY]
 
 
+def test_ordered_dicts_are_wrapped_like_dicts(ckpt_dir):
+    """S4: as TensorFlow, an OrderedDict (an attribute or a keyword argument) is wrapped like a
+    dict, its order kept, and its trackable values are saved and restored by key."""
+    model = ck.Module()
+    model.heads = collections.OrderedDict(cls=ck.Variable(3.0), box=ck.Variable(4.0))
+    extra = collections.OrderedDict(b=ck.Variable(5.0))
+    path = ck.Checkpoint(model=model, extra=extra).write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == [
+        "extra/b" + KEY,
+        "model/heads/box" + KEY,
+        "model/heads/cls" + KEY,
+    ]
+    assert isinstance(model.heads, ck.TrackedDict) and list(model.heads) == ["cls", "box"]
+    fresh = ck.Module()
+    fresh.heads = collections.OrderedDict(cls=ck.Variable(0.0), box=ck.Variable(0.0))
+    fresh_extra = collections.OrderedDict(b=ck.Variable(0.0))
+    ck.Checkpoint(model=fresh, extra=fresh_extra).read(path).assert_consumed()
+    assert (fresh.heads["cls"].numpy(), fresh.heads["box"].numpy()) == (3.0, 4.0)
+    assert fresh_extra["b"].numpy() == 5.0
+
+
 Pair = collections.namedtuple("Pair", "x y")
 
 
@@ -105,6 +126,46 @@ def test_root_plus_kwargs_and_conflict(ckpt_dir):
         ValueError, match="Cannot create a Checkpoint with keyword argument a if root.a"
     ):
         ck.Checkpoint(root, a=ck.Variable(5.0))
+
+
+def test_root_kwargs_are_attributes(ckpt_dir):
+    """S8: as TF, every keyword argument is an attribute of the Checkpoint, also with root=
+    (and is saved once, next to the root's children)."""
+    model = ck.Module()
+    model.w = ck.Variable(1.0)
+    step = ck.Variable(np.int64(0))
+    ckpt = ck.Checkpoint(root=model, step=step, history=[ck.Variable(2.0)])
+    assert ckpt.step is step and isinstance(ckpt.history, ck.TrackedList)
+    ckpt.step.assign(3)
+    path = ckpt.write(ckpt_dir / "c")
+    assert [k for k, _ in ck.list_variables(path)] == ["history/0" + KEY, "step" + KEY, "w" + KEY]
+    assert ck.load_checkpoint(path).get_tensor("step" + KEY) == 3
+
+
+def test_a_root_child_named_like_a_kwarg_later_fails_save_and_restore(ckpt_dir):
+    """S8: root gets its own child named like a keyword argument after the Checkpoint was made:
+    save and restore refuse, as the constructor does (TF's save raises KeyError), instead of
+    silently leaving the keyword argument's value out; nothing is written or changed."""
+    root = ck.Module()
+    root.w = ck.Variable(1.0)
+    extra = ck.Variable(2.0)
+    ckpt = ck.Checkpoint(root=root, extra=extra)
+    path = ckpt.write(ckpt_dir / "before")
+    root.extra = ck.Variable(3.0)
+    calls = {
+        "write": lambda: ckpt.write(ckpt_dir / "c"),
+        "save": lambda: ckpt.save(ckpt_dir / "s"),
+        "restore": lambda: ckpt.restore(path),
+        "read": lambda: ckpt.read(path),
+    }
+    for call in calls.values():
+        with pytest.raises(ck.InvalidArgumentError, match=r"keyword argument extra .*root\.extra"):
+            call()
+    assert sorted(os.listdir(ckpt_dir)) == ["before"]
+    assert (extra.numpy(), root.extra.numpy()) == (2.0, 3.0)
+    del root.extra  # the clash is gone: nothing above created the save counter
+    after = ckpt.write(ckpt_dir / "after")
+    assert [k for k, _ in ck.list_variables(after)] == ["extra" + KEY, "w" + KEY]
 
 
 def test_attribute_assignment_after_construction(ckpt_dir):

@@ -420,6 +420,57 @@ def test_conflict_on_create_raises_before_creating(ckpt_dir):
     assert "kernel" not in vars(fresh)
 
 
+def test_a_build_that_conflicts_creates_none_of_its_variables(ckpt_dir):
+    """S73 (stricter): a layer's build checks every value waiting for its variables before it
+    creates any: a kernel that fits and a bias that does not leave no kernel, nothing written,
+    and both still pending; the error lists every conflict."""
+    saved = module(
+        kernel=ck.Variable(np.ones((3, 2), "float32")), bias=ck.Variable(np.ones(5, "float32"))
+    )
+    path = ck.Checkpoint(layer=saved).write(ckpt_dir / "c")
+    layer = ck.layers.Dense(2, kernel_initializer="zeros")
+    status = ck.Checkpoint(layer=layer).read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match="1 conflict") as error:
+        layer.build(3)
+    assert "(root).layer.bias" in str(error.value) and "layer.kernel" not in str(error.value)
+    assert not layer.built and layer._ck_children() == []
+    assert "kernel" not in vars(layer) and "bias" not in vars(layer)
+    assert status.report().summary() == "2 pending"
+    wider = ck.layers.Dense(4)
+    ck.Checkpoint(layer=wider).read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match="2 conflict") as error:
+        wider.build(3)
+    assert "(root).layer.kernel" in str(error.value) and "(root).layer.bias" in str(error.value)
+
+
+def test_a_build_is_all_or_nothing_for_every_waiting_restore(ckpt_dir):
+    """S73 (stricter): the same when the conflict comes from an older restore, or a name-based
+    one, that a build's attach fires."""
+    fits = module(
+        kernel=ck.Variable(np.ones((3, 2), "float32")), bias=ck.Variable(np.ones(2, "float32"))
+    )
+    wrong_bias = module(
+        kernel=ck.Variable(np.ones((3, 2), "float32")), bias=ck.Variable(np.ones(5, "float32"))
+    )
+    older = ck.Checkpoint(layer=wrong_bias).write(ckpt_dir / "older")
+    newer = ck.Checkpoint(layer=fits).write(ckpt_dir / "newer")
+    layer = ck.layers.Dense(2)
+    ckpt = ck.Checkpoint(layer=layer)
+    ckpt.read(older).expect_partial()
+    ckpt.read(newer).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match=r"\(root\)\.layer\.bias"):
+        layer.build(3)
+    assert not layer.built and layer._ck_children() == []
+    by_name = ck.Saver({"named/kernel": wrong_bias.kernel, "named/bias": wrong_bias.bias}).save(
+        str(ckpt_dir / "names")
+    )
+    named = ck.layers.Dense(2, name="named")
+    ck.Checkpoint(layer=named).read(by_name)
+    with pytest.raises(ck.RestoreConflictError, match="named/bias"):
+        named.build(3)
+    assert not named.built and named._ck_children() == []
+
+
 @pytest.mark.parametrize(
     ("saved", "target"),
     [

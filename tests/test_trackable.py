@@ -1,9 +1,15 @@
 """Trackables: Variable, Module auto-tracking, tracked containers (docs/semantics.md S63-S66)."""
 
+import copy
+import json
+import pickle
+
 import numpy as np
 import pytest
 
 import ckptlab as ck
+
+KEY = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def test_variable_contract():
@@ -142,6 +148,72 @@ def test_dict_non_string_key(ckpt_dir):
     ck.Checkpoint(m=m).write(ckpt_dir / "c")
     m.table[2] = ck.Variable(1.0)
     with pytest.raises(ck.NotSaveableError, match="non-string key"):
+        ck.Checkpoint(m=m).write(ckpt_dir / "c")
+
+
+def test_tracked_dict_is_a_dict(ckpt_dir):
+    """A dict held by a module is a dict (as TF's wrapper passes for one): isinstance, json,
+    `|`, copy, `**` and pickling work; a copy or `|` is a plain dict; a pickled or copied
+    module keeps its dict tracked."""
+    m = ck.Module()
+    m.config = {"lr": 0.1, "units": 64}
+    plain = {"lr": 0.1, "units": 64}
+    assert isinstance(m.config, dict) and json.loads(json.dumps(m.config)) == plain
+    assert m.config | {"x": 1} == {**plain, "x": 1} and type(m.config | {}) is dict
+    assert {"x": 1} | m.config == {"x": 1, **plain}
+    assert type(m.config.copy()) is dict and m.config.copy() == plain
+    assert (lambda **kw: kw)(**m.config) == plain
+    m.config["w"] = ck.Variable(1.0)
+    for copied in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        assert type(copied.config) is ck.TrackedDict and copied.config["lr"] == 0.1
+        assert copied.config is copied._ck_child("config")
+        path = ck.Checkpoint(m=copied).write(ckpt_dir / "copy")
+        assert [k for k, _ in ck.list_variables(path)] == ["m/config/w" + KEY]
+
+
+def test_every_dict_mutator_keeps_tracking(ckpt_dir):
+    """S38, S63: update, setdefault and |= track (and restore) what they put in, as []= does;
+    an update whose restore fails puts nothing in."""
+    m = ck.Module()
+    m.heads = {}
+    m.heads.update(a=ck.Variable(1.0))
+    m.heads.setdefault("b", ck.Variable(2.0))
+    m.heads |= {"c": ck.Variable(3.0), "d": [ck.Variable(4.0)]}
+    m.heads["e"] = ck.Variable(5.0)
+    m.heads.pop("e")
+    assert isinstance(m.heads["d"], ck.TrackedList)
+    path = ck.Checkpoint(m=m).write(ckpt_dir / "c")
+    assert [k.split("/.")[0] for k, _ in ck.list_variables(path)] == [
+        "m/heads/a",
+        "m/heads/b",
+        "m/heads/c",
+        "m/heads/d/0",
+    ]
+    fresh = ck.Module()
+    fresh.heads = {}
+    ck.Checkpoint(m=fresh).read(path).expect_partial()
+    with pytest.raises(ck.RestoreConflictError, match=r"\(root\)\.m\.heads\.b"):
+        fresh.heads.update(a=ck.Variable(0.0), b=ck.Variable([0.0, 0.0]))
+    assert fresh.heads == {}  # all or nothing
+    fresh.heads.update(a=ck.Variable(0.0))
+    fresh.heads.setdefault("b", ck.Variable(0.0))
+    fresh.heads |= {"c": ck.Variable(0.0)}
+    assert [fresh.heads[k].numpy() for k in "abc"] == [1.0, 2.0, 3.0]
+
+
+def test_dict_modified_outside_wrapper(ckpt_dir):
+    """S65 for dicts: changes through the wrapper reach the wrapped dict; changing the wrapped
+    dict behind the wrapper's back makes saving refuse (as TF) rather than leave out silently
+    what was put there."""
+    raw = {"a": ck.Variable(1.0)}
+    m = ck.Module()
+    m.table = raw
+    m.table["b"] = ck.Variable(2.0)
+    del m.table["a"]
+    assert list(raw) == ["b"]
+    ck.Checkpoint(m=m).write(ckpt_dir / "ok")
+    raw["c"] = ck.Variable(3.0)
+    with pytest.raises(ck.NotSaveableError, match="modified outside the wrapper"):
         ck.Checkpoint(m=m).write(ckpt_dir / "c")
 
 

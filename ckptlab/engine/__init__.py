@@ -17,7 +17,8 @@ from ckptlab.engine._execute import (
     create_slot,
     next_uid,
     on_attach,
-    pending_positions,
+    on_attach_all,
+    values_for_creation,
     waiting_names,
     write_value,
 )
@@ -51,11 +52,12 @@ __all__ = [
     "is_trackable",
     "next_uid",
     "on_attach",
-    "pending_positions",
+    "on_attach_all",
     "program_values",
     "register_trackable",
     "require_adapter",
     "value_names",
+    "values_for_creation",
     "waiting_names",
     "write_value",
 ]

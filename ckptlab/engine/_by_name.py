@@ -237,12 +237,6 @@ class NameBasedRestore:
         """Name-based restores have no checkpoint nodes to wait on."""
         return _execute.nothing
 
-    def value_for_creation(
-        self, node: int, shape: tuple[int | None, ...], dtype: str
-    ) -> np.ndarray[Any, Any] | None:
-        """Name-based restores fill variables when they are attached."""
-        return None
-
     def restore(self) -> None:
         """Restore every value of the program whose name is a stored key (all or nothing)."""
         self.prepare_subtree(None, "", self.view.root)()

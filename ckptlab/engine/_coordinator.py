@@ -29,7 +29,6 @@ from ckptlab.core import (
     all_matched,
     ancestor_paths,
     build_report,
-    conflict_kind,
     gc_paused,
     object_prefix,
     plan_restore,
@@ -232,22 +231,35 @@ class RestoreCoordinator:
         self._record(plan)
         self.queued.update((w.node, w) for w in writes)
 
-    def value_for_creation(
-        self, node: int, shape: tuple[int | None, ...], dtype: str
-    ) -> np.ndarray[Any, Any] | None:
-        """Restore-on-create: the stored value for a variable about to be created."""
-        key = self.graph.value_keys()[node]
-        if key is None:
-            return None
-        stored = self.stored[key]
-        expected = ValueSpec(shape=shape, dtype=dtype)
-        kind = conflict_kind(expected, stored)
-        if kind is not None:
-            probe = Assignment(node=node, key=key, target=None, expected=expected, stored=stored)
-            raise self._conflict_error([probe])
-        array = self.source.read(key)
-        self._preloaded[node] = array
-        return array
+    def values_for_creation(
+        self, wanted: Sequence[tuple[int, tuple[int | None, ...], str]]
+    ) -> list[np.ndarray[Any, Any] | None]:
+        """Restore-on-create: the stored values for variables about to be created.
+
+        Every value is checked before any is read (one error lists every conflict); what is
+        read is kept for the attach that follows, so it is not read twice.
+        """
+        keys = self.graph.value_keys()
+        probes = [
+            Assignment(
+                node=node,
+                key=key,
+                target=None,
+                expected=ValueSpec(shape=shape, dtype=dtype),
+                stored=self.stored[key],
+            )
+            if (key := keys[node]) is not None
+            else None
+            for node, shape, dtype in wanted
+        ]
+        conflicts = [p for p in probes if p is not None and p.conflict is not None]
+        if conflicts:
+            raise self._conflict_error(conflicts)
+        arrays = [None if p is None else self.source.read(p.key) for p in probes]
+        for probe, array in zip(probes, arrays, strict=True):
+            if probe is not None and array is not None:
+                self._preloaded[probe.node] = array
+        return arrays
 
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
         """Object-based restores do not restore by name."""

@@ -40,12 +40,6 @@ class Restorer(Protocol):
         """
         ...
 
-    def value_for_creation(
-        self, node: int, shape: tuple[int | None, ...], dtype: str
-    ) -> np.ndarray[Any, Any] | None:
-        """The stored value to create a variable with, checked against its spec."""
-        ...
-
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> Commit:
         """Name-based restores: like :meth:`prepare` for every value below ``obj``.
 
@@ -56,6 +50,17 @@ class Restorer(Protocol):
 
 class Deferring(Restorer, Protocol):
     """A restore that waits for objects (an object-based restore: a coordinator)."""
+
+    def values_for_creation(
+        self, wanted: Sequence[tuple[int, tuple[int | None, ...], str]]
+    ) -> list[np.ndarray[Any, Any] | None]:
+        """The stored values of nodes ``(node, shape, dtype)`` to create variables with.
+
+        ``None`` for a node that holds no value.  Every value is checked against its spec
+        before any is read: a conflict raises one :class:`RestoreConflictError` listing them
+        all, having read nothing.
+        """
+        ...
 
     def hold(self, starts: list[tuple[int, Any]]) -> None:
         """Match ``starts`` and keep what matched unwritten, as a lazy restore does.
@@ -142,21 +147,69 @@ def on_attach(parent: Any, name: str, child: Any) -> None:
     so its value wins (docs/semantics.md S41).  If one fails, nothing changed, every position
     stays armed and the error propagates (the caller undoes the attach).
     """
-    positions = pending_positions(parent, name)
+    on_attach_all(parent, [(name, child)])
+
+
+def on_attach_all(parent: Any, children: Sequence[tuple[str, Any]]) -> None:
+    """:func:`on_attach` for several new dependencies ``(name, child)`` of ``parent`` at once.
+
+    A layer's build attaches its variables together: every restore waiting for any of them is
+    matched, checked and read before any binds or writes, so a failure leaves all of them
+    unrestored and every position armed (the caller undoes all the attaches).
+    """
+    table: dict[str, list[Position]] = _DEFERRED.get(parent, {})
     name_based: list[Restorer] = list(_NAME_BASED.get(parent, ()))
-    if not positions and not name_based:
+    if not table and not name_based:
         return
-    commits = [restorer.prepare([(node, child)]) for restorer, node in positions]
-    commits += [restorer.prepare_subtree(parent, name, child) for restorer in name_based]
+    found = [(name, child, pending_positions(parent, name)) for name, child in children]
+    commits = [
+        restorer.prepare([(node, child)])
+        for _, child, positions in found
+        for restorer, node in positions
+    ]
+    commits += [
+        restorer.prepare_subtree(parent, name, child)
+        for name, child, _ in found
+        for restorer in name_based
+    ]
     for commit in commits:
         commit()
-    if positions:
-        table: dict[str, list[Position]] = _DEFERRED.get(parent, {})
-        table[name] = [p for p in table.get(name, []) if p not in positions]
-        if not table[name]:
-            del table[name]
-        if not table:
-            _DEFERRED.discard(parent)
+    for name, _, positions in found:
+        if positions:
+            table[name] = [p for p in table.get(name, []) if p not in positions]
+            if not table[name]:
+                del table[name]
+    if not table:
+        _DEFERRED.discard(parent)
+
+
+def values_for_creation(
+    parent: Any, wanted: Sequence[tuple[str, tuple[int | None, ...], np.dtype[Any]]]
+) -> list[np.ndarray[Any, Any] | None]:
+    """Restore-on-create: the stored values to create ``parent``'s new variables with.
+
+    ``wanted`` are the variables' ``(name, shape, dtype)``; a value is ``None`` when no
+    restore holds one (the initializer is called).  For each name, the newest eager restore
+    waiting for it that holds a value supplies it (docs/semantics.md S39, S41).  A restore
+    checks every value it supplies before reading any, so a conflict raises one
+    :class:`RestoreConflictError` listing them all before any variable of the group exists.
+    """
+    values: list[np.ndarray[Any, Any] | None] = [None] * len(wanted)
+    untried = [[p for p in pending_positions(parent, n) if not p[0].lazy] for n, _, _ in wanted]
+    while True:  # rounds: a restore whose node holds no value leaves it to an older one
+        asks: dict[int, tuple[Deferring, list[tuple[int, int]]]] = {}
+        for index, positions in enumerate(untried):
+            if values[index] is None and positions:
+                restorer, node = positions.pop(0)
+                asks.setdefault(id(restorer), (restorer, []))[1].append((index, node))
+        if not asks:
+            return values
+        for restorer, items in asks.values():
+            found = restorer.values_for_creation(
+                [(node, wanted[index][1], wanted[index][2].name) for index, node in items]
+            )
+            for (index, _), value in zip(items, found, strict=True):
+                values[index] = value
 
 
 def on_build(
