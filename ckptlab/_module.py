@@ -315,13 +315,13 @@ class TrackedList(Trackable, MutableSequence[Any]):
         """
         item = wrap(value)
         self._ck_storage.append(item)
-        self._ck_sync()
+        self._ck_seen.append(item)  # not a copy of the list: appends in a loop stay linear
         if is_trackable(item):
             try:
                 on_attach(self, str(len(self._ck_storage) - 1), item)
             except BaseException:
                 self._ck_storage.pop()
-                self._ck_sync()
+                self._ck_seen.pop()
                 raise
 
     def extend(self, values: Iterable[Any]) -> None:
