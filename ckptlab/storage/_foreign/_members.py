@@ -5,7 +5,9 @@ An index or a metadata file names the other files of its checkpoint (Hugging Fac
 may not leave the checkpoint's directory (:func:`safe_member`), and on a local file system no file
 the reader opens may be a symbolic link that resolves outside it (:func:`check_inside`), except
 into the ``blobs`` of the Hugging Face hub cache repository whose snapshot the directory is
-(docs/foreign-formats.md §12.1).  Only :class:`~ckptlab.storage.LocalStore` keys can be links.
+(docs/foreign-formats.md §12.1): ``models--<org>--<name>/blobs``, a real directory (a ``blobs``
+that is itself a link could lead anywhere).  Only :class:`~ckptlab.storage.LocalStore` keys can
+be links.
 """
 
 from __future__ import annotations
@@ -66,13 +68,24 @@ def check_inside(store: ByteStore, directory: str, key: str) -> None:
         else:
             return  # no link on the way: the file is where its name says
     target = os.path.realpath(key)
-    if not any(_within(target, root) for root in _roots(directory)):
-        raise UnsupportedFormatError(
-            f"{key} is a symbolic link to {target}, outside the checkpoint directory "
-            f"{directory}. ckptlab reads the files of a multi-file checkpoint only from inside "
-            "its directory (or, for a Hugging Face hub cache snapshot, from that repository's "
-            "blobs). Copy the real files into the directory (e.g. cp -L) instead of linking them."
-        )
+    real = os.path.realpath(directory)
+    repository = hub_repository(real)
+    blobs = os.path.join(repository, "blobs") if repository else None
+    if _within(target, real) or (blobs and not os.path.islink(blobs) and _within(target, blobs)):
+        return
+    linked = (
+        f" {blobs} is itself a symbolic link (to {os.path.realpath(blobs)}), which ckptlab does "
+        "not follow: a link there could lead anywhere."
+        if blobs and os.path.islink(blobs)
+        else ""
+    )
+    raise UnsupportedFormatError(
+        f"{key} is a symbolic link to {target}, outside the checkpoint directory "
+        f"{directory}. ckptlab reads the files of a multi-file checkpoint only from inside "
+        "its directory (or, for a Hugging Face hub cache snapshot, from that repository's "
+        f"blobs directory).{linked} Copy the real files into the directory (e.g. cp -L) instead "
+        "of linking them."
+    )
 
 
 def check_tree(store: ByteStore, directory: str, top: str) -> None:
@@ -93,22 +106,25 @@ def check_tree(store: ByteStore, directory: str, top: str) -> None:
                     pending.append(entry.path)
 
 
-def _roots(directory: str) -> list[str]:
-    """Where the files of ``directory`` may resolve: itself, and a hub cache repository's blobs.
+def hub_repository(real: str) -> str | None:
+    """The hub cache repository whose snapshot holds ``real`` (a real path), else ``None``.
 
-    The hub cache keeps ``models--<org>--<name>/snapshots/<revision>/`` (a model may sit in a
-    subfolder of it) whose files are links into ``models--<org>--<name>/blobs/``.
+    The hub cache keeps ``models--<org>--<name>/snapshots/<revision>/`` (``models--gpt2``
+    without an org; a model may sit in a subfolder of it) whose files are links into
+    ``models--<org>--<name>/blobs/``.
+
+    Examples
+    --------
+    >>> hub_repository("/hub/models--org--m/snapshots/abc/text_encoder")
+    '/hub/models--org--m'
+    >>> hub_repository("/runs/snapshots/abc") is None  # not a models--... folder
+    True
     """
-    real = os.path.realpath(directory)
-    roots = [real]
-    ancestor = real
-    while os.path.dirname(ancestor) != ancestor:
-        parent = os.path.dirname(ancestor)
-        if os.path.basename(parent) == "snapshots":
-            roots.append(os.path.realpath(os.path.join(os.path.dirname(parent), "blobs")))
-            break
-        ancestor = parent
-    return roots
+    parts = real.split(os.sep)
+    for i in range(len(parts) - 2, 0, -1):  # the deepest snapshots/<revision> wins
+        if parts[i] == "snapshots" and parts[i - 1].startswith("models--"):
+            return os.sep.join(parts[:i])
+    return None
 
 
 def _within(path: str, root: str) -> bool:

@@ -147,6 +147,49 @@ def test_a_snapshot_may_not_link_past_its_repository_blobs(tmp_path):
     expect_refused(lambda: ck.list_variables(snapshot), shard, target)
 
 
+def test_a_snapshot_may_not_leave_through_a_linked_blobs(tmp_path, monkeypatch):
+    """A repository whose ``blobs`` is itself a link (to ``/``) is no hub cache: a link through
+    it resolves outside the repository and is refused before a byte of its target is read."""
+    repo = tmp_path / "hub" / "models--org--m"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").symlink_to("/")
+    secret = tmp_path / "elsewhere" / "secret.safetensors"
+    secret.parent.mkdir()
+    safetensors_numpy.save_file({"w": SECRET}, str(secret))
+    passwd = tmp_path / "elsewhere" / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    link = snapshot / "model.safetensors"
+    read: list[str] = []
+    original = ck.storage.LocalStore.read_into
+
+    def recording(self, key, out, offset):
+        read.append(os.path.realpath(key))
+        return original(self, key, out, offset)
+
+    monkeypatch.setattr(ck.storage.LocalStore, "read_into", recording)
+    for target in (secret, passwd):
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"../../blobs{target}")
+        message = expect_refused(lambda: ck.list_variables(snapshot), link, target)
+        assert f"{repo / 'blobs'} is itself a symbolic link" in message, message
+        assert str(target) not in read
+
+
+def test_only_a_hub_cache_repository_lends_its_blobs(tmp_path):
+    """``snapshots/<rev>/`` under a folder not named ``models--<org>--<name>`` is no hub cache."""
+    repo = tmp_path / "notacache"
+    snapshot = hf_sharded(
+        repo / "snapshots" / "0123abcd", {"model-00001-of-00001.safetensors": {"w": SECRET}}
+    )
+    shard = snapshot / "model-00001-of-00001.safetensors"
+    target = repo / "blobs" / "0001"
+    target.parent.mkdir()
+    shutil.move(shard, target)
+    shard.symlink_to(os.path.relpath(target, snapshot))
+    expect_refused(lambda: ck.list_variables(snapshot), shard, target)
+
+
 # -- DCP, Keras, Orbax, TensorFlow -------------------------------------------------------------
 
 
