@@ -23,6 +23,7 @@ from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._torch import TorchFile
 from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._missing import broken_link
 
 MAX_INDEX = 64 * 2**20
 """Index files larger than this are refused (a 1,000-shard, 100,000-tensor index is ~8 MB)."""
@@ -122,9 +123,11 @@ class HFShardedDirectory(ForeignCheckpoint):
     def _open_shard(self, shard: Any, where: str, open_file: OpenFile) -> ForeignCheckpoint:
         key = safe_member(self.store, self.path, shard, where)
         if not self.store.exists(key):
+            dangling = broken_link(self.store, key)
             raise NotFoundError(
                 f"{where} names the shard {shard!r}, which is missing from "
-                f"{self.store.display(self.path)}. Download every shard of the model."
+                f"{self.store.display(self.path)}. "
+                + (dangling or "Download every shard of the model.")
             )
         reader = open_file(self.store, key)
         if not isinstance(reader, SafetensorsFile | TorchFile):

@@ -18,6 +18,7 @@ from typing import Any
 
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._kv import ByteStore, LocalStore
+from ckptlab.storage._missing import hub_repository
 
 
 def safe_member(store: ByteStore, directory: str, name: Any, where: str) -> str:
@@ -104,27 +105,6 @@ def check_tree(store: ByteStore, directory: str, top: str) -> None:
                     check_inside(store, directory, entry.path)
                 elif entry.is_dir(follow_symlinks=False):
                     pending.append(entry.path)
-
-
-def hub_repository(real: str) -> str | None:
-    """The hub cache repository whose snapshot holds ``real`` (a real path), else ``None``.
-
-    The hub cache keeps ``models--<org>--<name>/snapshots/<revision>/`` (``models--gpt2``
-    without an org; a model may sit in a subfolder of it) whose files are links into
-    ``models--<org>--<name>/blobs/``.
-
-    Examples
-    --------
-    >>> hub_repository("/hub/models--org--m/snapshots/abc/text_encoder")
-    '/hub/models--org--m'
-    >>> hub_repository("/runs/snapshots/abc") is None  # not a models--... folder
-    True
-    """
-    parts = real.split(os.sep)
-    for i in range(len(parts) - 2, 0, -1):  # the deepest snapshots/<revision> wins
-        if parts[i] == "snapshots" and parts[i - 1].startswith("models--"):
-            return os.sep.join(parts[:i])
-    return None
 
 
 def _within(path: str, root: str) -> bool:
