@@ -382,6 +382,23 @@ def test_directory_paths_get_clear_errors(ckpt_dir):
         ck.Checkpoint(v=ck.Variable(0.0)).read(ckpt_dir / "plain")
 
 
+def test_a_directory_of_checkpoint_folders_names_them(ckpt_dir):
+    """A trainer's output/ (checkpoint-N folders), accelerate's checkpoints/ (checkpoint_N): the
+    error names the folders and the newest to pass, not 'pass what save() returned'."""
+    for step in (2, 10, 4):
+        ck.Checkpoint(v=ck.Variable(float(step))).write(ckpt_dir / "out" / f"checkpoint-{step}")
+    (ckpt_dir / "out" / "logs_7").mkdir()  # numbered, but no checkpoint in it
+    with pytest.raises(ck.NotFoundError) as info:
+        ck.Checkpoint(v=ck.Variable(0.0)).restore(ckpt_dir / "out")
+    message = str(info.value)
+    assert "holds 3 checkpoints in folders: checkpoint-2, checkpoint-4, checkpoint-10" in message
+    assert f"the newest, {ckpt_dir / 'out' / 'checkpoint-10'}" in message, message
+    assert "logs_7" not in message and "save() or write()" not in message, message
+    ck.Checkpoint(v=ck.Variable(0.0)).write(ckpt_dir / "one" / "checkpoint_500")
+    with pytest.raises(ck.NotFoundError, match="holds one checkpoint, in checkpoint_500: pass "):
+        ck.list_variables(ckpt_dir / "one")
+
+
 def test_restore_vs_read_save_counter(ckpt_dir):
     """S33: restore creates save_counter afterwards, read does not (the four combinations)."""
     saved = ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "s")

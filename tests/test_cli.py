@@ -418,6 +418,22 @@ def test_missing_path_exits_two_with_a_hint(saved, tmp_path, command):
     assert "ckpt-1" in done.stderr  # the hint names the numbered checkpoints next to it
 
 
+def test_verify_all_on_a_trainer_output_names_its_checkpoint_folders(tmp_path):
+    """output/checkpoint-N/model.safetensors: --all finds no ckptlab checkpoint; the error says
+    which folders hold checkpoints instead of 'pass the path that save() returned'."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    for step in (2, 4, 6):
+        (tmp_path / "output" / f"checkpoint-{step}").mkdir(parents=True)
+        weights = {"w": np.full(2, float(step), "float32")}
+        safetensors_numpy.save_file(
+            weights, str(tmp_path / "output" / f"checkpoint-{step}" / "model.safetensors")
+        )
+    done = cli("verify", "--all", tmp_path / "output")
+    assert done.returncode == 2
+    assert "holds 3 checkpoints in folders: checkpoint-2, checkpoint-4, checkpoint-6" in done.stderr
+    assert str(tmp_path / "output" / "checkpoint-6") in done.stderr
+
+
 def test_a_directory_whose_latest_is_missing_gives_just_the_error_line(tmp_path):
     """The state file names a deleted checkpoint: one error line naming it (it used to be
     preceded by the log line "Couldn't match files for checkpoint ...")."""

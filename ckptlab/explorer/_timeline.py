@@ -13,22 +13,30 @@ neither read nor counted.
 
 Statistics are computed lazily (when the widget asks), each value read once: the previous
 checkpoint's values stay in memory to measure the update.  They are cached per checkpoint in
-this process (keyed by path and modification time), so reopening a run is fast.
+this process (keyed by path and modification time), so reopening a run is fast.  A checkpoint
+that cannot be read (the newest one still being written, a damaged one) is marked with the
+reason and has no statistics; the rest of the run is measured and compared as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ckptlab.core import ValueSpec, is_floating
-from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
+from ckptlab.errors import (
+    CkptlabError,
+    CorruptCheckpointError,
+    NotFoundError,
+    UnsupportedFormatError,
+)
 from ckptlab.explorer._compare import Diff, compare_stored
 from ckptlab.explorer._sources import DiffSource, checkpoint_values
 from ckptlab.explorer._values import difference, squares
@@ -187,46 +195,59 @@ class Timeline:
             _CACHE.get(_cache_key(c.path)) for c in self.run
         ]
         self._opened: dict[int, StoredCheckpoint] = {}
+        self.unreadable: dict[int, CkptlabError] = {}
+        """Index -> why that checkpoint cannot be read (found when it was opened or read)."""
 
     def open(self, index: int) -> StoredCheckpoint:
-        """The checkpoint at ``index`` (opened once)."""
+        """The checkpoint at ``index`` (opened once); an unreadable one raises its error again."""
         if index not in self._opened:
-            self._opened[index] = open_path(self.run[index].path)
+            with self._noting(index):
+                self._opened[index] = open_path(self.run[index].path)
         return self._opened[index]
+
+    @contextlib.contextmanager
+    def _noting(self, index: int) -> Iterator[None]:
+        """Note why checkpoint ``index`` cannot be read when the block fails (and re-raise)."""
+        try:
+            yield
+        except CkptlabError as error:
+            self.unreadable.setdefault(index, error)
+            raise
+
+    def _measured(self, index: int) -> bool:
+        """Whether checkpoint ``index`` has its statistics and (after a readable one) update."""
+        stats = self._stats[index]
+        before = index - 1
+        return stats is not None and (
+            before < 0 or before in self.unreadable or self.run[before].path in stats.updates
+        )
 
     @property
     def complete(self) -> bool:
-        """Whether every checkpoint's statistics (and update) are known."""
-        return all(
-            s is not None and (i == 0 or self.run[i - 1].path in s.updates)
-            for i, s in enumerate(self._stats)
-        )
+        """Whether every readable checkpoint's statistics (and update) are known."""
+        return all(i in self.unreadable or self._measured(i) for i in range(len(self.run)))
 
     def compute(self, progress: Progress | None = None) -> None:
-        """Compute what is missing, reading each value once; ``progress(fraction, text)``."""
+        """Compute what is missing, reading each value once; ``progress(fraction, text)``.
+
+        A checkpoint that fails to open or read is noted in :attr:`unreadable` and skipped.
+        """
         previous: dict[str, np.ndarray[Any, Any]] = {}
         previous_index = -1
         total = len(self.run)
         for i, checkpoint in enumerate(self.run):
-            stats = self._stats[i]
-            needs_update = i > 0 and (stats is None or self.run[i - 1].path not in stats.updates)
-            if stats is not None and not needs_update:
+            if i in self.unreadable or self._measured(i):
                 continue
             if progress is not None:
                 progress(i / total, f"reading {checkpoint.path} ({i + 1} of {total})")
-            if needs_update and previous_index != i - 1:
-                previous = self._read_all(i - 1)
-            current = {k: a for k, a in self._read_all(i).items() if _is_weight(a)}
-            if stats is None:
-                stored = self.open(i)
-                stats = CheckpointStats(
-                    nbytes=sum(_nbytes(s) for s in stored.specs().values()),
-                    values=len(stored.specs()),
-                    squares={k: squares(v) for k, v in current.items()},
-                    paths=_model_paths(stored),
-                    specs=dict(stored.specs()),
-                )
-            if needs_update:
+            if i > 0 and previous_index != i - 1:
+                previous = self._weights(i - 1) or {}
+            current = self._weights(i)
+            if current is None:
+                previous, previous_index = {}, -1
+                continue
+            stats = self._stats[i] or self._new_stats(i, current)
+            if i > 0 and i - 1 not in self.unreadable:
                 stats.updates[self.run[i - 1].path] = {
                     key: difference(previous[key], array)[2]
                     for key, array in current.items()
@@ -241,48 +262,92 @@ class Timeline:
         if progress is not None:
             progress(1.0, "")
 
-    def _read_all(self, index: int) -> dict[str, np.ndarray[Any, Any]]:
-        """The model's values of checkpoint ``index`` (not its optimizer's)."""
-        return self.open(index).read_many(list(_model_paths(self.open(index))))
+    def _weights(self, index: int) -> dict[str, np.ndarray[Any, Any]] | None:
+        """The model's floating-point values of checkpoint ``index`` (not its optimizer's).
+
+        ``None`` when it cannot be opened or read (the reason noted in :attr:`unreadable`).
+        """
+        if index in self.unreadable:
+            return None
+        try:
+            with self._noting(index):
+                stored = self.open(index)
+                values = stored.read_many(list(_model_paths(stored)))
+        except CkptlabError:
+            return None
+        return {key: array for key, array in values.items() if _is_weight(array)}
+
+    def verify(self, index: int) -> bool:
+        """Whether checkpoint ``index`` opens and every stored value passes its checks.
+
+        Every value is read; when one fails, the reason is noted in :attr:`unreadable`.
+        """
+        try:
+            with self._noting(index):
+                stored = self.open(index)
+                stored.open_values().verify(stored.specs())
+        except CkptlabError:
+            return False
+        return True
+
+    def _new_stats(self, index: int, current: dict[str, np.ndarray[Any, Any]]) -> CheckpointStats:
+        stored = self.open(index)
+        return CheckpointStats(
+            nbytes=sum(_nbytes(s) for s in stored.specs().values()),
+            values=len(stored.specs()),
+            squares={k: squares(v) for k, v in current.items()},
+            paths=_model_paths(stored),
+            specs=dict(stored.specs()),
+        )
 
     def data(self, a: int, b: int) -> TimelineData:
         """The points and per-module series (computing what is missing first)."""
         self.compute()
-        stats = [s for s in self._stats if s is not None]
+        stats = [None if i in self.unreadable else s for i, s in enumerate(self._stats)]
         points: list[TimelinePoint] = []
         for i, (checkpoint, s) in enumerate(zip(self.run, stats, strict=True)):
-            update = s.updates.get(self.run[i - 1].path) if i else None
-            base = stats[i - 1].squares if i else {}
+            update, base = self._update(i, stats)
             points.append(
                 {
                     "path": checkpoint.path,
                     "step": checkpoint.step,
                     "time": checkpoint.time,
-                    "nbytes": s.nbytes,
-                    "values": s.values,
-                    "weight_norm": math.sqrt(sum(s.squares.values())),
+                    "nbytes": s.nbytes if s else None,
+                    "values": s.values if s else None,
+                    "weight_norm": math.sqrt(sum(s.squares.values())) if s else None,
                     "update_ratio": _ratio(update, base) if update is not None else None,
+                    "error": str(self.unreadable[i]) if i in self.unreadable else None,
                 }
             )
         return {"points": points, "modules": self._modules(stats), "a": a, "b": b}
 
-    def _modules(self, stats: list[CheckpointStats]) -> list[ModuleSeries]:
+    def _update(
+        self, index: int, stats: list[CheckpointStats | None]
+    ) -> tuple[dict[str, float] | None, dict[str, float]]:
+        """Checkpoint ``index``'s squared updates and its predecessor's squares.
+
+        ``None, {}`` for the first, an unreadable one, and one after an unreadable one.
+        """
+        now, before = stats[index], stats[index - 1] if index else None
+        if now is None or before is None:
+            return None, {}
+        return now.updates.get(self.run[index - 1].path), before.squares
+
+    def _modules(self, stats: list[CheckpointStats | None]) -> list[ModuleSeries]:
         modules: dict[str, list[str]] = {}
-        for key, path in stats[-1].paths.items():
+        newest = next((s for s in reversed(stats) if s is not None), None)
+        for key, path in newest.paths.items() if newest else ():
             modules.setdefault("/".join(path[:-1]), []).append(key)
         out: list[ModuleSeries] = []
         for module, keys in modules.items():
             norms: list[float | None] = []
             ratios: list[float | None] = []
             for i, s in enumerate(stats):
-                present = [k for k in keys if k in s.squares]
-                norms.append(math.sqrt(sum(s.squares[k] for k in present)) if present else None)
-                update = s.updates.get(self.run[i - 1].path) if i else None
-                if update is None:
-                    ratios.append(None)
-                    continue
-                mine = {k: update[k] for k in keys if k in update}
-                ratios.append(_ratio(mine, stats[i - 1].squares) if mine else None)
+                present = [s.squares[k] for k in keys if k in s.squares] if s else []
+                norms.append(math.sqrt(sum(present)) if present else None)
+                update, base = self._update(i, stats)
+                mine = {k: update[k] for k in keys if k in update} if update else {}
+                ratios.append(_ratio(mine, base) if mine else None)
             if any(n is not None for n in norms):
                 out.append({"module": module, "weight_norm": norms, "update_ratio": ratios})
         out.sort(key=lambda m: -(m["update_ratio"][-1] or 0.0))
@@ -327,21 +392,43 @@ def _ratio(update: dict[str, float], base: dict[str, float]) -> float:
 class TimelineSource(DiffSource):
     """An explorer over a training run: a timeline, and the comparison of two of its checkpoints."""
 
-    def __init__(self, timeline: Timeline, a: int = 0, b: int = -1) -> None:
+    def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
         self.a_index, self.b_index = 0, 0
-        self._pick(a, b)
+        self._pick_readable()
+
+    def _pick_readable(self) -> None:
+        """Compare the oldest and the newest checkpoint that can be read.
+
+        One that fails to open, or whose values fail their checks, is marked unreadable in the
+        timeline and the next one is tried; when none can be read, the newest's error is raised.
+        """
+        timeline, count = self.timeline, len(self.timeline.run)
+        while readable := [i for i in range(count) if i not in timeline.unreadable]:
+            a, b = readable[0], readable[-1]
+            try:
+                self._pick(a, b)
+                return
+            except CkptlabError:
+                if a in timeline.unreadable or b in timeline.unreadable:
+                    continue  # did not open; noted
+                if timeline.verify(b) and timeline.verify(a):
+                    raise  # neither fails alone: not a damaged checkpoint
+        raise timeline.unreadable[count - 1]
 
     def _pick(self, a: int, b: int) -> None:
         count = len(self.timeline.run)
         a, b = a % count, b % count
         left, right = self.timeline.open(a), self.timeline.open(b)
-        self.a_index, self.b_index = a, b
         result: Diff = compare_stored(left, right)
+        self.a_index, self.b_index = a, b
         super().__init__(result, left, right)
 
     def pick(self, a: int, b: int) -> GraphView:
-        """Compare checkpoints ``a`` and ``b`` (indices into the run) from now on."""
+        """Compare checkpoints ``a`` and ``b`` (indices into the run) from now on.
+
+        Raises the error of an unreadable one (what the timeline marks), changing nothing.
+        """
         self._pick(a, b)
         return self.view()
 

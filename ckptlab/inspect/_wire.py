@@ -308,11 +308,15 @@ class TimelinePoint(TypedDict):
     path: str
     step: int | None
     time: float | None
-    nbytes: int
-    values: int
+    nbytes: int | None
+    values: int | None
     weight_norm: float | None
     update_ratio: float | None
-    """``||w_i - w_{i-1}|| / ||w_{i-1}||`` over every value both hold (``None`` for the first)."""
+    """``||w_i - w_{i-1}|| / ||w_{i-1}||`` over every value both hold (``None`` for the first,
+    an unreadable one, and one after an unreadable one)."""
+    error: str | None
+    """Why the checkpoint cannot be read (being written, damaged), else ``None``; an unreadable
+    checkpoint has no size, count, norm or update."""
 
 
 class ModuleSeries(TypedDict):

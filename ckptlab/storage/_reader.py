@@ -9,7 +9,6 @@ failure names the key and the stored object (FORMAT.md, "Reading").
 from __future__ import annotations
 
 import math
-import os
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,6 +32,7 @@ from ckptlab.core import (
 from ckptlab.errors import CkptlabError, CorruptCheckpointError, NotFoundError
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT, chunk_grid, chunk_key, numpy_dtype
+from ckptlab.storage._missing import not_found
 from ckptlab.storage._progress import Progress
 from ckptlab.storage._stream import raw_bytes
 from ckptlab.storage._values import LOCAL_GAP, REMOTE_GAP, PackedValues, ValueReader
@@ -453,7 +453,7 @@ def _read_root(store: ByteStore, path: str) -> Any:
     root = posixpath.join(path, ROOT_DOCUMENT)
     size = store.size(root)
     if size is None:
-        raise _not_found(store, path)
+        raise not_found(store, path)
     if size > MAX_DOCUMENT_BYTES:
         raise CorruptCheckpointError(
             f"{store.display(root)} is {size} bytes; ckptlab refuses documents over "
@@ -504,31 +504,3 @@ def open_checkpoint(store: ByteStore, path: str, *, progress: bool = True) -> St
         if foreign is not None:
             return foreign
     return StoredCheckpoint(store, path, read_document(store, path), progress=progress)
-
-
-def _not_found(store: ByteStore, path: str) -> NotFoundError:
-    shown = store.display(path)
-    if store.exists(posixpath.join(path, "checkpoint")):
-        return NotFoundError(
-            f"{shown} is a checkpoint directory, not a checkpoint. Pass one checkpoint, e.g. "
-            f"ck.latest_checkpoint({shown!r})."
-        )
-    if store.is_dir(path):
-        return NotFoundError(
-            f"{shown} is a directory but not a ckptlab checkpoint (no zarr.json with a "
-            "checkpoint document). Pass the path that save() or write() returned."
-        )
-    if isinstance(store, LocalStore) and os.path.exists(path) and not os.path.isfile(path):
-        return NotFoundError(
-            f"{shown} is neither a file nor a directory (a device, a pipe or a socket). Pass a "
-            "checkpoint: the path that save() or write() returned, or a checkpoint file."
-        )
-    parent, name = posixpath.split(path)
-    siblings = sorted(n for n in store.list_dir(parent) if n.startswith(f"{name}-"))
-    hint = (
-        "You may be missing the checkpoint suffix (e.g. the '-1' in 'ckpt-1'); "
-        f"ck.latest_checkpoint({store.display(parent or '.')!r}) names the newest one"
-    )
-    if siblings:
-        hint += f"; found {', '.join(siblings[:5])} next to it"
-    return NotFoundError(f"Failed to find any matching files for {shown}. {hint}.")

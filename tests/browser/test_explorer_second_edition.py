@@ -193,6 +193,43 @@ def test_values_compared_and_the_training_run(lab, page):
     assert page.errors == []
 
 
+PARTIAL_RUN = """
+import os, tempfile
+import numpy as np
+import ckptlab as ck
+from safetensors.numpy import save_file
+RUN = tempfile.mkdtemp()
+for step in (2, 4, 6):
+    os.makedirs(os.path.join(RUN, "checkpoint-%d" % step))
+    save_file({"w": np.full(4, float(step), "float32")},
+              os.path.join(RUN, "checkpoint-%d" % step, "model.safetensors"))
+newest = os.path.join(RUN, "checkpoint-6", "model.safetensors")
+data = open(newest, "rb").read()
+open(newest, "wb").write(data[:-8])  # still being written
+run = ck.explore(RUN)
+run
+"""
+
+
+def test_a_checkpoint_that_cannot_be_read_is_marked_in_the_timeline(lab, page):
+    """The newest checkpoint-N is half written: its point says why, and cannot be picked."""
+    open_notebook(page, lab.notebook("partial.ipynb", [PARTIAL_RUN]))
+    run_cell(page, 0)
+    run = explorer(page)
+    expect(run.locator(".ck-spark-row").first).to_be_visible(timeout=60_000)
+    expect(run.locator(".ck-point")).to_have_count(3)
+    unreadable = run.locator(".ck-point-unreadable")
+    expect(unreadable).to_have_count(1)
+    expect(unreadable.locator("title")).to_contain_text("step 6 · unreadable: ")
+    expect(unreadable.locator("title")).to_contain_text("is not a readable safetensors file")
+    legend = run.locator(".ck-timeline-legend")
+    expect(legend).to_contain_text("cannot read step 6")
+    expect(legend).to_contain_text("comparing a = step 2 with b = step 4")
+    unreadable.click()
+    expect(run.locator(".ck-picking")).to_have_count(0)
+    assert page.errors == []
+
+
 BIG = """
 import os, tempfile
 import numpy as np

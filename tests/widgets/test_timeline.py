@@ -204,3 +204,78 @@ def test_optimizer_state_is_no_weight(tmp_path):
 )
 def test_a_step_number_is_not_read_from_a_file_extension(name, step):
     assert _timeline._step(name) == step
+
+
+def _trainer_run(directory, steps):
+    """``checkpoint-<step>/model.safetensors`` folders; ``w`` is the step."""
+    from safetensors.numpy import save_file
+
+    for step in steps:
+        (directory / f"checkpoint-{step}").mkdir(parents=True)
+        weights = {"w": np.full(4, float(step), "float32")}
+        save_file(weights, str(directory / f"checkpoint-{step}" / "model.safetensors"))
+    _timeline._CACHE.clear()
+    return directory
+
+
+def test_a_checkpoint_still_being_written_is_marked_and_the_run_still_shows(tmp_path):
+    """The newest checkpoint-N's weights file is half written: the run shows what it can."""
+    pytest.importorskip("safetensors")
+    run = _trainer_run(tmp_path, (2, 4, 6, 8))
+    newest = run / "checkpoint-8" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-8])
+    widget = ck.explore(run)
+    assert widget.is_run
+    assert (widget._source.a_index, widget._source.b_index) == (0, 2)  # the newest readable
+    points = widget.load_timeline()["points"]
+    assert [p["error"] is None for p in points] == [True, True, True, False]
+    assert f"{newest} is not a readable safetensors file" in points[3]["error"]
+    assert points[3]["weight_norm"] is None and points[3]["update_ratio"] is None
+    assert points[3]["nbytes"] is None and points[3]["values"] is None
+    assert points[2]["update_ratio"] == pytest.approx(2 / 4)
+    table = widget.timeline_table()
+    assert list(table["step"]) == [2, 4, 6, 8]
+    assert table["error"].isna().tolist() == [True, True, True, False]
+    (series,) = widget.timeline_table(modules=True).groupby("module")
+    assert series[1]["weight_norm"].isna().tolist() == [False, False, False, True]
+    with pytest.raises(ck.CorruptCheckpointError, match="checkpoint-8"):
+        widget.pick(0, 3)
+    assert (widget._source.a_index, widget._source.b_index) == (0, 2)
+    assert (widget.timeline["a"], widget.timeline["b"]) == (0, 2)
+
+
+def _damage_values(checkpoint):
+    """Flip a byte of the float32 values: the checkpoint opens, its values fail their checksum."""
+    (chunk,) = (checkpoint / "data" / "float32").glob("[0-9]*")
+    data = bytearray(chunk.read_bytes())
+    data[0] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+
+
+def test_a_damaged_checkpoint_in_the_middle_is_marked_and_the_others_work(run):
+    """Damage found only when values are read (a checksum): that point says why, the next
+    has no update ratio (its predecessor is unreadable), the others are measured."""
+    _damage_values(run / "ckpt-10")
+    widget = ck.explore(run)
+    data = widget.load_timeline()
+    points = data["points"]
+    assert [p["step"] for p in points] == [0, 10, 20, 30]
+    assert points[1]["error"] is not None and "checksum mismatch" in points[1]["error"]
+    assert points[1]["weight_norm"] is None
+    assert points[2]["update_ratio"] is None  # measured against an unreadable checkpoint
+    assert points[3]["update_ratio"] is not None and points[3]["error"] is None
+    encoder = next(m for m in data["modules"] if m["module"] == "model/encoder")
+    assert encoder["weight_norm"] == pytest.approx([4.0, None, 16.0, 32.0])
+    assert encoder["update_ratio"] == [None, None, None, pytest.approx(1.0)]
+    widget.pick(2, 3)  # the others still compare
+    assert widget.view.kind == "diff"
+
+
+def test_a_newest_checkpoint_whose_values_are_damaged_is_not_compared(run):
+    """It opens, but comparing it fails: the explorer compares the newest readable one."""
+    _damage_values(run / "ckpt-30")
+    widget = ck.explore(run)
+    assert (widget._source.a_index, widget._source.b_index) == (0, 2)
+    points = widget.load_timeline()["points"]
+    assert "checksum mismatch" in points[3]["error"]
+    assert [p["error"] is None for p in points[:3]] == [True, True, True]

@@ -23,12 +23,18 @@ from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
 from ckptlab.storage._foreign._torch import TorchFile
 from ckptlab.storage._kv import ByteStore
+from ckptlab.storage._missing import broken_link
 
 MAX_INDEX = 64 * 2**20
 """Index files larger than this are refused (a 1,000-shard, 100,000-tensor index is ~8 MB)."""
 INDEX_SUFFIX = ".index.json"
-CANONICAL = ("model.safetensors", "pytorch_model.bin")
-"""The single-file names ``transformers`` writes, preferred when a directory holds several."""
+LOAD_ORDER = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+"""What ``transformers``' ``from_pretrained`` loads from a directory: the first that is there."""
 
 OpenFile = Callable[[ByteStore, str], ForeignCheckpoint | None]
 
@@ -117,9 +123,11 @@ class HFShardedDirectory(ForeignCheckpoint):
     def _open_shard(self, shard: Any, where: str, open_file: OpenFile) -> ForeignCheckpoint:
         key = safe_member(self.store, self.path, shard, where)
         if not self.store.exists(key):
+            dangling = broken_link(self.store, key)
             raise NotFoundError(
                 f"{where} names the shard {shard!r}, which is missing from "
-                f"{self.store.display(self.path)}. Download every shard of the model."
+                f"{self.store.display(self.path)}. "
+                + (dangling or "Download every shard of the model.")
             )
         reader = open_file(self.store, key)
         if not isinstance(reader, SafetensorsFile | TorchFile):
@@ -155,20 +163,24 @@ class HFShardedDirectory(ForeignCheckpoint):
 def open_hf_directory(
     store: ByteStore, directory: str, names: list[str], open_file: OpenFile
 ) -> ForeignCheckpoint | None:
-    """The model in an HF directory: its index, else its single weights file; ``None`` if none.
+    """The model in an HF directory, as ``transformers`` finds it; ``None`` if there is none.
 
-    An index is a ``*.index.json`` file whose content is a weight map (safetensors indexes are
-    preferred, as ``transformers`` does); weights files are recognised by content, and with
-    several of one kind the canonical name (``model.safetensors``, ``pytorch_model.bin``) wins.
+    ``transformers`` (``modeling_utils``) loads the first of ``model.safetensors``,
+    ``model.safetensors.index.json``, ``pytorch_model.bin``, ``pytorch_model.bin.index.json``
+    that is there (:data:`LOAD_ORDER`), so a stale index beside a newer ``model.safetensors``
+    does not count.  Without any of them: another ``*.index.json`` whose content is a weight map
+    (safetensors indexes first), else the one weights file found by content.
     """
-    indexes = sorted((n for n in names if n.endswith(INDEX_SUFFIX)), key=_index_rank)
-    for name in indexes:
-        key = posixpath.join(directory, name)
-        if not store.exists(key):
-            continue
-        check_inside(store, directory, key)
-        if is_index(read_json(store, key, MAX_INDEX, "an HF index JSON")):
-            return HFShardedDirectory(store, directory, name, open_file)
+    present = set(names)
+    for name in LOAD_ORDER:
+        found = _open_entry(store, directory, name, open_file) if name in present else None
+        if found is not None:
+            return found
+    others = (n for n in names if n.endswith(INDEX_SUFFIX) and n not in LOAD_ORDER)
+    for name in sorted(others, key=_index_rank):
+        found = _open_index(store, directory, name, open_file)
+        if found is not None:
+            return found
     candidates: dict[str, list[str]] = {"safetensors": [], "torch": []}
     outside: UnsupportedFormatError | None = None
     """A weights file linked from outside the directory: not read, and the reason when nothing
@@ -176,7 +188,7 @@ def open_hf_directory(
     for name in names:
         key = posixpath.join(directory, name)
         size = store.size(key)
-        if size is None or name.endswith(".json"):
+        if size is None or name.endswith(".json") or name in LOAD_ORDER:
             continue
         try:
             check_inside(store, directory, key)
@@ -184,22 +196,17 @@ def open_hf_directory(
             if name.endswith(WEIGHTS_SUFFIXES):
                 outside = outside or error
             continue
-        head = bytearray(min(size, 16))
-        store.read_into(key, memoryview(head), 0)
-        if looks_like_safetensors(bytes(head), size):
-            candidates["safetensors"].append(name)
-        elif head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-            candidates["torch"].append(name)
+        kind = _weights_kind(store, key, size)
+        if kind is not None:
+            candidates[kind].append(name)
     for kind, files in candidates.items():
         opened: list[ForeignCheckpoint] = []
-        for name in sorted(files, key=lambda n: n not in CANONICAL):
+        for name in files:
             try:
                 reader = open_file(store, posixpath.join(directory, name))
             except (CorruptCheckpointError, UnsupportedFormatError):
                 continue  # not weights after all (training_args.bin, a damaged file, ...)
             if isinstance(reader, SafetensorsFile | TorchFile):
-                if name in CANONICAL:
-                    return reader
                 opened.append(reader)
         if len(opened) == 1:
             return opened[0]
@@ -210,6 +217,51 @@ def open_hf_directory(
             )
     if outside is not None:
         raise outside
+    return None
+
+
+def _open_entry(
+    store: ByteStore, directory: str, name: str, open_file: OpenFile
+) -> ForeignCheckpoint | None:
+    """``name`` of :data:`LOAD_ORDER` if it holds weights (an index: a weight map); else ``None``.
+
+    It is what ``transformers`` would load, so its damage, or a link out of the directory, is
+    the error rather than a reason to open another file.
+    """
+    if name.endswith(INDEX_SUFFIX):
+        return _open_index(store, directory, name, open_file)
+    key = posixpath.join(directory, name)
+    size = store.size(key)
+    if size is None:
+        return None
+    check_inside(store, directory, key)
+    if _weights_kind(store, key, size) is None:
+        return None  # not weights by content (a Git LFS pointer, an HTML error page)
+    reader = open_file(store, key)
+    return reader if isinstance(reader, SafetensorsFile | TorchFile) else None
+
+
+def _open_index(
+    store: ByteStore, directory: str, name: str, open_file: OpenFile
+) -> HFShardedDirectory | None:
+    """The sharded model of index ``name`` if its content is a weight map, else ``None``."""
+    key = posixpath.join(directory, name)
+    if not store.exists(key):
+        return None
+    check_inside(store, directory, key)
+    if not is_index(read_json(store, key, MAX_INDEX, "an HF index JSON")):
+        return None
+    return HFShardedDirectory(store, directory, name, open_file)
+
+
+def _weights_kind(store: ByteStore, key: str, size: int) -> str | None:
+    """``"safetensors"`` or ``"torch"`` by a file's first bytes, else ``None``."""
+    head = bytearray(min(size, 16))
+    store.read_into(key, memoryview(head), 0)
+    if looks_like_safetensors(bytes(head), size):
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
     return None
 
 

@@ -5,7 +5,9 @@ An index or a metadata file names the other files of its checkpoint (Hugging Fac
 may not leave the checkpoint's directory (:func:`safe_member`), and on a local file system no file
 the reader opens may be a symbolic link that resolves outside it (:func:`check_inside`), except
 into the ``blobs`` of the Hugging Face hub cache repository whose snapshot the directory is
-(docs/foreign-formats.md §12.1).  Only :class:`~ckptlab.storage.LocalStore` keys can be links.
+(docs/foreign-formats.md §12.1): ``models--<org>--<name>/blobs``, a real directory (a ``blobs``
+that is itself a link could lead anywhere).  Only :class:`~ckptlab.storage.LocalStore` keys can
+be links.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._kv import ByteStore, LocalStore
+from ckptlab.storage._missing import hub_repository
 
 
 def safe_member(store: ByteStore, directory: str, name: Any, where: str) -> str:
@@ -66,13 +69,24 @@ def check_inside(store: ByteStore, directory: str, key: str) -> None:
         else:
             return  # no link on the way: the file is where its name says
     target = os.path.realpath(key)
-    if not any(_within(target, root) for root in _roots(directory)):
-        raise UnsupportedFormatError(
-            f"{key} is a symbolic link to {target}, outside the checkpoint directory "
-            f"{directory}. ckptlab reads the files of a multi-file checkpoint only from inside "
-            "its directory (or, for a Hugging Face hub cache snapshot, from that repository's "
-            "blobs). Copy the real files into the directory (e.g. cp -L) instead of linking them."
-        )
+    real = os.path.realpath(directory)
+    repository = hub_repository(real)
+    blobs = os.path.join(repository, "blobs") if repository else None
+    if _within(target, real) or (blobs and not os.path.islink(blobs) and _within(target, blobs)):
+        return
+    linked = (
+        f" {blobs} is itself a symbolic link (to {os.path.realpath(blobs)}), which ckptlab does "
+        "not follow: a link there could lead anywhere."
+        if blobs and os.path.islink(blobs)
+        else ""
+    )
+    raise UnsupportedFormatError(
+        f"{key} is a symbolic link to {target}, outside the checkpoint directory "
+        f"{directory}. ckptlab reads the files of a multi-file checkpoint only from inside "
+        "its directory (or, for a Hugging Face hub cache snapshot, from that repository's "
+        f"blobs directory).{linked} Copy the real files into the directory (e.g. cp -L) instead "
+        "of linking them."
+    )
 
 
 def check_tree(store: ByteStore, directory: str, top: str) -> None:
@@ -91,24 +105,6 @@ def check_tree(store: ByteStore, directory: str, top: str) -> None:
                     check_inside(store, directory, entry.path)
                 elif entry.is_dir(follow_symlinks=False):
                     pending.append(entry.path)
-
-
-def _roots(directory: str) -> list[str]:
-    """Where the files of ``directory`` may resolve: itself, and a hub cache repository's blobs.
-
-    The hub cache keeps ``models--<org>--<name>/snapshots/<revision>/`` (a model may sit in a
-    subfolder of it) whose files are links into ``models--<org>--<name>/blobs/``.
-    """
-    real = os.path.realpath(directory)
-    roots = [real]
-    ancestor = real
-    while os.path.dirname(ancestor) != ancestor:
-        parent = os.path.dirname(ancestor)
-        if os.path.basename(parent) == "snapshots":
-            roots.append(os.path.realpath(os.path.join(os.path.dirname(parent), "blobs")))
-            break
-        ancestor = parent
-    return roots
 
 
 def _within(path: str, root: str) -> bool:

@@ -273,10 +273,11 @@ export interface ITimelinePoint {
   path: string;
   step: number | null;
   time: number | null;
-  nbytes: number;
-  values: number;
+  nbytes: number | null;
+  values: number | null;
   weight_norm: number | null;
   update_ratio: number | null;
+  error: string | null;
 }
 
 /** Per-module series over the run (one entry per point, ``None`` where absent). */

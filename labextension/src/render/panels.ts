@@ -5,6 +5,7 @@ import { FLAG_OPTIMIZER, type Graph } from "../core/model.js";
 import { problemReason, type IProblemGroup } from "../core/problems.js";
 import { paths } from "../core/search.js";
 import { sparkPath } from "../core/spark.js";
+import { pointTitle, timelineLegend } from "../core/timeline.js";
 import { NO_PROBLEMS, type ITimelineData } from "../core/wire.js";
 import { svgElement } from "./canvas.js";
 
@@ -195,30 +196,26 @@ export class TimelinePanel {
       dot.setAttribute("cx", String(10 + i * step));
       dot.setAttribute("cy", String(height - 6));
       dot.setAttribute("r", i === data.a || i === data.b ? "6" : "4");
+      const unreadable = point.error !== null;
       dot.setAttribute(
         "class",
-        `ck-point${i === data.a ? " ck-point-a" : ""}${i === data.b ? " ck-point-b" : ""}`,
+        `ck-point${i === data.a ? " ck-point-a" : ""}${i === data.b ? " ck-point-b" : ""}` +
+          (unreadable ? " ck-point-unreadable" : ""),
       );
       dot.dataset.index = String(i);
       const title = svgElement("title");
       const when = point.time ? new Date(point.time * 1000).toLocaleString() : "";
-      title.textContent =
-        `step ${point.step ?? "?"} · ${when} · ${(point.nbytes / 1024).toFixed(1)} KB · ` +
-        `update ${point.update_ratio === null ? "–" : formatChange(point.update_ratio)}\n${point.path}`;
+      title.textContent = pointTitle(point, when);
       dot.append(title);
-      dot.addEventListener("click", () => {
-        this.pick(i);
-      });
+      if (!unreadable) {
+        dot.addEventListener("click", () => {
+          this.pick(i);
+        });
+      }
       svg.append(dot);
     });
     chart.append(svg);
-    const legend = element(
-      "div",
-      "ck-timeline-legend",
-      `${points.length} checkpoints, steps ${points[0]?.step ?? "?"}–${points.at(-1)?.step ?? "?"}: ` +
-        `comparing a = step ${points[data.a]?.step ?? data.a} with b = step ` +
-        `${points[data.b]?.step ?? data.b}. Click two points to compare others.`,
-    );
+    const legend = element("div", "ck-timeline-legend", timelineLegend(data));
     const table = element("table", "ck-sparks");
     const head = element("tr", "");
     head.append(

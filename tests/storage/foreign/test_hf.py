@@ -136,6 +136,52 @@ def test_a_safetensors_index_is_preferred_over_a_torch_one(hf_dirs, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("sources", "opened"),
+    [
+        # save_pretrained again without sharding: a stale index beside model.safetensors,
+        # its shards deleted (transformers 5) or left behind
+        ({"single": ["model.safetensors"], "sharded": ["*.json"]}, "model.safetensors"),
+        ({"single": ["model.safetensors"], "sharded": ["*"]}, "model.safetensors"),
+        # a Hub repo converted to safetensors, downloaded with allow_patterns=["*.json",
+        # "*.safetensors"]: the .bin index without its shards
+        ({"single": ["model.safetensors"], "bins": ["*.json"]}, "model.safetensors"),
+        ({"sharded": ["*"], "bin": ["pytorch_model.bin"]}, "model.safetensors.index.json"),
+        ({"bin": ["pytorch_model.bin"], "bins": ["*"]}, "pytorch_model.bin"),
+    ],
+)
+def test_the_weights_transformers_loads_are_opened(hf_dirs, tmp_path, sources, opened):
+    """transformers' order (modeling_utils): model.safetensors, model.safetensors.index.json,
+    pytorch_model.bin, pytorch_model.bin.index.json; the first present is what loads."""
+    directory = tmp_path / "model"
+    directory.mkdir()
+    for source, patterns in sources.items():
+        for pattern in patterns:
+            for file in (hf_dirs[0] / source).glob(pattern):
+                shutil.copy(file, directory / file.name)
+    reader = ck.storage.open_path(directory)
+    if opened.endswith(".index.json"):
+        assert reader.index_file == opened
+    else:
+        assert reader.path == str(directory / opened)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = transformers.GPT2LMHeadModel.from_pretrained(directory, local_files_only=True)
+    state = loaded.state_dict()
+    for key, _ in ck.list_variables(directory):
+        assert torch.equal(torch.from_numpy(reader.read(key)), state[key]), key
+
+
+def test_a_damaged_model_safetensors_is_the_error_not_a_reason_to_read_the_index(hf_dirs, tmp_path):
+    """It is what from_pretrained loads: the error names it (no silent fall back to shards)."""
+    directory = tmp_path / "model"
+    shutil.copytree(hf_dirs[0] / "sharded", directory)
+    data = (hf_dirs[0] / "single" / "model.safetensors").read_bytes()
+    (directory / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ck.CorruptCheckpointError, match="model.safetensors is not a readable"):
+        ck.list_variables(directory)
+
+
 # -- damaged and hostile directories ------------------------------------------------------------
 
 

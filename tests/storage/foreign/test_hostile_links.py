@@ -147,6 +147,103 @@ def test_a_snapshot_may_not_link_past_its_repository_blobs(tmp_path):
     expect_refused(lambda: ck.list_variables(snapshot), shard, target)
 
 
+def test_a_snapshot_may_not_leave_through_a_linked_blobs(tmp_path, monkeypatch):
+    """A repository whose ``blobs`` is itself a link (to ``/``) is no hub cache: a link through
+    it resolves outside the repository and is refused before a byte of its target is read."""
+    repo = tmp_path / "hub" / "models--org--m"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").symlink_to("/")
+    secret = tmp_path / "elsewhere" / "secret.safetensors"
+    secret.parent.mkdir()
+    safetensors_numpy.save_file({"w": SECRET}, str(secret))
+    passwd = tmp_path / "elsewhere" / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    link = snapshot / "model.safetensors"
+    read: list[str] = []
+    original = ck.storage.LocalStore.read_into
+
+    def recording(self, key, out, offset):
+        read.append(os.path.realpath(key))
+        return original(self, key, out, offset)
+
+    monkeypatch.setattr(ck.storage.LocalStore, "read_into", recording)
+    for target in (secret, passwd):
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"../../blobs{target}")
+        message = expect_refused(lambda: ck.list_variables(snapshot), link, target)
+        assert f"{repo / 'blobs'} is itself a symbolic link" in message, message
+        assert str(target) not in read
+
+
+def test_only_a_hub_cache_repository_lends_its_blobs(tmp_path):
+    """``snapshots/<rev>/`` under a folder not named ``models--<org>--<name>`` is no hub cache."""
+    repo = tmp_path / "notacache"
+    snapshot = hf_sharded(
+        repo / "snapshots" / "0123abcd", {"model-00001-of-00001.safetensors": {"w": SECRET}}
+    )
+    shard = snapshot / "model-00001-of-00001.safetensors"
+    target = repo / "blobs" / "0001"
+    target.parent.mkdir()
+    shutil.move(shard, target)
+    shard.symlink_to(os.path.relpath(target, snapshot))
+    expect_refused(lambda: ck.list_variables(snapshot), shard, target)
+
+
+def hub_repository(root: Path, files: dict[str, bytes], revision: str = "0123abcd") -> Path:
+    """``models--org--name`` as huggingface_hub lays it out: blobs, refs/main, a snapshot."""
+    repo = root / "models--org--name"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir(exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    for number, (name, data) in enumerate(files.items()):
+        blob = repo / "blobs" / f"{revision}{number:032x}"
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    return snapshot
+
+
+def test_a_hub_cache_repository_names_the_snapshot_to_pass(tmp_path):
+    weights = safetensors_numpy.save({"w": SECRET})
+    hub_repository(tmp_path, {"model.safetensors": weights}, revision="0ld")
+    snapshot = hub_repository(tmp_path, {"model.safetensors": weights}, revision="cafe")
+    repo = snapshot.parent.parent
+    for path in (repo, repo / "snapshots"):
+        with pytest.raises(ck.NotFoundError) as info:
+            ck.list_variables(path)
+        message = str(info.value)
+        assert "Hugging Face hub cache repository" in message, message
+        assert f"Pass {snapshot} (the revision refs/main names" in message, message
+    assert ck.list_variables(snapshot) == [("w", [3])]
+
+
+def test_a_deleted_blob_names_the_dangling_link_and_where_it_points(tmp_path):
+    """huggingface-cli delete-cache (or an interrupted download) leaves links to nothing."""
+    weights = safetensors_numpy.save({"w": SECRET})
+    snapshot = hub_repository(tmp_path, {"model.safetensors": weights})
+    link = snapshot / "model.safetensors"
+    target = os.readlink(link)
+    os.remove(link.resolve())
+    for path in (snapshot, link):
+        with pytest.raises(ck.NotFoundError) as info:
+            ck.list_variables(path)
+        message = str(info.value)
+        assert f"{link} is a symbolic link to {target} ({tmp_path}/" in message, message
+        assert "which does not exist" in message and "Download the model again" in message
+        assert "not a ckptlab checkpoint" not in message and "suffix" not in message, message
+
+
+def test_a_sharded_snapshot_whose_shard_blob_was_deleted_names_the_link(tmp_path):
+    model = hf_sharded(tmp_path / "model", {"model-00001-of-00001.safetensors": {"w": SECRET}})
+    snapshot = hub_repository(tmp_path, {f.name: f.read_bytes() for f in model.iterdir()})
+    shard = snapshot / "model-00001-of-00001.safetensors"
+    os.remove(shard.resolve())
+    with pytest.raises(ck.NotFoundError, match=f"is a symbolic link to {os.readlink(shard)}"):
+        ck.list_variables(snapshot)
+
+
 # -- DCP, Keras, Orbax, TensorFlow -------------------------------------------------------------
 
 
