@@ -48,8 +48,9 @@ class KeyMap:
         applied in order.
     transpose
         Patterns (:func:`re.search`) selecting the values to transpose, by renamed name or path:
-        2-D values are transposed, 0-D and 1-D ones kept, higher ranks refused.  Or a mapping
-        ``{pattern: axes}`` giving the permutation (:func:`numpy.transpose`) for any rank.
+        2-D values are transposed, 0-D and 1-D ones kept, higher ranks refused; a single string
+        is one pattern.  Or a mapping ``{pattern: axes}`` giving the permutation
+        (:func:`numpy.transpose`) for any rank.
 
     Examples
     --------
@@ -70,6 +71,8 @@ class KeyMap:
     ) -> None:
         pairs = rules.items() if isinstance(rules, Mapping) else rules
         self.rules = tuple((_compiled(p, r), r) for p, r in pairs)
+        if isinstance(transpose, str):  # one pattern, as run_restore_ops(only="model") one path
+            transpose = [transpose]
         chosen = (
             [(p, _permutation(p, a)) for p, a in transpose.items()]
             if isinstance(transpose, Mapping)

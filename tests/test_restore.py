@@ -560,6 +560,24 @@ def test_a_key_map_renames_and_transposes_a_ckptlab_checkpoint(tmp_path):
     assert not damaged.encoder.w.numpy().any() and not damaged.encoder.b.numpy().any()
 
 
+def test_a_key_map_transpose_given_as_one_string_is_one_pattern(tmp_path):
+    """``transpose="kernel$"`` is one pattern, as ``run_restore_ops(only="model")`` is one path.
+
+    It was iterated per character, and the pattern ``$`` then transposed every 2-D value: a
+    square embedding came back transposed and ``assert_consumed`` passed.
+    """
+    square = np.arange(9.0).reshape(3, 3)
+    path = ck.Checkpoint(kernel=ck.Variable(square), embedding=ck.Variable(square * 10)).save(
+        tmp_path / "ckpt"
+    )
+    key_map = ck.KeyMap(transpose="kernel$")
+    assert repr(key_map) == "ck.KeyMap({}, transpose=['kernel$'])"
+    kernel, embedding = ck.Variable(np.zeros((3, 3))), ck.Variable(np.zeros((3, 3)))
+    ck.Checkpoint(kernel=kernel, embedding=embedding).restore(path, key_map=key_map)
+    np.testing.assert_array_equal(kernel.numpy(), square.T)
+    np.testing.assert_array_equal(embedding.numpy(), square * 10)
+
+
 @pytest.mark.parametrize("change", ["deleted", "written again"])
 @pytest.mark.parametrize("lazy", [False, True])
 def test_a_waiting_restore_whose_checkpoint_went_away_says_so(ckpt_dir, change, lazy):
