@@ -63,10 +63,17 @@ class Variable(Trackable):
         value = initial_value() if callable(initial_value) else initial_value
         if isinstance(value, Variable):
             value = value.numpy()
-        array = np.array(value, dtype=dtype)
+        self._name = "Variable" if name is None else str(name)
+        try:
+            array = np.array(value, dtype=dtype)
+        except OverflowError as error:  # a Python int the dtype cannot hold
+            _refuse_wrapping(np.asarray(value), np.dtype(dtype), self._name)  # names the value
+            found = f"an integer out of that range ({error})"
+            raise AssignmentError(_wrap_message(self._name, np.dtype(dtype), found)) from None
+        if dtype is not None:
+            _refuse_wrapping(np.asarray(value), array.dtype, self._name)
         if array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("="))
-        self._name = "Variable" if name is None else str(name)
         dtype_name(array.dtype, f"Variable {self._name!r}")
         declared = tuple(array.shape) if shape is None else tuple(shape)
         if not ValueSpec(shape=declared, dtype="").shape_accepts(array.shape):
@@ -140,7 +147,8 @@ class Variable(Trackable):
         Raises
         ------
         AssignmentError
-            The shape does not fit, or the cast is not ``same_kind`` (float into int, ...).
+            The shape does not fit, the cast is not ``same_kind`` (float into int, ...), or an
+            integer does not fit the dtype (300 into int8: numpy's cast would wrap it to 44).
 
         Examples
         --------
@@ -155,6 +163,7 @@ class Variable(Trackable):
                 f"{self.dtype}: the cast is not 'same_kind'. Convert it explicitly, e.g. "
                 f"value.astype({self.dtype.name!r})."
             )
+        _refuse_wrapping(array, self.dtype, self._name)
         if array.shape == self._value.shape:
             np.copyto(self._value, array, casting="same_kind")
             return self
@@ -257,6 +266,31 @@ class Variable(Trackable):
     def _ck_restore_value(self, array: np.ndarray[Any, Any]) -> None:
         """Take the restored ``array`` itself as the value (the executor's write)."""
         self._value = array
+
+
+def _refuse_wrapping(array: np.ndarray[Any, Any], dtype: np.dtype[Any], name: str) -> None:
+    """Refuse integers ``dtype`` cannot hold: numpy's cast would wrap them (300 -> 44 in int8).
+
+    Only integers of a wider type are looked at (a Python int is an int64 array here), so a
+    value of the variable's own dtype costs nothing.
+    """
+    if array.dtype.kind not in "iu" or dtype.kind not in "iu" or np.can_cast(array.dtype, dtype):
+        return
+    if array.size == 0:
+        return
+    info = np.iinfo(dtype)
+    low, high = int(array.min()), int(array.max())
+    if low < info.min or high > info.max:
+        raise AssignmentError(_wrap_message(name, dtype, str(high if high > info.max else low)))
+
+
+def _wrap_message(name: str, dtype: np.dtype[Any], found: str) -> str:
+    info = np.iinfo(dtype)
+    return (
+        f"Variable {name!r} of dtype {dtype} holds {info.min}..{info.max}, not {found} (numpy's "
+        "cast would wrap it around to another number silently); nothing was written. Pass "
+        "values in that range, or use a wider dtype (e.g. dtype='int64')."
+    )
 
 
 def create_variable(

@@ -28,6 +28,27 @@ def test_variable_contract():
         v.assign([1.0, 2.0])
 
 
+def test_integers_a_variable_cannot_hold_are_refused_not_wrapped():
+    """numpy's same_kind cast wraps 300 into an int8 as 44; numpy's own ``a[...] = 300``, torch
+    and TensorFlow refuse it, and so do ``assign`` and the constructor (nothing written)."""
+    small = ck.Variable(np.int8(1))
+    with pytest.raises(ck.AssignmentError, match=r"int8.*-128\.\.127.*300"):
+        small.assign(300)
+    wide = ck.Variable(np.array([0, 0], np.int32))
+    with pytest.raises(ck.AssignmentError, match="2147483648"):
+        wide.assign([2**31, 2**32 + 7])
+    with pytest.raises(ck.AssignmentError, match="-2147483649"):
+        wide.assign(np.array([-(2**31) - 1, 0]))  # an int64 array
+    with pytest.raises(ck.AssignmentError, match="200"):
+        ck.Variable(np.int8(0)).assign(np.array([200], np.uint8))  # same_kind, but -56
+    assert small.numpy() == 1 and not wide.numpy().any()
+    small.assign(-128).assign(np.int64(127))  # the bounds themselves fit
+    wide.assign(np.array([2**31 - 1, -(2**31)]))
+    assert small.numpy() == 127 and wide.numpy().tolist() == [2**31 - 1, -(2**31)]
+    with pytest.raises(ck.AssignmentError, match="300"):
+        ck.Variable(300, dtype=np.int8)
+
+
 def test_variable_unknown_dims():
     v = ck.Variable(np.zeros((1, 3)), shape=(None, 3))
     v.assign(np.ones((4, 3)))
