@@ -13,7 +13,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from ckptlab._async import SaveHandle, settle, stage, start
-from ckptlab._keymap import KeyMap
+from ckptlab._keymap import KeyMap, check_key_map
 from ckptlab._module import Module, wrap
 from ckptlab._variable import Variable, create_variable
 from ckptlab.core import CheckpointState, ProgramGraph, gc_paused
@@ -34,6 +34,7 @@ from ckptlab.storage import (
     DirectoryLock,
     ReadOptions,
     WriteOptions,
+    checked_options,
     listed_or_removed,
     open_checkpoint,
     path_text,
@@ -226,6 +227,7 @@ class Checkpoint(Module):
         (True, [('w/.ATTRIBUTES/VARIABLE_VALUE', [2])])
         """
         path = path_text(file_prefix)
+        options = checked_options(options, WriteOptions)
         settle(self)
         self._write(path, options, overrides=None)
         return path
@@ -286,9 +288,10 @@ class Checkpoint(Module):
         True
         """
         prefix = path_text(file_prefix)
+        options = checked_options(options, WriteOptions)
         settle(self)
         self._ck_check_keywords()  # before the counter is created
-        store, key = resolve(prefix, (options or WriteOptions()).storage_options)
+        store, key = resolve(prefix, options.storage_options)
         DirectoryLock(store, posixpath.dirname(key)).check_plain_save()  # another's manager?
         counter = self.save_counter
         number = int(counter.numpy()) + 1
@@ -410,7 +413,8 @@ class Checkpoint(Module):
         >>> w.numpy(), status.assert_consumed().report().summary()
         (array([1., 2.]), '2 matched')
         """
-        self._ck_check_keywords()  # before the counter is created
+        options = _checked_read(save_path, key_map, options)  # before the counter is created
+        self._ck_check_keywords()
         if self._ck_root is not None:
             # the counter is then a child the Checkpoint adds to the root, and the read matches
             # it like any other: NNX and Keras objects cannot restore a child attached later
@@ -456,13 +460,12 @@ class Checkpoint(Module):
         >>> ckpt.read(path).assert_consumed().report().summary()
         '1 matched'
         """
+        options = _checked_read(save_path, key_map, options)
         view = self._ck_view()
         if save_path is None:
             return InitializationOnlyStatus(view)
         with gc_paused():  # matching many values builds many small objects, no cycles among them
-            return self._read(
-                view, save_path, lazy, key_map, skip_slot_variables, options or ReadOptions()
-            )
+            return self._read(view, save_path, lazy, key_map, skip_slot_variables, options)
 
     def _read(
         self,
@@ -497,6 +500,16 @@ class Checkpoint(Module):
     def __repr__(self) -> str:
         names = [name for name, _ in self._ck_program().children(self._ck_graph_root)]
         return f"<ck.Checkpoint {', '.join(names) or '(empty)'}>"
+
+
+def _checked_read(
+    save_path: str | os.PathLike[str] | None, key_map: KeyMap | None, options: ReadOptions | None
+) -> ReadOptions:
+    """Refuse wrong ``restore``/``read`` arguments before anything is created or read."""
+    if save_path is not None:
+        path_text(save_path)
+    check_key_map(key_map)
+    return checked_options(options, ReadOptions)
 
 
 def _warn_unsaved_slots(program: ProgramGraph[Any]) -> None:

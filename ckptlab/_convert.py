@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from ckptlab._keymap import KeyMap
+from ckptlab._keymap import KeyMap, check_key_map
 from ckptlab._reader import open_path
 from ckptlab._version import __version__
 from ckptlab.core import ITEMSIZE, VARIABLE_VALUE, ObjectGraph
@@ -26,6 +26,7 @@ from ckptlab.storage import (
     SAFETENSORS_DTYPES,
     StoredCheckpoint,
     WriteOptions,
+    checked_options,
     resolve,
     write_checkpoint,
     write_safetensors,
@@ -101,6 +102,8 @@ def convert(
     >>> ck.list_variables(ck.convert(src, os.path.join(directory, "b")))
     [('w/.ATTRIBUTES/VARIABLE_VALUE', [1])]
     """
+    options = checked_options(options, WriteOptions)
+    check_key_map(key_map)
     if format not in ("ckptlab", "safetensors"):
         raise ValueError(f"format must be 'ckptlab' or 'safetensors', got {format!r}")
     if format != "safetensors" and (max_shard_size is not None or root is not None):
@@ -131,7 +134,7 @@ def convert(
             max_shard_size=max_shard_size,
             metadata=_string_metadata(original),
             index_metadata=_index_metadata(original),
-            durable=(options or WriteOptions()).durable,
+            durable=options.durable,
         )
         return os.fspath(dst)
     graph = document.graph
@@ -148,7 +151,7 @@ def convert(
         kind=document.kind,
         graph=graph,
         writer=_writer(source.display_path, document.writer),
-        options=options or WriteOptions(),
+        options=options,
     )
     return os.fspath(dst)
 

@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import GraphNode, NearMiss, ObjectGraph, StoredValue, value_key
+from ckptlab.core import GraphNode, NearMiss, ObjectGraph, StoredValue, check_type, value_key
 from ckptlab.errors import RestoreConflictError
 from ckptlab.storage import StoredCheckpoint
 
-__all__ = ["KeyMap"]
+__all__ = ["KeyMap", "check_key_map"]
 
 
 class KeyMap:
@@ -226,6 +226,12 @@ class KeyMap:
             chosen = {p.pattern: a for p, a in zip(self.transpose, self.axes, strict=True)}
             return f"ck.KeyMap({{{rules}}}, transpose={chosen})"
         return f"ck.KeyMap({{{rules}}}, transpose={[p.pattern for p in self.transpose]})"
+
+
+def check_key_map(key_map: KeyMap | None) -> None:
+    """Refuse a ``key_map=`` argument that is not a :class:`KeyMap` (a dict of rules, say)."""
+    example = r"key_map=ck.KeyMap({r'^module\.': ''})"
+    check_type(key_map, (KeyMap, type(None)), "key_map", "a ck.KeyMap or None", example)
 
 
 def _compiled(pattern: str, replacement: str | None = None) -> re.Pattern[str]:

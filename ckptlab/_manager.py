@@ -48,6 +48,7 @@ from ckptlab.storage import (
     DirectoryLock,
     ReadOptions,
     WriteOptions,
+    checked_options,
     clear_eviction,
     is_committed,
     listed_or_removed,
@@ -288,6 +289,7 @@ class CheckpointManager:
         (True, 1)
         >>> manager.close()
         """
+        options = checked_options(options, WriteOptions)
         settle(self._checkpoint)
         step = None
         if self._interval is not None:
@@ -313,7 +315,7 @@ class CheckpointManager:
                 write()
                 if blocking:  # committed: the number is used, even if recording it fails
                     counter.assign(count)
-                self._record_and_sweep(current, name, options or WriteOptions())
+                self._record_and_sweep(current, name, options)
             if step is not None:  # the step counts as saved only once it is (S88)
                 self._last_step = step
             return path
@@ -451,6 +453,7 @@ class CheckpointManager:
         >>> again.restore_or_initialize() == path, int(fresh.numpy())
         (True, 7)
         """
+        options = checked_options(options, ReadOptions)
         settle(self._checkpoint)
         latest = self.latest_checkpoint
         if latest is not None:

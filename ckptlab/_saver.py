@@ -12,7 +12,9 @@ from ckptlab.engine import conflict_error, next_uid, write_value
 from ckptlab.errors import NotFoundError
 from ckptlab.storage import (
     WriteOptions,
+    checked_options,
     open_checkpoint,
+    path_text,
     resolve,
     write_checkpoint,
     writer_info,
@@ -79,8 +81,9 @@ class Saver:
         >>> ck.load_checkpoint(path).get_tensor("step")
         array(3)
         """
-        path = os.fspath(save_path)
-        store, key = resolve(path, (options or WriteOptions()).storage_options)
+        path = path_text(save_path)
+        options = checked_options(options, WriteOptions)
+        store, key = resolve(path, options.storage_options)
         values = [(name, v._ck_value()) for name, v in self._variables.items()]
         write_checkpoint(
             store,
@@ -89,7 +92,7 @@ class Saver:
             kind="name",
             graph=None,
             writer=writer_info(),
-            options=options or WriteOptions(),
+            options=options,
         )
         return path
 

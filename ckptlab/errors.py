@@ -214,8 +214,9 @@ class InvalidArgumentError(CkptlabError, ValueError, TypeError):
     """An argument has the wrong type or value (TensorFlow's ``InvalidArgumentError``).
 
     Raised before anything is written or changed: a ``CheckpointManager`` argument that is not
-    what it must be (``max_to_keep=1.5``), a path with a NUL character.  It is a ``ValueError``
-    and a ``TypeError`` too, the builtins such mistakes raise elsewhere.
+    what it must be (``max_to_keep=1.5``), a path with a NUL character, ``options=`` or
+    ``key_map=`` given as a dict.  It is a ``ValueError`` and a ``TypeError`` too, the builtins
+    such mistakes raise elsewhere.
 
     Examples
     --------

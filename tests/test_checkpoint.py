@@ -399,6 +399,37 @@ def test_a_directory_of_checkpoint_folders_names_them(ckpt_dir):
         ck.list_variables(ckpt_dir / "one")
 
 
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda c, d: c.save(d / "ckpt", options={"durable": False}), "`options`"),
+        (lambda c, d: c.save(d / "ckpt", options=ck.ReadOptions()), "ck.WriteOptions or None"),
+        (lambda c, d: c.write(d / "w", options={"progress": False}), "`options`"),
+        (lambda c, d: c.restore(d / "ckpt-1", options={"progress": False}), "ck.ReadOptions"),
+        (lambda c, d: c.read(d / "ckpt-1", options=ck.WriteOptions()), "ck.ReadOptions"),
+        (lambda c, d: c.restore(d / "ckpt-1", key_map={"a": "b"}), "`key_map`"),
+        (lambda c, d: c.read(d / "ckpt-1", key_map=[("a", "b")]), "ck.KeyMap or None"),
+        (lambda c, d: c.restore(None, key_map={"a": "b"}), "`key_map`"),
+        (lambda c, d: c.restore(1), "Expected a path"),
+    ],
+)
+def test_wrong_arguments_are_refused_before_anything_changes(ckpt_dir, call, argument):
+    """A dict (or the other options class) given as ``options``/``key_map`` is one typed error
+    naming the argument, raised before anything is written, read or created (it was an
+    AttributeError from inside the save or restore, after the counter was created)."""
+    model = ck.Module()
+    model.v = ck.Variable(1.0)
+    ck.Checkpoint(model=model).save(ckpt_dir / "ckpt")
+    before = sorted(os.listdir(ckpt_dir))
+    for ckpt in (ck.Checkpoint(model=model), ck.Checkpoint(root=model)):
+        with pytest.raises(ck.InvalidArgumentError, match=argument) as caught:
+            call(ckpt, ckpt_dir)
+        assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)
+        assert "Pass " in str(caught.value)
+        assert ckpt._ck_counter is None  # not even the save counter was created
+    assert sorted(os.listdir(ckpt_dir)) == before
+
+
 def test_restore_vs_read_save_counter(ckpt_dir):
     """S33: restore creates save_counter afterwards, read does not (the four combinations)."""
     saved = ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,21 @@ def test_convert_applies_a_key_map(tmp_path, manifest):
     key_map = ck.KeyMap({r"\.weight$": "/kernel"}, transpose=["kernel$"])
     out = ck.convert(FIXTURES / "torch" / "state_dict.pt", tmp_path / "mapped", key_map=key_map)
     assert ck.load_checkpoint(out).get_variable_to_shape_map()["fc1/kernel"] == [4, 3]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"key_map": {"a": "b"}}, "ck.KeyMap or None for `key_map`"),
+        ({"options": {"durable": False}}, "ck.WriteOptions or None for `options`"),
+    ],
+)
+def test_wrong_arguments_are_refused_before_anything_is_written(tmp_path, arguments, message):
+    """Each was a bare Python error (AttributeError, ValueError) from inside the conversion."""
+    source = ck.Checkpoint(w=ck.Variable([1.0])).write(tmp_path / "src")
+    with pytest.raises(ck.InvalidArgumentError, match=re.escape(message)):
+        ck.convert(source, tmp_path / "out", **arguments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"

@@ -115,6 +115,20 @@ def test_other_arguments_are_checked_up_front(tmp_path, argument, value, message
     assert os.listdir(tmp_path) == []
 
 
+def test_options_of_the_wrong_type_are_refused_before_anything_changes(tmp_path):
+    """``options={...}`` was an AttributeError from inside the save (after the lock was taken),
+    and restore_or_initialize ignored it when there was nothing to restore."""
+    calls = []
+    ckpt = new_checkpoint()
+    manager = ck.CheckpointManager(ckpt, tmp_path, 1, init_fn=lambda: calls.append(1))
+    with pytest.raises(ck.InvalidArgumentError, match="ck.WriteOptions or None for `options`"):
+        manager.save(options={"durable": False})
+    with pytest.raises(ck.InvalidArgumentError, match="ck.ReadOptions or None for `options`"):
+        manager.restore_or_initialize(options=ck.WriteOptions())
+    assert calls == [] and ckpt._ck_counter is None and manager.checkpoints == []
+    assert os.listdir(tmp_path) == []
+
+
 def test_properties(tmp_path):
     ckpt = new_checkpoint()
     manager = ck.CheckpointManager(ckpt, str(tmp_path), max_to_keep=1)

@@ -1,5 +1,6 @@
 """Name-based checkpoints: ck.Saver, Checkpoint.restore by name (docs/semantics.md S76-S78)."""
 
+import os
 import re
 
 import numpy as np
@@ -72,6 +73,16 @@ def test_saver_round_trip_and_errors(ckpt_dir):
         ck.Saver({"x": kernel}).restore(path)
     with pytest.raises(ValueError, match="several variables named"):
         ck.Saver([ck.Variable(1.0), ck.Variable(2.0)])
+
+
+def test_save_refuses_a_path_or_options_of_the_wrong_type(ckpt_dir):
+    """``save(None)`` was a bare TypeError from os.fspath, ``options={...}`` an AttributeError."""
+    saver = ck.Saver([ck.Variable(1.0, name="w")])
+    with pytest.raises(ck.InvalidArgumentError, match="Expected a path"):
+        saver.save(None)
+    with pytest.raises(ck.InvalidArgumentError, match="ck.WriteOptions or None for `options`"):
+        saver.save(ckpt_dir / "c", options={"durable": False})
+    assert os.listdir(ckpt_dir) == []
 
 
 def test_default_layer_names_are_unique_per_process(ckpt_dir):

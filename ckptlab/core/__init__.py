@@ -4,6 +4,7 @@ Standard library only: no numpy, no zarr, no UI, no file I/O.  Results are data;
 raises on a mismatch.
 """
 
+from ckptlab.core._args import check_type
 from ckptlab.core._columnar import CRC_BLOCK, ArrayInfo, ValueTable
 from ckptlab.core._document import (
     FOREIGN_ITEMSIZE,
@@ -128,6 +129,7 @@ __all__ = [
     "all_matched",
     "ancestor_paths",
     "build_report",
+    "check_type",
     "conflict_kind",
     "consumed_failure",
     "escape_local_name",

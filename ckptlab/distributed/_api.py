@@ -31,6 +31,7 @@ from ckptlab.errors import InvalidArgumentError
 from ckptlab.storage import (
     DirectoryLock,
     WriteOptions,
+    checked_options,
     listed_or_removed,
     open_path,
     path_text,
@@ -94,7 +95,8 @@ def write(
         ``path``, committed; an ordinary checkpoint any reader opens.
     """
     text = path_text(path)
-    return _run(text, state, engine, assign, timeout, options, counter=None)
+    settings = checked_options(options, WriteOptions)
+    return _run(text, state, engine, assign, timeout, settings, counter=None)
 
 
 def save(
@@ -134,8 +136,8 @@ def save(
     ('model/a/.ATTRIBUTES/VARIABLE_VALUE', [4, 3])
     """
     prefix = path_text(file_prefix)
+    settings = checked_options(options, WriteOptions)
     chosen = engine or LocalEngine()
-    settings = options or WriteOptions()
     number: int = _decide(chosen, prefix, lambda: _next_number(prefix, settings))
     path = f"{prefix}-{number}"
     _run(

@@ -57,7 +57,13 @@ from ckptlab.storage._state import (
 )
 from ckptlab.storage._values import ValueReader
 from ckptlab.storage._verify import verify_checkpoint
-from ckptlab.storage._writer import ReadOptions, WriteOptions, little_endian, write_checkpoint
+from ckptlab.storage._writer import (
+    ReadOptions,
+    WriteOptions,
+    checked_options,
+    little_endian,
+    write_checkpoint,
+)
 from ckptlab.storage._zarr_register import register_zarr_dtypes
 
 __all__ = [
@@ -76,6 +82,7 @@ __all__ = [
     "ValueReader",
     "WriteOptions",
     "begin_staging",
+    "checked_options",
     "choose_chunks",
     "clear_eviction",
     "discard_staged",

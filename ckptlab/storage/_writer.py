@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from ckptlab.core import (
     CheckpointDocument,
     ObjectGraph,
     ValueTable,
+    check_type,
 )
 from ckptlab.errors import StorageExistsError, UnsupportedFormatError
 from ckptlab.storage import _layout, _stream
@@ -108,6 +109,35 @@ class ReadOptions:
     """Show a progress bar when the restore takes more than about a second."""
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     """fsspec options for URLs, as in :class:`WriteOptions`."""
+
+
+Options = TypeVar("Options", WriteOptions, ReadOptions)
+
+
+def checked_options(options: Options | None, kind: type[Options]) -> Options:
+    """``options``, or the defaults for ``None``; refused when not a ``kind``.
+
+    Public entry points call it first, so a dict or the other options class is an
+    :class:`~ckptlab.InvalidArgumentError` naming ``options``, not an ``AttributeError`` later.
+
+    Examples
+    --------
+    >>> checked_options(None, ReadOptions).progress
+    True
+    >>> checked_options(ReadOptions(), WriteOptions)
+    Traceback (most recent call last):
+    ...
+    ckptlab.errors.InvalidArgumentError: Expected a ck.WriteOptions or None for `options`, ...
+    """
+    name = f"ck.{kind.__name__}"
+    check_type(
+        options,
+        (kind, type(None)),
+        "options",
+        f"a {name} or None",
+        f"options={name}(progress=False)",
+    )
+    return kind() if options is None else options
 
 
 def little_endian(array: np.ndarray[Any, Any], key: str) -> np.ndarray[Any, Any]:

@@ -174,6 +174,13 @@ def test_single_process_save_refuses_a_sharded_variable(tmp_path):
         build(0).write(tmp_path / "c")
 
 
+@pytest.mark.parametrize("entry", [ckd.write, ckd.save])
+def test_options_of_the_wrong_type_are_refused_before_any_worker_starts(tmp_path, entry):
+    with pytest.raises(ck.InvalidArgumentError, match="ck.WriteOptions or None for `options`"):
+        entry(tmp_path / "c", build, engine=ckd.LocalEngine(2), options={"durable": False})
+    assert os.listdir(tmp_path) == []
+
+
 def test_state_objects_are_refused_by_shipping_engines(tmp_path):
     with pytest.raises(TypeError, match="state\\(rank\\)"):
         ckd.write(tmp_path / "c", build(0), engine=ckd.LocalEngine(2))
