@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ckptlab._variable import Variable
-from ckptlab.core import Assignment
+from ckptlab.core import Assignment, check_type
 from ckptlab.engine import conflict_error, next_uid, write_value
-from ckptlab.errors import NotFoundError
+from ckptlab.errors import InvalidArgumentError, NotFoundError
 from ckptlab.storage import (
     WriteOptions,
     checked_options,
@@ -41,20 +41,33 @@ class Saver:
     """
 
     def __init__(self, var_list: Sequence[Variable] | Mapping[str, Variable]) -> None:
+        named = isinstance(var_list, Mapping)
+        entries: list[tuple[Any, Any]]
         if isinstance(var_list, Mapping):
-            items = list(var_list.items())
+            entries = list(var_list.items())
         else:
-            items = [(v.name, v) for v in var_list]
+            expected = "a list of ck.Variable or a dict {name: ck.Variable}"
+            check_type(var_list, Iterable, "var_list", expected, "ck.Saver([kernel, bias])")
+            entries = list(enumerate(var_list))
+        wrong = [
+            f"[{key!r}] ({type(value).__name__})"
+            for key, value in entries
+            if not isinstance(value, Variable) or (named and not isinstance(key, str))
+        ]
+        if wrong:
+            raise InvalidArgumentError(
+                f"Saver expects ck.Variable values (under str names in a dict); {', '.join(wrong)} "
+                "are not. Wrap arrays in ck.Variable(value, name=...) and pass "
+                "ck.Saver([kernel, bias]) or ck.Saver({'dense/kernel': kernel})."
+            )
+        items = entries if named else [(v.name, v) for _, v in entries]
         names = [name for name, _ in items]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Saver got several variables named {duplicates}; names are the keys of a "
                 "name-based checkpoint. Pass a dict {name: variable} with unique names."
             )
-        bad = [name for name, v in items if not isinstance(v, Variable)]
-        if bad:
-            raise ValueError(f"Saver expects ck.Variable values; {bad} are not variables.")
         self._variables: dict[str, Variable] = dict(items)
 
     def save(

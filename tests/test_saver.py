@@ -71,8 +71,28 @@ def test_saver_round_trip_and_errors(ckpt_dir):
     assert kernel.numpy().sum() == 4
     with pytest.raises(ck.NotFoundError, match="'x' not found"):
         ck.Saver({"x": kernel}).restore(path)
-    with pytest.raises(ValueError, match="several variables named"):
+    with pytest.raises(ck.InvalidArgumentError, match="several variables named"):
         ck.Saver([ck.Variable(1.0), ck.Variable(2.0)])
+
+
+@pytest.mark.parametrize(
+    ("var_list", "found"),
+    [
+        ([1.0], "[0] (float)"),
+        ({"a": 1}, "['a'] (int)"),
+        ({1: ck.Variable(1.0)}, "[1] (Variable)"),
+        ("w", "[0] (str)"),
+    ],
+)
+def test_var_lists_that_are_not_variables_are_refused_naming_the_entry(var_list, found):
+    """``Saver([1.0])`` was an AttributeError ('float' object has no attribute 'name')."""
+    with pytest.raises(ck.InvalidArgumentError, match=re.escape(f"{found} are not")):
+        ck.Saver(var_list)
+
+
+def test_a_single_variable_is_not_a_var_list():
+    with pytest.raises(ck.InvalidArgumentError, match="for `var_list`, got <ck.Variable 'w'"):
+        ck.Saver(ck.Variable(1.0, name="w"))  # was: TypeError 'Variable' object is not iterable
 
 
 def test_save_refuses_a_path_or_options_of_the_wrong_type(ckpt_dir):
