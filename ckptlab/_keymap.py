@@ -31,8 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import GraphNode, NearMiss, ObjectGraph, StoredValue, check_type, value_key
-from ckptlab.errors import RestoreConflictError
+from ckptlab.core import (
+    GraphNode,
+    NearMiss,
+    ObjectGraph,
+    StoredValue,
+    argument_error,
+    check_type,
+    value_key,
+)
+from ckptlab.errors import InvalidArgumentError, RestoreConflictError
 from ckptlab.storage import StoredCheckpoint
 
 __all__ = ["KeyMap", "check_key_map"]
@@ -69,15 +77,8 @@ class KeyMap:
         *,
         transpose: Iterable[str] | Mapping[str, Sequence[int]] = (),
     ) -> None:
-        pairs = rules.items() if isinstance(rules, Mapping) else rules
-        self.rules = tuple((_compiled(p, r), r) for p, r in pairs)
-        if isinstance(transpose, str):  # one pattern, as run_restore_ops(only="model") one path
-            transpose = [transpose]
-        chosen = (
-            [(p, _permutation(p, a)) for p, a in transpose.items()]
-            if isinstance(transpose, Mapping)
-            else [(p, None) for p in transpose]
-        )
+        self.rules = tuple((_compiled(p, r), r) for p, r in _rule_pairs(rules))
+        chosen = _transposes(transpose)
         self.transpose = tuple(_compiled(p) for p, _ in chosen)
         self.axes = tuple(a for _, a in chosen)
         """Per ``transpose`` pattern: its axes, or ``None`` (2-D values transposed)."""
@@ -89,7 +90,8 @@ class KeyMap:
         Parameters
         ----------
         misses
-            Pairs of a stored name and a wanted name, e.g. from ``ck.near_misses``.
+            :class:`ck.NearMiss` suggestions (a stored and a wanted name each), as
+            ``ck.near_misses`` returns them.
 
         Returns
         -------
@@ -107,7 +109,12 @@ class KeyMap:
         >>> key_map.rename("fc.weight"), key_map.transposes("fc/kernel")
         ('fc/kernel', True)
         """
+        expected = "ck.NearMiss suggestions (what ck.near_misses returns)"
+        example = "ck.KeyMap.from_near_misses(ck.near_misses(stored, wanted))"
+        check_type(misses, Iterable, "misses", expected, example)
         misses = list(misses)
+        for miss in misses:
+            check_type(miss, NearMiss, "misses", expected, example)
         return cls(
             [(f"^{re.escape(m.stored)}$", m.wanted.replace("\\", "\\\\")) for m in misses],
             transpose=[f"^{re.escape(m.wanted)}$" for m in misses if m.transpose],
@@ -234,15 +241,58 @@ def check_key_map(key_map: KeyMap | None) -> None:
     check_type(key_map, (KeyMap, type(None)), "key_map", "a ck.KeyMap or None", example)
 
 
+def _rule_pairs(rules: object) -> list[tuple[str, str]]:
+    """``rules`` (a mapping or pairs) as ``(pattern, replacement)`` pairs of strings."""
+    pairs = list(rules.items()) if isinstance(rules, Mapping) else rules
+    if isinstance(pairs, Iterable) and not isinstance(pairs, str):
+        pairs = list(pairs)
+        if all(
+            isinstance(pair, tuple | list)
+            and len(pair) == 2
+            and all(isinstance(x, str) for x in pair)
+            for pair in pairs
+        ):
+            return [(pattern, replacement) for pattern, replacement in pairs]
+    raise argument_error(
+        "rules",
+        "a dict {pattern: replacement} or (pattern, replacement) pairs, all str",
+        rules,
+        r"ck.KeyMap({r'\.weight$': '/kernel'})",
+    )
+
+
+def _transposes(transpose: object) -> list[tuple[str, tuple[int, ...] | None]]:
+    """``transpose`` as (pattern, axes or ``None``) pairs; a single string is one pattern.
+
+    One pattern, as ``run_restore_ops(only="model")`` is one path: a string iterated per
+    character gave the pattern ``$``, which selects every value.
+    """
+    if isinstance(transpose, str):
+        transpose = [transpose]
+    chosen: list[tuple[str, tuple[int, ...] | None]] = []
+    if isinstance(transpose, Mapping):
+        chosen = [(p, _permutation(p, a)) for p, a in transpose.items()]
+    elif isinstance(transpose, Iterable):
+        chosen = [(p, None) for p in transpose]
+    if not isinstance(transpose, Iterable) or not all(isinstance(p, str) for p, _ in chosen):
+        raise argument_error(
+            "transpose",
+            "a pattern, a list of patterns (str) or a dict {pattern: axes}",
+            transpose,
+            "transpose=['kernel$'] or transpose={'conv/kernel$': (2, 3, 1, 0)}",
+        )
+    return chosen
+
+
 def _compiled(pattern: str, replacement: str | None = None) -> re.Pattern[str]:
-    """``pattern`` compiled, and ``replacement`` checked against it; ValueError names both."""
+    """``pattern`` compiled, and ``replacement`` checked against it; errors name both."""
     try:
         compiled = re.compile(pattern)
         if replacement is not None:
             compiled.sub(replacement, "")  # checks group references such as \\1
     except re.error as error:
         shown = pattern if replacement is None else f"{pattern} -> {replacement}"
-        raise ValueError(
+        raise InvalidArgumentError(
             f"KeyMap rule {shown!r} is not a valid regular expression ({error}); write it in "
             "Python's re syntax, e.g. r'^module\\.' -> '' or r'(.*)\\.weight$' -> r'\\1/kernel'."
         ) from None
@@ -250,9 +300,12 @@ def _compiled(pattern: str, replacement: str | None = None) -> re.Pattern[str]:
 
 
 def _permutation(pattern: str, axes: Sequence[int]) -> tuple[int, ...]:
-    chosen = tuple(int(a) for a in axes)
+    try:
+        chosen = tuple(int(a) for a in axes)
+    except (TypeError, ValueError):  # not a sequence of integers
+        chosen = (-1,)
     if sorted(chosen) != list(range(len(chosen))):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"KeyMap transpose {{{pattern!r}: {axes!r}}}: axes must be a permutation of 0..n-1 "
             "(as numpy.transpose takes them), e.g. (2, 3, 1, 0) for [out, in, h, w] -> "
             "[h, w, in, out]."

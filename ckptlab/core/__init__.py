@@ -4,7 +4,7 @@ Standard library only: no numpy, no zarr, no UI, no file I/O.  Results are data;
 raises on a mismatch.
 """
 
-from ckptlab.core._args import check_type
+from ckptlab.core._args import argument_error, check_type
 from ckptlab.core._columnar import CRC_BLOCK, ArrayInfo, ValueTable
 from ckptlab.core._document import (
     FOREIGN_ITEMSIZE,
@@ -127,6 +127,7 @@ __all__ = [
     "Visit",
     "build_graph",
     "all_matched",
+    "argument_error",
     "ancestor_paths",
     "build_report",
     "check_type",

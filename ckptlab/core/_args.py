@@ -46,7 +46,25 @@ def check_type(
 {'durable': False} (dict). Pass e.g. options=ck.WriteOptions(durable=False).
     """
     if not isinstance(value, types):
-        raise InvalidArgumentError(
-            f"Expected {expected} for `{name}`, got {_SHORT.repr(value)} "
-            f"({type(value).__name__}). Pass e.g. {example}."
-        )
+        raise argument_error(name, expected, value, example)
+
+
+def argument_error(name: str, expected: str, value: object, example: str) -> InvalidArgumentError:
+    """The error :func:`check_type` raises, for checks ``isinstance`` cannot express.
+
+    Parameters
+    ----------
+    name, expected, example
+        As for :func:`check_type`.
+    value
+        What was found (shown with a bounded ``repr`` and its type).
+
+    Examples
+    --------
+    >>> print(argument_error("rules", "(pattern, replacement) pairs", "ab", "[('a', 'b')]"))
+    Expected (pattern, replacement) pairs for `rules`, got 'ab' (str). Pass e.g. [('a', 'b')].
+    """
+    return InvalidArgumentError(
+        f"Expected {expected} for `{name}`, got {_SHORT.repr(value)} ({type(value).__name__}). "
+        f"Pass e.g. {example}."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from typing import Any
 
@@ -238,6 +239,27 @@ def test_axes_must_fit_the_rank_and_be_a_permutation(conv_file):
         ck.Checkpoint(m=ck.Module()).restore(path, key_map=key_map)
     with pytest.raises(ValueError, match="permutation"):
         ck.KeyMap(transpose={"kernel$": (0, 0, 1)})
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ck.KeyMap({"a": 1}), "for `rules`, got {'a': 1} (dict)"),
+        (lambda: ck.KeyMap("^a$"), "for `rules`, got '^a$' (str)"),
+        (lambda: ck.KeyMap([("a", "b", "c")]), "(pattern, replacement) pairs, all str"),
+        (lambda: ck.KeyMap(transpose=[1]), "for `transpose`, got [1] (list)"),
+        (lambda: ck.KeyMap(transpose=3), "for `transpose`, got 3 (int)"),
+        (lambda: ck.KeyMap(transpose={"k$": "xy"}), "axes must be a permutation"),
+        (lambda: ck.KeyMap({"(": "x"}), "is not a valid regular expression"),
+        (lambda: ck.KeyMap.from_near_misses([("a", "b")]), "got ('a', 'b') (tuple)"),
+        (lambda: ck.KeyMap.from_near_misses(None), "for `misses`, got None"),
+    ],
+)
+def test_wrong_key_map_arguments_are_typed_errors(make, message):
+    """``KeyMap({'a': 1})`` was a TypeError from inside ``re``, ``from_near_misses([('a', 'b')])``
+    an AttributeError; each is an InvalidArgumentError saying what was expected."""
+    with pytest.raises(ck.InvalidArgumentError, match=re.escape(message)):
+        make()
 
 
 def test_vectors_selected_by_a_transpose_pattern_are_kept_as_they_are():
