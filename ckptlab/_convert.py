@@ -20,13 +20,14 @@ from typing import Any, Literal
 from ckptlab._keymap import KeyMap, check_key_map
 from ckptlab._reader import open_path
 from ckptlab._version import __version__
-from ckptlab.core import ITEMSIZE, VARIABLE_VALUE, ObjectGraph
-from ckptlab.errors import UnknownPathError, UnsupportedFormatError
+from ckptlab.core import ITEMSIZE, VARIABLE_VALUE, ObjectGraph, argument_error, check_type
+from ckptlab.errors import InvalidArgumentError, UnknownPathError, UnsupportedFormatError
 from ckptlab.storage import (
     SAFETENSORS_DTYPES,
     StoredCheckpoint,
     WriteOptions,
     checked_options,
+    parse_size,
     resolve,
     write_checkpoint,
     write_safetensors,
@@ -91,8 +92,12 @@ def convert(
 
     Raises
     ------
+    InvalidArgumentError
+        An argument is not what it must be (checked before anything is read or written).
     UnsupportedFormatError
         A value has a dtype the target format cannot store and ``skip_unsupported`` is false.
+    StorageExistsError
+        ``format="safetensors"`` and something is at ``dst`` already.
 
     Examples
     --------
@@ -105,9 +110,15 @@ def convert(
     options = checked_options(options, WriteOptions)
     check_key_map(key_map)
     if format not in ("ckptlab", "safetensors"):
-        raise ValueError(f"format must be 'ckptlab' or 'safetensors', got {format!r}")
+        raise argument_error("format", "'ckptlab' or 'safetensors'", format, "format='safetensors'")
     if format != "safetensors" and (max_shard_size is not None or root is not None):
-        raise ValueError("max_shard_size and root apply to format='safetensors' only")
+        raise InvalidArgumentError(
+            "max_shard_size and root apply to format='safetensors' only; pass "
+            "format='safetensors' with them, or leave them out to write a ckptlab checkpoint."
+        )
+    check_type(root, (str, type(None)), "root", "a dotted path (str) or None", "root='model'")
+    if max_shard_size is not None:
+        parse_size(max_shard_size)  # a size that is not one is refused before anything is read
     original = open_path(src)
     source = key_map.apply(original) if key_map is not None else original
     document = source.document
@@ -164,7 +175,7 @@ def _names_under(graph: ObjectGraph | None, root: str, where: str) -> dict[str, 
     Hugging Face keep (``transformer.wte.weight``, not ``lm_head.weight``).
     """
     if graph is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"root={root!r} names values by their object paths, but {where} is name-based: its "
             "keys are names already. Leave root out (rename with key_map if needed)."
         )

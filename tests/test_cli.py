@@ -652,6 +652,20 @@ def test_convert_refuses_a_rule_that_is_not_a_regular_expression(tmp_path, optio
     assert not (tmp_path / "out").exists()
 
 
+def test_a_wrong_argument_is_a_usage_error(tmp_path):
+    """ck.InvalidArgumentError (here from ck.convert's check of the size) exits 2, as argparse's
+    own usage errors do, with one error line."""
+    source = ck.Saver({"v": ck.Variable(np.ones(2))}).save(str(tmp_path / "named"))
+    done = cli("convert", source, tmp_path / "out", "--to", "safetensors", "--max-shard-size", "x")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        "ckptlab: error: max_shard_size must be at least one byte, as an int or a string such "
+        "as '5GB' or '500MiB'; got 'x'."
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_export_to_a_place_it_cannot_write_is_a_usage_error(tmp_path):
     _, (path,) = model_checkpoint(tmp_path)
     for target in (tmp_path, tmp_path / "no" / "such" / "g.json"):

@@ -111,6 +111,10 @@ def test_convert_applies_a_key_map(tmp_path, manifest):
     [
         ({"key_map": {"a": "b"}}, "ck.KeyMap or None for `key_map`"),
         ({"options": {"durable": False}}, "ck.WriteOptions or None for `options`"),
+        ({"format": "pt"}, "for `format`, got 'pt' (str)"),
+        ({"format": "safetensors", "root": 1}, "for `root`, got 1 (int)"),
+        ({"format": "safetensors", "max_shard_size": "big"}, "at least one byte"),
+        ({"max_shard_size": "5GB"}, "format='safetensors' only"),
     ],
 )
 def test_wrong_arguments_are_refused_before_anything_is_written(tmp_path, arguments, message):
@@ -119,6 +123,16 @@ def test_wrong_arguments_are_refused_before_anything_is_written(tmp_path, argume
     with pytest.raises(ck.InvalidArgumentError, match=re.escape(message)):
         ck.convert(source, tmp_path / "out", **arguments)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_an_existing_safetensors_destination_is_a_storage_exists_error(tmp_path):
+    """It was a bare ck.CkptlabError; a FileExistsError is what such a refusal is."""
+    source = ck.Checkpoint(w=ck.Variable([1.0])).write(tmp_path / "src")
+    (tmp_path / "out.safetensors").write_bytes(b"x")
+    with pytest.raises(ck.StorageExistsError, match="out.safetensors: it exists") as caught:
+        ck.convert(source, tmp_path / "out.safetensors", format="safetensors")
+    assert isinstance(caught.value, FileExistsError)
+    assert (tmp_path / "out.safetensors").read_bytes() == b"x"
 
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"

@@ -29,7 +29,7 @@ from ckptlab.cli._common import (
 )
 from ckptlab.cli._style import Style, wants_color
 from ckptlab.core import printable
-from ckptlab.errors import CkptlabError, NotACheckpointError, NotFoundError
+from ckptlab.errors import CkptlabError, InvalidArgumentError, NotACheckpointError, NotFoundError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEMS", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -103,8 +103,8 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         return int(args.run(args, out))
     except CommandError as error:
         return _fail(errors, str(error), error.code)
-    except (NotFoundError, NotACheckpointError) as error:  # the path names no checkpoint
-        return _fail(errors, str(error), EXIT_USAGE)
+    except (NotFoundError, NotACheckpointError, InvalidArgumentError) as error:  # no checkpoint
+        return _fail(errors, str(error), EXIT_USAGE)  # there, or an argument is wrong: usage
     except CkptlabError as error:
         return _fail(errors, str(error), EXIT_PROBLEMS)
     except BrokenPipeError:  # e.g. `ckptlab ls big | head`: the reader left, stop quietly

@@ -46,7 +46,7 @@ from ckptlab.storage._reader import (
     read_document,
     read_listing,
 )
-from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, write_safetensors
+from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, parse_size, write_safetensors
 from ckptlab.storage._state import (
     STATE_FILENAME,
     latest_checkpoint,
@@ -96,6 +96,7 @@ __all__ = [
     "numpy_dtype",
     "open_checkpoint",
     "open_path",
+    "parse_size",
     "publish",
     "publish_staged",
     "read_document",

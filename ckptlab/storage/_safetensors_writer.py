@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ckptlab.errors import CkptlabError
+from ckptlab.errors import InvalidArgumentError, StorageExistsError, UnsupportedFormatError
 from ckptlab.storage._foreign._safetensors import DTYPES, METADATA
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import numpy_dtype
@@ -55,7 +55,7 @@ def parse_size(size: int | str) -> int:
     match = _SIZE.match(size) if isinstance(size, str) else None
     nbytes = int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()]) if match else 0
     if nbytes < 1:  # "0.5B" is no byte at all
-        raise ValueError(
+        raise InvalidArgumentError(
             f"max_shard_size must be at least one byte, as an int or a string such as '5GB' or "
             f"'500MiB'; got {size!r}."
         )
@@ -131,7 +131,7 @@ def write_safetensors(
     ``path`` must not exist yet.
     """
     if METADATA in names:
-        raise CkptlabError(
+        raise UnsupportedFormatError(
             f"Cannot write safetensors to {store.display(path)}: a value would be named "
             f"{METADATA!r}, which safetensors reserves for the header's metadata (readers would "
             "refuse the file). Rename it (key_map=ck.KeyMap(...), or --rename)."
@@ -145,12 +145,12 @@ def write_safetensors(
         entries.append(Entry(name, dtype, value.shape, value.nbytes, itemsize, key))
     single = path.endswith(".safetensors")
     if single and max_shard_size is not None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{store.display(path)} names one file, so it cannot be sharded; pass a directory "
             "to shard with max_shard_size, or leave max_shard_size out."
         )
     if store.exists(path) or store.is_dir(path):
-        raise CkptlabError(
+        raise StorageExistsError(
             f"Refusing to write safetensors to {store.display(path)}: it exists. Choose a new "
             "path or remove it yourself."
         )
