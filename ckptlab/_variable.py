@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ckptlab.core import ValueSpec, Visit
+from ckptlab.core import ValueSpec, Visit, argument_error
 from ckptlab.engine import Trackable, values_for_creation
-from ckptlab.errors import AssignmentError
+from ckptlab.errors import AssignmentError, InvalidArgumentError
 from ckptlab.storage import dtype_name
 
 if TYPE_CHECKING:
@@ -65,11 +65,21 @@ class Variable(Trackable):
             value = value.numpy()
         self._name = "Variable" if name is None else str(name)
         try:
+            dtype = None if dtype is None else np.dtype(dtype)
+        except TypeError:
+            raise argument_error("dtype", "a numpy dtype", dtype, "dtype='float32'") from None
+        try:
             array = np.array(value, dtype=dtype)
         except OverflowError as error:  # a Python int the dtype cannot hold
             _refuse_wrapping(np.asarray(value), np.dtype(dtype), self._name)  # names the value
             found = f"an integer out of that range ({error})"
             raise AssignmentError(_wrap_message(self._name, np.dtype(dtype), found)) from None
+        except (TypeError, ValueError, RuntimeError) as error:  # RuntimeError: torch's
+            raise InvalidArgumentError(
+                f"Variable {self._name!r}: the initial value ({type(value).__name__}) does not "
+                f"convert to a numpy array: {str(error).rstrip('.')}. Pass numbers, a numpy "
+                "array or an array-like (a torch tensor: tensor.detach().numpy())."
+            ) from None
         if dtype is not None:
             _refuse_wrapping(np.asarray(value), array.dtype, self._name)
         if array.dtype.byteorder == ">":

@@ -3,6 +3,7 @@
 import copy
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -47,6 +48,30 @@ def test_integers_a_variable_cannot_hold_are_refused_not_wrapped():
     assert small.numpy() == 127 and wide.numpy().tolist() == [2**31 - 1, -(2**31)]
     with pytest.raises(ck.AssignmentError, match="300"):
         ck.Variable(300, dtype=np.int8)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ck.Variable(1.0, dtype="nope"), "Expected a numpy dtype for `dtype`, got 'nope'"),
+        (lambda: ck.Variable([[1], [2, 3]]), "(list) does not convert to a numpy array"),
+        (lambda: ck.Variable("abc", dtype="float32"), "could not convert string to float"),
+    ],
+)
+def test_initial_values_numpy_cannot_take_are_typed_errors(make, message):
+    """``dtype='nope'`` was numpy's bare TypeError, a ragged list its ValueError."""
+    with pytest.raises(ck.InvalidArgumentError, match=re.escape(message)):
+        make()
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # torch's
+def test_a_torch_tensor_that_requires_grad_says_to_detach_it():
+    """It was torch's bare RuntimeError from inside the constructor."""
+    torch = pytest.importorskip("torch")
+    parameter = torch.ones(2, requires_grad=True)
+    with pytest.raises(ck.InvalidArgumentError, match=r"\(Tensor\).*tensor\.detach\(\)\.numpy"):
+        ck.Variable(parameter)
+    assert ck.Variable(parameter.detach().numpy()).numpy().tolist() == [1.0, 1.0]
 
 
 def test_variable_unknown_dims():
