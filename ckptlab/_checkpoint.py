@@ -90,18 +90,18 @@ class Checkpoint(Module):
         object.__setattr__(self, "_ck_counter", None)
         root = wrap(root)
         if root is not None and not is_trackable(root):
-            raise ValueError(_not_trackable("root", root))
+            raise InvalidArgumentError(_not_trackable("root", root))
         children = {}
         for name in sorted(kwargs):
             _check_name(name, "keyword argument", _KEYWORD_PREFIXES)
             if name in _RESERVED:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"Checkpoint keyword argument {name!r} would shadow Checkpoint.{name}; "
                     "choose another name (e.g. model_save or my_counter)."
                 )
             value = wrap(kwargs[name])
             if not is_trackable(value):
-                raise ValueError(_not_trackable(name, value))
+                raise InvalidArgumentError(_not_trackable(name, value))
             if root is not None:
                 _check_keyword(root, name, value, created=False)
             children[name] = value
@@ -536,7 +536,7 @@ def _warn_unsaved_slots(program: ProgramGraph[Any]) -> None:
 def _check_name(name: str, what: str, reserved: tuple[str, ...]) -> None:
     """Refuse names that would overwrite ckptlab's internal state on a Checkpoint."""
     if name.startswith(reserved):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Checkpoint {what} {name!r} uses a name reserved for ckptlab's internal state "
             f"(names starting with {' or '.join(repr(p) for p in reserved)}); choose another "
             "name (e.g. without the leading underscores)."

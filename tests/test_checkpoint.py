@@ -32,6 +32,24 @@ def test_non_trackable_root_raises():
         ck.Checkpoint(3)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ck.Checkpoint(model=None),
+        lambda: ck.Checkpoint(3),
+        lambda: ck.Checkpoint(save=ck.Variable(1.0)),
+        lambda: ck.Checkpoint(**{"_ck_x": ck.Variable(1.0)}),
+    ],
+    ids=["kwarg", "root", "method name", "internal name"],
+)
+def test_constructor_misuse_is_an_invalid_argument_error(make):
+    """The ckptlab error for a wrong argument, as CheckpointManager's; still the ValueError TF
+    raises (it was a bare ValueError)."""
+    with pytest.raises(ck.InvalidArgumentError) as caught:
+        make()
+    assert isinstance(caught.value, ValueError)
+
+
 def test_nested_structures_are_wrapped(ckpt_dir):
     """S4: lists/dicts/tuples are wrapped and accepted, even with only plain values."""
     ckpt = ck.Checkpoint(
