@@ -68,7 +68,9 @@ class CheckpointReader:
     Parameters
     ----------
     source
-        The opened checkpoint (:func:`ckptlab.storage.open_path`).
+        The opened checkpoint (:func:`ckptlab.storage.open_path`), or a path or directory,
+        opened as :func:`ck.load_checkpoint` opens it (TensorFlow's ``CheckpointReader`` takes
+        a path too).
 
     Examples
     --------
@@ -81,8 +83,8 @@ class CheckpointReader:
     array([1., 2.])
     """
 
-    def __init__(self, source: StoredCheckpoint) -> None:
-        self._source = source
+    def __init__(self, source: StoredCheckpoint | str | os.PathLike[str]) -> None:
+        self._source = source if isinstance(source, StoredCheckpoint) else open_path(source)
 
     @cached_property
     def object_graph(self) -> ObjectGraphView | None:

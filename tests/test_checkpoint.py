@@ -340,6 +340,8 @@ def test_hand_written_state_file_and_latest_filename(ckpt_dir):
     (ckpt_dir / "other").write_text('model_checkpoint_path: "mine"\n')
     assert ck.latest_checkpoint(ckpt_dir, latest_filename="other") == path
     assert ck.latest_checkpoint(ckpt_dir) is None
+    with pytest.raises(ck.InvalidArgumentError, match="for `latest_filename`, got 1 \\(int\\)"):
+        ck.latest_checkpoint(ckpt_dir, latest_filename=1)  # was os.path.join's TypeError
 
 
 def test_latest_checkpoint_keeps_the_directory_as_given(tmp_path, monkeypatch):

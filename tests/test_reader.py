@@ -36,6 +36,19 @@ def test_reader_methods(ckpt_dir):
         reader.get_tensor("model/w")
 
 
+def test_a_reader_made_from_a_path_opens_it(ckpt_dir):
+    """``ck.CheckpointReader(path)`` (TF's CheckpointReader takes a path) was accepted and failed
+    on first use with an AttributeError; it opens the path as ``ck.load_checkpoint`` does."""
+    path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).save(ckpt_dir / "ckpt")
+    assert ck.CheckpointReader(path).get_variable_to_shape_map() == {
+        "w/.ATTRIBUTES/VARIABLE_VALUE": [2],
+        "save_counter/.ATTRIBUTES/VARIABLE_VALUE": [],
+    }
+    assert ck.CheckpointReader(ckpt_dir).path == path
+    with pytest.raises(ck.InvalidArgumentError, match="Expected a path"):
+        ck.CheckpointReader(1)
+
+
 def test_object_graph_view(ckpt_dir):
     """S93: node 0 is the root; children map local names to ids in BFS order."""
     shared = ck.Variable(1.0)

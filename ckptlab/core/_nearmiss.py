@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ckptlab.core._args import argument_error
 from ckptlab.core._graph import ValueSpec
 
 _SYNONYMS = {
@@ -110,6 +111,8 @@ def near_misses(stored: Mapping[str, ValueSpec], wanted: Mapping[str, ValueSpec]
     >>> [(m.stored, m.wanted, m.transpose) for m in near_misses(stored, wanted)]
     [('fc1.bias', 'fc1/bias', False), ('fc1.weight', 'fc1/kernel', True)]
     """
+    for side, specs in (("stored", stored), ("wanted", wanted)):
+        _check_specs(side, specs)
     by_form: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for name, spec in wanted.items():
         if name not in stored:
@@ -131,3 +134,22 @@ def near_misses(stored: Mapping[str, ValueSpec], wanted: Mapping[str, ValueSpec]
             )
             break
     return pairs
+
+
+def _check_specs(side: str, specs: object) -> None:
+    """Refuse a side of :func:`near_misses` that is not a mapping name -> ValueSpec."""
+    if isinstance(specs, Mapping):
+        wrong = [
+            (name, spec)
+            for name, spec in specs.items()
+            if not (isinstance(name, str) and isinstance(spec, ValueSpec))
+        ]
+        if not wrong:
+            return
+        specs = dict(wrong[:1])  # the first wrong entry is what the message shows
+    raise argument_error(
+        side,
+        "a mapping name (str) -> ck.core.ValueSpec",
+        specs,
+        "{'fc.weight': ck.core.ValueSpec(shape=(3, 4), dtype='float32')}",
+    )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptlab._checkpoint import Checkpoint, takes_keyword
 from ckptlab.core import gc_paused
+from ckptlab.errors import InvalidArgumentError
 from ckptlab.explorer import _engine
 from ckptlab.explorer._compare import compare_stored
 from ckptlab.explorer._sources import CheckpointSource, DiffSource, ProgramSource, StatusSource
@@ -56,7 +57,7 @@ def source_for(target: Any, program: Any = None, compare: Any = None) -> Any:
     """The explorer source for ``target`` (see :func:`explore`)."""
     if compare is not None:
         if not (_is_path(target) and _is_path(compare)):
-            raise TypeError(
+            raise InvalidArgumentError(
                 "ck.explore(a, compare=b) compares two checkpoints: pass two paths (or "
                 f"directories); got {type(target).__name__} and {type(compare).__name__}."
             )
@@ -74,7 +75,7 @@ def source_for(target: Any, program: Any = None, compare: Any = None) -> Any:
         if run is not None:
             return TimelineSource(Timeline(run))
         return CheckpointSource(open_path(target))
-    raise TypeError(
+    raise InvalidArgumentError(
         f"ck.explore() takes a checkpoint path or directory, a ck.Checkpoint, or a restore status; "
         f"got {type(target).__name__}. For a restore you can debug, use "
         "ck.explore(ck.Checkpoint(model=model).restore(path, lazy=True))."

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from ckptlab.core import argument_error
 from ckptlab.errors import InvalidArgumentError, NotFoundError
 from ckptlab.storage._faults import translate_faults
 from ckptlab.storage._kv import Buffer, ByteStore, LocalStore, buffer_size, byte_view
@@ -57,9 +58,12 @@ def set_storage_options(url_prefix: str, /, **options: Any) -> None:
     >>> storage_options_for("s3://my-bucket/run-1/ckpt-3")
     {}
     """
-    if "://" not in url_prefix:
-        raise ValueError(
-            f"set_storage_options expects a URL prefix like 's3://bucket', got {url_prefix!r}."
+    if not isinstance(url_prefix, str) or "://" not in url_prefix:
+        raise argument_error(
+            "url_prefix",
+            "a URL prefix (str)",
+            url_prefix,
+            "ck.set_storage_options('s3://bucket', endpoint_url='http://127.0.0.1:9000')",
         )
     with _LOCK:
         if options:

@@ -8,7 +8,7 @@ import os
 import posixpath
 from collections.abc import Iterator
 
-from ckptlab.core import CheckpointState, format_state, parse_state
+from ckptlab.core import CheckpointState, check_type, format_state, parse_state
 from ckptlab.errors import CorruptCheckpointError, StorageIsADirectoryError
 from ckptlab.storage._commit import is_committed, retract
 from ckptlab.storage._faults import restate
@@ -158,6 +158,8 @@ def latest_checkpoint(
     >>> ck.latest_checkpoint(directory) == path
     True
     """
+    name, expected = "latest_filename", "the state file's name (str) or None"
+    check_type(latest_filename, (str, type(None)), name, expected, f"{name}='checkpoint'")
     store, directory = resolve(checkpoint_dir)
     path, complete = named_latest(store, directory, latest_filename)
     if path is None:

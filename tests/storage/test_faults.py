@@ -226,6 +226,15 @@ def test_set_storage_options_routes_a_prefix_to_its_endpoint(s3_server, s3_prefi
     assert ck.latest_checkpoint(s3_prefix) == path
 
 
+@pytest.mark.parametrize("prefix", [None, "bucket"])
+def test_set_storage_options_refuses_what_is_not_a_url_prefix(prefix):
+    """``set_storage_options(None)`` was a bare TypeError, a prefix without a scheme a bare
+    ValueError."""
+    with pytest.raises(ck.InvalidArgumentError, match="URL prefix.*s3://bucket"):
+        ck.set_storage_options(prefix, endpoint_url="http://127.0.0.1:9000")
+    assert ck.storage.storage_options_for("bucket") == {}
+
+
 def test_a_failed_clean_up_is_noted_on_the_error_it_follows(ck_log):
     error = ValueError("the save failed")
 

@@ -57,7 +57,7 @@ def test_explore_compare_colours_by_change_with_a_histogram_overlay(two):
 
 def test_compare_needs_two_paths(two):
     a, _ = two
-    with pytest.raises(TypeError, match="two paths"):
+    with pytest.raises(ck.InvalidArgumentError, match="two paths"):  # a TypeError too
         ck.explore(a, compare=42)
 
 

@@ -53,8 +53,10 @@ def test_explore_an_eager_status_shows_restored_values(saved):
 
 
 def test_explore_refuses_other_things_with_a_hint():
-    with pytest.raises(TypeError, match=r"ck.explore\(ck.Checkpoint\(model=model\)"):
-        ck.explore(42)
+    """A ck.InvalidArgumentError (it was a bare TypeError), still a TypeError."""
+    for target in (42, None):
+        with pytest.raises(ck.InvalidArgumentError, match=r"ck.explore\(ck.Checkpoint\(model="):
+            ck.explore(target)
 
 
 def test_name_based_checkpoints_are_trees_split_on_slash_and_dot(tmp_path):

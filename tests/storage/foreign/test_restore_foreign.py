@@ -262,6 +262,16 @@ def test_wrong_key_map_arguments_are_typed_errors(make, message):
         make()
 
 
+@pytest.mark.parametrize(
+    ("stored", "found"),
+    [(None, "for `stored`, got None (NoneType)"), ({"a": (3,)}, "got {'a': (3,)} (dict)")],
+)
+def test_near_misses_refuses_what_is_not_names_and_value_specs(stored, found):
+    """``ck.near_misses(None, None)`` was an AttributeError from inside."""
+    with pytest.raises(ck.InvalidArgumentError, match=re.escape(found)):
+        ck.near_misses(stored, {})
+
+
 def test_vectors_selected_by_a_transpose_pattern_are_kept_as_they_are():
     key_map = ck.KeyMap(transpose=["weight$"])
     assert key_map.axes_for("bn.weight", (3,)) is None
