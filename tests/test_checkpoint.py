@@ -4,6 +4,7 @@ Behaviour numbers (S1-S35) refer to docs/semantics.md, sections A-E.
 """
 
 import collections
+import errno
 import os
 import pathlib
 import pickle
@@ -530,6 +531,23 @@ def test_kwargs_attach_in_alphabetical_order(ckpt_dir):
         ckpt_dir / "c"
     )
     assert ck.load_checkpoint(path).object_graph.children(0) == {"alpha": 1, "mid": 2, "zeta": 3}
+
+
+def test_a_full_disk_names_the_checkpoint_being_saved(tmp_path, no_space):
+    """The error named the hidden staging copy (.ckpt-2.tmp-<uuid>/data/float32/0), deleted by
+    the time the user reads it; it names ckpt-2 and keeps the errno."""
+    ckpt = ck.Checkpoint(v=ck.Variable(np.ones(1000, np.float32)))
+    first = ckpt.save(tmp_path / "ckpt", options=ck.WriteOptions(progress=False))
+    no_space(lambda name: name == "0")  # the data shard
+    with pytest.raises(ck.StorageError) as caught:
+        ckpt.save(tmp_path / "ckpt", options=ck.WriteOptions(progress=False))
+    assert str(caught.value).startswith(
+        f"Could not write {tmp_path / 'ckpt-2'}: No space left on device. Free some space"
+    )
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "ckpt-2")
+    assert isinstance(caught.value.__cause__, OSError) and ".tmp-" not in str(caught.value)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-1"]
+    assert ck.latest_checkpoint(tmp_path) == first and int(ckpt.save_counter.numpy()) == 1
 
 
 def test_a_plain_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_space):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -133,6 +134,18 @@ def test_an_existing_safetensors_destination_is_a_storage_exists_error(tmp_path)
         ck.convert(source, tmp_path / "out.safetensors", format="safetensors")
     assert isinstance(caught.value, FileExistsError)
     assert (tmp_path / "out.safetensors").read_bytes() == b"x"
+
+
+def test_a_full_disk_names_the_export_not_its_staging_copy(tmp_path, no_space):
+    source = ck.Checkpoint(w=ck.Variable(np.ones(100, np.float32))).write(tmp_path / "src")
+    no_space(lambda name: ".tmp-" in name)
+    with pytest.raises(ck.StorageError) as caught:
+        ck.convert(source, tmp_path / "out.safetensors", format="safetensors")
+    assert str(caught.value).startswith(
+        f"Could not write {tmp_path / 'out.safetensors'}: No space left on device."
+    )
+    assert caught.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"

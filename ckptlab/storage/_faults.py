@@ -138,6 +138,32 @@ def restate(error: BaseException, message: str) -> BaseException:
     return error
 
 
+def told_as(error: BaseException, where: str) -> BaseException:
+    """``error``, a storage fault on a save's hidden staging copy, told as one writing ``where``.
+
+    The staging copy (``.ckpt-3.tmp-<uuid>/data/float32/0``) is deleted by the time anyone
+    reads the message, so it names the checkpoint being written; the class, ``errno``,
+    ``strerror`` and notes are kept, and ``filename`` is ``where``.  Other errors are returned
+    as they are.
+
+    Examples
+    --------
+    >>> full = storage_error(OSError(28, "No space left on device"), "write", "/r/.c-3.tmp-1/d")
+    >>> told = told_as(full, "/r/c-3")
+    >>> str(told).split(".")[0], told.errno, told.filename
+    ('Could not write /r/c-3: No space left on device', 28, '/r/c-3')
+    """
+    if not isinstance(error, StorageError):
+        return error
+    reason = error.strerror or f"{type(error).__name__}: {error}"
+    told = restate(error, f"Could not write {where}: {reason}. {_advice(error, where)}")
+    if isinstance(told, StorageError):
+        told.filename = where
+    for note in getattr(error, "__notes__", ()):
+        told.add_note(note)
+    return told
+
+
 def translate_faults(doing: str) -> Callable[[F], F]:
     """Decorate a store method that tries to ``doing`` a key: faults leave it as ckptlab errors.
 

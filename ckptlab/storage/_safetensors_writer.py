@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptlab.errors import InvalidArgumentError, StorageExistsError, UnsupportedFormatError
+from ckptlab.storage._faults import told_as
 from ckptlab.storage._foreign._safetensors import DTYPES, METADATA
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import numpy_dtype
@@ -180,9 +181,12 @@ def write_safetensors(
             if durable and not single:
                 store.sync_tree(staged)
             store.rename(staged, path, durable=durable)
-    except BaseException:
+    except BaseException as error:
         if store.supports_rename:
             store.delete_tree(staged)
+            told = told_as(error, store.display(path))  # the staging copy is gone: name path
+            if told is not error:
+                raise told from error.__cause__
         raise
     written = files + ([INDEX_FILE] if len(shards) > 1 else [])
     return [path] if single else [posixpath.join(path, n) for n in written]

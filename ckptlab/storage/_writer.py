@@ -36,7 +36,7 @@ from ckptlab.storage._commit import (
     publish,
     temporary_name,
 )
-from ckptlab.storage._faults import noting_failure
+from ckptlab.storage._faults import noting_failure, told_as
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import (
     ROOT_DOCUMENT,
@@ -296,6 +296,9 @@ def write_checkpoint(
             noting_failure(
                 error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
             )
+            told = told_as(error, store.display(path))  # the staging copy is gone: name path
+            if told is not error:
+                raise told from error.__cause__
         raise
     return document
 
