@@ -652,6 +652,24 @@ def test_convert_refuses_a_rule_that_is_not_a_regular_expression(tmp_path, optio
     assert not (tmp_path / "out").exists()
 
 
+def test_convert_to_safetensors_onto_an_existing_destination_never_suggests_overwrite(tmp_path):
+    """It said "pass --overwrite to replace it", and with --overwrite "remove it first": a
+    safetensors destination must be new, and both messages now say so."""
+    source = ck.Saver({"v": ck.Variable(np.ones(2))}).save(str(tmp_path / "named"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config.json").write_text("{}")
+    lines = []
+    for extra in ([], ["--overwrite"]):
+        done = cli("convert", source, tmp_path / "out", "--to", "safetensors", *extra)
+        assert done.returncode == 2
+        (line,) = done.stderr.strip().splitlines()
+        lines.append(line)
+    assert lines[0] == lines[1]
+    assert "remove it first or choose another DST" in lines[0]
+    assert "pass --overwrite" not in lines[0]
+    assert os.listdir(tmp_path / "out") == ["config.json"]
+
+
 def test_a_wrong_argument_is_a_usage_error(tmp_path):
     """ck.InvalidArgumentError (here from ck.convert's check of the size) exits 2, as argparse's
     own usage errors do, with one error line."""

@@ -98,9 +98,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
     """Convert ``args.src`` to ``args.dst``."""
     from ckptlab import convert
 
-    if os.path.lexists(args.dst) and (not args.overwrite or args.to == "safetensors"):
-        hint = "remove it first" if args.overwrite else "pass --overwrite to replace it"
-        raise CommandError(f"{args.dst} already exists; {hint}", EXIT_USAGE)
+    if os.path.lexists(args.dst) and args.to == "safetensors":  # never deletes a user's folder
+        raise CommandError(
+            f"{args.dst} already exists; --to safetensors writes to a new path only "
+            "(--overwrite replaces ckptlab checkpoints, never a folder that may hold a model's "
+            "other files): remove it first or choose another DST",
+            EXIT_USAGE,
+        )
+    if os.path.lexists(args.dst) and not args.overwrite:
+        raise CommandError(f"{args.dst} already exists; pass --overwrite to replace it", EXIT_USAGE)
     for given, flag in ((args.max_shard_size, "--max-shard-size"), (args.root, "--root")):
         if given is not None and args.to != "safetensors":
             raise CommandError(f"{flag} needs --to safetensors", EXIT_USAGE)
