@@ -141,10 +141,10 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
         return TensorBundle(store, prefix)
     head = bytearray(min(store.size(path) or 0, 8))
     store.read_into(path, memoryview(head), 0)
+    shown = f"first bytes {bytes(head).hex(' ')}" if head else "the file is empty"
     raise NotACheckpointError(
-        f"{store.display(path)} is a file, but not a checkpoint ckptlab recognises (first bytes "
-        f"{bytes(head).hex(' ')}). ckptlab opens {KNOWN}. "
-        f"Is {posixpath.basename(path)!r} the right file?"
+        f"{store.display(path)} is a file, but not a checkpoint ckptlab recognises ({shown}). "
+        f"ckptlab opens {KNOWN}. Is {posixpath.basename(path)!r} the right file?"
     )
 
 

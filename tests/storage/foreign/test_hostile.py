@@ -320,6 +320,14 @@ def test_an_unrecognised_file_says_what_ckptlab_opens(tmp_path):
         ck.list_variables(target)
 
 
+def test_an_empty_file_is_said_to_be_empty(tmp_path):
+    """It was reported as '(first bytes )'."""
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"")
+    with pytest.raises(ck.NotACheckpointError, match=r"recognises \(the file is empty\)\. "):
+        ck.list_variables(target)
+
+
 def test_a_missing_path_keeps_the_not_found_hints(tmp_path):
     with pytest.raises(ck.NotFoundError, match="latest_checkpoint"):
         ck.list_variables(tmp_path / "ckpt")
