@@ -451,6 +451,22 @@ def test_wrong_arguments_are_refused_before_anything_changes(ckpt_dir, call, arg
     assert sorted(os.listdir(ckpt_dir)) == before
 
 
+@pytest.mark.parametrize(
+    "state", ["", 'model_checkpoint_path: "ckpt-9"\n'], ids=["empty", "dangling"]
+)
+def test_restoring_a_directory_whose_state_file_names_no_checkpoint_says_so(ckpt_dir, state):
+    """restore(dir) suggested ck.latest_checkpoint(dir), which would fail or return None here;
+    it gives the precise error list_variables(dir) gives."""
+    ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "ckpt")
+    (ckpt_dir / "checkpoint").write_text(state)
+    with pytest.raises(ck.CkptlabError) as listed:
+        ck.list_variables(ckpt_dir)
+    with pytest.raises(type(listed.value)) as restored:
+        ck.Checkpoint(v=ck.Variable(0.0)).restore(ckpt_dir)
+    assert str(restored.value) == str(listed.value)
+    assert "latest_checkpoint" not in str(restored.value)
+
+
 def test_restore_vs_read_save_counter(ckpt_dir):
     """S33: restore creates save_counter afterwards, read does not (the four combinations)."""
     saved = ck.Checkpoint(v=ck.Variable(1.0)).save(ckpt_dir / "s")

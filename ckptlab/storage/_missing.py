@@ -39,6 +39,9 @@ def not_found(store: ByteStore, path: str) -> NotFoundError:
     """
     shown = store.display(path)
     if store.exists(posixpath.join(path, "checkpoint")):
+        from ckptlab.storage._state import complete_latest  # (at module level: circular)
+
+        complete_latest(store, path)  # an empty or dangling state file: that precise error
         return NotFoundError(
             f"{shown} is a checkpoint directory, not a checkpoint. Pass one checkpoint, e.g. "
             f"ck.latest_checkpoint({shown!r})."

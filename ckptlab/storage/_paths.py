@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 
-from ckptlab.errors import NotFoundError
 from ckptlab.storage._fsspec import resolve
 from ckptlab.storage._kv import ByteStore
 from ckptlab.storage._reader import StoredCheckpoint, open_checkpoint
-from ckptlab.storage._state import STATE_FILENAME, named_latest
+from ckptlab.storage._state import STATE_FILENAME, complete_latest
 
 __all__ = ["open_path", "resolve_path"]
 
@@ -66,13 +65,5 @@ def resolve_path(path_or_dir: str | os.PathLike[str]) -> tuple[ByteStore, str]:
     """
     store, key = resolve(path_or_dir)
     if store.exists(f"{key}/{STATE_FILENAME}") and not store.exists(f"{key}/zarr.json"):
-        latest, complete = named_latest(store, key)  # the error says it: nothing logged
-        if latest is None or not complete:
-            raise NotFoundError(
-                f"{store.display(key)} is a checkpoint directory whose state file names "
-                f"{store.display(latest or '')} as the latest checkpoint, but it is missing or "
-                "incomplete (deleted, or its save was interrupted). Pass a checkpoint path "
-                "(one the state file lists, or another one), or save one first."
-            )
-        store, key = resolve(store.display(latest))
+        store, key = resolve(store.display(complete_latest(store, key)))
     return store, key

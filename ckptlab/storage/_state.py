@@ -9,7 +9,7 @@ import posixpath
 from collections.abc import Iterator
 
 from ckptlab.core import CheckpointState, check_type, format_state, parse_state
-from ckptlab.errors import CorruptCheckpointError, StorageIsADirectoryError
+from ckptlab.errors import CorruptCheckpointError, NotFoundError, StorageIsADirectoryError
 from ckptlab.storage._commit import is_committed, retract
 from ckptlab.storage._faults import restate
 from ckptlab.storage._fsspec import resolve
@@ -190,6 +190,30 @@ def named_latest(
         return None, False
     path = _join(directory, state.latest)
     return path, is_committed(store, path) or _is_foreign(store, path)
+
+
+def complete_latest(store: ByteStore, directory: str) -> str:
+    """The complete checkpoint the state file of ``directory`` names as the latest.
+
+    What opening a checkpoint directory means (``ck.list_variables(dir)``); the errors say
+    what is wrong instead of logging it.
+
+    Raises
+    ------
+    CorruptCheckpointError
+        The state file is empty or does not parse.
+    NotFoundError
+        The checkpoint it names is missing or incomplete.
+    """
+    latest, complete = named_latest(store, directory)
+    if latest is None or not complete:
+        raise NotFoundError(
+            f"{store.display(directory)} is a checkpoint directory whose state file names "
+            f"{store.display(latest or '')} as the latest checkpoint, but it is missing or "
+            "incomplete (deleted, or its save was interrupted). Pass a checkpoint path "
+            "(one the state file lists, or another one), or save one first."
+        )
+    return latest
 
 
 def _is_foreign(store: ByteStore, path: str) -> bool:
