@@ -670,6 +670,23 @@ def test_convert_to_safetensors_onto_an_existing_destination_never_suggests_over
     assert os.listdir(tmp_path / "out") == ["config.json"]
 
 
+def test_ctrl_c_during_convert_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    """It printed a KeyboardInterrupt traceback. Interrupted while writing (here: in-process,
+    the interrupt raised where the values are written), the output is not published."""
+    from ckptlab.cli import main
+    from ckptlab.storage import _writer
+
+    source = ck.Saver({"v": ck.Variable(np.ones(2))}).save(str(tmp_path / "named"))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_writer, "_write_data", interrupted)
+    assert main(["convert", source, str(tmp_path / "out"), "--color", "never"]) == 130
+    assert capsys.readouterr().err == "ckptlab: error: interrupted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["named"]
+
+
 def test_a_wrong_argument_is_a_usage_error(tmp_path):
     """ck.InvalidArgumentError (here from ck.convert's check of the size) exits 2, as argparse's
     own usage errors do, with one error line."""

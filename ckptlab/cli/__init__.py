@@ -5,7 +5,7 @@
 Every command takes ``--color auto|always|never``; ``ls``, ``diff`` and ``verify`` take
 ``--json`` for scripts.  Exit status: 0 success (equal, intact), 1 problems found (differences,
 damaged or unreadable checkpoint, a failing Graphviz ``dot``), 2 usage error or missing path,
-3 a required program is not installed.  See docs/cli.md.
+3 a required program is not installed, 130 interrupted (Ctrl-C).  See docs/cli.md.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import IO
 from ckptlab import __version__
 from ckptlab.cli import _diff, _export, _ls, _verify
 from ckptlab.cli._common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PROBLEMS,
     EXIT_UNAVAILABLE,
@@ -31,7 +32,15 @@ from ckptlab.cli._style import Style, wants_color
 from ckptlab.core import printable
 from ckptlab.errors import CkptlabError, InvalidArgumentError, NotACheckpointError, NotFoundError
 
-__all__ = ["EXIT_OK", "EXIT_PROBLEMS", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PROBLEMS",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
 EPILOG = """exit status:
   0  success (for diff: equal; for verify: every value intact)
@@ -39,6 +48,7 @@ EPILOG = """exit status:
      or Graphviz's dot failed (export --format svg)
   2  usage error, or a path that does not exist or is not a checkpoint
   3  a required program is not installed (export --format svg needs Graphviz's dot)
+  130  interrupted (Ctrl-C)
 
 colour: on a terminal only; NO_COLOR=1 or --color never turns it off."""
 
@@ -107,6 +117,8 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         return _fail(errors, str(error), EXIT_USAGE)  # there, or an argument is wrong: usage
     except CkptlabError as error:
         return _fail(errors, str(error), EXIT_PROBLEMS)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (convert publishes atomically)
+        return _fail(errors, "interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:  # e.g. `ckptlab ls big | head`: the reader left, stop quietly
         if stream is sys.stdout:  # no second EPIPE when Python flushes stdout at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -20,6 +20,8 @@ EXIT_USAGE = 2
 """Usage error: bad arguments, or a path that does not exist or is not a checkpoint."""
 EXIT_UNAVAILABLE = 3
 """The request needs something that is not installed (``export --format svg`` without Graphviz)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT): the status a shell gives a command SIGINT ended (128 + 2)."""
 
 
 class CommandError(Exception):
