@@ -647,12 +647,15 @@ def positional_state(
 
     ``<i>`` is a parameter's position, or the name ``param_groups/<g>/params`` gives it in the
     same place (``torch.distributed.checkpoint.state_dict.get_state_dict`` keys state by name).
-    ``stored`` maps keys to value specs, ``literals`` maps keys to the file's non-tensor values
-    (the torch reader's); ``None`` when the file holds nothing for this optimizer.
+    An empty ``prefix`` is the restore's root: a file of the optimizer alone
+    (``torch.save(optimizer.state_dict())``) holds ``state/<i>/<name>``.  ``stored`` maps keys
+    to value specs, ``literals`` maps keys to the file's non-tensor values (the torch
+    reader's); ``None`` when the file holds nothing for this optimizer.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         return None
-    state_at, groups_at = f"{prefix}/state/", f"{prefix}/param_groups/"
+    below = f"{prefix}/" if prefix else ""  # "": the restore's root (a bare optimizer.pt)
+    state_at, groups_at = f"{below}state/", f"{below}param_groups/"
     saved: dict[int, dict[str, Any]] = {}
     for key, value in literals.items():
         if key.startswith(groups_at):
@@ -667,15 +670,15 @@ def positional_state(
     problems: list[str] = []
     if sorted(saved) != list(range(len(live))):
         problems.append(
-            f"{prefix}: the file has {len(saved)} parameter group(s), the optimizer has "
-            f"{len(live)}; torch's layout matches state by position, so the groups must agree"
+            f"{prefix or '(root)'}: the file has {len(saved)} parameter group(s), the optimizer "
+            f"has {len(live)}; torch's layout matches state by position, so the groups must agree"
         )
     by_id: dict[int | str, torch.Tensor] = {}  # positions, or names (DCP's get_state_dict)
     for index, group in enumerate(live):
         ids = list(saved.get(index, {}).get("params", []))
         if index in saved and len(ids) != len(group["params"]):
             problems.append(
-                f"{prefix}/param_groups/{index}: {len(ids)} parameter(s) in the file, "
+                f"{groups_at}{index}: {len(ids)} parameter(s) in the file, "
                 f"{len(group['params'])} in the optimizer"
             )
         by_id.update(zip(ids, group["params"], strict=False))

@@ -167,6 +167,26 @@ def test_a_training_checkpoint_restores_model_and_optimizer_by_position(tmp_path
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
+def _trained_adamw(tt):
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    model = tt.mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    tt.train_steps(model, optimizer, data)
+    return optimizer
+
+
+def test_a_bare_optimizer_state_dict_file_restores_into_the_root_optimizer(tmp_path, tt):
+    """``torch.save(optimizer.state_dict())`` (the HF Trainer's ``optimizer.pt``, accelerate's
+    ``optimizer.bin``) restores as ``optimizer.load_state_dict(torch.load(f))`` does."""
+    torch.save(_trained_adamw(tt).state_dict(), tmp_path / "optimizer.pt")
+    by_torch = torch.optim.AdamW(tt.mlp(seed=5).parameters(), lr=1.0)
+    by_torch.load_state_dict(torch.load(tmp_path / "optimizer.pt"))
+    fresh = torch.optim.AdamW(tt.mlp(seed=5).parameters(), lr=1.0)
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "optimizer.pt")
+    status.assert_consumed()
+    assert tt.optimizer_bytes(fresh) == tt.optimizer_bytes(by_torch)
+
+
 @pytest.mark.parametrize("layout", ["state_dict_file", "training_checkpoint"])
 def test_a_root_naming_the_model_differently_from_the_file_says_which_restore_fits(
     tmp_path, tt, layout
