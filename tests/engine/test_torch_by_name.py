@@ -187,6 +187,33 @@ def test_a_bare_optimizer_state_dict_file_restores_into_the_root_optimizer(tmp_p
     assert tt.optimizer_bytes(fresh) == tt.optimizer_bytes(by_torch)
 
 
+def test_a_lightning_checkpoint_restores_through_a_key_map(tmp_path, tt):
+    """Lightning's ``.ckpt`` keeps the LightningModule's ``state_dict()`` (``model.0.weight``
+    for its ``self.model``) and a list of optimizer state dicts: a key map names them as a
+    training file does, non-tensor entries (param groups, ``step``) included."""
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    model = tt.mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tt.train_steps(model, optimizer, data)
+    lightning = {
+        "epoch": 1,
+        "global_step": 2,
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "optimizer_states": [optimizer.state_dict()],
+        "lr_schedulers": [],
+    }
+    torch.save(lightning, tmp_path / "last.ckpt")
+    fresh = tt.mlp(seed=5)
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1.0)
+    key_map = ck.KeyMap({r"^state_dict/model\.": "model/", r"^optimizer_states/0/": "optimizer/"})
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(
+        tmp_path / "last.ckpt", key_map=key_map
+    )
+    status.assert_existing_objects_matched()
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+
+
 @pytest.mark.parametrize("layout", ["state_dict_file", "training_checkpoint"])
 def test_a_root_naming_the_model_differently_from_the_file_says_which_restore_fits(
     tmp_path, tt, layout
