@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import GraphNode, NearMiss, ObjectGraph, StoredValue, value_key
+from ckptlab.core import Container, GraphNode, NearMiss, ObjectGraph, StoredValue, value_key
 from ckptlab.errors import RestoreConflictError
 from ckptlab.storage import StoredCheckpoint
 
@@ -274,8 +274,8 @@ class MappedCheckpoint(StoredCheckpoint):
     """A checkpoint seen through a :class:`KeyMap`: renamed keys or edges, transposed values.
 
     A name-based source's non-tensor values (a ``torch.save`` file's ``literals``: optimizer
-    hyperparameters, ``step``) are renamed with its values, so the whole file is seen under
-    the new names.
+    hyperparameters, ``step``) and the containers it flattened are renamed with its values, so
+    the whole file is seen under the new names.
     """
 
     def __init__(self, source: StoredCheckpoint, key_map: KeyMap) -> None:
@@ -304,6 +304,14 @@ class MappedCheckpoint(StoredCheckpoint):
         if self.document.kind != "name":
             return found
         return self._renamed(found, dict(self.origin))
+
+    @cached_property
+    def containers(self) -> dict[str, Container]:
+        """The containers the source flattened (a torch file's), by renamed name."""
+        found: dict[str, Container] = getattr(self.source, "containers", {})
+        if self.document.kind != "name":
+            return found
+        return self._renamed(found, {})
 
     def _renamed(self, named: Mapping[str, Any], taken: dict[str, str]) -> dict[str, Any]:
         """``named`` under the names the key map gives; ``taken``: new name -> old, so far."""

@@ -36,6 +36,7 @@ from ckptlab.core._keys import (
     value_key,
 )
 from ckptlab.core._nearmiss import NearMiss, near_misses
+from ckptlab.core._nested import Container, NestedValues
 from ckptlab.core._plan import (
     Assignment,
     Blocked,
@@ -95,6 +96,7 @@ __all__ = [
     "Blocked",
     "CheckpointDocument",
     "CheckpointState",
+    "Container",
     "Deferral",
     "ForeignLocation",
     "GraphNode",
@@ -103,6 +105,7 @@ __all__ = [
     "MatchState",
     "Merge",
     "NearMiss",
+    "NestedValues",
     "NodeInfo",
     "NodePath",
     "ObjectGraph",

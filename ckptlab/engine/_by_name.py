@@ -31,6 +31,7 @@ from ckptlab.core import (
     Assignment,
     MatchReport,
     MatchState,
+    NestedValues,
     NodePath,
     ProgramGraph,
     ReportEntry,
@@ -195,6 +196,8 @@ class NameBasedRestore:
         """Stored key by name, as spelled or without wrapper segments (positional state)."""
         self._finish: list[Callable[[], None]] = []
         """Lazy mode: positional state to apply once everything is written."""
+        self._tree: NestedValues | None = None
+        """The file's values as the nested containers they were saved in (built on first use)."""
         self.revision = Revision()
 
     def _stored_names(self) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -275,7 +278,7 @@ class NameBasedRestore:
                     stored=self.stored[keys[0]],
                 )
             )
-        positional = self._positional(program) if parent is None else []
+        positional, nested_keys = self._positional(program) if parent is None else ([], set())
         for state in positional:
             for name, target in state.targets.items():
                 key = self._aliases[name]
@@ -308,6 +311,7 @@ class NameBasedRestore:
             for state in positional:
                 for proxy, key in state.groups:
                     self.matched[id(proxy)] = (proxy, key)
+            self.used.update(nested_keys)
             if self.lazy:
                 self._finish += [state.apply for state in positional]
             else:
@@ -318,6 +322,28 @@ class NameBasedRestore:
                 self.revision.bump()
 
         return commit
+
+    def _nested_values(self) -> NestedValues:
+        if self._tree is None:
+            source = self.source
+            self._tree = NestedValues(
+                arrays={self._nested.get(k, k): k for k in self.stored},
+                literals={
+                    self._nested.get(k, k): v for k, v in getattr(source, "literals", {}).items()
+                },
+                containers=getattr(source, "containers", {}),
+            )
+        return self._tree
+
+    def _nested_value(self, name: str, from_array: Callable[[np.ndarray[Any, Any]], Any]) -> Any:
+        """The value under ``name``, as ``torch.load(f)[name]`` gives it.
+
+        Its arrays are read (verified) and given to ``from_array``.
+        """
+        nested = self._nested_values()
+        keys = list(dict.fromkeys(nested.array_keys(name)))
+        arrays = self.source.read_many(keys) if keys else {}
+        return nested.value(name, lambda key: from_array(arrays[key]))
 
     def _tied(self, keys: list[str]) -> list[str]:
         """The keys that hold the same value as the first: the one value the program shares.
@@ -353,12 +379,21 @@ class NameBasedRestore:
 
         return key_of
 
-    def _positional(self, program: ProgramGraph[Any]) -> list[Any]:
-        """Framework state the file keys by position (torch optimizers), by node name."""
-        literals = {
-            self._nested.get(k, k): v for k, v in getattr(self.source, "literals", {}).items()
-        }
+    def _positional(self, program: ProgramGraph[Any]) -> tuple[list[Any], set[str]]:
+        """Framework state the file keys by position (torch optimizers), by node name.
+
+        Also the stored keys read for it beyond its targets (tensors in nested values: LBFGS'
+        history lists), which it uses.
+        """
+        nested = self._nested_values()
+        literals = nested.literals
         stored = {name: self.stored[key] for name, key in self._aliases.items()}
+        read: set[str] = set()
+
+        def value_at(name: str, from_array: Callable[[np.ndarray[Any, Any]], Any]) -> Any:
+            read.update(nested.array_keys(name))
+            return self._nested_value(name, from_array)
+
         names, _ = node_names(program)
         found = []
         for node, obj in enumerate(program.objects):
@@ -368,11 +403,11 @@ class NameBasedRestore:
             if hook is None:
                 continue
             for name in names.get(node, []):
-                state = hook(obj, name, stored, literals)
+                state = hook(obj, name, stored, literals, value_at)
                 if state is not None:
                     found.append(state)
                     break
-        return found
+        return found, read
 
     def _fetch(self, writes: Sequence[Assignment[Any]], *, explicit: bool) -> Load:
         items = [

@@ -382,10 +382,10 @@ class TorchAdapter:
         return found
 
     def positional_state(
-        self, obj: Any, prefix: str, stored: Any, literals: Any
+        self, obj: Any, prefix: str, stored: Any, literals: Any, value_at: Any
     ) -> PositionalState | None:
         """An optimizer's state in torch's positional layout (:func:`positional_state`)."""
-        return positional_state(obj, prefix, stored, literals)
+        return positional_state(obj, prefix, stored, literals, value_at)
 
     def is_optimizer(self, obj: Any) -> bool:
         """``torch.optim.Optimizer`` instances."""
@@ -641,7 +641,7 @@ def _group_of(optimizer: Any, param: torch.Tensor) -> dict[str, Any]:
 
 
 def positional_state(
-    optimizer: Any, prefix: str, stored: Any, literals: Any
+    optimizer: Any, prefix: str, stored: Any, literals: Any, value_at: Any
 ) -> PositionalState | None:
     """Match ``<prefix>/state/<i>/<name>`` and ``<prefix>/param_groups/<g>/...`` to ``optimizer``.
 
@@ -650,20 +650,25 @@ def positional_state(
     An empty ``prefix`` is the restore's root: a file of the optimizer alone
     (``torch.save(optimizer.state_dict())``) holds ``state/<i>/<name>``.  ``stored`` maps keys
     to value specs, ``literals`` maps keys to the file's non-tensor values (the torch
-    reader's); ``None`` when the file holds nothing for this optimizer.
+    reader's), ``value_at(name, from_array)`` rebuilds a nested value (LBFGS' ``old_dirs``, a
+    list of tensors) as ``torch.load`` gives it; ``None`` when the file holds nothing for this
+    optimizer.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         return None
     below = f"{prefix}/" if prefix else ""  # "": the restore's root (a bare optimizer.pt)
     state_at, groups_at = f"{below}state/", f"{below}param_groups/"
-    saved: dict[int, dict[str, Any]] = {}
-    for key, value in literals.items():
-        if key.startswith(groups_at):
-            index, _, name = key[len(groups_at) :].partition("/")
-            if index.isdigit() and name:
-                saved.setdefault(int(index), {})[name] = value
+
+    def value_of(name: str) -> Any:
+        return literals[name] if name in literals else value_at(name, from_numpy)
+
+    saved = {
+        int(index): {entry: value_of(name) for entry, name in entries.items() if entry}
+        for index, entries in _entries([*literals, *stored], groups_at).items()
+        if index.isdigit()
+    }
     tensors = [k for k in stored if k.startswith(state_at)]
-    others = {k: v for k, v in literals.items() if k.startswith(state_at)}
+    others = [k for k in literals if k.startswith(state_at)]
     if not saved and not tensors and not others:
         return None
     live = optimizer.param_groups
@@ -686,21 +691,23 @@ def positional_state(
     targets: dict[str, Any] = {}
     python: list[tuple[torch.Tensor, str, Any]] = []
     unkeyed: list[tuple[str, str, Any]] = []
-    for key in [*tensors, *others]:
-        position, _, name = key[len(state_at) :].partition("/")
+    for position, entries in _entries([*tensors, *others], state_at).items():
         param = by_id.get(int(position) if position.isdigit() else position)
-        if param is None and key in others and not position.isdigit() and name and "/" not in name:
-            unkeyed.append((position, name, others[key]))  # state not keyed by a parameter
-        elif param is None or not name or "/" in name:
-            problems.append(f"{key}: no parameter of the optimizer is at position {position}")
-        elif key in others:
-            python.append((param, name, others[key]))
-        else:
-            existing = adapter.find_slot(optimizer, param, name)
-            spec = adapter.value_spec(existing) if existing is not None else None
-            spec = spec or adapter.slot_spec(optimizer, param, name, stored[key])
-            assert spec is not None  # ``param`` came from a param group, so it has a spec
-            targets[key] = _StateEntry(optimizer, param, name, spec)
+        for entry, name in entries.items():
+            if not entry:
+                problems.append(f"{name}: the file holds no named state entries here")
+            elif param is not None and name in stored:  # a tensor: a slot of the parameter
+                existing = adapter.find_slot(optimizer, param, entry)
+                spec = adapter.value_spec(existing) if existing is not None else None
+                spec = spec or adapter.slot_spec(optimizer, param, entry, stored[name])
+                assert spec is not None  # ``param`` came from a param group, so it has a spec
+                targets[name] = _StateEntry(optimizer, param, entry, spec)
+            elif param is not None:  # a number, or nested (lists of tensors: LBFGS' history)
+                python.append((param, entry, value_of(name)))
+            elif not position.isdigit() and not any(_within(k, name) for k in tensors):
+                unkeyed.append((position, entry, value_of(name)))  # not keyed by a parameter
+            else:
+                problems.append(f"{name}: no parameter of the optimizer is at position {position}")
 
     def apply() -> None:
         for index, group in enumerate(live):
@@ -717,6 +724,29 @@ def positional_state(
     proxies = dict(groups.children())
     used = [(proxies[str(i)], f"{groups_at}{i}") for i in saved if str(i) in proxies]
     return PositionalState(targets=targets, problems=problems, apply=apply, groups=used)
+
+
+def _entries(names: Sequence[str], at: str) -> dict[str, dict[str, str]]:
+    """``{<i>: {<entry>: "<at><i>/<entry>"}}`` for the ``names`` below ``at``, in order.
+
+    An entry may hold more than one name (``state/0/old_dirs/1``): it is one value, nested.
+
+    Examples
+    --------
+    >>> _entries(["opt/state/0/step", "opt/state/0/al/1", "opt/state/0/al/0", "x"], "opt/state/")
+    {'0': {'step': 'opt/state/0/step', 'al': 'opt/state/0/al'}}
+    """
+    found: dict[str, dict[str, str]] = {}
+    for name in names:
+        if name.startswith(at):
+            owner, _, rest = name[len(at) :].partition("/")
+            entry = rest.partition("/")[0]
+            found.setdefault(owner, {})[entry] = f"{at}{owner}/{entry}" if entry else name
+    return found
+
+
+def _within(key: str, name: str) -> bool:
+    return key == name or key.startswith(f"{name}/")
 
 
 def _tensor_array(value: Any) -> np.ndarray[Any, Any] | None:

@@ -214,6 +214,48 @@ def test_a_lightning_checkpoint_restores_through_a_key_map(tmp_path, tt):
     assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
 
 
+@pytest.mark.parametrize("lightning", [False, True], ids=["training_file", "lightning_ckpt"])
+def test_lbfgs_history_lists_restore_from_a_training_file(tmp_path, tt, lightning):
+    """LBFGS keeps lists of tensors (``old_dirs``, ``ro``, ...) and numbers in its state: they
+    restore as torch's ``load_state_dict`` restores them, and training goes on identically
+    (through a key map too, which renames the lists with the rest)."""
+    inputs, targets = torch.randn(8, 4), torch.randn(8, 2)
+
+    def program(seed):
+        model = tt.mlp((4, 2), seed=seed)
+        return model, torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4, history_size=3)
+
+    def train(model, optimizer, steps):
+        def closure():
+            optimizer.zero_grad()
+            loss = (model(inputs) - targets).pow(2).mean()
+            loss.backward()
+            return loss
+
+        for _ in range(steps):
+            optimizer.step(closure)
+
+    model, optimizer = program(seed=0)
+    train(model, optimizer, 2)
+    saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    key_map = None
+    if lightning:
+        saved = {"state_dict": saved["model"], "optimizer_states": [saved["optimizer"]]}
+        key_map = ck.KeyMap({r"^state_dict/": "model/", r"^optimizer_states/0/": "optimizer/"})
+    torch.save(saved, tmp_path / "f")
+    fresh, fresh_opt = program(seed=3)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(
+        tmp_path / "f", key_map=key_map
+    )
+    status.assert_consumed()
+    history = fresh_opt.state[fresh[0].weight]["old_dirs"]
+    assert type(history) is list and all(isinstance(t, torch.Tensor) for t in history)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+    train(model, optimizer, 2)
+    train(fresh, fresh_opt, 2)
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
 @pytest.mark.parametrize("layout", ["state_dict_file", "training_checkpoint"])
 def test_a_root_naming_the_model_differently_from_the_file_says_which_restore_fits(
     tmp_path, tt, layout
