@@ -43,7 +43,14 @@ _NUMPY_SCALAR = _TAG + "numpy_scalar"
 
 
 class PythonStateError(TypeError):
-    """A value in Python state that ckptlab cannot store (the message names where)."""
+    """A value in Python state that ckptlab cannot store (the message names where).
+
+    ``problem`` is what is wrong, without the advice for a save (a restore gives its own).
+    """
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}. {fix}" if fix else problem)
+        self.problem = problem
 
 
 def encode(state: Any, to_array: Callable[[Any], np.ndarray[Any, Any] | None]) -> bytes:
@@ -99,7 +106,8 @@ def _tagged(value: Any, where: str, to_array: Callable[[Any], np.ndarray[Any, An
         raise PythonStateError(
             f"{where} is a {type(value).__name__}, which ckptlab cannot store as Python state "
             "(it stores None, bools, numbers, strings, lists, tuples, dicts and arrays; it never "
-            "pickles). Keep such objects out of state_dict(), or rebuild them after restoring."
+            "pickles)",
+            "Keep such objects out of state_dict(), or rebuild them after restoring.",
         )
     return {_ARRAY: _array_body(array, where)}
 

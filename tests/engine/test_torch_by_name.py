@@ -256,6 +256,123 @@ def test_lbfgs_history_lists_restore_from_a_training_file(tmp_path, tt, lightnin
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
+def _training_run(tt, seed=0, enabled=True):
+    model = tt.mlp(seed=seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=20)
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=1, enabled=enabled)
+    return model, optimizer, scheduler, scaler
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_schedulers_and_grad_scaler_restore_from_a_training_file(tmp_path, tt, lazy):
+    """The file's ``scheduler`` and ``scaler`` entries load into the objects of those names, as
+    their ``load_state_dict(torch.load(f)[name])`` would (OneCycleLR's list of phase dicts
+    stays a list), and training resumes bit-exactly."""
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    saved = _training_run(tt)
+    model, optimizer, scheduler, scaler = saved
+    tt.train_steps(model, optimizer, data[:3], scheduler, scaler)
+    names = ("model", "optimizer", "scheduler", "scaler")
+    state = {name: obj.state_dict() for name, obj in zip(names, saved, strict=True)}
+    torch.save({**state, "epoch": 3}, tmp_path / "train.pt")
+    fresh = _training_run(tt, seed=4)
+    status = ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(
+        tmp_path / "train.pt", lazy=lazy
+    )
+    if lazy:
+        assert {e.key: e.state for e in status.report().entries}["scheduler"] == "bound"
+        status.run_restore_ops()
+    status.assert_consumed()
+    assert fresh[2].state_dict() == scheduler.state_dict()
+    assert fresh[3].state_dict() == scaler.state_dict()
+    tt.train_steps(model, optimizer, data[3:], scheduler, scaler)
+    tt.train_steps(fresh[0], fresh[1], data[3:], fresh[2], fresh[3])
+    assert tt.state_bytes(fresh[0]) == tt.state_bytes(model)
+    assert fresh[2].state_dict() == scheduler.state_dict()
+
+
+@pytest.mark.parametrize("which", [2, 3], ids=["scheduler", "scaler"])
+def test_a_file_of_a_scheduler_or_scaler_alone_restores_into_the_root(tmp_path, tt, which):
+    """The HF Trainer's ``scheduler.pt`` is ``torch.save(scheduler.state_dict())``; a root
+    scheduler does not take a training file's top level, which is no scheduler's state."""
+    run = _training_run(tt)
+    tt.train_steps(*run[:2], [torch.ones(3, 4)] * 2, *run[2:])
+    torch.save(run[which].state_dict(), tmp_path / "alone.pt")
+    fresh = _training_run(tt)[which]
+    ck.Checkpoint(root=fresh).restore(tmp_path / "alone.pt").assert_consumed()
+    assert fresh.state_dict() == run[which].state_dict()
+
+    torch.save({"model": run[0].state_dict(), "state": run[which].state_dict()}, tmp_path / "t")
+    fresh = _training_run(tt)[which]
+    before = fresh.state_dict()
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "t")
+    assert fresh.state_dict() == before
+    assert [e.state for e in status.report().entries if not e.key.startswith("model/")] == [
+        "program_only"
+    ]
+
+
+def test_python_state_a_training_file_holds_loads_first_and_all_or_nothing(tmp_path, tt):
+    """A GradScaler saved disabled (its state_dict() is {}) refuses to load into an enabled
+    one: the restore raises naming it and nothing is written, the scheduler included."""
+    saved = _training_run(tt, enabled=False)
+    tt.train_steps(saved[0], saved[1], [torch.ones(3, 4)] * 2, saved[2])
+    names = ("model", "optimizer", "scheduler", "scaler")
+    state = {name: obj.state_dict() for name, obj in zip(names, saved, strict=True)}
+    torch.save(state, tmp_path / "train.pt")
+    fresh = _training_run(tt, seed=4)
+    before = [tt.state_bytes(fresh[0]), fresh[2].state_dict(), fresh[3].state_dict()]
+    with pytest.raises(ck.RestoreConflictError, match="'scaler' refused the saved state"):
+        ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(tmp_path / "train.pt")
+    assert [tt.state_bytes(fresh[0]), fresh[2].state_dict(), fresh[3].state_dict()] == before
+    assert not fresh[1].state
+
+
+def test_an_entry_python_state_cannot_hold_is_a_conflict_named(tmp_path, tt):
+    model, _, scheduler, _ = _training_run(tt)
+    entry = {**scheduler.state_dict(), "tags": {1, 2}}
+    torch.save({"model": model.state_dict(), "scheduler": entry}, tmp_path / "f")
+    fresh = _training_run(tt, seed=4)
+    before = tt.state_bytes(fresh[0])
+    with pytest.raises(ck.RestoreConflictError, match=r"scheduler \(OneCycleLR\): .* is a set"):
+        ck.Checkpoint(model=fresh[0], scheduler=fresh[2]).restore(tmp_path / "f")
+    assert tt.state_bytes(fresh[0]) == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"count": 3, "history": [torch.ones(2), torch.arange(2.0)]},
+        torch.arange(4, dtype=torch.uint8),  # TransformerEngine keeps serialised bytes
+    ],
+    ids=["dict_with_tensors", "tensor"],
+)
+def test_extra_state_restores_from_a_state_dict_file(tmp_path, extra):
+    """A module's ``get_extra_state()`` is in its ``state_dict()``: torch's ``load_state_dict``
+    gives it back to ``set_extra_state``, and so does the restore."""
+
+    class Counted(nn.Linear):
+        def __init__(self):
+            super().__init__(2, 2)
+            self.seen = None
+
+        def get_extra_state(self):
+            return self.seen
+
+        def set_extra_state(self, state):
+            self.seen = state
+
+    saved = nn.Sequential(Counted())
+    saved[0].seen = extra
+    torch.save(saved.state_dict(), tmp_path / "model.pt")
+    fresh = nn.Sequential(Counted())
+    fresh[0].seen = {"count": 0, "history": []}
+    ck.Checkpoint(root=fresh).restore(tmp_path / "model.pt").assert_consumed()
+    restored = torch.load(tmp_path / "model.pt")["0._extra_state"]
+    assert repr(fresh[0].seen) == repr(restored)
+
+
 @pytest.mark.parametrize("layout", ["state_dict_file", "training_checkpoint"])
 def test_a_root_naming_the_model_differently_from_the_file_says_which_restore_fits(
     tmp_path, tt, layout
