@@ -6,12 +6,13 @@ Its reader lists the arrays and the other values under ``/``-joined names
 (``scheduler/_schedule_phases/0/end_step``, ``optimizer/state/0/old_dirs/1``) and records every
 container it flattened (:class:`Container`: its type and its keys), so that the value under a
 name can be rebuilt as ``torch.load(f)[name]`` gives it: lists stay lists, integer keys stay
-integers, an empty dict is still there.  A source that records no containers (PyTorch DCP) is
-rebuilt as dicts of the names found below.
+integers, an empty dict is still there, a ``Counter`` is one.  A source that records no
+containers (PyTorch DCP) is rebuilt as dicts of the names found below.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,7 +30,8 @@ class Container:
     'list'
     """
 
-    kind: Literal["dict", "list", "tuple"]
+    kind: Literal["dict", "counter", "list", "tuple"]
+    """``counter``: a ``collections.Counter`` (a ``MultiStepLR``'s milestones)."""
     entries: tuple[tuple[Any, str], ...]
     """Each entry's key as stored (a dict key, a position) and its name in the flattened
     names (``<container's name>/<name>``)."""
@@ -96,7 +98,7 @@ class NestedValues:
             if container.kind in ("list", "tuple"):
                 values = [value for _, value in items]
                 return values if container.kind == "list" else tuple(values)
-            return dict(items)
+            return Counter(dict(items)) if container.kind == "counter" else dict(items)
         # No record (or one a key map broke): a dict of the names found below.
         return {n: self.value(_join(name, n), leaf) for n in self._below().get(name, {})}
 

@@ -5,25 +5,28 @@ Frameworks keep some state in plain Python objects: an LR scheduler's ``last_epo
 state as one value: UTF-8 JSON in a ``uint8`` array (docs/frameworks.md), so it is checksummed
 like every value and readable without ckptlab (``json.loads(bytes(array))``).  Types JSON
 lacks are tagged so that the state round-trips exactly: tuples, dicts with non-string keys,
-non-finite floats (Python's ``Infinity``/``NaN`` literals), a framework's arrays (a ``torch``
-tensor inside the state), numpy arrays and numpy scalars (``np.float32(0.9)``), each stored
-with its dtype (and shape) and its bytes in base64, and restored as the same type.  Anything
-else (a function, an arbitrary object) is refused: ckptlab never pickles.
+``collections.Counter`` (a ``MultiStepLR``'s milestones), non-finite floats (Python's
+``Infinity``/``NaN`` literals), a framework's arrays (a ``torch`` tensor inside the state),
+numpy arrays and numpy scalars (``np.float32(0.9)``), each stored with its dtype (and shape)
+and its bytes in base64, and restored as the same type.  Anything else (a function, an
+arbitrary object) is refused: ckptlab never pickles.
 
 Tags are one-entry objects whose key starts with ``"\x00ckptlab:"``:
 
 * ``tuple``: ``[items]``; ``items``: ``[[key, value], ...]`` (a dict with other keys);
+  ``counter``: a ``collections.Counter``, as its dict;
 * ``array``: ``[dtype, shape, base64]``, a framework's array (``from_array`` on decode);
 * ``numpy``: ``[dtype, shape, base64]``, a numpy array; ``numpy_scalar``: ``[dtype, base64]``.
 
-Checkpoints written before the numpy tags stored numpy arrays as ``array`` (decoded by
-``from_array``, as then) and numpy scalars as plain numbers.
+Checkpoints written before the numpy and counter tags stored numpy arrays as ``array``
+(decoded by ``from_array``, as then), numpy scalars as plain numbers and Counters as dicts.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +40,7 @@ __all__ = ["PythonStateError", "decode", "encode"]
 _TAG = "\x00ckptlab:"
 _TUPLE = _TAG + "tuple"
 _ITEMS = _TAG + "items"
+_COUNTER = _TAG + "counter"
 _ARRAY = _TAG + "array"
 _NUMPY = _TAG + "numpy"
 _NUMPY_SCALAR = _TAG + "numpy_scalar"
@@ -92,6 +96,8 @@ def _tagged(value: Any, where: str, to_array: Callable[[Any], np.ndarray[Any, An
         return [_tagged(v, f"{where}[{i}]", to_array) for i, v in enumerate(value)]
     if isinstance(value, tuple):
         return {_TUPLE: [_tagged(v, f"{where}[{i}]", to_array) for i, v in enumerate(value)]}
+    if isinstance(value, Counter):  # before dict: a MultiStepLR's milestones stay a Counter
+        return {_COUNTER: _tagged(dict(value), where, to_array)}
     if isinstance(value, dict):
         if all(isinstance(k, str) and not k.startswith(_TAG) for k in value):
             return {k: _tagged(v, f"{where}[{k!r}]", to_array) for k, v in value.items()}
@@ -139,6 +145,8 @@ def _untagged(value: Any, from_array: Callable[[np.ndarray[Any, Any]], Any]) -> 
         ((tag, body),) = value.items()
         if tag == _TUPLE:
             return tuple(_untagged(v, from_array) for v in body)
+        if tag == _COUNTER:
+            return Counter(_untagged(body, from_array))
         if tag == _ITEMS:
             return {_untagged(k, from_array): _untagged(v, from_array) for k, v in body}
         if tag == _ARRAY:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 
 import ckptlab as ck
@@ -327,6 +329,28 @@ def test_python_state_a_training_file_holds_loads_first_and_all_or_nothing(tmp_p
         ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(tmp_path / "train.pt")
     assert [tt.state_bytes(fresh[0]), fresh[2].state_dict(), fresh[3].state_dict()] == before
     assert not fresh[1].state
+
+
+def test_a_multistep_scheduler_restores_from_a_training_file(tmp_path, tt):
+    """``MultiStepLR`` keeps its milestones in a ``collections.Counter``, which
+    ``torch.load(weights_only=True)`` reads: the file opens, and they come back a Counter."""
+
+    def program(seed, milestones):
+        model = tt.mlp(seed=seed)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.5)
+        return model, optimizer, scheduler
+
+    saved = program(0, [2, 5])
+    tt.train_steps(*saved[:2], [torch.ones(3, 4)] * 3, saved[2])
+    names = ("model", "optimizer", "scheduler")
+    state = {name: obj.state_dict() for name, obj in zip(names, saved, strict=True)}
+    torch.save(state, tmp_path / "train.pt")
+    fresh = program(4, [9])
+    status = ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(tmp_path / "train.pt")
+    status.assert_consumed()
+    assert type(fresh[2].milestones) is collections.Counter
+    assert fresh[2].state_dict() == saved[2].state_dict()
 
 
 def test_an_entry_python_state_cannot_hold_is_a_conflict_named(tmp_path, tt):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -240,6 +242,22 @@ def test_numpy_values_in_python_state_come_back_as_themselves(tmp_path):
     assert restored.milestones.dtype == np.int16
     assert restored.milestones.tolist() == [2, 5]
     assert run(fresh_optimizer, fresh, 4) == run(optimizer, saved, 4)
+
+
+def test_a_multistep_schedulers_milestones_stay_a_counter(tmp_path):
+    """``MultiStepLR.milestones`` is a ``collections.Counter`` (its closed form calls
+    ``elements()``): it round-trips as one, not as a plain dict."""
+
+    def scheduler(milestones):
+        optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones)
+
+    saved = scheduler([2, 2, 5])
+    path = ck.Checkpoint(scheduler=saved).write(tmp_path / "c")
+    fresh = scheduler([9])
+    ck.Checkpoint(scheduler=fresh).read(path).assert_consumed()
+    assert type(fresh.milestones) is collections.Counter
+    assert fresh.milestones == collections.Counter({2: 2, 5: 1})
 
 
 def test_a_manager_saves_torch_programs_in_the_background(tmp_path, tt):

@@ -17,7 +17,7 @@ import struct
 import threading
 import zipfile
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -486,6 +486,7 @@ def _flatten(obj: Any, pickle_bytes: int, where: str) -> _Found:
     nested more than :data:`MAX_DEPTH` deep (a cycle among them) are refused.
     """
     found = _Found()
+    kind: Literal["dict", "counter", "list", "tuple"]
     entries = ENTRIES_PER_BYTE * pickle_bytes + 10_000
     chars = KEY_CHARS_PER_BYTE * pickle_bytes + 2**20
     pending: list[tuple[str, Any, int]] = [("", obj, 0)]
@@ -497,12 +498,13 @@ def _flatten(obj: Any, pickle_bytes: int, where: str) -> _Found:
                 found.metadata[prefix] = metadata
             children = [(_name(k, prefix, where), v) for k, v in dict.items(item)]
             names = (name for name, _ in children)
-            container = Container(kind="dict", entries=tuple(zip(item, names, strict=True)))
+            kind = "counter" if isinstance(item, Counter) else "dict"  # MultiStepLR's milestones
+            container = Container(kind=kind, entries=tuple(zip(item, names, strict=True)))
         elif isinstance(item, list | tuple) and any(
             isinstance(v, TensorRef | dict | list | tuple) for v in item
         ):
             children = [(str(i), v) for i, v in enumerate(item)]
-            kind: Literal["list", "tuple"] = "list" if isinstance(item, list) else "tuple"
+            kind = "list" if isinstance(item, list) else "tuple"
             container = Container(kind=kind, entries=tuple(enumerate(n for n, _ in children)))
         else:
             found.add(prefix or "value", item, where)
