@@ -27,11 +27,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from ckptlab.core import (
+    Container,
     GraphNode,
     NearMiss,
     ObjectGraph,
@@ -332,10 +334,16 @@ def _rank_message(
 
 
 class MappedCheckpoint(StoredCheckpoint):
-    """A checkpoint seen through a :class:`KeyMap`: renamed keys or edges, transposed values."""
+    """A checkpoint seen through a :class:`KeyMap`: renamed keys or edges, transposed values.
+
+    A name-based source's non-tensor values (a ``torch.save`` file's ``literals``: optimizer
+    hyperparameters, ``step``) and the containers it flattened are renamed with its values, so
+    the whole file is seen under the new names.
+    """
 
     def __init__(self, source: StoredCheckpoint, key_map: KeyMap) -> None:
         self.source = source
+        self.key_map = key_map
         self.origin: dict[str, str] = {}
         """Mapped key -> the key in ``source``."""
         self.permuted: dict[str, tuple[int, ...]] = {}
@@ -352,19 +360,43 @@ class MappedCheckpoint(StoredCheckpoint):
             source.store, source.path, dataclasses.replace(document, values=values, graph=graph)
         )
 
+    @cached_property
+    def literals(self) -> dict[str, Any]:
+        """The source's non-tensor values by renamed name (a name-based source's only)."""
+        found: dict[str, Any] = getattr(self.source, "literals", {})
+        if self.document.kind != "name":
+            return found
+        return self._renamed(found, dict(self.origin))
+
+    @cached_property
+    def containers(self) -> dict[str, Container]:
+        """The containers the source flattened (a torch file's), by renamed name."""
+        found: dict[str, Container] = getattr(self.source, "containers", {})
+        if self.document.kind != "name":
+            return found
+        return self._renamed(found, {})
+
+    def _renamed(self, named: Mapping[str, Any], taken: dict[str, str]) -> dict[str, Any]:
+        """``named`` under the names the key map gives; ``taken``: new name -> old, so far."""
+        renamed = {}
+        for key, value in named.items():
+            new = self.key_map.rename(key)
+            if new in taken:
+                raise ValueError(
+                    f"KeyMap renames both {taken[new]!r} and {key!r} to {new!r}; make the rules "
+                    "more specific."
+                )
+            taken[new] = key
+            renamed[new] = value
+        return renamed
+
     def _rename_values(
         self, values: Mapping[str, StoredValue], key_map: KeyMap
     ) -> dict[str, StoredValue]:
+        where = f" in {self.source.display_path}"
         renamed: dict[str, StoredValue] = {}
-        for key, value in values.items():
-            new = key_map.rename(key)
-            if new in self.origin:
-                raise ValueError(
-                    f"KeyMap renames both {self.origin[new]!r} and {key!r} to {new!r}; make "
-                    "the rules more specific."
-                )
-            self.origin[new] = key
-            axes = key_map.axes_for(new, value.shape, f" in {self.source.display_path}")
+        for new, value in self._renamed(values, self.origin).items():
+            axes = key_map.axes_for(new, value.shape, where)
             renamed[new] = self._permute(dataclasses.replace(value, key=new), axes)
         return renamed
 

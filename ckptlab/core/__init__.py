@@ -37,6 +37,7 @@ from ckptlab.core._keys import (
     value_key,
 )
 from ckptlab.core._nearmiss import NearMiss, near_misses
+from ckptlab.core._nested import Container, NestedValues
 from ckptlab.core._plan import (
     Assignment,
     Blocked,
@@ -96,6 +97,7 @@ __all__ = [
     "Blocked",
     "CheckpointDocument",
     "CheckpointState",
+    "Container",
     "Deferral",
     "ForeignLocation",
     "GraphNode",
@@ -104,6 +106,7 @@ __all__ = [
     "MatchState",
     "Merge",
     "NearMiss",
+    "NestedValues",
     "NodeInfo",
     "NodePath",
     "ObjectGraph",

@@ -20,6 +20,7 @@ restored object are restored when attached, by name.
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,7 @@ from ckptlab.core import (
     Assignment,
     MatchReport,
     MatchState,
+    NestedValues,
     NodePath,
     ProgramGraph,
     ReportEntry,
@@ -212,6 +214,10 @@ class NameBasedRestore:
         """Stored key by name, as spelled or without wrapper segments (positional state)."""
         self._finish: list[Callable[[], None]] = []
         """Lazy mode: positional state to apply once everything is written."""
+        self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
+        """Lazy mode: ``id(target)`` -> the rebuilt Python state a queued write gives it."""
+        self._tree: NestedValues | None = None
+        """The file's values as the nested containers they were saved in (built on first use)."""
         self.revision = Revision()
 
     def _stored_names(
@@ -297,9 +303,17 @@ class NameBasedRestore:
         )
         writes: list[Assignment[Any]] = []
         keys_of: dict[int, list[str]] = {}
+        preloaded: dict[int, np.ndarray[Any, Any]] = {}
+        problems: list[str] = []
         for node, target in enumerate(program.objects):
             spec, found = program.specs[node], names.get(node, [])
             if spec is None or id(target) in self.matched:
+                continue
+            rebuilt = self._python_state(node, target, spec, found, problems)
+            if rebuilt is not None:  # a scheduler's state_dict(): the entries under its name
+                write, preloaded[id(target)] = rebuilt
+                keys_of[id(target)] = [write.key, *self._nested_values().array_keys(write.key)]
+                writes.append(write)
                 continue
             own = self.view.describe(target)[1]  # a ck.Variable matches by its name only
             keys = list(dict.fromkeys(k for k in map(key_of, [own] if own else found) if k))
@@ -317,7 +331,7 @@ class NameBasedRestore:
                     stored=self.stored[keys[0]],
                 )
             )
-        positional = self._positional(program) if parent is None else []
+        positional, nested_keys = self._positional(program) if parent is None else ([], set())
         for state in positional:
             for name, target in state.targets.items():
                 key = self._aliases[name]
@@ -332,16 +346,13 @@ class NameBasedRestore:
                     )
                 )
         conflicts = [w for w in writes if w.conflict is not None]
-        problems = [p for state in positional for p in state.problems]
+        problems += [p for state in positional for p in state.problems]
         if (conflicts or problems) and not self.lazy:
             shown = [f"{w.key!r}" for w in conflicts]
             raise conflict_error(conflicts, self.source.display_path, shown, problems)
-        load = Load() if self.lazy else self._fetch(writes, explicit=False)
+        load = Load() if self.lazy else self._fetch(writes, explicit=False, preloaded=preloaded)
 
         def commit() -> None:
-            for candidate in program.objects:
-                if self.view.can_defer(candidate):
-                    _execute.arm_name_based(candidate, self)
             for write in writes:
                 self.matched[id(write.target)] = (write.target, write.key)
                 self.used.update(keys_of[id(write.target)])
@@ -350,16 +361,80 @@ class NameBasedRestore:
             for state in positional:
                 for proxy, key in state.groups:
                     self.matched[id(proxy)] = (proxy, key)
+            self.used.update(nested_keys)
             if self.lazy:
                 self._finish += [state.apply for state in positional]
-            else:
+                self._preloaded.update(preloaded)
+            else:  # Python state loads first and may refuse: then nothing else happens
                 self._write(writes, load, explicit=False)
                 for state in positional:
                     state.apply()
+            for candidate in program.objects:
+                if self.view.can_defer(candidate):
+                    _execute.arm_name_based(candidate, self)
             if writes or positional:
                 self.revision.bump()
 
         return commit
+
+    def _python_state(
+        self, node: int, target: Any, spec: ValueSpec, names: list[str], problems: list[str]
+    ) -> tuple[Assignment[Any], np.ndarray[Any, Any]] | None:
+        """The write of Python state the file keeps under one of ``names``, and its value.
+
+        A framework object saved as Python state (a torch scheduler, ``GradScaler``, extra
+        state: the adapter's ``nested_state``) takes the file's entries under its name, as
+        its ``load_state_dict(torch.load(f)[name])`` would; a value Python state cannot hold
+        (a set: the hook says what) is a problem, named.
+        """
+        hook: Callable[..., np.ndarray[Any, Any] | str | None] | None = getattr(
+            require_adapter(target), "nested_state", None
+        )
+        if hook is None:
+            return None
+        nested = self._nested_values()
+        name = next((n for n in names if nested.holds(n)), None)
+        if name is None:
+            return None
+        array = hook(target, functools.partial(self._nested_value, name))
+        if isinstance(array, str):
+            problems.append(
+                f"{name or '(root)'} ({type(target).__name__}): {array}, so the file's value "
+                "cannot be loaded into it. Restore without this object (leave it out of the "
+                "Checkpoint) and load its entry with the framework's own load_state_dict"
+            )
+            return None
+        if array is None:
+            return None
+        stored = ValueSpec(shape=array.shape, dtype="uint8")
+        return Assignment(node=node, key=name, target=target, expected=spec, stored=stored), array
+
+    def _nested_values(self) -> NestedValues:
+        if self._tree is None:
+            source = self.source
+            self._tree = NestedValues(
+                arrays={self._nested.get(k, k): k for k in self.stored},
+                literals={
+                    self._nested.get(k, k): v for k, v in getattr(source, "literals", {}).items()
+                },
+                containers=getattr(source, "containers", {}),
+            )
+        return self._tree
+
+    def _nested_value(
+        self, name: str, from_array: Callable[[np.ndarray[Any, Any]], Any] | None
+    ) -> Any:
+        """The value under ``name``, as ``torch.load(f)[name]`` gives it.
+
+        Its arrays are read (verified) and given to ``from_array``; without ``from_array``
+        nothing is read and arrays are ``None`` (to look at the structure first).
+        """
+        nested = self._nested_values()
+        if from_array is None:
+            return nested.value(name, lambda key: None)
+        keys = list(dict.fromkeys(nested.array_keys(name)))
+        arrays = self.source.read_many(keys) if keys else {}
+        return nested.value(name, lambda key: from_array(arrays[key]))
 
     def _tied(self, keys: list[str]) -> list[str]:
         """The keys that hold the same value as the first: the one value the program shares.
@@ -406,12 +481,22 @@ class NameBasedRestore:
 
         return key_of
 
-    def _positional(self, program: ProgramGraph[Any]) -> list[Any]:
-        """Framework state the file keys by position (torch optimizers), by node name."""
-        literals = {
-            self._nested.get(k, k): v for k, v in getattr(self.source, "literals", {}).items()
-        }
+    def _positional(self, program: ProgramGraph[Any]) -> tuple[list[Any], set[str]]:
+        """Framework state the file keys by position (torch optimizers), by node name.
+
+        Also the stored keys read for it beyond its targets (tensors in nested values: LBFGS'
+        history lists), which it uses.
+        """
+        nested = self._nested_values()
+        literals = nested.literals
         stored = {name: self.stored[key] for name, key in self._aliases.items()}
+        read: set[str] = set()
+
+        def value_at(name: str, from_array: Callable[[np.ndarray[Any, Any]], Any] | None) -> Any:
+            if from_array is not None:
+                read.update(nested.array_keys(name))
+            return self._nested_value(name, from_array)
+
         names, _ = node_names(program)
         found = []
         for node, obj in enumerate(program.objects):
@@ -421,17 +506,23 @@ class NameBasedRestore:
             if hook is None:
                 continue
             for name in names.get(node, []):
-                state = hook(obj, name, stored, literals)
+                state = hook(obj, name, stored, literals, value_at)
                 if state is not None:
                     found.append(state)
                     break
-        return found
+        return found, read
 
-    def _fetch(self, writes: Sequence[Assignment[Any]], *, explicit: bool) -> Load:
+    def _fetch(
+        self,
+        writes: Sequence[Assignment[Any]],
+        *,
+        explicit: bool,
+        preloaded: dict[int, np.ndarray[Any, Any]],
+    ) -> Load:
         items = [
             Fetch(ident=id(w.target), key=w.key, target=w.target, stored=w.stored) for w in writes
         ]
-        return fetch(self.source, items, uid=self.uid, explicit=explicit)
+        return fetch(self.source, items, uid=self.uid, explicit=explicit, preloaded=preloaded)
 
     def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:
         by_ident = {id(write.target): write for write in writes}
@@ -463,7 +554,8 @@ class NameBasedRestore:
     def run_queued(self, only: Iterable[str] | None) -> None:
         """Lazy mode: write the queued values (``only`` selects stored names)."""
         wanted = None if only is None else {only} if isinstance(only, str) else set(only)
-        unknown = sorted(wanted - self.stored.keys()) if wanted is not None else []
+        names = self.stored.keys() | {w.key for w in self.queued.values()}
+        unknown = sorted(wanted - names) if wanted is not None else []
         if unknown:
             close = difflib.get_close_matches(unknown[0], self.stored, n=5)
             raise UnknownPathError(
@@ -476,9 +568,14 @@ class NameBasedRestore:
         if conflicts:
             shown = [w.key for w in conflicts]
             raise conflict_error(conflicts, self.source.display_path, shown, lazy=True)
-        self._write(selected, self._fetch(selected, explicit=True), explicit=True)
+        idents = [id(w.target) for w in selected]
+        rebuilt = {i: self._preloaded[i] for i in idents if i in self._preloaded}
+        self._write(
+            selected, self._fetch(selected, explicit=True, preloaded=rebuilt), explicit=True
+        )
         for write in selected:
             del self.queued[id(write.target)]
+            self._preloaded.pop(id(write.target), None)
         if wanted is None:
             for finish in self._finish:
                 finish()

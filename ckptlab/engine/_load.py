@@ -117,15 +117,22 @@ def fetch(
     explicit: bool = False,
     preloaded: dict[int, np.ndarray[Any, Any]] | None = None,
 ) -> Load:
-    """Verify what is read at commit, read the rest; raise (writing nothing) on damage."""
+    """Verify what is read at commit, read the rest; raise (writing nothing) on damage.
+
+    ``preloaded``: arrays read before, by ident (taken out as they are used); a guarded
+    target's is written first at commit, as every guarded value is.
+    """
     load = Load()
     rest: list[Fetch] = []
     in_place_keys: set[str] = set()
     every = explicit or newest_uid() <= uid  # no newer restore: every target is this one's
     for item in items:
         early = preloaded.pop(item.ident, None) if preloaded else None
-        if early is not None:
+        if early is not None:  # read before (a value that had to be rebuilt, or created)
             load.arrays[item.ident] = early
+            undo = _undo_for(item.target) if item.target is not None else None
+            if undo is not None:
+                load.undo[item.ident] = undo
             continue
         if item.target is None:
             rest.append(item)

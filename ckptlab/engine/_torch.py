@@ -433,10 +433,36 @@ class TorchAdapter:
         return rename
 
     def positional_state(
-        self, obj: Any, prefix: str, stored: Any, literals: Any
+        self, obj: Any, prefix: str, stored: Any, literals: Any, value_at: Any
     ) -> PositionalState | None:
         """An optimizer's state in torch's positional layout (:func:`positional_state`)."""
-        return positional_state(obj, prefix, stored, literals)
+        return positional_state(obj, prefix, stored, literals, value_at)
+
+    def nested_state(
+        self, obj: Any, value: Callable[[Callable[[np.ndarray[Any, Any]], Any] | None], Any]
+    ) -> np.ndarray[Any, Any] | str | None:
+        """The Python state a name-based file keeps as the entries under ``obj``'s name.
+
+        A scheduler's or ``GradScaler``'s ``state_dict()`` (a dict sharing a key with the
+        object's own: ``root=scheduler`` against a training file, whose top level is no
+        scheduler's, is not taken), or a module's extra state, as
+        ``obj.load_state_dict(torch.load(f)[name])`` would load it; ``value(from_array)``
+        rebuilds it (``value(None)``: its structure, nothing read).  Encoded as :meth:`read`
+        encodes it; ``None`` for other objects; what is wrong (a string) when it holds what
+        Python state cannot (a set).  (No exception crosses modules: a doctest run may load
+        ``_pystate`` twice.)
+        """
+        if isinstance(obj, LRScheduler | torch.amp.GradScaler):
+            saved, own = value(None), obj.state_dict()
+            if not isinstance(saved, dict) or (saved and own and not saved.keys() & own.keys()):
+                return None
+        elif not (isinstance(obj, _PythonState) and obj.kind == EXTRA_STATE):
+            return None
+        try:
+            data = _pystate.encode(value(from_numpy), _tensor_array)
+        except _pystate.PythonStateError as error:
+            return error.problem
+        return np.frombuffer(data, dtype=np.uint8)
 
     def is_optimizer(self, obj: Any) -> bool:
         """``torch.optim.Optimizer`` instances."""
@@ -691,41 +717,49 @@ def _group_of(optimizer: Any, param: torch.Tensor) -> dict[str, Any]:
 
 
 def positional_state(
-    optimizer: Any, prefix: str, stored: Any, literals: Any
+    optimizer: Any, prefix: str, stored: Any, literals: Any, value_at: Any
 ) -> PositionalState | None:
     """Match ``<prefix>/state/<i>/<name>`` and ``<prefix>/param_groups/<g>/...`` to ``optimizer``.
 
     ``<i>`` is a parameter's position, or the name ``param_groups/<g>/params`` gives it in the
     same place (``torch.distributed.checkpoint.state_dict.get_state_dict`` keys state by name).
-    ``stored`` maps keys to value specs, ``literals`` maps keys to the file's non-tensor values
-    (the torch reader's); ``None`` when the file holds nothing for this optimizer.
+    An empty ``prefix`` is the restore's root: a file of the optimizer alone
+    (``torch.save(optimizer.state_dict())``) holds ``state/<i>/<name>``.  ``stored`` maps keys
+    to value specs, ``literals`` maps keys to the file's non-tensor values (the torch
+    reader's), ``value_at(name, from_array)`` rebuilds a nested value (LBFGS' ``old_dirs``, a
+    list of tensors) as ``torch.load`` gives it; ``None`` when the file holds nothing for this
+    optimizer.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         return None
-    state_at, groups_at = f"{prefix}/state/", f"{prefix}/param_groups/"
-    saved: dict[int, dict[str, Any]] = {}
-    for key, value in literals.items():
-        if key.startswith(groups_at):
-            index, _, name = key[len(groups_at) :].partition("/")
-            if index.isdigit() and name:
-                saved.setdefault(int(index), {})[name] = value
+    below = f"{prefix}/" if prefix else ""  # "": the restore's root (a bare optimizer.pt)
+    state_at, groups_at = f"{below}state/", f"{below}param_groups/"
+
+    def value_of(name: str) -> Any:
+        return literals[name] if name in literals else value_at(name, from_numpy)
+
+    saved = {
+        int(index): {entry: value_of(name) for entry, name in entries.items() if entry}
+        for index, entries in _entries([*literals, *stored], groups_at).items()
+        if index.isdigit()
+    }
     tensors = [k for k in stored if k.startswith(state_at)]
-    others = {k: v for k, v in literals.items() if k.startswith(state_at)}
+    others = [k for k in literals if k.startswith(state_at)]
     if not saved and not tensors and not others:
         return None
     live = optimizer.param_groups
     problems: list[str] = []
     if sorted(saved) != list(range(len(live))):
         problems.append(
-            f"{prefix}: the file has {len(saved)} parameter group(s), the optimizer has "
-            f"{len(live)}; torch's layout matches state by position, so the groups must agree"
+            f"{prefix or '(root)'}: the file has {len(saved)} parameter group(s), the optimizer "
+            f"has {len(live)}; torch's layout matches state by position, so the groups must agree"
         )
     by_id: dict[int | str, torch.Tensor] = {}  # positions, or names (DCP's get_state_dict)
     for index, group in enumerate(live):
         ids = list(saved.get(index, {}).get("params", []))
         if index in saved and len(ids) != len(group["params"]):
             problems.append(
-                f"{prefix}/param_groups/{index}: {len(ids)} parameter(s) in the file, "
+                f"{groups_at}{index}: {len(ids)} parameter(s) in the file, "
                 f"{len(group['params'])} in the optimizer"
             )
         by_id.update(zip(ids, group["params"], strict=False))
@@ -733,21 +767,23 @@ def positional_state(
     targets: dict[str, Any] = {}
     python: list[tuple[torch.Tensor, str, Any]] = []
     unkeyed: list[tuple[str, str, Any]] = []
-    for key in [*tensors, *others]:
-        position, _, name = key[len(state_at) :].partition("/")
+    for position, entries in _entries([*tensors, *others], state_at).items():
         param = by_id.get(int(position) if position.isdigit() else position)
-        if param is None and key in others and not position.isdigit() and name and "/" not in name:
-            unkeyed.append((position, name, others[key]))  # state not keyed by a parameter
-        elif param is None or not name or "/" in name:
-            problems.append(f"{key}: no parameter of the optimizer is at position {position}")
-        elif key in others:
-            python.append((param, name, others[key]))
-        else:
-            existing = adapter.find_slot(optimizer, param, name)
-            spec = adapter.value_spec(existing) if existing is not None else None
-            spec = spec or adapter.slot_spec(optimizer, param, name, stored[key])
-            assert spec is not None  # ``param`` came from a param group, so it has a spec
-            targets[key] = _StateEntry(optimizer, param, name, spec)
+        for entry, name in entries.items():
+            if not entry:
+                problems.append(f"{name}: the file holds no named state entries here")
+            elif param is not None and name in stored:  # a tensor: a slot of the parameter
+                existing = adapter.find_slot(optimizer, param, entry)
+                spec = adapter.value_spec(existing) if existing is not None else None
+                spec = spec or adapter.slot_spec(optimizer, param, entry, stored[name])
+                assert spec is not None  # ``param`` came from a param group, so it has a spec
+                targets[name] = _StateEntry(optimizer, param, entry, spec)
+            elif param is not None:  # a number, or nested (lists of tensors: LBFGS' history)
+                python.append((param, entry, value_of(name)))
+            elif not position.isdigit() and not any(_within(k, name) for k in tensors):
+                unkeyed.append((position, entry, value_of(name)))  # not keyed by a parameter
+            else:
+                problems.append(f"{name}: no parameter of the optimizer is at position {position}")
 
     def apply() -> None:
         for index, group in enumerate(live):
@@ -764,6 +800,29 @@ def positional_state(
     proxies = dict(groups.children())
     used = [(proxies[str(i)], f"{groups_at}{i}") for i in saved if str(i) in proxies]
     return PositionalState(targets=targets, problems=problems, apply=apply, groups=used)
+
+
+def _entries(names: Sequence[str], at: str) -> dict[str, dict[str, str]]:
+    """``{<i>: {<entry>: "<at><i>/<entry>"}}`` for the ``names`` below ``at``, in order.
+
+    An entry may hold more than one name (``state/0/old_dirs/1``): it is one value, nested.
+
+    Examples
+    --------
+    >>> _entries(["opt/state/0/step", "opt/state/0/al/1", "opt/state/0/al/0", "x"], "opt/state/")
+    {'0': {'step': 'opt/state/0/step', 'al': 'opt/state/0/al'}}
+    """
+    found: dict[str, dict[str, str]] = {}
+    for name in names:
+        if name.startswith(at):
+            owner, _, rest = name[len(at) :].partition("/")
+            entry = rest.partition("/")[0]
+            found.setdefault(owner, {})[entry] = f"{at}{owner}/{entry}" if entry else name
+    return found
+
+
+def _within(key: str, name: str) -> bool:
+    return key == name or key.startswith(f"{name}/")
 
 
 def _tensor_array(value: Any) -> np.ndarray[Any, Any] | None:

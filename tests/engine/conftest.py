@@ -65,6 +65,8 @@ def _tensor_bytes(value):
     if isinstance(value, torch.Tensor):
         flat = value.detach().cpu().contiguous().reshape(-1)
         return (str(value.dtype), tuple(value.shape), flat.view(torch.uint8).numpy().tobytes())
+    if isinstance(value, list | tuple):  # LBFGS keeps lists of tensors
+        return type(value)(map(_tensor_bytes, value))
     return value
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 
 import ckptlab as ck
@@ -165,6 +167,234 @@ def test_a_training_checkpoint_restores_model_and_optimizer_by_position(tmp_path
     tt.train_steps(model, optimizer, data[2:])
     tt.train_steps(fresh, fresh_opt, data[2:])
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def _trained_adamw(tt):
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    model = tt.mlp()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    tt.train_steps(model, optimizer, data)
+    return optimizer
+
+
+def test_a_bare_optimizer_state_dict_file_restores_into_the_root_optimizer(tmp_path, tt):
+    """``torch.save(optimizer.state_dict())`` (the HF Trainer's ``optimizer.pt``, accelerate's
+    ``optimizer.bin``) restores as ``optimizer.load_state_dict(torch.load(f))`` does."""
+    torch.save(_trained_adamw(tt).state_dict(), tmp_path / "optimizer.pt")
+    by_torch = torch.optim.AdamW(tt.mlp(seed=5).parameters(), lr=1.0)
+    by_torch.load_state_dict(torch.load(tmp_path / "optimizer.pt"))
+    fresh = torch.optim.AdamW(tt.mlp(seed=5).parameters(), lr=1.0)
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "optimizer.pt")
+    status.assert_consumed()
+    assert tt.optimizer_bytes(fresh) == tt.optimizer_bytes(by_torch)
+
+
+def test_a_lightning_checkpoint_restores_through_a_key_map(tmp_path, tt):
+    """Lightning's ``.ckpt`` keeps the LightningModule's ``state_dict()`` (``model.0.weight``
+    for its ``self.model``) and a list of optimizer state dicts: a key map names them as a
+    training file does, non-tensor entries (param groups, ``step``) included."""
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    model = tt.mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tt.train_steps(model, optimizer, data)
+    lightning = {
+        "epoch": 1,
+        "global_step": 2,
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "optimizer_states": [optimizer.state_dict()],
+        "lr_schedulers": [],
+    }
+    torch.save(lightning, tmp_path / "last.ckpt")
+    fresh = tt.mlp(seed=5)
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1.0)
+    key_map = ck.KeyMap({r"^state_dict/model\.": "model/", r"^optimizer_states/0/": "optimizer/"})
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(
+        tmp_path / "last.ckpt", key_map=key_map
+    )
+    status.assert_existing_objects_matched()
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+
+
+@pytest.mark.parametrize("lightning", [False, True], ids=["training_file", "lightning_ckpt"])
+def test_lbfgs_history_lists_restore_from_a_training_file(tmp_path, tt, lightning):
+    """LBFGS keeps lists of tensors (``old_dirs``, ``ro``, ...) and numbers in its state: they
+    restore as torch's ``load_state_dict`` restores them, and training goes on identically
+    (through a key map too, which renames the lists with the rest)."""
+    inputs, targets = torch.randn(8, 4), torch.randn(8, 2)
+
+    def program(seed):
+        model = tt.mlp((4, 2), seed=seed)
+        return model, torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4, history_size=3)
+
+    def train(model, optimizer, steps):
+        def closure():
+            optimizer.zero_grad()
+            loss = (model(inputs) - targets).pow(2).mean()
+            loss.backward()
+            return loss
+
+        for _ in range(steps):
+            optimizer.step(closure)
+
+    model, optimizer = program(seed=0)
+    train(model, optimizer, 2)
+    saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    key_map = None
+    if lightning:
+        saved = {"state_dict": saved["model"], "optimizer_states": [saved["optimizer"]]}
+        key_map = ck.KeyMap({r"^state_dict/": "model/", r"^optimizer_states/0/": "optimizer/"})
+    torch.save(saved, tmp_path / "f")
+    fresh, fresh_opt = program(seed=3)
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(
+        tmp_path / "f", key_map=key_map
+    )
+    status.assert_consumed()
+    history = fresh_opt.state[fresh[0].weight]["old_dirs"]
+    assert type(history) is list and all(isinstance(t, torch.Tensor) for t in history)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+    train(model, optimizer, 2)
+    train(fresh, fresh_opt, 2)
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+
+
+def _training_run(tt, seed=0, enabled=True):
+    model = tt.mlp(seed=seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=20)
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=1, enabled=enabled)
+    return model, optimizer, scheduler, scaler
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_schedulers_and_grad_scaler_restore_from_a_training_file(tmp_path, tt, lazy):
+    """The file's ``scheduler`` and ``scaler`` entries load into the objects of those names, as
+    their ``load_state_dict(torch.load(f)[name])`` would (OneCycleLR's list of phase dicts
+    stays a list), and training resumes bit-exactly."""
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    saved = _training_run(tt)
+    model, optimizer, scheduler, scaler = saved
+    tt.train_steps(model, optimizer, data[:3], scheduler, scaler)
+    names = ("model", "optimizer", "scheduler", "scaler")
+    state = {name: obj.state_dict() for name, obj in zip(names, saved, strict=True)}
+    torch.save({**state, "epoch": 3}, tmp_path / "train.pt")
+    fresh = _training_run(tt, seed=4)
+    status = ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(
+        tmp_path / "train.pt", lazy=lazy
+    )
+    if lazy:
+        assert {e.key: e.state for e in status.report().entries}["scheduler"] == "bound"
+        status.run_restore_ops()
+    status.assert_consumed()
+    assert fresh[2].state_dict() == scheduler.state_dict()
+    assert fresh[3].state_dict() == scaler.state_dict()
+    tt.train_steps(model, optimizer, data[3:], scheduler, scaler)
+    tt.train_steps(fresh[0], fresh[1], data[3:], fresh[2], fresh[3])
+    assert tt.state_bytes(fresh[0]) == tt.state_bytes(model)
+    assert fresh[2].state_dict() == scheduler.state_dict()
+
+
+@pytest.mark.parametrize("which", [2, 3], ids=["scheduler", "scaler"])
+def test_a_file_of_a_scheduler_or_scaler_alone_restores_into_the_root(tmp_path, tt, which):
+    """The HF Trainer's ``scheduler.pt`` is ``torch.save(scheduler.state_dict())``; a root
+    scheduler does not take a training file's top level, which is no scheduler's state."""
+    run = _training_run(tt)
+    tt.train_steps(*run[:2], [torch.ones(3, 4)] * 2, *run[2:])
+    torch.save(run[which].state_dict(), tmp_path / "alone.pt")
+    fresh = _training_run(tt)[which]
+    ck.Checkpoint(root=fresh).restore(tmp_path / "alone.pt").assert_consumed()
+    assert fresh.state_dict() == run[which].state_dict()
+
+    torch.save({"model": run[0].state_dict(), "state": run[which].state_dict()}, tmp_path / "t")
+    fresh = _training_run(tt)[which]
+    before = fresh.state_dict()
+    status = ck.Checkpoint(root=fresh).restore(tmp_path / "t")
+    assert fresh.state_dict() == before
+    assert [e.state for e in status.report().entries if not e.key.startswith("model/")] == [
+        "program_only"
+    ]
+
+
+def test_python_state_a_training_file_holds_loads_first_and_all_or_nothing(tmp_path, tt):
+    """A GradScaler saved disabled (its state_dict() is {}) refuses to load into an enabled
+    one: the restore raises naming it and nothing is written, the scheduler included."""
+    saved = _training_run(tt, enabled=False)
+    tt.train_steps(saved[0], saved[1], [torch.ones(3, 4)] * 2, saved[2])
+    names = ("model", "optimizer", "scheduler", "scaler")
+    state = {name: obj.state_dict() for name, obj in zip(names, saved, strict=True)}
+    torch.save(state, tmp_path / "train.pt")
+    fresh = _training_run(tt, seed=4)
+    before = [tt.state_bytes(fresh[0]), fresh[2].state_dict(), fresh[3].state_dict()]
+    with pytest.raises(ck.RestoreConflictError, match="'scaler' refused the saved state"):
+        ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(tmp_path / "train.pt")
+    assert [tt.state_bytes(fresh[0]), fresh[2].state_dict(), fresh[3].state_dict()] == before
+    assert not fresh[1].state
+
+
+def test_a_multistep_scheduler_restores_from_a_training_file(tmp_path, tt):
+    """``MultiStepLR`` keeps its milestones in a ``collections.Counter``, which
+    ``torch.load(weights_only=True)`` reads: the file opens, and they come back a Counter."""
+
+    def program(seed, milestones):
+        model = tt.mlp(seed=seed)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.5)
+        return model, optimizer, scheduler
+
+    saved = program(0, [2, 5])
+    tt.train_steps(*saved[:2], [torch.ones(3, 4)] * 3, saved[2])
+    names = ("model", "optimizer", "scheduler")
+    state = {name: obj.state_dict() for name, obj in zip(names, saved, strict=True)}
+    torch.save(state, tmp_path / "train.pt")
+    fresh = program(4, [9])
+    status = ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(tmp_path / "train.pt")
+    status.assert_consumed()
+    assert type(fresh[2].milestones) is collections.Counter
+    assert fresh[2].state_dict() == saved[2].state_dict()
+
+
+def test_an_entry_python_state_cannot_hold_is_a_conflict_named(tmp_path, tt):
+    model, _, scheduler, _ = _training_run(tt)
+    entry = {**scheduler.state_dict(), "tags": {1, 2}}
+    torch.save({"model": model.state_dict(), "scheduler": entry}, tmp_path / "f")
+    fresh = _training_run(tt, seed=4)
+    before = tt.state_bytes(fresh[0])
+    with pytest.raises(ck.RestoreConflictError, match=r"scheduler \(OneCycleLR\): .* is a set"):
+        ck.Checkpoint(model=fresh[0], scheduler=fresh[2]).restore(tmp_path / "f")
+    assert tt.state_bytes(fresh[0]) == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"count": 3, "history": [torch.ones(2), torch.arange(2.0)]},
+        torch.arange(4, dtype=torch.uint8),  # TransformerEngine keeps serialised bytes
+    ],
+    ids=["dict_with_tensors", "tensor"],
+)
+def test_extra_state_restores_from_a_state_dict_file(tmp_path, extra):
+    """A module's ``get_extra_state()`` is in its ``state_dict()``: torch's ``load_state_dict``
+    gives it back to ``set_extra_state``, and so does the restore."""
+
+    class Counted(nn.Linear):
+        def __init__(self):
+            super().__init__(2, 2)
+            self.seen = None
+
+        def get_extra_state(self):
+            return self.seen
+
+        def set_extra_state(self, state):
+            self.seen = state
+
+    saved = nn.Sequential(Counted())
+    saved[0].seen = extra
+    torch.save(saved.state_dict(), tmp_path / "model.pt")
+    fresh = nn.Sequential(Counted())
+    fresh[0].seen = {"count": 0, "history": []}
+    ck.Checkpoint(root=fresh).restore(tmp_path / "model.pt").assert_consumed()
+    restored = torch.load(tmp_path / "model.pt")["0._extra_state"]
+    assert repr(fresh[0].seen) == repr(restored)
 
 
 @pytest.mark.parametrize("layout", ["state_dict_file", "training_checkpoint"])

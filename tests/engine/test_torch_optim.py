@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 
+import numpy as np
 import pytest
 
 import ckptlab as ck
@@ -272,6 +274,60 @@ def test_schedulers_and_grad_scaler_round_trip_their_state_dict_exactly(tmp_path
         assert fresh[name].state_dict() == scheduler.state_dict(), name
     assert fresh["plateau"].best == schedulers["plateau"].best
     assert fresh_scaler.state_dict() == scaler.state_dict()
+
+
+class _Decay:
+    """A ``LambdaLR`` callable object: the scheduler's ``state_dict()`` holds its ``__dict__``."""
+
+    def __init__(self, gamma=0.5, milestones=(9,)):
+        self.gamma = np.float32(gamma)
+        self.milestones = np.array(milestones, dtype=np.int16)
+
+    def __call__(self, epoch):
+        return self.gamma ** (epoch - int((self.milestones <= epoch).sum()))
+
+
+def test_numpy_values_in_python_state_come_back_as_themselves(tmp_path):
+    """numpy scalars and arrays keep their type, dtype and value, so a schedule computed from
+    them resumes bit-exactly (a float32 ``gamma`` restored as a Python float would not)."""
+
+    def scheduler(decay):
+        optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
+
+    def run(optimizer, scheduler, steps):
+        for _ in range(steps):
+            optimizer.step()
+            scheduler.step()
+        return [repr(group["lr"]) for group in optimizer.param_groups]  # type and value
+
+    optimizer, saved = scheduler(_Decay(0.9, [2, 5]))
+    run(optimizer, saved, 3)
+    path = ck.Checkpoint(scheduler=saved).write(tmp_path / "c")
+    fresh_optimizer, fresh = scheduler(_Decay())
+    ck.Checkpoint(scheduler=fresh).read(path).assert_consumed()
+    restored, original = fresh.lr_lambdas[0], saved.lr_lambdas[0]
+    assert type(restored.gamma) is np.float32 and restored.gamma == original.gamma
+    assert type(restored.milestones) is np.ndarray
+    assert restored.milestones.dtype == np.int16
+    assert restored.milestones.tolist() == [2, 5]
+    assert run(fresh_optimizer, fresh, 4) == run(optimizer, saved, 4)
+
+
+def test_a_multistep_schedulers_milestones_stay_a_counter(tmp_path):
+    """``MultiStepLR.milestones`` is a ``collections.Counter`` (its closed form calls
+    ``elements()``): it round-trips as one, not as a plain dict."""
+
+    def scheduler(milestones):
+        optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones)
+
+    saved = scheduler([2, 2, 5])
+    path = ck.Checkpoint(scheduler=saved).write(tmp_path / "c")
+    fresh = scheduler([9])
+    ck.Checkpoint(scheduler=fresh).read(path).assert_consumed()
+    assert type(fresh.milestones) is collections.Counter
+    assert fresh.milestones == collections.Counter({2: 2, 5: 1})
 
 
 def test_a_manager_saves_torch_programs_in_the_background(tmp_path, tt):

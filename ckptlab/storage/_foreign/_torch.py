@@ -2,9 +2,10 @@
 
 The pickle runs through :mod:`._unpickle` (allow-listed stand-ins only).  Tensors become keys
 (nested containers joined with ``/``, e.g. ``model/fc1.weight``); other values are kept in
-``literals``.  Storage bytes are read on demand: zip members straight from the file (STORED) or
-inflated with a hard cap (DEFLATED), legacy records by walking their length prefixes
-(docs/foreign-formats.md §11).
+``literals``; each container flattened is recorded in ``containers`` (its type and keys, to
+rebuild nested values: :class:`~ckptlab.core.NestedValues`).  Storage bytes are read on
+demand: zip members straight from the file (STORED) or inflated with a hard cap (DEFLATED),
+legacy records by walking their length prefixes (docs/foreign-formats.md §11).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import struct
 import threading
 import zipfile
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from ckptlab.core import ForeignLocation, StoredValue
+from ckptlab.core import Container, ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document
 from ckptlab.storage._foreign._unpickle import (
@@ -146,6 +147,9 @@ class TorchFile(ForeignCheckpoint):
         """Non-tensor values (numbers, strings, dtypes, ...) by path."""
         self.metadata = found.metadata
         """The ``_metadata`` of every state_dict, by its path (``""`` for the top level)."""
+        self.containers = found.containers
+        """Every container flattened into the paths, by its path (``""``: the top level), so
+        that the value under a path can be rebuilt as ``torch.load`` gives it."""
         values = {k: self._describe(k, t) for k, t in self.tensors.items()}
         super().__init__(store, path, name_document(self.format_name, values))
 
@@ -482,6 +486,7 @@ def _flatten(obj: Any, pickle_bytes: int, where: str) -> _Found:
     nested more than :data:`MAX_DEPTH` deep (a cycle among them) are refused.
     """
     found = _Found()
+    kind: Literal["dict", "counter", "list", "tuple"]
     entries = ENTRIES_PER_BYTE * pickle_bytes + 10_000
     chars = KEY_CHARS_PER_BYTE * pickle_bytes + 2**20
     pending: list[tuple[str, Any, int]] = [("", obj, 0)]
@@ -492,10 +497,15 @@ def _flatten(obj: Any, pickle_bytes: int, where: str) -> _Found:
             if isinstance(metadata, dict):
                 found.metadata[prefix] = metadata
             children = [(_name(k, prefix, where), v) for k, v in dict.items(item)]
+            names = (name for name, _ in children)
+            kind = "counter" if isinstance(item, Counter) else "dict"  # MultiStepLR's milestones
+            container = Container(kind=kind, entries=tuple(zip(item, names, strict=True)))
         elif isinstance(item, list | tuple) and any(
             isinstance(v, TensorRef | dict | list | tuple) for v in item
         ):
             children = [(str(i), v) for i, v in enumerate(item)]
+            kind = "list" if isinstance(item, list) else "tuple"
+            container = Container(kind=kind, entries=tuple(enumerate(n for n, _ in children)))
         else:
             found.add(prefix or "value", item, where)
             continue
@@ -514,6 +524,7 @@ def _flatten(obj: Any, pickle_bytes: int, where: str) -> _Found:
                 "(containers shared by many parents, e.g. a dict whose children are one shared "
                 "dict, nested deeply); ckptlab refuses it. The file is damaged or hostile."
             )
+        found.containers[prefix] = container
         pending.extend(
             (path, value, depth + 1)
             for path, (_, value) in zip(reversed(paths), reversed(children), strict=True)
@@ -539,6 +550,7 @@ class _Found:
     tensors: dict[str, TensorRef] = field(default_factory=dict)
     literals: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    containers: dict[str, Container] = field(default_factory=dict)
 
     def add(self, path: str, item: Any, where: str) -> None:
         if path in self.tensors or path in self.literals:

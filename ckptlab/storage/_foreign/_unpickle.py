@@ -2,7 +2,8 @@
 
 ``find_class`` only returns ckptlab's own stand-ins from :data:`ALLOWED` (tensor rebuild
 functions become lazy :class:`TensorRef` records, storage classes become dtype markers,
-``OrderedDict`` a dict that accepts ``_metadata``); any other global raises
+``OrderedDict`` a dict that accepts ``_metadata``, ``Counter`` a ``Counter`` of a dict the
+load made); any other global raises
 :class:`~ckptlab.errors.UnsafePickleError` naming it, before anything is called.  Persistent ids
 become :class:`StorageRef` records; no storage byte is read here (docs/foreign-formats.md §11.3).
 
@@ -26,6 +27,7 @@ import io
 import pickle
 import reprlib
 import struct
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -275,6 +277,15 @@ def _numpy_scalar(dtype: Any, data: Any = b"") -> Any:
     return np.frombuffer(data, dtype=dtype.dtype)[0]
 
 
+def _counter(counts: Any = None) -> Counter[Any]:
+    """``collections.Counter`` (a ``MultiStepLR``'s milestones): it pickles as its dict."""
+    if counts is None:
+        return Counter()
+    if type(counts) is not dict:  # keys checked when the dict was built
+        raise CorruptCheckpointError(f"Counter of {type(counts).__name__}")
+    return Counter(counts)
+
+
 def _set(items: Any = ()) -> set[Any]:
     return set(map(check_key, _sequence(items, "set")))
 
@@ -325,6 +336,7 @@ def _stand_ins() -> dict[tuple[str, str], Any]:
     table: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): _ordered_dict,
         ("collections", "defaultdict"): lambda *_: StateDict(),
+        ("collections", "Counter"): _counter,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_v2,
         ("torch._utils", "_rebuild_tensor_v3"): _rebuild_v3,
         ("torch._utils", "_rebuild_parameter"): _parameter,

@@ -164,11 +164,21 @@ def _state_dict_keys(path) -> list[str]:
         b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__)s\x86b.",
         # an instance attribute shadowing dict.items on a fresh OrderedDict
         b"\x80\x02ccollections\nOrderedDict\n)R}X\x05\x00\x00\x00itemsK\x01sb.",
+        # a Counter's state (it is built from a dict, never BUILT), or one counting a string
+        b"\x80\x02ccollections\nCounter\n)R}X\x05\x00\x00\x00itemsK\x01sb.",
+        b"\x80\x02ccollections\nCounter\nX\x03\x00\x00\x00abc\x85R.",
         # a big-endian state for numpy's cached float64 dtype
         b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00f8\x89\x88\x87R(K\x03X\x01\x00\x00\x00>NNNJ"
         b"\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.",
     ],
-    ids=["OrderedDict.items", "function defaults", "instance items", "numpy dtype"],
+    ids=[
+        "OrderedDict.items",
+        "function defaults",
+        "instance items",
+        "Counter items",
+        "Counter of a string",
+        "numpy dtype",
+    ],
 )
 def test_a_file_never_changes_what_later_files_read(tmp_path, fixtures_dir, data):
     good = fixtures_dir / "torch" / "state_dict.pt"
