@@ -46,6 +46,7 @@ from ckptlab.core import (
 from ckptlab.errors import InvalidArgumentError, StorageError
 from ckptlab.storage import (
     DirectoryLock,
+    LocalStore,
     ReadOptions,
     WriteOptions,
     checked_options,
@@ -74,6 +75,13 @@ def _join(directory: str, name: str) -> str:
     if "://" in directory:
         return f"{directory.rstrip('/')}/{name}"
     return os.path.join(directory, name)
+
+
+def _working_directory() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # deleted: it is not the one a relative directory was resolved against
+        return None
 
 
 def _read_int(value: Any, what: str) -> int:
@@ -106,6 +114,7 @@ class CheckpointManager:
         The :class:`~ckptlab.Checkpoint` to save and restore.
     directory
         Where checkpoints and the state file (``checkpoint``) go; a local path or fsspec URL.
+        A relative path is resolved now: a later ``os.chdir`` does not move the run.
     max_to_keep
         Active checkpoints to keep (``None``: all).  Older ones are deleted after each save.
     keep_checkpoint_every_n_hours
@@ -183,6 +192,13 @@ class CheckpointManager:
         self._init_fn = init_fn
         self._clock = clock
         self._store, self._key = resolve(self._directory)
+        self._root = self._store.display(self._key)
+        """Where the directory is, resolved now: every read and write goes there."""
+        relative = isinstance(self._store, LocalStore) and not os.path.isabs(
+            self._directory.removeprefix("file://")
+        )
+        self._cwd = _working_directory() if relative else None
+        """The working directory a relative ``directory`` was resolved against."""
         self._lock = DirectoryLock(self._store, self._key)
         self._last_step: int | None = None
         self.restore_status: Any = None
@@ -205,7 +221,13 @@ class CheckpointManager:
 
     @property
     def directory(self) -> str:
-        """The directory, as given."""
+        """The directory, as given (absolute once a relative one no longer names it).
+
+        A relative directory is resolved when the manager is created; after an ``os.chdir``
+        it is shown absolute, since the relative form would name another directory.
+        """
+        if self._cwd is not None and _working_directory() != self._cwd:
+            return self._root
         return self._directory
 
     @property
@@ -216,12 +238,13 @@ class CheckpointManager:
     @property
     def checkpoints(self) -> list[str]:
         """Paths of the managed checkpoints, oldest first (docs/semantics.md S90)."""
-        return [_join(self._directory, path) for path in self._retention.paths]
+        directory = self.directory
+        return [_join(directory, path) for path in self._retention.paths]
 
     @property
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint this manager saved or recovered (docs/semantics.md S90)."""
-        return None if self._latest is None else _join(self._directory, self._latest)
+        return None if self._latest is None else _join(self.directory, self._latest)
 
     # -- saving -----------------------------------------------------------------------------
 
@@ -305,9 +328,10 @@ class CheckpointManager:
         count = int(counter.numpy()) + 1
         number = count if checkpoint_number is None else checkpoint_number
         name = f"{self._name}-{number}"
-        path = _join(self._directory, name)
+        path = _join(self.directory, name)
+        store, key = resolve(_join(self._root, name), options.storage_options)
         overrides = {id(counter): np.asarray(count, dtype=np.int64)}  # saved before it is assigned
-        write = self._checkpoint._prepare(path, options, overrides, snapshot=not blocking)
+        write = self._checkpoint._prepare(store, key, options, overrides, snapshot=not blocking)
 
         def finish() -> str:
             with self._lock.saving():  # managers of this process on this directory take turns
@@ -455,12 +479,12 @@ class CheckpointManager:
         """
         options = checked_options(options, ReadOptions)
         settle(self._checkpoint)
-        latest = self.latest_checkpoint
-        if latest is not None:
-            self.restore_status = self._checkpoint.restore(latest, options=options)
+        if self._latest is not None:
+            where = _join(self._root, self._latest)  # not the working directory's "runs/ckpt-3"
+            self.restore_status = self._checkpoint.restore(where, options=options)
             if self._interval is not None:
                 self._last_step = _read_int(self._step_counter, "step_counter")
-            return latest
+            return self.latest_checkpoint
         if self._init_fn is not None:
             self._init_fn()
         return None

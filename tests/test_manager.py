@@ -453,6 +453,34 @@ def test_progress_bars_can_be_turned_off_for_save_and_restore(tmp_path, capsys, 
     assert "verifying ckpt-1" in capsys.readouterr().err  # the default shows them
 
 
+def test_a_relative_directory_is_resolved_once_at_construction(tmp_path, monkeypatch):
+    """QA: a notebook's %cd after creating a manager on "runs" split the run: the checkpoints
+    went under the new working directory, the state file, lock and retention stayed in the old
+    one, and restore_or_initialize() restored the other run's checkpoint found there."""
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    other_run = ck.Checkpoint(v=ck.Variable(-1.0)).save(elsewhere / "runs" / "ckpt", options=FAST)
+    first.mkdir()
+    monkeypatch.chdir(first)
+    ckpt = new_checkpoint(1.0)
+    manager = ck.CheckpointManager(ckpt, "runs", max_to_keep=1)
+    assert manager.save(options=FAST) == os.path.join("runs", "ckpt-1")  # the form given (TF's)
+    monkeypatch.chdir(elsewhere)
+    ckpt.v.assign(2.0)
+    saved = manager.save(options=FAST)
+    assert saved == str(first / "runs" / "ckpt-2")  # "runs/ckpt-2" would name the other run's
+    assert manager.directory == str(first / "runs")
+    assert manager.checkpoints == [saved] and manager.latest_checkpoint == saved
+    assert sorted(os.listdir(first / "runs")) == [".ckptlab.lock", "checkpoint", "ckpt-2"]
+    assert sorted(os.listdir(elsewhere / "runs")) == ["checkpoint", "ckpt-1"]
+    assert ck.latest_checkpoint(elsewhere / "runs") == other_run  # the other run is untouched
+    ckpt.v.assign(0.0)
+    assert manager.restore_or_initialize() == saved
+    assert float(ckpt.v.numpy()) == 2.0  # this run's checkpoint, not the other run's -1.0
+    monkeypatch.chdir(first)
+    assert manager.latest_checkpoint == os.path.join("runs", "ckpt-2")  # back where it was given
+    manager.close()
+
+
 def test_restore_or_initialize_sets_last_step(tmp_path):
     step = ck.Variable(7, dtype="int64")
     ckpt = ck.Checkpoint(step=step)

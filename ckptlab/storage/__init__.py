@@ -52,6 +52,7 @@ from ckptlab.storage._state import (
     latest_checkpoint,
     listed_or_removed,
     read_state,
+    record_latest,
     relative_to,
     write_state,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "read_listing",
     "read_rows",
     "read_state",
+    "record_latest",
     "register_zarr_dtypes",
     "relative_to",
     "remove_leftovers",
