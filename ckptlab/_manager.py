@@ -378,15 +378,18 @@ class CheckpointManager:
         Called under the lock and the process's save mutex, before anything is written.
         """
         on_disk = read_state(self._store, self._key)
-        if on_disk is None:
-            return self._retention
-        theirs = recover(on_disk, self._now()).state
-        listed = set(theirs.paths)
+        theirs = None if on_disk is None else recover(on_disk, self._now()).state
+        listed = set(theirs.paths) if theirs is not None else set()
         present = {
             path
             for path in self._retention.paths
             if path not in listed and is_committed(self._store, self._key_of(path))
         }
+        if theirs is None:  # never written, or deleted (rm -rf): only what is still on disk
+            return RetentionState(
+                active=tuple(entry for entry in self._retention.active if entry[0] in present),
+                last_preserved=self._retention.last_preserved,
+            )
         return merge(self._retention, theirs, present)
 
     def _record_and_sweep(self, current: RetentionState, name: str, options: WriteOptions) -> None:

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -620,6 +621,32 @@ def test_lock_file_names_the_holder(tmp_path):
     assert holder["host"] == socket.gethostname()
     manager.close()
     assert (tmp_path / ".ckptlab.lock").read_text() == ""
+
+
+def test_a_directory_deleted_under_an_open_manager_is_locked_again(
+    tmp_path, ck_log, manager_in_another_process
+):
+    """QA: rm -rf of the run directory while a notebook's manager was open: the manager kept
+    its flock on the deleted lock file, so a manager of another process locked the new one and
+    both saved into the directory; and the manager kept listing the deleted ckpt-2."""
+    directory = tmp_path / "runs"
+    manager = ck.CheckpointManager(new_checkpoint(), directory, max_to_keep=2)
+    manager.save(options=FAST)
+    manager.save(options=FAST)
+    shutil.rmtree(directory)
+    assert os.path.basename(manager.save(options=FAST)) == "ckpt-3"
+    assert "was deleted or replaced while this process held it" in ck_log.text
+    assert names(manager.checkpoints) == ["ckpt-3"]  # the deleted ckpt-2 is not listed again
+    assert state_of(directory).all_paths == ("ckpt-3",)
+    assert save_in_another_process(directory).startswith("LockedError")
+    shutil.rmtree(directory)
+    with manager_in_another_process(directory) as child:  # it locks the new directory first
+        with pytest.raises(ck.LockedError, match=f"locked by pid {child.pid} "):
+            manager.save(options=FAST)
+    assert os.path.basename(manager.save(options=FAST)) == "ckpt-4"  # its holder is gone
+    assert names(manager.checkpoints) == ["ckpt-1", "ckpt-4"]  # the other process's ckpt-1
+    manager.close()
+    assert save_in_another_process(directory).strip() == os.path.join(directory, "ckpt-101")
 
 
 def test_plain_save_next_to_a_manager_of_this_process_is_allowed(tmp_path):

@@ -167,17 +167,21 @@ class DirectoryLock:
     def acquire(self) -> bool:
         """Take the lock; return whether this process did not hold it before.
 
-        No-op (``False``) when this object holds it already; raises :class:`LockedError`
-        naming the holder when another process holds it.
+        ``False`` when this object holds it already.  A lock file that is no longer the one
+        this process locked (its directory was deleted or replaced) is locked again.  Raises
+        :class:`LockedError` naming the holder when another process holds it.
         """
-        if self._holding is not None:
-            return False
         _release_deferred()
         with _HELD_LOCK:
+            if self._holding is not None:
+                self._relock_if_lost(self._holding)
+                return False
             holding = _HELD.get(self._where)
             if holding is not None and holding.pid != os.getpid():  # the parent's, before a fork
                 del _HELD[self._where]
                 holding = None
+            if holding is not None:
+                self._relock_if_lost(holding)
             first = holding is None
             if holding is None:
                 holding = _Holding()
@@ -343,6 +347,36 @@ class DirectoryLock:
         except FileNotFoundError:
             return False, None
         return holder is None or not _pid_is_gone(holder), holder
+
+    def _relock_if_lost(self, holding: _Holding) -> None:
+        """Lock the lock file again if it is not the file ``holding`` locks (``rm -rf runs``).
+
+        A deleted or replaced lock file locks nothing: another process would lock the new one.
+        Raises :class:`LockedError` when one did; the next call tries again.
+        """
+        if not self._uses_flock or holding.pid != os.getpid() or self._locks_the_file(holding):
+            return
+        lost, holding.fd = holding.fd, None
+        if lost is not None:
+            os.close(lost)
+        self._acquire_flock(holding)
+        logger.warning(
+            "The lock file %s was deleted or replaced while this process held it (was its "
+            "directory deleted?); locked it again.",
+            self._where,
+        )
+
+    def _locks_the_file(self, holding: _Holding) -> bool:
+        """Whether ``holding`` locks the file now at the lock path (same device and inode)."""
+        if holding.fd is None:
+            return False
+        with faults_translated("inspect the lock file", self.key):
+            try:
+                at_path = os.stat(self.key)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            locked = os.fstat(holding.fd)
+        return (locked.st_dev, locked.st_ino) == (at_path.st_dev, at_path.st_ino)
 
     def _acquire_flock(self, holding: _Holding) -> None:
         """Lock the lock file as ``holding.fd``, then write this process's record into it.
