@@ -160,6 +160,8 @@ def latest_checkpoint(
     CorruptCheckpointError
         The state file is empty or does not parse (TensorFlow would return ``None``, and a
         training script would start over).
+    StoragePermissionError
+        The state file, or the directory holding it, may not be read or entered.
 
     Examples
     --------
