@@ -8,7 +8,7 @@ favour:
   before its bytes go, and the state file stops listing it before that.  TF writes the state
   file twice around the deletes; ckptlab writes it once, after the sweep.  What a crash leaves
   (trash, interrupted writes, a noted but undeleted evicted checkpoint) is removed by the next
-  manager's first save.
+  manager's first save; what a Ctrl-C mid-delete leaves, by the same manager's next save.
 * Before every save the manager re-reads the state file and merges what other managers saved
   since (TF saves its stale list, so their checkpoints stay on disk unlisted for good).
 * Only the managers of one process save into a directory (a lock taken at their first
@@ -25,7 +25,7 @@ import logging
 import os
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -201,6 +201,8 @@ class CheckpointManager:
         """The working directory a relative ``directory`` was resolved against."""
         self._lock = DirectoryLock(self._store, self._key)
         self._last_step: int | None = None
+        self._cut_short: set[str] = set()
+        """Checkpoints whose retention delete an interrupt (Ctrl-C) may have cut short."""
         self.restore_status: Any = None
         """The status of the restore done by :meth:`restore_or_initialize` (``None`` before)."""
         recovered = recover(read_state(self._store, self._key), self._now())
@@ -335,6 +337,8 @@ class CheckpointManager:
 
         def finish() -> str:
             with self._lock.saving():  # managers of this process on this directory take turns
+                if self._cut_short:
+                    self._finish_deletes_cut_short()
                 current = self._current()
                 write()
                 if blocking:  # committed: the number is used, even if recording it fails
@@ -353,19 +357,38 @@ class CheckpointManager:
         if self._lock.acquire():  # the first manager of this process to save here
             self._remove_leftovers()
 
-    def _remove_leftovers(self) -> None:
-        """Finish what an interrupted save or delete left (no other process saves here now)."""
+    def _remove_leftovers(self, only: Collection[str] | None = None) -> None:
+        """Finish what an interrupted save or delete left (no other process saves here now).
+
+        ``only``: just what the deletes of these checkpoints left.
+        """
         state = read_state(self._store, self._key)
         listed = [*self._retention.paths, *((*state.all_paths, state.latest) if state else ())]
         keys = {self._key_of(path) for path in listed}
         names = {posixpath.basename(k) for k in keys if posixpath.dirname(k) == self._key}
-        removed = remove_leftovers(self._store, self._key, self._name, names)
+        removed = remove_leftovers(self._store, self._key, self._name, names, only=only)
         if removed:
             logger.info(
                 "Removed what interrupted saves or deletes left in %s: %s",
                 self._directory,
                 ", ".join(removed),
             )
+
+    def _finish_deletes_cut_short(self) -> None:
+        """Remove what this manager's retention deletes that an interrupt cut short left.
+
+        Called under the process's save mutex: no other save of this process is running here.
+        """
+        names = {
+            posixpath.basename(k) for k in self._cut_short if posixpath.dirname(k) == self._key
+        }
+        try:
+            self._remove_leftovers(only=names)
+        except StorageError as error:  # noted: the next manager of the directory deletes them
+            logger.warning(
+                "Removing what interrupted deletes left in %s failed: %s", self._directory, error
+            )
+        self._cut_short.clear()
 
     def _key_of(self, name: str) -> str:
         if "://" in name or posixpath.isabs(name):
@@ -410,6 +433,7 @@ class CheckpointManager:
                     last_preserved=result.state.last_preserved,
                 )
                 doomed = [self._key_of(path) for path in result.delete]
+                self._cut_short.update(doomed)  # until they are deleted (a Ctrl-C, docs/manager.md)
                 for key in doomed:  # so that a crash after the state-file write cannot orphan it
                     note_eviction(self._store, key)
                 write_state(self._store, self._key, state, durable=options.durable)
@@ -429,6 +453,7 @@ class CheckpointManager:
                     self._store.display(key),
                     error,
                 )
+        self._cut_short.clear()
 
     def _withdraw_eviction_notes(self, doomed: list[str], error: BaseException) -> None:
         """After a failed state-file write: withdraw the notes of checkpoints still listed."""

@@ -19,7 +19,7 @@ import pytest
 
 import ckptlab as ck
 from ckptlab.core import parse_state
-from ckptlab.storage import is_committed
+from ckptlab.storage import LocalStore, is_committed
 
 FAST = ck.WriteOptions(durable=False, progress=False)
 
@@ -765,6 +765,42 @@ def test_a_failed_delete_after_the_state_file_is_left_to_the_next_manager(
     again = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
     again.save(3, options=FAST)  # removes the noted ckpt-1 first, then ckpt-2 by retention
     assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-3"]
+
+
+@pytest.mark.parametrize("moment", ["before the rename", "deleting the renamed bytes"])
+def test_a_delete_interrupted_by_ctrl_c_is_finished_by_the_managers_next_save(
+    tmp_path, monkeypatch, moment
+):
+    """QA: Ctrl-C during a retention delete left the evicted checkpoint (or its renamed-away
+    bytes, .ckpt-1.old-<uuid>) and its note .ckpt-1.evicted; the same manager's later saves
+    never removed them, so every such interrupt leaked a checkpoint's size until a new
+    manager's first save."""
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    manager.save(options=FAST)
+    rename, delete_tree = LocalStore.rename, LocalStore.delete_tree
+
+    def interrupted_rename(store, source, target, *, durable):
+        if ".ckpt-1.old-" in target:
+            raise KeyboardInterrupt
+        rename(store, source, target, durable=durable)
+
+    def interrupted_delete(store, key):
+        if ".ckpt-1.old-" in key:
+            raise KeyboardInterrupt
+        delete_tree(store, key)
+
+    if moment == "before the rename":
+        monkeypatch.setattr(LocalStore, "rename", interrupted_rename)
+    else:
+        monkeypatch.setattr(LocalStore, "delete_tree", interrupted_delete)
+    with pytest.raises(KeyboardInterrupt):
+        manager.save(options=FAST)
+    monkeypatch.undo()
+    assert ".ckpt-1.evicted" in os.listdir(tmp_path)
+    assert state_of(tmp_path).all_paths == ("ckpt-2",)
+    manager.save(options=FAST)
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-3"]
+    manager.close()
 
 
 def test_logs_nothing_in_the_normal_case(tmp_path, caplog):

@@ -484,7 +484,12 @@ def clear_eviction(store: ByteStore, path: str) -> None:
 
 
 def remove_leftovers(
-    store: ByteStore, directory: str, checkpoint_name: str, listed: Collection[str]
+    store: ByteStore,
+    directory: str,
+    checkpoint_name: str,
+    listed: Collection[str],
+    *,
+    only: Collection[str] | None = None,
 ) -> list[str]:
     """Delete what interrupted saves and deletes of a manager left; return what went.
 
@@ -500,13 +505,16 @@ def remove_leftovers(
     A complete checkpoint without such a note is never deleted, listed or not (a checkpoint
     kept by ``keep_checkpoint_every_n_hours``, one saved by ``Checkpoint.save``, or one
     committed just before a crash prevented the state file from naming it).  Callers hold
-    the directory lock.
+    the directory lock.  ``only``: just the trash and eviction notes of these checkpoints
+    (deletes of this process that an interrupt cut short), nothing else.
     """
     name = re.escape(checkpoint_name)
     temporary = re.compile(rf"\.{name}-[0-9]+\.tmp-[0-9a-f]{{32}}")
     numbered = re.compile(rf"{name}-[0-9]+")
     removed = []
     for entry in store.list_dir(directory):
+        if only is not None and _evicted_name(entry) not in only:
+            continue
         path = posixpath.join(directory, entry)
         if entry.startswith(".") and entry.endswith(EVICTION_SUFFIX):
             removed += _finish_eviction(store, path, entry[1 : -len(EVICTION_SUFFIX)], listed)
@@ -521,6 +529,16 @@ def remove_leftovers(
             store.delete_tree(path)
             removed.append(entry)
     return removed
+
+
+def _evicted_name(entry: str) -> str | None:
+    """The checkpoint whose eviction note or renamed-away trash ``entry`` is, if it is one."""
+    if not entry.startswith("."):
+        return None
+    if entry.endswith(EVICTION_SUFFIX):
+        return entry[1 : -len(EVICTION_SUFFIX)]
+    name, old, _ = entry[1:].rpartition(".old-")
+    return name if old else None
 
 
 def _is_unfinished(store: ByteStore, path: str) -> bool:
