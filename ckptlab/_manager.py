@@ -45,6 +45,7 @@ from ckptlab.core import (
 )
 from ckptlab.errors import InvalidArgumentError, StorageError
 from ckptlab.storage import (
+    STATE_FILENAME,
     DirectoryLock,
     LocalStore,
     ReadOptions,
@@ -57,6 +58,7 @@ from ckptlab.storage import (
     noting_failure,
     path_text,
     read_state,
+    refuse_a_file_above,
     remove_leftovers,
     resolve,
     retract,
@@ -192,6 +194,11 @@ class CheckpointManager:
         self._init_fn = init_fn
         self._clock = clock
         self._store, self._key = resolve(self._directory)
+        refuse_a_file_above(  # notes.txt: the lock file's error would blame the lock file
+            self._store,
+            posixpath.join(self._key, STATE_FILENAME),
+            f"use {self._directory} as a checkpoint directory",
+        )
         self._root = self._store.display(self._key)
         """Where the directory is, resolved now: every read and write goes there."""
         relative = isinstance(self._store, LocalStore) and not os.path.isabs(

@@ -130,6 +130,30 @@ def test_options_of_the_wrong_type_are_refused_before_anything_changes(tmp_path)
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("below", ["", "runs"], ids=["the file", "below the file"])
+def test_a_directory_that_is_a_file_is_refused_at_construction(tmp_path, below):
+    """QA: a manager on notes.txt was accepted, and its first save blamed a lock file
+    notes.txt/.ckptlab.lock that does not exist ("is in the way: remove it")."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    directory = notes / below if below else notes
+    with pytest.raises(ck.StorageNotADirectoryError) as caught:
+        ck.CheckpointManager(new_checkpoint(), directory, max_to_keep=2)
+    assert isinstance(caught.value, NotADirectoryError)
+    assert str(caught.value) == (
+        f"Cannot use {directory} as a checkpoint directory: {notes} is a file, so nothing can "
+        "be created inside it. Choose a path whose parents are directories, or move that file."
+    )
+    assert notes.read_text() == "mine"
+    assert os.listdir(tmp_path) == ["notes.txt"]
+    (tmp_path / "runs").mkdir()
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path / "runs" / below, max_to_keep=2)
+    (tmp_path / "runs").rmdir()
+    (tmp_path / "runs").write_text("a file since")  # then the lock names that file too
+    with pytest.raises(ck.StorageNotADirectoryError, match=f"{tmp_path / 'runs'} is a file, so"):
+        manager.save(options=FAST)
+
+
 def test_properties(tmp_path):
     ckpt = new_checkpoint()
     manager = ck.CheckpointManager(ckpt, str(tmp_path), max_to_keep=1)

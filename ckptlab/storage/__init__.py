@@ -8,7 +8,13 @@ Examples
 []
 """
 
-from ckptlab.storage._commit import is_committed, publish, retract, retract_bundle
+from ckptlab.storage._commit import (
+    is_committed,
+    publish,
+    refuse_a_file_above,
+    retract,
+    retract_bundle,
+)
 from ckptlab.storage._directory import (
     DirectoryLock,
     clear_eviction,
@@ -106,6 +112,7 @@ __all__ = [
     "read_state",
     "record_latest",
     "register_zarr_dtypes",
+    "refuse_a_file_above",
     "relative_to",
     "remove_leftovers",
     "path_text",

@@ -31,7 +31,7 @@ from typing import Any
 import crc32c
 
 from ckptlab.errors import LockedError
-from ckptlab.storage._commit import OWN_ENTRIES, retract, retract_bundle
+from ckptlab.storage._commit import OWN_ENTRIES, refuse_a_file_above, retract, retract_bundle
 from ckptlab.storage._faults import faults_translated, noting_failure
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT
@@ -384,8 +384,10 @@ class DirectoryLock:
         The descriptor is closed on any error, a Ctrl-C too, until ``holding`` records it;
         from then on giving ``holding`` up releases it.
         """
+        directory = posixpath.dirname(self.key)
+        refuse_a_file_above(self.store, self.key, f"lock the checkpoint directory {directory}")
         with faults_translated("create the lock file", self.key):
-            os.makedirs(posixpath.dirname(self.key), exist_ok=True)
+            os.makedirs(directory, exist_ok=True)
             fd = os.open(self.key, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
