@@ -16,7 +16,7 @@ from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap, check_key_map
 from ckptlab._module import Module, wrap
 from ckptlab._variable import Variable, create_variable
-from ckptlab.core import CheckpointState, ProgramGraph, gc_paused
+from ckptlab.core import ProgramGraph, gc_paused
 from ckptlab.engine import (
     CheckpointLoadStatus,
     InitializationOnlyStatus,
@@ -31,17 +31,16 @@ from ckptlab.engine import (
 )
 from ckptlab.errors import InvalidArgumentError
 from ckptlab.storage import (
+    ByteStore,
     DirectoryLock,
     ReadOptions,
     WriteOptions,
     checked_options,
-    listed_or_removed,
     open_checkpoint,
     path_text,
-    relative_to,
+    record_latest,
     resolve,
     write_checkpoint,
-    write_state,
     writer_info,
 )
 
@@ -296,12 +295,13 @@ class Checkpoint(Module):
         counter = self.save_counter
         number = int(counter.numpy()) + 1
         path = f"{prefix}-{number}"
+        store, key = resolve(path, options.storage_options)  # now: a later os.chdir moves nothing
         overrides = {id(counter): np.asarray(number, dtype=np.int64)}
-        write = self._prepare(path, options, overrides, snapshot=not blocking)
+        write = self._prepare(store, key, options, overrides, snapshot=not blocking)
 
         def finish() -> str:
             write()
-            self._record_latest(path, options)
+            record_latest(store, key, durable=options.durable)
             return path
 
         if not blocking:
@@ -311,34 +311,27 @@ class Checkpoint(Module):
         counter.assign(number)
         return path
 
-    def _record_latest(self, path: str, options: WriteOptions | None) -> None:
-        store, key = resolve(path, (options or WriteOptions()).storage_options)
-        directory = posixpath.dirname(key)
-        relative = relative_to(directory, key)
-        with listed_or_removed(store, directory, key):
-            write_state(
-                store,
-                directory,
-                CheckpointState(latest=relative, all_paths=(relative,)),
-                durable=(options or WriteOptions()).durable,
-            )
-
     def _write(
         self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None
     ) -> None:
+        store, key = resolve(path, (options or WriteOptions()).storage_options)  # a bad path?
         with gc_paused():  # a walk and a document of many small objects, no cycles among them
-            self._prepare(path, options, overrides, snapshot=False)()
+            self._prepare(store, key, options, overrides, snapshot=False)()
 
     def _prepare(
         self,
-        path: str,
+        store: ByteStore,
+        key: str,
         options: WriteOptions | None,
         overrides: dict[int, Any] | None,
         *,
         snapshot: bool,
     ) -> Callable[[], object]:
-        """Walk the program now; return the write.  ``snapshot`` copies the values first."""
-        store, key = resolve(path, (options or WriteOptions()).storage_options)  # a bad path?
+        """Walk the program now; return the write to ``key``.  ``snapshot`` copies the values.
+
+        The caller resolves the path once, when its call is made: a relative path names the
+        same place however the working directory changes while a background save writes.
+        """
         program = self._ck_view().walk()
         values = program_values(program, overrides)
         if program.unsaved_slots:

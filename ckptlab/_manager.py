@@ -8,7 +8,7 @@ favour:
   before its bytes go, and the state file stops listing it before that.  TF writes the state
   file twice around the deletes; ckptlab writes it once, after the sweep.  What a crash leaves
   (trash, interrupted writes, a noted but undeleted evicted checkpoint) is removed by the next
-  manager's first save.
+  manager's first save; what a Ctrl-C mid-delete leaves, by the same manager's next save.
 * Before every save the manager re-reads the state file and merges what other managers saved
   since (TF saves its stale list, so their checkpoints stay on disk unlisted for good).
 * Only the managers of one process save into a directory (a lock taken at their first
@@ -25,7 +25,7 @@ import logging
 import os
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -45,7 +45,9 @@ from ckptlab.core import (
 )
 from ckptlab.errors import InvalidArgumentError, StorageError
 from ckptlab.storage import (
+    STATE_FILENAME,
     DirectoryLock,
+    LocalStore,
     ReadOptions,
     WriteOptions,
     checked_options,
@@ -56,6 +58,7 @@ from ckptlab.storage import (
     noting_failure,
     path_text,
     read_state,
+    refuse_a_file_above,
     remove_leftovers,
     resolve,
     retract,
@@ -74,6 +77,13 @@ def _join(directory: str, name: str) -> str:
     if "://" in directory:
         return f"{directory.rstrip('/')}/{name}"
     return os.path.join(directory, name)
+
+
+def _working_directory() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # deleted: it is not the one a relative directory was resolved against
+        return None
 
 
 def _read_int(value: Any, what: str) -> int:
@@ -106,6 +116,7 @@ class CheckpointManager:
         The :class:`~ckptlab.Checkpoint` to save and restore.
     directory
         Where checkpoints and the state file (``checkpoint``) go; a local path or fsspec URL.
+        A relative path is resolved now: a later ``os.chdir`` does not move the run.
     max_to_keep
         Active checkpoints to keep (``None``: all).  Older ones are deleted after each save.
     keep_checkpoint_every_n_hours
@@ -183,8 +194,22 @@ class CheckpointManager:
         self._init_fn = init_fn
         self._clock = clock
         self._store, self._key = resolve(self._directory)
+        refuse_a_file_above(  # notes.txt: the lock file's error would blame the lock file
+            self._store,
+            posixpath.join(self._key, STATE_FILENAME),
+            f"use {self._directory} as a checkpoint directory",
+        )
+        self._root = self._store.display(self._key)
+        """Where the directory is, resolved now: every read and write goes there."""
+        relative = isinstance(self._store, LocalStore) and not os.path.isabs(
+            self._directory.removeprefix("file://")
+        )
+        self._cwd = _working_directory() if relative else None
+        """The working directory a relative ``directory`` was resolved against."""
         self._lock = DirectoryLock(self._store, self._key)
         self._last_step: int | None = None
+        self._cut_short: set[str] = set()
+        """Checkpoints whose retention delete an interrupt (Ctrl-C) may have cut short."""
         self.restore_status: Any = None
         """The status of the restore done by :meth:`restore_or_initialize` (``None`` before)."""
         recovered = recover(read_state(self._store, self._key), self._now())
@@ -205,7 +230,13 @@ class CheckpointManager:
 
     @property
     def directory(self) -> str:
-        """The directory, as given."""
+        """The directory, as given (absolute once a relative one no longer names it).
+
+        A relative directory is resolved when the manager is created; after an ``os.chdir``
+        it is shown absolute, since the relative form would name another directory.
+        """
+        if self._cwd is not None and _working_directory() != self._cwd:
+            return self._root
         return self._directory
 
     @property
@@ -216,12 +247,13 @@ class CheckpointManager:
     @property
     def checkpoints(self) -> list[str]:
         """Paths of the managed checkpoints, oldest first (docs/semantics.md S90)."""
-        return [_join(self._directory, path) for path in self._retention.paths]
+        directory = self.directory
+        return [_join(directory, path) for path in self._retention.paths]
 
     @property
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint this manager saved or recovered (docs/semantics.md S90)."""
-        return None if self._latest is None else _join(self._directory, self._latest)
+        return None if self._latest is None else _join(self.directory, self._latest)
 
     # -- saving -----------------------------------------------------------------------------
 
@@ -305,12 +337,15 @@ class CheckpointManager:
         count = int(counter.numpy()) + 1
         number = count if checkpoint_number is None else checkpoint_number
         name = f"{self._name}-{number}"
-        path = _join(self._directory, name)
+        path = _join(self.directory, name)
+        store, key = resolve(_join(self._root, name), options.storage_options)
         overrides = {id(counter): np.asarray(count, dtype=np.int64)}  # saved before it is assigned
-        write = self._checkpoint._prepare(path, options, overrides, snapshot=not blocking)
+        write = self._checkpoint._prepare(store, key, options, overrides, snapshot=not blocking)
 
         def finish() -> str:
             with self._lock.saving():  # managers of this process on this directory take turns
+                if self._cut_short:
+                    self._finish_deletes_cut_short()
                 current = self._current()
                 write()
                 if blocking:  # committed: the number is used, even if recording it fails
@@ -329,19 +364,38 @@ class CheckpointManager:
         if self._lock.acquire():  # the first manager of this process to save here
             self._remove_leftovers()
 
-    def _remove_leftovers(self) -> None:
-        """Finish what an interrupted save or delete left (no other process saves here now)."""
+    def _remove_leftovers(self, only: Collection[str] | None = None) -> None:
+        """Finish what an interrupted save or delete left (no other process saves here now).
+
+        ``only``: just what the deletes of these checkpoints left.
+        """
         state = read_state(self._store, self._key)
         listed = [*self._retention.paths, *((*state.all_paths, state.latest) if state else ())]
         keys = {self._key_of(path) for path in listed}
         names = {posixpath.basename(k) for k in keys if posixpath.dirname(k) == self._key}
-        removed = remove_leftovers(self._store, self._key, self._name, names)
+        removed = remove_leftovers(self._store, self._key, self._name, names, only=only)
         if removed:
             logger.info(
                 "Removed what interrupted saves or deletes left in %s: %s",
                 self._directory,
                 ", ".join(removed),
             )
+
+    def _finish_deletes_cut_short(self) -> None:
+        """Remove what this manager's retention deletes that an interrupt cut short left.
+
+        Called under the process's save mutex: no other save of this process is running here.
+        """
+        names = {
+            posixpath.basename(k) for k in self._cut_short if posixpath.dirname(k) == self._key
+        }
+        try:
+            self._remove_leftovers(only=names)
+        except StorageError as error:  # noted: the next manager of the directory deletes them
+            logger.warning(
+                "Removing what interrupted deletes left in %s failed: %s", self._directory, error
+            )
+        self._cut_short.clear()
 
     def _key_of(self, name: str) -> str:
         if "://" in name or posixpath.isabs(name):
@@ -354,15 +408,18 @@ class CheckpointManager:
         Called under the lock and the process's save mutex, before anything is written.
         """
         on_disk = read_state(self._store, self._key)
-        if on_disk is None:
-            return self._retention
-        theirs = recover(on_disk, self._now()).state
-        listed = set(theirs.paths)
+        theirs = None if on_disk is None else recover(on_disk, self._now()).state
+        listed = set(theirs.paths) if theirs is not None else set()
         present = {
             path
             for path in self._retention.paths
             if path not in listed and is_committed(self._store, self._key_of(path))
         }
+        if theirs is None:  # never written, or deleted (rm -rf): only what is still on disk
+            return RetentionState(
+                active=tuple(entry for entry in self._retention.active if entry[0] in present),
+                last_preserved=self._retention.last_preserved,
+            )
         return merge(self._retention, theirs, present)
 
     def _record_and_sweep(self, current: RetentionState, name: str, options: WriteOptions) -> None:
@@ -383,6 +440,7 @@ class CheckpointManager:
                     last_preserved=result.state.last_preserved,
                 )
                 doomed = [self._key_of(path) for path in result.delete]
+                self._cut_short.update(doomed)  # until they are deleted (a Ctrl-C, docs/manager.md)
                 for key in doomed:  # so that a crash after the state-file write cannot orphan it
                     note_eviction(self._store, key)
                 write_state(self._store, self._key, state, durable=options.durable)
@@ -402,6 +460,7 @@ class CheckpointManager:
                     self._store.display(key),
                     error,
                 )
+        self._cut_short.clear()
 
     def _withdraw_eviction_notes(self, doomed: list[str], error: BaseException) -> None:
         """After a failed state-file write: withdraw the notes of checkpoints still listed."""
@@ -455,12 +514,12 @@ class CheckpointManager:
         """
         options = checked_options(options, ReadOptions)
         settle(self._checkpoint)
-        latest = self.latest_checkpoint
-        if latest is not None:
-            self.restore_status = self._checkpoint.restore(latest, options=options)
+        if self._latest is not None:
+            where = _join(self._root, self._latest)  # not the working directory's "runs/ckpt-3"
+            self.restore_status = self._checkpoint.restore(where, options=options)
             if self._interval is not None:
                 self._last_step = _read_int(self._step_counter, "step_counter")
-            return latest
+            return self.latest_checkpoint
         if self._init_fn is not None:
             self._init_fn()
         return None

@@ -94,6 +94,25 @@ def test_manager_lists_a_checkpoint_only_once_committed(tmp_path, monkeypatch):
     assert not os.path.exists(first)
 
 
+def test_a_relative_prefix_is_resolved_when_the_save_is_called(tmp_path, monkeypatch):
+    """QA: save("runs/ckpt", blocking=False) then os.chdir (a notebook's %cd) while it wrote:
+    the checkpoint went under the old working directory and the state file, naming it, under
+    the new one, so neither directory's latest_checkpoint found it."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    monkeypatch.chdir(old)
+    gate = Gate(monkeypatch)
+    handle = ck.Checkpoint(v=ck.Variable(1.0)).save("runs/ckpt", blocking=False, options=FAST)
+    assert gate.reached.wait(30)
+    monkeypatch.chdir(new)
+    gate.opened.set()
+    assert handle.result() == os.path.join("runs", "ckpt-1")  # the form given
+    assert sorted(os.listdir(old / "runs")) == ["checkpoint", "ckpt-1"]
+    assert ck.latest_checkpoint(old / "runs") == str(old / "runs" / "ckpt-1")
+    assert not os.path.exists(new / "runs")
+
+
 @pytest.mark.parametrize(
     ("call", "path", "latest"),
     [

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 import ckptlab as ck
 from ckptlab.core import parse_state
-from ckptlab.storage import is_committed
+from ckptlab.storage import LocalStore, is_committed
 
 FAST = ck.WriteOptions(durable=False, progress=False)
 
@@ -127,6 +128,30 @@ def test_options_of_the_wrong_type_are_refused_before_anything_changes(tmp_path)
         manager.restore_or_initialize(options=ck.WriteOptions())
     assert calls == [] and ckpt._ck_counter is None and manager.checkpoints == []
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("below", ["", "runs"], ids=["the file", "below the file"])
+def test_a_directory_that_is_a_file_is_refused_at_construction(tmp_path, below):
+    """QA: a manager on notes.txt was accepted, and its first save blamed a lock file
+    notes.txt/.ckptlab.lock that does not exist ("is in the way: remove it")."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    directory = notes / below if below else notes
+    with pytest.raises(ck.StorageNotADirectoryError) as caught:
+        ck.CheckpointManager(new_checkpoint(), directory, max_to_keep=2)
+    assert isinstance(caught.value, NotADirectoryError)
+    assert str(caught.value) == (
+        f"Cannot use {directory} as a checkpoint directory: {notes} is a file, so nothing can "
+        "be created inside it. Choose a path whose parents are directories, or move that file."
+    )
+    assert notes.read_text() == "mine"
+    assert os.listdir(tmp_path) == ["notes.txt"]
+    (tmp_path / "runs").mkdir()
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path / "runs" / below, max_to_keep=2)
+    (tmp_path / "runs").rmdir()
+    (tmp_path / "runs").write_text("a file since")  # then the lock names that file too
+    with pytest.raises(ck.StorageNotADirectoryError, match=f"{tmp_path / 'runs'} is a file, so"):
+        manager.save(options=FAST)
 
 
 def test_properties(tmp_path):
@@ -453,6 +478,34 @@ def test_progress_bars_can_be_turned_off_for_save_and_restore(tmp_path, capsys, 
     assert "verifying ckpt-1" in capsys.readouterr().err  # the default shows them
 
 
+def test_a_relative_directory_is_resolved_once_at_construction(tmp_path, monkeypatch):
+    """QA: a notebook's %cd after creating a manager on "runs" split the run: the checkpoints
+    went under the new working directory, the state file, lock and retention stayed in the old
+    one, and restore_or_initialize() restored the other run's checkpoint found there."""
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    other_run = ck.Checkpoint(v=ck.Variable(-1.0)).save(elsewhere / "runs" / "ckpt", options=FAST)
+    first.mkdir()
+    monkeypatch.chdir(first)
+    ckpt = new_checkpoint(1.0)
+    manager = ck.CheckpointManager(ckpt, "runs", max_to_keep=1)
+    assert manager.save(options=FAST) == os.path.join("runs", "ckpt-1")  # the form given (TF's)
+    monkeypatch.chdir(elsewhere)
+    ckpt.v.assign(2.0)
+    saved = manager.save(options=FAST)
+    assert saved == str(first / "runs" / "ckpt-2")  # "runs/ckpt-2" would name the other run's
+    assert manager.directory == str(first / "runs")
+    assert manager.checkpoints == [saved] and manager.latest_checkpoint == saved
+    assert sorted(os.listdir(first / "runs")) == [".ckptlab.lock", "checkpoint", "ckpt-2"]
+    assert sorted(os.listdir(elsewhere / "runs")) == ["checkpoint", "ckpt-1"]
+    assert ck.latest_checkpoint(elsewhere / "runs") == other_run  # the other run is untouched
+    ckpt.v.assign(0.0)
+    assert manager.restore_or_initialize() == saved
+    assert float(ckpt.v.numpy()) == 2.0  # this run's checkpoint, not the other run's -1.0
+    monkeypatch.chdir(first)
+    assert manager.latest_checkpoint == os.path.join("runs", "ckpt-2")  # back where it was given
+    manager.close()
+
+
 def test_restore_or_initialize_sets_last_step(tmp_path):
     step = ck.Variable(7, dtype="int64")
     ckpt = ck.Checkpoint(step=step)
@@ -594,6 +647,32 @@ def test_lock_file_names_the_holder(tmp_path):
     assert (tmp_path / ".ckptlab.lock").read_text() == ""
 
 
+def test_a_directory_deleted_under_an_open_manager_is_locked_again(
+    tmp_path, ck_log, manager_in_another_process
+):
+    """QA: rm -rf of the run directory while a notebook's manager was open: the manager kept
+    its flock on the deleted lock file, so a manager of another process locked the new one and
+    both saved into the directory; and the manager kept listing the deleted ckpt-2."""
+    directory = tmp_path / "runs"
+    manager = ck.CheckpointManager(new_checkpoint(), directory, max_to_keep=2)
+    manager.save(options=FAST)
+    manager.save(options=FAST)
+    shutil.rmtree(directory)
+    assert os.path.basename(manager.save(options=FAST)) == "ckpt-3"
+    assert "was deleted or replaced while this process held it" in ck_log.text
+    assert names(manager.checkpoints) == ["ckpt-3"]  # the deleted ckpt-2 is not listed again
+    assert state_of(directory).all_paths == ("ckpt-3",)
+    assert save_in_another_process(directory).startswith("LockedError")
+    shutil.rmtree(directory)
+    with manager_in_another_process(directory) as child:  # it locks the new directory first
+        with pytest.raises(ck.LockedError, match=f"locked by pid {child.pid} "):
+            manager.save(options=FAST)
+    assert os.path.basename(manager.save(options=FAST)) == "ckpt-4"  # its holder is gone
+    assert names(manager.checkpoints) == ["ckpt-1", "ckpt-4"]  # the other process's ckpt-1
+    manager.close()
+    assert save_in_another_process(directory).strip() == os.path.join(directory, "ckpt-101")
+
+
 def test_plain_save_next_to_a_manager_of_this_process_is_allowed(tmp_path):
     """S90 needs it; the manager writes its whole list back at its next save."""
     clock = FakeClock()
@@ -710,6 +789,42 @@ def test_a_failed_delete_after_the_state_file_is_left_to_the_next_manager(
     again = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
     again.save(3, options=FAST)  # removes the noted ckpt-1 first, then ckpt-2 by retention
     assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-3"]
+
+
+@pytest.mark.parametrize("moment", ["before the rename", "deleting the renamed bytes"])
+def test_a_delete_interrupted_by_ctrl_c_is_finished_by_the_managers_next_save(
+    tmp_path, monkeypatch, moment
+):
+    """QA: Ctrl-C during a retention delete left the evicted checkpoint (or its renamed-away
+    bytes, .ckpt-1.old-<uuid>) and its note .ckpt-1.evicted; the same manager's later saves
+    never removed them, so every such interrupt leaked a checkpoint's size until a new
+    manager's first save."""
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
+    manager.save(options=FAST)
+    rename, delete_tree = LocalStore.rename, LocalStore.delete_tree
+
+    def interrupted_rename(store, source, target, *, durable):
+        if ".ckpt-1.old-" in target:
+            raise KeyboardInterrupt
+        rename(store, source, target, durable=durable)
+
+    def interrupted_delete(store, key):
+        if ".ckpt-1.old-" in key:
+            raise KeyboardInterrupt
+        delete_tree(store, key)
+
+    if moment == "before the rename":
+        monkeypatch.setattr(LocalStore, "rename", interrupted_rename)
+    else:
+        monkeypatch.setattr(LocalStore, "delete_tree", interrupted_delete)
+    with pytest.raises(KeyboardInterrupt):
+        manager.save(options=FAST)
+    monkeypatch.undo()
+    assert ".ckpt-1.evicted" in os.listdir(tmp_path)
+    assert state_of(tmp_path).all_paths == ("ckpt-2",)
+    manager.save(options=FAST)
+    assert sorted(os.listdir(tmp_path)) == [".ckptlab.lock", "checkpoint", "ckpt-3"]
+    manager.close()
 
 
 def test_logs_nothing_in_the_normal_case(tmp_path, caplog):

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import CheckpointState
 from ckptlab.distributed._coordinator import SaveStats, WorkerError, abort, begin, timed_finish
 from ckptlab.distributed._engines import Engine, LocalEngine
 from ckptlab.distributed._plan import SavePlan
@@ -32,14 +31,12 @@ from ckptlab.storage import (
     DirectoryLock,
     WriteOptions,
     checked_options,
-    listed_or_removed,
     open_path,
     path_text,
     read_rows,
     read_state,
-    relative_to,
+    record_latest,
     resolve,
-    write_state,
     writer_info,
 )
 
@@ -148,21 +145,13 @@ def save(
         timeout,
         settings,
         number,
-        lambda: _record_latest(path, settings),
+        lambda: record_latest(
+            *resolve(path, settings.storage_options or None), durable=settings.durable
+        ),
     )
     if not chosen.ships_tasks and hasattr(state, "save_counter"):
         state.save_counter.assign(number)
     return path
-
-
-def _record_latest(path: str, options: WriteOptions) -> None:
-    """Make ``path`` its directory's latest checkpoint (the state file, as ``Checkpoint.save``)."""
-    store, key = resolve(path, options.storage_options or None)
-    directory = posixpath.dirname(key)
-    relative = relative_to(directory, key)
-    state = CheckpointState(latest=relative, all_paths=(relative,))
-    with listed_or_removed(store, directory, key):  # as Checkpoint.save: never left unlisted
-        write_state(store, directory, state, durable=options.durable)
 
 
 def _next_number(prefix: str, options: WriteOptions) -> int:

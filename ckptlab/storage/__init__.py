@@ -8,7 +8,13 @@ Examples
 []
 """
 
-from ckptlab.storage._commit import is_committed, publish, retract, retract_bundle
+from ckptlab.storage._commit import (
+    is_committed,
+    publish,
+    refuse_a_file_above,
+    retract,
+    retract_bundle,
+)
 from ckptlab.storage._directory import (
     DirectoryLock,
     clear_eviction,
@@ -52,6 +58,7 @@ from ckptlab.storage._state import (
     latest_checkpoint,
     listed_or_removed,
     read_state,
+    record_latest,
     relative_to,
     write_state,
 )
@@ -103,7 +110,9 @@ __all__ = [
     "read_listing",
     "read_rows",
     "read_state",
+    "record_latest",
     "register_zarr_dtypes",
+    "refuse_a_file_above",
     "relative_to",
     "remove_leftovers",
     "path_text",

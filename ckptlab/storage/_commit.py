@@ -78,6 +78,30 @@ def _not_a_checkpoint(store: ByteStore, path: str, what: str) -> StorageExistsEr
     )
 
 
+def refuse_a_file_above(store: ByteStore, path: str, doing: str) -> None:
+    """Refuse a local ``path`` below a file: nothing can be created at it.
+
+    Raises :class:`StorageNotADirectoryError` naming the file; ``doing`` is what could not be
+    done, for the message ("write a checkpoint at ...").
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> notes = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> open(notes, "w").close()
+    >>> refuse_a_file_above(LocalStore(), f"{notes}/ckpt-1", "write there")
+    Traceback (most recent call last):
+    ...
+    ckptlab.errors.StorageNotADirectoryError: Cannot write there: ... is a file, so nothing ...
+    """
+    blocker = blocking_file(path) if isinstance(store, LocalStore) else None
+    if blocker is not None:
+        raise StorageNotADirectoryError(
+            f"Cannot {doing}: {blocker} is a file, so nothing can be created inside it. Choose "
+            "a path whose parents are directories, or move that file."
+        )
+
+
 def check_target(store: ByteStore, path: str) -> None:
     """Refuse, before anything is written, a local path a checkpoint cannot be written to.
 
@@ -87,12 +111,7 @@ def check_target(store: ByteStore, path: str) -> None:
     """
     if not isinstance(store, LocalStore):
         return
-    blocker = blocking_file(path)
-    if blocker is not None:
-        raise StorageNotADirectoryError(
-            f"Cannot write a checkpoint at {path}: {blocker} is a file, so nothing can be "
-            "created inside it. Choose a path whose parents are directories, or move that file."
-        )
+    refuse_a_file_above(store, path, f"write a checkpoint at {path}")
     if store.exists(path):
         raise _not_a_checkpoint(store, path, "it is a file")
     parent = _nearest_directory(posixpath.dirname(path))

@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import logging
 import os
@@ -30,8 +31,8 @@ from typing import Any
 import crc32c
 
 from ckptlab.errors import LockedError
-from ckptlab.storage._commit import OWN_ENTRIES, retract, retract_bundle
-from ckptlab.storage._faults import faults_translated
+from ckptlab.storage._commit import OWN_ENTRIES, refuse_a_file_above, retract, retract_bundle
+from ckptlab.storage._faults import faults_translated, noting_failure
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT
 
@@ -97,8 +98,9 @@ class _Holding:
     """The locked descriptor (local directories)."""
     token: str | None = None
     """The token written into the lock object (object stores)."""
-    users: int = 0
-    """How many :class:`DirectoryLock` objects hold it."""
+    users: set[int] = dataclasses.field(default_factory=set)
+    """The ids of the :class:`DirectoryLock` objects that hold it (adding one is atomic, so a
+    Ctrl-C cannot leave it counted but not held)."""
     saving: threading.RLock = dataclasses.field(default_factory=threading.RLock)
     """Held by a save of this process into the directory, from its first read of the state
     file to its last delete: saves of one process never interleave."""
@@ -165,23 +167,36 @@ class DirectoryLock:
     def acquire(self) -> bool:
         """Take the lock; return whether this process did not hold it before.
 
-        No-op (``False``) when this object holds it already; raises :class:`LockedError`
-        naming the holder when another process holds it.
+        ``False`` when this object holds it already.  A lock file that is no longer the one
+        this process locked (its directory was deleted or replaced) is locked again.  Raises
+        :class:`LockedError` naming the holder when another process holds it.
         """
-        if self._holding is not None:
-            return False
         _release_deferred()
         with _HELD_LOCK:
+            if self._holding is not None:
+                self._relock_if_lost(self._holding)
+                return False
             holding = _HELD.get(self._where)
             if holding is not None and holding.pid != os.getpid():  # the parent's, before a fork
                 del _HELD[self._where]
                 holding = None
+            if holding is not None:
+                self._relock_if_lost(holding)
             first = holding is None
             if holding is None:
-                holding = self._take()
-                _HELD[self._where] = holding
-            holding.users += 1
-            self._holding = holding
+                holding = _Holding()
+            try:
+                if first:
+                    self._take(holding)
+                    _HELD[self._where] = holding
+                holding.users.add(id(self))
+                self._holding = holding
+            except BaseException as error:  # a Ctrl-C too: nothing stays locked that nothing holds
+                self._holding = None
+                if self._leave(holding):
+                    release = functools.partial(self._give_up, holding)
+                    noting_failure(error, f"releasing {self._where}", release)
+                raise
         return first
 
     def release(self) -> None:
@@ -191,11 +206,21 @@ class DirectoryLock:
             return
         _release_deferred()
         with _HELD_LOCK:
-            holding.users -= 1
-            if holding.users > 0:
+            if not self._leave(holding):
                 return
-            del _HELD[self._where]
         self._give_up(holding)
+
+    def _leave(self, holding: _Holding) -> bool:
+        """Stop holding ``holding``; whether it was the last holder (then forgotten: give it up).
+
+        Called with ``_HELD_LOCK`` taken.
+        """
+        holding.users.discard(id(self))
+        if holding.users:
+            return False
+        if _HELD.get(self._where) is holding:
+            del _HELD[self._where]
+        return True
 
     def release_from_finalizer(self) -> None:
         """:meth:`release` for ``__del__``: never waits for the process's lock table.
@@ -219,17 +244,17 @@ class DirectoryLock:
             raise RuntimeError(f"{self._where} is not held by this DirectoryLock.")
         return self._holding.saving
 
-    def _take(self) -> _Holding:
+    def _take(self, holding: _Holding) -> None:
         if self._uses_flock:
-            return _Holding(fd=self._acquire_flock())
-        holding = _Holding(token=self._acquire_object())
+            self._acquire_flock(holding)
+            return
+        holding.token = self._acquire_object()
 
         def release_at_exit() -> None:  # an object outlives its process unless deleted
             self._delete_object(holding)
 
         holding.at_exit = release_at_exit
         atexit.register(release_at_exit)
-        return holding
 
     def _give_up(self, holding: _Holding) -> None:
         if holding.pid != os.getpid():  # inherited through a fork: the parent still holds it
@@ -255,6 +280,15 @@ class DirectoryLock:
     ) -> LockedError:
         directory = self.store.display(posixpath.dirname(self.key))
         where = self.store.display(self.key)
+        if plain_save is None and _is_this_process(holder):
+            return LockedError(
+                f"Checkpoint directory {directory} is locked by this process, "
+                f"{_describe(holder)}, though not under this path: a CheckpointManager of "
+                "this process saves into it under another path to the same directory (a "
+                "symbolic link, a bind mount). Use that manager or that path, or close that "
+                "manager first (manager.close()); if there is none, restarting this process "
+                f"(in a notebook: restart the kernel) releases the lock. Lock file: {where}."
+            )
         remedy = (
             f"Lock file: {where}."
             if self._uses_flock
@@ -314,16 +348,59 @@ class DirectoryLock:
             return False, None
         return holder is None or not _pid_is_gone(holder), holder
 
-    def _acquire_flock(self) -> int:
+    def _relock_if_lost(self, holding: _Holding) -> None:
+        """Lock the lock file again if it is not the file ``holding`` locks (``rm -rf runs``).
+
+        A deleted or replaced lock file locks nothing: another process would lock the new one.
+        Raises :class:`LockedError` when one did; the next call tries again.
+        """
+        if not self._uses_flock or holding.pid != os.getpid() or self._locks_the_file(holding):
+            return
+        lost, holding.fd = holding.fd, None
+        if lost is not None:
+            os.close(lost)
+        self._acquire_flock(holding)
+        logger.warning(
+            "The lock file %s was deleted or replaced while this process held it (was its "
+            "directory deleted?); locked it again.",
+            self._where,
+        )
+
+    def _locks_the_file(self, holding: _Holding) -> bool:
+        """Whether ``holding`` locks the file now at the lock path (same device and inode)."""
+        if holding.fd is None:
+            return False
+        with faults_translated("inspect the lock file", self.key):
+            try:
+                at_path = os.stat(self.key)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            locked = os.fstat(holding.fd)
+        return (locked.st_dev, locked.st_ino) == (at_path.st_dev, at_path.st_ino)
+
+    def _acquire_flock(self, holding: _Holding) -> None:
+        """Lock the lock file as ``holding.fd``, then write this process's record into it.
+
+        The descriptor is closed on any error, a Ctrl-C too, until ``holding`` records it;
+        from then on giving ``holding`` up releases it.
+        """
+        directory = posixpath.dirname(self.key)
+        refuse_a_file_above(self.store, self.key, f"lock the checkpoint directory {directory}")
         with faults_translated("create the lock file", self.key):
-            os.makedirs(posixpath.dirname(self.key), exist_ok=True)
+            os.makedirs(directory, exist_ok=True)
             fd = os.open(self.key, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _parse_holder(os.pread(fd, 4096, 0))
-            os.close(fd)
+            try:
+                holder = _parse_holder(os.pread(fd, 4096, 0))
+            finally:
+                os.close(fd)
             raise self._locked_error(holder) from None
+        except BaseException:  # a Ctrl-C as the lock was taken
+            os.close(fd)
+            raise
+        holding.fd = fd
         previous = _parse_holder(os.pread(fd, 4096, 0))
         if previous is not None:
             logger.warning(
@@ -336,7 +413,6 @@ class DirectoryLock:
         record = json.dumps(_holder_record()).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
-        return fd
 
     def _read_object(self) -> dict[str, Any] | None:
         try:
@@ -410,7 +486,12 @@ def clear_eviction(store: ByteStore, path: str) -> None:
 
 
 def remove_leftovers(
-    store: ByteStore, directory: str, checkpoint_name: str, listed: Collection[str]
+    store: ByteStore,
+    directory: str,
+    checkpoint_name: str,
+    listed: Collection[str],
+    *,
+    only: Collection[str] | None = None,
 ) -> list[str]:
     """Delete what interrupted saves and deletes of a manager left; return what went.
 
@@ -426,13 +507,16 @@ def remove_leftovers(
     A complete checkpoint without such a note is never deleted, listed or not (a checkpoint
     kept by ``keep_checkpoint_every_n_hours``, one saved by ``Checkpoint.save``, or one
     committed just before a crash prevented the state file from naming it).  Callers hold
-    the directory lock.
+    the directory lock.  ``only``: just the trash and eviction notes of these checkpoints
+    (deletes of this process that an interrupt cut short), nothing else.
     """
     name = re.escape(checkpoint_name)
     temporary = re.compile(rf"\.{name}-[0-9]+\.tmp-[0-9a-f]{{32}}")
     numbered = re.compile(rf"{name}-[0-9]+")
     removed = []
     for entry in store.list_dir(directory):
+        if only is not None and _evicted_name(entry) not in only:
+            continue
         path = posixpath.join(directory, entry)
         if entry.startswith(".") and entry.endswith(EVICTION_SUFFIX):
             removed += _finish_eviction(store, path, entry[1 : -len(EVICTION_SUFFIX)], listed)
@@ -447,6 +531,16 @@ def remove_leftovers(
             store.delete_tree(path)
             removed.append(entry)
     return removed
+
+
+def _evicted_name(entry: str) -> str | None:
+    """The checkpoint whose eviction note or renamed-away trash ``entry`` is, if it is one."""
+    if not entry.startswith("."):
+        return None
+    if entry.endswith(EVICTION_SUFFIX):
+        return entry[1 : -len(EVICTION_SUFFIX)]
+    name, old, _ = entry[1:].rpartition(".old-")
+    return name if old else None
 
 
 def _is_unfinished(store: ByteStore, path: str) -> bool:

@@ -243,13 +243,15 @@ class LocalStore:
             return None
         return status.st_size if stat.S_ISREG(status.st_mode) else None
 
+    @translate_faults("inspect")
     def exists(self, key: str) -> bool:
-        """Return whether a file exists."""
-        return os.path.isfile(key)
+        """Return whether a file exists (a directory that may not be entered is an error)."""
+        return stat.S_ISREG(_mode(key))
 
+    @translate_faults("inspect")
     def is_dir(self, key: str) -> bool:
-        """Return whether a directory exists."""
-        return os.path.isdir(key)
+        """Return whether a directory exists (a directory that may not be entered is an error)."""
+        return stat.S_ISDIR(_mode(key))
 
     @translate_faults("list")
     def list_dir(self, key: str) -> list[str]:
@@ -282,6 +284,18 @@ class LocalStore:
         """Fsync every directory below ``key`` (files were fsynced when written)."""
         for directory in _walk_dirs(key):
             fsync_dir(directory)
+
+
+def _mode(path: str) -> int:
+    """The file type and mode of ``path`` (0 when nothing is there).
+
+    Unlike ``os.path.isfile`` it does not take "permission denied" for "nothing there": the
+    state file of a directory this process may not enter is not missing.
+    """
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
 
 
 def _raise_unless_missing(function: object, path: str, error: object) -> None:

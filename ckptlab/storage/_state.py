@@ -98,6 +98,19 @@ def listed_or_removed(store: ByteStore, directory: str, checkpoint: str) -> Iter
         raise restated from error
 
 
+def record_latest(store: ByteStore, checkpoint: str, *, durable: bool) -> None:
+    """Make the committed ``checkpoint`` its directory's latest (``Checkpoint.save``).
+
+    The state file then names it alone, relative to the directory; if replacing the state file
+    fails, the checkpoint is kept only when the state file lists it (:func:`listed_or_removed`).
+    """
+    directory = posixpath.dirname(checkpoint)
+    relative = relative_to(directory, checkpoint)
+    state = CheckpointState(latest=relative, all_paths=(relative,))
+    with listed_or_removed(store, directory, checkpoint):
+        write_state(store, directory, state, durable=durable)
+
+
 def _list_or_remove(store: ByteStore, directory: str, checkpoint: str) -> str:
     """After a failed record of ``checkpoint``: keep it if listed, else delete it; say which."""
     name = relative_to(directory, checkpoint)
@@ -147,6 +160,8 @@ def latest_checkpoint(
     CorruptCheckpointError
         The state file is empty or does not parse (TensorFlow would return ``None``, and a
         training script would start over).
+    StoragePermissionError
+        The state file, or the directory holding it, may not be read or entered.
 
     Examples
     --------

@@ -174,6 +174,37 @@ def test_reading_an_unreadable_file_names_it(tmp_path, run_unprivileged):
     ), done.stdout + done.stderr
 
 
+LATEST_OF = """
+    import sys, ckptlab as ck
+    for call in (ck.latest_checkpoint, lambda d: ck.CheckpointManager(ck.Checkpoint(), d, 1)):
+        try:
+            print(call(sys.argv[1]))
+        except ck.StorageError as error:
+            print(type(error).__name__, isinstance(error, PermissionError), error)
+"""
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o000])
+def test_latest_checkpoint_of_a_directory_it_may_not_enter_is_refused(
+    tmp_path, run_unprivileged, mode
+):
+    """QA: ck.latest_checkpoint returned None ("nothing saved yet") for a directory this
+    process may not enter (another user's run), so restore_or_initialize() started from
+    scratch, while an unreadable state file raised StoragePermissionError."""
+    directory = tmp_path / "run"
+    ck.Checkpoint(v=ck.Variable(1.0)).save(directory / "ckpt", options=FAST)
+    directory.chmod(mode)
+    try:
+        done = run_unprivileged(LATEST_OF, directory)
+    finally:
+        directory.chmod(0o755)
+    state_file = directory / "checkpoint"
+    expected = f"StoragePermissionError True Could not inspect {state_file}: Permission denied."
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    assert all(line.startswith(expected) for line in lines), done.stdout
+
+
 def test_latest_checkpoint_when_the_state_file_is_a_directory(tmp_path):
     (tmp_path / "checkpoint").mkdir()
     with pytest.raises(ck.StorageIsADirectoryError) as caught:
