@@ -35,6 +35,7 @@ from ckptlab._checkpoint import Checkpoint
 from ckptlab.core import (
     CheckpointState,
     RetentionState,
+    interrupts_held,
     interval_allows,
     merge,
     positive_int,
@@ -348,9 +349,10 @@ class CheckpointManager:
                     self._finish_deletes_cut_short()
                 current = self._current()
                 write()
-                if blocking:  # committed: the number is used, even if recording it fails
-                    counter.assign(count)
-                self._record_and_sweep(current, name, options)
+                with interrupts_held():  # committed: record it before a Ctrl-C takes effect
+                    if blocking:  # the number is used, even if recording it fails
+                        counter.assign(count)
+                    self._record_and_sweep(current, name, options)
             if step is not None:  # the step counts as saved only once it is (S88)
                 self._last_step = step
             return path

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -1119,3 +1120,27 @@ def test_retention_on_an_object_store_deletes_only_its_own_checkpoints(tmp_path)
         ckpt = new_checkpoint(0.0)
         ckpt.read(path).assert_existing_objects_matched()
         assert float(ckpt.v.numpy()) == 42.0
+
+
+def test_ctrl_c_after_the_commit_takes_effect_once_the_state_file_lists_it(tmp_path):
+    """Ctrl-C arriving between a save's commit and its state-file write is held until the state
+    file lists the checkpoint: it left a committed checkpoint nothing listed (its number used
+    up, so no later save replaced it)."""
+    interrupt_on = []
+
+    def clock() -> float:  # the manager reads it before the commit, then to record the save
+        interrupt_on.append(len(interrupt_on))
+        if len(interrupt_on) == 3:  # the second save's record
+            signal.raise_signal(signal.SIGINT)
+        return 1_000.0 + len(interrupt_on)
+
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    manager = ck.CheckpointManager(ckpt, tmp_path, max_to_keep=5, clock=clock)
+    interrupt_on.clear()
+    manager.save()
+    with pytest.raises(KeyboardInterrupt):
+        manager.save()
+    assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-1", "ckpt-2"]
+    assert ck.latest_checkpoint(tmp_path).endswith("ckpt-2")
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-1", "ckpt-2"]
+    manager.close()

@@ -24,6 +24,7 @@ from ckptlab.core._document import (
 )
 from ckptlab.core._gc import gc_paused
 from ckptlab.core._graph import Attribute, GraphNode, NodePath, ObjectGraph, SlotRef, ValueSpec
+from ckptlab.core._interrupts import interrupts_held
 from ckptlab.core._keys import (
     OPTIMIZER_SLOT,
     VARIABLE_VALUE,
@@ -140,6 +141,7 @@ __all__ = [
     "existing_objects_failure",
     "format_state",
     "gc_paused",
+    "interrupts_held",
     "interval_allows",
     "is_floating",
     "is_text",

@@ -23,8 +23,9 @@ must not hold a second copy of the model while it checks.  So values go one of t
   raises :class:`~ckptlab.RestoreConflictError` before any other value is written
   (:func:`commit`).
 
-Ctrl-C while the values are written takes effect once they all are (:func:`interrupts_held`):
-an interrupt never leaves a model half restored, or one tensor half read.
+Ctrl-C while the values are written takes effect once they all are
+(:func:`ckptlab.core.interrupts_held`): an interrupt never leaves a model half restored, or one
+tensor half read.
 
 On an object store nothing pins the bytes between the passes: the reads at commit time are
 verified again, and can still fail if the checkpoint is replaced in between (ckptlab's own
@@ -34,16 +35,13 @@ were written.
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ckptlab.core import ValueSpec
+from ckptlab.core import ValueSpec, interrupts_held
 from ckptlab.engine._adapter import require_adapter
 from ckptlab.engine._execute import mark_written, newest_uid, written_by
 from ckptlab.errors import RestoreConflictError
@@ -194,32 +192,6 @@ def commit(
     """
     with interrupts_held():
         _commit(source, load, write, name_of, forget, uid=uid, explicit=explicit)
-
-
-@contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C (``SIGINT``) until the block has run: a restore's writes are all or nothing.
-
-    Without this a ``KeyboardInterrupt`` could stop a restore between two values, or halfway
-    through one large value read into its tensor.  The interrupt takes effect when the block
-    ends, through the handler that was installed before it (a notebook's interrupt button
-    raises ``KeyboardInterrupt`` there).  Signal handlers belong to the main thread, so
-    elsewhere (a background restore) the block runs as it is.
-    """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is None  # a handler not installed from Python
-    ):
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            signal.raise_signal(signal.SIGINT)
 
 
 def _commit(
