@@ -16,7 +16,7 @@ from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap, check_key_map
 from ckptlab._module import Module, wrap
 from ckptlab._variable import Variable, create_variable
-from ckptlab.core import ProgramGraph, gc_paused
+from ckptlab.core import ProgramGraph, gc_paused, interrupts_held
 from ckptlab.engine import (
     CheckpointLoadStatus,
     InitializationOnlyStatus,
@@ -301,15 +301,16 @@ class Checkpoint(Module):
 
         def finish() -> str:
             write()
-            record_latest(store, key, durable=options.durable)
+            with interrupts_held():  # committed: recorded and counted before a Ctrl-C stops it
+                record_latest(store, key, durable=options.durable)
+                if blocking:
+                    counter.assign(number)
             return path
 
         if not blocking:
             counter.assign(number)
             return start(self, path, finish)
-        finish()
-        counter.assign(number)
-        return path
+        return finish()
 
     def _write(
         self, path: str, options: WriteOptions | None, overrides: dict[int, Any] | None

@@ -8,6 +8,7 @@ import errno
 import os
 import pathlib
 import pickle
+import signal
 
 import numpy as np
 import pytest
@@ -582,3 +583,22 @@ def test_a_plain_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, n
     assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-1"]
     assert ck.latest_checkpoint(tmp_path) == first
     assert int(ckpt.save_counter.numpy()) == 1
+
+
+def test_ctrl_c_after_a_saves_commit_takes_effect_once_it_is_recorded(tmp_path, monkeypatch):
+    """Ctrl-C arriving as the committed checkpoint is being recorded: the state file names it
+    and the counter counts it before the KeyboardInterrupt (the next save rewrote ckpt-1)."""
+    import ckptlab._checkpoint as checkpoint_module
+
+    record = checkpoint_module.record_latest
+
+    def interrupted(*args, **kwargs):  # the signal arrives as the record begins
+        signal.raise_signal(signal.SIGINT)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "record_latest", interrupted)
+    ckpt = ck.Checkpoint(v=ck.Variable(1.0))
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save(tmp_path / "ckpt")
+    assert int(ckpt.save_counter.numpy()) == 1
+    assert ck.latest_checkpoint(tmp_path) == str(tmp_path / "ckpt-1")
