@@ -331,7 +331,8 @@ class NameBasedRestore:
                     stored=self.stored[keys[0]],
                 )
             )
-        positional, nested_keys = self._positional(program) if parent is None else ([], set())
+        no_state: tuple[list[Any], set[str]] = ([], set())
+        positional, nested_keys = self._positional(program, every) if parent is None else no_state
         for state in positional:
             for name, target in state.targets.items():
                 key = self._aliases[name]
@@ -481,8 +482,10 @@ class NameBasedRestore:
 
         return key_of
 
-    def _positional(self, program: ProgramGraph[Any]) -> tuple[list[Any], set[str]]:
-        """Framework state the file keys by position (torch optimizers), by node name.
+    def _positional(
+        self, program: ProgramGraph[Any], names: dict[int, list[str]]
+    ) -> tuple[list[Any], set[str]]:
+        """Framework state the file keys by position (torch optimizers), by node name (``names``).
 
         Also the stored keys read for it beyond its targets (tensors in nested values: LBFGS'
         history lists), which it uses.
@@ -497,7 +500,6 @@ class NameBasedRestore:
                 read.update(nested.array_keys(name))
             return self._nested_value(name, from_array)
 
-        names, _ = node_names(program)
         found = []
         for node, obj in enumerate(program.objects):
             hook: Callable[..., Any] | None = getattr(
