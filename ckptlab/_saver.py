@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -62,7 +63,7 @@ class Saver:
             )
         items = entries if named else [(v.name, v) for _, v in entries]
         names = [name for name, _ in items]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, count in collections.Counter(names).items() if count > 1)
         if duplicates:
             raise InvalidArgumentError(
                 f"Saver got several variables named {duplicates}; names are the keys of a "
