@@ -23,7 +23,8 @@ mapping (docs/jax.md):
   ``ShapeDtypeStruct``'s sharding when it has one, else on JAX's default device;
 * an ``nnx.Optimizer``'s ``step`` and the optax state that is not per parameter (``count``)
   are values below it; per-parameter state (``mu``, ``nu``: the ``OptVariable`` entries of an
-  ``nnx.State`` that mirrors the parameters) are slots of the parameter they mirror.  The
+  ``nnx.State`` that mirrors the parameters) are slots of the parameter they mirror, except
+  the ``MaskedNode`` placeholders ``optax.masked`` leaves for the parameters it skips.  The
   optimizer does not hold its model, so the model is found in the program: the NNX node whose
   ``nnx.state(node, wrt)`` has exactly the paths the optimizer's state mirrors.
 """
@@ -40,6 +41,7 @@ import numpy as np
 from flax import nnx
 from flax.nnx import graph as nnx_graph
 from flax.nnx.training.optimizer import OptVariable
+from optax import MaskedNode
 
 from ckptlab.core import ITEMSIZE, ValueSpec
 from ckptlab.engine import _pystate
@@ -492,11 +494,19 @@ def _variable_at(node: Any, path: tuple[Key, ...]) -> Any | None:
 
 
 def _slots(optimizer: Any, model: Any) -> list[tuple[Any, str, Any]]:
+    """``(variable, slot name, OptVariable)`` for each parameter's optimizer state.
+
+    A parameter ``optax.masked`` or ``optax.multi_transform`` leaves alone has a
+    ``MaskedNode`` placeholder there: no value, so no slot (Orbax stores none either).  Its path
+    still counts in :func:`_wanted_paths`, which matches the optimizer to its model.
+    """
     found = []
     for param_state in _param_states(optimizer):
         for path, leaf in nnx.to_flat_state(param_state.state):
+            if not isinstance(leaf, OptVariable) or isinstance(leaf.get_value(), MaskedNode):
+                continue
             variable = _variable_at(model, tuple(path))
-            if isinstance(leaf, OptVariable) and variable is not None:
+            if variable is not None:
                 found.append((variable, param_state.slot, leaf))
     return found
 

@@ -20,6 +20,15 @@ jnp = jax.numpy
 VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
+def assert_resumes_alike(jx, run, restored):
+    """The restored ``(model, optimizer)`` equals the run's, and one more step keeps it so."""
+    for step in (None, 7):
+        if step is not None:
+            jx.train(*run, steps=1, seed=step)
+            jx.train(*restored, steps=1, seed=step)
+        assert [jx.state_bytes(n) for n in restored] == [jx.state_bytes(n) for n in run]
+
+
 @pytest.fixture
 def trained(tmp_path, jx):
     model = jx.net()
@@ -34,12 +43,7 @@ def test_training_resumes_bit_exactly_after_restore(trained, jx):
     fresh = jx.net(seed=11)
     fresh_optimizer = jx.optimizer(fresh)
     ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).read(path).assert_consumed()
-    assert jx.state_bytes(fresh) == jx.state_bytes(model)
-    assert jx.state_bytes(fresh_optimizer) == jx.state_bytes(optimizer)
-    jx.train(model, optimizer, steps=1, seed=7)
-    jx.train(fresh, fresh_optimizer, steps=1, seed=7)
-    assert jx.state_bytes(fresh) == jx.state_bytes(model)
-    assert jx.state_bytes(fresh_optimizer) == jx.state_bytes(optimizer)
+    assert_resumes_alike(jx, (model, optimizer), (fresh, fresh_optimizer))
 
 
 def test_restore_gives_new_arrays_and_never_writes_the_old_ones(trained, jx):
@@ -186,6 +190,48 @@ def test_an_optimizer_of_a_submodule_keeps_the_slots_of_that_submodule(tmp_path,
     fresh_optimizer = jx.optimizer(fresh.blocks, optax.adam(1e-2))
     ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).read(path).assert_consumed()
     assert jx.state_bytes(fresh_optimizer) == jx.state_bytes(optimizer)
+
+
+def _masked_adam():
+    """Adam on the kernels only: the other parameters' state is a ``MaskedNode``."""
+    return optax.masked(optax.adam(1e-2), lambda p: jax.tree.map(lambda x: x.ndim > 1, p))
+
+
+def _frozen_embed():
+    """Adam everywhere but ``embed``, which ``set_to_zero`` freezes (no state for it)."""
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda p, _: "frozen" if "embed" in jax.tree_util.keystr(p) else "train", params
+        )
+
+    return optax.multi_transform({"train": optax.adam(1e-2), "frozen": optax.set_to_zero()}, labels)
+
+
+@pytest.mark.parametrize("tx", [_masked_adam, _frozen_embed], ids=["masked", "multi_transform"])
+def test_masked_optimizer_state_saves_without_its_placeholders_and_resumes_bit_exactly(
+    tmp_path, jx, tx
+):
+    """optax.masked and optax.multi_transform keep a ``MaskedNode`` (no value) for each
+    parameter they do not update: those have no slot; the others do, and training resumes."""
+    model = jx.net()
+    optimizer = jx.optimizer(model, tx())
+    jx.train(model, optimizer, steps=2)
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    slots = {k.split("/.OPTIMIZER_SLOT")[0] for k, _ in ck.list_variables(path) if "SLOT" in k}
+    params = {"/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    if tx is _masked_adam:
+        updated = {p for p in params if p.endswith("kernel")}
+    else:
+        updated = {p for p in params if not p.startswith("embed/")}
+    assert slots == {f"model/{p}" for p in updated}
+
+    fresh = jx.net(seed=3)
+    fresh_optimizer = jx.optimizer(fresh, tx())
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).read(path)
+    status.assert_consumed()
+    status.assert_existing_objects_matched()
+    assert_resumes_alike(jx, (model, optimizer), (fresh, fresh_optimizer))
 
 
 def test_the_explorer_on_a_live_model_restores_the_selection(trained, jx):
