@@ -546,3 +546,47 @@ def test_a_restored_normalization_layer_computes_with_the_restored_statistics(tm
         ck.Checkpoint(model=fresh).read(path).assert_existing_objects_matched()
         assert Counting.calls == (1 if built else 0)
         assert np.asarray(fresh(data)).tobytes() == expected
+
+
+class Linear(keras.layers.Layer):
+    """The Keras guide's layer: ``add_weight`` without a name (Keras names it ``variable_N``)."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 4), initializer="random_normal")
+        self.b = self.add_weight(shape=(4,), initializer="random_normal")
+
+    def call(self, x):
+        return x @ self.w + self.b
+
+
+def test_variables_keras_names_automatically_are_named_by_their_position(tmp_path):
+    """``variable``, ``variable_1`` count every variable of the process: a second model would
+    match nothing.  Such variables (a layer's unnamed weights, Nadam's ``_u_product``) are
+    named ``vars_<i>``, their index in Keras' own files (docs/keras.md)."""
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((3,)), Linear(), keras.layers.Dense(2)])
+        model.compile(optimizer=keras.optimizers.Nadam(1e-2), loss="mse")
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    model = build(0)
+    model.fit(X, Y, epochs=2, batch_size=4, verbose=0)
+    path = ck.Checkpoint(model=model, optimizer=model.optimizer).write(tmp_path / "c")
+    u_product = next(
+        i for i, v in enumerate(model.optimizer.variables) if v is model.optimizer._u_product
+    )
+    keys = {k for k, _ in ck.list_variables(path)}
+    for key in ("model/layers/linear/vars_0", "model/layers/linear/vars_1"):
+        assert key + VALUE in keys, key
+    assert f"optimizer/vars_{u_product}" + VALUE in keys
+    fresh = build(9)
+    assert fresh.optimizer._u_product.name != model.optimizer._u_product.name
+    status = ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path)
+    status.assert_consumed()
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+    model.train_on_batch(X, Y)
+    fresh.train_on_batch(X, Y)
+    assert weights(fresh) == weights(model)
