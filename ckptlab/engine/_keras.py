@@ -233,20 +233,26 @@ def _slot_variables(optimizer: Any) -> dict[tuple[int, str], Any]:
     Keras names a slot ``<model variable path with _ for />_<slot>``
     (``add_variable_from_reference``); the longest matching path wins.  Every prefix ends in
     ``_``, so each ``_`` of a slot's name, from the right, is looked up once (comparing every
-    slot with every path took P * P steps: 2.4 s to restore 800 layers with Adam).
+    slot with every path took P * P steps: 2.4 s to restore 800 layers with Adam).  Variables
+    can share a path (sibling layers given one name): Keras creates each kind of slot in the
+    order of ``optimizer._trainable_variables`` (``add_optimizer_variables``), so the n-th
+    slot of a name belongs to the n-th variable of that path.
     """
     if not optimizer.built:
         return {}
-    prefixes: dict[str, Any] = {}
+    prefixes: dict[str, list[Any]] = {}
     for reference in optimizer._trainable_variables:
-        prefixes.setdefault(reference.path.replace("/", "_") + "_", reference)
+        prefixes.setdefault(reference.path.replace("/", "_") + "_", []).append(reference)
+    seen: dict[str, int] = {}
     found: dict[tuple[int, str], Any] = {}
     for variable in optimizer.variables:
         name = variable.name
         cut = name.rfind("_", 0, len(name) - 1)  # a prefix leaves at least one character
         while cut >= 0:
-            reference = prefixes.get(name[: cut + 1])
-            if reference is not None:
+            references = prefixes.get(name[: cut + 1])
+            if references is not None:
+                nth = seen[name] = seen.get(name, -1) + 1
+                reference = references[min(nth, len(references) - 1)]
                 found[id(reference), name[cut + 1 :]] = variable
                 break
             cut = name.rfind("_", 0, cut)

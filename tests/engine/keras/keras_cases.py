@@ -375,14 +375,16 @@ def test_slots_go_to_the_longest_variable_path_their_name_starts_with():
     part = st.text("ab_1", min_size=1, max_size=3)
 
     def reference(optimizer):
-        prefixes = sorted(
-            ((v.path.replace("/", "_") + "_", v) for v in optimizer._trainable_variables),
-            key=lambda item: -len(item[0]),
-        )
-        found = {}
+        paths = {}  # variables of one path: the n-th slot of a name is the n-th variable's
+        for v in optimizer._trainable_variables:
+            paths.setdefault(v.path.replace("/", "_") + "_", []).append(v)
+        prefixes = sorted(paths.items(), key=lambda item: -len(item[0]))
+        found, seen = {}, {}
         for variable in optimizer.variables:
-            for prefix, ref in prefixes:
+            for prefix, refs in prefixes:
                 if variable.name.startswith(prefix) and len(variable.name) > len(prefix):
+                    nth = seen[variable.name] = seen.get(variable.name, -1) + 1
+                    ref = refs[min(nth, len(refs) - 1)]
                     found[id(ref), variable.name[len(prefix) :]] = variable
                     break
         return found
@@ -590,3 +592,46 @@ def test_variables_keras_names_automatically_are_named_by_their_position(tmp_pat
     model.train_on_batch(X, Y)
     fresh.train_on_batch(X, Y)
     assert weights(fresh) == weights(model)
+
+
+class Twins(keras.Model):
+    """Two sibling layers with one explicit name: their variables have the same ``path``."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = keras.layers.Dense(3, name="proj")
+        self.dec = keras.layers.Dense(3, name="proj")
+
+    def call(self, x):
+        return self.dec(self.enc(x))
+
+
+def test_slots_of_layers_with_the_same_name_stay_with_their_own_variable(tmp_path):
+    """Keras creates a slot per variable, in variable order: the same slot name for two
+    variables of one path is the first's, then the second's."""
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        model = Twins()
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+        model(X[:1])
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    model = build(0)
+    model.fit(X, Y[:, :1].repeat(3, 1), epochs=2, batch_size=4, verbose=0)
+    path = ck.Checkpoint(model=model, optimizer=model.optimizer).write(tmp_path / "c")
+    reader = ck.load_checkpoint(path)
+    optimizer = model.optimizer
+    for layer in ("enc", "dec"):
+        index = optimizer._get_variable_index(getattr(model, layer).kernel)
+        key = f"model/{layer}/kernel/.OPTIMIZER_SLOT/optimizer/momentum" + VALUE
+        assert reader.get_tensor(key).tobytes() == host(optimizer._momentums[index])[2], layer
+    optimizer_keys = {
+        k.split("/.")[0] for k, _ in ck.list_variables(path) if k.startswith("optimizer/")
+    }
+    assert optimizer_keys == {"optimizer/iterations", "optimizer/learning_rate"}
+    fresh = build(9)
+    ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path).assert_consumed()
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
