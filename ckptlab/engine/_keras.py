@@ -359,6 +359,26 @@ def _assign(variable: Any, array: np.ndarray[Any, Any]) -> None:
         variable.assign(value)
 
 
+def _no_value(variable: Any) -> str:
+    """Why ``variable`` has no value to save, and what to do.
+
+    A variable created while Keras traced the model waits with its initializer; one that had a
+    value was detached by Keras' JAX trainer, which keeps the state apart from the variables
+    while ``fit``, ``evaluate`` or ``predict`` runs (its ``_purge_model_variables``).
+    """
+    if getattr(variable, "_initializer", None) is not None:
+        return (
+            f"Keras variable {variable.path} is not initialised yet (created while Keras traced "
+            "the model). Run the model once, or build it, before saving."
+        )
+    return (
+        f"Keras variable {variable.path} has no value: while fit(), evaluate() or predict() "
+        "runs (in a callback), Keras' JAX trainer holds the model's state apart from its "
+        "variables. Call model.jax_state_sync() before saving (a callback's self.model does "
+        "it), or save after fit() returns."
+    )
+
+
 def _spec(variable: Any) -> ValueSpec:
     return ValueSpec(
         shape=tuple(variable.shape), dtype=keras.backend.standardize_dtype(variable.dtype)
@@ -563,10 +583,7 @@ class KerasAdapter:
         if not isinstance(obj, KerasVariable):
             return
         if not _initialized(obj):
-            raise NotSaveableError(
-                f"Keras variable {obj.path} is not initialised yet (created while Keras traced "
-                "the model). Run the model once, or build it, before saving."
-            )
+            raise NotSaveableError(_no_value(obj))
         dtype = _spec(obj).dtype
         if dtype not in ITEMSIZE:
             raise NotSaveableError(

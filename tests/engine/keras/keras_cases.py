@@ -635,3 +635,39 @@ def test_slots_of_layers_with_the_same_name_stay_with_their_own_variable(tmp_pat
     ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path).assert_consumed()
     assert weights(fresh) == weights(model)
     assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+
+
+def test_saving_during_fit_names_keras_detached_state_and_its_fix(tmp_path):
+    """Keras' JAX trainer keeps the state apart from the variables while ``fit`` runs: a save
+    from a callback says to call ``jax_state_sync()`` and writes nothing; after it, it saves.
+    The torch backend updates the variables in place: the save works."""
+    model = small(0)
+    model.fit(X, Y, batch_size=4, verbose=0)
+    checkpoint = ck.Checkpoint(model=model, optimizer=model.optimizer)
+    outcomes = []
+
+    class Save(keras.callbacks.Callback):
+        def __init__(self, sync):
+            super().__init__()
+            self.sync = sync
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                if self.sync:
+                    self.model.jax_state_sync() if BACKEND == "jax" else None
+                target = tmp_path / f"sync_{self.sync}"
+                try:
+                    outcomes.append(checkpoint.write(target))
+                except ck.NotSaveableError as error:
+                    outcomes.append(error)
+
+    model.fit(X, Y, batch_size=4, verbose=0, callbacks=[Save(sync=False)])
+    model.fit(X, Y, batch_size=4, verbose=0, callbacks=[Save(sync=True)])
+    if BACKEND == "jax":
+        message = str(outcomes[0])
+        assert "jax_state_sync()" in message and "optimizer.iterations" in message, message
+        assert "traced" not in message, message
+        assert not (tmp_path / "sync_False").exists()
+    else:
+        assert outcomes[0] == str(tmp_path / "sync_False")
+    assert outcomes[1] == str(tmp_path / "sync_True")
