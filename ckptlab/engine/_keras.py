@@ -10,10 +10,11 @@ The mapping (docs/keras.md):
   (``dense``, ``dense_1``: the class name, numbered per container).  An object reachable under
   two names (a subclassed model's attribute and its ``layers`` entry) is one object;
 * a layer's own variables are values named by their Keras name (``kernel``, ``bias``,
-  ``moving_mean``), its ``SeedGenerator`` state too (so dropout draws the same masks after a
-  restore); an optimizer's ``iterations`` and ``learning_rate`` are values, its per-variable
-  variables (``momentum``, ``velocity``) slots of their model variable.  Metrics and losses
-  hold no saved values, as in Keras' own files;
+  ``moving_mean``; ``vars_<i>``, the index in Keras' files, for one Keras named itself from a
+  process-wide count: ``variable_3``), its ``SeedGenerator`` state too (so dropout draws the
+  same masks after a restore); an optimizer's ``iterations`` and ``learning_rate`` are
+  values, its per-variable variables (``momentum``, ``velocity``) slots of their model
+  variable.  Metrics and losses hold no saved values, as in Keras' own files;
 * a restore copies values in (``variable.assign``; into the tensor's own memory on the torch
   backend), never aliasing a checkpoint's or another model's arrays: a JAX training step
   donates its buffers;
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -193,14 +195,35 @@ def _own_variables(obj: Any) -> list[tuple[Any, int | None]]:
     return list(found.values())
 
 
+def _auto_named(variable: Any) -> bool:
+    """Whether Keras named ``variable`` itself: ``variable``, ``variable_1``, ...
+
+    Keras gives a variable created without a name (``add_weight()`` without ``name``, Nadam's
+    ``_u_product``) the next name of a count over the whole process, so a second model of the
+    same program gets other names.
+    """
+    stem = re.escape(naming.to_snake_case(type(variable).__name__))
+    return re.fullmatch(rf"{stem}(_\d+)?", variable.name) is not None
+
+
+def _variable_name(variable: Any, index: int) -> str:
+    """A variable's edge name: its Keras name, or ``vars_<index>`` if Keras made it up.
+
+    ``index`` is its position in Keras' own files (``vars/<index>``), the same for every
+    instance of the program.
+    """
+    return f"vars_{index}" if _auto_named(variable) else str(variable.name)
+
+
 def _optimizer_values(optimizer: Any) -> list[tuple[str, Any]]:
     """An optimizer's values that are not slots: ``iterations``, ``learning_rate``, others."""
     found = [("iterations", optimizer._iterations)]
     if isinstance(optimizer._learning_rate, KerasVariable):
         found.append(("learning_rate", optimizer._learning_rate))
-    slots = {id(v) for v in _slot_variables(optimizer).values()}
-    taken = {id(v) for _, v in found}
-    found += [(v.name, v) for v in optimizer.variables if id(v) not in slots and id(v) not in taken]
+    skip = {id(v) for v in _slot_variables(optimizer).values()} | {id(v) for _, v in found}
+    found += [
+        (_variable_name(v, i), v) for i, v in enumerate(optimizer.variables) if id(v) not in skip
+    ]
     return found
 
 
@@ -210,20 +233,26 @@ def _slot_variables(optimizer: Any) -> dict[tuple[int, str], Any]:
     Keras names a slot ``<model variable path with _ for />_<slot>``
     (``add_variable_from_reference``); the longest matching path wins.  Every prefix ends in
     ``_``, so each ``_`` of a slot's name, from the right, is looked up once (comparing every
-    slot with every path took P * P steps: 2.4 s to restore 800 layers with Adam).
+    slot with every path took P * P steps: 2.4 s to restore 800 layers with Adam).  Variables
+    can share a path (sibling layers given one name): Keras creates each kind of slot in the
+    order of ``optimizer._trainable_variables`` (``add_optimizer_variables``), so the n-th
+    slot of a name belongs to the n-th variable of that path.
     """
     if not optimizer.built:
         return {}
-    prefixes: dict[str, Any] = {}
+    prefixes: dict[str, list[Any]] = {}
     for reference in optimizer._trainable_variables:
-        prefixes.setdefault(reference.path.replace("/", "_") + "_", reference)
+        prefixes.setdefault(reference.path.replace("/", "_") + "_", []).append(reference)
+    seen: dict[str, int] = {}
     found: dict[tuple[int, str], Any] = {}
     for variable in optimizer.variables:
         name = variable.name
         cut = name.rfind("_", 0, len(name) - 1)  # a prefix leaves at least one character
         while cut >= 0:
-            reference = prefixes.get(name[: cut + 1])
-            if reference is not None:
+            references = prefixes.get(name[: cut + 1])
+            if references is not None:
+                nth = seen[name] = seen.get(name, -1) + 1
+                reference = references[min(nth, len(references) - 1)]
                 found[id(reference), name[cut + 1 :]] = variable
                 break
             cut = name.rfind("_", 0, cut)
@@ -257,8 +286,8 @@ def _children(obj: Any) -> list[tuple[str, Any]]:
         if own and hasattr(type(obj), "finalize_state"):
             for variable, _ in own:
                 _FINALIZED.set(variable, weakref.ref(obj))
-        for variable, _ in own:
-            add(variable.name, variable)
+        for position, (variable, index) in enumerate(own):
+            add(_variable_name(variable, position if index is None else index), variable)
         for name, generator in _seed_generators(obj):
             add(name, generator)
     if isinstance(obj, KerasSaveable):
@@ -328,6 +357,26 @@ def _assign(variable: Any, array: np.ndarray[Any, Any]) -> None:
         variable._direct_assign(variable._convert_to_tensor(value, dtype=variable.dtype))
     else:
         variable.assign(value)
+
+
+def _no_value(variable: Any) -> str:
+    """Why ``variable`` has no value to save, and what to do.
+
+    A variable created while Keras traced the model waits with its initializer; one that had a
+    value was detached by Keras' JAX trainer, which keeps the state apart from the variables
+    while ``fit``, ``evaluate`` or ``predict`` runs (its ``_purge_model_variables``).
+    """
+    if getattr(variable, "_initializer", None) is not None:
+        return (
+            f"Keras variable {variable.path} is not initialised yet (created while Keras traced "
+            "the model). Run the model once, or build it, before saving."
+        )
+    return (
+        f"Keras variable {variable.path} has no value: while fit(), evaluate() or predict() "
+        "runs (in a callback), Keras' JAX trainer holds the model's state apart from its "
+        "variables. Call model.jax_state_sync() before saving (a callback's self.model does "
+        "it), or save after fit() returns."
+    )
 
 
 def _spec(variable: Any) -> ValueSpec:
@@ -534,10 +583,7 @@ class KerasAdapter:
         if not isinstance(obj, KerasVariable):
             return
         if not _initialized(obj):
-            raise NotSaveableError(
-                f"Keras variable {obj.path} is not initialised yet (created while Keras traced "
-                "the model). Run the model once, or build it, before saving."
-            )
+            raise NotSaveableError(_no_value(obj))
         dtype = _spec(obj).dtype
         if dtype not in ITEMSIZE:
             raise NotSaveableError(

@@ -375,14 +375,16 @@ def test_slots_go_to_the_longest_variable_path_their_name_starts_with():
     part = st.text("ab_1", min_size=1, max_size=3)
 
     def reference(optimizer):
-        prefixes = sorted(
-            ((v.path.replace("/", "_") + "_", v) for v in optimizer._trainable_variables),
-            key=lambda item: -len(item[0]),
-        )
-        found = {}
+        paths = {}  # variables of one path: the n-th slot of a name is the n-th variable's
+        for v in optimizer._trainable_variables:
+            paths.setdefault(v.path.replace("/", "_") + "_", []).append(v)
+        prefixes = sorted(paths.items(), key=lambda item: -len(item[0]))
+        found, seen = {}, {}
         for variable in optimizer.variables:
-            for prefix, ref in prefixes:
+            for prefix, refs in prefixes:
                 if variable.name.startswith(prefix) and len(variable.name) > len(prefix):
+                    nth = seen[variable.name] = seen.get(variable.name, -1) + 1
+                    ref = refs[min(nth, len(refs) - 1)]
                     found[id(ref), variable.name[len(prefix) :]] = variable
                     break
         return found
@@ -546,3 +548,126 @@ def test_a_restored_normalization_layer_computes_with_the_restored_statistics(tm
         ck.Checkpoint(model=fresh).read(path).assert_existing_objects_matched()
         assert Counting.calls == (1 if built else 0)
         assert np.asarray(fresh(data)).tobytes() == expected
+
+
+class Linear(keras.layers.Layer):
+    """The Keras guide's layer: ``add_weight`` without a name (Keras names it ``variable_N``)."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 4), initializer="random_normal")
+        self.b = self.add_weight(shape=(4,), initializer="random_normal")
+
+    def call(self, x):
+        return x @ self.w + self.b
+
+
+def test_variables_keras_names_automatically_are_named_by_their_position(tmp_path):
+    """``variable``, ``variable_1`` count every variable of the process: a second model would
+    match nothing.  Such variables (a layer's unnamed weights, Nadam's ``_u_product``) are
+    named ``vars_<i>``, their index in Keras' own files (docs/keras.md)."""
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((3,)), Linear(), keras.layers.Dense(2)])
+        model.compile(optimizer=keras.optimizers.Nadam(1e-2), loss="mse")
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    model = build(0)
+    model.fit(X, Y, epochs=2, batch_size=4, verbose=0)
+    path = ck.Checkpoint(model=model, optimizer=model.optimizer).write(tmp_path / "c")
+    u_product = next(
+        i for i, v in enumerate(model.optimizer.variables) if v is model.optimizer._u_product
+    )
+    keys = {k for k, _ in ck.list_variables(path)}
+    for key in ("model/layers/linear/vars_0", "model/layers/linear/vars_1"):
+        assert key + VALUE in keys, key
+    assert f"optimizer/vars_{u_product}" + VALUE in keys
+    fresh = build(9)
+    assert fresh.optimizer._u_product.name != model.optimizer._u_product.name
+    status = ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path)
+    status.assert_consumed()
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+    model.train_on_batch(X, Y)
+    fresh.train_on_batch(X, Y)
+    assert weights(fresh) == weights(model)
+
+
+class Twins(keras.Model):
+    """Two sibling layers with one explicit name: their variables have the same ``path``."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = keras.layers.Dense(3, name="proj")
+        self.dec = keras.layers.Dense(3, name="proj")
+
+    def call(self, x):
+        return self.dec(self.enc(x))
+
+
+def test_slots_of_layers_with_the_same_name_stay_with_their_own_variable(tmp_path):
+    """Keras creates a slot per variable, in variable order: the same slot name for two
+    variables of one path is the first's, then the second's."""
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        model = Twins()
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+        model(X[:1])
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    model = build(0)
+    model.fit(X, Y[:, :1].repeat(3, 1), epochs=2, batch_size=4, verbose=0)
+    path = ck.Checkpoint(model=model, optimizer=model.optimizer).write(tmp_path / "c")
+    reader = ck.load_checkpoint(path)
+    optimizer = model.optimizer
+    for layer in ("enc", "dec"):
+        index = optimizer._get_variable_index(getattr(model, layer).kernel)
+        key = f"model/{layer}/kernel/.OPTIMIZER_SLOT/optimizer/momentum" + VALUE
+        assert reader.get_tensor(key).tobytes() == host(optimizer._momentums[index])[2], layer
+    optimizer_keys = {
+        k.split("/.")[0] for k, _ in ck.list_variables(path) if k.startswith("optimizer/")
+    }
+    assert optimizer_keys == {"optimizer/iterations", "optimizer/learning_rate"}
+    fresh = build(9)
+    ck.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(path).assert_consumed()
+    assert weights(fresh) == weights(model)
+    assert optimizer_state(fresh.optimizer) == optimizer_state(model.optimizer)
+
+
+def test_saving_during_fit_names_keras_detached_state_and_its_fix(tmp_path):
+    """Keras' JAX trainer keeps the state apart from the variables while ``fit`` runs: a save
+    from a callback says to call ``jax_state_sync()`` and writes nothing; after it, it saves.
+    The torch backend updates the variables in place: the save works."""
+    model = small(0)
+    model.fit(X, Y, batch_size=4, verbose=0)
+    checkpoint = ck.Checkpoint(model=model, optimizer=model.optimizer)
+    outcomes = []
+
+    class Save(keras.callbacks.Callback):
+        def __init__(self, sync):
+            super().__init__()
+            self.sync = sync
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                if self.sync:
+                    self.model.jax_state_sync() if BACKEND == "jax" else None
+                target = tmp_path / f"sync_{self.sync}"
+                try:
+                    outcomes.append(checkpoint.write(target))
+                except ck.NotSaveableError as error:
+                    outcomes.append(error)
+
+    model.fit(X, Y, batch_size=4, verbose=0, callbacks=[Save(sync=False)])
+    model.fit(X, Y, batch_size=4, verbose=0, callbacks=[Save(sync=True)])
+    if BACKEND == "jax":
+        message = str(outcomes[0])
+        assert "jax_state_sync()" in message and "optimizer.iterations" in message, message
+        assert "traced" not in message, message
+        assert not (tmp_path / "sync_False").exists()
+    else:
+        assert outcomes[0] == str(tmp_path / "sync_False")
+    assert outcomes[1] == str(tmp_path / "sync_True")
