@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -645,22 +646,29 @@ class TorchAdapter:
     def slot_spec(
         self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
     ) -> ValueSpec | None:
-        """A state entry that does not exist yet is taken as saved, in shape and dtype.
+        """Parameter-shaped state must fit the parameter; other state is taken as stored.
 
         ``None`` when no param group of ``optimizer`` holds ``variable``: torch keeps state only
         for the parameters it optimizes (``state_dict()`` fails on any other), so the stored
         slot stays unused, as TensorFlow leaves the slots of a variable its optimizer does not
         track.  A parameter added later (``add_param_group``) starts with fresh state.
 
-        An optimizer keeps state of any shape next to a parameter (``exp_avg`` of its shape,
-        Adafactor's ``row_var`` ``(rows, 1)``, LBFGS's flat history on the first parameter, a
-        Shampoo preconditioner ``(m, m)`` for an ``(m, n)`` weight), and a new optimizer has no
-        entry to check against, as torch's ``load_state_dict`` has none.  An entry that exists
-        keeps its own shape and dtype, checked like any restored value.
+        A state entry with as many dimensions as its parameter must have the parameter's size
+        in every dimension the saved entry does not reduce to 1: ``exp_avg`` has the
+        parameter's shape, Adafactor's factored ``row_var`` ``(rows, 1)`` and ``col_var``
+        ``(1, columns)``.  Single numbers (``step``) and entries of another rank are taken as
+        saved.  The dtype is the saved one (a new optimizer has no dtype of its own to check
+        against).
         """
         if not _group_of(optimizer, variable):
             return None
-        return _STATE_SPEC if slot == PYTHON_SLOT else stored
+        if slot == PYTHON_SLOT:
+            return _STATE_SPEC
+        shape = tuple(variable.shape)
+        if len(stored.shape) == len(shape) and math.prod(d or 0 for d in stored.shape) != 1:
+            fitted = tuple(1 if s == 1 else p for s, p in zip(stored.shape, shape, strict=True))
+            return ValueSpec(shape=fitted, dtype=stored.dtype)
+        return stored
 
     def create_slot(
         self, optimizer: Any, variable: Any, slot: str, array: np.ndarray[Any, Any]
