@@ -73,6 +73,18 @@ def ck_log(caplog):
     return caplog
 
 
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt during the test, as in a terminal or a notebook.
+
+    A process started in the background (CI's job) inherits SIGINT ignored, and Python then
+    leaves it ignored: the handler a user's session has is installed for the test.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 FOREIGN_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "foreign")
 
 

@@ -585,7 +585,9 @@ def test_a_plain_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, n
     assert int(ckpt.save_counter.numpy()) == 1
 
 
-def test_ctrl_c_after_a_saves_commit_takes_effect_once_it_is_recorded(tmp_path, monkeypatch):
+def test_ctrl_c_after_a_saves_commit_takes_effect_once_it_is_recorded(
+    tmp_path, monkeypatch, sigint_raises
+):
     """Ctrl-C arriving as the committed checkpoint is being recorded: the state file names it
     and the counter counts it before the KeyboardInterrupt (the next save rewrote ckpt-1)."""
     import ckptlab._checkpoint as checkpoint_module

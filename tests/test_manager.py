@@ -1122,7 +1122,7 @@ def test_retention_on_an_object_store_deletes_only_its_own_checkpoints(tmp_path)
         assert float(ckpt.v.numpy()) == 42.0
 
 
-def test_ctrl_c_after_the_commit_takes_effect_once_the_state_file_lists_it(tmp_path):
+def test_ctrl_c_after_the_commit_takes_effect_once_the_state_file_lists_it(tmp_path, sigint_raises):
     """Ctrl-C arriving between a save's commit and its state-file write is held until the state
     file lists the checkpoint: it left a committed checkpoint nothing listed (its number used
     up, so no later save replaced it)."""

@@ -395,7 +395,9 @@ class _Interrupted(nn.Linear):
         signal.raise_signal(signal.SIGINT)
 
 
-def test_ctrl_c_during_the_writes_takes_effect_once_every_value_is_written(tmp_path, tt):
+def test_ctrl_c_during_the_writes_takes_effect_once_every_value_is_written(
+    tmp_path, tt, sigint_raises
+):
     """Python state loads first; an interrupt arriving then is held until the parameters are
     written too, so the model is never left half restored."""
     torch.manual_seed(0)
