@@ -173,6 +173,7 @@ def _undo_for(target: Any) -> Callable[[], None] | None:
     return None if hook is None else hook(target)
 
 
+@interrupts_held()  # Ctrl-C takes effect once every value is written
 def commit(
     source: StoredCheckpoint,
     load: Load,
@@ -190,20 +191,6 @@ def commit(
     record of them), and nothing else has been written yet; the error names the object
     (``name_of(ident)``) and keeps the framework's error as its cause.
     """
-    with interrupts_held():
-        _commit(source, load, write, name_of, forget, uid=uid, explicit=explicit)
-
-
-def _commit(
-    source: StoredCheckpoint,
-    load: Load,
-    write: Callable[[int, np.ndarray[Any, Any] | None], None],
-    name_of: Callable[[int], str],
-    forget: Callable[[list[int]], None],
-    *,
-    uid: int,
-    explicit: bool,
-) -> None:
     done: list[int] = []
     for ident, array in read_at_commit(source, load, uid=uid, explicit=explicit):
         if ident not in load.undo:
