@@ -254,7 +254,7 @@ def _plan_slots(
     optimizer cannot hold (see :attr:`RestorePlan.unused_slots`).
     """
     everything = {**bound, **new}
-    ready: dict[int, tuple[T, T, str]] = {}
+    ready: dict[int, tuple[T, T, str, int]] = {}
     pending: list[PendingSlot[T]] = []
     slot_table, value_keys = graph.slot_table(), graph.value_keys()
     for node_id, obj in new.items():
@@ -269,17 +269,19 @@ def _plan_slots(
                     )
                 )
             else:
-                ready[ref.node] = (obj, variable, ref.slot)
+                ready[ref.node] = (obj, variable, ref.slot, ref.original)
         for waiting in pending_slots.get(node_id, ()):
             if waiting.node not in everything:
-                ready[waiting.node] = (waiting.optimizer, obj, waiting.slot)
+                ready[waiting.node] = (waiting.optimizer, obj, waiting.slot, node_id)
     out: list[Assignment[T] | SlotRestore[T]] = []
     unplaced: list[int] = []
     existing_slots: dict[int, dict[tuple[int, str], T]] = {}  # one slots() call per optimizer
-    for slot_node, (optimizer, variable, slot) in ready.items():
+    for slot_node, (optimizer, variable, slot, variable_node) in ready.items():
         key = value_keys[slot_node]
         if key is None or view.value_spec(variable) is None:
             continue
+        variable_key = value_keys[variable_node]
+        saved_variable = None if variable_key is None else stored.get(variable_key)
         if id(optimizer) not in existing_slots:
             existing_slots[id(optimizer)] = {
                 (id(v), name): s for v, name, s in view.slots(optimizer)
@@ -287,7 +289,7 @@ def _plan_slots(
         existing = existing_slots[id(optimizer)].get((id(variable), slot))
         if existing is not None:
             spec = view.value_spec(existing) or view.slot_spec(
-                optimizer, variable, slot, stored[key]
+                optimizer, variable, slot, stored[key], saved_variable
             )
             if spec is None:
                 continue
@@ -297,7 +299,7 @@ def _plan_slots(
                 )
             )
             continue
-        expected = view.slot_spec(optimizer, variable, slot, stored[key])
+        expected = view.slot_spec(optimizer, variable, slot, stored[key], saved_variable)
         if expected is None:  # this optimizer cannot hold such a slot: the value stays unused
             unplaced.append(slot_node)
             continue

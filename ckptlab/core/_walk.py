@@ -41,12 +41,19 @@ class ProgramView(Protocol[T]):
         ...
 
     def slot_spec(
-        self, optimizer: T, variable: T, slot: str, stored: ValueSpec
+        self,
+        optimizer: T,
+        variable: T,
+        slot: str,
+        stored: ValueSpec,
+        saved_variable: ValueSpec | None = None,
     ) -> ValueSpec | None:
         """The spec ``optimizer``'s slot ``slot`` of ``variable`` must have, before it exists.
 
         ``stored`` is what the checkpoint holds: optimizers whose slots are not shaped like
-        their variable (a scalar step count) accept it.  ``None``: the optimizer cannot create
+        their variable (a scalar step count) accept it.  ``saved_variable`` is what the
+        checkpoint holds for the variable, when it holds a value: a slot saved in another
+        shape than its variable's has a shape of its own.  ``None``: the optimizer cannot create
         such a slot (its state has a fixed structure, as optax's does), so the stored slot
         stays unused.
         """

@@ -128,9 +128,16 @@ class Adapter(Protocol):
         ...
 
     def slot_spec(
-        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+        self,
+        optimizer: Any,
+        variable: Any,
+        slot: str,
+        stored: ValueSpec,
+        saved_variable: ValueSpec | None = None,
     ) -> ValueSpec | None:
         """The spec a slot that does not exist yet must have, given what is stored.
+
+        ``saved_variable``: what the checkpoint holds for the variable (``None``: unknown).
 
         ``None``: the optimizer cannot create that slot (optax state has a fixed structure);
         the stored slot then stays unused and is reported so.

@@ -629,7 +629,12 @@ class KerasAdapter:
         return _slot_variables(optimizer).get((id(variable), slot))
 
     def slot_spec(
-        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+        self,
+        optimizer: Any,
+        variable: Any,
+        slot: str,
+        stored: ValueSpec,
+        saved_variable: ValueSpec | None = None,
     ) -> ValueSpec | None:
         """A slot mirrors its variable; a built optimizer without the slot cannot grow one."""
         if optimizer.built:

@@ -212,7 +212,14 @@ class NativeAdapter:
         """``optimizer._ck_find_slot``."""
         return optimizer._ck_find_slot(variable, slot)
 
-    def slot_spec(self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec) -> ValueSpec:
+    def slot_spec(
+        self,
+        optimizer: Any,
+        variable: Any,
+        slot: str,
+        stored: ValueSpec,
+        saved_variable: ValueSpec | None = None,
+    ) -> ValueSpec:
         """Slots have their variable's shape and dtype."""
         spec = adapter_for(variable)
         found = spec.value_spec(variable) if spec is not None else None

@@ -410,7 +410,12 @@ class NnxAdapter:
         )
 
     def slot_spec(
-        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+        self,
+        optimizer: Any,
+        variable: Any,
+        slot: str,
+        stored: ValueSpec,
+        saved_variable: ValueSpec | None = None,
     ) -> ValueSpec | None:
         """``None``: optax state has a fixed structure, so a missing slot cannot be created."""
         return None

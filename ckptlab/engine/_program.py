@@ -77,10 +77,16 @@ class Program:
         return adapter.slots(obj)
 
     def slot_spec(
-        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+        self,
+        optimizer: Any,
+        variable: Any,
+        slot: str,
+        stored: ValueSpec,
+        saved_variable: ValueSpec | None = None,
     ) -> ValueSpec | None:
         """The spec a slot that does not exist yet must have (the optimizer's adapter says)."""
-        return require_adapter(optimizer).slot_spec(optimizer, variable, slot, stored)
+        adapter = require_adapter(optimizer)
+        return adapter.slot_spec(optimizer, variable, slot, stored, saved_variable)
 
     def can_defer(self, obj: Any) -> bool:
         """Whether restore-on-attach can work for children of ``obj``."""

@@ -644,7 +644,12 @@ class TorchAdapter:
         return found if isinstance(found, torch.Tensor) else None
 
     def slot_spec(
-        self, optimizer: Any, variable: Any, slot: str, stored: ValueSpec
+        self,
+        optimizer: Any,
+        variable: Any,
+        slot: str,
+        stored: ValueSpec,
+        saved_variable: ValueSpec | None = None,
     ) -> ValueSpec | None:
         """Parameter-shaped state must fit the parameter; other state is taken as stored.
 
@@ -657,8 +662,10 @@ class TorchAdapter:
         in every dimension the saved entry does not reduce to 1: ``exp_avg`` has the
         parameter's shape, Adafactor's factored ``row_var`` ``(rows, 1)`` and ``col_var``
         ``(1, columns)``.  Single numbers (``step``) and entries of another rank are taken as
-        saved.  The dtype is the saved one (a new optimizer has no dtype of its own to check
-        against).
+        saved, and so are entries the checkpoint shows were not shaped like their parameter
+        when saved (``saved_variable``: LBFGS's flat history kept on a 1-D first parameter, a
+        Shampoo preconditioner ``(m, m)`` of an ``(m, n)`` weight).  The dtype is the saved one
+        (a new optimizer has no dtype of its own to check against).
         """
         if not _group_of(optimizer, variable):
             return None
@@ -666,6 +673,8 @@ class TorchAdapter:
             return _STATE_SPEC
         shape = tuple(variable.shape)
         if len(stored.shape) == len(shape) and math.prod(d or 0 for d in stored.shape) != 1:
+            if saved_variable is not None and not _reduces(stored.shape, saved_variable.shape):
+                return stored  # saved in a shape of its own
             fitted = tuple(1 if s == 1 else p for s, p in zip(stored.shape, shape, strict=True))
             return ValueSpec(shape=fitted, dtype=stored.dtype)
         return stored
@@ -694,6 +703,17 @@ class TorchAdapter:
             tensor = _laid_out_like(variable, tensor, device) if laid_out else tensor.to(device)
         optimizer.state[variable][slot] = tensor
         return tensor
+
+
+def _reduces(entry: tuple[int | None, ...], param: tuple[int | None, ...]) -> bool:
+    """Whether ``entry`` is ``param``'s shape with some dimensions reduced to 1.
+
+    Examples
+    --------
+    >>> _reduces((3, 1), (3, 4)), _reduces((4, 4), (3, 4))
+    (True, False)
+    """
+    return len(entry) == len(param) and all(e in (p, 1) for e, p in zip(entry, param, strict=True))
 
 
 def _group_of(optimizer: Any, param: torch.Tensor) -> dict[str, Any]:

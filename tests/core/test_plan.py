@@ -40,7 +40,7 @@ class View:
     def slots(self, obj):
         return obj.slots
 
-    def slot_spec(self, optimizer, variable, slot, stored):
+    def slot_spec(self, optimizer, variable, slot, stored, saved_variable=None):
         return variable.spec
 
     def can_defer(self, obj):

@@ -486,3 +486,93 @@ def test_new_state_takes_its_parameters_layout_so_a_fused_resume_is_bit_exact(
     tt.train_steps(fresh, fresh_opt, data[2:])
     assert tt.state_bytes(fresh) == tt.state_bytes(uninterrupted)
     assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(uninterrupted_opt)
+
+
+class Preconditioned(torch.optim.Optimizer):
+    """Keeps Shampoo-style state: a ``(rows, rows)`` and a ``(cols, cols)`` matrix per weight."""
+
+    def __init__(self, params, lr=1e-2):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.reshape(p.shape[0], -1)
+                state = self.state[p]
+                if not state:
+                    state["left"] = torch.zeros(g.shape[0], g.shape[0])
+                    state["right"] = torch.zeros(g.shape[1], g.shape[1])
+                state["left"] += g @ g.T
+                state["right"] += g.T @ g
+                scale = 1 + state["left"].trace() + state["right"].trace()
+                p.sub_(group["lr"] * p.grad / scale)
+
+
+def _lbfgs_program(seed):
+    torch.manual_seed(seed)
+    model = nn.Module()
+    model.scale = nn.Parameter(torch.randn(2))  # 1-D and first: LBFGS keeps its history on it
+    model.linear = nn.Linear(4, 2)
+    return model, torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4, history_size=3)
+
+
+def _lbfgs_train(model, optimizer, steps):
+    inputs = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    targets = torch.ones(8, 2)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = (model.linear(inputs) * model.scale - targets).pow(2).mean()
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        optimizer.step(closure)
+
+
+@pytest.mark.parametrize("kind", ["LBFGS", "preconditioned"])
+def test_state_of_its_own_shape_beside_its_parameter_round_trips(tmp_path, tt, kind):
+    """State with the parameter's rank but not its shape (LBFGS's flat history kept on a 1-D
+    first parameter, a preconditioner (m, m) of an (m, n) weight) was saved so: it comes back
+    as saved, and training goes on identically."""
+    if kind == "LBFGS":
+        model, optimizer = _lbfgs_program(seed=0)
+        _lbfgs_train(model, optimizer, 2)
+        assert optimizer.state[model.scale]["d"].shape == (12,)  # the parameter is (2,)
+        fresh, fresh_opt = _lbfgs_program(seed=5)
+    else:
+        model = tt.mlp((4, 3, 2))
+        optimizer = Preconditioned(model.parameters())
+        tt.train_steps(model, optimizer, batches(2))
+        assert optimizer.state[model[0].weight]["right"].shape == (4, 4)  # the weight is (3, 4)
+        fresh = tt.mlp((4, 3, 2), seed=5)
+        fresh_opt = Preconditioned(fresh.parameters())
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    ck.Checkpoint(model=fresh, optimizer=fresh_opt).read(path).assert_consumed()
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+    if kind == "LBFGS":
+        _lbfgs_train(model, optimizer, 2)
+        _lbfgs_train(fresh, fresh_opt, 2)
+    else:
+        tt.train_steps(model, optimizer, batches(2, seed=1))
+        tt.train_steps(fresh, fresh_opt, batches(2, seed=1))
+    assert tt.state_bytes(fresh) == tt.state_bytes(model)
+    assert tt.optimizer_bytes(fresh_opt) == tt.optimizer_bytes(optimizer)
+
+
+def test_parameter_shaped_state_for_a_resized_parameter_is_a_conflict(tmp_path, tt):
+    """exp_avg saved for a (2, 4) weight cannot become the state of a (3, 4) one: Adam would
+    fail at its next step. Nothing is written."""
+    model = tt.mlp((4, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tt.train_steps(model, optimizer, batches(1))
+    path = ck.Checkpoint(model=model, optimizer=optimizer).write(tmp_path / "c")
+    resized = tt.mlp((4, 3), seed=4)
+    resized_opt = torch.optim.Adam(resized.parameters(), lr=1e-2)
+    before = tt.state_bytes(resized)
+    with pytest.raises(ck.RestoreConflictError, match="state 'exp_avg' for .*shape \\(2, 4\\)"):
+        ck.Checkpoint(model=resized, optimizer=resized_opt).read(path)
+    assert tt.state_bytes(resized) == before and not resized_opt.state
