@@ -214,6 +214,12 @@ class NameBasedRestore:
         """Stored key by name, as spelled or without wrapper segments (positional state)."""
         self._finish: list[Callable[[], None]] = []
         """Lazy mode: positional state to apply once everything is written."""
+        self.problems: list[str] = []
+        """Lazy mode: why parts of the file do not fit (a restore raises them at once)."""
+        self._troubled: set[int] = set()
+        """Lazy mode: ``id(target)`` of the queued writes those problems hold back."""
+        self._unapplied: set[int] = set()
+        """Lazy mode: ``id(group)`` of optimizer param groups filled once everything is."""
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
         """Lazy mode: ``id(target)`` -> the rebuilt Python state a queued write gives it."""
         self._tree: NestedValues | None = None
@@ -362,10 +368,19 @@ class NameBasedRestore:
             for state in positional:
                 for proxy, key in state.groups:
                     self.matched[id(proxy)] = (proxy, key)
+                    if self.lazy:
+                        self._unapplied.add(id(proxy))
             self.used.update(nested_keys)
             if self.lazy:
                 self._finish += [state.apply for state in positional]
                 self._preloaded.update(preloaded)
+                self.problems += problems
+                self._troubled.update(
+                    id(target)
+                    for state in positional
+                    if state.problems
+                    for target in [*state.targets.values(), *(p for p, _ in state.groups)]
+                )
             else:  # Python state loads first and may refuse: then nothing else happens
                 self._write(writes, load, explicit=False)
                 for state in positional:
@@ -567,9 +582,13 @@ class NameBasedRestore:
             )
         selected = [w for w in self.queued.values() if wanted is None or w.key in wanted]
         conflicts = [w for w in selected if w.conflict is not None]
-        if conflicts:
+        troubled = self.problems and (  # everything (the layouts too), or a write held back
+            wanted is None or any(id(w.target) in self._troubled for w in selected)
+        )
+        if conflicts or troubled:
             shown = [w.key for w in conflicts]
-            raise conflict_error(conflicts, self.source.display_path, shown, lazy=True)
+            problems = self.problems if troubled else ()
+            raise conflict_error(conflicts, self.source.display_path, shown, problems, lazy=True)
         idents = [id(w.target) for w in selected]
         rebuilt = {i: self._preloaded[i] for i in idents if i in self._preloaded}
         self._write(
@@ -582,15 +601,25 @@ class NameBasedRestore:
             for finish in self._finish:
                 finish()
             self._finish.clear()
+            self._unapplied.clear()
         if selected:
             self.revision.bump()
 
     def _state_of(self, obj: Any, match: tuple[Any, str] | None) -> tuple[MatchState, str]:
         if match is None:
             return "program_only", "no stored value has this name"
+        if id(obj) in self._troubled:
+            return "bound", "held back: the file's layout does not fit (assert_consumed() says why)"
         queued = self.queued.get(id(obj))
         if queued is None:
-            return "restored", ""
+            return (
+                ("bound", "run_restore_ops() writes it")
+                if id(obj) in self._unapplied
+                else (
+                    "restored",
+                    "",
+                )
+            )
         if queued.conflict == "shape":
             return "shape_conflict", (
                 f"shape: program {queued.expected.describe()}, checkpoint "
@@ -607,6 +636,7 @@ class NameBasedRestore:
         """Every program value and every stored name, with its state."""
         entries: list[ReportEntry] = []
         skip = {id(o) for o in exempt}
+        walked: set[int] = set()
         if with_program:
             program = self.view.walk()
             names = value_names(program)
@@ -616,6 +646,7 @@ class NameBasedRestore:
                 if spec is None or path is None or id(obj) in skip:
                     continue
                 match = self.matched.get(id(obj))
+                walked.add(id(obj))
                 own = self.view.describe(obj)[1]  # a ck.Variable matches by its name only
                 shown = own or found[0]
                 state, reason = self._state_of(obj, match)
@@ -630,6 +661,22 @@ class NameBasedRestore:
                         type_name=type(obj).__name__,
                         reason=reason,
                         names=(own,) if own else tuple(found),
+                    )
+                )
+        for ident, write in self.queued.items():  # state a lazy run_restore_ops() creates
+            if with_program and ident not in walked:
+                state, reason = self._state_of(write.target, (write.target, write.key))
+                entries.append(
+                    ReportEntry(
+                        path=write.key,
+                        pretty=write.key,
+                        key=write.key,
+                        state=state,
+                        program=write.expected,
+                        stored=write.stored,
+                        optimizer=True,
+                        type_name=type(write.target).__name__,
+                        reason=reason,
                     )
                 )
         for key, spec in self.stored.items():

@@ -431,6 +431,13 @@ class NameBasedSaverStatus(_StatusDisplay):
         report = self.report()
         missing = report.missing
         source = self._restore.source.display_path
+        problems = self._restore.problems
+        if problems:  # lazy restores only: an eager one raised them
+            listed = "\n".join(f"  {problem}" for problem in problems)
+            raise AssertionError(
+                f"Parts of the name-based checkpoint {source} do not fit the program "
+                f"({len(problems)}); run_restore_ops() refuses them:\n{listed}"
+            )
         if missing:
             listed = "\n".join(f"  {e.pretty}: [{e.key!r}]" for e in missing)
             raise AssertionError(

@@ -364,6 +364,37 @@ def test_an_entry_python_state_cannot_hold_is_a_conflict_named(tmp_path, tt):
     assert tt.state_bytes(fresh[0]) == before
 
 
+def test_a_lazy_restore_holds_back_what_does_not_fit_and_says_why(tmp_path, tt):
+    """A file whose optimizer has two param groups against a live one with one: an eager
+    restore raises; a lazy one writes none of that state (by ``run_restore_ops()`` or by a
+    selection that includes it), and its assertions name the problem. A selection without it
+    is written."""
+    model = tt.mlp()
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.5}]
+    optimizer = torch.optim.Adam(groups, lr=1e-2)
+    tt.train_steps(model, optimizer, [torch.randn(3, 4)])
+    path = tmp_path / "train.pt"
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
+    fresh = tt.mlp(seed=5)
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    with pytest.raises(ck.RestoreConflictError, match="2 parameter group"):
+        ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(path)
+
+    status = ck.Checkpoint(model=fresh, optimizer=fresh_opt).restore(path, lazy=True)
+    with pytest.raises(AssertionError, match=r"do not fit .*\n.*2 parameter group"):
+        status.assert_consumed()
+    held = {e.key for e in status.report().entries if e.reason.startswith("held back")}
+    state = {f"optimizer/state/{i}/{n}" for i in (0, 1) for n in ("step", "exp_avg", "exp_avg_sq")}
+    assert held == {"optimizer/param_groups/0", *state}
+    for only in (None, ["optimizer/state/0/exp_avg"]):
+        with pytest.raises(ck.RestoreConflictError, match="2 parameter group"):
+            status.run_restore_ops(only=only)
+    assert not fresh_opt.state and fresh_opt.param_groups[0]["lr"] == 1e-2
+    status.run_restore_ops(only=["model/0.weight"])
+    assert torch.equal(fresh[0].weight, model[0].weight)
+    assert not fresh_opt.state
+
+
 @pytest.mark.parametrize(
     "extra",
     [
