@@ -61,6 +61,11 @@ class KeyMap:
         2-D values are transposed, 0-D and 1-D ones kept, higher ranks refused; a single string
         is one pattern.  Or a mapping ``{pattern: axes}`` giving the permutation
         (:func:`numpy.transpose`) for any rank.
+    renames
+        ``{name: new name}`` for exact names, all at once and before ``rules``: a swap
+        (``{"a": "b", "b": "a"}``) or a shift (``{"layers.0": "layers.1", "layers.1":
+        "layers.2"}``) renames each name once, where rules applied in order would rename
+        ``a`` to ``b`` and back.  :meth:`from_near_misses` makes one of these.
 
     Examples
     --------
@@ -78,8 +83,10 @@ class KeyMap:
         rules: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         *,
         transpose: Iterable[str] | Mapping[str, Sequence[int]] = (),
+        renames: Mapping[str, str] | None = None,
     ) -> None:
         self.rules = tuple((_compiled(p, r), r) for p, r in _rule_pairs(rules))
+        self.renames: dict[str, str] = _renames(renames)
         chosen = _transposes(transpose)
         self.transpose = tuple(_compiled(p) for p, _ in chosen)
         self.axes = tuple(a for _, a in chosen)
@@ -98,7 +105,8 @@ class KeyMap:
         Returns
         -------
         KeyMap
-            One exact rename per pair; a transpose for each pair that needs one.
+            The pairs as exact ``renames`` (each stored name renamed once, whatever the
+            other pairs rename); one transpose pattern selecting the pairs that need one.
 
         Examples
         --------
@@ -117,9 +125,10 @@ class KeyMap:
         misses = list(misses)
         for miss in misses:
             check_type(miss, NearMiss, "misses", expected, example)
+        flipped = [re.escape(m.wanted) for m in misses if m.transpose]
         return cls(
-            [(f"^{re.escape(m.stored)}$", m.wanted.replace("\\", "\\\\")) for m in misses],
-            transpose=[f"^{re.escape(m.wanted)}$" for m in misses if m.transpose],
+            renames={m.stored: m.wanted for m in misses},
+            transpose=[f"^(?:{'|'.join(flipped)})$"] if flipped else [],
         )
 
     def rename(self, name: str) -> str:
@@ -140,6 +149,7 @@ class KeyMap:
         >>> ck.KeyMap({r"^module\.": ""}).rename("module.encoder.weight")
         'encoder.weight'
         """
+        name = self.renames.get(name, name)
         for pattern, replacement in self.rules:
             name = pattern.sub(replacement, name)
         return name
@@ -231,10 +241,12 @@ class KeyMap:
 
     def __repr__(self) -> str:
         rules = ", ".join(f"{p.pattern!r}: {r!r}" for p, r in self.rules)
+        renames = f", renames={self.renames}" if self.renames else ""
         if any(a is not None for a in self.axes):
             chosen = {p.pattern: a for p, a in zip(self.transpose, self.axes, strict=True)}
-            return f"ck.KeyMap({{{rules}}}, transpose={chosen})"
-        return f"ck.KeyMap({{{rules}}}, transpose={[p.pattern for p in self.transpose]})"
+            return f"ck.KeyMap({{{rules}}}, transpose={chosen}{renames})"
+        patterns = [p.pattern for p in self.transpose]
+        return f"ck.KeyMap({{{rules}}}, transpose={patterns}{renames})"
 
 
 def check_key_map(key_map: KeyMap | None) -> None:
@@ -284,6 +296,22 @@ def _transposes(transpose: object) -> list[tuple[str, tuple[int, ...] | None]]:
             "transpose=['kernel$'] or transpose={'conv/kernel$': (2, 3, 1, 0)}",
         )
     return chosen
+
+
+def _renames(renames: object) -> dict[str, str]:
+    """``renames`` as a dict of strings (``None``: none)."""
+    if renames is None:
+        return {}
+    if isinstance(renames, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in renames.items()
+    ):
+        return dict(renames)
+    raise argument_error(
+        "renames",
+        "a dict {name: new name}, all str",
+        renames,
+        "renames={'encoder.0.weight': 'encoder.1.weight'}",
+    )
 
 
 def _compiled(pattern: str, replacement: str | None = None) -> re.Pattern[str]:
@@ -382,7 +410,7 @@ class MappedCheckpoint(StoredCheckpoint):
         for key, value in named.items():
             new = self.key_map.rename(key)
             if new in taken:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"KeyMap renames both {taken[new]!r} and {key!r} to {new!r}; make the rules "
                     "more specific."
                 )

@@ -158,6 +158,24 @@ def test_near_misses_suggest_the_torch_to_dense_mapping(fixtures_dir):
     np.testing.assert_array_equal(model.fc1.kernel.numpy(), source.get_tensor("fc1.weight").T)
 
 
+@pytest.mark.parametrize(
+    "pairs",
+    [[("b", "a"), ("a", "b")], [("a", "b"), ("b", "c")]],
+    ids=["swapped", "shifted"],
+)
+def test_a_key_map_from_near_misses_renames_each_name_once(tmp_path, pairs):
+    """Accepted suggestions that chain (a layer inserted in front shifts every name by one) or
+    swap: each stored name goes to its own pair's name, not on through the next pair."""
+    path = ck.Saver({"a": ck.Variable(1.0), "b": ck.Variable(2.0)}).save(str(tmp_path / "c"))
+    misses = [ck.NearMiss(stored=s, wanted=w, reason="") for s, w in pairs]
+    key_map = ck.KeyMap.from_near_misses(misses)
+    wanted = {w: ck.Variable(0.0, name=w) for _, w in pairs}
+    ck.Checkpoint(**{f"v{w}": v for w, v in wanted.items()}).restore(path, key_map=key_map)
+    saved = {"a": 1.0, "b": 2.0}
+    assert {w: float(wanted[w].numpy()) for _, w in pairs} == {w: saved[s] for s, w in pairs}
+    assert key_map.rename("a") == dict(pairs)["a"]
+
+
 def test_key_map_collisions_are_refused(fixtures_dir):
     path = str(fixtures_dir / "torch" / "state_dict.pt")
     with pytest.raises(ValueError, match="renames both"):
