@@ -5,6 +5,7 @@ Behaviours of docs/semantics.md sections F, I, L and N.
 
 import gc
 import shutil
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -600,3 +601,74 @@ def test_a_waiting_restore_whose_checkpoint_went_away_says_so(ckpt_dir, change, 
         create_and_run()
     if change == "written again":
         assert ck.storage.verify_checkpoint(path) == []  # not damaged: another checkpoint
+
+
+def _training_checkpoints(ckpt_dir, count, **more):
+    """``count`` checkpoints of one run: a model and an optimizer with slots (and ``more``)."""
+    model, optimizer = module(w=ck.Variable(np.zeros(2))), ck.optimizers.SGD(1.0, momentum=0.5)
+    ckpt = ck.Checkpoint(model=model, optimizer=optimizer, **more)
+    paths = []
+    for step in range(count):
+        optimizer.apply_gradients([(np.full(2, step + 1.0), model.w)])
+        paths.append(ckpt.write(ckpt_dir / f"ckpt-{step}"))
+    return paths
+
+
+def test_restoring_in_a_loop_keeps_one_restore_waiting(ckpt_dir):
+    """S41: an evaluation loop restores a run's checkpoints into a model without its optimizer.
+    Each restore leaves the optimizer waiting; an older restore of a checkpoint laid out alike
+    whose status is gone stops waiting (nothing could tell it apart from the newer one), so
+    the loop does not keep every restore alive. The optimizer attached afterwards gets the
+    newest checkpoint's slots."""
+    paths = _training_checkpoints(ckpt_dir, 4)
+    model = module(w=ck.Variable(np.zeros(2)))
+    ckpt = ck.Checkpoint(model=model)
+    coordinators = []
+    for path in paths:
+        status = ckpt.restore(path).expect_partial()
+        coordinators.append(weakref.ref(status._coordinator))
+        del status
+    gc.collect()
+    assert [ref() is not None for ref in coordinators] == [False, False, False, True]
+    optimizer = ck.optimizers.SGD(1.0, momentum=0.5)
+    ckpt.optimizer = optimizer
+    newest = ck.load_checkpoint(paths[-1])
+    slot = "model/w/.OPTIMIZER_SLOT/optimizer/momentum/.ATTRIBUTES/VARIABLE_VALUE"
+    assert optimizer.get_slot(model.w, "momentum").numpy().tolist() == (
+        newest.get_tensor(slot).tolist()
+    )
+
+
+def test_a_restore_whose_status_is_kept_or_laid_out_differently_keeps_waiting(ckpt_dir):
+    """Only a restore nobody can observe is dropped, and only for a newer one that writes all
+    it would: a kept status still sees its values restored on attach (S41), and a checkpoint
+    laid out differently still gives what the newer one lacks."""
+    first, second = _training_checkpoints(ckpt_dir, 2)
+    (other,) = _training_checkpoints(ckpt_dir / "more", 1, extra=ck.Variable(1.0))
+    ckpt = ck.Checkpoint(model=module(w=ck.Variable(np.zeros(2))))
+    kept = ckpt.restore(first).expect_partial()
+    dropped = weakref.ref(ckpt.restore(other).expect_partial()._coordinator)
+    ckpt.restore(second).expect_partial()
+    gc.collect()
+    assert dropped() is not None  # it holds a value the newer one lacks
+    ckpt.optimizer = ck.optimizers.SGD(1.0, momentum=0.5)
+    assert "optimizer" in {e.path.split("/")[0] for e in kept.report().matched}
+
+
+def test_name_based_restores_in_a_loop_keep_one_restore_armed(ckpt_dir):
+    """The same for name-based checkpoints: each restore stays armed on every module for
+    objects attached later (S77); an older one of the same names whose status is gone
+    stops."""
+    paths = [
+        ck.Saver({"dense/w": ck.Variable(float(step))}).save(str(ckpt_dir / f"n{step}"))
+        for step in range(3)
+    ]
+    model = module(dense=module(w=ck.Variable(0.0, name="dense/w")))
+    restores = []
+    for path in paths:
+        status = ck.Checkpoint(model=model).restore(path)
+        restores.append(weakref.ref(status._restore))
+        del status
+    gc.collect()
+    assert [ref() is not None for ref in restores] == [False, False, True]
+    assert float(model.dense.w.numpy()) == 2.0

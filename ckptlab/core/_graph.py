@@ -188,6 +188,16 @@ class GraphColumns:
                 columns.slot_nodes.append(ref.node)
         return columns
 
+    def same_as(self, other: GraphColumns) -> bool:
+        """Whether ``other`` holds the same graph, column for column.
+
+        Examples
+        --------
+        >>> GraphColumns.empty().same_as(GraphColumns.empty())
+        True
+        """
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
+
 
 PATH_DEPTH = 64
 """Names per object, on average, that the paths of a graph read from a file may take."""

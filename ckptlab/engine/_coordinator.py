@@ -165,6 +165,9 @@ class RestoreCoordinator:
         a Keras optimizer that is not built yet): pending until then."""
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
+        self._replaces: dict[int, bool] = {}
+        """uid of an older restore -> whether this one replaces it (:meth:`replaces`)."""
+        self.status: weakref.ref[Any] | None = None
         self.revision = Revision()
 
     # -- restoring --------------------------------------------------------------------------
@@ -213,6 +216,24 @@ class RestoreCoordinator:
             if reason:
                 self.given_up.update(dict.fromkeys(nodes, reason))
             self.revision.bump()
+
+    def replaces(self, older: _execute.Restorer) -> bool:
+        """Whether this restore writes all that ``older`` still could (see ``Restorer``).
+
+        Both eager, ``older`` the older one, and their checkpoints laid out alike: the same
+        graph, column for column, and the same value specs.  Decided once per pair.
+        """
+        if not isinstance(older, RestoreCoordinator) or older.uid >= self.uid:
+            return False
+        known = self._replaces.get(older.uid)
+        if known is None:
+            known = self._replaces[older.uid] = (
+                not (self.lazy or older.lazy)
+                and self.skip_slots == older.skip_slots
+                and self.stored == older.stored
+                and self.graph.columns.same_as(older.graph.columns)
+            )
+        return known
 
     def _plan(self, starts: list[tuple[int, Any]]) -> tuple[RestorePlan[Any], list[Write]]:
         plan = plan_restore(

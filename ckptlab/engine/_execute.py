@@ -10,6 +10,7 @@ never in the objects, so copying or pickling a model never drags a restore along
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
@@ -44,6 +45,18 @@ class Restorer(Protocol):
         """Name-based restores: like :meth:`prepare` for every value below ``obj``.
 
         ``obj`` is about to become ``parent``'s dependency ``name``.
+        """
+        ...
+
+    status: weakref.ref[Any] | None
+    """The status reporting this restore, while it lives (set by the status)."""
+
+    def replaces(self, older: Restorer) -> bool:
+        """Whether this restore, newer than ``older``, writes all ``older`` still could.
+
+        Two eager restores of checkpoints laid out alike (the same graph and value specs; an
+        evaluation loop over one run's checkpoints) check the same values against the same
+        objects and fill them, and the newer one's values win (docs/semantics.md S41).
         """
         ...
 
@@ -113,17 +126,45 @@ def _record(target: Any, uid: int) -> None:
 """object holding a value -> uid of the newest restore that wrote it."""
 
 
+SUPERSEDED = "a newer restore of a checkpoint laid out alike waits for this object instead"
+"""Why an older restore stopped waiting (:meth:`Restorer.replaces`)."""
+
+
+def _superseded(older: Restorer, newer: Restorer) -> bool:
+    """Whether ``older`` may stop waiting: ``newer`` replaces it and no status reports it.
+
+    Then dropping it changes nothing anyone can see, and restoring in a loop (an evaluation
+    over a run's checkpoints, each restore leaving the optimizer waiting) keeps one restore
+    waiting instead of every one of them (docs/semantics.md S41).
+    """
+    status = older.status() if older.status is not None else None
+    return status is None and newer.replaces(older)
+
+
 def arm_deferral(parent: Any, name: str, position: Position) -> None:
-    """Remember that ``parent``'s future dependency ``name`` should be restored."""
+    """Remember that ``parent``'s future dependency ``name`` should be restored.
+
+    An older restore waiting at the same place that ``position``'s restore supersedes
+    (:func:`_superseded`) stops waiting.
+    """
     table: dict[str, list[Position]] = _DEFERRED.setdefault(parent, dict)
-    table.setdefault(name, []).append(position)
+    waiting = table.setdefault(name, [])
+    restorer, node = position
+    for older in [p for p in waiting if p[1] == node and _superseded(p[0], restorer)]:
+        waiting.remove(older)
+        older[0].give_up([node], SUPERSEDED)
+    waiting.append(position)
     require_adapter(parent).watch(parent, name)
 
 
 def arm_name_based(obj: Any, restorer: Restorer) -> None:
-    """Remember that dependencies added below ``obj`` should be restored by name."""
+    """Remember that dependencies added below ``obj`` should be restored by name.
+
+    Older restores that ``restorer`` supersedes (:func:`_superseded`) stop waiting.
+    """
     waiting: list[Restorer] = _NAME_BASED.setdefault(obj, list)
     if restorer not in waiting:
+        waiting[:] = [older for older in waiting if not _superseded(older, restorer)]
         waiting.append(restorer)
 
 

@@ -7,6 +7,7 @@ offers ``report()``, a frozen snapshot of every match state, which the explorer 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,6 +76,7 @@ class CheckpointLoadStatus(_StatusDisplay):
 
     def __init__(self, coordinator: RestoreCoordinator) -> None:
         self._coordinator = coordinator
+        coordinator.status = weakref.ref(self)
 
     def _check(self, message: str | None) -> CheckpointLoadStatus:
         if message is not None:
@@ -426,6 +428,7 @@ class NameBasedSaverStatus(_StatusDisplay):
     def __init__(self, restore: NameBasedRestore, exempt: list[Any]) -> None:
         self._restore = restore
         self._exempt = exempt
+        restore.status = weakref.ref(self)
 
     def _check(self) -> NameBasedSaverStatus:
         report = self.report()
