@@ -8,6 +8,7 @@ import errno
 import os
 import pathlib
 import pickle
+import shutil
 import signal
 
 import numpy as np
@@ -565,6 +566,32 @@ def test_a_full_disk_names_the_checkpoint_being_saved(tmp_path, no_space):
     assert isinstance(caught.value.__cause__, OSError) and ".tmp-" not in str(caught.value)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-1"]
     assert ck.latest_checkpoint(tmp_path) == first and int(ckpt.save_counter.numpy()) == 1
+
+
+def test_a_run_directory_removed_during_a_save_names_the_checkpoint(tmp_path, monkeypatch):
+    """``rm -rf`` of the run directory (another job's clean-up) as a save publishes: the
+    missing-file error named the deleted staging copy (``.ckpt-2.tmp-<uuid>``), since only
+    storage errors of other kinds were retold; it names ckpt-2, as a full disk's does."""
+    from ckptlab.storage import LocalStore
+
+    run = tmp_path / "runs"
+    ckpt = ck.Checkpoint(v=ck.Variable(np.ones(1000, np.float32)))
+    ckpt.save(run / "ckpt", options=ck.WriteOptions(progress=False))
+    rename = LocalStore.rename
+
+    def removed_first(store, source, target, *, durable):
+        shutil.rmtree(run)
+        rename(store, source, target, durable=durable)
+
+    monkeypatch.setattr(LocalStore, "rename", removed_first)
+    with pytest.raises(ck.NotFoundError) as caught:
+        ckpt.save(run / "ckpt", options=ck.WriteOptions(progress=False))
+    assert str(caught.value).startswith(
+        f"Could not write {run / 'ckpt-2'}: No such file or directory. Check the storage"
+    )
+    assert ".tmp-" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, FileNotFoundError)  # names the staging copy
+    assert not run.exists() and int(ckpt.save_counter.numpy()) == 1
 
 
 def test_a_plain_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_space):

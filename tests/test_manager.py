@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -687,6 +688,34 @@ def test_plain_save_next_to_a_manager_of_this_process_is_allowed(tmp_path):
     state = state_of(tmp_path)
     assert state.all_paths == ("ckpt-1", "ckpt-2")
     assert state.timestamps == (clock.now - 3600.0, clock.now)
+
+
+def test_saves_recording_at_once_in_one_directory_lose_nothing(tmp_path, monkeypatch):
+    """The manager's background save replaces the state file while a plain save does: each
+    writes its own hidden ``.checkpoint.tmp-*`` and renames it.  Before, the plain save removed
+    every such file as a killed writer's leftover, the manager's among them, so that save
+    failed after its commit and deleted ckpt-1.  The state file names the save recorded last
+    (here ckpt-1, though the plain save finished first), as in TF."""
+    held, opened = threading.Event(), threading.Event()
+    original = os.replace
+
+    def replace(source, target):
+        if os.path.basename(source).startswith(".checkpoint.tmp-") and not held.is_set():
+            held.set()  # the first state-file write waits until the plain save is done
+            assert opened.wait(30)
+        original(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    manager = ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=3)
+    handle = manager.save(blocking=False, options=FAST)
+    assert held.wait(30)
+    ema = ck.Checkpoint(w=ck.Variable(np.ones(3, "float32"))).save(tmp_path / "ema", options=FAST)
+    assert ck.latest_checkpoint(tmp_path) == ema
+    opened.set()
+    assert handle.result(timeout=30) == os.fspath(tmp_path / "ckpt-1")
+    assert is_committed(LocalStore(), handle.path) and is_committed(LocalStore(), ema)
+    assert ck.latest_checkpoint(tmp_path) == handle.path
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
 
 
 # -- a save that fails after its checkpoint is committed --------------------------------------

@@ -143,8 +143,10 @@ def told_as(error: BaseException, where: str) -> BaseException:
 
     The staging copy (``.ckpt-3.tmp-<uuid>/data/float32/0``) is deleted by the time anyone
     reads the message, so it names the checkpoint being written; the class, ``errno``,
-    ``strerror`` and notes are kept, and ``filename`` is ``where``.  Other errors are returned
-    as they are.
+    ``strerror`` and notes are kept, and ``filename`` is ``where``.  A missing file (a
+    :class:`NotFoundError`, not a :class:`StorageError`: the directory was removed meanwhile)
+    is told the same way, with the reason of the ``OSError`` that caused it.  Other errors are
+    returned as they are.
 
     Examples
     --------
@@ -153,9 +155,13 @@ def told_as(error: BaseException, where: str) -> BaseException:
     >>> str(told).split(".")[0], told.errno, told.filename
     ('Could not write /r/c-3: No space left on device', 28, '/r/c-3')
     """
-    if not isinstance(error, StorageError):
+    if not isinstance(error, StorageError | NotFoundError):
         return error
-    reason = error.strerror or f"{type(error).__name__}: {error}"
+    reason = (
+        error.strerror
+        or getattr(error.__cause__, "strerror", None)
+        or f"{type(error).__name__}: {error}"
+    )
     told = restate(error, f"Could not write {where}: {reason}. {_advice(error, where)}")
     if isinstance(told, StorageError):
         told.filename = where

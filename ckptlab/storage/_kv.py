@@ -11,6 +11,7 @@ passes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -180,23 +181,30 @@ class LocalStore:
     def replace(self, key: str, data: Buffer, *, durable: bool) -> None:
         """Write a hidden temporary sibling, fsync it, rename it over ``key``, fsync the directory.
 
-        Temporary siblings left by an earlier replace that was killed are removed first.
+        Several writers may replace one file at once (threads, processes): each holds an
+        ``flock`` on its temporary from creating it until it is renamed, so temporaries nobody
+        holds are what killed writers left (the kernel released their locks); those are
+        removed first, and a live writer's is never touched.
         """
         parent, name = os.path.split(key)
+        prefix = f".{name}.tmp-"
         for entry in self.list_dir(parent):
-            if entry.startswith(f".{name}.tmp-"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(parent, entry))
-        temporary = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
+            if entry.startswith(prefix):
+                _remove_if_abandoned(os.path.join(parent, entry))
+        temporary, fd = _create_locked(parent, prefix)
         try:
-            self.write(temporary, [data], durable=durable)
+            _write_all(fd, [data])
+            if durable:
+                os.fsync(fd)
             os.replace(temporary, key)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
+        finally:
+            os.close(fd)  # releases the lock
         if durable:
-            fsync_dir(os.path.dirname(key) or ".")
+            fsync_dir(parent or ".")
 
     @translate_faults("read")
     def read(self, key: str) -> bytes:
@@ -284,6 +292,45 @@ class LocalStore:
         """Fsync every directory below ``key`` (files were fsynced when written)."""
         for directory in _walk_dirs(key):
             fsync_dir(directory)
+
+
+def _create_locked(parent: str, prefix: str) -> tuple[str, int]:
+    """Create ``parent/<prefix><hex>`` and ``flock`` it; return its path and descriptor.
+
+    A writer removing abandoned temporaries (:func:`_remove_if_abandoned`) may take one in the
+    instant between its creation and its lock; then it is gone, and another is created.
+    """
+    os.makedirs(parent or ".", exist_ok=True)
+    while True:
+        path = os.path.join(parent, f"{prefix}{uuid.uuid4().hex}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return path, fd
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
+        os.close(fd)
+
+
+def _remove_if_abandoned(path: str) -> None:
+    """Remove the temporary ``path`` unless its writer holds it (see :func:`_create_locked`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # its writer renamed it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # its writer is alive
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def _mode(path: str) -> int:

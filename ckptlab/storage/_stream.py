@@ -10,11 +10,12 @@ byte ranges they want at shard boundaries.  FORMAT.md section 4.2 describes the 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import crc32c
 import numpy as np
@@ -22,6 +23,8 @@ import numpy as np
 from ckptlab.core import ITEMSIZE, ArrayInfo
 from ckptlab.storage._kv import Buffer
 from ckptlab.storage._layout import shard_chunks, shard_count, shard_index
+
+T = TypeVar("T")
 
 STEP = 4 * 2**20
 """Bytes handed to the store per batch (and checksummed just before): fits the cache."""
@@ -40,10 +43,42 @@ def two_threads(nbytes: int, threshold: int) -> bool:
     return nbytes >= threshold and (os.cpu_count() or 1) > 1
 
 
-_shared: ThreadPoolExecutor | None = None
+class Helper:
+    """One daemon thread that runs the jobs handed to :meth:`submit`, first in, first out.
+
+    Not a ``concurrent.futures`` executor: at interpreter exit Python shuts those down (no new
+    jobs) *before* it joins the non-daemon threads still running, so a background save still
+    writing then could not hand over its checksums and failed.  This thread takes jobs as long
+    as the process runs; being a daemon, it does not keep the process alive when idle.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="ckptlab-helper", daemon=True).start()
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        """Queue ``job``; its future holds what it returns or raises."""
+        future: Future[T] = Future()
+        self._jobs.put((future, job))
+        return future
+
+    def _serve(self) -> None:
+        _thread.helper = True
+        while True:
+            future, job = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as error:
+                future.set_exception(error)
+            del future, job  # hold no job's memory while waiting for the next
 
 
-def shared_helper() -> ThreadPoolExecutor:
+_shared: Helper | None = None
+
+
+def shared_helper() -> Helper:
     """The process's one waiting helper thread, for work split per call (one value's pieces).
 
     Starting a thread costs ~0.1 ms, a tenth of reading a few MiB from the page cache, so work
@@ -54,15 +89,11 @@ def shared_helper() -> ThreadPoolExecutor:
     """
     global _shared
     if _shared is None:
-        _shared = ThreadPoolExecutor(1, "ckptlab-read", initializer=_mark_helper)
+        _shared = Helper()
     return _shared
 
 
 _thread = threading.local()
-
-
-def _mark_helper() -> None:
-    _thread.helper = True
 
 
 def on_helper() -> bool:

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,44 @@ def test_overwriting_a_checkpoint_fsyncs_its_directory_after_the_swap(tmp_path, 
     assert [e for e in events if e[0] == "fsync"] == []
 
 
-def test_state_file_replacement_leaves_no_temporary_files(tmp_path):
-    store = LocalStore()
-    (tmp_path / ".checkpoint.tmp-deadbeef").write_text("left by a killed save")
-    store.replace(str(tmp_path / "checkpoint"), b'model_checkpoint_path: "a"\n', durable=True)
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+PAUSED_IN_REPLACE = """
+    import os, sys, time
+    from ckptlab.storage import LocalStore
+    key, text, then = sys.argv[1:]
+    rename = os.replace
+    def paused(source, target):
+        print("PAUSED", flush=True)  # its temporary state file is written
+        sys.stdin.readline() if then == "go on" else time.sleep(600)
+        rename(source, target)
+    os.replace = paused
+    LocalStore().replace(key, text.encode(), durable=True)
+"""
+
+
+def test_replacing_the_state_file_removes_what_killed_writers_left_but_not_live_ones(
+    tmp_path, kill_at_marker
+):
+    """Each writer of a state file writes a hidden ``.checkpoint.tmp-<hex>`` and renames it.
+    A replace removes those a killed writer left (they never pile up), but not the one another
+    process is writing now; before, it removed that one too, and the other save failed."""
+    key = str(tmp_path / "checkpoint")
+    kill_at_marker(PAUSED_IN_REPLACE, key, "killed", "die", marker="PAUSED")
+    [killed] = os.listdir(tmp_path)
+    live = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PAUSED_IN_REPLACE), key, "other", "go on"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert live.stdout.readline() == "PAUSED\n"
+        [other] = set(os.listdir(tmp_path)) - {killed}
+        LocalStore().replace(key, b"this process", durable=True)
+        assert sorted(os.listdir(tmp_path)) == sorted([other, "checkpoint"])
+        live.communicate("\n", timeout=60)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 0
+    assert os.listdir(tmp_path) == ["checkpoint"]
+    assert (tmp_path / "checkpoint").read_text() == "other"  # recorded last
