@@ -32,6 +32,9 @@ class ValueSpec:
 
     shape: Shape
     dtype: str
+    also: tuple[str, ...] = ()
+    """Further dtypes the value takes (program side only): an abstract JAX scalar of weak type
+    stands for a Python number as much as for an array of its own dtype (docs/jax.md)."""
 
     def accepts(self, stored: ValueSpec) -> bool:
         """Whether a stored value of spec ``stored`` can be restored into this one.
@@ -42,7 +45,21 @@ class ValueSpec:
         >>> wanted.accepts(ValueSpec(shape=(7, 3), dtype="float32"))
         True
         """
-        return self.dtype == stored.dtype and self.shape_accepts(stored.shape)
+        return self.takes_dtype(stored.dtype) and self.shape_accepts(stored.shape)
+
+    def takes_dtype(self, dtype: str) -> bool:
+        """Whether a stored value of ``dtype`` can be restored into this one (never cast).
+
+        Examples
+        --------
+        >>> ValueSpec(shape=(), dtype="float32", also=("float64",)).takes_dtype("float64")
+        True
+        """
+        return dtype == self.dtype or dtype in self.also
+
+    def describe_dtype(self) -> str:
+        """The dtype, or the dtypes it takes: ``float32 or float64``."""
+        return " or ".join((self.dtype, *self.also))
 
     def shape_accepts(self, shape: Shape) -> bool:
         """Whether ``shape`` fits this spec's shape (``None`` dims match anything)."""
@@ -54,7 +71,7 @@ class ValueSpec:
         """Short text such as ``(3, 4) float32``."""
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
         trailing = "," if len(self.shape) == 1 else ""
-        return f"({dims}{trailing}) {self.dtype}"
+        return f"({dims}{trailing}) {self.describe_dtype()}"
 
 
 # Not frozen (nor the other records built once per value): a frozen dataclass pays a

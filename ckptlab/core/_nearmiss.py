@@ -73,7 +73,7 @@ def _canonical(name: str, rank: int) -> tuple[str, ...]:
 
 def _fit(stored: ValueSpec, wanted: ValueSpec) -> bool | None:
     """``False``: fits as is; ``True``: fits transposed; ``None``: does not fit."""
-    if stored.dtype != wanted.dtype:
+    if not wanted.takes_dtype(stored.dtype):
         return None
     if wanted.shape_accepts(stored.shape):
         return False

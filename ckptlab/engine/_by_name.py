@@ -652,7 +652,8 @@ class NameBasedRestore:
             )
         if queued.conflict == "dtype":
             return "dtype_conflict", (
-                f"dtype: program {queued.expected.dtype}, checkpoint {queued.stored.dtype}"
+                f"dtype: program {queued.expected.describe_dtype()}, checkpoint "
+                f"{queued.stored.dtype}"
             )
         return "bound", "run_restore_ops() writes it"
 

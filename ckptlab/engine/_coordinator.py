@@ -112,7 +112,7 @@ def conflict_error(
             )
         else:
             what = (
-                f"expected dtype {item.expected.dtype} does not equal original dtype "
+                f"expected dtype {item.expected.describe_dtype()} does not equal original dtype "
                 f"{item.stored.dtype}"
             )
         lines.append(f"  {path} ({item.key}): {what}")

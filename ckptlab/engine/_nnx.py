@@ -20,7 +20,9 @@ mapping (docs/jax.md):
 * a restore gives each value a *new* array, of the target's dtype, placed with the target's
   sharding (``jax.device_put``); the old array is never written to (a jitted step may have
   donated it).  An abstract value (``nnx.eval_shape``) gets a real array, on its
-  ``ShapeDtypeStruct``'s sharding when it has one, else on JAX's default device;
+  ``ShapeDtypeStruct``'s sharding when it has one, else on JAX's default device; a weakly
+  typed 0-d one (what ``eval_shape`` makes of a number) takes a saved Python number too and
+  becomes that number;
 * an ``nnx.Optimizer``'s ``step`` and the optax state that is not per parameter (``count``)
   are values below it; per-parameter state (``mu``, ``nu``: the ``OptVariable`` entries of an
   ``nnx.State`` that mirrors the parameters) are slots of the parameter they mirror, except
@@ -222,12 +224,37 @@ def _is_key(value: Any) -> bool:
     return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
 
 
+_NUMBER_DTYPES = {"f": "float64", "i": "int64", "c": "complex128"}
+"""What a Python number of each kind is saved as (``np.asarray(1.5).dtype``)."""
+
+
+def _number_dtype(value: Any) -> str | None:
+    """The dtype a Python number saved at ``value``'s place has, when it differs from its own.
+
+    ``nnx.eval_shape`` turns a number (``nnx.data(1.5)``, ``nnx.Variable(3)``) into a weakly
+    typed 0-d ``ShapeDtypeStruct`` of JAX's dtype for it (``float32``, ``int32`` without x64),
+    which a weakly typed array (``jnp.asarray(1.5)``, saved as ``float32``) becomes too.  So
+    such a struct takes either; a bool or a numpy scalar is not weakly typed and takes only
+    its dtype.
+    """
+    if not (isinstance(value, jax.ShapeDtypeStruct) and value.weak_type and value.shape == ()):
+        return None
+    dtype = np.dtype(value.dtype)
+    number = _NUMBER_DTYPES.get(dtype.kind)
+    return None if number == dtype.name else number
+
+
 def _spec_of(value: Any) -> ValueSpec | None:
     if _is_key(value):
         data = jax.eval_shape(jax.random.key_data, value)
         return ValueSpec(shape=tuple(data.shape), dtype=np.dtype(data.dtype).name)
     if _is_array(value):
-        return ValueSpec(shape=tuple(value.shape), dtype=np.dtype(value.dtype).name)
+        number = _number_dtype(value)
+        return ValueSpec(
+            shape=tuple(value.shape),
+            dtype=np.dtype(value.dtype).name,
+            also=() if number is None else (number,),
+        )
     if isinstance(value, bool | int | float | complex | np.generic):
         return ValueSpec(shape=(), dtype=np.asarray(value).dtype.name)
     if isinstance(value, str):
@@ -251,6 +278,8 @@ def _new_value(old: Any, array: np.ndarray[Any, Any]) -> Any:
         # P(None,), of rank 1): the data goes there, then is wrapped.
         data = jax.device_put(array, _sharding(old))
         return jax.random.wrap_key_data(data, impl=impl)
+    if array.dtype.name == _number_dtype(old):
+        return array.item()  # an abstract Python number: the number saved
     if isinstance(old, jax.Array | jax.ShapeDtypeStruct):
         return jax.device_put(array, _sharding(old))
     if isinstance(old, np.ndarray):

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from ckptlab.core import ValueSpec, is_floating
 from ckptlab.errors import (
     CkptlabError,
     CorruptCheckpointError,
+    InvalidArgumentError,
     NotFoundError,
     UnsupportedFormatError,
 )
@@ -51,6 +53,8 @@ from ckptlab.storage import (
 )
 
 Progress = Callable[[float, str], None]
+Pick = int | str | os.PathLike[str]
+"""A checkpoint of a run: an index (negative from the newest) or a path (see ``pick``)."""
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
 _EXTENSIONS = re.compile(r"(\.(weights|h5|hdf5|keras|pt|pth|bin|safetensors|gguf|json|npz))+\Z")
 """File extensions left out of a step number (``epoch_3.weights.h5`` is step 3, not 5)."""
@@ -417,22 +421,83 @@ class TimelineSource(DiffSource):
         raise timeline.unreadable[count - 1]
 
     def _pick(self, a: int, b: int) -> None:
-        count = len(self.timeline.run)
-        a, b = a % count, b % count
         left, right = self.timeline.open(a), self.timeline.open(b)
         result: Diff = compare_stored(left, right)
         self.a_index, self.b_index = a, b
         super().__init__(result, left, right)
 
-    def pick(self, a: int, b: int) -> GraphView:
-        """Compare checkpoints ``a`` and ``b`` (indices into the run) from now on.
+    def pick(self, a: Pick, b: Pick) -> GraphView:
+        """Compare checkpoints ``a`` and ``b`` of the run from now on.
 
-        Raises the error of an unreadable one (what the timeline marks), changing nothing.
+        Each is an index into the run, oldest first (``-1`` is the newest, as Python counts),
+        or a checkpoint's path as the timeline shows it (``timeline_table()["path"]``), or its
+        last components (``ckpt-10``, ``checkpoint-500/model.safetensors``).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``a`` or ``b`` is no checkpoint of the run (the message names the valid ones).
+        CkptlabError
+            The error of an unreadable checkpoint (what the timeline marks).
+
+        Either way nothing changes.
         """
-        self._pick(a, b)
+        run = [c.path for c in self.timeline.run]
+        self._pick(run_index(run, a, "a"), run_index(run, b, "b"))
         return self.view()
 
     def timeline_data(self, progress: Progress | None = None) -> TimelineData:
         """The run's points and per-module series (computed lazily, with progress)."""
         self.timeline.compute(progress)
         return self.timeline.data(self.a_index, self.b_index)
+
+
+def run_index(run: Sequence[str], which: object, argument: str) -> int:
+    """The index of checkpoint ``which`` in ``run`` (its paths, oldest first).
+
+    Examples
+    --------
+    >>> run = ["/runs/ckpt-1", "/runs/ckpt-2", "/runs/ckpt-3"]
+    >>> run_index(run, -1, "b"), run_index(run, "ckpt-2", "a"), run_index(run, "/runs/ckpt-1", "a")
+    (2, 1, 0)
+    >>> run_index(run, 7, "b")
+    Traceback (most recent call last):
+    ...
+    ckptlab.errors.InvalidArgumentError: pick(): b=7 is not a checkpoint of this run of 3: ...
+    """
+    count, what = len(run), repr(which)
+    given = os.fspath(which) if isinstance(which, str | os.PathLike) else None
+    if isinstance(given, str) and given:
+        exact = _comparable(given)
+        relative = "://" not in given and not os.path.isabs(given)
+        tail = "/" + os.path.normpath(given) if relative else None
+        found = [
+            i
+            for i, path in enumerate(map(_comparable, run))
+            if path == exact or (tail is not None and path.endswith(tail))
+        ]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            what = f"{which!r} (it names {len(found)} of them)"
+    elif (
+        isinstance(which, SupportsIndex)
+        and not isinstance(which, bool | np.bool_)
+        and -count <= operator.index(which) < count
+    ):
+        return operator.index(which) % count
+    ends = [repr(p) for p in run] if count <= 4 else [repr(run[0]), "...", repr(run[-1])]
+    shown = ", ".join(ends)
+    raise InvalidArgumentError(
+        f"pick(): {argument}={what} is not a checkpoint of this run of {count}: pass an index "
+        f"from 0 (the oldest) to {count - 1}, or from -{count} to -1 (-1 is the newest), or a "
+        f"checkpoint's path as the timeline shows it or its last part ({shown}; all in "
+        'w.timeline_table()["path"]).'
+    )
+
+
+def _comparable(path: str) -> str:
+    """``path`` as :func:`run_index` compares it: local paths absolute, without trailing '/'."""
+    if "://" in path:
+        return path.rstrip("/")
+    return os.path.normpath(path) if os.path.isabs(path) else os.path.abspath(path)

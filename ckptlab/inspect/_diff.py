@@ -154,8 +154,12 @@ class CheckpointDiff:
         return ", ".join(parts) if parts else "both empty"
 
     def most_changed(self, n: int | None = None) -> list[DiffEntry]:
-        """Compared values, largest relative L2 change first (the top ``n``, or all)."""
-        compared = [e for e in self.entries if e.rel_l2 is not None]
+        """Measured values, largest relative L2 change first (the top ``n``, or all).
+
+        Only floating-point values are ranked: counters and bytes are compared exactly
+        (``changed``) but not measured (docs/explorer.md).
+        """
+        compared = [e for e in self.entries if _measured(e)]
         compared.sort(key=lambda e: (-(e.rel_l2 or 0.0), e.key))
         return compared[:n] if n is not None else compared
 
@@ -166,7 +170,7 @@ class CheckpointDiff:
             groups.setdefault(entry.module, []).append(entry)
         out = []
         for module, entries in groups.items():
-            compared = [e for e in entries if e.delta_squares is not None and _measured(e)]
+            compared = [e for e in entries if _measured(e)]
             delta = sum(e.delta_squares or 0.0 for e in compared)
             base = sum(e.base_squares or 0.0 for e in compared)
             diffs = [e.max_abs_diff for e in compared if e.max_abs_diff is not None]
@@ -207,12 +211,19 @@ class CheckpointDiff:
 
 
 def _measured(entry: DiffEntry) -> bool:
-    """Whether an entry's change counts in its module's total (weights, not counters).
+    """Whether an entry's change is measured (heat, module totals, the ranking).
 
-    Integers and bytes (step counters, Python state) are compared exactly but not measured.
+    Only floating-point values compared element by element (same shape and dtype): weights,
+    not counters.  Integers and bytes (step counters, Python state) are compared exactly but
+    not measured.
     """
     spec = entry.b or entry.a
-    return spec is not None and is_floating(spec.dtype)
+    return (
+        entry.delta_squares is not None
+        and entry.base_squares is not None
+        and spec is not None
+        and is_floating(spec.dtype)
+    )
 
 
 def diff_view(diff: CheckpointDiff) -> GraphView:
@@ -226,9 +237,9 @@ def diff_view(diff: CheckpointDiff) -> GraphView:
             program=e.a,
             reason=e.reason,
             optimizer=e.optimizer,
-            change=None
-            if e.delta_squares is None or e.base_squares is None or not _measured(e)
-            else (e.max_abs_diff or 0.0, e.delta_squares, e.base_squares),
+            change=(e.max_abs_diff or 0.0, e.delta_squares or 0.0, e.base_squares or 0.0)
+            if _measured(e)
+            else None,
         )
         for e in diff.entries
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pathlib
 import weakref
 from collections.abc import Iterable, Sequence
@@ -241,15 +242,21 @@ class ExplorerWidget(anywidget.AnyWidget):
         finally:
             self.progress = ""
 
-    def pick(self, a: int, b: int) -> None:
-        """Training runs: compare checkpoints ``a`` and ``b`` (indices into the timeline)."""
-        picker = getattr(self._source, "pick", None)
-        if picker is None:
+    def pick(self, a: int | str | os.PathLike[str], b: int | str | os.PathLike[str]) -> None:
+        """Training runs: compare checkpoints ``a`` and ``b`` from now on.
+
+        Each is an index into the timeline, oldest first (``-1`` is the newest), or a
+        checkpoint's path as the timeline shows it, or its last part (``ckpt-10``).  Anything
+        else raises :class:`ck.InvalidArgumentError` naming the valid ones; an unreadable
+        checkpoint raises its error.  Either way the comparison stays as it was.
+        """
+        source: Any = self._source
+        if getattr(source, "pick", None) is None:
             raise ValueError("Only the explorer of a training run picks checkpoints.")
         with gc_paused():
-            self._show(picker(a, b), resend=True)
-        if self.timeline:
-            self.timeline = {**self.timeline, "a": a, "b": b}
+            self._show(source.pick(a, b), resend=True)
+        if self.timeline:  # the indices the run's points are drawn by
+            self.timeline = {**self.timeline, "a": source.a_index, "b": source.b_index}
 
     def load_timeline(self) -> dict[str, Any]:
         """Training runs: compute the timeline (lazily, cached per checkpoint) and show it."""

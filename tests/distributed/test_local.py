@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pathlib
 import pickle
+import re
 import socket
+import subprocess
+import sys
 import time
 
+import ml_dtypes
 import numpy as np
 import psutil
 import pytest
@@ -359,3 +366,101 @@ def test_read_region_refuses_rows_that_are_no_range_of_the_value(tmp_path, rows)
     path = ck.Checkpoint(w=ck.Variable(np.arange(12).reshape(6, 2))).write(tmp_path / "c")
     with pytest.raises(ck.InvalidArgumentError, match="rows|Rows"):
         ckd.read_region(path, "w", rows)
+
+
+PADDED = ckd.row_partition(10, 2, multiple=4)  # (0, 8, 10): 8-row chunks, the last one padded
+EVEN = ckd.row_partition(6, 2)  # (0, 3, 6): 3-row chunks, none padded
+FORMAT = pathlib.Path(__file__).resolve().parents[2] / "FORMAT.md"
+RECIPE_RUNNER = """
+import hashlib, json, sys
+sys.modules["ckptlab"] = None  # as if ckptlab were not installed: importing it fails
+recipe, path, keys = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+found = {}
+for key in keys:
+    scope = {"path": path, "key": key}
+    try:
+        exec(recipe, scope)
+    except AssertionError as error:
+        found[key] = f"damaged: {error}"
+        continue
+    value = scope["value"]
+    found[key] = [value.dtype.name, hashlib.sha256(value.tobytes()).hexdigest()]
+print(json.dumps(found))
+"""
+
+
+def recipe_program(rank):
+    """Own arrays (one with a padded edge chunk) next to packed values."""
+    model = ck.Module()
+    full = np.arange(30, dtype="float32").reshape(10, 3) + 0.5
+    rows = slice(PADDED[rank], PADDED[rank + 1])
+    model.padded = ckd.ShardedVariable(full[rows], shape=(10, 3), partition=PADDED, rank=rank)
+    ids = np.arange(12, dtype="int64").reshape(6, 2) - 5
+    rows = slice(EVEN[rank], EVEN[rank + 1])
+    model.ids = ckd.ShardedVariable(ids[rows], shape=(6, 2), partition=EVEN, rank=rank)
+    model.dense = ck.Variable(np.eye(3))
+    model.step = ck.Variable(np.int64(7))
+    return ck.Checkpoint(model=model)
+
+
+def run_recipe(path):
+    """FORMAT.md section 10's recipe, as written, on every value of ``path``, without ckptlab."""
+    section = FORMAT.read_text().split("## 10. ")[1].split("\n## ")[0]
+    (recipe,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    setting = 'path, key = "run/ckpt-3", "model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE"\n'
+    assert recipe.count(setting) == 1
+    keys = [key for key, _ in ck.list_variables(path)]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RECIPE_RUNNER,
+            recipe.replace(setting, ""),
+            str(path),
+            json.dumps(keys),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def read_with_ckptlab(path):
+    reader = ck.load_checkpoint(path)
+    found = {}
+    for key, _ in ck.list_variables(path):
+        value = np.asarray(reader.get_tensor(key))
+        found[key] = [value.dtype.name, hashlib.sha256(value.tobytes()).hexdigest()]
+    return found
+
+
+def test_format_section_10_recipe_reads_and_checks_every_value(tmp_path):
+    """FORMAT.md 2.1: an own array has one checksum per chunk (padding included), a packed
+    value one per crc_block bytes; the recipe checks both as the format says."""
+    workers = pathlib.Path(ckd.write(tmp_path / "w", recipe_program, engine=ckd.LocalEngine(2)))
+    stored = stored_values(workers)
+    own = {k for k, v in stored.items() if v.chunks is not None}
+    assert own == {f"model/{n}/.ATTRIBUTES/VARIABLE_VALUE" for n in ("padded", "ids")}
+    assert stored["model/padded/.ATTRIBUTES/VARIABLE_VALUE"].chunks == (8, 3)
+    assert run_recipe(workers) == read_with_ckptlab(workers)
+
+    model = ck.Module()
+    model.w = ck.Variable(np.linspace(0, 1, 12, dtype="float32").reshape(3, 4))
+    model.half = ck.Variable(np.array([1, -2.5, np.inf], ml_dtypes.bfloat16))
+    model.flags = ck.Variable(np.array([True, False]))
+    model.empty = ck.Variable(np.zeros((0, 4), "float32"))
+    packed = pathlib.Path(ck.Checkpoint(model=model).write(tmp_path / "p"))
+    assert not {k for k, v in stored_values(packed).items() if v.chunks is not None}
+    expected = read_with_ckptlab(packed)
+    assert run_recipe(packed) == expected
+
+    w = stored_values(packed)["model/w/.ATTRIBUTES/VARIABLE_VALUE"]
+    shard = packed / w.array / "0"
+    data = bytearray(shard.read_bytes())
+    data[w.offset * 4] ^= 1  # the first byte of w: zarr reads it, the checksum tells
+    shard.write_bytes(bytes(data))
+    found = run_recipe(packed)
+    assert found.pop("model/w/.ATTRIBUTES/VARIABLE_VALUE").startswith("damaged")
+    assert found == {k: v for k, v in expected.items() if k != w.key}

@@ -142,6 +142,9 @@ def test_counters_and_python_state_are_compared_but_not_measured(tmp_path):
     assert modules["model"].rel_l2 == pytest.approx(1.0)
     assert modules["state"].rel_l2 is None and modules["state"].changed == 2
     assert diff.modules()[0].module == "model"
+    # the ranking too: the step moved by 999x, yet only the weights are ranked
+    assert [e.key for e in diff.most_changed()] == ["model/w/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert {e.key for e in diff.changed} >= {"state/step/.ATTRIBUTES/VARIABLE_VALUE"}
     changed = {v.key: v.change for v in (n.value for n in diff.widget().view.nodes) if v}
     assert changed["model/w/.ATTRIBUTES/VARIABLE_VALUE"] is not None
     assert changed["state/step/.ATTRIBUTES/VARIABLE_VALUE"] is None

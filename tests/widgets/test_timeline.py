@@ -47,6 +47,48 @@ def test_a_manager_directory_opens_as_a_timeline(run):
     assert widget.view.nodes[w].value.change[0] == pytest.approx(8.0)  # 8 -> 16
 
 
+def test_pick_takes_indices_from_either_end_or_paths_and_refuses_anything_else(run, monkeypatch):
+    """docs/explorer.md: an index (negative from the newest, as Python counts) or a path as
+    the timeline shows it (or its last part); anything else is refused, changing nothing."""
+    widget = ck.explore(run)
+    paths = [p["path"] for p in widget.load_timeline()["points"]]
+
+    def picked():
+        source = widget._source
+        return source.a_index, source.b_index, widget.timeline["a"], widget.timeline["b"]
+
+    widget.pick(-3, -1)
+    assert picked() == (1, 3, 1, 3)
+    widget.pick(paths[2], "ckpt-10")  # a path as shown, and a name in the run
+    assert picked() == (2, 1, 2, 1)
+    monkeypatch.chdir(run.parent)
+    widget.pick(run / "ckpt-0", "runs/ckpt-30/")  # os.PathLike, relative to the cwd
+    assert picked() == (0, 3, 0, 3)
+    view = widget.view
+    refused = [
+        (
+            (0, 4),
+            r"b=4 is not a checkpoint of this run of 4: .* 0 \(the oldest\) to 3, or from "
+            r"-4 to -1",
+        ),
+        ((-5, 0), "a=-5 is not"),
+        ((0, "ckpt-40"), "b='ckpt-40' is not"),
+        ((0, str(run / "ckpt-0" / "zarr.json")), "b=.*zarr.json' is not"),
+        ((1.0, 2), "a=1.0 is not"),
+        ((True, 2), "a=True is not"),
+        ((0, None), "b=None is not"),
+    ]
+    for (a, b), match in refused:
+        with pytest.raises(ck.InvalidArgumentError, match=match) as caught:
+            widget.pick(a, b)
+        assert paths[0] in str(caught.value) and "timeline_table()" in str(caught.value)
+        assert picked() == (0, 3, 0, 3) and widget.view is view
+    trainer = ["/r/checkpoint-2/model.safetensors", "/r/checkpoint-4/model.safetensors"]
+    with pytest.raises(ck.InvalidArgumentError, match=r"'model.safetensors' \(it names 2"):
+        _timeline.run_index(trainer, "model.safetensors", "a")
+    assert _timeline.run_index(trainer, "checkpoint-4/model.safetensors", "a") == 1
+
+
 def test_statistics_are_cached_per_checkpoint_and_read_each_value_once(run, monkeypatch):
     from ckptlab.storage import StoredCheckpoint
 

@@ -97,6 +97,43 @@ def test_an_abstract_model_restores_into_real_arrays(tmp_path, jx):
     assert jx.state_bytes(abstract) == jx.state_bytes(model)
 
 
+def test_numbers_restore_into_an_abstract_model_as_the_saved_numbers(tmp_path):
+    """``nnx.eval_shape`` turns a Python number into a weakly typed 0-d struct of JAX's own
+    dtype (float32, int32): it takes the number saved as float64/int64 (docs/jax.md)."""
+
+    class Run(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(2))
+            self.temperature = nnx.data(1.5)
+            self.steps = nnx.data(3)
+            self.phase = nnx.data(1 + 2j)
+            self.gain = nnx.Variable(0.5)  # a Variable holding a Python number
+            self.bias = nnx.Param(jnp.asarray(0.25))  # a weakly typed array, saved float32
+
+    model = Run()
+    model.temperature, model.steps, model.phase = 0.1 + 0.2, 2**40, 3 - 1j
+    path = ck.Checkpoint(model=model).write(tmp_path / "c")
+    abstract = nnx.eval_shape(Run)
+    assert abstract.temperature.dtype == jnp.float32 and abstract.temperature.weak_type
+    ck.Checkpoint(model=abstract).read(path).assert_consumed()
+    for name in ("temperature", "steps", "phase"):
+        restored, saved = getattr(abstract, name), getattr(model, name)
+        assert type(restored) is type(saved) and restored == saved, name
+    assert type(abstract.gain.get_value()) is float and abstract.gain.get_value() == 0.5
+    bias = abstract.bias.get_value()
+    assert isinstance(bias, jax.Array) and bias.dtype == jnp.float32 and bias == 0.25
+
+    numpy_scalar = nnx.eval_shape(Run)  # not weakly typed: a float32 array stays a float32
+    numpy_scalar.temperature = nnx.data(jax.ShapeDtypeStruct((), jnp.float32))
+    with pytest.raises(ck.RestoreConflictError, match="temperature.*float32.*float64"):
+        ck.Checkpoint(model=numpy_scalar).read(path)
+    assert isinstance(numpy_scalar.steps, jax.ShapeDtypeStruct)  # nothing was written
+    other_kind = nnx.eval_shape(Run)  # a weak float takes a float, not an int
+    other_kind.steps = nnx.data(jax.ShapeDtypeStruct((), jnp.float32, weak_type=True))
+    with pytest.raises(ck.RestoreConflictError, match="steps.*float32 or float64.*int64"):
+        ck.Checkpoint(model=other_kind).read(path)
+
+
 def test_an_array_eval_shape_made_static_is_reported_not_restored(trained, jx):
     _, _, path = trained
     abstract = nnx.eval_shape(lambda: jx.net(seed=5))  # `scale` is a plain array attribute
