@@ -33,7 +33,7 @@ def conflict_kind(expected: ValueSpec, stored: ValueSpec) -> ConflictKind | None
     """
     if expected.shape != stored.shape and not expected.shape_accepts(stored.shape):
         return "shape"
-    if not expected.takes_dtype(stored.dtype):
+    if expected.dtype != stored.dtype and stored.dtype not in expected.also:  # (per value: inline)
         return "dtype"
     return None
 
