@@ -151,9 +151,10 @@ def test_a_full_disk_names_the_export_not_its_staging_copy(tmp_path, no_space):
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", ["v1", "v2", "v3-workers"])
 def test_convert_upgrades_old_format_versions(tmp_path, version):
-    """``ckptlab convert`` rewrites an old checkpoint in the current format, value for value."""
+    """``ckptlab convert`` rewrites an old checkpoint in the current format, value for value
+    (``v3-workers``: own arrays in the older form of FORMAT.md section 5)."""
     src = str(GOLDEN / version)
     dst = ck.convert(src, str(tmp_path / "upgraded"))
     document = open_checkpoint(*resolve(dst)).document

@@ -45,6 +45,21 @@ STORED_AS = {"bfloat16": "uint16"}
 has no bfloat16); the array's ``attributes.ckptlab_dtype`` names the real one."""
 
 
+def zarr_data_type(dtype: str) -> tuple[str, dict[str, str]]:
+    """The Zarr ``data_type`` of a version-3 array of format dtype ``dtype``, and its attributes.
+
+    Every array, data or own: a dtype zarr-python lacks is stored as its bit patterns
+    (``STORED_AS``), labelled ``attributes.ckptlab_dtype`` (FORMAT.md section 5).
+
+    Examples
+    --------
+    >>> zarr_data_type("bfloat16"), zarr_data_type("float32")
+    (('uint16', {'ckptlab_dtype': 'bfloat16'}), ('float32', {}))
+    """
+    stored = STORED_AS.get(dtype, dtype)
+    return stored, ({"ckptlab_dtype": dtype} if stored != dtype else {})
+
+
 _NAMES: dict[np.dtype[Any], str] = {}
 """Storable dtypes seen so far -> their names (``np.dtype.name`` is slow Python code)."""
 
@@ -131,17 +146,18 @@ def fill_value(name: str) -> Any:
 def array_metadata(
     shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, key: str | None
 ) -> bytes:
-    """The ``zarr.json`` of an array."""
+    """The ``zarr.json`` of an own array."""
+    stored, attributes = zarr_data_type(dtype)
     document = {
         "zarr_format": 3,
         "node_type": "array",
         "shape": list(shape),
-        "data_type": dtype,
+        "data_type": stored,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": fill_value(dtype),
-        "codecs": [bytes_codec(dtype), {"name": "crc32c"}],
-        "attributes": {"ckptlab_key": key} if key is not None else {},
+        "fill_value": fill_value(stored),
+        "codecs": [bytes_codec(stored), {"name": "crc32c"}],
+        "attributes": ({"ckptlab_key": key} if key is not None else {}) | attributes,
     }
     return json.dumps(document).encode()
 
@@ -224,7 +240,7 @@ def shard_index(info: ArrayInfo, index: int) -> bytes:
 
 def data_metadata(info: ArrayInfo) -> bytes:
     """The ``zarr.json`` of a data array: Zarr's sharding codec over raw little-endian bytes."""
-    stored = STORED_AS.get(info.dtype, info.dtype)
+    stored, attributes = zarr_data_type(info.dtype)
     document = {
         "zarr_format": 3,
         "node_type": "array",
@@ -247,6 +263,6 @@ def data_metadata(info: ArrayInfo) -> bytes:
                 },
             }
         ],
-        "attributes": {"ckptlab_dtype": info.dtype} if stored != info.dtype else {},
+        "attributes": attributes,
     }
     return json.dumps(document).encode()

@@ -31,6 +31,7 @@ from ckptlab.storage._layout import (
     shard_index,
     shard_key,
     shard_size,
+    zarr_data_type,
 )
 from ckptlab.storage._reader import StoredCheckpoint, read_document
 from ckptlab.storage._values import PackedValues
@@ -303,11 +304,16 @@ def _check_metadata(
     found: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
     grid = found.get("chunk_grid")
     codecs = found.get("codecs")
+    attributes = found.get("attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    stored, label = zarr_data_type(dtype)
+    if found.get("data_type") == dtype:  # versions 1-2, older own arrays (FORMAT.md section 5)
+        stored, label = dtype, {}
     checks = {
         "zarr_format": (found.get("zarr_format"), 3),
         "node_type": (found.get("node_type"), "array"),
         "shape": (found.get("shape"), list(shape)),
-        "data_type": (found.get("data_type"), dtype),
+        "data_type": (found.get("data_type"), stored),
         "chunk_shape": (
             grid.get("configuration", {}).get("chunk_shape") if isinstance(grid, dict) else None,
             list(chunks),
@@ -318,7 +324,8 @@ def _check_metadata(
             else None,
             ["bytes", "crc32c"],
         ),
-        "fill_value": (found.get("fill_value"), fill_value(dtype)),
+        "fill_value": (found.get("fill_value"), fill_value(stored)),
+        **{f"attributes.{attr}": (attributes.get(attr), want) for attr, want in label.items()},
     }
     problems = [
         f"{name}: {field} is {got!r}, the document says {want!r}"
@@ -334,6 +341,6 @@ def _check_metadata(
         endian = codecs[0].get("configuration", {}).get("endian")
         if endian != "little":
             problems.append(f"{name}: bytes codec endian is {endian!r}, expected 'little'")
-    if key is not None and found.get("attributes", {}).get("ckptlab_key") != key:
+    if key is not None and attributes.get("ckptlab_key") != key:
         problems.append(f"{name}: attributes.ckptlab_key does not name {key!r}")
     return problems

@@ -389,6 +389,11 @@ print(json.dumps(found))
 """
 
 
+def bfloat16_bits():
+    """Bit patterns of bfloat16 values a cast would change: NaN payloads, -0.0, inf, subnormals."""
+    return np.array([0x7FC1, 0xFF81, 0x8000, 0x7F80, 0x0001, 0x3F80] * 2, "uint16").reshape(6, 2)
+
+
 def recipe_program(rank):
     """Own arrays (one with a padded edge chunk) next to packed values."""
     model = ck.Module()
@@ -398,6 +403,8 @@ def recipe_program(rank):
     ids = np.arange(12, dtype="int64").reshape(6, 2) - 5
     rows = slice(EVEN[rank], EVEN[rank + 1])
     model.ids = ckd.ShardedVariable(ids[rows], shape=(6, 2), partition=EVEN, rank=rank)
+    half = bfloat16_bits().view(ml_dtypes.bfloat16)
+    model.half = ckd.ShardedVariable(half[rows], shape=(6, 2), partition=EVEN, rank=rank)
     model.dense = ck.Variable(np.eye(3))
     model.step = ck.Variable(np.int64(7))
     return ck.Checkpoint(model=model)
@@ -442,7 +449,7 @@ def test_format_section_10_recipe_reads_and_checks_every_value(tmp_path):
     workers = pathlib.Path(ckd.write(tmp_path / "w", recipe_program, engine=ckd.LocalEngine(2)))
     stored = stored_values(workers)
     own = {k for k, v in stored.items() if v.chunks is not None}
-    assert own == {f"model/{n}/.ATTRIBUTES/VARIABLE_VALUE" for n in ("padded", "ids")}
+    assert own == {f"model/{n}/.ATTRIBUTES/VARIABLE_VALUE" for n in ("padded", "ids", "half")}
     assert stored["model/padded/.ATTRIBUTES/VARIABLE_VALUE"].chunks == (8, 3)
     assert run_recipe(workers) == read_with_ckptlab(workers)
 
@@ -464,3 +471,53 @@ def test_format_section_10_recipe_reads_and_checks_every_value(tmp_path):
     found = run_recipe(packed)
     assert found.pop("model/w/.ATTRIBUTES/VARIABLE_VALUE").startswith("damaged")
     assert found == {k: v for k, v in expected.items() if k != w.key}
+
+
+LIST_AND_READ = """
+import json, sys
+sys.modules["ckptlab"] = None  # as if ckptlab were not installed: importing it fails
+import zarr
+group = zarr.open_group(sys.argv[1], mode="r")
+members = {
+    name: [str(node.dtype), dict(node.attrs)]
+    for name, node in group.members(max_depth=None)
+    if isinstance(node, zarr.Array)
+}
+own = group[sys.argv[2]]
+print(json.dumps({"members": members, "bits": own[...].view("uint16").tolist()}))
+"""
+
+
+def test_plain_zarr_lists_and_reads_a_bfloat16_sharded_variable(tmp_path):
+    """FORMAT.md 1 and 5: a multi-worker checkpoint holding a bfloat16 own array lists and reads
+    with zarr alone (the array is its uint16 bit patterns, labelled), and restores bit-exactly."""
+    path = pathlib.Path(ckd.write(tmp_path / "w", recipe_program, engine=ckd.LocalEngine(2)))
+    half = stored_values(path)["model/half/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert half.dtype == "bfloat16" and half.chunks == (3, 2)
+    done = subprocess.run(
+        [sys.executable, "-c", LIST_AND_READ, str(path), half.array],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout)
+    assert found["members"][half.array] == [
+        "uint16",
+        {"ckptlab_key": half.key, "ckptlab_dtype": "bfloat16"},
+    ]
+    assert found["bits"] == bfloat16_bits().tolist()
+    assert ck.storage.verify_checkpoint(path) == []
+
+    model = ck.Module()
+    model.half = ck.Variable(np.zeros((6, 2), ml_dtypes.bfloat16))
+    ck.Checkpoint(model=model).restore(path).expect_partial()
+    restored = model.half.numpy()
+    assert restored.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(restored.view("uint16"), bfloat16_bits())
+
+    metadata = path / half.array / "zarr.json"  # unlabelled, plain zarr would read uint16
+    metadata.write_text(metadata.read_text().replace('"ckptlab_dtype"', '"other"'))
+    assert ck.storage.verify_checkpoint(path) == [
+        f"{half.array}/zarr.json: attributes.ckptlab_dtype is None, the document says 'bfloat16'"
+    ]

@@ -1,7 +1,8 @@
 """Golden checkpoints of every format version keep loading, bit-exactly, forever.
 
 ``tests/fixtures/golden`` was written once by ``tests/fixtures/make_golden.py``; never rewrite
-it to make this test pass (write a new version's fixture instead).
+it to make this test pass (write a new version's fixture instead).  ``v<N>`` was written by one
+process, ``v3-workers`` by two workers (own arrays, in the older form of FORMAT.md section 5).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def test_golden_checkpoint_loads(version):
     expected = EXPECTED[version]
     reader = ck.load_checkpoint(path)
     assert sorted(reader.get_variable_to_shape_map()) == sorted(expected)
-    assert reader._source.document.format_version == int(version[1:])
+    assert reader._source.document.format_version == int(version[1:].partition("-")[0])
     for key, spec in expected.items():
         value = reader.get_tensor(key)
         assert list(value.shape) == spec["shape"], key
@@ -77,3 +78,23 @@ def test_golden_v3_opens_in_plain_zarr():
     offset = values["offset"][row]
     data = array[offset : offset + 3000].reshape(values["shape"][row])
     assert np.array_equal(data, np.arange(3000, dtype=np.float64).reshape(300, 10) ** 0.5)
+
+
+def test_golden_own_arrays_in_the_older_form_keep_loading():
+    """Before own arrays were labelled, a multi-worker save wrote a bfloat16 one with Zarr
+    ``data_type`` ``bfloat16`` (FORMAT.md section 5): ckptlab's readers, its verification, the
+    explorer's listing and plain zarr with ckptlab imported all still read it."""
+    path = str(GOLDEN / "v3-workers")
+    key = "model/sharded_half/.ATTRIBUTES/VARIABLE_VALUE"
+    group = zarr.open_group(path, mode="r")
+    document = group.attrs["ckptlab"]
+    values = document["values"]
+    info = document["arrays"][values["array"][values["key"].index(key)]]
+    metadata = json.loads((GOLDEN / "v3-workers" / info["path"] / "zarr.json").read_text())
+    assert metadata["data_type"] == "bfloat16" and "ckptlab_dtype" not in metadata["attributes"]
+    bits = [0x7FC1, 0xFF81, 0x8000, 0x7F80, 0x0001, 0x3F80] * 2
+    stored = group[info["path"]][...]  # zarr knows bfloat16 once ckptlab is imported
+    assert stored.dtype.name == "bfloat16" and stored.view(np.uint16).ravel().tolist() == bits
+    assert ck.load_checkpoint(path).get_tensor(key).view(np.uint16).ravel().tolist() == bits
+    assert verify_checkpoint(path) == []
+    assert ck.explore(path).summary.startswith(f"{len(EXPECTED['v3-workers'])} values")
