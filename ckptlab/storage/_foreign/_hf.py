@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import StoredValue
-from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
+from ckptlab.errors import (
+    CorruptCheckpointError,
+    NotACheckpointError,
+    NotFoundError,
+    UnsupportedFormatError,
+)
 from ckptlab.storage._foreign._base import ForeignCheckpoint, name_document
 from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
@@ -210,8 +215,8 @@ def open_hf_directory(
                 opened.append(reader)
         if len(opened) == 1:
             return opened[0]
-        if opened:
-            raise UnsupportedFormatError(
+        if opened:  # a folder of several checkpoints (a run of step_10.pt files), not one
+            raise NotACheckpointError(
                 f"{store.display(directory)} holds several {kind} weights files and no index "
                 f"JSON ({', '.join(files[:5])}); pass one of them."
             )
