@@ -210,9 +210,18 @@ class OrbaxCheckpoint(ForeignCheckpoint):
         leaves: list[tuple[str, str]] = []
         strings: list[str] = []
         where = self.store.display(posixpath.join(item.path, TREE_FILE))
+        paths: dict[str, list[str]] = {}
+        """Key -> the leaf path it joins (two leaves may not join to one key)."""
         for entry in item.tree["tree_metadata"].values():
             path = self._key_path(item, entry)
             key = posixpath.join(item.prefix, *path) if item.prefix else "/".join(path)
+            other = paths.setdefault(key, path)
+            if other is not path:
+                raise UnsupportedFormatError(
+                    f"{where} has two leaves, {tuple(other)!r:.200} and {tuple(path)!r:.200}, "
+                    f"both named {key!r:.200} once their keys are joined with '/'; ckptlab "
+                    "cannot list both. Load it with Orbax and rename one."
+                )
             metadata = entry.get("value_metadata", {})
             if not isinstance(metadata, dict):
                 raise self._bad(item.path, f"leaf {key!r:.80} has value_metadata {metadata!r:.60}")
