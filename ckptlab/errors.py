@@ -134,6 +134,9 @@ class MissingDependencyError(CkptlabError, ImportError):
 class NotACheckpointError(UnsupportedFormatError):
     """A path holds a file that is not a checkpoint in any format ckptlab reads.
 
+    Also a directory holding several checkpoints and nothing joining them (several weights
+    files and no index JSON, several Keras files): it is no one checkpoint; pass one of them.
+
     Examples
     --------
     >>> import tempfile, os

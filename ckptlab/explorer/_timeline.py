@@ -3,9 +3,10 @@
 A run is a ``CheckpointManager`` directory (its state file lists the checkpoints, oldest first,
 with their times) or any directory of checkpoints ckptlab reads whose names carry a step number
 (``checkpoint-500/`` of the Hugging Face trainer with its ``model.safetensors``, ``step_10.pt``,
-``ckpt-3``).  A directory the readers open as one checkpoint (a Hugging Face model directory,
+``ckpt-3``).  A directory the readers take as one checkpoint (a Hugging Face model directory,
 sharded or not, a PyTorch DCP directory, an Orbax checkpoint) is no run of its files: its
-numbered files are its shards (``model-00001-of-00003.safetensors``, ``__0_0.distcp``).  Per
+numbered files are its shards (``model-00001-of-00003.safetensors``, ``__0_0.distcp``), and
+when it cannot be opened (a shard missing or linked out of it) that error is raised.  Per
 checkpoint the timeline holds its step, time, size, weight norm and update ratio
 (``||w_i - w_{i-1}|| / ||w_{i-1}||``), in total and per module (the object holding the values).
 Weights are the model's floating-point values: optimizer state (moments, step counters) is
@@ -32,13 +33,7 @@ from typing import Any, SupportsIndex
 import numpy as np
 
 from ckptlab.core import ValueSpec, is_floating
-from ckptlab.errors import (
-    CkptlabError,
-    CorruptCheckpointError,
-    InvalidArgumentError,
-    NotFoundError,
-    UnsupportedFormatError,
-)
+from ckptlab.errors import CkptlabError, InvalidArgumentError, NotACheckpointError
 from ckptlab.explorer._compare import Diff, compare_stored
 from ckptlab.explorer._sources import DiffSource, checkpoint_values
 from ckptlab.explorer._values import difference, squares
@@ -46,7 +41,7 @@ from ckptlab.inspect import DTYPE_ITEMSIZE, GraphView, ModuleSeries, TimelineDat
 from ckptlab.storage import (
     ByteStore,
     StoredCheckpoint,
-    open_checkpoint,
+    find_checkpoint,
     open_path,
     read_state,
     resolve,
@@ -100,8 +95,8 @@ def _weights_in(store: ByteStore, folder: str) -> str | None:
 
     ckptlab's own, a trainer's weights file (``checkpoint-500/model.safetensors``), or the
     folder itself where the readers open it as one checkpoint (a model sharded with its index,
-    a DCP or Keras checkpoint).  A folder recognised as a checkpoint but damaged is one: the
-    timeline says what is wrong with it when it reads it.
+    a DCP or Keras checkpoint).  A folder recognised as a checkpoint but unreadable (a shard
+    missing while it is written, damage) is one: the timeline says what is wrong with it.
     """
     if os.path.exists(os.path.join(folder, "zarr.json")):
         return folder
@@ -110,7 +105,7 @@ def _weights_in(store: ByteStore, folder: str) -> str | None:
             return os.path.join(folder, name)
     try:
         return folder if is_one_checkpoint(store, folder) else None
-    except CorruptCheckpointError:
+    except CkptlabError:
         return folder
 
 
@@ -120,7 +115,8 @@ def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
     A run has at least two checkpoints: listed by a state file, or (local directories) entries
     with a step number in their names that hold a checkpoint.  In a directory that is itself
     one checkpoint (:func:`is_one_checkpoint`) only subdirectories count: its own files are
-    parts of that checkpoint, not checkpoints of a run.
+    parts of that checkpoint, not checkpoints of a run; if it cannot be opened (a shard
+    missing or linked out of it), its error is raised, as ``ck.list_variables`` raises it.
 
     Examples
     --------
@@ -160,22 +156,22 @@ def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
 
 
 def is_one_checkpoint(store: ByteStore, folder: str) -> bool:
-    """Whether the readers open ``folder`` itself as one checkpoint, as ``ckptlab ls`` does.
+    """Whether the readers take ``folder`` itself as one checkpoint, as ``ckptlab ls`` does.
 
     The same question ``ck.list_variables(folder)`` answers, so the explorer and the readers
-    agree.  A folder they refuse as ambiguous (several weights files and no index joining them:
-    a run of ``step_10.pt`` files) or find nothing in is none.
+    agree.  A folder they find nothing in, or refuse as several checkpoints (several weights
+    files and no index joining them: a run of ``step_10.pt`` files), is none.
 
     Raises
     ------
-    CorruptCheckpointError
-        The folder is recognised as one checkpoint but damaged (its index, its metadata).
+    CkptlabError
+        The folder is recognised as one checkpoint but cannot be opened (a shard missing or
+        linked out of the folder, a damaged index): the error ``ck.list_variables`` raises.
     """
     try:
-        open_checkpoint(store, folder, progress=False)
-    except (NotFoundError, UnsupportedFormatError):
+        return find_checkpoint(store, folder, progress=False) is not None
+    except NotACheckpointError:
         return False
-    return True
 
 
 def _cache_key(path: str) -> tuple[str, float]:

@@ -48,6 +48,7 @@ from ckptlab.storage._paths import open_path, resolve_path
 from ckptlab.storage._provenance import writer_info
 from ckptlab.storage._reader import (
     StoredCheckpoint,
+    find_checkpoint,
     open_checkpoint,
     read_document,
     read_listing,
@@ -94,6 +95,7 @@ __all__ = [
     "clear_eviction",
     "discard_staged",
     "dtype_name",
+    "find_checkpoint",
     "is_committed",
     "latest_checkpoint",
     "listed_or_removed",

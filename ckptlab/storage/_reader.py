@@ -497,10 +497,32 @@ def open_checkpoint(store: ByteStore, path: str, *, progress: bool = True) -> St
     UnsupportedFormatError
         A ``format_version`` this ckptlab cannot read.
     """
+    found = find_checkpoint(store, path, progress=progress)
+    if found is None:
+        raise not_found(store, path)
+    return found
+
+
+def find_checkpoint(
+    store: ByteStore, path: str, *, progress: bool = True
+) -> StoredCheckpoint | None:
+    """The checkpoint at ``path``, or ``None`` where nothing there is recognised as one.
+
+    ``None`` where :func:`open_checkpoint` raises that nothing is there: no ckptlab document
+    (``zarr.json``), and no file or directory a foreign reader recognises.  Anything recognised
+    opens or raises its own error (a missing shard, a link out of the directory, damage), so a
+    caller can tell "not a checkpoint" from "a checkpoint that cannot be opened".
+
+    Raises
+    ------
+    NotACheckpointError
+        ``path`` is a file of no format ckptlab reads, or a directory of several checkpoints
+        with nothing joining them (several weights files and no index).
+    CkptlabError
+        As :func:`open_checkpoint`, for a checkpoint recognised but unreadable.
+    """
     if store.size(posixpath.join(path, ROOT_DOCUMENT)) is None:
         from ckptlab.storage._foreign import open_foreign  # TF, PyTorch, safetensors
 
-        foreign = open_foreign(store, path)
-        if foreign is not None:
-            return foreign
+        return open_foreign(store, path)
     return StoredCheckpoint(store, path, read_document(store, path), progress=progress)

@@ -163,6 +163,57 @@ def test_a_sharded_hugging_face_directory_is_one_checkpoint(tmp_path):
     assert stored == {k.replace(".", "/") for k, _ in ck.list_variables(tmp_path / "gpt2")}
 
 
+def _sharded_gpt2(directory):
+    """A tiny GPT-2 saved as shards with their index; the shard files, in order."""
+    _tiny_gpt2().save_pretrained(directory, max_shard_size="20KB")
+    shards = sorted(directory.glob("model-*.safetensors"))
+    assert len(shards) >= 3 and (directory / "model.safetensors.index.json").exists()
+    return shards
+
+
+def test_a_sharded_directory_missing_a_shard_raises_what_list_variables_raises(tmp_path):
+    """An interrupted download is one broken checkpoint, not a run of its remaining shards."""
+    shards = _sharded_gpt2(tmp_path / "gpt2")
+    shards[0].unlink()
+    with pytest.raises(ck.NotFoundError, match=shards[0].name) as listed:
+        ck.list_variables(tmp_path / "gpt2")
+    with pytest.raises(ck.NotFoundError) as explored:
+        ck.explore(tmp_path / "gpt2")
+    assert str(explored.value) == str(listed.value)
+
+
+def test_a_trainer_checkpoint_missing_a_shard_is_marked_in_its_run(tmp_path):
+    """The newest checkpoint-N still being written (a shard not there yet) is a point of the
+    run that says why it cannot be read, not a step left out."""
+    for step in (100, 200, 300):
+        shards = _sharded_gpt2(tmp_path / f"checkpoint-{step}")
+    shards[0].unlink()
+    _timeline._CACHE.clear()
+    widget = ck.explore(tmp_path)
+    assert widget.is_run
+    points = widget.load_timeline()["points"]
+    assert [p["step"] for p in points] == [100, 200, 300]
+    assert points[0]["error"] is None and points[1]["error"] is None
+    assert f"names the shard {shards[0].name!r}, which is missing" in points[2]["error"]
+
+
+def test_a_shard_linked_out_of_the_directory_is_refused_by_the_explorer(tmp_path):
+    """docs/foreign-formats.md section 12.1: the explorer refuses the link as the readers do,
+    instead of opening the file it points to as a step of a run."""
+    from safetensors.numpy import save_file
+
+    shards = _sharded_gpt2(tmp_path / "gpt2")
+    outside = tmp_path / "private" / "secret.safetensors"
+    outside.parent.mkdir()
+    save_file({"secret": np.arange(4, dtype="float32")}, str(outside))
+    shards[-1].unlink()
+    shards[-1].symlink_to(outside)
+    for call in (ck.list_variables, ck.explore):
+        with pytest.raises(ck.UnsupportedFormatError, match="symbolic link") as error:
+            call(tmp_path / "gpt2")
+        assert str(shards[-1]) in str(error.value) and str(outside) in str(error.value)
+
+
 def test_a_sharded_safetensors_export_is_one_checkpoint(tmp_path):
     """ck.convert and ckptlab convert write shards and an index: one checkpoint, not a run."""
     from ckptlab.cli import main
@@ -188,6 +239,8 @@ def test_a_directory_of_torch_files_is_a_run(tmp_path):
     torch = pytest.importorskip("torch")
     for step in (10, 20, 30):
         torch.save({"layer.weight": torch.full((2, 2), float(step))}, tmp_path / f"step_{step}.pt")
+    with pytest.raises(ck.NotACheckpointError, match="several torch weights files"):
+        ck.list_variables(tmp_path)  # no one checkpoint: pass one of them
     widget = ck.explore(tmp_path)
     assert widget.is_run
     assert list(widget.timeline_table()["step"]) == [10, 20, 30]

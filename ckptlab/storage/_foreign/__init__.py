@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ckptlab.errors import CorruptCheckpointError, NotACheckpointError, UnsupportedFormatError
+from ckptlab.errors import CorruptCheckpointError, NotACheckpointError
 from ckptlab.storage._foreign._base import ForeignCheckpoint
 from ckptlab.storage._foreign._bundle import TensorBundle, read_index
 from ckptlab.storage._foreign._dcp import METADATA_FILE, DCPCheckpoint
@@ -117,9 +117,10 @@ def open_foreign(store: ByteStore, path: str) -> ForeignCheckpoint | None:
     Raises
     ------
     NotACheckpointError
-        ``path`` is a file that is not a checkpoint ckptlab recognises.
+        ``path`` is a file that is not a checkpoint ckptlab recognises, or a directory of
+        several checkpoints with nothing joining them.
     UnsupportedFormatError
-        A refused pickle.
+        A refused pickle, a link out of a checkpoint's directory.
     CorruptCheckpointError
         The file is recognised but damaged or hostile; the message names the file.
     """
@@ -185,8 +186,8 @@ def _open_keras_directory(
         found = sorted(
             n for n in names if n.endswith(suffixes) and store.size(posixpath.join(path, n))
         )
-        if len(found) > 1:
-            raise UnsupportedFormatError(
+        if len(found) > 1:  # several checkpoints (a run of epoch_3.weights.h5 files), not one
+            raise NotACheckpointError(
                 f"{store.display(path)} holds several Keras checkpoints ({', '.join(found[:5])}"
                 f"{', ...' if len(found) > 5 else ''}); pass one of them."
             )

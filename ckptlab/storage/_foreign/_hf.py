@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import StoredValue
-from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
+from ckptlab.errors import (
+    CorruptCheckpointError,
+    NotACheckpointError,
+    NotFoundError,
+    UnsupportedFormatError,
+)
 from ckptlab.storage._foreign._base import ForeignCheckpoint, name_document
 from ckptlab.storage._foreign._members import check_inside, safe_member
 from ckptlab.storage._foreign._safetensors import SafetensorsFile, looks_like_safetensors
@@ -122,18 +127,19 @@ class HFShardedDirectory(ForeignCheckpoint):
 
     def _open_shard(self, shard: Any, where: str, open_file: OpenFile) -> ForeignCheckpoint:
         key = safe_member(self.store, self.path, shard, where)
-        if not self.store.exists(key):
+        if not self.store.exists(key) and not self.store.is_dir(key):
             dangling = broken_link(self.store, key)
             raise NotFoundError(
                 f"{where} names the shard {shard!r}, which is missing from "
                 f"{self.store.display(self.path)}. "
                 + (dangling or "Download every shard of the model.")
             )
-        reader = open_file(self.store, key)
-        if not isinstance(reader, SafetensorsFile | TorchFile):
+        reader = _open_weights(self.store, key, open_file)
+        if reader is None:  # not opened as what it is: an index naming itself would recurse
             raise CorruptCheckpointError(
-                f"Shard {self.store.display(key)} named by {where} is neither a safetensors nor "
-                "a torch.save file. The file is damaged; download it again."
+                f"{where} names {shard!r} as a shard, but {self.store.display(key)} is "
+                f"{_content(self.store, key)}, neither a safetensors nor a torch.save file. "
+                "The index or the shard is damaged; download the model again."
             )
         return reader
 
@@ -210,8 +216,8 @@ def open_hf_directory(
                 opened.append(reader)
         if len(opened) == 1:
             return opened[0]
-        if opened:
-            raise UnsupportedFormatError(
+        if opened:  # a folder of several checkpoints (a run of step_10.pt files), not one
+            raise NotACheckpointError(
                 f"{store.display(directory)} holds several {kind} weights files and no index "
                 f"JSON ({', '.join(files[:5])}); pass one of them."
             )
@@ -231,14 +237,37 @@ def _open_entry(
     if name.endswith(INDEX_SUFFIX):
         return _open_index(store, directory, name, open_file)
     key = posixpath.join(directory, name)
-    size = store.size(key)
-    if size is None:
+    if store.size(key) is None:
         return None
     check_inside(store, directory, key)
-    if _weights_kind(store, key, size) is None:
-        return None  # not weights by content (a Git LFS pointer, an HTML error page)
+    return _open_weights(store, key, open_file)
+
+
+def _open_weights(store: ByteStore, key: str, open_file: OpenFile) -> ForeignCheckpoint | None:
+    """The safetensors or ``torch.save`` reader of ``key``; ``None`` if it holds no weights.
+
+    Decided by the file's first bytes before it is opened, so a file that is something else (a
+    Git LFS pointer, an HTML error page, an index JSON, a directory) is never opened as that.
+    """
+    size = store.size(key)
+    if size is None or _weights_kind(store, key, size) is None:
+        return None
     reader = open_file(store, key)
     return reader if isinstance(reader, SafetensorsFile | TorchFile) else None
+
+
+def _content(store: ByteStore, key: str) -> str:
+    """What ``key`` holds, in words, for an error: a directory, empty, JSON, or its first bytes."""
+    size = store.size(key)
+    if size is None:
+        return "a directory"
+    head = bytearray(min(size, 8))
+    store.read_into(key, memoryview(head), 0)
+    if not head:
+        return "an empty file"
+    if head.lstrip()[:1] == b"{":
+        return "a JSON file"
+    return f"a file whose first bytes are {bytes(head).hex(' ')}"
 
 
 def _open_index(

@@ -49,6 +49,8 @@ STEP_NAME = re.compile(r"(?:(?P<prefix>.+)_)?(?P<step>[0-9]+)")
 """A step directory's name: ``12``, ``0012`` or ``<step_prefix>_00012``."""
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 """Orbax writes a step under ``<name>.orbax-checkpoint-tmp-<n>`` and renames it when done."""
+TYPESTR = re.compile(r"[<>|=]?[biufc][0-9]{1,2}")
+"""A Zarr v2 ``dtype`` string of numbers: byte order, kind, size in bytes (``<f4``, ``|b1``)."""
 ARRAY_TYPES = {"jax.Array", "np.ndarray", "scalar"}
 """``value_type`` of leaves stored as Zarr arrays (Orbax saves Python scalars as 0-d arrays)."""
 
@@ -208,9 +210,18 @@ class OrbaxCheckpoint(ForeignCheckpoint):
         leaves: list[tuple[str, str]] = []
         strings: list[str] = []
         where = self.store.display(posixpath.join(item.path, TREE_FILE))
+        paths: dict[str, list[str]] = {}
+        """Key -> the leaf path it joins (two leaves may not join to one key)."""
         for entry in item.tree["tree_metadata"].values():
             path = self._key_path(item, entry)
             key = posixpath.join(item.prefix, *path) if item.prefix else "/".join(path)
+            other = paths.setdefault(key, path)
+            if other is not path:
+                raise UnsupportedFormatError(
+                    f"{where} has two leaves, {tuple(other)!r:.200} and {tuple(path)!r:.200}, "
+                    f"both named {key!r:.200} once their keys are joined with '/'; ckptlab "
+                    "cannot list both. Load it with Orbax and rename one."
+                )
             metadata = entry.get("value_metadata", {})
             if not isinstance(metadata, dict):
                 raise self._bad(item.path, f"leaf {key!r:.80} has value_metadata {metadata!r:.60}")
@@ -356,20 +367,28 @@ class OrbaxCheckpoint(ForeignCheckpoint):
 def _dtype(kind: Any) -> str | None:
     """The dtype name for a Zarr v2 dtype string or v3 data type (``None``: not numbers).
 
+    A v2 string is parsed by numpy only when it is a plain type string (byte order, kind, size:
+    :data:`TYPESTR`): sub-array (``(2,)f4``), structured, date and platform-sized (``p``)
+    dtypes are no checkpoint values, and numpy raises ``ValueError`` on some of them.
+
     Examples
     --------
     >>> _dtype("<f4"), _dtype("bfloat16"), _dtype("bool"), _dtype(">i8"), _dtype("|O")
     ('float32', 'bfloat16', 'bool', 'int64', None)
+    >>> _dtype("(99999999999,)f4"), _dtype("(2,)<f4"), _dtype("<f4,<f4"), _dtype("p")
+    (None, None, None, None)
     """
     if not isinstance(kind, str):
         return None
     bare = kind.lstrip("<>|=")
-    if bare == "bfloat16" or (
+    if bare in ITEMSIZE or (
         bare in FOREIGN_ITEMSIZE and bare != "string" and bare not in UNREADABLE_DTYPES
     ):
         return bare
+    if TYPESTR.fullmatch(kind) is None:
+        return None
     try:
         name = np.dtype(kind).name
-    except TypeError:
+    except TypeError:  # a size numpy has no type of (<i3)
         return None
     return name if name in ITEMSIZE else None

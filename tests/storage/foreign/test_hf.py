@@ -249,6 +249,32 @@ def test_a_shard_that_is_not_weights_is_corrupt(hf_dirs, tmp_path):
         ck.list_variables(directory)
 
 
+@pytest.mark.parametrize(
+    ("shard", "found"),
+    [
+        ("model.safetensors.index.json", "a JSON file"),  # the index names itself
+        ("config.json", "a JSON file"),
+        ("tokenizer", "a directory"),
+        ("model.weights.h5", "a file whose first bytes are 89 48 44 46 0d 0a 1a 0a"),  # HDF5
+    ],
+)
+def test_a_shard_that_is_an_index_json_or_another_file_is_corrupt(hf_dirs, tmp_path, shard, found):
+    """A shard is a safetensors or torch.save file by content; anything else is not opened as
+    what it is (an index naming itself recursed until Python's recursion limit)."""
+    directory, index = _copy(hf_dirs, tmp_path)
+    (directory / "tokenizer").mkdir()
+    (directory / "model.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    index["weight_map"]["lm_head.extra"] = shard
+    _write_index(directory, index)
+    before = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+    with pytest.raises(ck.CorruptCheckpointError) as error:
+        ck.list_variables(directory)
+    message = str(error.value)
+    assert f"{directory / 'model.safetensors.index.json'} names {shard!r} as a shard" in message
+    assert f"{directory / shard} is {found}, neither a safetensors nor a torch.save" in message
+    assert {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()} == before
+
+
 # -- export to safetensors, loaded by transformers ------------------------------------------------
 
 

@@ -108,6 +108,23 @@ def test_value_metadata_that_is_not_an_object_is_corrupt(tmp_path):
         ck.list_variables(item)
 
 
+@pytest.mark.parametrize(
+    "dtype",
+    ["(99999999999,)f4", "(-1,)f4", "(2,)<f4", "<f4,<f4", [["a", "<f4"]], "<M8[s]", "p", "<i3"],
+)
+def test_a_dtype_that_is_no_number_is_refused_naming_the_array(tmp_path, dtype):
+    """Sub-array, structured, date and platform-sized dtypes are no checkpoint values; numpy
+    raised a bare ValueError parsing some of them ('(99999999999,)f4')."""
+    item = orbax_item(tmp_path / "item", ocdbt=False)
+    zarray = json.loads((item / "params.kernel" / ".zarray").read_text())
+    zarray["dtype"] = dtype
+    (item / "params.kernel" / ".zarray").write_text(json.dumps(zarray))
+    for call in (ck.list_variables, ck.load_checkpoint):
+        with pytest.raises(ck.UnsupportedFormatError, match="data type") as info:
+            call(item)
+        assert f"Array 'params.kernel' of {item}" in str(info.value)
+
+
 # -- fill values ----------------------------------------------------------------------------------
 
 

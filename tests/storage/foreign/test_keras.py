@@ -105,7 +105,7 @@ def test_a_folder_of_one_keras_checkpoint_opens_as_it(keras_dir, tmp_path):
     (single / "notes.txt").write_text("trained for 2 epochs")
     assert ck.list_variables(single) == ck.list_variables(keras_dir / "model.keras")
     shutil.copy(keras_dir / "model.weights.h5", single)
-    with pytest.raises(ck.UnsupportedFormatError, match=r"several Keras checkpoints \(model\."):
+    with pytest.raises(ck.NotACheckpointError, match=r"several Keras checkpoints \(model\."):
         ck.list_variables(single)
 
 

@@ -143,3 +143,28 @@ def test_damaged_array_bytes_are_corrupt(orbax_dir, tmp_path):
     (directory / "params.embed" / ".zarray").write_text('{"shape": [5, 2], "dtype": "|O"}')
     with pytest.raises(ck.UnsupportedFormatError, match="data type"):
         ck.list_variables(directory)
+
+
+COLLIDING = """
+import sys, warnings
+import jax.numpy as jnp, orbax.checkpoint as ocp
+warnings.filterwarnings("ignore")
+checkpointer = ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_ocdbt=False))
+tree = {"a/b": jnp.ones(3), "a": {"b": jnp.zeros(3)}}
+checkpointer.save(sys.argv[1], args=ocp.args.PyTreeSave(tree))
+"""
+
+
+def test_leaves_that_collide_once_joined_are_refused(tmp_path):
+    """Orbax saves the leaves ('a/b',) and ('a', 'b') side by side; joined with '/' both are
+    'a/b', and listing one of them would silently drop the other."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-c", COLLIDING, str(tmp_path / "item")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    for call in (ck.list_variables, ck.load_checkpoint):
+        with pytest.raises(ck.UnsupportedFormatError, match="both named 'a/b'") as info:
+            call(tmp_path / "item")
+        message = str(info.value)
+        assert f"{tmp_path / 'item' / '_METADATA'} has two leaves" in message
+        assert "('a/b',)" in message and "('a', 'b')" in message
