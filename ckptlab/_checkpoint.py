@@ -15,7 +15,7 @@ import numpy as np
 from ckptlab._async import SaveHandle, settle, stage, start
 from ckptlab._keymap import KeyMap, check_key_map
 from ckptlab._module import Module, wrap
-from ckptlab._variable import Variable, create_variable
+from ckptlab._variable import Variable
 from ckptlab.core import ProgramGraph, gc_paused, interrupts_held
 from ckptlab.engine import (
     CheckpointLoadStatus,
@@ -124,15 +124,20 @@ class Checkpoint(Module):
     def _ck_graph_root(self) -> Any:
         return self if self._ck_root is None else self._ck_root
 
-    def _ck_view(self) -> Program:
-        """The program saved and restored; refuses keyword arguments root's children hide."""
-        self._ck_check_keywords()
-        return self._ck_program()
+    def _ck_view(self, counter: Variable | None = None) -> Program:
+        """The program saved and restored; refuses keyword arguments root's children hide.
 
-    def _ck_program(self) -> Program:
-        return Program(
-            self._ck_graph_root, self._ck_attached if self._ck_root is not None else None
-        )
+        ``counter``: the ``save_counter`` a restore creates, a child of the graph's root
+        before it is the Checkpoint's (:meth:`restore`).
+        """
+        self._ck_check_keywords()
+        return self._ck_program(counter)
+
+    def _ck_program(self, counter: Variable | None = None) -> Program:
+        attached = self._ck_attached if self._ck_root is not None else None
+        if counter is not None:
+            attached = {**(attached or {}), "save_counter": counter}
+        return Program(self._ck_graph_root, attached)
 
     def _ck_check_keywords(self) -> None:
         """Refuse a keyword argument that a child root got later under its name would hide.
@@ -166,18 +171,16 @@ class Checkpoint(Module):
         counter: Variable | None = self._ck_counter
         if counter is not None:
             return counter
+        return self._ck_adopt(_new_counter())
+
+    def _ck_adopt(self, counter: Variable) -> Variable:
+        """Make ``counter`` this Checkpoint's ``save_counter``; restores waiting for it fire.
+
+        A restore that fails on it leaves the Checkpoint without it, as it was.
+        """
         if self._ck_root is None:
-            counter = create_variable(
-                self,
-                "save_counter",
-                shape=(),
-                dtype=np.int64,
-                initializer=lambda s, d: 0,
-                trainable=False,
-                set_attribute=False,
-            )
+            self._ck_track_all([("save_counter", counter)], set_attribute=False)
         else:
-            counter = Variable(0, name="save_counter", dtype=np.int64, trainable=False)
             self._ck_attached["save_counter"] = counter
             try:
                 on_attach(self._ck_root, "save_counter", counter)
@@ -186,6 +189,19 @@ class Checkpoint(Module):
                 raise
         object.__setattr__(self, "_ck_counter", counter)
         return counter
+
+    def _ck_counter_to_create(self) -> tuple[Checkpoint, Variable] | None:
+        """The ``save_counter`` that :attr:`save_counter` would create, and its owner.
+
+        ``None`` when it exists: this Checkpoint's own, the root's own variable, or that of
+        the Checkpoint this one is rooted at (the owner, followed down a chain of roots).
+        """
+        owner = self
+        while isinstance(owner._ck_root, Checkpoint):
+            owner = owner._ck_root
+        if owner._ck_counter is not None or owner._ck_root_counter() is not None:
+            return None
+        return owner, _new_counter()
 
     def _ck_root_counter(self) -> Variable | None:
         """The root's own ``save_counter`` dependency, if it has one (created for a Checkpoint)."""
@@ -360,11 +376,12 @@ class Checkpoint(Module):
         skip_slot_variables: bool = False,
         options: ReadOptions | None = None,
     ) -> RestoreStatus:
-        """Restore from ``save_path`` (``None``: initialize only), then create ``save_counter``.
+        """Restore from ``save_path`` (``None``: initialize only) and create ``save_counter``.
 
         Eagerly, values are written before this returns; objects created later are restored
         when they are attached or created (docs/semantics.md S36-S42).  Every shape and dtype
-        is checked and every value read before anything is written.
+        is checked and every value read, the stored counter included, before anything is
+        written; the counter is created once the rest is done (docs/semantics.md S33).
 
         Parameters
         ----------
@@ -397,6 +414,8 @@ class Checkpoint(Module):
         RestoreConflictError
             Eagerly, a shape or dtype conflict; it lists every conflict and nothing was
             written.
+        CorruptCheckpointError
+            Eagerly, a damaged value; nothing was written and no counter created.
 
         Examples
         --------
@@ -407,20 +426,17 @@ class Checkpoint(Module):
         >>> w.numpy(), status.assert_consumed().report().summary()
         (array([1., 2.]), '2 matched')
         """
-        options = _checked_read(save_path, key_map, options)  # before the counter is created
-        self._ck_check_keywords()
-        if self._ck_root is not None:
-            # the counter is then a child the Checkpoint adds to the root, and the read matches
-            # it like any other: NNX and Keras objects cannot restore a child attached later
-            self.save_counter  # noqa: B018
-        status = self.read(
-            save_path,
-            lazy=lazy,
-            key_map=key_map,
-            skip_slot_variables=skip_slot_variables,
-            options=options,
+        options = _checked_read(save_path, key_map, options)
+        # A counter to create is a child of the graph's root while the read matches, checks
+        # and reads it with every other value (all before anything is written; NNX and Keras
+        # objects cannot restore a child attached later); it is the Checkpoint's once the read
+        # succeeded, so a failed restore creates nothing (docs/semantics.md S33).
+        new = self._ck_counter_to_create()
+        status = self._ck_read(
+            save_path, lazy, key_map, skip_slot_variables, options, None if new is None else new[1]
         )
-        self.save_counter  # noqa: B018 (creating it restores it: TF's restore behaviour)
+        if new is not None:
+            new[0]._ck_adopt(new[1])
         if isinstance(status, NameBasedSaverStatus):
             status._exempt.append(self.save_counter)
         return status
@@ -455,7 +471,19 @@ class Checkpoint(Module):
         '1 matched'
         """
         options = _checked_read(save_path, key_map, options)
-        view = self._ck_view()
+        return self._ck_read(save_path, lazy, key_map, skip_slot_variables, options, None)
+
+    def _ck_read(
+        self,
+        save_path: str | os.PathLike[str] | None,
+        lazy: bool,
+        key_map: KeyMap | None,
+        skip_slot_variables: bool,
+        options: ReadOptions,
+        counter: Variable | None,
+    ) -> RestoreStatus:
+        """:meth:`read`, matching ``counter`` too (a ``save_counter`` :meth:`restore` creates)."""
+        view = self._ck_view(counter)
         if save_path is None:
             return InitializationOnlyStatus(view)
         with gc_paused():  # matching many values builds many small objects, no cycles among them
@@ -494,6 +522,11 @@ class Checkpoint(Module):
     def __repr__(self) -> str:
         names = [name for name, _ in self._ck_program().children(self._ck_graph_root)]
         return f"<ck.Checkpoint {', '.join(names) or '(empty)'}>"
+
+
+def _new_counter() -> Variable:
+    """A ``save_counter`` (int64 scalar 0, not trainable) before a Checkpoint adopts it."""
+    return Variable(0, name="save_counter", dtype=np.int64, trainable=False)
 
 
 def _checked_read(

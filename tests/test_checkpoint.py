@@ -587,11 +587,40 @@ def test_a_run_directory_removed_during_a_save_names_the_checkpoint(tmp_path, mo
     with pytest.raises(ck.NotFoundError) as caught:
         ckpt.save(run / "ckpt", options=ck.WriteOptions(progress=False))
     assert str(caught.value).startswith(
-        f"Could not write {run / 'ckpt-2'}: No such file or directory. Check the storage"
+        f"Could not write {run / 'ckpt-2'}: No such file or directory. Something removed the "
     )
     assert ".tmp-" not in str(caught.value)
     assert isinstance(caught.value.__cause__, FileNotFoundError)  # names the staging copy
     assert not run.exists() and int(ckpt.save_counter.numpy()) == 1
+
+
+def test_a_run_directory_removed_while_a_save_writes_publishes_nothing(tmp_path, monkeypatch):
+    """``rm -rf`` of the run directory while a save writes its data: the next write created
+    the staging directory again (local writes create their parents) holding only the root
+    document, the save renamed that to ckpt-2, named it latest and returned, and restoring it
+    raised CorruptCheckpointError.  The save now fails with NotFoundError naming ckpt-2 and
+    publishes nothing."""
+    from ckptlab.storage import LocalStore
+
+    run = tmp_path / "runs"
+    ckpt = ck.Checkpoint(v=ck.Variable(np.ones(1000, np.float32)))
+    ckpt.save(run / "ckpt", options=ck.WriteOptions(progress=False))
+    write_stream = LocalStore.write_stream
+
+    def removed_after(store, key, batches, *, durable):  # the data shard, written locally
+        write_stream(store, key, batches, durable=durable)
+        shutil.rmtree(run)
+
+    monkeypatch.setattr(LocalStore, "write_stream", removed_after)
+    with pytest.raises(ck.NotFoundError) as caught:
+        ckpt.save(run / "ckpt", options=ck.WriteOptions(progress=False))
+    message = str(caught.value)
+    assert message.startswith(f"Could not write {run / 'ckpt-2'}: "), message
+    assert "No such file or directory. Something removed the directory" in message
+    assert "nothing was published" in message and ".tmp-" not in message
+    assert ck.latest_checkpoint(run) is None and not (run / "ckpt-2").exists()
+    assert not run.exists() or os.listdir(run) == []
+    assert int(ckpt.save_counter.numpy()) == 1
 
 
 def test_a_plain_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_space):

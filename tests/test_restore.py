@@ -363,6 +363,54 @@ def test_conflicts_found_before_anything_is_written(ckpt_dir):
     assert [v.numpy() for v in (a, c, d)] == [0.0, 0.0, 0.0]
 
 
+def _damage_save_counter(path):
+    """Flip a byte of ``data/int64/0``, which holds a checkpoint's only int64 value: its counter."""
+    shard = Path(path) / "data" / "int64" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[0] ^= 0xFF
+    shard.write_bytes(raw)
+
+
+@pytest.mark.parametrize("with_root", [False, True], ids=["kwargs", "root"])
+def test_a_damaged_save_counter_fails_the_restore_before_anything_is_written(ckpt_dir, with_root):
+    """S35 (stricter): restore() reads the stored save_counter with every other value, before
+    writing any.  It created the counter after the read had written the rest, so a damaged
+    counter raised with w already restored (and the failed restore stayed armed for objects
+    attached later); now nothing is written, created or left waiting."""
+    saved = ck.Checkpoint(w=ck.Variable([1.0, 2.0]), m=module(v=ck.Variable(5.0)))
+    path = saved.save(ckpt_dir / "ckpt")
+    _damage_save_counter(path)
+    w, m = ck.Variable([0.0, 0.0]), module()  # m.v comes later
+    ckpt = ck.Checkpoint(root=module(w=w, m=m)) if with_root else ck.Checkpoint(w=w, m=m)
+    with pytest.raises(ck.CorruptCheckpointError, match="save_counter"):
+        ckpt.restore(path)
+    assert w.numpy().tolist() == [0.0, 0.0]
+    assert ckpt._ck_counter is None  # not created either
+    m.v = ck.Variable(0.0)  # the failed restore waits for nothing
+    assert m.v.numpy() == 0.0
+    empty = ck.Checkpoint()  # everything comes later: nothing may wait for it
+    with pytest.raises(ck.CorruptCheckpointError, match="save_counter"):
+        empty.restore(path)
+    empty.w = ck.Variable([0.0, 0.0])
+    assert empty.w.numpy().tolist() == [0.0, 0.0] and empty._ck_counter is None
+
+
+def test_a_damaged_save_counter_fails_a_lazy_restore_when_it_runs(ckpt_dir):
+    """S99-S101: a lazy restore reads nothing until run_restore_ops(), which then checks the
+    counter with every other value before writing any; the rest can still be restored."""
+    path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).save(ckpt_dir / "ckpt")
+    _damage_save_counter(path)
+    w = ck.Variable([0.0, 0.0])
+    ckpt = ck.Checkpoint(w=w)
+    status = ckpt.restore(path, lazy=True)
+    with pytest.raises(ck.CorruptCheckpointError, match="save_counter"):
+        status.run_restore_ops()
+    assert w.numpy().tolist() == [0.0, 0.0] and int(ckpt.save_counter.numpy()) == 0
+    status.run_restore_ops(only=["w"])
+    assert w.numpy().tolist() == [1.0, 2.0] and int(ckpt.save_counter.numpy()) == 0
+    status.expect_partial()
+
+
 def test_conflict_on_attach_undoes_the_attach(ckpt_dir):
     """S72: a variable attached later with the wrong shape: the attach raises and is undone."""
     path = ck.Checkpoint(w=ck.Variable([1.0, 2.0])).write(ckpt_dir / "c")

@@ -9,8 +9,10 @@ finds everything it lists, and of two racing writers only one commits (FORMAT.md
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import posixpath
@@ -18,12 +20,13 @@ import uuid
 from collections.abc import Callable
 
 from ckptlab.errors import (
+    NotFoundError,
     StorageError,
     StorageExistsError,
     StorageNotADirectoryError,
     StoragePermissionError,
 )
-from ckptlab.storage._faults import blocking_file
+from ckptlab.storage._faults import blocking_file, faults_translated
 from ckptlab.storage._foreign import bundle_files
 from ckptlab.storage._kv import ByteStore, LocalStore, fsync_dir
 from ckptlab.storage._layout import ROOT_DOCUMENT
@@ -58,6 +61,56 @@ def temporary_name(path: str) -> str:
     """A hidden sibling of ``path`` for writing (``dir/.ckpt-1.tmp-<uuid>``)."""
     parent, name = posixpath.split(path)
     return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
+
+
+class Staging:
+    """The hidden sibling a local checkpoint is written into before :func:`publish` renames it.
+
+    Local writes create their missing parent directories, so a write made after something
+    removed the staging directory (``rm -rf`` of the run directory by another job, or its
+    parent's) silently creates a new one, holding only what is written from then on.  The
+    directory is created here, once, and held open until :meth:`close`; :meth:`check`, called
+    after the last write and before the rename, refuses a path that no longer names it (an
+    open directory's inode cannot be reused for a new one).  Checking costs a few system
+    calls per save, none per value or file.
+
+    Examples
+    --------
+    >>> import os, shutil, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "runs", "ckpt-1")
+    >>> staging = Staging(LocalStore(), path)
+    >>> staging.check()
+    >>> shutil.rmtree(os.path.dirname(path)); os.makedirs(staging.path)  # removed, then re-made
+    >>> staging.check()
+    Traceback (most recent call last):
+    ckptlab.errors.NotFoundError: Could not write .../.ckpt-1.tmp-...: No such file or directory ...
+    >>> staging.close()
+    """
+
+    def __init__(self, store: ByteStore, path: str) -> None:
+        self.path = temporary_name(path)
+        with faults_translated("write", store.display(path)):
+            os.makedirs(self.path)  # the run directory too, when missing
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+
+    def check(self) -> None:
+        """Raise :class:`NotFoundError` unless :attr:`path` is still the directory made here.
+
+        The error names the staging path, as a write failing there would; the writer tells
+        it as one writing the checkpoint (``told_as``).
+        """
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            if os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
+                return
+        missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.path)
+        raise NotFoundError(
+            f"Could not write {self.path}: {missing.strerror} (it, or a directory above it, "
+            "was removed while the save wrote it)."
+        ) from missing
+
+    def close(self) -> None:
+        """Let go of the directory (published, or deleted after a failure)."""
+        os.close(self._fd)
 
 
 def clean_leftovers(store: ByteStore, path: str) -> None:

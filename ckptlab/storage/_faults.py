@@ -138,6 +138,14 @@ def restate(error: BaseException, message: str) -> BaseException:
     return error
 
 
+_REMOVED = (
+    "Something removed the directory it was being written in, or one above it (another job "
+    "cleaning up the run directory?), before it was complete; nothing was published. Keep "
+    "that directory in place and try again."
+)
+"""What a file gone missing during a save or an export means (:func:`told_as`)."""
+
+
 def told_as(error: BaseException, where: str) -> BaseException:
     """``error``, a storage fault on a save's hidden staging copy, told as one writing ``where``.
 
@@ -145,8 +153,8 @@ def told_as(error: BaseException, where: str) -> BaseException:
     reads the message, so it names the checkpoint being written; the class, ``errno``,
     ``strerror`` and notes are kept, and ``filename`` is ``where``.  A missing file (a
     :class:`NotFoundError`, not a :class:`StorageError`: the directory was removed meanwhile)
-    is told the same way, with the reason of the ``OSError`` that caused it.  Other errors are
-    returned as they are.
+    is told the same way, with the reason of the ``OSError`` that caused it and what that
+    means for the save.  Other errors are returned as they are.
 
     Examples
     --------
@@ -162,7 +170,8 @@ def told_as(error: BaseException, where: str) -> BaseException:
         or getattr(error.__cause__, "strerror", None)
         or f"{type(error).__name__}: {error}"
     )
-    told = restate(error, f"Could not write {where}: {reason}. {_advice(error, where)}")
+    advice = _REMOVED if isinstance(error, NotFoundError) else _advice(error, where)
+    told = restate(error, f"Could not write {where}: {reason}. {advice}")
     if isinstance(told, StorageError):
         told.filename = where
     for note in getattr(error, "__notes__", ()):

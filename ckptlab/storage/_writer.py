@@ -30,11 +30,11 @@ from ckptlab.core import (
 from ckptlab.errors import StorageExistsError, UnsupportedFormatError
 from ckptlab.storage import _layout, _stream
 from ckptlab.storage._commit import (
+    Staging,
     check_target,
     clean_leftovers,
     prepare_in_place,
     publish,
-    temporary_name,
 )
 from ckptlab.storage._faults import noting_failure, told_as
 from ckptlab.storage._kv import Buffer, ByteStore
@@ -259,10 +259,12 @@ def write_checkpoint(
         _layout.REMOTE_SHARD_BYTES if store.concurrent_writes else _layout.LOCAL_SHARD_BYTES
     )
     packing = _Packing(values, shard_bytes)
+    staging: Staging | None = None
     if store.supports_rename:
         check_target(store, path)
         clean_leftovers(store, path)
-        staged = temporary_name(path)
+        staging = Staging(store, path)
+        staged = staging.path
     else:
         prepare_in_place(store, path, durable=options.durable)
         staged = path
@@ -280,8 +282,9 @@ def write_checkpoint(
             crc_block=CRC_BLOCK,
         )
         root = group_metadata({"ckptlab": document.to_json()})
-        if store.supports_rename:
+        if staging is not None:
             store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=options.durable)
+            staging.check()  # nothing removed it meanwhile: it holds every file written
             publish(store, staged, path, durable=options.durable)
         elif not store.write_new(
             posixpath.join(path, ROOT_DOCUMENT), root, durable=options.durable
@@ -300,6 +303,9 @@ def write_checkpoint(
             if told is not error:
                 raise told from error.__cause__
         raise
+    finally:
+        if staging is not None:
+            staging.close()
     return document
 
 

@@ -339,6 +339,27 @@ def test_a_damaged_value_fails_the_restore_before_anything_is_written(tmp_path, 
     assert tt.state_bytes(fresh) == before
 
 
+@pytest.mark.parametrize("with_root", [False, True], ids=["kwargs", "root"])
+def test_a_damaged_save_counter_fails_the_restore_with_nothing_written(tmp_path, tt, with_root):
+    """restore() reads the stored save_counter with the module's values, before writing any:
+    it wrote the module, then raised on the counter it created afterwards."""
+
+    def checkpoint(model: nn.Module) -> ck.Checkpoint:
+        return ck.Checkpoint(root=model) if with_root else ck.Checkpoint(model=model)
+
+    path = checkpoint(tt.mlp()).save(tmp_path / "ckpt")
+    shard = tmp_path / "ckpt-1" / "data" / "int64" / "0"  # its only int64 value: the counter
+    blob = bytearray(shard.read_bytes())
+    blob[0] ^= 0xFF
+    shard.write_bytes(bytes(blob))
+    fresh = tt.mlp(seed=8)
+    before = tt.state_bytes(fresh)
+    ckpt = checkpoint(fresh)
+    with pytest.raises(ck.CorruptCheckpointError, match="save_counter"):
+        ckpt.restore(path)
+    assert tt.state_bytes(fresh) == before and ckpt._ck_counter is None
+
+
 def test_a_scaler_that_refuses_its_saved_state_fails_the_restore_with_nothing_written(tmp_path, tt):
     """A GradScaler saved disabled refuses to load into an enabled one (torch raises
     RuntimeError): the restore raises before any tensor is written."""
