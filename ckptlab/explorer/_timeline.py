@@ -46,6 +46,7 @@ from ckptlab.inspect import DTYPE_ITEMSIZE, GraphView, ModuleSeries, TimelineDat
 from ckptlab.storage import (
     ByteStore,
     StoredCheckpoint,
+    listed_path,
     open_checkpoint,
     open_path,
     read_state,
@@ -134,7 +135,7 @@ def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
         stamps = list(state.timestamps) + [None] * len(state.all_paths)
         return [
             RunCheckpoint(
-                path=p if p.startswith("/") or "://" in p else f"{folder.rstrip('/')}/{p}",
+                path=listed_path(store, folder, p),
                 step=_step(p),
                 time=stamps[i],
             )
