@@ -15,6 +15,7 @@ import pathlib
 import signal
 import socket
 import threading
+import uuid
 
 import numpy as np
 import pytest
@@ -350,3 +351,37 @@ def test_a_failed_s3_save_leaves_no_upload_behind_to_damage_its_retry(network, c
     fresh.restore(path).assert_consumed()
     assert (fresh.a.numpy() == 3.0).all() and (fresh.b.numpy() == 3.0).all()
     assert not [r for r in caplog.records if r.name == "asyncio"]  # "exception never retrieved"
+
+
+def test_a_failed_save_to_an_object_store_names_the_checkpoint(s3_server, network):
+    """docs/manager.md: the message names the path and says what to do.  A save or write to a
+    bucket that does not exist, or whose upload is refused, said "Could not write the store"
+    (a failed upload of many objects named none of them): it names the checkpoint's URL."""
+    bucket = f"s3://ckptlab-missing-{uuid.uuid4().hex[:8]}"
+    ck.set_storage_options(bucket, **s3_server.storage_options)
+    ckpt = ck.Checkpoint(w=ck.Variable(np.ones(3, np.float32)))
+    try:
+        for call, target, written in (("save", "run/ckpt", "run/ckpt-1"), ("write", "w", "w")):
+            with pytest.raises(ck.NotFoundError) as caught:
+                getattr(ckpt, call)(f"{bucket}/{target}", options=FAST)
+            assert str(caught.value) == (
+                f"Could not write {bucket}/{written}: FileNotFoundError: The specified bucket "
+                "does not exist. Check that the bucket exists and that the URL names it right "
+                "(create the bucket first), or use another URL."
+            )
+        store, key = ck.storage.resolve(f"{bucket}/run")
+        with pytest.raises(ck.NotFoundError, match=f"^Could not write {bucket}/run: "):
+            store.write_many([(f"{key}/a", [b"1"]), (f"{key}/b", [b"2"])], durable=False)
+    finally:
+        ck.set_storage_options(bucket)
+    assert int(ckpt.save_counter.numpy()) == 0
+    network.refuse("PUT", "/ckpt-1/data/float32/0")
+    with pytest.raises(ck.StoragePermissionError) as caught:
+        ckpt.save(f"{network.prefix}/ckpt", options=FAST)
+    assert str(caught.value).startswith(
+        f"Could not write {network.prefix}/ckpt-1: PermissionError: Access Denied. Check the "
+        f"permissions of {network.prefix}/ckpt-1 and of the directories above it (for a URL: "
+        "the credentials)"
+    )
+    assert caught.value.filename == f"{network.prefix}/ckpt-1"
+    assert ck.latest_checkpoint(network.prefix) is None
