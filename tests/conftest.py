@@ -14,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 import tracemalloc
+import uuid
 
 import numpy as np
 import pytest
@@ -231,3 +232,28 @@ def manager_in_another_process():
         assert child.returncode == -signal.SIGKILL
 
     return holding
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3 server (moto) with the bucket ``ckptlab-test``; its options are registered."""
+    pytest.importorskip("moto")
+    pytest.importorskip("s3fs")
+    from ckptlab.testing import LocalS3Server
+
+    with LocalS3Server() as server:
+        ck.storage.set_storage_options(f"s3://{server.bucket}", **server.storage_options)
+        yield server
+        ck.storage.set_storage_options(f"s3://{server.bucket}")
+
+
+@pytest.fixture
+def s3_prefix(s3_server):
+    """A fresh ``s3://ckptlab-test/<uuid>`` URL (no trailing slash)."""
+    return f"s3://{s3_server.bucket}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def memory_prefix():
+    """A fresh ``memory://`` URL."""
+    return f"memory://ckptlab-tests/{uuid.uuid4().hex}"

@@ -42,6 +42,7 @@ from ckptlab.storage import (
     ByteStore,
     StoredCheckpoint,
     find_checkpoint,
+    listed_path,
     open_path,
     read_state,
     resolve,
@@ -130,7 +131,7 @@ def find_run(directory: str | os.PathLike[str]) -> list[RunCheckpoint] | None:
         stamps = list(state.timestamps) + [None] * len(state.all_paths)
         return [
             RunCheckpoint(
-                path=p if p.startswith("/") or "://" in p else f"{folder.rstrip('/')}/{p}",
+                path=listed_path(store, folder, p),
                 step=_step(p),
                 time=stamps[i],
             )

@@ -14,6 +14,7 @@ import errno
 import functools
 import logging
 import os
+import posixpath
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -64,7 +65,7 @@ def blocking_file(path: str) -> str | None:
 def _advice(error: BaseException, where: str) -> str:
     """What to do about ``error`` (what it means for ``where``)."""
     code = getattr(error, "errno", None)
-    if code in (errno.EACCES, errno.EPERM):
+    if code in (errno.EACCES, errno.EPERM) or isinstance(error, PermissionError):
         return (
             f"Check the permissions of {where} and of the directories above it (for a URL: the "
             "credentials), or use another path."
@@ -85,12 +86,22 @@ def _advice(error: BaseException, where: str) -> str:
         return f"{where} is a directory where a file belongs: remove or rename it."
     if code == errno.EEXIST:
         return f"{where} is in the way: remove it or choose another path."
+    if isinstance(error, FileNotFoundError) and "://" in where:
+        return (
+            "Check that the bucket exists and that the URL names it right (create the bucket "
+            "first), or use another URL."
+        )
     if not isinstance(error, OSError) or isinstance(error, ConnectionError | TimeoutError):
         return (
             "Check that the object store is reachable and the endpoint and credentials are "
             "right (ck.set_storage_options(url_prefix, endpoint_url=..., key=..., secret=...))."
         )
     return "Check the storage (space, permissions, device errors) and try again."
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in a few words: the ``strerror``, else the error's class and text."""
+    return getattr(error, "strerror", None) or f"{type(error).__name__}: {error}"
 
 
 def storage_error(error: BaseException, doing: str, where: str) -> CkptlabError:
@@ -103,7 +114,7 @@ def storage_error(error: BaseException, doing: str, where: str) -> CkptlabError:
     (True, 'Could not write /ro/ckpt-1: Permission denied')
     """
     filename = getattr(error, "filename", None)
-    reason = getattr(error, "strerror", None) or f"{type(error).__name__}: {error}"
+    reason = _reason(error)
     at = f" (at {filename})" if filename and str(filename) != where else ""
     message = f"Could not {doing} {where}: {reason}{at}. {_advice(error, where)}"
     kind: type[CkptlabError] = StorageError
@@ -150,7 +161,8 @@ def told_as(error: BaseException, where: str) -> BaseException:
     """``error``, a storage fault on a save's hidden staging copy, told as one writing ``where``.
 
     The staging copy (``.ckpt-3.tmp-<uuid>/data/float32/0``) is deleted by the time anyone
-    reads the message, so it names the checkpoint being written; the class, ``errno``,
+    reads the message, and on an object store (written in place) the failing object is one of
+    many, so it names the checkpoint being written; the class, ``errno``,
     ``strerror`` and notes are kept, and ``filename`` is ``where``.  A missing file (a
     :class:`NotFoundError`, not a :class:`StorageError`: the directory was removed meanwhile)
     is told the same way, with the reason of the ``OSError`` that caused it and what that
@@ -165,12 +177,9 @@ def told_as(error: BaseException, where: str) -> BaseException:
     """
     if not isinstance(error, StorageError | NotFoundError):
         return error
-    reason = (
-        error.strerror
-        or getattr(error.__cause__, "strerror", None)
-        or f"{type(error).__name__}: {error}"
-    )
-    advice = _REMOVED if isinstance(error, NotFoundError) else _advice(error, where)
+    reason = error.strerror or _reason(error.__cause__ or error)
+    removed = isinstance(error, NotFoundError) and "://" not in where  # (a URL: no bucket?)
+    advice = _REMOVED if removed else _advice(error, where)
     told = restate(error, f"Could not write {where}: {reason}. {advice}")
     if isinstance(told, StorageError):
         told.filename = where
@@ -179,11 +188,19 @@ def told_as(error: BaseException, where: str) -> BaseException:
     return told
 
 
+def _keys(argument: object) -> list[str]:
+    """The keys of a call on many objects: the first ``str`` of each of its items."""
+    if not isinstance(argument, list | tuple):
+        return []
+    return [item[0] for item in argument if isinstance(item, tuple) and isinstance(item[0], str)]
+
+
 def translate_faults(doing: str) -> Callable[[F], F]:
     """Decorate a store method that tries to ``doing`` a key: faults leave it as ckptlab errors.
 
     The path is the method's first argument when it is a key (shown with ``self.display``),
-    else the failing file the error names.
+    else the failing file the error names, else what the keys of a call on many objects
+    (``write_many``, ``read_ranges``) lie below: object-store client errors name no file.
     """
 
     def decorate(method: F) -> F:
@@ -194,9 +211,17 @@ def translate_faults(doing: str) -> Callable[[F], F]:
             except Exception as error:
                 if not is_storage_fault(error):
                     raise
-                key = args[0] if args and isinstance(args[0], str) else None
-                filename = getattr(error, "filename", None)
-                where = self.display(key) if key is not None else str(filename or "the store")
+                first = args[0] if args else None
+                keys = _keys(first)
+                if isinstance(first, str):
+                    where = self.display(first)
+                elif filename := getattr(error, "filename", None):
+                    where = str(filename)
+                elif keys:
+                    below = keys[0] if len(set(keys)) == 1 else posixpath.commonpath(keys)
+                    where = self.display(below)
+                else:
+                    where = "the store"
                 raise storage_error(error, doing, where) from error
 
         return translated  # type: ignore[return-value]

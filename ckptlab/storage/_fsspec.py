@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from ckptlab.core import argument_error
@@ -80,10 +80,65 @@ def storage_options_for(url: str) -> dict[str, Any]:
 
 
 def _sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on zarr's event loop; when this raises, it is no longer running.
+
+    Waiting can end early (Ctrl-C): then the coroutine is cancelled, and awaited, before the
+    interrupt goes on, so an interrupted upload cannot land on a later save.
+    """
     from zarr.core.sync import sync
 
-    result: T = sync(coroutine)
+    settled = threading.Event()
+    abandoned = threading.Event()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def run() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
+        try:
+            if abandoned.is_set():  # interrupted before it started
+                coroutine.close()
+                raise asyncio.CancelledError
+            return await coroutine
+        finally:
+            settled.set()
+
+    try:
+        result: T = sync(run())
+    except BaseException:
+        abandoned.set()
+        if tasks and not settled.is_set():
+            tasks[0].get_loop().call_soon_threadsafe(tasks[0].cancel)
+            settled.wait()
+        raise
     return result
+
+
+async def _all(
+    call: Callable[..., Coroutine[Any, Any, T]], arguments: Iterable[Sequence[Any]], limit: int
+) -> list[T]:
+    """``call(*args)`` for each of ``arguments``, ``limit`` at a time; all settled on return.
+
+    ``asyncio.gather`` raises the first failure and leaves the others running: a failed
+    ``write_many`` went on uploading in the background, and a late upload of a failed save
+    landed on top of its retry, damaging a committed checkpoint.  Here, when one call fails (or
+    the whole is cancelled), the others are cancelled and awaited before the first error is
+    raised, so a call that raised leaves nothing running (and no "exception never retrieved").
+    """
+    semaphore = asyncio.Semaphore(limit)
+
+    async def limited(args: Sequence[Any]) -> T:
+        async with semaphore:
+            return await call(*args)
+
+    tasks = [asyncio.ensure_future(limited(args)) for args in arguments]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 _DELETES = 64
@@ -143,18 +198,8 @@ class FsspecStore:
     @translate_faults("write")
     def write_many(self, items: Sequence[tuple[str, Sequence[Buffer]]], *, durable: bool) -> None:
         """Upload objects concurrently (at most :data:`CONCURRENCY` in flight)."""
-
-        async def run() -> None:
-            limit = asyncio.Semaphore(CONCURRENCY)
-
-            async def one(key: str, parts: Sequence[Buffer]) -> None:
-                async with limit:
-                    await self._put(key, parts)
-
-            await asyncio.gather(*(one(k, p) for k, p in items))
-
         if items:
-            _sync(run())
+            _sync(_all(self._put, items, CONCURRENCY))
 
     @translate_faults("write")
     def write_stream(self, key: str, batches: Iterable[Sequence[Buffer]], *, durable: bool) -> None:
@@ -222,17 +267,7 @@ class FsspecStore:
     @translate_faults("read")
     def read_ranges(self, requests: Sequence[tuple[str, int, Sequence[memoryview]]]) -> list[int]:
         """One ranged GET per request, concurrently; the bytes are copied into the buffers."""
-
-        async def run() -> list[int]:
-            limit = asyncio.Semaphore(CONCURRENCY)
-
-            async def one(key: str, offset: int, buffers: Sequence[memoryview]) -> int:
-                async with limit:
-                    return await self._range(key, offset, buffers)
-
-            return list(await asyncio.gather(*(one(k, o, b) for k, o, b in requests)))
-
-        return _sync(run()) if requests else []
+        return _sync(_all(self._range, requests, CONCURRENCY)) if requests else []
 
     async def _info(self, key: str) -> dict[str, Any] | None:
         try:
@@ -294,9 +329,10 @@ class FsspecStore:
 
         async def run() -> None:
             found: list[str] = await self.fs._find(key)
-            for start in range(0, len(found), _DELETES):
-                await asyncio.gather(*map(gone, found[start : start + _DELETES]))
-            self.fs.invalidate_cache(key)
+            try:
+                await _all(gone, [(path,) for path in found], _DELETES)
+            finally:
+                self.fs.invalidate_cache(key)
 
         _sync(run())
 

@@ -29,6 +29,25 @@ def _join(directory: str, relative: str) -> str:
     )
 
 
+def listed_path(store: ByteStore, directory: str, name: str) -> str:
+    """The path or URL of ``name``, a checkpoint the state file of ``directory`` lists.
+
+    Relative names are read inside the directory, as TensorFlow does; a URL in the state file
+    stays as it is.  On an object store the result is a URL (``s3://bucket/run/ckpt-3``), not
+    the store's key (``bucket/run/ckpt-3``, which would be read as a local path).
+
+    Examples
+    --------
+    >>> from ckptlab.storage import resolve
+    >>> store, directory = resolve("memory://bucket/run")
+    >>> listed_path(store, directory, "ckpt-3")
+    'memory://bucket/run/ckpt-3'
+    >>> listed_path(*resolve("/runs/a"), "ckpt-3"), listed_path(*resolve("/runs/a"), "/b/ckpt-1")
+    ('/runs/a/ckpt-3', '/b/ckpt-1')
+    """
+    return name if "://" in name else store.display(_join(directory, name))
+
+
 def read_state(
     store: ByteStore, directory: str, filename: str | None = None
 ) -> CheckpointState | None:

@@ -286,26 +286,29 @@ def write_checkpoint(
             store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=options.durable)
             staging.check()  # nothing removed it meanwhile: it holds every file written
             publish(store, staged, path, durable=options.durable)
-        elif not store.write_new(
-            posixpath.join(path, ROOT_DOCUMENT), root, durable=options.durable
-        ):
-            raise StorageExistsError(
-                f"Another writer committed {store.display(path)} while this save was writing it; "
-                "its checkpoint stands and this save was not published. Give concurrent writers "
-                "different paths."
-            )
+            committed = True
+        else:
+            root_key = posixpath.join(path, ROOT_DOCUMENT)
+            committed = store.write_new(root_key, root, durable=options.durable)
     except BaseException as error:
         if store.supports_rename:
             noting_failure(
                 error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
             )
-            told = told_as(error, store.display(path))  # the staging copy is gone: name path
-            if told is not error:
-                raise told from error.__cause__
+        # name the checkpoint: the staging copy is gone, an object is one part of many
+        told = told_as(error, store.display(path))
+        if told is not error:
+            raise told from error.__cause__
         raise
     finally:
         if staging is not None:
             staging.close()
+    if not committed:
+        raise StorageExistsError(
+            f"Another writer committed {store.display(path)} while this save was writing it; "
+            "its checkpoint stands and this save was not published. Give concurrent writers "
+            "different paths."
+        )
     return document
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for multi-worker saves: a local S3 server (moto) and a 2-process Dask cluster."""
+"""Fixtures for multi-worker saves: fresh prefixes on the local S3 server, a Dask cluster."""
 
 from __future__ import annotations
 
@@ -7,27 +7,12 @@ import uuid
 
 import pytest
 
-from ckptlab.storage import set_storage_options
-
 
 def pickle_by_value(module_name):
     """Let cloudpickle ship a test module's functions by value (pytest imports by importlib)."""
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
-
-
-@pytest.fixture(scope="session")
-def s3_server():
-    """The local S3 server (moto on 127.0.0.1); its options reach the workers with each job."""
-    pytest.importorskip("moto")
-    pytest.importorskip("s3fs")
-    from ckptlab.testing import LocalS3Server
-
-    with LocalS3Server() as server:
-        set_storage_options(f"s3://{server.bucket}", **server.storage_options)
-        yield server
-        set_storage_options(f"s3://{server.bucket}")
 
 
 @pytest.fixture

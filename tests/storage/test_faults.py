@@ -12,7 +12,10 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import socket
+import threading
+import uuid
 
 import numpy as np
 import pytest
@@ -302,3 +305,83 @@ def test_storage_errors_keep_errno_and_builtin_class(code, builtin, advice):
 
 def test_docstring_examples_run():
     assert doctest.testmod(_faults).failed == 0
+
+
+def interrupt_when(event):
+    """Ctrl-C (SIGINT to the main thread) once ``event`` is set."""
+
+    def interrupt():
+        if event.wait(10):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+
+
+@pytest.mark.parametrize("ending", ["an upload refused", "Ctrl-C"])
+def test_a_failed_s3_save_leaves_no_upload_behind_to_damage_its_retry(network, caplog, ending):
+    """One upload of ckpt-2 is held up on the network when the save fails (another upload is
+    refused, or the user presses Ctrl-C); the retry (the same number: 'a failed save uses up
+    nothing') commits.  The first attempt's upload must not be running any more: it went on in
+    the background, landed on the retry's data when the network let it through, and the latest
+    checkpoint was damaged."""
+    ckpt = ck.Checkpoint(
+        a=ck.Variable(np.full(1000, 1.0, np.float32)), b=ck.Variable(np.full(1000, 1.0))
+    )
+    with ck.CheckpointManager(ckpt, network.prefix, max_to_keep=3) as manager:
+        manager.save(options=FAST)
+        ckpt.a.assign(np.full(1000, 2.0, np.float32))
+        ckpt.b.assign(np.full(1000, 2.0))
+        held = network.hold("PUT", "/ckpt-2/data/float32/0")
+        if ending == "Ctrl-C":
+            interrupt_when(held.arrived)
+            failure = KeyboardInterrupt
+        else:
+            network.refuse("PUT", "/ckpt-2/data/float64/0", after=held)
+            failure = ck.StoragePermissionError
+        with pytest.raises(failure):
+            manager.save(options=FAST)
+        ckpt.a.assign(np.full(1000, 3.0, np.float32))
+        ckpt.b.assign(np.full(1000, 3.0))
+        path = manager.save(options=FAST)
+        assert path == f"{network.prefix}/ckpt-2" == ck.latest_checkpoint(network.prefix)
+        held.release()  # the first attempt's upload, were it still waiting, would land now
+        held.finished.wait(3)
+    assert ck.storage.verify_checkpoint(path) == []
+    fresh = ck.Checkpoint(a=ck.Variable(np.zeros(1000, np.float32)), b=ck.Variable(np.zeros(1000)))
+    fresh.restore(path).assert_consumed()
+    assert (fresh.a.numpy() == 3.0).all() and (fresh.b.numpy() == 3.0).all()
+    assert not [r for r in caplog.records if r.name == "asyncio"]  # "exception never retrieved"
+
+
+def test_a_failed_save_to_an_object_store_names_the_checkpoint(s3_server, network):
+    """docs/manager.md: the message names the path and says what to do.  A save or write to a
+    bucket that does not exist, or whose upload is refused, said "Could not write the store"
+    (a failed upload of many objects named none of them): it names the checkpoint's URL."""
+    bucket = f"s3://ckptlab-missing-{uuid.uuid4().hex[:8]}"
+    ck.set_storage_options(bucket, **s3_server.storage_options)
+    ckpt = ck.Checkpoint(w=ck.Variable(np.ones(3, np.float32)))
+    try:
+        for call, target, written in (("save", "run/ckpt", "run/ckpt-1"), ("write", "w", "w")):
+            with pytest.raises(ck.NotFoundError) as caught:
+                getattr(ckpt, call)(f"{bucket}/{target}", options=FAST)
+            assert str(caught.value) == (
+                f"Could not write {bucket}/{written}: FileNotFoundError: The specified bucket "
+                "does not exist. Check that the bucket exists and that the URL names it right "
+                "(create the bucket first), or use another URL."
+            )
+        store, key = ck.storage.resolve(f"{bucket}/run")
+        with pytest.raises(ck.NotFoundError, match=f"^Could not write {bucket}/run: "):
+            store.write_many([(f"{key}/a", [b"1"]), (f"{key}/b", [b"2"])], durable=False)
+    finally:
+        ck.set_storage_options(bucket)
+    assert int(ckpt.save_counter.numpy()) == 0
+    network.refuse("PUT", "/ckpt-1/data/float32/0")
+    with pytest.raises(ck.StoragePermissionError) as caught:
+        ckpt.save(f"{network.prefix}/ckpt", options=FAST)
+    assert str(caught.value).startswith(
+        f"Could not write {network.prefix}/ckpt-1: PermissionError: Access Denied. Check the "
+        f"permissions of {network.prefix}/ckpt-1 and of the directories above it (for a URL: "
+        "the credentials)"
+    )
+    assert caught.value.filename == f"{network.prefix}/ckpt-1"
+    assert ck.latest_checkpoint(network.prefix) is None

@@ -47,6 +47,26 @@ def test_a_manager_directory_opens_as_a_timeline(run):
     assert widget.view.nodes[w].value.change[0] == pytest.approx(8.0)  # 8 -> 16
 
 
+@pytest.mark.parametrize("where", ["s3_prefix", "memory_prefix"])
+def test_a_manager_directory_on_an_object_store_opens_as_a_timeline(request, where):
+    """ck.explore("s3://bucket/runs") of a manager's directory: the run's checkpoints are its
+    URLs (they were the store's keys, "bucket/runs/ckpt-1", opened as local paths)."""
+    runs = request.getfixturevalue(where) + "/runs"
+    ckpt = ck.Checkpoint(w=ck.Variable(np.ones(3, "float32")))
+    with ck.CheckpointManager(ckpt, runs, max_to_keep=3) as manager:
+        for _ in range(3):
+            ckpt.w.assign(ckpt.w.numpy() * 2)
+            manager.save(options=ck.WriteOptions(progress=False))
+    widget = ck.explore(runs)
+    assert widget.is_run
+    points = widget.load_timeline()["points"]
+    assert [p["path"] for p in points] == [f"{runs}/ckpt-{n}" for n in (1, 2, 3)]
+    assert [p["error"] for p in points] == [None, None, None]
+    assert points[2]["update_ratio"] == pytest.approx(1.0)  # w doubled: delta = w
+    widget.pick("ckpt-1", f"{runs}/ckpt-3")
+    assert widget.view.nodes[widget.view.find(("w",))].value.change[0] == pytest.approx(6.0)
+
+
 def test_pick_takes_indices_from_either_end_or_paths_and_refuses_anything_else(run, monkeypatch):
     """docs/explorer.md: an index (negative from the newest, as Python counts) or a path as
     the timeline shows it (or its last part); anything else is refused, changing nothing."""
