@@ -318,7 +318,9 @@ def interrupt_when(event):
 
 
 @pytest.mark.parametrize("ending", ["an upload refused", "Ctrl-C"])
-def test_a_failed_s3_save_leaves_no_upload_behind_to_damage_its_retry(network, caplog, ending):
+def test_a_failed_s3_save_leaves_no_upload_behind_to_damage_its_retry(
+    network, caplog, ending, sigint_raises
+):
     """One upload of ckpt-2 is held up on the network when the save fails (another upload is
     refused, or the user presses Ctrl-C); the retry (the same number: 'a failed save uses up
     nothing') commits.  The first attempt's upload must not be running any more: it went on in
