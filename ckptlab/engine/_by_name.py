@@ -223,33 +223,24 @@ class NameBasedRestore:
         """Lazy mode: ``id(group)`` of optimizer param groups filled once everything is."""
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
         """Lazy mode: ``id(target)`` -> the rebuilt Python state a queued write gives it."""
-        self._replaces: dict[int, bool] = {}
-        """uid of an older restore -> whether this one replaces it (:meth:`replaces`)."""
+        self.compared: dict[int, bool] = {}
         self.status: weakref.ref[Any] | None = None
         self._tree: NestedValues | None = None
         """The file's values as the nested containers they were saved in (built on first use)."""
         self.revision = Revision()
 
-    def replaces(self, older: _execute.Restorer) -> bool:
-        """Whether this restore writes all that ``older`` still could (see ``Restorer``).
+    def laid_out_like(self, older: Any) -> bool:
+        """Whether ``older``'s file is laid out as this one's (see ``Restorer``).
 
-        Both eager, ``older`` the older one, and their files hold the same names with the same
-        specs (the same non-tensor entries too): every name the older would match below an
-        attached object, this one matches to the same target.  Decided once per pair (a
-        restore arms every module of a model).
+        The same names with the same specs (the same non-tensor entries too): every name the
+        older would match below an attached object, this one matches to the same target.
         """
-        if not isinstance(older, NameBasedRestore) or older.uid >= self.uid:
-            return False
-        known = self._replaces.get(older.uid)
-        if known is None:
-            known = self._replaces[older.uid] = (
-                not (self.lazy or older.lazy)
-                and self.stored == older.stored
-                and self._nested == older._nested
-                and getattr(self.source, "literals", {}).keys()
-                == getattr(older.source, "literals", {}).keys()
-            )
-        return known
+        return (
+            self.stored == older.stored
+            and self._nested == older._nested
+            and getattr(self.source, "literals", {}).keys()
+            == getattr(older.source, "literals", {}).keys()
+        )
 
     def _stored_names(
         self, segments: frozenset[str] = WRAPPER_SEGMENTS, renamed: dict[str, str] | None = None

@@ -165,8 +165,7 @@ class RestoreCoordinator:
         a Keras optimizer that is not built yet): pending until then."""
         self.expect_partial = False
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
-        self._replaces: dict[int, bool] = {}
-        """uid of an older restore -> whether this one replaces it (:meth:`replaces`)."""
+        self.compared: dict[int, bool] = {}
         self.status: weakref.ref[Any] | None = None
         self.revision = Revision()
 
@@ -217,23 +216,16 @@ class RestoreCoordinator:
                 self.given_up.update(dict.fromkeys(nodes, reason))
             self.revision.bump()
 
-    def replaces(self, older: _execute.Restorer) -> bool:
-        """Whether this restore writes all that ``older`` still could (see ``Restorer``).
+    def laid_out_like(self, older: Any) -> bool:
+        """Whether ``older``'s checkpoint is laid out as this one's (see ``Restorer``).
 
-        Both eager, ``older`` the older one, and their checkpoints laid out alike: the same
-        graph, column for column, and the same value specs.  Decided once per pair.
+        The same graph, column for column, and the same value specs.
         """
-        if not isinstance(older, RestoreCoordinator) or older.uid >= self.uid:
-            return False
-        known = self._replaces.get(older.uid)
-        if known is None:
-            known = self._replaces[older.uid] = (
-                not (self.lazy or older.lazy)
-                and self.skip_slots == older.skip_slots
-                and self.stored == older.stored
-                and self.graph.columns.same_as(older.graph.columns)
-            )
-        return known
+        return (
+            self.skip_slots == older.skip_slots
+            and self.stored == older.stored
+            and self.graph.columns.same_as(older.graph.columns)
+        )
 
     def _plan(self, starts: list[tuple[int, Any]]) -> tuple[RestorePlan[Any], list[Write]]:
         plan = plan_restore(

@@ -50,9 +50,12 @@ class Restorer(Protocol):
 
     status: weakref.ref[Any] | None
     """The status reporting this restore, while it lives (set by the status)."""
+    compared: dict[int, bool]
+    """uid of an older restore -> :meth:`laid_out_like` of it (decided once per pair: a
+    restore arms every module of a model)."""
 
-    def replaces(self, older: Restorer) -> bool:
-        """Whether this restore, newer than ``older``, writes all ``older`` still could.
+    def laid_out_like(self, older: Any) -> bool:
+        """Whether ``older``, a restore of this one's type, reads a checkpoint laid out alike.
 
         Two eager restores of checkpoints laid out alike (the same graph and value specs; an
         evaluation loop over one run's checkpoints) check the same values against the same
@@ -127,18 +130,26 @@ def _record(target: Any, uid: int) -> None:
 
 
 SUPERSEDED = "a newer restore of a checkpoint laid out alike waits for this object instead"
-"""Why an older restore stopped waiting (:meth:`Restorer.replaces`)."""
+"""Why an older restore stopped waiting (:func:`_superseded`)."""
 
 
 def _superseded(older: Restorer, newer: Restorer) -> bool:
     """Whether ``older`` may stop waiting: ``newer`` replaces it and no status reports it.
 
-    Then dropping it changes nothing anyone can see, and restoring in a loop (an evaluation
-    over a run's checkpoints, each restore leaving the optimizer waiting) keeps one restore
-    waiting instead of every one of them (docs/semantics.md S41).
+    ``newer`` replaces it when both are eager restores of one kind, ``newer`` the newer, of
+    checkpoints laid out alike (:meth:`Restorer.laid_out_like`).  Then dropping it changes
+    nothing anyone can see, and restoring in a loop (an evaluation over a run's checkpoints,
+    each restore leaving the optimizer waiting) keeps one restore waiting instead of every
+    one of them (docs/semantics.md S41).
     """
-    status = older.status() if older.status is not None else None
-    return status is None and newer.replaces(older)
+    if type(older) is not type(newer) or older.uid >= newer.uid or older.lazy or newer.lazy:
+        return False
+    if older.status is not None and older.status() is not None:
+        return False
+    known = newer.compared.get(older.uid)
+    if known is None:
+        known = newer.compared[older.uid] = newer.laid_out_like(older)
+    return known
 
 
 def arm_deferral(parent: Any, name: str, position: Position) -> None:
