@@ -10,7 +10,8 @@ files are the bytes that were verified, even if the checkpoint is replaced meanw
 
 Version 3 checkpoints go through :class:`PackedValues`: values are located by their columns
 (no per-value objects), bytes move with scatter reads in batches of a few MiB straight into
-the destination arrays, and each batch is checksummed while it is still in the cache.  Older
+the destination arrays, and each batch is checksummed while it is still in the cache; a large
+local verification checksums the files' pages where they lie, mapped (no copy).  Older
 versions and foreign formats use the generic reader over ``StoredCheckpoint.read_arrays``.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import mmap
 import os
 import posixpath
 import stat
@@ -460,12 +462,21 @@ class PackedValues(ValueReader):
         parallel = (
             self.local and report is None and _stream.two_threads(total, _stream.PARALLEL_BYTES)
         )
-        helped = self.local and not parallel  # one thread reads, a helper checks
+        mapped = self.local and targets is None and not keep  # checked where the pages lie
+        helped = self.local and not parallel and not mapped  # one thread reads, a helper checks
         checksums = _stream.Checksums(total if helped else 0, ahead=READ_AHEAD)
         try:
             with Progress(total, f"{action} {name}", enabled=self.checkpoint.progress) as bar:
                 self._move(
-                    found, targets, check, bar, report, checksums, parallel=parallel, keep=keep
+                    found,
+                    targets,
+                    check,
+                    bar,
+                    report,
+                    checksums,
+                    parallel=parallel,
+                    keep=keep,
+                    mapped=mapped,
                 )
         except BaseException:
             checksums.abandon()
@@ -483,10 +494,12 @@ class PackedValues(ValueReader):
         *,
         parallel: bool,
         keep: bool,
+        mapped: bool,
     ) -> None:
         """Read round after round, checking each round (on ``checksums``) as the next is read.
 
         ``keep``: keep the verified bytes of whole values (where scratch is not reused).
+        ``mapped``: verify local files through memory maps (see :meth:`_check_pages`).
 
         ``parallel`` (large local transfers): two threads each read and check one half of the
         rounds, the halves cut where no checksum block is half read.  Each thread checks a
@@ -507,7 +520,9 @@ class PackedValues(ValueReader):
             rounds += [_Round(info, shard, fd, batch) for batch in batches]
         split = _halfway(rounds, self.block if check else None) if parallel else len(rounds)
         if split == len(rounds):
-            self._segment(rounds, targets, check, report, checksums, bar.update, keep=keep)
+            self._segment(
+                rounds, targets, check, report, checksums, bar.update, keep=keep, mapped=mapped
+            )
             return
         helper_done = [0]  # bytes the helper moved (written by the helper only)
 
@@ -522,13 +537,10 @@ class PackedValues(ValueReader):
             bar.update(nbytes + done - shown)
             shown = done
 
+        segment = functools.partial(self._segment, keep=keep, mapped=mapped)
         _stream.in_two_halves(
-            functools.partial(
-                self._segment, rounds[:split], targets, check, None, None, update, keep=keep
-            ),
-            functools.partial(
-                self._segment, rounds[split:], targets, check, None, None, count, keep=keep
-            ),
+            functools.partial(segment, rounds[:split], targets, check, None, None, update),
+            functools.partial(segment, rounds[split:], targets, check, None, None, count),
         )
         update(0)
 
@@ -542,8 +554,12 @@ class PackedValues(ValueReader):
         progress: Callable[[int], None],
         *,
         keep: bool,
+        mapped: bool,
     ) -> None:
-        """Read ``rounds`` in order into their holders; check them (``checksums`` or inline)."""
+        """Read ``rounds`` in order into their holders; check them (``checksums`` or inline).
+
+        ``mapped`` (verifying local files): the holders are the files' mapped pages, not read.
+        """
         running: dict[int, tuple[int, int]] = {}
         """Row -> (checksum so far, shard its block began in) of blocks read in part."""
         views: dict[int, memoryview] = {}
@@ -551,6 +567,9 @@ class PackedValues(ValueReader):
         keep = keep and not reuse  # bytes kept must stay: only fresh scratch can be kept
         space = memoryview(bytearray(0))
         for info, shard, fd, batch in rounds:
+            if mapped and fd is not None:
+                self._check_pages(fd, info, shard, batch, running, report, progress)
+                continue
             key = shard_key(info.path, shard)
             if reuse:  # the runs of the round side by side in one growing scratch buffer
                 spans = [run[-1][0] + run[-1][1] - run[0][0] for run in batch]
@@ -575,6 +594,37 @@ class PackedValues(ValueReader):
                     job()
                 else:
                     checksums.run(job)
+
+    def _check_pages(
+        self,
+        fd: int,
+        info: ArrayInfo,
+        shard: int,
+        runs: list[list[_Piece]],
+        running: dict[int, tuple[int, int]],
+        report: list[tuple[str, str]] | None,
+        progress: Callable[[int], None],
+    ) -> None:
+        """Check ``runs`` of a local file where its pages lie: mapped, never copied.
+
+        Checksumming the page cache in place saves the copy into scratch memory a read makes:
+        verifying GPT-2's 475 MiB on two threads took 65 ms with reads, 31 ms mapped (filling
+        buffers reads: it is as fast, and reports a file cut short as a short read).  The size
+        is checked first, since a mapped page past the end of the file would be a ``SIGBUS``,
+        and the maps are gone when this returns, raising or not.
+        """
+        size, end = os.fstat(fd).st_size, max(run[-1][0] + run[-1][1] for run in runs)
+        if size < end:  # cut short since it was opened
+            short = f"object {shard_key(info.path, shard)} ended after {size} bytes"
+            raise self._damaged(info, shard, [runs[0][0][2]], short)
+        requests = [_mapped(fd, run) for run in runs]
+        try:
+            progress(sum(r.nbytes for r in requests))
+            self._check(requests, info, shard, running, report, False)
+        finally:  # views outliving the call (in a traceback) would keep the maps
+            for request in requests:
+                for view in (*request.holders, *request.buffers):
+                    view.release()
 
     def _check(
         self,
@@ -715,6 +765,21 @@ class _Request:
     nbytes: int
     pieces: list[_Piece]
     holders: list[Any]
+
+
+def _mapped(fd: int, run: list[_Piece]) -> _Request:
+    """A run of a local file as views of its mapped pages (see ``PackedValues._check_pages``).
+
+    The request's one buffer is the whole mapping; the map ends once it and the holders are
+    released.
+    """
+    base = run[0][0]
+    end = run[-1][0] + run[-1][1]
+    start = base - base % mmap.ALLOCATIONGRANULARITY
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # one fault for the whole run
+    pages = memoryview(mmap.mmap(fd, end - start, flags=flags, prot=mmap.PROT_READ, offset=start))
+    holders = [pages[offset - start : offset - start + length] for offset, length, *_ in run]
+    return _Request(base, [pages], end - base, run, holders)
 
 
 def _request(

@@ -189,3 +189,56 @@ def test_large_transfers_run_on_two_threads_exactly(tmp_path, monkeypatch):
         source = open_checkpoint(LocalStore(), path, progress=False)
         with pytest.raises(ck.CorruptCheckpointError, match=f"'{damaged}'"):
             source.open_values().verify(outs)
+
+
+def test_large_verifications_check_the_pages_where_they_lie(tmp_path, monkeypatch):
+    """A verification too large to keep its bytes checksums the files' pages through memory
+    maps (no copy): a damaged byte in either half names its value, a file cut short under the
+    open reader is a typed error (a mapped page past the end would end the process with
+    SIGBUS), and no mapping outlives the call."""
+    from ckptlab.storage import _stream, _values, _writer
+
+    monkeypatch.setattr(_values, "KEEP_BYTES", 0)  # keep nothing: verify through the maps
+    monkeypatch.setattr(_stream, "PARALLEL_BYTES", 0)  # and on two threads
+    monkeypatch.setattr(_stream, "STEP", 4096)
+    monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
+    rng = np.random.default_rng(5)
+    saved = [
+        (f"v{i}", rng.standard_normal(int(rng.integers(1, 5000))).astype(np.float32))
+        for i in range(40)
+    ]
+    path = str(tmp_path / "c")
+    shard = tmp_path / "c" / "data" / "float32" / "0"
+
+    def mapped() -> list[str]:
+        with open("/proc/self/maps") as maps:
+            return [line for line in maps if str(shard) in line]
+
+    write_checkpoint(LocalStore(), path, saved, kind="name", graph=None, writer={}, options=QUIET)
+    source = open_checkpoint(LocalStore(), path, progress=False)
+    outs = {key: np.zeros_like(value) for key, value in saved}
+    with source.open_values() as reader:
+        reader.verify(outs)
+        assert mapped() == []
+        reader.read_into(outs)
+    for key, value in saved:
+        assert outs[key].tobytes() == value.tobytes(), key
+
+    ends = np.cumsum([value.nbytes for _, value in saved])  # the values lie back to back
+    for where in (int(ends[-1]) // 4, int(ends[-1]) * 3 // 4):
+        data = bytearray(shard.read_bytes())
+        data[where] ^= 1
+        shard.write_bytes(data)
+        damaged = saved[int(np.searchsorted(ends, where, side="right"))][0]
+        with pytest.raises(ck.CorruptCheckpointError, match=f"'{damaged}'"):
+            source.open_values().verify(outs)
+        data[where] ^= 1
+        shard.write_bytes(data)
+    assert mapped() == []
+
+    with source.open_values() as reader:
+        reader.verify(["v0"])  # the shard is open, its size checked
+        with open(shard, "r+b") as cut:
+            cut.truncate(shard.stat().st_size // 2)
+        with pytest.raises(ck.CorruptCheckpointError, match=r"float32/0 ended after \d+ bytes"):
+            reader.verify(outs)
