@@ -140,20 +140,25 @@ def test_rows_of_a_packed_value_read_only_their_checksum_blocks(tmp_path, monkey
         _parts.read_rows(source, "t", 890, 910)
 
 
-def test_large_transfers_run_on_two_threads_exactly(tmp_path, monkeypatch):
-    """Large local transfers read (and check) their second half on a helper thread: every byte
-    lands, a damaged byte in either half names its value, and a file cut short under the open
-    reader is reported from either half."""
+def two_thread_values(monkeypatch, seed: int) -> list[tuple[str, np.ndarray]]:
+    """40 values of a few KiB whose transfers take the two-thread path in many rounds."""
     from ckptlab.storage import _stream, _writer
 
     monkeypatch.setattr(_stream, "PARALLEL_BYTES", 0)  # every transfer takes the two-thread path
     monkeypatch.setattr(_stream, "STEP", 4096)  # many rounds, values split across them
     monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
-    rng = np.random.default_rng(3)
-    saved = [
+    rng = np.random.default_rng(seed)
+    return [
         (f"v{i}", rng.standard_normal(int(rng.integers(1, 5000))).astype(np.float32))
         for i in range(40)
     ]
+
+
+def test_large_transfers_run_on_two_threads_exactly(tmp_path, monkeypatch):
+    """Large local transfers read (and check) their second half on a helper thread: every byte
+    lands, a damaged byte in either half names its value, and a file cut short under the open
+    reader is reported from either half."""
+    saved = two_thread_values(monkeypatch, seed=3)
     path = str(tmp_path / "c")
     write_checkpoint(LocalStore(), path, saved, kind="name", graph=None, writer={}, options=QUIET)
     source = open_checkpoint(LocalStore(), path, progress=False)
@@ -196,17 +201,10 @@ def test_large_verifications_check_the_pages_where_they_lie(tmp_path, monkeypatc
     maps (no copy): a damaged byte in either half names its value, a file cut short under the
     open reader is a typed error (a mapped page past the end would end the process with
     SIGBUS), and no mapping outlives the call."""
-    from ckptlab.storage import _stream, _values, _writer
+    from ckptlab.storage import _values
 
     monkeypatch.setattr(_values, "KEEP_BYTES", 0)  # keep nothing: verify through the maps
-    monkeypatch.setattr(_stream, "PARALLEL_BYTES", 0)  # and on two threads
-    monkeypatch.setattr(_stream, "STEP", 4096)
-    monkeypatch.setattr(_writer, "CRC_BLOCK", 4096)
-    rng = np.random.default_rng(5)
-    saved = [
-        (f"v{i}", rng.standard_normal(int(rng.integers(1, 5000))).astype(np.float32))
-        for i in range(40)
-    ]
+    saved = two_thread_values(monkeypatch, seed=5)
     path = str(tmp_path / "c")
     shard = tmp_path / "c" / "data" / "float32" / "0"
 
