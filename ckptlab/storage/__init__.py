@@ -48,6 +48,7 @@ from ckptlab.storage._paths import open_path, resolve_path
 from ckptlab.storage._provenance import writer_info
 from ckptlab.storage._reader import (
     StoredCheckpoint,
+    document_checksum,
     find_checkpoint,
     open_checkpoint,
     read_document,
@@ -95,6 +96,7 @@ __all__ = [
     "choose_chunks",
     "clear_eviction",
     "discard_staged",
+    "document_checksum",
     "dtype_name",
     "find_checkpoint",
     "is_committed",
