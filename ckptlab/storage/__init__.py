@@ -57,6 +57,7 @@ from ckptlab.storage._reader import (
 from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, parse_size, write_safetensors
 from ckptlab.storage._state import (
     STATE_FILENAME,
+    join_listed,
     latest_checkpoint,
     listed_or_removed,
     listed_path,
@@ -100,6 +101,7 @@ __all__ = [
     "dtype_name",
     "find_checkpoint",
     "is_committed",
+    "join_listed",
     "latest_checkpoint",
     "listed_or_removed",
     "listed_path",
