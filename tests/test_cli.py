@@ -354,6 +354,30 @@ def test_verify_all_checks_every_checkpoint_the_directory_holds(saved, tmp_path)
     assert checked[2]["problems"][0].startswith("listed but missing: ")
 
 
+def test_verify_all_reads_listed_names_inside_the_directory_as_given(
+    saved, tmp_path, monkeypatch, capsys
+):
+    """A relative name the state file lists is read inside the directory as the user gave it
+    (a missing one is reported as ``run/ckpt-10``), an absolute one where it is."""
+    from ckptlab.cli import main
+
+    _, paths = saved
+    elsewhere = ck.Checkpoint(v=ck.Variable(1.0)).write(tmp_path / "elsewhere" / "c")
+    (tmp_path / "run" / "checkpoint").write_text(
+        f'model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "{elsewhere}"\n'
+        'all_model_checkpoint_paths: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-2"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--all", "--json", "run/"]) == 1
+    checked = json.loads(capsys.readouterr().out)["checkpoints"]
+    assert [(c["path"], c["ok"]) for c in checked] == [
+        (elsewhere, True),
+        (paths[0], True),
+        (paths[1], True),
+        ("run/ckpt-10", False),
+    ]
+
+
 def test_verify_checks_what_plain_zarr_readers_need(tmp_path):
     path = ck.Checkpoint(v=ck.Variable(np.arange(4.0))).write(tmp_path / "c")
     (Path(path) / "data" / "float64" / "zarr.json").unlink()

@@ -117,17 +117,15 @@ def every_checkpoint(path: str) -> list[tuple[str, bool]]:
     ``keep_checkpoint_every_n_hours`` kept), in natural order (``ckpt-2`` before ``ckpt-10``).
     Empty when ``path`` is a checkpoint itself or holds none.
     """
-    from ckptlab.storage import is_committed, read_state, resolve
+    from ckptlab.storage import is_committed, join_listed, read_state, resolve
 
     store, directory = resolve(os.fspath(path))
     if is_committed(store, directory):
         return []
     state = read_state(store, directory)
-    listed = (
-        dict.fromkeys(_join(path, p) for p in (*state.all_paths, state.latest)) if state else {}
-    )
+    listed = [join_listed(path, p) for p in (*state.all_paths, state.latest)] if state else []
     found = {
-        _join(path, entry): False
+        join_listed(path, entry): False
         for entry in store.list_dir(directory)
         if not entry.startswith(".") and is_committed(store, posixpath.join(directory, entry))
     }
@@ -137,12 +135,6 @@ def every_checkpoint(path: str) -> list[tuple[str, bool]]:
 
 def _natural(path: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
-
-
-def _join(directory: str, relative: str) -> str:
-    if posixpath.isabs(relative) or "://" in relative:
-        return relative
-    return posixpath.join(directory.rstrip("/"), relative)
 
 
 def _verify_every(path: str) -> list[Verification]:

@@ -13,10 +13,12 @@ Weights are the model's floating-point values: optimizer state (moments, step co
 neither read nor counted.
 
 Statistics are computed lazily (when the widget asks), each value read once: the previous
-checkpoint's values stay in memory to measure the update.  They are cached per checkpoint in
-this process (keyed by path and modification time), so reopening a run is fast.  A checkpoint
-that cannot be read (the newest one still being written, a damaged one) is marked with the
-reason and has no statistics; the rest of the run is measured and compared as usual.
+checkpoint's values stay in memory to measure the update.  They are cached in this process,
+each checkpoint's under what identifies its content (:func:`_identity`) and each update under
+the two checkpoints it compares, so reopening a run is fast and a checkpoint written again at
+its path is measured again.  A checkpoint that cannot be read (the newest one still being
+written, a damaged one) is marked with the reason and has no statistics; the rest of the run
+is measured and compared as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import operator
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -41,6 +43,7 @@ from ckptlab.inspect import DTYPE_ITEMSIZE, GraphView, ModuleSeries, TimelineDat
 from ckptlab.storage import (
     ByteStore,
     StoredCheckpoint,
+    document_checksum,
     find_checkpoint,
     listed_path,
     open_path,
@@ -79,11 +82,13 @@ class CheckpointStats:
     paths: dict[str, tuple[str, ...]]
     """Key -> display path of the model's values (optimizer state is not a weight)."""
     specs: dict[str, ValueSpec]
-    updates: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Previous checkpoint's path -> key -> ``||w - w_prev||²``."""
 
 
-_CACHE: dict[tuple[str, float], CheckpointStats] = {}
+Identity = tuple[str, tuple[int, ...]]
+"""A checkpoint's path and what changes whenever its content does (see :func:`_identity`)."""
+_CACHE: dict[Identity, CheckpointStats] = {}
+_UPDATES: dict[tuple[Identity, Identity], dict[str, float]] = {}
+"""(previous checkpoint, checkpoint) -> key -> ``||w - w_prev||²``."""
 
 
 def _step(name: str) -> int | None:
@@ -175,12 +180,23 @@ def is_one_checkpoint(store: ByteStore, folder: str) -> bool:
         return False
 
 
-def _cache_key(path: str) -> tuple[str, float]:
+def _identity(path: str) -> Identity | None:
+    """What the statistics of checkpoint ``path`` are cached under; ``None``: not cached.
+
+    A ckptlab checkpoint (on any store) is identified by the checksum of its root document,
+    which holds every value's checksums: a size check and one read, nothing parsed.  Another
+    format's file or folder on disk by its modification time (in nanoseconds) and size;
+    anything else (a TensorFlow bundle's prefix, a foreign checkpoint on an object store) by
+    nothing.
+    """
     try:
-        stamp = os.path.getmtime(os.path.join(path, "zarr.json") if os.path.isdir(path) else path)
-    except OSError:
-        stamp = 0.0
-    return path, stamp
+        checksum = document_checksum(*resolve(path))
+        if checksum is not None:
+            return path, (checksum,)
+        stat = os.stat(path)
+    except (CkptlabError, OSError):
+        return None  # opening it says why
+    return path, (stat.st_mtime_ns, stat.st_size)
 
 
 def _nbytes(spec: ValueSpec) -> int:
@@ -192,9 +208,13 @@ class Timeline:
 
     def __init__(self, run: Sequence[RunCheckpoint]) -> None:
         self.run = list(run)
-        self._stats: list[CheckpointStats | None] = [
-            _CACHE.get(_cache_key(c.path)) for c in self.run
+        self._ids = [_identity(c.path) for c in self.run]
+        self._stats = [_CACHE.get(i) if i else None for i in self._ids]
+        self._updates = [
+            _UPDATES.get((a, b)) if a and b else None
+            for a, b in zip([None, *self._ids[:-1]], self._ids, strict=True)
         ]
+        """Index -> its update from the checkpoint before (key -> ``||w - w_prev||²``)."""
         self._opened: dict[int, StoredCheckpoint] = {}
         self.unreadable: dict[int, CkptlabError] = {}
         """Index -> why that checkpoint cannot be read (found when it was opened or read)."""
@@ -217,10 +237,9 @@ class Timeline:
 
     def _measured(self, index: int) -> bool:
         """Whether checkpoint ``index`` has its statistics and (after a readable one) update."""
-        stats = self._stats[index]
         before = index - 1
-        return stats is not None and (
-            before < 0 or before in self.unreadable or self.run[before].path in stats.updates
+        return self._stats[index] is not None and (
+            before < 0 or before in self.unreadable or self._updates[index] is not None
         )
 
     @property
@@ -247,17 +266,20 @@ class Timeline:
             if current is None:
                 previous, previous_index = {}, -1
                 continue
-            stats = self._stats[i] or self._new_stats(i, current)
+            stats = self._stats[i] = self._stats[i] or self._new_stats(i, current)
+            identity, before = self._ids[i], self._ids[i - 1] if i else None
+            if identity is not None:
+                _CACHE[identity] = stats
             if i > 0 and i - 1 not in self.unreadable:
-                stats.updates[self.run[i - 1].path] = {
+                update = self._updates[i] = {
                     key: difference(previous[key], array)[2]
                     for key, array in current.items()
                     if key in previous
                     and previous[key].shape == array.shape
                     and previous[key].dtype == array.dtype
                 }
-            self._stats[i] = stats
-            _CACHE[_cache_key(checkpoint.path)] = stats
+                if identity is not None and before is not None:
+                    _UPDATES[before, identity] = update
             keep = sum(a.nbytes for a in current.values()) <= KEEP_BYTES
             previous, previous_index = (current, i) if keep else ({}, -1)
         if progress is not None:
@@ -332,7 +354,7 @@ class Timeline:
         now, before = stats[index], stats[index - 1] if index else None
         if now is None or before is None:
             return None, {}
-        return now.updates.get(self.run[index - 1].path), before.squares
+        return self._updates[index], before.squares
 
     def _modules(self, stats: list[CheckpointStats | None]) -> list[ModuleSeries]:
         modules: dict[str, list[str]] = {}

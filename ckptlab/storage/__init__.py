@@ -48,6 +48,7 @@ from ckptlab.storage._paths import open_path, resolve_path
 from ckptlab.storage._provenance import writer_info
 from ckptlab.storage._reader import (
     StoredCheckpoint,
+    document_checksum,
     find_checkpoint,
     open_checkpoint,
     read_document,
@@ -56,6 +57,7 @@ from ckptlab.storage._reader import (
 from ckptlab.storage._safetensors_writer import SAFETENSORS_DTYPES, parse_size, write_safetensors
 from ckptlab.storage._state import (
     STATE_FILENAME,
+    join_listed,
     latest_checkpoint,
     listed_or_removed,
     listed_path,
@@ -95,9 +97,11 @@ __all__ = [
     "choose_chunks",
     "clear_eviction",
     "discard_staged",
+    "document_checksum",
     "dtype_name",
     "find_checkpoint",
     "is_committed",
+    "join_listed",
     "latest_checkpoint",
     "listed_or_removed",
     "listed_path",

@@ -35,6 +35,7 @@ from ckptlab.storage._commit import OWN_ENTRIES, refuse_a_file_above, retract, r
 from ckptlab.storage._faults import faults_translated, noting_failure
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT
+from ckptlab.storage._reader import document_checksum
 
 try:
     import fcntl
@@ -451,18 +452,19 @@ def _eviction_note(path: str) -> str:
 
 
 _ZARR_CHECKSUM, _INDEX_CHECKSUM = "zarr.json crc32c", "index crc32c"
-_IDENTIFIED_BY = {_ZARR_CHECKSUM: f"/{ROOT_DOCUMENT}", _INDEX_CHECKSUM: ".index"}
-"""What identifies a checkpoint at ``<path>``, by the key its note gives the CRC-32C under: the
-root ``<path>/zarr.json`` of ckptlab's, the ``<path>.index`` of a TensorFlow bundle (a manager
-that resumed a TensorFlow directory evicts those)."""
+"""The labels of a note's CRC-32Cs of what identifies a checkpoint at ``<path>``: the root
+``<path>/zarr.json`` of ckptlab's (:func:`document_checksum`), the ``<path>.index`` of a
+TensorFlow bundle (a manager that resumed a TensorFlow directory evicts those)."""
 
 
 def _checksums(store: ByteStore, path: str) -> dict[str, int]:
     """The CRC-32Cs of what identifies the checkpoints at ``path`` (none: nothing is there)."""
     found = {}
-    for label, suffix in _IDENTIFIED_BY.items():
-        with contextlib.suppress(FileNotFoundError):
-            found[label] = int(crc32c.crc32c(store.read(path + suffix)))
+    document = document_checksum(store, path)
+    if document is not None:
+        found[_ZARR_CHECKSUM] = document
+    with contextlib.suppress(FileNotFoundError):
+        found[_INDEX_CHECKSUM] = int(crc32c.crc32c(store.read(path + ".index")))
     return found
 
 

@@ -448,18 +448,46 @@ def read_listing(store: ByteStore, path: str) -> list[tuple[str, tuple[int, ...]
         return parse_listing(_read_root(store, path), store.display(path))
 
 
-def _read_root(store: ByteStore, path: str) -> Any:
-    """The untrusted ``ckptlab`` attribute of the root ``zarr.json``."""
+def document_checksum(store: ByteStore, path: str) -> int | None:
+    """The CRC-32C of the root ``zarr.json`` at ``path``: what identifies that checkpoint.
+
+    The document holds every value's checksums (FORMAT.md section 2.1), so a checkpoint
+    written again at ``path`` with other values has another one.  One size check and one
+    read, nothing parsed.
+
+    Returns
+    -------
+    int or None
+        ``None`` when there is no root document (nothing there, a foreign checkpoint, one
+        deleted meanwhile) or one too large to be a checkpoint's.
+    """
+    try:
+        raw = _root_bytes(store, path)
+    except (FileNotFoundError, CorruptCheckpointError):
+        return None
+    return None if raw is None else int(crc32c.crc32c(raw))
+
+
+def _root_bytes(store: ByteStore, path: str) -> bytes | None:
+    """The root ``zarr.json`` at ``path`` (``None``: there is none); too large ones unread."""
     root = posixpath.join(path, ROOT_DOCUMENT)
     size = store.size(root)
     if size is None:
-        raise not_found(store, path)
+        return None
     if size > MAX_DOCUMENT_BYTES:
         raise CorruptCheckpointError(
             f"{store.display(root)} is {size} bytes; ckptlab refuses documents over "
             f"{MAX_DOCUMENT_BYTES} bytes. The file is damaged or not a ckptlab checkpoint."
         )
-    raw = store.read(root)
+    return store.read(root)
+
+
+def _read_root(store: ByteStore, path: str) -> Any:
+    """The untrusted ``ckptlab`` attribute of the root ``zarr.json``."""
+    raw = _root_bytes(store, path)
+    if raw is None:
+        raise not_found(store, path)
+    root = posixpath.join(path, ROOT_DOCUMENT)
     try:
         metadata = orjson.loads(raw)
     except ValueError as error:  # orjson's JSONDecodeError (UTF-8 and depth errors included)

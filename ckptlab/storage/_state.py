@@ -21,12 +21,20 @@ MAX_STATE_BYTES = 16 * 2**20
 logger = logging.getLogger("ckptlab")
 
 
-def _join(directory: str, relative: str) -> str:
-    return (
-        relative
-        if posixpath.isabs(relative) or "://" in relative
-        else posixpath.join(directory, relative)
-    )
+def join_listed(directory: str, name: str) -> str:
+    """``name``, a checkpoint the state file of ``directory`` lists, as read inside it.
+
+    A relative name is joined to the directory, as TensorFlow reads it; an absolute path or a
+    URL stays as it is.  ``directory`` is a path or URL as given, or a store's key.
+
+    Examples
+    --------
+    >>> join_listed("runs/", "ckpt-3"), join_listed("s3://bucket/runs", "ckpt-3")
+    ('runs/ckpt-3', 's3://bucket/runs/ckpt-3')
+    >>> join_listed("runs", "/elsewhere/ckpt-1"), join_listed("runs", "memory://b/ckpt-2")
+    ('/elsewhere/ckpt-1', 'memory://b/ckpt-2')
+    """
+    return name if posixpath.isabs(name) or "://" in name else posixpath.join(directory, name)
 
 
 def listed_path(store: ByteStore, directory: str, name: str) -> str:
@@ -45,7 +53,7 @@ def listed_path(store: ByteStore, directory: str, name: str) -> str:
     >>> listed_path(*resolve("/runs/a"), "ckpt-3"), listed_path(*resolve("/runs/a"), "/b/ckpt-1")
     ('/runs/a/ckpt-3', '/b/ckpt-1')
     """
-    return name if "://" in name else store.display(_join(directory, name))
+    return name if "://" in name else store.display(join_listed(directory, name))
 
 
 def read_state(
@@ -222,7 +230,7 @@ def named_latest(
     state = read_state(store, directory, filename)
     if state is None:
         return None, False
-    path = _join(directory, state.latest)
+    path = join_listed(directory, state.latest)
     return path, is_committed(store, path) or _is_foreign(store, path)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 
 import numpy as np
 import pytest
@@ -131,6 +133,53 @@ def test_statistics_are_cached_per_checkpoint_and_read_each_value_once(run, monk
     assert again.complete
     again.compute()
     assert reads == []
+
+
+@pytest.mark.parametrize("where", ["tmp_path", "s3_prefix", "memory_prefix"])
+def test_checkpoints_written_again_at_their_paths_are_measured_again(request, where):
+    """A new run in the same directory writes new checkpoints at the old paths, and a path is
+    written again: the timeline shows what they hold now, not what the first run's held.  The
+    cache was keyed by path and modification time, which object stores never gave (always 0.0)
+    and a file system gives per tick (here the new files get the old times, as on a file
+    system whose clock ticks coarsely).  An update is measured again when either of its two
+    checkpoints changed (it was cached by the later one's path alone)."""
+    runs = f"{request.getfixturevalue(where)}/runs"
+    store, key = ck.storage.resolve(runs)
+    documents = [f"{key}/ckpt-{n}/zarr.json" for n in (1, 2, 3)]
+
+    def measured():
+        points = ck.explore(runs).load_timeline()["points"]
+        norms = [p["weight_norm"] / math.sqrt(3) for p in points]
+        return pytest.approx(norms), [p["update_ratio"] for p in points]
+
+    @contextlib.contextmanager
+    def old_times():
+        """On disk, the documents written in the block get the old ones' times."""
+        if where != "tmp_path":
+            yield
+            return
+        times = [os.stat(d).st_mtime_ns for d in documents]
+        yield
+        for document, time in zip(documents, times, strict=True):
+            os.utime(document, ns=(time, time))
+
+    def train(weights):
+        ckpt = ck.Checkpoint(w=ck.Variable(np.ones(3, "float32")))
+        with ck.CheckpointManager(ckpt, runs, max_to_keep=None) as manager:
+            for w in weights:
+                ckpt.w.assign(np.full(3, w, "float32"))
+                manager.save(options=ck.WriteOptions(progress=False))
+
+    train([1.0, 2.0, 4.0])
+    assert measured() == ([1.0, 2.0, 4.0], [None, pytest.approx(1.0), pytest.approx(1.0)])
+    with old_times():
+        store.delete_tree(key)  # the run starts over
+        train([1.0, 4.0, 5.0])
+    assert measured() == ([1.0, 4.0, 5.0], [None, pytest.approx(3.0), pytest.approx(0.25)])
+    with old_times():
+        ck.Checkpoint(w=ck.Variable(np.full(3, 10.0, "float32"))).write(f"{runs}/ckpt-2")
+    assert measured() == ([1.0, 10.0, 5.0], [None, pytest.approx(9.0), pytest.approx(0.5)])
+    assert _timeline.Timeline(_timeline.find_run(runs)).complete  # and cached again
 
 
 def test_the_timeline_as_a_table(run):
