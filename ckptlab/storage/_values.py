@@ -50,6 +50,11 @@ REMOTE_BATCH = 64 * 2**20
 """Bytes requested at once from an object store (concurrently)."""
 READ_AHEAD = 2
 """Rounds read (into scratch, when verifying) while older ones wait for the checksum helper."""
+MAP_BYTES = 8 * 2**20
+"""Most bytes of a local file mapped at once per thread to verify them (``_check_pages``):
+fewer, larger maps than reads' 4 MiB cost less to set up and tear down (about a tenth less
+time verifying GPT-2 than with 4 MiB), and the process's resident size grows by at most this
+much per thread while they are checked."""
 KEEP_BYTES = 32 * 2**20
 """Verifying at most this many bytes keeps the verified bytes of whole values for the fill that
 follows (restores verify everything, then fill): the fill copies them instead of reading the
@@ -508,7 +513,9 @@ class PackedValues(ValueReader):
         of new memory).  Measured here: verifying 1000 MiB 54 -> 42 ms, filling it 63 -> 55 ms.
         """
         gap, run_limit, round_limit, most = (
-            (LOCAL_GAP, _stream.STEP, _stream.STEP, MAX_PARTS // 2)  # one system call a run
+            (LOCAL_GAP, MAP_BYTES, MAP_BYTES, MAX_PARTS // 2)  # one map a run
+            if mapped
+            else (LOCAL_GAP, _stream.STEP, _stream.STEP, MAX_PARTS // 2)  # one system call a run
             if self.local
             else (REMOTE_GAP, _stream.STEP * 4, REMOTE_BATCH, 2**31)
         )
