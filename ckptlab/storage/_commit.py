@@ -17,7 +17,7 @@ import logging
 import os
 import posixpath
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ckptlab.errors import (
     NotFoundError,
@@ -26,7 +26,12 @@ from ckptlab.errors import (
     StorageNotADirectoryError,
     StoragePermissionError,
 )
-from ckptlab.storage._faults import blocking_file, faults_translated
+from ckptlab.storage._faults import (
+    blocking_file,
+    faults_translated,
+    noting_failure,
+    told_as_writing,
+)
 from ckptlab.storage._foreign import bundle_files
 from ckptlab.storage._kv import ByteStore, LocalStore, fsync_dir
 from ckptlab.storage._layout import ROOT_DOCUMENT
@@ -64,15 +69,17 @@ def temporary_name(path: str) -> str:
 
 
 class Staging:
-    """The hidden sibling a local checkpoint is written into before :func:`publish` renames it.
+    """The hidden sibling a local checkpoint or export is written into before it is renamed.
 
-    Local writes create their missing parent directories, so a write made after something
-    removed the staging directory (``rm -rf`` of the run directory by another job, or its
-    parent's) silently creates a new one, holding only what is written from then on.  The
-    directory is created here, once, and held open until :meth:`close`; :meth:`check`, called
-    after the last write and before the rename, refuses a path that no longer names it (an
-    open directory's inode cannot be reused for a new one).  Checking costs a few system
-    calls per save, none per value or file.
+    Every local writer of a tree uses it: single-process saves (``write_checkpoint``),
+    multi-worker saves (the coordinator holds it while the workers write, ``begin_staging``)
+    and safetensors exports to a directory.  Local writes create their missing parent
+    directories, so a write made after something removed the staging directory (``rm -rf`` of
+    the run directory by another job, or its parent's) silently creates a new one, holding only
+    what is written from then on.  The directory is created here, once, and held open until
+    :meth:`close`; :meth:`check`, called after the last write and before the rename, refuses a
+    path that no longer names it (an open directory's inode cannot be reused for a new one).
+    Checking costs a few system calls per save, none per value or file.
 
     Examples
     --------
@@ -88,6 +95,7 @@ class Staging:
     """
 
     def __init__(self, store: ByteStore, path: str) -> None:
+        self.store = store
         self.path = temporary_name(path)
         with faults_translated("write", store.display(path)):
             os.makedirs(self.path)  # the run directory too, when missing
@@ -108,9 +116,38 @@ class Staging:
             "was removed while the save wrote it)."
         ) from missing
 
+    def publish(self, path: str, *, durable: bool) -> None:
+        """:meth:`check`, then publish the checkpoint written here as ``path`` (:func:`publish`)."""
+        self.check()
+        publish(self.store, self.path, path, durable=durable)
+
     def close(self) -> None:
         """Let go of the directory (published, or deleted after a failure)."""
         os.close(self._fd)
+
+
+@contextlib.contextmanager
+def writing_into(
+    store: ByteStore, staged: str, path: str, staging: Staging | None
+) -> Iterator[None]:
+    """The writes and the publication of ``path`` into ``staged`` (``path`` on object stores).
+
+    On failure a local ``staged`` (file or tree) is deleted, and the error is told as one
+    writing ``path`` (:func:`told_as_writing`: the staging copy is gone, an object is one part
+    of many); ``staging``, if any, is closed either way.
+    """
+    with told_as_writing(store.display(path)):
+        try:
+            yield
+        except BaseException as error:
+            if store.supports_rename:
+                noting_failure(
+                    error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
+                )
+            raise
+        finally:
+            if staging is not None:
+                staging.close()
 
 
 def clean_leftovers(store: ByteStore, path: str) -> None:
