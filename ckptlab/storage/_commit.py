@@ -33,7 +33,14 @@ from ckptlab.storage._faults import (
     told_as_writing,
 )
 from ckptlab.storage._foreign import bundle_files
-from ckptlab.storage._kv import ByteStore, LocalStore, fsync_dir
+from ckptlab.storage._kv import (
+    ByteStore,
+    LocalStore,
+    create_locked,
+    fsync_dir,
+    remove_if_abandoned,
+    still_names,
+)
 from ckptlab.storage._layout import ROOT_DOCUMENT
 
 logger = logging.getLogger("ckptlab")
@@ -81,6 +88,10 @@ class Staging:
     path that no longer names it (an open directory's inode cannot be reused for a new one).
     Checking costs a few system calls per save, none per value or file.
 
+    The open directory is also ``flock``-ed until :meth:`close` (``create_locked``), so that
+    another writer of the same path (a restarted job racing its predecessor) takes it for a
+    live writer's, not for the leftover of a killed one (:func:`remove_leftover`).
+
     Examples
     --------
     >>> import os, shutil, tempfile
@@ -96,10 +107,9 @@ class Staging:
 
     def __init__(self, store: ByteStore, path: str) -> None:
         self.store = store
-        self.path = temporary_name(path)
-        with faults_translated("write", store.display(path)):
-            os.makedirs(self.path)  # the run directory too, when missing
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        parent, name = posixpath.split(path)
+        with faults_translated("write", store.display(path)):  # the run directory too
+            self.path, self._fd = create_locked(parent, f".{name}.tmp-", directory=True)
 
     def check(self) -> None:
         """Raise :class:`NotFoundError` unless :attr:`path` is still the directory made here.
@@ -107,9 +117,8 @@ class Staging:
         The error names the staging path, as a write failing there would; the writer tells
         it as one writing the checkpoint (``told_as``).
         """
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            if os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
-                return
+        if still_names(self.path, self._fd):
+            return
         missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.path)
         raise NotFoundError(
             f"Could not write {self.path}: {missing.strerror} (it, or a directory above it, "
@@ -150,13 +159,31 @@ def writing_into(
                 staging.close()
 
 
+def remove_leftover(store: ByteStore, path: str) -> bool:
+    """Delete ``path``, left by an interrupted save, unless a live writer holds it.
+
+    Returns whether it was deleted.  Locally every writer holds an ``flock`` on its staging
+    directory until it is published or deleted (:class:`Staging`), and the kernel releases
+    the locks of a dead process, so only what killed writers left goes.  On object stores,
+    which have no locks, ``path`` is deleted.
+    """
+    if not store.supports_rename:
+        store.delete_tree(path)
+        return True
+    with faults_translated("delete", store.display(path)):
+        return remove_if_abandoned(path, store.delete_tree)
+
+
 def clean_leftovers(store: ByteStore, path: str) -> None:
-    """Remove temporary siblings of ``path`` left by an interrupted save (WARNING if one stays)."""
+    """Remove temporary siblings of ``path`` left by an interrupted save (WARNING if one stays).
+
+    Those of a live writer of the same path are kept (:func:`remove_leftover`).
+    """
     parent, name = posixpath.split(path)
     for entry in store.list_dir(parent):
         if entry.startswith((f".{name}.tmp-", f".{name}.old-")):
             try:
-                store.delete_tree(posixpath.join(parent, entry))
+                remove_leftover(store, posixpath.join(parent, entry))
             except StorageError as error:
                 logger.warning("Could not remove what an interrupted save left: %s", error)
 
