@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +148,34 @@ def test_a_full_disk_names_the_export_not_its_staging_copy(tmp_path, no_space):
     )
     assert caught.value.errno == errno.ENOSPC
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_a_directory_removed_while_an_export_writes_publishes_nothing(tmp_path, monkeypatch):
+    """``rm -rf`` of the export's directory after its first shard: the next shard's write
+    re-created the hidden staging directory (local writes create their parents), and the
+    export renamed it into place without the first shard and returned.  It now raises
+    NotFoundError naming the export and publishes nothing, as a save does."""
+    from ckptlab.storage import LocalStore
+
+    values = {name: ck.Variable(np.full(100, i, np.float32)) for i, name in enumerate("abc")}
+    source = ck.Checkpoint(**values).write(tmp_path / "src")
+    exports = tmp_path / "exports"
+    write_stream, written = LocalStore.write_stream, []
+
+    def removed_after_the_first(store, key, batches, *, durable):  # one call per shard
+        write_stream(store, key, batches, durable=durable)
+        written.append(key)
+        if len(written) == 1:
+            shutil.rmtree(exports)
+
+    monkeypatch.setattr(LocalStore, "write_stream", removed_after_the_first)
+    with pytest.raises(ck.NotFoundError) as caught:
+        ck.convert(source, exports / "hf", format="safetensors", max_shard_size=500)
+    message = str(caught.value)
+    assert len(written) == 3 and message.startswith(f"Could not write {exports / 'hf'}: ")
+    assert "Something removed the directory" in message and "nothing was published" in message
+    assert ".tmp-" not in message
+    assert not exports.exists() or os.listdir(exports) == []
 
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"

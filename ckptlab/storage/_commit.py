@@ -17,7 +17,7 @@ import logging
 import os
 import posixpath
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ckptlab.errors import (
     NotFoundError,
@@ -26,9 +26,21 @@ from ckptlab.errors import (
     StorageNotADirectoryError,
     StoragePermissionError,
 )
-from ckptlab.storage._faults import blocking_file, faults_translated
+from ckptlab.storage._faults import (
+    blocking_file,
+    faults_translated,
+    noting_failure,
+    told_as_writing,
+)
 from ckptlab.storage._foreign import bundle_files
-from ckptlab.storage._kv import ByteStore, LocalStore, fsync_dir
+from ckptlab.storage._kv import (
+    ByteStore,
+    LocalStore,
+    create_locked,
+    fsync_dir,
+    remove_if_abandoned,
+    still_names,
+)
 from ckptlab.storage._layout import ROOT_DOCUMENT
 
 logger = logging.getLogger("ckptlab")
@@ -64,15 +76,21 @@ def temporary_name(path: str) -> str:
 
 
 class Staging:
-    """The hidden sibling a local checkpoint is written into before :func:`publish` renames it.
+    """The hidden sibling a local checkpoint or export is written into before it is renamed.
 
-    Local writes create their missing parent directories, so a write made after something
-    removed the staging directory (``rm -rf`` of the run directory by another job, or its
-    parent's) silently creates a new one, holding only what is written from then on.  The
-    directory is created here, once, and held open until :meth:`close`; :meth:`check`, called
-    after the last write and before the rename, refuses a path that no longer names it (an
-    open directory's inode cannot be reused for a new one).  Checking costs a few system
-    calls per save, none per value or file.
+    Every local writer of a tree uses it: single-process saves (``write_checkpoint``),
+    multi-worker saves (the coordinator holds it while the workers write, ``begin_staging``)
+    and safetensors exports to a directory.  Local writes create their missing parent
+    directories, so a write made after something removed the staging directory (``rm -rf`` of
+    the run directory by another job, or its parent's) silently creates a new one, holding only
+    what is written from then on.  The directory is created here, once, and held open until
+    :meth:`close`; :meth:`check`, called after the last write and before the rename, refuses a
+    path that no longer names it (an open directory's inode cannot be reused for a new one).
+    Checking costs a few system calls per save, none per value or file.
+
+    The open directory is also ``flock``-ed until :meth:`close` (``create_locked``), so that
+    another writer of the same path (a restarted job racing its predecessor) takes it for a
+    live writer's, not for the leftover of a killed one (:func:`remove_leftover`).
 
     Examples
     --------
@@ -88,10 +106,10 @@ class Staging:
     """
 
     def __init__(self, store: ByteStore, path: str) -> None:
-        self.path = temporary_name(path)
-        with faults_translated("write", store.display(path)):
-            os.makedirs(self.path)  # the run directory too, when missing
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        self.store = store
+        parent, name = posixpath.split(path)
+        with faults_translated("write", store.display(path)):  # the run directory too
+            self.path, self._fd = create_locked(parent, f".{name}.tmp-", directory=True)
 
     def check(self) -> None:
         """Raise :class:`NotFoundError` unless :attr:`path` is still the directory made here.
@@ -99,27 +117,73 @@ class Staging:
         The error names the staging path, as a write failing there would; the writer tells
         it as one writing the checkpoint (``told_as``).
         """
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            if os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
-                return
+        if still_names(self.path, self._fd):
+            return
         missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.path)
         raise NotFoundError(
             f"Could not write {self.path}: {missing.strerror} (it, or a directory above it, "
             "was removed while the save wrote it)."
         ) from missing
 
+    def publish(self, path: str, *, durable: bool) -> None:
+        """:meth:`check`, then publish the checkpoint written here as ``path`` (:func:`publish`)."""
+        self.check()
+        publish(self.store, self.path, path, durable=durable)
+
     def close(self) -> None:
         """Let go of the directory (published, or deleted after a failure)."""
         os.close(self._fd)
 
 
+@contextlib.contextmanager
+def writing_into(
+    store: ByteStore, staged: str, path: str, staging: Staging | None
+) -> Iterator[None]:
+    """The writes and the publication of ``path`` into ``staged`` (``path`` on object stores).
+
+    On failure a local ``staged`` (file or tree) is deleted, and the error is told as one
+    writing ``path`` (:func:`told_as_writing`: the staging copy is gone, an object is one part
+    of many); ``staging``, if any, is closed either way.
+    """
+    with told_as_writing(store.display(path)):
+        try:
+            yield
+        except BaseException as error:
+            if store.supports_rename:
+                noting_failure(
+                    error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
+                )
+            raise
+        finally:
+            if staging is not None:
+                staging.close()
+
+
+def remove_leftover(store: ByteStore, path: str) -> bool:
+    """Delete ``path``, left by an interrupted save, unless a live writer holds it.
+
+    Returns whether it was deleted.  Locally every writer holds an ``flock`` on its staging
+    directory until it is published or deleted (:class:`Staging`), and the kernel releases
+    the locks of a dead process, so only what killed writers left goes.  On object stores,
+    which have no locks, ``path`` is deleted.
+    """
+    if not store.supports_rename:
+        store.delete_tree(path)
+        return True
+    with faults_translated("delete", store.display(path)):
+        return remove_if_abandoned(path, store.delete_tree)
+
+
 def clean_leftovers(store: ByteStore, path: str) -> None:
-    """Remove temporary siblings of ``path`` left by an interrupted save (WARNING if one stays)."""
+    """Remove temporary siblings of ``path`` left by an interrupted save (WARNING if one stays).
+
+    Those of a live writer of the same path are kept (:func:`remove_leftover`).
+    """
     parent, name = posixpath.split(path)
     for entry in store.list_dir(parent):
         if entry.startswith((f".{name}.tmp-", f".{name}.old-")):
             try:
-                store.delete_tree(posixpath.join(parent, entry))
+                remove_leftover(store, posixpath.join(parent, entry))
             except StorageError as error:
                 logger.warning("Could not remove what an interrupted save left: %s", error)
 

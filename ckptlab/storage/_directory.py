@@ -31,7 +31,13 @@ from typing import Any
 import crc32c
 
 from ckptlab.errors import LockedError
-from ckptlab.storage._commit import OWN_ENTRIES, refuse_a_file_above, retract, retract_bundle
+from ckptlab.storage._commit import (
+    OWN_ENTRIES,
+    refuse_a_file_above,
+    remove_leftover,
+    retract,
+    retract_bundle,
+)
 from ckptlab.storage._faults import faults_translated, noting_failure
 from ckptlab.storage._kv import ByteStore, LocalStore
 from ckptlab.storage._layout import ROOT_DOCUMENT
@@ -498,7 +504,8 @@ def remove_leftovers(
     """Delete what interrupted saves and deletes of a manager left; return what went.
 
     * hidden ``.<name>.old-<uuid>`` trees: checkpoints ``retract`` renamed away;
-    * hidden ``.<checkpoint_name>-<n>.tmp-<uuid>`` trees: interrupted writes;
+    * hidden ``.<checkpoint_name>-<n>.tmp-<uuid>`` trees: interrupted writes (not those a
+      live writer holds, :func:`~ckptlab.storage._commit.remove_leftover`);
     * on object stores, ``<checkpoint_name>-<n>`` prefixes with no commit object and only
       ckptlab's own entries: interrupted writes or deletes;
     * a checkpoint its manager noted as evicted (:func:`note_eviction`) that no state file
@@ -529,8 +536,7 @@ def remove_leftovers(
             and numbered.fullmatch(entry) is not None
             and _is_unfinished(store, path)
         )
-        if retracted or temporary.fullmatch(entry) or unfinished:
-            store.delete_tree(path)
+        if (retracted or temporary.fullmatch(entry) or unfinished) and remove_leftover(store, path):
             removed.append(entry)
     return removed
 

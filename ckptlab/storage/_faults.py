@@ -188,6 +188,22 @@ def told_as(error: BaseException, where: str) -> BaseException:
     return told
 
 
+@contextlib.contextmanager
+def told_as_writing(where: str) -> Iterator[None]:
+    """Errors raised in the block told as faults writing ``where`` (:func:`told_as`).
+
+    For the writers of checkpoints and exports, whose faults happen on a hidden staging copy
+    or on one object of many.
+    """
+    try:
+        yield
+    except BaseException as error:
+        told = told_as(error, where)
+        if told is error:
+            raise
+        raise told from error.__cause__
+
+
 def _keys(argument: object) -> list[str]:
     """The keys of a call on many objects: the first ``str`` of each of its items."""
     if not isinstance(argument, list | tuple):

@@ -11,13 +11,14 @@ passes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
 import stat
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ckptlab.errors import NotFoundError
@@ -190,8 +191,8 @@ class LocalStore:
         prefix = f".{name}.tmp-"
         for entry in self.list_dir(parent):
             if entry.startswith(prefix):
-                _remove_if_abandoned(os.path.join(parent, entry))
-        temporary, fd = _create_locked(parent, prefix)
+                remove_if_abandoned(os.path.join(parent, entry), self.delete_tree)
+        temporary, fd = create_locked(parent, prefix)
         try:
             _write_all(fd, [data])
             if durable:
@@ -294,41 +295,70 @@ class LocalStore:
             fsync_dir(directory)
 
 
-def _create_locked(parent: str, prefix: str) -> tuple[str, int]:
-    """Create ``parent/<prefix><hex>`` and ``flock`` it; return its path and descriptor.
+def create_locked(parent: str, prefix: str, *, directory: bool = False) -> tuple[str, int]:
+    """Create ``parent/<prefix><hex>`` (a file, or a ``directory``) and ``flock`` it.
 
-    A writer removing abandoned temporaries (:func:`_remove_if_abandoned`) may take one in the
-    instant between its creation and its lock; then it is gone, and another is created.
+    Returns its path and descriptor; closing the descriptor releases the lock.  A writer's
+    temporary (a state file's, a save's staging directory) is held this way from its creation
+    until it is renamed or deleted, so that a clean-up removes only what dead writers left
+    (:func:`remove_if_abandoned`).  A clean-up may take one in the instant between its
+    creation and its lock; then it is gone, and another is created.
     """
-    os.makedirs(parent or ".", exist_ok=True)
+    remove = os.rmdir if directory else os.unlink
     while True:
         path = os.path.join(parent, f"{prefix}{uuid.uuid4().hex}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if directory:
+            os.makedirs(path)  # and its missing parents (a file among them: ENOTDIR)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                continue  # a clean-up took it before it was opened
+        else:
+            os.makedirs(parent or ".", exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink:
+            if still_names(path, fd):
                 return path, fd
         except BaseException:
             os.close(fd)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                remove(path)
             raise
         os.close(fd)
 
 
-def _remove_if_abandoned(path: str) -> None:
-    """Remove the temporary ``path`` unless its writer holds it (see :func:`_create_locked`)."""
+def still_names(path: str, fd: int) -> bool:
+    """Whether ``path`` still names the file or directory open as ``fd`` (device and inode).
+
+    Nothing else can take an open file's inode, so ``False`` means that ``path`` was removed
+    (and perhaps created anew) since ``fd`` was opened.  (On NFS, ``fd`` of something another
+    machine removed is stale: ``ESTALE``.)
+    """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return os.path.samestat(os.stat(path), os.fstat(fd))
+    except OSError as error:
+        if isinstance(error, FileNotFoundError | NotADirectoryError) or error.errno == errno.ESTALE:
+            return False
+        raise
+
+
+def remove_if_abandoned(path: str, delete: Callable[[str], None]) -> bool:
+    """``delete(path)`` unless its writer holds it (:func:`create_locked`); return whether it ran.
+
+    The lock is held while ``delete`` runs, so a writer cannot take the temporary meanwhile.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # (a FIFO there must not block)
     except FileNotFoundError:
-        return  # its writer renamed it
+        return False  # its writer renamed it
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return  # its writer is alive
+        return False  # its writer is alive
     else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        delete(path)
+        return True
     finally:
         os.close(fd)
 

@@ -26,12 +26,12 @@ from ckptlab.core import CRC_BLOCK, ArrayInfo, ValueTable
 from ckptlab.errors import CorruptCheckpointError, InvalidArgumentError, StorageExistsError
 from ckptlab.storage._commit import (
     ABORTED,
+    Staging,
     clean_leftovers,
     is_committed,
     prepare_in_place,
-    publish,
-    temporary_name,
 )
+from ckptlab.storage._faults import told_as_writing
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import (
     ROOT_DOCUMENT,
@@ -62,17 +62,33 @@ class ArraySpec:
     """Chunked along axis 0 only: ``chunks[1:]`` covers the other axes whole."""
 
 
+_HELD: dict[str, Staging] = {}
+"""The local staging directories of this process's multi-worker saves, by path: the
+coordinator holds each from :func:`begin_staging` to :func:`publish_staged` or
+:func:`discard_staged`.  The job naming it travels to the workers; the open directory cannot."""
+
+
 def begin_staging(store: ByteStore, path: str, *, durable: bool) -> str:
     """Prepare to write the checkpoint ``path`` in parts; return where the parts go.
 
-    Locally that is a fresh hidden sibling (published later by rename); on object stores it is
-    ``path`` itself, after retracting any checkpoint already committed there.
+    Locally that is a fresh hidden sibling, created and held open here (:class:`Staging`) and
+    published later by rename; on object stores it is ``path`` itself, after retracting any
+    checkpoint already committed there.
     """
     clean_leftovers(store, path)
     if store.supports_rename:
-        return temporary_name(path)
+        staging = Staging(store, path)
+        _HELD[staging.path] = staging
+        return staging.path
     prepare_in_place(store, path, durable=durable)
     return path
+
+
+def _let_go(staged: str) -> None:
+    """Close the staging directory ``staged`` if this process holds it."""
+    staging = _HELD.pop(staged, None)
+    if staging is not None:
+        staging.close()
 
 
 class PartWriter:
@@ -180,20 +196,28 @@ class PartWriter:
 def publish_staged(
     store: ByteStore, staged: str, path: str, document: Mapping[str, Any], *, durable: bool
 ) -> None:
-    """Write the group documents and the root document (last), then publish ``path`` once."""
-    for group in ("data", "values"):
-        store.write(
-            posixpath.join(staged, group, ROOT_DOCUMENT), [group_metadata()], durable=durable
-        )
-    root = group_metadata({"ckptlab": dict(document)})
-    if store.supports_rename:
-        store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=durable)
-        publish(store, staged, path, durable=durable)
-    elif not store.write_new(posixpath.join(path, ROOT_DOCUMENT), root, durable=durable):
-        raise StorageExistsError(
-            f"Another writer committed {store.display(path)} first; its checkpoint stands and "
-            "this save was not published. Give concurrent saves different paths."
-        )
+    """Write the group documents and the root document (last), then publish ``path`` once.
+
+    Locally the rename happens only if ``staged`` is still the directory :func:`begin_staging`
+    made (:meth:`Staging.check`: nothing removed it while the workers wrote); otherwise
+    :class:`~ckptlab.NotFoundError`.  Faults name ``path``, not the staging copy.  On failure
+    the caller discards the parts (:func:`discard_staged`).
+    """
+    with told_as_writing(store.display(path)):
+        for group in ("data", "values"):
+            store.write(
+                posixpath.join(staged, group, ROOT_DOCUMENT), [group_metadata()], durable=durable
+            )
+        root = group_metadata({"ckptlab": dict(document)})
+        if store.supports_rename:
+            store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=durable)
+            _HELD[staged].publish(path, durable=durable)
+            _let_go(staged)
+        elif not store.write_new(posixpath.join(path, ROOT_DOCUMENT), root, durable=durable):
+            raise StorageExistsError(
+                f"Another writer committed {store.display(path)} first; its checkpoint stands "
+                "and this save was not published. Give concurrent saves different paths."
+            )
 
 
 def discard_staged(store: ByteStore, staged: str, path: str) -> None:
@@ -204,7 +228,10 @@ def discard_staged(store: ByteStore, staged: str, path: str) -> None:
     so an ``aborted`` marker keeps the prefix: numbered saves never reuse it.
     """
     if store.supports_rename:
-        store.delete_tree(staged)
+        try:
+            store.delete_tree(staged)
+        finally:
+            _let_go(staged)
     elif not is_committed(store, path):
         store.delete_tree(path)
         note = b"A multi-worker save was aborted here; nothing was committed.\n"

@@ -7,8 +7,9 @@ which is what ``transformers``' ``save_pretrained`` writes and ``from_pretrained
 Within a file, tensors are ordered by dtype size (largest first), then by name, as the
 safetensors library orders them, so every tensor is aligned to its element size.  Values are
 read one at a time and written straight to the file (local files) or one shard at a time
-(object stores), so memory stays bounded by the largest value (or shard).  Everything is
-written under a temporary name and published with one rename.
+(object stores), so memory stays bounded by the largest value (or shard).  Locally everything
+is written under a temporary name (a directory: held open, as a save's, ``Staging``) and
+published with one rename.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ckptlab.errors import InvalidArgumentError, StorageExistsError, UnsupportedFormatError
-from ckptlab.storage._faults import told_as
+from ckptlab.storage._commit import Staging, temporary_name, writing_into
 from ckptlab.storage._foreign._safetensors import DTYPES, METADATA
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import numpy_dtype
@@ -163,10 +163,15 @@ def write_safetensors(
         if len(shards) == 1
         else [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
     )
-    parent, base = posixpath.split(path)
-    staged = posixpath.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:12]}")
-    target = staged if store.supports_rename else path
-    try:
+    staging: Staging | None = None
+    if not store.supports_rename:
+        target = path  # written in place, one object per file
+    elif single:  # written by one call: removed meanwhile, the file is lost and its rename fails
+        target = temporary_name(path)
+    else:  # a tree: held open, so that one whose directory was removed is never published
+        staging = Staging(store, path)
+        target = staging.path
+    with writing_into(store, target, path, staging):
         for name, shard in zip(files, shards, strict=True):
             ordered = sorted(shard, key=lambda e: (-e.itemsize, e.name))
             file = target if single else posixpath.join(target, name)
@@ -177,17 +182,12 @@ def write_safetensors(
             index = {"metadata": {**index_metadata, "total_size": total}, "weight_map": weight_map}
             text = json.dumps(index, indent=2, ensure_ascii=False).encode() + b"\n"
             store.write(posixpath.join(target, INDEX_FILE), [text], durable=durable)
+        if staging is not None:
+            if durable:
+                store.sync_tree(target)
+            staging.check()
         if store.supports_rename:
-            if durable and not single:
-                store.sync_tree(staged)
-            store.rename(staged, path, durable=durable)
-    except BaseException as error:
-        if store.supports_rename:
-            store.delete_tree(staged)
-            told = told_as(error, store.display(path))  # the staging copy is gone: name path
-            if told is not error:
-                raise told from error.__cause__
-        raise
+            store.rename(target, path, durable=durable)
     written = files + ([INDEX_FILE] if len(shards) > 1 else [])
     return [path] if single else [posixpath.join(path, n) for n in written]
 

@@ -34,9 +34,8 @@ from ckptlab.storage._commit import (
     check_target,
     clean_leftovers,
     prepare_in_place,
-    publish,
+    writing_into,
 )
-from ckptlab.storage._faults import noting_failure, told_as
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import (
     ROOT_DOCUMENT,
@@ -268,7 +267,7 @@ def write_checkpoint(
     else:
         prepare_in_place(store, path, durable=options.durable)
         staged = path
-    try:
+    with writing_into(store, staged, path, staging):
         with Progress(
             packing.total, f"writing {posixpath.basename(path)}", enabled=options.progress
         ) as bar:
@@ -284,25 +283,11 @@ def write_checkpoint(
         root = group_metadata({"ckptlab": document.to_json()})
         if staging is not None:
             store.write(posixpath.join(staged, ROOT_DOCUMENT), [root], durable=options.durable)
-            staging.check()  # nothing removed it meanwhile: it holds every file written
-            publish(store, staged, path, durable=options.durable)
+            staging.publish(path, durable=options.durable)  # checks that nothing removed it
             committed = True
         else:
             root_key = posixpath.join(path, ROOT_DOCUMENT)
             committed = store.write_new(root_key, root, durable=options.durable)
-    except BaseException as error:
-        if store.supports_rename:
-            noting_failure(
-                error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
-            )
-        # name the checkpoint: the staging copy is gone, an object is one part of many
-        told = told_as(error, store.display(path))
-        if told is not error:
-            raise told from error.__cause__
-        raise
-    finally:
-        if staging is not None:
-            staging.close()
     if not committed:
         raise StorageExistsError(
             f"Another writer committed {store.display(path)} while this save was writing it; "

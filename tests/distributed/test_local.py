@@ -8,6 +8,7 @@ import os
 import pathlib
 import pickle
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -247,6 +248,34 @@ def test_a_save_that_cannot_be_recorded_deletes_its_checkpoint(tmp_path, no_spac
     ):
         ckd.save(tmp_path / "ckpt", small, engine=ckd.LocalEngine(2), timeout=60)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_run_directory_removed_while_a_save_writes_publishes_nothing(tmp_path, monkeypatch):
+    """``rm -rf`` of the run directory (another job's clean-up) after the workers wrote their
+    parts: the coordinator's writes re-created the hidden staging directory (local writes
+    create their parents) holding only the documents, published that as ckpt-1 and named it
+    latest, and restoring it failed.  The save now raises NotFoundError naming ckpt-1 and
+    publishes nothing, as a single-process save does (FORMAT.md section 6)."""
+    from ckptlab.storage import LocalStore
+
+    run = tmp_path / "runs"
+    write, removed = LocalStore.write, []
+
+    def removed_first(store, key, parts, *, durable):  # the coordinator's first write
+        if ".tmp-" in key and not removed:
+            removed.append(key)
+            shutil.rmtree(run)
+        write(store, key, parts, durable=durable)
+
+    monkeypatch.setattr(LocalStore, "write", removed_first)  # in this process only
+    with pytest.raises(ck.NotFoundError) as caught:
+        ckd.save(run / "ckpt", small, engine=ckd.LocalEngine(2), timeout=60)
+    message = str(caught.value)
+    assert removed and message.startswith(f"Could not write {run / 'ckpt-1'}: "), message
+    assert "No such file or directory. Something removed the directory" in message
+    assert "nothing was published" in message and ".tmp-" not in message
+    assert ck.latest_checkpoint(run) is None and not (run / "ckpt-1").exists()
+    assert not run.exists() or os.listdir(run) == []
 
 
 def test_a_silent_worker_times_out(tmp_path):

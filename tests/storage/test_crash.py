@@ -9,6 +9,7 @@ intact (bit-exact, verified) and holding at least the last save the child report
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from ckptlab.storage import LocalStore, _commit
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 ROOT = Path(__file__).resolve().parents[2]
+QUIET = ck.WriteOptions(progress=False)
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -128,6 +130,27 @@ PAUSED_IN_REPLACE = """
 """
 
 
+@contextlib.contextmanager
+def paused_writer(script, *args):
+    """Run ``script`` in a child process until it prints ``PAUSED``; when the block ends, it
+    goes on (a line on its stdin) and must succeed."""
+    live = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert live.stdout.readline() == "PAUSED\n"
+        yield
+        _, errors = live.communicate("\n", timeout=60)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 0, errors
+
+
 def test_replacing_the_state_file_removes_what_killed_writers_left_but_not_live_ones(
     tmp_path, kill_at_marker
 ):
@@ -137,21 +160,48 @@ def test_replacing_the_state_file_removes_what_killed_writers_left_but_not_live_
     key = str(tmp_path / "checkpoint")
     kill_at_marker(PAUSED_IN_REPLACE, key, "killed", "die", marker="PAUSED")
     [killed] = os.listdir(tmp_path)
-    live = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(PAUSED_IN_REPLACE), key, "other", "go on"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert live.stdout.readline() == "PAUSED\n"
+    with paused_writer(PAUSED_IN_REPLACE, key, "other", "go on"):
         [other] = set(os.listdir(tmp_path)) - {killed}
         LocalStore().replace(key, b"this process", durable=True)
         assert sorted(os.listdir(tmp_path)) == sorted([other, "checkpoint"])
-        live.communicate("\n", timeout=60)
-    finally:
-        live.kill()
-        live.wait()
-    assert live.returncode == 0
     assert os.listdir(tmp_path) == ["checkpoint"]
     assert (tmp_path / "checkpoint").read_text() == "other"  # recorded last
+
+
+PAUSED_IN_SAVE = """
+    import sys, time
+    import numpy as np
+    import ckptlab as ck
+    from ckptlab.storage import LocalStore
+    path, value, then = sys.argv[1:]
+    write_stream = LocalStore.write_stream
+    def paused(store, key, batches, *, durable):  # the data shard: one call
+        write_stream(store, key, batches, durable=durable)
+        print("PAUSED", flush=True)  # its staging directory holds its data
+        sys.stdin.readline() if then == "go on" else time.sleep(600)
+    LocalStore.write_stream = paused
+    values = ck.Checkpoint(v=ck.Variable(np.full(1000, float(value))))
+    values.write(path, options=ck.WriteOptions(progress=False))
+"""
+
+
+def test_a_save_removes_what_killed_writers_left_but_not_a_live_writers_staging(
+    tmp_path, kill_at_marker
+):
+    """Two processes writing the same ``ckpt-5`` (a restarted job racing its predecessor):
+    each writes its own hidden ``.ckpt-5.tmp-<uuid>`` tree, and a save removes the ones a
+    killed writer left (they never pile up), but not the one the other process is writing.
+    Before, it removed that one too, and the other save failed with NotFoundError (or, before
+    saves checked their tree, published one holding only its root document)."""
+    path = str(tmp_path / "ckpt-5")
+    kill_at_marker(PAUSED_IN_SAVE, path, 1, "die", marker="PAUSED")
+    [killed] = os.listdir(tmp_path)
+    with paused_writer(PAUSED_IN_SAVE, path, "2", "go on"):
+        [other] = set(os.listdir(tmp_path)) - {killed}
+        ck.Checkpoint(v=ck.Variable(np.full(1000, 3.0))).write(path, options=QUIET)
+        assert sorted(os.listdir(tmp_path)) == sorted([other, "ckpt-5"])
+    assert os.listdir(tmp_path) == ["ckpt-5"]
+    assert ck.storage.verify_checkpoint(path) == []
+    restored = ck.Variable(np.zeros(1000))
+    ck.Checkpoint(v=restored).read(path).assert_consumed()
+    np.testing.assert_array_equal(restored.numpy(), np.full(1000, 2.0))  # published last

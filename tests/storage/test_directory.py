@@ -14,6 +14,7 @@ import pytest
 
 import ckptlab as ck
 from ckptlab.storage import LocalStore, _directory, resolve
+from ckptlab.storage._commit import Staging
 from ckptlab.storage._directory import LOCK_FILENAME, DirectoryLock, remove_leftovers
 
 FAST = ck.WriteOptions(durable=False, progress=False)
@@ -266,13 +267,19 @@ def test_remove_leftovers_deletes_only_what_interrupted_saves_and_deletes_left(t
     ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "zarr.json").write_text("{}")
+    live = Staging(LocalStore(), str(tmp_path / "ckpt-4"))  # a save writing ckpt-4 now
     removed = remove_leftovers(LocalStore(), str(tmp_path), "ckpt", listed={"ckpt-3"})
     assert sorted(removed) == [".ckpt-1.old-abc", f".ckpt-2.tmp-{tmp}"]
     assert sorted(os.listdir(tmp_path)) == [
+        os.path.basename(live.path),
         ".ckpt-notes",
         f".other-2.tmp-{tmp}",
         "checkpoint",
         "ckpt-3",
+    ]
+    live.close()  # as if its writer died: then it goes
+    assert remove_leftovers(LocalStore(), str(tmp_path), "ckpt", listed={"ckpt-3"}) == [
+        os.path.basename(live.path)
     ]
 
 
