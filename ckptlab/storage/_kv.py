@@ -317,7 +317,7 @@ def create_locked(parent: str, prefix: str, *, directory: bool = False) -> tuple
             os.makedirs(parent or ".", exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock(fd, fcntl.LOCK_EX)
             if still_names(path, fd):
                 return path, fd
         except BaseException:
@@ -343,17 +343,40 @@ def still_names(path: str, fd: int) -> bool:
         raise
 
 
+_UNLOCKABLE = frozenset({errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL})
+"""What ``flock`` raises where the file system cannot lock that file: NFS emulates ``flock``
+with a write lock, which a descriptor opened read-only (every directory's) cannot take."""
+
+
+def _lock(fd: int, operation: int) -> bool:
+    """``flock(fd, operation)``; ``False`` where the file system cannot lock ``fd``.
+
+    Temporaries there are written unlocked and cleaned up as before locks existed: a writer
+    of the same path on such a file system can still remove another's (docs/manager.md).
+    """
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError as error:
+        if error.errno in _UNLOCKABLE:
+            return False
+        raise
+    return True
+
+
 def remove_if_abandoned(path: str, delete: Callable[[str], None]) -> bool:
     """``delete(path)`` unless its writer holds it (:func:`create_locked`); return whether it ran.
 
     The lock is held while ``delete`` runs, so a writer cannot take the temporary meanwhile.
+    Where the file system cannot lock it, ``path`` is deleted (:func:`_lock`).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # (a FIFO there must not block)
     except FileNotFoundError:
         return False  # its writer renamed it
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False  # its writer is alive
     else:

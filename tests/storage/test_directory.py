@@ -420,3 +420,31 @@ def test_a_manager_finalized_inside_a_lock_operation_does_not_deadlock(tmp_path)
     other = DirectoryLock(LocalStore(), str(tmp_path))
     assert other.acquire() is True  # this process took it afresh
     other.release()
+
+
+def test_where_directories_cannot_be_locked_saves_work_and_leftovers_go(tmp_path, monkeypatch):
+    """Linux's NFS client by default emulates flock with a write lock, which a descriptor
+    opened read-only (every directory's) cannot take: EBADF. Saves there must still work, and
+    what an interrupted save left must still be removed (unlocked, as before locks existed)."""
+    import errno
+    import fcntl
+
+    from ckptlab.storage import _kv
+
+    real_flock = fcntl.flock
+
+    def nfs_flock(fd: int, operation: int) -> None:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(_kv.fcntl, "flock", nfs_flock)
+    tmp = "0123456789abcdef" * 2
+    (tmp_path / f".ckpt-2.tmp-{tmp}").mkdir()  # what a killed save left
+    (tmp_path / f".checkpoint.tmp-{tmp}").write_text("{}")  # a killed state-file write's
+    manager = ck.CheckpointManager(ck.Checkpoint(v=ck.Variable(1.0)), str(tmp_path), max_to_keep=2)
+    saved = manager.save(options=FAST)
+    manager.save(options=FAST)
+    assert ck.latest_checkpoint(str(tmp_path)) == f"{tmp_path}/ckpt-2"
+    assert os.path.basename(saved) == "ckpt-1"
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
