@@ -778,13 +778,19 @@ def _mapped(fd: int, run: list[_Piece]) -> _Request:
     """A run of a local file as views of its mapped pages (see ``PackedValues._check_pages``).
 
     The request's one buffer is the whole mapping; the map ends once it and the holders are
-    released.
+    released.  A file system that cannot map files (FUSE with direct I/O: ``ENODEV``) gets
+    the run read into scratch memory instead (bytes missing from a short read stay zero and
+    fail their checksums).
     """
     base = run[0][0]
     end = run[-1][0] + run[-1][1]
     start = base - base % mmap.ALLOCATIONGRANULARITY
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # one fault for the whole run
-    pages = memoryview(mmap.mmap(fd, end - start, flags=flags, prot=mmap.PROT_READ, offset=start))
+    try:
+        pages = memoryview(mmap.mmap(fd, end - start, flags, mmap.PROT_READ, offset=start))
+    except OSError:
+        pages = memoryview(bytearray(end - start))
+        preadv_all(fd, [pages], start, end - start)
     holders = [pages[offset - start : offset - start + length] for offset, length, *_ in run]
     return _Request(base, [pages], end - base, run, holders)
 

@@ -7,6 +7,8 @@ whole values and the fill copies those (``KEEP_BYTES``); a large one keeps nothi
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -196,14 +198,24 @@ def test_large_transfers_run_on_two_threads_exactly(tmp_path, monkeypatch):
             source.open_values().verify(outs)
 
 
-def test_large_verifications_check_the_pages_where_they_lie(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mappable", [True, False])
+def test_large_verifications_check_the_pages_where_they_lie(tmp_path, monkeypatch, mappable):
     """A verification too large to keep its bytes checksums the files' pages through memory
     maps (no copy): a damaged byte in either half names its value, a file cut short under the
     open reader is a typed error (a mapped page past the end would end the process with
-    SIGBUS), and no mapping outlives the call."""
+    SIGBUS), and no mapping outlives the call.  Where files cannot be mapped (FUSE with direct
+    I/O), the same holds, read."""
+    import errno
+
     from ckptlab.storage import _values
 
     monkeypatch.setattr(_values, "KEEP_BYTES", 0)  # keep nothing: verify through the maps
+    if not mappable:
+
+        def refused(*args, **kwargs):
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+
+        monkeypatch.setattr(_values.mmap, "mmap", refused)
     saved = two_thread_values(monkeypatch, seed=5)
     path = str(tmp_path / "c")
     shard = tmp_path / "c" / "data" / "float32" / "0"
