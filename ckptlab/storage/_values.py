@@ -467,7 +467,9 @@ class PackedValues(ValueReader):
         parallel = (
             self.local and report is None and _stream.two_threads(total, _stream.PARALLEL_BYTES)
         )
-        mapped = self.local and targets is None and not keep  # checked where the pages lie
+        # a restore's large check reads the pages where they lie; ``damaged`` (ckptlab verify,
+        # the tool for files of unknown origin) always reads (see :meth:`_check_pages`)
+        mapped = self.local and targets is None and not keep and report is None
         helped = self.local and not parallel and not mapped  # one thread reads, a helper checks
         checksums = _stream.Checksums(total if helped else 0, ahead=READ_AHEAD)
         try:
@@ -618,7 +620,10 @@ class PackedValues(ValueReader):
         verifying GPT-2's 475 MiB on two threads took 65 ms with reads, 31 ms mapped (filling
         buffers reads: it is as fast, and reports a file cut short as a short read).  The size
         is checked first, since a mapped page past the end of the file would be a ``SIGBUS``,
-        and the maps are gone when this returns, raising or not.
+        and the maps are gone when this returns, raising or not.  A file another program cuts
+        short *while* its pages are checked still ends the process with ``SIGBUS``, as it does
+        for safetensors and ``torch.load(mmap=True)``: restores accept that for the speed
+        (FORMAT.md section 8); ``ckptlab verify`` never maps.
         """
         size, end = os.fstat(fd).st_size, max(run[-1][0] + run[-1][1] for run in runs)
         if size < end:  # cut short since it was opened

@@ -252,3 +252,23 @@ def test_large_verifications_check_the_pages_where_they_lie(tmp_path, monkeypatc
             cut.truncate(shard.stat().st_size // 2)
         with pytest.raises(ck.CorruptCheckpointError, match=r"float32/0 ended after \d+ bytes"):
             reader.verify(outs)
+
+
+def test_verify_checkpoint_reads_and_never_maps(tmp_path, monkeypatch):
+    """``ckptlab verify`` is the tool for files of unknown origin: a file another program cuts
+    short while it is checked must be a reported problem, never a SIGBUS, so it reads."""
+    from ckptlab.storage import _values, verify_checkpoint
+
+    def refused(*args, **kwargs):
+        raise AssertionError("verify_checkpoint mapped a file")
+
+    saved = two_thread_values(monkeypatch, seed=7)
+    path = str(tmp_path / "c")
+    write_checkpoint(LocalStore(), path, saved, kind="name", graph=None, writer={}, options=QUIET)
+    shard = tmp_path / "c" / "data" / "float32" / "0"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 1
+    shard.write_bytes(data)
+    monkeypatch.setattr(_values.mmap, "mmap", refused)
+    problems = verify_checkpoint(path)
+    assert len(problems) == 1 and "checksum mismatch" in problems[0], problems
