@@ -577,7 +577,7 @@ class PackedValues(ValueReader):
         space = memoryview(bytearray(0))
         for info, shard, fd, batch in rounds:
             if mapped and fd is not None:
-                self._check_pages(fd, info, shard, batch, running, report, progress)
+                self._check_pages(fd, info, shard, batch, running, progress)
                 continue
             key = shard_key(info.path, shard)
             if reuse:  # the runs of the round side by side in one growing scratch buffer
@@ -611,7 +611,6 @@ class PackedValues(ValueReader):
         shard: int,
         runs: list[list[_Piece]],
         running: dict[int, tuple[int, int]],
-        report: list[tuple[str, str]] | None,
         progress: Callable[[int], None],
     ) -> None:
         """Check ``runs`` of a local file where its pages lie: mapped, never copied.
@@ -632,7 +631,7 @@ class PackedValues(ValueReader):
         requests = [_mapped(fd, run) for run in runs]
         try:
             progress(sum(r.nbytes for r in requests))
-            self._check(requests, info, shard, running, report, False)
+            self._check(requests, info, shard, running, None, False)
         finally:  # views outliving the call (in a traceback) would keep the maps
             for request in requests:
                 for view in (*request.holders, *request.buffers):
