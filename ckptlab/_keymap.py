@@ -36,6 +36,7 @@ from ckptlab.core import (
     Container,
     GraphNode,
     NearMiss,
+    NodePath,
     ObjectGraph,
     StoredValue,
     argument_error,
@@ -483,16 +484,21 @@ def _rename_graph(
     keys below it; a key that does not follow its old path is kept as it is.
     """
     nodes: list[GraphNode] = []
-    for node_id, node in enumerate(graph.nodes):
+    for node_id, (node, path) in enumerate(zip(graph.nodes, graph.paths(), strict=True)):
         children: dict[str, int] = {}
+        taken: dict[str, str] = {}
+        # new edge name -> the edge renamed to it
         for name, child in node.children.items():
             new = key_map.rename(name)
             if new in children and children[new] != child:
-                raise ValueError(
-                    f"KeyMap renames two children of node {node_id} of {where} to {new!r}; "
-                    "make the rules more specific."
+                raise InvalidArgumentError(
+                    f"KeyMap renames both edges {taken[new]!r} and {name!r} of "
+                    f"{_parent(path, node_id)} to {new!r} in {where}; expected one edge per "
+                    "name. Rename only one of them, or the other too (a swap: "
+                    f"renames={{{taken[new]!r}: {name!r}, {name!r}: {taken[new]!r}}})."
                 )
             children[new] = child
+            taken.setdefault(new, name)
         nodes.append(
             dataclasses.replace(node, children=children)
             if children != dict(node.children)
@@ -513,3 +519,10 @@ def _rename_graph(
     if not keys:
         return renamed, keys
     return ObjectGraph(nodes=tuple(nodes), source=graph.source), keys
+
+
+def _parent(path: NodePath | None, node_id: int) -> str:
+    """The object path of a parent node, for messages (``'model/dense'``, ``the root``)."""
+    if path is None:
+        return f"node {node_id}"
+    return repr(path.prefix) if path.prefix else "the root"

@@ -609,6 +609,21 @@ def test_a_key_map_renames_and_transposes_a_ckptlab_checkpoint(tmp_path):
     assert not damaged.encoder.w.numpy().any() and not damaged.encoder.b.numpy().any()
 
 
+@pytest.mark.parametrize(
+    "key_map", [ck.KeyMap(renames={"a": "b"}), ck.KeyMap({"^a$": "b"})], ids=["renames", "rule"]
+)
+def test_a_key_map_renaming_two_edges_onto_one_name_is_a_typed_error(tmp_path, key_map):
+    """Two sibling edges renamed onto one name: an InvalidArgumentError naming both edges and
+    their parent (it was a bare ValueError), as the same mistake on a name-based file; nothing
+    is written."""
+    saved = module(a=ck.Variable(np.ones(2)), b=ck.Variable(np.full(2, 2.0)))
+    path = ck.Checkpoint(model=saved).save(tmp_path / "c")
+    model = module(a=ck.Variable(np.zeros(2)), b=ck.Variable(np.zeros(2)))
+    with pytest.raises(ck.InvalidArgumentError, match=r"'a' and 'b' of 'model' to 'b'"):
+        ck.Checkpoint(model=model).restore(path, key_map=key_map)
+    assert not model.a.numpy().any() and not model.b.numpy().any()
+
+
 def test_a_key_map_transpose_given_as_one_string_is_one_pattern(tmp_path):
     """``transpose="kernel$"`` is one pattern, as ``run_restore_ops(only="model")`` is one path.
 
