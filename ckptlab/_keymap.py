@@ -9,7 +9,10 @@ the file.  ``Checkpoint.restore(path, key_map=...)``, ``Checkpoint.read`` and
   ``Variable.name`` it restores into.
 * Object-based checkpoints (TF2, ckptlab): each rule applies to every edge name (local name)
   of the saved object graph, so ``("^_kernel$", "kernel")`` lets a Keras 3 checkpoint meet a
-  program that calls the attribute ``kernel``.
+  program that calls the attribute ``kernel``.  A ``renames`` key that is a whole object path
+  (``model/dense/weight``, as :meth:`KeyMap.from_near_misses` builds from an object-based
+  restore's report) renames only the edge at that path, to its value's last name; the value
+  must keep the parent (``model/dense/kernel``).
 * ``transpose``: regular expressions searched in the renamed name (name-based) or the renamed
   object path such as ``model/dense/kernel`` (object-based); matching 2-D values are transposed
   on read (PyTorch ``Linear.weight`` is ``[out, in]``, a Keras/ckptlab kernel ``[in, out]``),
@@ -41,6 +44,8 @@ from ckptlab.core import (
     StoredValue,
     argument_error,
     check_type,
+    escape_local_name,
+    unescape_local_name,
     value_key,
 )
 from ckptlab.errors import InvalidArgumentError, RestoreConflictError
@@ -66,7 +71,9 @@ class KeyMap:
         ``{name: new name}`` for exact names, all at once and before ``rules``: a swap
         (``{"a": "b", "b": "a"}``) or a shift (``{"layers.0": "layers.1", "layers.1":
         "layers.2"}``) renames each name once, where rules applied in order would rename
-        ``a`` to ``b`` and back.  :meth:`from_near_misses` makes one of these.
+        ``a`` to ``b`` and back.  :meth:`from_near_misses` makes one of these.  For
+        object-based checkpoints a key is an edge name or a whole object path
+        (``model/dense/weight``: that edge only, kept under its parent).
 
     Examples
     --------
@@ -150,7 +157,56 @@ class KeyMap:
         >>> ck.KeyMap({r"^module\.": ""}).rename("module.encoder.weight")
         'encoder.weight'
         """
-        name = self.renames.get(name, name)
+        return self._ruled(self.renames.get(name, name))
+
+    def _rename_edge(self, parent: str, name: str) -> str:
+        """The new local name of one edge of an object graph (object-based checkpoints).
+
+        A ``renames`` entry keyed by the edge's whole object path (as :meth:`from_near_misses`
+        builds from an object-based restore's report) renames it to the last name of its
+        value; otherwise ``renames`` and the rules apply to the local name, as :meth:`rename`.
+
+        Parameters
+        ----------
+        parent
+            The escaped object path of the edge's parent (``""`` for the root).
+        name
+            The edge's local name.
+
+        Returns
+        -------
+        str
+            The edge's new local name.
+
+        Raises
+        ------
+        InvalidArgumentError
+            A whole-path rename moves the edge to another parent.
+
+        Examples
+        --------
+        >>> ck.KeyMap(renames={"model/dense/weight": "model/dense/kernel"})._rename_edge(
+        ...     "model/dense", "weight"
+        ... )
+        'kernel'
+        """
+        path = f"{parent}/{escape_local_name(name)}" if parent else escape_local_name(name)
+        if path == name or path not in self.renames:
+            return self.rename(name)
+        target = self.renames[path]
+        head, _, edge = target.rpartition("/")
+        if head != parent or not re.fullmatch(r"(?:[^.]|\.\.|\.S)+", edge):
+            raise InvalidArgumentError(
+                f"KeyMap renames {path!r} to {target!r}: in an object-based checkpoint a "
+                f"whole-path rename renames the last edge only, so expected a path under "
+                f"{parent or 'the root'!r} ending in one escaped local name, found "
+                f"{target!r}. Rename the edges that differ one at a time instead, e.g. "
+                "ck.KeyMap({'^enc$': 'encoder'})."
+            )
+        return self._ruled(unescape_local_name(edge))
+
+    def _ruled(self, name: str) -> str:
+        """``name`` with every rule applied, in order."""
         for pattern, replacement in self.rules:
             name = pattern.sub(replacement, name)
         return name
@@ -489,7 +545,7 @@ def _rename_graph(
         taken: dict[str, str] = {}
         # new edge name -> the edge renamed to it
         for name, child in node.children.items():
-            new = key_map.rename(name)
+            new = key_map.rename(name) if path is None else key_map._rename_edge(path.prefix, name)
             if new in children and children[new] != child:
                 raise InvalidArgumentError(
                     f"KeyMap renames both edges {taken[new]!r} and {name!r} of "

@@ -624,6 +624,44 @@ def test_a_key_map_renaming_two_edges_onto_one_name_is_a_typed_error(tmp_path, k
     assert not model.a.numpy().any() and not model.b.numpy().any()
 
 
+def test_a_key_map_from_near_misses_of_object_paths_restores_them(tmp_path):
+    """ck.near_misses on an object-based restore's report pairs whole object paths; the key map
+    ck.KeyMap.from_near_misses builds renames the edge whose path matches (it renamed single
+    edge names only, so the whole-path key never matched and the kernel stayed unwritten)."""
+    weight = np.arange(6.0).reshape(2, 3)
+    path = ck.Checkpoint(model=module(dense=module(weight=ck.Variable(weight)))).save(
+        tmp_path / "c"
+    )
+
+    def program() -> ck.Module:
+        return module(dense=module(kernel=ck.Variable(np.zeros((3, 2)))))
+
+    report = ck.Checkpoint(model=program()).restore(path).report()
+    misses = ck.near_misses(
+        {e.path: e.stored for e in report.entries if e.state == "pending"},
+        {e.path: e.program for e in report.entries if e.state == "program_only"},
+    )
+    assert [(m.stored, m.wanted) for m in misses] == [("model/dense/weight", "model/dense/kernel")]
+    model = program()
+    key_map = ck.KeyMap.from_near_misses(misses)
+    ck.Checkpoint(model=model).restore(path, key_map=key_map).assert_consumed()
+    np.testing.assert_array_equal(model.dense.kernel.numpy(), weight.T)
+    other = module(weight=ck.Variable(np.zeros((2, 3))))  # another edge named weight: kept
+    ck.Checkpoint(model=other).restore(path, key_map=key_map).expect_partial()
+    assert not other.weight.numpy().any()
+
+
+def test_a_whole_path_rename_to_another_parent_is_refused(tmp_path):
+    """A whole-path rename renames the last edge; one moving it under another parent is an
+    InvalidArgumentError naming both paths, and nothing is written."""
+    path = ck.Checkpoint(model=module(enc=module(w=ck.Variable(np.ones(2))))).save(tmp_path / "c")
+    model = module(encoder=module(w=ck.Variable(np.zeros(2))))
+    key_map = ck.KeyMap(renames={"model/enc/w": "model/encoder/w"})
+    with pytest.raises(ck.InvalidArgumentError, match="'model/enc/w' to 'model/encoder/w'"):
+        ck.Checkpoint(model=model).restore(path, key_map=key_map)
+    assert not model.encoder.w.numpy().any()
+
+
 def test_a_key_map_transpose_given_as_one_string_is_one_pattern(tmp_path):
     """``transpose="kernel$"`` is one pattern, as ``run_restore_ops(only="model")`` is one path.
 
