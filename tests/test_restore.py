@@ -756,6 +756,26 @@ def test_a_restore_whose_status_is_kept_or_laid_out_differently_keeps_waiting(ck
     assert "optimizer" in {e.path.split("/")[0] for e in kept.report().matched}
 
 
+def test_a_superseded_restore_does_not_warn_about_values_the_newer_one_restores(ckpt_dir, caplog):
+    """S41, S54: an older restore dropped for a newer one laid out alike leaves the values it
+    waited for to the newer one, so it does not log them as unrestored when it goes."""
+
+    def save(value):
+        model = module(a=module(w=ck.Variable(np.full(3, value, np.float32))))
+        return ck.Checkpoint(model=model).save(ckpt_dir / f"c{value}")
+
+    older, newer = save(1.0), save(2.0)
+    model = module()
+    ck.Checkpoint(model=model).restore(older)
+    gc.collect()
+    ck.Checkpoint(model=model).restore(newer)
+    gc.collect()
+    model.a = module(w=ck.Variable(np.zeros(3, np.float32)))
+    gc.collect()
+    assert model.a.w.numpy().tolist() == [2.0] * 3
+    assert not [r for r in caplog.records if "unrestored values" in r.getMessage()]
+
+
 def test_name_based_restores_in_a_loop_keep_one_restore_armed(ckpt_dir):
     """The same for name-based checkpoints: each restore stays armed on every module for
     objects attached later (S77); an older one of the same names whose status is gone

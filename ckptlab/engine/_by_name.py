@@ -190,6 +190,22 @@ def optional_segments(program: ProgramGraph[Any]) -> frozenset[str]:
     return frozenset(found)
 
 
+def _names_alike(view: Program, other: Program) -> bool:
+    """Whether both programs give every object below their roots the same names.
+
+    Names are paths from the root through objects that take children (values take none):
+    roots of one type whose such children are the same objects under the same names (a
+    fresh ``Checkpoint(model=model)`` per restore, each with its own ``save_counter``) name
+    them alike; a restore rooted at a model and one rooted at its first layer do not.
+    """
+
+    def containers(program: Program) -> dict[str, int]:
+        found = program.children(program.root)
+        return {name: id(child) for name, child in found if program.can_defer(child)}
+
+    return type(view.root) is type(other.root) and containers(view) == containers(other)
+
+
 class NameBasedRestore:
     """A restore from a name-based checkpoint (docs/semantics.md S77, docs/frameworks.md)."""
 
@@ -232,11 +248,13 @@ class NameBasedRestore:
     def laid_out_like(self, older: Any) -> bool:
         """Whether ``older``'s file is laid out as this one's (see ``Restorer``).
 
-        The same names with the same specs (the same non-tensor entries too): every name the
-        older would match below an attached object, this one matches to the same target.
+        The same names with the same specs (the same non-tensor entries too), from roots that
+        name every object alike (:func:`_names_alike`): every name the older would match
+        below an attached object, this one matches to the same target.
         """
         return (
-            self.stored == older.stored
+            _names_alike(self.view, older.view)
+            and self.stored == older.stored
             and self._nested == older._nested
             and getattr(self.source, "literals", {}).keys()
             == getattr(older.source, "literals", {}).keys()

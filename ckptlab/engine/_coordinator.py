@@ -9,6 +9,7 @@ conflict or a damaged value leaves the program untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -539,10 +540,26 @@ class RestoreCoordinator:
         taken = self.bound.keys() | self.queued.keys()
         return all(owner in taken for owner in self.graph.columns.owners)
 
+    def _unowned(self, report: MatchReport) -> MatchReport:
+        """``report`` without the values below objects a newer restore waits for instead.
+
+        Those are the newer restore's to restore or warn about (:data:`_execute.SUPERSEDED`).
+        """
+        paths = self.graph.paths()
+        owned = frozenset(
+            path.prefix
+            for node, why in self.given_up.items()
+            if why == _execute.SUPERSEDED and (path := paths[node]) is not None
+        )
+        if not owned:
+            return report
+        kept = tuple(e for e in report.entries if not _under(e.path, owned))
+        return dataclasses.replace(report, entries=kept)
+
     def __del__(self) -> None:
         try:  # never raise from a finalizer (at interpreter exit module globals may be gone)
             if not self.expect_partial and not self._all_values_taken():
-                for line in unused_warning(self.report(with_program=False)):
+                for line in unused_warning(self._unowned(self.report(with_program=False))):
                     logger.warning("%s", line)
         except Exception:
             pass

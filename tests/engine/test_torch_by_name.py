@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 
 import pytest
 
@@ -549,3 +550,21 @@ def test_weights_transformers_renames_between_files_and_modules_restore(tmp_path
 def _equal_but_the_pooler(state, want):
     """Every tensor the restore could fill equals from_pretrained's (the pooler is random)."""
     return all(torch.equal(v, want[k]) for k, v in state.items() if not k.startswith("pooler."))
+
+
+def test_a_newer_name_based_restore_rooted_elsewhere_does_not_drop_an_older_one(tmp_path):
+    """S41 Bounded: two files with the same names and specs, restored from different roots,
+    name a module attached later differently (``0.1.weight`` from the model, ``1.weight``
+    from its first child): the older restore, whose status is gone, still fills it."""
+    names = ["0.0.weight", "0.0.bias", "0.weight", "0.bias", "0.1.weight", "0.1.bias"]
+    for value in (1.0, 2.0):
+        torch.save(
+            {n: torch.full((2, 2) if n.endswith("weight") else (2,), value) for n in names},
+            tmp_path / f"{value}.pt",
+        )
+    model = nn.Sequential(nn.Sequential(nn.Linear(2, 2)))
+    ck.Checkpoint(root=model).restore(tmp_path / "1.0.pt")
+    gc.collect()
+    ck.Checkpoint(root=model[0]).restore(tmp_path / "2.0.pt")
+    model[0].append(nn.Linear(2, 2))
+    assert model[0][1].weight.flatten().tolist() == [1.0] * 4
