@@ -608,11 +608,13 @@ class NameBasedRestore:
         names = self.stored.keys() | {w.key for w in self.queued.values()}
         unknown = sorted(wanted - names) if wanted is not None else []
         if unknown:
-            close = difflib.get_close_matches(unknown[0], self.stored, n=5)
+            below = sorted(n for n in self.stored if n.startswith(f"{unknown[0]}/"))
+            close = below[:5] or difflib.get_close_matches(unknown[0], self.stored, n=5)
             raise UnknownPathError(
                 f"run_restore_ops(only=...) got {unknown[:20]}, which name no stored value of "
                 f"{self.source.display_path}. A name-based checkpoint selects by stored name "
-                f"(the file's keys, as in report()); closest to {unknown[0]!r}: {close}."
+                f"(the file's keys, as in report(), never a prefix of them); closest to "
+                f"{unknown[0]!r}: {close}{' ...' if len(below) > 5 else ''}."
             )
         selected = [w for w in self.queued.values() if wanted is None or w.key in wanted]
         conflicts = [w for w in selected if w.conflict is not None]

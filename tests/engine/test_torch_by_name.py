@@ -170,6 +170,21 @@ def test_a_training_checkpoint_restores_model_and_optimizer_by_position(tmp_path
     assert tt.state_bytes(fresh) == tt.state_bytes(model)
 
 
+def test_only_names_stored_names_and_a_prefix_hints_at_those_below_it(tmp_path, tt):
+    model = tt.mlp()
+    optimizer = torch.optim.Adam(model.parameters())
+    path = tmp_path / "t.pt"
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
+    fresh = tt.mlp(seed=5)
+    status = ck.Checkpoint(model=fresh, optimizer=torch.optim.Adam(fresh.parameters())).restore(
+        path, lazy=True
+    )
+    before = tt.state_bytes(fresh)
+    with pytest.raises(ck.UnknownPathError, match=r"never a prefix.*\['model/0\.bias', "):
+        status.run_restore_ops(only=["model"])
+    assert tt.state_bytes(fresh) == before
+
+
 def _trained_adamw(tt):
     data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     model = tt.mlp()
