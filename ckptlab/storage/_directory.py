@@ -39,7 +39,7 @@ from ckptlab.storage._commit import (
     retract_bundle,
 )
 from ckptlab.storage._faults import faults_translated, noting_failure
-from ckptlab.storage._kv import ByteStore, LocalStore
+from ckptlab.storage._kv import ByteStore, LocalStore, still_names
 from ckptlab.storage._layout import ROOT_DOCUMENT
 from ckptlab.storage._reader import document_checksum
 
@@ -378,12 +378,7 @@ class DirectoryLock:
         if holding.fd is None:
             return False
         with faults_translated("inspect the lock file", self.key):
-            try:
-                at_path = os.stat(self.key)
-            except (FileNotFoundError, NotADirectoryError):
-                return False
-            locked = os.fstat(holding.fd)
-        return (locked.st_dev, locked.st_ino) == (at_path.st_dev, at_path.st_ino)
+            return still_names(self.key, holding.fd)
 
     def _acquire_flock(self, holding: _Holding) -> None:
         """Lock the lock file as ``holding.fd``, then write this process's record into it.
