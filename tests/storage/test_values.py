@@ -272,3 +272,44 @@ def test_verify_checkpoint_reads_and_never_maps(tmp_path, monkeypatch):
     monkeypatch.setattr(_values.mmap, "mmap", refused)
     problems = verify_checkpoint(path)
     assert len(problems) == 1 and "checksum mismatch" in problems[0], problems
+
+
+def test_a_small_verification_reads_each_shard_once_and_names_a_damaged_value(
+    tmp_path, monkeypatch
+):
+    """Many small values: one read of the span they fill, one checksum each; a flipped byte
+    still names its value, and values picked out of many are read on their own."""
+    from ckptlab.storage import _values
+
+    path = tmp_path / "c"
+    many = [(f"v{i}", np.full(64, i, np.float32)) for i in range(2000)]
+    write_checkpoint(
+        LocalStore(), str(path), many, kind="name", graph=None, writer={}, options=QUIET
+    )
+    reads = []
+    real = _values.preadv_all
+    monkeypatch.setattr(
+        _values, "preadv_all", lambda fd, bufs, at, n: reads.append(n) or real(fd, bufs, at, n)
+    )
+    source = open_checkpoint(LocalStore(), str(path), progress=False)
+    outs = {key: np.zeros(64, np.float32) for key, _ in many}
+    with source.open_values() as reader:
+        reader.verify(outs)
+        assert reads == [2000 * 256]
+        reader.read_into(outs)
+    assert all((outs[f"v{i}"] == i).all() for i in range(2000))
+    reads.clear()
+    picked = {"v3": np.zeros(64, np.float32), "v1900": np.zeros(64, np.float32)}
+    with source.open_values() as reader:
+        reader.verify(picked)
+        reader.read_into(picked)
+    assert sum(reads) < 4 * 256  # the two values, not the span between them
+    assert (picked["v1900"] == 1900).all()
+    (shard,) = (path / "data").rglob("[0-9]*")
+    data = bytearray(shard.read_bytes())
+    data[1234 * 256 + 5] ^= 1
+    shard.write_bytes(bytes(data))
+    outs = {key: np.zeros(64, np.float32) for key, _ in many}
+    with pytest.raises(ck.errors.CorruptCheckpointError, match="'v1234'.*checksum mismatch"):
+        open_checkpoint(LocalStore(), str(path), progress=False).read_many(outs, outs)
+    assert not any(out.any() for out in outs.values())  # nothing written
