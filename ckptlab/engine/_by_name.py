@@ -579,22 +579,25 @@ class NameBasedRestore:
         by_ident = {id(write.target): write for write in writes}
         done: list[Any] = []
 
-        def one(ident: int, array: np.ndarray[Any, Any] | None) -> None:
+        def one(ident: int, array: np.ndarray[Any, Any]) -> None:
             write = by_ident[ident]
-            holder = write.target
-            if array is not None:  # else read straight into the target's memory
-                holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
-                if holder is not write.target:  # the framework replaced the object
-                    del self.matched[ident]
-                    self.matched[id(holder)] = (holder, write.key)
-                    self.written.add(id(holder))
+            holder = _execute.write_value(write.target, array, self.uid, explicit=explicit)
+            if holder is not write.target:  # the framework replaced the object
+                del self.matched[ident]
+                self.matched[id(holder)] = (holder, write.key)
+                self.written.add(id(holder))
             done.append(holder)
             self.written.add(ident)
+
+        def placed(idents: list[int]) -> None:  # read straight into the targets' memory
+            done.extend(by_ident[ident].target for ident in idents)
+            self.written.update(idents)
 
         commit(
             self.source,
             load,
             one,
+            placed,
             lambda ident: repr(by_ident[ident].key),
             self.written.difference_update,
             uid=self.uid,

@@ -410,12 +410,9 @@ class RestoreCoordinator:
             self.written.difference_update(nodes)
             self.queued.update((node, queued[node]) for node in nodes if node in queued)
 
-        def one(node: int, array: np.ndarray[Any, Any] | None) -> None:
+        def one(node: int, array: np.ndarray[Any, Any]) -> None:
             write = by_node[node]
-            if array is None:  # read straight into the target's memory (never a new slot)
-                assert isinstance(write, Assignment)
-                holder = write.target
-            elif isinstance(write, SlotRestore):
+            if isinstance(write, SlotRestore):
                 holder = _execute.create_slot(
                     write.optimizer, write.variable, write.slot, array, self.uid, explicit=explicit
                 )
@@ -425,16 +422,24 @@ class RestoreCoordinator:
                 if holder is not write.target:  # the framework replaced the object
                     self.bound[write.node] = holder
                     self.taken[id(holder)] = self.taken.pop(id(write.target), write.node)
-            if array is not None and _execute.kept(holder) == "kept":  # (never in place)
+            if _execute.kept(holder) == "kept":
                 self.kept[write.node] = holder
             done.append(holder)
             self.written.add(write.node)
             self.queued.pop(write.node, None)
 
+        def placed(nodes: list[int]) -> None:  # read into the memory of assignments' targets
+            done.extend(by_node[node].target for node in nodes)  # type: ignore[union-attr]
+            self.written.update(nodes)
+            if self.queued:
+                for node in nodes:
+                    self.queued.pop(node, None)
+
         commit(
             self.source,
             load,
             one,
+            placed,
             lambda node: self._path(node).pretty,
             forget,
             uid=self.uid,

@@ -367,9 +367,17 @@ def newest_uid() -> int:
     return _NEWEST_UID
 
 
-def mark_written(target: Any, uid: int) -> None:
-    """Record that restore ``uid`` gave ``target`` its value (read straight into its memory)."""
-    _record(target, uid if uid >= _NEWEST_UID else max(_newest(target), uid))
+def mark_written(targets: Iterable[Any], uid: int) -> None:
+    """Record that restore ``uid`` gave ``targets`` their values (read into their memory)."""
+    if uid < _NEWEST_UID:  # a newer restore wrote some: keep its mark on those
+        for target in targets:
+            _record(target, max(_newest(target), uid))
+        return
+    for target in targets:
+        if getattr(target, "_ck_written_by", None) is not None:  # (_record, inline: per value)
+            target._ck_written_by = uid
+        else:
+            _WRITTEN_BY.set(target, uid)
 
 
 def written_by(target: Any) -> int:

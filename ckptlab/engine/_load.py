@@ -35,7 +35,7 @@ were written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -177,27 +177,59 @@ def _undo_for(target: Any) -> Callable[[], None] | None:
 def commit(
     source: StoredCheckpoint,
     load: Load,
-    write: Callable[[int, np.ndarray[Any, Any] | None], None],
+    write: Callable[[int, np.ndarray[Any, Any]], None],
+    placed: Callable[[list[int]], None],
     name_of: Callable[[int], str],
     forget: Callable[[list[int]], None],
     *,
     uid: int,
     explicit: bool = False,
 ) -> None:
-    """Give every value of ``load`` to ``write(ident, array)`` (see :func:`read_at_commit`).
+    """Deliver every value of ``load``: ``write(ident, array)``, ``placed(idents)`` in place.
 
-    Guarded values come first: when the framework refuses one, the guarded values written
+    Guarded arrays come first: when the framework refuses one, the guarded values written
     before it are put back, ``forget`` is told their idents and the refused one's (the caller's
     record of them), and nothing else has been written yet; the error names the object
-    (``name_of(ident)``) and keeps the framework's error as its cause.
+    (``name_of(ident)``) and keeps the framework's error as its cause.  Then the other arrays
+    read by :func:`fetch`; then the in-place values are read into their targets' memory, all
+    at once, and ``placed`` is told their idents; then the streamed values, one batch at a
+    time (``write`` gets each array before the next batch is read, so the batch's memory is
+    released as it goes).  A target a newer restore wrote since :func:`fetch` is left alone
+    (unless ``explicit``): in place it is not read nor delivered; streamed it is not read, and
+    ``placed`` is told its ident (nothing left to write).
     """
+    values = load.values or source.open_values()
+    try:
+        _write_guarded(source, load, write, name_of, forget)
+        for ident, array in load.arrays.items():
+            if ident not in load.undo:
+                write(ident, array)
+        every = explicit or newest_uid() <= uid  # no newer restore: every target is this one's
+        in_place = (
+            load.in_place
+            if every
+            else {i: entry for i, entry in load.in_place.items() if written_by(entry[1]) <= uid}
+        )
+        values.read_into({key: buffer for key, _, buffer in in_place.values()})
+        mark_written([target for _, target, _ in in_place.values()], uid)
+        placed(list(in_place))
+        placed(_write_streamed(source, load, values, write, every, uid))
+    finally:
+        values.close()
+
+
+def _write_guarded(
+    source: StoredCheckpoint,
+    load: Load,
+    write: Callable[[int, np.ndarray[Any, Any]], None],
+    name_of: Callable[[int], str],
+    forget: Callable[[list[int]], None],
+) -> None:
+    """The guarded values of ``load``, first (see :func:`commit`)."""
     done: list[int] = []
-    for ident, array in read_at_commit(source, load, uid=uid, explicit=explicit):
-        if ident not in load.undo:
-            write(ident, array)
-            continue
+    for ident in load.undo:
         try:
-            write(ident, array)
+            write(ident, load.arrays[ident])
         except Exception as error:
             for earlier in reversed(done):
                 load.undo[earlier]()
@@ -212,50 +244,25 @@ def commit(
         done.append(ident)
 
 
-def read_at_commit(
-    source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool = False
-) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
-    """Deliver every value of ``load``: ``(ident, array)``, or ``(ident, None)`` when done.
+def _write_streamed(
+    source: StoredCheckpoint,
+    load: Load,
+    values: ValueReader,
+    write: Callable[[int, np.ndarray[Any, Any]], None],
+    every: bool,
+    uid: int,
+) -> list[int]:
+    """Write the streamed values of ``load``, read batch by batch into fresh arrays.
 
-    Guarded arrays come first (see :func:`commit`), then the other arrays read by
-    :func:`fetch`; then in-place values are read into their targets' memory (``None``:
-    nothing left to write); then the streamed values, one batch at a
-    time (the caller writes each array before the next batch is read, so the batch's memory is
-    released as it goes).  A target a newer restore wrote since :func:`fetch` is left alone
-    (unless ``explicit``): in place it is not delivered at all, streamed it comes as ``None``.
+    Returns the idents left alone because a newer restore wrote their targets.
     """
-    values = load.values or source.open_values()
-    try:
-        yield from _deliver(values, source, load, uid=uid, explicit=explicit)
-    finally:
-        values.close()
-
-
-def _deliver(
-    values: ValueReader, source: StoredCheckpoint, load: Load, *, uid: int, explicit: bool
-) -> Iterator[tuple[int, np.ndarray[Any, Any] | None]]:
-    every = explicit or newest_uid() <= uid  # no newer restore: every target is this one's
-
-    def wanted(target: Any) -> bool:
-        return every or written_by(target) <= uid
-
-    in_place = (
-        load.in_place
-        if every
-        else {ident: entry for ident, entry in load.in_place.items() if wanted(entry[1])}
-    )
-    yield from ((ident, load.arrays[ident]) for ident in load.undo)
-    yield from ((ident, array) for ident, array in load.arrays.items() if ident not in load.undo)
-    values.read_into({key: buffer for key, _, buffer in in_place.values()})
-    for ident, (_, target, _) in in_place.items():
-        mark_written(target, uid)
-        yield ident, None
     idents: dict[str, list[int]] = {}
+    newer: list[int] = []
     for ident, (key, target) in load.streamed.items():
-        if wanted(target):
+        if every or written_by(target) <= uid:
             idents.setdefault(key, []).append(ident)
-        else:  # a newer restore wrote it: nothing to read (the write would be skipped)
-            yield ident, None
+        else:
+            newer.append(ident)
     for batch in source.batches(idents, BATCH_BYTES):
         outs = {}
         for key in batch:
@@ -269,9 +276,10 @@ def _deliver(
             array = read.pop(key)
             *others, last = idents[key]
             for ident in others:  # each write gets its own array
-                yield ident, _copy(array)
-            yield last, array
+                write(ident, _copy(array))
+            write(last, array)
             del array
+    return newer
 
 
 def _copy(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
