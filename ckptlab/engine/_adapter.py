@@ -226,6 +226,11 @@ def is_trackable(obj: object) -> bool:
     return adapter_for(obj) is not None
 
 
+def none_wrap(pairs: Sequence[tuple[str, Any]]) -> bool:
+    """Whether every object of ``pairs`` is of a type known never to wrap (one lookup a type)."""
+    return all(_WRAPS.get(kind) is False for kind in {type(obj) for _, obj in pairs})
+
+
 def unwrapped(obj: Any) -> Any:
     """``obj``, or the object it wraps (``torch.compile``, ``DataParallel``), through its adapter.
 

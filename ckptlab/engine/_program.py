@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import NodeInfo, ProgramGraph, ValueSpec, Visit, build_graph
-from ckptlab.engine._adapter import Adapter, require_adapter, unwrapped
+from ckptlab.engine._adapter import Adapter, none_wrap, require_adapter, unwrapped
 from ckptlab.errors import NotSaveableError
 
 __all__ = ["Program", "program_values"]
@@ -42,7 +42,7 @@ class Program:
 
     def _unwrapped(self, obj: Any, found: Sequence[tuple[str, Any]]) -> Sequence[tuple[str, Any]]:
         """``obj``'s dependencies ``found``, wrappers replaced, plus the attached for the root."""
-        own = [(name, unwrapped(c)) for name, c in found] if found else []
+        own = list(found) if none_wrap(found) else [(name, unwrapped(c)) for name, c in found]
         if obj is not self.root or not self.attached:
             return own
         names = {name for name, _ in own}

@@ -259,7 +259,7 @@ class PackedValues(ValueReader):
             fd = self._open(info, shard, rows)
             assert fd is not None  # local stores keep their shards open
             within = low % shard_bytes
-            span = memoryview(np.empty(high - low, np.uint8))  # (a bytearray zeroes it first)
+            span = np.empty(high - low, np.uint8).data  # (a bytearray is zeroed first)
             count = preadv_all(fd, [span], within, high - low)
             if count != high - low:
                 short = f"object {shard_key(info.path, shard)} ended after {within + count} bytes"
