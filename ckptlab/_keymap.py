@@ -12,7 +12,8 @@ the file.  ``Checkpoint.restore(path, key_map=...)``, ``Checkpoint.read`` and
   program that calls the attribute ``kernel``.  A ``renames`` key that is a whole object path
   (``model/dense/weight``, as :meth:`KeyMap.from_near_misses` builds from an object-based
   restore's report) renames only the edge at that path, to its value's last name; the value
-  must keep the parent (``model/dense/kernel``).
+  must keep the parent (``model/dense/kernel``).  A ``renames`` key naming nothing in the
+  checkpoint read is an ``UnknownPathError`` (a typo would otherwise rename nothing, silently).
 * ``transpose``: regular expressions searched in the renamed name (name-based) or the renamed
   object path such as ``model/dense/kernel`` (object-based); matching 2-D values are transposed
   on read (PyTorch ``Linear.weight`` is ``[out, in]``, a Keras/ckptlab kernel ``[in, out]``),
@@ -28,6 +29,7 @@ the file.  ``Checkpoint.restore(path, key_map=...)``, ``Checkpoint.read`` and
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
@@ -48,7 +50,7 @@ from ckptlab.core import (
     unescape_local_name,
     value_key,
 )
-from ckptlab.errors import InvalidArgumentError, RestoreConflictError
+from ckptlab.errors import InvalidArgumentError, RestoreConflictError, UnknownPathError
 from ckptlab.storage import StoredCheckpoint
 
 __all__ = ["KeyMap", "check_key_map"]
@@ -73,7 +75,9 @@ class KeyMap:
         "layers.2"}``) renames each name once, where rules applied in order would rename
         ``a`` to ``b`` and back.  :meth:`from_near_misses` makes one of these.  For
         object-based checkpoints a key is an edge name or a whole object path
-        (``model/dense/weight``: that edge only, kept under its parent).
+        (``model/dense/weight``: that edge only, kept under its parent).  A key naming
+        nothing in the checkpoint read (a typo) is an :class:`ck.UnknownPathError` naming
+        it and the closest stored names, raised before anything is read or written.
 
     Examples
     --------
@@ -285,6 +289,12 @@ class KeyMap:
         StoredCheckpoint
             Renamed keys (and graph edges), values transposed as they are read.
 
+        Raises
+        ------
+        UnknownPathError
+            A ``renames`` key names nothing in ``source``: no stored name (name-based), no
+            edge name, whole object path of an edge or stored key (object-based).
+
         Examples
         --------
         >>> import tempfile
@@ -434,6 +444,8 @@ class MappedCheckpoint(StoredCheckpoint):
         self.permuted: dict[str, tuple[int, ...]] = {}
         """Mapped key -> the axes its value is permuted by on read."""
         document = source.document
+        if key_map.renames:
+            _check_renames(source, key_map.renames)
         if document.kind == "name":
             values = self._rename_values(document.values, key_map)
             graph = None
@@ -575,6 +587,50 @@ def _rename_graph(
     if not keys:
         return renamed, keys
     return ObjectGraph(nodes=tuple(nodes), source=graph.source), keys
+
+
+def _check_renames(source: StoredCheckpoint, renames: Mapping[str, str]) -> None:
+    """Refuse ``renames`` keys that name nothing ``source`` holds, before anything is read.
+
+    A name-based checkpoint's keys are its stored names (values, and a torch file's non-tensor
+    entries and containers); an object-based one's are its edge names, the whole object paths
+    of its edges, and its stored keys.
+
+    Raises
+    ------
+    UnknownPathError
+        Some key names nothing; the message lists every such key and the closest names.
+    """
+    document = source.document
+    names: set[str] = set(document.values)
+    if document.kind == "name":
+        names.update(getattr(source, "containers", {}))
+    else:
+        assert document.graph is not None
+        for node, path in zip(document.graph.nodes, document.graph.paths(), strict=True):
+            names.update(node.children)
+            if path is not None:
+                above = f"{path.prefix}/" if path.prefix else ""
+                names.update(above + escape_local_name(name) for name in node.children)
+    unknown = [key for key in renames if key not in names]
+    if unknown and document.kind == "name":  # read on first use (a DCP's): only when needed
+        literals = getattr(source, "literals", {})
+        unknown = [key for key in unknown if key not in literals]
+        names.update(literals)
+    if not unknown:
+        return
+    closest = {key: difflib.get_close_matches(key, names, n=3) for key in unknown[:20]}
+    kind = (
+        "a stored name"
+        if document.kind == "name"
+        else "an edge name, a whole object path or a stored key"
+    )
+    raise UnknownPathError(
+        f"KeyMap renames {unknown[:20]}{' ...' if len(unknown) > 20 else ''}, which name "
+        f"nothing in {source.display_path}: expected each renames key to be {kind} of it; "
+        f"closest stored names: {closest}. Correct those entries, or remove them from "
+        "renames."
+    )
 
 
 def _parent(path: NodePath | None, node_id: int) -> str:

@@ -8,6 +8,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +179,50 @@ def test_a_directory_removed_while_an_export_writes_publishes_nothing(tmp_path, 
     assert "Something removed the directory" in message and "nothing was published" in message
     assert ".tmp-" not in message
     assert not exports.exists() or os.listdir(exports) == []
+
+
+PAUSED_IN_EXPORT = """
+    import sys, time
+    import ckptlab as ck
+    from ckptlab.storage import LocalStore
+    source, target = sys.argv[1:]
+    write_stream = LocalStore.write_stream
+    def paused(store, key, batches, *, durable):  # a safetensors file: one call
+        write_stream(store, key, batches, durable=durable)
+        print("PAUSED", flush=True)  # its temporary holds a file's bytes
+        time.sleep(600)
+    LocalStore.write_stream = paused
+    ck.convert(source, target, format="safetensors")
+"""
+
+
+@pytest.mark.parametrize("name", ["hf", "model.safetensors"], ids=["directory", "file"])
+def test_an_export_removes_what_killed_exports_left_but_not_a_live_ones(
+    tmp_path, kill_at_marker, name
+):
+    """An export killed while writing left its hidden ``.<name>.tmp-<hex>`` behind, and later
+    exports of the path never removed it (they pile up, a model's size each). An export now
+    removes those a killed export left, as a save does, but not the one a live export of the
+    same path is writing (it holds its lock)."""
+    source = ck.Checkpoint(w=ck.Variable(np.ones(100, np.float32))).write(tmp_path / "src")
+    exports = tmp_path / "exports"
+    kill_at_marker(PAUSED_IN_EXPORT, source, exports / name, marker="PAUSED")
+    [killed] = os.listdir(exports)
+    live = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PAUSED_IN_EXPORT), source, exports / name],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert live.stdout.readline() == "PAUSED\n"
+        [writing] = set(os.listdir(exports)) - {killed}
+        ck.convert(source, exports / name, format="safetensors")
+        assert sorted(os.listdir(exports)) == sorted([name, writing])
+    finally:
+        live.kill()
+        live.wait()
+        live.stdout.close()
+    assert ck.list_variables(exports / name) == [("w/.ATTRIBUTES/VARIABLE_VALUE", [100])]
 
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"

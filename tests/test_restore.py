@@ -662,6 +662,38 @@ def test_a_whole_path_rename_to_another_parent_is_refused(tmp_path):
     assert not model.encoder.w.numpy().any()
 
 
+def test_a_key_map_rename_naming_nothing_is_an_unknown_path_error(tmp_path):
+    """An exact ``renames`` key naming nothing in the checkpoint (a typo) was ignored: the
+    restore wrote nothing under the wanted name and said nothing. Now an UnknownPathError
+    names the checkpoint, every such key and the closest stored names, before anything is
+    read or written; the keys that do name something (edge, whole path, stored name) pass."""
+    objects = ck.Checkpoint(model=module(dense=module(weight=ck.Variable(np.ones(2))))).save(
+        tmp_path / "objects"
+    )
+    names = ck.Saver({"fc.weight": ck.Variable(np.ones(2))}).save(str(tmp_path / "names"))
+    typo = ck.KeyMap(renames={"model/dense/wieght": "model/dense/kernel", "dense": "dense"})
+    model = module(dense=module(kernel=ck.Variable(np.zeros(2))))
+    with pytest.raises(ck.UnknownPathError) as raised:
+        ck.Checkpoint(model=model).restore(objects, key_map=typo)
+    message = str(raised.value)
+    assert objects in message and "'model/dense/wieght'" in message
+    assert "'dense'," not in message.split("closest")[0]  # an edge name names something
+    assert "'model/dense/weight'" in message.split("closest")[1] and "remove" in message
+    assert not model.dense.kernel.numpy().any()
+    kernel = ck.Variable(np.zeros(2), name="fc.kernel")
+    with pytest.raises(ck.UnknownPathError, match=r"\['fc\.wieght', 'bias'\].*'fc\.weight'"):
+        ck.Checkpoint(k=kernel).restore(
+            names, key_map=ck.KeyMap(renames={"fc.wieght": "fc.kernel", "bias": "b"})
+        )
+    with pytest.raises(ck.UnknownPathError, match="fc.wieght"):
+        ck.convert(names, tmp_path / "out", key_map=ck.KeyMap(renames={"fc.wieght": "x"}))
+    assert not kernel.numpy().any() and not (tmp_path / "out").exists()
+    whole = ck.KeyMap(renames={"model/dense/weight": "model/dense/kernel", "dense": "dense"})
+    ck.Checkpoint(model=model).restore(objects, key_map=whole).assert_consumed()
+    ck.Checkpoint(k=kernel).restore(names, key_map=ck.KeyMap(renames={"fc.weight": "fc.kernel"}))
+    assert model.dense.kernel.numpy().all() and kernel.numpy().all()
+
+
 def test_a_key_map_transpose_given_as_one_string_is_one_pattern(tmp_path):
     """``transpose="kernel$"`` is one pattern, as ``run_restore_ops(only="model")`` is one path.
 

@@ -184,21 +184,25 @@ def _run(
     items = _per_worker(state, chosen)
     traffic = (chosen.sent_bytes, chosen.received_bytes)
     settings = options or WriteOptions()
-    job: SaveJob = _decide(
-        chosen,
-        path,
-        lambda: begin(path, chosen.world_size, assign=assign, counter=counter, options=settings),
-    )
-    task = (
-        functools.partial(write_part, job, state)
-        if items is None
-        else functools.partial(write_part_for, job)
-    )
+    staged: list[SaveJob] = []  # the coordinator's job once staged: aborted on any failure
+
+    def stage() -> SaveJob:
+        staged.append(
+            begin(path, chosen.world_size, assign=assign, counter=counter, options=settings)
+        )
+        return staged[0]
+
     try:
+        job: SaveJob = _decide(chosen, path, stage)  # its broadcast fails when a rank has gone
+        task = (
+            functools.partial(write_part, job, state)
+            if items is None
+            else functools.partial(write_part_for, job)
+        )
         outcomes = chosen.run(task, timeout, items)
     except BaseException:
-        if chosen.is_coordinator:
-            abort(job)
+        if staged:
+            abort(staged[0])  # lets go of the staging tree's lock and removes it
         raise
     _conclude(job, chosen, outcomes, on_commit, traffic)
     return path

@@ -78,12 +78,13 @@ def begin(
         {**storage_options_for(path), **options.storage_options} if "://" in path else None
     )
     store, key = resolve(path, storage_options)
+    assigned = dict(assign) if assign else None  # before staging: nothing may fail after it
     staged = begin_staging(store, key, durable=options.durable)
     return SaveJob(
         path=path,
         staged=staged,
         world_size=world_size,
-        assign=dict(assign) if assign else None,
+        assign=assigned,
         counter=counter,
         durable=options.durable,
         storage_options=storage_options,

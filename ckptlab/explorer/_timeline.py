@@ -14,11 +14,13 @@ neither read nor counted.
 
 Statistics are computed lazily (when the widget asks), each value read once: the previous
 checkpoint's values stay in memory to measure the update.  They are cached in this process,
-each checkpoint's under what identifies its content (:func:`_identity`) and each update under
-the two checkpoints it compares, so reopening a run is fast and a checkpoint written again at
-its path is measured again.  A checkpoint that cannot be read (the newest one still being
-written, a damaged one) is marked with the reason and has no statistics; the rest of the run
-is measured and compared as usual.
+each checkpoint's under what identifies its content (:func:`_identity`; for a ckptlab
+checkpoint the checksum of the very document bytes the statistics were computed from, so a
+checkpoint replaced while the timeline is open is never cached as the one it replaced) and each
+update under the two checkpoints it compares, so reopening a run is fast and a checkpoint
+written again at its path is measured again.  A checkpoint that cannot be read (the newest one
+still being written, a damaged one) is marked with the reason and has no statistics; the rest
+of the run is measured and compared as usual.
 """
 
 from __future__ import annotations
@@ -266,8 +268,10 @@ class Timeline:
             if current is None:
                 previous, previous_index = {}, -1
                 continue
-            stats = self._stats[i] = self._stats[i] or self._new_stats(i, current)
-            identity, before = self._ids[i], self._ids[i - 1] if i else None
+            identity = self._read_identity(i)
+            stats = self._stats[i]
+            if stats is None or identity != self._ids[i]:  # or replaced since the timeline opened
+                stats = self._stats[i] = self._new_stats(i, current)
             if identity is not None:
                 _CACHE[identity] = stats
             if i > 0 and i - 1 not in self.unreadable:
@@ -278,12 +282,24 @@ class Timeline:
                     and previous[key].shape == array.shape
                     and previous[key].dtype == array.dtype
                 }
+                before = self._read_identity(i - 1)  # read: its values are ``previous``
                 if identity is not None and before is not None:
                     _UPDATES[before, identity] = update
             keep = sum(a.nbytes for a in current.values()) <= KEEP_BYTES
             previous, previous_index = (current, i) if keep else ({}, -1)
         if progress is not None:
             progress(1.0, "")
+
+    def _read_identity(self, index: int) -> Identity | None:
+        """What the statistics computed from checkpoint ``index`` (opened) are cached under.
+
+        A ckptlab checkpoint's is the checksum of the document bytes it was opened from, not
+        the one taken when the timeline opened (:func:`_identity`): replaced in between, its
+        statistics are the new bytes' and must never be cached as the old checkpoint's.
+        Another format's is the one taken when the timeline opened.
+        """
+        checksum = self._opened[index].checksum
+        return self._ids[index] if checksum is None else (self.run[index].path, (checksum,))
 
     def _weights(self, index: int) -> dict[str, np.ndarray[Any, Any]] | None:
         """The model's floating-point values of checkpoint ``index`` (not its optimizer's).

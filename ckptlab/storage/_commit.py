@@ -69,28 +69,23 @@ def exchange(a: str, b: str) -> bool:
     return result == 0
 
 
-def temporary_name(path: str) -> str:
-    """A hidden sibling of ``path`` for writing (``dir/.ckpt-1.tmp-<uuid>``)."""
-    parent, name = posixpath.split(path)
-    return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
-
-
 class Staging:
     """The hidden sibling a local checkpoint or export is written into before it is renamed.
 
     Every local writer of a tree uses it: single-process saves (``write_checkpoint``),
     multi-worker saves (the coordinator holds it while the workers write, ``begin_staging``)
-    and safetensors exports to a directory.  Local writes create their missing parent
-    directories, so a write made after something removed the staging directory (``rm -rf`` of
-    the run directory by another job, or its parent's) silently creates a new one, holding only
-    what is written from then on.  The directory is created here, once, and held open until
-    :meth:`close`; :meth:`check`, called after the last write and before the rename, refuses a
-    path that no longer names it (an open directory's inode cannot be reused for a new one).
-    Checking costs a few system calls per save, none per value or file.
+    and safetensors exports (a directory, or with ``directory=False`` a single file).  Local
+    writes create their missing parent directories, so a write made after something removed
+    the staging directory (``rm -rf`` of the run directory by another job, or its parent's)
+    silently creates a new one, holding only what is written from then on.  The directory is
+    created here, once, and held open until :meth:`close`; :meth:`check`, called after the
+    last write and before the rename, refuses a path that no longer names it (an open
+    directory's inode cannot be reused for a new one).  Checking costs a few system calls per
+    save, none per value or file.
 
-    The open directory is also ``flock``-ed until :meth:`close` (``create_locked``), so that
-    another writer of the same path (a restarted job racing its predecessor) takes it for a
-    live writer's, not for the leftover of a killed one (:func:`remove_leftover`).
+    The open directory (or file) is also ``flock``-ed until :meth:`close` (``create_locked``),
+    so that another writer of the same path (a restarted job racing its predecessor) takes it
+    for a live writer's, not for the leftover of a killed one (:func:`remove_leftover`).
 
     Examples
     --------
@@ -105,11 +100,11 @@ class Staging:
     >>> staging.close()
     """
 
-    def __init__(self, store: ByteStore, path: str) -> None:
+    def __init__(self, store: ByteStore, path: str, *, directory: bool = True) -> None:
         self.store = store
         parent, name = posixpath.split(path)
         with faults_translated("write", store.display(path)):  # the run directory too
-            self.path, self._fd = create_locked(parent, f".{name}.tmp-", directory=True)
+            self.path, self._fd = create_locked(parent, f".{name}.tmp-", directory=directory)
 
     def check(self) -> None:
         """Raise :class:`NotFoundError` unless :attr:`path` is still the directory made here.

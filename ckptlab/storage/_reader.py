@@ -72,13 +72,22 @@ class StoredCheckpoint:
     """
 
     def __init__(
-        self, store: ByteStore, path: str, document: CheckpointDocument, *, progress: bool = True
+        self,
+        store: ByteStore,
+        path: str,
+        document: CheckpointDocument,
+        *,
+        progress: bool = True,
+        checksum: int | None = None,
     ) -> None:
         self.store = store
         self.path = path
         self.document = document
         self.progress = progress
         """Show a progress bar for reads that take more than about a second."""
+        self.checksum = checksum
+        """The CRC-32C of the root ``zarr.json`` bytes :attr:`document` was parsed from (as
+        :func:`document_checksum`), or ``None`` (a foreign checkpoint, a derived view)."""
         self._sizes: dict[str, int | None] = {}
 
     @property
@@ -430,10 +439,13 @@ def _named(request: _Request) -> StoredValue:
     return request.value if request.value is not None else request.checks[0][0]
 
 
-def read_document(store: ByteStore, path: str) -> CheckpointDocument:
-    """Read and validate the checkpoint document at ``path`` (one object read)."""
+def read_document(store: ByteStore, path: str, raw: bytes | None = None) -> CheckpointDocument:
+    """Read and validate the checkpoint document at ``path`` (one object read).
+
+    ``raw``: the root ``zarr.json``'s bytes, read already (then nothing is read).
+    """
     with gc_paused():
-        return parse_document(_read_root(store, path), store.display(path))
+        return parse_document(_read_root(store, path, raw), store.display(path))
 
 
 def read_listing(store: ByteStore, path: str) -> list[tuple[str, tuple[int, ...], str]]:
@@ -482,9 +494,9 @@ def _root_bytes(store: ByteStore, path: str) -> bytes | None:
     return store.read(root)
 
 
-def _read_root(store: ByteStore, path: str) -> Any:
-    """The untrusted ``ckptlab`` attribute of the root ``zarr.json``."""
-    raw = _root_bytes(store, path)
+def _read_root(store: ByteStore, path: str, raw: bytes | None = None) -> Any:
+    """The untrusted ``ckptlab`` attribute of the root ``zarr.json`` (``raw``: its bytes)."""
+    raw = _root_bytes(store, path) if raw is None else raw
     if raw is None:
         raise not_found(store, path)
     root = posixpath.join(path, ROOT_DOCUMENT)
@@ -549,8 +561,11 @@ def find_checkpoint(
     CkptlabError
         As :func:`open_checkpoint`, for a checkpoint recognised but unreadable.
     """
-    if store.size(posixpath.join(path, ROOT_DOCUMENT)) is None:
+    raw = _root_bytes(store, path)
+    if raw is None:
         from ckptlab.storage._foreign import open_foreign  # TF, PyTorch, safetensors
 
         return open_foreign(store, path)
-    return StoredCheckpoint(store, path, read_document(store, path), progress=progress)
+    document = read_document(store, path, raw)
+    checksum = int(crc32c.crc32c(raw))  # of the bytes parsed: a replacement has another one
+    return StoredCheckpoint(store, path, document, progress=progress, checksum=checksum)

@@ -8,8 +8,8 @@ Within a file, tensors are ordered by dtype size (largest first), then by name, 
 safetensors library orders them, so every tensor is aligned to its element size.  Values are
 read one at a time and written straight to the file (local files) or one shard at a time
 (object stores), so memory stays bounded by the largest value (or shard).  Locally everything
-is written under a temporary name (a directory: held open, as a save's, ``Staging``) and
-published with one rename.
+is written under a temporary name, held open and locked as a save's (``Staging``), and
+published with one rename; an export first removes what killed exports of its path left.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckptlab.errors import InvalidArgumentError, StorageExistsError, UnsupportedFormatError
-from ckptlab.storage._commit import Staging, temporary_name, writing_into
+from ckptlab.storage._commit import Staging, clean_leftovers, writing_into
 from ckptlab.storage._foreign._safetensors import DTYPES, METADATA
 from ckptlab.storage._kv import Buffer, ByteStore
 from ckptlab.storage._layout import numpy_dtype
@@ -166,10 +166,9 @@ def write_safetensors(
     staging: Staging | None = None
     if not store.supports_rename:
         target = path  # written in place, one object per file
-    elif single:  # written by one call: removed meanwhile, the file is lost and its rename fails
-        target = temporary_name(path)
-    else:  # a tree: held open, so that one whose directory was removed is never published
-        staging = Staging(store, path)
+    else:  # held (locked) until renamed, so that clean-ups of the path take it for a live one's
+        clean_leftovers(store, path)  # what killed exports of the path left
+        staging = Staging(store, path, directory=not single)
         target = staging.path
     with writing_into(store, target, path, staging):
         for name, shard in zip(files, shards, strict=True):
@@ -183,7 +182,7 @@ def write_safetensors(
             text = json.dumps(index, indent=2, ensure_ascii=False).encode() + b"\n"
             store.write(posixpath.join(target, INDEX_FILE), [text], durable=durable)
         if staging is not None:
-            if durable:
+            if durable and not single:
                 store.sync_tree(target)
             staging.check()
         if store.supports_rename:

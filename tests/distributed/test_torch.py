@@ -8,6 +8,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import numpy as np
@@ -118,3 +119,14 @@ def test_a_rank_that_dies_is_named_and_nothing_is_committed(tmp_path):
     assert "worker 1 (rank 1)" in report["die"]["error"]
     assert report["seconds"] < 30
     assert not [p for p in os.listdir(tmp_path) if not p.startswith(".")]
+
+
+def test_a_failed_job_broadcast_releases_and_removes_the_staging_tree(tmp_path):
+    """Rank 0 stages the save, then broadcasting the job fails (rank 1 has gone). The staging
+    tree stayed flock-ed until rank 0 exited, so a later save of the path took it for a live
+    writer's and never removed it; now the coordinator lets go of it and removes it."""
+    started = time.monotonic()
+    (report,) = run_job(tmp_path, exits={1: 7}, SCENARIO="unreachable")
+    assert "error" in report["broadcast"]
+    assert report["left"] == []
+    assert time.monotonic() - started < 30

@@ -61,6 +61,19 @@ def dying(report, prefix, ckpt, engine):
     print(json.dumps(report), flush=True)
 
 
+def unreachable(report, directory, engine):
+    """Rank 1 exits before the job's broadcast, so rank 0's fails after it staged the save."""
+    if engine.rank == 1:
+        os._exit(7)
+    time.sleep(1)  # the gloo pairs see rank 1's sockets close
+    try:
+        ckd.write(os.path.join(directory, "ckpt-1"), ck.Checkpoint(), engine=engine)
+    except Exception as error:  # torch's own error type (DistBackendError, RuntimeError)
+        report["broadcast"] = {"error": type(error).__name__}
+    report["left"] = sorted(os.listdir(directory))
+    print(json.dumps(report), flush=True)
+
+
 def main(directory):
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dist.init_process_group(
@@ -72,6 +85,9 @@ def main(directory):
     report = {"rank": rank}
     if os.environ.get("SCENARIO") == "die":
         dying(report, prefix, ckpt, engine)
+        return
+    if os.environ.get("SCENARIO") == "unreachable":
+        unreachable(report, directory, engine)
         return
     attempt(report, "save", lambda: ckd.save(prefix, ckpt, engine=engine))
     report["counter"] = int(ckpt.save_counter.numpy())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -180,6 +181,40 @@ def test_checkpoints_written_again_at_their_paths_are_measured_again(request, wh
         ck.Checkpoint(w=ck.Variable(np.full(3, 10.0, "float32"))).write(f"{runs}/ckpt-2")
     assert measured() == ([1.0, 10.0, 5.0], [None, pytest.approx(9.0), pytest.approx(0.5)])
     assert _timeline.Timeline(_timeline.find_run(runs)).complete  # and cached again
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["uncached", "statistics-cached"])
+def test_a_checkpoint_replaced_while_the_timeline_is_open_is_cached_under_its_new_bytes(
+    run, cached
+):
+    """The timeline took each checkpoint's document checksum when it opened, and cached what
+    it computed later under it: a checkpoint replaced in between was measured from its new
+    bytes and cached under the old checksum (so the old checkpoint, back at its path, showed
+    the replacement's statistics), or, its statistics cached already, those were cached again
+    under the new one's checksum.  Statistics and updates are now cached under the checksum of
+    the document bytes they were computed from."""
+    if cached:  # every checkpoint's statistics known, no update
+        _timeline.Timeline(_timeline.find_run(run)).compute()
+        _timeline._UPDATES.clear()
+    path = _timeline.find_run(run)[1].path
+    original = run.parent / "original"
+    shutil.copytree(path, original)
+    timeline = _timeline.Timeline(_timeline.find_run(run))
+    model = ck.Module()
+    model.encoder = ck.Module()
+    model.encoder.w = ck.Variable(np.full(4, 100.0, "float32"))
+    model.head = ck.Variable(np.ones(2, "float32"))
+    ck.Checkpoint(model=model).write(path, options=ck.WriteOptions(progress=False))
+    timeline.compute()
+
+    def points():
+        return _timeline.Timeline(_timeline.find_run(run)).data(0, 3)["points"]
+
+    assert points()[1]["weight_norm"] == pytest.approx(math.sqrt(4 * 100.0**2 + 2))
+    shutil.rmtree(path)
+    shutil.copytree(original, path)  # the first checkpoint is back
+    assert points()[1]["weight_norm"] == pytest.approx(math.sqrt(4 * 4.0**2 + 2))
+    assert points()[2]["update_ratio"] == pytest.approx(math.sqrt(4 * 4.0**2) / math.sqrt(66))
 
 
 def test_the_timeline_as_a_table(run):
