@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ckptlab.core import (
+    OPTIMIZER_SLOT,
     Container,
     GraphNode,
     NearMiss,
@@ -119,6 +120,9 @@ class KeyMap:
         KeyMap
             The pairs as exact ``renames`` (each stored name renamed once, whatever the
             other pairs rename); one transpose pattern selecting the pairs that need one.
+            Pairs of optimizer slot values (``.../.OPTIMIZER_SLOT/...``, in an object-based
+            restore's report) rename nothing themselves: a slot value follows its variable,
+            renamed by the variable's pair (and transposed with it when the pair says so).
 
         Examples
         --------
@@ -138,8 +142,9 @@ class KeyMap:
         for miss in misses:
             check_type(miss, NearMiss, "misses", expected, example)
         flipped = [re.escape(m.wanted) for m in misses if m.transpose]
+        slot = f"/{OPTIMIZER_SLOT}/"  # a slot value follows its variable: no rename of its own
         return cls(
-            renames={m.stored: m.wanted for m in misses},
+            renames={m.stored: m.wanted for m in misses if slot not in m.stored},
             transpose=[f"^(?:{'|'.join(flipped)})$"] if flipped else [],
         )
 
@@ -630,6 +635,11 @@ def _check_renames(source: StoredCheckpoint, renames: Mapping[str, str]) -> None
         f"nothing in {source.display_path}: expected each renames key to be {kind} of it; "
         f"closest stored names: {closest}. Correct those entries, or remove them from "
         "renames."
+        + (
+            " An optimizer slot value follows its variable: rename the variable's path."
+            if any(f"/{OPTIMIZER_SLOT}/" in key for key in unknown)
+            else ""
+        )
     )
 
 

@@ -825,3 +825,42 @@ def test_name_based_restores_in_a_loop_keep_one_restore_armed(ckpt_dir):
     gc.collect()
     assert [ref() is not None for ref in restores] == [False, False, True]
     assert float(model.dense.w.numpy()) == 2.0
+
+
+def test_a_key_map_from_near_misses_moves_optimizer_slots_with_their_variable(tmp_path):
+    """An object-based report pairs slot paths too; from_near_misses renames the variable only
+    (a slot follows it, transposed with it), so the slot pairs are no UnknownPathError."""
+    weight = np.arange(6.0, dtype=np.float32).reshape(2, 3)
+    model = module(dense=module(weight=ck.Variable(weight)))
+    optimizer = ck.optimizers.Adam(0.1)
+    optimizer.apply_gradients([(weight + 1, model.dense.weight)])
+    path = ck.Checkpoint(model=model, opt=optimizer).save(tmp_path / "c")
+
+    def program() -> tuple[ck.Module, ck.optimizers.Adam]:
+        kernel = ck.Variable(np.zeros((3, 2), np.float32))
+        new = ck.optimizers.Adam(0.1)
+        new.apply_gradients([(np.ones((3, 2), np.float32), kernel)])
+        return module(dense=module(kernel=kernel)), new
+
+    first_model, first_optimizer = program()
+    report = ck.Checkpoint(model=first_model, opt=first_optimizer).restore(path).report()
+    misses = ck.near_misses(
+        {e.path: e.stored for e in report.entries if e.state == "pending"},
+        {e.path: e.program for e in report.entries if e.state == "program_only"},
+    )
+    assert len(misses) == 3  # the variable and its two slots
+    key_map = ck.KeyMap.from_near_misses(misses)
+    assert key_map.renames == {"model/dense/weight": "model/dense/kernel"}
+    new_model, new_optimizer = program()
+    ck.Checkpoint(model=new_model, opt=new_optimizer).restore(
+        path, key_map=key_map
+    ).assert_consumed()
+    np.testing.assert_array_equal(new_model.dense.kernel.numpy(), model.dense.weight.numpy().T)
+    for slot in ("m", "v"):
+        np.testing.assert_array_equal(
+            new_optimizer._ck_find_slot(new_model.dense.kernel, slot).numpy(),
+            optimizer._ck_find_slot(model.dense.weight, slot).numpy().T,
+        )
+    slot_rename = ck.KeyMap(renames={misses[1].stored: misses[1].wanted})
+    with pytest.raises(ck.UnknownPathError, match="slot value follows its variable"):
+        ck.Checkpoint(model=program()[0]).restore(path, key_map=slot_rename)
