@@ -208,16 +208,17 @@ class PackedValues(ValueReader):
         verified = self._verified
         if verified:
             rows = [r for r in rows if r not in verified]
-        keep = self.local and sum(self._extents(rows)[1]) <= KEEP_BYTES
+        total = sum(self._extents(rows)[1])
+        keep = self.local and total <= KEEP_BYTES
         groups = self._groups(rows)
         if keep:
-            groups = self._keep_spans(groups)
+            groups = self._keep_spans(groups, total)
         if groups:
             self._transfer(groups, None, keep=keep)
         if self.local:
             verified.update(rows)
 
-    def _keep_spans(self, groups: dict[int, list[int]]) -> dict[int, list[int]]:
+    def _keep_spans(self, groups: dict[int, list[int]], total: int) -> dict[int, list[int]]:
         """Verify and keep small values a shard at a time; return the rows left to the pieces.
 
         The values of one shard are read in one go (the span from the first to the last, into
@@ -225,10 +226,9 @@ class PackedValues(ValueReader):
         10,000-value restore verifies in a quarter of the time the pieces, runs and rounds of
         :meth:`_transfer` take.  Left for those: values of more than one checksum block or
         across a shard boundary, and shards where the span would read a fifth more than the
-        values (a few values picked out of many).
+        values (a few values picked out of many).  ``total``: the bytes of the values.
         """
         rest: dict[int, list[int]] = {}
-        total = sum(sum(self._extents(members)[1]) for members in groups.values())
         name = posixpath.basename(self.checkpoint.path)
         with Progress(total, f"verifying {name}", enabled=self.checkpoint.progress) as bar:
             for array_id, members in groups.items():
@@ -248,9 +248,11 @@ class PackedValues(ValueReader):
         shards = starts // shard_bytes
         whole = (sizes > 0) & (sizes <= block) & ((ends - 1) // shard_bytes == shards)
         left = [members[i] for i in np.flatnonzero(~whole).tolist()]
-        for shard in np.unique(shards[whole]).tolist():
-            chosen = np.flatnonzero(whole & (shards == shard))
-            rows = [members[i] for i in chosen.tolist()]
+        in_shards = np.unique(shards[whole]).tolist()
+        everything = not left and len(in_shards) == 1  # the common case: no indexing
+        for shard in in_shards:
+            chosen: Any = slice(None) if everything else np.flatnonzero(whole & (shards == shard))
+            rows = members if everything else [members[i] for i in chosen.tolist()]
             low, high = int(starts[chosen].min()), int(ends[chosen].max())
             wanted = int(sizes[chosen].sum())
             if high - low > wanted + wanted // 5 + LOCAL_GAP:
