@@ -6,8 +6,10 @@ Its reader lists the arrays and the other values under ``/``-joined names
 (``scheduler/_schedule_phases/0/end_step``, ``optimizer/state/0/old_dirs/1``) and records every
 container it flattened (:class:`Container`: its type and its keys), so that the value under a
 name can be rebuilt as ``torch.load(f)[name]`` gives it: lists stay lists, integer keys stay
-integers, an empty dict is still there, a ``Counter`` is one.  A source that records no
-containers (PyTorch DCP) is rebuilt as dicts of the names found below.
+integers, an empty dict is still there, a ``Counter`` is one.  PyTorch DCP's containers come
+from the paths its metadata records (``planner_data``); a source that records no containers
+(a DCP directory whose planner recorded no paths) is rebuilt as dicts of the names found
+below.
 """
 
 from __future__ import annotations

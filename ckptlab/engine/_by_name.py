@@ -467,7 +467,9 @@ class NameBasedRestore:
                 literals={
                     self._nested.get(k, k): v for k, v in getattr(source, "literals", {}).items()
                 },
-                containers=getattr(source, "containers", {}),
+                # a DCP's (named as its nested_names names values), else a torch file's
+                containers=getattr(source, "nested_containers", None)
+                or getattr(source, "containers", {}),
             )
         return self._tree
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptlab.core import ForeignLocation, StoredValue
+from ckptlab.core import Container, ForeignLocation, StoredValue
 from ckptlab.errors import CorruptCheckpointError, NotFoundError, UnsupportedFormatError
 from ckptlab.storage import _stream
 from ckptlab.storage._foreign._base import ForeignCheckpoint, check_shape, name_document
@@ -407,17 +407,44 @@ class DCPCheckpoint(ForeignCheckpoint):
         ``planner_data``; the path ``model/0.weight``, ``optimizer/state/0/exp_avg`` is the name
         the ``torch.save`` reader gives the same dict, so name-based restores treat both alike.
         """
+        return {key: "/".join(map(str, path)) for key, path in self._paths.items()}
+
+    @cached_property
+    def _paths(self) -> dict[str, tuple[str | int, ...]]:
+        """Flattened name -> its path in ``planner_data`` (the default planner's), if valid."""
         planner = self.dcp_metadata.get("planner_data")
         if not isinstance(planner, dict):
             return {}
         return {
-            key: "/".join(map(str, path))
+            key: path
             for key, path in planner.items()
             if isinstance(key, str)
             and isinstance(path, tuple)
             and path
             and all(type(p) in (str, int) for p in path)
         }
+
+    @cached_property
+    def nested_containers(self) -> dict[str, Container]:
+        """The dicts and lists DCP flattened, by the names of :attr:`nested_names`.
+
+        ``planner_data`` gives each value's path: a list's positions as integers, a dict's
+        keys as their ``str()``.  A container whose entries are neither all positions
+        ``0..n-1`` nor all text is left out (rebuilt as a dict of the names below it, as
+        without the paths).
+        """
+        below: dict[str, dict[str | int, None]] = {}
+        for path in self._paths.values():
+            for depth, part in enumerate(path):
+                below.setdefault("/".join(map(str, path[:depth])), {})[part] = None
+        found = {}
+        for name, parts in below.items():
+            entries = tuple((p, str(p)) for p in parts)
+            if all(type(p) is str for p in parts):
+                found[name] = Container(kind="dict", entries=entries)
+            elif parts.keys() == set(range(len(parts))):
+                found[name] = Container(kind="list", entries=tuple(sorted(entries)))
+        return found
 
     @cached_property
     def literals(self) -> dict[str, Any]:

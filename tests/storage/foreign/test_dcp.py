@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import ckptlab as ck
+from ckptlab.core import Container
 from ckptlab.storage import open_path
 
 from .contract import (
@@ -407,3 +408,64 @@ def test_a_dcp_checkpoint_of_another_model_conflicts_and_writes_nothing(tmp_path
     for name in ("model.0.weight", "model.0.bias", "model.2.weight"):
         assert name in str(caught.value)
     assert all(torch.equal(other.state_dict()[k], v) for k, v in before.items())
+
+
+def _dcp_save(state: dict, directory: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "torch.distributed is disabled ... single process"
+        dcp.save(state, checkpoint_id=str(directory))
+
+
+def test_lbfgs_history_lists_restore_and_training_goes_on_identically(tmp_path):
+    """DCP records list positions as integers in ``planner_data``: LBFGS' ``old_dirs``,
+    ``old_stps``, ``ro``, ``al`` come back lists of tensors (not dicts keyed '0', '1', ...), and
+    the next step matches an uninterrupted run bit for bit."""
+    inputs = torch.randn(4, 3, generator=torch.Generator().manual_seed(7))
+
+    def program(seed):
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(3, 2)
+        return model, torch.optim.LBFGS(model.parameters(), history_size=3)
+
+    def step(model, optimizer):
+        def closure():
+            optimizer.zero_grad()
+            loss = model(inputs).pow(2).mean()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+
+    model, optimizer = program(0)
+    step(model, optimizer)
+    step(model, optimizer)
+    _dcp_save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, tmp_path / "c")
+    fresh, fresh_optimizer = program(3)
+    ck.Checkpoint(model=fresh, optimizer=fresh_optimizer).restore(tmp_path / "c").assert_consumed()
+    state = fresh_optimizer.state[fresh.weight]
+    for name in ("old_dirs", "old_stps", "ro", "al"):
+        saved = optimizer.state[model.weight][name]
+        assert type(state[name]) is list and len(state[name]) == len(saved) == 3, name
+        assert all(torch.equal(a, b) for a, b in zip(state[name], saved, strict=True)), name
+    step(model, optimizer)
+    step(fresh, fresh_optimizer)
+    for saved, restored in zip(model.parameters(), fresh.parameters(), strict=True):
+        assert saved.detach().numpy().tobytes() == restored.detach().numpy().tobytes()
+
+
+def test_nested_containers_follow_planner_data_and_fall_back_without_it(tmp_path):
+    """Lists from the integer positions DCP records, dicts (keys as text) from the rest; a
+    list whose positions are not 0..n-1 and a checkpoint without paths record nothing."""
+    _dcp_save({"h": {"xs": [torch.ones(1), torch.zeros(1)], "m": {"4": 1, "a": 2}}}, tmp_path / "c")
+    containers = open_path(tmp_path / "c").nested_containers
+    assert containers["h/xs"] == Container(kind="list", entries=((0, "0"), (1, "1")))
+    assert containers["h/m"].entries == (("4", "4"), ("a", "a"))
+
+    def drop_first(metadata):
+        del metadata.planner_data["h.xs.0"]
+
+    _edit_metadata(tmp_path / "c", tmp_path / "gap", drop_first)
+    assert "h/xs" not in open_path(tmp_path / "gap").nested_containers
+    _edit_metadata(tmp_path / "c", tmp_path / "none", lambda m: setattr(m, "planner_data", None))
+    reader = open_path(tmp_path / "none")
+    assert reader.nested_containers == {} and reader.nested_names == {}
