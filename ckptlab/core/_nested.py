@@ -6,14 +6,19 @@ Its reader lists the arrays and the other values under ``/``-joined names
 (``scheduler/_schedule_phases/0/end_step``, ``optimizer/state/0/old_dirs/1``) and records every
 container it flattened (:class:`Container`: its type and its keys), so that the value under a
 name can be rebuilt as ``torch.load(f)[name]`` gives it: lists stay lists, integer keys stay
-integers, an empty dict is still there, a ``Counter`` is one.  PyTorch DCP's containers come
-from the paths its metadata records (``planner_data``); a source that records no containers
-(a DCP directory whose planner recorded no paths) is rebuilt as dicts of the names found
-below.
+integers, an empty dict is still there, a ``Counter`` is one.
+
+PyTorch DCP records less: its metadata gives each flattened value's path, list positions as
+integers but dict keys as ``str(key)`` (``{4: 1}`` and ``{"4": 1}`` are saved alike).  Its
+containers are recorded with :attr:`Container.text_keys`, and a dict of them takes its keys'
+types from the value the program holds there now (``like``), as DCP's own loading into the
+program's state dict does.  A source that records no containers (a DCP directory whose
+planner recorded no paths) is rebuilt as dicts of the names found below.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,6 +42,9 @@ class Container:
     entries: tuple[tuple[Any, str], ...]
     """Each entry's key as stored (a dict key, a position) and its name in the flattened
     names (``<container's name>/<name>``)."""
+    text_keys: bool = False
+    """A dict whose keys were saved as their ``str()`` (PyTorch DCP): which were integers is
+    not recorded, and :meth:`NestedValues.value` takes that from the program's value."""
 
 
 class NestedValues:
@@ -88,19 +96,46 @@ class NestedValues:
         self.value(name, keys.append)
         return keys
 
-    def value(self, name: str, leaf: Callable[[str], Any]) -> Any:
-        """The value under ``name``; each array is ``leaf(its stored key)``."""
+    def value(self, name: str, leaf: Callable[[str], Any], like: Any = None) -> Any:
+        """The value under ``name``; each array is ``leaf(its stored key)``.
+
+        ``like`` is the value the program holds under ``name`` now (``None``: none).  A dict
+        whose keys were saved as text (:attr:`Container.text_keys`) takes from it the keys
+        that read alike (``like``'s ``4`` for a saved ``"4"``), every key as an integer when
+        ``like`` is keyed by integers alone (a ``MultiStepLR`` given other milestones), and
+        the ``Counter`` type; other text keys stay text.
+
+        Examples
+        --------
+        >>> nested = NestedValues(
+        ...     arrays={},
+        ...     literals={"m/4": 1, "d/0": "a"},
+        ...     containers={
+        ...         "m": Container(kind="dict", entries=(("4", "4"),), text_keys=True),
+        ...         "d": Container(kind="dict", entries=(("0", "0"),), text_keys=True),
+        ...     },
+        ... )
+        >>> nested.value("m", str, Counter({6: 1})), nested.value("d", str, {"0": "b"})
+        (Counter({4: 1}), {'0': 'a'})
+        """
         if name in self.arrays:
             return leaf(self.arrays[name])
         if name in self.literals:
             return self.literals[name]
         container = self.containers.get(name)
         if container is not None and all(self.holds(_join(name, n)) for _, n in container.entries):
-            items = [(key, self.value(_join(name, n), leaf)) for key, n in container.entries]
+            keys = _keys_like(container, like)
+            items = [
+                (key, self.value(_join(name, n), leaf, _entry(like, key)))
+                for key, (_, n) in zip(keys, container.entries, strict=True)
+            ]
             if container.kind in ("list", "tuple"):
                 values = [value for _, value in items]
                 return values if container.kind == "list" else tuple(values)
-            return Counter(dict(items)) if container.kind == "counter" else dict(items)
+            counter = container.kind == "counter" or (
+                container.text_keys and isinstance(like, Counter)
+            )
+            return Counter(dict(items)) if counter else dict(items)
         # No record (or one a key map broke): a dict of the names found below.
         return {n: self.value(_join(name, n), leaf) for n in self._below().get(name, {})}
 
@@ -117,6 +152,32 @@ class NestedValues:
                     siblings[local] = None
                     full = parent
         return self._children
+
+
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+"""The text of an integer as ``str()`` writes it (and no longer than a 64-bit one)."""
+
+
+def _keys_like(container: Container, like: Any) -> list[Any]:
+    """The container's keys; text keys (DCP's) as the program's dict ``like`` types them."""
+    keys = [key for key, _ in container.entries]
+    if not container.text_keys or not isinstance(like, Mapping) or not like:
+        return keys
+    spelled = {str(key): key for key in like if type(key) is not str}
+    spelled.update((key, key) for key in like if type(key) is str)
+    numbered = all(type(key) is int for key in like)
+    return [
+        spelled.get(key, int(key) if numbered and _INTEGER.fullmatch(key) else key) for key in keys
+    ]
+
+
+def _entry(like: Any, key: Any) -> Any:
+    """What the program's value ``like`` holds under ``key`` (``None``: nothing)."""
+    if isinstance(like, Mapping):
+        return like.get(key)
+    if isinstance(like, list | tuple) and type(key) is int and 0 <= key < len(like):
+        return like[key]
+    return None
 
 
 def _join(name: str, local: str) -> str:

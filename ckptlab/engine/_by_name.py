@@ -474,19 +474,24 @@ class NameBasedRestore:
         return self._tree
 
     def _nested_value(
-        self, name: str, from_array: Callable[[np.ndarray[Any, Any]], Any] | None
+        self,
+        name: str,
+        from_array: Callable[[np.ndarray[Any, Any]], Any] | None,
+        like: Any = None,
     ) -> Any:
         """The value under ``name``, as ``torch.load(f)[name]`` gives it.
 
         Its arrays are read (verified) and given to ``from_array``; without ``from_array``
-        nothing is read and arrays are ``None`` (to look at the structure first).
+        nothing is read and arrays are ``None`` (to look at the structure first).  ``like``:
+        the program's value there, which types the keys a DCP saved as text
+        (:meth:`NestedValues.value`).
         """
         nested = self._nested_values()
         if from_array is None:
-            return nested.value(name, lambda key: None)
+            return nested.value(name, lambda key: None, like)
         keys = list(dict.fromkeys(nested.array_keys(name)))
         arrays = self.source.read_many(keys) if keys else {}
-        return nested.value(name, lambda key: from_array(arrays[key]))
+        return nested.value(name, lambda key: from_array(arrays[key]), like)
 
     def _tied(self, keys: list[str]) -> list[str]:
         """The keys that hold the same value as the first: the one value the program shares.

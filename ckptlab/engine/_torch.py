@@ -440,15 +440,17 @@ class TorchAdapter:
         return positional_state(obj, prefix, stored, literals, value_at)
 
     def nested_state(
-        self, obj: Any, value: Callable[[Callable[[np.ndarray[Any, Any]], Any] | None], Any]
+        self, obj: Any, value: Callable[..., Any]
     ) -> np.ndarray[Any, Any] | str | None:
         """The Python state a name-based file keeps as the entries under ``obj``'s name.
 
         A scheduler's or ``GradScaler``'s ``state_dict()`` (a dict sharing a key with the
         object's own: ``root=scheduler`` against a training file, whose top level is no
         scheduler's, is not taken), or a module's extra state, as
-        ``obj.load_state_dict(torch.load(f)[name])`` would load it; ``value(from_array)``
-        rebuilds it (``value(None)``: its structure, nothing read).  Encoded as :meth:`read`
+        ``obj.load_state_dict(torch.load(f)[name])`` would load it; ``value(from_array, like)``
+        rebuilds it (``value(None)``: its structure, nothing read), ``like`` the object's own
+        state (what types the dict keys a DCP saved as text: a ``MultiStepLR``'s milestones,
+        ``Counter({4: 1})``).  Encoded as :meth:`read`
         encodes it; ``None`` for other objects; what is wrong (a string) when it holds what
         Python state cannot (a set).  (No exception crosses modules: a doctest run may load
         ``_pystate`` twice.)
@@ -457,10 +459,12 @@ class TorchAdapter:
             saved, own = value(None), obj.state_dict()
             if not isinstance(saved, dict) or (saved and own and not saved.keys() & own.keys()):
                 return None
-        elif not (isinstance(obj, _PythonState) and obj.kind == EXTRA_STATE):
+        elif isinstance(obj, _PythonState) and obj.kind == EXTRA_STATE:
+            own = obj.state()
+        else:
             return None
         try:
-            data = _pystate.encode(value(from_numpy), _tensor_array)
+            data = _pystate.encode(value(from_numpy, own), _tensor_array)
         except _pystate.PythonStateError as error:
             return error.problem
         return np.frombuffer(data, dtype=np.uint8)

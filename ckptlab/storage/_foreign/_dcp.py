@@ -429,9 +429,9 @@ class DCPCheckpoint(ForeignCheckpoint):
         """The dicts and lists DCP flattened, by the names of :attr:`nested_names`.
 
         ``planner_data`` gives each value's path: a list's positions as integers, a dict's
-        keys as their ``str()``.  A container whose entries are neither all positions
-        ``0..n-1`` nor all text is left out (rebuilt as a dict of the names below it, as
-        without the paths).
+        keys as their ``str()`` (``Container.text_keys``: which were integers is not
+        recorded).  A container whose entries are neither all positions ``0..n-1`` nor all
+        text is left out (rebuilt as a dict of the names below it, as without the paths).
         """
         below: dict[str, dict[str | int, None]] = {}
         for path in self._paths.values():
@@ -441,7 +441,7 @@ class DCPCheckpoint(ForeignCheckpoint):
         for name, parts in below.items():
             entries = tuple((p, str(p)) for p in parts)
             if all(type(p) is str for p in parts):
-                found[name] = Container(kind="dict", entries=entries)
+                found[name] = Container(kind="dict", entries=entries, text_keys=True)
             elif parts.keys() == set(range(len(parts))):
                 found[name] = Container(kind="list", entries=tuple(sorted(entries)))
         return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import shutil
@@ -453,6 +454,84 @@ def test_lbfgs_history_lists_restore_and_training_goes_on_identically(tmp_path):
         assert saved.detach().numpy().tobytes() == restored.detach().numpy().tobytes()
 
 
+@pytest.mark.parametrize("kind", ["multistep", "multistep_other_milestones", "onecycle"])
+def test_a_scheduler_restores_as_torch_load_gives_it(tmp_path, kind):
+    """DCP saves dict keys as text (MultiStepLR's ``Counter({4: 1})`` as ``milestones.4``): they
+    come back typed as the program's scheduler keys them, a Counter of integers, also when the
+    program was built with other milestones; OneCycleLR's list of phase dicts stays a list.
+    The LR after the milestone is the uninterrupted run's."""
+
+    def program(seed, milestones):
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        if kind == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=9)
+        else:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones)
+        return model, optimizer, scheduler
+
+    def train(model, optimizer, scheduler, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            model(torch.ones(1, 3)).sum().backward()
+            optimizer.step()
+            scheduler.step()
+
+    saved = program(0, [4])
+    train(*saved, 2)
+    names = ("model", "optimizer", "scheduler")
+    _dcp_save({n: obj.state_dict() for n, obj in zip(names, saved, strict=True)}, tmp_path / "c")
+    fresh = program(1, [9] if kind == "multistep_other_milestones" else [4])
+    status = ck.Checkpoint(**dict(zip(names, fresh, strict=True))).restore(tmp_path / "c")
+    status.assert_consumed()
+    assert fresh[2].state_dict() == saved[2].state_dict()
+    if kind == "onecycle":
+        assert type(fresh[2]._schedule_phases) is list
+    else:
+        assert type(fresh[2].milestones) is collections.Counter
+        assert list(fresh[2].milestones.items()) == [(4, 1)]
+    train(*saved, 3)  # past the milestone (epoch 4)
+    train(*fresh, 3)
+    assert fresh[1].param_groups[0]["lr"] == saved[1].param_groups[0]["lr"]
+    if kind != "onecycle":
+        assert saved[1].param_groups[0]["lr"] < 0.1
+
+
+class _Tagged(torch.nn.Module):
+    """A module with extra state: dicts keyed by text ("0") and by integers, a list of tensors."""
+
+    def __init__(self, extra: dict) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+        self.extra = extra
+
+    def get_extra_state(self) -> dict:
+        return self.extra
+
+    def set_extra_state(self, state: dict) -> None:
+        self.extra = state
+
+
+@pytest.mark.parametrize("fmt", ["dcp", "torch.save"])
+def test_text_keys_stay_text_and_integer_keys_integers(tmp_path, fmt):
+    """A dict's real string key "0" is never taken for an integer (no template says so: DCP
+    records both as "0"); integer keys come back integers where the program's value is keyed
+    by integers; a list of tensors stays a list -- as a torch.save file of the same dict."""
+    extra = {"names": {"0": "zero", "1": "one"}, "ids": {3: "c", 5: "e"}}
+    model = _Tagged({**extra, "w": [torch.ones(2), torch.zeros(1)]})
+    if fmt == "dcp":
+        _dcp_save({"model": model.state_dict()}, tmp_path / "c")
+    else:
+        torch.save({"model": model.state_dict()}, tmp_path / "c")
+    fresh = _Tagged({"names": {}, "ids": {1: "a"}, "w": []})
+    ck.Checkpoint(model=fresh).restore(tmp_path / "c").assert_consumed()
+    assert {k: v for k, v in fresh.extra.items() if k != "w"} == extra
+    assert [list(fresh.extra[k]) for k in ("names", "ids")] == [["0", "1"], [3, 5]]
+    assert type(fresh.extra["w"]) is list
+    assert [t.tolist() for t in fresh.extra["w"]] == [[1.0, 1.0], [0.0]]
+
+
 def test_nested_containers_follow_planner_data_and_fall_back_without_it(tmp_path):
     """Lists from the integer positions DCP records, dicts (keys as text) from the rest; a
     list whose positions are not 0..n-1 and a checkpoint without paths record nothing."""
@@ -460,6 +539,7 @@ def test_nested_containers_follow_planner_data_and_fall_back_without_it(tmp_path
     containers = open_path(tmp_path / "c").nested_containers
     assert containers["h/xs"] == Container(kind="list", entries=((0, "0"), (1, "1")))
     assert containers["h/m"].entries == (("4", "4"), ("a", "a"))
+    assert containers["h/m"].text_keys and containers["h"].text_keys
 
     def drop_first(metadata):
         del metadata.planner_data["h.xs.0"]
