@@ -132,22 +132,36 @@ class Staging:
 
 @contextlib.contextmanager
 def writing_into(
-    store: ByteStore, staged: str, path: str, staging: Staging | None
+    store: ByteStore,
+    staged: str,
+    path: str,
+    staging: Staging | None,
+    *,
+    commit: str = ROOT_DOCUMENT,
 ) -> Iterator[None]:
     """The writes and the publication of ``path`` into ``staged`` (``path`` on object stores).
 
-    On failure a local ``staged`` (file or tree) is deleted, and the error is told as one
-    writing ``path`` (:func:`told_as_writing`: the staging copy is gone, an object is one part
-    of many); ``staging``, if any, is closed either way.
+    On failure what was written is deleted and the error is told as one writing ``path``
+    (:func:`told_as_writing`: the staging copy is gone, an object is one part of many);
+    ``staging``, if any, is closed either way.  Locally that is the ``staged`` file or tree.
+    On object stores, which are written in place, it is everything below ``path``, retracted
+    as a committed checkpoint is (its ``commit`` object first, :func:`retract`): the caller
+    made sure ``path`` held nothing of anyone else's before writing (a save retracts its own
+    old checkpoint or leftovers and refuses anything else, :func:`prepare_in_place`; an
+    export refuses an existing destination).
     """
     with told_as_writing(store.display(path)):
         try:
             yield
         except BaseException as error:
-            if store.supports_rename:
-                noting_failure(
-                    error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
-                )
+
+            def discard() -> None:
+                if store.supports_rename:
+                    store.delete_tree(staged)
+                else:
+                    retract(store, staged, durable=False, commit=commit)
+
+            noting_failure(error, f"deleting {store.display(staged)}", discard)
             raise
         finally:
             if staging is not None:
@@ -336,15 +350,19 @@ def _delete_replaced(store: ByteStore, old: str, path: str) -> None:
         )
 
 
-def retract(store: ByteStore, path: str, *, durable: bool) -> None:
-    """Delete a checkpoint so that it stops being valid before its bytes go."""
+def retract(store: ByteStore, path: str, *, durable: bool, commit: str = ROOT_DOCUMENT) -> None:
+    """Delete a checkpoint so that it stops being valid before its bytes go.
+
+    Locally a directory is renamed away first; on object stores its ``commit`` object goes
+    first (a safetensors export's index: ``model.safetensors.index.json``), then the rest.
+    """
     if store.supports_rename and store.is_dir(path):
         parent, name = posixpath.split(path)
         doomed = posixpath.join(parent, f".{name}.old-{uuid.uuid4().hex}")
         store.rename(path, doomed, durable=durable)
         store.delete_tree(doomed)
         return
-    store.delete_tree(posixpath.join(path, ROOT_DOCUMENT))
+    store.delete_tree(posixpath.join(path, commit))
     store.delete_tree(path)
 
 

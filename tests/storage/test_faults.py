@@ -387,3 +387,5 @@ def test_a_failed_save_to_an_object_store_names_the_checkpoint(s3_server, networ
     )
     assert caught.value.filename == f"{network.prefix}/ckpt-1"
     assert ck.latest_checkpoint(network.prefix) is None
+    store, key = ck.storage.resolve(f"{network.prefix}/ckpt-1")
+    assert store.list_dir(key) == []  # what it wrote in place is deleted, as an export's is
