@@ -311,3 +311,19 @@ def test_a_failed_sharded_export_to_s3_leaves_nothing(tmp_path, s3_prefix, monke
     ck.convert(intact, dst, format="safetensors", max_shard_size="10KB")
     assert len(store.list_dir(key)) == 6
     assert _digests(dst) == _digests(intact)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "export"], ids=["file", "directory"])
+def test_a_failed_export_removes_the_parent_directories_it_created(tmp_path, name):
+    """An export to ``new/sub/<name>`` whose source is damaged raised, but left ``new/sub/``
+    behind, empty (the staging copy's missing parents were created and never removed); a
+    failed save removes them too.  Parents that existed before stay, even when empty."""
+    source = ck.Checkpoint(a=ck.Variable(np.arange(1000, dtype=np.float32))).write(tmp_path / "src")
+    with open(os.path.join(source, "data", "float32", "0"), "r+b") as file:
+        file.truncate(10)
+    (tmp_path / "old").mkdir()
+    for dst in (tmp_path / "new" / "sub" / name, tmp_path / "old" / "sub" / name):
+        with pytest.raises(ck.CorruptCheckpointError):
+            ck.convert(source, dst, format="safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old", "src"]
+    assert list((tmp_path / "old").iterdir()) == []
