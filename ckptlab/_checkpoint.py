@@ -223,8 +223,9 @@ class Checkpoint(Module):
         Parameters
         ----------
         file_prefix
-            Where the checkpoint goes (a path or URL); missing parent directories are created,
-            and an existing ckptlab checkpoint there is replaced atomically.
+            Where the checkpoint goes (a path or URL); missing parent directories are created
+            (and removed again if the write fails), and an existing ckptlab checkpoint there is
+            replaced atomically.
         options
             Durability, progress bar, storage options for URLs (:class:`ck.WriteOptions`).
 

@@ -1,7 +1,10 @@
 """``ck.CheckpointManager``: numbered saves, retention, intervals, recovery (public class).
 
-TensorFlow's semantics (docs/semantics.md S82-S90) with five differences, all in the caller's
+TensorFlow's semantics (docs/semantics.md S82-S90) with six differences, all in the caller's
 favour:
+
+* A state-file entry outside the directory is never managed (so never deleted), and
+  timestamps that do not pair up with the paths are refused instead of zipped.
 
 * ``restore_or_initialize()`` keeps the restore status as ``restore_status``.
 * Retention deletes a checkpoint atomically: it stops being a valid checkpoint (renamed away)
@@ -20,6 +23,7 @@ favour:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -44,7 +48,7 @@ from ckptlab.core import (
     sweep,
     validate_policy,
 )
-from ckptlab.errors import InvalidArgumentError, StorageError
+from ckptlab.errors import CorruptCheckpointError, InvalidArgumentError, StorageError
 from ckptlab.storage import (
     STATE_FILENAME,
     DirectoryLock,
@@ -210,10 +214,12 @@ class CheckpointManager:
         self._lock = DirectoryLock(self._store, self._key)
         self._last_step: int | None = None
         self._cut_short: set[str] = set()
+        self._outside: set[str] = set()
+        """State-file entries outside the directory this manager warned about (once each)."""
         """Checkpoints whose retention delete an interrupt (Ctrl-C) may have cut short."""
         self.restore_status: Any = None
         """The status of the restore done by :meth:`restore_or_initialize` (``None`` before)."""
-        recovered = recover(read_state(self._store, self._key), self._now())
+        recovered = recover(self._adoptable(read_state(self._store, self._key)), self._now())
         if recovered.clock_went_back:
             logger.warning(
                 "The clock is %.1f s behind the last preserved checkpoint timestamp of %s; "
@@ -399,6 +405,64 @@ class CheckpointManager:
             )
         self._cut_short.clear()
 
+    def _adoptable(self, state: CheckpointState | None) -> CheckpointState | None:
+        """``state`` without the entries retention must never delete: those outside the directory.
+
+        The state file pairs ``all_model_checkpoint_paths`` with
+        ``all_model_checkpoint_timestamps`` by position; TensorFlow zips lists of different
+        lengths, which hands timestamps to the wrong checkpoints (a path added by hand takes
+        its neighbour's and becomes managed).  A mismatch is refused instead, naming the file
+        and the fix.  An entry naming a path outside the directory (an absolute path or URL
+        elsewhere, ``../other/ckpt``) is dropped with a WARNING, once per manager: it is not
+        managed, not listed in :attr:`checkpoints`, and never deleted (docs/manager.md).
+        """
+        if state is None:
+            return None
+        if state.timestamps and len(state.timestamps) != len(state.all_paths):
+            where = self._store.display(posixpath.join(self._key, STATE_FILENAME))
+            raise CorruptCheckpointError(
+                f"Checkpoint state file {where} lists {len(state.all_paths)} checkpoints "
+                f"(all_model_checkpoint_paths) but {len(state.timestamps)} timestamps "
+                "(all_model_checkpoint_timestamps). They are paired by position, so a "
+                "CheckpointManager cannot tell which timestamp is whose, and would delete the "
+                "wrong checkpoints. Give every listed checkpoint its timestamp, in the same "
+                "order, or remove every all_model_checkpoint_timestamps line (the manager then "
+                "manages, and deletes, none of the listed checkpoints)."
+            )
+        outside = [path for path in state.all_paths if not self._inside(path)]
+        if not outside:
+            return state
+        new = sorted(set(outside) - self._outside)
+        if new:
+            self._outside.update(new)
+            logger.warning(
+                "The state file of %s lists checkpoints outside that directory: %s. A "
+                "CheckpointManager never deletes anything outside its directory, so it does not "
+                "manage them (they are not in manager.checkpoints, and its next save drops them "
+                "from the state file); they stay on disk.",
+                self._directory,
+                ", ".join(new),
+            )
+        stamps = state.timestamps or (None,) * len(state.all_paths)
+        kept = [(p, t) for p, t in zip(state.all_paths, stamps, strict=True) if p not in outside]
+        return dataclasses.replace(
+            state,
+            all_paths=tuple(p for p, _ in kept),
+            timestamps=tuple(t for _, t in kept if t is not None),
+        )
+
+    def _inside(self, name: str) -> bool:
+        """Whether the state-file entry ``name`` names a path inside the directory."""
+        name = name.removeprefix("file://")
+        if "://" in name:
+            protocol, rest = name.split("://", 1)
+            where = f"{protocol}://{posixpath.normpath('/' + rest).lstrip('/')}"
+        elif posixpath.isabs(name):
+            where = posixpath.normpath(name)
+        else:
+            where = self._store.display(posixpath.normpath(posixpath.join(self._key, name)))
+        return where.startswith(self._root.rstrip("/") + "/")
+
     def _key_of(self, name: str) -> str:
         if "://" in name or posixpath.isabs(name):
             return resolve(name)[1]
@@ -410,7 +474,7 @@ class CheckpointManager:
         Called under the lock and the process's save mutex, before anything is written.
         """
         on_disk = read_state(self._store, self._key)
-        theirs = None if on_disk is None else recover(on_disk, self._now()).state
+        theirs = None if on_disk is None else recover(self._adoptable(on_disk), self._now()).state
         listed = set(theirs.paths) if theirs is not None else set()
         present = {
             path

@@ -261,3 +261,69 @@ def test_a_key_map_renames_the_keys_of_an_object_based_checkpoint(tmp_path):
     exported = ck.convert(source, tmp_path / "st", format="safetensors", key_map=key_map)
     reader = ck.load_checkpoint(exported)
     assert list(reader.get_variable_to_shape_map()) == ["model/kernel/.ATTRIBUTES/VARIABLE_VALUE"]
+
+
+def _sharded_source(directory: Path, *, damaged: bool) -> str:
+    """Five values of five dtypes (five shards at 10KB); ``damaged``: the one written last."""
+    dtypes = ["float32", "int64", "int32", "float64", "uint8"]
+    values = {
+        f"v{i}": ck.Variable(np.arange(3000 * (i + 1), dtype=d)) for i, d in enumerate(dtypes)
+    }
+    source = ck.Checkpoint(**values).write(directory / ("damaged" if damaged else "intact"))
+    if damaged:
+        with open(os.path.join(source, "data", "uint8", "0"), "r+b") as file:
+            file.truncate(100)
+    return source
+
+
+@pytest.mark.parametrize("failing", ["the last shard", "the index"])
+def test_a_failed_sharded_export_to_s3_leaves_nothing(tmp_path, s3_prefix, monkeypatch, failing):
+    """Object stores cannot rename, so an export writes its shards in place; one that failed
+    part-way (a damaged source value, a refused upload) left shards 1-4 of 5 under their final
+    names and no index: ``ckptlab ls`` of the path failed and a retry was refused because it
+    existed.  The shards are deleted now, the index first when its upload may have landed
+    (a reader never takes the remains for a complete export); the retry then succeeds."""
+    from ckptlab.storage import FsspecStore
+
+    dst = f"{s3_prefix}/export"
+    store, key = resolve(dst)
+    deleted: list[str] = []
+    delete_tree, write = FsspecStore.delete_tree, FsspecStore.write
+
+    def noted(self, path):
+        deleted.append(path)
+        delete_tree(self, path)
+
+    def landed_then_lost(self, path, parts, *, durable):  # the upload landed, its answer did not
+        write(self, path, parts, durable=durable)
+        if path.endswith("model.safetensors.index.json"):
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    monkeypatch.setattr(FsspecStore, "delete_tree", noted)
+    monkeypatch.setattr(FsspecStore, "write", landed_then_lost)
+    source = _sharded_source(tmp_path, damaged=failing == "the last shard")
+    with pytest.raises((ck.CorruptCheckpointError, ConnectionResetError)):
+        ck.convert(source, dst, format="safetensors", max_shard_size="10KB")
+    assert store.list_dir(key) == []
+    assert deleted[0] == f"{key}/model.safetensors.index.json"
+    monkeypatch.setattr(FsspecStore, "write", write)
+    intact = _sharded_source(tmp_path, damaged=False)
+    ck.convert(intact, dst, format="safetensors", max_shard_size="10KB")
+    assert len(store.list_dir(key)) == 6
+    assert _digests(dst) == _digests(intact)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "export"], ids=["file", "directory"])
+def test_a_failed_export_removes_the_parent_directories_it_created(tmp_path, name):
+    """An export to ``new/sub/<name>`` whose source is damaged raised, but left ``new/sub/``
+    behind, empty (the staging copy's missing parents were created and never removed); a
+    failed save removes them too.  Parents that existed before stay, even when empty."""
+    source = ck.Checkpoint(a=ck.Variable(np.arange(1000, dtype=np.float32))).write(tmp_path / "src")
+    with open(os.path.join(source, "data", "float32", "0"), "r+b") as file:
+        file.truncate(10)
+    (tmp_path / "old").mkdir()
+    for dst in (tmp_path / "new" / "sub" / name, tmp_path / "old" / "sub" / name):
+        with pytest.raises(ck.CorruptCheckpointError):
+            ck.convert(source, dst, format="safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old", "src"]
+    assert list((tmp_path / "old").iterdir()) == []

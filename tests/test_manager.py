@@ -244,6 +244,84 @@ def test_corrupt_state_file_is_refused_not_ignored(tmp_path):
         ck.CheckpointManager(new_checkpoint(), tmp_path, max_to_keep=1)
 
 
+def _listing_another_runs_checkpoint(store, directory, entry, *, timestamp=True):
+    """The state file of ``directory`` with ``entry`` put first, as a hand edit would."""
+    from ckptlab.core import format_state
+
+    key = f"{directory}/checkpoint"
+    state = parse_state(store.read(key).decode(), key)
+    stamps = (state.timestamps[0], *state.timestamps) if timestamp else state.timestamps
+    edited = ck.core.CheckpointState(
+        latest=state.latest,
+        all_paths=(entry, *state.all_paths),
+        timestamps=stamps,
+        last_preserved=state.last_preserved,
+    )
+    store.replace(key, format_state(edited).encode(), durable=False)
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative", "url", "s3"])
+def test_a_state_file_entry_outside_the_directory_is_never_deleted(
+    tmp_path, caplog, request, where
+):
+    """A state file edited to list another run's checkpoint (to resume from it) made the next
+    save delete that checkpoint: its timestamp made it managed, and retention swept it.  An
+    entry outside the directory is not adopted now: a WARNING names it, ``checkpoints`` does
+    not list it, no save deletes it, and the next save drops it from the state file."""
+    if where == "s3":
+        root = request.getfixturevalue("s3_prefix")
+    elif where == "url":
+        root = f"file://{tmp_path}"
+    else:
+        root = str(tmp_path)
+    other = ck.Checkpoint(w=ck.Variable([9.0])).write(f"{root}/other_run/best", options=FAST)
+    run = f"{root}/run"
+    with ck.CheckpointManager(new_checkpoint(), run, max_to_keep=2) as manager:
+        manager.save(options=FAST)
+        manager.save(options=FAST)
+    store, key = ck.storage.resolve(run)
+    entry = {"relative": "../other_run/best", "url": other}.get(
+        where, other.removeprefix("file://")
+    )
+    _listing_another_runs_checkpoint(store, key, entry)
+    caplog.set_level(logging.WARNING, logger="ckptlab")
+    with ck.CheckpointManager(new_checkpoint(), run, max_to_keep=2) as manager:
+        assert names(manager.checkpoints) == ["ckpt-1", "ckpt-2"]
+        manager.restore_or_initialize()
+        for _ in range(3):
+            manager.save(options=FAST)
+        assert names(manager.checkpoints) == ["ckpt-4", "ckpt-5"]
+    warnings = [r.getMessage() for r in caplog.records if "outside that directory" in r.message]
+    assert len(warnings) == 1 and entry in warnings[0]
+    assert ck.list_variables(other) == [("w/.ATTRIBUTES/VARIABLE_VALUE", [1])]
+    assert parse_state(store.read(f"{key}/checkpoint").decode(), "").all_paths == (
+        "ckpt-4",
+        "ckpt-5",
+    )
+
+
+def test_timestamps_that_do_not_match_the_paths_are_refused(tmp_path):
+    """Timestamps are paired with paths by position; TensorFlow zips lists of different
+    lengths, so a path added by hand without a timestamp took its neighbour's (and the last
+    checkpoint lost its own).  The manager refuses such a file, naming it and the fix, both
+    when it starts and when the file is edited under a running manager (before writing)."""
+    run = tmp_path / "run"
+    with ck.CheckpointManager(new_checkpoint(), run, max_to_keep=2) as manager:
+        manager.save(options=FAST)
+        manager.save(options=FAST)
+        _listing_another_runs_checkpoint(LocalStore(), str(run), "ckpt-9", timestamp=False)
+        message = re.escape(
+            f"Checkpoint state file {run / 'checkpoint'} lists 3 checkpoints "
+            "(all_model_checkpoint_paths) but 2 timestamps"
+        )
+        with pytest.raises(ck.CorruptCheckpointError, match=message):
+            manager.save(options=FAST)
+        assert sorted(os.listdir(run)) == [".ckptlab.lock", "checkpoint", "ckpt-1", "ckpt-2"]
+        assert int(manager.checkpoint.save_counter.numpy()) == 2
+    with pytest.raises(ck.CorruptCheckpointError, match="remove every all_model_checkpoint_ti"):
+        ck.CheckpointManager(new_checkpoint(), run, max_to_keep=2)
+
+
 def test_a_huge_state_file_is_refused_unread(tmp_path):
     """A sparse 3 GiB 'checkpoint' file costs no memory: its size alone refuses it."""
     with open(tmp_path / "checkpoint", "wb") as state:

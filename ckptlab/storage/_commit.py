@@ -103,6 +103,8 @@ class Staging:
     def __init__(self, store: ByteStore, path: str, *, directory: bool = True) -> None:
         self.store = store
         parent, name = posixpath.split(path)
+        self._made = _missing_directories(parent)
+        """The parent directories that did not exist: created here, removed by :meth:`discard`."""
         with faults_translated("write", store.display(path)):  # the run directory too
             self.path, self._fd = create_locked(parent, f".{name}.tmp-", directory=directory)
 
@@ -125,29 +127,70 @@ class Staging:
         self.check()
         publish(self.store, self.path, path, durable=durable)
 
+    def discard(self) -> None:
+        """Delete what was written here, and the parent directories made for it if empty.
+
+        A failed write leaves the file system as it found it, missing parents included
+        (``runs/new/ckpt-1``: ``runs/new`` goes).  Removal stops at the first directory that
+        is not empty (something else was put there meanwhile).
+        """
+        self.store.delete_tree(self.path)
+        for directory in reversed(self._made):
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty, or gone: leave it and what is above it
+                return
+
     def close(self) -> None:
         """Let go of the directory (published, or deleted after a failure)."""
         os.close(self._fd)
 
 
+def _missing_directories(directory: str) -> list[str]:
+    """``directory`` and those of its parents that do not exist yet, outermost first."""
+    top = _nearest_directory(directory)
+    missing = []
+    while directory != top:
+        missing.append(directory)
+        directory = posixpath.dirname(directory)
+    return missing[::-1]
+
+
 @contextlib.contextmanager
 def writing_into(
-    store: ByteStore, staged: str, path: str, staging: Staging | None
+    store: ByteStore,
+    staged: str,
+    path: str,
+    staging: Staging | None,
+    *,
+    commit: str = ROOT_DOCUMENT,
 ) -> Iterator[None]:
     """The writes and the publication of ``path`` into ``staged`` (``path`` on object stores).
 
-    On failure a local ``staged`` (file or tree) is deleted, and the error is told as one
-    writing ``path`` (:func:`told_as_writing`: the staging copy is gone, an object is one part
-    of many); ``staging``, if any, is closed either way.
+    On failure what was written is deleted and the error is told as one writing ``path``
+    (:func:`told_as_writing`: the staging copy is gone, an object is one part of many);
+    ``staging``, if any, is closed either way.  Locally that is the ``staged`` file or tree,
+    and the parent directories ``staging`` created (:meth:`Staging.discard`).
+    On object stores, which are written in place, it is everything below ``path``, retracted
+    as a committed checkpoint is (its ``commit`` object first, :func:`retract`): the caller
+    made sure ``path`` held nothing of anyone else's before writing (a save retracts its own
+    old checkpoint or leftovers and refuses anything else, :func:`prepare_in_place`; an
+    export refuses an existing destination).
     """
     with told_as_writing(store.display(path)):
         try:
             yield
         except BaseException as error:
-            if store.supports_rename:
-                noting_failure(
-                    error, f"deleting {store.display(staged)}", lambda: store.delete_tree(staged)
-                )
+
+            def discard() -> None:
+                if staging is not None:
+                    staging.discard()
+                elif store.supports_rename:
+                    store.delete_tree(staged)
+                else:
+                    retract(store, staged, durable=False, commit=commit)
+
+            noting_failure(error, f"deleting {store.display(staged)}", discard)
             raise
         finally:
             if staging is not None:
@@ -336,15 +379,19 @@ def _delete_replaced(store: ByteStore, old: str, path: str) -> None:
         )
 
 
-def retract(store: ByteStore, path: str, *, durable: bool) -> None:
-    """Delete a checkpoint so that it stops being valid before its bytes go."""
+def retract(store: ByteStore, path: str, *, durable: bool, commit: str = ROOT_DOCUMENT) -> None:
+    """Delete a checkpoint so that it stops being valid before its bytes go.
+
+    Locally a directory is renamed away first; on object stores its ``commit`` object goes
+    first (a safetensors export's index: ``model.safetensors.index.json``), then the rest.
+    """
     if store.supports_rename and store.is_dir(path):
         parent, name = posixpath.split(path)
         doomed = posixpath.join(parent, f".{name}.old-{uuid.uuid4().hex}")
         store.rename(path, doomed, durable=durable)
         store.delete_tree(doomed)
         return
-    store.delete_tree(posixpath.join(path, ROOT_DOCUMENT))
+    store.delete_tree(posixpath.join(path, commit))
     store.delete_tree(path)
 
 

@@ -228,8 +228,12 @@ def discard_staged(store: ByteStore, staged: str, path: str) -> None:
     so an ``aborted`` marker keeps the prefix: numbered saves never reuse it.
     """
     if store.supports_rename:
+        staging = _HELD.get(staged)
         try:
-            store.delete_tree(staged)
+            if staging is not None:  # and the parent directories it created
+                staging.discard()
+            else:
+                store.delete_tree(staged)
         finally:
             _let_go(staged)
     elif not is_committed(store, path):

@@ -10,6 +10,9 @@ read one at a time and written straight to the file (local files) or one shard a
 (object stores), so memory stays bounded by the largest value (or shard).  Locally everything
 is written under a temporary name, held open and locked as a save's (``Staging``), and
 published with one rename; an export first removes what killed exports of its path left.
+Object stores have no rename: there the files are written in place, the index last (a reader
+takes a directory with shards and no index for no export), and a failure deletes them again,
+the index first (``writing_into``, as a failed save's objects are deleted).
 """
 
 from __future__ import annotations
@@ -170,7 +173,7 @@ def write_safetensors(
         clean_leftovers(store, path)  # what killed exports of the path left
         staging = Staging(store, path, directory=not single)
         target = staging.path
-    with writing_into(store, target, path, staging):
+    with writing_into(store, target, path, staging, commit=INDEX_FILE):
         for name, shard in zip(files, shards, strict=True):
             ordered = sorted(shard, key=lambda e: (-e.itemsize, e.name))
             file = target if single else posixpath.join(target, name)

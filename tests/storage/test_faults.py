@@ -387,3 +387,13 @@ def test_a_failed_save_to_an_object_store_names_the_checkpoint(s3_server, networ
     )
     assert caught.value.filename == f"{network.prefix}/ckpt-1"
     assert ck.latest_checkpoint(network.prefix) is None
+    store, key = ck.storage.resolve(f"{network.prefix}/ckpt-1")
+    assert store.list_dir(key) == []  # what it wrote in place is deleted, as an export's is
+
+
+def test_a_failed_save_removes_the_parent_directories_it_created(tmp_path, no_space):
+    no_space(lambda file: file == "0")  # a data shard, inside the staging copy
+    checkpoint = ck.Checkpoint(a=ck.Variable(np.ones(10, np.float32)))
+    with pytest.raises(ck.StorageError, match="No space left on device"):
+        checkpoint.write(tmp_path / "new" / "sub" / "ckpt")
+    assert list(tmp_path.iterdir()) == []
