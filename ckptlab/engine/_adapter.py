@@ -17,14 +17,50 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from ckptlab.core import ValueSpec
 
-__all__ = ["Adapter", "adapter_for", "is_trackable", "require_adapter", "unwrapped"]
+__all__ = [
+    "Adapter",
+    "Conversion",
+    "adapter_for",
+    "is_trackable",
+    "require_adapter",
+    "unwrapped",
+]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Conversion:
+    """Values a framework builds from several stored ones as it loads its own files.
+
+    transformers 5 fuses a Mixture-of-Experts model's per-expert weights (``mlp.experts.0.
+    gate_proj.weight``, ...) into one tensor (``mlp.experts.gate_up_proj``).  Names are below
+    the object whose adapter gave the conversion (``file_conversions``).
+
+    Parameters
+    ----------
+    sources
+        The stored names it reads, in the order ``build`` takes their arrays.
+    outputs
+        Each value it gives, by name, with the shape and dtype ``build`` gives it (known
+        without reading anything).
+    build
+        The values from the sources' arrays, by name; it may empty the list it gets (so the
+        sources' memory goes as soon as the framework is done with them).
+    how
+        What it does, in words (``"MergeModulelist(dim=0), Concatenate(dim=1)"``).
+    """
+
+    sources: tuple[str, ...]
+    outputs: Mapping[str, ValueSpec]
+    build: Callable[[list[np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]]
+    how: str
 
 
 class Adapter(Protocol):
@@ -45,6 +81,10 @@ class Adapter(Protocol):
     one call, for the graph walk; an adapter defining it must not need ``slots_in``),
     ``check_writes(targets, program)`` (problems writing into ``targets`` would cause
     elsewhere in the program, asked before anything is written: docs/frameworks.md).
+    Name-based restores also ask ``optional_segments(obj)``, ``file_names(obj)`` (how ``obj``
+    names a value its files store under another name) and ``file_conversions(obj)`` (``None``,
+    or a function from the stored names below ``obj`` and their specs to the
+    :class:`Conversion` s that build ``obj``'s values from several of them).
     """
 
     name: str

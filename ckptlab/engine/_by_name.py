@@ -24,7 +24,7 @@ import functools
 import itertools
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,9 +41,9 @@ from ckptlab.core import (
     gc_paused,
 )
 from ckptlab.engine import _execute
-from ckptlab.engine._adapter import by_hook, require_adapter
+from ckptlab.engine._adapter import Conversion, by_hook, require_adapter
 from ckptlab.engine._coordinator import Revision, conflict_error
-from ckptlab.engine._load import Fetch, Load, commit, fetch
+from ckptlab.engine._load import Built, Fetch, Load, commit, fetch
 from ckptlab.engine._program import Program
 from ckptlab.errors import UnknownPathError
 from ckptlab.storage import StoredCheckpoint
@@ -239,6 +239,8 @@ class NameBasedRestore:
         """Lazy mode: ``id(group)`` of optimizer param groups filled once everything is."""
         self._preloaded: dict[int, np.ndarray[Any, Any]] = {}
         """Lazy mode: ``id(target)`` -> the rebuilt Python state a queued write gives it."""
+        self.built: dict[str, tuple[Built, Conversion]] = {}
+        """Key -> how a value built from several stored ones is built (its key is its name)."""
         self.compared: dict[int, bool] = {}
         self.status: weakref.ref[Any] | None = None
         self._tree: NestedValues | None = None
@@ -313,25 +315,58 @@ class NameBasedRestore:
         ]
         return program, *node_names(program, base, dotted)
 
+    def _below(
+        self,
+        program: ProgramGraph[Any],
+        names: dict[int, list[str]],
+        joins: dict[int, str],
+        hook_name: str,
+    ) -> Iterator[tuple[Any, str, dict[str, str]]]:
+        """What an adapter's ``hook_name(obj)`` gives, and the stored keys below each name of obj.
+
+        Yields (the hook's answer, the lead of the object's names, the stored keys under
+        it by their names below the object) for each name of each object whose hook answers.
+        """
+        for hook, objects in by_hook(program.objects, hook_name).items():
+            for obj in objects:
+                answer, node = hook(obj), program.node_of(obj)
+                if answer is None or node is None:
+                    continue
+                for prefix in names.get(node, []):
+                    lead = f"{prefix}{joins[node]}" if prefix else ""
+                    below: dict[str, str] = {}
+                    for key in self.stored:
+                        stored = self._nested.get(key, key)
+                        if stored.startswith(lead):
+                            below.setdefault(stored[len(lead) :], key)
+                    yield answer, lead, below
+
     def _file_names(
         self, program: ProgramGraph[Any], names: dict[int, list[str]], joins: dict[int, str]
     ) -> dict[str, str]:
         """Stored key by the name the program gives it, where an adapter renames files' names.
 
-        ``file_names(obj)``: transformers 5's renames of a model's weights.
+        ``file_names(obj)``: transformers 5's renames of a model's weights.  Then the values
+        built from several stored ones (``file_conversions(obj)``: transformers 5's converters,
+        which fuse a Mixture-of-Experts model's per-expert weights), each by a key of its own,
+        its name (:attr:`built`), unless the file stores a value under that name itself.
         """
         found: dict[str, str] = {}
-        for hook, objects in by_hook(program.objects, "file_names").items():
-            for obj in objects:
-                rename, node = hook(obj), program.node_of(obj)
-                if rename is None or node is None:
-                    continue
-                for prefix in names.get(node, []):
-                    lead = f"{prefix}{joins[node]}" if prefix else ""
-                    for key in self.stored:
-                        stored = self._nested.get(key, key)
-                        if stored.startswith(lead):
-                            found.setdefault(lead + rename(stored[len(lead) :]), key)
+        for rename, lead, below in self._below(program, names, joins, "file_names"):
+            for name, key in below.items():
+                found.setdefault(lead + rename(name), key)
+        taken: set[str] = set()  # a model inside another (its base model) converts no key twice
+        for convert, lead, below in self._below(program, names, joins, "file_conversions"):
+            left = {name: self.stored[key] for name, key in below.items() if key not in taken}
+            for conversion in convert(left) if left else ():
+                sources = tuple(below[name] for name in conversion.sources)
+                taken.update(sources)
+                for name in conversion.outputs:
+                    key = lead + name
+                    if key not in self.stored:  # the first conversion naming it builds it
+                        built = Built(sources, conversion.build, name)
+                        self.built.setdefault(key, (built, conversion))
+                        found.setdefault(key, key)
         return found
 
     def prepare_subtree(self, parent: Any, name: str, obj: Any) -> _execute.Commit:
@@ -361,14 +396,14 @@ class NameBasedRestore:
                 continue
             if len(keys) > 1:  # a shared (tied) value the file may hold under each name
                 keys = self._tied(keys)
-            keys_of[id(target)] = keys
+            keys_of[id(target)] = [source for key in keys for source in self._sources(key)]
             writes.append(
                 Assignment(
                     node=node,
                     key=keys[0],
                     target=target,
                     expected=spec,
-                    stored=self.stored[keys[0]],
+                    stored=self._spec_of(keys[0]),
                 )
             )
         no_state: tuple[list[Any], set[str]] = ([], set())
@@ -389,7 +424,7 @@ class NameBasedRestore:
         conflicts = [w for w in writes if w.conflict is not None]
         problems += [p for state in positional for p in state.problems]
         if (conflicts or problems) and not self.lazy:
-            shown = [f"{w.key!r}" for w in conflicts]
+            shown = [self._shown(w.key) for w in conflicts]
             raise conflict_error(conflicts, self.source.display_path, shown, problems)
         load = Load() if self.lazy else self._fetch(writes, explicit=False, preloaded=preloaded)
 
@@ -499,11 +534,38 @@ class NameBasedRestore:
         A file of the untied program holds different values under the names the program ties;
         those stay unused (reported) rather than silently overwritten by the first.
         """
+        if any(key in self.built for key in keys):  # built: the first name's value alone
+            return keys[:1]
         first, *others = keys
         for key in others:
             if not self.source.same_value(first, key):
                 self.differing[key] = first
         return [first, *(k for k in others if k not in self.differing)]
+
+    def _spec_of(self, key: str) -> ValueSpec:
+        """What the file holds under ``key``, or what the value built under ``key`` will be."""
+        built = self.built.get(key)
+        return self.stored[key] if built is None else built[1].outputs[built[0].name]
+
+    def _sources(self, key: str) -> tuple[str, ...]:
+        """The stored keys a write of ``key`` reads (a built value's sources)."""
+        built = self.built.get(key)
+        return (key,) if built is None else built[0].sources
+
+    def _shown(self, key: str) -> str:
+        """``key`` as errors name it: a built value with what it is built from, and how."""
+        built = self.built.get(key)
+        if built is None:
+            return repr(key)
+        return f"{key!r} ({self._built_from(key)})"
+
+    def _built_from(self, key: str) -> str:
+        how, conversion = self.built[key]
+        sources = how.sources
+        shown = ", ".join(map(repr, sources if len(sources) <= 3 else sources[:2]))
+        if len(sources) > 3:
+            shown += f", ..., {sources[-1]!r}"
+        return f"built from {len(sources)} stored values ({shown}) by {conversion.how}"
 
     def _key_lookup(
         self, names: Iterable[list[str]], segments: frozenset[str], renamed: dict[str, str]
@@ -580,7 +642,10 @@ class NameBasedRestore:
         items = [
             Fetch(ident=id(w.target), key=w.key, target=w.target, stored=w.stored) for w in writes
         ]
-        return fetch(self.source, items, uid=self.uid, explicit=explicit, preloaded=preloaded)
+        built = {id(w.target): self.built[w.key][0] for w in writes if w.key in self.built}
+        return fetch(
+            self.source, items, uid=self.uid, explicit=explicit, preloaded=preloaded, built=built
+        )
 
     def _write(self, writes: Sequence[Assignment[Any]], load: Load, *, explicit: bool) -> None:
         by_ident = {id(write.target): write for write in writes}
@@ -626,13 +691,17 @@ class NameBasedRestore:
                 f"(the file's keys, as in report(), never a prefix of them); closest to "
                 f"{unknown[0]!r}: {close}{' ...' if len(below) > 5 else ''}."
             )
-        selected = [w for w in self.queued.values() if wanted is None or w.key in wanted]
+        selected = [
+            w
+            for w in self.queued.values()
+            if wanted is None or w.key in wanted or not wanted.isdisjoint(self._sources(w.key))
+        ]  # a built value: by its name or any of its sources'
         conflicts = [w for w in selected if w.conflict is not None]
         troubled = self.problems and (  # everything (the layouts too), or a write held back
             wanted is None or any(id(w.target) in self._troubled for w in selected)
         )
         if conflicts or troubled:
-            shown = [w.key for w in conflicts]
+            shown = [w.key if w.key not in self.built else self._shown(w.key) for w in conflicts]
             problems = self.problems if troubled else ()
             raise conflict_error(conflicts, self.source.display_path, shown, problems, lazy=True)
         idents = [id(w.target) for w in selected]
@@ -697,6 +766,10 @@ class NameBasedRestore:
                 own = self.view.describe(obj)[1]  # a ck.Variable matches by its name only
                 shown = own or found[0]
                 state, reason = self._state_of(obj, match)
+                stored = self.stored.get(match[1]) if match else None
+                if match is not None and match[1] in self.built:
+                    stored, built = self._spec_of(match[1]), self._built_from(match[1])
+                    reason = f"{reason}; {built}" if reason else built
                 entries.append(
                     ReportEntry(
                         path=path.prefix,
@@ -704,7 +777,7 @@ class NameBasedRestore:
                         key=match[1] if match else shown,
                         state=state,
                         program=spec,
-                        stored=self.stored.get(match[1]) if match else None,
+                        stored=stored,
                         type_name=type(obj).__name__,
                         reason=reason,
                         names=(own,) if own else tuple(found),

@@ -15,6 +15,13 @@ must not hold a second copy of the model while it checks.  So values go one of t
   ``write``.  The fresh arrays are 64-byte aligned, so a framework may adopt one as its own
   memory without a copy (JAX on the CPU does).  Extra memory: one batch, plus whatever the
   framework keeps of the old value until it is replaced.
+* **built**: values built from several stored ones (a Mixture-of-Experts model's experts,
+  stored one tensor each, fused into one: :class:`Built`) have their sources verified now,
+  and at commit, after every other value, are built one at a time: a value's sources are
+  read, the build makes it (every value those sources make at once, for a build that gives
+  several) and it goes to the adapter's ``write`` before the next one's sources are read.
+  Extra memory: one build's sources, what the build needs besides (transformers' fusing:
+  about the value twice), and the value until it is written.
 * **fetched**: values without a target yet (optimizer slots to create) are read now.
 * **guarded**: values whose write runs framework code that may refuse them (a scheduler's or
   a ``GradScaler``'s ``load_state_dict``, a module's ``set_extra_state``: the adapter's
@@ -35,7 +42,7 @@ were written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -64,6 +71,18 @@ class Fetch(NamedTuple):
     """What the checkpoint holds for ``key``."""
 
 
+class Built(NamedTuple):
+    """A value :func:`commit` builds from several stored ones.
+
+    ``build`` makes, from the arrays of ``sources`` (in that order), every value those
+    sources make, by name; this one is ``name``.  Values sharing ``build`` are built once.
+    """
+
+    sources: tuple[str, ...]
+    build: Callable[[list[np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]]
+    name: str
+
+
 @dataclass(slots=True)
 class Load:
     """What :func:`fetch` got: what to read at commit, and arrays read now."""
@@ -77,6 +96,8 @@ class Load:
     arrays: dict[int, np.ndarray[Any, Any]] = field(default_factory=dict)
     undo: dict[int, Callable[[], None]] = field(default_factory=dict)
     """ident -> puts a guarded target back as it was when fetched (its array is in ``arrays``)."""
+    built: dict[int, tuple[Any, Built]] = field(default_factory=dict)
+    """ident -> (target, how): its sources verified, the value built at commit."""
 
 
 _DTYPES: dict[str, np.dtype[Any]] = {}
@@ -114,11 +135,13 @@ def fetch(
     uid: int,
     explicit: bool = False,
     preloaded: dict[int, np.ndarray[Any, Any]] | None = None,
+    built: dict[int, Built] | None = None,
 ) -> Load:
     """Verify what is read at commit, read the rest; raise (writing nothing) on damage.
 
     ``preloaded``: arrays read before, by ident (taken out as they are used); a guarded
-    target's is written first at commit, as every guarded value is.
+    target's is written first at commit, as every guarded value is.  ``built``: the values
+    built at commit from several stored ones, by ident (their items' ``key`` is not read).
     """
     load = Load()
     rest: list[Fetch] = []
@@ -131,6 +154,10 @@ def fetch(
             undo = _undo_for(item.target) if item.target is not None else None
             if undo is not None:
                 load.undo[item.ident] = undo
+            continue
+        how = built.get(item.ident) if built else None
+        if how is not None:
+            load.built[item.ident] = (item.target, how)
             continue
         if item.target is None:
             rest.append(item)
@@ -154,6 +181,7 @@ def fetch(
         load.values.verify(
             [key for key, _, _ in load.in_place.values()]
             + [key for key, _ in load.streamed.values()]
+            + [key for _, how in load.built.values() for key in how.sources]
         )
         read = load.values.read([item.key for item in rest])
     except BaseException:
@@ -194,9 +222,10 @@ def commit(
     read by :func:`fetch`; then the in-place values are read into their targets' memory, all
     at once, and ``placed`` is told their idents; then the streamed values, one batch at a
     time (``write`` gets each array before the next batch is read, so the batch's memory is
-    released as it goes).  A target a newer restore wrote since :func:`fetch` is left alone
-    (unless ``explicit``): in place it is not read nor delivered; streamed it is not read, and
-    ``placed`` is told its ident (nothing left to write).
+    released as it goes); then the built values, one build at a time.  A target a newer
+    restore wrote since :func:`fetch` is left alone (unless ``explicit``): in place it is not
+    read nor delivered; streamed or built it is not read, and ``placed`` is told its ident
+    (nothing left to write).
     """
     values = load.values or source.open_values()
     try:
@@ -214,6 +243,10 @@ def commit(
         mark_written([target for _, target, _ in in_place.values()], uid)
         placed(list(in_place))
         placed(_write_streamed(source, load, values, write, every, uid))
+        built = ((ident, target, how) for ident, (target, how) in load.built.items())
+        hows, newer = _still_ours(built, every, uid)
+        _write_built(hows, values, write)
+        placed(newer)
     finally:
         values.close()
 
@@ -256,13 +289,8 @@ def _write_streamed(
 
     Returns the idents left alone because a newer restore wrote their targets.
     """
-    idents: dict[str, list[int]] = {}
-    newer: list[int] = []
-    for ident, (key, target) in load.streamed.items():
-        if every or written_by(target) <= uid:
-            idents.setdefault(key, []).append(ident)
-        else:
-            newer.append(ident)
+    streamed = ((ident, target, key) for ident, (key, target) in load.streamed.items())
+    idents, newer = _still_ours(streamed, every, uid)
     for batch in source.batches(idents, BATCH_BYTES):
         outs = {}
         for key in batch:
@@ -273,13 +301,57 @@ def _write_streamed(
         read = values.read_many(batch, outs)  # into the aligned arrays (fresh for strings)
         del outs
         for key in batch:
-            array = read.pop(key)
-            *others, last = idents[key]
-            for ident in others:  # each write gets its own array
-                write(ident, _copy(array))
-            write(last, array)
-            del array
+            _deliver(write, idents[key], read.pop(key))
     return newer
+
+
+def _write_built(
+    idents: dict[Built, list[int]],
+    values: ValueReader,
+    write: Callable[[int, np.ndarray[Any, Any]], None],
+) -> None:
+    """Build the values ``idents`` name (each written to its idents), one build at a time."""
+    builds: dict[int, list[Built]] = {}  # the values one build gives
+    for how in idents:
+        builds.setdefault(id(how.build), []).append(how)
+    for hows in builds.values():
+        sources, build = hows[0].sources, hows[0].build
+        read = values.read(sources)
+        made = build([read.pop(key) for key in sources])  # the build may free them as it goes
+        del read
+        for how in hows:
+            _deliver(write, idents[how], made.pop(how.name))
+        del made
+
+
+def _still_ours(
+    entries: Iterable[tuple[int, Any, Any]], every: bool, uid: int
+) -> tuple[dict[Any, list[int]], list[int]]:
+    """The idents of ``entries`` (ident, target, what it is written from) still to write.
+
+    By what they are written from; and the idents left alone because a newer restore wrote
+    their targets.
+    """
+    idents: dict[Any, list[int]] = {}
+    newer: list[int] = []
+    for ident, target, source in entries:
+        if every or written_by(target) <= uid:
+            idents.setdefault(source, []).append(ident)
+        else:
+            newer.append(ident)
+    return idents, newer
+
+
+def _deliver(
+    write: Callable[[int, np.ndarray[Any, Any]], None],
+    idents: list[int],
+    array: np.ndarray[Any, Any],
+) -> None:
+    """``array`` to the last of ``idents``, a copy to each other: each write gets its own."""
+    *others, last = idents
+    for ident in others:
+        write(ident, _copy(array))
+    write(last, array)
 
 
 def _copy(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

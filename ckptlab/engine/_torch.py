@@ -26,7 +26,7 @@ import copy
 import functools
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ckptlab.core import ValueSpec
 from ckptlab.engine import _pystate
+from ckptlab.engine._adapter import Conversion
 from ckptlab.engine._execute import (
     abandon,
     nothing,
@@ -80,17 +81,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return _DTYPES.get(dtype) or str(dtype).removeprefix("torch.")
 
 
-def to_numpy(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
-    """A host numpy array of ``tensor``'s value: a view for a CPU tensor, a copy otherwise."""
-    tensor = tensor.detach()
-    if tensor.device.type != "cpu":
-        tensor = tensor.cpu()
-    tensor = tensor.resolve_conj().resolve_neg()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.numpy()
-
-
 _BIT_PATTERNS = {
     np.dtype(getattr(ml_dtypes, name)): getattr(torch, name)
     for name in (
@@ -100,6 +90,23 @@ _BIT_PATTERNS = {
     if hasattr(torch, name)
 }  # fmt: skip
 """ml_dtypes dtypes torch has but cannot take from numpy: they cross as their bit patterns."""
+_BIT_ARRAYS = {torch_dtype: array_dtype for array_dtype, torch_dtype in _BIT_PATTERNS.items()}
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
+    """A host numpy array of ``tensor``'s value: a view for a CPU tensor, a copy otherwise.
+
+    bfloat16 and float8 come as their ``ml_dtypes`` arrays (through their bits).
+    """
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    tensor = tensor.resolve_conj().resolve_neg()
+    dtype = _BIT_ARRAYS.get(tensor.dtype)
+    if dtype is not None:
+        bits = torch.int16 if dtype.itemsize == 2 else torch.uint8
+        return tensor.view(bits).numpy().view(dtype)
+    return tensor.numpy()
 
 
 def from_numpy(array: np.ndarray[Any, Any]) -> torch.Tensor:
@@ -406,32 +413,28 @@ class TorchAdapter:
         transformers 5 renames some weights between a model's files and its modules
         (``encoder.layer.0.attention.attention.query`` in a ViT file is the module's
         ``layers.0.attention.q_proj``) and applies the renames as ``from_pretrained`` loads;
-        this asks transformers for the model's renames and applies them the same way.  Its
-        converters, which change values (MoE experts fused into one tensor), are not applied:
-        those values show as missing and unused.
+        this asks transformers for the model's renames and applies them the same way.
         """
         if "transformers" not in sys.modules:  # a model of it implies it was imported
             return None
-        try:
-            from transformers import PreTrainedModel
-            from transformers.conversion_mapping import (  # type: ignore[attr-defined]
-                WeightRenaming,
-                get_model_conversion_mapping,
-            )
-        except ImportError:  # transformers 4: files and modules use the same names
-            return None
-        if not isinstance(obj, PreTrainedModel):
-            return None
-        renames = [t for t in get_model_conversion_mapping(obj) if type(t) is WeightRenaming]
-        if not renames:
-            return None
+        from ckptlab.engine import _transformers
 
-        def rename(key: str) -> str:
-            for transform in renames:
-                key, _ = transform.rename_source_key(key)
-            return key
+        return _transformers.renames(obj)
 
-        return rename
+    def file_conversions(
+        self, obj: Any
+    ) -> Callable[[Mapping[str, ValueSpec]], list[Conversion]] | None:
+        """The values ``obj`` builds from several stored ones (name-based restores), if any.
+
+        transformers 5 fuses a Mixture-of-Experts model's per-expert weights into one tensor
+        per layer as ``from_pretrained`` loads (its converters); this asks transformers for
+        the model's converters and runs them the same way (:mod:`ckptlab.engine._transformers`).
+        """
+        if "transformers" not in sys.modules:
+            return None
+        from ckptlab.engine import _transformers
+
+        return _transformers.conversions(obj)
 
     def positional_state(
         self, obj: Any, prefix: str, stored: Any, literals: Any, value_at: Any

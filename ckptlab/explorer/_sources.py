@@ -76,6 +76,7 @@ SKIP_REASONS = {
 """Why each kind of skipped value cannot be written (the message when nothing is restored)."""
 
 NOT_STORED = "not in the checkpoint: no stored value"
+BUILT = "built from several stored values (the reason names them): no statistics of its own"
 """The details' ``no_stats`` of a value only the program has."""
 
 
@@ -218,6 +219,9 @@ class StatusSource:
         if value is None:
             return out
         if stored is None or value.key not in stored.document.values:
+            if stored is not None and view.nodes[node_id].state in MATCHED:
+                out["no_stats"] = BUILT  # its reason names the stored values it is built from
+                return out
             # A program-only value's key is the one it would have: the checkpoint holds none.
             out["expected_key"] = out.pop("key")
             out["no_stats"] = NOT_STORED
@@ -253,8 +257,8 @@ class StatusSource:
         pairs = [
             (e.key, live[e.path][0])
             for e in report.entries
-            if e.state in MATCHED and e.path in live
-        ]
+            if e.state in MATCHED and e.path in live and e.key in stored.document.values
+        ]  # not a value built from several stored ones (a name-based restore's fused experts)
         arrays = stored.read_many(key for key, _ in pairs)
         compared: dict[str, tuple[float, float, float]] = {}
         for key, obj in pairs:
