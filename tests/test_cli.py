@@ -694,6 +694,40 @@ def test_convert_to_safetensors_onto_an_existing_destination_never_suggests_over
     assert os.listdir(tmp_path / "out") == ["config.json"]
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_convert_refuses_an_existing_destination_on_every_store(where, tmp_path, request, capsys):
+    """The check used os.path.lexists, False for every URL: an S3 checkpoint was replaced
+    without --overwrite (exit 0), and --to safetensors onto it exited 1.  Whatever is at DST
+    and not a ckptlab checkpoint, --overwrite included, is a usage error (exit 2): that was 1."""
+    from ckptlab.cli import main
+
+    a = ck.Checkpoint(a=ck.Variable(np.arange(5.0))).write(tmp_path / "a")
+    b = ck.Checkpoint(b=ck.Variable(np.arange(7))).write(tmp_path / "b")
+    base = str(tmp_path) if where == "local" else request.getfixturevalue("s3_prefix")
+    dst, other = f"{base}/ck", f"{base}/other"
+
+    def run(*args):
+        code = main(["convert", *args, "--color", "never"])
+        return code, capsys.readouterr().err
+
+    assert run(a, dst)[0] == 0
+    code, err = run(b, dst)
+    assert (code, err) == (
+        2,
+        f"ckptlab: error: {dst} already exists; pass --overwrite to replace it\n",
+    )
+    code, err = run(b, dst, "--to", "safetensors")
+    assert code == 2 and "remove it first or choose another DST" in err
+    assert [k for k, _ in ck.list_variables(dst)] == ["a/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert run(b, dst, "--overwrite")[0] == 0
+    assert [k for k, _ in ck.list_variables(dst)] == ["b/.ATTRIBUTES/VARIABLE_VALUE"]
+    store, key = resolve(other)
+    store.write(f"{key}/config.json", [b"{}"], durable=False)  # a folder ckptlab did not write
+    code, err = run(b, other, "--overwrite")
+    assert code == 2 and "which ckptlab did not write" in err
+    assert store.list_dir(key) == ["config.json"]
+
+
 def test_ctrl_c_during_convert_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
     """It printed a KeyboardInterrupt traceback. Interrupted while writing (here: in-process,
     the interrupt raised where the values are written), the output is not published."""
