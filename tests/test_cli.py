@@ -354,6 +354,32 @@ def test_verify_all_checks_every_checkpoint_the_directory_holds(saved, tmp_path)
     assert checked[2]["problems"][0].startswith("listed but missing: ")
 
 
+def test_verify_all_reports_a_damaged_document_or_state_file_and_checks_the_others(saved, tmp_path):
+    """A checkpoint whose document is damaged stopped ``--all`` with one error line: the intact
+    ones got no report, and ``--json`` printed nothing.  A damaged state file stopped it too."""
+    _, paths = saved
+    (Path(paths[0]) / "zarr.json").write_bytes(b"")
+    done = cli("verify", "--all", tmp_path / "run")
+    assert done.returncode == 1 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"PROBLEM {paths[0]}/zarr.json is not valid JSON")
+    assert lines[1].startswith(f"FAILED {paths[0]}: 0 damaged values, 1 problems in files")
+    assert lines[2].startswith(f"OK {paths[1]}: ")
+    (tmp_path / "run" / "checkpoint").write_text("garbage\n")
+    done = cli("verify", "--all", "--json", tmp_path / "run")
+    assert done.returncode == 1
+    data = json.loads(done.stdout)
+    assert data["ok"] is False
+    (problem,) = data["problems"]
+    assert problem.startswith("state file not read, checkpoints found by listing: ")
+    assert str(tmp_path / "run" / "checkpoint") in problem
+    assert [(c["path"], c["ok"]) for c in data["checkpoints"]] == [
+        (paths[0], False),
+        (paths[1], True),
+    ]
+    assert "is not valid JSON" in data["checkpoints"][0]["problems"][0]
+
+
 def test_verify_all_reads_listed_names_inside_the_directory_as_given(
     saved, tmp_path, monkeypatch, capsys
 ):
