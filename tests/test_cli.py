@@ -404,6 +404,47 @@ def test_verify_all_reads_listed_names_inside_the_directory_as_given(
     ]
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_verify_names_the_values_of_a_missing_shard(where, tmp_path, request, monkeypatch, capsys):
+    """The problem "data/float32: 1 of 5 shards missing" named no value ("0 damaged values",
+    an empty --json list): the array's own path did not match the prefix "data/float32/".
+    Every value stored (even in part) in the missing shard is named, and only those."""
+    from ckptlab.cli import main
+    from ckptlab.storage import _layout
+
+    monkeypatch.setattr(_layout, "INNER_BYTES", 400)  # 880 floats: 5 shards of 2 inner chunks
+    monkeypatch.setattr(_layout, "LOCAL_SHARD_BYTES", 800)
+    monkeypatch.setattr(_layout, "REMOTE_SHARD_BYTES", 800)
+    variables = {f"v{i}": ck.Variable(np.arange(110, dtype="float32") + i) for i in range(8)}
+    base = str(tmp_path) if where == "local" else request.getfixturevalue("s3_prefix")
+    path = ck.Checkpoint(**variables, other=ck.Variable(np.arange(3))).write(
+        f"{base}/c", options=ck.WriteOptions(progress=False, durable=False)
+    )
+    table = stored_document(path).values
+    number = [info.path for info in table.arrays].index("data/float32")
+    shard = table.arrays[number].shard * 4
+    starts, sizes = table.byte_extents()
+    expected = sorted(
+        table.keys_[row]
+        for row, array in enumerate(table.array_ids)
+        if array == number and starts[row] < 2 * shard and starts[row] + sizes[row] > shard
+    )
+    assert len(expected) == 3  # two of them only in part
+    store, key = resolve(path)
+    store.delete_tree(f"{key}/data/float32/1")
+    assert main(["verify", "--json", path]) == 1
+    report = json.loads(capsys.readouterr().out)["checkpoints"][0]
+    assert report["problems"] == ["data/float32: 1 of 5 shards missing (data/float32/1, ...)"]
+    assert sorted(d["key"] for d in report["damaged"]) == expected
+    assert all("data/float32/1 is missing" in d["error"] for d in report["damaged"])
+    assert main(["verify", path, "--color", "never"]) == 1
+    text = capsys.readouterr().out
+    assert f"{len(expected)} damaged values, 1 problems in files" in text
+    assert [line for line in text.splitlines() if line.startswith("DAMAGED")] == [
+        f"DAMAGED {k}" for k in expected
+    ]
+
+
 def test_verify_checks_what_plain_zarr_readers_need(tmp_path):
     path = ck.Checkpoint(v=ck.Variable(np.arange(4.0))).write(tmp_path / "c")
     (Path(path) / "data" / "float64" / "zarr.json").unlink()

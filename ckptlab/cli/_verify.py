@@ -94,8 +94,13 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     suspects = sorted(values)
     if source.document.format_version > 0:
         result.problems = storage_verify(source.store, source.path)
-        broken = {p.split(":", 1)[0] for p in result.problems}
-        suspects = [k for k in suspects if any(b.startswith(f"{values[k].array}/") for b in broken)]
+        broken = {p.split(":", 1)[0] for p in result.problems}  # "data/float32" (its shards
+        # missing), "data/float32/3" (one shard): the array itself, or something below it
+        held = {k: values[k].array for k in suspects} if broken else {}
+        hit = {
+            a for a in set(held.values()) if any(b == a or b.startswith(f"{a}/") for b in broken)
+        }
+        suspects = [k for k, array in held.items() if array in hit]
     for key in suspects:
         try:
             source.read(key)
