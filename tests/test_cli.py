@@ -354,6 +354,32 @@ def test_verify_all_checks_every_checkpoint_the_directory_holds(saved, tmp_path)
     assert checked[2]["problems"][0].startswith("listed but missing: ")
 
 
+def test_verify_all_reports_a_damaged_document_or_state_file_and_checks_the_others(saved, tmp_path):
+    """A checkpoint whose document is damaged stopped ``--all`` with one error line: the intact
+    ones got no report, and ``--json`` printed nothing.  A damaged state file stopped it too."""
+    _, paths = saved
+    (Path(paths[0]) / "zarr.json").write_bytes(b"")
+    done = cli("verify", "--all", tmp_path / "run")
+    assert done.returncode == 1 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"PROBLEM {paths[0]}/zarr.json is not valid JSON")
+    assert lines[1].startswith(f"FAILED {paths[0]}: 0 damaged values, 1 problems in files")
+    assert lines[2].startswith(f"OK {paths[1]}: ")
+    (tmp_path / "run" / "checkpoint").write_text("garbage\n")
+    done = cli("verify", "--all", "--json", tmp_path / "run")
+    assert done.returncode == 1
+    data = json.loads(done.stdout)
+    assert data["ok"] is False
+    (problem,) = data["problems"]
+    assert problem.startswith("state file not read, checkpoints found by listing: ")
+    assert str(tmp_path / "run" / "checkpoint") in problem
+    assert [(c["path"], c["ok"]) for c in data["checkpoints"]] == [
+        (paths[0], False),
+        (paths[1], True),
+    ]
+    assert "is not valid JSON" in data["checkpoints"][0]["problems"][0]
+
+
 def test_verify_all_reads_listed_names_inside_the_directory_as_given(
     saved, tmp_path, monkeypatch, capsys
 ):
@@ -375,6 +401,47 @@ def test_verify_all_reads_listed_names_inside_the_directory_as_given(
         (paths[0], True),
         (paths[1], True),
         ("run/ckpt-10", False),
+    ]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_verify_names_the_values_of_a_missing_shard(where, tmp_path, request, monkeypatch, capsys):
+    """The problem "data/float32: 1 of 5 shards missing" named no value ("0 damaged values",
+    an empty --json list): the array's own path did not match the prefix "data/float32/".
+    Every value stored (even in part) in the missing shard is named, and only those."""
+    from ckptlab.cli import main
+    from ckptlab.storage import _layout
+
+    monkeypatch.setattr(_layout, "INNER_BYTES", 400)  # 880 floats: 5 shards of 2 inner chunks
+    monkeypatch.setattr(_layout, "LOCAL_SHARD_BYTES", 800)
+    monkeypatch.setattr(_layout, "REMOTE_SHARD_BYTES", 800)
+    variables = {f"v{i}": ck.Variable(np.arange(110, dtype="float32") + i) for i in range(8)}
+    base = str(tmp_path) if where == "local" else request.getfixturevalue("s3_prefix")
+    path = ck.Checkpoint(**variables, other=ck.Variable(np.arange(3))).write(
+        f"{base}/c", options=ck.WriteOptions(progress=False, durable=False)
+    )
+    table = stored_document(path).values
+    number = [info.path for info in table.arrays].index("data/float32")
+    shard = table.arrays[number].shard * 4
+    starts, sizes = table.byte_extents()
+    expected = sorted(
+        table.keys_[row]
+        for row, array in enumerate(table.array_ids)
+        if array == number and starts[row] < 2 * shard and starts[row] + sizes[row] > shard
+    )
+    assert len(expected) == 3  # two of them only in part
+    store, key = resolve(path)
+    store.delete_tree(f"{key}/data/float32/1")
+    assert main(["verify", "--json", path]) == 1
+    report = json.loads(capsys.readouterr().out)["checkpoints"][0]
+    assert report["problems"] == ["data/float32: 1 of 5 shards missing (data/float32/1, ...)"]
+    assert sorted(d["key"] for d in report["damaged"]) == expected
+    assert all("data/float32/1 is missing" in d["error"] for d in report["damaged"])
+    assert main(["verify", path, "--color", "never"]) == 1
+    text = capsys.readouterr().out
+    assert f"{len(expected)} damaged values, 1 problems in files" in text
+    assert [line for line in text.splitlines() if line.startswith("DAMAGED")] == [
+        f"DAMAGED {k}" for k in expected
     ]
 
 
@@ -692,6 +759,40 @@ def test_convert_to_safetensors_onto_an_existing_destination_never_suggests_over
     assert "remove it first or choose another DST" in lines[0]
     assert "pass --overwrite" not in lines[0]
     assert os.listdir(tmp_path / "out") == ["config.json"]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_convert_refuses_an_existing_destination_on_every_store(where, tmp_path, request, capsys):
+    """The check used os.path.lexists, False for every URL: an S3 checkpoint was replaced
+    without --overwrite (exit 0), and --to safetensors onto it exited 1.  Whatever is at DST
+    and not a ckptlab checkpoint, --overwrite included, is a usage error (exit 2): that was 1."""
+    from ckptlab.cli import main
+
+    a = ck.Checkpoint(a=ck.Variable(np.arange(5.0))).write(tmp_path / "a")
+    b = ck.Checkpoint(b=ck.Variable(np.arange(7))).write(tmp_path / "b")
+    base = str(tmp_path) if where == "local" else request.getfixturevalue("s3_prefix")
+    dst, other = f"{base}/ck", f"{base}/other"
+
+    def run(*args):
+        code = main(["convert", *args, "--color", "never"])
+        return code, capsys.readouterr().err
+
+    assert run(a, dst)[0] == 0
+    code, err = run(b, dst)
+    assert (code, err) == (
+        2,
+        f"ckptlab: error: {dst} already exists; pass --overwrite to replace it\n",
+    )
+    code, err = run(b, dst, "--to", "safetensors")
+    assert code == 2 and "remove it first or choose another DST" in err
+    assert [k for k, _ in ck.list_variables(dst)] == ["a/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert run(b, dst, "--overwrite")[0] == 0
+    assert [k for k, _ in ck.list_variables(dst)] == ["b/.ATTRIBUTES/VARIABLE_VALUE"]
+    store, key = resolve(other)
+    store.write(f"{key}/config.json", [b"{}"], durable=False)  # a folder ckptlab did not write
+    code, err = run(b, other, "--overwrite")
+    assert code == 2 and "which ckptlab did not write" in err
+    assert store.list_dir(key) == ["config.json"]
 
 
 def test_ctrl_c_during_convert_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):

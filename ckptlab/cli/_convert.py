@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ckptlab.cli._common import EXIT_OK, EXIT_USAGE, CommandError, Output, open_target
 from ckptlab.cli._style import human_bytes
 from ckptlab.core import printable, total_nbytes
-from ckptlab.errors import CkptlabError
+from ckptlab.errors import CkptlabError, StorageExistsError
 
 if TYPE_CHECKING:
     from ckptlab import KeyMap
@@ -97,15 +97,17 @@ def key_map(renames: list[str], transposes: list[str]) -> KeyMap | None:
 def run(args: argparse.Namespace, out: Output) -> int:
     """Convert ``args.src`` to ``args.dst``."""
     from ckptlab import convert
+    from ckptlab.storage import occupied, resolve
 
-    if os.path.lexists(args.dst) and args.to == "safetensors":  # never deletes a user's folder
+    exists = occupied(*resolve(os.fspath(args.dst)))  # a local path or an object-store URL
+    if exists and args.to == "safetensors":  # never deletes a user's folder
         raise CommandError(
             f"{args.dst} already exists; --to safetensors writes to a new path only "
             "(--overwrite replaces ckptlab checkpoints, never a folder that may hold a model's "
             "other files): remove it first or choose another DST",
             EXIT_USAGE,
         )
-    if os.path.lexists(args.dst) and not args.overwrite:
+    if exists and not args.overwrite:
         raise CommandError(f"{args.dst} already exists; pass --overwrite to replace it", EXIT_USAGE)
     for given, flag in ((args.max_shard_size, "--max-shard-size"), (args.root, "--root")):
         if given is not None and args.to != "safetensors":
@@ -121,6 +123,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
             max_shard_size=args.max_shard_size,
             root=args.root,
         )
+    except StorageExistsError as error:  # not a checkpoint at DST (--overwrite replaces those)
+        raise CommandError(str(error), EXIT_USAGE) from None
     except ValueError as error:
         if isinstance(error, CkptlabError):
             raise

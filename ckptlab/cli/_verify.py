@@ -94,8 +94,13 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     suspects = sorted(values)
     if source.document.format_version > 0:
         result.problems = storage_verify(source.store, source.path)
-        broken = {p.split(":", 1)[0] for p in result.problems}
-        suspects = [k for k in suspects if any(b.startswith(f"{values[k].array}/") for b in broken)]
+        broken = {p.split(":", 1)[0] for p in result.problems}  # "data/float32" (its shards
+        # missing), "data/float32/3" (one shard): the array itself, or something below it
+        held = {k: values[k].array for k in suspects} if broken else {}
+        hit = {
+            a for a in set(held.values()) if any(b == a or b.startswith(f"{a}/") for b in broken)
+        }
+        suspects = [k for k, array in held.items() if array in hit]
     for key in suspects:
         try:
             source.read(key)
@@ -109,20 +114,26 @@ def verify_checkpoint(source: StoredCheckpoint) -> Verification:
     return result
 
 
-def every_checkpoint(path: str) -> list[tuple[str, bool]]:
+def every_checkpoint(path: str) -> tuple[list[tuple[str, bool]], str | None]:
     """Every checkpoint of the directory ``path``, with whether its state file lists it.
 
     Those the state file lists (``all_model_checkpoint_paths`` and the latest), and every
     ckptlab checkpoint in the directory besides (one ``Checkpoint.save`` no longer lists, one
     ``keep_checkpoint_every_n_hours`` kept), in natural order (``ckpt-2`` before ``ckpt-10``).
-    Empty when ``path`` is a checkpoint itself or holds none.
+    Empty when ``path`` is a checkpoint itself or holds none.  Also why the state file cannot
+    be read (``None`` when it can, or there is none): such a state file lists nothing, and the
+    checkpoints in the directory are found all the same.
     """
     from ckptlab.storage import is_committed, join_listed, read_state, resolve
 
     store, directory = resolve(os.fspath(path))
     if is_committed(store, directory):
-        return []
-    state = read_state(store, directory)
+        return [], None
+    damage = None
+    try:
+        state = read_state(store, directory)
+    except CkptlabError as error:  # damaged, or a directory where it belongs
+        state, damage = None, str(error)
     listed = [join_listed(path, p) for p in (*state.all_paths, state.latest)] if state else []
     found = {
         join_listed(path, entry): False
@@ -130,36 +141,57 @@ def every_checkpoint(path: str) -> list[tuple[str, bool]]:
         if not entry.startswith(".") and is_committed(store, posixpath.join(directory, entry))
     }
     every = {**found, **dict.fromkeys(listed, True)}  # in the state file: must be there
-    return sorted(every.items(), key=lambda item: _natural(item[0]))
+    return sorted(every.items(), key=lambda item: _natural(item[0])), damage
 
 
 def _natural(path: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-def _verify_every(path: str) -> list[Verification]:
-    """``verify --all``: each checkpoint of the directory; a listed one that is gone fails."""
+def _verify_every(path: str) -> tuple[list[Verification], list[str]]:
+    """``verify --all``: each checkpoint of the directory, and the directory's own problems.
+
+    Each checkpoint is reported on its own: a listed one that is gone, or one that cannot be
+    opened (a damaged document), fails without stopping the others.  A state file that cannot
+    be read is a problem of the directory; the checkpoints found in it are verified still.
+    """
+    checkpoints, damage = every_checkpoint(path)
+    problems = (
+        [] if damage is None else [f"state file not read, checkpoints found by listing: {damage}"]
+    )
     results = []
-    for target, listed in every_checkpoint(path):
+    for target, listed in checkpoints:
         try:
-            source = open_target(target)[0]
+            results.append(verify_checkpoint(open_target(target)[0]))
         except NotFoundError as error:
             if listed:
                 results.append(Verification(target, problems=[f"listed but missing: {error}"]))
-            continue  # a Zarr group of someone else's, not a checkpoint
-        results.append(verify_checkpoint(source))
-    return results
+            # else: a Zarr group of someone else's, not a checkpoint
+        except CkptlabError as error:  # its document is damaged, or its storage refuses
+            results.append(Verification(_shown(target), problems=[str(error)]))
+    return results, problems
+
+
+def _shown(target: str) -> str:
+    """``target`` as a verified checkpoint's path is shown (the store's display of its key)."""
+    from ckptlab.storage import resolve
+
+    store, key = resolve(target)
+    return store.display(key)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     """Verify ``args.path`` (or every checkpoint of a directory with ``--all``)."""
-    results = _verify_every(args.path) if args.all else []
-    if not results:
+    results, problems = _verify_every(args.path) if args.all else ([], [])
+    if not results and not problems:
         results = [verify_checkpoint(open_target(args.path)[0])]
-    failed = not all(r.ok for r in results)
+    failed = bool(problems) or not all(r.ok for r in results)
     if out.json:
-        out.emit_json({"ok": not failed, "checkpoints": [r.to_json() for r in results]})
+        checked = [r.to_json() for r in results]
+        out.emit_json({"ok": not failed, "problems": problems, "checkpoints": checked})
         return EXIT_PROBLEMS if failed else EXIT_OK
+    for problem in problems:
+        out.line(f"{out.style.red('PROBLEM')} {printable(problem)}")
     for result in results:
         _print_result(result, out)
     return EXIT_PROBLEMS if failed else EXIT_OK

@@ -29,7 +29,7 @@ from ckptlab.storage._fsspec import (
     set_storage_options,
     storage_options_for,
 )
-from ckptlab.storage._kv import Buffer, ByteStore, LocalStore
+from ckptlab.storage._kv import Buffer, ByteStore, LocalStore, occupied
 from ckptlab.storage._layout import (
     CHUNK_BYTES,
     choose_chunks,
@@ -109,6 +109,7 @@ __all__ = [
     "note_eviction",
     "noting_failure",
     "numpy_dtype",
+    "occupied",
     "open_checkpoint",
     "open_path",
     "parse_size",

@@ -121,6 +121,19 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def occupied(store: ByteStore, key: str) -> bool:
+    """Whether anything is at ``key``, the same way on every store.
+
+    A file, a directory (on object stores: objects below the prefix), or locally a symbolic
+    link, even one to nothing.  What a writer that must not replace anything checks first.
+    """
+    return (
+        store.exists(key)
+        or store.is_dir(key)
+        or (isinstance(store, LocalStore) and os.path.islink(key))
+    )
+
+
 class LocalStore:
     """Files on a local (or network-mounted) file system; keys are absolute paths."""
 

@@ -27,7 +27,7 @@ from typing import Any
 from ckptlab.errors import InvalidArgumentError, StorageExistsError, UnsupportedFormatError
 from ckptlab.storage._commit import Staging, clean_leftovers, writing_into
 from ckptlab.storage._foreign._safetensors import DTYPES, METADATA
-from ckptlab.storage._kv import Buffer, ByteStore
+from ckptlab.storage._kv import Buffer, ByteStore, occupied
 from ckptlab.storage._layout import numpy_dtype
 from ckptlab.storage._reader import StoredCheckpoint
 from ckptlab.storage._stream import raw_bytes
@@ -153,7 +153,7 @@ def write_safetensors(
             f"{store.display(path)} names one file, so it cannot be sharded; pass a directory "
             "to shard with max_shard_size, or leave max_shard_size out."
         )
-    if store.exists(path) or store.is_dir(path):
+    if occupied(store, path):
         raise StorageExistsError(
             f"Refusing to write safetensors to {store.display(path)}: it exists. Choose a new "
             "path or remove it yourself."
