@@ -569,7 +569,10 @@ def test_a_file_that_is_not_a_checkpoint_exits_two(saved, tmp_path, command):
 HEAVY = ("numpy", "zarr", "ml_dtypes", "fsspec", "crc32c", "orjson", "tqdm", "ckptlab.storage")
 
 
-@pytest.mark.parametrize("program", [["-m", "ckptlab.cli", "--version"], ["-c", "import ckptlab"]])
+@pytest.mark.parametrize(
+    "program",
+    [["-m", "ckptlab.cli", "--version"], ["-m", "ckptlab", "--version"], ["-c", "import ckptlab"]],
+)
 def test_version_and_import_load_no_heavy_module(program):
     """Issue 17 #14: ``ckptlab --version`` took 1.5 s importing ml_dtypes, zarr and numpy."""
     done = subprocess.run(
