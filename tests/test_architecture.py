@@ -26,6 +26,8 @@ LAYERS: dict[str, set[str]] = {
 }
 # Folders that belong to the facade: public API split into a package of its own.
 FACADE_PACKAGES = {"explorer"}
+# Modules outside a layer's folder that belong to it: ``python -m ckptlab`` is the command line.
+PLACED = {"ckptlab.__main__": "cli"}
 # Modules that import nothing from ckptlab; every layer may import them.
 LEAVES = {"ckptlab.errors", "ckptlab._version"}
 # Layers that import only the standard library (and each other, as LAYERS allows).
@@ -45,6 +47,8 @@ def module_name(path):
 def layer_of(module):
     if module in LEAVES:
         return "leaf"
+    if module in PLACED:
+        return PLACED[module]
     parts = module.split(".")
     if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() and parts[1] not in FACADE_PACKAGES:
         return parts[1]
