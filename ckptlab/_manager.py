@@ -5,7 +5,6 @@ favour:
 
 * A state-file entry outside the directory is never managed (so never deleted), and
   timestamps that do not pair up with the paths are refused instead of zipped.
-
 * ``restore_or_initialize()`` keeps the restore status as ``restore_status``.
 * Retention deletes a checkpoint atomically: it stops being a valid checkpoint (renamed away)
   before its bytes go, and the state file stops listing it before that.  TF writes the state
@@ -214,9 +213,9 @@ class CheckpointManager:
         self._lock = DirectoryLock(self._store, self._key)
         self._last_step: int | None = None
         self._cut_short: set[str] = set()
+        """Checkpoints whose retention delete an interrupt (Ctrl-C) may have cut short."""
         self._outside: set[str] = set()
         """State-file entries outside the directory this manager warned about (once each)."""
-        """Checkpoints whose retention delete an interrupt (Ctrl-C) may have cut short."""
         self.restore_status: Any = None
         """The status of the restore done by :meth:`restore_or_initialize` (``None`` before)."""
         recovered = recover(self._adoptable(read_state(self._store, self._key)), self._now())
