@@ -369,15 +369,9 @@ def newest_uid() -> int:
 
 def mark_written(targets: Iterable[Any], uid: int) -> None:
     """Record that restore ``uid`` gave ``targets`` their values (read into their memory)."""
-    if uid < _NEWEST_UID:  # a newer restore wrote some: keep its mark on those
-        for target in targets:
-            _record(target, max(_newest(target), uid))
-        return
+    newest = uid >= _NEWEST_UID  # else a newer restore wrote some: keep its mark on those
     for target in targets:
-        if getattr(target, "_ck_written_by", None) is not None:  # (_record, inline: per value)
-            target._ck_written_by = uid
-        else:
-            _WRITTEN_BY.set(target, uid)
+        _record(target, uid if newest else max(_newest(target), uid))
 
 
 def written_by(target: Any) -> int:
